@@ -1,0 +1,87 @@
+"""What may enter the Raft log: command envelopes, outcomes and their error codes.
+
+A command is a plain dict, because the journal outlives the code that wrote
+it: a renamed class would make old entries unreadable, a dict never does.
+Every command carries everything non-deterministic that applying it needs
+(ids, the proposer's clock, hashes of secrets), so every node reaches the same
+state from the same log.
+
+    {"op": "worker.add",        # which state function applies it
+     "rid": "<uuid4 hex>",      # request id: a retried submit is applied once
+     "at": 1732280000.123,      # proposer's wall clock (seconds)
+     "by": "node-1/admin",      # who asked (for audit and `updated_by`)
+     "args": {...}}             # op-specific, validated by the proposer and again in apply
+
+An outcome is a plain dict too: `{"ok": True, "value": ...}` or
+`{"ok": False, "error": <code>, "message": <text>}` with a code from `ERRORS`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Final, TypedDict
+
+Command = dict[str, Any]
+Outcome = dict[str, Any]
+
+# Error codes an apply function may return, and the HTTP status each means.
+ERRORS: Final[dict[str, int]] = {
+    "invalid": 400,  # the command is malformed or breaks an invariant
+    "not_found": 404,  # the object it names does not exist
+    "conflict": 409,  # it would duplicate something unique (e.g. a worker URL)
+    "version_mismatch": 409,  # expected_version did not match
+}
+
+WORKER_OPS: Final = ("worker.add", "worker.update", "worker.set_status", "worker.remove")
+POLICY_OPS: Final = ("policy.set", "policy.delete")
+CONFIG_OPS: Final = ("config.set", "config.delete")
+ALL_OPS: Final = WORKER_OPS + POLICY_OPS + CONFIG_OPS
+
+
+class Envelope(TypedDict):
+    op: str
+    rid: str
+    at: float
+    by: str
+    args: dict[str, Any]
+
+
+def make(op: str, args: dict[str, Any], *, by: str, rid: str | None = None) -> Command:
+    """Build a command on the proposer: stamps the request id and the clock."""
+    if op not in ALL_OPS:
+        raise ValueError(f"unknown command op {op!r}")
+    envelope: Envelope = {
+        "op": op,
+        "rid": rid or uuid.uuid4().hex,
+        "at": time.time(),
+        "by": by,
+        "args": args,
+    }
+    return dict(envelope)
+
+
+def ok(value: Any = None) -> Outcome:
+    return {"ok": True, "value": value}
+
+
+def fail(error: str, message: str, **details: Any) -> Outcome:
+    assert error in ERRORS, error
+    return {"ok": False, "error": error, "message": message, **details}
+
+
+def envelope_problem(command: Any) -> str | None:
+    """Why a log entry is not a well-formed command, or None if it is."""
+    if not isinstance(command, dict):
+        return "command is not a mapping"
+    if command.get("op") not in ALL_OPS:
+        return f"unknown op {command.get('op')!r}"
+    if not isinstance(command.get("rid"), str) or not command["rid"]:
+        return "rid must be a non-empty string"
+    if not isinstance(command.get("at"), int | float):
+        return "at must be a number"
+    if not isinstance(command.get("by"), str):
+        return "by must be a string"
+    if not isinstance(command.get("args"), dict):
+        return "args must be a mapping"
+    return None

@@ -1,0 +1,311 @@
+"""The pysyncobj binding: submit a command, await its commit; read the group's status.
+
+This is the only module that imports pysyncobj. Everything else sees:
+- `await raft.submit(command)` -> the command's outcome, once committed and
+  applied on this node, or `CommitError` (no leader, timeout...) within a
+  bounded time;
+- `raft.state` -> this node's replica of `ControlState` (read-only);
+- `raft.status()` -> an immutable snapshot of the Raft group as this node sees it;
+- the `AppliedStream` given at construction, fed every applied command.
+
+Settings and rules follow shared/RAFT.md: no batching (1 ms commits), journal
+and full dump together, a password whenever peers are not on loopback, fast
+timeouts for a LAN, no queueing while leaderless (we retry ourselves, bounded),
+one replicated entry point (`apply`), and internal calls made on the Raft
+thread through a tick callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
+
+from mesh.commands import Command, Outcome
+from mesh.events import Applied, AppliedStream
+from mesh.state import ControlState
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Failures after which resubmitting is safe: the request id makes a command that
+# did commit after all answer with its first outcome instead of applying twice.
+_RETRYABLE = {
+    FAIL_REASON.MISSING_LEADER: "no_leader",
+    FAIL_REASON.NOT_LEADER: "not_leader",
+    FAIL_REASON.LEADER_CHANGED: "leader_changed",
+    FAIL_REASON.DISCARDED: "discarded",
+    FAIL_REASON.UNKNOWN_OUTCOME: "unknown_outcome",
+}
+_FINAL = {FAIL_REASON.QUEUE_FULL: "queue_full", FAIL_REASON.REQUEST_DENIED: "denied"}
+_RAFT_STATES = {0: "follower", 1: "candidate", 2: "leader"}
+
+
+class CommitError(Exception):
+    """A command was not (known to be) committed. `reason` is a short word."""
+
+    def __init__(self, reason: str, message: str, retry_after: float = 1.0):
+        super().__init__(message)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class RaftSettings:
+    data_dir: Path
+    self_address: str | None  # advertised "host:port"; None makes a read-only member
+    peers: tuple[str, ...] = ()
+    bind_address: str | None = None  # defaults to self_address
+    password: str | None = None
+    commit_timeout: float = 3.0
+    append_entries_period: float = 0.05
+    # How long the Raft thread sleeps when idle. A one-node group has no peer
+    # reply to wake it, so its commits wait one period: keep it short there.
+    tick_period: float = 0.05
+    raft_min_timeout: float = 0.3
+    raft_max_timeout: float = 0.9
+    connection_retry_time: float = 0.5
+    connection_timeout: float = 1.5
+    leader_fallback_timeout: float = 3.0
+    log_compaction_min_entries: int = 5000
+    log_compaction_min_time: int = 300
+
+
+@dataclass(frozen=True)
+class PeerStatus:
+    address: str
+    connected: bool
+    match_index: int | None
+    next_index: int | None
+
+
+@dataclass(frozen=True)
+class RaftStatus:
+    self_address: str | None
+    role: str  # leader | follower | candidate | starting
+    leader: str | None
+    term: int
+    commit_index: int
+    applied_index: int
+    leader_commit_index: int | None
+    has_quorum: bool
+    log_len: int
+    ready: bool  # caught up with the leader at least once since start
+    peers: tuple[PeerStatus, ...] = ()
+    readonly_nodes: int = 0
+    updated_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def is_leader(self) -> bool:
+        return self.role == "leader"
+
+
+class _Replica(SyncObjConsumer):  # type: ignore[misc]
+    """The replicated object: one entry point, `apply`, dispatching on the command."""
+
+    def __init__(self, stream: AppliedStream, on_restored: Callable[[], None]) -> None:
+        # Set before SyncObjConsumer.__init__ so they are not part of snapshots.
+        self._stream = stream
+        self._on_restored = on_restored
+        self._applied_index = 0
+        super().__init__()
+        self.state = ControlState()  # the only attribute that is snapshotted
+
+    @replicated  # type: ignore[misc]
+    def apply(self, command: Command) -> Outcome:
+        # pysyncobj bumps raftLastApplied right after this returns.
+        index = self._syncObj.raftLastApplied + 1
+        outcome = self.state.apply(command, index)
+        self._stream.publish(Applied(index, command, outcome))
+        return outcome
+
+    def _deserialize(self, data: dict[str, Any]) -> None:
+        super()._deserialize(data)  # replaces self.state with the snapshot's
+        self._stream.publish(Applied(self.state.applied_index, None, None))
+        self._on_restored()
+
+
+class MeshRaft:
+    """One node's membership in the Raft group."""
+
+    def __init__(self, settings: RaftSettings, stream: AppliedStream) -> None:
+        self.settings = settings
+        self.stream = stream
+        self._replica = _Replica(stream, self._note_restored)
+        self._sync: SyncObj | None = None
+        self._ready = threading.Event()
+        self._status = RaftStatus(
+            self_address=settings.self_address,
+            role="starting",
+            leader=None,
+            term=0,
+            commit_index=0,
+            applied_index=0,
+            leader_commit_index=None,
+            has_quorum=False,
+            log_len=0,
+            ready=False,
+        )
+        self._status_every = 0.1
+        self._last_status = 0.0
+        self._calls: collections.deque[Callable[[], None]] = collections.deque()
+        self.restores = 0
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def start(self) -> None:
+        """Create the SyncObj. Call on the main thread (its tick thread dies with its creator)."""
+        s = self.settings
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        conf = SyncObjConf(
+            password=s.password,
+            appendEntriesUseBatch=False,
+            journalFile=str(s.data_dir / "raft.journal"),
+            fullDumpFile=str(s.data_dir / "raft.dump"),
+            appendEntriesPeriod=s.append_entries_period,
+            autoTickPeriod=s.tick_period,
+            raftMinTimeout=s.raft_min_timeout,
+            raftMaxTimeout=s.raft_max_timeout,
+            connectionRetryTime=s.connection_retry_time,
+            connectionTimeout=s.connection_timeout,
+            leaderFallbackTimeout=s.leader_fallback_timeout,
+            commandsWaitLeader=False,
+            logCompactionMinEntries=s.log_compaction_min_entries,
+            logCompactionMinTime=s.log_compaction_min_time,
+            logCompactionSplit=True,
+            dynamicMembershipChange=True,
+            bindAddress=s.bind_address,
+            onReady=self._ready.set,
+        )
+        self._sync = SyncObj(s.self_address, list(s.peers), conf=conf, consumers=[self._replica])
+        self._sync.addOnTickCallback(self._on_tick)
+
+    def stop(self) -> None:
+        sync, self._sync = self._sync, None
+        if sync is not None:
+            sync.destroy_synchronous()
+
+    # -- reading --------------------------------------------------------------
+
+    @property
+    def state(self) -> ControlState:
+        """This node's replica. Read-only for callers; collections are copy-on-write."""
+        return self._replica.state  # type: ignore[no-any-return]
+
+    def status(self) -> RaftStatus:
+        return self._status
+
+    def tick_alive(self) -> bool:
+        return self._sync is not None and bool(self._sync.tick_thread_alive())
+
+    # -- writing --------------------------------------------------------------
+
+    async def submit(self, command: Command, timeout: float | None = None) -> Outcome:
+        """Replicate `command`; return its outcome once applied here. Bounded in time."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (timeout or self.settings.commit_timeout)
+        reason = "no_leader"
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise CommitError(reason, f"write not committed in time ({reason})")
+            future: asyncio.Future[tuple[Any, int]] = loop.create_future()
+            self._replica.apply(command, callback=functools.partial(_resolve, loop, future))
+            try:
+                result, error = await asyncio.wait_for(future, remaining)
+            except TimeoutError:
+                raise CommitError("timeout", "write not committed in time (timeout)") from None
+            if error == FAIL_REASON.SUCCESS:
+                return result  # type: ignore[no-any-return]
+            if error in _FINAL:
+                raise CommitError(_FINAL[error], f"write refused by raft ({_FINAL[error]})")
+            reason = _RETRYABLE.get(error, f"error_{error}")
+            await asyncio.sleep(min(0.05, max(0.0, deadline - loop.time())))
+
+    async def on_raft_thread(self, fn: Callable[[SyncObj], T], timeout: float = 2.0) -> T:
+        """Run `fn(syncobj)` on the Raft thread (internal calls belong there)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+
+        def call() -> None:
+            try:
+                value = fn(self._sync)
+            except Exception as exc:
+                loop.call_soon_threadsafe(_set_exception, future, exc)
+            else:
+                loop.call_soon_threadsafe(_set_result, future, value)
+
+        self._calls.append(call)
+        return await asyncio.wait_for(future, timeout)
+
+    # -- the Raft thread --------------------------------------------------------
+
+    def _on_tick(self) -> None:
+        while self._calls:
+            self._calls.popleft()()
+        now = time.monotonic()
+        if now - self._last_status >= self._status_every:
+            self._last_status = now
+            self._status = self._read_status()
+
+    def _read_status(self) -> RaftStatus:
+        sync = self._sync
+        assert sync is not None
+        raw = sync.getStatus()
+        peers = []
+        for node in sorted(sync.otherNodes, key=lambda n: n.id):
+            peers.append(
+                PeerStatus(
+                    address=node.id,
+                    connected=raw.get(f"partner_node_status_server_{node.id}") == 2,
+                    match_index=raw.get(f"match_idx_server_{node.id}"),
+                    next_index=raw.get(f"next_node_idx_server_{node.id}"),
+                )
+            )
+        leader = raw["leader"]
+        return RaftStatus(
+            self_address=self.settings.self_address,
+            role=_RAFT_STATES.get(raw["state"], "unknown"),
+            leader=leader.id if leader is not None else None,
+            term=raw["raft_term"],
+            commit_index=raw["commit_idx"],
+            applied_index=raw["last_applied"],
+            leader_commit_index=raw["leader_commit_idx"],
+            has_quorum=bool(raw["has_quorum"]),
+            log_len=raw["log_len"],
+            ready=self._ready.is_set(),
+            peers=tuple(peers),
+            readonly_nodes=raw["readonly_nodes_count"],
+        )
+
+    def _note_restored(self) -> None:
+        self.restores += 1
+
+
+def _resolve(
+    loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], res: Any, err: int
+) -> None:
+    """pysyncobj callback (Raft thread): hand the result to the loop."""
+    try:
+        loop.call_soon_threadsafe(_set_result, future, (res, err))
+    except RuntimeError:
+        pass  # loop closed: nobody waits any more
+
+
+def _set_result(future: asyncio.Future[Any], value: Any) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _set_exception(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)

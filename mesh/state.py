@@ -1,0 +1,330 @@
+"""The replicated control state of a meshgate mesh, and how each command changes it.
+
+Every node holds one `ControlState` and applies the same commands in the same
+log order, so every node holds the same state. This file is the whole story of
+what the mesh agrees on; read it top to bottom.
+
+Rules this module keeps (see shared/RAFT.md):
+- `apply` is pure and deterministic: no I/O, no clock, no randomness. Ids,
+  timestamps and secret hashes arrive inside the command.
+- `apply` never raises: a malformed or impossible command gets an error
+  outcome, the same on every node, and changes nothing.
+- Copy-on-write: a collection is never mutated in place. Apply builds a new
+  dict and swaps it in, so the event loop may read any collection (and any
+  record in it) without a lock while the Raft thread applies the next command.
+- Plain data only (dicts, lists, str, numbers), so the state pickles into
+  snapshots, and stays small.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import Any, Final
+
+from mesh.commands import Command, Outcome, envelope_problem, fail, ok
+
+log = logging.getLogger(__name__)
+
+Record = dict[str, Any]
+
+WORKER_TYPES: Final = ("regular", "prefill", "decode")
+WORKER_STATUSES: Final = ("pending", "ready", "failed", "draining")
+# Fields of a worker that `worker.update` may change; url and id never change.
+WORKER_MUTABLE: Final = (
+    "model_id",
+    "worker_type",
+    "runtime",
+    "priority",
+    "cost",
+    "labels",
+    "api_key",
+)
+DEFAULT_POLICY_KEY: Final = "*"  # the policy for models that have none of their own
+RECENT_REQUESTS_KEPT: Final = 4096  # how many request ids are remembered for dedup
+
+
+class ControlState:
+    """Everything the mesh agrees on. Each attribute is replaced, never mutated."""
+
+    def __init__(self) -> None:
+        # Log index of the last command applied; every version is such an index.
+        self.applied_index: int = 0
+        # Inference workers by id (UUID string). See `_worker_add` for the record.
+        self.workers: dict[str, Record] = {}
+        # url -> worker id: O(1) duplicate detection and lookup by URL.
+        self.worker_urls: dict[str, str] = {}
+        # Routing policy per model id ("*" is the default): {policy, params, version, ...}.
+        self.policies: dict[str, Record] = {}
+        # Free-form cluster configuration: key -> {value, version, updated_at, updated_by}.
+        self.config: dict[str, Record] = {}
+        # Outcomes of recently applied request ids, oldest first (dict keeps order).
+        self.recent: dict[str, Outcome] = {}
+
+    # -- applying -----------------------------------------------------------
+
+    def apply(self, command: Command, index: int) -> Outcome:
+        """Apply one committed command at log `index`; return its outcome. Never raises."""
+        self.applied_index = index
+        problem = envelope_problem(command)
+        if problem:
+            return fail("invalid", problem)
+        seen = self.recent.get(command["rid"])
+        if seen is not None:
+            return seen  # a retried submit: answer as the first time, change nothing
+        handler = _HANDLERS[command["op"]]
+        try:
+            outcome = handler(self, command["args"], command, index)
+        except Exception as exc:  # a bug; the same on every node, so still deterministic
+            log.exception("apply %s failed", command["op"])
+            outcome = fail("invalid", f"{command['op']} could not be applied: {exc}")
+        self._remember(command["rid"], outcome)
+        return outcome
+
+    def _remember(self, rid: str, outcome: Outcome) -> None:
+        recent = dict(self.recent)
+        recent[rid] = outcome
+        while len(recent) > RECENT_REQUESTS_KEPT:
+            del recent[next(iter(recent))]
+        self.recent = recent
+
+    # -- reading ------------------------------------------------------------
+
+    def policy_for(self, model: str | None) -> Record | None:
+        policies = self.policies
+        return policies.get(model or "") or policies.get(DEFAULT_POLICY_KEY)
+
+    def counts(self) -> dict[str, int]:
+        """How many objects each replicated collection holds (for /ha/status)."""
+        return {
+            "workers": len(self.workers),
+            "policies": len(self.policies),
+            "config": len(self.config),
+        }
+
+
+# -- helpers ---------------------------------------------------------------
+
+
+def _with(mapping: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    new = dict(mapping)
+    new[key] = value
+    return new
+
+
+def _without(mapping: dict[str, Any], key: str) -> dict[str, Any]:
+    new = dict(mapping)
+    new.pop(key, None)
+    return new
+
+
+def _stamp(command: Command, index: int) -> Record:
+    return {"version": index, "updated_at": command["at"], "updated_by": command["by"]}
+
+
+def _version_problem(record: Record | None, expected: Any) -> Outcome | None:
+    """Compare-and-set: None when `expected` (if given) matches; 0 means 'must not exist'."""
+    if expected is None:
+        return None
+    if not isinstance(expected, int) or isinstance(expected, bool) or expected < 0:
+        return fail("invalid", "expected_version must be a non-negative integer")
+    current = record["version"] if record else 0
+    if current != expected:
+        return fail(
+            "version_mismatch",
+            f"expected version {expected}, current version is {current}",
+            current_version=current,
+        )
+    return None
+
+
+def _worker_field_problem(field: str, value: Any) -> str | None:
+    """Deterministic re-check of a worker field (the proposer validated it first)."""
+    if field in ("model_id", "runtime"):
+        return None if value is None or isinstance(value, str) else f"{field} must be a string"
+    if field == "worker_type":
+        return None if value in WORKER_TYPES else f"worker_type must be one of {WORKER_TYPES}"
+    if field == "priority":
+        ok_int = isinstance(value, int) and not isinstance(value, bool)
+        return None if ok_int and 0 <= value <= 1_000_000 else "priority must be an integer >= 0"
+    if field == "cost":
+        ok_num = isinstance(value, int | float) and not isinstance(value, bool)
+        return None if ok_num and math.isfinite(value) and value >= 0 else "cost must be >= 0"
+    if field == "labels":
+        good = isinstance(value, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        )
+        return None if good else "labels must map strings to strings"
+    if field == "api_key":
+        return None if value is None or isinstance(value, str) else "api_key must be a string"
+    return f"unknown worker field {field!r}"
+
+
+# -- workers -----------------------------------------------------------------
+
+
+def _worker_add(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
+    """Register a worker. args: {"worker": {id, url, model_id, worker_type, runtime,
+    connection_mode, priority, cost, labels, api_key}}. It starts `pending`: a
+    background discovery job on the proposing node marks it ready or failed."""
+    spec = args.get("worker")
+    if not isinstance(spec, dict):
+        return fail("invalid", "worker must be a mapping")
+    worker_id, url = spec.get("id"), spec.get("url")
+    if not isinstance(worker_id, str) or not isinstance(url, str) or not url:
+        return fail("invalid", "worker id and url are required strings")
+    if url in state.worker_urls:
+        existing = state.worker_urls[url]
+        return fail("conflict", f"a worker with url {url} already exists", worker_id=existing)
+    if worker_id in state.workers:
+        return fail("conflict", f"worker id {worker_id} already exists", worker_id=worker_id)
+    for field in WORKER_MUTABLE:
+        problem = _worker_field_problem(field, spec.get(field))
+        if problem and field in spec:
+            return fail("invalid", problem)
+    record: Record = {
+        "id": worker_id,
+        "url": url,
+        "model_id": spec.get("model_id"),
+        "worker_type": spec.get("worker_type", "regular"),
+        "runtime": spec.get("runtime"),
+        "connection_mode": spec.get("connection_mode", "http"),
+        "priority": spec.get("priority", 50),
+        "cost": spec.get("cost", 1.0),
+        "labels": dict(spec.get("labels") or {}),
+        "api_key": spec.get("api_key"),
+        "status": "pending",
+        "job_status": {"state": "queued", "message": "discovery queued", "attempts": 0},
+        "metadata": {},
+        "created_at": cmd["at"],
+        "created_by": cmd["by"],
+        **_stamp(cmd, index),
+    }
+    state.workers = _with(state.workers, worker_id, record)
+    state.worker_urls = _with(state.worker_urls, url, worker_id)
+    return ok({"worker_id": worker_id, "version": index})
+
+
+def _worker_update(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
+    """Change mutable fields. args: {"id", "changes": {field: value}, "expected_version"?}."""
+    record = state.workers.get(args.get("id", ""))
+    if record is None:
+        return fail("not_found", f"worker {args.get('id')} not found")
+    mismatch = _version_problem(record, args.get("expected_version"))
+    if mismatch:
+        return mismatch
+    changes = args.get("changes")
+    if not isinstance(changes, dict) or not changes:
+        return fail("invalid", "changes must be a non-empty mapping")
+    for field, value in changes.items():
+        problem = _worker_field_problem(field, value)
+        if problem:
+            return fail("invalid", problem)
+    updated = {**record, **changes, **_stamp(cmd, index)}
+    state.workers = _with(state.workers, record["id"], updated)
+    return ok({"worker_id": record["id"], "version": index})
+
+
+def _worker_set_status(
+    state: ControlState, args: dict[str, Any], cmd: Command, index: int
+) -> Outcome:
+    """Record a lifecycle step. args: {"id", "status", "job_status", "metadata"?, "model_id"?}.
+
+    A draining worker stays draining: only its removal ends that state."""
+    record = state.workers.get(args.get("id", ""))
+    if record is None:
+        return fail("not_found", f"worker {args.get('id')} not found")
+    status = args.get("status")
+    if status not in WORKER_STATUSES:
+        return fail("invalid", f"status must be one of {WORKER_STATUSES}")
+    if record["status"] == "draining" and status != "draining":
+        return fail("conflict", "worker is draining; it can only be removed")
+    updated: Record = {**record, "status": status, **_stamp(cmd, index)}
+    if isinstance(args.get("job_status"), dict):
+        updated["job_status"] = args["job_status"]
+    if isinstance(args.get("metadata"), dict):
+        updated["metadata"] = args["metadata"]
+    if record.get("model_id") is None and isinstance(args.get("model_id"), str):
+        updated["model_id"] = args["model_id"]  # discovered; an explicit model_id wins
+    state.workers = _with(state.workers, record["id"], updated)
+    return ok({"worker_id": record["id"], "status": status, "version": index})
+
+
+def _worker_remove(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
+    """Forget a worker. args: {"id"}."""
+    record = state.workers.get(args.get("id", ""))
+    if record is None:
+        return fail("not_found", f"worker {args.get('id')} not found")
+    state.workers = _without(state.workers, record["id"])
+    state.worker_urls = _without(state.worker_urls, record["url"])
+    return ok({"worker_id": record["id"], "version": index})
+
+
+# -- routing policies ----------------------------------------------------------
+
+
+def _policy_set(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
+    """Set the routing policy of a model ("*" = default). args: {model, policy, params}.
+    The proposer validated name and params against the policy registry."""
+    model, policy, params = args.get("model"), args.get("policy"), args.get("params", {})
+    if not isinstance(model, str) or not model:
+        return fail("invalid", "model must be a non-empty string")
+    if not isinstance(policy, str) or not isinstance(params, dict):
+        return fail("invalid", "policy must be a string and params a mapping")
+    mismatch = _version_problem(state.policies.get(model), args.get("expected_version"))
+    if mismatch:
+        return mismatch
+    record = {"model_id": model, "policy": policy, "params": params, **_stamp(cmd, index)}
+    state.policies = _with(state.policies, model, record)
+    return ok({"model_id": model, "version": index})
+
+
+def _policy_delete(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
+    model = args.get("model")
+    if model not in state.policies:
+        return fail("not_found", f"no policy is set for model {model}")
+    state.policies = _without(state.policies, model)
+    return ok({"model_id": model, "version": index})
+
+
+# -- configuration keys ----------------------------------------------------------
+
+
+def _config_set(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
+    """Write a config key. args: {key, value, expected_version?}; value is any JSON value."""
+    key = args.get("key")
+    if not isinstance(key, str) or not key:
+        return fail("invalid", "key must be a non-empty string")
+    mismatch = _version_problem(state.config.get(key), args.get("expected_version"))
+    if mismatch:
+        return mismatch
+    record = {"key": key, "value": args.get("value"), **_stamp(cmd, index)}
+    state.config = _with(state.config, key, record)
+    return ok({"key": key, "version": index})
+
+
+def _config_delete(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
+    key = args.get("key")
+    record = state.config.get(key) if isinstance(key, str) else None
+    if record is None:
+        return fail("not_found", f"config key {key} not found")
+    mismatch = _version_problem(record, args.get("expected_version"))
+    if mismatch:
+        return mismatch
+    state.config = _without(state.config, record["key"])
+    return ok({"key": record["key"], "version": index})
+
+
+Handler = Callable[[ControlState, dict[str, Any], Command, int], Outcome]
+
+_HANDLERS: Final[dict[str, Handler]] = {
+    "worker.add": _worker_add,
+    "worker.update": _worker_update,
+    "worker.set_status": _worker_set_status,
+    "worker.remove": _worker_remove,
+    "policy.set": _policy_set,
+    "policy.delete": _policy_delete,
+    "config.set": _config_set,
+    "config.delete": _config_delete,
+}

@@ -1,0 +1,74 @@
+"""Small helpers shared by the HTTP handlers: JSON in and out, route-group guards."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from node.app import NODE, Node
+from node.auth import Principal
+from node.errors import ApiError
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+GuardedHandler = Callable[[web.Request, Principal], Awaitable[web.StreamResponse]]
+
+
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        status=status, body=orjson.dumps(data), content_type="application/json", headers=headers
+    )
+
+
+def node_of(request: web.Request) -> Node:
+    return request.app[NODE]
+
+
+async def json_object(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400 saying what is wrong with it."""
+    body = await request.read()
+    if not body:
+        raise ApiError(400, "request body is empty; send a JSON object")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "request body must be a JSON object")
+    return data
+
+
+def control_plane(handler: GuardedHandler) -> Handler:
+    """Wrap a handler so it runs only for control-plane credentials."""
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        principal = node_of(request).auth.control_plane(request)
+        return await handler(request, principal)
+
+    guarded.__name__ = handler.__name__
+    return guarded
+
+
+def protected(handler: GuardedHandler) -> Handler:
+    """Wrap a handler so it runs only for API-key (or control-plane) credentials."""
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        principal = node_of(request).auth.protected(request)
+        return await handler(request, principal)
+
+    guarded.__name__ = handler.__name__
+    return guarded
+
+
+def reject_unknown(data: dict[str, Any], allowed: set[str] | frozenset[str]) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ApiError(
+            400,
+            f"unknown field(s): {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}",
+            param=unknown[0],
+        )

@@ -1,0 +1,88 @@
+"""Probes (public): `/health`, `/liveness`, `/readiness`, `/health_generate`.
+
+The status code is the answer, for load balancers and Kubernetes; the body
+says why. Probes read state the node already maintains and never write.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+from aiohttp import web
+
+from node.api.common import json_response, node_of
+from node.app import Node
+
+
+def install(app: web.Application) -> None:
+    app.router.add_get("/health", health)
+    app.router.add_get("/liveness", liveness)
+    app.router.add_get("/readiness", readiness)
+    app.router.add_get("/health_generate", health_generate)
+
+
+def readiness_problems(node: Node) -> list[str]:
+    problems = []
+    if node.draining:
+        problems.append("node is draining")
+    status = node.raft.status()
+    if not status.ready:
+        problems.append("control state has not caught up with the mesh yet")
+    elif status.leader is None:
+        problems.append("the mesh has no leader")
+    if not any(w.routable for w in node.pool.all()):
+        problems.append("no healthy worker")
+    return problems
+
+
+async def health(request: web.Request) -> web.Response:
+    node = node_of(request)
+    status = node.raft.status()
+    workers = node.pool.all()
+    healthy = sum(1 for w in workers if w.routable)
+    return json_response(
+        {
+            "status": "ok" if not readiness_problems(node) else "degraded",
+            **node.info(),
+            "workers": {"total": len(workers), "healthy": healthy},
+            "raft": {
+                "role": status.role,
+                "leader": status.leader,
+                "applied_index": status.applied_index,
+            },
+        }
+    )
+
+
+async def liveness(request: web.Request) -> web.Response:
+    node = node_of(request)
+    if not node.raft.tick_alive():
+        return json_response({"alive": False, "reason": "the Raft thread has stopped"}, 503)
+    return json_response({"alive": True})
+
+
+async def readiness(request: web.Request) -> web.Response:
+    problems = readiness_problems(node_of(request))
+    if problems:
+        return json_response({"ready": False, "reasons": problems}, 503)
+    return json_response({"ready": True})
+
+
+async def health_generate(request: web.Request) -> web.Response:
+    """Ask one healthy worker to prove it can generate."""
+    node = node_of(request)
+    workers = [w for w in node.pool.all() if w.routable]
+    if not workers:
+        return json_response({"healthy": False, "reason": "no healthy worker"}, 503)
+    worker = min(workers, key=lambda w: w.load)
+    timeout = aiohttp.ClientTimeout(total=node.config.health_check_timeout_secs * 6)
+    try:
+        async with node.session.get(
+            worker.base_url + "/health_generate", headers=worker.auth_headers, timeout=timeout
+        ) as resp:
+            await resp.read()
+            ok = resp.status < 400
+            body = {"healthy": ok, "worker_id": worker.id, "worker_status": resp.status}
+            return json_response(body, 200 if ok else 503)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        body = {"healthy": False, "worker_id": worker.id, "reason": f"{type(exc).__name__} {exc}"}
+        return json_response(body, 503)

@@ -1,0 +1,255 @@
+"""The inference API: OpenAI-compatible and SGLang-native routes, proxied to workers.
+
+Protected routes pass auth, then admission (a slot or a 429), then the
+forwarder. Public model routes (`/v1/models`, `/get_model_info`,
+`/get_server_info`, `/engine_metrics`) are answered from the pool or by asking
+workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from node.api.common import Handler, json_response, node_of
+from node.app import Node
+from node.errors import ApiError
+from node.limits.admission import Rejected
+from node.proxy.facts import facts_of, model_of, parse_body, wants_stream
+from node.proxy.forward import Exchange
+from node.workers.worker import Worker
+
+INFERENCE_ROUTES = (
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+    "/v1/rerank",
+    "/rerank",
+    "/generate",
+    "/v1/messages",
+    "/v1/classify",
+    "/v1/responses",
+)
+PROMPT_POLICIES = frozenset({"cache_aware", "prefix_hash"})
+ROUTING_KEY_HEADERS = ("x-session-id", "x-routing-key")
+
+
+def install(app: web.Application) -> None:
+    for path in INFERENCE_ROUTES:
+        app.router.add_post(path, inference_handler(path))
+    app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/get_model_info", get_model_info)
+    app.router.add_get("/get_server_info", get_server_info)
+    app.router.add_get("/engine_metrics", engine_metrics)
+
+
+def inference_handler(path: str) -> Handler:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        node = node_of(request)
+        started = time.perf_counter()
+        model_label, status = "none", 500
+        try:
+            node.auth.protected(request)
+            body = await request.read()
+            data = parse_body(body)
+            model = model_of(data)
+            if model is not None:
+                model_label = model if node.pool.serving(model) is not None else "unknown"
+            response = await _admit_and_forward(node, request, path, body, data, model, started)
+            status = response.status
+            return response
+        except ApiError as exc:
+            status = exc.status
+            raise
+        finally:
+            node.metrics.request(path, model_label, status, time.perf_counter() - started)
+
+    handle.__name__ = "inference_" + path.strip("/").replace("/", "_")
+    return handle
+
+
+async def _admit_and_forward(
+    node: Node,
+    request: web.Request,
+    path: str,
+    body: bytes,
+    data: dict[str, Any],
+    model: str | None,
+    started: float,
+) -> web.StreamResponse:
+    stream = wants_stream(data)
+    node.forwarder.candidates(model)  # 404 for an unknown model before taking a slot
+    request_id = _request_id(node, request)
+    routing_key = next((v for h in ROUTING_KEY_HEADERS if (v := request.headers.get(h))), None)
+    policy = node.selector.record_for(model)["policy"]
+    facts = facts_of(data, model, routing_key, with_prompt=policy in PROMPT_POLICIES)
+    try:
+        await node.admission.acquire()
+    except Rejected as exc:
+        raise ApiError(
+            429,
+            f"the node is at capacity ({exc.reason.replace('_', ' ')}); retry after "
+            f"{exc.retry_after}s",
+            code=exc.reason,
+            headers={"Retry-After": str(exc.retry_after)},
+        ) from None
+    try:
+        exchange = Exchange(request, path, body, model, stream, facts, request_id, started)
+        return await node.forwarder.forward(exchange)
+    finally:
+        node.admission.release()
+
+
+def _request_id(node: Node, request: web.Request) -> str:
+    for header in node.config.request_id_headers:
+        value = request.headers.get(header)
+        if value:
+            return value[:128]
+    return uuid.uuid4().hex
+
+
+# -- model and server information ----------------------------------------------------------
+
+
+def _ready_workers(node: Node) -> list[Worker]:
+    return [w for w in node.pool.all() if w.status == "ready" and w.connection_mode == "http"]
+
+
+async def list_models(request: web.Request) -> web.Response:
+    node = node_of(request)
+    models: dict[str, dict[str, Any]] = {}
+    for worker in node.pool.all():
+        if worker.status != "ready":
+            continue
+        names = [worker.model_id] if worker.model_id else []
+        names += [m for m in worker.record.get("metadata", {}).get("served_models", []) if m]
+        for name in names:
+            models.setdefault(
+                name,
+                {
+                    "id": name,
+                    "object": "model",
+                    "created": int(worker.record["created_at"]),
+                    "owned_by": "meshgate",
+                },
+            )
+    return json_response({"object": "list", "data": sorted(models.values(), key=lambda m: m["id"])})
+
+
+async def _get_json(node: Node, worker: Worker, path: str) -> tuple[int, Any]:
+    timeout = aiohttp.ClientTimeout(total=node.config.health_check_timeout_secs)
+    async with node.session.get(
+        worker.base_url + path, headers=worker.auth_headers, timeout=timeout
+    ) as resp:
+        body = await resp.read()
+        try:
+            return resp.status, await resp.json(content_type=None) if body else None
+        except ValueError:
+            return resp.status, body.decode(errors="replace")
+
+
+async def get_model_info(request: web.Request) -> web.Response:
+    node = node_of(request)
+    model = request.query.get("model")
+    serving = node.pool.serving(model)
+    if serving is None:
+        raise ApiError(
+            404,
+            f"model {model!r} is not served by any worker",
+            code="model_not_found",
+            param="model",
+        )
+    workers = [w for w in serving if w.routable]
+    if not workers:
+        raise ApiError(
+            503, "no healthy worker to ask", code="no_healthy_worker", headers={"Retry-After": "1"}
+        )
+    worker = min(workers, key=lambda w: w.load)
+    try:
+        status, body = await _get_json(node, worker, "/get_model_info")
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise ApiError(502, f"worker {worker.id} did not answer: {exc}") from None
+    return json_response(body, status)
+
+
+async def get_server_info(request: web.Request) -> web.Response:
+    node = node_of(request)
+    workers = _ready_workers(node)
+
+    async def one(worker: Worker) -> dict[str, Any]:
+        try:
+            status, body = await _get_json(node, worker, "/get_server_info")
+            return {"worker_id": worker.id, "url": worker.url, "status": status, "info": body}
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return {
+                "worker_id": worker.id,
+                "url": worker.url,
+                "error": f"{type(exc).__name__} {exc}",
+            }
+
+    results = await asyncio.gather(*(one(w) for w in workers))
+    return json_response(
+        {
+            "gateway": {
+                **node.info(),
+                "policy": node.selector.record_for(None)["policy"],
+                "models": node.pool.models(),
+                "applied_index": node.raft.state.applied_index,
+            },
+            "workers": list(results),
+        }
+    )
+
+
+async def engine_metrics(request: web.Request) -> web.Response:
+    """Every ready worker's /metrics, each sample labelled with its worker id."""
+    node = node_of(request)
+    workers = _ready_workers(node)
+    timeout = aiohttp.ClientTimeout(total=node.config.health_check_timeout_secs)
+
+    async def fetch(worker: Worker) -> tuple[Worker, str | None]:
+        try:
+            async with node.session.get(
+                worker.base_url + "/metrics", headers=worker.auth_headers, timeout=timeout
+            ) as resp:
+                text = (await resp.read()).decode(errors="replace")
+                return worker, text if resp.status < 400 else None
+        except (aiohttp.ClientError, TimeoutError):
+            return worker, None
+
+    lines: list[str] = []
+    described: set[str] = set()
+    for worker, text in await asyncio.gather(*(fetch(w) for w in workers)):
+        if text is None:
+            lines.append(f"# worker {worker.id} ({worker.url}) did not answer")
+            continue
+        lines.extend(label_samples(text, worker.id, described))
+    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8")
+
+
+def label_samples(text: str, worker_id: str, described: set[str]) -> list[str]:
+    """Add `worker="<id>"` to each sample; keep each HELP/TYPE line once."""
+    out = []
+    label = f'worker="{worker_id}"'
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        if line.startswith("#"):
+            if line not in described:
+                described.add(line)
+                out.append(line)
+            continue
+        name, brace, rest = line.partition("{")
+        if brace:
+            out.append(
+                f"{name}{{{label},{rest}" if not rest.startswith("}") else f"{name}{{{label}{rest}"
+            )
+        else:
+            metric, _, value = line.partition(" ")
+            out.append(f"{metric}{{{label}}} {value}")
+    return out

@@ -1,0 +1,93 @@
+"""Operations: `/flush_cache` and `/get_loads` (control plane), `/metrics` (public).
+
+The two fan-outs ask every ready worker at once and report each worker's
+answer, so a partial failure is visible (206) rather than hidden.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from node.api.common import control_plane, json_response, node_of
+from node.app import Node
+from node.auth import Principal
+from node.workers.worker import Worker
+
+
+def install(app: web.Application) -> None:
+    app.router.add_post("/flush_cache", control_plane(flush_cache))
+    app.router.add_get("/get_loads", control_plane(get_loads))
+    app.router.add_get("/metrics", metrics)
+
+
+async def _call(node: Node, worker: Worker, method: str, path: str) -> dict[str, Any]:
+    timeout = aiohttp.ClientTimeout(total=node.config.health_check_timeout_secs * 2)
+    result: dict[str, Any] = {"worker_id": worker.id, "url": worker.url}
+    try:
+        async with node.session.request(
+            method, worker.base_url + path, headers=worker.auth_headers, timeout=timeout
+        ) as resp:
+            body = await resp.read()
+            result["status"] = resp.status
+            result["success"] = resp.status < 400
+            try:
+                result["response"] = await resp.json(content_type=None) if body else None
+            except ValueError:
+                result["response"] = body.decode(errors="replace")[:1000]
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        result["success"] = False
+        result["error"] = f"{type(exc).__name__} {exc}".strip()
+    return result
+
+
+def _targets(node: Node) -> list[Worker]:
+    return [w for w in node.pool.all() if w.status == "ready" and w.connection_mode == "http"]
+
+
+async def flush_cache(request: web.Request, _: Principal) -> web.Response:
+    node = node_of(request)
+    results = await asyncio.gather(
+        *(_call(node, w, "POST", "/flush_cache") for w in _targets(node))
+    )
+    failed = [r for r in results if not r["success"]]
+    body = {
+        "status": "partial" if failed else "ok",
+        "total_workers": len(results),
+        "successful": len(results) - len(failed),
+        "failed": len(failed),
+        "results": list(results),
+    }
+    return json_response(body, 206 if failed else 200)
+
+
+async def get_loads(request: web.Request, _: Principal) -> web.Response:
+    node = node_of(request)
+    results = await asyncio.gather(*(_call(node, w, "GET", "/get_load") for w in _targets(node)))
+    loads = []
+    for result in results:
+        worker = node.pool.get(result["worker_id"])
+        loads.append(
+            {
+                "worker_id": result["worker_id"],
+                "url": result["url"],
+                "gateway_in_flight": worker.load if worker else 0,
+                "load": result.get("response") if result["success"] else None,
+                **(
+                    {"error": result.get("error") or f"status {result.get('status')}"}
+                    if not result["success"]
+                    else {}
+                ),
+            }
+        )
+    return json_response({"node": node.name, "workers": loads})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = node_of(request).metrics.render()
+    return web.Response(
+        body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+    )

@@ -1,0 +1,16 @@
+"""Every HTTP route of a node, installed in one place, by audience."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from node.api import health, openai, ops, policies, workers
+from node.app import Node
+
+
+def install(app: web.Application, node: Node) -> None:
+    health.install(app)
+    openai.install(app)
+    workers.install(app)
+    policies.install(app)
+    ops.install(app)

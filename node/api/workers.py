@@ -1,0 +1,259 @@
+"""Worker management by UUID (seeds 000, 001, 003): `/workers` and `/workers/{worker_id}`.
+
+`POST /workers` reserves the id atomically (the `worker.add` command commits
+or conflicts on the URL) and answers 202 before discovery runs. One resolver
+(`_resolve`) parses the id and produces the 400 and 404 for every id route.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from mesh.state import WORKER_TYPES
+from node.api.common import control_plane, json_object, json_response, node_of, reject_unknown
+from node.app import Node, connection_mode, normalise_url
+from node.auth import Principal
+from node.errors import ApiError
+
+CREATE_FIELDS = frozenset(
+    {
+        "url",
+        "model_id",
+        "worker_type",
+        "runtime",
+        "priority",
+        "cost",
+        "labels",
+        "api_key",
+        "connection_mode",
+    }
+)
+UPDATE_FIELDS = frozenset(
+    {
+        "model_id",
+        "worker_type",
+        "runtime",
+        "priority",
+        "cost",
+        "labels",
+        "api_key",
+        "url",
+        "expected_version",
+    }
+)
+SCHEMES = ("http", "https", "grpc", "grpcs")
+
+
+def install(app: web.Application) -> None:
+    app.router.add_get("/workers", control_plane(list_workers))
+    app.router.add_post("/workers", control_plane(create_worker))
+    app.router.add_get("/workers/{worker_id}", control_plane(get_worker))
+    app.router.add_put("/workers/{worker_id}", control_plane(update_worker))
+    app.router.add_patch("/workers/{worker_id}", control_plane(update_worker))
+    app.router.add_delete("/workers/{worker_id}", control_plane(delete_worker))
+
+
+# -- validation ------------------------------------------------------------------------
+
+
+def _check_url(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ApiError(400, "url is required: a string such as http://10.0.0.5:8000", param="url")
+    url = normalise_url(value)
+    parts = urlsplit(url)
+    if parts.scheme not in SCHEMES or not parts.hostname:
+        raise ApiError(
+            400, f"url {value!r} must be http://, https:// or grpc:// with a host", param="url"
+        )
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ApiError(400, f"url {value!r} has an invalid port", param="url") from None
+    if parts.query or parts.fragment:
+        raise ApiError(400, "url must not have a query or fragment", param="url")
+    return url
+
+
+def _check_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """Validate the mutable worker fields present in `data`; return them."""
+    out: dict[str, Any] = {}
+    for field in ("model_id", "runtime", "api_key"):
+        if field in data:
+            value = data[field]
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ApiError(400, f"{field} must be a non-empty string or null", param=field)
+            out[field] = value
+    if "worker_type" in data:
+        if data["worker_type"] not in WORKER_TYPES:
+            raise ApiError(
+                400, f"worker_type must be one of {', '.join(WORKER_TYPES)}", param="worker_type"
+            )
+        out["worker_type"] = data["worker_type"]
+    if "priority" in data:
+        value = data["priority"]
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 1_000_000:
+            raise ApiError(400, "priority must be an integer from 0 to 1000000", param="priority")
+        out["priority"] = value
+    if "cost" in data:
+        value = data["cost"]
+        if (
+            not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or not math.isfinite(value)
+            or value < 0
+        ):
+            raise ApiError(400, "cost must be a number >= 0", param="cost")
+        out["cost"] = float(value)
+    if "labels" in data:
+        labels = data["labels"]
+        if not isinstance(labels, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+        ):
+            raise ApiError(400, "labels must be an object of string values", param="labels")
+        out["labels"] = labels
+    return out
+
+
+def _resolve(node: Node, request: web.Request) -> dict[str, Any]:
+    """The one resolver for every `/workers/{worker_id}` route."""
+    raw = request.match_info["worker_id"]
+    try:
+        worker_id = str(uuid.UUID(raw))
+    except ValueError:
+        raise ApiError(
+            400, f"{raw!r} is not a worker id (a UUID)", code="BAD_REQUEST", param="worker_id"
+        ) from None
+    record = node.raft.state.workers.get(worker_id)
+    if record is None:
+        raise ApiError(404, f"worker {worker_id} not found", code="WORKER_NOT_FOUND")
+    return record
+
+
+def _view(node: Node, record: dict[str, Any]) -> dict[str, Any]:
+    worker = node.pool.get(record["id"])
+    view = worker.view() if worker else {k: v for k, v in record.items() if k != "api_key"}
+    progress = node.discovery.progress.get(record["id"])
+    if progress and record["status"] == "pending":
+        view["job_status"] = progress
+    return view
+
+
+# -- handlers ----------------------------------------------------------------------------
+
+
+async def list_workers(request: web.Request, _: Principal) -> web.Response:
+    node = node_of(request)
+    model = request.query.get("model")
+    records = sorted(node.raft.state.workers.values(), key=lambda r: r["created_at"])
+    if model is not None:
+        records = [r for r in records if r.get("model_id") == model]
+    chosen = [w for r in records if (w := node.pool.get(r["id"])) is not None]
+    return json_response(
+        {
+            "workers": [_view(node, r) for r in records],
+            "total": len(records),
+            "stats": node.pool.stats(chosen),
+            "applied_index": node.raft.state.applied_index,
+        }
+    )
+
+
+async def create_worker(request: web.Request, principal: Principal) -> web.Response:
+    node = node_of(request)
+    data = await json_object(request)
+    reject_unknown(data, CREATE_FIELDS)
+    url = _check_url(data.get("url"))
+    mode = connection_mode(url)
+    if "connection_mode" in data and str(data["connection_mode"]).lower() != mode:
+        raise ApiError(
+            400,
+            f"connection_mode {data['connection_mode']!r} does not match the "
+            f"url scheme (which means {mode})",
+            param="connection_mode",
+        )
+    spec = {"id": str(uuid.uuid4()), "url": url, "connection_mode": mode, **_check_fields(data)}
+    await node.commit("worker.add", {"worker": spec}, principal)
+    node.discovery.start(spec["id"])
+    location = f"/workers/{spec['id']}"
+    return json_response(
+        {
+            "status": "accepted",
+            "worker_id": spec["id"],
+            "url": url,
+            "location": location,
+            "message": "worker registered; discovery is running in the background "
+            f"(GET {location} shows its status)",
+        },
+        status=202,
+        headers={"Location": location},
+    )
+
+
+async def get_worker(request: web.Request, _: Principal) -> web.Response:
+    node = node_of(request)
+    return json_response(_view(node, _resolve(node, request)))
+
+
+async def update_worker(request: web.Request, principal: Principal) -> web.Response:
+    node = node_of(request)
+    record = _resolve(node, request)
+    data = await json_object(request)
+    reject_unknown(data, UPDATE_FIELDS)
+    if "url" in data and normalise_url(str(data["url"])) != record["url"]:
+        raise ApiError(
+            400, "url cannot change; delete this worker and add the new url", param="url"
+        )
+    changes = _check_fields(data)
+    if not changes:
+        raise ApiError(
+            400,
+            "nothing to change; send one or more of: "
+            + ", ".join(sorted(UPDATE_FIELDS - {"url", "expected_version"})),
+        )
+    args: dict[str, Any] = {"id": record["id"], "changes": changes}
+    if "expected_version" in data:
+        args["expected_version"] = data["expected_version"]
+    await node.commit("worker.update", args, principal)
+    return json_response(_view(node, node.raft.state.workers[record["id"]]))
+
+
+async def delete_worker(request: web.Request, principal: Principal) -> web.Response:
+    """Stop routing to the worker everywhere, let this node's in-flight requests finish, remove."""
+    node = node_of(request)
+    record = _resolve(node, request)
+    if record["status"] != "draining":
+        await node.commit(
+            "worker.set_status",
+            {
+                "id": record["id"],
+                "status": "draining",
+                "job_status": {"state": "draining", "message": "removal requested"},
+            },
+            principal,
+        )
+    worker = node.pool.get(record["id"])
+    deadline = time.monotonic() + node.config.worker_drain_timeout_secs
+    while worker is not None and worker.load > 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    remaining = worker.load if worker is not None else 0
+    await node.commit("worker.remove", {"id": record["id"]}, principal)
+    return json_response(
+        {
+            "status": "deleted",
+            "worker_id": record["id"],
+            "url": record["url"],
+            "drained": remaining == 0,
+            "in_flight_at_removal": remaining,
+            "message": "worker removed"
+            if remaining == 0
+            else f"drain timeout passed with {remaining} request(s) in flight; "
+            "they continue to completion",
+        }
+    )

@@ -1,0 +1,29 @@
+"""The `meshgate` command: serve a node, run an echo worker, run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="meshgate", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    from node import serve
+    from node.echo import cli as echo_cli
+
+    serve_parser = sub.add_parser("serve", help="run a gateway node")
+    serve.add_arguments(serve_parser)
+    serve_parser.set_defaults(run=serve.run)
+
+    echo = sub.add_parser("echo-worker", help="run an OpenAI-compatible inference-engine simulator")
+    echo_cli.add_arguments(echo)
+    echo.set_defaults(run=echo_cli.run)
+
+    args = parser.parse_args(argv)
+    return int(args.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,367 @@
+"""`meshgate serve` settings: flags, MESHGATE_* environment variables and a TOML file.
+
+One table (`OPTIONS`) declares every setting once; the flag, the environment
+variable and the config-file key are derived from its name, so the three can
+never drift apart. Precedence: flag > environment > config file > default.
+Any bad value is a `ConfigError` naming the flag; the CLI prints it on one line
+and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import socket
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from node.routing import POLICY_NAMES
+
+
+class ConfigError(ValueError):
+    """A setting is wrong; the message names the flag and says what to fix."""
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # attribute name; flag is --name-with-dashes, env MESHGATE_NAME
+    kind: Callable[[str], Any]
+    default: Any
+    help: str
+    many: bool = False  # takes several values (flag nargs="*", env space/comma separated)
+    check: Callable[[Any], str | None] | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return "MESHGATE_" + self.name.upper()
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _at_least(low: float) -> Callable[[Any], str | None]:
+    return lambda v: None if v >= low else f"must be >= {low}"
+
+
+def _between(low: float, high: float) -> Callable[[Any], str | None]:
+    return lambda v: None if low <= v <= high else f"must be between {low} and {high}"
+
+
+def _one_of(choices: Sequence[str]) -> Callable[[Any], str | None]:
+    return lambda v: None if v in choices else f"must be one of {', '.join(choices)}"
+
+
+def _worker_urls(urls: list[str]) -> str | None:
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https", "grpc", "grpcs") or not parts.hostname:
+            return f"{url!r} is not an http(s):// or grpc:// URL with a host"
+    return None
+
+
+def _host_ports(values: list[str] | str | None) -> str | None:
+    for value in [values] if isinstance(values, str) else values or []:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            return f"{value!r} is not HOST:PORT"
+    return None
+
+
+def _cp_keys(specs: list[str]) -> str | None:
+    for spec in specs:
+        parts = spec.split(":", 3)
+        if len(parts) != 4 or not all(parts):
+            return "each entry must be id:name:role:key"
+        if parts[2] not in ("admin", "user"):
+            return f"role of {parts[0]!r} must be admin or user"
+    return None
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("host", str, "127.0.0.1", "address to serve HTTP on"),
+    Option("port", int, 30000, "HTTP port", check=_between(1, 65535)),
+    Option("worker_urls", str, [], "workers to register at start", many=True, check=_worker_urls),
+    Option("policy", str, "cache_aware", "default routing policy", check=_one_of(POLICY_NAMES)),
+    Option("data_dir", str, "", "Raft journal and snapshots (default ./meshgate-data/NODE)"),
+    Option("node_name", str, "", "this node's name in the mesh (default: the hostname)"),
+    Option("api_key", str, None, "key clients must send on protected routes"),
+    Option(
+        "control_plane_api_keys",
+        str,
+        [],
+        "static control-plane keys, each id:name:role:key (role admin or user)",
+        many=True,
+        check=_cp_keys,
+    ),
+    Option("max_concurrent_requests", int, 256, "requests proxied at once (<= 0: unlimited)"),
+    Option(
+        "queue_size",
+        int,
+        100,
+        "requests waiting for a slot (0: refuse at once)",
+        check=_at_least(0),
+    ),
+    Option("queue_timeout_secs", float, 60.0, "longest wait for a slot", check=_at_least(0)),
+    Option(
+        "request_timeout_secs", float, 1800.0, "upstream request timeout", check=_at_least(0.001)
+    ),
+    Option(
+        "max_payload_size",
+        int,
+        64 * 1024 * 1024,
+        "largest request body (bytes)",
+        check=_at_least(1),
+    ),
+    Option("retry_max_retries", int, 5, "attempts per request, first included", check=_at_least(1)),
+    Option("retry_initial_backoff_ms", int, 50, "first retry delay", check=_at_least(0)),
+    Option("retry_max_backoff_ms", int, 30_000, "longest retry delay", check=_at_least(0)),
+    Option("retry_backoff_multiplier", float, 1.5, "delay growth per retry", check=_at_least(1.0)),
+    Option("retry_jitter_factor", float, 0.2, "random spread of each delay", check=_between(0, 1)),
+    Option("disable_retries", _bool, False, "send each request once"),
+    Option("cb_failure_threshold", int, 10, "failures that open a circuit", check=_at_least(1)),
+    Option("cb_success_threshold", int, 3, "half-open successes that close it", check=_at_least(1)),
+    Option(
+        "cb_timeout_duration_secs", float, 60.0, "open time before half-open", check=_at_least(0)
+    ),
+    Option(
+        "cb_window_duration_secs",
+        float,
+        120.0,
+        "window failures are counted in",
+        check=_at_least(0.001),
+    ),
+    Option("disable_circuit_breaker", _bool, False, "never open circuits"),
+    Option(
+        "health_failure_threshold", int, 3, "failed checks that mark unhealthy", check=_at_least(1)
+    ),
+    Option(
+        "health_success_threshold", int, 2, "passed checks that mark healthy", check=_at_least(1)
+    ),
+    Option("health_check_timeout_secs", float, 5.0, "health check timeout", check=_at_least(0.001)),
+    Option("health_check_interval_secs", float, 10.0, "time between checks", check=_at_least(0.01)),
+    Option("health_check_endpoint", str, "/health", "worker path checked"),
+    Option(
+        "worker_startup_timeout_secs",
+        float,
+        600.0,
+        "how long discovery retries",
+        check=_at_least(0),
+    ),
+    Option(
+        "worker_startup_check_interval",
+        float,
+        2.0,
+        "delay between discovery tries",
+        check=_at_least(0.01),
+    ),
+    Option(
+        "worker_drain_timeout_secs",
+        float,
+        30.0,
+        "DELETE waits this long for in-flight",
+        check=_at_least(0),
+    ),
+    Option(
+        "request_id_headers", str, ["x-request-id"], "headers that carry a request id", many=True
+    ),
+    Option(
+        "mesh_bind",
+        str,
+        None,
+        "Raft address HOST:PORT (default: a private loopback port)",
+        check=_host_ports,
+    ),
+    Option(
+        "mesh_advertise", str, None, "Raft address peers use to reach this node", check=_host_ports
+    ),
+    Option(
+        "mesh_peers", str, [], "Raft addresses of the other voters", many=True, check=_host_ports
+    ),
+    Option("mesh_secret", str, None, "shared secret encrypting Raft traffic"),
+    Option(
+        "mesh_commit_timeout_secs",
+        float,
+        3.0,
+        "longest wait for a write to commit",
+        check=_at_least(0.1),
+    ),
+    Option(
+        "log_level", str, "info", "log level", check=_one_of(("debug", "info", "warning", "error"))
+    ),
+)
+_BY_NAME = {o.name: o for o in OPTIONS}
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str
+    port: int
+    worker_urls: list[str]
+    policy: str
+    data_dir: str
+    node_name: str
+    api_key: str | None
+    control_plane_api_keys: list[str]
+    max_concurrent_requests: int
+    queue_size: int
+    queue_timeout_secs: float
+    request_timeout_secs: float
+    max_payload_size: int
+    retry_max_retries: int
+    retry_initial_backoff_ms: int
+    retry_max_backoff_ms: int
+    retry_backoff_multiplier: float
+    retry_jitter_factor: float
+    disable_retries: bool
+    cb_failure_threshold: int
+    cb_success_threshold: int
+    cb_timeout_duration_secs: float
+    cb_window_duration_secs: float
+    disable_circuit_breaker: bool
+    health_failure_threshold: int
+    health_success_threshold: int
+    health_check_timeout_secs: float
+    health_check_interval_secs: float
+    health_check_endpoint: str
+    worker_startup_timeout_secs: float
+    worker_startup_check_interval: float
+    worker_drain_timeout_secs: float
+    request_id_headers: list[str]
+    mesh_bind: str | None
+    mesh_advertise: str | None
+    mesh_peers: list[str]
+    mesh_secret: str | None
+    mesh_commit_timeout_secs: float
+    log_level: str
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    def public(self) -> dict[str, Any]:
+        """The effective settings with every secret masked (safe to show and log)."""
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        for secret in ("api_key", "mesh_secret"):
+            if shown[secret]:
+                shown[secret] = "***"
+        shown["control_plane_api_keys"] = [
+            ":".join(spec.split(":", 3)[:3]) + ":***" for spec in self.control_plane_api_keys
+        ]
+        return shown
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="TOML file with settings (keys as flag names)")
+    for opt in OPTIONS:
+        parser.add_argument(
+            opt.flag,
+            dest=opt.name,
+            default=None,
+            nargs="*" if opt.many else None,
+            help=f"{opt.help} (env {opt.env}; default {opt.default!r})",
+        )
+
+
+def load(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Config:
+    """Merge flags, environment and config file into a validated Config."""
+    environ = os.environ if environ is None else environ
+    file_values = _read_file(getattr(args, "config", None) or environ.get("MESHGATE_CONFIG"))
+    values: dict[str, Any] = {}
+    for opt in OPTIONS:
+        raw: Any = getattr(args, opt.name, None)
+        origin = opt.flag
+        if raw is None and opt.env in environ:
+            raw = environ[opt.env]
+            raw = raw.replace(",", " ").split() if opt.many else raw
+            origin = f"{opt.flag} (from {opt.env})"
+        if raw is None and opt.name in file_values:
+            raw = file_values[opt.name]
+            origin = f"{opt.flag} (from the config file)"
+        values[opt.name] = opt.default if raw is None else _convert(opt, raw, origin)
+    return _finish(values)
+
+
+def _read_file(path: str | None) -> dict[str, Any]:
+    if not path:
+        return {}
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"--config: cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"--config: {path} is not valid TOML: {exc}") from None
+    normalised = {key.replace("-", "_"): value for key, value in data.items()}
+    unknown = sorted(set(normalised) - set(_BY_NAME))
+    if unknown:
+        raise ConfigError(f"--config: unknown setting(s) in {path}: {', '.join(unknown)}")
+    return normalised
+
+
+def _convert(opt: Option, raw: Any, origin: str) -> Any:
+    try:
+        if opt.many:
+            items = raw if isinstance(raw, list) else [raw]
+            value: Any = [opt.kind(str(item)) for item in items]
+        elif isinstance(raw, bool) and opt.kind is _bool:
+            value = raw
+        else:
+            value = opt.kind(str(raw))
+    except ValueError as exc:
+        raise ConfigError(f"{origin}: invalid value {raw!r}: {exc}") from None
+    problem = opt.check(value) if opt.check else None
+    if problem:
+        raise ConfigError(f"{origin}: {problem}")
+    return value
+
+
+def _finish(values: dict[str, Any]) -> Config:
+    if not values["node_name"]:
+        values["node_name"] = socket.gethostname() or "meshgate"
+    if not values["data_dir"]:
+        values["data_dir"] = str(Path("meshgate-data") / values["node_name"])
+    config = Config(**values)
+    _check_security(config)
+    return config
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_security(config: Config) -> None:
+    has_auth = bool(config.api_key or config.control_plane_api_keys)
+    if not has_auth and not is_loopback(config.host):
+        raise ConfigError(
+            f"--host: refusing to serve on {config.host} with no authentication; "
+            "set --api-key or --control-plane-api-keys, or bind to 127.0.0.1"
+        )
+    ids = [spec.split(":", 1)[0] for spec in config.control_plane_api_keys]
+    if len(ids) != len(set(ids)):
+        raise ConfigError("--control-plane-api-keys: key ids must be unique")
+    remote_peers = [p for p in config.mesh_peers if not is_loopback(p.rpartition(":")[0])]
+    if remote_peers and not config.mesh_secret:
+        raise ConfigError(
+            "--mesh-secret: required when --mesh-peers are not on loopback "
+            "(Raft traffic is pickle; it must be encrypted)"
+        )

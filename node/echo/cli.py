@@ -1,0 +1,123 @@
+"""Command-line flags of `meshgate echo-worker` and its entry point.
+
+`node/cli.py` mounts this as a subcommand: `add_arguments` declares the flags
+(rejecting bad values at parse time, naming the flag) and `run` serves until
+SIGINT or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from node.echo.faults import (
+    FaultSettings,
+    check_count,
+    check_milliseconds,
+    check_rate,
+    check_status,
+)
+from node.echo.server import serve
+from node.echo.state import WorkerConfig, WorkerState
+
+
+def _arg_type(parse: Callable[[str], Any], check: Callable[[Any], Any], name: str) -> Any:
+    """An argparse `type` that parses with `parse`, then validates with `check`."""
+
+    def convert(raw: str) -> Any:
+        try:
+            return check(parse(raw))
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = name  # argparse names the type in "invalid <name> value" messages
+    return convert
+
+
+def _positive(value: int) -> int:
+    if value < 1:
+        raise ValueError(f"must be >= 1, got {value}")
+    return value
+
+
+def _port(value: int) -> int:
+    if not 0 <= value <= 65535:
+        raise ValueError(f"must be a port between 0 and 65535, got {value}")
+    return value
+
+
+_MS = _arg_type(float, check_milliseconds, "milliseconds")
+_COUNT = _arg_type(int, check_count, "count")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the echo worker's flags on `parser`."""
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    parser.add_argument("--port", type=_arg_type(int, _port, "port"), default=8000)
+    parser.add_argument("--model", default="echo-model", help="model id served (echo-model)")
+    parser.add_argument("--name", default=None, help="worker name (echo-<port>)")
+    parser.add_argument(
+        "--token-delay-ms", type=_MS, default=0.0, help="delay between streamed tokens"
+    )
+    parser.add_argument("--latency-ms", type=_MS, default=0.0, help="added latency per request")
+    parser.add_argument(
+        "--fail-rate",
+        type=_arg_type(float, check_rate, "rate"),
+        default=None,
+        help="probability (0..1) that an inference request fails (0)",
+    )
+    parser.add_argument(
+        "--fail-status",
+        type=_arg_type(int, check_status, "status"),
+        default=None,
+        help="status of injected failures (500); alone, every inference request fails",
+    )
+    parser.add_argument(
+        "--cut-stream-after",
+        type=_COUNT,
+        default=None,
+        metavar="N",
+        help="close streams abruptly after N content chunks (off)",
+    )
+    parser.add_argument(
+        "--max-tokens-default",
+        type=_arg_type(int, _positive, "count"),
+        default=16,
+        help="words generated when a request sets no limit (16)",
+    )
+    parser.add_argument(
+        "--embedding-dim",
+        type=_arg_type(int, _positive, "count"),
+        default=32,
+        help="embedding size when a request sets no dimensions (32)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the failure RNG (0)")
+
+
+def config_from_args(args: argparse.Namespace) -> tuple[WorkerConfig, FaultSettings]:
+    """The worker configuration and initial fault settings named by parsed flags."""
+    config = WorkerConfig(
+        host=args.host,
+        port=args.port,
+        model=args.model,
+        name=args.name or f"echo-{args.port}",
+        max_tokens_default=args.max_tokens_default,
+        embedding_dim=args.embedding_dim,
+        seed=args.seed,
+    )
+    faults = FaultSettings(
+        fail_rate=args.fail_rate,
+        fail_status=args.fail_status,
+        latency_ms=args.latency_ms,
+        token_delay_ms=args.token_delay_ms,
+        cut_stream_after=args.cut_stream_after,
+    )
+    return config, faults
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGINT or SIGTERM; 0 on a clean stop."""
+    config, faults = config_from_args(args)
+    return asyncio.run(serve(WorkerState(config, faults)))

@@ -1,0 +1,138 @@
+"""The error envelope every client sees: `{"error": {"type", "code", "message", "param"}}`.
+
+Handlers raise `ApiError`; the error middleware turns it (and aiohttp's own
+HTTP exceptions, such as 413 for an oversized body) into that JSON shape, so no
+client ever gets an HTML page or a bare status.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    409: "conflict_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+    499: "client_closed_request",
+}
+
+_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "CONFLICT",
+    413: "PAYLOAD_TOO_LARGE",
+    429: "TOO_MANY_REQUESTS",
+    502: "BAD_GATEWAY",
+    503: "SERVICE_UNAVAILABLE",
+    504: "GATEWAY_TIMEOUT",
+}
+
+
+class ApiError(Exception):
+    """A failed request: status, machine-readable code, and a message saying what to fix."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code or _CODES.get(status, "ERROR")
+        self.param = param
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+    def response(self) -> web.Response:
+        return error_response(
+            self.status,
+            self.message,
+            code=self.code,
+            param=self.param,
+            headers=self.headers,
+            extra=self.extra,
+        )
+
+
+def error_body(
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    param: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    error = {
+        "type": _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error"),
+        "code": code or _CODES.get(status, "ERROR"),
+        "message": message,
+        "param": param,
+    }
+    if extra:
+        error.update(extra)
+    return {"error": error}
+
+
+def error_response(
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> web.Response:
+    return web.Response(
+        status=status,
+        body=orjson.dumps(error_body(status, message, code=code, param=param, extra=extra)),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def bad_request(message: str, param: str | None = None) -> ApiError:
+    return ApiError(400, message, param=param)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        return await handler(request)  # type: ignore[no-any-return]
+    except ApiError as exc:
+        return exc.response()
+    except web.HTTPRequestEntityTooLarge as exc:
+        return error_response(
+            413,
+            f"request body is larger than the limit of {exc.max_size} bytes; "
+            "send less or raise --max-payload-size",
+        )
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        reason = exc.reason or "error"
+        if exc.status == 404:
+            reason = f"no route for {request.method} {request.path}"
+        elif exc.status == 405:
+            reason = f"method {request.method} is not allowed on {request.path}"
+        return error_response(
+            exc.status,
+            reason,
+            headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"},
+        )

@@ -1,0 +1,100 @@
+"""Prometheus metrics, all prefixed `meshgate_` and labelled with this node's name.
+
+Request counters and latency histograms are updated on the hot path through
+cached label children. Everything that is a reading of current state (worker
+health, circuit breakers, admission queue, Raft indexes) is collected at
+scrape time from the live objects, so it can never go stale or leak the label
+sets of removed workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class Metrics:
+    def __init__(self, node: str) -> None:
+        self.node = node
+        self.registry = CollectorRegistry()
+        self._requests = Counter(
+            "meshgate_requests",
+            "Requests answered, by route, model and status",
+            ["node", "route", "model", "status"],
+            registry=self.registry,
+        )
+        self._latency = Histogram(
+            "meshgate_request_duration_seconds",
+            "Time to the end of the response",
+            ["node", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._ttft = Histogram(
+            "meshgate_time_to_first_token_seconds",
+            "Time to the first streamed byte",
+            ["node", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._retries = Counter(
+            "meshgate_upstream_retries",
+            "Upstream attempts that were retried",
+            ["node", "route", "reason"],
+            registry=self.registry,
+        )
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(self.node, *labels)
+        return child
+
+    def request(self, route: str, model: str, status: int, seconds: float) -> None:
+        self._child(self._requests, route, model, str(status)).inc()
+        self._child(self._latency, route).observe(seconds)
+
+    def first_token(self, route: str, seconds: float) -> None:
+        self._child(self._ttft, route).observe(seconds)
+
+    def retry(self, route: str, reason: str) -> None:
+        self._child(self._retries, route, reason).inc()
+
+    def add_gauges(
+        self, read: Callable[[], Iterator[tuple[str, str, dict[str, str], float]]]
+    ) -> None:
+        """Register a scrape-time reader yielding (name, help, labels, value)."""
+        self.registry.register(_GaugeReader(self.node, read))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _GaugeReader(Collector):
+    def __init__(
+        self, node: str, read: Callable[[], Iterator[tuple[str, str, dict[str, str], float]]]
+    ):
+        self.node = node
+        self.read = read
+
+    def describe(self) -> list[Any]:
+        return []  # values are read at scrape time; nothing to pre-declare
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        families: dict[str, GaugeMetricFamily] = {}
+        for name, help_text, labels, value in self.read():
+            family = families.get(name)
+            if family is None:
+                family = families[name] = GaugeMetricFamily(
+                    name, help_text, labels=["node", *labels]
+                )
+            family.add_metric([self.node, *labels.values()], value)
+        yield from families.values()

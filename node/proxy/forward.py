@@ -1,0 +1,263 @@
+"""Forward one inference request to a worker: pick, send, retry, relay.
+
+The order of events for a request:
+1. candidates = workers serving the model that are ready, healthy and whose
+   circuit admits traffic; the model's policy picks one;
+2. the original body bytes go upstream (nothing is re-serialised);
+3. a connection error, a retryable status (408/429/5xx), or an upstream that
+   dies before its first byte is retried on another worker after an
+   exponential backoff with jitter — but only while nothing has reached the
+   client;
+4. the response is relayed: whole for plain requests, chunk by chunk for
+   streams. A stream that breaks after its first byte ends with an explicit
+   SSE `error` event, so the client knows it is incomplete.
+A client that disconnects cancels the handler, which closes the upstream
+connection and so cancels the generation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from node.errors import ApiError
+from node.metrics import Metrics
+from node.routing.base import RequestFacts
+from node.routing.selector import PolicySelector
+from node.workers.pool import WorkerPool
+from node.workers.worker import Worker
+
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# Request headers passed to the worker besides content-type (never the client's credentials).
+PASSED_HEADERS = ("accept", "anthropic-version", "anthropic-beta", "openai-beta")
+# Upstream failures that mean "this worker did not answer"; the request can go elsewhere.
+UPSTREAM_ERRORS = (aiohttp.ClientError, TimeoutError)
+# Routes whose streams end with `data: [DONE]`; a stream without it was cut short.
+DONE_TERMINATED = frozenset({"/v1/chat/completions", "/v1/completions", "/generate"})
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    max_attempts: int = 5
+    initial_backoff: float = 0.05
+    max_backoff: float = 30.0
+    multiplier: float = 1.5
+    jitter: float = 0.2
+
+    def delay(self, retry: int) -> float:
+        base = min(self.max_backoff, self.initial_backoff * self.multiplier ** (retry - 1))
+        return max(0.0, base * (1 + random.uniform(-self.jitter, self.jitter)))
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One client request on its way through the forwarder."""
+
+    request: web.Request
+    path: str
+    body: bytes
+    model: str | None
+    stream: bool
+    facts: RequestFacts
+    request_id: str
+    started: float
+    worker: Worker | None = None
+    attempts: int = 0
+
+
+class Forwarder:
+    def __init__(
+        self,
+        pool: WorkerPool,
+        selector: PolicySelector,
+        session: aiohttp.ClientSession,
+        retry: RetrySettings,
+        request_timeout: float,
+        metrics: Metrics,
+    ) -> None:
+        self.pool = pool
+        self.selector = selector
+        self.session = session
+        self.retry = retry
+        self.timeout = aiohttp.ClientTimeout(total=request_timeout, sock_connect=5)
+        self.metrics = metrics
+
+    def candidates(self, model: str | None) -> tuple[Worker, ...]:
+        serving = self.pool.serving(model)
+        if serving is None:
+            available = ", ".join(self.pool.models()) or "none"
+            raise ApiError(
+                404,
+                f"model {model!r} is not served by any worker (available: {available})",
+                code="model_not_found",
+                param="model",
+            )
+        return serving
+
+    async def forward(self, ex: Exchange) -> web.StreamResponse:
+        serving = self.candidates(ex.model)
+        policy = self.selector.policy_for(ex.model)
+        tried: set[str] = set()
+        failure = "no worker is available"
+        last_response: web.Response | None = None
+        for attempt in range(1, self.retry.max_attempts + 1):
+            routable = [w for w in serving if w.routable]
+            fresh = [w for w in routable if w.id not in tried] or routable
+            if not fresh:
+                break
+            worker = fresh[policy.select(fresh, ex.facts)] if len(fresh) > 1 else fresh[0]
+            ex.worker, ex.attempts = worker, attempt
+            outcome = await self._attempt(ex, worker)
+            if isinstance(outcome, web.StreamResponse) and not isinstance(outcome, _Retryable):
+                return outcome
+            tried.add(worker.id)
+            if isinstance(outcome, _Retryable):
+                last_response, failure = outcome, f"worker answered {outcome.status}"
+            else:
+                failure = outcome
+            if attempt < self.retry.max_attempts:
+                self.metrics.retry(
+                    ex.path, "status" if isinstance(outcome, _Retryable) else "error"
+                )
+                await asyncio.sleep(self.retry.delay(attempt))
+        if last_response is not None:
+            return last_response
+        model = f" for model {ex.model!r}" if ex.model else ""
+        raise ApiError(
+            503,
+            f"no healthy worker could serve the request{model}: {failure}",
+            code="no_healthy_worker",
+            headers={"Retry-After": "1"},
+        )
+
+    async def _attempt(self, ex: Exchange, worker: Worker) -> web.StreamResponse | str:
+        """One try on one worker: a response to return, a `_Retryable`, or an error text."""
+        headers = {
+            "Content-Type": ex.request.headers.get("Content-Type", "application/json"),
+            "X-Request-Id": ex.request_id,
+            **worker.auth_headers,
+        }
+        for name in PASSED_HEADERS:
+            value = ex.request.headers.get(name)
+            if value is not None:
+                headers[name] = value
+        worker.load += 1
+        worker.breaker.on_attempt()
+        handed_off = False
+        try:
+            resp = await self.session.post(
+                worker.base_url + ex.path, data=ex.body, headers=headers, timeout=self.timeout
+            )
+        except UPSTREAM_ERRORS as exc:
+            worker.load -= 1
+            worker.breaker.record_failure()
+            return f"{worker.url}: {type(exc).__name__} {exc}"
+        try:
+            if resp.status in RETRYABLE_STATUSES:
+                body = await resp.read()
+                if resp.status >= 500:
+                    worker.breaker.record_failure()
+                return _Retryable(resp.status, body, resp.headers.get("Content-Type"))
+            if ex.stream and resp.status < 300:
+                first = await resp.content.readany()
+                if not first:
+                    worker.breaker.record_failure()
+                    return f"{worker.url}: stream ended before its first byte"
+                handed_off = True
+                return await self._relay_stream(ex, worker, resp, first)
+            body = await resp.read()
+            self._settle(worker, resp.status)
+            return self._whole(ex, worker, resp, body)
+        except UPSTREAM_ERRORS as exc:
+            worker.breaker.record_failure()
+            return f"{worker.url}: {type(exc).__name__} {exc}"
+        finally:
+            if not handed_off:
+                worker.load -= 1
+            resp.close()
+
+    def _whole(
+        self, ex: Exchange, worker: Worker, resp: aiohttp.ClientResponse, body: bytes
+    ) -> web.Response:
+        return web.Response(
+            status=resp.status,
+            body=body,
+            headers={
+                "Content-Type": resp.headers.get("Content-Type", "application/json"),
+                "X-Request-Id": ex.request_id,
+                "X-Meshgate-Worker": worker.id,
+            },
+        )
+
+    async def _relay_stream(
+        self, ex: Exchange, worker: Worker, resp: aiohttp.ClientResponse, first: bytes
+    ) -> web.StreamResponse:
+        """Relay an SSE stream chunk by chunk; owns `worker.load` from here on."""
+        out = web.StreamResponse(
+            status=resp.status,
+            headers={
+                "Content-Type": resp.headers.get("Content-Type", "text/event-stream"),
+                "Cache-Control": "no-cache",
+                "X-Request-Id": ex.request_id,
+                "X-Meshgate-Worker": worker.id,
+            },
+        )
+        try:
+            await out.prepare(ex.request)
+            self.metrics.first_token(ex.path, time.perf_counter() - ex.started)
+            await out.write(first)
+            tail = first[-64:]
+            while True:
+                try:
+                    chunk = await resp.content.readany()
+                except UPSTREAM_ERRORS as exc:
+                    worker.breaker.record_failure()
+                    await out.write(
+                        stream_error(f"upstream stream broke: {type(exc).__name__} {exc}")
+                    )
+                    return out
+                if not chunk:
+                    break
+                await out.write(chunk)
+                tail = (tail + chunk)[-64:]
+            if ex.path in DONE_TERMINATED and b"[DONE]" not in tail:
+                worker.breaker.record_failure()
+                await out.write(stream_error("upstream stream ended before [DONE]"))
+                return out
+            worker.breaker.record_success()
+            await out.write_eof()
+            return out
+        except ConnectionResetError:
+            return out  # the client went away; closing resp cancels the generation
+        finally:
+            worker.load -= 1
+
+    @staticmethod
+    def _settle(worker: Worker, status: int) -> None:
+        if status >= 500:
+            worker.breaker.record_failure()
+        else:
+            worker.breaker.record_success()
+
+
+class _Retryable(web.Response):
+    """A retryable upstream answer, kept to return as-is if every retry fails too."""
+
+    def __init__(self, status: int, body: bytes, content_type: str | None) -> None:
+        super().__init__(
+            status=status, body=body, headers={"Content-Type": content_type or "application/json"}
+        )
+
+
+def stream_error(message: str) -> bytes:
+    error: dict[str, Any] = {
+        "error": {"type": "upstream_error", "code": "stream_interrupted", "message": message}
+    }
+    return b"event: error\ndata: " + orjson.dumps(error) + b"\n\n"

@@ -1,0 +1,43 @@
+"""Per-model policy instances, kept in step with the replicated policy records.
+
+Each model gets its own policy object (so a cache-aware tree or a round-robin
+counter is per model). The record that applies is the model's own, else the
+mesh default ("*"), else this node's `--policy`; an instance is rebuilt only
+when that record's version changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mesh.state import DEFAULT_POLICY_KEY
+from node.routing.base import Policy
+from node.routing.registry import make_policy
+
+
+class PolicySelector:
+    def __init__(self, fallback_policy: str) -> None:
+        self.fallback = {"policy": fallback_policy, "params": {}, "version": 0}
+        self._records: dict[str, dict[str, Any]] = {}
+        self._instances: dict[str, tuple[int, str, Policy]] = {}
+
+    def sync(self, records: dict[str, dict[str, Any]]) -> None:
+        self._records = records
+
+    def record_for(self, model: str | None) -> dict[str, Any]:
+        records = self._records
+        return records.get(model or "") or records.get(DEFAULT_POLICY_KEY) or self.fallback
+
+    def policy_for(self, model: str | None) -> Policy:
+        key = model or ""
+        record = self.record_for(model)
+        cached = self._instances.get(key)
+        if cached is not None and cached[0] == record["version"] and cached[1] == record["policy"]:
+            return cached[2]
+        policy = make_policy(record["policy"], record.get("params") or {})
+        self._instances[key] = (record["version"], record["policy"], policy)
+        return policy
+
+    def forget(self, worker_id: str) -> None:
+        for _, _, policy in self._instances.values():
+            policy.forget(worker_id)

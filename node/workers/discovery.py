@@ -1,0 +1,186 @@
+"""Worker discovery: the background job that turns a `pending` worker `ready` or `failed`.
+
+`POST /workers` answers at once with the new id; this job then asks the worker
+for `/health`, `/get_model_info` and `/v1/models` (or, for a gRPC worker, opens
+a TCP connection), retrying every `check_interval` until `startup_timeout`,
+and commits the result. The node that accepted the worker starts the job; the
+Raft leader also adopts any worker left pending by a node that went away, so a
+crash never strands a worker in `pending`. Running a job twice is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from mesh import commands
+from mesh.raft import CommitError, MeshRaft
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DiscoverySettings:
+    startup_timeout: float = 600.0
+    check_interval: float = 2.0
+    request_timeout: float = 5.0
+
+
+async def tcp_probe(url: str, timeout: float) -> tuple[bool, str | None]:
+    parts = urlsplit(url)
+    default_port = 443 if parts.scheme in ("https", "grpcs") else 80
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(parts.hostname, parts.port or default_port), timeout
+        )
+    except (OSError, TimeoutError) as exc:
+        return False, f"cannot connect: {exc or type(exc).__name__}"
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True, None
+
+
+class DiscoveryJobs:
+    def __init__(
+        self,
+        raft: MeshRaft,
+        session: aiohttp.ClientSession,
+        settings: DiscoverySettings,
+        actor: str,
+    ) -> None:
+        self.raft = raft
+        self.session = session
+        self.settings = settings
+        self.actor = actor
+        self.jobs: dict[str, asyncio.Task[None]] = {}
+        self.progress: dict[str, dict[str, Any]] = {}  # live job status of jobs run here
+
+    def start(self, worker_id: str) -> None:
+        if worker_id not in self.jobs:
+            task = asyncio.create_task(self._run(worker_id), name=f"discover-{worker_id}")
+            self.jobs[worker_id] = task
+            task.add_done_callback(lambda _: self._finished(worker_id))
+
+    def adopt_stranded(self) -> None:
+        """On the leader: start jobs for pending workers nobody has touched for a while."""
+        if not self.raft.status().is_leader:
+            return
+        stale_after = self.settings.check_interval * 3 + 5.0
+        now = time.time()
+        for worker_id, record in self.raft.state.workers.items():
+            if record["status"] == "pending" and now - record["updated_at"] > stale_after:
+                self.start(worker_id)
+
+    async def stop(self) -> None:
+        for task in list(self.jobs.values()):
+            task.cancel()
+        for task in list(self.jobs.values()):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _finished(self, worker_id: str) -> None:
+        self.jobs.pop(worker_id, None)
+        self.progress.pop(worker_id, None)
+
+    async def _run(self, worker_id: str) -> None:
+        started = time.monotonic()
+        attempts = 0
+        last_error = "not tried"
+        while True:
+            record = self.raft.state.workers.get(worker_id)
+            if record is None or record["status"] != "pending":
+                return  # removed, or another job finished it
+            attempts += 1
+            self.progress[worker_id] = {
+                "state": "running",
+                "attempts": attempts,
+                "message": f"probing {record['url']} (attempt {attempts}); "
+                f"last error: {last_error}",
+            }
+            try:
+                found = await self.probe(record)
+            except DiscoveryFailed as exc:
+                last_error = str(exc)
+            else:
+                await self._commit(worker_id, "ready", attempts, "worker discovered", found)
+                return
+            if time.monotonic() - started >= self.settings.startup_timeout:
+                message = f"gave up after {attempts} attempts: {last_error}"
+                await self._commit(worker_id, "failed", attempts, message, {})
+                return
+            await asyncio.sleep(self.settings.check_interval)
+
+    async def _commit(
+        self, worker_id: str, status: str, attempts: int, message: str, found: dict[str, Any]
+    ) -> None:
+        job = {
+            "state": "succeeded" if status == "ready" else "failed",
+            "attempts": attempts,
+            "message": message,
+            "finished_at": time.time(),
+        }
+        args = {
+            "id": worker_id,
+            "status": status,
+            "job_status": job,
+            "metadata": found.get("metadata", {}),
+            "model_id": found.get("model_id"),
+        }
+        for _ in range(5):
+            try:
+                await self.raft.submit(commands.make("worker.set_status", args, by=self.actor))
+                return
+            except CommitError as exc:
+                log.warning("could not record discovery of %s (%s); retrying", worker_id, exc)
+                await asyncio.sleep(1.0)
+
+    async def probe(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Ask the worker who it is; raises DiscoveryFailed when it is not serving."""
+        if record.get("connection_mode") == "grpc":
+            passed, error = await tcp_probe(record["url"], self.settings.request_timeout)
+            if not passed:
+                raise DiscoveryFailed(error or "unreachable")
+            return {"metadata": {}, "model_id": None}
+        base = record["url"].rstrip("/")
+        headers = {"Authorization": f"Bearer {record['api_key']}"} if record.get("api_key") else {}
+        status, _ = await self._get(base + "/health", headers)
+        if status >= 400:
+            raise DiscoveryFailed(f"/health answered {status}")
+        metadata: dict[str, Any] = {}
+        status, info = await self._get(base + "/get_model_info", headers)
+        if status < 400 and isinstance(info, dict):
+            metadata = {
+                k: v for k, v in info.items() if isinstance(v, str | int | float | bool | list)
+            }
+        model_ids: list[str] = []
+        status, models = await self._get(base + "/v1/models", headers)
+        if status < 400 and isinstance(models, dict) and isinstance(models.get("data"), list):
+            model_ids = [m["id"] for m in models["data"] if isinstance(m, dict) and "id" in m]
+        if model_ids:
+            metadata["served_models"] = model_ids
+        model_id = metadata.get("served_model_name") or (model_ids[0] if model_ids else None)
+        return {"metadata": metadata, "model_id": model_id if isinstance(model_id, str) else None}
+
+    async def _get(self, url: str, headers: dict[str, str]) -> tuple[int, Any]:
+        timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout)
+        try:
+            async with self.session.get(url, headers=headers, timeout=timeout) as resp:
+                body = await resp.read()
+                try:
+                    return resp.status, await resp.json(content_type=None) if body else None
+                except ValueError:
+                    return resp.status, None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise DiscoveryFailed(f"{url}: {type(exc).__name__} {exc}") from None
+
+
+class DiscoveryFailed(Exception):
+    pass

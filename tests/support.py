@@ -1,0 +1,116 @@
+"""Helpers for tests that run real processes on loopback.
+
+Every process is started with its own free port, its output captured to a log
+file under the test's tmp dir, and stopped at teardown. Waiting is always a
+poll of a condition with a deadline, never a bare sleep.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(
+    condition: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05, what: str = ""
+) -> Any:
+    """Poll `condition` until it returns a truthy value; fail with `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+            if value:
+                return value
+        except Exception as exc:  # the condition may fail while a process starts
+            last_error = exc
+        time.sleep(interval)
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what or condition}: {last_error}"
+    )
+
+
+class Proc:
+    """A child process started with `python -m node.cli ...`."""
+
+    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None):
+        self.args = args
+        self.log_path = log_path
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "node.cli", *args],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=full_env,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def kill(self) -> None:
+        """SIGKILL: the process gets no chance to clean up."""
+        if self.alive():
+            self.popen.send_signal(signal.SIGKILL)
+        self.popen.wait(timeout=10)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        if self.alive():
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=5)
+        self._log.close()
+        return self.popen.returncode
+
+    def wait_exit(self, timeout: float = 30.0) -> int:
+        return self.popen.wait(timeout=timeout)
+
+
+def http_ok(url: str, timeout: float = 1.0) -> bool:
+    try:
+        return requests.get(url, timeout=timeout).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def start_echo_worker(tmp_path: Path, *extra: str, model: str = "echo-model") -> tuple[Proc, str]:
+    """Start `meshgate echo-worker` on a free port; return it and its base URL once healthy."""
+    port = free_port()
+    proc = Proc(
+        ["echo-worker", "--host", "127.0.0.1", "--port", str(port), "--model", model, *extra],
+        tmp_path / f"echo-{port}.log",
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: http_ok(url + "/health"), what=f"echo worker {url} healthy:\n{proc.log()}")
+    return proc, url
