@@ -10,7 +10,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="meshgate", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    from node import serve
+    from node import demo, serve
     from node.echo import cli as echo_cli
 
     serve_parser = sub.add_parser("serve", help="run a gateway node")
@@ -20,6 +20,10 @@ def main(argv: list[str] | None = None) -> int:
     echo = sub.add_parser("echo-worker", help="run an OpenAI-compatible inference-engine simulator")
     echo_cli.add_arguments(echo)
     echo.set_defaults(run=echo_cli.run)
+
+    demo_parser = sub.add_parser("demo", help="run a gateway and echo workers on loopback")
+    demo.add_arguments(demo_parser)
+    demo_parser.set_defaults(run=demo.run)
 
     args = parser.parse_args(argv)
     return int(args.run(args) or 0)

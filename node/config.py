@@ -359,9 +359,10 @@ def _check_security(config: Config) -> None:
     ids = [spec.split(":", 1)[0] for spec in config.control_plane_api_keys]
     if len(ids) != len(set(ids)):
         raise ConfigError("--control-plane-api-keys: key ids must be unique")
-    remote_peers = [p for p in config.mesh_peers if not is_loopback(p.rpartition(":")[0])]
-    if remote_peers and not config.mesh_secret:
+    raft_addresses = [*config.mesh_peers, config.mesh_bind or "", config.mesh_advertise or ""]
+    exposed = [a for a in raft_addresses if a and not is_loopback(a.rpartition(":")[0])]
+    if exposed and not config.mesh_secret:
         raise ConfigError(
-            "--mesh-secret: required when --mesh-peers are not on loopback "
-            "(Raft traffic is pickle; it must be encrypted)"
+            f"--mesh-secret: required because the Raft port is reachable off loopback "
+            f"({exposed[0]}); Raft traffic is pickle and must be encrypted"
         )

@@ -117,10 +117,10 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         return await handler(request)  # type: ignore[no-any-return]
     except ApiError as exc:
         return exc.response()
-    except web.HTTPRequestEntityTooLarge as exc:
+    except web.HTTPRequestEntityTooLarge:
         return error_response(
             413,
-            f"request body is larger than the limit of {exc.max_size} bytes; "
+            f"request body is larger than the limit of {request.client_max_size} bytes; "
             "send less or raise --max-payload-size",
         )
     except web.HTTPException as exc:

@@ -81,6 +81,7 @@ class Proc:
         if self.alive():
             self.popen.send_signal(signal.SIGKILL)
         self.popen.wait(timeout=10)
+        self._log.close()
 
     def stop(self, timeout: float = 10.0) -> int | None:
         if self.alive():
@@ -94,7 +95,9 @@ class Proc:
         return self.popen.returncode
 
     def wait_exit(self, timeout: float = 30.0) -> int:
-        return self.popen.wait(timeout=timeout)
+        code = self.popen.wait(timeout=timeout)
+        self._log.close()
+        return code
 
 
 def http_ok(url: str, timeout: float = 1.0) -> bool:
@@ -114,3 +117,65 @@ def start_echo_worker(tmp_path: Path, *extra: str, model: str = "echo-model") ->
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: http_ok(url + "/health"), what=f"echo worker {url} healthy:\n{proc.log()}")
     return proc, url
+
+
+class Node:
+    """A `meshgate serve` process and how to reach it."""
+
+    def __init__(
+        self,
+        tmp_path: Path,
+        *args: str,
+        name: str = "node-1",
+        port: int | None = None,
+        data_dir: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.name = name
+        self.data_dir = data_dir or tmp_path / f"data-{name}"
+        self.args = [
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--node-name",
+            name,
+            "--data-dir",
+            str(self.data_dir),
+            "--log-level",
+            "info",
+            *args,
+        ]
+        self.tmp_path = tmp_path
+        self.env = env
+        self.proc = Proc(self.args, tmp_path / f"{name}.log", env=env)
+
+    def restart(self) -> None:
+        self.proc = Proc(self.args, self.tmp_path / f"{self.name}.log", env=self.env)
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        wait_for(
+            lambda: http_ok(self.url + "/readiness"),
+            timeout=timeout,
+            what=f"{self.name} ready:\n{self.proc.log()[-3000:]}",
+        )
+
+    def wait_serving(self, timeout: float = 20.0) -> None:
+        """Up and answering HTTP (ready or not)."""
+        wait_for(
+            lambda: http_ok(self.url + "/liveness"),
+            timeout=timeout,
+            what=f"{self.name} serving:\n{self.proc.log()[-3000:]}",
+        )
+
+
+def start_node(tmp_path: Path, *args: str, ready: bool = True, **kwargs: Any) -> Node:
+    node = Node(tmp_path, *args, **kwargs)
+    if ready:
+        node.wait_ready()
+    else:
+        node.wait_serving()
+    return node

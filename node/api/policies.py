@@ -60,7 +60,8 @@ async def set_policy(request: web.Request, principal: Principal) -> web.Response
     model = request.match_info["model_id"]
     data = await json_object(request)
     reject_unknown(data, FIELDS)
-    params = data.get("params") or {}
+    params = data.get("params", {})
+    params = {} if params is None else params
     if not isinstance(data.get("policy"), str):
         raise ApiError(400, "policy is required (a policy name)", param="policy")
     if not isinstance(params, dict):

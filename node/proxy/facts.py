@@ -66,10 +66,12 @@ def prompt_text(data: dict[str, Any]) -> str:
             content = message.get("content") if isinstance(message, dict) else None
             for text in _texts(content):
                 parts.append(text)
-                size += len(text)
+                size += len(text) + 1
                 if size >= PROMPT_CHARS:
-                    return "\n".join(parts)[:PROMPT_CHARS]
-        return "\n".join(parts)
+                    break
+            if size >= PROMPT_CHARS:
+                break
+        return "\n".join(parts)[:PROMPT_CHARS]
     for field in ("prompt", "text", "input", "query"):
         value = data.get(field)
         if isinstance(value, str):

@@ -150,38 +150,35 @@ class Forwarder:
                 headers[name] = value
         worker.load += 1
         worker.breaker.on_attempt()
-        handed_off = False
+        # True: the worker answered; False: it failed; None: we never found out (client left).
+        verdict: bool | None = None
+        resp: aiohttp.ClientResponse | None = None
         try:
             resp = await self.session.post(
                 worker.base_url + ex.path, data=ex.body, headers=headers, timeout=self.timeout
             )
-        except UPSTREAM_ERRORS as exc:
-            worker.load -= 1
-            worker.breaker.record_failure()
-            return f"{worker.url}: {type(exc).__name__} {exc}"
-        try:
             if resp.status in RETRYABLE_STATUSES:
                 body = await resp.read()
-                if resp.status >= 500:
-                    worker.breaker.record_failure()
+                verdict = resp.status < 500
                 return _Retryable(resp.status, body, resp.headers.get("Content-Type"))
             if ex.stream and resp.status < 300:
                 first = await resp.content.readany()
                 if not first:
-                    worker.breaker.record_failure()
+                    verdict = False
                     return f"{worker.url}: stream ended before its first byte"
-                handed_off = True
-                return await self._relay_stream(ex, worker, resp, first)
+                out, verdict = await self._relay_stream(ex, worker, resp, first)
+                return out
             body = await resp.read()
-            self._settle(worker, resp.status)
+            verdict = resp.status < 500
             return self._whole(ex, worker, resp, body)
         except UPSTREAM_ERRORS as exc:
-            worker.breaker.record_failure()
+            verdict = False
             return f"{worker.url}: {type(exc).__name__} {exc}"
         finally:
-            if not handed_off:
-                worker.load -= 1
-            resp.close()
+            worker.load -= 1
+            worker.breaker.settle(verdict)
+            if resp is not None:
+                resp.close()
 
     def _whole(
         self, ex: Exchange, worker: Worker, resp: aiohttp.ClientResponse, body: bytes
@@ -198,8 +195,8 @@ class Forwarder:
 
     async def _relay_stream(
         self, ex: Exchange, worker: Worker, resp: aiohttp.ClientResponse, first: bytes
-    ) -> web.StreamResponse:
-        """Relay an SSE stream chunk by chunk; owns `worker.load` from here on."""
+    ) -> tuple[web.StreamResponse, bool | None]:
+        """Relay an SSE stream chunk by chunk; returns the response and the worker's verdict."""
         out = web.StreamResponse(
             status=resp.status,
             headers={
@@ -218,33 +215,21 @@ class Forwarder:
                 try:
                     chunk = await resp.content.readany()
                 except UPSTREAM_ERRORS as exc:
-                    worker.breaker.record_failure()
                     await out.write(
                         stream_error(f"upstream stream broke: {type(exc).__name__} {exc}")
                     )
-                    return out
+                    return out, False
                 if not chunk:
                     break
                 await out.write(chunk)
                 tail = (tail + chunk)[-64:]
             if ex.path in DONE_TERMINATED and b"[DONE]" not in tail:
-                worker.breaker.record_failure()
                 await out.write(stream_error("upstream stream ended before [DONE]"))
-                return out
-            worker.breaker.record_success()
+                return out, False
             await out.write_eof()
-            return out
+            return out, True
         except ConnectionResetError:
-            return out  # the client went away; closing resp cancels the generation
-        finally:
-            worker.load -= 1
-
-    @staticmethod
-    def _settle(worker: Worker, status: int) -> None:
-        if status >= 500:
-            worker.breaker.record_failure()
-        else:
-            worker.breaker.record_success()
+            return out, None  # the client went away; closing resp cancels the generation
 
 
 class _Retryable(web.Response):

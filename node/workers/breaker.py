@@ -94,6 +94,15 @@ class CircuitBreaker:
         if len(failures) >= self.settings.failure_threshold:
             self._move(OPEN)
 
+    def settle(self, worked: bool | None) -> None:
+        """End an attempt: True worked, False failed, None unknown (frees a half-open trial)."""
+        if worked is True:
+            self.record_success()
+        elif worked is False:
+            self.record_failure()
+        elif self._state == HALF_OPEN:
+            self._trials = max(0, self._trials - 1)
+
     def reset(self) -> None:
         self._move(CLOSED)
 

@@ -1,0 +1,57 @@
+"""Fixtures that start real processes on loopback and always stop them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import Node, Proc, start_echo_worker, start_node
+
+
+class Cluster:
+    """Processes started by one test (or module); stopped together at teardown."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.procs: list[Proc] = []
+        self.nodes: list[Node] = []
+
+    def echo(self, *flags: str, model: str = "echo-model") -> tuple[Proc, str]:
+        proc, url = start_echo_worker(self.tmp_path, *flags, model=model)
+        self.procs.append(proc)
+        return proc, url
+
+    def node(self, *args: str, **kwargs: Any) -> Node:
+        node = start_node(self.tmp_path, *args, **kwargs)
+        self.nodes.append(node)
+        return node
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.proc.stop()
+        for proc in self.procs:
+            proc.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    c = Cluster(tmp_path)
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+def module_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = Cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+MakeCluster = Callable[[], Cluster]

@@ -1,0 +1,326 @@
+"""Unit tests of `meshgate serve` settings (`node/config.py`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from node import config
+from node.config import OPTIONS, Config, ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+ADMIN = "k1:alice:admin:s3cret-admin"
+USER = "k2:bob:user:s3cret:with:colons"
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def load(*argv: str, env: dict[str, str] | None = None) -> Config:
+    return config.load(parse(*argv), environ=env or {})
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "meshgate.toml"
+    path.write_text(text)
+    return str(path)
+
+
+# --- defaults and precedence ---------------------------------------------------------------
+
+
+def test_defaults() -> None:
+    cfg = load("--node-name", "n1")
+    for opt in OPTIONS:
+        if opt.name in ("node_name", "data_dir"):
+            continue
+        assert getattr(cfg, opt.name) == opt.default, opt.name
+    assert cfg.host == "127.0.0.1"
+    assert cfg.port == 30000
+    assert cfg.policy == "cache_aware"
+    assert cfg.worker_urls == []
+    assert cfg.api_key is None
+    assert cfg.disable_retries is False
+    assert cfg.request_id_headers == ["x-request-id"]
+    assert cfg.data_dir == str(Path("meshgate-data") / "n1")
+    assert cfg.data_path == Path("meshgate-data") / "n1"
+
+
+def test_node_name_defaults_to_hostname() -> None:
+    cfg = load()
+    assert cfg.node_name
+    assert cfg.data_dir.endswith(cfg.node_name)
+
+
+def test_default_list_is_not_shared_between_configs() -> None:
+    a = load("--node-name", "a")
+    b = load("--node-name", "b")
+    assert a.request_id_headers == b.request_id_headers == ["x-request-id"]
+
+
+def test_every_option_has_a_config_field() -> None:
+    assert [o.name for o in OPTIONS] == [f for f in Config.__dataclass_fields__]
+
+
+def test_precedence_flag_over_env_over_file_over_default(tmp_path: Path) -> None:
+    path = write(tmp_path, "port = 1111\nqueue_size = 7\npolicy = 'random'\nlog-level = 'debug'\n")
+    env = {"MESHGATE_PORT": "2222", "MESHGATE_QUEUE_SIZE": "8"}
+    cfg = load("--config", path, "--port", "3333", "--node-name", "n", env=env)
+    assert cfg.port == 3333  # flag
+    assert cfg.queue_size == 8  # env beats file
+    assert cfg.policy == "random"  # file beats default
+    assert cfg.log_level == "debug"  # dashed keys work in the file
+    assert cfg.max_payload_size == 64 * 1024 * 1024  # default
+
+    cfg = load("--config", path, "--node-name", "n", env=env)
+    assert cfg.port == 2222
+    cfg = load("--config", path, "--node-name", "n")
+    assert cfg.port == 1111
+
+
+def test_config_path_from_env(tmp_path: Path) -> None:
+    path = write(tmp_path, "port = 4444\n")
+    assert load("--node-name", "n", env={"MESHGATE_CONFIG": path}).port == 4444
+
+
+def test_file_values_with_native_types(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "disable_retries = true\nqueue_timeout_secs = 2\n"
+        "worker_urls = ['http://a:1', 'http://b:2']\nmesh_peers = '127.0.0.1:5000'\n",
+    )
+    cfg = load("--config", path, "--node-name", "n")
+    assert cfg.disable_retries is True
+    assert cfg.queue_timeout_secs == 2.0 and isinstance(cfg.queue_timeout_secs, float)
+    assert cfg.worker_urls == ["http://a:1", "http://b:2"]
+    assert cfg.mesh_peers == ["127.0.0.1:5000"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "http://a:1 http://b:2",
+        "http://a:1,http://b:2",
+        " http://a:1 ,, http://b:2 ",
+        "http://a:1,\thttp://b:2",
+    ],
+)
+def test_list_options_from_env(raw: str) -> None:
+    cfg = load("--node-name", "n", env={"MESHGATE_WORKER_URLS": raw})
+    assert cfg.worker_urls == ["http://a:1", "http://b:2"]
+
+
+def test_list_flag_takes_several_values_and_beats_env() -> None:
+    env = {"MESHGATE_WORKER_URLS": "http://env:1"}
+    cfg = load("--worker-urls", "http://a:1", "http://b:2", "--node-name", "n", env=env)
+    assert cfg.worker_urls == ["http://a:1", "http://b:2"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("1", True), ("true", True), ("Yes", True), ("ON", True), ("0", False), ("off", False)],
+)
+def test_bool_from_env(text: str, expected: bool) -> None:
+    cfg = load("--node-name", "n", env={"MESHGATE_DISABLE_RETRIES": text})
+    assert cfg.disable_retries is expected
+
+
+def test_bool_flag() -> None:
+    assert load("--disable-circuit-breaker", "yes", "--node-name", "n").disable_circuit_breaker
+
+
+# --- bad values --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["--port", "notanumber"], "--port"),
+        (["--port", "0"], "--port"),
+        (["--port", "65536"], "--port"),
+        (["--policy", "fastest"], "--policy"),
+        (["--worker-urls", "ftp://x"], "--worker-urls"),
+        (["--worker-urls", "http://ok:1", "not a url"], "--worker-urls"),
+        (["--worker-urls", "http://"], "--worker-urls"),
+        (["--control-plane-api-keys", "id:name:admin"], "--control-plane-api-keys"),
+        (["--control-plane-api-keys", "id:name:root:key"], "--control-plane-api-keys"),
+        (["--control-plane-api-keys", "id::admin:key"], "--control-plane-api-keys"),
+        (["--control-plane-api-keys", ADMIN, "k1:x:user:y"], "--control-plane-api-keys"),
+        (["--mesh-peers", "nohostport"], "--mesh-peers"),
+        (["--mesh-peers", "127.0.0.1:99999"], "--mesh-peers"),
+        (["--mesh-peers", ":5000"], "--mesh-peers"),
+        (["--mesh-bind", "127.0.0.1:x"], "--mesh-bind"),
+        (["--queue-size", "-1"], "--queue-size"),
+        (["--queue-timeout-secs", "nan"], "--queue-timeout-secs"),
+        (["--retry-jitter-factor", "1.5"], "--retry-jitter-factor"),
+        (["--retry-max-retries", "0"], "--retry-max-retries"),
+        (["--disable-retries", "maybe"], "--disable-retries"),
+        (["--log-level", "trace"], "--log-level"),
+        (["--max-payload-size", "1.5"], "--max-payload-size"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else v,
+)
+def test_bad_flag_value_names_the_flag(argv: list[str], flag: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(*argv, "--node-name", "n")
+    assert flag in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "flag"),
+    [
+        ({"MESHGATE_PORT": "eighty"}, "--port"),
+        ({"MESHGATE_POLICY": "nope"}, "--policy"),
+        ({"MESHGATE_WORKER_URLS": "http://a:1,bad"}, "--worker-urls"),
+        ({"MESHGATE_CONTROL_PLANE_API_KEYS": "a:b:c"}, "--control-plane-api-keys"),
+        ({"MESHGATE_MESH_PEERS": "127.0.0.1"}, "--mesh-peers"),
+    ],
+)
+def test_bad_env_value_names_flag_and_variable(env: dict[str, str], flag: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load("--node-name", "n", env=env)
+    message = str(caught.value)
+    assert flag in message
+    assert next(iter(env)) in message
+
+
+def test_bad_file_value_names_flag_and_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "port = 'eighty'\n")
+    with pytest.raises(ConfigError, match=r"--port.*config file"):
+        load("--config", path, "--node-name", "n")
+    path = write(tmp_path, "port = true\n")
+    with pytest.raises(ConfigError, match="--port"):
+        load("--config", path, "--node-name", "n")
+
+
+def test_unknown_key_in_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "port = 1\nportt = 2\nbogus-key = 3\n")
+    with pytest.raises(ConfigError) as caught:
+        load("--config", path, "--node-name", "n")
+    message = str(caught.value)
+    assert message.startswith("--config")
+    assert "portt" in message and "bogus_key" in message
+
+
+def test_invalid_toml(tmp_path: Path) -> None:
+    path = write(tmp_path, "port = = 1\n")
+    with pytest.raises(ConfigError, match=r"--config: .* is not valid TOML"):
+        load("--config", path, "--node-name", "n")
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--config: cannot read"):
+        load("--config", str(tmp_path / "absent.toml"), "--node-name", "n")
+
+
+# --- security ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "10.1.2.3", "::", "example.com"])
+def test_no_auth_on_non_loopback_host_is_refused(host: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load("--host", host, "--node-name", "n")
+    assert str(caught.value).startswith("--host")
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
+def test_no_auth_on_loopback_is_allowed(host: str) -> None:
+    assert load("--host", host, "--node-name", "n").host == host
+
+
+@pytest.mark.parametrize(
+    "auth", [["--api-key", "secret"], ["--control-plane-api-keys", ADMIN]], ids=["api", "cp"]
+)
+def test_auth_allows_non_loopback_host(auth: list[str]) -> None:
+    assert load("--host", "0.0.0.0", *auth, "--node-name", "n").host == "0.0.0.0"
+
+
+def test_remote_mesh_peers_need_a_secret() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load("--mesh-peers", "127.0.0.1:5001", "10.0.0.2:5000", "--node-name", "n")
+    assert str(caught.value).startswith("--mesh-secret")
+    cfg = load("--mesh-peers", "10.0.0.2:5000", "--mesh-secret", "shh", "--node-name", "n")
+    assert cfg.mesh_peers == ["10.0.0.2:5000"]
+
+
+def test_loopback_mesh_peers_need_no_secret() -> None:
+    cfg = load("--mesh-peers", "127.0.0.1:5001", "localhost:5002", "--node-name", "n")
+    assert cfg.mesh_secret is None
+
+
+def test_empty_mesh_secret_counts_as_none() -> None:
+    with pytest.raises(ConfigError, match="--mesh-secret"):
+        load(
+            "--node-name",
+            "n",
+            env={"MESHGATE_MESH_PEERS": "10.0.0.2:5000", "MESHGATE_MESH_SECRET": ""},
+        )
+
+
+def test_non_loopback_mesh_bind_needs_a_secret() -> None:
+    with pytest.raises(ConfigError, match="--mesh-secret"):
+        load("--api-key", "k", "--mesh-bind", "0.0.0.0:4321", "--node-name", "n")
+
+
+def test_public_masks_secrets() -> None:
+    cfg = load(
+        "--api-key",
+        "the-api-key",
+        "--mesh-secret",
+        "the-mesh-secret",
+        "--control-plane-api-keys",
+        ADMIN,
+        USER,
+        "--node-name",
+        "n",
+    )
+    shown = cfg.public()
+    assert shown["api_key"] == "***"
+    assert shown["mesh_secret"] == "***"
+    assert shown["control_plane_api_keys"] == ["k1:alice:admin:***", "k2:bob:user:***"]
+    text = repr(shown)
+    for secret in ("the-api-key", "the-mesh-secret", "s3cret"):
+        assert secret not in text
+    assert shown["port"] == 30000
+    assert set(shown) == set(Config.__dataclass_fields__)
+    # The config itself is untouched.
+    assert cfg.api_key == "the-api-key"
+    assert cfg.control_plane_api_keys == [ADMIN, USER]
+
+
+def test_public_leaves_unset_secrets_unset() -> None:
+    shown = load("--node-name", "n").public()
+    assert shown["api_key"] is None
+    assert shown["mesh_secret"] is None
+    assert shown["control_plane_api_keys"] == []
+
+
+# --- the CLI --------------------------------------------------------------------------------------
+
+
+def test_cli_bad_port_exits_2_with_one_line() -> None:
+    env: dict[str, Any] = {k: v for k, v in os.environ.items() if not k.startswith("MESHGATE_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "node.cli", "serve", "--port", "notanumber"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "--port" in lines[0]
+    assert "notanumber" in lines[0]
+    assert "Traceback" not in proc.stderr
