@@ -150,6 +150,15 @@ class Proc:
         kept = text.splitlines()[-lines:]
         return "\n".join(kept) if kept else "(log is empty)"
 
+    def problems(self) -> list[str]:
+        """Log lines that look like trouble (warnings, errors, tracebacks)."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return []
+        marks = (" WARNING ", " ERROR ", " CRITICAL ", "Traceback", "error:")
+        return [line for line in text.splitlines() if any(m in line for m in marks)]
+
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM, wait up to `grace` seconds, then SIGKILL."""
         try:
@@ -484,7 +493,7 @@ async def run_phases(args: argparse.Namespace, cluster: Cluster) -> dict[str, di
     try:
         return await measure(args, cluster)
     except asyncio.CancelledError:
-        raise Interrupted("SIGTERM") from None
+        raise Interrupted("signal") from None
     finally:
         loop.remove_signal_handler(signal.SIGTERM)  # resets it to SIG_DFL: put ours back
         signal.signal(signal.SIGTERM, _interrupt)
@@ -993,6 +1002,12 @@ def main(argv: list[str] | None = None) -> int:
                     f"last lines of {proc.log_path}:\n{proc.tail()}"
                 )
         result = report(args, cluster, phases, load_before, time.monotonic() - started)
+        for proc in cluster.procs():
+            trouble = proc.problems()
+            if trouble:
+                keep = True
+                print(f"{proc.label} logged {len(trouble)} warning/error line(s), first ones:")
+                print("\n".join("  " + line[:300] for line in trouble[:5]))
         if args.json:
             print(json.dumps(result, sort_keys=True))
         empty = [
