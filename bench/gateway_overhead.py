@@ -113,10 +113,31 @@ def proc_cpu_seconds(pid: int) -> float | None:
     return (utime + stime) / _CLK_TCK
 
 
+def machine_busy_seconds() -> float | None:
+    """CPU seconds every core of the machine spent busy so far (/proc/stat), or None."""
+    try:
+        with open("/proc/stat", encoding="ascii") as handle:
+            fields = handle.readline().split()
+    except OSError:
+        return None
+    # cpu user nice system idle iowait irq softirq steal [guest guest_nice]; guest is in user.
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / _CLK_TCK
+
+
+def child_environment() -> dict[str, str]:
+    """This environment without MESHGATE_* settings, so only the flags below configure a node."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MESHGATE_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
 class Proc:
     """A `python -m node.cli ...` child with its output in a log file."""
 
-    def __init__(self, label: str, args: list[str], log_path: Path) -> None:
+    def __init__(
+        self, label: str, args: list[str], log_path: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.label = label
         self.args = args
         self.log_path = log_path
@@ -128,7 +149,7 @@ class Proc:
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**child_environment(), **(env or {})},
             start_new_session=True,  # a terminal's Ctrl-C reaches us; we stop the children
         )
 
@@ -159,7 +180,7 @@ class Proc:
         marks = (" WARNING ", " ERROR ", " CRITICAL ", "Traceback", "error:")
         return [line for line in text.splitlines() if any(m in line for m in marks)]
 
-    def stop(self, grace: float = 10.0) -> None:
+    def stop(self, grace: float = 15.0) -> None:
         """SIGTERM, wait up to `grace` seconds, then SIGKILL."""
         try:
             if self.alive():
@@ -246,12 +267,13 @@ class Cluster:
         return ([self.gateway] if self.gateway else []) + self.workers
 
     def cpu_snapshot(self) -> dict[str, float | None]:
-        """CPU seconds so far of this process ("loadgen"), the gateway and the workers."""
+        """CPU seconds so far of this process ("loadgen"), the gateway, the workers, all."""
         snap: dict[str, float | None] = {"loadgen": time.process_time()}
         snap["gateway"] = self.gateway.cpu_seconds() if self.gateway else None
         worker_cpu = [w.cpu_seconds() for w in self.workers]
         ok = bool(worker_cpu) and all(c is not None for c in worker_cpu)
         snap["workers"] = sum(c for c in worker_cpu if c is not None) if ok else None
+        snap["machine"] = machine_busy_seconds()  # everything, for "rest of machine"
         return snap
 
     def stop(self) -> None:
@@ -315,6 +337,9 @@ def start_cluster(args: argparse.Namespace, cluster: Cluster) -> None:
             "5",
         ],
         cluster.tmp / "gateway.log",
+        # Stop at once on SIGTERM instead of serving on for the drain delay (a load balancer's
+        # grace time). An environment variable, because nodes without the setting ignore it.
+        env={"MESHGATE_DRAIN_DELAY_SECS": "0"},
     )
     wait_until(
         cluster.gateway,
@@ -642,11 +667,16 @@ def cpu_report(phases: dict[str, dict[str, Phase]], cores: int) -> tuple[str, di
     rows: list[tuple[str, ...]] = []
     data: dict[str, Any] = {"gateway_idle_cores": None if idle is None else round(idle, 4)}
     lines = []
+    worst_other = 0.0
     for mode, pair in phases.items():
         for target in TARGETS:
             phase = pair[target]
-            used = [v for v in phase.cpu.values() if v is not None]
-            busy = sum(used) / phase.seconds if phase.seconds else math.nan
+            ours = sum(phase.cpu.get(k) or 0.0 for k in ("loadgen", "gateway", "workers"))
+            machine = phase.cpu.get("machine")
+            busy = ours / phase.seconds if phase.seconds else math.nan
+            other = (machine - ours) / phase.seconds if machine is not None else math.nan
+            if phase.seconds and machine is not None:
+                worst_other = max(worst_other, other)
             gw = per_request_us(phase.cpu.get("gateway"), phase.requests)
             rows.append(
                 (
@@ -654,6 +684,7 @@ def cpu_report(phases: dict[str, dict[str, Phase]], cores: int) -> tuple[str, di
                     str(phase.requests),
                     f"{phase.seconds:.1f}",
                     f"{busy:.2f} of {cores}",
+                    "n/a" if math.isnan(other) else f"{max(other, 0.0):.2f}",
                     fmt_us(per_request_us(phase.cpu.get("loadgen"), phase.requests)),
                     fmt_us(gw) if target == "gateway" else "idle",
                     fmt_us(per_request_us(phase.cpu.get("workers"), phase.requests)),
@@ -664,6 +695,7 @@ def cpu_report(phases: dict[str, dict[str, Phase]], cores: int) -> tuple[str, di
                     k: None if v is None else round(v, 3) for k, v in phase.cpu.items()
                 },
                 "cores_busy": finite(busy, 3),
+                "rest_of_machine_cores": finite(other, 3),
             }
         gw_phase = pair["gateway"]
         gross = per_request_us(gw_phase.cpu.get("gateway"), gw_phase.requests)
@@ -672,19 +704,29 @@ def cpu_report(phases: dict[str, dict[str, Phase]], cores: int) -> tuple[str, di
             net = per_request_us(
                 (gw_phase.cpu.get("gateway") or 0.0) - idle * gw_phase.seconds, gw_phase.requests
             )
-        data[f"{mode}_gateway"]["gateway_cpu_us_per_request"] = finite(gross or math.nan, 1)
-        data[f"{mode}_gateway"]["gateway_cpu_us_per_request_net_of_idle"] = finite(
-            net if net is not None else math.nan, 1
+        data[f"{mode}_gateway"]["gateway_cpu_us_per_request"] = (
+            None if gross is None else round(gross, 1)
+        )
+        data[f"{mode}_gateway"]["gateway_cpu_us_per_request_net_of_idle"] = (
+            None if net is None else round(net, 1)
         )
         lines.append(
             f"gateway CPU per request, {mode}: {fmt_us(gross)} µs "
             f"({fmt_us(net)} µs after subtracting its idle CPU)"
         )
+        gw_cpu = gw_phase.cpu.get("gateway")
+        if mode == "concurrent" and gw_cpu is not None and net and gw_phase.seconds:
+            lines.append(
+                f"  the gateway used {gw_cpu / gw_phase.seconds:.2f} of one core in that phase; "
+                f"estimated ceiling of one node (one event loop): 1 s / {net:.0f} µs "
+                f"~= {1e6 / net:,.0f} req/s"
+            )
     header = (
         "phase",
         "requests",
         "wall s",
-        "cores busy",
+        "bench cores",
+        "other cores",
         "loadgen µs/req",
         "gateway µs/req",
         "workers µs/req",
@@ -692,7 +734,16 @@ def cpu_report(phases: dict[str, dict[str, Phase]], cores: int) -> tuple[str, di
     idle_line = "gateway idle CPU (measured during the direct phases): " + (
         "n/a" if idle is None else f"{idle * 100:.1f}% of one core"
     )
-    text = "\n".join([render(rows, header), *lines, idle_line])
+    notes = [
+        "bench cores: CPU of the load generator, gateway and workers per wall second; other "
+        "cores: the rest of the machine (other processes, unattributed kernel work)."
+    ]
+    if worst_other > 0.15:
+        notes.append(
+            f"warning: other work used up to {worst_other:.2f} cores during a measured window; "
+            "the machine was not quiet, so expect noise (compare the per-round rates)."
+        )
+    text = "\n".join([render(rows, header), *lines, idle_line, *notes])
     return text, data
 
 

@@ -36,7 +36,10 @@ ERRORS: Final[dict[str, int]] = {
 WORKER_OPS: Final = ("worker.add", "worker.update", "worker.set_status", "worker.remove")
 POLICY_OPS: Final = ("policy.set", "policy.delete")
 CONFIG_OPS: Final = ("config.set", "config.delete")
-ALL_OPS: Final = WORKER_OPS + POLICY_OPS + CONFIG_OPS
+MEMBER_OPS: Final = ("member.upsert", "member.set_draining", "member.remove")
+RATE_LIMIT_OPS: Final = ("ratelimit.set", "ratelimit.delete")
+SHUTDOWN_OPS: Final = ("shutdown.plan",)
+ALL_OPS: Final = WORKER_OPS + POLICY_OPS + CONFIG_OPS + MEMBER_OPS + RATE_LIMIT_OPS + SHUTDOWN_OPS
 
 
 class Envelope(TypedDict):

@@ -231,6 +231,50 @@ class MeshRaft:
             reason = _RETRYABLE.get(error, f"error_{error}")
             await asyncio.sleep(min(0.05, max(0.0, deadline - loop.time())))
 
+    async def transfer_leadership(self, within: float = 2.0) -> bool:
+        """Hand leadership to a caught-up follower; True once another node leads (or we never did).
+
+        pysyncobj refuses while no follower is fully caught up, so keep asking for `within`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        me = self.settings.self_address
+        while loop.time() < deadline:
+            status = self._status
+            if status.leader != me or not self._sync or not self._sync.otherNodes:
+                return status.leader != me
+            try:
+                await self._call_with_callback(lambda s, cb: s.transferLeadership(callback=cb), 0.5)
+            except (CommitError, TimeoutError):
+                pass
+            await asyncio.sleep(0.1)
+        return self._status.leader != me
+
+    async def add_voter(self, address: str) -> None:
+        """Add a voter (one membership change at a time; pysyncobj refuses a second)."""
+        await self._call_with_callback(lambda s, cb: s.addNodeToCluster(address, callback=cb))
+
+    async def remove_voter(self, address: str) -> None:
+        await self._call_with_callback(lambda s, cb: s.removeNodeFromCluster(address, callback=cb))
+
+    async def _call_with_callback(
+        self,
+        call: Callable[[SyncObj, Callable[[Any, int], None]], None],
+        timeout: float | None = None,
+    ) -> Any:
+        """Run a pysyncobj call that reports through a callback, on the Raft thread."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[Any, int]] = loop.create_future()
+        callback = functools.partial(_resolve, loop, future)
+        await self.on_raft_thread(lambda sync: call(sync, callback))
+        try:
+            result, error = await asyncio.wait_for(future, timeout or self.settings.commit_timeout)
+        except TimeoutError:
+            raise CommitError("timeout", "the Raft group did not answer in time") from None
+        if error != FAIL_REASON.SUCCESS:
+            reason = _RETRYABLE.get(error) or _FINAL.get(error) or f"error_{error}"
+            raise CommitError(reason, f"refused by raft ({reason})")
+        return result
+
     async def on_raft_thread(self, fn: Callable[[SyncObj], T], timeout: float = 2.0) -> T:
         """Run `fn(syncobj)` on the Raft thread (internal calls belong there)."""
         loop = asyncio.get_running_loop()
@@ -272,9 +316,12 @@ class MeshRaft:
                 )
             )
         leader = raw["leader"]
+        role = _RAFT_STATES.get(raw["state"], "unknown")
+        if self.settings.self_address is None:
+            role = "read-only"
         return RaftStatus(
             self_address=self.settings.self_address,
-            role=_RAFT_STATES.get(raw["state"], "unknown"),
+            role=role,
             leader=leader.id if leader is not None else None,
             term=raw["raft_term"],
             commit_index=raw["commit_idx"],

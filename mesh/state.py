@@ -42,7 +42,10 @@ WORKER_MUTABLE: Final = (
     "api_key",
 )
 DEFAULT_POLICY_KEY: Final = "*"  # the policy for models that have none of their own
+GLOBAL_SCOPE: Final = "*"  # a rate limit over all inference requests
 RECENT_REQUESTS_KEPT: Final = 4096  # how many request ids are remembered for dedup
+SHUTDOWN_PLANS_KEPT: Final = 20  # recent shutdown plans, for /ha/status history
+MEMBER_FIELDS: Final = ("raft_address", "http_url", "version", "voter", "boot_id", "started_at")
 
 
 class ControlState:
@@ -59,6 +62,13 @@ class ControlState:
         self.policies: dict[str, Record] = {}
         # Free-form cluster configuration: key -> {value, version, updated_at, updated_by}.
         self.config: dict[str, Record] = {}
+        # Gateway nodes of the mesh by name: {name, raft_address (None for a read-only
+        # member), http_url, version, voter, boot_id, started_at, draining, ...}.
+        self.members: dict[str, Record] = {}
+        # Requests-per-second rules by scope ("*" = all requests, else a model id).
+        self.rate_limits: dict[str, Record] = {}
+        # Coordinated shutdowns: plan id -> {targets: {node name: boot id}, grace...}.
+        self.shutdowns: dict[str, Record] = {}
         # Outcomes of recently applied request ids, oldest first (dict keeps order).
         self.recent: dict[str, Outcome] = {}
 
@@ -101,6 +111,9 @@ class ControlState:
             "workers": len(self.workers),
             "policies": len(self.policies),
             "config": len(self.config),
+            "members": len(self.members),
+            "rate_limits": len(self.rate_limits),
+            "shutdown_plans": len(self.shutdowns),
         }
 
 
@@ -137,6 +150,11 @@ def _version_problem(record: Record | None, expected: Any) -> Outcome | None:
             current_version=current,
         )
     return None
+
+
+def _positive_number(value: Any) -> bool:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return number and math.isfinite(value) and value > 0
 
 
 def _worker_field_problem(field: str, value: Any) -> str | None:
@@ -316,6 +334,127 @@ def _config_delete(state: ControlState, args: dict[str, Any], cmd: Command, inde
     return ok({"key": record["key"], "version": index})
 
 
+# -- mesh members ----------------------------------------------------------------------
+
+
+def _member_upsert(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
+    """A node announces itself at start. args: {"member": {name, raft_address, http_url,
+    version, voter, boot_id, started_at}}. A new boot clears the draining flag."""
+    spec = args.get("member")
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not spec["name"]:
+        return fail("invalid", "member must be a mapping with a non-empty name")
+    if not isinstance(spec.get("boot_id"), str) or not isinstance(spec.get("http_url"), str):
+        return fail("invalid", "member boot_id and http_url must be strings")
+    raft_address = spec.get("raft_address")
+    if raft_address is not None:
+        for other in state.members.values():
+            if other["raft_address"] == raft_address and other["name"] != spec["name"]:
+                return fail("conflict", f"raft address {raft_address} belongs to {other['name']}")
+    previous = state.members.get(spec["name"], {})
+    record: Record = {
+        **previous,
+        "name": spec["name"],
+        **{field: spec.get(field) for field in MEMBER_FIELDS},
+        "draining": previous.get("draining", False)
+        if previous.get("boot_id") == spec["boot_id"]
+        else False,
+        "joined_at": previous.get("joined_at", cmd["at"]),
+        **_stamp(cmd, index),
+    }
+    state.members = _with(state.members, spec["name"], record)
+    return ok({"name": spec["name"], "version": index})
+
+
+def _member_set_draining(
+    state: ControlState, args: dict[str, Any], cmd: Command, index: int
+) -> Outcome:
+    """args: {name, draining: bool}. A draining node reports not-ready but keeps serving."""
+    record = state.members.get(args.get("name", ""))
+    if record is None:
+        return fail("not_found", f"node {args.get('name')} is not a member")
+    if not isinstance(args.get("draining"), bool):
+        return fail("invalid", "draining must be true or false")
+    updated = {**record, "draining": args["draining"], **_stamp(cmd, index)}
+    state.members = _with(state.members, record["name"], updated)
+    return ok({"name": record["name"], "draining": args["draining"], "version": index})
+
+
+def _member_remove(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
+    record = state.members.get(args.get("name", ""))
+    if record is None:
+        return fail("not_found", f"node {args.get('name')} is not a member")
+    state.members = _without(state.members, record["name"])
+    return ok({"name": record["name"], "version": index})
+
+
+# -- rate limits -------------------------------------------------------------------------
+
+
+def _ratelimit_set(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
+    """args: {scope ("*" or a model id), requests_per_second > 0, burst >= 1}."""
+    scope, rate, burst = args.get("scope"), args.get("requests_per_second"), args.get("burst")
+    if not isinstance(scope, str) or not scope:
+        return fail("invalid", "scope must be a non-empty string")
+    if not _positive_number(rate):
+        return fail("invalid", "requests_per_second must be a finite number above 0")
+    if not _positive_number(burst) or burst < 1:
+        return fail("invalid", "burst must be a finite number of at least 1")
+    mismatch = _version_problem(state.rate_limits.get(scope), args.get("expected_version"))
+    if mismatch:
+        return mismatch
+    record = {"scope": scope, "requests_per_second": rate, "burst": burst, **_stamp(cmd, index)}
+    state.rate_limits = _with(state.rate_limits, scope, record)
+    return ok({"scope": scope, "version": index})
+
+
+def _ratelimit_delete(
+    state: ControlState, args: dict[str, Any], cmd: Command, index: int
+) -> Outcome:
+    scope = args.get("scope")
+    if scope not in state.rate_limits:
+        return fail("not_found", f"no rate limit for scope {scope}")
+    state.rate_limits = _without(state.rate_limits, scope)
+    return ok({"scope": scope, "version": index})
+
+
+# -- coordinated shutdown ------------------------------------------------------------------
+
+
+def _shutdown_plan(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
+    """Record a shutdown. args: {id, targets: {node name: boot id}, grace_period_secs,
+    drain_delay_secs}. Each targeted node acts on it only while still running the boot
+    named here, so replaying the log after a restart never stops a node again."""
+    plan_id, targets = args.get("id"), args.get("targets")
+    if not isinstance(plan_id, str) or not plan_id:
+        return fail("invalid", "id must be a non-empty string")
+    if not isinstance(targets, dict) or not targets:
+        return fail("invalid", "targets must name at least one node")
+    for name, boot_id in targets.items():
+        if name not in state.members:
+            return fail("not_found", f"node {name} is not a member")
+        if not isinstance(boot_id, str):
+            return fail("invalid", "each target maps a node name to its boot id")
+    for field in ("grace_period_secs", "drain_delay_secs"):
+        value = args.get(field)
+        if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 86400:
+            return fail("invalid", f"{field} must be a number of seconds from 0 to 86400")
+    plan = {
+        "id": plan_id,
+        "targets": dict(targets),
+        "grace_period_secs": args["grace_period_secs"],
+        "drain_delay_secs": args["drain_delay_secs"],
+        "scope": args.get("scope", "nodes"),
+        "requested_at": cmd["at"],
+        "requested_by": cmd["by"],
+        "version": index,
+    }
+    shutdowns = _with(state.shutdowns, plan_id, plan)
+    while len(shutdowns) > SHUTDOWN_PLANS_KEPT:
+        del shutdowns[next(iter(shutdowns))]
+    state.shutdowns = shutdowns
+    return ok({"id": plan_id, "version": index})
+
+
 Handler = Callable[[ControlState, dict[str, Any], Command, int], Outcome]
 
 _HANDLERS: Final[dict[str, Handler]] = {
@@ -327,4 +466,10 @@ _HANDLERS: Final[dict[str, Handler]] = {
     "policy.delete": _policy_delete,
     "config.set": _config_set,
     "config.delete": _config_delete,
+    "member.upsert": _member_upsert,
+    "member.set_draining": _member_set_draining,
+    "member.remove": _member_remove,
+    "ratelimit.set": _ratelimit_set,
+    "ratelimit.delete": _ratelimit_delete,
+    "shutdown.plan": _shutdown_plan,
 }

@@ -1,9 +1,10 @@
 """One meshgate node: its parts, wired together in one place, and their start and stop order.
 
 Start: bind the applied-command stream to the loop, start Raft (which replays
-the journal), open the upstream session, start health checks, then in the
-background wait for a leader and register `--worker-urls`. Stop: the reverse.
-Handlers reach the node through `request.app[NODE]`.
+the journal), open the upstream session, start health checks and the peer
+poller; then, in the background, wait for a leader, announce this node's
+membership and register `--worker-urls`. Stop: the reverse. Handlers reach
+the node through `request.app[NODE]`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,12 +27,16 @@ from node import __version__
 from node.auth import Authenticator, Principal
 from node.config import Config
 from node.errors import ApiError, error_middleware
+from node.gauges import node_gauges
+from node.ha.peers import PeerPoller, mesh_token
+from node.ha.shutdown import Stopper
 from node.limits.admission import Admission
+from node.limits.ratelimit import RateLimiter, Rule
 from node.metrics import Metrics
 from node.proxy.forward import Forwarder, RetrySettings
 from node.proxy.upstream import make_session
 from node.routing.selector import PolicySelector
-from node.workers.breaker import STATE_NUMBER, BreakerSettings
+from node.workers.breaker import BreakerSettings
 from node.workers.discovery import DiscoveryJobs, DiscoverySettings
 from node.workers.health import HealthChecker, HealthSettings
 from node.workers.pool import WorkerPool
@@ -53,10 +58,12 @@ class Node:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.name = config.node_name
+        self.boot_id = uuid.uuid4().hex  # tells this run of the node from earlier ones
         self.started_at = time.time()
-        self.draining = False
+        self.draining = False  # set when this process is stopping
         self.metrics = Metrics(config.node_name)
         self.auth = Authenticator(config.api_key, config.control_plane_api_keys)
+        self.mesh_token = mesh_token(config.mesh_secret)
         self.stream = AppliedStream()
         self.raft = MeshRaft(raft_settings(config), self.stream)
         self.pool = WorkerPool(
@@ -79,9 +86,12 @@ class Node:
             multiplier=config.retry_backoff_multiplier,
             jitter=config.retry_jitter_factor,
         )
+        self.ratelimiter = RateLimiter(config.node_name, config.redis_url, self.serving_nodes)
+        self.stopper = Stopper(self)
+        self.announced = False
         self.pool.on_removed.append(lambda worker: self.selector.forget(worker.id))
         self.stream.subscribe(self._on_applied)
-        self.metrics.add_gauges(self._gauges)
+        self.metrics.add_gauges(lambda: node_gauges(self))
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- lifecycle -----------------------------------------------------------------
@@ -119,8 +129,13 @@ class Node:
             ),
             actor=self.actor(None),
         )
+        self.peers = PeerPoller(
+            self.session, lambda: self.raft.state.members, self.name, self.mesh_token
+        )
+        await self.ratelimiter.start()
         self._sync_views()
         self.health.start()
+        self.peers.start()
         self._tasks.append(asyncio.create_task(self._bootstrap(), name="bootstrap"))
         self._tasks.append(asyncio.create_task(self._reconcile_forever(), name="reconcile"))
 
@@ -130,51 +145,63 @@ class Node:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.peers.stop()
         await self.discovery.stop()
         await self.health.stop()
+        await self.ratelimiter.close()
         await self.session.close()
         await asyncio.get_running_loop().run_in_executor(None, self.raft.stop)
 
     async def _bootstrap(self) -> None:
-        """Once the group has a leader: register `--worker-urls` (idempotent across restarts)."""
+        """Once the group has a leader: announce this node, then register `--worker-urls`."""
         while self.raft.status().leader is None or not self.raft.status().ready:
             await asyncio.sleep(0.05)
+        await self._retry_forever("announcing this node", self._announce)
+        self.announced = True
         for raw in self.config.worker_urls:
             url = normalise_url(raw)
-            while True:
-                try:
-                    await self.register_worker_url(url)
-                    break
-                except (CommitError, ApiError) as exc:
-                    log.warning("registering %s failed (%s); retrying", url, exc)
-                    await asyncio.sleep(1.0)
+            await self._retry_forever(
+                f"registering {url}", lambda u=url: self.register_worker_url(u)
+            )
+
+    async def _retry_forever(self, what: str, step: Any) -> None:
+        while True:
+            try:
+                await step()
+                return
+            except (CommitError, ApiError) as exc:
+                log.warning("%s failed (%s); retrying", what, exc)
+                await asyncio.sleep(0.5)
+
+    async def _announce(self) -> None:
+        member = {
+            "name": self.name,
+            "raft_address": self.raft.settings.self_address,
+            "http_url": self.config.advertised_http_url,
+            "version": __version__,
+            "voter": self.raft.settings.self_address is not None,
+            "boot_id": self.boot_id,
+            "started_at": self.started_at,
+        }
+        await self.commit("member.upsert", {"member": member}, None)
 
     async def register_worker_url(self, url: str) -> None:
         existing = self.raft.state.worker_urls.get(url)
         if existing is not None:
             if self.raft.state.workers[existing]["status"] == "failed":
-                await self.commit(
-                    "worker.set_status",
-                    {
-                        "id": existing,
-                        "status": "pending",
-                        "job_status": {
-                            "state": "queued",
-                            "message": "retrying at node start",
-                            "attempts": 0,
-                        },
-                    },
-                    None,
-                )
+                job = {"state": "queued", "message": "retrying at node start", "attempts": 0}
+                args = {"id": existing, "status": "pending", "job_status": job}
+                await self.commit("worker.set_status", args, None)
                 self.discovery.start(existing)
             return
         spec = {"id": str(uuid.uuid4()), "url": url, "connection_mode": connection_mode(url)}
-        command = commands.make("worker.add", {"worker": spec}, by=self.actor(None))
-        outcome = await self.raft.submit(command)
-        if outcome["ok"]:
-            self.discovery.start(spec["id"])
-        elif outcome["error"] != "conflict":
-            raise ApiError(400, outcome["message"])
+        try:
+            await self.commit("worker.add", {"worker": spec}, None)
+        except ApiError as exc:
+            if exc.status == 409:
+                return  # another node registered it first
+            raise
+        self.discovery.start(spec["id"])
 
     async def _reconcile_forever(self) -> None:
         """Resume this node's unfinished discovery jobs; as leader, adopt stranded ones."""
@@ -190,14 +217,47 @@ class Node:
 
     def _on_applied(self, applied: Applied) -> None:
         op = applied.op
-        if op.startswith("worker.") or op == "reset":
+        reset = op == "reset"
+        if op.startswith("worker.") or reset:
             self.pool.sync(self.raft.state.workers)
-        if op.startswith("policy.") or op == "reset":
+        if op.startswith("policy.") or reset:
             self.selector.sync(self.raft.state.policies)
+        if op.startswith("ratelimit.") or reset:
+            self.ratelimiter.set_rules(rate_rules(self.raft.state.rate_limits))
+        if op == "shutdown.plan":
+            self.stopper.on_applied(applied)
 
     def _sync_views(self) -> None:
         self.pool.sync(self.raft.state.workers)
         self.selector.sync(self.raft.state.policies)
+        self.ratelimiter.set_rules(rate_rules(self.raft.state.rate_limits))
+
+    # -- reading -----------------------------------------------------------------------
+
+    def is_draining(self) -> bool:
+        member = self.raft.state.members.get(self.name)
+        return self.draining or bool(member and member.get("draining"))
+
+    def serving_nodes(self) -> int:
+        """Nodes taking traffic now (this one included): each takes 1/N of a rate limit."""
+        peers = sum(
+            1 for name in self.raft.state.members if name != self.name and self.peers.serving(name)
+        )
+        return 1 + peers
+
+    def leader_name(self) -> str | None:
+        leader = self.raft.status().leader
+        for member in self.raft.state.members.values():
+            if member.get("raft_address") == leader:
+                return member["name"]  # type: ignore[no-any-return]
+        return None
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "node": self.name,
+            "version": __version__,
+            "uptime_secs": round(time.time() - self.started_at, 3),
+        }
 
     # -- writing control state -------------------------------------------------------
 
@@ -211,8 +271,8 @@ class Node:
         except CommitError as exc:
             raise ApiError(
                 503,
-                f"the change was not committed: {exc} ({exc.reason}); the mesh may have no "
-                "leader or quorum right now, retry shortly",
+                f"the change was not committed: {exc}; the mesh may have no leader or "
+                "quorum right now, retry shortly",
                 code="not_committed",
                 headers={"Retry-After": str(max(1, round(exc.retry_after)))},
             ) from None
@@ -222,87 +282,28 @@ class Node:
             raise ApiError(status, outcome["message"], code=outcome["error"].upper(), extra=extra)
         return outcome["value"]
 
-    # -- metrics read at scrape time ----------------------------------------------------
 
-    def _gauges(self) -> Iterator[tuple[str, str, dict[str, str], float]]:
-        for worker in self.pool.all():
-            labels = {"worker": worker.id, "url": worker.url}
-            yield (
-                "meshgate_worker_healthy",
-                "1 if this node sees the worker healthy",
-                labels,
-                float(worker.healthy and worker.status == "ready"),
-            )
-            yield (
-                "meshgate_worker_in_flight",
-                "Requests in flight to the worker",
-                labels,
-                worker.load,
-            )
-            yield (
-                "meshgate_circuit_breaker_state",
-                "Circuit state: 0 closed, 1 half-open, 2 open",
-                labels,
-                STATE_NUMBER[worker.breaker.state],
-            )
-        yield (
-            "meshgate_admission_in_flight",
-            "Requests holding a slot",
-            {},
-            self.admission.in_flight,
-        )
-        yield (
-            "meshgate_admission_queue_depth",
-            "Requests waiting for a slot",
-            {},
-            self.admission.queued,
-        )
-        for reason, count in self.admission.rejected.items():
-            yield (
-                "meshgate_admission_rejected",
-                "Requests refused (429) so far",
-                {"reason": reason},
-                count,
-            )
-        status = self.raft.status()
-        yield "meshgate_raft_applied_index", "Last log index applied here", {}, status.applied_index
-        yield "meshgate_raft_commit_index", "Commit index known here", {}, status.commit_index
-        yield "meshgate_raft_term", "Current Raft term", {}, status.term
-        yield "meshgate_raft_is_leader", "1 on the leader", {}, float(status.is_leader)
-        yield (
-            "meshgate_raft_has_quorum",
-            "1 while a majority is reachable",
-            {},
-            float(status.has_quorum),
-        )
-        yield "meshgate_raft_log_entries", "Entries in the Raft log", {}, status.log_len
-        yield (
-            "meshgate_raft_tick_alive",
-            "1 while the Raft thread runs",
-            {},
-            float(self.raft.tick_alive()),
-        )
-        yield "meshgate_node_draining", "1 while this node drains", {}, float(self.draining)
-
-    def info(self) -> dict[str, Any]:
-        return {
-            "node": self.name,
-            "version": __version__,
-            "uptime_secs": round(time.time() - self.started_at, 3),
-        }
+def rate_rules(records: dict[str, dict[str, Any]]) -> dict[str, Rule]:
+    return {
+        scope: Rule(scope=scope, rate=float(r["requests_per_second"]), burst=float(r["burst"]))
+        for scope, r in records.items()
+    }
 
 
 def raft_settings(config: Config) -> RaftSettings:
     standalone = not config.mesh_peers
     bind = config.mesh_bind or "127.0.0.1:0"
+    advertise = config.mesh_advertise or bind
+    peers = tuple(p for p in config.mesh_peers if p not in (advertise, bind))
     return RaftSettings(
         data_dir=config.data_path,
-        self_address=config.mesh_advertise or bind,
-        bind_address=bind,
-        peers=tuple(config.mesh_peers),
+        self_address=advertise if config.mesh_voter else None,
+        bind_address=bind if config.mesh_voter else None,
+        peers=peers,
         password=config.mesh_secret,
         commit_timeout=config.mesh_commit_timeout_secs,
         tick_period=0.005 if standalone else 0.05,
+        log_compaction_min_entries=config.mesh_log_compaction_entries,
     )
 
 

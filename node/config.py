@@ -200,6 +200,30 @@ OPTIONS: tuple[Option, ...] = (
         "longest wait for a write to commit",
         check=_at_least(0.1),
     ),
+    Option("mesh_voter", _bool, True, "vote in Raft (false: a read-only member that serves alike)"),
+    Option(
+        "mesh_log_compaction_entries",
+        int,
+        5000,
+        "compact the Raft log past this many entries",
+        check=_at_least(10),
+    ),
+    Option("http_advertise_url", str, None, "URL other nodes and tools use to reach this node"),
+    Option("redis_url", str, None, "Redis for exact mesh-wide rate limits (redis://host:port/db)"),
+    Option(
+        "drain_delay_secs",
+        float,
+        5.0,
+        "keep serving this long after turning not-ready",
+        check=_at_least(0),
+    ),
+    Option(
+        "shutdown_grace_secs",
+        float,
+        30.0,
+        "longest wait for in-flight requests when stopping",
+        check=_at_least(0),
+    ),
     Option(
         "log_level", str, "info", "log level", check=_one_of(("debug", "info", "warning", "error"))
     ),
@@ -247,16 +271,33 @@ class Config:
     mesh_peers: list[str]
     mesh_secret: str | None
     mesh_commit_timeout_secs: float
+    mesh_voter: bool
+    mesh_log_compaction_entries: int
+    http_advertise_url: str | None
+    redis_url: str | None
+    drain_delay_secs: float
+    shutdown_grace_secs: float
     log_level: str
 
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir)
 
+    @property
+    def advertised_http_url(self) -> str:
+        if self.http_advertise_url:
+            return self.http_advertise_url.rstrip("/")
+        host = self.host
+        if host in ("0.0.0.0", "::", ""):
+            host = socket.gethostname()
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
     def public(self) -> dict[str, Any]:
         """The effective settings with every secret masked (safe to show and log)."""
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
-        for secret in ("api_key", "mesh_secret"):
+        for secret in ("api_key", "mesh_secret", "redis_url"):
             if shown[secret]:
                 shown[secret] = "***"
         shown["control_plane_api_keys"] = [

@@ -1,8 +1,9 @@
-"""`meshgate serve`: run one node until SIGTERM or SIGINT, then stop gracefully.
+"""`meshgate serve`: run one node until it is told to stop, then stop gracefully.
 
-On a signal the node first reports not-ready (so a load balancer stops sending
-new requests), waits for in-flight requests, streams included, up to the grace
-period, then closes the HTTP server and leaves the Raft group.
+SIGTERM/SIGINT and a committed shutdown plan take the same path (see
+`node.ha.shutdown`): not-ready at once, keep serving for the drain delay, wait
+for in-flight requests up to the grace period, hand over Raft leadership,
+then close the HTTP server, leave the Raft group and exit 0.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import asyncio
 import logging
 import signal
 import sys
-import time
 
 from aiohttp import web
 
@@ -24,12 +24,6 @@ log = logging.getLogger("meshgate")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     config_module.add_arguments(parser)
-    parser.add_argument(
-        "--shutdown-grace-secs",
-        type=float,
-        default=30.0,
-        help="on SIGTERM, wait this long for in-flight requests",
-    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,10 +38,10 @@ def run(args: argparse.Namespace) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    return asyncio.run(_serve(config, args.shutdown_grace_secs))
+    return asyncio.run(_serve(config))
 
 
-async def _serve(config: config_module.Config, grace: float) -> int:
+async def _serve(config: config_module.Config) -> int:
     app = create_app(config)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
@@ -65,18 +59,19 @@ async def _serve(config: config_module.Config, grace: float) -> int:
     node = app[NODE]
     print(
         f"meshgate node {node.name} serving on http://{config.host}:{config.port} "
-        f"(raft {node.raft.settings.self_address}, data {config.data_dir})",
+        f"(raft {node.raft.settings.self_address or 'read-only member'}, data {config.data_dir})",
         flush=True,
     )
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal(name: str) -> None:
+        node.stopper.request(
+            f"signal {name}", grace=config.shutdown_grace_secs, drain_delay=config.drain_delay_secs
+        )
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info("stopping: draining in-flight requests (up to %.0fs)", grace)
-    node.draining = True
-    deadline = time.monotonic() + grace
-    while node.admission.in_flight > 0 and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+        loop.add_signal_handler(sig, on_signal, sig.name)
+    await node.stopper.stopped.wait()
+    log.info("node %s stopping: %s", node.name, node.stopper.reason)
     await runner.cleanup()
     return 0

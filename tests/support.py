@@ -83,6 +83,11 @@ class Proc:
         self.popen.wait(timeout=10)
         self._log.close()
 
+    def terminate(self) -> None:
+        """Send SIGTERM without waiting (stop() then waits)."""
+        if self.alive():
+            self.popen.send_signal(signal.SIGTERM)
+
     def stop(self, timeout: float = 10.0) -> int | None:
         if self.alive():
             self.popen.send_signal(signal.SIGTERM)
@@ -147,6 +152,8 @@ class Node:
             str(self.data_dir),
             "--log-level",
             "info",
+            "--drain-delay-secs",
+            "0",
             *args,
         ]
         self.tmp_path = tmp_path

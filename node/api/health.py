@@ -22,7 +22,7 @@ def install(app: web.Application) -> None:
 
 def readiness_problems(node: Node) -> list[str]:
     problems = []
-    if node.draining:
+    if node.is_draining():
         problems.append("node is draining")
     status = node.raft.status()
     if not status.ready:

@@ -9,6 +9,7 @@ workers.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 from typing import Any
@@ -88,6 +89,16 @@ async def _admit_and_forward(
     routing_key = next((v for h in ROUTING_KEY_HEADERS if (v := request.headers.get(h))), None)
     policy = node.selector.record_for(model)["policy"]
     facts = facts_of(data, model, routing_key, with_prompt=policy in PROMPT_POLICIES)
+    decision = await node.ratelimiter.admit(model)
+    if not decision.allowed:
+        retry_after = max(1, math.ceil(decision.retry_after))
+        scope = "all requests" if decision.scope == "*" else f"model {decision.scope!r}"
+        raise ApiError(
+            429,
+            f"the mesh-wide rate limit for {scope} is exhausted; retry after {retry_after}s",
+            code="rate_limited",
+            headers={"Retry-After": str(retry_after)},
+        )
     try:
         await node.admission.acquire()
     except Rejected as exc:

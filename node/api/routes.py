@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from node.api import health, openai, ops, policies, workers
+from node.api import ha, health, openai, ops, policies, workers
 from node.app import Node
 
 
@@ -14,3 +14,4 @@ def install(app: web.Application, node: Node) -> None:
     workers.install(app)
     policies.install(app)
     ops.install(app)
+    ha.install(app)

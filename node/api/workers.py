@@ -121,7 +121,7 @@ def _check_fields(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _resolve(node: Node, request: web.Request) -> dict[str, Any]:
+def resolve_worker(node: Node, request: web.Request) -> dict[str, Any]:
     """The one resolver for every `/workers/{worker_id}` route."""
     raw = request.match_info["worker_id"]
     try:
@@ -198,12 +198,12 @@ async def create_worker(request: web.Request, principal: Principal) -> web.Respo
 
 async def get_worker(request: web.Request, _: Principal) -> web.Response:
     node = node_of(request)
-    return json_response(_view(node, _resolve(node, request)))
+    return json_response(_view(node, resolve_worker(node, request)))
 
 
 async def update_worker(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
-    record = _resolve(node, request)
+    record = resolve_worker(node, request)
     data = await json_object(request)
     reject_unknown(data, UPDATE_FIELDS)
     if "url" in data and normalise_url(str(data["url"])) != record["url"]:
@@ -227,7 +227,7 @@ async def update_worker(request: web.Request, principal: Principal) -> web.Respo
 async def delete_worker(request: web.Request, principal: Principal) -> web.Response:
     """Stop routing to the worker everywhere, let this node's in-flight requests finish, remove."""
     node = node_of(request)
-    record = _resolve(node, request)
+    record = resolve_worker(node, request)
     if record["status"] != "draining":
         await node.commit(
             "worker.set_status",

@@ -30,9 +30,11 @@ class Cluster:
         return node
 
     def stop(self) -> None:
-        for node in self.nodes:
-            node.proc.stop()
-        for proc in self.procs:
+        """Stop everything at once: SIGTERM to all, then wait for each."""
+        everything = [node.proc for node in self.nodes] + self.procs
+        for proc in everything:
+            proc.terminate()
+        for proc in everything:
             proc.stop()
 
 

@@ -78,7 +78,14 @@ def test_worker_add_record_defaults() -> None:
     assert record["created_by"] == "t"
     assert record["updated_by"] == "t"
     assert log.state.worker_urls == {URL: "w1"}
-    assert log.state.counts() == {"workers": 1, "policies": 0, "config": 0}
+    assert log.state.counts() == {
+        "workers": 1,
+        "policies": 0,
+        "config": 0,
+        "members": 0,
+        "rate_limits": 0,
+        "shutdown_plans": 0,
+    }
 
 
 def test_worker_add_keeps_given_fields() -> None:

@@ -1,0 +1,455 @@
+"""The `/ha/*` routes (control plane): the mesh as it really is, and the operator's levers.
+
+Reads come from this node's replica and its live view of its peers; writes
+(config keys, rate limits, drain, shutdown plans, membership) are Raft
+commands, acknowledged only once committed.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import re
+import uuid
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from mesh.raft import CommitError
+from mesh.state import GLOBAL_SCOPE
+from node.api.common import control_plane, json_object, json_response, node_of, reject_unknown
+from node.app import Node
+from node.auth import Principal
+from node.config import is_loopback
+from node.errors import ApiError
+from node.ha.peers import MESH_TOKEN_HEADER
+from node.ha.report import health_problems, local_report, mesh_status
+
+CONFIG_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,255}$")
+CONFIG_VALUE_LIMIT = 64 * 1024  # control state must stay small (RAFT.md)
+
+
+def install(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/ha/local", local)
+    r.add_get("/ha/status", control_plane(status))
+    r.add_get("/ha/health", control_plane(health))
+    r.add_get("/ha/workers", control_plane(list_workers))
+    r.add_get("/ha/workers/{worker_id}", control_plane(get_worker))
+    r.add_get("/ha/policies", control_plane(list_policies))
+    r.add_get("/ha/policies/{model_id}", control_plane(get_policy))
+    r.add_get("/ha/config", control_plane(list_config))
+    r.add_get("/ha/config/{key:.+}", control_plane(get_config))
+    r.add_post("/ha/config", control_plane(set_config))
+    r.add_delete("/ha/config/{key:.+}", control_plane(delete_config))
+    r.add_get("/ha/rate-limit", control_plane(get_rate_limits))
+    r.add_post("/ha/rate-limit", control_plane(set_rate_limit))
+    r.add_get("/ha/rate-limit/stats", control_plane(rate_limit_stats))
+    r.add_delete("/ha/rate-limit/{scope}", control_plane(delete_rate_limit))
+    r.add_post("/ha/shutdown", control_plane(shutdown))
+    r.add_post("/ha/drain", control_plane(drain))
+    r.add_post("/ha/members", control_plane(add_member))
+    r.add_delete("/ha/members/{name}", control_plane(remove_member))
+
+
+# -- status ------------------------------------------------------------------------------
+
+
+async def local(request: web.Request) -> web.Response:
+    """This node's own report, for its peers (mesh token) and operators (control plane)."""
+    node = node_of(request)
+    token = request.headers.get(MESH_TOKEN_HEADER)
+    if token is not None:
+        trusted = hmac.compare_digest(token.encode(), node.mesh_token.encode())
+        if not node.config.mesh_secret:  # a well-known token: accept it from loopback only
+            trusted = trusted and is_loopback(request.remote or "")
+        if not trusted:
+            raise ApiError(401, "bad mesh token")
+    else:
+        node.auth.control_plane(request)
+    return json_response(local_report(node))
+
+
+async def status(request: web.Request, _: Principal) -> web.Response:
+    return json_response(mesh_status(node_of(request)))
+
+
+async def health(request: web.Request, _: Principal) -> web.Response:
+    node = node_of(request)
+    problems = health_problems(node)
+    raft = node.raft.status()
+    body = {
+        "healthy": not problems,
+        "node_name": node.name,
+        "leader": node.leader_name(),
+        "term": raft.term,
+        "commit_index": raft.commit_index,
+        "applied_index": raft.applied_index,
+        "reasons": problems,
+    }
+    return json_response(body, 503 if problems else 200)
+
+
+# -- replicated collections ------------------------------------------------------------------
+
+
+def _health_views(node: Node, worker_id: str) -> dict[str, Any]:
+    """Each node's view of one worker: this node's live one, peers' from their last report."""
+    views: dict[str, Any] = {}
+    worker = node.pool.get(worker_id)
+    if worker is not None:
+        views[node.name] = {
+            "healthy": worker.healthy,
+            "status": worker.status,
+            "load": worker.load,
+            "circuit_breaker": worker.breaker.state,
+            "last_error": worker.last_error,
+        }
+    for name, view in node.peers.views.items():
+        seen = view.report.get("workers", {}).get(worker_id) if view.reachable else None
+        views[name] = seen if seen is not None else {"unknown": view.error or "no report"}
+    return views
+
+
+def _worker_record(node: Node, record: dict[str, Any]) -> dict[str, Any]:
+    shown = {k: v for k, v in record.items() if k != "api_key"}
+    shown["has_api_key"] = bool(record.get("api_key"))
+    shown["health_by_node"] = _health_views(node, record["id"])
+    return shown
+
+
+async def list_workers(request: web.Request, _: Principal) -> web.Response:
+    node = node_of(request)
+    workers = sorted(node.raft.state.workers.values(), key=lambda r: r["created_at"])
+    return json_response(
+        {
+            "workers": [_worker_record(node, r) for r in workers],
+            "total": len(workers),
+            "applied_index": node.raft.state.applied_index,
+        }
+    )
+
+
+async def get_worker(request: web.Request, _: Principal) -> web.Response:
+    from node.api.workers import resolve_worker
+
+    node = node_of(request)
+    return json_response(_worker_record(node, resolve_worker(node, request)))
+
+
+async def list_policies(request: web.Request, _: Principal) -> web.Response:
+    node = node_of(request)
+    policies = node.raft.state.policies
+    return json_response(
+        {
+            "policies": [policies[k] for k in sorted(policies)],
+            "default": node.selector.record_for(None),
+            "applied_index": node.raft.state.applied_index,
+        }
+    )
+
+
+async def get_policy(request: web.Request, _: Principal) -> web.Response:
+    node = node_of(request)
+    model = request.match_info["model_id"]
+    record = node.raft.state.policies.get(model)
+    if record is None:
+        raise ApiError(
+            404,
+            f"no policy is set for model {model!r}",
+            code="POLICY_NOT_FOUND",
+            extra={"effective": node.selector.record_for(model)},
+        )
+    return json_response(record)
+
+
+# -- config keys ---------------------------------------------------------------------------
+
+
+def _config_view(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: record[k] for k in ("key", "value", "version", "updated_at", "updated_by")}
+
+
+async def list_config(request: web.Request, _: Principal) -> web.Response:
+    node = node_of(request)
+    config = node.raft.state.config
+    return json_response(
+        {
+            "config": [_config_view(config[k]) for k in sorted(config)],
+            "applied_index": node.raft.state.applied_index,
+        }
+    )
+
+
+async def get_config(request: web.Request, _: Principal) -> web.Response:
+    node = node_of(request)
+    key = request.match_info["key"]
+    record = node.raft.state.config.get(key)
+    if record is None:
+        raise ApiError(404, f"config key {key!r} not found", code="CONFIG_NOT_FOUND")
+    return json_response(_config_view(record))
+
+
+def _expected_version(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ApiError(
+            400,
+            "expected_version must be a non-negative integer (0: must not exist)",
+            param="expected_version",
+        )
+    return value
+
+
+async def set_config(request: web.Request, principal: Principal) -> web.Response:
+    node = node_of(request)
+    data = await json_object(request)
+    reject_unknown(data, frozenset({"key", "value", "expected_version"}))
+    key = data.get("key")
+    if not isinstance(key, str) or not CONFIG_KEY.match(key):
+        raise ApiError(
+            400,
+            "key must be 1-256 characters of letters, digits and . _ : / - "
+            "(starting with a letter or digit)",
+            param="key",
+        )
+    if "value" not in data:
+        raise ApiError(400, "value is required (any JSON value)", param="value")
+    if len(orjson.dumps(data["value"])) > CONFIG_VALUE_LIMIT:
+        raise ApiError(
+            400,
+            f"value is larger than {CONFIG_VALUE_LIMIT} bytes of JSON; keep control state small",
+            param="value",
+        )
+    args = {
+        "key": key,
+        "value": data["value"],
+        "expected_version": _expected_version(data.get("expected_version")),
+    }
+    value = await node.commit("config.set", args, principal)
+    return json_response({"key": key, "version": value["version"], "status": "committed"})
+
+
+async def delete_config(request: web.Request, principal: Principal) -> web.Response:
+    node = node_of(request)
+    args = {
+        "key": request.match_info["key"],
+        "expected_version": _expected_version(request.query.get("expected_version")),
+    }
+    value = await node.commit("config.delete", args, principal)
+    return json_response({"key": value["key"], "version": value["version"], "status": "deleted"})
+
+
+# -- rate limits ---------------------------------------------------------------------------
+
+
+async def get_rate_limits(request: web.Request, _: Principal) -> web.Response:
+    node = node_of(request)
+    rules = node.raft.state.rate_limits
+    return json_response(
+        {
+            "rules": [rules[k] for k in sorted(rules)],
+            "backend": node.ratelimiter.backend,
+            "serving_nodes": node.serving_nodes(),
+            "applied_index": node.raft.state.applied_index,
+        }
+    )
+
+
+async def set_rate_limit(request: web.Request, principal: Principal) -> web.Response:
+    """{"model": null | "*" | model id, "requests_per_second": n | null, "burst"?: n}."""
+    node = node_of(request)
+    data = await json_object(request)
+    reject_unknown(
+        data, frozenset({"model", "scope", "requests_per_second", "burst", "expected_version"})
+    )
+    scope = data.get("scope", data.get("model")) or GLOBAL_SCOPE
+    if not isinstance(scope, str):
+        raise ApiError(
+            400, "model must be a model id, or null/'*' for the global limit", param="model"
+        )
+    if "requests_per_second" not in data:
+        raise ApiError(
+            400,
+            "requests_per_second is required (null removes the limit)",
+            param="requests_per_second",
+        )
+    rate = data["requests_per_second"]
+    if rate is None:
+        value = await node.commit("ratelimit.delete", {"scope": scope}, principal)
+        return json_response({"scope": scope, "version": value["version"], "status": "deleted"})
+    if not _number(rate) or rate <= 0:
+        raise ApiError(
+            400, "requests_per_second must be a number above 0", param="requests_per_second"
+        )
+    burst = data.get("burst", max(1.0, float(rate)))
+    if not _number(burst) or burst < 1:
+        raise ApiError(400, "burst must be a number of at least 1", param="burst")
+    args = {
+        "scope": scope,
+        "requests_per_second": float(rate),
+        "burst": float(burst),
+        "expected_version": _expected_version(data.get("expected_version")),
+    }
+    value = await node.commit("ratelimit.set", args, principal)
+    return json_response({**node.raft.state.rate_limits[scope], "version": value["version"]})
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+async def delete_rate_limit(request: web.Request, principal: Principal) -> web.Response:
+    node = node_of(request)
+    scope = request.match_info["scope"]
+    value = await node.commit("ratelimit.delete", {"scope": scope}, principal)
+    return json_response({"scope": scope, "version": value["version"], "status": "deleted"})
+
+
+async def rate_limit_stats(request: web.Request, _: Principal) -> web.Response:
+    """Every node's counters, added up per scope, with each node's share."""
+    node = node_of(request)
+    per_node = {node.name: node.ratelimiter.stats()}
+    unreachable = []
+    for name, view in node.peers.views.items():
+        if view.reachable and "rate_limits" in view.report:
+            per_node[name] = view.report["rate_limits"]
+        else:
+            unreachable.append(name)
+    scopes: dict[str, dict[str, Any]] = {}
+    for name, stats in per_node.items():
+        for scope, counts in stats.get("scopes", {}).items():
+            total = scopes.setdefault(scope, {"admitted": 0, "rejected": 0, "by_node": {}})
+            total["admitted"] += counts["admitted"]
+            total["rejected"] += counts["rejected"]
+            total["by_node"][name] = counts
+    for total in scopes.values():
+        admitted = total["admitted"] or 1
+        for counts in total["by_node"].values():
+            counts["share_of_admitted"] = round(counts["admitted"] / admitted, 4)
+    return json_response(
+        {
+            "scopes": scopes,
+            "nodes": sorted(per_node),
+            "unreachable_nodes": unreachable,
+            "backends": {n: s.get("backend") for n, s in per_node.items()},
+        }
+    )
+
+
+# -- drain, shutdown, membership --------------------------------------------------------------
+
+
+def _target_names(node: Node, target: Any) -> list[str]:
+    members = node.raft.state.members
+    if target in (None, "self"):
+        return [node.name]
+    if target == "cluster":
+        return sorted(members)
+    if not isinstance(target, str) or target not in members:
+        known = ", ".join(sorted(members)) or "none"
+        raise ApiError(
+            404 if isinstance(target, str) else 400,
+            f"target must be 'self', 'cluster' or a member name ({known})",
+            param="target",
+        )
+    return [target]
+
+
+def _seconds(data: dict[str, Any], field: str, default: float) -> float:
+    value = data.get(field, default)
+    if not _number(value) or not 0 <= value <= 86400:
+        raise ApiError(400, f"{field} must be a number of seconds from 0 to 86400", param=field)
+    return float(value)
+
+
+async def shutdown(request: web.Request, principal: Principal) -> web.Response:
+    node = node_of(request)
+    data = await json_object(request) if request.can_read_body else {}
+    reject_unknown(data, frozenset({"target", "grace_period_secs", "drain_delay_secs"}))
+    names = _target_names(node, data.get("target", "self"))
+    members = node.raft.state.members
+    missing = [n for n in names if n not in members]
+    if missing:
+        raise ApiError(409, f"{', '.join(missing)} has not announced itself yet; retry shortly")
+    plan = {
+        "id": uuid.uuid4().hex,
+        "targets": {n: members[n]["boot_id"] for n in names},
+        "grace_period_secs": _seconds(data, "grace_period_secs", node.config.shutdown_grace_secs),
+        "drain_delay_secs": _seconds(data, "drain_delay_secs", node.config.drain_delay_secs),
+        "scope": "cluster" if data.get("target") == "cluster" else "nodes",
+    }
+    await node.commit("shutdown.plan", plan, principal)
+    return json_response(
+        {
+            "status": "accepted",
+            "plan_id": plan["id"],
+            "targets": names,
+            "grace_period_secs": plan["grace_period_secs"],
+            "drain_delay_secs": plan["drain_delay_secs"],
+            "message": "each target reports not-ready now, drains, then exits 0",
+        },
+        status=202,
+    )
+
+
+async def drain(request: web.Request, principal: Principal) -> web.Response:
+    node = node_of(request)
+    data = await json_object(request)
+    reject_unknown(data, frozenset({"target", "draining"}))
+    names = _target_names(node, data.get("target", "self"))
+    draining = data.get("draining", True)
+    if not isinstance(draining, bool):
+        raise ApiError(400, "draining must be true or false", param="draining")
+    for name in names:
+        await node.commit("member.set_draining", {"name": name, "draining": draining}, principal)
+    return json_response({"targets": names, "draining": draining})
+
+
+async def add_member(request: web.Request, principal: Principal) -> web.Response:
+    """Add a Raft voter by its raft address; the new node must already be running."""
+    node = node_of(request)
+    data = await json_object(request)
+    reject_unknown(data, frozenset({"raft_address"}))
+    address = data.get("raft_address")
+    host, _, port = address.rpartition(":") if isinstance(address, str) else ("", "", "")
+    if not host or not port.isdigit():
+        raise ApiError(400, "raft_address must be HOST:PORT", param="raft_address")
+    if node.raft.settings.self_address is None:
+        raise ApiError(409, "this node is a read-only member; send membership changes to a voter")
+    try:
+        await node.raft.add_voter(address)
+    except CommitError as exc:
+        raise ApiError(
+            503 if exc.reason != "denied" else 409,
+            f"adding {address} failed ({exc.reason}): one membership change at a "
+            "time, on a group with a leader",
+            headers={"Retry-After": "1"},
+        ) from None
+    return json_response({"status": "added", "raft_address": address})
+
+
+async def remove_member(request: web.Request, principal: Principal) -> web.Response:
+    node = node_of(request)
+    name = request.match_info["name"]
+    member = node.raft.state.members.get(name)
+    if member is None:
+        raise ApiError(404, f"{name} is not a member", code="MEMBER_NOT_FOUND")
+    if name == node.name:
+        raise ApiError(409, "a node cannot remove itself; send this to another member")
+    address = member.get("raft_address")
+    if address:
+        try:
+            await node.raft.remove_voter(address)
+        except CommitError as exc:
+            raise ApiError(
+                503,
+                f"removing {name} from Raft failed ({exc.reason})",
+                headers={"Retry-After": "1"},
+            ) from None
+    await node.commit("member.remove", {"name": name}, principal)
+    return json_response({"status": "removed", "name": name, "raft_address": address})

@@ -1,0 +1,102 @@
+"""The node's scrape-time gauges: readings of live state, never stored copies."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from node.workers.breaker import STATE_NUMBER
+
+if TYPE_CHECKING:
+    from node.app import Node
+
+Gauge = tuple[str, str, dict[str, str], float]
+
+
+def node_gauges(node: Node) -> Iterator[Gauge]:
+    for worker in node.pool.all():
+        labels = {"worker": worker.id, "url": worker.url}
+        healthy = float(worker.healthy and worker.status == "ready")
+        yield "meshgate_worker_healthy", "1 if this node sees the worker healthy", labels, healthy
+        yield "meshgate_worker_in_flight", "Requests in flight to the worker", labels, worker.load
+        yield (
+            "meshgate_circuit_breaker_state",
+            "Circuit state: 0 closed, 1 half-open, 2 open",
+            labels,
+            STATE_NUMBER[worker.breaker.state],
+        )
+    admission = node.admission
+    yield "meshgate_admission_in_flight", "Requests holding a slot", {}, admission.in_flight
+    yield "meshgate_admission_queue_depth", "Requests waiting for a slot", {}, admission.queued
+    for reason, count in admission.rejected.items():
+        yield "meshgate_admission_rejected", "Requests refused (429)", {"reason": reason}, count
+    yield from _raft_gauges(node)
+    yield from _mesh_gauges(node)
+
+
+def _raft_gauges(node: Node) -> Iterator[Gauge]:
+    status = node.raft.status()
+    yield "meshgate_raft_applied_index", "Last log index applied here", {}, status.applied_index
+    yield "meshgate_raft_commit_index", "Commit index known here", {}, status.commit_index
+    yield "meshgate_raft_term", "Current Raft term", {}, status.term
+    yield "meshgate_raft_is_leader", "1 on the leader", {}, float(status.is_leader)
+    yield (
+        "meshgate_raft_has_quorum",
+        "1 while a majority is reachable",
+        {},
+        float(status.has_quorum),
+    )
+    yield "meshgate_raft_log_entries", "Entries in the Raft log", {}, status.log_len
+    yield (
+        "meshgate_raft_tick_alive",
+        "1 while the Raft thread runs",
+        {},
+        float(node.raft.tick_alive()),
+    )
+    dump = node.config.data_path / "raft.dump"
+    if dump.exists():
+        yield (
+            "meshgate_raft_snapshot_mtime_seconds",
+            "When the last snapshot was written",
+            {},
+            (dump.stat().st_mtime),
+        )
+
+
+def _mesh_gauges(node: Node) -> Iterator[Gauge]:
+    yield "meshgate_node_draining", "1 while this node drains", {}, float(node.is_draining())
+    yield (
+        "meshgate_mesh_serving_nodes",
+        "Nodes serving, as this node sees it",
+        {},
+        node.serving_nodes(),
+    )
+    for name, view in node.peers.views.items():
+        yield (
+            "meshgate_mesh_peer_reachable",
+            "1 if the peer answered lately",
+            {"peer": name},
+            float(view.reachable),
+        )
+    limiter = node.ratelimiter
+    if limiter.redis_healthy is not None:
+        yield (
+            "meshgate_rate_limit_redis_up",
+            "1 while Redis counters are used",
+            {},
+            float(limiter.redis_healthy),
+        )
+    for scope, stats in limiter.stats()["scopes"].items():
+        labels = {"scope": scope}
+        yield (
+            "meshgate_rate_limit_admitted",
+            "Requests admitted by a rate limit",
+            labels,
+            stats["admitted"],
+        )
+        yield (
+            "meshgate_rate_limit_rejected",
+            "Requests refused by a rate limit",
+            labels,
+            stats["rejected"],
+        )

@@ -1,0 +1,1 @@
+"""This node's part in the mesh: announcing itself, watching its peers, draining and stopping."""

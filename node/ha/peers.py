@@ -1,0 +1,110 @@
+"""What this node knows about the other nodes, from asking them.
+
+Raft tells a node little about its peers (a follower knows only whether it is
+connected to each). So every node polls every other member's `/ha/local` once
+a second and keeps the last answer: role, applied index, version, draining,
+its view of worker health and its rate-limit counters. `/ha/status`,
+`/ha/workers` and `/ha/rate-limit/stats` are built from these views, and the
+number of nodes currently serving (which sets each node's share of a rate
+limit) is counted from them.
+
+Node-to-node calls carry a token derived from the mesh secret, so a node
+needs no operator credential to ask its peers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+MESH_TOKEN_HEADER = "X-Meshgate-Mesh-Token"
+
+
+def mesh_token(secret: str | None) -> str:
+    key = (secret or "meshgate-loopback-mesh").encode()
+    return hmac.new(key, b"meshgate/ha/local", hashlib.sha256).hexdigest()
+
+
+@dataclass
+class PeerView:
+    name: str
+    http_url: str
+    reachable: bool = False
+    last_contact: float | None = None  # unix time of the last good answer
+    error: str | None = None
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+class PeerPoller:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        members: Callable[[], dict[str, dict[str, Any]]],
+        self_name: str,
+        token: str,
+        interval: float = 1.0,
+        timeout: float = 0.8,
+    ) -> None:
+        self.session = session
+        self.members = members
+        self.self_name = self_name
+        self.headers = {MESH_TOKEN_HEADER: token}
+        self.interval = interval
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.views: dict[str, PeerView] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="peer-poller")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while True:
+            await self.poll_once()
+            await asyncio.sleep(self.interval)
+
+    async def poll_once(self) -> None:
+        members = {n: m for n, m in self.members().items() if n != self.self_name}
+        for gone in set(self.views) - set(members):
+            del self.views[gone]
+        await asyncio.gather(*(self._poll(name, m["http_url"]) for name, m in members.items()))
+
+    async def _poll(self, name: str, http_url: str) -> None:
+        view = self.views.get(name)
+        if view is None or view.http_url != http_url:
+            view = self.views[name] = PeerView(name, http_url)
+        try:
+            async with self.session.get(
+                http_url + "/ha/local", headers=self.headers, timeout=self.timeout
+            ) as resp:
+                if resp.status != 200:
+                    raise aiohttp.ClientError(f"/ha/local answered {resp.status}")
+                report = await resp.json()
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            view.reachable = False
+            view.error = f"{type(exc).__name__} {exc}".strip()
+            return
+        view.reachable = True
+        view.error = None
+        view.last_contact = time.time()
+        view.report = report
+
+    def serving(self, name: str) -> bool:
+        """Is the peer reachable, not draining and ready?"""
+        view = self.views.get(name)
+        return bool(
+            view and view.reachable and view.report.get("ready") and not view.report.get("draining")
+        )

@@ -1,0 +1,153 @@
+"""What a node says about itself (`/ha/local`) and about the mesh (`/ha/status`).
+
+Every value is read from live state: Raft's own status, the replicated
+membership, this node's health checks and counters, and the last answer of
+each peer. Nothing is a placeholder: a peer that does not answer is reported
+`unreachable` with the time it last did.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from node import __version__
+
+if TYPE_CHECKING:
+    from node.app import Node
+
+
+def local_report(node: Node) -> dict[str, Any]:
+    from node.api.health import readiness_problems
+
+    status = node.raft.status()
+    problems = readiness_problems(node)
+    return {
+        "name": node.name,
+        "boot_id": node.boot_id,
+        "version": __version__,
+        "started_at": node.started_at,
+        "role": status.role,
+        "leader": status.leader,
+        "term": status.term,
+        "commit_index": status.commit_index,
+        "applied_index": node.raft.state.applied_index,
+        "has_quorum": status.has_quorum,
+        "caught_up": status.ready and status.commit_index - status.applied_index <= 2,
+        "ready": not problems,
+        "not_ready_reasons": problems,
+        "draining": node.is_draining(),
+        "stopping": node.stopper.step if node.stopper.requested else None,
+        "in_flight": node.admission.in_flight,
+        "queued": node.admission.queued,
+        "workers": {
+            w.id: {
+                "healthy": w.healthy,
+                "status": w.status,
+                "load": w.load,
+                "circuit_breaker": w.breaker.state,
+                "last_error": w.last_error,
+            }
+            for w in node.pool.all()
+        },
+        "rate_limits": node.ratelimiter.stats(),
+    }
+
+
+def _status_word(reachable: bool, report: dict[str, Any], member: dict[str, Any]) -> str:
+    if not reachable:
+        return "unreachable"
+    if report.get("stopping"):
+        return "stopping"
+    if report.get("draining") or member.get("draining"):
+        return "draining"
+    return "alive"
+
+
+def mesh_status(node: Node) -> dict[str, Any]:
+    raft = node.raft.status()
+    state = node.raft.state
+    me = local_report(node)
+    match = {p.address: p for p in raft.peers}
+    nodes = []
+    known_addresses = set()
+    for name, member in sorted(state.members.items()):
+        address = member.get("raft_address")
+        known_addresses.add(address)
+        if name == node.name:
+            report, reachable, last_contact, error = me, True, None, None
+        else:
+            view = node.peers.views.get(name)
+            report = view.report if view else {}
+            reachable = bool(view and view.reachable)
+            last_contact = view.last_contact if view else None
+            error = view.error if view else "not polled yet"
+        peer = match.get(address)
+        nodes.append(
+            {
+                "name": name,
+                "raft_address": address,
+                "http_url": member.get("http_url"),
+                "voter": member.get("voter", address is not None),
+                "role": report.get("role", "unknown") if reachable else "unknown",
+                "status": _status_word(reachable, report, member),
+                "ready": report.get("ready") if reachable else False,
+                "applied_index": report.get("applied_index") if reachable else None,
+                "match_index": peer.match_index if peer and raft.is_leader else None,
+                "raft_connected": peer.connected if peer else (name == node.name),
+                "version": report.get("version", member.get("version")),
+                "boot_id": report.get("boot_id", member.get("boot_id")),
+                "last_contact": last_contact,
+                "error": error,
+            }
+        )
+    for address, peer in match.items():
+        if address not in known_addresses:  # a Raft voter whose gateway never announced itself
+            nodes.append(
+                {
+                    "name": None,
+                    "raft_address": address,
+                    "voter": True,
+                    "role": "unknown",
+                    "status": "alive" if peer.connected else "unreachable",
+                    "raft_connected": peer.connected,
+                    "match_index": peer.match_index if raft.is_leader else None,
+                }
+            )
+    return {
+        "node_name": node.name,
+        "boot_id": node.boot_id,
+        "role": raft.role,
+        "leader": {"name": node.leader_name(), "raft_address": raft.leader}
+        if raft.leader
+        else None,
+        "term": raft.term,
+        "commit_index": raft.commit_index,
+        "applied_index": state.applied_index,
+        "has_quorum": raft.has_quorum,
+        "caught_up": me["caught_up"],
+        "log_entries": raft.log_len,
+        "node_count": len(nodes),
+        "serving_nodes": node.serving_nodes(),
+        "nodes": nodes,
+        "stores": state.counts(),
+        "rate_limit_backend": node.ratelimiter.backend,
+        "shutdowns": list(state.shutdowns.values())[-5:],
+    }
+
+
+def health_problems(node: Node) -> list[str]:
+    raft = node.raft.status()
+    problems = []
+    if raft.leader is None:
+        problems.append("no leader")
+    if not raft.has_quorum:
+        problems.append("no quorum: a majority of voters is not reachable")
+    if not raft.ready:
+        problems.append("not caught up with the leader yet")
+    elif raft.commit_index - raft.applied_index > 2:
+        problems.append(
+            f"applied index trails the commit index by {raft.commit_index - raft.applied_index}"
+        )
+    if not node.raft.tick_alive():
+        problems.append("the Raft thread has stopped")
+    return problems

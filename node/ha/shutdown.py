@@ -1,0 +1,85 @@
+"""Drain and stop this node, once: on SIGTERM or on a committed shutdown plan naming it.
+
+The steps, in order, are what keeps a restart from failing a single client
+request: report not-ready at once (the load balancer starts routing around
+us), keep serving for `drain_delay` (it needs a few health checks to notice),
+wait for requests in flight (streams included) up to `grace`, hand Raft
+leadership to a caught-up follower if we lead (so writes don't stall for an
+election), then let the process exit 0. A plan names each target's boot id,
+so replaying an old plan from the journal after a restart does nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from mesh.events import Applied
+
+if TYPE_CHECKING:
+    from node.app import Node
+
+log = logging.getLogger(__name__)
+
+
+class Stopper:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.stopped = asyncio.Event()
+        self.reason: str | None = None
+        self.step = "running"
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self._task is not None
+
+    def request(
+        self, reason: str, grace: float, drain_delay: float, hand_over: bool = True
+    ) -> None:
+        if self._task is not None:
+            return  # already stopping; the first request's timings stand
+        self.reason = reason
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(grace, drain_delay, hand_over), name="shutdown"
+        )
+
+    def on_applied(self, applied: Applied) -> None:
+        if applied.op != "shutdown.plan" or not (applied.outcome or {}).get("ok"):
+            return
+        plan = self.node.raft.state.shutdowns.get(applied.outcome["value"]["id"])
+        if plan is None or plan["targets"].get(self.node.name) != self.node.boot_id:
+            return  # not for us, or for an earlier run of this node
+        self.request(
+            f"shutdown plan {plan['id']} from {plan['requested_by']}",
+            grace=float(plan["grace_period_secs"]),
+            drain_delay=float(plan["drain_delay_secs"]),
+            hand_over=plan["scope"] != "cluster",
+        )
+
+    async def _run(self, grace: float, drain_delay: float, hand_over: bool) -> None:
+        node = self.node
+        try:
+            node.draining = True
+            self.step = "draining"
+            log.info("stopping (%s): not ready now, serving %.1fs more", self.reason, drain_delay)
+            await asyncio.sleep(drain_delay)
+            self.step = "waiting for in-flight requests"
+            deadline = time.monotonic() + grace
+            while node.admission.in_flight > 0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            if node.admission.in_flight:
+                log.warning(
+                    "grace period over with %d request(s) in flight", node.admission.in_flight
+                )
+            if hand_over and node.raft.status().is_leader and node.raft.status().peers:
+                self.step = "handing over leadership"
+                moved = await node.raft.transfer_leadership(within=2.0)
+                log.info(
+                    "leadership %s", "handed over" if moved else "not handed over; stopping anyway"
+                )
+        finally:
+            self.step = "stopped"
+            self.stopped.set()

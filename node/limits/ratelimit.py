@@ -1,0 +1,245 @@
+"""Cluster-wide request rate limits: token buckets, in Redis when there is one.
+
+The rules (`scope -> rate, burst`) are control state and arrive through Raft;
+the counters are not: one Raft write per request would put consensus on the
+hot path. So counters live either
+
+* in Redis (`RedisBackend`): every node takes tokens from the same buckets with
+  one atomic script call, so the limit is exact across the cluster; or
+* locally, when no Redis is configured or it is unreachable: each of the N
+  nodes enforces a 1/N share of every rule with its own bucket, which needs no
+  coordination at all and bounds the cluster's overshoot (see
+  docs/rate-limits.md).
+
+A Redis failure or timeout never reaches the caller: that request and the
+following ones are decided locally while a background task retries Redis once a
+second and switches back when it answers.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from node.limits.ratelimit_redis import RedisBackend
+
+GLOBAL_SCOPE = "*"
+_EPSILON = 1e-9  # float slack so a bucket refilled to exactly 1.0 admits
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    scope: str  # "*" = global (all inference requests), else a model id
+    rate: float  # requests per second allowed across the whole cluster (> 0)
+    burst: float  # bucket capacity across the cluster (>= 1)
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.rate) and self.rate > 0):
+            raise ValueError(f"rate limit {self.scope!r}: rate must be > 0, got {self.rate}")
+        if not (math.isfinite(self.burst) and self.burst >= 1):
+            raise ValueError(f"rate limit {self.scope!r}: burst must be >= 1, got {self.burst}")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    retry_after: float  # seconds until a request could be admitted (0 if allowed)
+    scope: str | None  # the scope that refused (None if allowed)
+
+
+ALLOWED = Decision(True, 0.0, None)
+
+
+class _LocalBucket:
+    """This node's share of one rule: refill rate/n, capacity max(1, burst/n)."""
+
+    __slots__ = ("capacity", "n", "refill", "stamp", "tokens")
+
+    def __init__(self, rule: Rule, n: int, now: float) -> None:
+        self.n = n
+        self.refill = rule.rate / n
+        self.capacity = max(1.0, rule.burst / n)
+        self.tokens = self.capacity
+        self.stamp = now
+
+    def advance(self, rule: Rule, n: int, now: float) -> float:
+        """Refill up to `now` at the current share, then adopt the share for `n` nodes."""
+        if now > self.stamp:
+            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.refill)
+            self.stamp = now
+        if n != self.n:
+            self.reshape(rule, n)
+        return self.tokens
+
+    def reshape(self, rule: Rule, n: int) -> None:
+        """Keep the fill ratio under a new capacity (never above it)."""
+        capacity = max(1.0, rule.burst / n)
+        self.tokens = min(capacity, self.tokens * capacity / self.capacity)
+        self.capacity = capacity
+        self.refill = rule.rate / n
+        self.n = n
+
+    def wait(self) -> float:
+        return max(0.0, (1.0 - self.tokens) / self.refill)
+
+
+class _Scope:
+    """One rule and everything the limiter keeps about it."""
+
+    __slots__ = ("admitted", "args", "bucket", "key", "rejected", "rule")
+
+    def __init__(self, rule: Rule, key: str, n: int, now: float) -> None:
+        self.rule = rule
+        self.key = key
+        self.args = (repr(float(rule.rate)), repr(float(rule.burst)))
+        self.bucket = _LocalBucket(rule, n, now)
+        self.admitted = 0
+        self.rejected = 0
+
+    def replace_rule(self, rule: Rule, n: int, now: float) -> None:
+        self.bucket.advance(self.rule, n, now)
+        self.rule = rule
+        self.args = (repr(float(rule.rate)), repr(float(rule.burst)))
+        self.bucket.reshape(rule, n)
+
+
+class RateLimiter:
+    def __init__(
+        self,
+        node_name: str,
+        redis_url: str | None,
+        nodes: Callable[[], int],
+        clock: Callable[[], float] = time.monotonic,
+        redis_timeout: float = 0.25,
+        key_prefix: str = "meshgate:rl:",
+    ) -> None:
+        self.node_name = node_name
+        self._nodes = nodes
+        self._clock = clock
+        self._redis_timeout = redis_timeout
+        self._key_prefix = key_prefix
+        self._scopes: dict[str, _Scope] = {}
+        self._global: _Scope | None = None
+        self._redis_url = redis_url
+        self._redis: RedisBackend | None = None
+
+    async def start(self) -> None:
+        """Connect to Redis if configured; if it is down, start in local mode and keep trying."""
+        if self._redis_url is not None and self._redis is None:
+            self._redis = RedisBackend(self._redis_url, self._redis_timeout)
+            await self._redis.start()
+
+    async def close(self) -> None:
+        """Stop the Redis client and its reconnect task; later decisions are local."""
+        if self._redis is not None:
+            await self._redis.close()
+
+    def set_rules(self, rules: Mapping[str, Rule]) -> None:
+        """Adopt replicated rules; unchanged scopes keep their buckets and counters.
+
+        A scope whose rule changed keeps its bucket's fill ratio under the new
+        capacity (no free burst for editing a rule); removed scopes are dropped.
+        """
+        for scope, rule in rules.items():
+            if scope != rule.scope:
+                raise ValueError(f"rate limit rule keyed {scope!r} is for scope {rule.scope!r}")
+        n, now = self._node_count(), self._clock()
+        scopes: dict[str, _Scope] = {}
+        for scope, rule in rules.items():
+            state = self._scopes.get(scope)
+            if state is None:
+                state = _Scope(rule, self._key_prefix + scope, n, now)
+            elif state.rule != rule:
+                state.replace_rule(rule, n, now)
+            scopes[scope] = state
+        self._scopes = scopes
+        self._global = scopes.get(GLOBAL_SCOPE)
+
+    async def admit(self, model: str | None) -> Decision:
+        """Admit if every rule for `model` (and "*") has a token; then take one from each."""
+        if not self._scopes:
+            return ALLOWED
+        applicable = self._applicable(model)
+        if not applicable:
+            return ALLOWED
+        redis = self._redis
+        if redis is not None and redis.healthy:
+            keys = [s.key for s in applicable]
+            result = await redis.take(keys, [a for s in applicable for a in s.args])
+            if result is not None:
+                return _settle(applicable, *result)
+        return self._admit_local(applicable)
+
+    def _applicable(self, model: str | None) -> tuple[_Scope, ...]:
+        own = self._scopes.get(model) if model is not None and model != GLOBAL_SCOPE else None
+        if self._global is None:
+            return () if own is None else (own,)
+        return (self._global,) if own is None else (self._global, own)
+
+    def _admit_local(self, scopes: tuple[_Scope, ...]) -> Decision:
+        n, now = self._node_count(), self._clock()
+        waits: list[float] = []
+        for s in scopes:
+            short = s.bucket.advance(s.rule, n, now) < 1.0 - _EPSILON
+            waits.append(s.bucket.wait() if short else 0.0)
+        allowed = not any(waits)
+        if allowed:
+            for s in scopes:
+                s.bucket.tokens -= 1.0
+        return _settle(scopes, allowed, waits)
+
+    def _node_count(self) -> int:
+        return max(1, int(self._nodes()))
+
+    @property
+    def backend(self) -> str:
+        if self._redis_url is None:
+            return "local"
+        if self._redis is not None and self._redis.healthy:
+            return "redis"
+        reason = self._redis.reason if self._redis is not None else "not started"
+        return f"local (redis unreachable: {reason})"
+
+    @property
+    def redis_healthy(self) -> bool | None:
+        if self._redis_url is None:
+            return None
+        return self._redis is not None and self._redis.healthy
+
+    def stats(self) -> dict[str, Any]:
+        n = self._node_count()
+        return {
+            "node": self.node_name,
+            "backend": self.backend,
+            "nodes": n,
+            "scopes": {scope: _scope_stats(s, n) for scope, s in self._scopes.items()},
+        }
+
+
+def _settle(scopes: tuple[_Scope, ...], allowed: bool, waits: list[float]) -> Decision:
+    """Count the outcome; a refusal names the scope that will take longest (all must admit)."""
+    if allowed:
+        for s in scopes:
+            s.admitted += 1
+        return ALLOWED
+    worst = 0
+    for i, s in enumerate(scopes):
+        if waits[i] > 0.0:
+            s.rejected += 1
+            if waits[i] > waits[worst]:
+                worst = i
+    return Decision(False, waits[worst], scopes[worst].rule.scope)
+
+
+def _scope_stats(s: _Scope, n: int) -> dict[str, Any]:
+    return {
+        "rate": s.rule.rate,
+        "burst": s.rule.burst,
+        "local_share_rate": s.rule.rate / n,
+        "local_share_burst": max(1.0, s.rule.burst / n),
+        "admitted": s.admitted,
+        "rejected": s.rejected,
+    }
