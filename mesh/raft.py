@@ -77,7 +77,7 @@ class RaftSettings:
     connection_timeout: float = 1.5
     leader_fallback_timeout: float = 3.0
     log_compaction_min_entries: int = 5000
-    log_compaction_min_time: int = 300
+    log_compaction_min_time: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -184,6 +184,10 @@ class MeshRaft:
             logCompactionSplit=True,
             dynamicMembershipChange=True,
             bindAddress=s.bind_address,
+            # Peers may be DNS names whose address changes when a pod is rescheduled;
+            # the default 10-minute cache would keep dialling the old address.
+            dnsCacheTime=2.0,
+            dnsFailCacheTime=1.0,
             onReady=self._ready.set,
         )
         self._sync = SyncObj(s.self_address, list(s.peers), conf=conf, consumers=[self._replica])

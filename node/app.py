@@ -304,6 +304,7 @@ def raft_settings(config: Config) -> RaftSettings:
         commit_timeout=config.mesh_commit_timeout_secs,
         tick_period=0.005 if standalone else 0.05,
         log_compaction_min_entries=config.mesh_log_compaction_entries,
+        log_compaction_min_time=config.mesh_log_compaction_secs,
     )
 
 

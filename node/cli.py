@@ -10,7 +10,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="meshgate", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    from node import demo, serve
+    from node import cluster_cli, demo, serve
     from node.echo import cli as echo_cli
 
     serve_parser = sub.add_parser("serve", help="run a gateway node")
@@ -24,6 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     demo_parser = sub.add_parser("demo", help="run a gateway and echo workers on loopback")
     demo.add_arguments(demo_parser)
     demo_parser.set_defaults(run=demo.run)
+
+    cluster = sub.add_parser("cluster", help="inspect and operate a running mesh")
+    cluster_cli.add_arguments(cluster)
+    cluster.set_defaults(run=cluster_cli.run)
 
     args = parser.parse_args(argv)
     return int(args.run(args) or 0)

@@ -208,6 +208,13 @@ OPTIONS: tuple[Option, ...] = (
         "compact the Raft log past this many entries",
         check=_at_least(10),
     ),
+    Option(
+        "mesh_log_compaction_secs",
+        float,
+        300.0,
+        "compact the Raft log at least this often (each node in its own time slot)",
+        check=_at_least(1),
+    ),
     Option("http_advertise_url", str, None, "URL other nodes and tools use to reach this node"),
     Option("redis_url", str, None, "Redis for exact mesh-wide rate limits (redis://host:port/db)"),
     Option(
@@ -273,6 +280,7 @@ class Config:
     mesh_commit_timeout_secs: float
     mesh_voter: bool
     mesh_log_compaction_entries: int
+    mesh_log_compaction_secs: float
     http_advertise_url: str | None
     redis_url: str | None
     drain_delay_secs: float

@@ -37,13 +37,20 @@ class Stopper:
         return self._task is not None
 
     def request(
-        self, reason: str, grace: float, drain_delay: float, hand_over: bool = True
+        self,
+        reason: str,
+        grace: float,
+        drain_delay: float,
+        hand_over: bool = True,
+        wait_for: list[str] | None = None,
     ) -> None:
+        """Start stopping. `wait_for`: in a cluster shutdown, the other nodes the leader
+        outlives, so that each of them learns the plan is committed before it goes."""
         if self._task is not None:
             return  # already stopping; the first request's timings stand
         self.reason = reason
         self._task = asyncio.get_running_loop().create_task(
-            self._run(grace, drain_delay, hand_over), name="shutdown"
+            self._run(grace, drain_delay, hand_over, wait_for or []), name="shutdown"
         )
 
     def on_applied(self, applied: Applied) -> None:
@@ -57,9 +64,14 @@ class Stopper:
             grace=float(plan["grace_period_secs"]),
             drain_delay=float(plan["drain_delay_secs"]),
             hand_over=plan["scope"] != "cluster",
+            wait_for=[n for n in plan["targets"] if n != self.node.name]
+            if plan["scope"] == "cluster"
+            else [],
         )
 
-    async def _run(self, grace: float, drain_delay: float, hand_over: bool) -> None:
+    async def _run(
+        self, grace: float, drain_delay: float, hand_over: bool, wait_for: list[str]
+    ) -> None:
         node = self.node
         try:
             node.draining = True
@@ -74,6 +86,9 @@ class Stopper:
                 log.warning(
                     "grace period over with %d request(s) in flight", node.admission.in_flight
                 )
+            if wait_for and node.raft.status().is_leader:
+                self.step = "waiting for the other nodes to stop"
+                await self._outlive(wait_for, deadline=time.monotonic() + 15.0)
             if hand_over and node.raft.status().is_leader and node.raft.status().peers:
                 self.step = "handing over leadership"
                 moved = await node.raft.transfer_leadership(within=2.0)
@@ -83,3 +98,12 @@ class Stopper:
         finally:
             self.step = "stopped"
             self.stopped.set()
+
+    async def _outlive(self, names: list[str], deadline: float) -> None:
+        """Keep leading (and so telling followers the commit index) until they are gone."""
+        peers = self.node.peers
+        while time.monotonic() < deadline:
+            views = [peers.views.get(name) for name in names]
+            if all(view is None or not view.reachable for view in views):
+                return
+            await asyncio.sleep(0.1)

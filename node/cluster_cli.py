@@ -1,0 +1,240 @@
+"""`meshgate cluster`: the operator's view of and levers on a running mesh.
+
+    meshgate cluster status          --url URL [--format pretty|json]
+    meshgate cluster drain NODE      --url URL [--undo]
+    meshgate cluster shutdown TARGET --url URL [--grace SECS]
+    meshgate cluster rolling-restart --url URL [--node-timeout SECS]
+    meshgate cluster add-member HOST:PORT --url URL
+    meshgate cluster remove-member NODE --url URL
+
+The admin token comes from MESHGATE_ADMIN_TOKEN. A rolling restart asks each
+node in turn to drain and exit (through a committed shutdown plan), relies on
+the supervisor (systemd, Kubernetes) to start it again, and moves on only when
+the node is back with a new boot id, ready, and caught up; followers go
+first, the leader last, and it refuses to begin unless every voter is healthy,
+since taking one down must still leave a majority.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+
+class ClusterError(Exception):
+    pass
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", required=True)
+    for name, help_text in (
+        ("status", "show the nodes, the leader and the replicated stores"),
+        ("rolling-restart", "restart every node, one at a time, leader last"),
+    ):
+        sub.add_parser(name, help=help_text)
+    drain = sub.add_parser("drain", help="mark a node draining (not ready) or, with --undo, not")
+    drain.add_argument("node")
+    drain.add_argument("--undo", action="store_true")
+    shutdown = sub.add_parser("shutdown", help="drain and stop a node, or the whole cluster")
+    shutdown.add_argument("target", help="a node name, 'self' or 'cluster'")
+    shutdown.add_argument("--grace", type=float, default=None, help="grace period (seconds)")
+    add = sub.add_parser("add-member", help="add a running node as a Raft voter")
+    add.add_argument("raft_address")
+    remove = sub.add_parser("remove-member", help="remove a node from the Raft group")
+    remove.add_argument("node")
+    for child in sub.choices.values():
+        child.add_argument(
+            "--url",
+            default=os.environ.get("MESHGATE_URL", "http://127.0.0.1:30000"),
+            help="any node's HTTP URL (env MESHGATE_URL)",
+        )
+        child.add_argument("--format", choices=("pretty", "json"), default="pretty")
+        child.add_argument(
+            "--node-timeout",
+            type=float,
+            default=180.0,
+            help="rolling-restart: longest wait for one node to come back",
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    client = Client(args.url, os.environ.get("MESHGATE_ADMIN_TOKEN"))
+    try:
+        if args.action == "status":
+            show_status(client.get("/ha/status"), args.format)
+        elif args.action == "drain":
+            out(client.post("/ha/drain", {"target": args.node, "draining": not args.undo}), args)
+        elif args.action == "shutdown":
+            body: dict[str, Any] = {"target": args.target}
+            if args.grace is not None:
+                body["grace_period_secs"] = args.grace
+            out(client.post("/ha/shutdown", body), args)
+        elif args.action == "add-member":
+            out(client.post("/ha/members", {"raft_address": args.raft_address}), args)
+        elif args.action == "remove-member":
+            out(client.request("DELETE", f"/ha/members/{args.node}"), args)
+        elif args.action == "rolling-restart":
+            rolling_restart(client, args.node_timeout, log=print)
+    except ClusterError as exc:
+        print(f"meshgate cluster {args.action}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def out(data: Any, args: argparse.Namespace) -> None:
+    print(json.dumps(data, indent=2 if args.format == "pretty" else None))
+
+
+class Client:
+    """A tiny JSON client that tries the given node first, then any other node it knows."""
+
+    def __init__(self, url: str, token: str | None) -> None:
+        self.urls = [url.rstrip("/")]
+        self.token = token
+
+    def learn(self, status: dict[str, Any]) -> None:
+        for node in status.get("nodes", []):
+            url = node.get("http_url")
+            if url and url not in self.urls:
+                self.urls.append(url)
+
+    def get(self, path: str) -> Any:
+        return self.request("GET", path)
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        return self.request("POST", path, body)
+
+    def request(
+        self, method: str, path: str, body: dict[str, Any] | None = None, avoid: str | None = None
+    ) -> Any:
+        errors = []
+        for base in [u for u in self.urls if u != avoid] or self.urls:
+            try:
+                return self.call(base, method, path, body)
+            except ClusterError as exc:
+                if "HTTP 4" in str(exc):
+                    raise
+                errors.append(str(exc))
+        raise ClusterError("; ".join(errors))
+
+    def call(
+        self,
+        base: str,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        timeout: float = 10.0,
+    ) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(base + path, data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as resp:
+                return json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")
+            try:
+                detail = json.loads(detail)["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                pass
+            raise ClusterError(f"{base}{path}: HTTP {exc.code}: {detail}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise ClusterError(f"{base}{path}: {exc}") from None
+
+
+def show_status(status: dict[str, Any], fmt: str) -> None:
+    if fmt == "json":
+        print(json.dumps(status))
+        return
+    leader = (status.get("leader") or {}).get("name") or "none"
+    print(
+        f"leader: {leader}   term: {status['term']}   commit: {status['commit_index']}   "
+        f"quorum: {'yes' if status['has_quorum'] else 'NO'}"
+    )
+    print(f"{'NODE':<16}{'ROLE':<12}{'STATUS':<13}{'READY':<7}{'APPLIED':<9}{'VERSION':<9}URL")
+    for node in status["nodes"]:
+        print(
+            f"{node.get('name') or '?':<16}{node.get('role') or '?':<12}"
+            f"{node.get('status') or '?':<13}{node.get('ready')!s:<7}"
+            f"{node.get('applied_index')!s:<9}{node.get('version') or '?':<9}"
+            f"{node.get('http_url') or node.get('raft_address')}"
+        )
+    print("stores: " + ", ".join(f"{k}={v}" for k, v in status["stores"].items()))
+
+
+def _healthy(node: dict[str, Any]) -> bool:
+    return node.get("status") == "alive" and bool(node.get("ready"))
+
+
+def restart_order(status: dict[str, Any]) -> list[dict[str, Any]]:
+    """Read-only members first, then followers by name, the leader last."""
+    leader = (status.get("leader") or {}).get("name")
+    nodes = [n for n in status["nodes"] if n.get("name")]
+    return sorted(nodes, key=lambda n: (n.get("voter", True), n["name"] == leader, n["name"]))
+
+
+def check_can_restart(status: dict[str, Any]) -> None:
+    voters = [n for n in status["nodes"] if n.get("voter", True)]
+    healthy = [n for n in voters if _healthy(n)]
+    majority = len(voters) // 2 + 1
+    if not status.get("leader") or not status.get("has_quorum"):
+        raise ClusterError("the group has no leader or no quorum; fix that first")
+    if len(healthy) - 1 < majority:
+        sick = ", ".join(f"{n.get('name')} ({n.get('status')})" for n in voters if not _healthy(n))
+        raise ClusterError(
+            f"refusing to start: {len(healthy)} of {len(voters)} voters are healthy, and taking "
+            f"one down must leave a majority of {majority}"
+            + (f"; not healthy: {sick}" if sick else "")
+        )
+
+
+def rolling_restart(client: Client, node_timeout: float, log: Any = print) -> list[str]:
+    status = client.get("/ha/status")
+    client.learn(status)
+    check_can_restart(status)
+    done = []
+    for node in restart_order(status):
+        name, old_boot = node["name"], node["boot_id"]
+        log(f"restarting {name} ...")
+        started = time.monotonic()
+        client.request("POST", "/ha/shutdown", {"target": name}, avoid=node.get("http_url"))
+        _wait_back(client, name, old_boot, node.get("http_url"), node_timeout)
+        log(f"{name} is back, ready and caught up ({time.monotonic() - started:.1f}s)")
+        done.append(name)
+    final = client.get("/ha/status")
+    check_can_restart(final)
+    log(f"rolling restart done: {', '.join(done)}")
+    return done
+
+
+def _wait_back(client: Client, name: str, old_boot: str, url: str | None, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        try:
+            status = client.request("GET", "/ha/status", avoid=url)
+        except ClusterError as exc:
+            last = str(exc)
+            time.sleep(0.2)
+            continue
+        node = next((n for n in status["nodes"] if n.get("name") == name), None)
+        if node and node.get("boot_id") != old_boot and _healthy(node):
+            applied = node.get("applied_index") or 0
+            if applied >= status["commit_index"] - 2:
+                return
+            last = f"applied {applied}, commit {status['commit_index']}"
+        else:
+            last = f"{name}: {node and node.get('status')}, ready={node and node.get('ready')}"
+        time.sleep(0.2)
+    raise ClusterError(
+        f"{name} did not come back ready within {timeout:.0f}s ({last}); "
+        "stopping the rolling restart here"
+    )

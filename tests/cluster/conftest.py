@@ -1,0 +1,137 @@
+"""A 3-node mesh on loopback (real processes), with an optional supervisor.
+
+The supervisor plays systemd's `Restart=always`: a node process that exits is
+started again with the same flags and data directory, which is what a
+rolling restart or `/ha/shutdown` of one node relies on.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.support import Node, Proc, free_port, start_echo_worker, wait_for
+
+MODEL = "echo-model"
+
+
+class Mesh:
+    def __init__(
+        self, tmp_path: Path, size: int = 3, extra: tuple[str, ...] = (), workers: int = 1
+    ) -> None:
+        self.tmp_path = tmp_path
+        self.workers: list[tuple[Proc, str]] = [
+            start_echo_worker(tmp_path, model=MODEL) for _ in range(workers)
+        ]
+        raft_ports = [free_port() for _ in range(size)]
+        self.raft = [f"127.0.0.1:{p}" for p in raft_ports]
+        self.nodes: list[Node] = []
+        for i in range(size):
+            peers = [a for j, a in enumerate(self.raft) if j != i]
+            self.nodes.append(
+                Node(
+                    tmp_path,
+                    "--mesh-bind",
+                    self.raft[i],
+                    "--mesh-peers",
+                    *peers,
+                    "--worker-urls",
+                    *[url for _, url in self.workers],
+                    "--health-check-interval-secs",
+                    "1",
+                    *extra,
+                    name=f"n{i + 1}",
+                )
+            )
+        self.exit_codes: dict[str, list[int]] = {n.name: [] for n in self.nodes}
+        self._supervising = False
+        self._supervisor: threading.Thread | None = None
+
+    @property
+    def urls(self) -> list[str]:
+        return [n.url for n in self.nodes]
+
+    def node(self, name: str) -> Node:
+        return next(n for n in self.nodes if n.name == name)
+
+    def status(self, via: Node | None = None) -> dict[str, Any]:
+        for node in [via] if via else self.nodes:
+            try:
+                return requests.get(node.url + "/ha/status", timeout=2).json()  # type: ignore[no-any-return]
+            except requests.RequestException:
+                continue
+        raise AssertionError("no node answered /ha/status")
+
+    def leader(self) -> Node:
+        def find() -> Node | None:
+            for node in self.nodes:
+                if not node.proc.alive():
+                    continue
+                try:
+                    status = requests.get(node.url + "/ha/status", timeout=2).json()
+                except requests.RequestException:
+                    continue
+                name = (status.get("leader") or {}).get("name")
+                if name and status["role"] == "leader" and name == node.name:
+                    return node
+            return None
+
+        return wait_for(find, timeout=15, what="a leader")  # type: ignore[no-any-return]
+
+    def followers(self) -> list[Node]:
+        leader = self.leader()
+        return [n for n in self.nodes if n is not leader]
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        for node in self.nodes:
+            node.wait_ready(timeout)
+        wait_for(
+            lambda: all(
+                len([m for m in self.status(n)["nodes"] if m["status"] == "alive"])
+                == len(self.nodes)
+                for n in self.nodes
+            ),
+            timeout=timeout,
+            what="every node sees every other alive",
+        )
+
+    def supervise(self) -> None:
+        """Restart any node that exits, like systemd's Restart=always."""
+        self._supervising = True
+
+        def loop() -> None:
+            while self._supervising:
+                for node in self.nodes:
+                    code = node.proc.popen.poll()
+                    if code is not None and self._supervising:
+                        self.exit_codes[node.name].append(code)
+                        node.proc.wait_exit(1)
+                        node.restart()
+                threading.Event().wait(0.05)
+
+        self._supervisor = threading.Thread(target=loop, daemon=True)
+        self._supervisor.start()
+
+    def stop(self) -> None:
+        self._supervising = False
+        if self._supervisor:
+            self._supervisor.join(5)
+        for proc in [n.proc for n in self.nodes] + [w for w, _ in self.workers]:
+            proc.terminate()
+        for proc in [n.proc for n in self.nodes] + [w for w, _ in self.workers]:
+            proc.stop()
+
+
+@pytest.fixture
+def mesh(tmp_path: Path) -> Iterator[Mesh]:
+    m = Mesh(tmp_path)
+    try:
+        m.wait_ready()
+        yield m
+    finally:
+        m.stop()
