@@ -103,11 +103,13 @@ def test_repeated_leader_kills_lose_no_acknowledged_write(tmp_path) -> None:  # 
         thread = threading.Thread(target=writer)
         thread.start()
         for _ in range(3):
-            wait_for(lambda n=len(acked): len(acked) >= n + 5, what="writes flowing")
+            before = len(acked)
+            wait_for(lambda b=before: len(acked) >= b + 5, what="writes flowing")
             leader = mesh.leader()
             leader.proc.kill()
+            before = len(acked)
             wait_for(
-                lambda n=len(acked): len(acked) >= n + 5,
+                lambda b=before: len(acked) >= b + 5,
                 timeout=20,
                 what="writes flowing after failover",
             )
