@@ -1,0 +1,298 @@
+"""Operating the mesh: /ha/shutdown, rolling restarts through a real HAProxy, membership."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+
+import requests
+
+from tests.cluster.conftest import MODEL, Mesh
+from tests.support import ROOT, Node, free_port, wait_for
+
+CHAT = {"model": MODEL, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}
+
+
+def _exit_code(node: Node, timeout: float = 30) -> int:
+    return node.proc.wait_exit(timeout)
+
+
+def test_shutdown_of_one_node_then_of_the_cluster(mesh: Mesh) -> None:
+    requests.post(
+        mesh.nodes[0].url + "/ha/config", json={"key": "kept", "value": [1, 2]}, timeout=5
+    ).raise_for_status()
+    leader = mesh.leader()
+    resp = requests.post(
+        mesh.nodes[0].url + "/ha/shutdown",
+        timeout=5,
+        json={"target": leader.name, "grace_period_secs": 5},
+    )
+    assert resp.status_code == 202 and resp.json()["targets"] == [leader.name]
+    assert _exit_code(leader) == 0
+    new_leader = mesh.leader()
+    assert new_leader is not leader  # leadership was handed over before it left
+    wait_for(
+        lambda: (
+            next(n for n in mesh.status(new_leader)["nodes"] if n["name"] == leader.name)["status"]
+            == "unreachable"
+        ),
+        timeout=5,
+        what="/ha/status shows the stopped node unreachable",
+    )
+    leader.restart()
+    leader.wait_ready()
+    assert requests.get(leader.url + "/ha/config/kept", timeout=5).json()["value"] == [1, 2]
+
+    mesh.wait_ready()
+    resp = requests.post(mesh.nodes[1].url + "/ha/shutdown", json={"target": "cluster"}, timeout=5)
+    assert resp.status_code == 202 and resp.json()["targets"] == ["n1", "n2", "n3"]
+    assert [_exit_code(n) for n in mesh.nodes] == [0, 0, 0]
+    for node in mesh.nodes:
+        node.restart()
+    mesh.wait_ready()
+    for node in mesh.nodes:
+        assert requests.get(node.url + "/ha/config/kept", timeout=5).json()["value"] == [1, 2]
+        assert requests.get(node.url + "/workers", timeout=5).json()["total"] == 1
+    # replaying the old plans after the restart stopped nobody
+    assert all(n.proc.alive() for n in mesh.nodes)
+
+
+def test_shutdown_rejects_bad_targets(mesh: Mesh) -> None:
+    url = mesh.nodes[0].url
+    assert (
+        requests.post(url + "/ha/shutdown", json={"target": "nobody"}, timeout=5).status_code == 404
+    )
+    assert requests.post(url + "/ha/shutdown", json={"target": 3}, timeout=5).status_code == 400
+    bad = requests.post(url + "/ha/shutdown", json={"grace_period_secs": -1}, timeout=5)
+    assert bad.status_code == 400 and "grace_period_secs" in bad.json()["error"]["message"]
+    assert all(n.proc.alive() for n in mesh.nodes)
+
+
+def _haproxy(tmp_path: Path, mesh: Mesh) -> tuple[subprocess.Popen[bytes], str]:
+    port, stats = free_port(), free_port()
+    env = {
+        **os.environ,
+        "HAPROXY_BIND": f"127.0.0.1:{port}",
+        "HAPROXY_STATS_BIND": f"127.0.0.1:{stats}",
+    }
+    for i, node in enumerate(mesh.nodes, 1):
+        env[f"MESHGATE_GW{i}"] = f"127.0.0.1:{node.port}"
+    log = open(tmp_path / "haproxy.log", "ab")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(
+        ["haproxy", "-db", "-f", str(ROOT / "deploy/haproxy/haproxy.cfg")],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    proc.log_file = log  # type: ignore[attr-defined]
+    url = f"http://127.0.0.1:{port}"
+    wait_for(
+        lambda: requests.get(url + "/readiness", timeout=1).status_code == 200,
+        what="haproxy routing to a ready node",
+    )
+    return proc, url
+
+
+def test_rolling_restart_through_haproxy_loses_no_request(tmp_path: Path) -> None:
+    mesh = Mesh(tmp_path, extra=("--drain-delay-secs", "2"), workers=2)
+    haproxy = None
+    try:
+        mesh.wait_ready()
+        mesh.supervise()
+        requests.post(
+            mesh.nodes[0].url + "/ha/config", json={"key": "survives", "value": 42}, timeout=5
+        ).raise_for_status()
+        workers_before = {
+            w["id"]
+            for w in requests.get(mesh.nodes[0].url + "/workers", timeout=5).json()["workers"]
+        }
+        haproxy, lb = _haproxy(tmp_path, mesh)
+        results: Counter[str] = Counter()
+        failures: list[str] = []
+        stop = threading.Event()
+
+        def client(stream: bool) -> None:
+            with requests.Session() as session:
+                while not stop.is_set():
+                    try:
+                        resp = session.post(
+                            lb + "/v1/chat/completions",
+                            timeout=30,
+                            json={**CHAT, "stream": stream},
+                            stream=stream,
+                        )
+                        body = b"".join(resp.iter_content(None)) if stream else resp.content
+                        ok = resp.status_code == 200 and (not stream or b"data: [DONE]" in body)
+                        ok = ok and (stream or b'"choices"' in body)
+                    except requests.RequestException as exc:
+                        ok, body = False, str(exc).encode()
+                    results["stream" if stream else "plain"] += 1
+                    if not ok:
+                        failures.append(f"stream={stream}: {body[:300]!r}")
+
+        clients = [threading.Thread(target=client, args=(s,)) for s in (False, False, True)]
+        for thread in clients:
+            thread.start()
+        wait_for(lambda: results["plain"] > 20 and results["stream"] > 5, what="traffic")
+        boots = {n["name"]: n["boot_id"] for n in mesh.status()["nodes"]}
+        cli = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "node.cli",
+                "cluster",
+                "rolling-restart",
+                "--url",
+                mesh.nodes[0].url,
+                "--node-timeout",
+                "60",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        stop.set()
+        for thread in clients:
+            thread.join(60)
+        assert cli.returncode == 0, cli.stdout + cli.stderr
+        assert "rolling restart done" in cli.stdout
+        assert failures == [], failures[:5]
+        assert results["plain"] > 50 and results["stream"] > 10, results
+        assert all(codes == [0] for codes in mesh.exit_codes.values()), mesh.exit_codes
+        after = mesh.status()
+        assert all(n["boot_id"] != boots[n["name"]] for n in after["nodes"])
+        for node in mesh.nodes:
+            assert requests.get(node.url + "/ha/config/survives", timeout=5).json()["value"] == 42
+            ids = {
+                w["id"] for w in requests.get(node.url + "/workers", timeout=5).json()["workers"]
+            }
+            assert ids == workers_before
+    finally:
+        if haproxy is not None:
+            haproxy.terminate()
+            haproxy.wait(10)
+            haproxy.log_file.close()  # type: ignore[attr-defined]
+        mesh.stop()
+
+
+def test_rolling_restart_refuses_without_a_healthy_majority(mesh: Mesh) -> None:
+    mesh.nodes[2].proc.kill()
+    wait_for(
+        lambda: any(n["status"] == "unreachable" for n in mesh.status(mesh.nodes[0])["nodes"]),
+        what="the dead node noticed",
+    )
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "node.cli",
+            "cluster",
+            "rolling-restart",
+            "--url",
+            mesh.nodes[0].url,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert cli.returncode == 1
+    assert "refusing to start" in cli.stderr
+    assert all(n.proc.alive() for n in mesh.nodes[:2])
+
+
+def test_cluster_status_and_drain_cli(mesh: Mesh) -> None:
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "node.cli", "cluster", *args, "--url", mesh.nodes[0].url],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    shown = cli("status")
+    assert shown.returncode == 0 and "leader:" in shown.stdout
+    assert all(n.name in shown.stdout for n in mesh.nodes)
+    assert cli("drain", "n2").returncode == 0
+    wait_for(
+        lambda: requests.get(mesh.node("n2").url + "/readiness", timeout=2).status_code == 503,
+        what="n2 not ready while drained",
+    )
+    assert "draining" in requests.get(mesh.node("n2").url + "/readiness", timeout=2).text
+    assert cli("drain", "n2", "--undo").returncode == 0
+    mesh.node("n2").wait_ready()
+
+
+def test_members_join_as_voters_and_read_only_and_leave(mesh: Mesh, tmp_path: Path) -> None:
+    raft4 = f"127.0.0.1:{free_port()}"
+    fourth = Node(
+        tmp_path,
+        "--mesh-bind",
+        raft4,
+        "--mesh-peers",
+        *mesh.raft,
+        "--worker-urls",
+        mesh.workers[0][1],
+        name="n4",
+    )
+    reader = Node(tmp_path, "--mesh-voter", "false", "--mesh-peers", *mesh.raft, name="r1")
+    try:
+        added = requests.post(
+            mesh.nodes[0].url + "/ha/members", json={"raft_address": raft4}, timeout=10
+        )
+        assert added.status_code == 200, added.text
+        fourth.wait_ready()
+        reader.wait_ready()
+
+        def roles() -> dict[str, tuple[bool, str]]:
+            return {n["name"]: (n["voter"], n["role"]) for n in mesh.status()["nodes"]}
+
+        wait_for(
+            lambda: (
+                roles().get("r1") == (False, "read-only")
+                and roles().get("n4") == (True, "follower")
+            ),
+            what="new members announced",
+        )
+        assert mesh.status()["node_count"] == 5
+        # both serve like any node, and a write through the read-only member commits
+        for node in (fourth, reader):
+            chat = requests.post(node.url + "/v1/chat/completions", json=CHAT, timeout=10)
+            assert chat.status_code == 200
+        written = requests.post(
+            reader.url + "/ha/config", json={"key": "via-reader", "value": 1}, timeout=10
+        )
+        assert written.status_code == 200
+        wait_for(
+            lambda: (
+                requests.get(mesh.nodes[0].url + "/ha/config/via-reader", timeout=2).status_code
+                == 200
+            ),
+            what="the write reached the voters",
+        )
+
+        removed = requests.delete(mesh.nodes[0].url + "/ha/members/n4", timeout=10)
+        assert removed.status_code == 200, removed.text
+        wait_for(
+            lambda: "n4" not in {n["name"] for n in mesh.status(mesh.nodes[0])["nodes"]},
+            what="n4 gone from the member list",
+        )
+        assert (
+            requests.post(
+                mesh.nodes[1].url + "/ha/config", json={"key": "after", "value": 1}, timeout=10
+            ).status_code
+            == 200
+        )
+        bad = requests.post(
+            mesh.nodes[0].url + "/ha/members", json={"raft_address": "nope"}, timeout=5
+        )
+        assert bad.status_code == 400
+    finally:
+        for node in (fourth, reader):
+            node.proc.stop()
