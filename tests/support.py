@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import redis
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -186,3 +187,45 @@ def start_node(tmp_path: Path, *args: str, ready: bool = True, **kwargs: Any) ->
     else:
         node.wait_serving()
     return node
+
+
+class RedisServer:
+    """A redis-server child process on a fixed loopback port; can be killed and restarted."""
+
+    def __init__(self, log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.log_path = log_path
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+        argv += ["--save", "", "--appendonly", "no"]  # nothing on disk
+        with open(self.log_path, "ab") as log:
+            self.popen = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for(self.ping, timeout=10, what=f"redis-server on {self.port}:\n{self.log()}")
+
+    def ping(self) -> bool:
+        with self.client() as client:
+            return bool(client.ping())
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2.0)
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.popen is not None
+        self.popen.send_signal(sig)
+
+    def kill(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGCONT)  # in case a test paused it
+            self.popen.kill()
+        if self.popen is not None:
+            self.popen.wait(timeout=10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
 import time
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
@@ -21,52 +20,10 @@ import pytest
 import redis
 
 from node.limits.ratelimit import Decision, RateLimiter, Rule
-from tests.support import free_port, wait_for
+from tests.support import RedisServer, free_port
 
 # Commands the token-bucket script runs inside EVALSHA; commandstats counts them too.
 SCRIPT_INTERNAL = {"cmdstat_time", "cmdstat_hmget", "cmdstat_hset", "cmdstat_pexpire"}
-
-
-class RedisServer:
-    """A redis-server child process on a fixed loopback port; can be killed and restarted."""
-
-    def __init__(self, log_path: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.log_path = log_path
-        self.popen: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
-        argv += ["--save", "", "--appendonly", "no"]  # nothing on disk
-        with open(self.log_path, "ab") as log:
-            self.popen = subprocess.Popen(
-                argv,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        wait_for(self.ping, timeout=10, what=f"redis-server on {self.port}:\n{self.log()}")
-
-    def ping(self) -> bool:
-        with self.client() as client:
-            return bool(client.ping())
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2.0)
-
-    def signal(self, sig: signal.Signals) -> None:
-        assert self.popen is not None
-        self.popen.send_signal(sig)
-
-    def kill(self) -> None:
-        if self.popen is not None and self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGCONT)  # in case a test paused it
-            self.popen.kill()
-        if self.popen is not None:
-            self.popen.wait(timeout=10)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 @pytest.fixture
