@@ -209,10 +209,22 @@ def rolling_restart(client: Client, node_timeout: float, log: Any = print) -> li
         _wait_back(client, name, old_boot, node.get("http_url"), node_timeout)
         log(f"{name} is back, ready and caught up ({time.monotonic() - started:.1f}s)")
         done.append(name)
-    final = client.get("/ha/status")
-    check_can_restart(final)
+    _wait_healthy(client, node_timeout)
     log(f"rolling restart done: {', '.join(done)}")
     return done
+
+
+def _wait_healthy(client: Client, timeout: float) -> None:
+    """After the last node: every voter healthy again, as seen from the first URL."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            check_can_restart(client.get("/ha/status"))
+            return
+        except ClusterError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def _wait_back(client: Client, name: str, old_boot: str, url: str | None, timeout: float) -> None:

@@ -371,16 +371,22 @@ async def shutdown(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
     data = await json_object(request) if request.can_read_body else {}
     reject_unknown(data, frozenset({"target", "grace_period_secs", "drain_delay_secs"}))
+    grace = _seconds(data, "grace_period_secs", node.config.shutdown_grace_secs)
+    drain_delay = _seconds(data, "drain_delay_secs", node.config.drain_delay_secs)
     names = _target_names(node, data.get("target", "self"))
     members = node.raft.state.members
     missing = [n for n in names if n not in members]
     if missing:
-        raise ApiError(409, f"{', '.join(missing)} has not announced itself yet; retry shortly")
+        raise ApiError(
+            409,
+            f"{', '.join(missing)} has not announced itself yet; retry shortly",
+            headers={"Retry-After": "1"},
+        )
     plan = {
         "id": uuid.uuid4().hex,
         "targets": {n: members[n]["boot_id"] for n in names},
-        "grace_period_secs": _seconds(data, "grace_period_secs", node.config.shutdown_grace_secs),
-        "drain_delay_secs": _seconds(data, "drain_delay_secs", node.config.drain_delay_secs),
+        "grace_period_secs": grace,
+        "drain_delay_secs": drain_delay,
         "scope": "cluster" if data.get("target") == "cluster" else "nodes",
     }
     await node.commit("shutdown.plan", plan, principal)

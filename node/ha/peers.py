@@ -38,6 +38,7 @@ class PeerView:
     name: str
     http_url: str
     reachable: bool = False
+    polled: bool = False  # asked at least once (an answer or an error)
     last_contact: float | None = None  # unix time of the last good answer
     error: str | None = None
     report: dict[str, Any] = field(default_factory=dict)
@@ -94,9 +95,11 @@ class PeerPoller:
                     raise aiohttp.ClientError(f"/ha/local answered {resp.status}")
                 report = await resp.json()
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            view.polled = True
             view.reachable = False
             view.error = f"{type(exc).__name__} {exc}".strip()
             return
+        view.polled = True
         view.reachable = True
         view.error = None
         view.last_contact = time.time()

@@ -53,7 +53,11 @@ def local_report(node: Node) -> dict[str, Any]:
     }
 
 
-def _status_word(reachable: bool, report: dict[str, Any], member: dict[str, Any]) -> str:
+def _status_word(
+    reachable: bool, report: dict[str, Any], member: dict[str, Any], polled: bool = True
+) -> str:
+    if not polled:
+        return "unknown"  # this node has not asked it yet (it just started)
     if not reachable:
         return "unreachable"
     if report.get("stopping"):
@@ -73,10 +77,12 @@ def mesh_status(node: Node) -> dict[str, Any]:
     for name, member in sorted(state.members.items()):
         address = member.get("raft_address")
         known_addresses.add(address)
+        polled = True
         if name == node.name:
             report, reachable, last_contact, error = me, True, None, None
         else:
             view = node.peers.views.get(name)
+            polled = view is not None and view.polled
             report = view.report if view else {}
             reachable = bool(view and view.reachable)
             last_contact = view.last_contact if view else None
@@ -89,7 +95,7 @@ def mesh_status(node: Node) -> dict[str, Any]:
                 "http_url": member.get("http_url"),
                 "voter": member.get("voter", address is not None),
                 "role": report.get("role", "unknown") if reachable else "unknown",
-                "status": _status_word(reachable, report, member),
+                "status": _status_word(reachable, report, member, polled),
                 "ready": report.get("ready") if reachable else False,
                 "applied_index": report.get("applied_index") if reachable else None,
                 "match_index": peer.match_index if peer and raft.is_leader else None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -83,7 +84,12 @@ def _haproxy(tmp_path: Path, mesh: Mesh) -> tuple[subprocess.Popen[bytes], str]:
         env[f"MESHGATE_GW{i}"] = f"127.0.0.1:{node.port}"
     log = open(tmp_path / "haproxy.log", "ab")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(
-        ["haproxy", "-db", "-f", str(ROOT / "deploy/haproxy/haproxy.cfg")],
+        [
+            shutil.which("haproxy") or "/usr/sbin/haproxy",
+            "-db",
+            "-f",
+            str(ROOT / "deploy/haproxy/haproxy.cfg"),
+        ],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
