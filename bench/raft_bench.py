@@ -591,6 +591,7 @@ class Watcher:
         self.sup = sup
         self.interval = interval
         self.changes: list[Change] = []
+        self.first_terms: list[int] = []  # each node's term at the first look
         self._last: dict[str, tuple[Any, ...]] = {}
         self._names = {spec.raft_address: spec.name for spec in sup.mesh.specs.values()}
 
@@ -616,6 +617,8 @@ class Watcher:
         if state == previous:
             return
         self._last[name] = state
+        if previous is None and isinstance(state[1], int):
+            self.first_terms.append(state[1])
         if previous is not None:  # the first look at a node is no change
             self.changes.append(
                 Change(
@@ -1020,14 +1023,15 @@ async def phase_rolling(args: argparse.Namespace, mesh: Mesh, sup: Supervisor) -
         finally:
             stop.set()
             await task
-    return analyse_rolling(attempts, steps, watcher.changes, begin, end)
+    return analyse_rolling(attempts, steps, watcher, begin, end)
 
 
-def elections(changes: list[Change]) -> list[dict[str, Any]]:
-    """Each new term seen with a leader, the first time any node reported it."""
+def elections(watcher: Watcher) -> list[dict[str, Any]]:
+    """Each term newer than the watcher's first look that got a leader, when first seen."""
+    baseline = max(watcher.first_terms, default=0)
     seen: dict[int, Change] = {}
-    for c in changes:
-        if c.term is not None and c.leader is not None and c.term not in seen:
+    for c in watcher.changes:
+        if c.term is not None and c.term > baseline and c.leader and c.term not in seen:
             seen[c.term] = c
     return [
         {"term": term, "leader": c.leader, "at": c.at, "seen_by": c.node}
@@ -1036,8 +1040,9 @@ def elections(changes: list[Change]) -> list[dict[str, Any]]:
 
 
 def analyse_rolling(
-    attempts: list[Attempt], steps: list[Step], changes: list[Change], begin: float, end: float
+    attempts: list[Attempt], steps: list[Step], watcher: Watcher, begin: float, end: float
 ) -> dict[str, Any]:
+    changes = watcher.changes
     acks = sorted((a.done, a.node) for a in attempts if a.ok)
     events = sorted(
         [(s.begin, f"{s.node} ({s.role}): shutdown requested via {s.sent_to}") for s in steps]
@@ -1082,7 +1087,7 @@ def analyse_rolling(
         "longest_stall_ms": gaps[0][0] * 1000 if gaps else None,
         "longest_stalls": [describe(g) for g in gaps[:5]],
         "latency_ok": latency_summary([a.latency for a in attempts if a.ok]),
-        "elections": [{**e, "at_s": e.pop("at") - begin} for e in elections(changes)],
+        "elections": [{**e, "at_s": e.pop("at") - begin} for e in elections(watcher)],
         "raft_changes": [f"+{c.at - begin:.3f}s {c.text()}" for c in changes],
         "steps": [
             {

@@ -39,7 +39,10 @@ CONFIG_OPS: Final = ("config.set", "config.delete")
 MEMBER_OPS: Final = ("member.upsert", "member.set_draining", "member.remove")
 RATE_LIMIT_OPS: Final = ("ratelimit.set", "ratelimit.delete")
 SHUTDOWN_OPS: Final = ("shutdown.plan",)
-ALL_OPS: Final = WORKER_OPS + POLICY_OPS + CONFIG_OPS + MEMBER_OPS + RATE_LIMIT_OPS + SHUTDOWN_OPS
+TENANCY_OPS: Final = ("tenant.create", "tenant.delete", "key.create", "key.rotate", "key.revoke")
+ALL_OPS: Final = (
+    WORKER_OPS + POLICY_OPS + CONFIG_OPS + MEMBER_OPS + RATE_LIMIT_OPS + SHUTDOWN_OPS + TENANCY_OPS
+)
 
 
 class Envelope(TypedDict):

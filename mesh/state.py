@@ -69,6 +69,13 @@ class ControlState:
         self.rate_limits: dict[str, Record] = {}
         # Coordinated shutdowns: plan id -> {targets: {node name: boot id}, grace...}.
         self.shutdowns: dict[str, Record] = {}
+        # Tenants by name: {name, status, description, created_at, ...}.
+        self.tenants: dict[str, Record] = {}
+        # Managed API keys by id: {id, name, tenant, role, prefix, hash (SHA-256 hex of
+        # the key; the key itself is never stored), models, limits, status, expires_at}.
+        self.api_keys: dict[str, Record] = {}
+        # SHA-256 hex of an active key -> its id: the lookup every keyed request makes.
+        self.key_hashes: dict[str, str] = {}
         # Outcomes of recently applied request ids, oldest first (dict keeps order).
         self.recent: dict[str, Outcome] = {}
 
@@ -114,6 +121,8 @@ class ControlState:
             "members": len(self.members),
             "rate_limits": len(self.rate_limits),
             "shutdown_plans": len(self.shutdowns),
+            "tenants": len(self.tenants),
+            "api_keys": len(self.api_keys),
         }
 
 
@@ -455,6 +464,113 @@ def _shutdown_plan(state: ControlState, args: dict[str, Any], cmd: Command, inde
     return ok({"id": plan_id, "version": index})
 
 
+# -- tenants and managed API keys -----------------------------------------------------------
+
+
+def _tenant_create(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
+    """args: {name, description?}."""
+    name = args.get("name")
+    if not isinstance(name, str) or not name:
+        return fail("invalid", "tenant name must be a non-empty string")
+    if name in state.tenants:
+        return fail("conflict", f"tenant {name} already exists")
+    record = {
+        "name": name,
+        "status": "Active",
+        "description": args.get("description"),
+        "created_at": cmd["at"],
+        "created_by": cmd["by"],
+        **_stamp(cmd, index),
+    }
+    state.tenants = _with(state.tenants, name, record)
+    return ok({"name": name, "version": index})
+
+
+def _tenant_delete(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
+    """args: {name}. Refused while the tenant still owns active keys."""
+    name = args.get("name")
+    if name not in state.tenants:
+        return fail("not_found", f"tenant {name} not found")
+    owned = [
+        k["id"] for k in state.api_keys.values() if k["tenant"] == name and k["status"] == "active"
+    ]
+    if owned:
+        return fail("conflict", f"tenant {name} still has {len(owned)} active key(s); revoke them")
+    state.tenants = _without(state.tenants, name)
+    return ok({"name": name, "version": index})
+
+
+def _key_create(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
+    """args: {"key": {id, name, tenant, role, prefix, hash, models, limits, expires_at}}.
+    The proposer generated the secret and sends only its hash."""
+    spec = args.get("key")
+    if not isinstance(spec, dict):
+        return fail("invalid", "key must be a mapping")
+    key_id, digest = spec.get("id"), spec.get("hash")
+    if not isinstance(key_id, str) or not isinstance(digest, str) or len(digest) != 64:
+        return fail("invalid", "key id and a SHA-256 hex hash are required")
+    if key_id in state.api_keys or digest in state.key_hashes:
+        return fail("conflict", "key id or hash already exists")
+    role, tenant = spec.get("role"), spec.get("tenant")
+    if role not in ("admin", "user"):
+        return fail("invalid", "role must be admin or user")
+    if role == "user" and tenant not in state.tenants:
+        return fail("not_found", f"tenant {tenant} not found")
+    record: Record = {
+        "id": key_id,
+        "name": spec.get("name") or key_id,
+        "tenant": tenant,
+        "role": role,
+        "prefix": spec.get("prefix"),
+        "hash": digest,
+        "models": spec.get("models"),
+        "limits": dict(spec.get("limits") or {}),
+        "published_model": spec.get("published_model"),
+        "expires_at": spec.get("expires_at"),
+        "status": "active",
+        "created_at": cmd["at"],
+        "created_by": cmd["by"],
+        **_stamp(cmd, index),
+    }
+    state.api_keys = _with(state.api_keys, key_id, record)
+    state.key_hashes = _with(state.key_hashes, digest, key_id)
+    return ok({"id": key_id, "version": index})
+
+
+def _key_rotate(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
+    """args: {id, prefix, hash}: the old key stops working in the same step."""
+    record = state.api_keys.get(args.get("id", ""))
+    if record is None or record["status"] != "active":
+        return fail("not_found", f"active key {args.get('id')} not found")
+    digest = args.get("hash")
+    if not isinstance(digest, str) or len(digest) != 64 or digest in state.key_hashes:
+        return fail("invalid", "a new, unused SHA-256 hex hash is required")
+    hashes = _without(state.key_hashes, record["hash"])
+    state.key_hashes = _with(hashes, digest, record["id"])
+    updated = {
+        **record,
+        "hash": digest,
+        "prefix": args.get("prefix"),
+        "rotated_at": cmd["at"],
+        **_stamp(cmd, index),
+    }
+    state.api_keys = _with(state.api_keys, record["id"], updated)
+    return ok({"id": record["id"], "version": index})
+
+
+def _key_revoke(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
+    """args: {id}. Idempotent: revoking a revoked key changes nothing."""
+    record = state.api_keys.get(args.get("id", ""))
+    if record is None:
+        return fail("not_found", f"key {args.get('id')} not found")
+    if record["status"] == "revoked":
+        return ok({"id": record["id"], "version": record["version"]})
+    state.key_hashes = _without(state.key_hashes, record["hash"])
+    updated = {**record, "status": "revoked", "revoked_at": cmd["at"], **_stamp(cmd, index)}
+    state.api_keys = _with(state.api_keys, record["id"], updated)
+    return ok({"id": record["id"], "version": index})
+
+
 Handler = Callable[[ControlState, dict[str, Any], Command, int], Outcome]
 
 _HANDLERS: Final[dict[str, Handler]] = {
@@ -472,4 +588,9 @@ _HANDLERS: Final[dict[str, Handler]] = {
     "ratelimit.set": _ratelimit_set,
     "ratelimit.delete": _ratelimit_delete,
     "shutdown.plan": _shutdown_plan,
+    "tenant.create": _tenant_create,
+    "tenant.delete": _tenant_delete,
+    "key.create": _key_create,
+    "key.rotate": _key_rotate,
+    "key.revoke": _key_revoke,
 }

@@ -85,6 +85,8 @@ def test_worker_add_record_defaults() -> None:
         "members": 0,
         "rate_limits": 0,
         "shutdown_plans": 0,
+        "tenants": 0,
+        "api_keys": 0,
     }
 
 
