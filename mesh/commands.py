@@ -40,8 +40,16 @@ MEMBER_OPS: Final = ("member.upsert", "member.set_draining", "member.remove")
 RATE_LIMIT_OPS: Final = ("ratelimit.set", "ratelimit.delete")
 SHUTDOWN_OPS: Final = ("shutdown.plan",)
 TENANCY_OPS: Final = ("tenant.create", "tenant.delete", "key.create", "key.rotate", "key.revoke")
+INTENT_OPS: Final = ("breaker.reset",)
 ALL_OPS: Final = (
-    WORKER_OPS + POLICY_OPS + CONFIG_OPS + MEMBER_OPS + RATE_LIMIT_OPS + SHUTDOWN_OPS + TENANCY_OPS
+    WORKER_OPS
+    + POLICY_OPS
+    + CONFIG_OPS
+    + MEMBER_OPS
+    + RATE_LIMIT_OPS
+    + SHUTDOWN_OPS
+    + TENANCY_OPS
+    + INTENT_OPS
 )
 
 

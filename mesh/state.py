@@ -76,6 +76,8 @@ class ControlState:
         self.api_keys: dict[str, Record] = {}
         # SHA-256 hex of an active key -> its id: the lookup every keyed request makes.
         self.key_hashes: dict[str, str] = {}
+        # How many circuit-breaker resets were ordered (each node resets its breakers).
+        self.breaker_resets: int = 0
         # Outcomes of recently applied request ids, oldest first (dict keeps order).
         self.recent: dict[str, Outcome] = {}
 
@@ -571,6 +573,18 @@ def _key_revoke(state: ControlState, args: dict[str, Any], cmd: Command, index: 
     return ok({"id": record["id"], "version": index})
 
 
+# -- intents carried out by every node on its hot state ------------------------------------
+
+
+def _breaker_reset(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
+    """args: {worker_id: id | None (all)}. Every node resets the named circuit breakers."""
+    worker_id = args.get("worker_id")
+    if worker_id is not None and worker_id not in state.workers:
+        return fail("not_found", f"worker {worker_id} not found")
+    state.breaker_resets += 1
+    return ok({"worker_id": worker_id, "version": index})
+
+
 Handler = Callable[[ControlState, dict[str, Any], Command, int], Outcome]
 
 _HANDLERS: Final[dict[str, Handler]] = {
@@ -593,4 +607,5 @@ _HANDLERS: Final[dict[str, Handler]] = {
     "key.create": _key_create,
     "key.rotate": _key_rotate,
     "key.revoke": _key_revoke,
+    "breaker.reset": _breaker_reset,
 }

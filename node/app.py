@@ -36,6 +36,7 @@ from node.metrics import Metrics
 from node.proxy.forward import Forwarder, RetrySettings
 from node.proxy.upstream import make_session
 from node.routing.selector import PolicySelector
+from node.runtime import RUNTIME_KEY, apply_runtime
 from node.workers.breaker import BreakerSettings
 from node.workers.discovery import DiscoveryJobs, DiscoverySettings
 from node.workers.health import HealthChecker, HealthSettings
@@ -55,8 +56,9 @@ def normalise_url(url: str) -> str:
 
 
 class Node:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, config_file: str | None = None) -> None:
         self.config = config
+        self.config_file = config_file  # re-read by POST /admin/reload
         self.name = config.node_name
         self.boot_id = uuid.uuid4().hex  # tells this run of the node from earlier ones
         self.started_at = time.time()
@@ -93,6 +95,7 @@ class Node:
         self.stream.subscribe(self._on_applied)
         self.metrics.add_gauges(lambda: node_gauges(self))
         self._tasks: list[asyncio.Task[None]] = []
+        self._runtime_applied: dict[str, Any] | None = None
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -226,11 +229,31 @@ class Node:
             self.ratelimiter.set_rules(rate_rules(self.raft.state.rate_limits))
         if op == "shutdown.plan":
             self.stopper.on_applied(applied)
+        if op.startswith("config.") or reset:
+            self._apply_runtime()
+        if op == "breaker.reset" and (applied.outcome or {}).get("ok"):
+            self._reset_breakers(applied.outcome["value"]["worker_id"])
 
     def _sync_views(self) -> None:
         self.pool.sync(self.raft.state.workers)
         self.selector.sync(self.raft.state.policies)
         self.ratelimiter.set_rules(rate_rules(self.raft.state.rate_limits))
+        self._apply_runtime()
+
+    def runtime_overrides(self) -> dict[str, Any]:
+        record = self.raft.state.config.get(RUNTIME_KEY)
+        return dict(record["value"]) if record and isinstance(record["value"], dict) else {}
+
+    def _apply_runtime(self) -> None:
+        overrides = self.runtime_overrides()
+        if overrides != self._runtime_applied:
+            apply_runtime(self, overrides)
+            self._runtime_applied = overrides
+
+    def _reset_breakers(self, worker_id: str | None) -> None:
+        for worker in self.pool.all():
+            if worker_id is None or worker.id == worker_id:
+                worker.breaker.reset()
 
     # -- reading -----------------------------------------------------------------------
 
@@ -308,7 +331,7 @@ def raft_settings(config: Config) -> RaftSettings:
     )
 
 
-def create_app(config: Config) -> web.Application:
+def create_app(config: Config, config_file: str | None = None) -> web.Application:
     from node.api import routes
 
     app = web.Application(
@@ -316,7 +339,7 @@ def create_app(config: Config) -> web.Application:
         client_max_size=config.max_payload_size,
         handler_args={"max_field_size": 16384},
     )
-    node = Node(config)
+    node = Node(config, config_file)
     app[NODE] = node
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:

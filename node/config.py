@@ -415,3 +415,16 @@ def _check_security(config: Config) -> None:
             f"--mesh-secret: required because the Raft port is reachable off loopback "
             f"({exposed[0]}); Raft traffic is pickle and must be encrypted"
         )
+
+
+def convert_option(name: str, raw: Any, origin: str | None = None) -> Any:
+    """Validate one setting given as JSON or text (for runtime changes); ConfigError if bad."""
+    opt = _BY_NAME.get(name)
+    if opt is None:
+        raise ConfigError(f"{name}: unknown setting")
+    return _convert(opt, raw, origin or name)
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """The settings in a TOML config file, keys normalised; ConfigError if unreadable."""
+    return _read_file(path)

@@ -77,6 +77,40 @@ class Metrics:
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
+    def summary(self) -> dict[str, Any]:
+        """Totals and latency percentiles over every route, for `/info`."""
+        total = errors = retries = 0.0
+        buckets: dict[float, float] = {}
+        for family in self.registry.collect():
+            for sample in family.samples:
+                if sample.name == "meshgate_requests_total":
+                    total += sample.value
+                    if sample.labels.get("status", "").startswith("5"):
+                        errors += sample.value
+                elif sample.name == "meshgate_upstream_retries_total":
+                    retries += sample.value
+                elif sample.name == "meshgate_request_duration_seconds_bucket":
+                    bound = float(sample.labels["le"])
+                    buckets[bound] = buckets.get(bound, 0.0) + sample.value
+        return {
+            "total_requests": int(total),
+            "error_count": int(errors),
+            "retries": int(retries),
+            **{f"p{q}_latency_ms": _quantile(buckets, q / 100) for q in (50, 95, 99)},
+        }
+
+
+def _quantile(buckets: dict[float, float], q: float) -> float | None:
+    """Upper bound (ms) of the histogram bucket holding quantile q, or None without data."""
+    ordered = sorted(buckets.items())
+    if not ordered or ordered[-1][1] == 0:
+        return None
+    target = ordered[-1][1] * q
+    for bound, count in ordered:
+        if count >= target:
+            return None if bound == float("inf") else round(bound * 1000, 3)
+    return None
+
 
 class _GaugeReader(Collector):
     def __init__(

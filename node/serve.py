@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 
@@ -38,11 +39,11 @@ def run(args: argparse.Namespace) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    return asyncio.run(_serve(config))
+    return asyncio.run(_serve(config, args.config or os.environ.get("MESHGATE_CONFIG")))
 
 
-async def _serve(config: config_module.Config) -> int:
-    app = create_app(config)
+async def _serve(config: config_module.Config, config_file: str | None) -> int:
+    app = create_app(config, config_file)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, backlog=1024, reuse_address=True)

@@ -6,6 +6,8 @@ says why. Probes read state the node already maintains and never write.
 
 from __future__ import annotations
 
+import time
+
 import aiohttp
 from aiohttp import web
 
@@ -41,8 +43,9 @@ async def health(request: web.Request) -> web.Response:
     healthy = sum(1 for w in workers if w.routable)
     return json_response(
         {
-            "status": "ok" if not readiness_problems(node) else "degraded",
+            "status": "healthy" if not readiness_problems(node) else "degraded",
             **node.info(),
+            "uptime_seconds": round(time.time() - node.started_at, 3),
             "workers": {"total": len(workers), "healthy": healthy},
             "raft": {
                 "role": status.role,

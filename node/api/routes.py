@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from node.api import ha, health, openai, ops, policies, workers
+from node.api import admin, ha, health, openai, ops, policies, workers
 from node.app import Node
 
 
@@ -15,3 +15,4 @@ def install(app: web.Application, node: Node) -> None:
     policies.install(app)
     ops.install(app)
     ha.install(app)
+    admin.install(app)

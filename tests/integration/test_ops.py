@@ -52,7 +52,7 @@ def test_ops_routes(cluster: Cluster) -> None:
     assert server["gateway"]["node"] == "node-1" and len(server["workers"]) == 2
     assert requests.get(node.url + "/health_generate", timeout=10).status_code == 200
     health = requests.get(node.url + "/health", timeout=10).json()
-    assert health["status"] == "ok" and health["workers"] == {"total": 2, "healthy": 2}
+    assert health["status"] == "healthy" and health["workers"] == {"total": 2, "healthy": 2}
 
     w1.kill()  # one worker gone: the fan-out reports it instead of hiding it
     partial = requests.post(node.url + "/flush_cache", timeout=15)

@@ -1,0 +1,209 @@
+"""The admin API (seed 004): readiness, info, runtime config, reload, circuit breakers.
+
+Unlike the seed, nothing here is a stub: `PUT /admin/config` and
+`POST /admin/reload` commit the change to the Raft log and every node applies
+it at once; `POST /admin/circuit-breaker/reset` is a committed intent that
+every node carries out on its own breakers.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from node import __version__
+from node.api.common import control_plane, json_object, json_response, node_of
+from node.api.health import readiness_problems
+from node.app import Node
+from node.auth import Principal
+from node.config import ConfigError, read_config_file
+from node.errors import ApiError
+from node.runtime import RUNTIME_KEY, RUNTIME_SETTINGS, effective, validate_overrides
+from node.workers.breaker import CLOSED
+
+
+def install(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/health/ready", ready)
+    r.add_get("/info", control_plane(info))
+    r.add_get("/admin/config", control_plane(get_config))
+    r.add_put("/admin/config", control_plane(put_config))
+    r.add_post("/admin/reload", control_plane(reload_config))
+    r.add_get("/admin/circuit-breaker", control_plane(get_breakers))
+    r.add_post("/admin/circuit-breaker/reset", control_plane(reset_breakers))
+
+
+def _uptime(node: Node) -> float:
+    return round(time.time() - node.started_at, 3)
+
+
+def _breaker_summary(node: Node) -> str:
+    states = {w.breaker.state for w in node.pool.all()}
+    if not states or states == {CLOSED}:
+        return "closed"
+    return "open" if CLOSED not in states else "partially_open"
+
+
+async def ready(request: web.Request) -> web.Response:
+    node = node_of(request)
+    problems = readiness_problems(node)
+    body = {
+        "ready": not problems,
+        "circuit_breaker": _breaker_summary(node),
+        "healthy_workers": sum(1 for w in node.pool.all() if w.routable),
+        "version": __version__,
+        "uptime_seconds": _uptime(node),
+        "reasons": problems,
+    }
+    return json_response(body, 503 if problems else 200)
+
+
+async def info(request: web.Request, _: Principal) -> web.Response:
+    node = node_of(request)
+    return json_response(
+        {
+            "version": __version__,
+            "api_version": "v1",
+            "node": node.name,
+            "uptime_seconds": _uptime(node),
+            "config": {**node.config.public(), **effective(node.config, node.runtime_overrides())},
+            "runtime_overrides": node.runtime_overrides(),
+            "circuit_breaker_enabled": not effective(node.config, node.runtime_overrides())[
+                "disable_circuit_breaker"
+            ],
+            "metrics": node.metrics.summary(),
+            "raft": {
+                "role": node.raft.status().role,
+                "applied_index": node.raft.state.applied_index,
+            },
+        }
+    )
+
+
+def _config_view(node: Node) -> dict[str, Any]:
+    record = node.raft.state.config.get(RUNTIME_KEY)
+    return {
+        "config": effective(node.config, node.runtime_overrides()),
+        "overrides": node.runtime_overrides(),
+        "version": record["version"] if record else 0,
+        "runtime_settings": list(RUNTIME_SETTINGS),
+    }
+
+
+async def get_config(request: web.Request, _: Principal) -> web.Response:
+    return json_response(_config_view(node_of(request)))
+
+
+async def _commit_overrides(
+    node: Node, changes: dict[str, Any], principal: Principal
+) -> dict[str, Any]:
+    try:
+        checked = validate_overrides(changes)
+    except ConfigError as exc:
+        raise ApiError(400, str(exc), param=str(exc).split(":", 1)[0]) from None
+    record = node.raft.state.config.get(RUNTIME_KEY)
+    merged = {**node.runtime_overrides(), **checked}
+    args = {
+        "key": RUNTIME_KEY,
+        "value": merged,
+        "expected_version": record["version"] if record else 0,
+    }
+    value = await node.commit("config.set", args, principal)
+    return {"updated_fields": sorted(checked), "version": value["version"]}
+
+
+async def put_config(request: web.Request, principal: Principal) -> web.Response:
+    node = node_of(request)
+    changes = await json_object(request)
+    if not changes:
+        raise ApiError(400, "send at least one setting: " + ", ".join(RUNTIME_SETTINGS))
+    result = await _commit_overrides(node, changes, principal)
+    return json_response(
+        {
+            "success": True,
+            "message": "configuration committed; every node applies it now",
+            **result,
+            **_config_view(node),
+        }
+    )
+
+
+async def reload_config(request: web.Request, principal: Principal) -> web.Response:
+    """Re-read --config and commit the runtime settings that differ from the effective ones."""
+    node = node_of(request)
+    path = node.config_file
+    if not path:
+        raise ApiError(409, "this node was started without --config; there is nothing to reload")
+    try:
+        from_file = read_config_file(path)
+    except ConfigError as exc:
+        raise ApiError(400, str(exc)) from None
+    current = effective(node.config, node.runtime_overrides())
+    changes = {k: v for k, v in from_file.items() if k in RUNTIME_SETTINGS and v != current[k]}
+    restart = sorted(
+        k
+        for k, v in from_file.items()
+        if k not in RUNTIME_SETTINGS and getattr(node.config, k, v) != v
+    )
+    result = {"updated_fields": [], "version": None}
+    if changes:
+        result = await _commit_overrides(node, changes, principal)
+    return json_response(
+        {
+            "success": True,
+            "file": path,
+            **result,
+            "restart_required": restart,
+            "message": "runtime settings applied on every node"
+            if changes
+            else "no runtime setting changed",
+        }
+    )
+
+
+async def get_breakers(request: web.Request, _: Principal) -> web.Response:
+    node = node_of(request)
+    nodes: dict[str, Any] = {
+        node.name: {w.id: {"url": w.url, **w.breaker.snapshot()} for w in node.pool.all()}
+    }
+    for name, view in node.peers.views.items():
+        if view.reachable:
+            nodes[name] = {
+                wid: {"state": seen.get("circuit_breaker")}
+                for wid, seen in view.report.get("workers", {}).items()
+            }
+        else:
+            nodes[name] = {"unreachable": view.error}
+    values = effective(node.config, node.runtime_overrides())
+    return json_response(
+        {
+            "enabled": not values["disable_circuit_breaker"],
+            "state": _breaker_summary(node),
+            "nodes": nodes,
+            "resets": node.raft.state.breaker_resets,
+        }
+    )
+
+
+async def reset_breakers(request: web.Request, principal: Principal) -> web.Response:
+    node = node_of(request)
+    data = await json_object(request) if request.can_read_body else {}
+    worker_id = data.get("worker_id")
+    if worker_id is not None and not isinstance(worker_id, str):
+        raise ApiError(
+            400, "worker_id must be a worker id, or absent for all workers", param="worker_id"
+        )
+    unknown = set(data) - {"worker_id"}
+    if unknown:
+        raise ApiError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+    value = await node.commit("breaker.reset", {"worker_id": worker_id}, principal)
+    return json_response(
+        {
+            "success": True,
+            "message": "every node resets its circuit breaker(s)",
+            "worker_id": worker_id,
+            "version": value["version"],
+        }
+    )
