@@ -29,6 +29,12 @@ class WorkerPool:
         self.on_removed: list[Listener] = []
         self.on_changed: list[Listener] = []
 
+    def set_breaker_settings(self, settings: BreakerSettings) -> None:
+        """New circuit-breaker settings for every worker (current states are kept)."""
+        self._breaker = settings
+        for worker in self._workers.values():
+            worker.breaker.settings = settings
+
     # -- reading ------------------------------------------------------------------
 
     def get(self, worker_id: str) -> Worker | None:
