@@ -41,6 +41,7 @@ RATE_LIMIT_OPS: Final = ("ratelimit.set", "ratelimit.delete")
 SHUTDOWN_OPS: Final = ("shutdown.plan",)
 TENANCY_OPS: Final = ("tenant.create", "tenant.delete", "key.create", "key.rotate", "key.revoke")
 INTENT_OPS: Final = ("breaker.reset",)
+MODEL_OPS: Final = ("model.put", "model.delete", "publish.put", "publish.delete", "usage.flush")
 ALL_OPS: Final = (
     WORKER_OPS
     + POLICY_OPS
@@ -50,6 +51,7 @@ ALL_OPS: Final = (
     + SHUTDOWN_OPS
     + TENANCY_OPS
     + INTENT_OPS
+    + MODEL_OPS
 )
 
 

@@ -45,6 +45,16 @@ DEFAULT_POLICY_KEY: Final = "*"  # the policy for models that have none of their
 GLOBAL_SCOPE: Final = "*"  # a rate limit over all inference requests
 RECENT_REQUESTS_KEPT: Final = 4096  # how many request ids are remembered for dedup
 SHUTDOWN_PLANS_KEPT: Final = 20  # recent shutdown plans, for /ha/status history
+MODEL_FIELDS: Final = (
+    "name",
+    "tenant",
+    "selector",
+    "policy",
+    "policy_params",
+    "scaling",
+    "framework",
+    "description",
+)
 MEMBER_FIELDS: Final = ("raft_address", "http_url", "version", "voter", "boot_id", "started_at")
 
 
@@ -76,6 +86,14 @@ class ControlState:
         self.api_keys: dict[str, Record] = {}
         # SHA-256 hex of an active key -> its id: the lookup every keyed request makes.
         self.key_hashes: dict[str, str] = {}
+        # Model deployments by "tenant/name": a name for a set of workers (selected by
+        # model id or labels) with its routing policy and scaling hints.
+        self.models: dict[str, Record] = {}
+        # Publications by "tenant/name": external path, key id, rate limits, allowed tenants.
+        self.published: dict[str, Record] = {}
+        # Usage by subject ("key:<id>", "model:<tenant/name>", "tenant:<name>"), from the
+        # batched deltas nodes flush every few seconds (never one command per request).
+        self.usage: dict[str, Record] = {}
         # How many circuit-breaker resets were ordered (each node resets its breakers).
         self.breaker_resets: int = 0
         # Outcomes of recently applied request ids, oldest first (dict keeps order).
@@ -125,6 +143,8 @@ class ControlState:
             "shutdown_plans": len(self.shutdowns),
             "tenants": len(self.tenants),
             "api_keys": len(self.api_keys),
+            "models": len(self.models),
+            "published_models": len(self.published),
         }
 
 
@@ -498,6 +518,9 @@ def _tenant_delete(state: ControlState, args: dict[str, Any], cmd: Command, inde
     ]
     if owned:
         return fail("conflict", f"tenant {name} still has {len(owned)} active key(s); revoke them")
+    models = [ref for ref, m in state.models.items() if m["tenant"] == name]
+    if models:
+        return fail("conflict", f"tenant {name} still has {len(models)} model(s); delete them")
     state.tenants = _without(state.tenants, name)
     return ok({"name": name, "version": index})
 
@@ -585,6 +608,126 @@ def _breaker_reset(state: ControlState, args: dict[str, Any], cmd: Command, inde
     return ok({"worker_id": worker_id, "version": index})
 
 
+# -- model deployments, publishing and usage ---------------------------------------------------
+
+
+def _model_put(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
+    """Create or update a model deployment. args: {"model": {name, tenant, selector, policy,
+    policy_params, scaling, framework, description}, "create": bool, "expected_version"?}."""
+    spec = args.get("model")
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not spec["name"]:
+        return fail("invalid", "model must be a mapping with a non-empty name")
+    tenant = spec.get("tenant")
+    if tenant not in state.tenants:
+        return fail("not_found", f"tenant {tenant} not found")
+    if not isinstance(spec.get("selector"), dict) or not spec["selector"]:
+        return fail("invalid", "selector must name a model_id or labels")
+    ref = f"{tenant}/{spec['name']}"
+    current = state.models.get(ref)
+    if args.get("create") and current is not None:
+        return fail("conflict", f"model {spec['name']} already exists in {tenant}")
+    if not args.get("create") and current is None:
+        return fail("not_found", f"model {spec['name']} not found in {tenant}")
+    mismatch = _version_problem(current, args.get("expected_version"))
+    if mismatch:
+        return mismatch
+    record = {
+        **(current or {"created_at": cmd["at"], "created_by": cmd["by"]}),
+        **{k: spec.get(k) for k in MODEL_FIELDS},
+        "ref": ref,
+        **_stamp(cmd, index),
+    }
+    state.models = _with(state.models, ref, record)
+    return ok({"ref": ref, "version": index})
+
+
+def _model_delete(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
+    ref = args.get("ref")
+    if ref not in state.models:
+        return fail("not_found", f"model {ref} not found")
+    if ref in state.published:
+        return fail("conflict", f"model {ref} is published; unpublish it first")
+    state.models = _without(state.models, ref)
+    return ok({"ref": ref, "version": index})
+
+
+def _publish_put(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
+    """Publish a model (with its own new key) or update a publication.
+    args: {"ref", "publication": {...}, "key": {...} (on create), "create": bool}."""
+    ref, publication = args.get("ref"), args.get("publication")
+    if ref not in state.models:
+        return fail("not_found", f"model {ref} not found")
+    if not isinstance(publication, dict):
+        return fail("invalid", "publication must be a mapping")
+    current = state.published.get(ref)
+    if args.get("create"):
+        if current is not None:
+            return fail("conflict", f"model {ref} is already published")
+        path = publication.get("externalPath")
+        if any(p.get("externalPath") == path for p in state.published.values()):
+            return fail("conflict", f"external path {path} is taken")
+        made = _key_create(state, {"key": args.get("key")}, cmd, index)
+        if not made["ok"]:
+            return made
+        current = {"created_at": cmd["at"], "created_by": cmd["by"], "key_id": made["value"]["id"]}
+    elif current is None:
+        return fail("not_found", f"model {ref} is not published")
+    record = {**current, **publication, "ref": ref, "status": "active", **_stamp(cmd, index)}
+    state.published = _with(state.published, ref, record)
+    return ok({"ref": ref, "key_id": record["key_id"], "version": index})
+
+
+def _publish_delete(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
+    """Unpublish: the publication's key stops working in the same step."""
+    ref = args.get("ref")
+    record = state.published.get(ref) if isinstance(ref, str) else None
+    if record is None:
+        return fail("not_found", f"model {ref} is not published")
+    _key_revoke(state, {"id": record["key_id"]}, cmd, index)
+    state.published = _without(state.published, ref)
+    return ok({"ref": ref, "version": index})
+
+
+def _usage_flush(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
+    """Add a node's batched usage. args: {"deltas": {subject: {requests, tokens, last_access,
+    day}}}. `day` (proposer's UTC date) restarts `requests_today` when it changes."""
+    deltas = args.get("deltas")
+    if not isinstance(deltas, dict):
+        return fail("invalid", "deltas must be a mapping")
+    usage = dict(state.usage)
+    for subject, delta in deltas.items():
+        if not isinstance(delta, dict) or not isinstance(subject, str):
+            return fail("invalid", "each delta must be a mapping keyed by subject")
+        requests, tokens = delta.get("requests", 0), delta.get("tokens", 0)
+        if not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (requests, tokens)
+        ):
+            return fail("invalid", "requests and tokens must be non-negative integers")
+        before = usage.get(
+            subject,
+            {
+                "total_requests": 0,
+                "requests_today": 0,
+                "tokens_used": 0,
+                "day": None,
+                "last_access": None,
+            },
+        )
+        today = delta.get("day")
+        usage[subject] = {
+            "total_requests": before["total_requests"] + requests,
+            "requests_today": (before["requests_today"] if before["day"] == today else 0)
+            + requests,
+            "tokens_used": before["tokens_used"] + tokens,
+            "day": today,
+            "last_access": max(
+                filter(None, (before["last_access"], delta.get("last_access"))), default=None
+            ),
+        }
+    state.usage = usage
+    return ok({"subjects": len(deltas), "version": index})
+
+
 Handler = Callable[[ControlState, dict[str, Any], Command, int], Outcome]
 
 _HANDLERS: Final[dict[str, Handler]] = {
@@ -608,4 +751,9 @@ _HANDLERS: Final[dict[str, Handler]] = {
     "key.rotate": _key_rotate,
     "key.revoke": _key_revoke,
     "breaker.reset": _breaker_reset,
+    "model.put": _model_put,
+    "model.delete": _model_delete,
+    "publish.put": _publish_put,
+    "publish.delete": _publish_delete,
+    "usage.flush": _usage_flush,
 }

@@ -87,6 +87,8 @@ def test_worker_add_record_defaults() -> None:
         "shutdown_plans": 0,
         "tenants": 0,
         "api_keys": 0,
+        "models": 0,
+        "published_models": 0,
     }
 
 
