@@ -30,6 +30,7 @@ from node.errors import ApiError, error_middleware
 from node.gauges import node_gauges
 from node.ha.peers import PeerPoller, mesh_token
 from node.ha.shutdown import Stopper
+from node.identity.tokens import IdpSettings, TokenService
 from node.limits.admission import Admission
 from node.limits.ratelimit import RateLimiter, Rule
 from node.metrics import Metrics
@@ -64,7 +65,13 @@ class Node:
         self.started_at = time.time()
         self.draining = False  # set when this process is stopping
         self.metrics = Metrics(config.node_name)
-        self.auth = Authenticator(config.api_key, config.control_plane_api_keys)
+        self.tokens = token_service(config)
+        self.auth = Authenticator(
+            config.api_key,
+            config.control_plane_api_keys,
+            tokens=self.tokens,
+            keys=lambda: (self.raft.state.key_hashes, self.raft.state.api_keys),
+        )
         self.mesh_token = mesh_token(config.mesh_secret)
         self.stream = AppliedStream()
         self.raft = MeshRaft(raft_settings(config), self.stream)
@@ -136,6 +143,9 @@ class Node:
             self.session, lambda: self.raft.state.members, self.name, self.mesh_token
         )
         await self.ratelimiter.start()
+        if self.tokens is not None:
+            await self.tokens.refresh()
+            self._tasks.append(asyncio.create_task(self._refresh_keys(), name="jwks-refresh"))
         self._sync_views()
         self.health.start()
         self.peers.start()
@@ -166,6 +176,17 @@ class Node:
             await self._retry_forever(
                 f"registering {url}", lambda u=url: self.register_worker_url(u)
             )
+
+    async def _refresh_keys(self) -> None:
+        """Reload the identity provider's keys every 5 minutes, sooner after an unknown kid."""
+        waited = 0.0
+        while True:
+            await asyncio.sleep(5.0)
+            waited += 5.0
+            tokens = self.tokens
+            if tokens is not None and (waited >= 300 or tokens.unknown_kid_seen):
+                waited = 0.0
+                await tokens.refresh()
 
     async def _retry_forever(self, what: str, step: Any) -> None:
         while True:
@@ -304,6 +325,30 @@ class Node:
             extra = {k: v for k, v in outcome.items() if k not in ("ok", "error", "message")}
             raise ApiError(status, outcome["message"], code=outcome["error"].upper(), extra=extra)
         return outcome["value"]
+
+
+def token_service(config: Config) -> TokenService | None:
+    """Tokens are on when meshgate signs its own (--jwt-secret) or trusts an IdP's."""
+    idp = None
+    if config.idp_jwks_file or config.idp_jwks_url:
+        idp = IdpSettings(
+            jwks_file=config.idp_jwks_file,
+            jwks_url=config.idp_jwks_url,
+            issuer=config.idp_issuer or "",
+            audience=config.idp_audience or "",
+            role_claim=config.idp_role_claim,
+            admin_values=tuple(config.idp_admin_values),
+            tenant_claim=config.idp_tenant_claim,
+        )
+    if not config.jwt_secret and idp is None:
+        return None
+    return TokenService(
+        config.jwt_secret,
+        issuer=config.jwt_issuer,
+        audience=config.jwt_audience,
+        lifetime_secs=config.jwt_lifetime_secs,
+        idp=idp,
+    )
 
 
 def rate_rules(records: dict[str, dict[str, Any]]) -> dict[str, Rule]:

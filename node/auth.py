@@ -1,27 +1,38 @@
-"""Who is calling: API keys and control-plane keys, checked per route group.
+"""Who is calling: keys and tokens, checked per route group.
+
+Credentials, in the order they are tried:
+- a JWT (three dot-separated segments): HS256 ones meshgate issued at
+  `POST /api/admin/login`, or RS256/ES256 ones from the identity provider;
+- the static `--api-key` and `--control-plane-api-keys` (id:name:role:key);
+- managed API keys, which live in the replicated state as SHA-256 digests only
+  (a revoked or rotated key stops working on every node as soon as the
+  command is applied).
 
 Route groups (seed 001):
 - public: no credentials.
-- protected (the inference API): the node's `--api-key`, or any control-plane
-  key, when any credential is configured; open only when none is (which the
-  config allows on loopback alone).
-- control-plane: an admin control-plane key when such keys are configured;
-  otherwise the API key; otherwise (loopback, no auth) open.
+- protected (the inference API): any valid credential, once any is
+  configured; open only when none is (which the config allows on loopback).
+- control plane: an admin (a control-plane key with role admin, an admin
+  managed key, an admin token); with only `--api-key` configured, that key.
+- management (`/api`): any valid credential; handlers scope users to their tenant.
 
-Keys are kept only as SHA-256 digests and compared with `hmac.compare_digest`
-against every configured digest, so neither the time taken nor a log line
-reveals a key.
+Static keys are compared with `hmac.compare_digest` against every configured
+digest, so neither timing nor logs reveal a key.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
 from node.errors import ApiError
+from node.identity.tokens import TokenError, TokenService
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,11 +40,17 @@ class Principal:
     id: str
     name: str
     role: str  # admin | user
-    kind: str  # api_key | control_plane_key | anonymous
+    kind: str  # api_key | control_plane_key | managed_key | jwt | anonymous
+    tenant: str | None = None  # a user's tenant; admins act across tenants
+    key: dict[str, Any] | None = None  # the managed key record, for per-key limits
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
 
 
 ANONYMOUS = Principal("anonymous", "anonymous", "admin", "anonymous")
-_API_KEY_PRINCIPAL = Principal("api-key", "api-key", "user", "api_key")
+KeyTables = Callable[[], tuple[dict[str, str], dict[str, dict[str, Any]]]]
 
 
 def digest(secret: str) -> bytes:
@@ -51,58 +68,104 @@ def presented_token(request: web.Request) -> str | None:
 
 
 class Authenticator:
-    def __init__(self, api_key: str | None, control_plane_keys: list[str]) -> None:
+    def __init__(
+        self,
+        api_key: str | None,
+        control_plane_keys: list[str],
+        tokens: TokenService | None = None,
+        keys: KeyTables | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._api_key = digest(api_key) if api_key else None
         self._control: list[tuple[Principal, bytes]] = []
         for spec in control_plane_keys:
             key_id, name, role, key = spec.split(":", 3)
             self._control.append((Principal(key_id, name, role, "control_plane_key"), digest(key)))
+        self.tokens = tokens
+        self._keys = keys
+        self._clock = clock
+        # With nothing else to guard the control plane, the API key does.
+        self._api_key_role = "user" if (self._control or tokens) else "admin"
 
     @property
     def configured(self) -> bool:
-        return self._api_key is not None or bool(self._control)
+        """Is any credential configured (static, tokens, or at least one managed key)?"""
+        if self._api_key is not None or self._control or self.tokens is not None:
+            return True
+        return bool(self._keys and self._keys()[0])
 
     def identify(self, token: str | None) -> Principal | None:
-        """The principal a token belongs to, or None. Every digest is compared."""
-        if token is None:
+        """The principal a credential belongs to, or None. A bad JWT says why (401)."""
+        if not token:
             return None
+        if self.tokens is not None and self.tokens.looks_like_jwt(token):
+            try:
+                who = self.tokens.verify(token)
+            except TokenError as exc:
+                raise _unauthorized(f"invalid token ({exc})") from None
+            return Principal(f"jwt:{who.subject}", who.name, who.role, "jwt", who.tenant)
         presented = digest(token)
         found: Principal | None = None
         if self._api_key is not None and hmac.compare_digest(presented, self._api_key):
-            found = _API_KEY_PRINCIPAL
+            found = Principal("api-key", "api-key", self._api_key_role, "api_key")
         for principal, key in self._control:
             if hmac.compare_digest(presented, key):
                 found = principal
+        if found is None and self._keys is not None:
+            found = self._managed(presented.hex())
         return found
 
-    def protected(self, request: web.Request) -> Principal:
+    def _managed(self, hex_digest: str) -> Principal | None:
+        hashes, keys = self._keys() if self._keys else ({}, {})
+        record = keys.get(hashes.get(hex_digest, ""))
+        if record is None or not hmac.compare_digest(record["hash"], hex_digest):
+            return None
+        expires = record.get("expires_at")
+        if record["status"] != "active" or (expires is not None and expires <= self._clock()):
+            return None
+        return Principal(
+            record["id"],
+            record["name"],
+            record["role"],
+            "managed_key",
+            record.get("tenant"),
+            record,
+        )
+
+    def authenticated(self, request: web.Request) -> Principal:
+        """Any valid credential (the management API); anonymous only when none is configured."""
         if not self.configured:
             return ANONYMOUS
         principal = self.identify(presented_token(request))
         if principal is None:
-            raise _unauthorized("this route needs an API key")
+            raise _unauthorized("this route needs an API key or a bearer token")
         return principal
+
+    def protected(self, request: web.Request) -> Principal:
+        return self.authenticated(request)
 
     def control_plane(self, request: web.Request) -> Principal:
         if not self.configured:
             return ANONYMOUS
         principal = self.identify(presented_token(request))
-        if self._control:
-            if principal is None or principal.kind != "control_plane_key":
-                raise _unauthorized("this control-plane route needs an admin control-plane key")
-            if principal.role != "admin":
-                raise ApiError(
-                    403, f"key {principal.id!r} has role {principal.role}; admin is required"
-                )
-            return principal
         if principal is None:
-            raise _unauthorized("this control-plane route needs the API key")
+            raise _unauthorized("this control-plane route needs an admin credential")
+        if principal.role != "admin":
+            if principal.kind == "api_key":
+                raise _unauthorized(
+                    "this control-plane route needs an admin credential, not the client API key"
+                )
+            raise ApiError(
+                403,
+                f"{principal.kind.replace('_', ' ')} {principal.id!r} has role "
+                f"{principal.role}; admin is required",
+            )
         return principal
 
 
 def _unauthorized(message: str) -> ApiError:
     return ApiError(
         401,
-        f"{message}: send 'Authorization: Bearer <key>'",
+        f"{message}: send 'Authorization: Bearer <key or token>'",
         headers={"WWW-Authenticate": 'Bearer realm="meshgate"'},
     )

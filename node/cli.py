@@ -25,6 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_arguments(demo_parser)
     demo_parser.set_defaults(run=demo.run)
 
+    from node.identity import passwords
+
+    hash_parser = sub.add_parser("hash-password", help="hash an admin password for the config")
+    passwords.add_arguments(hash_parser)
+    hash_parser.set_defaults(run=passwords.run)
+
     cluster = sub.add_parser("cluster", help="inspect and operate a running mesh")
     cluster_cli.add_arguments(cluster)
     cluster.set_defaults(run=cluster_cli.run)

@@ -82,6 +82,17 @@ def _host_ports(values: list[str] | str | None) -> str | None:
     return None
 
 
+def _admin_credentials(specs: list[str]) -> str | None:
+    from node.identity.passwords import parse_admin_credential
+
+    for spec in specs:
+        try:
+            parse_admin_credential(spec)
+        except ValueError as exc:
+            return str(exc)
+    return None
+
+
 def _cp_keys(specs: list[str]) -> str | None:
     for spec in specs:
         parts = spec.split(":", 3)
@@ -231,6 +242,25 @@ OPTIONS: tuple[Option, ...] = (
         "longest wait for in-flight requests when stopping",
         check=_at_least(0),
     ),
+    Option("jwt_secret", str, None, "HS256 secret for tokens meshgate issues (>= 32 bytes)"),
+    Option("jwt_issuer", str, "meshgate", "issuer of the tokens meshgate issues"),
+    Option("jwt_audience", str, "meshgate", "audience of the tokens meshgate issues"),
+    Option("jwt_lifetime_secs", int, 3600, "lifetime of an issued token", check=_at_least(60)),
+    Option(
+        "admin_credentials",
+        str,
+        [],
+        "admin logins for /api/admin/login, each user:scrypt$... (meshgate hash-password)",
+        many=True,
+        check=_admin_credentials,
+    ),
+    Option("idp_jwks_file", str, None, "identity provider's JWKS (a file)"),
+    Option("idp_jwks_url", str, None, "identity provider's JWKS (a URL)"),
+    Option("idp_issuer", str, None, "required issuer of the identity provider's tokens"),
+    Option("idp_audience", str, None, "required audience of the identity provider's tokens"),
+    Option("idp_role_claim", str, "role", "claim holding the role (dotted path allowed)"),
+    Option("idp_tenant_claim", str, "tenant", "claim holding the tenant"),
+    Option("idp_admin_values", str, ["admin"], "role claim values that mean admin", many=True),
     Option(
         "log_level", str, "info", "log level", check=_one_of(("debug", "info", "warning", "error"))
     ),
@@ -285,6 +315,18 @@ class Config:
     redis_url: str | None
     drain_delay_secs: float
     shutdown_grace_secs: float
+    jwt_secret: str | None
+    jwt_issuer: str
+    jwt_audience: str
+    jwt_lifetime_secs: int
+    admin_credentials: list[str]
+    idp_jwks_file: str | None
+    idp_jwks_url: str | None
+    idp_issuer: str | None
+    idp_audience: str | None
+    idp_role_claim: str
+    idp_tenant_claim: str
+    idp_admin_values: list[str]
     log_level: str
 
     @property
@@ -305,9 +347,12 @@ class Config:
     def public(self) -> dict[str, Any]:
         """The effective settings with every secret masked (safe to show and log)."""
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
-        for secret in ("api_key", "mesh_secret", "redis_url"):
+        for secret in ("api_key", "mesh_secret", "redis_url", "jwt_secret"):
             if shown[secret]:
                 shown[secret] = "***"
+        shown["admin_credentials"] = [
+            spec.split(":", 1)[0] + ":***" for spec in self.admin_credentials
+        ]
         shown["control_plane_api_keys"] = [
             ":".join(spec.split(":", 3)[:3]) + ":***" for spec in self.control_plane_api_keys
         ]
@@ -398,8 +443,30 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _check_identity(config: Config) -> None:
+    if config.jwt_secret is not None and len(config.jwt_secret.encode()) < 32:
+        raise ConfigError("--jwt-secret: must be at least 32 bytes")
+    if config.admin_credentials and not config.jwt_secret:
+        raise ConfigError("--admin-credentials: needs --jwt-secret to sign the login tokens")
+    if config.idp_jwks_file and config.idp_jwks_url:
+        raise ConfigError("--idp-jwks-url: give either --idp-jwks-file or --idp-jwks-url")
+    if (config.idp_jwks_file or config.idp_jwks_url) and not (
+        config.idp_issuer and config.idp_audience
+    ):
+        raise ConfigError(
+            "--idp-issuer: an identity provider needs --idp-issuer and --idp-audience"
+        )
+
+
 def _check_security(config: Config) -> None:
-    has_auth = bool(config.api_key or config.control_plane_api_keys)
+    _check_identity(config)
+    has_auth = bool(
+        config.api_key
+        or config.control_plane_api_keys
+        or config.jwt_secret
+        or config.idp_jwks_file
+        or config.idp_jwks_url
+    )
     if not has_auth and not is_loopback(config.host):
         raise ConfigError(
             f"--host: refusing to serve on {config.host} with no authentication; "
