@@ -500,6 +500,7 @@ def _tenant_create(state: ControlState, args: dict[str, Any], cmd: Command, inde
         "name": name,
         "status": "Active",
         "description": args.get("description"),
+        "limits": dict(args.get("limits") or {}),
         "created_at": cmd["at"],
         "created_by": cmd["by"],
         **_stamp(cmd, index),

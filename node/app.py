@@ -32,7 +32,9 @@ from node.ha.peers import PeerPoller, mesh_token
 from node.ha.shutdown import Stopper
 from node.identity.tokens import IdpSettings, TokenService
 from node.limits.admission import Admission
+from node.limits.quotas import QuotaEngine
 from node.limits.ratelimit import RateLimiter, Rule
+from node.limits.usage import UsageBook
 from node.metrics import Metrics
 from node.proxy.forward import Forwarder, RetrySettings
 from node.proxy.upstream import make_session
@@ -96,6 +98,8 @@ class Node:
             jitter=config.retry_jitter_factor,
         )
         self.ratelimiter = RateLimiter(config.node_name, config.redis_url, self.serving_nodes)
+        self.quotas = QuotaEngine(config.node_name, config.redis_url, self.serving_nodes)
+        self.usage = UsageBook(lambda args: self.commit("usage.flush", args, None))
         self.stopper = Stopper(self)
         self.announced = False
         self.pool.on_removed.append(lambda worker: self.selector.forget(worker.id))
@@ -143,6 +147,8 @@ class Node:
             self.session, lambda: self.raft.state.members, self.name, self.mesh_token
         )
         await self.ratelimiter.start()
+        await self.quotas.start()
+        self.usage.start()
         if self.tokens is not None:
             await self.tokens.refresh()
             self._tasks.append(asyncio.create_task(self._refresh_keys(), name="jwks-refresh"))
@@ -161,7 +167,9 @@ class Node:
         await self.peers.stop()
         await self.discovery.stop()
         await self.health.stop()
+        await self.usage.stop()
         await self.ratelimiter.close()
+        await self.quotas.close()
         await self.session.close()
         await asyncio.get_running_loop().run_in_executor(None, self.raft.stop)
 
@@ -246,6 +254,8 @@ class Node:
             self.pool.sync(self.raft.state.workers)
         if op.startswith("policy.") or reset:
             self.selector.sync(self.raft.state.policies)
+        if op.startswith("model.") or reset:
+            self.selector.sync_deployments(self.raft.state.models)
         if op.startswith("ratelimit.") or reset:
             self.ratelimiter.set_rules(rate_rules(self.raft.state.rate_limits))
         if op == "shutdown.plan":
@@ -258,6 +268,7 @@ class Node:
     def _sync_views(self) -> None:
         self.pool.sync(self.raft.state.workers)
         self.selector.sync(self.raft.state.policies)
+        self.selector.sync_deployments(self.raft.state.models)
         self.ratelimiter.set_rules(rate_rules(self.raft.state.rate_limits))
         self._apply_runtime()
 

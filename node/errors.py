@@ -7,10 +7,14 @@ client ever gets an HTML page or a bare status.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 import orjson
 from aiohttp import web
+
+log = logging.getLogger(__name__)
 
 _TYPES = {
     400: "invalid_request_error",
@@ -111,14 +115,49 @@ def bad_request(message: str, param: str | None = None) -> ApiError:
     return ApiError(400, message, param=param)
 
 
+def management_body(
+    status: int, message: str, code: str | None, extra: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Seed 002's error shape for the management API: {"error": text, "details": ...}."""
+    details = (extra or {}).get("details")
+    return {"error": message, "details": details, "code": code or _CODES.get(status, "ERROR")}
+
+
+def _render(
+    request: web.Request,
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> web.Response:
+    if request.path.startswith("/api/"):
+        body = management_body(status, message, code, extra)
+        return web.Response(
+            status=status, body=orjson.dumps(body), content_type="application/json", headers=headers
+        )
+    return error_response(status, message, code=code, param=param, headers=headers, extra=extra)
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
         return await handler(request)  # type: ignore[no-any-return]
     except ApiError as exc:
-        return exc.response()
+        return _render(
+            request,
+            exc.status,
+            exc.message,
+            code=exc.code,
+            param=exc.param,
+            headers=exc.headers,
+            extra=exc.extra,
+        )
     except web.HTTPRequestEntityTooLarge:
-        return error_response(
+        return _render(
+            request,
             413,
             f"request body is larger than the limit of {request.client_max_size} bytes; "
             "send less or raise --max-payload-size",
@@ -131,8 +170,12 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
             reason = f"no route for {request.method} {request.path}"
         elif exc.status == 405:
             reason = f"method {request.method} is not allowed on {request.path}"
-        return error_response(
-            exc.status,
-            reason,
-            headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"},
+        allow = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+        return _render(request, exc.status, reason, headers=allow)
+    except (ConnectionResetError, asyncio.CancelledError):
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _render(
+            request, 500, "internal error; the node logged the details", code="INTERNAL_ERROR"
         )

@@ -102,4 +102,3 @@ def apply_runtime(node: Node, overrides: dict[str, Any]) -> dict[str, Any]:
             endpoint=values["health_check_endpoint"],
         )
     return values
-

@@ -9,20 +9,17 @@ workers.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
-import uuid
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from node.api.common import Handler, json_response, node_of
+from node.api.inference import run_inference
 from node.app import Node
 from node.errors import ApiError
-from node.limits.admission import Rejected
-from node.proxy.facts import facts_of, model_of, parse_body, wants_stream
-from node.proxy.forward import Exchange
+from node.proxy.facts import model_of, parse_body
 from node.workers.worker import Worker
 
 INFERENCE_ROUTES = (
@@ -36,8 +33,6 @@ INFERENCE_ROUTES = (
     "/v1/classify",
     "/v1/responses",
 )
-PROMPT_POLICIES = frozenset({"cache_aware", "prefix_hash"})
-ROUTING_KEY_HEADERS = ("x-session-id", "x-routing-key")
 
 
 def install(app: web.Application) -> None:
@@ -55,13 +50,15 @@ def inference_handler(path: str) -> Handler:
         started = time.perf_counter()
         model_label, status = "none", 500
         try:
-            node.auth.protected(request)
+            principal = node.auth.protected(request)
             body = await request.read()
             data = parse_body(body)
             model = model_of(data)
             if model is not None:
                 model_label = model if node.pool.serving(model) is not None else "unknown"
-            response = await _admit_and_forward(node, request, path, body, data, model, started)
+            response = await run_inference(
+                node, request, principal, path, body, data, model, started
+            )
             status = response.status
             return response
         except ApiError as exc:
@@ -72,56 +69,6 @@ def inference_handler(path: str) -> Handler:
 
     handle.__name__ = "inference_" + path.strip("/").replace("/", "_")
     return handle
-
-
-async def _admit_and_forward(
-    node: Node,
-    request: web.Request,
-    path: str,
-    body: bytes,
-    data: dict[str, Any],
-    model: str | None,
-    started: float,
-) -> web.StreamResponse:
-    stream = wants_stream(data)
-    node.forwarder.candidates(model)  # 404 for an unknown model before taking a slot
-    request_id = _request_id(node, request)
-    routing_key = next((v for h in ROUTING_KEY_HEADERS if (v := request.headers.get(h))), None)
-    policy = node.selector.record_for(model)["policy"]
-    facts = facts_of(data, model, routing_key, with_prompt=policy in PROMPT_POLICIES)
-    decision = await node.ratelimiter.admit(model)
-    if not decision.allowed:
-        retry_after = max(1, math.ceil(decision.retry_after))
-        scope = "all requests" if decision.scope == "*" else f"model {decision.scope!r}"
-        raise ApiError(
-            429,
-            f"the mesh-wide rate limit for {scope} is exhausted; retry after {retry_after}s",
-            code="rate_limited",
-            headers={"Retry-After": str(retry_after)},
-        )
-    try:
-        await node.admission.acquire()
-    except Rejected as exc:
-        raise ApiError(
-            429,
-            f"the node is at capacity ({exc.reason.replace('_', ' ')}); retry after "
-            f"{exc.retry_after}s",
-            code=exc.reason,
-            headers={"Retry-After": str(exc.retry_after)},
-        ) from None
-    try:
-        exchange = Exchange(request, path, body, model, stream, facts, request_id, started)
-        return await node.forwarder.forward(exchange)
-    finally:
-        node.admission.release()
-
-
-def _request_id(node: Node, request: web.Request) -> str:
-    for header in node.config.request_id_headers:
-        value = request.headers.get(header)
-        if value:
-            return value[:128]
-    return uuid.uuid4().hex
 
 
 # -- model and server information ----------------------------------------------------------

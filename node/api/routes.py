@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from node.api import admin, ha, health, openai, ops, policies, workers
+from node.api import admin, ha, health, manage, models, openai, ops, policies, workers
 from node.app import Node
 
 
@@ -16,3 +16,5 @@ def install(app: web.Application, node: Node) -> None:
     ops.install(app)
     ha.install(app)
     admin.install(app)
+    manage.install(app)
+    models.install(app)

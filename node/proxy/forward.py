@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -28,6 +28,7 @@ import orjson
 from aiohttp import web
 
 from node.errors import ApiError
+from node.limits.usage import TokenMeter
 from node.metrics import Metrics
 from node.routing.base import RequestFacts
 from node.routing.selector import PolicySelector
@@ -70,6 +71,12 @@ class Exchange:
     started: float
     worker: Worker | None = None
     attempts: int = 0
+    # Set for a model deployment: its workers (by selector) and its policy's key.
+    candidates: tuple[Worker, ...] | None = None
+    policy_key: str | None = None
+    # Extra response headers (X-RateLimit-*), and a meter when tokens must be counted.
+    headers: dict[str, str] = field(default_factory=dict)
+    meter: TokenMeter | None = None
 
 
 class Forwarder:
@@ -102,8 +109,8 @@ class Forwarder:
         return serving
 
     async def forward(self, ex: Exchange) -> web.StreamResponse:
-        serving = self.candidates(ex.model)
-        policy = self.selector.policy_for(ex.model)
+        serving = ex.candidates if ex.candidates is not None else self.candidates(ex.model)
+        policy = self.selector.policy_for(ex.policy_key or ex.model)
         tried: set[str] = set()
         failure = "no worker is available"
         last_response: web.Response | None = None
@@ -170,6 +177,8 @@ class Forwarder:
                 return out
             body = await resp.read()
             verdict = resp.status < 500
+            if ex.meter is not None and resp.status < 300:
+                ex.meter.from_body(body)
             return self._whole(ex, worker, resp, body)
         except UPSTREAM_ERRORS as exc:
             verdict = False
@@ -190,6 +199,7 @@ class Forwarder:
                 "Content-Type": resp.headers.get("Content-Type", "application/json"),
                 "X-Request-Id": ex.request_id,
                 "X-Meshgate-Worker": worker.id,
+                **ex.headers,
             },
         )
 
@@ -204,12 +214,16 @@ class Forwarder:
                 "Cache-Control": "no-cache",
                 "X-Request-Id": ex.request_id,
                 "X-Meshgate-Worker": worker.id,
+                **ex.headers,
             },
         )
         try:
             await out.prepare(ex.request)
             self.metrics.first_token(ex.path, time.perf_counter() - ex.started)
             await out.write(first)
+            meter = ex.meter
+            if meter is not None:
+                meter.feed(first)
             tail = first[-64:]
             while True:
                 try:
@@ -222,6 +236,8 @@ class Forwarder:
                 if not chunk:
                     break
                 await out.write(chunk)
+                if meter is not None:
+                    meter.feed(chunk)
                 tail = (tail + chunk)[-64:]
             if ex.path in DONE_TERMINATED and b"[DONE]" not in tail:
                 await out.write(stream_error("upstream stream ended before [DONE]"))

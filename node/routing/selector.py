@@ -19,14 +19,33 @@ class PolicySelector:
     def __init__(self, fallback_policy: str) -> None:
         self.fallback = {"policy": fallback_policy, "params": {}, "version": 0}
         self._records: dict[str, dict[str, Any]] = {}
+        self._deployments: dict[str, dict[str, Any]] = {}  # "tenant/name" -> policy record
         self._instances: dict[str, tuple[int, str, Policy]] = {}
 
     def sync(self, records: dict[str, dict[str, Any]]) -> None:
         self._records = records
 
+    def sync_deployments(self, models: dict[str, dict[str, Any]]) -> None:
+        """Model deployments that name their own policy (keyed by "tenant/name")."""
+        self._deployments = {
+            ref: {
+                "policy": m["policy"],
+                "params": m.get("policy_params") or {},
+                "version": m["version"],
+            }
+            for ref, m in models.items()
+            if m.get("policy")
+        }
+
     def record_for(self, model: str | None) -> dict[str, Any]:
         records = self._records
-        return records.get(model or "") or records.get(DEFAULT_POLICY_KEY) or self.fallback
+        key = model or ""
+        return (
+            records.get(key)
+            or self._deployments.get(key)
+            or records.get(DEFAULT_POLICY_KEY)
+            or self.fallback
+        )
 
     def policy_for(self, model: str | None) -> Policy:
         key = model or ""

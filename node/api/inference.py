@@ -1,0 +1,154 @@
+"""The one path every inference request takes, whichever route it came in on.
+
+auth (done by the caller) → the caller's key may be limited to some models →
+mesh-wide requests-per-second rules → per-key, per-tenant and per-published-
+model quotas (with `X-RateLimit-*` headers) → admission (a slot or a 429) →
+the forwarder → release the quota lease with the tokens the upstream reported
+and book the usage. Used by the OpenAI routes, `POST /api/models/{name}/predict`
+and the published models' external paths.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from node.app import Node
+from node.auth import Principal
+from node.errors import ApiError
+from node.limits.admission import Rejected
+from node.limits.quotas import Limits, QuotaDecision, Subject
+from node.limits.usage import TokenMeter
+from node.proxy.facts import facts_of, wants_stream
+from node.proxy.forward import Exchange
+from node.workers.worker import Worker
+
+PROMPT_POLICIES = frozenset({"cache_aware", "prefix_hash"})
+ROUTING_KEY_HEADERS = ("x-session-id", "x-routing-key")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a request goes when it is not simply "the workers serving its model"."""
+
+    candidates: tuple[Worker, ...] | None = None
+    policy_key: str | None = None
+    published: dict[str, Any] | None = None  # the publication, for its limits and usage
+
+
+DIRECT = Target()
+
+
+def request_id(node: Node, request: web.Request) -> str:
+    for header in node.config.request_id_headers:
+        value = request.headers.get(header)
+        if value:
+            return value[:128]
+    return uuid.uuid4().hex
+
+
+def _subjects(node: Node, principal: Principal, target: Target) -> list[Subject]:
+    subjects = []
+    if principal.key is not None:
+        subjects.append(Subject("key", principal.id, Limits.from_dict(principal.key["limits"])))
+    tenant = node.raft.state.tenants.get(principal.tenant or "")
+    if tenant is not None:
+        subjects.append(
+            Subject("tenant", tenant["name"], Limits.from_dict(tenant.get("limits") or {}))
+        )
+    if target.published is not None:
+        limits = Limits.from_dict(target.published.get("rateLimiting") or {})
+        subjects.append(Subject("model", target.published["ref"], limits))
+    return subjects
+
+
+def _quota_headers(decision: QuotaDecision) -> dict[str, str]:
+    if decision.limit is None:
+        return {}
+    return {
+        "X-RateLimit-Limit": str(decision.limit),
+        "X-RateLimit-Remaining": str(max(0, decision.remaining or 0)),
+        "X-RateLimit-Reset": str(math.ceil(decision.reset or 0)),
+    }
+
+
+async def run_inference(
+    node: Node,
+    request: web.Request,
+    principal: Principal,
+    path: str,
+    body: bytes,
+    data: dict[str, Any],
+    model: str | None,
+    started: float,
+    target: Target = DIRECT,
+) -> web.StreamResponse:
+    stream = wants_stream(data)
+    allowed_models = (principal.key or {}).get("models")
+    if allowed_models and model not in allowed_models:
+        raise ApiError(403, f"this key may use only: {', '.join(allowed_models)}", param="model")
+    if target.candidates is None:
+        node.forwarder.candidates(model)  # 404 for an unknown model before taking a slot
+    routing_key = next((v for h in ROUTING_KEY_HEADERS if (v := request.headers.get(h))), None)
+    policy = node.selector.record_for(target.policy_key or model)["policy"]
+    facts = facts_of(data, model, routing_key, with_prompt=policy in PROMPT_POLICIES)
+    decision = await node.ratelimiter.admit(model)
+    if not decision.allowed:
+        retry_after = max(1, math.ceil(decision.retry_after))
+        scope = "all requests" if decision.scope == "*" else f"model {decision.scope!r}"
+        raise ApiError(
+            429,
+            f"the mesh-wide rate limit for {scope} is exhausted; retry after {retry_after}s",
+            code="rate_limited",
+            headers={"Retry-After": str(retry_after)},
+        )
+    subjects = _subjects(node, principal, target)
+    quota = await node.quotas.admit(subjects) if subjects else None
+    headers = _quota_headers(quota) if quota is not None else {}
+    if quota is not None and not quota.allowed:
+        retry_after = max(1, math.ceil(quota.retry_after))
+        raise ApiError(
+            429,
+            f"quota exceeded ({quota.refused_by}); retry after {retry_after}s",
+            code="quota_exceeded",
+            headers={"Retry-After": str(retry_after), **headers},
+        )
+    try:
+        await node.admission.acquire()
+    except Rejected as exc:
+        if quota is not None and quota.lease is not None:
+            await quota.lease.release(0)
+        raise ApiError(
+            429,
+            f"the node is at capacity ({exc.reason.replace('_', ' ')}); retry "
+            f"after {exc.retry_after}s",
+            code=exc.reason,
+            headers={"Retry-After": str(exc.retry_after)},
+        ) from None
+    meter = TokenMeter() if subjects else None
+    try:
+        exchange = Exchange(
+            request,
+            path,
+            body,
+            model,
+            stream,
+            facts,
+            request_id(node, request),
+            started,
+            candidates=target.candidates,
+            policy_key=target.policy_key,
+            headers=headers,
+            meter=meter,
+        )
+        return await node.forwarder.forward(exchange)
+    finally:
+        node.admission.release()
+        if quota is not None and quota.lease is not None:
+            await quota.lease.release(meter.tokens if meter else 0)
+        if subjects:
+            node.usage.record((f"{s.kind}:{s.id}" for s in subjects), meter.tokens if meter else 0)

@@ -1,0 +1,383 @@
+"""The management API (seed 002, under /api): login, tenants, the mesh, managed API keys.
+
+Every change is a Raft command, so a key created, rotated or revoked through
+one node is in force on every node as soon as the command is acknowledged.
+Non-admins see and change only their own tenant's objects (403 otherwise);
+admins act across tenants with `?namespace=` or a `tenantId`/`namespace` field.
+A key is shown in full exactly once, when it is created or rotated; the
+replicated state holds only its SHA-256 digest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import re
+import secrets
+import time
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from node import __version__
+from node.api.common import json_object, json_response, node_of, reject_unknown
+from node.app import Node
+from node.auth import Principal
+from node.errors import ApiError
+from node.identity.passwords import parse_admin_credential, verify_password
+from node.limits.quotas import Limits
+
+NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+# verify_password is called even for an unknown user, so timing does not reveal usernames.
+_DUMMY_HASH = (
+    "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+)
+
+
+def install(app: web.Application) -> None:
+    r = app.router
+    r.add_post("/api/admin/login", login)
+    r.add_get("/api/admin/tenants", guarded(list_tenants, admin=True))
+    r.add_post("/api/admin/tenants", guarded(create_tenant, admin=True))
+    r.add_delete("/api/admin/tenants/{name}", guarded(delete_tenant, admin=True))
+    r.add_get("/api/admin/system", guarded(system, admin=True))
+    r.add_get("/api/keys", guarded(list_keys))
+    r.add_post("/api/keys", guarded(create_key))
+    r.add_get("/api/keys/{key_id}", guarded(get_key))
+    r.add_delete("/api/keys/{key_id}", guarded(revoke_key))
+    r.add_post("/api/keys/{key_id}/rotate", guarded(rotate_key))
+    r.add_post("/api/validate-api-key", guarded(validate_api_key))
+
+
+def guarded(handler: Any, admin: bool = False) -> Any:
+    async def run(request: web.Request) -> web.StreamResponse:
+        principal = node_of(request).auth.authenticated(request)
+        if admin and not principal.is_admin:
+            raise ApiError(403, "Insufficient permissions: admin role required")
+        return await handler(request, principal)
+
+    run.__name__ = handler.__name__
+    return run
+
+
+# -- tenancy helpers (shared with the models API) ---------------------------------------------
+
+
+def scope_tenant(node: Node, principal: Principal, requested: Any) -> str:
+    """The tenant a request acts on: a user's own, or (admins) the one they name."""
+    if requested is not None and not isinstance(requested, str):
+        raise ApiError(400, "namespace/tenantId must be a string")
+    if not principal.is_admin:
+        if requested and requested != principal.tenant:
+            raise ApiError(403, f"Insufficient permissions for tenant: {requested}")
+        if not principal.tenant:
+            raise ApiError(403, "this credential is not bound to a tenant")
+        return principal.tenant
+    tenant = requested or principal.tenant
+    if not tenant:
+        raise ApiError(400, "admins must name the tenant (?namespace= or tenantId)")
+    if tenant not in node.raft.state.tenants:
+        raise ApiError(404, f"tenant {tenant} not found")
+    return tenant
+
+
+def visible_tenants(node: Node, principal: Principal, requested: str | None) -> set[str] | None:
+    """Tenants whose objects a listing may show; None means all (an admin without a filter)."""
+    if principal.is_admin:
+        return {requested} if requested else None
+    return {scope_tenant(node, principal, requested)}
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def new_secret(prefix: str) -> tuple[str, str, str]:
+    """A fresh key: (the key, its display prefix, its SHA-256 hex digest)."""
+    key = prefix + secrets.token_urlsafe(32)
+    return key, key[: len(prefix) + 6], hashlib.sha256(key.encode()).hexdigest()
+
+
+def parse_limits(value: Any) -> dict[str, int]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ApiError(400, "limits must be an object", param="limits")
+    try:
+        limits = Limits.from_dict(value)
+    except ValueError as exc:
+        raise ApiError(400, f"limits: {exc}", param="limits") from None
+    return {k: v for k, v in dataclasses.asdict(limits).items() if v is not None}
+
+
+# -- login, tenants, the mesh --------------------------------------------------------------------
+
+
+async def login(request: web.Request) -> web.Response:
+    node = node_of(request)
+    data = await json_object(request)
+    username, password = data.get("username"), data.get("password")
+    if not isinstance(username, str) or not isinstance(password, str):
+        raise ApiError(400, "username and password are required strings")
+    if node.tokens is None or not node.config.admin_credentials:
+        raise ApiError(401, "admin login is not configured on this mesh (--admin-credentials)")
+    stored = _DUMMY_HASH
+    found = False
+    for spec in node.config.admin_credentials:
+        name, encoded = parse_admin_credential(spec)
+        if hmac.compare_digest(name.encode(), username.encode()):
+            stored, found = encoded, True
+    if not verify_password(password, stored) or not found:
+        raise ApiError(401, "Authentication required: wrong username or password")
+    token, who = node.tokens.issue(username, "Administrator", "admin", None)
+    return json_response(
+        {
+            "token": token,
+            "user": {
+                "tenant": "admin",
+                "name": who.name,
+                "subject": who.subject,
+                "issuer": who.issuer,
+                "isAdmin": True,
+                "exp": who.expires_at,
+            },
+        }
+    )
+
+
+def _tenant_view(record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": record["name"],
+        "status": record["status"],
+        "created": iso(record["created_at"]),
+        "description": record.get("description"),
+        "limits": record.get("limits", {}),
+    }
+
+
+async def list_tenants(request: web.Request, _: Principal) -> web.Response:
+    tenants = node_of(request).raft.state.tenants
+    return json_response({"tenants": [_tenant_view(tenants[k]) for k in sorted(tenants)]})
+
+
+async def create_tenant(request: web.Request, principal: Principal) -> web.Response:
+    node = node_of(request)
+    data = await json_object(request)
+    reject_unknown(data, frozenset({"name", "description", "limits"}))
+    name = data.get("name")
+    if not isinstance(name, str) or not NAME.match(name):
+        raise ApiError(
+            400,
+            "Invalid request format",
+            extra={"details": "name must be 1-63 lowercase letters, digits or '-'"},
+        )
+    description = data.get("description")
+    if description is not None and not isinstance(description, str):
+        raise ApiError(400, "description must be a string")
+    limits = parse_limits(data.get("limits"))
+    args = {"name": name, "description": description, "limits": limits}
+    await node.commit("tenant.create", args, principal)
+    return json_response(
+        {
+            "message": "Tenant created successfully",
+            "tenant": _tenant_view(node.raft.state.tenants[name]),
+        },
+        status=201,
+    )
+
+
+async def delete_tenant(request: web.Request, principal: Principal) -> web.Response:
+    node = node_of(request)
+    await node.commit("tenant.delete", {"name": request.match_info["name"]}, principal)
+    return json_response({"message": "Tenant deleted successfully"})
+
+
+async def system(request: web.Request, _: Principal) -> web.Response:
+    """The mesh in place of Kubernetes objects: nodes, roles, health, versions, model counts."""
+    from node.ha.report import mesh_status
+
+    node = node_of(request)
+    status = mesh_status(node)
+    state = node.raft.state
+    counts: dict[str, dict[str, int]] = {
+        t: {"models": 0, "publishedModels": 0, "apiKeys": 0} for t in state.tenants
+    }
+    for model in state.models.values():
+        counts.setdefault(model["tenant"], {"models": 0, "publishedModels": 0, "apiKeys": 0})
+        counts[model["tenant"]]["models"] += 1
+    for ref in state.published:
+        counts[ref.split("/", 1)[0]]["publishedModels"] += 1
+    for key in state.api_keys.values():
+        if key["status"] == "active" and key.get("tenant") in counts:
+            counts[key["tenant"]]["apiKeys"] += 1
+    return json_response(
+        {
+            "nodes": [
+                {
+                    "name": n["name"],
+                    "status": n["status"],
+                    "role": n["role"],
+                    "ready": n["ready"],
+                    "version": n["version"],
+                    "httpUrl": n.get("http_url"),
+                    "appliedIndex": n["applied_index"],
+                }
+                for n in status["nodes"]
+            ],
+            "leader": status["leader"],
+            "term": status["term"],
+            "hasQuorum": status["has_quorum"],
+            "version": __version__,
+            "tenants": [{"name": t, **c} for t, c in sorted(counts.items())],
+            "stores": status["stores"],
+        }
+    )
+
+
+# -- managed API keys --------------------------------------------------------------------------
+
+
+def _key_view(record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": record["id"],
+        "name": record["name"],
+        "tenant": record.get("tenant"),
+        "role": record["role"],
+        "prefix": record.get("prefix"),
+        "status": record["status"],
+        "models": record.get("models"),
+        "limits": record.get("limits", {}),
+        "publishedModel": record.get("published_model"),
+        "createdAt": iso(record["created_at"]),
+        "expiresAt": iso(record.get("expires_at")),
+        "revokedAt": iso(record.get("revoked_at")),
+    }
+
+
+def _owned_key(node: Node, principal: Principal, key_id: str) -> dict[str, Any]:
+    record = node.raft.state.api_keys.get(key_id)
+    if record is None:
+        raise ApiError(404, "API key not found")
+    if not principal.is_admin and record.get("tenant") != principal.tenant:
+        raise ApiError(403, f"Insufficient permissions for tenant: {record.get('tenant')}")
+    return record
+
+
+async def list_keys(request: web.Request, principal: Principal) -> web.Response:
+    node = node_of(request)
+    tenants = visible_tenants(node, principal, request.query.get("namespace"))
+    keys = [
+        _key_view(k)
+        for k in node.raft.state.api_keys.values()
+        if tenants is None or k.get("tenant") in tenants
+    ]
+    return json_response(
+        {"keys": sorted(keys, key=lambda k: k["createdAt"] or ""), "total": len(keys)}
+    )
+
+
+async def get_key(request: web.Request, principal: Principal) -> web.Response:
+    node = node_of(request)
+    return json_response(_key_view(_owned_key(node, principal, request.match_info["key_id"])))
+
+
+async def create_key(request: web.Request, principal: Principal) -> web.Response:
+    node = node_of(request)
+    data = await json_object(request)
+    reject_unknown(
+        data,
+        frozenset({"name", "namespace", "tenantId", "role", "models", "limits", "expiresInSecs"}),
+    )
+    role = data.get("role", "user")
+    if role not in ("user", "admin"):
+        raise ApiError(400, "role must be user or admin")
+    if role == "admin" and not principal.is_admin:
+        raise ApiError(403, "Insufficient permissions: only admins create admin keys")
+    tenant = (
+        None
+        if role == "admin" and not (data.get("namespace") or data.get("tenantId"))
+        else scope_tenant(node, principal, data.get("namespace") or data.get("tenantId"))
+    )
+    name = data.get("name", "key")
+    if not isinstance(name, str) or not 0 < len(name) <= 100:
+        raise ApiError(400, "name must be a string of 1-100 characters")
+    models = data.get("models")
+    if models is not None and (
+        not isinstance(models, list) or not all(isinstance(m, str) and m for m in models)
+    ):
+        raise ApiError(400, "models must be a list of model ids")
+    ttl = data.get("expiresInSecs")
+    if ttl is not None and (not isinstance(ttl, int) or isinstance(ttl, bool) or ttl <= 0):
+        raise ApiError(400, "expiresInSecs must be a positive integer")
+    key, prefix, digest = new_secret("mg_")
+    spec = {
+        "id": f"key-{uuid.uuid4().hex[:12]}",
+        "name": name,
+        "tenant": tenant,
+        "role": role,
+        "prefix": prefix,
+        "hash": digest,
+        "models": models,
+        "limits": parse_limits(data.get("limits")),
+        "expires_at": time.time() + ttl if ttl else None,
+    }
+    await node.commit("key.create", {"key": spec}, principal)
+    view = _key_view(node.raft.state.api_keys[spec["id"]])
+    return json_response(
+        {"message": "API key created; this is the only time it is shown", **view, "apiKey": key},
+        status=201,
+    )
+
+
+async def revoke_key(request: web.Request, principal: Principal) -> web.Response:
+    node = node_of(request)
+    record = _owned_key(node, principal, request.match_info["key_id"])
+    await node.commit("key.revoke", {"id": record["id"]}, principal)
+    return json_response({"message": "API key revoked", "id": record["id"]})
+
+
+async def rotate_key(request: web.Request, principal: Principal) -> web.Response:
+    node = node_of(request)
+    record = _owned_key(node, principal, request.match_info["key_id"])
+    key, prefix, digest = new_secret("pk_live_" if record.get("published_model") else "mg_")
+    await node.commit(
+        "key.rotate", {"id": record["id"], "prefix": prefix, "hash": digest}, principal
+    )
+    return json_response(
+        {
+            "message": "API key rotated successfully",
+            "newApiKey": key,
+            "updatedAt": iso(time.time()),
+            "id": record["id"],
+        }
+    )
+
+
+async def validate_api_key(request: web.Request, principal: Principal) -> web.Response:
+    node = node_of(request)
+    data = await json_object(request)
+    key = data.get("apiKey")
+    if not isinstance(key, str) or not key:
+        raise ApiError(400, "apiKey is required")
+    found = (
+        node.auth.identify(key)
+        if not node.auth.tokens or not node.auth.tokens.looks_like_jwt(key)
+        else None
+    )
+    if found is None or found.kind != "managed_key" or found.key is None:
+        return json_response({"valid": False})
+    if not principal.is_admin and found.tenant != principal.tenant:
+        return json_response({"valid": False})
+    published = found.key.get("published_model")
+    return json_response(
+        {
+            "valid": True,
+            "tenant": found.tenant,
+            "model": published.split("/", 1)[1] if published else None,
+            "keyId": found.id,
+        }
+    )

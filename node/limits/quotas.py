@@ -1,0 +1,376 @@
+"""Per-subject quotas for managed API keys, tenants and published models.
+
+A request is checked against every subject that applies to it (its key, its
+tenant, the published model it targets). It is admitted only if all of them
+admit, and then it counts against all of them: a refusal never consumes
+anything, so a tenant cannot be drained by requests its key refused.
+
+The limits are control state (replicated by Raft, handed in with each request
+as `Subject.limits`); the counters are not, for the same reason as the rate
+limiter's (docs/rate-limits.md): a consensus write per request would put a
+quorum round trip on the hot path. Counters live
+
+* in Redis (`quotas_redis.QuotaRedis`): one script call per admit and one per
+  release, exact across the cluster; or
+* locally, when no Redis is configured or it is unreachable: each of the N
+  nodes enforces ceil(limit / N) of every limit, with no coordination.
+
+Windows are fixed and aligned to the clock (second, minute, hour), so a count
+is exact and `X-RateLimit-Remaining` counts down by one per request; the price
+is the fixed-window edge (up to 2x a limit across a boundary), see
+docs/quotas.md. Each node also counts what it admits locally in every mode: for
+`usage()`, and so that a switch to local mode starts from this node's real
+counts rather than from zero.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from node.limits.quotas_redis import QuotaRedis
+
+LEASE_TTL = 900.0  # seconds a lease holds a Redis concurrency slot if never released
+CONCURRENCY_RETRY_AFTER = 1.0  # Retry-After hint for max_concurrent (ends are unknowable)
+SWEEP_INTERVAL = 60.0  # seconds between drops of idle local counters
+
+_CAMEL = {
+    "requestsPerMinute": "requests_per_minute",
+    "requestsPerHour": "requests_per_hour",
+    "tokensPerHour": "tokens_per_hour",
+    "burstLimit": "burst",
+    "maxConcurrent": "max_concurrent",
+}
+_FIELDS = ("burst", "requests_per_minute", "requests_per_hour", "tokens_per_hour", "max_concurrent")
+_NAMES = {**{f: f for f in _FIELDS}, **_CAMEL}
+_REASONS = (None, *_FIELDS)  # index = refusal code of the admit script
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    requests_per_minute: int | None = None
+    requests_per_hour: int | None = None
+    tokens_per_hour: int | None = None
+    burst: int | None = None  # max requests in any 1-second window
+    max_concurrent: int | None = None  # requests in flight at once
+
+    def __post_init__(self) -> None:
+        for name in _FIELDS:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"quota {name}: expected a positive integer, got {value!r}")
+            if value <= 0:
+                raise ValueError(f"quota {name}: must be > 0, got {value}")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Limits:
+        """Build from snake_case or camelCase keys (None/null = no limit)."""
+        if not isinstance(d, Mapping):
+            raise ValueError(f"quota limits: expected an object, got {type(d).__name__}")
+        values: dict[str, Any] = {}
+        for key, value in d.items():
+            name = _NAMES.get(key)
+            if name is None:
+                raise ValueError(
+                    f"quota limits: unknown field {key!r} (known: {', '.join(_NAMES)})"
+                )
+            if name in values and values[name] != value:
+                raise ValueError(f"quota limits: {name} given twice with different values")
+            values[name] = value
+        return cls(**values)
+
+    @property
+    def empty(self) -> bool:
+        return self == _NO_LIMITS
+
+
+_NO_LIMITS = Limits()
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    kind: str  # "key" | "tenant" | "model"
+    id: str
+    limits: Limits
+
+    def __post_init__(self) -> None:
+        if not self.kind or ":" in self.kind or not self.id:
+            raise ValueError(f"quota subject {self.kind!r}:{self.id!r}: bad kind or empty id")
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaDecision:
+    allowed: bool
+    retry_after: float  # seconds (0 if allowed)
+    refused_by: str | None  # e.g. "key:k1 requests_per_minute"
+    limit: int | None  # X-RateLimit-Limit: per-minute limit if set, else per-hour
+    remaining: int | None  # X-RateLimit-Remaining after this request (>= 0)
+    reset: float | None  # X-RateLimit-Reset: seconds until that window resets
+    lease: Lease | None  # present when allowed; release it when the request ends
+
+
+class _Counts:
+    """This node's counters for one subject, plus its Redis keys and script args."""
+
+    __slots__ = (
+        "args",
+        "hkey",
+        "hn",
+        "hw",
+        "in_flight",
+        "limits",
+        "mn",
+        "mw",
+        "sn",
+        "sw",
+        "tn",
+        "tw",
+        "zkey",
+    )
+
+    def __init__(self, kind: str, sid: str, prefix: str) -> None:
+        self.hkey = f"{prefix}n:{kind}:{sid}"
+        self.zkey = f"{prefix}c:{kind}:{sid}"
+        self.limits: Limits | None = None
+        self.args: tuple[str, ...] = ()
+        self.sw = self.mw = self.hw = self.tw = -1
+        self.sn = self.mn = self.hn = self.tn = self.in_flight = 0
+
+    def roll(self, now: float) -> None:
+        """Move every window to the one containing `now` (a new window counts from 0)."""
+        sec, minute, hour = int(now // 1), int(now // 60), int(now // 3600)
+        if self.sw != sec:
+            self.sw, self.sn = sec, 0
+        if self.mw != minute:
+            self.mw, self.mn = minute, 0
+        if self.hw != hour:
+            self.hw, self.hn = hour, 0
+        if self.tw != hour:
+            self.tw, self.tn = hour, 0
+
+
+_Pairs = list[tuple[Subject, _Counts]]
+
+
+class Lease:
+    """One admitted request; `release` when it ends (idempotent)."""
+
+    __slots__ = ("_counts", "_engine", "_id", "_released", "_tkeys", "_via_redis", "_zkeys")
+
+    def __init__(self, engine: QuotaEngine | None, lease_id: str, pairs: _Pairs, via_redis: bool):
+        self._engine, self._id, self._via_redis = engine, lease_id, via_redis
+        self._counts = [c for _, c in pairs]
+        self._zkeys = [c.zkey for s, c in pairs if s.limits.max_concurrent] if via_redis else []
+        self._tkeys = [c.hkey for s, c in pairs if s.limits.tokens_per_hour]
+        self._released = engine is None
+
+    async def release(self, tokens: int) -> None:
+        """Free the request's concurrency slots and charge `tokens` to the hour's counters."""
+        if self._released:
+            return
+        self._released = True
+        engine = self._engine
+        assert engine is not None
+        tokens = max(0, int(tokens))
+        now = engine._clock()
+        for c in self._counts:  # local first: right even if the Redis call is cancelled
+            c.roll(now)
+            c.in_flight = max(0, c.in_flight - 1)
+            c.tn += tokens
+        redis = engine._redis
+        tkeys = self._tkeys if tokens else []
+        if redis is not None and (self._zkeys or tkeys):
+            args = (self._id, str(len(self._zkeys)), str(tokens))
+            await redis.release([*self._zkeys, *tkeys], args, keep=self._via_redis)
+
+
+class QuotaEngine:
+    def __init__(
+        self,
+        node_name: str,
+        redis_url: str | None,
+        nodes: Callable[[], int],
+        clock: Callable[[], float] = time.time,
+        redis_timeout: float = 0.25,
+        key_prefix: str = "meshgate:q:",
+        lease_ttl: float = LEASE_TTL,
+    ) -> None:
+        self.node_name = node_name
+        self._nodes = nodes
+        self._clock = clock
+        self._prefix = key_prefix
+        self._lease_ttl = repr(float(lease_ttl))
+        self._redis_url = redis_url
+        self._redis_timeout = redis_timeout
+        self._redis: QuotaRedis | None = None
+        self._counts: dict[tuple[str, str], _Counts] = {}
+        self._lease_ids = itertools.count(1)
+        self._nonce = os.urandom(4).hex()  # a restarted node never reuses a lease id
+        self._swept = clock()
+
+    async def start(self) -> None:
+        """Connect to Redis if configured; if it is down, start local and keep trying."""
+        if self._redis_url is not None and self._redis is None:
+            self._redis = QuotaRedis(self._redis_url, self._redis_timeout)
+            await self._redis.start()
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.close()
+
+    async def admit(self, subjects: Sequence[Subject]) -> QuotaDecision:
+        """Admit if every subject admits; then count the request against all of them."""
+        now = self._clock()
+        if now - self._swept >= SWEEP_INTERVAL:
+            self._sweep(now)
+        pairs = self._pairs(subjects)
+        if not pairs:
+            return _UNLIMITED
+        lease_id = f"{self.node_name}:{self._nonce}:{next(self._lease_ids)}"
+        redis = self._redis
+        if redis is None or not redis.healthy:
+            return self._admit_local(pairs, lease_id, False, now)
+        keys = [k for _, c in pairs for k in (c.hkey, c.zkey)]
+        args = [a for _, c in pairs for a in c.args]
+        reply = await redis.admit(keys, [lease_id, self._lease_ttl, *args])
+        if reply is None:  # the failed call may still have taken slots: release in Redis too
+            return self._admit_local(pairs, lease_id, True, self._clock())
+        return self._settle_redis(pairs, lease_id, reply, now)
+
+    def _pairs(self, subjects: Sequence[Subject]) -> _Pairs:
+        pairs: _Pairs = []
+        for s in subjects:
+            if s.limits == _NO_LIMITS:
+                continue
+            key = (s.kind, s.id)
+            c = self._counts.get(key)
+            if c is None:
+                c = self._counts[key] = _Counts(s.kind, s.id, self._prefix)
+            elif any(c is seen for _, seen in pairs):
+                continue  # the same subject twice counts once
+            if c.limits is not s.limits and c.limits != s.limits:
+                c.limits = lim = s.limits
+                c.args = tuple(str(getattr(lim, f) or 0) for f in _FIELDS)
+            pairs.append((s, c))
+        return pairs
+
+    def _admit_local(
+        self, pairs: _Pairs, lease_id: str, via_redis: bool, now: float
+    ) -> QuotaDecision:
+        n = max(1, int(self._nodes()))
+        wait, refused_by = 0.0, None
+        for s, c in pairs:
+            c.roll(now)
+            w, reason = _local_wait(s.limits, c, n, now)
+            if w > wait:
+                wait, refused_by = w, f"{s.kind}:{s.id} {reason}"
+        lease = None
+        if refused_by is None:
+            for _, c in pairs:
+                c.sn, c.mn, c.hn, c.in_flight = c.sn + 1, c.mn + 1, c.hn + 1, c.in_flight + 1
+            lease = Lease(self, lease_id, pairs, via_redis)
+        windows = [(-(-lim // n), used, reset) for lim, used, reset in _windows(pairs, now)]
+        return _decision(lease, wait, refused_by, windows)
+
+    def _settle_redis(
+        self, pairs: _Pairs, lease_id: str, reply: list[Any], local_now: float
+    ) -> QuotaDecision:
+        allowed, now = int(reply[0]) == 1, float(reply[1])
+        wait, refused_by, lease = 0.0, None, None
+        windows = []
+        for i, (s, _) in enumerate(pairs):
+            minute, hour, code, w = reply[2 + 4 * i : 6 + 4 * i]
+            if int(code) and float(w) > wait:
+                wait, refused_by = float(w), f"{s.kind}:{s.id} {_REASONS[int(code)]}"
+            lim = s.limits
+            if lim.requests_per_minute:
+                windows.append((lim.requests_per_minute, int(minute) + allowed, 60 - now % 60))
+            elif lim.requests_per_hour:
+                windows.append((lim.requests_per_hour, int(hour) + allowed, 3600 - now % 3600))
+        if allowed:
+            for _, c in pairs:  # this node's own counts: usage() and a later switch to local
+                c.roll(local_now)
+                c.sn, c.mn, c.hn, c.in_flight = c.sn + 1, c.mn + 1, c.hn + 1, c.in_flight + 1
+            lease = Lease(self, lease_id, pairs, True)
+        return _decision(lease, wait, refused_by, windows)
+
+    def _sweep(self, now: float) -> None:
+        """Forget subjects with nothing in flight and nothing counted in the current hour."""
+        self._swept = now
+        hour = int(now // 3600)
+        idle = [k for k, c in self._counts.items() if not c.in_flight and max(c.hw, c.tw) < hour]
+        for key in idle:
+            del self._counts[key]
+
+    @property
+    def backend(self) -> str:
+        if self._redis_url is None:
+            return "local"
+        if self._redis is not None and self._redis.healthy:
+            return "redis"
+        reason = self._redis.reason if self._redis is not None else "not started"
+        return f"local (redis unreachable: {reason})"
+
+    def usage(self, subject_kind: str, subject_id: str) -> dict[str, int]:
+        """This node's counts for a subject in the current windows."""
+        c = self._counts.get((subject_kind, subject_id))
+        if c is None:
+            c = _Counts(subject_kind, subject_id, "")
+        c.roll(self._clock())
+        return {
+            "requests_second": c.sn,
+            "requests_minute": c.mn,
+            "requests_hour": c.hn,
+            "tokens_hour": c.tn,
+            "in_flight": c.in_flight,
+        }
+
+
+def _local_wait(lim: Limits, c: _Counts, n: int, now: float) -> tuple[float, str | None]:
+    """The longest wait among this node's shares (ceil(limit / n)) that `c` has used up."""
+    wait, reason = 0.0, None
+    if lim.burst and c.sn >= -(-lim.burst // n):
+        wait, reason = c.sw + 1 - now, "burst"
+    w = (c.mw + 1) * 60 - now
+    if lim.requests_per_minute and c.mn >= -(-lim.requests_per_minute // n) and w > wait:
+        wait, reason = w, "requests_per_minute"
+    w = (c.hw + 1) * 3600 - now
+    if lim.requests_per_hour and c.hn >= -(-lim.requests_per_hour // n) and w > wait:
+        wait, reason = w, "requests_per_hour"
+    if lim.tokens_per_hour and c.tn >= -(-lim.tokens_per_hour // n) and w > wait:
+        wait, reason = w, "tokens_per_hour"
+    if lim.max_concurrent and c.in_flight >= -(-lim.max_concurrent // n) and wait < 1.0:
+        wait, reason = CONCURRENCY_RETRY_AFTER, "max_concurrent"
+    return wait, reason
+
+
+def _windows(pairs: _Pairs, now: float) -> list[tuple[int, int, float]]:
+    """(limit, used, seconds to reset) of each subject's headline window (local counts)."""
+    out = []
+    for s, c in pairs:
+        if s.limits.requests_per_minute:
+            out.append((s.limits.requests_per_minute, c.mn, (c.mw + 1) * 60 - now))
+        elif s.limits.requests_per_hour:
+            out.append((s.limits.requests_per_hour, c.hn, (c.hw + 1) * 3600 - now))
+    return out
+
+
+def _decision(
+    lease: Lease | None, wait: float, refused_by: str | None, windows: list[tuple[int, int, float]]
+) -> QuotaDecision:
+    """Report the window with the fewest requests left (ties: the smaller limit)."""
+    if not windows:
+        return QuotaDecision(lease is not None, wait, refused_by, None, None, None, lease)
+    limit, used, reset = min(windows, key=lambda w: (w[0] - w[1], w[0]))
+    return QuotaDecision(
+        lease is not None, wait, refused_by, limit, max(0, limit - used), reset, lease
+    )
+
+
+_UNLIMITED = QuotaDecision(True, 0.0, None, None, None, None, Lease(None, "", [], False))
