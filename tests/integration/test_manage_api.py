@@ -1,0 +1,283 @@
+"""The management API on one node: login, tenants, keys, models, publishing, isolation."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from tests.integration.conftest import Cluster
+from tests.support import ROOT
+
+SECRET = "0123456789abcdef0123456789abcdef-test"
+PASSWORD = "correct horse battery staple"
+MODEL = "llama"
+
+
+def _hash(password: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "node.cli", "hash-password", "--username", "admin"],
+        input=password,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
+        check=True,
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def api(module_cluster: Cluster) -> Iterator[str]:
+    _, worker = module_cluster.echo(model=MODEL)
+    node = module_cluster.node(
+        "--worker-urls", worker, "--jwt-secret", SECRET, "--admin-credentials", _hash(PASSWORD)
+    )
+    yield node.url
+
+
+def _login(api: str) -> dict[str, str]:
+    resp = requests.post(
+        api + "/api/admin/login", json={"username": "admin", "password": PASSWORD}, timeout=10
+    )
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["user"]["isAdmin"] is True and body["user"]["issuer"] == "meshgate"
+    return {"Authorization": f"Bearer {body['token']}"}
+
+
+def test_login_rejects_wrong_credentials(api: str) -> None:
+    for body in (
+        {"username": "admin", "password": "nope"},
+        {"username": "root", "password": PASSWORD},
+    ):
+        resp = requests.post(api + "/api/admin/login", json=body, timeout=10)
+        assert resp.status_code == 401
+        assert resp.json()["error"].startswith("Authentication required")  # seed 002 shape
+    assert (
+        requests.post(api + "/api/admin/login", json={"username": 1}, timeout=5).status_code == 400
+    )
+
+
+def test_tenants_keys_and_isolation(api: str) -> None:
+    admin = _login(api)
+    for name in ("team-a", "team-b"):
+        resp = requests.post(
+            api + "/api/admin/tenants", json={"name": name}, headers=admin, timeout=5
+        )
+        assert resp.status_code == 201, resp.text
+    assert (
+        requests.post(
+            api + "/api/admin/tenants", json={"name": "team-a"}, headers=admin, timeout=5
+        ).status_code
+        == 409
+    )
+    assert (
+        requests.post(
+            api + "/api/admin/tenants", json={"name": "Bad Name"}, headers=admin, timeout=5
+        ).status_code
+        == 400
+    )
+    names = [
+        t["name"]
+        for t in requests.get(api + "/api/admin/tenants", headers=admin, timeout=5).json()[
+            "tenants"
+        ]
+    ]
+    assert names == ["team-a", "team-b"]
+
+    made = requests.post(
+        api + "/api/keys", json={"name": "ci", "namespace": "team-a"}, headers=admin, timeout=5
+    )
+    assert made.status_code == 201
+    key_a = made.json()["apiKey"]
+    key_b = requests.post(
+        api + "/api/keys", json={"name": "ci", "namespace": "team-b"}, headers=admin, timeout=5
+    ).json()["apiKey"]
+    as_a = {"Authorization": f"Bearer {key_a}"}
+    as_b = {"X-API-Key": key_b}
+    # the key works on the inference API and is shown only once
+    chat = requests.post(
+        api + "/v1/chat/completions",
+        headers=as_a,
+        timeout=10,
+        json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert chat.status_code == 200
+    listed = requests.get(api + "/api/keys", headers=as_a, timeout=5).json()["keys"]
+    assert [k["tenant"] for k in listed] == ["team-a"] and key_a not in str(listed)
+
+    # tenant isolation: a user of team-a cannot touch team-b
+    assert (
+        requests.get(api + "/api/keys?namespace=team-b", headers=as_a, timeout=5).status_code == 403
+    )
+    b_key_id = requests.get(api + "/api/keys", headers=as_b, timeout=5).json()["keys"][0]["id"]
+    for method, path in (
+        ("get", f"/api/keys/{b_key_id}"),
+        ("delete", f"/api/keys/{b_key_id}"),
+        ("post", f"/api/keys/{b_key_id}/rotate"),
+    ):
+        assert requests.request(method, api + path, headers=as_a, timeout=5).status_code == 403
+    assert (
+        requests.post(
+            api + "/api/models", headers=as_a, timeout=5, json={"name": "m", "namespace": "team-b"}
+        ).status_code
+        == 403
+    )
+    assert requests.get(api + "/api/admin/tenants", headers=as_a, timeout=5).status_code == 403
+    assert requests.get(api + "/api/admin/system", headers=as_a, timeout=5).status_code == 403
+    assert requests.get(api + "/workers", headers=as_a, timeout=5).status_code == 403
+    assert (
+        requests.post(
+            api + "/api/keys", headers=as_a, timeout=5, json={"role": "admin"}
+        ).status_code
+        == 403
+    )
+
+    # revoke: the key stops working at once
+    key_a_id = listed[0]["id"]
+    assert requests.delete(f"{api}/api/keys/{key_a_id}", headers=as_a, timeout=5).status_code == 200
+    assert (
+        requests.post(
+            api + "/v1/chat/completions",
+            headers=as_a,
+            timeout=10,
+            json={"model": MODEL, "messages": []},
+        ).status_code
+        == 401
+    )
+
+
+def test_models_publishing_rotation_and_usage(api: str) -> None:
+    admin = _login(api)
+    requests.post(api + "/api/admin/tenants", json={"name": "shop"}, headers=admin, timeout=5)
+    user = requests.post(
+        api + "/api/keys", json={"namespace": "shop"}, headers=admin, timeout=5
+    ).json()["apiKey"]
+    as_user = {"Authorization": f"Bearer {user}"}
+    created = requests.post(
+        api + "/api/models",
+        headers=as_user,
+        timeout=5,
+        json={"name": "assistant", "modelId": MODEL, "minReplicas": 1, "maxReplicas": 2},
+    )
+    assert created.status_code == 201, created.text
+    assert (
+        requests.post(
+            api + "/api/models", headers=as_user, timeout=5, json={"name": "assistant"}
+        ).status_code
+        == 409
+    )
+    got = requests.get(api + "/api/models/assistant", headers=as_user, timeout=5).json()
+    assert got["ready"] is True and got["statusDetails"]["replicas"]["ready"] == 1
+    updated = requests.put(
+        api + "/api/models/assistant",
+        headers=as_user,
+        timeout=5,
+        json={"maxReplicas": 4, "policy": "least_load"},
+    )
+    assert updated.status_code == 200 and updated.json()["scaling"]["maxReplicas"] == 4
+    predicted = requests.post(
+        api + "/api/models/assistant/predict",
+        headers=as_user,
+        timeout=10,
+        json={"inputData": {"messages": [{"role": "user", "content": "x"}]}},
+    )
+    assert predicted.status_code == 200 and predicted.json()["choices"]
+
+    published = requests.post(
+        api + "/api/models/assistant/publish",
+        headers=as_user,
+        timeout=5,
+        json={"config": {"rateLimiting": {"requestsPerMinute": 4}}},
+    )
+    assert published.status_code == 201, published.text
+    view = published.json()["publishedModel"]
+    key = view["apiKey"]
+    assert key.startswith("pk_live_") and view["documentation"]["exampleRequests"]
+    assert view["externalUrl"].endswith("/models/assistant")
+    again = requests.get(api + "/api/models/assistant/publish", headers=as_user, timeout=5).json()
+    assert key not in str(again)  # shown in full exactly once
+    assert (
+        requests.post(
+            api + "/api/models/assistant/publish", headers=as_user, timeout=5, json={"config": {}}
+        ).status_code
+        == 409
+    )
+    assert (
+        requests.delete(api + "/api/models/assistant", headers=as_user, timeout=5).status_code
+        == 409
+    )  # published: unpublish first
+
+    remaining = []
+    for _ in range(5):
+        resp = requests.post(
+            api + "/models/assistant/predict",
+            headers={"X-API-Key": key},
+            timeout=10,
+            json={"messages": [{"role": "user", "content": "hi"}]},
+        )
+        remaining.append((resp.status_code, resp.headers.get("X-RateLimit-Remaining")))
+    assert remaining[:4] == [(200, "3"), (200, "2"), (200, "1"), (200, "0")]
+    assert remaining[4][0] == 429
+
+    valid = requests.post(
+        api + "/api/validate-api-key", headers=as_user, timeout=5, json={"apiKey": key}
+    ).json()
+    assert valid == {"valid": True, "tenant": "shop", "model": "assistant", "keyId": view["keyId"]}
+    rotated = requests.post(
+        api + "/api/models/assistant/publish/rotate-key", headers=as_user, timeout=5
+    ).json()["newApiKey"]
+    old = requests.post(
+        api + "/models/assistant/predict",
+        headers={"X-API-Key": key},
+        timeout=10,
+        json={"messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert old.status_code == 401
+    assert requests.post(
+        api + "/api/validate-api-key", headers=as_user, timeout=5, json={"apiKey": key}
+    ).json() == {"valid": False}
+    assert (
+        requests.post(
+            api + "/api/validate-api-key", headers=as_user, timeout=5, json={"apiKey": rotated}
+        ).json()["valid"]
+        is True
+    )
+
+    usage = requests.get(api + "/api/models/assistant/publish", headers=as_user, timeout=5).json()[
+        "usage"
+    ]
+    assert usage["totalRequests"] == 4 and usage["tokensUsed"] > 0
+    listing = requests.get(api + "/api/published-models", headers=as_user, timeout=5).json()
+    assert listing["total"] == 1 and listing["publishedModels"][0]["modelName"] == "assistant"
+    assert (
+        requests.delete(
+            api + "/api/models/assistant/publish", headers=as_user, timeout=5
+        ).status_code
+        == 200
+    )
+    assert requests.post(
+        api + "/models/assistant/predict",
+        headers={"X-API-Key": rotated},
+        timeout=10,
+        json={"messages": []},
+    ).status_code in (401, 404)
+    assert (
+        requests.delete(api + "/api/models/assistant", headers=as_user, timeout=5).status_code
+        == 200
+    )
+
+
+def test_management_errors_use_seed_002_shape(api: str) -> None:
+    admin = _login(api)
+    missing = requests.get(api + "/api/models/ghost?namespace=shop", headers=admin, timeout=5)
+    assert missing.status_code == 404 and missing.json()["error"] == "Model not found"
+    bad = requests.post(api + "/api/models", headers=admin, timeout=5, json={"namespace": "shop"})
+    assert bad.status_code == 400 and "name" in bad.json()["details"]
+    assert requests.get(api + "/api/models", timeout=5).status_code == 401
+    system = requests.get(api + "/api/admin/system", headers=admin, timeout=5).json()
+    assert system["nodes"][0]["name"] == "node-1" and system["hasQuorum"] is True
