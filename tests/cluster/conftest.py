@@ -87,6 +87,28 @@ class Mesh:
         leader = self.leader()
         return [n for n in self.nodes if n is not leader]
 
+    def wait_ready_with(self, headers: dict[str, str], timeout: float = 30.0) -> None:
+        """wait_ready() for a mesh whose /ha routes need credentials."""
+        for node in self.nodes:
+            node.wait_ready(timeout)
+        wait_for(
+            lambda: all(
+                len(
+                    [
+                        m
+                        for m in requests.get(
+                            n.url + "/ha/status", headers=headers, timeout=2
+                        ).json()["nodes"]
+                        if m["status"] == "alive"
+                    ]
+                )
+                == len(self.nodes)
+                for n in self.nodes
+            ),
+            timeout=timeout,
+            what="every node sees every other alive",
+        )
+
     def wait_ready(self, timeout: float = 30.0) -> None:
         for node in self.nodes:
             node.wait_ready(timeout)

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from tests.integration.conftest import Cluster
-from tests.support import ROOT
+from tests.support import ROOT, clear_of_minute_boundary
 
 SECRET = "0123456789abcdef0123456789abcdef-test"
 PASSWORD = "correct horse battery staple"
@@ -213,6 +213,7 @@ def test_models_publishing_rotation_and_usage(api: str) -> None:
     )  # published: unpublish first
 
     remaining = []
+    clear_of_minute_boundary()
     for _ in range(5):
         resp = requests.post(
             api + "/models/assistant/predict",

@@ -1,0 +1,198 @@
+"""Keys and published-model limits on a 3-node mesh, with and without Redis."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+
+from tests.cluster.conftest import MODEL, Mesh
+from tests.support import RedisServer, clear_of_minute_boundary, wait_for
+
+SECRET = "0123456789abcdef0123456789abcdef-mesh"
+ADMIN = {"Authorization": "Bearer admin-key-for-tests"}
+CHAT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+
+
+def _mesh(tmp_path: Path, *extra: str) -> Mesh:
+    mesh = Mesh(
+        tmp_path,
+        extra=(
+            "--control-plane-api-keys",
+            "a:ops:admin:admin-key-for-tests",
+            "--jwt-secret",
+            SECRET,
+            *extra,
+        ),
+    )
+    mesh.wait_ready_with(ADMIN)
+    return mesh
+
+
+def test_revoked_and_rotated_keys_are_refused_everywhere_within_a_second(tmp_path: Path) -> None:
+    mesh = _mesh(tmp_path)
+    try:
+        a, b, c = mesh.urls
+        requests.post(
+            a + "/api/admin/tenants", json={"name": "t1"}, headers=ADMIN, timeout=5
+        ).raise_for_status()
+        made = requests.post(b + "/api/keys", json={"namespace": "t1"}, headers=ADMIN, timeout=5)
+        key, key_id = made.json()["apiKey"], made.json()["id"]
+        for url in mesh.urls:
+            wait_for(
+                lambda u=url: (
+                    requests.post(
+                        u + "/v1/chat/completions",
+                        json={**CHAT, "model": MODEL},
+                        timeout=5,
+                        headers={"Authorization": f"Bearer {key}"},
+                    ).status_code
+                    == 200
+                ),
+                what="the new key works on every node",
+            )
+
+        resp = requests.delete(f"{c}/api/keys/{key_id}", headers=ADMIN, timeout=5)
+        acked = time.monotonic()
+        assert resp.status_code == 200
+        for url in mesh.urls:  # every node refuses it within one second of the acknowledgement
+            wait_for(
+                lambda u=url: (
+                    requests.post(
+                        u + "/v1/chat/completions",
+                        json={**CHAT, "model": MODEL},
+                        timeout=5,
+                        headers={"Authorization": f"Bearer {key}"},
+                    ).status_code
+                    == 401
+                ),
+                timeout=1.0,
+                interval=0.02,
+                what="revocation everywhere",
+            )
+        assert time.monotonic() - acked < 1.0
+
+        second = requests.post(
+            a + "/api/keys", json={"namespace": "t1"}, headers=ADMIN, timeout=5
+        ).json()
+        rotated = requests.post(f"{b}/api/keys/{second['id']}/rotate", headers=ADMIN, timeout=5)
+        acked = time.monotonic()
+        new_key = rotated.json()["newApiKey"]
+        for url in mesh.urls:
+            wait_for(
+                lambda u=url: (
+                    requests.post(
+                        u + "/v1/chat/completions",
+                        json={**CHAT, "model": MODEL},
+                        timeout=5,
+                        headers={"X-API-Key": second["apiKey"]},
+                    ).status_code
+                    == 401
+                ),
+                timeout=1.0,
+                interval=0.02,
+                what="the old key refused after rotation",
+            )
+            assert (
+                requests.post(
+                    url + "/v1/chat/completions",
+                    json={**CHAT, "model": MODEL},
+                    headers={"X-API-Key": new_key},
+                    timeout=5,
+                ).status_code
+                == 200
+            )
+        assert time.monotonic() - acked < 1.5
+    finally:
+        mesh.stop()
+
+
+def _publish(mesh: Mesh, limits: dict) -> str:
+    a = mesh.urls[0]
+    requests.post(a + "/api/admin/tenants", json={"name": "pub"}, headers=ADMIN, timeout=5)
+    requests.post(
+        a + "/api/models",
+        headers=ADMIN,
+        timeout=5,
+        json={"name": "bot", "namespace": "pub", "modelId": MODEL},
+    ).raise_for_status()
+    resp = requests.post(
+        a + "/api/models/bot/publish?namespace=pub",
+        headers=ADMIN,
+        timeout=5,
+        json={"config": {"rateLimiting": limits}},
+    )
+    assert resp.status_code == 201, resp.text
+    key = resp.json()["publishedModel"]["apiKey"]
+    for url in mesh.urls:
+        wait_for(
+            lambda u=url: (
+                requests.get(u + "/api/published-models", headers=ADMIN, timeout=5).json()["total"]
+                == 1
+            ),
+            what="published",
+        )
+    return key  # type: ignore[no-any-return]
+
+
+def _spread(mesh: Mesh, key: str, count: int) -> list[requests.Response]:
+    urls = itertools.cycle(mesh.urls)
+    targets = [next(urls) for _ in range(count)]
+    with ThreadPoolExecutor(6) as pool:
+        return list(
+            pool.map(
+                lambda u: requests.post(
+                    u + "/models/bot/predict", json=CHAT, headers={"X-API-Key": key}, timeout=10
+                ),
+                targets,
+            )
+        )
+
+
+def test_published_limits_hold_across_nodes_without_redis(tmp_path: Path) -> None:
+    mesh = _mesh(tmp_path)
+    try:
+        wait_for(
+            lambda: all(
+                requests.get(u + "/ha/rate-limit", headers=ADMIN, timeout=5).json()["serving_nodes"]
+                == 3
+                for u in mesh.urls
+            ),
+            what="every node counts three",
+        )
+        key = _publish(mesh, {"requestsPerMinute": 30})
+        clear_of_minute_boundary()
+        answers = _spread(mesh, key, 60)
+        admitted = sum(r.status_code == 200 for r in answers)
+        assert set(r.status_code for r in answers) <= {200, 429}
+        assert 30 - 3 <= admitted <= 30 + 3 - 1, admitted  # local shares: limit + N - 1
+    finally:
+        mesh.stop()
+
+
+def test_published_limits_are_exact_with_redis_and_headers_count_down(tmp_path: Path) -> None:
+    redis_server = RedisServer(tmp_path / "redis.log")
+    redis_server.start()
+    mesh = _mesh(tmp_path, "--redis-url", redis_server.url)
+    try:
+        key = _publish(mesh, {"requestsPerMinute": 20})
+        clear_of_minute_boundary()
+        remaining = []
+        for url in itertools.islice(itertools.cycle(mesh.urls), 6):
+            resp = requests.post(
+                url + "/models/bot/predict", json=CHAT, headers={"X-API-Key": key}, timeout=10
+            )
+            assert resp.status_code == 200
+            remaining.append(int(resp.headers["X-RateLimit-Remaining"]))
+        assert remaining == [19, 18, 17, 16, 15, 14]  # one counter, whichever node answers
+        answers = _spread(mesh, key, 30)
+        assert sum(r.status_code == 200 for r in answers) == 14
+        refused = next(r for r in answers if r.status_code == 429)
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert refused.headers["X-RateLimit-Remaining"] == "0"
+    finally:
+        mesh.stop()
+        redis_server.kill()
