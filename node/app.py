@@ -24,6 +24,7 @@ from mesh import commands
 from mesh.events import Applied, AppliedStream
 from mesh.raft import CommitError, MeshRaft, RaftSettings
 from node import __version__
+from node.audit import AUDIT, AuditLog, audit_middleware
 from node.auth import Authenticator, Principal
 from node.config import Config
 from node.errors import ApiError, error_middleware
@@ -391,17 +392,19 @@ def create_app(config: Config, config_file: str | None = None) -> web.Applicatio
     from node.api import routes
 
     app = web.Application(
-        middlewares=[error_middleware],
+        middlewares=[audit_middleware, error_middleware],
         client_max_size=config.max_payload_size,
         handler_args={"max_field_size": 16384},
     )
     node = Node(config, config_file)
     app[NODE] = node
+    app[AUDIT] = AuditLog(config.data_path / "audit.jsonl", config.node_name)
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         await node.start()
         yield
         await node.stop()
+        app[AUDIT].close()
 
     app.cleanup_ctx.append(lifecycle)
     routes.install(app, node)

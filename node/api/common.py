@@ -47,6 +47,7 @@ def control_plane(handler: GuardedHandler) -> Handler:
 
     async def guarded(request: web.Request) -> web.StreamResponse:
         principal = node_of(request).auth.control_plane(request)
+        request["principal"] = principal
         return await handler(request, principal)
 
     guarded.__name__ = handler.__name__
@@ -58,6 +59,7 @@ def protected(handler: GuardedHandler) -> Handler:
 
     async def guarded(request: web.Request) -> web.StreamResponse:
         principal = node_of(request).auth.protected(request)
+        request["principal"] = principal
         return await handler(request, principal)
 
     guarded.__name__ = handler.__name__

@@ -49,11 +49,13 @@ def install(app: web.Application) -> None:
     r.add_delete("/api/keys/{key_id}", guarded(revoke_key))
     r.add_post("/api/keys/{key_id}/rotate", guarded(rotate_key))
     r.add_post("/api/validate-api-key", guarded(validate_api_key))
+    r.add_get("/api/admin/audit", guarded(audit_entries, admin=True))
 
 
 def guarded(handler: Any, admin: bool = False) -> Any:
     async def run(request: web.Request) -> web.StreamResponse:
         principal = node_of(request).auth.authenticated(request)
+        request["principal"] = principal
         if admin and not principal.is_admin:
             raise ApiError(403, "Insufficient permissions: admin role required")
         return await handler(request, principal)
@@ -355,6 +357,16 @@ async def rotate_key(request: web.Request, principal: Principal) -> web.Response
             "id": record["id"],
         }
     )
+
+
+async def audit_entries(request: web.Request, _: Principal) -> web.Response:
+    from node.audit import AUDIT
+
+    limit = request.query.get("limit", "100")
+    if not limit.isdigit() or not 1 <= int(limit) <= 10000:
+        raise ApiError(400, "limit must be an integer from 1 to 10000")
+    log = request.app[AUDIT]
+    return json_response({"node": log.node, "entries": log.tail(int(limit))})
 
 
 async def validate_api_key(request: web.Request, principal: Principal) -> web.Response:

@@ -282,3 +282,28 @@ def test_management_errors_use_seed_002_shape(api: str) -> None:
     assert requests.get(api + "/api/models", timeout=5).status_code == 401
     system = requests.get(api + "/api/admin/system", headers=admin, timeout=5).json()
     assert system["nodes"][0]["name"] == "node-1" and system["hasQuorum"] is True
+
+
+def test_audit_log_records_changes_without_secrets(api: str) -> None:
+    admin = _login(api)
+    requests.post(api + "/api/admin/tenants", json={"name": "audited"}, headers=admin, timeout=5)
+    made = requests.post(
+        api + "/api/keys", json={"namespace": "audited"}, headers=admin, timeout=5
+    ).json()
+    requests.post(
+        api + "/api/admin/login", json={"username": "admin", "password": "wrong!"}, timeout=5
+    )
+    entries = requests.get(api + "/api/admin/audit?limit=50", headers=admin, timeout=5).json()[
+        "entries"
+    ]
+    by_path = {(e["method"], e["path"], e["status"]) for e in entries}
+    assert ("POST", "/api/admin/tenants", 201) in by_path
+    assert ("POST", "/api/keys", 201) in by_path
+    assert ("POST", "/api/admin/login", 401) in by_path
+    tenant_entry = next(e for e in entries if e["path"] == "/api/admin/tenants")
+    assert tenant_entry["principal"]["role"] == "admin" and tenant_entry["result"] == "ok"
+    text = str(entries)
+    assert made["apiKey"] not in text and PASSWORD not in text and "wrong!" not in text
+    assert (
+        requests.get(api + "/api/admin/audit?limit=0", headers=admin, timeout=5).status_code == 400
+    )

@@ -1,0 +1,89 @@
+"""The audit log: every control-plane change asked of this node, who asked, and the result.
+
+Each mutating request to a control-plane or management route (and every
+login attempt) is written as one JSON line to `<data-dir>/audit.jsonl`:
+time, node, principal (id, kind, tenant), method, path, status and request
+id. Bodies are never written, so no key, password or token reaches the log;
+what was changed is in the replicated records themselves (`updated_by`). The
+file is rotated once it passes 10 MiB (one previous file is kept).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+AUDITED = ("/workers", "/policies", "/ha/", "/admin/", "/api/", "/flush_cache")
+NOT_AUDITED = ("/ha/local",)
+MAX_BYTES = 10 * 1024 * 1024
+AUDIT: web.AppKey[AuditLog] = web.AppKey("audit")
+
+
+class AuditLog:
+    def __init__(self, path: Path, node: str) -> None:
+        self.path = path
+        self.node = node
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(path, "ab")  # noqa: SIM115 - kept open for the process lifetime
+
+    def write(self, entry: dict[str, Any]) -> None:
+        self._file.write(orjson.dumps({"ts": time.time(), "node": self.node, **entry}) + b"\n")
+        self._file.flush()
+        if self._file.tell() > MAX_BYTES:
+            self._file.close()
+            os.replace(self.path, self.path.with_suffix(".jsonl.1"))
+            self._file = open(self.path, "ab")  # noqa: SIM115
+
+    def tail(self, limit: int) -> list[dict[str, Any]]:
+        with open(self.path, "rb") as handle:
+            lines = deque(handle, maxlen=limit)
+        return [orjson.loads(line) for line in lines if line.strip()]
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _audited(request: web.Request) -> bool:
+    path = request.path
+    return (
+        request.method in MUTATING and path.startswith(AUDITED) and not path.startswith(NOT_AUDITED)
+    )
+
+
+@web.middleware
+async def audit_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Outermost middleware: sees the final status, errors included."""
+    if not _audited(request):
+        return await handler(request)  # type: ignore[no-any-return]
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response  # type: ignore[no-any-return]
+    finally:
+        principal = request.get("principal")
+        request.app[AUDIT].write(
+            {
+                "method": request.method,
+                "path": request.path,
+                "status": status,
+                "result": "ok" if status < 400 else "refused" if status < 500 else "failed",
+                "principal": None
+                if principal is None
+                else {
+                    "id": principal.id,
+                    "kind": principal.kind,
+                    "role": principal.role,
+                    "tenant": principal.tenant,
+                },
+                "remote": request.remote,
+                "request_id": request.headers.get("X-Request-Id"),
+            }
+        )
