@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import time
 from collections.abc import Iterator
@@ -117,20 +119,7 @@ def _none_token() -> str:
         pytest.param(lambda key: _token(_key()), id="bad-signature"),
         pytest.param(lambda key: _token(key, kid="k-unknown"), id="unknown-kid"),
         pytest.param(lambda key: _token(key, nbf=int(time.time()) + 3600), id="not-yet-valid"),
-        pytest.param(
-            lambda key: (
-                jwt.encode(
-                    {"iss": ISSUER, "aud": AUDIENCE, "sub": "x", "exp": int(time.time()) + 60},
-                    key.public_key().public_bytes(
-                        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-                    ),
-                    algorithm="HS256",
-                )
-                if False
-                else _tampered(key)
-            ),
-            id="tampered-payload",
-        ),
+        pytest.param(lambda key: _tampered(key), id="tampered-payload"),
     ],
 )
 def test_bad_tokens_are_refused(idp: tuple[str, Any], make: Any) -> None:
@@ -170,8 +159,5 @@ def test_hs256_signed_with_the_public_key_is_refused(idp: tuple[str, Any], tmp_p
         + b"."
         + base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=")
     )
-    import hashlib
-    import hmac
-
     sig = base64.urlsafe_b64encode(hmac.new(pem, signing, hashlib.sha256).digest()).rstrip(b"=")
     assert _get(url, "/workers", (signing + b"." + sig).decode()).status_code == 401
