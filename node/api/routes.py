@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from node.api import admin, ha, health, manage, models, openai, ops, policies, workers
+from node.api import admin, ha, health, live, manage, models, openai, ops, policies, workers
 from node.app import Node
 
 
@@ -18,3 +18,4 @@ def install(app: web.Application, node: Node) -> None:
     admin.install(app)
     manage.install(app)
     models.install(app)
+    live.install(app)

@@ -61,12 +61,11 @@ class Limits:
     def __post_init__(self) -> None:
         for name in _FIELDS:
             value = getattr(self, name)
-            if value is None:
+            if value is None or (type(value) is int and value > 0):
                 continue
-            if isinstance(value, bool) or not isinstance(value, int):
+            if type(value) is not int:  # bool is an int subclass, and not a limit
                 raise ValueError(f"quota {name}: expected a positive integer, got {value!r}")
-            if value <= 0:
-                raise ValueError(f"quota {name}: must be > 0, got {value}")
+            raise ValueError(f"quota {name}: must be > 0, got {value}")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Limits:
@@ -84,13 +83,6 @@ class Limits:
                 raise ValueError(f"quota limits: {name} given twice with different values")
             values[name] = value
         return cls(**values)
-
-    @property
-    def empty(self) -> bool:
-        return self == _NO_LIMITS
-
-
-_NO_LIMITS = Limits()
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +122,6 @@ class _Counts:
         "sn",
         "sw",
         "tn",
-        "tw",
         "zkey",
     )
 
@@ -139,20 +130,22 @@ class _Counts:
         self.zkey = f"{prefix}c:{kind}:{sid}"
         self.limits: Limits | None = None
         self.args: tuple[str, ...] = ()
-        self.sw = self.mw = self.hw = self.tw = -1
+        self.sw = self.mw = self.hw = -1
         self.sn = self.mn = self.hn = self.tn = self.in_flight = 0
 
     def roll(self, now: float) -> None:
         """Move every window to the one containing `now` (a new window counts from 0)."""
-        sec, minute, hour = int(now // 1), int(now // 60), int(now // 3600)
-        if self.sw != sec:
+        if self.sw != (sec := int(now // 1)):
             self.sw, self.sn = sec, 0
-        if self.mw != minute:
-            self.mw, self.mn = minute, 0
-        if self.hw != hour:
-            self.hw, self.hn = hour, 0
-        if self.tw != hour:
-            self.tw, self.tn = hour, 0
+            if self.mw != (minute := int(now // 60)):
+                self.mw, self.mn = minute, 0
+                if self.hw != (hour := int(now // 3600)):
+                    self.hw, self.hn, self.tn = hour, 0, 0
+
+    def count(self) -> None:
+        """Count one admitted request (windows already rolled)."""
+        self.sn, self.mn, self.hn = self.sn + 1, self.mn + 1, self.hn + 1
+        self.in_flight += 1
 
 
 _Pairs = list[tuple[Subject, _Counts]]
@@ -161,13 +154,12 @@ _Pairs = list[tuple[Subject, _Counts]]
 class Lease:
     """One admitted request; `release` when it ends (idempotent)."""
 
-    __slots__ = ("_counts", "_engine", "_id", "_released", "_tkeys", "_via_redis", "_zkeys")
+    __slots__ = ("_engine", "_id", "_pairs", "_released", "_via_redis")
 
-    def __init__(self, engine: QuotaEngine | None, lease_id: str, pairs: _Pairs, via_redis: bool):
-        self._engine, self._id, self._via_redis = engine, lease_id, via_redis
-        self._counts = [c for _, c in pairs]
-        self._zkeys = [c.zkey for s, c in pairs if s.limits.max_concurrent] if via_redis else []
-        self._tkeys = [c.hkey for s, c in pairs if s.limits.tokens_per_hour]
+    def __init__(
+        self, engine: QuotaEngine | None, lease_id: str, pairs: _Pairs, via_redis: bool
+    ) -> None:
+        self._engine, self._id, self._pairs, self._via_redis = engine, lease_id, pairs, via_redis
         self._released = engine is None
 
     async def release(self, tokens: int) -> None:
@@ -177,17 +169,18 @@ class Lease:
         self._released = True
         engine = self._engine
         assert engine is not None
-        tokens = max(0, int(tokens))
-        now = engine._clock()
-        for c in self._counts:  # local first: right even if the Redis call is cancelled
+        tokens, now = max(0, int(tokens)), engine._clock()
+        for _, c in self._pairs:  # local first: right even if the Redis call is cancelled
             c.roll(now)
-            c.in_flight = max(0, c.in_flight - 1)
-            c.tn += tokens
-        redis = engine._redis
-        tkeys = self._tkeys if tokens else []
-        if redis is not None and (self._zkeys or tkeys):
-            args = (self._id, str(len(self._zkeys)), str(tokens))
-            await redis.release([*self._zkeys, *tkeys], args, keep=self._via_redis)
+            c.in_flight, c.tn = max(0, c.in_flight - 1), c.tn + tokens
+        if (redis := engine._redis) is None:
+            return
+        # limits as of admission: the in-flight sets this lease joined, the token counters
+        zkeys = [c.zkey for s, c in self._pairs if s.limits.max_concurrent and self._via_redis]
+        tkeys = [c.hkey for s, c in self._pairs if s.limits.tokens_per_hour and tokens]
+        if zkeys or tkeys:
+            args = (self._id, str(len(zkeys)), str(tokens))
+            await redis.release([*zkeys, *tkeys], args, keep=self._via_redis)
 
 
 class QuotaEngine:
@@ -202,12 +195,9 @@ class QuotaEngine:
         lease_ttl: float = LEASE_TTL,
     ) -> None:
         self.node_name = node_name
-        self._nodes = nodes
-        self._clock = clock
-        self._prefix = key_prefix
+        self._nodes, self._clock, self._prefix = nodes, clock, key_prefix
         self._lease_ttl = repr(float(lease_ttl))
-        self._redis_url = redis_url
-        self._redis_timeout = redis_timeout
+        self._redis_url, self._redis_timeout = redis_url, redis_timeout
         self._redis: QuotaRedis | None = None
         self._counts: dict[tuple[str, str], _Counts] = {}
         self._lease_ids = itertools.count(1)
@@ -232,10 +222,10 @@ class QuotaEngine:
         pairs = self._pairs(subjects)
         if not pairs:
             return _UNLIMITED
-        lease_id = f"{self.node_name}:{self._nonce}:{next(self._lease_ids)}"
         redis = self._redis
         if redis is None or not redis.healthy:
-            return self._admit_local(pairs, lease_id, False, now)
+            return self._admit_local(pairs, "", False, now)
+        lease_id = f"{self.node_name}:{self._nonce}:{next(self._lease_ids)}"
         keys = [k for _, c in pairs for k in (c.hkey, c.zkey)]
         args = [a for _, c in pairs for a in c.args]
         reply = await redis.admit(keys, [lease_id, self._lease_ttl, *args])
@@ -245,66 +235,77 @@ class QuotaEngine:
 
     def _pairs(self, subjects: Sequence[Subject]) -> _Pairs:
         pairs: _Pairs = []
+        seen: list[_Counts] = []
         for s in subjects:
-            if s.limits == _NO_LIMITS:
+            lim = s.limits
+            if not (
+                lim.requests_per_minute
+                or lim.requests_per_hour
+                or lim.burst
+                or lim.max_concurrent
+                or lim.tokens_per_hour
+            ):
                 continue
-            key = (s.kind, s.id)
-            c = self._counts.get(key)
+            c = self._counts.get(key := (s.kind, s.id))
             if c is None:
                 c = self._counts[key] = _Counts(s.kind, s.id, self._prefix)
-            elif any(c is seen for _, seen in pairs):
+            elif c in seen:
                 continue  # the same subject twice counts once
-            if c.limits is not s.limits and c.limits != s.limits:
-                c.limits = lim = s.limits
-                c.args = tuple(str(getattr(lim, f) or 0) for f in _FIELDS)
+            if c.limits is not lim and c.limits != lim:
+                c.limits, c.args = lim, tuple(str(getattr(lim, f) or 0) for f in _FIELDS)
             pairs.append((s, c))
+            seen.append(c)
         return pairs
 
     def _admit_local(
         self, pairs: _Pairs, lease_id: str, via_redis: bool, now: float
     ) -> QuotaDecision:
         n = max(1, int(self._nodes()))
-        wait, refused_by = 0.0, None
+        wait, refused_by, head = 0.0, None, None
         for s, c in pairs:
             c.roll(now)
-            w, reason = _local_wait(s.limits, c, n, now)
-            if w > wait:
+            lim = s.limits
+            w, reason = _local_wait(lim, c, n, now)
+            if reason is not None and (refused_by is None or w > wait):
                 wait, refused_by = w, f"{s.kind}:{s.id} {reason}"
-        lease = None
-        if refused_by is None:
-            for _, c in pairs:
-                c.sn, c.mn, c.hn, c.in_flight = c.sn + 1, c.mn + 1, c.hn + 1, c.in_flight + 1
-            lease = Lease(self, lease_id, pairs, via_redis)
-        windows = [(-(-lim // n), used, reset) for lim, used, reset in _windows(pairs, now)]
-        return _decision(lease, wait, refused_by, windows)
+            if lim.requests_per_minute:  # the headline window: per minute, else per hour
+                share = -(-lim.requests_per_minute // n)
+                head = _tighter(head, share, share - c.mn, (c.mw + 1) * 60 - now)
+            elif lim.requests_per_hour:
+                share = -(-lim.requests_per_hour // n)
+                head = _tighter(head, share, share - c.hn, (c.hw + 1) * 3600 - now)
+        if refused_by is not None:
+            return _decision(None, wait, refused_by, head)
+        for _, c in pairs:
+            c.count()
+        return _decision(Lease(self, lease_id, pairs, via_redis), 0.0, None, head)
 
     def _settle_redis(
         self, pairs: _Pairs, lease_id: str, reply: list[Any], local_now: float
     ) -> QuotaDecision:
-        allowed, now = int(reply[0]) == 1, float(reply[1])
-        wait, refused_by, lease = 0.0, None, None
-        windows = []
+        now = float(reply[1])
+        wait, refused_by, head = 0.0, None, None
         for i, (s, _) in enumerate(pairs):
             minute, hour, code, w = reply[2 + 4 * i : 6 + 4 * i]
-            if int(code) and float(w) > wait:
+            if int(code) and (refused_by is None or float(w) > wait):
                 wait, refused_by = float(w), f"{s.kind}:{s.id} {_REASONS[int(code)]}"
             lim = s.limits
-            if lim.requests_per_minute:
-                windows.append((lim.requests_per_minute, int(minute) + allowed, 60 - now % 60))
-            elif lim.requests_per_hour:
-                windows.append((lim.requests_per_hour, int(hour) + allowed, 3600 - now % 3600))
-        if allowed:
-            for _, c in pairs:  # this node's own counts: usage() and a later switch to local
-                c.roll(local_now)
-                c.sn, c.mn, c.hn, c.in_flight = c.sn + 1, c.mn + 1, c.hn + 1, c.in_flight + 1
-            lease = Lease(self, lease_id, pairs, True)
-        return _decision(lease, wait, refused_by, windows)
+            if limit := lim.requests_per_minute:
+                head = _tighter(head, limit, limit - int(minute), 60 - now % 60)
+            elif limit := lim.requests_per_hour:
+                head = _tighter(head, limit, limit - int(hour), 3600 - now % 3600)
+        if int(reply[0]) != 1:
+            return _decision(None, wait, refused_by, head)
+        for _, c in pairs:  # this node's own counts: usage() and a later switch to local
+            c.roll(local_now)
+            c.count()
+        return _decision(Lease(self, lease_id, pairs, True), 0.0, None, head)
 
     def _sweep(self, now: float) -> None:
         """Forget subjects with nothing in flight and nothing counted in the current hour."""
         self._swept = now
         hour = int(now // 3600)
-        idle = [k for k, c in self._counts.items() if not c.in_flight and max(c.hw, c.tw) < hour]
+        idle = [k for k, c in self._counts.items() if not c.in_flight and c.hw < hour]
         for key in idle:
             del self._counts[key]
 
@@ -350,27 +351,24 @@ def _local_wait(lim: Limits, c: _Counts, n: int, now: float) -> tuple[float, str
     return wait, reason
 
 
-def _windows(pairs: _Pairs, now: float) -> list[tuple[int, int, float]]:
-    """(limit, used, seconds to reset) of each subject's headline window (local counts)."""
-    out = []
-    for s, c in pairs:
-        if s.limits.requests_per_minute:
-            out.append((s.limits.requests_per_minute, c.mn, (c.mw + 1) * 60 - now))
-        elif s.limits.requests_per_hour:
-            out.append((s.limits.requests_per_hour, c.hn, (c.hw + 1) * 3600 - now))
-    return out
+_Head = tuple[int, int, float]  # limit, remaining before this request, seconds to reset
+
+
+def _tighter(head: _Head | None, limit: int, left: int, reset: float) -> _Head:
+    """The window with the fewest requests left (ties: the smaller limit)."""
+    if head is None or left < head[1] or (left == head[1] and limit < head[0]):
+        return (limit, left, reset)
+    return head
 
 
 def _decision(
-    lease: Lease | None, wait: float, refused_by: str | None, windows: list[tuple[int, int, float]]
+    lease: Lease | None, wait: float, refused_by: str | None, head: _Head | None
 ) -> QuotaDecision:
-    """Report the window with the fewest requests left (ties: the smaller limit)."""
-    if not windows:
+    if head is None:
         return QuotaDecision(lease is not None, wait, refused_by, None, None, None, lease)
-    limit, used, reset = min(windows, key=lambda w: (w[0] - w[1], w[0]))
-    return QuotaDecision(
-        lease is not None, wait, refused_by, limit, max(0, limit - used), reset, lease
-    )
+    limit, left, reset = head
+    left -= lease is not None  # remaining after this request
+    return QuotaDecision(lease is not None, wait, refused_by, limit, max(0, left), reset, lease)
 
 
 _UNLIMITED = QuotaDecision(True, 0.0, None, None, None, None, Lease(None, "", [], False))
