@@ -51,18 +51,33 @@ def request_id(node: Node, request: web.Request) -> str:
     return uuid.uuid4().hex
 
 
+_LIMITS: dict[tuple[str, str, int], Limits] = {}
+
+
+def _limits(kind: str, subject: str, record: dict[str, Any], field: str) -> Limits:
+    """Limits of a replicated record, parsed once per record version (hot path)."""
+    key = (kind, subject, record.get("version", 0))
+    limits = _LIMITS.get(key)
+    if limits is None:
+        if len(_LIMITS) > 10000:
+            _LIMITS.clear()
+        limits = _LIMITS[key] = Limits.from_dict(record.get(field) or {})
+    return limits
+
+
 def _subjects(node: Node, principal: Principal, target: Target) -> list[Subject]:
     subjects = []
     if principal.key is not None:
-        subjects.append(Subject("key", principal.id, Limits.from_dict(principal.key["limits"])))
+        limits = _limits("key", principal.id, principal.key, "limits")
+        subjects.append(Subject("key", principal.id, limits))
     tenant = node.raft.state.tenants.get(principal.tenant or "")
     if tenant is not None:
-        subjects.append(
-            Subject("tenant", tenant["name"], Limits.from_dict(tenant.get("limits") or {}))
-        )
+        name = tenant["name"]
+        subjects.append(Subject("tenant", name, _limits("tenant", name, tenant, "limits")))
     if target.published is not None:
-        limits = Limits.from_dict(target.published.get("rateLimiting") or {})
-        subjects.append(Subject("model", target.published["ref"], limits))
+        ref = target.published["ref"]
+        limits = _limits("model", ref, target.published, "rateLimiting")
+        subjects.append(Subject("model", ref, limits))
     return subjects
 
 
