@@ -190,9 +190,10 @@ class Session:
         try:
             await self._receive()
         finally:
-            self._feed.detach(self.client)
-            self.client.close(CLOSE_NORMAL, "")
+            self.client.close(CLOSE_NORMAL, "")  # a no-op when something closed it already
             assert self._closer is not None
+            # Shielded: if this handler is cancelled, the closer still finishes (bounded by its
+            # deadline), and the feed, which waits for it at shutdown, still knows of it.
             await asyncio.shield(self._closer)
 
     async def _receive(self) -> None:
@@ -240,6 +241,12 @@ class Session:
     def _on_close(self, code: int, reason: str) -> None:
         if self._closer is None:
             self._closer = asyncio.create_task(self._close(code, reason), name="ws-close")
+            self._closer.add_done_callback(self._closed)
+
+    def _closed(self, closer: asyncio.Task[None]) -> None:
+        self._feed.detach(self.client)
+        if not closer.cancelled() and closer.exception() is not None:
+            log.error("closing a WebSocket failed", exc_info=closer.exception())
 
     async def _close(self, code: int, reason: str) -> None:
         tasks = {task for task in (self._sender, self._watcher) if task is not None}
@@ -247,13 +254,21 @@ class Session:
             task.cancel()  # the sender may be stuck writing to a client that does not read
         if tasks:
             await asyncio.wait(tasks)
+        transport = self._request.transport
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 2 * CLOSE_TIMEOUT_SECS
         if not self._ws.closed:
             message = reason.encode()[:123]  # a close frame carries at most 123 bytes of reason
             try:
-                async with asyncio.timeout(2 * CLOSE_TIMEOUT_SECS):
-                    await self._ws.close(code=code, message=message)
+                async with asyncio.timeout_at(deadline):
+                    # No drain: the close frame queues behind what is already buffered, and a
+                    # client that reads gets both; one that does not is handled below.
+                    await self._ws.close(code=code, message=message, drain=False)
             except TimeoutError:
                 log.info("WebSocket client did not finish closing (%d %s)", code, reason)
-        transport = self._request.transport
-        if transport is not None and transport.get_write_buffer_size():
-            transport.abort()  # a peer that stopped reading: drop what it will never read
+        # Let a slow reader take the rest (the close frame included), then give up on it.
+        while transport is not None and transport.get_write_buffer_size():
+            if loop.time() >= deadline:
+                transport.abort()  # a peer that stopped reading: drop what it will never read
+                break
+            await asyncio.sleep(0.05)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+import node.api.openapi as openapi
 from node.api import admin, ha, health, live, manage, models, openai, ops, policies, workers
 from node.app import Node
 
@@ -19,3 +20,4 @@ def install(app: web.Application, node: Node) -> None:
     manage.install(app)
     models.install(app)
     live.install(app)
+    openapi.install(app)

@@ -207,7 +207,7 @@ def test_malformed_entries_are_admin_only_and_never_crash() -> None:
         assert may_see(ADMIN, entry, key_tenant)
         assert not may_see(ACME, entry, key_tenant)
         message = change_message(entry)
-        assert message["type"] == "change" and message["ok"] is False
+        assert message["type"] == "change" and message["index"] == entry.index
         orjson.dumps(message)
 
 
@@ -440,11 +440,11 @@ def test_revoked_credentials_are_closed_when_a_key_change_applies() -> None:
     feed = make_feed()
     valid = {"acme": True, "bolt": True}
     closed: dict[str, int] = {}
-    acme = feed.attach(
-        ACME,
-        on_close=lambda code, _: closed.setdefault("acme", code),
-        still_valid=lambda: valid["acme"],
-    )
+
+    def on_close(code: int, _: str) -> None:
+        closed["acme"] = code
+
+    acme = feed.attach(ACME, on_close=on_close, still_valid=lambda: valid["acme"])
     bolt = feed.attach(BOLT, still_valid=lambda: valid["bolt"])
     feed.on_applied(applied("config.set", {"key": "k"}, index=2))
     valid["acme"] = False
