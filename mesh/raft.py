@@ -233,25 +233,36 @@ class MeshRaft:
             if error in _FINAL:
                 raise CommitError(_FINAL[error], f"write refused by raft ({_FINAL[error]})")
             reason = _RETRYABLE.get(error, f"error_{error}")
-            await asyncio.sleep(min(0.05, max(0.0, deadline - loop.time())))
+            await asyncio.sleep(min(0.02, max(0.0, deadline - loop.time())))
 
     async def transfer_leadership(self, within: float = 2.0) -> bool:
-        """Hand leadership to a caught-up follower; True once another node leads (or we never did).
+        """Hand leadership to a caught-up follower; True once ANOTHER node leads.
 
-        pysyncobj refuses while no follower is fully caught up, so keep asking for `within`."""
+        pysyncobj refuses while no follower is fully caught up, and an election
+        can end undecided or re-elect us, so keep asking until a different node
+        is leader or `within` runs out. "No leader" is not success: stopping
+        then would leave the group to another election."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
         me = self.settings.self_address
+        if not self._sync or not self._sync.otherNodes:
+            return False
+        asked_at = -1.0
         while loop.time() < deadline:
-            status = self._status
-            if status.leader != me or not self._sync or not self._sync.otherNodes:
-                return status.leader != me
-            try:
-                await self._call_with_callback(lambda s, cb: s.transferLeadership(callback=cb), 0.5)
-            except (CommitError, TimeoutError):
-                pass
-            await asyncio.sleep(0.1)
-        return self._status.leader != me
+            leader = self._status.leader
+            if leader is not None and leader != me:
+                return True
+            if leader == me and loop.time() - asked_at >= 0.3:
+                asked_at = loop.time()
+                try:
+                    await self._call_with_callback(
+                        lambda s, cb: s.transferLeadership(callback=cb), 0.5
+                    )
+                except (CommitError, TimeoutError):
+                    pass
+            await asyncio.sleep(0.02)
+        leader = self._status.leader
+        return leader is not None and leader != me
 
     async def add_voter(self, address: str) -> None:
         """Add a voter (one membership change at a time; pysyncobj refuses a second)."""

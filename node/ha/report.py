@@ -97,6 +97,7 @@ def mesh_status(node: Node) -> dict[str, Any]:
                 "role": report.get("role", "unknown") if reachable else "unknown",
                 "status": _status_word(reachable, report, member, polled),
                 "ready": report.get("ready") if reachable else False,
+                "caught_up": report.get("caught_up") if reachable else False,
                 "applied_index": report.get("applied_index") if reachable else None,
                 "match_index": peer.match_index if peer and raft.is_leader else None,
                 "raft_connected": peer.connected if peer else (name == node.name),

@@ -70,6 +70,8 @@ def test_circuit_breaker_reset_reaches_every_node(tmp_path) -> None:  # type: ig
             "600",
             "--retry-initial-backoff-ms",
             "1",
+            "--policy",
+            "round_robin",
         ),
     )
     try:
