@@ -40,6 +40,20 @@ Why it is built this way:
   it is therefore compared with the observer's commit index at the time the
   observer last heard from the node (sampled by this script), not with the
   commit index now, which would run ahead by up to a second of writes.
+* A stall is only useful if you can tell what caused it. During phases 3 and 4
+  the script polls every node's `/ha/local` (every `--watch-interval`) and
+  records each change of Raft term, role and leader, and it timestamps its own
+  supervisor actions (shutdown plan committed, exit, start, ready, caught up).
+  The longest gaps are printed with what happened around them, and each
+  restart step with its longest gap while the node was stopping (a leader
+  hands over here) and while it was rejoining. The polling costs a few dozen
+  small requests per second; `--watch-interval 0` turns it off.
+* Phases 1 and 2 run on an undisturbed mesh. Phase 3 restarts the killed node
+  and waits for it before the next round, and every phase starts only once
+  all three nodes are ready, caught up and agree on the leader.
+* At the end, with no writes in flight, the three replicas' config stores are
+  compared (a cheap check that nothing diverged), and warning-or-worse lines
+  in the nodes' logs are counted.
 * The client, three nodes and the worker all share the machine's cores. On a
   small machine that makes absolute numbers pessimistic (every hop waits for
   a core); the report says how many cores there were.
@@ -55,6 +69,7 @@ import itertools
 import json
 import os
 import platform
+import re
 import shlex
 import shutil
 import signal
@@ -886,6 +901,11 @@ async def phase_failover(args: argparse.Namespace, mesh: Mesh, sup: Supervisor) 
                 if in_flight
                 else None,
                 "failed_attempts": error_counts(failed),
+                "raft_changes": [
+                    f"{c.at - killed_at:+.3f}s {c.text()}"
+                    for c in watcher.changes
+                    if c.at >= killed_at - 0.2
+                ],
                 "restart_ready_s": ready,
                 "restart_caught_up_s": back,
                 "restart_total_s": time.perf_counter() - restart_begin,
@@ -989,7 +1009,8 @@ async def phase_rolling(args: argparse.Namespace, mesh: Mesh, sup: Supervisor) -
     leader = await sup.settled()
     order = [n for n in NODE_NAMES if n != leader]
     progress(
-        f"phase 4: rolling restart, followers first ({', '.join(order)}), leader {leader} last"
+        f"phase 4: rolling restart under writes, followers first, the leader last (leader now: "
+        f"{leader}; the order is decided again before each step)"
     )
     attempts: list[Attempt] = []
     stop = asyncio.Event()
@@ -1003,7 +1024,7 @@ async def phase_rolling(args: argparse.Namespace, mesh: Mesh, sup: Supervisor) -
         task = asyncio.create_task(roaming_writer(session, mesh, order[0], stop, attempts))
         try:
             await asyncio.sleep(0.5)
-            begin = time.perf_counter()
+            begin = end = time.perf_counter()
             done: list[str] = []
             for _ in NODE_NAMES:
                 # Recompute each time: followers not yet restarted first, the leader last.
@@ -1076,6 +1097,19 @@ def analyse_rolling(
             "failed_inside": dict(fails),
         }
 
+    found = elections(watcher)
+
+    def stage(start: float, stop: float) -> dict[str, Any]:
+        """The longest gap overlapping (start, stop] and the new terms first seen in it."""
+        longest = max((g[0] for g in gaps if g[1] < stop and g[2] > start), default=0.0)
+        terms = [e["term"] for e in found if start < e["at"] <= stop]
+        return {"longest_gap_ms": longest * 1000, "new_terms": terms}
+
+    def stages(s: Step) -> dict[str, Any]:
+        exited = next((t for t, text in s.events if text.startswith("process exited")), s.begin)
+        back = s.events[-1][0]
+        return {"stopping": stage(s.begin, exited), "rejoining": stage(exited, back)}
+
     in_window = [a for a in attempts if a.ok and begin <= a.done <= end]
     return {
         "writes_ok": len(acks),
@@ -1087,7 +1121,9 @@ def analyse_rolling(
         "longest_stall_ms": gaps[0][0] * 1000 if gaps else None,
         "longest_stalls": [describe(g) for g in gaps[:5]],
         "latency_ok": latency_summary([a.latency for a in attempts if a.ok]),
-        "elections": [{**e, "at_s": e.pop("at") - begin} for e in elections(watcher)],
+        "elections": [
+            {k: v for k, v in e.items() if k != "at"} | {"at_s": e["at"] - begin} for e in found
+        ],
         "raft_changes": [f"+{c.at - begin:.3f}s {c.text()}" for c in changes],
         "steps": [
             {
@@ -1096,6 +1132,7 @@ def analyse_rolling(
                 "sent_to": s.sent_to,
                 "exit_code": s.exit_code,
                 "events": [{"at_s": t - s.begin, "what": text} for t, text in s.events],
+                **stages(s),
             }
             for s in steps
         ],
@@ -1155,7 +1192,60 @@ async def measure(args: argparse.Namespace, mesh: Mesh) -> dict[str, Any]:
             phase_start = time.perf_counter()
             results[name] = await phases[name](args, mesh, sup)
             results[name]["phase_seconds"] = time.perf_counter() - phase_start
+        results["replicas"] = await compare_replicas(api, args.startup_timeout)
     return results
+
+
+async def compare_replicas(api: Api, timeout: float) -> dict[str, Any]:
+    """With no writes in flight: do all three replicas hold the same config keys, values and
+    versions at the same applied index? (A cheap check that nothing diverged.)"""
+    views: dict[str, Any] = {}
+
+    async def check() -> str | None:
+        for name in NODE_NAMES:
+            try:
+                code, body = await api.get(name, "/ha/config", timeout=2.0)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                return f"{name}: {type(exc).__name__}"
+            if code != 200 or not isinstance(body, dict):
+                return f"{name} GET /ha/config answered {code}"
+            views[name] = body
+        indexes = {views[n]["applied_index"] for n in NODE_NAMES}
+        return None if len(indexes) == 1 else f"applied indexes differ: {sorted(indexes)}"
+
+    try:
+        await wait_until("the replicas to reach the same applied index", check, timeout)
+    except BenchError as exc:
+        return {"agree": False, "problem": str(exc)}
+    first = views[NODE_NAMES[0]]
+    differing = [n for n in NODE_NAMES[1:] if views[n]["config"] != first["config"]]
+    return {
+        "agree": not differing,
+        "applied_index": first["applied_index"],
+        "keys": len(first["config"]),
+        "problem": f"config differs on {', '.join(differing)}" if differing else None,
+    }
+
+
+_LOG_MARKS = (" CRITICAL ", " ERROR ", " WARNING ", "Traceback")
+
+
+def log_problems(mesh: Mesh) -> dict[str, dict[str, int]]:
+    """Per node: warning-or-worse log lines, grouped by message with the numbers blanked."""
+    found: dict[str, dict[str, int]] = {}
+    for name in NODE_NAMES:
+        try:
+            text = mesh.log(name).read_text(errors="replace")
+        except OSError:
+            continue
+        kinds: Counter[str] = Counter()
+        for line in text.splitlines():
+            if any(mark in line for mark in _LOG_MARKS):
+                message = line.split(" ", 2)[-1] if line[:2].isdigit() else line
+                kinds[re.sub(r"\d+", "N", message)[:160]] += 1
+        if kinds:
+            found[name] = dict(kinds)
+    return found
 
 
 def ms(value: float | None, digits: int = 2) -> str:
@@ -1298,6 +1388,16 @@ def report(args: argparse.Namespace, mesh: Mesh, results: dict[str, Any]) -> dic
             add(
                 f"{i:<6}{s['node']:<6}{s['role']:<10}{s['sent_to']:<5}{s['exit_code']!s:>5}  {line}"
             )
+        add("per step: the longest gap between acknowledgements that overlaps each stage (ms),")
+        add("and the new Raft terms seen in it; stopping = shutdown request -> exit (a leader")
+        add("hands over here), rejoining = exit -> restarted, ready and caught up:")
+        for i, s in enumerate(rr["steps"], 1):
+            parts = []
+            for name in ("stopping", "rejoining"):
+                st = s[name]
+                terms = ",".join(map(str, st["new_terms"])) or "none"
+                parts.append(f"{name} {st['longest_gap_ms']:7.1f} ms, new terms: {terms:<8}")
+            add(f"  {i}. {s['node']} ({s['role']}): " + "   ".join(parts))
         add(
             f"total duration    {rr['duration_s']:.1f} s (first shutdown request to the last "
             "node caught up)"
@@ -1338,6 +1438,28 @@ def report(args: argparse.Namespace, mesh: Mesh, results: dict[str, Any]) -> dic
                 stall <= TARGET_STALL_MS if stall is not None else None,
             )
         )
+
+    add("")
+    rep = results.get("replicas")
+    if rep:
+        if rep["agree"]:
+            add(
+                f"replicas agree: yes ({rep['keys']} config keys, identical on all three nodes "
+                f"at applied index {rep['applied_index']})"
+            )
+        else:
+            add(f"replicas agree: NO ({rep['problem']})")
+    problems = results.get("node_log_problems") or {}
+    if problems:
+        total = sum(sum(k.values()) for k in problems.values())
+        add(f"node logs: {total} warning-or-worse line(s) (numbers shown as N):")
+        merged: Counter[str] = Counter()
+        for kinds in problems.values():
+            merged.update(kinds)
+        for message, count in merged.most_common(5):
+            add(f"  {count:5d} x {message}")
+    else:
+        add("node logs: no warning-or-worse lines")
 
     add("")
     add("== Targets ==")
@@ -1384,6 +1506,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             "with the targets (follower p50 <= 3 ms, failover median <= 1 s, no write stall "
             "> 100 ms) and PASS/MISS for each. Progress goes to stderr, the report to stdout."
         ),
+        epilog=(
+            "The client (this script), the three nodes and the worker share the machine's "
+            "cores; on a small machine absolute numbers are pessimistic. A full default run "
+            "takes about 45-70 s. Exit status: 0 when the run completed (whatever PASS/MISS "
+            "says), 1 on an error (logs are kept), 130 when interrupted. Every child process "
+            "is stopped on the way out. See bench/README.md for how to read the output."
+        ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
@@ -1425,7 +1554,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--phases",
         type=parse_phases,
-        default=list(PHASES),
+        default=",".join(PHASES),
         help="comma-separated phases to run, in order: " + ",".join(PHASES),
     )
     parser.add_argument(
@@ -1481,6 +1610,7 @@ def main(argv: list[str] | None = None) -> int:
         progress(f"starting an echo worker and 3 nodes (logs in {tmp})")
         results = asyncio.run(run(args, mesh))
         results["load_before"] = load_before
+        results["node_log_problems"] = log_problems(mesh)
         for proc in mesh.all_procs():
             if not proc.alive():
                 raise BenchError(
