@@ -307,3 +307,50 @@ def test_audit_log_records_changes_without_secrets(api: str) -> None:
     assert (
         requests.get(api + "/api/admin/audit?limit=0", headers=admin, timeout=5).status_code == 400
     )
+
+
+TENANT_ROUTES = [
+    ("get", "/api/models"),
+    ("post", "/api/models"),
+    ("get", "/api/models/x"),
+    ("put", "/api/models/x"),
+    ("delete", "/api/models/x"),
+    ("post", "/api/models/x/predict"),
+    ("post", "/api/models/x/publish"),
+    ("get", "/api/models/x/publish"),
+    ("put", "/api/models/x/publish"),
+    ("delete", "/api/models/x/publish"),
+    ("post", "/api/models/x/publish/rotate-key"),
+    ("get", "/api/published-models"),
+    ("get", "/api/keys"),
+    ("post", "/api/keys"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), TENANT_ROUTES)
+def test_every_management_route_refuses_another_tenants_objects(
+    api: str, method: str, path: str
+) -> None:
+    admin = _login(api)
+    for name in ("iso-a", "iso-b"):
+        requests.post(api + "/api/admin/tenants", json={"name": name}, headers=admin, timeout=5)
+    requests.post(
+        api + "/api/models?namespace=iso-b",
+        headers=admin,
+        timeout=5,
+        json={"name": "x", "namespace": "iso-b", "modelId": MODEL},
+    )
+    key_a = requests.post(
+        api + "/api/keys", json={"namespace": "iso-a"}, headers=admin, timeout=5
+    ).json()["apiKey"]
+    as_a = {"Authorization": f"Bearer {key_a}"}
+    creates = path in ("/api/models", "/api/keys") and method == "post"
+    body = {"namespace": "iso-b", "name": "x"} if creates else {"config": {}, "messages": []}
+    resp = requests.request(
+        method, f"{api}{path}?namespace=iso-b", json=body, headers=as_a, timeout=5
+    )
+    assert resp.status_code == 403, resp.text
+    assert "iso-b" in resp.json()["error"]
+    # in its own tenant the same user does not see iso-b's model either
+    own = requests.get(api + "/api/models", headers=as_a, timeout=5).json()["models"]
+    assert all(m["namespace"] == "iso-a" for m in own)
