@@ -39,7 +39,28 @@ async def json_object(request: web.Request) -> dict[str, Any]:
         raise ApiError(400, f"request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ApiError(400, "request body must be a JSON object")
+    if _depth(data) > MAX_DEPTH:
+        raise ApiError(400, f"request body is nested deeper than {MAX_DEPTH} levels")
     return data
+
+
+MAX_DEPTH = 32  # control state is pickled into the Raft log: keep it shallow
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a JSON value, without recursion (bodies may be hostile)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if level > deepest:
+            deepest = level
+            if deepest > MAX_DEPTH:
+                return deepest
+        if isinstance(item, dict):
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, level + 1) for v in item)
+    return deepest
 
 
 def control_plane(handler: GuardedHandler) -> Handler:
