@@ -74,7 +74,13 @@ class RaftSettings:
     raft_min_timeout: float = 0.3
     raft_max_timeout: float = 0.9
     connection_retry_time: float = 0.5
-    connection_timeout: float = 1.5
+    # pysyncobj checks a link's read timeout when it SENDS, and followers never talk to
+    # each other: with a short timeout the first vote request between two followers
+    # is dropped on a link idle for longer, and every failover takes two elections
+    # (measured: median 1.12 s at 1.5, 0.61 s at 30; bench/raft_bench.py --phases
+    # failover). Dead peers are still noticed at once (a closed socket) or by TCP
+    # keepalive (about 30 s), and leader loss by the election timeout.
+    connection_timeout: float = 30.0
     leader_fallback_timeout: float = 3.0
     log_compaction_min_entries: int = 5000
     log_compaction_min_time: float = 300.0
