@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import math
 import os
 import socket
 import tomllib
@@ -418,6 +419,8 @@ def _convert(opt: Option, raw: Any, origin: str) -> Any:
             value = opt.kind(str(raw))
     except ValueError as exc:
         raise ConfigError(f"{origin}: invalid value {raw!r}: {exc}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{origin}: must be a finite number, not {raw!r}")
     problem = opt.check(value) if opt.check else None
     if problem:
         raise ConfigError(f"{origin}: {problem}")

@@ -25,8 +25,9 @@ from node.config import is_loopback
 from node.errors import ApiError
 from node.ha.peers import MESH_TOKEN_HEADER
 from node.ha.report import health_problems, local_report, mesh_status
+from node.runtime import RUNTIME_KEY
 
-CONFIG_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,255}$")
+CONFIG_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,255}")
 CONFIG_VALUE_LIMIT = 64 * 1024  # control state must stay small (RAFT.md)
 
 
@@ -194,7 +195,7 @@ async def get_config(request: web.Request, _: Principal) -> web.Response:
 def _expected_version(value: Any) -> int | None:
     if value is None:
         return None
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
         value = int(value)
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ApiError(
@@ -210,7 +211,7 @@ async def set_config(request: web.Request, principal: Principal) -> web.Response
     data = await json_object(request)
     reject_unknown(data, frozenset({"key", "value", "expected_version"}))
     key = data.get("key")
-    if not isinstance(key, str) or not CONFIG_KEY.match(key):
+    if not isinstance(key, str) or not CONFIG_KEY.fullmatch(key):
         raise ApiError(
             400,
             "key must be 1-256 characters of letters, digits and . _ : / - "
@@ -219,6 +220,13 @@ async def set_config(request: web.Request, principal: Principal) -> web.Response
         )
     if "value" not in data:
         raise ApiError(400, "value is required (any JSON value)", param="value")
+    if key == RUNTIME_KEY:
+        raise ApiError(
+            400,
+            f"{RUNTIME_KEY} holds the runtime settings; change it with "
+            "PUT /admin/config, which validates them",
+            param="key",
+        )
     if len(orjson.dumps(data["value"])) > CONFIG_VALUE_LIMIT:
         raise ApiError(
             400,
@@ -423,7 +431,7 @@ async def add_member(request: web.Request, principal: Principal) -> web.Response
     reject_unknown(data, frozenset({"raft_address"}))
     address = data.get("raft_address")
     host, _, port = address.rpartition(":") if isinstance(address, str) else ("", "", "")
-    if not host or not port.isdigit():
+    if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ApiError(400, "raft_address must be HOST:PORT", param="raft_address")
     if node.raft.settings.self_address is None:
         raise ApiError(409, "this node is a read-only member; send membership changes to a voter")

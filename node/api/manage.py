@@ -29,7 +29,7 @@ from node.errors import ApiError
 from node.identity.passwords import parse_admin_credential, verify_password
 from node.limits.quotas import Limits
 
-NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")  # use with fullmatch
 # verify_password is called even for an unknown user, so timing does not reveal usernames.
 _DUMMY_HASH = (
     "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
@@ -171,7 +171,7 @@ async def create_tenant(request: web.Request, principal: Principal) -> web.Respo
     data = await json_object(request)
     reject_unknown(data, frozenset({"name", "description", "limits"}))
     name = data.get("name")
-    if not isinstance(name, str) or not NAME.match(name):
+    if not isinstance(name, str) or not NAME.fullmatch(name):
         raise ApiError(
             400,
             "Invalid request format",
@@ -313,8 +313,10 @@ async def create_key(request: web.Request, principal: Principal) -> web.Response
     ):
         raise ApiError(400, "models must be a list of model ids")
     ttl = data.get("expiresInSecs")
-    if ttl is not None and (not isinstance(ttl, int) or isinstance(ttl, bool) or ttl <= 0):
-        raise ApiError(400, "expiresInSecs must be a positive integer")
+    if ttl is not None and (
+        not isinstance(ttl, int) or isinstance(ttl, bool) or not 0 < ttl <= 10 * 365 * 86400
+    ):
+        raise ApiError(400, "expiresInSecs must be a positive integer of at most ten years")
     key, prefix, digest = new_secret("mg_")
     spec = {
         "id": f"key-{uuid.uuid4().hex[:12]}",
@@ -363,7 +365,10 @@ async def audit_entries(request: web.Request, _: Principal) -> web.Response:
     from node.audit import AUDIT
 
     limit = request.query.get("limit", "100")
-    if not limit.isdigit() or not 1 <= int(limit) <= 10000:
+    if (
+        not (limit.isascii() and limit.isdigit() and len(limit) <= 5)
+        or not 1 <= int(limit) <= 10000
+    ):
         raise ApiError(400, "limit must be an integer from 1 to 10000")
     log = request.app[AUDIT]
     return json_response({"node": log.node, "entries": log.tail(int(limit))})

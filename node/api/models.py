@@ -228,7 +228,7 @@ async def create_model(request: web.Request, principal: Principal) -> web.Respon
     data = await json_object(request)
     reject_unknown(data, MODEL_FIELDS)
     name = data.get("name")
-    if not isinstance(name, str) or not NAME.match(name):
+    if not isinstance(name, str) or not NAME.fullmatch(name):
         raise ApiError(
             400,
             "Invalid request format",
@@ -327,9 +327,12 @@ def _publication(
         not isinstance(path, str)
         or not path.startswith("/models/")
         or path.count("/") != 2
-        or not NAME.match(path.split("/")[2])
+        or not NAME.fullmatch(path.split("/")[2])
     ):
         raise ApiError(400, "externalPath must be /models/<name>")
+    for field in ("rateLimiting", "authentication"):
+        if config.get(field) is not None and not isinstance(config[field], dict):
+            raise ApiError(400, f"{field} must be an object")
     limits = {**(current.get("rateLimiting") or {}), **(config.get("rateLimiting") or {})}
     parse_limits(limits)  # validates
     auth = {
@@ -506,13 +509,13 @@ async def list_published(request: web.Request, principal: Principal) -> web.Resp
 async def external(request: web.Request) -> web.StreamResponse:
     """`POST /models/<name>/predict` (or `/v1/...`) with the publication's key."""
     node = node_of(request)
+    principal = node.auth.authenticated(request)  # before anything reveals what exists
     path = f"/models/{request.match_info['name']}"
     record = next(
         (p for p in node.raft.state.published.values() if p["externalPath"] == path), None
     )
     if record is None:
         raise ApiError(404, f"no published model at {path}")
-    principal = node.auth.authenticated(request)
     allowed = record["authentication"]["allowedTenants"]
     own_key = principal.key is not None and principal.key.get("published_model") == record["ref"]
     if not (own_key or principal.is_admin or principal.tenant in allowed):

@@ -14,8 +14,9 @@ Two error shapes exist (`node.errors`): `{"error": {"type", "code", "message",
 which answers `{"error": text, "details": any, "code": text}` (`ApiError`).
 
 Where a value set lives in code (worker types, routing policies and their
-parameters, runtime settings, quota fields, field lists the handlers check
-against), the schema is built from it, so the two cannot drift apart.
+parameters, runtime settings, name and key patterns), the schema is built from
+it; the rest (field lists, quota names, runtime bounds) is compared with the
+code by tests/integration/test_fuzz_control_plane.py.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from aiohttp import web
 from mesh.state import WORKER_TYPES
 from node import __version__
 from node.api import ha, manage
+from node.api.common import MAX_DEPTH
 from node.config import OPTIONS
 from node.ha.peers import MESH_TOKEN_HEADER
 from node.routing.registry import PARAMS, POLICY_NAMES
@@ -71,11 +73,6 @@ def string(description: str | None = None, **extra: Any) -> Schema:
     return schema
 
 
-def ecma(pattern: re.Pattern[str]) -> str:
-    """A Python `^...$` pattern as a JSON Schema (ECMA 262) pattern."""
-    return pattern.pattern
-
-
 NON_EMPTY_OR_NULL: Final = {"type": ["string", "null"], "minLength": 1}
 VERSION: Final = {
     "type": ["integer", "null"],
@@ -92,7 +89,7 @@ VERSION_OR_DIGITS: Final = {
     ],
 }
 LABELS: Final = {"type": "object", "additionalProperties": {"type": "string"}}
-NAME_PATTERN: Final = ecma(manage.NAME)
+NAME_PATTERN: Final = manage.NAME.pattern
 
 # -- component schemas -----------------------------------------------------------------------------
 
@@ -312,7 +309,7 @@ SCHEMAS: Final[dict[str, Schema]] = {
         {
             "key": string(
                 "1-256 letters, digits and . _ : / - (starting with a letter or digit)",
-                pattern=ecma(ha.CONFIG_KEY),
+                pattern=ha.CONFIG_KEY.pattern,
             ),
             "value": {"description": f"any JSON value, at most {ha.CONFIG_VALUE_LIMIT} bytes"},
             "expected_version": VERSION_OR_DIGITS,
@@ -1403,7 +1400,8 @@ def _build() -> Schema:
             "version": __version__,
             "description": "An LLM inference gateway that runs as a highly available mesh of "
             "identical nodes. Every node serves every route; control-plane writes are Raft "
-            "commands, acknowledged once committed.",
+            "commands, acknowledged once committed. Control-plane and management bodies are "
+            f"JSON objects nested at most {MAX_DEPTH} levels deep (400 otherwise).",
         },
         "tags": [
             {"name": "inference", "description": "clients: OpenAI/SGLang-compatible inference"},

@@ -67,7 +67,10 @@ def _check_url(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ApiError(400, "url is required: a string such as http://10.0.0.5:8000", param="url")
     url = normalise_url(value)
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise ApiError(400, f"url {value!r} is not a valid URL", param="url") from None
     if parts.scheme not in SCHEMES or not parts.hostname:
         raise ApiError(
             400, f"url {value!r} must be http://, https:// or grpc:// with a host", param="url"
