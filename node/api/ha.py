@@ -18,6 +18,7 @@ from aiohttp import web
 
 from mesh.raft import CommitError
 from mesh.state import GLOBAL_SCOPE
+from node.api import policies
 from node.api.common import control_plane, json_object, json_response, node_of, reject_unknown
 from node.app import Node
 from node.auth import Principal
@@ -38,8 +39,9 @@ def install(app: web.Application) -> None:
     r.add_get("/ha/health", control_plane(health))
     r.add_get("/ha/workers", control_plane(list_workers))
     r.add_get("/ha/workers/{worker_id}", control_plane(get_worker))
-    r.add_get("/ha/policies", control_plane(list_policies))
-    r.add_get("/ha/policies/{model_id}", control_plane(get_policy))
+    # the same records /policies serves: one reader for both route families
+    r.add_get("/ha/policies", control_plane(policies.list_policies))
+    r.add_get("/ha/policies/{model_id}", control_plane(policies.get_policy))
     r.add_get("/ha/config", control_plane(list_config))
     r.add_get("/ha/config/{key:.+}", control_plane(get_config))
     r.add_post("/ha/config", control_plane(set_config))
@@ -137,32 +139,6 @@ async def get_worker(request: web.Request, _: Principal) -> web.Response:
 
     node = node_of(request)
     return json_response(_worker_record(node, resolve_worker(node, request)))
-
-
-async def list_policies(request: web.Request, _: Principal) -> web.Response:
-    node = node_of(request)
-    policies = node.raft.state.policies
-    return json_response(
-        {
-            "policies": [policies[k] for k in sorted(policies)],
-            "default": node.selector.record_for(None),
-            "applied_index": node.raft.state.applied_index,
-        }
-    )
-
-
-async def get_policy(request: web.Request, _: Principal) -> web.Response:
-    node = node_of(request)
-    model = request.match_info["model_id"]
-    record = node.raft.state.policies.get(model)
-    if record is None:
-        raise ApiError(
-            404,
-            f"no policy is set for model {model!r}",
-            code="POLICY_NOT_FOUND",
-            extra={"effective": node.selector.record_for(model)},
-        )
-    return json_response(record)
 
 
 # -- config keys ---------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from mesh.state import WORKER_TYPES
 from node import __version__
 from node.api import ha, manage
 from node.api.common import MAX_DEPTH
+from node.api.openai import INFERENCE_ROUTES
 from node.config import OPTIONS
 from node.ha.peers import MESH_TOKEN_HEADER
 from node.routing.registry import PARAMS, POLICY_NAMES
@@ -675,17 +676,7 @@ op(
 )
 
 # inference -------------------------------------------------------------------------------------
-for _path in (
-    "/v1/chat/completions",
-    "/v1/completions",
-    "/v1/embeddings",
-    "/v1/rerank",
-    "/rerank",
-    "/generate",
-    "/v1/messages",
-    "/v1/classify",
-    "/v1/responses",
-):
+for _path in INFERENCE_ROUTES:
     op(
         "POST",
         _path,
