@@ -100,7 +100,9 @@ class Node:
         )
         self.ratelimiter = RateLimiter(config.node_name, config.redis_url, self.serving_nodes)
         self.quotas = QuotaEngine(config.node_name, config.redis_url, self.serving_nodes)
-        self.usage = UsageBook(lambda args: self.commit("usage.flush", args, None))
+        self.usage = UsageBook(
+            lambda args: self.commit("usage.flush", args, None), redis_url=config.redis_url
+        )
         self.stopper = Stopper(self)
         self.announced = False
         self.pool.on_removed.append(lambda worker: self.selector.forget(worker.id))

@@ -360,7 +360,7 @@ def _publication(
     }
 
 
-def _publication_view(
+async def _publication_view(
     node: Node, record: dict[str, Any], request: web.Request, key: str | None = None
 ) -> dict[str, Any]:
     state = node.raft.state
@@ -369,8 +369,9 @@ def _publication_view(
     host = record.get("publicHostname") or request.host
     scheme = "https" if record.get("publicHostname") else request.scheme
     endpoint = f"{scheme}://{host}{record['externalPath']}"
-    usage = state.usage.get(f"model:{record['ref']}", {})
-    pending = node.usage.pending(f"model:{record['ref']}")
+    usage = await node.usage.read(
+        f"model:{record['ref']}", state.usage.get(f"model:{record['ref']}", {})
+    )
     body = '{"messages": [{"role": "user", "content": "Hello"}]}'
     return {
         **{
@@ -392,10 +393,10 @@ def _publication_view(
         "createdAt": iso(record["created_at"]),
         "updatedAt": iso(record["updated_at"]),
         "usage": {
-            "totalRequests": usage.get("total_requests", 0) + pending["requests"],
-            "requestsToday": usage.get("requests_today", 0) + pending["requests"],
-            "tokensUsed": usage.get("tokens_used", 0) + pending["tokens"],
-            "lastAccessTime": iso(pending.get("last_access") or usage.get("last_access")),
+            "totalRequests": usage["total_requests"],
+            "requestsToday": usage["requests_today"],
+            "tokensUsed": usage["tokens_used"],
+            "lastAccessTime": iso(usage["last_access"]),
         },
         "documentation": {
             "endpointUrl": endpoint,
@@ -447,7 +448,7 @@ async def publish(request: web.Request, principal: Principal) -> web.Response:
         {"ref": model["ref"], "publication": publication, "key": key_spec, "create": True},
         principal,
     )
-    view = _publication_view(node, node.raft.state.published[model["ref"]], request, key)
+    view = await _publication_view(node, node.raft.state.published[model["ref"]], request, key)
     return json_response(
         {"message": "Model published successfully", "publishedModel": view}, status=201
     )
@@ -456,7 +457,7 @@ async def publish(request: web.Request, principal: Principal) -> web.Response:
 async def get_publication(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
     model = _find(node, principal, request)
-    return json_response(_publication_view(node, _published(node, model), request))
+    return json_response(await _publication_view(node, _published(node, model), request))
 
 
 async def update_publication(request: web.Request, principal: Principal) -> web.Response:
@@ -465,7 +466,7 @@ async def update_publication(request: web.Request, principal: Principal) -> web.
     current = _published(node, model)
     publication = _publication(node, await json_object(request), model, current)
     await node.commit("publish.put", {"ref": model["ref"], "publication": publication}, principal)
-    view = _publication_view(node, node.raft.state.published[model["ref"]], request)
+    view = await _publication_view(node, node.raft.state.published[model["ref"]], request)
     return json_response(
         {"message": "Published model updated successfully", "publishedModel": view}
     )
@@ -497,7 +498,7 @@ async def list_published(request: web.Request, principal: Principal) -> web.Resp
     views = []
     for record in node.raft.state.published.values():
         if tenants is None or record["tenantId"] in tenants:
-            view = _publication_view(node, record, request)
+            view = await _publication_view(node, record, request)
             view.pop("documentation")
             views.append(view)
     return json_response({"publishedModels": views, "total": len(views)})

@@ -3,10 +3,13 @@
 `TokenMeter` finds `usage.total_tokens` in a whole JSON answer, or in the last
 SSE event that carries `usage` (so streams count too), without parsing
 anything it does not need. `UsageBook` adds up requests and tokens per
-subject ("key:<id>", "model:<tenant/name>", "tenant:<name>") in memory and a
-background loop commits them every few seconds as one `usage.flush` command:
-never one Raft command per request. A node that crashes loses at most its
-last unflushed interval.
+subject ("key:<id>", "model:<tenant/name>", "tenant:<name>"). With Redis
+(`--redis-url`), each request's usage goes to Redis in one pipelined round trip,
+off the request's path, so the totals every node reads are exact. Without it
+(or while Redis is unreachable) the counts are kept in memory and a background
+loop commits them every few seconds as one `usage.flush` command: never one
+Raft command per request; a node that crashes loses at most its last
+unflushed interval. A reader adds both: the replicated totals and Redis's.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import orjson
+import redis.asyncio as aioredis
 
 log = logging.getLogger(__name__)
 
@@ -63,17 +67,95 @@ def _total(usage: Any) -> int:
     return sum(p for p in parts if isinstance(p, int))
 
 
+REDIS_PREFIX = "meshgate:usage:"
+DAY_TTL_SECS = 2 * 86400
+
+
+def _day(ts: float) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(ts))
+
+
 class UsageBook:
     def __init__(
-        self, commit: Callable[[dict[str, Any]], Awaitable[Any]], interval: float = 2.0
+        self,
+        commit: Callable[[dict[str, Any]], Awaitable[Any]],
+        interval: float = 2.0,
+        redis_url: str | None = None,
+        redis_timeout: float = 0.5,
     ) -> None:
         self._commit = commit
         self.interval = interval
         self._deltas: dict[str, dict[str, Any]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._redis = (
+            aioredis.Redis.from_url(
+                redis_url, socket_timeout=redis_timeout, socket_connect_timeout=redis_timeout
+            )
+            if redis_url
+            else None
+        )
+        self._writes: set[asyncio.Task[None]] = set()
 
     def record(self, subjects: Iterable[str], tokens: int) -> None:
-        now = time.time()
+        if self._redis is not None:
+            task = asyncio.get_running_loop().create_task(
+                self._to_redis(list(subjects), max(0, tokens), time.time())
+            )
+            self._writes.add(task)
+            task.add_done_callback(self._writes.discard)
+            return
+        self._to_memory(subjects, tokens, time.time())
+
+    async def _to_redis(self, subjects: list[str], tokens: int, now: float) -> None:
+        assert self._redis is not None
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for subject in subjects:
+                    key = REDIS_PREFIX + subject
+                    pipe.hincrby(key, "total_requests", 1)
+                    pipe.hincrby(key, "tokens_used", tokens)
+                    pipe.hset(key, "last_access", repr(now))
+                    day_key = f"{key}:day:{_day(now)}"
+                    pipe.incr(day_key)
+                    pipe.expire(day_key, DAY_TTL_SECS)
+                await pipe.execute()
+        except Exception as exc:  # unreachable: keep the counts for the replicated log
+            log.debug("usage to redis failed (%s); batching it into the log", exc)
+            self._to_memory(subjects, tokens, now)
+
+    async def read(self, subject: str, stored: dict[str, Any]) -> dict[str, Any]:
+        """Totals for a subject: replicated (`stored`) + not yet flushed + Redis's."""
+        pending = self.pending(subject)
+        total = {
+            "total_requests": stored.get("total_requests", 0) + pending["requests"],
+            "requests_today": (
+                stored.get("requests_today", 0) if stored.get("day") == _day(time.time()) else 0
+            )
+            + pending["requests"],
+            "tokens_used": stored.get("tokens_used", 0) + pending["tokens"],
+            "last_access": max(
+                filter(None, (stored.get("last_access"), pending.get("last_access"))), default=None
+            ),
+        }
+        if self._redis is None:
+            return total
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hgetall(REDIS_PREFIX + subject)
+                pipe.get(f"{REDIS_PREFIX}{subject}:day:{_day(time.time())}")
+                counts, today = await pipe.execute()
+        except Exception as exc:
+            total["redis_unreachable"] = str(exc)[:200]
+            return total
+        total["total_requests"] += int(counts.get(b"total_requests", 0))
+        total["tokens_used"] += int(counts.get(b"tokens_used", 0))
+        total["requests_today"] += int(today or 0)
+        last = counts.get(b"last_access")
+        if last:
+            total["last_access"] = max(filter(None, (total["last_access"], float(last))))
+        return total
+
+    def _to_memory(self, subjects: Iterable[str], tokens: int, now: float) -> None:
         for subject in subjects:
             delta = self._deltas.setdefault(subject, {"requests": 0, "tokens": 0})
             delta["requests"] += 1
@@ -91,7 +173,11 @@ class UsageBook:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
         await self.flush()
+        if self._redis is not None:
+            await self._redis.aclose()
 
     async def _loop(self) -> None:
         while True:

@@ -193,6 +193,17 @@ def test_published_limits_are_exact_with_redis_and_headers_count_down(tmp_path: 
         refused = next(r for r in answers if r.status_code == 429)
         assert int(refused.headers["Retry-After"]) >= 1
         assert refused.headers["X-RateLimit-Remaining"] == "0"
+
+        def usage(url: str) -> dict:
+            return requests.get(
+                url + "/api/models/bot/publish?namespace=pub", headers=ADMIN, timeout=5
+            ).json()["usage"]  # type: ignore[no-any-return]
+
+        # usage is exact with Redis: every node reads the same totals at once
+        wait_for(lambda: usage(mesh.urls[2])["totalRequests"] == 20, what="exact usage")
+        assert all(
+            usage(u)["totalRequests"] == 20 and usage(u)["tokensUsed"] > 0 for u in mesh.urls
+        )
     finally:
         mesh.stop()
         redis_server.kill()
