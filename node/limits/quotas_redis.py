@@ -18,10 +18,11 @@ Per subject there are two keys (see docs/quotas.md):
   one. A lease that is never released (its node died) drops out when its score
   passes, so a crash cannot hold a concurrency slot forever.
 
-`QuotaRedis` owns Redis health the same way `ratelimit_redis.RedisBackend`
-does: one timeout bounds every call, the client does not retry on its own, a
-failure marks the backend unhealthy, and a background task probes once a second
-(by loading the scripts) until Redis answers. It adds one thing: releases of
+`QuotaRedis` handles Redis outages like `ratelimit_redis.RedisBackend`, through
+their shared base (`redis_scripts.ScriptedRedis`): one timeout bounds every call,
+the client does not retry on its own, a failure marks the backend unhealthy, and
+a background task probes once a second (by loading the scripts) until Redis
+answers. It adds one thing: releases of
 leases that hold Redis state and could not be sent are kept (bounded) and sent
 when Redis is back, before the backend is marked healthy again, so a Redis blip
 does not leave concurrency slots taken until their leases expire.
@@ -30,21 +31,13 @@ does not leave concurrency slots taken until their leases expire.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
-import logging
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError
+from node.limits.redis_scripts import ScriptedRedis
 
-log = logging.getLogger(__name__)
-
-RETRY_INTERVAL = 1.0  # seconds between probes while Redis is unreachable
 MAX_DEFERRED = 10_000  # releases kept for later while Redis is down (oldest dropped)
 FLUSH_BATCH = 500  # deferred releases sent per pipelined round trip
 
@@ -130,43 +123,14 @@ _SOURCES = {ADMIT_SHA: ADMIT_LUA, RELEASE_SHA: RELEASE_LUA}
 Call = tuple[Sequence[str], Sequence[str]]  # keys, args of one release
 
 
-class QuotaRedis:
+class QuotaRedis(ScriptedRedis):
     """Quota counters in Redis, shared by every node that uses the same server."""
 
+    label = "quotas"
+
     def __init__(self, url: str, timeout: float) -> None:
-        # Raises ValueError on a malformed URL; connects lazily. `asyncio.timeout` below
-        # bounds every call including connecting and the NOSCRIPT fallback.
-        self._client: Redis = Redis.from_url(
-            url, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
-        )
-        self._timeout = timeout
-        self.healthy = False
-        self.reason = "not started"
-        self._closed = False
-        self._recovery: asyncio.Task[None] | None = None
+        super().__init__(url, timeout, _SOURCES)
         self.deferred: deque[Call] = deque(maxlen=MAX_DEFERRED)
-
-    async def start(self) -> None:
-        """Load the scripts; if Redis is down, stay unhealthy and keep probing."""
-        try:
-            async with asyncio.timeout(self._timeout):
-                await self._load()
-        except Exception as exc:
-            self._down(exc)
-        else:
-            self.healthy = True
-            log.info("quotas: counters in redis")
-
-    async def close(self) -> None:
-        self._closed = True
-        self.healthy = False
-        self.reason = "closed"
-        if self._recovery is not None:
-            self._recovery.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._recovery
-            self._recovery = None
-        await self._client.aclose()
 
     async def admit(self, keys: Sequence[str], args: Sequence[str]) -> list[Any] | None:
         """Run the admit script; None when Redis failed or timed out (now unhealthy)."""
@@ -178,23 +142,6 @@ class QuotaRedis:
             return
         if keep and not self._closed:
             self.deferred.append((keys, args))
-
-    async def _call(self, sha: str, keys: Sequence[str], args: Sequence[str]) -> Any:
-        try:
-            async with asyncio.timeout(self._timeout):
-                try:
-                    return await self._client.evalsha(sha, len(keys), *keys, *args)
-                except NoScriptError:  # the server restarted or flushed its scripts
-                    return await self._client.eval(_SOURCES[sha], len(keys), *keys, *args)
-        except Exception as exc:  # any failure: the caller decides locally
-            self._down(exc)
-            return None
-
-    async def _load(self) -> None:
-        for sha, source in _SOURCES.items():
-            loaded = await self._client.script_load(source)
-            if _text(loaded) != sha:
-                raise RuntimeError(f"redis returned script sha {loaded!r}, expected {sha}")
 
     async def _flush(self) -> None:
         """Send deferred releases, a batch per round trip (requeued if a batch fails)."""
@@ -210,36 +157,5 @@ class QuotaRedis:
                 self.deferred.extendleft(reversed(batch))
                 raise
 
-    def _down(self, exc: BaseException) -> None:
-        if self._closed:
-            return
-        self.reason = _describe(exc)
-        if self.healthy or self._recovery is None:
-            log.warning("quotas: redis unreachable (%s); enforcing local shares", self.reason)
-        self.healthy = False
-        if self._recovery is None or self._recovery.done():
-            self._recovery = asyncio.get_running_loop().create_task(self._reconnect())
-
-    async def _reconnect(self) -> None:
-        """Probe once per RETRY_INTERVAL; send deferred releases; then switch back."""
-        while True:
-            await asyncio.sleep(RETRY_INTERVAL)
-            try:
-                async with asyncio.timeout(self._timeout):
-                    await self._load()
-                await self._flush()
-            except Exception as exc:
-                self.reason = _describe(exc)
-                continue
-            self.healthy = True
-            log.info("quotas: redis reachable again; counters in redis")
-            return
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    async def _recovered(self) -> None:
+        await self._flush()  # releases kept while Redis was down, before switching back

@@ -20,20 +20,10 @@ While unhealthy, `RateLimiter` decides locally without trying Redis at all.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
-import logging
 from collections.abc import Sequence
 
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError
-
-log = logging.getLogger(__name__)
-
-RETRY_INTERVAL = 1.0  # seconds between attempts to reach Redis again
+from node.limits.redis_scripts import ScriptedRedis
 
 # KEYS[i]   the bucket of scope i
 # ARGV[2i-1], ARGV[2i]   rate (tokens per second) and burst (capacity) of scope i
@@ -79,45 +69,13 @@ return {1}
 SCRIPT_SHA = hashlib.sha1(TOKEN_BUCKETS_LUA.encode()).hexdigest()
 
 
-class RedisBackend:
+class RedisBackend(ScriptedRedis):
     """Token buckets held in Redis, shared by every node that uses the same server."""
 
+    label = "rate limits"
+
     def __init__(self, url: str, timeout: float) -> None:
-        # Raises ValueError on a malformed URL; connects lazily on first use. Every call
-        # is bounded by `asyncio.timeout` below, which also covers connecting and the
-        # NOSCRIPT fallback, so no per-socket-operation timeout is needed.
-        self._client: Redis = Redis.from_url(
-            url,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-        )
-        self._timeout = timeout
-        self.healthy = False
-        self.reason = "not started"
-        self._closed = False
-        self._recovery: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        """Load the script; if Redis is down, stay unhealthy and keep retrying in background."""
-        try:
-            async with asyncio.timeout(self._timeout):
-                await self._load()
-        except Exception as exc:
-            self._down(exc)
-        else:
-            self.healthy = True
-            log.info("rate limits: counters in redis")
-
-    async def close(self) -> None:
-        self._closed = True
-        self.healthy = False
-        self.reason = "closed"
-        if self._recovery is not None:
-            self._recovery.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._recovery
-            self._recovery = None
-        await self._client.aclose()
+        super().__init__(url, timeout, {SCRIPT_SHA: TOKEN_BUCKETS_LUA})
 
     async def take(
         self, keys: Sequence[str], args: Sequence[str]
@@ -128,56 +86,9 @@ class RedisBackend:
         tokens were taken and, when not, each bucket's wait in seconds; None when
         Redis failed or timed out (the backend is then unhealthy).
         """
-        try:
-            async with asyncio.timeout(self._timeout):
-                reply = await self._eval(keys, args)
-        except Exception as exc:  # any failure: the caller decides locally
-            self._down(exc)
+        reply = await self._call(SCRIPT_SHA, keys, args)
+        if reply is None:
             return None
         if int(reply[0]) == 1:
             return True, []
         return False, [float(w) for w in reply[1:]]
-
-    async def _eval(self, keys: Sequence[str], args: Sequence[str]) -> list[bytes | int]:
-        try:
-            return await self._client.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
-        except NoScriptError:  # the server restarted or flushed its scripts
-            return await self._client.eval(TOKEN_BUCKETS_LUA, len(keys), *keys, *args)
-
-    async def _load(self) -> None:
-        sha = await self._client.script_load(TOKEN_BUCKETS_LUA)
-        if _text(sha) != SCRIPT_SHA:
-            raise RuntimeError(f"redis returned script sha {sha!r}, expected {SCRIPT_SHA}")
-
-    def _down(self, exc: BaseException) -> None:
-        if self._closed:
-            return
-        self.reason = _describe(exc)
-        if self.healthy or self._recovery is None:
-            log.warning("rate limits: redis unreachable (%s); enforcing local shares", self.reason)
-        self.healthy = False
-        if self._recovery is None or self._recovery.done():
-            self._recovery = asyncio.get_running_loop().create_task(self._reconnect())
-
-    async def _reconnect(self) -> None:
-        """Reload the script once per RETRY_INTERVAL until Redis answers."""
-        while True:
-            await asyncio.sleep(RETRY_INTERVAL)
-            try:
-                async with asyncio.timeout(self._timeout):
-                    await self._load()
-            except Exception as exc:
-                self.reason = _describe(exc)
-                continue
-            self.healthy = True
-            log.info("rate limits: redis reachable again; counters in redis")
-            return
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
