@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from node.app import Node
@@ -28,6 +29,8 @@ from node.proxy.forward import Exchange
 from node.workers.worker import Worker
 
 PROMPT_POLICIES = frozenset({"cache_aware", "prefix_hash"})
+# Streams that report usage only when asked (`stream_options.include_usage`).
+USAGE_STREAMS = frozenset({"/v1/chat/completions", "/v1/completions"})
 ROUTING_KEY_HEADERS = ("x-session-id", "x-routing-key")
 
 
@@ -79,6 +82,18 @@ def _subjects(node: Node, principal: Principal, target: Target) -> list[Subject]
         limits = _limits("model", ref, target.published, "rateLimiting")
         subjects.append(Subject("model", ref, limits))
     return subjects
+
+
+def _with_stream_usage(body: bytes, data: dict[str, Any]) -> bytes:
+    """Ask the worker for a final usage chunk, so a metered stream's tokens are counted.
+
+    Only metered streams (a key, tenant or publication with usage or limits) are
+    re-serialised; the client receives the extra usage chunk like any other."""
+    options = data.get("stream_options")
+    if isinstance(options, dict) and options.get("include_usage") is True:
+        return body
+    extra = options if isinstance(options, dict) else {}
+    return orjson.dumps({**data, "stream_options": {**extra, "include_usage": True}})
 
 
 def _quota_headers(decision: QuotaDecision) -> dict[str, str]:
@@ -145,6 +160,8 @@ async def run_inference(
             headers={"Retry-After": str(exc.retry_after)},
         ) from None
     meter = TokenMeter() if subjects else None
+    if meter is not None and stream and path in USAGE_STREAMS:
+        body = _with_stream_usage(body, data)
     try:
         exchange = Exchange(
             request,

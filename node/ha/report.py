@@ -138,6 +138,7 @@ def mesh_status(node: Node) -> dict[str, Any]:
         "nodes": nodes,
         "stores": state.counts(),
         "rate_limit_backend": node.ratelimiter.backend,
+        "quota_backend": node.quotas.backend,
         "shutdowns": list(state.shutdowns.values())[-5:],
     }
 

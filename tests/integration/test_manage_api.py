@@ -354,3 +354,40 @@ def test_every_management_route_refuses_another_tenants_objects(
     # in its own tenant the same user does not see iso-b's model either
     own = requests.get(api + "/api/models", headers=as_a, timeout=5).json()["models"]
     assert all(m["namespace"] == "iso-a" for m in own)
+
+
+def test_streamed_tokens_count_toward_usage(api: str) -> None:
+    admin = _login(api)
+    requests.post(api + "/api/admin/tenants", json={"name": "streams"}, headers=admin, timeout=5)
+    requests.post(
+        api + "/api/models?namespace=streams",
+        headers=admin,
+        timeout=5,
+        json={"name": "talk", "namespace": "streams", "modelId": MODEL},
+    )
+    key = requests.post(
+        api + "/api/models/talk/publish?namespace=streams",
+        headers=admin,
+        timeout=5,
+        json={"config": {}},
+    ).json()["publishedModel"]["apiKey"]
+    body = {
+        "model": MODEL,
+        "stream": True,
+        "max_tokens": 5,
+        "messages": [{"role": "user", "content": "count me"}],
+    }
+    with requests.post(
+        api + "/models/talk/v1/chat/completions",
+        json=body,
+        stream=True,
+        headers={"X-API-Key": key},
+        timeout=10,
+    ) as resp:
+        lines = [line for line in resp.iter_lines() if line]
+    assert resp.status_code == 200 and lines[-1] == b"data: [DONE]"
+    # the client did not ask for usage; the gateway did, so the stream's tokens are counted
+    usage = requests.get(
+        api + "/api/models/talk/publish?namespace=streams", headers=admin, timeout=5
+    ).json()["usage"]
+    assert usage["totalRequests"] == 1 and usage["tokensUsed"] >= 5
