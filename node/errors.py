@@ -111,10 +111,6 @@ def error_response(
     )
 
 
-def bad_request(message: str, param: str | None = None) -> ApiError:
-    return ApiError(400, message, param=param)
-
-
 def management_body(
     status: int, message: str, code: str | None, extra: dict[str, Any] | None
 ) -> dict[str, Any]:

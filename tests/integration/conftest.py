@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,3 @@ def module_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster
         yield c
     finally:
         c.stop()
-
-
-MakeCluster = Callable[[], Cluster]
