@@ -1,0 +1,499 @@
+"""The OpenAPI document's building blocks: schema helpers, component schemas, responses."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from mesh.state import WORKER_TYPES
+from node.api import ha, manage
+from node.config import OPTIONS
+from node.ha.peers import MESH_TOKEN_HEADER
+from node.routing.registry import PARAMS, POLICY_NAMES
+from node.runtime import RUNTIME_SETTINGS
+
+Schema = dict[str, Any]
+PATH: Final = "/openapi.json"
+
+# -- small schema helpers ------------------------------------------------------------------------
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def obj(
+    properties: dict[str, Schema],
+    required: tuple[str, ...] = (),
+    *,
+    closed: bool = True,
+    description: str | None = None,
+    **extra: Any,
+) -> Schema:
+    """An object schema; `closed` means the handler rejects unknown fields."""
+    schema: Schema = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = list(required)
+    if closed:
+        schema["additionalProperties"] = False
+    if description:
+        schema["description"] = description
+    schema.update(extra)
+    return schema
+
+
+def string(description: str | None = None, **extra: Any) -> Schema:
+    schema: Schema = {"type": "string", **extra}
+    if description:
+        schema["description"] = description
+    return schema
+
+
+NON_EMPTY_OR_NULL: Final = {"type": ["string", "null"], "minLength": 1}
+VERSION: Final = {
+    "type": ["integer", "null"],
+    "minimum": 0,
+    "description": "optimistic concurrency: the record's current version (0: must not exist)",
+}
+VERSION_OR_DIGITS: Final = {
+    "description": "optimistic concurrency: the record's current version (0: must not exist); "
+    "a string of digits is accepted too",
+    "anyOf": [
+        {"type": "integer", "minimum": 0},
+        {"type": "string", "pattern": "^[0-9]+$"},
+        {"type": "null"},
+    ],
+}
+LABELS: Final = {"type": "object", "additionalProperties": {"type": "string"}}
+NAME_PATTERN: Final = manage.NAME.pattern
+
+# -- component schemas -----------------------------------------------------------------------------
+
+
+def _param_schema(kind: str, low: float | None, high: float | None) -> Schema:
+    if kind == "seed":
+        return {"type": ["integer", "null"]}
+    schema: Schema = {"type": "integer" if kind == "int" else "number"}
+    if low is not None:
+        schema["minimum"] = low
+    if high is not None:
+        schema["maximum"] = high
+    return schema
+
+
+def _policy_variants() -> list[Schema]:
+    """One schema per routing policy: its name and exactly its parameters."""
+    variants = []
+    for name in POLICY_NAMES:
+        params = {
+            key: {**_param_schema(spec.kind, spec.low, spec.high), "default": spec.default}
+            for key, spec in PARAMS[name].items()
+        }
+        variants.append(
+            obj(
+                {
+                    "policy": {"const": name},
+                    "params": {
+                        "type": ["object", "null"],
+                        "properties": params,
+                        "additionalProperties": False,
+                    },
+                    "expected_version": VERSION,
+                },
+                ("policy",),
+                title=name,
+            )
+        )
+    return variants
+
+
+# Bounds of the runtime settings (the checks in node.config.OPTIONS; a unit test compares them).
+RUNTIME_BOUNDS: Final[dict[str, dict[str, float]]] = {
+    "queue_size": {"minimum": 0},
+    "queue_timeout_secs": {"minimum": 0},
+    "request_timeout_secs": {"minimum": 0.001},
+    "retry_max_retries": {"minimum": 1},
+    "retry_initial_backoff_ms": {"minimum": 0},
+    "retry_max_backoff_ms": {"minimum": 0},
+    "retry_backoff_multiplier": {"minimum": 1.0},
+    "retry_jitter_factor": {"minimum": 0, "maximum": 1},
+    "cb_failure_threshold": {"minimum": 1},
+    "cb_success_threshold": {"minimum": 1},
+    "cb_timeout_duration_secs": {"minimum": 0},
+    "cb_window_duration_secs": {"minimum": 0.001},
+    "health_failure_threshold": {"minimum": 1},
+    "health_success_threshold": {"minimum": 1},
+    "health_check_timeout_secs": {"minimum": 0.001},
+    "health_check_interval_secs": {"minimum": 0.01},
+}
+
+
+def _runtime_settings() -> Schema:
+    options = {o.name: o for o in OPTIONS}
+    properties: dict[str, Schema] = {}
+    for name in RUNTIME_SETTINGS:
+        option = options[name]
+        kind = {int: "integer", float: "number", str: "string"}.get(option.kind, "boolean")
+        schema: Schema = {"type": kind, "description": option.help, **RUNTIME_BOUNDS.get(name, {})}
+        if name == "policy":
+            schema["enum"] = list(POLICY_NAMES)
+        properties[name] = schema
+    return obj(
+        properties,
+        minProperties=1,
+        description="runtime settings to change (a value may also be given as text, "
+        'as on the command line, e.g. "5" or "true")',
+    )
+
+
+# node.limits.quotas.Limits.from_dict accepts these (the fuzz test compares the two).
+QUOTA_FIELDS: Final = (
+    "burst",
+    "requests_per_minute",
+    "requests_per_hour",
+    "tokens_per_hour",
+    "max_concurrent",
+    "requestsPerMinute",
+    "requestsPerHour",
+    "tokensPerHour",
+    "burstLimit",
+    "maxConcurrent",
+)
+LIMITS: Final = {
+    "type": ["object", "null"],
+    "description": "quotas (snake_case or camelCase names; null or absent: no limit)",
+    "properties": {name: {"type": ["integer", "null"], "minimum": 1} for name in QUOTA_FIELDS},
+    "additionalProperties": False,
+}
+
+_CREATE_WORKER = {
+    "url": string(
+        "the worker's base URL: http(s):// or grpc(s):// with a host, no query or fragment",
+        format="uri",
+        pattern="^\\s*(https?|grpcs?)://[^\\s/?#]+",
+    ),
+    "model_id": NON_EMPTY_OR_NULL,
+    "worker_type": {"enum": list(WORKER_TYPES)},
+    "runtime": NON_EMPTY_OR_NULL,
+    "priority": {"type": "integer", "minimum": 0, "maximum": 1_000_000},
+    "cost": {"type": "number", "minimum": 0},
+    "labels": LABELS,
+    "api_key": {**NON_EMPTY_OR_NULL, "description": "sent to the worker; never shown again"},
+    "connection_mode": {
+        "enum": ["http", "grpc"],
+        "description": "must match the url scheme (which decides it anyway)",
+    },
+}
+_MUTABLE_WORKER = ("model_id", "worker_type", "runtime", "priority", "cost", "labels", "api_key")
+_UPDATE_WORKER = {
+    **{k: _CREATE_WORKER[k] for k in _MUTABLE_WORKER},
+    "url": {"description": "may be sent, but must equal the worker's current url"},
+    "expected_version": VERSION,
+}
+_SELECTOR = {
+    "type": ["object", "null"],
+    "properties": {
+        "model_id": {"type": "string"},
+        "labels": {**LABELS, "type": ["object", "null"]},
+    },
+    "additionalProperties": False,
+}
+_MODEL_FIELDS: dict[str, Schema] = {
+    "name": string("1-63 lowercase letters, digits or '-'", pattern=NAME_PATTERN),
+    "namespace": {"type": ["string", "null"], "description": "the tenant (admins must name it)"},
+    "tenantId": {"type": ["string", "null"], "description": "same as namespace"},
+    "modelId": {"type": ["string", "null"], "description": "selects workers by model id"},
+    "selector": _SELECTOR,
+    "framework": {"type": ["string", "null"]},
+    "storageUri": {"type": ["string", "null"]},
+    "minReplicas": {"type": "integer", "minimum": 0},
+    "maxReplicas": {"type": "integer", "minimum": 0},
+    "scaleTarget": {"type": "integer", "minimum": 0},
+    "scaleMetric": {"type": "string"},
+    "policy": {"enum": [*POLICY_NAMES, None]},
+    "policyParams": {
+        "type": ["object", "null"],
+        "description": "the policy's parameters (see PolicySet)",
+    },
+    "description": {"type": ["string", "null"]},
+}
+_PUBLISH_CONFIG = obj(
+    {
+        "tenantId": {"type": ["string", "null"], "description": "must be the model's tenant"},
+        "modelType": {"type": "string"},
+        "externalPath": string(
+            "/models/<name>", pattern="^/models/" + NAME_PATTERN.removeprefix("^")
+        ),
+        "publicHostname": {"type": "string"},
+        "rateLimiting": LIMITS,
+        "authentication": {
+            "type": ["object", "null"],
+            "properties": {
+                "requireApiKey": {"type": "boolean"},
+                "allowedTenants": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+        "metadata": {"type": "object"},
+    }
+)
+_INFERENCE_BODY = obj(
+    {
+        "model": {"type": ["string", "null"], "minLength": 1},
+        "stream": {"type": "boolean"},
+    },
+    closed=False,
+    description="an OpenAI- or SGLang-style body; the gateway reads `model` and `stream` and "
+    "forwards the rest to a worker unchanged",
+)
+
+SCHEMAS: Final[dict[str, Schema]] = {
+    "Error": obj(
+        {
+            "error": obj(
+                {
+                    "type": string("e.g. invalid_request_error, authentication_error"),
+                    "code": string("machine-readable, e.g. BAD_REQUEST, WORKER_NOT_FOUND"),
+                    "message": string("what went wrong and what to do"),
+                    "param": {"type": ["string", "null"], "description": "the field at fault"},
+                },
+                ("type", "code", "message", "param"),
+                closed=False,
+                description="may carry more context (e.g. current_version, effective)",
+            )
+        },
+        ("error",),
+        description="the error body of every route outside /api/",
+    ),
+    "ApiError": obj(
+        {
+            "error": string("what went wrong"),
+            "details": {"description": "more detail, or null"},
+            "code": string("machine-readable, e.g. BAD_REQUEST, NOT_FOUND"),
+        },
+        ("error", "details", "code"),
+        description="the error body of the management API (/api/...)",
+    ),
+    "Limits": LIMITS,
+    "WorkerCreate": obj(_CREATE_WORKER, ("url",)),
+    "WorkerUpdate": obj(
+        _UPDATE_WORKER,
+        description="one or more mutable fields (PUT and PATCH both change only what is sent)",
+        anyOf=[{"required": [k]} for k in _MUTABLE_WORKER],
+    ),
+    "PolicySet": {"oneOf": _policy_variants(), "description": "a routing policy and its params"},
+    "ConfigSet": obj(
+        {
+            "key": string(
+                "1-256 letters, digits and . _ : / - (starting with a letter or digit)",
+                pattern=ha.CONFIG_KEY.pattern,
+            ),
+            "value": {"description": f"any JSON value, at most {ha.CONFIG_VALUE_LIMIT} bytes"},
+            "expected_version": VERSION_OR_DIGITS,
+        },
+        ("key", "value"),
+    ),
+    "RateLimitSet": obj(
+        {
+            "model": {"type": ["string", "null"], "description": "a model id; null or '*': all"},
+            "scope": {"type": ["string", "null"], "description": "same as model"},
+            "requests_per_second": {
+                "type": ["number", "null"],
+                "exclusiveMinimum": 0,
+                "description": "mesh-wide rate; null removes the rule",
+            },
+            "burst": {"type": "number", "minimum": 1},
+            "expected_version": VERSION_OR_DIGITS,
+        },
+        ("requests_per_second",),
+    ),
+    "Shutdown": obj(
+        {
+            "target": {
+                "type": ["string", "null"],
+                "description": "'self' (default), 'cluster' or a member name",
+            },
+            "grace_period_secs": {"type": "number", "minimum": 0, "maximum": 86400},
+            "drain_delay_secs": {"type": "number", "minimum": 0, "maximum": 86400},
+        }
+    ),
+    "Drain": obj(
+        {
+            "target": {
+                "type": ["string", "null"],
+                "description": "'self' (default), 'cluster' or a member name",
+            },
+            "draining": {"type": "boolean", "default": True},
+        }
+    ),
+    "MemberAdd": obj(
+        {"raft_address": string("HOST:PORT of a running node", pattern="^.+:[0-9]+$")},
+        ("raft_address",),
+    ),
+    "RuntimeSettings": _runtime_settings(),
+    "BreakerReset": obj(
+        {"worker_id": {"type": ["string", "null"], "description": "absent or null: every worker"}}
+    ),
+    "Login": obj(
+        {"username": {"type": "string"}, "password": {"type": "string"}},
+        ("username", "password"),
+        closed=False,
+    ),
+    "TenantCreate": obj(
+        {
+            "name": string("1-63 lowercase letters, digits or '-'", pattern=NAME_PATTERN),
+            "description": {"type": ["string", "null"]},
+            "limits": ref("Limits"),
+        },
+        ("name",),
+    ),
+    "KeyCreate": obj(
+        {
+            "name": string(minLength=1, maxLength=100, default="key"),
+            "namespace": {"type": ["string", "null"], "description": "the key's tenant"},
+            "tenantId": {"type": ["string", "null"], "description": "same as namespace"},
+            "role": {"enum": ["user", "admin"], "default": "user"},
+            "models": {
+                "type": ["array", "null"],
+                "items": {"type": "string", "minLength": 1},
+                "description": "the only models the key may use",
+            },
+            "limits": ref("Limits"),
+            "expiresInSecs": {"type": ["integer", "null"], "minimum": 1},
+        }
+    ),
+    "ValidateKey": obj({"apiKey": string(minLength=1)}, ("apiKey",), closed=False),
+    "ModelCreate": obj(_MODEL_FIELDS, ("name",)),
+    "ModelUpdate": obj(
+        {k: v for k, v in _MODEL_FIELDS.items() if k not in ("name", "namespace", "tenantId")}
+    ),
+    "PublishConfig": _PUBLISH_CONFIG,
+    "Publish": obj({"config": ref("PublishConfig")}, ("config",), closed=False),
+    "Predict": obj(
+        {
+            "inputData": {"type": "object", "description": "the body below, wrapped"},
+            "messages": {"type": "array", "description": "-> /v1/chat/completions"},
+            "prompt": {"description": "-> /v1/completions"},
+            "input": {"description": "-> /v1/embeddings"},
+            "text": {"description": "-> /generate"},
+            "model": {"type": ["string", "null"], "minLength": 1},
+            "stream": {"type": "boolean"},
+        },
+        closed=False,
+        description="an OpenAI-style body (one of messages, prompt, input or text decides "
+        "the worker route), optionally wrapped in inputData",
+        anyOf=[{"required": [k]} for k in ("inputData", "messages", "prompt", "input", "text")],
+    ),
+    "Inference": _INFERENCE_BODY,
+    "Object": {"type": "object", "description": "a JSON object (see the route's description)"},
+}
+
+# -- responses -------------------------------------------------------------------------------------
+
+ERROR_NAMES: Final = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    409: "Conflict",
+    413: "PayloadTooLarge",
+    429: "TooManyRequests",
+    502: "BadGateway",
+    503: "ServiceUnavailable",
+    504: "GatewayTimeout",
+}
+_ERROR_TEXT: Final = {
+    400: "the request is malformed or invalid; the message says what to fix",
+    401: "no valid credential",
+    403: "the credential may not do this (e.g. not an admin, another tenant)",
+    404: "no such object",
+    409: "conflicts with the current state (a duplicate, a version mismatch, a state that "
+    "does not allow it)",
+    413: "the body is larger than --max-payload-size",
+    429: "a rate limit, quota or the node's capacity is exhausted; retry after Retry-After",
+    502: "the worker did not answer",
+    503: "not available right now (e.g. the change was not committed: no leader or quorum); "
+    "retry after Retry-After",
+    504: "the worker did not answer in time",
+}
+_RETRY_AFTER: Final = {
+    "Retry-After": {"description": "seconds to wait", "schema": {"type": "string"}}
+}
+_WWW_AUTHENTICATE: Final = {
+    "WWW-Authenticate": {"description": 'Bearer realm="meshgate"', "schema": {"type": "string"}}
+}
+
+
+def _error_response(status: int, schema: str) -> Schema:
+    response: Schema = {
+        "description": _ERROR_TEXT[status],
+        "content": {"application/json": {"schema": ref(schema)}},
+    }
+    if status in (429, 503):
+        response["headers"] = _RETRY_AFTER
+    elif status == 401:
+        response["headers"] = _WWW_AUTHENTICATE
+    return response
+
+
+RESPONSES: Final[dict[str, Schema]] = {
+    **{name: _error_response(code, "Error") for code, name in ERROR_NAMES.items()},
+    **{"Api" + name: _error_response(code, "ApiError") for code, name in ERROR_NAMES.items()},
+}
+
+SECURITY_SCHEMES: Final = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "an API key, a control-plane key, a managed key or a JWT",
+    },
+    "apiKey": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "the same credentials; used only when Authorization is absent",
+    },
+    "meshToken": {
+        "type": "apiKey",
+        "in": "header",
+        "name": MESH_TOKEN_HEADER,
+        "description": "the mesh token other nodes present (GET /ha/local only)",
+    },
+    "queryToken": {
+        "type": "apiKey",
+        "in": "query",
+        "name": "token",
+        "description": "for browsers, which cannot set headers on a WebSocket (GET /ws only); "
+        "the subprotocol bearer.<token> works too",
+    },
+}
+_CREDENTIAL: Final = [{"bearer": []}, {"apiKey": []}]
+AUTH: Final[dict[str, tuple[list[dict[str, list[str]]], tuple[int, ...], str]]] = {
+    # group: (security, the errors the guard itself answers, what the group means)
+    "public": ([], (), "public: no credential"),
+    "protected": (
+        _CREDENTIAL,
+        (401,),
+        "protected: any valid credential (open only when none is configured)",
+    ),
+    "control_plane": (
+        _CREDENTIAL,
+        (401, 403),
+        "control plane: an admin credential (or the API key when it is the only one)",
+    ),
+    "management": (_CREDENTIAL, (401,), "management: any valid credential, scoped to its tenant"),
+    "published": (
+        _CREDENTIAL,
+        (401, 403),
+        "the publication's own key, an admin, or a user of a tenant the publication allows",
+    ),
+    "management_admin": (_CREDENTIAL, (401, 403), "management: an admin credential"),
+    "mesh": (
+        [*_CREDENTIAL, {"meshToken": []}],
+        (401, 403),
+        "the mesh token of a peer, or an admin credential",
+    ),
+    "websocket": (
+        [*_CREDENTIAL, {"queryToken": []}],
+        (401, 403),
+        "an admin, or a tenant's user (who sees that tenant's changes)",
+    ),
+}
