@@ -51,8 +51,6 @@ import platform
 import shlex
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -65,52 +63,26 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from common import (
+    CLK_TCK,
+    LOG_TAIL_LINES,
+    BenchError,
+    Interrupted,
+    Proc,
+    free_port,
+    interrupt,
+    load_average,
+    percentile,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
 CHAT_PATH = "/v1/chat/completions"
 TARGETS = ("direct", "gateway")
-LOG_TAIL_LINES = 40
 
 # Loopback only: never send the benchmark's polls through an HTTP proxy from the environment.
 _NO_PROXY_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-class BenchError(Exception):
-    """The benchmark cannot go on; the message says why (and may carry a log tail)."""
-
-
-class Interrupted(Exception):
-    """SIGINT or SIGTERM: stop measuring, stop the children, exit 130."""
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    """SIGTERM outside the event loop: unwind like Ctrl-C so every child is stopped."""
-    raise Interrupted(signal.Signals(signum).name)
-
-
 # -- processes ---------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def proc_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of process `pid` (all its threads), or None without /proc."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            stat = handle.read()
-    except OSError:
-        return None
-    # The command name (field 2) may contain spaces; fields after it start past the last ")".
-    rest = stat[stat.rindex(")") + 2 :].split()
-    utime, stime = int(rest[11]), int(rest[12])  # fields 14 and 15 of proc(5)
-    return (utime + stime) / _CLK_TCK
 
 
 def machine_busy_seconds() -> float | None:
@@ -122,79 +94,7 @@ def machine_busy_seconds() -> float | None:
         return None
     # cpu user nice system idle iowait irq softirq steal [guest guest_nice]; guest is in user.
     user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[1:9])
-    return (user + nice + system + irq + softirq + steal) / _CLK_TCK
-
-
-def child_environment() -> dict[str, str]:
-    """This environment without MESHGATE_* settings, so only the flags below configure a node."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MESHGATE_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-class Proc:
-    """A `python -m node.cli ...` child with its output in a log file."""
-
-    def __init__(
-        self, label: str, args: list[str], log_path: Path, env: dict[str, str] | None = None
-    ) -> None:
-        self.label = label
-        self.args = args
-        self.log_path = log_path
-        self.command = [sys.executable, "-m", "node.cli", *args]
-        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.popen = subprocess.Popen(
-            self.command,
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env={**child_environment(), **(env or {})},
-            start_new_session=True,  # a terminal's Ctrl-C reaches us; we stop the children
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def cpu_seconds(self) -> float | None:
-        return proc_cpu_seconds(self.pid) if self.alive() else None
-
-    def tail(self, lines: int = LOG_TAIL_LINES) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError as exc:
-            return f"(cannot read {self.log_path}: {exc.strerror})"
-        kept = text.splitlines()[-lines:]
-        return "\n".join(kept) if kept else "(log is empty)"
-
-    def problems(self) -> list[str]:
-        """Log lines that look like trouble (warnings, errors, tracebacks)."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return []
-        marks = (" WARNING ", " ERROR ", " CRITICAL ", "Traceback", "error:")
-        return [line for line in text.splitlines() if any(m in line for m in marks)]
-
-    def stop(self, grace: float = 15.0) -> None:
-        """SIGTERM, wait up to `grace` seconds, then SIGKILL."""
-        try:
-            if self.alive():
-                self.popen.send_signal(signal.SIGTERM)
-                try:
-                    self.popen.wait(timeout=grace)
-                except subprocess.TimeoutExpired:
-                    print(
-                        f"{self.label} ignored SIGTERM for {grace:.0f}s; killing", file=sys.stderr
-                    )
-                    self.popen.kill()
-                    self.popen.wait(timeout=5)
-        finally:
-            self._log.close()
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
 
 
 def http_get(url: str, timeout: float = 1.0) -> tuple[int, bytes]:
@@ -521,7 +421,7 @@ async def run_phases(args: argparse.Namespace, cluster: Cluster) -> dict[str, di
         raise Interrupted("signal") from None
     finally:
         loop.remove_signal_handler(signal.SIGTERM)  # resets it to SIG_DFL: put ours back
-        signal.signal(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGTERM, interrupt)
 
 
 async def measure(args: argparse.Namespace, cluster: Cluster) -> dict[str, dict[str, Phase]]:
@@ -562,7 +462,7 @@ async def measure(args: argparse.Namespace, cluster: Cluster) -> dict[str, dict[
                     rps = len(window.totals) / window.seconds if window.seconds else 0.0
                     print(
                         f"  round {rnd + 1}/{args.rounds} {mode:<10} {target:<7} "
-                        f"{rps:9.1f} req/s  p50 {ms(pct(window.totals, 50)):>8} ms  "
+                        f"{rps:9.1f} req/s  p50 {ms(percentile(window.totals, 50)):>8} ms  "
                         f"errors {errors}",
                         file=sys.stderr,
                         flush=True,
@@ -571,17 +471,6 @@ async def measure(args: argparse.Namespace, cluster: Cluster) -> dict[str, dict[
 
 
 # -- statistics and report -------------------------------------------------------------------
-
-
-def pct(values: list[float], q: float) -> float:
-    """The q-th percentile, linear interpolation between closest ranks; NaN if empty."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def ms(seconds: float) -> str:
@@ -604,7 +493,7 @@ def latency_rows(
 ) -> list[tuple[str, str, str, str]]:
     rows = []
     for q in QUANTILES:
-        d, g = pct(direct, q), pct(gateway, q)
+        d, g = percentile(direct, q), percentile(gateway, q)
         rows.append((f"{label} p{q} (ms)", ms(d), ms(g), signed_ms(g - d)))
     return rows
 
@@ -756,34 +645,33 @@ def phase_json(phase: Phase) -> dict[str, Any]:
         "requests_per_second_by_round": [round(r, 2) for r in phase.round_rps],
         "errors": sum(phase.errors.values()),
         "error_kinds": dict(phase.errors),
-        "latency_ms": {f"p{q}": finite(pct(phase.totals, q) * 1000) for q in QUANTILES},
+        "latency_ms": {f"p{q}": finite(percentile(phase.totals, q) * 1000) for q in QUANTILES},
         "cpu_seconds": {k: None if v is None else round(v, 3) for k, v in phase.cpu.items()},
     }
     if phase.totals:
         out["latency_ms"]["mean"] = round(sum(phase.totals) / len(phase.totals) * 1000, 3)
         out["latency_ms"]["max"] = round(max(phase.totals) * 1000, 3)
     if phase.ttfbs:
-        out["first_byte_ms"] = {f"p{q}": finite(pct(phase.ttfbs, q) * 1000) for q in QUANTILES}
+        out["first_byte_ms"] = {
+            f"p{q}": finite(percentile(phase.ttfbs, q) * 1000) for q in QUANTILES
+        }
     return out
 
 
 def added_json(pair: dict[str, Phase], stream: bool) -> dict[str, Any]:
     d, g = pair["direct"], pair["gateway"]
-    added = {f"p{q}": finite((pct(g.totals, q) - pct(d.totals, q)) * 1000) for q in (50, 99)}
+    added = {
+        f"p{q}": finite((percentile(g.totals, q) - percentile(d.totals, q)) * 1000)
+        for q in (50, 99)
+    }
     out: dict[str, Any] = {"latency_ms": added}
     if stream:
         out["first_byte_ms"] = {
-            f"p{q}": finite((pct(g.ttfbs, q) - pct(d.ttfbs, q)) * 1000) for q in (50, 99)
+            f"p{q}": finite((percentile(g.ttfbs, q) - percentile(d.ttfbs, q)) * 1000)
+            for q in (50, 99)
         }
     out["throughput_ratio"] = round(g.rps / d.rps, 4) if d.rps else None
     return out
-
-
-def load_average() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 def report(
@@ -858,14 +746,15 @@ def report(
         d, g = pair["direct"], pair["gateway"]
         which = "total " if args.stream else ""
         print(
-            f"added {which}latency: p50 {signed_ms(pct(g.totals, 50) - pct(d.totals, 50))} ms, "
-            f"p99 {signed_ms(pct(g.totals, 99) - pct(d.totals, 99))} ms"
+            f"added {which}latency: "
+            f"p50 {signed_ms(percentile(g.totals, 50) - percentile(d.totals, 50))} ms, "
+            f"p99 {signed_ms(percentile(g.totals, 99) - percentile(d.totals, 99))} ms"
         )
         if args.stream:
             print(
                 "added first-byte latency: "
-                f"p50 {signed_ms(pct(g.ttfbs, 50) - pct(d.ttfbs, 50))} ms, "
-                f"p99 {signed_ms(pct(g.ttfbs, 99) - pct(d.ttfbs, 99))} ms"
+                f"p50 {signed_ms(percentile(g.ttfbs, 50) - percentile(d.ttfbs, 50))} ms, "
+                f"p99 {signed_ms(percentile(g.ttfbs, 99) - percentile(d.ttfbs, 99))} ms"
             )
         for phase in (d, g):
             if phase.errors:
@@ -878,7 +767,7 @@ def report(
         }
     cpu_text, cpu_data = cpu_report(phases, cores)
     print()
-    tick_ms = 1000 // _CLK_TCK
+    tick_ms = 1000 // CLK_TCK
     print(f"== CPU inside the measured windows (/proc/<pid>/stat, {tick_ms} ms ticks) ==")
     print(cpu_text)
     if args.backend_url:
@@ -1028,7 +917,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     tmp = Path(tempfile.mkdtemp(prefix="meshgate-bench-"))
     cluster = Cluster(tmp)
     keep = args.keep_tmp

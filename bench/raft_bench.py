@@ -73,9 +73,7 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -86,138 +84,27 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from common import (
+    LOG_TAIL_LINES,
+    BenchError,
+    Interrupted,
+    Proc,
+    free_ports,
+    interrupt,
+    load_average,
+    percentile,
+    progress,
+    stop_all,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
 MODEL = "bench-model"
 NODE_NAMES = ("n1", "n2", "n3")
-LOG_TAIL_LINES = 40
 JSON_HEADERS = {"Content-Type": "application/json"}
 CAUGHT_UP_SLACK = 2  # applied_index >= commit_index - 2, as `meshgate cluster` uses
 
 TARGET_FOLLOWER_P50_MS = 3.0
 TARGET_FAILOVER_MEDIAN_S = 1.0
 TARGET_STALL_MS = 100.0
-
-
-class BenchError(Exception):
-    """The benchmark cannot go on; the message says why (and may carry a log tail)."""
-
-
-class Interrupted(Exception):
-    """SIGINT or SIGTERM: stop measuring, stop the children, exit 130."""
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise Interrupted(signal.Signals(signum).name)
-
-
-def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-# -- processes ---------------------------------------------------------------------------
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct free loopback ports (all held open at once, so no duplicates)."""
-    socks = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            socks.append(sock)
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for sock in socks:
-            sock.close()
-
-
-_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def proc_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of process `pid` (all its threads), or None without /proc."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            stat = handle.read()
-    except OSError:
-        return None
-    rest = stat[stat.rindex(")") + 2 :].split()
-    return (int(rest[11]) + int(rest[12])) / _CLK_TCK  # utime + stime, fields 14 and 15
-
-
-def child_environment() -> dict[str, str]:
-    """This environment without MESHGATE_* settings, so only our flags configure a node."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MESHGATE_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-class Proc:
-    """A `python -m node.cli ...` child; its output is appended to a log file."""
-
-    def __init__(self, label: str, args: list[str], log_path: Path) -> None:
-        self.label = label
-        self.log_path = log_path
-        self.command = [sys.executable, "-m", "node.cli", *args]
-        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in close()
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        self._log.write(f"--- raft_bench: starting {label} at {stamp} ---\n".encode())
-        self._log.flush()
-        self.popen = subprocess.Popen(
-            self.command,
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=child_environment(),
-            start_new_session=True,  # a terminal's Ctrl-C reaches us; we stop the children
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def cpu_seconds(self) -> float | None:
-        return proc_cpu_seconds(self.pid) if self.alive() else None
-
-    def tail(self, lines: int = LOG_TAIL_LINES) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError as exc:
-            return f"(cannot read {self.log_path}: {exc.strerror})"
-        kept = text.splitlines()[-lines:]
-        return "\n".join(kept) if kept else "(log is empty)"
-
-    def kill(self) -> None:
-        if self.alive():
-            self.popen.kill()
-        self.popen.wait(timeout=5)
-        self.close()
-
-    def close(self) -> None:
-        if not self._log.closed:
-            self._log.close()
-
-
-def stop_all(procs: list[Proc], grace: float = 15.0) -> None:
-    """SIGTERM every process at once, wait up to `grace` seconds in all, then SIGKILL."""
-    for proc in procs:
-        if proc.alive():
-            with contextlib.suppress(OSError):
-                proc.popen.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    for proc in procs:
-        try:
-            proc.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            progress(f"{proc.label} ignored SIGTERM for {grace:.0f}s; killing it")
-            with contextlib.suppress(Exception):
-                proc.kill()
-        proc.close()
 
 
 @dataclass(frozen=True)
@@ -659,17 +546,6 @@ async def watching(watcher: Watcher) -> AsyncIterator[Watcher]:
 
 
 # -- statistics -------------------------------------------------------------------------------
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default); nan when empty."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100
-    low = int(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
 def latency_summary(seconds: list[float]) -> dict[str, float]:
@@ -1156,7 +1032,7 @@ async def run(args: argparse.Namespace, mesh: Mesh) -> dict[str, Any]:
         raise Interrupted("signal") from None
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
-        signal.signal(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGTERM, interrupt)
 
 
 async def measure(args: argparse.Namespace, mesh: Mesh) -> dict[str, Any]:
@@ -1254,13 +1130,6 @@ def ms(value: float | None, digits: int = 2) -> str:
 
 def verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("PASS" if ok else "MISS")
-
-
-def load_average() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "unknown"
 
 
 def report(args: argparse.Namespace, mesh: Mesh, results: dict[str, Any]) -> dict[str, Any]:
@@ -1601,7 +1470,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     tmp = Path(tempfile.mkdtemp(prefix="meshgate-raft-bench-"))
     mesh = Mesh(tmp, args)
     keep = args.keep_tmp
