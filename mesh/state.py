@@ -9,9 +9,10 @@ Rules this module keeps (see shared/RAFT.md):
   timestamps and secret hashes arrive inside the command.
 - `apply` never raises: a malformed or impossible command gets an error
   outcome, the same on every node, and changes nothing.
-- Copy-on-write: a collection is never mutated in place. Apply builds a new
-  dict and swaps it in, so the event loop may read any collection (and any
-  record in it) without a lock while the Raft thread applies the next command.
+- Copy-on-write: a collection is never mutated in place (except `recent`,
+  which only `apply` reads). Apply builds a new dict and swaps it in, so the
+  event loop may read any collection (and any record in it) without a lock
+  while the Raft thread applies the next command.
 - Plain data only (dicts, lists, str, numbers), so the state pickles into
   snapshots, and stays small.
 """
@@ -120,11 +121,12 @@ class ControlState:
         return outcome
 
     def _remember(self, rid: str, outcome: Outcome) -> None:
-        recent = dict(self.recent)
+        # The one collection mutated in place: only `apply` (the Raft thread) reads it,
+        # and copying 4096 entries on every command would cost more than the command.
+        recent = self.recent
         recent[rid] = outcome
         while len(recent) > RECENT_REQUESTS_KEPT:
             del recent[next(iter(recent))]
-        self.recent = recent
 
     # -- reading ------------------------------------------------------------
 

@@ -646,7 +646,6 @@ def test_apply_is_copy_on_write() -> None:
         "worker_urls": s.worker_urls,
         "policies": s.policies,
         "config": s.config,
-        "recent": s.recent,
     }
     frozen = copy.deepcopy(maps)
     record = s.workers["w1"]
