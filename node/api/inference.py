@@ -121,8 +121,10 @@ async def run_inference(
     allowed_models = (principal.key or {}).get("models")
     if allowed_models and model not in allowed_models:
         raise ApiError(403, f"this key may use only: {', '.join(allowed_models)}", param="model")
-    if target.candidates is None:
-        node.forwarder.candidates(model)  # 404 for an unknown model before taking a slot
+    # Looked up once, here: a 404 for an unknown model comes before taking a slot.
+    candidates = target.candidates
+    if candidates is None:
+        candidates = node.forwarder.candidates(model)
     routing_key = next((v for h in ROUTING_KEY_HEADERS if (v := request.headers.get(h))), None)
     policy = node.selector.record_for(target.policy_key or model)["policy"]
     facts = facts_of(data, model, routing_key, with_prompt=policy in PROMPT_POLICIES)
@@ -172,7 +174,7 @@ async def run_inference(
             facts,
             request_id(node, request),
             started,
-            candidates=target.candidates,
+            candidates=candidates,
             policy_key=target.policy_key,
             headers=headers,
             meter=meter,
