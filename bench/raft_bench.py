@@ -70,6 +70,7 @@ import json
 import os
 import platform
 import re
+import secrets
 import shlex
 import shutil
 import signal
@@ -98,6 +99,8 @@ from common import (
 )
 
 MODEL = "bench-model"
+# One random secret per run: a mesh never runs without one.
+MESH_SECRET = secrets.token_urlsafe(48)
 NODE_NAMES = ("n1", "n2", "n3")
 JSON_HEADERS = {"Content-Type": "application/json"}
 CAUGHT_UP_SLACK = 2  # applied_index >= commit_index - 2, as `meshgate cluster` uses
@@ -183,6 +186,8 @@ class Mesh:
             spec.raft_address,
             "--mesh-peers",
             *peers,
+            "--mesh-secret",
+            MESH_SECRET,
             "--worker-urls",
             self.worker_url,
             "--drain-delay-secs",

@@ -9,7 +9,7 @@ This is the only module that imports pysyncobj. Everything else sees:
 - the `AppliedStream` given at construction, fed every applied command.
 
 Settings and rules follow shared/RAFT.md: no batching (1 ms commits), journal
-and full dump together, a password whenever peers are not on loopback, fast
+and full dump together, always a password (the mesh secret), fast
 timeouts for a LAN, no queueing while leaderless (we retry ourselves, bounded),
 one replicated entry point (`apply`), and internal calls made on the Raft
 thread through a tick callback.
@@ -173,6 +173,9 @@ class MeshRaft:
     def start(self) -> None:
         """Create the SyncObj. Call on the main thread (its tick thread dies with its creator)."""
         s = self.settings
+        if not s.password:
+            # pysyncobj's wire format is pickle: an open port runs anyone's code.
+            raise ValueError("a Raft member never runs without a password (the mesh secret)")
         s.data_dir.mkdir(parents=True, exist_ok=True)
         conf = SyncObjConf(
             password=s.password,

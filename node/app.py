@@ -30,6 +30,7 @@ from node.config import Config
 from node.errors import ApiError, error_middleware
 from node.gauges import node_gauges
 from node.ha.peers import PeerPoller, mesh_token
+from node.ha.secret import mesh_secret
 from node.ha.shutdown import Stopper
 from node.identity.tokens import IdpSettings, TokenService
 from node.limits.admission import Admission
@@ -75,9 +76,10 @@ class Node:
             tokens=self.tokens,
             keys=lambda: (self.raft.state.key_hashes, self.raft.state.api_keys),
         )
-        self.mesh_token = mesh_token(config.mesh_secret)
+        self.mesh_secret = mesh_secret(config.mesh_secret, config.data_path)
+        self.mesh_token = mesh_token(self.mesh_secret)
         self.stream = AppliedStream()
-        self.raft = MeshRaft(raft_settings(config), self.stream)
+        self.raft = MeshRaft(raft_settings(config, self.mesh_secret), self.stream)
         self.pool = WorkerPool(
             BreakerSettings(
                 failure_threshold=config.cb_failure_threshold,
@@ -372,7 +374,7 @@ def rate_rules(records: dict[str, dict[str, Any]]) -> dict[str, Rule]:
     }
 
 
-def raft_settings(config: Config) -> RaftSettings:
+def raft_settings(config: Config, secret: str) -> RaftSettings:
     standalone = not config.mesh_peers
     bind = config.mesh_bind or "127.0.0.1:0"
     advertise = config.mesh_advertise or bind
@@ -382,7 +384,7 @@ def raft_settings(config: Config) -> RaftSettings:
         self_address=advertise if config.mesh_voter else None,
         bind_address=bind if config.mesh_voter else None,
         peers=peers,
-        password=config.mesh_secret,
+        password=secret,
         commit_timeout=config.mesh_commit_timeout_secs,
         tick_period=0.005 if standalone else 0.05,
         log_compaction_min_entries=config.mesh_log_compaction_entries,

@@ -31,12 +31,24 @@ def main(argv: list[str] | None = None) -> int:
     passwords.add_arguments(hash_parser)
     hash_parser.set_defaults(run=passwords.run)
 
+    secret_parser = sub.add_parser(
+        "generate-secret", help="print a new random secret for --mesh-secret, keys and --jwt-secret"
+    )
+    secret_parser.set_defaults(run=_print_secret)
+
     cluster = sub.add_parser("cluster", help="inspect and operate a running mesh")
     cluster_cli.add_arguments(cluster)
     cluster.set_defaults(run=cluster_cli.run)
 
     args = parser.parse_args(argv)
     return int(args.run(args) or 0)
+
+
+def _print_secret(_: argparse.Namespace) -> int:
+    from node.identity.strength import generate
+
+    print(generate())
+    return 0
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from node.identity.strength import HOW_TO_GENERATE, weakness
 from node.routing import POLICY_NAMES
 
 
@@ -204,7 +205,13 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "mesh_peers", str, [], "Raft addresses of the other voters", many=True, check=_host_ports
     ),
-    Option("mesh_secret", str, None, "shared secret encrypting Raft traffic"),
+    Option(
+        "mesh_secret",
+        str,
+        None,
+        "shared secret authenticating and encrypting Raft traffic (required with "
+        "--mesh-peers; a lone node generates one in its data dir)",
+    ),
     Option(
         "mesh_commit_timeout_secs",
         float,
@@ -447,8 +454,6 @@ def is_loopback(host: str) -> bool:
 
 
 def _check_identity(config: Config) -> None:
-    if config.jwt_secret is not None and len(config.jwt_secret.encode()) < 32:
-        raise ConfigError("--jwt-secret: must be at least 32 bytes")
     if config.admin_credentials and not config.jwt_secret:
         raise ConfigError("--admin-credentials: needs --jwt-secret to sign the login tokens")
     if config.idp_jwks_file and config.idp_jwks_url:
@@ -478,13 +483,36 @@ def _check_security(config: Config) -> None:
     ids = [spec.split(":", 1)[0] for spec in config.control_plane_api_keys]
     if len(ids) != len(set(ids)):
         raise ConfigError("--control-plane-api-keys: key ids must be unique")
-    raft_addresses = [*config.mesh_peers, config.mesh_bind or "", config.mesh_advertise or ""]
+    _check_secrets(config)
+    if config.mesh_peers and not config.mesh_secret:
+        raise ConfigError(
+            "--mesh-secret: required for a mesh (--mesh-peers is set), loopback included: "
+            "Raft traffic is pickle, and every member must prove it holds the secret; "
+            + HOW_TO_GENERATE
+        )
+    raft_addresses = [config.mesh_bind or "", config.mesh_advertise or ""]
     exposed = [a for a in raft_addresses if a and not is_loopback(a.rpartition(":")[0])]
     if exposed and not config.mesh_secret:
         raise ConfigError(
             f"--mesh-secret: required because the Raft port is reachable off loopback "
-            f"({exposed[0]}); Raft traffic is pickle and must be encrypted"
+            f"({exposed[0]}); the nodes that join need the same secret; " + HOW_TO_GENERATE
         )
+
+
+def _check_secrets(config: Config) -> None:
+    """Refuse short, low-entropy and placeholder keys and secrets, naming the flag."""
+    given: list[tuple[str, str | None]] = [
+        ("--mesh-secret", config.mesh_secret),
+        ("--api-key", config.api_key),
+        ("--jwt-secret", config.jwt_secret),
+    ]
+    for spec in config.control_plane_api_keys:
+        key_id, _, _, key = spec.split(":", 3)
+        given.append((f"--control-plane-api-keys (key {key_id!r})", key))
+    for flag, secret in given:
+        problem = weakness(secret) if secret is not None else None
+        if problem:
+            raise ConfigError(f"{flag}: the value {problem}; {HOW_TO_GENERATE}")
 
 
 def convert_option(name: str, raw: Any, origin: str | None = None) -> Any:

@@ -8,6 +8,7 @@ URLs and calls to try, and stops every child on exit.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import socket
 import subprocess
@@ -16,6 +17,8 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from node.identity.strength import generate
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,11 +66,15 @@ class Children:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.env = dict(os.environ)
 
     def start(self, name: str, *cli: str) -> subprocess.Popen[bytes]:
         with open(self.workdir / f"{name}.log", "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "node.cli", *cli], stdout=log, stderr=subprocess.STDOUT
+                [sys.executable, "-m", "node.cli", *cli],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
             )
         self.procs.append(proc)
         return proc
@@ -127,6 +134,9 @@ def _start_mesh(
     children: Children, args: argparse.Namespace, workers: list[str]
 ) -> list[str] | None:
     raft = [f"127.0.0.1:{_free_port()}" for _ in range(args.nodes)]
+    # The mesh's Raft traffic is authenticated with a secret made for this run; it
+    # reaches the nodes through the environment, never their command lines.
+    children.env["MESHGATE_MESH_SECRET"] = generate()
     started = []
     for i in range(args.nodes):
         name, port = f"node-{i + 1}", args.port + i

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from node import config as config_module
 from node.app import NODE, create_app
+from node.ha.secret import MeshSecretError
 
 log = logging.getLogger("meshgate")
 
@@ -43,7 +44,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(config: config_module.Config, config_file: str | None) -> int:
-    app = create_app(config, config_file)
+    try:
+        app = create_app(config, config_file)
+    except MeshSecretError as exc:
+        print(f"meshgate serve: error: --mesh-secret: {exc}", file=sys.stderr)
+        return 2
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, backlog=1024, reuse_address=True)

@@ -28,9 +28,11 @@ import aiohttp
 MESH_TOKEN_HEADER = "X-Meshgate-Mesh-Token"
 
 
-def mesh_token(secret: str | None) -> str:
-    key = (secret or "meshgate-loopback-mesh").encode()
-    return hmac.new(key, b"meshgate/ha/local", hashlib.sha256).hexdigest()
+def mesh_token(secret: str) -> str:
+    """The token nodes present to each other's `/ha/local`: derived from the mesh secret only."""
+    if not secret:
+        raise ValueError("a mesh token needs the mesh secret")
+    return hmac.new(secret.encode(), b"meshgate/ha/local", hashlib.sha256).hexdigest()
 
 
 @dataclass

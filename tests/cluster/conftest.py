@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.support import Node, Proc, free_port, start_echo_worker, wait_for
+from tests.support import MESH_SECRET, Node, Proc, free_port, start_echo_worker, wait_for
 
 MODEL = "echo-model"
 
@@ -40,6 +40,8 @@ class Mesh:
                     self.raft[i],
                     "--mesh-peers",
                     *peers,
+                    "--mesh-secret",
+                    MESH_SECRET,
                     "--worker-urls",
                     *[url for _, url in self.workers],
                     "--health-check-interval-secs",

@@ -10,10 +10,11 @@ from pathlib import Path
 import requests
 
 from tests.cluster.conftest import MODEL, Mesh
-from tests.support import RedisServer, clear_of_minute_boundary, wait_for
+from tests.support import RedisServer, clear_of_minute_boundary, strong, wait_for
 
 SECRET = "0123456789abcdef0123456789abcdef-mesh"
-ADMIN = {"Authorization": "Bearer admin-key-for-tests"}
+ADMIN_KEY = strong("admin-key-for-tests")
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 CHAT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
 
 
@@ -22,7 +23,7 @@ def _mesh(tmp_path: Path, *extra: str) -> Mesh:
         tmp_path,
         extra=(
             "--control-plane-api-keys",
-            "a:ops:admin:admin-key-for-tests",
+            f"a:ops:admin:{ADMIN_KEY}",
             "--jwt-secret",
             SECRET,
             *extra,

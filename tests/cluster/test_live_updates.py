@@ -9,12 +9,14 @@ import aiohttp
 import requests
 
 from tests.cluster.conftest import Mesh
+from tests.support import strong
 
-ADMIN = {"Authorization": "Bearer admin-key-for-ws"}
+ADMIN_KEY = strong("admin-key-for-ws")
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 def test_a_client_on_one_node_sees_changes_made_on_another(tmp_path: Path) -> None:
-    mesh = Mesh(tmp_path, extra=("--control-plane-api-keys", "a:ops:admin:admin-key-for-ws"))
+    mesh = Mesh(tmp_path, extra=("--control-plane-api-keys", f"a:ops:admin:{ADMIN_KEY}"))
     try:
         mesh.wait_ready_with(ADMIN)
         a, _, c = mesh.urls

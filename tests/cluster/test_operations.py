@@ -13,7 +13,7 @@ from pathlib import Path
 import requests
 
 from tests.cluster.conftest import MODEL, Mesh
-from tests.support import ROOT, Node, free_port, wait_for
+from tests.support import MESH_SECRET, ROOT, Node, free_port, wait_for
 
 CHAT = {"model": MODEL, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -243,11 +243,22 @@ def test_members_join_as_voters_and_read_only_and_leave(mesh: Mesh, tmp_path: Pa
         raft4,
         "--mesh-peers",
         *mesh.raft,
+        "--mesh-secret",
+        MESH_SECRET,
         "--worker-urls",
         mesh.workers[0][1],
         name="n4",
     )
-    reader = Node(tmp_path, "--mesh-voter", "false", "--mesh-peers", *mesh.raft, name="r1")
+    reader = Node(
+        tmp_path,
+        "--mesh-voter",
+        "false",
+        "--mesh-peers",
+        *mesh.raft,
+        "--mesh-secret",
+        MESH_SECRET,
+        name="r1",
+    )
     try:
         added = requests.post(
             mesh.nodes[0].url + "/ha/members", json={"raft_address": raft4}, timeout=10

@@ -5,8 +5,11 @@ from __future__ import annotations
 import requests
 
 from tests.integration.conftest import Cluster
+from tests.support import strong
 
 MODEL = "echo-model"
+CLIENT_KEY = strong("client-secret-1")
+ADMIN_KEY = strong("admin-secret-1")
 
 
 def test_health_ready_and_info(cluster: Cluster) -> None:
@@ -15,9 +18,9 @@ def test_health_ready_and_info(cluster: Cluster) -> None:
         "--worker-urls",
         worker,
         "--api-key",
-        "client-secret-1",
+        CLIENT_KEY,
         "--control-plane-api-keys",
-        "a:ops:admin:admin-secret-1",
+        f"a:ops:admin:{ADMIN_KEY}",
     )
     health = requests.get(node.url + "/health", timeout=5).json()
     assert health["status"] == "healthy" and health["version"] and health["uptime_seconds"] > 0
@@ -28,15 +31,15 @@ def test_health_ready_and_info(cluster: Cluster) -> None:
         node.url + "/v1/chat/completions",
         timeout=5,
         json={"model": MODEL, "messages": [{"role": "user", "content": "x"}]},
-        headers={"Authorization": "Bearer client-secret-1"},
+        headers={"Authorization": f"Bearer {CLIENT_KEY}"},
     )
     assert requests.get(node.url + "/info", timeout=5).status_code == 401
     info = requests.get(
-        node.url + "/info", headers={"Authorization": "Bearer admin-secret-1"}, timeout=5
+        node.url + "/info", headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=5
     ).json()
     assert info["metrics"]["total_requests"] == 1 and info["metrics"]["p50_latency_ms"] > 0
     text = str(info)
-    assert "client-secret-1" not in text and "admin-secret-1" not in text  # secrets masked
+    assert CLIENT_KEY not in text and ADMIN_KEY not in text  # secrets masked
     assert info["config"]["api_key"] == "***"
 
 

@@ -9,11 +9,11 @@ import pytest
 import requests
 
 from tests.integration.conftest import Cluster
-from tests.support import Proc, free_port
+from tests.support import Proc, free_port, strong
 
-API_KEY = "sk-data-plane"
-ADMIN = "admin-secret-key"
-VIEWER = "viewer-secret-key"
+API_KEY = strong("sk-data-plane")
+ADMIN = strong("admin-secret-key")
+VIEWER = strong("viewer-secret-key")
 MODEL = "echo-model"
 
 PUBLIC = [

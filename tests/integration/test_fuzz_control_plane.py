@@ -50,11 +50,19 @@ from node.api.openapi import DOCUMENT, QUOTA_FIELDS, RUNTIME_BOUNDS
 from node.identity.passwords import hash_password
 from node.runtime import RUNTIME_SETTINGS
 from tests.integration.openapi_support import Case, Spec, text
-from tests.support import Node, Proc, free_port, start_echo_worker, start_node, wait_for
+from tests.support import (
+    Node,
+    Proc,
+    free_port,
+    start_echo_worker,
+    start_node,
+    strong,
+    wait_for,
+)
 
-ADMIN_KEY = "admin-key"
-CLIENT_KEY = "client-key"
-USER_KEY = "user-key"  # a control-plane key with role user
+ADMIN_KEY = strong("admin-key")
+CLIENT_KEY = strong("client-key")
+USER_KEY = strong("user-key")  # a control-plane key with role user
 JWT_SECRET = "fuzz-jwt-secret-that-is-long-enough-for-hs256"
 ADMIN_USER, ADMIN_PASSWORD = "admin", "fuzz-password"
 MAX_PAYLOAD = 256 * 1024

@@ -8,10 +8,11 @@ import pytest
 import requests
 
 from tests.integration.conftest import Cluster
+from tests.support import strong
 
-ADMIN = "admin-key"
-USER = "user-key"
-API_KEY = "client-key"
+ADMIN = strong("admin-key")
+USER = strong("user-key")
+API_KEY = strong("client-key")
 HA_ROUTES = [
     ("get", "/ha/status"),
     ("get", "/ha/health"),

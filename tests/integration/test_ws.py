@@ -30,11 +30,11 @@ from node.app import NODE, Node
 from node.auth import Authenticator
 from node.errors import error_middleware
 from tests.integration.conftest import Cluster
-from tests.support import free_port, wait_for
+from tests.support import free_port, strong, wait_for
 
-API_KEY = "client-key-ws"
-ADMIN = "admin-key-ws"
-USER = "user-key-ws"
+API_KEY = strong("client-key-ws")
+ADMIN = strong("admin-key-ws")
+USER = strong("user-key-ws")
 WORKER_SECRET = "sk-upstream-SECRET-ws-123"
 FLAGS = (
     "--api-key",

@@ -15,8 +15,11 @@ from node import config
 from node.config import OPTIONS, Config, ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
-ADMIN = "k1:alice:admin:s3cret-admin"
-USER = "k2:bob:user:s3cret:with:colons"
+ADMIN_KEY = "s3cret-admin-Xq7vR2mK9pL4tW8zB6nC1dF5"
+ADMIN = f"k1:alice:admin:{ADMIN_KEY}"
+USER = "k2:bob:user:s3cret:with:colons-Hj3kL9mN2pQ5rS8tV1wY4zA"
+API_KEY = "the-api-key-7Gh2Jk9Lm4Np6Qr8St1Vw3Xy5Z"
+MESH_SECRET = "the-mesh-secret-9Bc4Df7Gh2Jk5Lm8Np1Qr3St"
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -96,7 +99,8 @@ def test_file_values_with_native_types(tmp_path: Path) -> None:
     path = write(
         tmp_path,
         "disable_retries = true\nqueue_timeout_secs = 2\n"
-        "worker_urls = ['http://a:1', 'http://b:2']\nmesh_peers = '127.0.0.1:5000'\n",
+        "worker_urls = ['http://a:1', 'http://b:2']\nmesh_peers = '127.0.0.1:5000'\n"
+        f"mesh_secret = '{MESH_SECRET}'\n",
     )
     cfg = load("--config", path, "--node-name", "n")
     assert cfg.disable_retries is True
@@ -239,23 +243,26 @@ def test_no_auth_on_loopback_is_allowed(host: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "auth", [["--api-key", "secret"], ["--control-plane-api-keys", ADMIN]], ids=["api", "cp"]
+    "auth", [["--api-key", API_KEY], ["--control-plane-api-keys", ADMIN]], ids=["api", "cp"]
 )
 def test_auth_allows_non_loopback_host(auth: list[str]) -> None:
     assert load("--host", "0.0.0.0", *auth, "--node-name", "n").host == "0.0.0.0"
 
 
-def test_remote_mesh_peers_need_a_secret() -> None:
+@pytest.mark.parametrize(
+    "peers", [["127.0.0.1:5001", "10.0.0.2:5000"], ["127.0.0.1:5001", "localhost:5002"]]
+)
+def test_a_mesh_needs_a_secret_even_on_loopback(peers: list[str]) -> None:
     with pytest.raises(ConfigError) as caught:
-        load("--mesh-peers", "127.0.0.1:5001", "10.0.0.2:5000", "--node-name", "n")
+        load("--mesh-peers", *peers, "--node-name", "n")
     assert str(caught.value).startswith("--mesh-secret")
-    cfg = load("--mesh-peers", "10.0.0.2:5000", "--mesh-secret", "shh", "--node-name", "n")
-    assert cfg.mesh_peers == ["10.0.0.2:5000"]
+    assert "generate-secret" in str(caught.value)
+    cfg = load("--mesh-peers", *peers, "--mesh-secret", MESH_SECRET, "--node-name", "n")
+    assert cfg.mesh_peers == peers
 
 
-def test_loopback_mesh_peers_need_no_secret() -> None:
-    cfg = load("--mesh-peers", "127.0.0.1:5001", "localhost:5002", "--node-name", "n")
-    assert cfg.mesh_secret is None
+def test_a_lone_node_needs_no_secret() -> None:
+    assert load("--node-name", "n").mesh_secret is None  # it generates one in its data dir
 
 
 def test_empty_mesh_secret_counts_as_none() -> None:
@@ -269,15 +276,50 @@ def test_empty_mesh_secret_counts_as_none() -> None:
 
 def test_non_loopback_mesh_bind_needs_a_secret() -> None:
     with pytest.raises(ConfigError, match="--mesh-secret"):
-        load("--api-key", "k", "--mesh-bind", "0.0.0.0:4321", "--node-name", "n")
+        load("--api-key", API_KEY, "--mesh-bind", "0.0.0.0:4321", "--node-name", "n")
+
+
+WEAK = [
+    "shh",  # short
+    "a" * 40,  # repetitive
+    "abcabcabcabcabcabcabcabcabcabcabcabc",  # low entropy
+    "changeme-changeme-changeme-changeme-1234",  # placeholder
+    "REPLACE-ME-example-mesh-secret-0123456789",  # the example files' values
+]
+
+
+@pytest.mark.parametrize("weak", WEAK)
+@pytest.mark.parametrize(
+    "flag", ["--mesh-secret", "--api-key", "--jwt-secret", "--control-plane-api-keys"]
+)
+def test_weak_secrets_are_refused_with_how_to_generate(flag: str, weak: str) -> None:
+    value = f"k9:ops:admin:{weak}" if flag == "--control-plane-api-keys" else weak
+    with pytest.raises(ConfigError) as caught:
+        load(flag, value, "--node-name", "n")
+    message = str(caught.value)
+    assert message.startswith(flag) and "meshgate generate-secret" in message
+    assert weak not in message  # never echo a secret, even a bad one
+
+
+def test_generated_secrets_pass(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "node.cli", "generate-secret"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout.strip()
+    assert len(out) >= 64
+    load("--mesh-secret", out, "--api-key", out + "x", "--jwt-secret", out, "--node-name", "n")
 
 
 def test_public_masks_secrets() -> None:
     cfg = load(
         "--api-key",
-        "the-api-key",
+        API_KEY,
         "--mesh-secret",
-        "the-mesh-secret",
+        MESH_SECRET,
         "--control-plane-api-keys",
         ADMIN,
         USER,
@@ -289,12 +331,12 @@ def test_public_masks_secrets() -> None:
     assert shown["mesh_secret"] == "***"
     assert shown["control_plane_api_keys"] == ["k1:alice:admin:***", "k2:bob:user:***"]
     text = repr(shown)
-    for secret in ("the-api-key", "the-mesh-secret", "s3cret"):
+    for secret in (API_KEY, MESH_SECRET, "s3cret"):
         assert secret not in text
     assert shown["port"] == 30000
     assert set(shown) == set(Config.__dataclass_fields__)
     # The config itself is untouched.
-    assert cfg.api_key == "the-api-key"
+    assert cfg.api_key == API_KEY
     assert cfg.control_plane_api_keys == [ADMIN, USER]
 
 
