@@ -31,6 +31,9 @@ ERRORS: Final[dict[str, int]] = {
     "not_found": 404,  # the object it names does not exist
     "conflict": 409,  # it would duplicate something unique (e.g. a worker URL)
     "version_mismatch": 409,  # expected_version did not match
+    "forbidden": 403,  # the proposer may not do this (e.g. mint a key wider than its own)
+    "too_large": 413,  # a record or value is over its size limit
+    "limit_reached": 422,  # a tenant already holds as many objects of a kind as it may
 }
 
 WORKER_OPS: Final = ("worker.add", "worker.update", "worker.set_status", "worker.remove")
@@ -40,6 +43,7 @@ MEMBER_OPS: Final = ("member.upsert", "member.set_draining", "member.remove")
 RATE_LIMIT_OPS: Final = ("ratelimit.set", "ratelimit.delete")
 SHUTDOWN_OPS: Final = ("shutdown.plan",)
 TENANCY_OPS: Final = ("tenant.create", "tenant.delete", "key.create", "key.rotate", "key.revoke")
+AUTH_OPS: Final = ("auth.require", "token.revoke")
 INTENT_OPS: Final = ("breaker.reset",)
 MODEL_OPS: Final = ("model.put", "model.delete", "publish.put", "publish.delete", "usage.flush")
 ALL_OPS: Final = (
@@ -50,6 +54,7 @@ ALL_OPS: Final = (
     + RATE_LIMIT_OPS
     + SHUTDOWN_OPS
     + TENANCY_OPS
+    + AUTH_OPS
     + INTENT_OPS
     + MODEL_OPS
 )

@@ -57,10 +57,38 @@ MODEL_FIELDS: Final = (
     "description",
 )
 MEMBER_FIELDS: Final = ("raft_address", "http_url", "version", "voter", "boot_id", "started_at")
+# Key roles: an admin acts across the mesh; a minter is a tenant key that may create keys
+# no wider than itself; a user may only use the API.
+KEY_ROLES: Final = ("admin", "minter", "user")
+# Bounds on what a tenant can make the mesh replicate (every node holds all of it).
+MAX_ACTIVE_KEYS_PER_TENANT: Final = 1000
+REVOKED_KEYS_KEPT_PER_TENANT: Final = 100  # older revoked records are forgotten
+MAX_MODELS_PER_TENANT: Final = 200
+MAX_PUBLICATIONS_PER_TENANT: Final = 100
+MAX_RECORD_BYTES: Final = 64 * 1024  # a command's arguments, measured as JSON text
+# Commands whose arguments come from a client's request body, and so are size-checked.
+SIZE_CHECKED_OPS: Final = frozenset(
+    {
+        "worker.add",
+        "worker.update",
+        "policy.set",
+        "config.set",
+        "ratelimit.set",
+        "tenant.create",
+        "key.create",
+        "model.put",
+        "publish.put",
+    }
+)
 
 
 class ControlState:
     """Everything the mesh agrees on. Each attribute is replaced, never mutated."""
+
+    # Class-level defaults for fields added after the first release: a snapshot
+    # written before they existed unpickles without them.
+    auth_required: bool = False
+    token_versions: dict[str, int] = {}
 
     def __init__(self) -> None:
         # Log index of the last command applied; every version is such an index.
@@ -87,6 +115,13 @@ class ControlState:
         self.api_keys: dict[str, Record] = {}
         # SHA-256 hex of an active key -> its id: the lookup every keyed request makes.
         self.key_hashes: dict[str, str] = {}
+        # Set once any credential has guarded the mesh (a static key announced by a node,
+        # or the first managed key), and never cleared: revoking the last key must not
+        # open the mesh to anonymous callers.
+        self.auth_required = False
+        # Tokens meshgate issued to a user are valid only from this version on (the log
+        # index of the user's last "revoke my tokens"); absent means every token is.
+        self.token_versions = {}
         # Model deployments by "tenant/name": a name for a set of workers (selected by
         # model id or labels) with its routing policy and scaling hints.
         self.models: dict[str, Record] = {}
@@ -113,7 +148,7 @@ class ControlState:
             return seen  # a retried submit: answer as the first time, change nothing
         handler = _HANDLERS[command["op"]]
         try:
-            outcome = handler(self, command["args"], command, index)
+            outcome = _size_problem(command) or handler(self, command["args"], command, index)
         except Exception as exc:  # a bug; the same on every node, so still deterministic
             log.exception("apply %s failed", command["op"])
             outcome = fail("invalid", f"{command['op']} could not be applied: {exc}")
@@ -181,6 +216,39 @@ def _version_problem(record: Record | None, expected: Any) -> Outcome | None:
             "version_mismatch",
             f"expected version {expected}, current version is {current}",
             current_version=current,
+        )
+    return None
+
+
+def _json_size(value: Any) -> int:
+    """About how many bytes `value` takes as JSON text (deterministic, no recursion)."""
+    size, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            size += len(item) + 2
+        elif isinstance(item, dict):
+            size += 2 + len(item)
+            for key, child in item.items():
+                size += len(key) + 3 if isinstance(key, str) else 8
+                stack.append(child)
+        elif isinstance(item, list | tuple):
+            size += 2 + len(item)
+            stack.extend(item)
+        else:
+            size += 8
+        if size > MAX_RECORD_BYTES:
+            break
+    return size
+
+
+def _size_problem(command: Command) -> Outcome | None:
+    """Refuse an oversized client-supplied command (the proposer checked first)."""
+    if command["op"] in SIZE_CHECKED_OPS and _json_size(command["args"]) > MAX_RECORD_BYTES:
+        return fail(
+            "too_large",
+            f"{command['op']}: the record is larger than {MAX_RECORD_BYTES} bytes",
+            limit=MAX_RECORD_BYTES,
         )
     return None
 
@@ -529,8 +597,10 @@ def _tenant_delete(state: ControlState, args: dict[str, Any], cmd: Command, inde
 
 
 def _key_create(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
-    """args: {"key": {id, name, tenant, role, prefix, hash, models, limits, expires_at}}.
-    The proposer generated the secret and sends only its hash."""
+    """args: {"key": {id, name, tenant, role, prefix, hash, models, limits, expires_at,
+    parent?, published_model?}}. The proposer generated the secret and sends only its hash.
+    A key minted by another key names it as `parent`: it may be no wider than the parent
+    (`_wider_than_parent`) and is revoked with it."""
     spec = args.get("key")
     if not isinstance(spec, dict):
         return fail("invalid", "key must be a mapping")
@@ -540,10 +610,28 @@ def _key_create(state: ControlState, args: dict[str, Any], cmd: Command, index: 
     if key_id in state.api_keys or digest in state.key_hashes:
         return fail("conflict", "key id or hash already exists")
     role, tenant = spec.get("role"), spec.get("tenant")
-    if role not in ("admin", "user"):
-        return fail("invalid", "role must be admin or user")
-    if role == "user" and tenant not in state.tenants:
+    if role not in KEY_ROLES:
+        return fail("invalid", f"role must be one of {', '.join(KEY_ROLES)}")
+    if role != "admin" and tenant not in state.tenants:
         return fail("not_found", f"tenant {tenant} not found")
+    parent = spec.get("parent")
+    if parent is not None:
+        problem = _wider_than_parent(state, spec, parent, cmd["at"])
+        if problem:
+            return fail("forbidden", problem)
+    if tenant is not None and not spec.get("published_model"):
+        active = sum(
+            1
+            for k in state.api_keys.values()
+            if k.get("tenant") == tenant and k["status"] == "active"
+        )
+        if active >= MAX_ACTIVE_KEYS_PER_TENANT:
+            return fail(
+                "limit_reached",
+                f"tenant {tenant} has {active} active keys, the most it may have; "
+                "revoke unused keys first",
+                limit=MAX_ACTIVE_KEYS_PER_TENANT,
+            )
     record: Record = {
         "id": key_id,
         "name": spec.get("name") or key_id,
@@ -554,6 +642,7 @@ def _key_create(state: ControlState, args: dict[str, Any], cmd: Command, index: 
         "models": spec.get("models"),
         "limits": dict(spec.get("limits") or {}),
         "published_model": spec.get("published_model"),
+        "parent": parent,
         "expires_at": spec.get("expires_at"),
         "status": "active",
         "created_at": cmd["at"],
@@ -562,7 +651,43 @@ def _key_create(state: ControlState, args: dict[str, Any], cmd: Command, index: 
     }
     state.api_keys = _with(state.api_keys, key_id, record)
     state.key_hashes = _with(state.key_hashes, digest, key_id)
+    state.auth_required = True
     return ok({"id": key_id, "version": index})
+
+
+def _wider_than_parent(state: ControlState, spec: Record, parent_id: Any, now: float) -> str | None:
+    """Why a key minted by `parent_id` would exceed its parent's scope, or None.
+
+    The child must be in the parent's tenant, no more privileged, limited to a subset
+    of its models, to limits no higher, and expire no later. `now` is the proposer's
+    clock from the command, so every node judges the parent's expiry alike."""
+    parent = state.api_keys.get(parent_id) if isinstance(parent_id, str) else None
+    if parent is None or parent["status"] != "active":
+        return f"the minting key {parent_id} is not an active key"
+    expires = parent.get("expires_at")
+    if expires is not None and expires <= now:
+        return f"the minting key {parent_id} has expired"
+    if parent["role"] not in ("admin", "minter") or parent.get("published_model"):
+        return f"key {parent_id} may not mint keys"
+    if parent["role"] == "minter":
+        if spec.get("tenant") != parent.get("tenant"):
+            return "a minted key must belong to its parent's tenant"
+        if spec.get("role") not in ("minter", "user"):
+            return "a minter may mint only minter or user keys"
+    if parent.get("models"):  # None, or an empty list in old records, means every model
+        models = spec.get("models")
+        if models is None or not set(models) <= set(parent["models"]):
+            return f"a minted key may use only models its parent may use: {parent['models']}"
+    child_limits = spec.get("limits") or {}
+    for name, ceiling in (parent.get("limits") or {}).items():
+        value = child_limits.get(name)
+        if not isinstance(value, int) or value > ceiling:
+            return f"a minted key's {name} must be at most its parent's ({ceiling})"
+    if expires is not None:
+        child_expires = spec.get("expires_at")
+        if not isinstance(child_expires, int | float) or child_expires > expires:
+            return "a minted key must expire no later than its parent"
+    return None
 
 
 def _key_rotate(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
@@ -587,16 +712,71 @@ def _key_rotate(state: ControlState, args: dict[str, Any], cmd: Command, index: 
 
 
 def _key_revoke(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
-    """args: {id}. Idempotent: revoking a revoked key changes nothing."""
+    """args: {id}. Revokes the key and every key minted from it, however indirectly.
+    Idempotent: revoking a revoked key changes nothing."""
     record = state.api_keys.get(args.get("id", ""))
     if record is None:
         return fail("not_found", f"key {args.get('id')} not found")
     if record["status"] == "revoked":
-        return ok({"id": record["id"], "version": record["version"]})
-    state.key_hashes = _without(state.key_hashes, record["hash"])
-    updated = {**record, "status": "revoked", "revoked_at": cmd["at"], **_stamp(cmd, index)}
-    state.api_keys = _with(state.api_keys, record["id"], updated)
-    return ok({"id": record["id"], "version": index})
+        return ok({"id": record["id"], "version": record["version"], "revoked": []})
+    doomed = [record["id"], *_descendants(state.api_keys, record["id"])]
+    keys, hashes = dict(state.api_keys), dict(state.key_hashes)
+    revoked = []
+    for key_id in doomed:
+        key = keys[key_id]
+        if key["status"] == "active":
+            hashes.pop(key["hash"], None)
+            stamp = {"status": "revoked", "revoked_at": cmd["at"], **_stamp(cmd, index)}
+            keys[key_id] = {**key, **stamp}
+            revoked.append(key_id)
+    state.api_keys = _forget_old_revoked(keys, record.get("tenant"))
+    state.key_hashes = hashes
+    return ok({"id": record["id"], "version": index, "revoked": revoked})
+
+
+def _descendants(keys: dict[str, Record], root: str) -> list[str]:
+    """Ids of the keys minted from `root`, directly or through other minted keys."""
+    children: dict[str, list[str]] = {}
+    for key in keys.values():
+        parent = key.get("parent")
+        if parent is not None:
+            children.setdefault(parent, []).append(key["id"])
+    found, stack = [], list(children.get(root, ()))
+    while stack:
+        key_id = stack.pop()
+        found.append(key_id)
+        stack.extend(children.get(key_id, ()))
+    return found
+
+
+def _forget_old_revoked(keys: dict[str, Record], tenant: str | None) -> dict[str, Record]:
+    """Keep only a tenant's most recently revoked records, so revoked keys stay bounded."""
+    revoked = [k for k in keys.values() if k.get("tenant") == tenant and k["status"] == "revoked"]
+    excess = len(revoked) - REVOKED_KEYS_KEPT_PER_TENANT
+    if excess > 0:
+        for key in sorted(revoked, key=lambda k: (k["version"], k["id"]))[:excess]:
+            del keys[key["id"]]
+    return keys
+
+
+# -- authentication that outlives its credentials -------------------------------------------
+
+
+def _auth_require(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
+    """A node guarded by static credentials announces it: from now on the mesh never
+    serves anonymous callers, whatever happens to its keys. args: {}."""
+    state.auth_required = True
+    return ok({"version": index})
+
+
+def _token_revoke(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
+    """Revoke every token meshgate issued to a user so far. args: {subject}. Tokens
+    carry the version current when they were issued; older ones stop working."""
+    subject = args.get("subject")
+    if not isinstance(subject, str) or not subject or len(subject) > 256:
+        return fail("invalid", "subject must be a non-empty string of at most 256 characters")
+    state.token_versions = _with(state.token_versions, subject, index)
+    return ok({"subject": subject, "version": index})
 
 
 # -- intents carried out by every node on its hot state ------------------------------------
@@ -629,6 +809,14 @@ def _model_put(state: ControlState, args: dict[str, Any], cmd: Command, index: i
     current = state.models.get(ref)
     if args.get("create") and current is not None:
         return fail("conflict", f"model {spec['name']} already exists in {tenant}")
+    if args.get("create"):
+        owned = sum(1 for m in state.models.values() if m["tenant"] == tenant)
+        if owned >= MAX_MODELS_PER_TENANT:
+            return fail(
+                "limit_reached",
+                f"tenant {tenant} has {owned} models, the most it may have; delete some first",
+                limit=MAX_MODELS_PER_TENANT,
+            )
     if not args.get("create") and current is None:
         return fail("not_found", f"model {spec['name']} not found in {tenant}")
     mismatch = _version_problem(current, args.get("expected_version"))
@@ -669,6 +857,14 @@ def _publish_put(state: ControlState, args: dict[str, Any], cmd: Command, index:
         path = publication.get("externalPath")
         if any(p.get("externalPath") == path for p in state.published.values()):
             return fail("conflict", f"external path {path} is taken")
+        tenant = state.models[ref]["tenant"]
+        owned = sum(1 for p in state.published.values() if p.get("tenantId") == tenant)
+        if owned >= MAX_PUBLICATIONS_PER_TENANT:
+            return fail(
+                "limit_reached",
+                f"tenant {tenant} has {owned} published models, the most it may have",
+                limit=MAX_PUBLICATIONS_PER_TENANT,
+            )
         made = _key_create(state, {"key": args.get("key")}, cmd, index)
         if not made["ok"]:
             return made
@@ -753,6 +949,8 @@ _HANDLERS: Final[dict[str, Handler]] = {
     "key.create": _key_create,
     "key.rotate": _key_rotate,
     "key.revoke": _key_revoke,
+    "auth.require": _auth_require,
+    "token.revoke": _token_revoke,
     "breaker.reset": _breaker_reset,
     "model.put": _model_put,
     "model.delete": _model_delete,

@@ -32,9 +32,10 @@ from node.gauges import node_gauges
 from node.ha.peers import PeerPoller, mesh_token
 from node.ha.secret import mesh_secret
 from node.ha.shutdown import Stopper
+from node.identity.throttle import LoginThrottle
 from node.identity.tokens import IdpSettings, TokenService
 from node.limits.admission import Admission
-from node.limits.quotas import QuotaEngine
+from node.limits.quotas import Limits, QuotaEngine
 from node.limits.ratelimit import RateLimiter, Rule
 from node.limits.usage import UsageBook
 from node.metrics import Metrics
@@ -74,7 +75,7 @@ class Node:
             config.api_key,
             config.control_plane_api_keys,
             tokens=self.tokens,
-            keys=lambda: (self.raft.state.key_hashes, self.raft.state.api_keys),
+            keys=lambda: self.raft.state,
         )
         self.mesh_secret = mesh_secret(config.mesh_secret, config.data_path)
         self.mesh_token = mesh_token(self.mesh_secret)
@@ -102,6 +103,9 @@ class Node:
         )
         self.ratelimiter = RateLimiter(config.node_name, config.redis_url, self.serving_nodes)
         self.quotas = QuotaEngine(config.node_name, config.redis_url, self.serving_nodes)
+        self.management_limits = management_limits(config)
+        self.login_throttle = LoginThrottle()
+        self.login_slots = asyncio.Semaphore(2)  # scrypt is memory- and CPU-hard by design
         self.usage = UsageBook(
             lambda args: self.commit("usage.flush", args, None), redis_url=config.redis_url
         )
@@ -183,6 +187,12 @@ class Node:
         while self.raft.status().leader is None or not self.raft.status().ready:
             await asyncio.sleep(0.05)
         await self._retry_forever("announcing this node", self._announce)
+        if self.auth.static and not self.raft.state.auth_required:
+            # This node is guarded: from now on no node of the mesh serves anonymous callers.
+            await self._retry_forever(
+                "recording that the mesh requires credentials",
+                lambda: self.commit("auth.require", {}, None),
+            )
         self.announced = True
         for raw in self.config.worker_urls:
             url = normalise_url(raw)
@@ -354,6 +364,7 @@ def token_service(config: Config) -> TokenService | None:
             audience=config.idp_audience or "",
             role_claim=config.idp_role_claim,
             admin_values=tuple(config.idp_admin_values),
+            minter_values=tuple(config.idp_minter_values),
             tenant_claim=config.idp_tenant_claim,
         )
     if not config.jwt_secret and idp is None:
@@ -365,6 +376,15 @@ def token_service(config: Config) -> TokenService | None:
         lifetime_secs=config.jwt_lifetime_secs,
         idp=idp,
     )
+
+
+def management_limits(config: Config) -> Limits | None:
+    """The per-user limit on the management API, or None when it is switched off."""
+    limits = Limits(
+        requests_per_minute=config.management_requests_per_minute or None,
+        burst=config.management_burst or None,
+    )
+    return limits if limits.requests_per_minute or limits.burst else None
 
 
 def rate_rules(records: dict[str, dict[str, Any]]) -> dict[str, Rule]:

@@ -14,7 +14,14 @@ Route groups (seed 001):
   configured; open only when none is (which the config allows on loopback).
 - control plane: an admin (a control-plane key with role admin, an admin
   managed key, an admin token); with only `--api-key` configured, that key.
-- management (`/api`): any valid credential; handlers scope users to their tenant.
+- management (`/api`, `/ws`): any valid credential; handlers scope users to
+  their tenant.
+- a published model's external path: any valid credential, and the only
+  place a publication key (`pk_live_…`) is valid at all.
+
+"Configured" outlives the credentials: once a static credential has guarded
+the mesh or the first managed key was made, the replicated state records it
+(`auth_required`), and revoking every key never reopens the mesh.
 
 Static keys are compared with `hmac.compare_digest` against every configured
 digest, so neither timing nor logs reveal a key.
@@ -27,7 +34,7 @@ import hmac
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -48,9 +55,27 @@ class Principal:
     def is_admin(self) -> bool:
         return self.role == "admin"
 
+    @property
+    def can_mint(self) -> bool:
+        """May create API keys (admins anywhere; minters within their tenant)."""
+        return self.role in ("admin", "minter") and self.publication is None
+
+    @property
+    def publication(self) -> str | None:
+        """The publication ("tenant/name") a publication key belongs to, else None."""
+        return self.key.get("published_model") if self.key is not None else None
+
 
 ANONYMOUS = Principal("anonymous", "anonymous", "admin", "anonymous")
-KeyTables = Callable[[], tuple[dict[str, str], dict[str, dict[str, Any]]]]
+
+
+class KeyStore(Protocol):
+    """What authentication reads from the replicated state (`mesh.state.ControlState`)."""
+
+    key_hashes: dict[str, str]
+    api_keys: dict[str, dict[str, Any]]
+    auth_required: bool
+    token_versions: dict[str, int]
 
 
 def digest(secret: str) -> bytes:
@@ -73,7 +98,7 @@ class Authenticator:
         api_key: str | None,
         control_plane_keys: list[str],
         tokens: TokenService | None = None,
-        keys: KeyTables | None = None,
+        keys: Callable[[], KeyStore] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._api_key = digest(api_key) if api_key else None
@@ -88,11 +113,19 @@ class Authenticator:
         self._api_key_role = "user" if (self._control or tokens) else "admin"
 
     @property
+    def static(self) -> bool:
+        """Does this node's own configuration hold a credential?"""
+        return self._api_key is not None or bool(self._control) or self.tokens is not None
+
+    @property
     def configured(self) -> bool:
-        """Is any credential configured (static, tokens, or at least one managed key)?"""
-        if self._api_key is not None or self._control or self.tokens is not None:
+        """Must callers authenticate? Yes once any credential has ever guarded the mesh."""
+        if self.static:
             return True
-        return bool(self._keys and self._keys()[0])
+        if self._keys is None:
+            return False
+        store = self._keys()
+        return bool(store.auth_required or store.api_keys)
 
     def identify(self, token: str | None) -> Principal | None:
         """The principal a credential belongs to, or None. A bad JWT says why (401)."""
@@ -103,6 +136,10 @@ class Authenticator:
                 who = self.tokens.verify(token)
             except TokenError as exc:
                 raise _unauthorized(f"invalid token ({exc})") from None
+            if who.source == "meshgate" and self._keys is not None:
+                revoked_before = self._keys().token_versions.get(who.subject, 0)
+                if who.version < revoked_before:
+                    raise _unauthorized("invalid token (revoked)")
             return Principal(f"jwt:{who.subject}", who.name, who.role, "jwt", who.tenant)
         presented = digest(token)
         found: Principal | None = None
@@ -116,8 +153,10 @@ class Authenticator:
         return found
 
     def _managed(self, hex_digest: str) -> Principal | None:
-        hashes, keys = self._keys() if self._keys else ({}, {})
-        record = keys.get(hashes.get(hex_digest, ""))
+        if self._keys is None:
+            return None
+        store = self._keys()
+        record = store.api_keys.get(store.key_hashes.get(hex_digest, ""))
         if record is None or not hmac.compare_digest(record["hash"], hex_digest):
             return None
         expires = record.get("expires_at")
@@ -132,13 +171,21 @@ class Authenticator:
             record,
         )
 
-    def authenticated(self, request: web.Request) -> Principal:
-        """Any valid credential (the management API); anonymous only when none is configured."""
+    def published(self, request: web.Request) -> Principal:
+        """Any valid credential, publication keys included (a published model's own path;
+        the handler checks that a publication key is this publication's)."""
         if not self.configured:
             return ANONYMOUS
         principal = self.identify(presented_token(request))
         if principal is None:
             raise _unauthorized("this route needs an API key or a bearer token")
+        return principal
+
+    def authenticated(self, request: web.Request) -> Principal:
+        """Any valid credential but a publication key (the management API, inference);
+        anonymous only when none is configured."""
+        principal = self.published(request)
+        refuse_publication_key(principal, request.path)
         return principal
 
     def protected(self, request: web.Request) -> Principal:
@@ -150,6 +197,7 @@ class Authenticator:
         principal = self.identify(presented_token(request))
         if principal is None:
             raise _unauthorized("this control-plane route needs an admin credential")
+        refuse_publication_key(principal, request.path)
         if principal.role != "admin":
             if principal.kind == "api_key":
                 raise _unauthorized(
@@ -161,6 +209,16 @@ class Authenticator:
                 f"{principal.role}; admin is required",
             )
         return principal
+
+
+def refuse_publication_key(principal: Principal, path: str) -> None:
+    """A publication key is valid only on its publication's external path (403 elsewhere)."""
+    if principal.publication is not None:
+        raise ApiError(
+            403,
+            f"a publication key is valid only on its published model's external path "
+            f"(/models/<name>/...), not on {path}",
+        )
 
 
 def _unauthorized(message: str) -> ApiError:

@@ -84,6 +84,15 @@ def _host_ports(values: list[str] | str | None) -> str | None:
     return None
 
 
+def _networks(values: list[str]) -> str | None:
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            return f"{value!r} is not an IP address or CIDR network"
+    return None
+
+
 def _admin_credentials(specs: list[str]) -> str | None:
     from node.identity.passwords import parse_admin_credential
 
@@ -270,6 +279,35 @@ OPTIONS: tuple[Option, ...] = (
     Option("idp_tenant_claim", str, "tenant", "claim holding the tenant"),
     Option("idp_admin_values", str, ["admin"], "role claim values that mean admin", many=True),
     Option(
+        "idp_minter_values",
+        str,
+        ["minter"],
+        "role claim values that mean a tenant minter (may create narrower keys)",
+        many=True,
+    ),
+    Option(
+        "management_requests_per_minute",
+        int,
+        100,
+        "per-user limit on the management API, requests a minute (0: none; admins exempt)",
+        check=_at_least(0),
+    ),
+    Option(
+        "management_burst",
+        int,
+        10,
+        "per-user limit on the management API, requests a second (0: none)",
+        check=_at_least(0),
+    ),
+    Option(
+        "forwarded_allow_ips",
+        str,
+        [],
+        "proxies (IPs or CIDRs, e.g. the load balancer) whose X-Forwarded-For names the client",
+        many=True,
+        check=_networks,
+    ),
+    Option(
         "log_level", str, "info", "log level", check=_one_of(("debug", "info", "warning", "error"))
     ),
 )
@@ -335,6 +373,10 @@ class Config:
     idp_role_claim: str
     idp_tenant_claim: str
     idp_admin_values: list[str]
+    idp_minter_values: list[str]
+    management_requests_per_minute: int
+    management_burst: int
+    forwarded_allow_ips: list[str]
     log_level: str
 
     @property

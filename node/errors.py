@@ -24,6 +24,7 @@ _TYPES = {
     405: "invalid_request_error",
     409: "conflict_error",
     413: "invalid_request_error",
+    422: "invalid_request_error",
     429: "rate_limit_error",
     499: "client_closed_request",
 }
@@ -36,6 +37,7 @@ _CODES = {
     405: "METHOD_NOT_ALLOWED",
     409: "CONFLICT",
     413: "PAYLOAD_TOO_LARGE",
+    422: "LIMIT_REACHED",
     429: "TOO_MANY_REQUESTS",
     502: "BAD_GATEWAY",
     503: "SERVICE_UNAVAILABLE",
@@ -115,8 +117,10 @@ def management_body(
     status: int, message: str, code: str | None, extra: dict[str, Any] | None
 ) -> dict[str, Any]:
     """Seed 002's error shape for the management API: {"error": text, "details": ...}."""
-    details = (extra or {}).get("details")
-    return {"error": message, "details": details, "code": code or _CODES.get(status, "ERROR")}
+    extra = extra or {}
+    body = {"error": message, "details": extra.get("details"), "code": code or _CODES.get(status)}
+    body.update((k, v) for k, v in extra.items() if k != "details")  # e.g. the limit reached
+    return body
 
 
 def _render(

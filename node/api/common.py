@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import functools
+import ipaddress
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -29,8 +31,17 @@ def node_of(request: web.Request) -> Node:
 
 
 async def json_object(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object, or a 400 saying what is wrong with it."""
+    """The request body as a JSON object, or a 400 (413) saying what is wrong with it."""
+    too_large = ApiError(
+        413,
+        f"a control-plane request body may be at most {MAX_CONTROL_BODY} bytes",
+        extra={"limit": MAX_CONTROL_BODY},
+    )
+    if (request.content_length or 0) > MAX_CONTROL_BODY:
+        raise too_large
     body = await request.read()
+    if len(body) > MAX_CONTROL_BODY:
+        raise too_large
     if not body:
         raise ApiError(400, "request body is empty; send a JSON object")
     try:
@@ -45,6 +56,7 @@ async def json_object(request: web.Request) -> dict[str, Any]:
 
 
 MAX_DEPTH = 32  # control state is pickled into the Raft log: keep it shallow
+MAX_CONTROL_BODY = 1024 * 1024  # control bodies become replicated records: keep them small
 
 
 def _depth(value: Any) -> int:
@@ -95,3 +107,25 @@ def reject_unknown(data: dict[str, Any], allowed: set[str] | frozenset[str]) -> 
             f"unknown field(s): {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}",
             param=unknown[0],
         )
+
+
+def client_address(request: web.Request, trusted_proxies: Sequence[str]) -> str:
+    """The caller's address: the peer's, or, when the peer is a trusted proxy (a load
+    balancer), the nearest X-Forwarded-For hop that is not itself a trusted proxy."""
+    peer = request.remote or "unknown"
+    if not trusted_proxies or not _trusted(peer, tuple(trusted_proxies)):
+        return peer
+    hops = [hop.strip() for hop in request.headers.get("X-Forwarded-For", "").split(",")]
+    for hop in reversed([h for h in hops if h]):
+        if not _trusted(hop, tuple(trusted_proxies)):
+            return hop[:64]
+    return peer
+
+
+@functools.lru_cache(maxsize=1024)
+def _trusted(address: str, proxies: tuple[str, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(proxy, strict=False) for proxy in proxies)

@@ -205,9 +205,10 @@ async def set_config(request: web.Request, principal: Principal) -> web.Response
         )
     if len(orjson.dumps(data["value"])) > CONFIG_VALUE_LIMIT:
         raise ApiError(
-            400,
+            413,
             f"value is larger than {CONFIG_VALUE_LIMIT} bytes of JSON; keep control state small",
             param="value",
+            extra={"limit": CONFIG_VALUE_LIMIT},
         )
     args = {
         "key": key,

@@ -1,7 +1,8 @@
 """The one path every inference request takes, whichever route it came in on.
 
-auth (done by the caller) → the caller's key may be limited to some models →
-mesh-wide requests-per-second rules → per-key, per-tenant and per-published-
+auth (done by the caller) → the workers that may serve it, narrowed to the
+models the caller's key may use → mesh-wide requests-per-second rules of the
+models those workers actually serve → per-key, per-tenant and per-published-
 model quotas (with `X-RateLimit-*` headers) → admission (a slot or a 429) →
 the forwarder → release the quota lease with the tokens the upstream reported
 and book the usage. Used by the OpenAI routes, `POST /api/models/{name}/predict`
@@ -44,6 +45,28 @@ class Target:
 
 
 DIRECT = Target()
+
+
+def served_model(worker: Worker, requested: str | None) -> str | None:
+    """The model a worker would serve a request with: its own id, or (for a worker that
+    serves any name) the requested one."""
+    return worker.model_id or requested
+
+
+def _allowed_workers(
+    principal: Principal, candidates: tuple[Worker, ...], requested: str | None
+) -> tuple[Worker, ...]:
+    """Only workers serving a model the caller's key may use (403 when none is left).
+
+    Judged by the model actually served, not the name in the body, so a deployment,
+    a publication or `/generate` cannot reach a model the key may not use."""
+    allowed = (principal.key or {}).get("models")
+    if not allowed:
+        return candidates
+    permitted = tuple(w for w in candidates if served_model(w, requested) in allowed)
+    if not permitted and candidates:
+        raise ApiError(403, f"this key may use only: {', '.join(allowed)}", param="model")
+    return permitted
 
 
 def request_id(node: Node, request: web.Request) -> str:
@@ -118,17 +141,16 @@ async def run_inference(
     target: Target = DIRECT,
 ) -> web.StreamResponse:
     stream = wants_stream(data)
-    allowed_models = (principal.key or {}).get("models")
-    if allowed_models and model not in allowed_models:
-        raise ApiError(403, f"this key may use only: {', '.join(allowed_models)}", param="model")
     # Looked up once, here: a 404 for an unknown model comes before taking a slot.
     candidates = target.candidates
     if candidates is None:
         candidates = node.forwarder.candidates(model)
+    candidates = _allowed_workers(principal, candidates, model)
+    served = tuple({served_model(w, model): None for w in candidates}) or (model,)
     routing_key = next((v for h in ROUTING_KEY_HEADERS if (v := request.headers.get(h))), None)
     policy = node.selector.record_for(target.policy_key or model)["policy"]
     facts = facts_of(data, model, routing_key, with_prompt=policy in PROMPT_POLICIES)
-    decision = await node.ratelimiter.admit(model)
+    decision = await node.ratelimiter.admit(served)
     if not decision.allowed:
         retry_after = max(1, math.ceil(decision.retry_after))
         scope = "all requests" if decision.scope == "*" else f"model {decision.scope!r}"

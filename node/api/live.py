@@ -34,7 +34,7 @@ from aiohttp import WSMsgType, web
 
 from node.api.common import node_of
 from node.app import NODE, Node
-from node.auth import ANONYMOUS, presented_token
+from node.auth import ANONYMOUS, presented_token, refuse_publication_key
 from node.errors import ApiError
 from node.live.feed import QUEUE_LIMIT, Client, Feed, StillValid, encode
 from node.live.visibility import Viewer
@@ -113,6 +113,7 @@ def viewer_for(node: Node, token: str | None) -> Viewer:
             "a token query parameter, or the subprotocol bearer.<token>",
             headers={"WWW-Authenticate": 'Bearer realm="meshgate"'},
         )
+    refuse_publication_key(principal, "/ws")
     viewer = Viewer.of(principal)
     if not viewer.admin and viewer.tenant is None:
         raise ApiError(

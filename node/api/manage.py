@@ -6,13 +6,22 @@ Non-admins see and change only their own tenant's objects (403 otherwise);
 admins act across tenants with `?namespace=` or a `tenantId`/`namespace` field.
 A key is shown in full exactly once, when it is created or rotated; the
 replicated state holds only its SHA-256 digest.
+
+Who may make and manage keys: admins anywhere; in a tenant, a credential with
+role `minter`. A key minted by another key records it as its parent, may be no
+wider than it (models, limits, expiry) and is revoked with it; a key may
+rotate or revoke only itself and the keys minted from it. Every non-admin
+caller of `/api` has a per-user request limit (seed 002: 100 a minute, burst
+10), with `X-RateLimit-*` headers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import hmac
+import math
 import re
 import secrets
 import time
@@ -21,13 +30,14 @@ from typing import Any
 
 from aiohttp import web
 
+from mesh.state import KEY_ROLES
 from node import __version__
-from node.api.common import json_object, json_response, node_of, reject_unknown
+from node.api.common import client_address, json_object, json_response, node_of, reject_unknown
 from node.app import Node
 from node.auth import Principal
 from node.errors import ApiError
 from node.identity.passwords import parse_admin_credential, verify_password
-from node.limits.quotas import Limits
+from node.limits.quotas import Limits, Subject
 
 NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")  # use with fullmatch
 # verify_password is called even for an unknown user, so timing does not reveal usernames.
@@ -50,18 +60,52 @@ def install(app: web.Application) -> None:
     r.add_post("/api/keys/{key_id}/rotate", guarded(rotate_key))
     r.add_post("/api/validate-api-key", guarded(validate_api_key))
     r.add_get("/api/admin/audit", guarded(audit_entries, admin=True))
+    r.add_post("/api/admin/logout", guarded(logout))
+    r.add_post("/api/admin/users/{username}/revoke-tokens", guarded(revoke_tokens, admin=True))
 
 
 def guarded(handler: Any, admin: bool = False) -> Any:
     async def run(request: web.Request) -> web.StreamResponse:
-        principal = node_of(request).auth.authenticated(request)
+        node = node_of(request)
+        principal = node.auth.authenticated(request)
         request["principal"] = principal
         if admin and not principal.is_admin:
             raise ApiError(403, "Insufficient permissions: admin role required")
-        return await handler(request, principal)
+        if not principal.is_admin and not principal.tenant:
+            raise ApiError(403, "this credential is not bound to a tenant")
+        headers = await _admit_user(node, principal)
+        response = await handler(request, principal)
+        response.headers.update(headers)
+        return response
 
     run.__name__ = handler.__name__
     return run
+
+
+async def _admit_user(node: Node, principal: Principal) -> dict[str, str]:
+    """The per-user management limit (admins, who operate the mesh, are exempt)."""
+    limits = node.management_limits
+    if principal.is_admin or limits is None:
+        return {}
+    decision = await node.quotas.admit([Subject("mgmt", principal.id, limits)])
+    if decision.lease is not None:
+        await decision.lease.release(0)
+    headers = {}
+    if decision.limit is not None:
+        headers = {
+            "X-RateLimit-Limit": str(decision.limit),
+            "X-RateLimit-Remaining": str(max(0, decision.remaining or 0)),
+            "X-RateLimit-Reset": str(math.ceil(decision.reset or 0)),
+        }
+    if not decision.allowed:
+        retry_after = max(1, math.ceil(decision.retry_after))
+        raise ApiError(
+            429,
+            f"too many management requests from {principal.id}; retry after {retry_after}s",
+            code="rate_limited",
+            headers={"Retry-After": str(retry_after), **headers},
+        )
+    return headers
 
 
 # -- tenancy helpers (shared with the models API) ---------------------------------------------
@@ -120,22 +164,42 @@ def parse_limits(value: Any) -> dict[str, int]:
 
 
 async def login(request: web.Request) -> web.Response:
+    """Admin login. scrypt runs off the event loop, at most two at a time, and failures
+    throttle further tries per username and per client address (429 with Retry-After)."""
     node = node_of(request)
     data = await json_object(request)
     username, password = data.get("username"), data.get("password")
     if not isinstance(username, str) or not isinstance(password, str):
         raise ApiError(400, "username and password are required strings")
+    if not 0 < len(username) <= 256 or len(password) > 1024:
+        raise ApiError(400, "username must have 1-256 characters, password at most 1024")
     if node.tokens is None or not node.config.admin_credentials:
         raise ApiError(401, "admin login is not configured on this mesh (--admin-credentials)")
+    address = client_address(request, node.config.forwarded_allow_ips)
+    wait = node.login_throttle.retry_after(username, address)
+    if wait > 0:
+        retry_after = max(1, math.ceil(wait))
+        raise ApiError(
+            429,
+            f"too many failed logins; retry after {retry_after}s",
+            code="login_throttled",
+            headers={"Retry-After": str(retry_after)},
+        )
     stored = _DUMMY_HASH
     found = False
     for spec in node.config.admin_credentials:
         name, encoded = parse_admin_credential(spec)
         if hmac.compare_digest(name.encode(), username.encode()):
             stored, found = encoded, True
-    if not verify_password(password, stored) or not found:
+    async with node.login_slots:
+        loop = asyncio.get_running_loop()
+        matched = await loop.run_in_executor(None, verify_password, password, stored)
+    if not (matched and found):
+        node.login_throttle.failed(username, address)
         raise ApiError(401, "Authentication required: wrong username or password")
-    token, who = node.tokens.issue(username, "Administrator", "admin", None)
+    node.login_throttle.succeeded(username, address)
+    version = node.raft.state.token_versions.get(username, 0)
+    token, who = node.tokens.issue(username, "Administrator", "admin", None, version)
     return json_response(
         {
             "token": token,
@@ -149,6 +213,22 @@ async def login(request: web.Request) -> web.Response:
             },
         }
     )
+
+
+async def logout(request: web.Request, principal: Principal) -> web.Response:
+    """Revoke every token meshgate issued to the caller (sign out everywhere)."""
+    if principal.kind != "jwt":
+        raise ApiError(403, "logout ends token sessions; this credential is not a token")
+    subject = principal.id.removeprefix("jwt:")
+    await node_of(request).commit("token.revoke", {"subject": subject}, principal)
+    return json_response({"message": "Signed out: every token issued to you is revoked"})
+
+
+async def revoke_tokens(request: web.Request, principal: Principal) -> web.Response:
+    """Revoke every token meshgate issued to a user so far (a lost laptop, a leaver)."""
+    username = request.match_info["username"]
+    await node_of(request).commit("token.revoke", {"subject": username}, principal)
+    return json_response({"message": f"every token issued to {username} so far is revoked"})
 
 
 def _tenant_view(record: dict[str, Any]) -> dict[str, Any]:
@@ -254,6 +334,7 @@ def _key_view(record: dict[str, Any]) -> dict[str, Any]:
         "models": record.get("models"),
         "limits": record.get("limits", {}),
         "publishedModel": record.get("published_model"),
+        "parent": record.get("parent"),
         "createdAt": iso(record["created_at"]),
         "expiresAt": iso(record.get("expires_at")),
         "revokedAt": iso(record.get("revoked_at")),
@@ -261,12 +342,33 @@ def _key_view(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _owned_key(node: Node, principal: Principal, key_id: str) -> dict[str, Any]:
+    """A key the caller may see: any for admins, its own tenant's for others."""
     record = node.raft.state.api_keys.get(key_id)
     if record is None:
         raise ApiError(404, "API key not found")
     if not principal.is_admin and record.get("tenant") != principal.tenant:
         raise ApiError(403, f"Insufficient permissions for tenant: {record.get('tenant')}")
     return record
+
+
+def _managed_key(node: Node, principal: Principal, key_id: str) -> dict[str, Any]:
+    """A key the caller may rotate or revoke. Admins: any. A key: itself and the keys
+    minted from it (never a sibling, whose secret or scope it must not take over).
+    Another tenant credential (a token): its tenant's keys, if its role is minter."""
+    record = _owned_key(node, principal, key_id)
+    if principal.is_admin:
+        return record
+    if principal.key is not None:
+        keys = node.raft.state.api_keys
+        ancestor: Any = record["id"]
+        while ancestor is not None and ancestor != principal.id:
+            ancestor = keys.get(ancestor, {}).get("parent")
+        if ancestor == principal.id:
+            return record
+        raise ApiError(403, "a key may rotate or revoke only itself and the keys it minted")
+    if principal.can_mint:
+        return record
+    raise ApiError(403, "managing keys needs role admin or minter")
 
 
 async def list_keys(request: web.Request, principal: Principal) -> web.Response:
@@ -289,14 +391,20 @@ async def get_key(request: web.Request, principal: Principal) -> web.Response:
 
 async def create_key(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
+    if not principal.can_mint:
+        raise ApiError(
+            403,
+            "this credential may not create keys: that needs role admin, or role minter "
+            "in a tenant",
+        )
     data = await json_object(request)
     reject_unknown(
         data,
         frozenset({"name", "namespace", "tenantId", "role", "models", "limits", "expiresInSecs"}),
     )
     role = data.get("role", "user")
-    if role not in ("user", "admin"):
-        raise ApiError(400, "role must be user or admin")
+    if role not in KEY_ROLES:
+        raise ApiError(400, f"role must be one of {', '.join(KEY_ROLES)}")
     if role == "admin" and not principal.is_admin:
         raise ApiError(403, "Insufficient permissions: only admins create admin keys")
     tenant = (
@@ -309,14 +417,24 @@ async def create_key(request: web.Request, principal: Principal) -> web.Response
         raise ApiError(400, "name must be a string of 1-100 characters")
     models = data.get("models")
     if models is not None and (
-        not isinstance(models, list) or not all(isinstance(m, str) and m for m in models)
+        not isinstance(models, list)
+        or not 0 < len(models) <= 100
+        or not all(isinstance(m, str) and 0 < len(m) <= 256 for m in models)
     ):
-        raise ApiError(400, "models must be a list of model ids")
+        raise ApiError(
+            400, "models must be a list of 1-100 model ids (leave it out for every model)"
+        )
     ttl = data.get("expiresInSecs")
     if ttl is not None and (
         not isinstance(ttl, int) or isinstance(ttl, bool) or not 0 < ttl <= 10 * 365 * 86400
     ):
         raise ApiError(400, "expiresInSecs must be a positive integer of at most ten years")
+    limits = parse_limits(data.get("limits"))
+    expires_at = time.time() + ttl if ttl else None
+    # A key minted by a (non-admin) key is bound to it: no wider, and revoked with it.
+    parent = principal.key if principal.key is not None and not principal.is_admin else None
+    if parent is not None:
+        models, limits, expires_at = narrow_to_parent(parent, models, limits, expires_at)
     key, prefix, digest = new_secret("mg_")
     spec = {
         "id": f"key-{uuid.uuid4().hex[:12]}",
@@ -326,8 +444,9 @@ async def create_key(request: web.Request, principal: Principal) -> web.Response
         "prefix": prefix,
         "hash": digest,
         "models": models,
-        "limits": parse_limits(data.get("limits")),
-        "expires_at": time.time() + ttl if ttl else None,
+        "limits": limits,
+        "expires_at": expires_at,
+        "parent": parent["id"] if parent is not None else None,
     }
     await node.commit("key.create", {"key": spec}, principal)
     view = _key_view(node.raft.state.api_keys[spec["id"]])
@@ -337,16 +456,49 @@ async def create_key(request: web.Request, principal: Principal) -> web.Response
     )
 
 
+def narrow_to_parent(
+    parent: dict[str, Any],
+    models: list[str] | None,
+    limits: dict[str, int],
+    expires_at: float | None,
+) -> tuple[list[str] | None, dict[str, int], float | None]:
+    """A minted key's scope: what it asked for, inheriting the parent's restrictions it
+    left out; 403 when it asks for more than the parent has."""
+    allowed = parent.get("models") or None  # an empty list in old records meant "all"
+    if allowed is not None:
+        if models is None:
+            models = list(allowed)
+        elif not set(models) <= set(allowed):
+            wider = sorted(set(models) - set(allowed))
+            raise ApiError(
+                403, f"a minted key cannot use models its parent cannot: {', '.join(wider)}"
+            )
+    narrowed = dict(limits)
+    for field, ceiling in (parent.get("limits") or {}).items():
+        asked = narrowed.get(field)
+        if asked is None:
+            narrowed[field] = ceiling
+        elif asked > ceiling:
+            raise ApiError(403, f"a minted key's {field} cannot exceed its parent's ({ceiling})")
+    parent_expiry = parent.get("expires_at")
+    if parent_expiry is not None:
+        if expires_at is None:
+            expires_at = parent_expiry
+        elif expires_at > parent_expiry:
+            raise ApiError(403, "a minted key cannot outlive its parent (expiresInSecs too long)")
+    return models, narrowed, expires_at
+
+
 async def revoke_key(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
-    record = _owned_key(node, principal, request.match_info["key_id"])
+    record = _managed_key(node, principal, request.match_info["key_id"])
     await node.commit("key.revoke", {"id": record["id"]}, principal)
     return json_response({"message": "API key revoked", "id": record["id"]})
 
 
 async def rotate_key(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
-    record = _owned_key(node, principal, request.match_info["key_id"])
+    record = _managed_key(node, principal, request.match_info["key_id"])
     key, prefix, digest = new_secret("pk_live_" if record.get("published_model") else "mg_")
     await node.commit(
         "key.rotate", {"id": record["id"], "prefix": prefix, "hash": digest}, principal

@@ -427,8 +427,17 @@ def _published(node: Node, model: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+def _may_publish(principal: Principal) -> None:
+    """A publication has its own key and limits, so publishing is minting (403 otherwise)."""
+    if not principal.can_mint:
+        raise ApiError(
+            403, "publishing needs role admin or minter: a publication carries its own key"
+        )
+
+
 async def publish(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
+    _may_publish(principal)
     model = _find(node, principal, request)
     publication = _publication(node, await json_object(request), model)
     key, prefix, digest = new_secret("pk_live_")
@@ -462,6 +471,7 @@ async def get_publication(request: web.Request, principal: Principal) -> web.Res
 
 async def update_publication(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
+    _may_publish(principal)
     model = _find(node, principal, request)
     current = _published(node, model)
     publication = _publication(node, await json_object(request), model, current)
@@ -474,6 +484,7 @@ async def update_publication(request: web.Request, principal: Principal) -> web.
 
 async def unpublish(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
+    _may_publish(principal)
     model = _find(node, principal, request)
     _published(node, model)
     await node.commit("publish.delete", {"ref": model["ref"]}, principal)
@@ -482,6 +493,7 @@ async def unpublish(request: web.Request, principal: Principal) -> web.Response:
 
 async def rotate_publication_key(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
+    _may_publish(principal)
     record = _published(node, _find(node, principal, request))
     key, prefix, digest = new_secret("pk_live_")
     await node.commit(
@@ -510,7 +522,7 @@ async def list_published(request: web.Request, principal: Principal) -> web.Resp
 async def external(request: web.Request) -> web.StreamResponse:
     """`POST /models/<name>/predict` (or `/v1/...`) with the publication's key."""
     node = node_of(request)
-    principal = node.auth.authenticated(request)  # before anything reveals what exists
+    principal = node.auth.published(request)  # before anything reveals what exists
     path = f"/models/{request.match_info['name']}"
     record = next(
         (p for p in node.raft.state.published.values() if p["externalPath"] == path), None
@@ -518,7 +530,9 @@ async def external(request: web.Request) -> web.StreamResponse:
     if record is None:
         raise ApiError(404, f"no published model at {path}")
     allowed = record["authentication"]["allowedTenants"]
-    own_key = principal.key is not None and principal.key.get("published_model") == record["ref"]
+    if principal.publication is not None and principal.publication != record["ref"]:
+        raise ApiError(403, "this publication key belongs to another published model")
+    own_key = principal.publication == record["ref"]
     if not (own_key or principal.is_admin or principal.tenant in allowed):
         raise ApiError(403, f"Insufficient permissions for published model {record['modelName']}")
     model = node.raft.state.models[record["ref"]]

@@ -21,7 +21,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import jwt
@@ -32,7 +32,8 @@ OWN_ALGORITHM = "HS256"
 OWN_LEEWAY_SECS = 30.0
 MIN_SECRET_BYTES = 32
 MAX_TOKEN_CHARS = 16 * 1024
-ROLES = ("admin", "user")
+ROLES = ("admin", "minter", "user")
+TENANT_ROLES = ("minter", "user")  # roles that act within one tenant
 _JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _DECODE_ERRORS: tuple[tuple[type[Exception], str], ...] = (
     (jwt.InvalidAlgorithmError, "token algorithm not allowed"),
@@ -46,11 +47,14 @@ _DECODE_ERRORS: tuple[tuple[type[Exception], str], ...] = (
 class Identity:
     subject: str  # "sub"
     name: str  # "name" claim or subject
-    role: str  # "admin" | "user"
-    tenant: str | None  # tenant of a user (admins may have None)
+    role: str  # "admin" | "minter" | "user"
+    tenant: str | None  # tenant of a user or minter (admins may have None)
     issuer: str
     expires_at: int  # exp (unix seconds)
     source: str  # "meshgate" (HS256 we issued) | "idp" (external)
+    # Our tokens carry the subject's token version when issued ("ver"); a node refuses
+    # tokens older than the version in the replicated state (revoked).
+    version: int = 0
 
 
 class TokenError(Exception):
@@ -65,6 +69,7 @@ class IdpSettings:
     audience: str = ""  # required
     role_claim: str = "role"  # dotted path allowed, e.g. "realm_access.roles"
     admin_values: tuple[str, ...] = ("admin",)
+    minter_values: tuple[str, ...] = ("minter",)
     tenant_claim: str = "tenant"
     algorithms: tuple[str, ...] = ("RS256", "ES256")
     leeway_secs: float = 30.0
@@ -116,13 +121,15 @@ class TokenService:
         # a hint for the node to refresh sooner. Cleared by refresh().
         self.unknown_kid_seen = False
 
-    def issue(self, subject: str, name: str, role: str, tenant: str | None) -> tuple[str, Identity]:
+    def issue(
+        self, subject: str, name: str, role: str, tenant: str | None, version: int = 0
+    ) -> tuple[str, Identity]:
         if self._secret is None:
             raise RuntimeError("no HS256 secret is configured; meshgate cannot issue tokens")
         if not subject or role not in ROLES:
-            raise ValueError("a token needs a subject and a role of 'admin' or 'user'")
-        if role == "user" and not tenant:
-            raise ValueError("a user token needs a tenant")
+            raise ValueError(f"a token needs a subject and a role, one of {', '.join(ROLES)}")
+        if role in TENANT_ROLES and not tenant:
+            raise ValueError("a user or minter token needs a tenant")
         now = int(self._clock())
         exp = now + self.lifetime_secs
         claims: dict[str, Any] = {
@@ -134,11 +141,14 @@ class TokenService:
             "iat": now,
             "exp": exp,
             "jti": secrets.token_urlsafe(16),
+            "ver": version,
         }
         if tenant is not None:
             claims["tenant"] = tenant
         token = jwt.encode(claims, self._secret, algorithm=OWN_ALGORITHM)
-        identity = Identity(subject, name or subject, role, tenant, self.issuer, exp, "meshgate")
+        identity = Identity(
+            subject, name or subject, role, tenant, self.issuer, exp, "meshgate", version
+        )
         return token, identity
 
     def looks_like_jwt(self, token: str) -> bool:
@@ -184,7 +194,11 @@ class TokenService:
         role = claims.get("role")
         if role not in ROLES:
             raise TokenError("token has an invalid role")
-        return self._identity(claims, role, _tenant(claims.get("tenant")), exp, "meshgate")
+        version = claims.get("ver", 0)
+        if type(version) is not int or version < 0:
+            raise TokenError("token has an invalid ver claim")
+        identity = self._identity(claims, role, _tenant(claims.get("tenant")), exp, "meshgate")
+        return replace(identity, version=version)
 
     def _verify_idp(self, token: str, alg: str, kid: Any, idp: IdpSettings) -> Identity:
         if alg not in idp.algorithms:
@@ -195,8 +209,12 @@ class TokenService:
         exp = self._check_times(claims, idp.leeway_secs)
         raw = _lookup(claims, idp.role_claim)  # a string, or a list of them
         values = [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else []
-        admin = any(isinstance(v, str) and v in idp.admin_values for v in values)
-        role = "admin" if admin else "user"
+        if any(isinstance(v, str) and v in idp.admin_values for v in values):
+            role = "admin"
+        elif any(isinstance(v, str) and v in idp.minter_values for v in values):
+            role = "minter"
+        else:
+            role = "user"
         tenant = _tenant(_lookup(claims, idp.tenant_claim))
         return self._identity(claims, role, tenant, exp, "idp")
 
@@ -261,7 +279,7 @@ class TokenService:
         subject = claims["sub"]
         if not isinstance(subject, str) or not subject:
             raise TokenError("token has no sub claim")
-        if role == "user" and tenant is None:
+        if role in TENANT_ROLES and tenant is None:
             raise TokenError("token has no tenant")
         name = claims.get("name")
         name = name if isinstance(name, str) and name else subject

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,8 +158,11 @@ class RateLimiter:
         self._scopes = scopes
         self._global = scopes.get(GLOBAL_SCOPE)
 
-    async def admit(self, model: str | None) -> Decision:
-        """Admit if every rule for `model` (and "*") has a token; then take one from each."""
+    async def admit(self, model: str | Sequence[str | None] | None) -> Decision:
+        """Admit if every rule for `model` (and "*") has a token; then take one from each.
+
+        `model` may name several models (a deployment whose workers serve more than one):
+        then the rule of every one of them applies, so no rule can be dodged."""
         if not self._scopes:
             return ALLOWED
         applicable = self._applicable(model)
@@ -173,11 +176,14 @@ class RateLimiter:
                 return _settle(applicable, *result)
         return self._admit_local(applicable)
 
-    def _applicable(self, model: str | None) -> tuple[_Scope, ...]:
-        own = self._scopes.get(model) if model is not None and model != GLOBAL_SCOPE else None
-        if self._global is None:
-            return () if own is None else (own,)
-        return (self._global,) if own is None else (self._global, own)
+    def _applicable(self, model: str | Sequence[str | None] | None) -> tuple[_Scope, ...]:
+        models = (model,) if model is None or isinstance(model, str) else model
+        own = [
+            scope
+            for m in dict.fromkeys(models)
+            if m is not None and m != GLOBAL_SCOPE and (scope := self._scopes.get(m)) is not None
+        ]
+        return tuple(own) if self._global is None else (self._global, *own)
 
     def _admit_local(self, scopes: tuple[_Scope, ...]) -> Decision:
         n, now = self._node_count(), self._clock()

@@ -29,7 +29,7 @@ from mesh.events import Applied
 
 # Op families a user never sees, whatever the args say (the rest is denied by default too).
 USER_HIDDEN_FAMILIES: Final = frozenset(
-    {"worker", "member", "config", "policy", "ratelimit", "shutdown", "breaker"}
+    {"worker", "member", "config", "policy", "ratelimit", "shutdown", "breaker", "auth", "token"}
 )
 # Op families a user sees when the change concerns its tenant.
 TENANT_FAMILIES: Final = frozenset({"tenant", "key", "model", "publish", "usage"})

@@ -34,7 +34,15 @@ def _hash(password: str) -> str:
 def api(module_cluster: Cluster) -> Iterator[str]:
     _, worker = module_cluster.echo(model=MODEL)
     node = module_cluster.node(
-        "--worker-urls", worker, "--jwt-secret", SECRET, "--admin-credentials", _hash(PASSWORD)
+        "--worker-urls",
+        worker,
+        "--jwt-secret",
+        SECRET,
+        "--admin-credentials",
+        _hash(PASSWORD),
+        # These tests call fast with tenant keys; the per-user limit has a test of its own.
+        "--management-burst",
+        "0",
     )
     yield node.url
 
@@ -155,7 +163,7 @@ def test_models_publishing_rotation_and_usage(api: str) -> None:
     admin = _login(api)
     requests.post(api + "/api/admin/tenants", json={"name": "shop"}, headers=admin, timeout=5)
     user = requests.post(
-        api + "/api/keys", json={"namespace": "shop"}, headers=admin, timeout=5
+        api + "/api/keys", json={"namespace": "shop", "role": "minter"}, headers=admin, timeout=5
     ).json()["apiKey"]
     as_user = {"Authorization": f"Bearer {user}"}
     created = requests.post(
@@ -341,7 +349,7 @@ def test_every_management_route_refuses_another_tenants_objects(
         json={"name": "x", "namespace": "iso-b", "modelId": MODEL},
     )
     key_a = requests.post(
-        api + "/api/keys", json={"namespace": "iso-a"}, headers=admin, timeout=5
+        api + "/api/keys", json={"namespace": "iso-a", "role": "minter"}, headers=admin, timeout=5
     ).json()["apiKey"]
     as_a = {"Authorization": f"Bearer {key_a}"}
     creates = path in ("/api/models", "/api/keys") and method == "post"

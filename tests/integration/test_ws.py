@@ -312,7 +312,8 @@ def test_a_tenant_user_sees_its_tenant_only_until_its_key_is_revoked() -> None:
     }
     keys = {"key-acme": record, "key-bolt": {**record, "id": "key-bolt", "tenant": "bolt"}}
     hashes = {digest: "key-acme"}
-    auth = Authenticator(None, [], keys=lambda: (hashes, keys))
+    store = SimpleNamespace(key_hashes=hashes, api_keys=keys, auth_required=True, token_versions={})
+    auth = Authenticator(None, [], keys=lambda: store)
 
     def change(index: int, op: str, args: dict[str, Any]) -> Applied:
         command = {"op": op, "rid": f"r{index}", "at": 1.0, "by": "x", "args": args}

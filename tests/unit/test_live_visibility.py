@@ -99,6 +99,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
     },
     "key.rotate": {"id": "key-a", "prefix": "mg_cd", "hash": "b" * 64},
     "key.revoke": {"id": "key-a"},
+    "auth.require": {},
+    "token.revoke": {"subject": "admin"},
     "breaker.reset": {"worker_id": None},
     "model.put": {"model": {"name": "chat", "tenant": "acme", "selector": {"model_id": "x"}}},
     "model.delete": {"ref": "acme/chat"},

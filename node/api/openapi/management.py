@@ -15,7 +15,9 @@ op(
     auth="public",
     body=ref("Login"),
     success={200: ok("token and user")},
-    errors=(401,),
+    errors=(401, 429),
+    description="Failed logins throttle further tries per username and per client address "
+    "(429 with Retry-After).",
 )
 op(
     "GET",
@@ -74,6 +76,26 @@ op(
     errors=(400,),
 )
 op(
+    "POST",
+    "/api/admin/logout",
+    "logout",
+    "management",
+    "Revoke every token meshgate issued to the caller (sign out everywhere)",
+    auth="token",
+    success={200: ok("signed out")},
+    errors=COMMIT,
+)
+op(
+    "POST",
+    "/api/admin/users/{username}/revoke-tokens",
+    "revokeTokens",
+    "management",
+    "Revoke every token meshgate issued to a user so far",
+    auth="management_admin",
+    success={200: ok("revoked")},
+    errors=(400, *COMMIT),
+)
+op(
     "GET",
     "/api/keys",
     "listKeys",
@@ -90,10 +112,12 @@ op(
     "createKey",
     "management",
     "Create a managed API key (shown in full only now)",
-    auth="management",
+    auth="management_minter",
     body=ref("KeyCreate"),
     success={201: ok("the key")},
-    errors=(403, 404, 409, *COMMIT),
+    errors=(403, 404, 409, 422, *COMMIT),
+    description="A key minted by a key is no wider than it (models, limits, expiry) and is "
+    "revoked with it.",
 )
 op(
     "GET",
@@ -155,7 +179,7 @@ op(
     auth="management",
     body=ref("ModelCreate"),
     success={201: ok("created")},
-    errors=(403, 404, 409, *COMMIT),
+    errors=(403, 404, 409, 422, *COMMIT),
 )
 for _method, _id, _summary, _extra in (
     ("GET", "getDeployment", "One model deployment", {"success": {200: ok("the model")}}),
@@ -201,20 +225,30 @@ for _method, _id, _summary, _extra in (
         "POST",
         "publish",
         "Publish a deployment on an external path, with its own key",
-        {"success": {201: ok("published")}, "body": ref("Publish"), "errors": (409, *COMMIT)},
+        {
+            "success": {201: ok("published")},
+            "body": ref("Publish"),
+            "errors": (409, 422, *COMMIT),
+            "auth": "management_minter",
+        },
     ),
     ("GET", "getPublication", "A deployment's publication", {"success": {200: ok("it")}}),
     (
         "PUT",
         "updatePublication",
         "Change a publication",
-        {"success": {200: ok("updated")}, "body": ref("Publish"), "errors": (409, *COMMIT)},
+        {
+            "success": {200: ok("updated")},
+            "body": ref("Publish"),
+            "errors": (409, *COMMIT),
+            "auth": "management_minter",
+        },
     ),
     (
         "DELETE",
         "unpublish",
         "Unpublish a deployment",
-        {"success": {200: ok("unpublished")}, "errors": COMMIT},
+        {"success": {200: ok("unpublished")}, "errors": COMMIT, "auth": "management_minter"},
     ),
 ):
     op(
@@ -223,9 +257,12 @@ for _method, _id, _summary, _extra in (
         _id,
         "management",
         _summary,
-        auth="management",
         params=(NAMESPACE,),
-        **{**_extra, "errors": (400, 403, 404, *_extra.get("errors", ()))},
+        **{
+            "auth": "management",
+            **_extra,
+            "errors": (400, 403, 404, *_extra.get("errors", ())),
+        },
     )
 op(
     "POST",
@@ -233,7 +270,7 @@ op(
     "rotatePublicationKey",
     "management",
     "Replace a publication's key",
-    auth="management",
+    auth="management_minter",
     params=(NAMESPACE,),
     success={200: ok("the new key")},
     errors=(400, 403, 404, 409, *COMMIT),

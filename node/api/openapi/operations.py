@@ -18,6 +18,7 @@ _PATH_PARAMS: Final[dict[str, Schema]] = {
     "scope": string("a rate-limit scope: a model id, or '*' for the global rule", pattern=SEGMENT),
     "name": string(pattern=SEGMENT),
     "key_id": string("a managed API key's id", pattern=SEGMENT),
+    "username": string("an admin login's username", pattern=SEGMENT),
 }
 
 

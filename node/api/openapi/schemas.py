@@ -350,11 +350,18 @@ SCHEMAS: Final[dict[str, Schema]] = {
             "name": string(minLength=1, maxLength=100, default="key"),
             "namespace": {"type": ["string", "null"], "description": "the key's tenant"},
             "tenantId": {"type": ["string", "null"], "description": "same as namespace"},
-            "role": {"enum": ["user", "admin"], "default": "user"},
+            "role": {
+                "enum": ["user", "minter", "admin"],
+                "default": "user",
+                "description": "minter: may create keys no wider than itself in its tenant",
+            },
             "models": {
                 "type": ["array", "null"],
                 "items": {"type": "string", "minLength": 1},
-                "description": "the only models the key may use",
+                "minItems": 1,
+                "maxItems": 100,
+                "description": "the only models the key may use (a minted key inherits its "
+                "parent's)",
             },
             "limits": ref("Limits"),
             "expiresInSecs": {"type": ["integer", "null"], "minimum": 1},
@@ -395,6 +402,7 @@ ERROR_NAMES: Final = {
     404: "NotFound",
     409: "Conflict",
     413: "PayloadTooLarge",
+    422: "LimitReached",
     429: "TooManyRequests",
     502: "BadGateway",
     503: "ServiceUnavailable",
@@ -407,7 +415,8 @@ _ERROR_TEXT: Final = {
     404: "no such object",
     409: "conflicts with the current state (a duplicate, a version mismatch, a state that "
     "does not allow it)",
-    413: "the body is larger than --max-payload-size",
+    413: "the body or the record is larger than its limit (the body says which)",
+    422: "the tenant already holds as many objects of this kind as it may (the body says how many)",
     429: "a rate limit, quota or the node's capacity is exhausted; retry after Retry-After",
     502: "the worker did not answer",
     503: "not available right now (e.g. the change was not committed: no leader or quorum); "
@@ -471,21 +480,31 @@ AUTH: Final[dict[str, tuple[list[dict[str, list[str]]], tuple[int, ...], str]]] 
     "public": ([], (), "public: no credential"),
     "protected": (
         _CREDENTIAL,
-        (401,),
-        "protected: any valid credential (open only when none is configured)",
+        (401, 403),
+        "protected: any valid credential but a publication key (open only when none is configured)",
     ),
     "control_plane": (
         _CREDENTIAL,
         (401, 403),
         "control plane: an admin credential (or the API key when it is the only one)",
     ),
-    "management": (_CREDENTIAL, (401,), "management: any valid credential, scoped to its tenant"),
+    "management": (
+        _CREDENTIAL,
+        (401, 403, 429),
+        "management: any valid credential but a publication key, scoped to its tenant",
+    ),
+    "management_minter": (
+        _CREDENTIAL,
+        (401, 403, 429),
+        "management: an admin, or a credential with role minter in its own tenant",
+    ),
     "published": (
         _CREDENTIAL,
         (401, 403),
         "the publication's own key, an admin, or a user of a tenant the publication allows",
     ),
     "management_admin": (_CREDENTIAL, (401, 403), "management: an admin credential"),
+    "token": (_CREDENTIAL, (401, 403, 429), "management: a token meshgate issued"),
     "mesh": (
         [*_CREDENTIAL, {"meshToken": []}],
         (401, 403),
@@ -494,6 +513,7 @@ AUTH: Final[dict[str, tuple[list[dict[str, list[str]]], tuple[int, ...], str]]] 
     "websocket": (
         [*_CREDENTIAL, {"queryToken": []}],
         (401, 403),
-        "an admin, or a tenant's user (who sees that tenant's changes)",
+        "an admin, or a tenant's user or minter (who sees that tenant's changes); never a "
+        "publication key",
     ),
 }

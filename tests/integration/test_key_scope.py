@@ -1,0 +1,316 @@
+"""Keys bound to their scope, attacked for real through a node (issue: trust boundaries).
+
+The attacks that once worked: a publication key used as a tenant credential
+(listing, minting and rotating the tenant's keys, calling any model), a
+restricted key minting an unrestricted one that outlived it, a key's model
+allow-list dodged through a deployment or `/generate`, and a mesh that fell open
+again once its last key was revoked.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import requests
+
+from node.identity.passwords import hash_password
+from tests.integration.conftest import Cluster
+from tests.support import strong, wait_for
+
+ADMIN_KEY = strong("scope-admin")
+JWT_SECRET = strong("scope-jwt-secret")
+PASSWORD = "a long admin passphrase for the scope tests"
+CHAT = [{"role": "user", "content": "hi"}]
+
+
+@dataclass
+class Gateway:
+    url: str
+    workers: dict[str, str]  # model -> worker id
+
+    def call(self, method: str, path: str, key: str | None = None, **kw: Any) -> Any:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return requests.request(method, self.url + path, headers=headers, timeout=10, **kw)
+
+    def ok(self, method: str, path: str, key: str | None = None, **kw: Any) -> Any:
+        resp = self.call(method, path, key or ADMIN_KEY, **kw)
+        assert resp.status_code < 300, f"{method} {path}: {resp.status_code} {resp.text}"
+        return resp.json()
+
+    def mint(self, key: str, **body: Any) -> dict[str, Any]:
+        return self.ok("POST", "/api/keys", key, json=body)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def gw(module_cluster: Cluster) -> Iterator[Gateway]:
+    _, m1 = module_cluster.echo(model="m1")
+    _, m2 = module_cluster.echo(model="m2")
+    node = module_cluster.node(
+        "--worker-urls",
+        m1,
+        m2,
+        "--control-plane-api-keys",
+        f"a:ops:admin:{ADMIN_KEY}",
+        "--jwt-secret",
+        JWT_SECRET,
+        "--admin-credentials",
+        f"admin:{hash_password(PASSWORD)}",
+        "--management-burst",
+        "0",  # these tests call fast; the per-user limit has a node of its own below
+    )
+    gateway = Gateway(node.url, {})
+
+    def both_ready() -> bool:
+        workers = gateway.ok("GET", "/workers")["workers"]
+        gateway.workers = {w["model_id"]: w["id"] for w in workers if w["status"] == "ready"}
+        return len(gateway.workers) == 2
+
+    wait_for(both_ready, what="both workers ready")
+    gateway.ok("POST", "/api/admin/tenants", json={"name": "acme"})
+    for name, model in (("pub-m1", "m1"), ("dep-m2", "m2"), ("pub-m2", "m2")):
+        gateway.ok(
+            "POST", "/api/models", json={"name": name, "namespace": "acme", "modelId": model}
+        )
+    yield gateway
+
+
+def _publish(gw: Gateway, name: str) -> str:
+    view = gw.ok("POST", f"/api/models/{name}/publish?namespace=acme", json={"config": {}})
+    return view["publishedModel"]["apiKey"]  # type: ignore[no-any-return]
+
+
+def test_a_publication_key_works_only_on_its_own_path(gw: Gateway) -> None:
+    pk = _publish(gw, "pub-m1")
+    _publish(gw, "pub-m2")
+    minter = gw.mint(ADMIN_KEY, namespace="acme", role="minter")
+    attacks = [
+        ("POST", "/v1/chat/completions", {"model": "m1", "messages": CHAT}),
+        ("POST", "/v1/chat/completions", {"model": "m2", "messages": CHAT}),
+        ("POST", "/generate", {"text": "hi"}),
+        ("GET", "/api/keys", None),
+        ("POST", "/api/keys", {"name": "mine", "namespace": "acme"}),
+        ("POST", f"/api/keys/{minter['id']}/rotate", None),  # taking over the owner's key
+        ("DELETE", f"/api/keys/{minter['id']}", None),
+        ("POST", "/api/models", {"name": "evil", "namespace": "acme", "modelId": "m2"}),
+        ("POST", "/api/models/pub-m1/predict", {"messages": CHAT}),
+        ("POST", "/api/models/pub-m1/publish/rotate-key", None),
+        ("GET", "/ws", None),
+        ("GET", "/ha/status", None),
+        ("POST", "/workers", {"url": "http://127.0.0.1:9"}),
+        ("POST", "/models/pub-m2/predict", {"messages": CHAT}),  # another publication
+    ]
+    for method, path, body in attacks:
+        resp = gw.call(method, path, pk, json=body)
+        assert resp.status_code == 403, f"{method} {path}: {resp.status_code} {resp.text}"
+    listed = gw.ok("GET", "/api/keys?namespace=acme")["keys"]
+    assert all(k["name"] != "mine" for k in listed)
+    assert gw.call("GET", "/health", pk).status_code == 200  # public routes stay public
+    for path in ("/models/pub-m1/predict", "/models/pub-m1/v1/chat/completions"):
+        resp = gw.call("POST", path, pk, json={"messages": CHAT})
+        assert resp.status_code == 200, resp.text
+        assert resp.headers["X-Meshgate-Worker"] == gw.workers["m1"]
+
+
+def test_a_restricted_key_mints_only_narrower_keys(gw: Gateway) -> None:
+    parent = gw.mint(
+        ADMIN_KEY,
+        namespace="acme",
+        role="minter",
+        models=["m1"],
+        limits={"requestsPerMinute": 50},
+        expiresInSecs=3600,
+    )
+    child = gw.mint(parent["apiKey"], name="child")
+    assert child["models"] == ["m1"] and child["parent"] == parent["id"]
+    assert child["limits"] == {"requests_per_minute": 50}
+    assert child["expiresAt"] is not None and child["expiresAt"] <= parent["expiresAt"]
+    for wider in (
+        {"models": ["m1", "m2"]},
+        {"limits": {"requestsPerMinute": 51}},
+        {"expiresInSecs": 7200},
+        {"role": "admin"},
+        {"namespace": "other"},
+    ):
+        resp = gw.call("POST", "/api/keys", parent["apiKey"], json=wider)
+        assert resp.status_code == 403, f"{wider}: {resp.status_code} {resp.text}"
+    chat_m2 = {"model": "m2", "messages": CHAT}
+    assert gw.call("POST", "/v1/chat/completions", child["apiKey"], json=chat_m2).status_code == 403
+    chat_m1 = {"model": "m1", "messages": CHAT}
+    assert gw.call("POST", "/v1/chat/completions", child["apiKey"], json=chat_m1).status_code == 200
+    # a user key mints nothing, and cannot take over its parent's or a sibling's secret
+    sibling = gw.mint(parent["apiKey"], name="sibling")
+    resp = gw.call("POST", "/api/keys", child["apiKey"], json={"name": "grandchild"})
+    assert resp.status_code == 403
+    for target in (parent["id"], sibling["id"]):
+        for method, path in (
+            ("POST", f"/api/keys/{target}/rotate"),
+            ("DELETE", f"/api/keys/{target}"),
+        ):
+            assert gw.call(method, path, child["apiKey"]).status_code == 403
+    assert gw.call("POST", f"/api/keys/{child['id']}/rotate", child["apiKey"]).status_code == 200
+
+
+def test_revoking_a_key_revokes_the_keys_it_minted(gw: Gateway) -> None:
+    parent = gw.mint(ADMIN_KEY, namespace="acme", role="minter")
+    child = gw.mint(parent["apiKey"], role="minter", name="child")
+    grandchild = gw.mint(child["apiKey"], name="grandchild")
+    chat = {"model": "m1", "messages": CHAT}
+    for key in (child, grandchild):
+        assert gw.call("POST", "/v1/chat/completions", key["apiKey"], json=chat).status_code == 200
+    gw.ok("DELETE", f"/api/keys/{parent['id']}")
+    for key in (parent, child, grandchild):
+        resp = gw.call("POST", "/v1/chat/completions", key["apiKey"], json=chat)
+        assert resp.status_code == 401, resp.text
+        assert gw.ok("GET", f"/api/keys/{key['id']}")["status"] == "revoked"
+
+
+def test_the_allow_list_applies_to_the_model_actually_served(gw: Gateway) -> None:
+    only_m1 = gw.mint(ADMIN_KEY, namespace="acme", models=["m1"])["apiKey"]
+    # a deployment of m2, asked for "m1" in the body
+    resp = gw.call(
+        "POST", "/api/models/dep-m2/predict", only_m1, json={"model": "m1", "messages": CHAT}
+    )
+    assert resp.status_code == 403, resp.text
+    # /generate without a model may go to any worker: only m1's may answer this key
+    for _ in range(4):
+        resp = gw.call("POST", "/generate", only_m1, json={"text": "hi"})
+        assert resp.status_code == 200 and resp.headers["X-Meshgate-Worker"] == gw.workers["m1"]
+    assert (
+        gw.call("POST", "/generate", only_m1, json={"model": "m2", "text": "hi"}).status_code == 403
+    )
+
+
+def test_mesh_wide_model_rules_apply_through_deployments(gw: Gateway) -> None:
+    gw.ok("POST", "/ha/rate-limit", json={"scope": "m2", "requests_per_second": 0.01, "burst": 1})
+    try:
+        statuses = []
+        for _ in range(3):  # the body names m1; the deployment serves m2
+            resp = gw.call(
+                "POST",
+                "/api/models/dep-m2/predict?namespace=acme",
+                ADMIN_KEY,
+                json={"model": "m1", "messages": CHAT},
+            )
+            statuses.append(resp.status_code)
+        assert statuses[0] == 200 and 429 in statuses[1:], statuses
+    finally:
+        gw.ok("DELETE", "/ha/rate-limit/m2")
+
+
+def test_oversized_and_too_many_records_are_refused(gw: Gateway) -> None:
+    big = gw.call("POST", "/ha/config", ADMIN_KEY, json={"key": "big", "value": "x" * 70_000})
+    assert big.status_code == 413 and big.json()["error"]["limit"] == 64 * 1024
+    huge = gw.call("POST", "/ha/config", ADMIN_KEY, data=b"{" + b" " * (1 << 21) + b"}")
+    assert huge.status_code == 413
+    assert gw.call("GET", "/ha/config/big", ADMIN_KEY).status_code == 404
+    gw.ok("POST", "/api/admin/tenants", json={"name": "crowded"})
+    made, refused = 0, None
+    for i in range(250):
+        resp = gw.call(
+            "POST",
+            "/api/models",
+            ADMIN_KEY,
+            json={"name": f"m{i}", "namespace": "crowded", "modelId": "m1"},
+        )
+        if resp.status_code != 201:
+            refused = resp
+            break
+        made += 1
+    assert made == 200 and refused is not None and refused.status_code == 422, refused
+    assert refused.json()["limit"] == 200
+
+
+def test_admin_tokens_can_be_revoked(gw: Gateway) -> None:
+    def login() -> str:
+        body = {"username": "admin", "password": PASSWORD}
+        return gw.ok("POST", "/api/admin/login", json=body)["token"]  # type: ignore[no-any-return]
+
+    first, second = login(), login()
+    assert gw.call("GET", "/ha/status", first).status_code == 200
+    gw.ok("POST", "/api/admin/users/admin/revoke-tokens")
+    for token in (first, second):
+        resp = gw.call("GET", "/ha/status", token)
+        assert resp.status_code == 401 and "revoked" in resp.text
+    third = login()
+    assert gw.call("GET", "/ha/status", third).status_code == 200
+    assert gw.call("POST", "/api/admin/logout", third).status_code == 200
+    assert gw.call("GET", "/ha/status", third).status_code == 401
+
+
+def test_revoking_the_last_key_does_not_reopen_the_mesh(cluster: Cluster) -> None:
+    _, worker = cluster.echo(model="m1")
+    node = cluster.node("--worker-urls", worker)  # no static credential: open on loopback
+    chat = {"model": "m1", "messages": CHAT}
+    assert requests.post(node.url + "/v1/chat/completions", json=chat, timeout=10).ok
+    requests.post(node.url + "/api/admin/tenants", json={"name": "t"}, timeout=5).raise_for_status()
+    made = requests.post(node.url + "/api/keys", json={"namespace": "t"}, timeout=5).json()
+    assert (
+        requests.post(node.url + "/v1/chat/completions", json=chat, timeout=10).status_code == 401
+    )
+    key = {"Authorization": f"Bearer {made['apiKey']}"}
+    assert requests.delete(f"{node.url}/api/keys/{made['id']}", headers=key, timeout=5).ok
+    for path, body in (("/v1/chat/completions", chat), ("/api/keys", {"namespace": "t"})):
+        resp = requests.post(node.url + path, json=body, timeout=10)
+        assert resp.status_code == 401, f"{path}: {resp.status_code} {resp.text}"
+    assert requests.get(node.url + "/workers", timeout=5).status_code == 401
+
+
+def test_login_brute_force_is_throttled_and_the_node_stays_responsive(cluster: Cluster) -> None:
+    node = cluster.node(
+        "--jwt-secret",
+        JWT_SECRET,
+        "--admin-credentials",
+        f"admin:{hash_password(PASSWORD)}",
+        ready=False,
+    )
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    deadline = time.monotonic() + 8
+    with requests.Session() as attacker, requests.Session() as prober:
+        while time.monotonic() < deadline:
+            for guess in range(3):
+                resp = attacker.post(
+                    node.url + "/api/admin/login",
+                    json={"username": "admin", "password": f"guess-{guess}-{time.monotonic()}"},
+                    timeout=10,
+                )
+                statuses[resp.status_code] = statuses.get(resp.status_code, 0) + 1
+                if resp.status_code == 429:
+                    assert int(resp.headers["Retry-After"]) >= 1
+            started = time.perf_counter()
+            assert prober.get(node.url + "/health", timeout=5).status_code == 200
+            latencies.append(time.perf_counter() - started)
+    latencies.sort()
+    p99 = latencies[int(len(latencies) * 0.99) - 1]
+    print(f"login attempts by status {statuses}; /health p99 {p99 * 1000:.1f} ms")
+    # five free failures, then one try after each doubling wait (1+2+4 s fit in 8 s)
+    assert statuses.get(401, 0) <= 5 + 4, statuses
+    assert statuses.get(429, 0) > 20, statuses
+    assert p99 < 0.050
+    # the right password is refused too while the wait lasts: guessing gains nothing
+    right = requests.post(
+        node.url + "/api/admin/login", json={"username": "admin", "password": PASSWORD}, timeout=10
+    )
+    assert right.status_code == 429
+
+
+def test_the_management_api_limits_each_user(cluster: Cluster) -> None:
+    node = cluster.node("--control-plane-api-keys", f"a:ops:admin:{ADMIN_KEY}", ready=False)
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    requests.post(node.url + "/api/admin/tenants", json={"name": "t"}, headers=admin, timeout=5)
+    made = requests.post(node.url + "/api/keys", json={"namespace": "t"}, headers=admin, timeout=5)
+    user = {"Authorization": f"Bearer {made.json()['apiKey']}"}
+    answers = [requests.get(node.url + "/api/keys", headers=user, timeout=5) for _ in range(15)]
+    statuses = [a.status_code for a in answers]
+    assert 429 in statuses and statuses[0] == 200, statuses
+    first = answers[0].headers
+    assert first["X-RateLimit-Limit"] == "100" and int(first["X-RateLimit-Remaining"]) <= 99
+    refused = next(a for a in answers if a.status_code == 429)
+    assert int(refused.headers["Retry-After"]) >= 1
+    # admins operate the mesh and are not limited
+    for _ in range(15):
+        assert requests.get(node.url + "/api/keys", headers=admin, timeout=5).status_code == 200
