@@ -23,7 +23,7 @@ from node.app import Node
 from node.auth import Principal
 from node.errors import ApiError
 from node.limits.admission import Rejected
-from node.limits.quotas import Limits, QuotaDecision, Subject
+from node.limits.quotas import Limits, Subject
 from node.limits.usage import TokenMeter
 from node.proxy.facts import facts_of, wants_stream
 from node.proxy.forward import Exchange
@@ -119,16 +119,6 @@ def _with_stream_usage(body: bytes, data: dict[str, Any]) -> bytes:
     return orjson.dumps({**data, "stream_options": {**extra, "include_usage": True}})
 
 
-def _quota_headers(decision: QuotaDecision) -> dict[str, str]:
-    if decision.limit is None:
-        return {}
-    return {
-        "X-RateLimit-Limit": str(decision.limit),
-        "X-RateLimit-Remaining": str(max(0, decision.remaining or 0)),
-        "X-RateLimit-Reset": str(math.ceil(decision.reset or 0)),
-    }
-
-
 async def run_inference(
     node: Node,
     request: web.Request,
@@ -162,7 +152,7 @@ async def run_inference(
         )
     subjects = _subjects(node, principal, target)
     quota = await node.quotas.admit(subjects) if subjects else None
-    headers = _quota_headers(quota) if quota is not None else {}
+    headers = quota.headers() if quota is not None else {}
     if quota is not None and not quota.allowed:
         retry_after = max(1, math.ceil(quota.retry_after))
         raise ApiError(

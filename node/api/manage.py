@@ -90,13 +90,7 @@ async def _admit_user(node: Node, principal: Principal) -> dict[str, str]:
     decision = await node.quotas.admit([Subject("mgmt", principal.id, limits)])
     if decision.lease is not None:
         await decision.lease.release(0)
-    headers = {}
-    if decision.limit is not None:
-        headers = {
-            "X-RateLimit-Limit": str(decision.limit),
-            "X-RateLimit-Remaining": str(max(0, decision.remaining or 0)),
-            "X-RateLimit-Reset": str(math.ceil(decision.reset or 0)),
-        }
+    headers = decision.headers()
     if not decision.allowed:
         retry_after = max(1, math.ceil(decision.retry_after))
         raise ApiError(

@@ -26,6 +26,7 @@ counts rather than from zero.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -105,6 +106,16 @@ class QuotaDecision:
     remaining: int | None  # X-RateLimit-Remaining after this request (>= 0)
     reset: float | None  # X-RateLimit-Reset: seconds until that window resets
     lease: Lease | None  # present when allowed; release it when the request ends
+
+    def headers(self) -> dict[str, str]:
+        """`X-RateLimit-*` for the tightest window, or none when nothing limits."""
+        if self.limit is None:
+            return {}
+        return {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(max(0, self.remaining or 0)),
+            "X-RateLimit-Reset": str(math.ceil(self.reset or 0)),
+        }
 
 
 class _Counts:
