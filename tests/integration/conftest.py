@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import Node, Proc, start_echo_worker, start_node
+from tests.support import Node, Proc, start_echo_worker
 
 
 class Cluster:
@@ -24,9 +24,13 @@ class Cluster:
         self.procs.append(proc)
         return proc, url
 
-    def node(self, *args: str, **kwargs: Any) -> Node:
-        node = start_node(self.tmp_path, *args, **kwargs)
-        self.nodes.append(node)
+    def node(self, *args: str, ready: bool = True, **kwargs: Any) -> Node:
+        node = Node(self.tmp_path, *args, **kwargs)
+        self.nodes.append(node)  # before waiting: a node that never gets ready is stopped too
+        if ready:
+            node.wait_ready()
+        else:
+            node.wait_serving()
         return node
 
     def stop(self) -> None:
