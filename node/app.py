@@ -43,6 +43,7 @@ from node.proxy.upstream import make_session
 from node.routing.selector import PolicySelector
 from node.runtime import RUNTIME_KEY, apply_runtime
 from node.workers.breaker import BreakerSettings
+from node.workers.credentials import CredentialBox, basic, needs_sealing, split_userinfo
 from node.workers.discovery import DiscoveryJobs, DiscoverySettings
 from node.workers.health import HealthChecker, HealthSettings
 from node.workers.pool import WorkerPool
@@ -78,6 +79,7 @@ class Node:
         )
         self.mesh_secret = mesh_secret(config.mesh_secret, config.data_path)
         self.mesh_token = mesh_token(self.mesh_secret)
+        self.credentials = CredentialBox(self.mesh_secret)
         self.stream = AppliedStream()
         self.raft = MeshRaft(raft_settings(config, self.mesh_secret), self.stream)
         self.pool = WorkerPool(
@@ -87,7 +89,8 @@ class Node:
                 timeout=config.cb_timeout_duration_secs,
                 window=config.cb_window_duration_secs,
                 enabled=not config.disable_circuit_breaker,
-            )
+            ),
+            self.credentials,
         )
         self.selector = PolicySelector(config.policy)
         self.admission = Admission(
@@ -147,6 +150,7 @@ class Node:
                 request_timeout=self.config.health_check_timeout_secs,
             ),
             actor=self.actor(None),
+            credentials=self.credentials,
         )
         self.peers = PeerPoller(
             self.session, lambda: self.raft.state.members, self.name, self.mesh_token
@@ -185,9 +189,9 @@ class Node:
         await self._retry_forever("announcing this node", self._announce)
         self.announced = True
         for raw in self.config.worker_urls:
-            url = normalise_url(raw)
+            url, userinfo = split_userinfo(normalise_url(raw))
             await self._retry_forever(
-                f"registering {url}", lambda u=url: self.register_worker_url(u)
+                f"registering {url}", lambda u=url, c=userinfo: self.register_worker_url(u, c)
             )
 
     async def _refresh_keys(self) -> None:
@@ -222,8 +226,18 @@ class Node:
         }
         await self.commit("member.upsert", {"member": member}, None)
 
-    async def register_worker_url(self, url: str) -> None:
-        existing = self.raft.state.worker_urls.get(url)
+    def existing_worker(self, url: str) -> str | None:
+        """The id of the worker at `url` (without userinfo), however its URL was recorded."""
+        found = self.raft.state.worker_urls.get(url)
+        if found is not None:
+            return found
+        for worker in self.pool.all():  # records from before userinfo was split out of URLs
+            if worker.url == url:
+                return worker.id
+        return None
+
+    async def register_worker_url(self, url: str, userinfo: tuple[str, str] | None) -> None:
+        existing = self.existing_worker(url)
         if existing is not None:
             if self.raft.state.workers[existing]["status"] == "failed":
                 job = {"state": "queued", "message": "retrying at node start", "attempts": 0}
@@ -232,6 +246,8 @@ class Node:
                 self.discovery.start(existing)
             return
         spec = {"id": str(uuid.uuid4()), "url": url, "connection_mode": connection_mode(url)}
+        if userinfo is not None:
+            spec["api_key"] = self.credentials.seal(basic(*userinfo))
         try:
             await self.commit("worker.add", {"worker": spec}, None)
         except ApiError as exc:
@@ -248,7 +264,23 @@ class Node:
                 if record["status"] == "pending" and record.get("created_by", "").startswith(mine):
                     self.discovery.start(worker_id)
             self.discovery.adopt_stranded()
+            await self._seal_plaintext_keys()
             await asyncio.sleep(max(1.0, self.config.worker_startup_check_interval))
+
+    async def _seal_plaintext_keys(self) -> None:
+        """As leader: seal the api_keys that records written before sealing hold in the clear."""
+        if not self.raft.status().is_leader:
+            return
+        for record in list(self.raft.state.workers.values()):
+            if needs_sealing(record):
+                sealed = self.credentials.seal(self.credentials.open(record["api_key"]))
+                args = {
+                    "id": record["id"],
+                    "changes": {"api_key": sealed},
+                    "expected_version": record["version"],
+                }
+                with contextlib.suppress(ApiError):  # changed meanwhile: next round
+                    await self.commit("worker.update", args, None)
 
     # -- views of the replicated state ------------------------------------------------
 

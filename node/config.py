@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from node.identity.strength import HOW_TO_GENERATE, weakness
 from node.routing import POLICY_NAMES
+from node.workers.credentials import safe_url
 
 
 class ConfigError(ValueError):
@@ -364,6 +365,7 @@ class Config:
         shown["control_plane_api_keys"] = [
             ":".join(spec.split(":", 3)[:3]) + ":***" for spec in self.control_plane_api_keys
         ]
+        shown["worker_urls"] = [safe_url(url) for url in self.worker_urls]
         return shown
 
 

@@ -27,6 +27,7 @@ from node.errors import ApiError
 from node.ha.peers import MESH_TOKEN_HEADER
 from node.ha.report import health_problems, local_report, mesh_status
 from node.runtime import RUNTIME_KEY
+from node.workers.worker import shown_record
 
 CONFIG_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,255}")
 CONFIG_VALUE_LIMIT = 64 * 1024  # control state must stay small (RAFT.md)
@@ -116,8 +117,7 @@ def _health_views(node: Node, worker_id: str) -> dict[str, Any]:
 
 
 def _worker_record(node: Node, record: dict[str, Any]) -> dict[str, Any]:
-    shown = {k: v for k, v in record.items() if k != "api_key"}
-    shown["has_api_key"] = bool(record.get("api_key"))
+    shown = shown_record(record)
     shown["health_by_node"] = _health_views(node, record["id"])
     return shown
 
