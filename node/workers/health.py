@@ -52,8 +52,14 @@ class HealthChecker:
                 await self._task
 
     async def _loop(self) -> None:
+        # Wakes at least twice a second, so a shorter interval set at runtime applies at once.
+        clock = asyncio.get_running_loop().time
+        last = clock()
         while True:
-            await asyncio.sleep(self.settings.interval)
+            await asyncio.sleep(min(self.settings.interval, 0.5))
+            if clock() - last < self.settings.interval:
+                continue
+            last = clock()
             workers = [w for w in self.pool.all() if w.status in ("ready", "draining")]
             if workers:
                 await asyncio.gather(*(self.check(w) for w in workers))
