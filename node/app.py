@@ -27,6 +27,7 @@ from node import __version__
 from node.audit import AUDIT, AuditLog, audit_middleware
 from node.auth import Authenticator, Principal
 from node.config import Config
+from node.datadir import make_private
 from node.errors import ApiError, error_middleware
 from node.gauges import node_gauges
 from node.ha.peers import PeerPoller, mesh_token
@@ -77,6 +78,7 @@ class Node:
             tokens=self.tokens,
             keys=lambda: (self.raft.state.key_hashes, self.raft.state.api_keys),
         )
+        make_private(config.data_path)  # before anything is written there
         self.mesh_secret = mesh_secret(config.mesh_secret, config.data_path)
         self.mesh_token = mesh_token(self.mesh_secret)
         self.credentials = CredentialBox(self.mesh_secret)
