@@ -115,6 +115,9 @@ class Node:
         self.pool.on_removed.append(lambda worker: self.selector.forget(worker.id))
         self.stream.subscribe(self._on_applied)
         self.metrics.add_gauges(lambda: node_gauges(self))
+        # Model ids this node knows (served by a worker, or a deployment's name): the only
+        # values the `model` metric label takes, so junk names cannot add series.
+        self.model_names: frozenset[str] = frozenset()
         self._tasks: list[asyncio.Task[None]] = []
         self._runtime_applied: dict[str, Any] | None = None
 
@@ -295,6 +298,8 @@ class Node:
             self.selector.sync(self.raft.state.policies)
         if op.startswith("model.") or reset:
             self.selector.sync_deployments(self.raft.state.models)
+        if op.startswith(("worker.", "model.")) or reset:
+            self.model_names = known_models(self.pool, self.raft.state.models)
         if op.startswith("ratelimit.") or reset:
             self.ratelimiter.set_rules(rate_rules(self.raft.state.rate_limits))
         if op == "shutdown.plan":
@@ -308,6 +313,7 @@ class Node:
         self.pool.sync(self.raft.state.workers)
         self.selector.sync(self.raft.state.policies)
         self.selector.sync_deployments(self.raft.state.models)
+        self.model_names = known_models(self.pool, self.raft.state.models)
         self.ratelimiter.set_rules(rate_rules(self.raft.state.rate_limits))
         self._apply_runtime()
 
@@ -338,6 +344,12 @@ class Node:
             1 for name in self.raft.state.members if name != self.name and self.peers.serving(name)
         )
         return 1 + peers
+
+    def model_label(self, model: str | None) -> str:
+        """The `model` label of a request's metrics: bounded by what the mesh serves."""
+        if model is None:
+            return "none"
+        return model if model in self.model_names else "unknown"
 
     def leader_name(self) -> str | None:
         leader = self.raft.status().leader
@@ -375,6 +387,16 @@ class Node:
             extra = {k: v for k, v in outcome.items() if k not in ("ok", "error", "message")}
             raise ApiError(status, outcome["message"], code=outcome["error"].upper(), extra=extra)
         return outcome["value"]
+
+
+def known_models(pool: WorkerPool, deployments: dict[str, dict[str, Any]]) -> frozenset[str]:
+    """Model ids served by a worker (its model_id and the models it listed) and deployments."""
+    names = set(pool.models())
+    for worker in pool.all():
+        served = worker.record.get("metadata", {}).get("served_models", [])
+        names.update(m for m in served if isinstance(m, str))
+    names.update(d["name"] for d in deployments.values() if isinstance(d.get("name"), str))
+    return frozenset(names)
 
 
 def token_service(config: Config) -> TokenService | None:
@@ -428,9 +450,10 @@ def raft_settings(config: Config, secret: str) -> RaftSettings:
 
 def create_app(config: Config, config_file: str | None = None) -> web.Application:
     from node.api import routes
+    from node.browser_guard import browser_guard
 
     app = web.Application(
-        middlewares=[audit_middleware, error_middleware],
+        middlewares=[audit_middleware, error_middleware, browser_guard],
         client_max_size=config.max_payload_size,
         handler_args={"max_field_size": 16384},
     )

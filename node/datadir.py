@@ -4,9 +4,9 @@ It holds the Raft journal and snapshots (every worker record, key digest and
 tenant), the audit log and the mesh secret. Files there must never be
 readable by another local user, whatever umask the node was started with
 (containers and init systems often start processes with 0022 or 0000). So
-the node sets its own umask to 0077 before it creates anything — pysyncobj's
-journal and snapshots, the audit log and the secret are then created private
-— and tightens whatever an earlier run or a copy left looser.
+`meshgate serve` sets its umask to 0077 before it creates anything (so
+pysyncobj's journal and snapshots, the audit log and the secret are created
+private), and the node tightens whatever an earlier run or a copy left looser.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from pathlib import Path
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
+UMASK = 0o077  # what `meshgate serve` runs with: files 0600, dirs 0700
 
 
 def make_private(data_dir: Path) -> None:
     """Create `data_dir` if needed; make it and everything under it owner-only."""
-    os.umask(0o077)  # process-wide: every file this node creates from now on is private
     data_dir.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
     _tighten(data_dir, DIR_MODE)
     for root, dirs, files in os.walk(data_dir):

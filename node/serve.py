@@ -19,6 +19,7 @@ from aiohttp import web
 
 from node import config as config_module
 from node.app import NODE, create_app
+from node.datadir import UMASK
 from node.ha.secret import MeshSecretError
 
 log = logging.getLogger("meshgate")
@@ -40,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    os.umask(UMASK)  # whatever umask we were started with, what we write is ours alone
     return asyncio.run(_serve(config, args.config or os.environ.get("MESHGATE_CONFIG")))
 
 

@@ -56,8 +56,7 @@ def inference_handler(path: str) -> Handler:
             body = await request.read()
             data = parse_body(body)
             model = model_of(data)
-            if model is not None:
-                model_label = model if node.pool.serving(model) is not None else "unknown"
+            model_label = node.model_label(model)
             response = await run_inference(
                 node, request, principal, path, body, data, model, started
             )
