@@ -151,6 +151,20 @@ OPTIONS: tuple[Option, ...] = (
         "request_timeout_secs", float, 1800.0, "upstream request timeout", check=_at_least(0.001)
     ),
     Option(
+        "header_read_timeout_secs",
+        float,
+        10.0,
+        "close a connection whose request headers take longer to arrive (slow clients)",
+        check=_at_least(0.1),
+    ),
+    Option(
+        "body_read_timeout_secs",
+        float,
+        60.0,
+        "answer 408 to a request whose body takes longer to arrive (slow clients)",
+        check=_at_least(0.1),
+    ),
+    Option(
         "max_payload_size",
         int,
         64 * 1024 * 1024,
@@ -307,6 +321,8 @@ class Config:
     queue_size: int
     queue_timeout_secs: float
     request_timeout_secs: float
+    header_read_timeout_secs: float
+    body_read_timeout_secs: float
     max_payload_size: int
     retry_max_retries: int
     retry_initial_backoff_ms: int

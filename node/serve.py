@@ -21,6 +21,7 @@ from node import config as config_module
 from node.app import NODE, create_app
 from node.datadir import UMASK
 from node.ha.secret import MeshSecretError
+from node.read_timeouts import GuardedAppRunner, ReadTimeouts
 
 log = logging.getLogger("meshgate")
 
@@ -51,7 +52,10 @@ async def _serve(config: config_module.Config, config_file: str | None) -> int:
     except MeshSecretError as exc:
         print(f"meshgate serve: error: --mesh-secret: {exc}", file=sys.stderr)
         return 2
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    timeouts = ReadTimeouts(
+        headers=config.header_read_timeout_secs, body=config.body_read_timeout_secs
+    )
+    runner = GuardedAppRunner(app, timeouts, handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, backlog=1024, reuse_address=True)
     try:
