@@ -27,6 +27,7 @@ from node.errors import ApiError
 from node.ha.peers import MESH_TOKEN_HEADER
 from node.ha.report import health_problems, local_report, mesh_status
 from node.runtime import RUNTIME_KEY
+from node.tcp_probe import tcp_connects
 from node.workers.worker import shown_record
 
 CONFIG_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,255}")
@@ -400,8 +401,15 @@ async def drain(request: web.Request, principal: Principal) -> web.Response:
     return json_response({"targets": names, "draining": draining})
 
 
+PROBE_SECS = 2.0  # how long a new voter's Raft port has to accept a connection
+
+
 async def add_member(request: web.Request, principal: Principal) -> web.Response:
-    """Add a Raft voter by its raft address; the new node must already be running."""
+    """Add a Raft voter by its raft address; the new node must already be running.
+
+    Its Raft port is probed first: a voter that does not answer counts toward the
+    quorum all the same, so adding one to a single node (or enough of them to a
+    mesh) would stop every write, the removal included."""
     node = node_of(request)
     data = await json_object(request)
     reject_unknown(data, frozenset({"raft_address"}))
@@ -411,6 +419,15 @@ async def add_member(request: web.Request, principal: Principal) -> web.Response
         raise ApiError(400, "raft_address must be HOST:PORT", param="raft_address")
     if node.raft.settings.self_address is None:
         raise ApiError(409, "this node is a read-only member; send membership changes to a voter")
+    problem = await tcp_connects(host.strip("[]"), int(port), PROBE_SECS)
+    if problem is not None:
+        raise ApiError(
+            409,
+            f"nothing answers at {address} ({problem} within {PROBE_SECS:g} s); start the new "
+            f"node first (--mesh-bind {address} and the mesh's --mesh-secret), then add it",
+            code="MEMBER_NOT_ANSWERING",
+            param="raft_address",
+        )
     try:
         await node.raft.add_voter(address)
     except CommitError as exc:
@@ -423,23 +440,47 @@ async def add_member(request: web.Request, principal: Principal) -> web.Response
     return json_response({"status": "added", "raft_address": address})
 
 
+def _flag(request: web.Request, name: str) -> bool:
+    value = request.query.get(name, "false").lower()
+    if value not in ("true", "false", "1", "0"):
+        raise ApiError(400, f"{name} must be true or false", param=name)
+    return value in ("true", "1")
+
+
 async def remove_member(request: web.Request, principal: Principal) -> web.Response:
+    """Remove a member. It must be answering, unless `?force=true`: a member that will
+    never come back (its machine is gone) is removed without it, from Raft if Raft
+    still has it, and from the member list."""
     node = node_of(request)
     name = request.match_info["name"]
+    force = _flag(request, "force")
     member = node.raft.state.members.get(name)
     if member is None:
         raise ApiError(404, f"{name} is not a member", code="MEMBER_NOT_FOUND")
     if name == node.name:
         raise ApiError(409, "a node cannot remove itself; send this to another member")
+    view = node.peers.views.get(name)
+    if not force and view is not None and view.polled and not view.reachable:
+        raise ApiError(
+            409,
+            f"{name} does not answer ({view.error}); if it will never come back, remove it "
+            f"with DELETE /ha/members/{name}?force=true "
+            f"(meshgate cluster remove-member {name} --force)",
+            code="MEMBER_UNREACHABLE",
+        )
     address = member.get("raft_address")
-    if address:
+    in_raft = address in {peer.address for peer in node.raft.status().peers}
+    if address and in_raft:
         try:
             await node.raft.remove_voter(address)
         except CommitError as exc:
             raise ApiError(
                 503,
-                f"removing {name} from Raft failed ({exc.reason})",
+                f"removing {name} from Raft failed ({exc.reason}); the group needs a leader "
+                "and a majority of its voters",
                 headers={"Retry-After": "1"},
             ) from None
     await node.commit("member.remove", {"name": name}, principal)
-    return json_response({"status": "removed", "name": name, "raft_address": address})
+    return json_response(
+        {"status": "removed", "name": name, "raft_address": address, "forced": force}
+    )

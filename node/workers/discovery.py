@@ -16,7 +16,6 @@ import logging
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -24,6 +23,7 @@ from mesh import commands
 from mesh.raft import CommitError, MeshRaft
 from node.proxy.failures import REDIRECTED, kind_of
 from node.proxy.upstream import Upstream, is_redirect
+from node.tcp_probe import tcp_probe
 from node.workers.credentials import CredentialBox
 
 log = logging.getLogger(__name__)
@@ -34,22 +34,6 @@ class DiscoverySettings:
     startup_timeout: float = 600.0
     check_interval: float = 2.0
     request_timeout: float = 5.0
-
-
-async def tcp_probe(url: str, timeout: float) -> tuple[bool, str | None]:
-    parts = urlsplit(url)
-    default_port = 443 if parts.scheme in ("https", "grpcs") else 80
-    try:
-        _, writer = await asyncio.wait_for(
-            asyncio.open_connection(parts.hostname, parts.port or default_port), timeout
-        )
-    except (OSError, TimeoutError) as exc:
-        log.debug("tcp probe of %s: %s: %s", parts.hostname, type(exc).__name__, exc)
-        return False, f"cannot connect: {kind_of(exc)}"
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-    return True, None
 
 
 class DiscoveryJobs:

@@ -18,7 +18,7 @@ import aiohttp
 
 from node.proxy.failures import REDIRECTED, did_not_answer
 from node.proxy.upstream import Upstream, is_redirect
-from node.workers.discovery import tcp_probe
+from node.tcp_probe import tcp_probe
 from node.workers.pool import WorkerPool
 from node.workers.worker import Worker
 

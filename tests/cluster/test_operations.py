@@ -260,6 +260,7 @@ def test_members_join_as_voters_and_read_only_and_leave(mesh: Mesh, tmp_path: Pa
         name="r1",
     )
     try:
+        fourth.wait_serving()  # its Raft port is open: the add probes it
         added = requests.post(
             mesh.nodes[0].url + "/ha/members", json={"raft_address": raft4}, timeout=10
         )
