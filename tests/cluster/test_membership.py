@@ -3,25 +3,13 @@ and one that will never come back can be removed without it."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import requests
 
-from tests.cluster.conftest import Mesh
-from tests.support import MESH_SECRET, ROOT, Node, free_port, wait_for
-
-
-def _cli(mesh: Mesh, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "node.cli", "cluster", *args, "--url", mesh.nodes[0].url],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+from tests.cluster.conftest import Mesh, cluster_cli, joining_voter
+from tests.support import free_port, wait_for
 
 
 def _write(mesh: Mesh, key: str) -> int:
@@ -41,7 +29,7 @@ def test_a_voter_that_does_not_answer_is_refused_after_a_probe(mesh: Mesh) -> No
         error["code"] == "MEMBER_NOT_ANSWERING" and "start the new node first" in error["message"]
     )
     assert time.monotonic() - started < 5
-    by_cli = _cli(mesh, "add-member", nowhere)
+    by_cli = cluster_cli(mesh, "add-member", nowhere)
     assert by_cli.returncode != 0 and "nothing answers" in by_cli.stderr + by_cli.stdout
     status = mesh.status()
     assert status["node_count"] == 3
@@ -50,17 +38,7 @@ def test_a_voter_that_does_not_answer_is_refused_after_a_probe(mesh: Mesh) -> No
 
 
 def test_a_member_that_will_never_come_back_is_removed_by_force(mesh: Mesh, tmp_path: Path) -> None:
-    raft4 = f"127.0.0.1:{free_port()}"
-    fourth = Node(
-        tmp_path,
-        "--mesh-bind",
-        raft4,
-        "--mesh-peers",
-        *mesh.raft,
-        "--mesh-secret",
-        MESH_SECRET,
-        name="n4",
-    )
+    fourth, raft4 = joining_voter(mesh, tmp_path, "n4")
     try:
         fourth.wait_serving()  # its Raft port is open: the add probes it
         added = requests.post(
@@ -81,7 +59,7 @@ def test_a_member_that_will_never_come_back_is_removed_by_force(mesh: Mesh, tmp_
         plain = requests.delete(mesh.nodes[0].url + "/ha/members/n4", timeout=10)
         assert plain.status_code == 409
         assert "force=true" in plain.json()["error"]["message"]
-        forced = _cli(mesh, "remove-member", "n4", "--force")
+        forced = cluster_cli(mesh, "remove-member", "n4", "--force")
         assert forced.returncode == 0, forced.stderr
         status = mesh.status(mesh.nodes[0])
         assert "n4" not in {n["name"] for n in status["nodes"]} and status["node_count"] == 3

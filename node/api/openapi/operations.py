@@ -610,5 +610,5 @@ op(
         ),
     ),
     success={200: ok("removed")},
-    errors=(404, 409, *COMMIT),
+    errors=(400, 404, 409, *COMMIT),
 )
