@@ -887,13 +887,22 @@ def _publish_delete(state: ControlState, args: dict[str, Any], cmd: Command, ind
     return ok({"ref": ref, "version": index})
 
 
+# Usage counts are what workers claim: one flush adds at most this much to a subject, and
+# totals saturate at 2**53 - 1 (JSON readers' largest exact integer; orjson refuses > 64 bits).
+USAGE_DELTA_MAX: Final = 10**12
+USAGE_TOTAL_MAX: Final = 2**53 - 1
+
+
 def _usage_flush(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
     """Add a node's batched usage. args: {"deltas": {subject: {requests, tokens, last_access,
-    day}}}. `day` (proposer's UTC date) restarts `requests_today` when it changes."""
+    day}}}. `day` (proposer's UTC date) restarts `requests_today` when it changes.
+    Malformed or negative counts refuse the batch; absurdly large ones are clamped to
+    USAGE_DELTA_MAX, and totals saturate at USAGE_TOTAL_MAX, the same on every node."""
     deltas = args.get("deltas")
     if not isinstance(deltas, dict):
         return fail("invalid", "deltas must be a mapping")
     usage = dict(state.usage)
+    clamped = 0
     for subject, delta in deltas.items():
         if not isinstance(delta, dict) or not isinstance(subject, str):
             return fail("invalid", "each delta must be a mapping keyed by subject")
@@ -902,6 +911,9 @@ def _usage_flush(state: ControlState, args: dict[str, Any], cmd: Command, index:
             isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (requests, tokens)
         ):
             return fail("invalid", "requests and tokens must be non-negative integers")
+        if requests > USAGE_DELTA_MAX or tokens > USAGE_DELTA_MAX:
+            clamped += 1
+            requests, tokens = min(requests, USAGE_DELTA_MAX), min(tokens, USAGE_DELTA_MAX)
         before = usage.get(
             subject,
             {
@@ -914,17 +926,19 @@ def _usage_flush(state: ControlState, args: dict[str, Any], cmd: Command, index:
         )
         today = delta.get("day")
         usage[subject] = {
-            "total_requests": before["total_requests"] + requests,
-            "requests_today": (before["requests_today"] if before["day"] == today else 0)
-            + requests,
-            "tokens_used": before["tokens_used"] + tokens,
+            "total_requests": min(before["total_requests"] + requests, USAGE_TOTAL_MAX),
+            "requests_today": min(
+                (before["requests_today"] if before["day"] == today else 0) + requests,
+                USAGE_TOTAL_MAX,
+            ),
+            "tokens_used": min(before["tokens_used"] + tokens, USAGE_TOTAL_MAX),
             "day": today,
             "last_access": max(
                 filter(None, (before["last_access"], delta.get("last_access"))), default=None
             ),
         }
     state.usage = usage
-    return ok({"subjects": len(deltas), "version": index})
+    return ok({"subjects": len(deltas), "clamped": clamped, "version": index})
 
 
 Handler = Callable[[ControlState, dict[str, Any], Command, int], Outcome]

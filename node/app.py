@@ -27,6 +27,7 @@ from node import __version__
 from node.audit import AUDIT, AuditLog, audit_middleware
 from node.auth import Authenticator, Principal
 from node.config import Config
+from node.datadir import make_private
 from node.errors import ApiError, error_middleware
 from node.gauges import node_gauges
 from node.ha.peers import PeerPoller, mesh_token
@@ -44,6 +45,7 @@ from node.proxy.upstream import make_session
 from node.routing.selector import PolicySelector
 from node.runtime import RUNTIME_KEY, apply_runtime
 from node.workers.breaker import BreakerSettings
+from node.workers.credentials import CredentialBox, basic, needs_sealing, split_userinfo
 from node.workers.discovery import DiscoveryJobs, DiscoverySettings
 from node.workers.health import HealthChecker, HealthSettings
 from node.workers.pool import WorkerPool
@@ -77,8 +79,10 @@ class Node:
             tokens=self.tokens,
             keys=lambda: self.raft.state,
         )
+        make_private(config.data_path)  # before anything is written there
         self.mesh_secret = mesh_secret(config.mesh_secret, config.data_path)
         self.mesh_token = mesh_token(self.mesh_secret)
+        self.credentials = CredentialBox(self.mesh_secret)
         self.stream = AppliedStream()
         self.raft = MeshRaft(raft_settings(config, self.mesh_secret), self.stream)
         self.pool = WorkerPool(
@@ -88,7 +92,8 @@ class Node:
                 timeout=config.cb_timeout_duration_secs,
                 window=config.cb_window_duration_secs,
                 enabled=not config.disable_circuit_breaker,
-            )
+            ),
+            self.credentials,
         )
         self.selector = PolicySelector(config.policy)
         self.admission = Admission(
@@ -114,6 +119,9 @@ class Node:
         self.pool.on_removed.append(lambda worker: self.selector.forget(worker.id))
         self.stream.subscribe(self._on_applied)
         self.metrics.add_gauges(lambda: node_gauges(self))
+        # Model ids this node knows (served by a worker, or a deployment's name): the only
+        # values the `model` metric label takes, so junk names cannot add series.
+        self.model_names: frozenset[str] = frozenset()
         self._tasks: list[asyncio.Task[None]] = []
         self._runtime_applied: dict[str, Any] | None = None
 
@@ -151,6 +159,7 @@ class Node:
                 request_timeout=self.config.health_check_timeout_secs,
             ),
             actor=self.actor(None),
+            credentials=self.credentials,
         )
         self.peers = PeerPoller(
             self.session, lambda: self.raft.state.members, self.name, self.mesh_token
@@ -195,9 +204,9 @@ class Node:
             )
         self.announced = True
         for raw in self.config.worker_urls:
-            url = normalise_url(raw)
+            url, userinfo = split_userinfo(normalise_url(raw))
             await self._retry_forever(
-                f"registering {url}", lambda u=url: self.register_worker_url(u)
+                f"registering {url}", lambda u=url, c=userinfo: self.register_worker_url(u, c)
             )
 
     async def _refresh_keys(self) -> None:
@@ -232,8 +241,18 @@ class Node:
         }
         await self.commit("member.upsert", {"member": member}, None)
 
-    async def register_worker_url(self, url: str) -> None:
-        existing = self.raft.state.worker_urls.get(url)
+    def existing_worker(self, url: str) -> str | None:
+        """The id of the worker at `url` (without userinfo), however its URL was recorded."""
+        found = self.raft.state.worker_urls.get(url)
+        if found is not None:
+            return found
+        for worker in self.pool.all():  # records from before userinfo was split out of URLs
+            if worker.url == url:
+                return worker.id
+        return None
+
+    async def register_worker_url(self, url: str, userinfo: tuple[str, str] | None) -> None:
+        existing = self.existing_worker(url)
         if existing is not None:
             if self.raft.state.workers[existing]["status"] == "failed":
                 job = {"state": "queued", "message": "retrying at node start", "attempts": 0}
@@ -242,6 +261,8 @@ class Node:
                 self.discovery.start(existing)
             return
         spec = {"id": str(uuid.uuid4()), "url": url, "connection_mode": connection_mode(url)}
+        if userinfo is not None:
+            spec["api_key"] = self.credentials.seal(basic(*userinfo))
         try:
             await self.commit("worker.add", {"worker": spec}, None)
         except ApiError as exc:
@@ -258,7 +279,23 @@ class Node:
                 if record["status"] == "pending" and record.get("created_by", "").startswith(mine):
                     self.discovery.start(worker_id)
             self.discovery.adopt_stranded()
+            await self._seal_plaintext_keys()
             await asyncio.sleep(max(1.0, self.config.worker_startup_check_interval))
+
+    async def _seal_plaintext_keys(self) -> None:
+        """As leader: seal the api_keys that records written before sealing hold in the clear."""
+        if not self.raft.status().is_leader:
+            return
+        for record in list(self.raft.state.workers.values()):
+            if needs_sealing(record):
+                sealed = self.credentials.seal(self.credentials.open(record["api_key"]))
+                args = {
+                    "id": record["id"],
+                    "changes": {"api_key": sealed},
+                    "expected_version": record["version"],
+                }
+                with contextlib.suppress(ApiError):  # changed meanwhile: next round
+                    await self.commit("worker.update", args, None)
 
     # -- views of the replicated state ------------------------------------------------
 
@@ -271,6 +308,8 @@ class Node:
             self.selector.sync(self.raft.state.policies)
         if op.startswith("model.") or reset:
             self.selector.sync_deployments(self.raft.state.models)
+        if op.startswith(("worker.", "model.")) or reset:
+            self.model_names = known_models(self.pool, self.raft.state.models)
         if op.startswith("ratelimit.") or reset:
             self.ratelimiter.set_rules(rate_rules(self.raft.state.rate_limits))
         if op == "shutdown.plan":
@@ -284,6 +323,7 @@ class Node:
         self.pool.sync(self.raft.state.workers)
         self.selector.sync(self.raft.state.policies)
         self.selector.sync_deployments(self.raft.state.models)
+        self.model_names = known_models(self.pool, self.raft.state.models)
         self.ratelimiter.set_rules(rate_rules(self.raft.state.rate_limits))
         self._apply_runtime()
 
@@ -314,6 +354,12 @@ class Node:
             1 for name in self.raft.state.members if name != self.name and self.peers.serving(name)
         )
         return 1 + peers
+
+    def model_label(self, model: str | None) -> str:
+        """The `model` label of a request's metrics: bounded by what the mesh serves."""
+        if model is None:
+            return "none"
+        return model if model in self.model_names else "unknown"
 
     def leader_name(self) -> str | None:
         leader = self.raft.status().leader
@@ -351,6 +397,16 @@ class Node:
             extra = {k: v for k, v in outcome.items() if k not in ("ok", "error", "message")}
             raise ApiError(status, outcome["message"], code=outcome["error"].upper(), extra=extra)
         return outcome["value"]
+
+
+def known_models(pool: WorkerPool, deployments: dict[str, dict[str, Any]]) -> frozenset[str]:
+    """Model ids served by a worker (its model_id and the models it listed) and deployments."""
+    names = set(pool.models())
+    for worker in pool.all():
+        served = worker.record.get("metadata", {}).get("served_models", [])
+        names.update(m for m in served if isinstance(m, str))
+    names.update(d["name"] for d in deployments.values() if isinstance(d.get("name"), str))
+    return frozenset(names)
 
 
 def token_service(config: Config) -> TokenService | None:
@@ -414,9 +470,10 @@ def raft_settings(config: Config, secret: str) -> RaftSettings:
 
 def create_app(config: Config, config_file: str | None = None) -> web.Application:
     from node.api import routes
+    from node.browser_guard import browser_guard
 
     app = web.Application(
-        middlewares=[audit_middleware, error_middleware],
+        middlewares=[audit_middleware, error_middleware, browser_guard],
         client_max_size=config.max_payload_size,
         handler_args={"max_field_size": 16384},
     )

@@ -6,6 +6,14 @@ time, node, principal (id, kind, tenant), method, path, status and request
 id. Bodies are never written, so no key, password or token reaches the log;
 what was changed is in the replicated records themselves (`updated_by`). The
 file is rotated once it passes 10 MiB (one previous file is kept).
+
+Refusals of callers who proved no identity (any 4xx or 5xx without a
+principal: wrong keys, failed logins, probes of routes that do not exist) go
+to a file of their own,
+`audit-refused.jsonl`, rotated at 1 MiB. Anyone who can reach the node can
+send those, as fast as they like; in the one log they would rotate the record
+of accepted changes away within minutes. Kept apart, a flood only rotates
+itself, and the changes stay for as long as their own volume allows.
 """
 
 from __future__ import annotations
@@ -23,20 +31,24 @@ MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 AUDITED = ("/workers", "/policies", "/ha/", "/admin/", "/api/", "/flush_cache")
 NOT_AUDITED = ("/ha/local",)
 MAX_BYTES = 10 * 1024 * 1024
+REFUSALS_FILE = "audit-refused.jsonl"
+MAX_REFUSAL_BYTES = 1024 * 1024
 AUDIT: web.AppKey[AuditLog] = web.AppKey("audit")
 
 
-class AuditLog:
-    def __init__(self, path: Path, node: str) -> None:
+class _Journal:
+    """One JSON-lines file, rotated past `max_bytes` (the previous file is kept as `.1`)."""
+
+    def __init__(self, path: Path, max_bytes: int) -> None:
         self.path = path
-        self.node = node
+        self.max_bytes = max_bytes
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(path, "ab")  # noqa: SIM115 - kept open for the process lifetime
 
-    def write(self, entry: dict[str, Any]) -> None:
-        self._file.write(orjson.dumps({"ts": time.time(), "node": self.node, **entry}) + b"\n")
+    def write(self, line: bytes) -> None:
+        self._file.write(line)
         self._file.flush()
-        if self._file.tell() > MAX_BYTES:
+        if self._file.tell() > self.max_bytes:
             self._file.close()
             os.replace(self.path, self.path.with_suffix(".jsonl.1"))
             self._file = open(self.path, "ab")  # noqa: SIM115
@@ -48,6 +60,27 @@ class AuditLog:
 
     def close(self) -> None:
         self._file.close()
+
+
+class AuditLog:
+    def __init__(self, path: Path, node: str) -> None:
+        self.path = path
+        self.node = node
+        self._changes = _Journal(path, MAX_BYTES)
+        self._refusals = _Journal(path.with_name(REFUSALS_FILE), MAX_REFUSAL_BYTES)
+
+    def write(self, entry: dict[str, Any]) -> None:
+        line = orjson.dumps({"ts": time.time(), "node": self.node, **entry}) + b"\n"
+        anonymous_refusal = entry.get("principal") is None and entry.get("status", 500) >= 400
+        (self._refusals if anonymous_refusal else self._changes).write(line)
+
+    def tail(self, limit: int, refusals: bool = False) -> list[dict[str, Any]]:
+        """The latest entries: changes (and refusals of known callers), or anonymous refusals."""
+        return (self._refusals if refusals else self._changes).tail(limit)
+
+    def close(self) -> None:
+        self._changes.close()
+        self._refusals.close()
 
 
 def _audited(request: web.Request) -> bool:

@@ -5,7 +5,7 @@
     meshgate cluster shutdown TARGET --url URL [--grace SECS]
     meshgate cluster rolling-restart --url URL [--node-timeout SECS]
     meshgate cluster add-member HOST:PORT --url URL
-    meshgate cluster remove-member NODE --url URL
+    meshgate cluster remove-member NODE [--force] --url URL
 
 The admin token comes from MESHGATE_ADMIN_TOKEN. A rolling restart asks each
 node in turn to drain and exit (through a committed shutdown plan), relies on
@@ -48,6 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add.add_argument("raft_address")
     remove = sub.add_parser("remove-member", help="remove a node from the Raft group")
     remove.add_argument("node")
+    remove.add_argument(
+        "--force",
+        action="store_true",
+        help="the node is gone for good: remove it although it does not answer",
+    )
     for child in sub.choices.values():
         child.add_argument(
             "--url",
@@ -78,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
         elif args.action == "add-member":
             out(client.post("/ha/members", {"raft_address": args.raft_address}), args)
         elif args.action == "remove-member":
-            out(client.request("DELETE", f"/ha/members/{args.node}"), args)
+            force = "?force=true" if args.force else ""
+            out(client.request("DELETE", f"/ha/members/{args.node}{force}"), args)
         elif args.action == "rolling-restart":
             rolling_restart(client, args.node_timeout, log=print)
     except ClusterError as exc:

@@ -13,6 +13,7 @@ import argparse
 import ipaddress
 import math
 import os
+import re
 import socket
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 
 from node.identity.strength import HOW_TO_GENERATE, weakness
 from node.routing import POLICY_NAMES
+from node.workers.credentials import safe_url
 
 
 class ConfigError(ValueError):
@@ -73,6 +75,21 @@ def _worker_urls(urls: list[str]) -> str | None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https", "grpc", "grpcs") or not parts.hostname:
             return f"{url!r} is not an http(s):// or grpc:// URL with a host"
+    return None
+
+
+# A path on the worker: no scheme, host, userinfo, `..`, backslash, whitespace or control
+# characters, so it can only ever name a path on the worker's own host and port.
+_PATH = re.compile(r"/(?!/)[A-Za-z0-9._~!$&'()*+,;=:%/?-]{0,255}")
+
+
+def _url_path(value: str) -> str | None:
+    """A path such as /health: appended to each worker's URL, so it must stay a path."""
+    if not _PATH.fullmatch(value) or ".." in value or "//" in value:
+        return (
+            f"{value[:64]!r} is not a path: give one such as /health (starting with one /, at most "
+            "256 characters, no scheme, host, @, .., // or whitespace)"
+        )
     return None
 
 
@@ -143,6 +160,20 @@ OPTIONS: tuple[Option, ...] = (
         "request_timeout_secs", float, 1800.0, "upstream request timeout", check=_at_least(0.001)
     ),
     Option(
+        "header_read_timeout_secs",
+        float,
+        10.0,
+        "close a connection whose request headers take longer to arrive (slow clients)",
+        check=_at_least(0.1),
+    ),
+    Option(
+        "body_read_timeout_secs",
+        float,
+        60.0,
+        "answer 408 to a request whose body takes longer to arrive (slow clients)",
+        check=_at_least(0.1),
+    ),
+    Option(
         "max_payload_size",
         int,
         64 * 1024 * 1024,
@@ -176,7 +207,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("health_check_timeout_secs", float, 5.0, "health check timeout", check=_at_least(0.001)),
     Option("health_check_interval_secs", float, 10.0, "time between checks", check=_at_least(0.01)),
-    Option("health_check_endpoint", str, "/health", "worker path checked"),
+    Option("health_check_endpoint", str, "/health", "worker path checked", check=_url_path),
     Option(
         "worker_startup_timeout_secs",
         float,
@@ -328,6 +359,8 @@ class Config:
     queue_size: int
     queue_timeout_secs: float
     request_timeout_secs: float
+    header_read_timeout_secs: float
+    body_read_timeout_secs: float
     max_payload_size: int
     retry_max_retries: int
     retry_initial_backoff_ms: int
@@ -406,6 +439,7 @@ class Config:
         shown["control_plane_api_keys"] = [
             ":".join(spec.split(":", 3)[:3]) + ":***" for spec in self.control_plane_api_keys
         ]
+        shown["worker_urls"] = [safe_url(url) for url in self.worker_urls]
         return shown
 
 

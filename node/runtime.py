@@ -10,6 +10,7 @@ nodes change together and a restarted node comes back with them.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,8 @@ from node.workers.breaker import BreakerSettings
 
 if TYPE_CHECKING:
     from node.app import Node
+
+log = logging.getLogger(__name__)
 
 RUNTIME_KEY = "meshgate.runtime"
 RUNTIME_SETTINGS = (
@@ -62,9 +65,23 @@ def effective(config: Config, overrides: dict[str, Any]) -> dict[str, Any]:
     return {name: overrides.get(name, getattr(config, name)) for name in RUNTIME_SETTINGS}
 
 
+def valid_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """The committed overrides that pass today's checks; the others are logged and ignored.
+
+    Overrides committed by an older version (or before a check existed, such as
+    `health_check_endpoint` having to be a path) are checked again before use."""
+    kept = {}
+    for name, value in overrides.items():
+        try:
+            kept.update(validate_overrides({name: value}))
+        except ConfigError as exc:
+            log.warning("ignoring the committed runtime setting %s", exc)
+    return kept
+
+
 def apply_runtime(node: Node, overrides: dict[str, Any]) -> dict[str, Any]:
     """Make the node's live parts follow the flags overlaid with `overrides`."""
-    values = effective(node.config, overrides)
+    values = effective(node.config, valid_overrides(overrides))
     admission = node.admission
     admission.max_concurrent = max(0, values["max_concurrent_requests"])
     admission.queue_size = values["queue_size"]

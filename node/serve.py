@@ -19,7 +19,9 @@ from aiohttp import web
 
 from node import config as config_module
 from node.app import NODE, create_app
+from node.datadir import UMASK
 from node.ha.secret import MeshSecretError
+from node.read_timeouts import GuardedAppRunner, ReadTimeouts
 
 log = logging.getLogger("meshgate")
 
@@ -40,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    os.umask(UMASK)  # whatever umask we were started with, what we write is ours alone
     return asyncio.run(_serve(config, args.config or os.environ.get("MESHGATE_CONFIG")))
 
 
@@ -49,7 +52,10 @@ async def _serve(config: config_module.Config, config_file: str | None) -> int:
     except MeshSecretError as exc:
         print(f"meshgate serve: error: --mesh-secret: {exc}", file=sys.stderr)
         return 2
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    timeouts = ReadTimeouts(
+        headers=config.header_read_timeout_secs, body=config.body_read_timeout_secs
+    )
+    runner = GuardedAppRunner(app, timeouts, handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, backlog=1024, reuse_address=True)
     try:

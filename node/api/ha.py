@@ -22,11 +22,12 @@ from node.api import policies
 from node.api.common import control_plane, json_object, json_response, node_of, reject_unknown
 from node.app import Node
 from node.auth import Principal
-from node.config import is_loopback
 from node.errors import ApiError
 from node.ha.peers import MESH_TOKEN_HEADER
 from node.ha.report import health_problems, local_report, mesh_status
 from node.runtime import RUNTIME_KEY
+from node.tcp_probe import tcp_connects
+from node.workers.worker import shown_record
 
 CONFIG_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,255}")
 CONFIG_VALUE_LIMIT = 64 * 1024  # control state must stay small (RAFT.md)
@@ -64,9 +65,8 @@ async def local(request: web.Request) -> web.Response:
     node = node_of(request)
     token = request.headers.get(MESH_TOKEN_HEADER)
     if token is not None:
+        # Derived from the mesh secret (configured or generated), so never well known.
         trusted = hmac.compare_digest(token.encode(), node.mesh_token.encode())
-        if not node.config.mesh_secret:  # a well-known token: accept it from loopback only
-            trusted = trusted and is_loopback(request.remote or "")
         if not trusted:
             raise ApiError(401, "bad mesh token")
     else:
@@ -116,8 +116,7 @@ def _health_views(node: Node, worker_id: str) -> dict[str, Any]:
 
 
 def _worker_record(node: Node, record: dict[str, Any]) -> dict[str, Any]:
-    shown = {k: v for k, v in record.items() if k != "api_key"}
-    shown["has_api_key"] = bool(record.get("api_key"))
+    shown = shown_record(record)
     shown["health_by_node"] = _health_views(node, record["id"])
     return shown
 
@@ -401,8 +400,15 @@ async def drain(request: web.Request, principal: Principal) -> web.Response:
     return json_response({"targets": names, "draining": draining})
 
 
+PROBE_SECS = 2.0  # how long a new voter's Raft port has to accept a connection
+
+
 async def add_member(request: web.Request, principal: Principal) -> web.Response:
-    """Add a Raft voter by its raft address; the new node must already be running."""
+    """Add a Raft voter by its raft address; the new node must already be running.
+
+    Its Raft port is probed first: a voter that does not answer counts toward the
+    quorum all the same, so adding one to a single node (or enough of them to a
+    mesh) would stop every write, the removal included."""
     node = node_of(request)
     data = await json_object(request)
     reject_unknown(data, frozenset({"raft_address"}))
@@ -412,6 +418,15 @@ async def add_member(request: web.Request, principal: Principal) -> web.Response
         raise ApiError(400, "raft_address must be HOST:PORT", param="raft_address")
     if node.raft.settings.self_address is None:
         raise ApiError(409, "this node is a read-only member; send membership changes to a voter")
+    problem = await tcp_connects(host.strip("[]"), int(port), PROBE_SECS)
+    if problem is not None:
+        raise ApiError(
+            409,
+            f"nothing answers at {address} ({problem} within {PROBE_SECS:g} s); start the new "
+            f"node first (--mesh-bind {address} and the mesh's --mesh-secret), then add it",
+            code="MEMBER_NOT_ANSWERING",
+            param="raft_address",
+        )
     try:
         await node.raft.add_voter(address)
     except CommitError as exc:
@@ -424,23 +439,47 @@ async def add_member(request: web.Request, principal: Principal) -> web.Response
     return json_response({"status": "added", "raft_address": address})
 
 
+def _flag(request: web.Request, name: str) -> bool:
+    value = request.query.get(name, "false").lower()
+    if value not in ("true", "false", "1", "0"):
+        raise ApiError(400, f"{name} must be true or false", param=name)
+    return value in ("true", "1")
+
+
 async def remove_member(request: web.Request, principal: Principal) -> web.Response:
+    """Remove a member. It must be answering, unless `?force=true`: a member that will
+    never come back (its machine is gone) is removed without it, from Raft if Raft
+    still has it, and from the member list."""
     node = node_of(request)
     name = request.match_info["name"]
+    force = _flag(request, "force")
     member = node.raft.state.members.get(name)
     if member is None:
         raise ApiError(404, f"{name} is not a member", code="MEMBER_NOT_FOUND")
     if name == node.name:
         raise ApiError(409, "a node cannot remove itself; send this to another member")
+    view = node.peers.views.get(name)
+    if not force and view is not None and view.polled and not view.reachable:
+        raise ApiError(
+            409,
+            f"{name} does not answer ({view.error}); if it will never come back, remove it "
+            f"with DELETE /ha/members/{name}?force=true "
+            f"(meshgate cluster remove-member {name} --force)",
+            code="MEMBER_UNREACHABLE",
+        )
     address = member.get("raft_address")
-    if address:
+    in_raft = address in {peer.address for peer in node.raft.status().peers}
+    if address and in_raft:
         try:
             await node.raft.remove_voter(address)
         except CommitError as exc:
             raise ApiError(
                 503,
-                f"removing {name} from Raft failed ({exc.reason})",
+                f"removing {name} from Raft failed ({exc.reason}); the group needs a leader "
+                "and a majority of its voters",
                 headers={"Retry-After": "1"},
             ) from None
     await node.commit("member.remove", {"name": name}, principal)
-    return json_response({"status": "removed", "name": name, "raft_address": address})
+    return json_response(
+        {"status": "removed", "name": name, "raft_address": address, "forced": force}
+    )

@@ -13,6 +13,8 @@ from aiohttp import web
 
 from node.api.common import json_response, node_of
 from node.app import Node
+from node.proxy.failures import REDIRECTED, did_not_answer, log_failure
+from node.proxy.upstream import is_redirect
 
 
 def install(app: web.Application) -> None:
@@ -83,9 +85,12 @@ async def health_generate(request: web.Request) -> web.Response:
             worker.base_url + "/health_generate", headers=worker.auth_headers, timeout=timeout
         ) as resp:
             await resp.read()
-            ok = resp.status < 400
+            ok = resp.status < 300
             body = {"healthy": ok, "worker_id": worker.id, "worker_status": resp.status}
+            if is_redirect(resp.status):
+                body["reason"] = REDIRECTED
             return json_response(body, 200 if ok else 503)
     except (aiohttp.ClientError, TimeoutError) as exc:
-        body = {"healthy": False, "worker_id": worker.id, "reason": f"{type(exc).__name__} {exc}"}
+        log_failure(worker.id, worker.url, "GET /health_generate", exc)
+        body = {"healthy": False, "worker_id": worker.id, "reason": did_not_answer(exc)}
         return json_response(body, 503)

@@ -516,8 +516,12 @@ async def audit_entries(request: web.Request, _: Principal) -> web.Response:
         or not 1 <= int(limit) <= 10000
     ):
         raise ApiError(400, "limit must be an integer from 1 to 10000")
+    kind = request.query.get("kind", "changes")
+    if kind not in ("changes", "refusals"):
+        raise ApiError(400, "kind must be changes (the default) or refusals")
     log = request.app[AUDIT]
-    return json_response({"node": log.node, "entries": log.tail(int(limit))})
+    entries = log.tail(int(limit), refusals=kind == "refusals")
+    return json_response({"node": log.node, "kind": kind, "entries": entries})
 
 
 async def validate_api_key(request: web.Request, principal: Principal) -> web.Response:

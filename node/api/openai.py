@@ -20,6 +20,8 @@ from node.api.inference import run_inference
 from node.app import Node
 from node.errors import ApiError
 from node.proxy.facts import model_of, parse_body
+from node.proxy.failures import REDIRECTED, did_not_answer, log_failure
+from node.proxy.upstream import is_redirect
 from node.workers.worker import Worker
 
 INFERENCE_ROUTES = (
@@ -54,8 +56,7 @@ def inference_handler(path: str) -> Handler:
             body = await request.read()
             data = parse_body(body)
             model = model_of(data)
-            if model is not None:
-                model_label = model if node.pool.serving(model) is not None else "unknown"
+            model_label = node.model_label(model)
             response = await run_inference(
                 node, request, principal, path, body, data, model, started
             )
@@ -131,7 +132,10 @@ async def get_model_info(request: web.Request) -> web.Response:
     try:
         status, body = await _get_json(node, worker, "/get_model_info")
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise ApiError(502, f"worker {worker.id} did not answer: {exc}") from None
+        log_failure(worker.id, worker.url, "GET /get_model_info", exc)
+        raise ApiError(502, f"worker {worker.id} {did_not_answer(exc)}") from None
+    if is_redirect(status):
+        raise ApiError(502, f"worker {worker.id}: {REDIRECTED}")
     return json_response(body, status)
 
 
@@ -140,15 +144,15 @@ async def get_server_info(request: web.Request) -> web.Response:
     workers = _ready_workers(node)
 
     async def one(worker: Worker) -> dict[str, Any]:
+        shown: dict[str, Any] = {"worker_id": worker.id, "url": worker.url}
         try:
             status, body = await _get_json(node, worker, "/get_server_info")
-            return {"worker_id": worker.id, "url": worker.url, "status": status, "info": body}
         except (aiohttp.ClientError, TimeoutError) as exc:
-            return {
-                "worker_id": worker.id,
-                "url": worker.url,
-                "error": f"{type(exc).__name__} {exc}",
-            }
+            log_failure(worker.id, worker.url, "GET /get_server_info", exc)
+            return {**shown, "error": did_not_answer(exc)}
+        if is_redirect(status):
+            return {**shown, "status": status, "error": REDIRECTED}
+        return {**shown, "status": status, "info": body}
 
     results = await asyncio.gather(*(one(w) for w in workers))
     return json_response(
@@ -176,15 +180,16 @@ async def engine_metrics(request: web.Request) -> web.Response:
                 worker.base_url + "/metrics", headers=worker.auth_headers, timeout=timeout
             ) as resp:
                 text = (await resp.read()).decode(errors="replace")
-                return worker, text if resp.status < 400 else None
-        except (aiohttp.ClientError, TimeoutError):
+                return worker, text if resp.status < 300 else None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log_failure(worker.id, worker.url, "GET /metrics", exc)
             return worker, None
 
     lines: list[str] = []
     described: set[str] = set()
     for worker, text in await asyncio.gather(*(fetch(w) for w in workers)):
         if text is None:
-            lines.append(f"# worker {worker.id} ({worker.url}) did not answer")
+            lines.append(f"# worker {worker.id} did not answer")
             continue
         lines.extend(label_samples(text, worker.id, described))
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8")

@@ -15,6 +15,8 @@ from aiohttp import web
 from node.api.common import control_plane, json_response, node_of
 from node.app import Node
 from node.auth import Principal
+from node.proxy.failures import REDIRECTED, did_not_answer, log_failure
+from node.proxy.upstream import is_redirect
 from node.workers.worker import Worker
 
 
@@ -33,14 +35,18 @@ async def _call(node: Node, worker: Worker, method: str, path: str) -> dict[str,
         ) as resp:
             body = await resp.read()
             result["status"] = resp.status
-            result["success"] = resp.status < 400
+            result["success"] = resp.status < 300
+            if is_redirect(resp.status):
+                result["error"] = REDIRECTED
+                return result
             try:
                 result["response"] = await resp.json(content_type=None) if body else None
             except ValueError:
                 result["response"] = body.decode(errors="replace")[:1000]
     except (aiohttp.ClientError, TimeoutError) as exc:
+        log_failure(worker.id, worker.url, f"{method} {path}", exc)
         result["success"] = False
-        result["error"] = f"{type(exc).__name__} {exc}".strip()
+        result["error"] = did_not_answer(exc)
     return result
 
 

@@ -21,6 +21,8 @@ from node.api.common import control_plane, json_object, json_response, node_of, 
 from node.app import Node, connection_mode, normalise_url
 from node.auth import Principal
 from node.errors import ApiError
+from node.workers.credentials import basic, bearer, safe_url, split_userinfo
+from node.workers.worker import shown_record
 
 CREATE_FIELDS = frozenset(
     {
@@ -63,25 +65,29 @@ def install(app: web.Application) -> None:
 # -- validation ------------------------------------------------------------------------
 
 
-def _check_url(value: Any) -> str:
+def _check_url(value: Any) -> tuple[str, tuple[str, str] | None]:
+    """The worker URL without userinfo, and the user and password it held, if any.
+
+    Messages never repeat the URL as given: it may hold a password."""
     if not isinstance(value, str) or not value.strip():
         raise ApiError(400, "url is required: a string such as http://10.0.0.5:8000", param="url")
-    url = normalise_url(value)
     try:
+        url, userinfo = split_userinfo(normalise_url(value))
         parts = urlsplit(url)
-    except ValueError:
-        raise ApiError(400, f"url {value!r} is not a valid URL", param="url") from None
-    if parts.scheme not in SCHEMES or not parts.hostname:
-        raise ApiError(
-            400, f"url {value!r} must be http://, https:// or grpc:// with a host", param="url"
-        )
-    try:
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
-        raise ApiError(400, f"url {value!r} has an invalid port", param="url") from None
+        raise ApiError(
+            400,
+            "url is not a valid URL with a valid port, such as http://10.0.0.5:8000",
+            param="url",
+        ) from None
+    if parts.scheme not in SCHEMES or not parts.hostname:
+        raise ApiError(
+            400, f"url {url!r} must be http://, https:// or grpc:// with a host", param="url"
+        )
     if parts.query or parts.fragment:
         raise ApiError(400, "url must not have a query or fragment", param="url")
-    return url
+    return url, userinfo
 
 
 def _check_fields(data: dict[str, Any]) -> dict[str, Any]:
@@ -124,6 +130,12 @@ def _check_fields(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _seal_api_key(node: Node, fields: dict[str, Any]) -> None:
+    """Seal an `api_key` (sent as a bearer key) before it enters the log."""
+    if fields.get("api_key"):
+        fields["api_key"] = node.credentials.seal(bearer(fields["api_key"]))
+
+
 def resolve_worker(node: Node, request: web.Request) -> dict[str, Any]:
     """The one resolver for every `/workers/{worker_id}` route."""
     raw = request.match_info["worker_id"]
@@ -141,7 +153,7 @@ def resolve_worker(node: Node, request: web.Request) -> dict[str, Any]:
 
 def _view(node: Node, record: dict[str, Any]) -> dict[str, Any]:
     worker = node.pool.get(record["id"])
-    view = worker.view() if worker else {k: v for k, v in record.items() if k != "api_key"}
+    view = worker.view() if worker else shown_record(record)
     progress = node.discovery.progress.get(record["id"])
     if progress and record["status"] == "pending":
         view["job_status"] = progress
@@ -172,7 +184,7 @@ async def create_worker(request: web.Request, principal: Principal) -> web.Respo
     node = node_of(request)
     data = await json_object(request)
     reject_unknown(data, CREATE_FIELDS)
-    url = _check_url(data.get("url"))
+    url, userinfo = _check_url(data.get("url"))
     mode = connection_mode(url)
     if "connection_mode" in data and str(data["connection_mode"]).lower() != mode:
         raise ApiError(
@@ -182,6 +194,24 @@ async def create_worker(request: web.Request, principal: Principal) -> web.Respo
             param="connection_mode",
         )
     spec = {"id": str(uuid.uuid4()), "url": url, "connection_mode": mode, **_check_fields(data)}
+    if userinfo is not None and spec.get("api_key"):
+        raise ApiError(
+            400,
+            "give the worker's credential once: a user and password in the url "
+            "(sent as HTTP Basic) or api_key (sent as a bearer key), not both",
+            param="api_key",
+        )
+    existing = node.existing_worker(url)
+    if existing is not None:
+        raise ApiError(
+            409,
+            f"a worker with url {url} already exists",
+            code="CONFLICT",
+            extra={"worker_id": existing},
+        )
+    _seal_api_key(node, spec)
+    if userinfo is not None:  # sent as HTTP Basic, as the URL asked
+        spec["api_key"] = node.credentials.seal(basic(*userinfo))
     await node.commit("worker.add", {"worker": spec}, principal)
     node.discovery.start(spec["id"])
     location = f"/workers/{spec['id']}"
@@ -209,7 +239,7 @@ async def update_worker(request: web.Request, principal: Principal) -> web.Respo
     record = resolve_worker(node, request)
     data = await json_object(request)
     reject_unknown(data, UPDATE_FIELDS)
-    if "url" in data and normalise_url(str(data["url"])) != record["url"]:
+    if "url" in data and _check_url(data["url"])[0] != safe_url(record["url"]):
         raise ApiError(
             400, "url cannot change; delete this worker and add the new url", param="url"
         )
@@ -220,6 +250,7 @@ async def update_worker(request: web.Request, principal: Principal) -> web.Respo
             "nothing to change; send one or more of: "
             + ", ".join(sorted(UPDATE_FIELDS - {"url", "expected_version"})),
         )
+    _seal_api_key(node, changes)
     args: dict[str, Any] = {"id": record["id"], "changes": changes}
     if "expected_version" in data:
         args["expected_version"] = data["expected_version"]
@@ -251,7 +282,7 @@ async def delete_worker(request: web.Request, principal: Principal) -> web.Respo
         {
             "status": "deleted",
             "worker_id": record["id"],
-            "url": record["url"],
+            "url": safe_url(record["url"]),
             "drained": remaining == 0,
             "in_flight_at_removal": remaining,
             "message": "worker removed"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 from collections.abc import Callable
 from typing import Any
 
@@ -94,6 +95,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="embedding size when a request sets no dimensions (32)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the failure RNG (0)")
+    parser.add_argument(
+        "--api-key", default=None, help="require 'Authorization: Bearer KEY' (all but /health)"
+    )
+    parser.add_argument(
+        "--basic-auth",
+        default=None,
+        metavar="USER:PASSWORD",
+        help="require HTTP Basic with these credentials (all but /health)",
+    )
+
+
+def _authorizations(api_key: str | None, basic_auth: str | None) -> tuple[str, ...]:
+    accepted = []
+    if api_key:
+        accepted.append(f"Bearer {api_key}")
+    if basic_auth:
+        accepted.append("Basic " + base64.b64encode(basic_auth.encode()).decode())
+    return tuple(accepted)
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[WorkerConfig, FaultSettings]:
@@ -106,6 +125,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[WorkerConfig, FaultSetti
         max_tokens_default=args.max_tokens_default,
         embedding_dim=args.embedding_dim,
         seed=args.seed,
+        accepted_authorizations=_authorizations(args.api_key, args.basic_auth),
     )
     faults = FaultSettings(
         fail_rate=args.fail_rate,

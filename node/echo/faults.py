@@ -50,6 +50,20 @@ def check_count(value: Any) -> int:
     return count
 
 
+def check_url(value: Any) -> str:
+    """An absolute http(s) URL (where a redirect points)."""
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+    return value
+
+
+def check_reported(value: Any) -> Any:
+    """Any JSON scalar: what the worker claims as a usage count, absurd ones included."""
+    if isinstance(value, dict | list):
+        raise ValueError(f"must be a JSON number or string, got {value!r}")
+    return value
+
+
 def _finite_number(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"must be a number, got {value!r}")
@@ -66,7 +80,9 @@ def _integer(value: Any) -> int:
 
 
 # Settings that `null` may clear, and the checks of every settable field.
-_NULLABLE = frozenset({"fail_rate", "fail_status", "cut_stream_after"})
+_NULLABLE = frozenset(
+    {"fail_rate", "fail_status", "cut_stream_after", "redirect_to", "usage_total_tokens"}
+)
 _CHECKS = {
     "fail_rate": check_rate,
     "fail_status": check_status,
@@ -74,6 +90,8 @@ _CHECKS = {
     "token_delay_ms": check_milliseconds,
     "cut_stream_after": check_count,
     "health_status": check_status,
+    "redirect_to": check_url,
+    "usage_total_tokens": check_reported,
 }
 
 
@@ -92,6 +110,10 @@ class FaultSettings:
     token_delay_ms: float = 0.0
     cut_stream_after: int | None = None
     health_status: int = 200
+    # Answer every route but the test switches with 302 to this URL.
+    redirect_to: str | None = None
+    # Report this as `usage.total_tokens` (negative, fractional, huge...) instead of the count.
+    usage_total_tokens: Any = None
 
     @property
     def effective_fail_rate(self) -> float:

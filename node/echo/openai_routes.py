@@ -137,7 +137,7 @@ class OpenAIRoutes:
         n = int_param(body, "n", 1, 1, MAX_CHOICES)
         finish = _finish_reason(body, *limit_names)
         words = [text.generate_words(prompt, max_tokens, i) for i in range(n)]
-        usage = _usage(text.prompt_token_count(prompt), max_tokens * n)
+        usage = self.state.reported_usage(_usage(text.prompt_token_count(prompt), max_tokens * n))
         completion_id = self.state.new_id("chatcmpl-")
         created = int(time.time())
         if bool_param(body, "stream"):
@@ -171,7 +171,7 @@ class OpenAIRoutes:
         head: dict[str, Any],
         words: list[list[str]],
         finish: str,
-        usage: dict[str, int] | None,
+        usage: dict[str, Any] | None,
     ) -> Iterator[Frame]:
         def chunk(index: int, delta: dict[str, Any], reason: str | None) -> dict[str, Any]:
             choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": reason}
@@ -195,7 +195,7 @@ class OpenAIRoutes:
         n = int_param(body, "n", 1, 1, MAX_CHOICES)
         finish = _finish_reason(body, "max_tokens")
         words = [text.generate_words(prompt, max_tokens, i) for i in range(n)]
-        usage = _usage(text.prompt_token_count(prompt), max_tokens * n)
+        usage = self.state.reported_usage(_usage(text.prompt_token_count(prompt), max_tokens * n))
         head = {
             "id": self.state.new_id("cmpl-"),
             "object": "text_completion",
@@ -218,7 +218,7 @@ class OpenAIRoutes:
         words: list[list[str]],
         finish: str,
         with_usage: bool,
-        usage: dict[str, int],
+        usage: dict[str, Any],
     ) -> Iterator[Frame]:
         def chunk(index: int, piece: str, reason: str | None) -> dict[str, Any]:
             choice = {"index": index, "text": piece, "logprobs": None, "finish_reason": reason}

@@ -10,9 +10,11 @@ can always see and repair the worker they broke.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -24,6 +26,7 @@ from node.echo.openai_routes import Handler, OpenAIRoutes
 from node.echo.state import WorkerState
 
 ResponseHook = Callable[[web.Request, web.StreamResponse], Awaitable[None]]
+Middleware = Callable[[web.Request, Any], Awaitable[web.StreamResponse]]
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 SHUTDOWN_TIMEOUT_S = 1.0
@@ -163,9 +166,42 @@ class ControlRoutes:
         return json_response(self.state.stats())
 
 
+def _credential_gate(accepted: tuple[str, ...]) -> Middleware:
+    """Refuse (401) every route but `/health` and the test switches without a credential."""
+
+    @web.middleware
+    async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        path = request.path
+        if path != "/health" and not path.startswith("/_"):
+            given = request.headers.get("Authorization", "")
+            if not any(hmac.compare_digest(given, value) for value in accepted):
+                return error_response(401, "missing or wrong credential", "authentication_error")
+        return await handler(request)  # type: ignore[no-any-return]
+
+    return gate
+
+
+def _redirect_gate(state: WorkerState) -> Middleware:
+    """The `redirect_to` fault: answer 302 on every route but the test switches."""
+
+    @web.middleware
+    async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        target = state.faults.redirect_to
+        if target is not None and not request.path.startswith("/_"):
+            state.redirected += 1
+            return web.Response(status=302, headers={"Location": target + request.path_qs})
+        return await handler(request)  # type: ignore[no-any-return]
+
+    return gate
+
+
 def build_app(state: WorkerState) -> web.Application:
     """The aiohttp application serving `state`'s worker."""
-    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    accepted = state.config.accepted_authorizations
+    gates = [_redirect_gate(state)]
+    if accepted:
+        gates.append(_credential_gate(accepted))
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=gates)
     openai_routes = OpenAIRoutes(state)
     native_routes = NativeRoutes(state)
     control = ControlRoutes(state)

@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -32,6 +33,8 @@ class WorkerConfig:
     max_tokens_default: int = 16
     embedding_dim: int = 32
     seed: int = 0
+    # Credentials a caller must send (None: none needed): the `Authorization` values accepted.
+    accepted_authorizations: tuple[str, ...] = ()
     started: int = field(default_factory=lambda: int(time.time()))
 
 
@@ -46,6 +49,7 @@ class WorkerState:
         self.requests_total: dict[str, int] = {}
         self.in_flight = 0
         self.generated_tokens = 0
+        self.redirected = 0  # requests answered with the `redirect_to` fault
         self._id_prefix = os.urandom(6).hex()
         self._ids = itertools.count(1)
         self.registry = CollectorRegistry(auto_describe=True)
@@ -59,14 +63,21 @@ class WorkerState:
         self.requests[route] = self.requests.get(route, 0) + 1
         self.requests_total[route] = self.requests_total.get(route, 0) + 1
 
+    def reported_usage(self, usage: dict[str, Any]) -> dict[str, Any]:
+        """The usage the worker reports: the real one, or the fault's `total_tokens`."""
+        claimed = self.faults.usage_total_tokens
+        return usage if claimed is None else {**usage, "total_tokens": claimed}
+
     def reset_stats(self) -> None:
         """Zero the `/_stats` counters; Prometheus counters stay monotonic."""
         self.requests.clear()
+        self.redirected = 0
 
     def stats(self) -> dict[str, object]:
         return {
             "requests": dict(self.requests),
             "in_flight": self.in_flight,
+            "redirected": self.redirected,
             "name": self.config.name,
             "model": self.config.model,
         }

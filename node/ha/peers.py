@@ -25,6 +25,9 @@ from typing import Any
 
 import aiohttp
 
+from node.proxy.failures import did_not_answer
+from node.proxy.upstream import Upstream
+
 MESH_TOKEN_HEADER = "X-Meshgate-Mesh-Token"
 
 
@@ -49,7 +52,7 @@ class PeerView:
 class PeerPoller:
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        session: Upstream,
         members: Callable[[], dict[str, dict[str, Any]]],
         self_name: str,
         token: str,
@@ -94,18 +97,23 @@ class PeerPoller:
                 http_url + "/ha/local", headers=self.headers, timeout=self.timeout
             ) as resp:
                 if resp.status != 200:
-                    raise aiohttp.ClientError(f"/ha/local answered {resp.status}")
+                    return self._failed(view, f"/ha/local answered {resp.status}")
                 report = await resp.json()
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            view.polled = True
-            view.reachable = False
-            view.error = f"{type(exc).__name__} {exc}".strip()
-            return
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return self._failed(view, f"/ha/local {did_not_answer(exc)}")
+        except ValueError:
+            return self._failed(view, "/ha/local did not answer JSON")
         view.polled = True
         view.reachable = True
         view.error = None
         view.last_contact = time.time()
         view.report = report
+
+    @staticmethod
+    def _failed(view: PeerView, error: str) -> None:
+        view.polled = True
+        view.reachable = False
+        view.error = error
 
     def serving(self, name: str) -> bool:
         """Is the peer reachable, not draining and ready?"""

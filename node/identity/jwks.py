@@ -147,7 +147,8 @@ async def fetch_jwks(url: str, timeout_secs: float = FETCH_TIMEOUT_SECS) -> byte
     try:
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,
-            session.get(url, headers={"Accept": "application/json"}) as resp,
+            # Never followed: the key set comes from the URL the operator named, nowhere else.
+            session.get(url, headers={"Accept": "application/json"}, allow_redirects=False) as resp,
         ):
             if resp.status != 200:
                 raise JwksError(f"JWKS URL answered HTTP {resp.status}")

@@ -2,7 +2,10 @@
 
 `TokenMeter` finds `usage.total_tokens` in a whole JSON answer, or in the last
 SSE event that carries `usage` (so streams count too), without parsing
-anything it does not need. `UsageBook` adds up requests and tokens per
+anything it does not need. What a worker reports is not trusted: a negative,
+non-integer or absurd count (2**64, which orjson could not even write back
+out in a listing) is clamped per request to `MAX_TOKENS_PER_REQUEST`, and
+totals saturate at `MAX_TOTAL`. `UsageBook` adds up requests and tokens per
 subject ("key:<id>", "model:<tenant/name>", "tenant:<name>"). With Redis
 (`--redis-url`), each request's usage goes to Redis in one pipelined round trip,
 off the request's path, so the totals every node reads are exact. Without it
@@ -17,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -54,17 +58,45 @@ class TokenMeter:
                     break
 
 
+# The most tokens one request may count: above any real context and output, and far
+# below what would overflow a counter. A worker reporting more is clamped to it.
+MAX_TOKENS_PER_REQUEST = 10_000_000
+# Totals saturate here (JavaScript's largest exact integer; orjson refuses ints > 64 bits).
+MAX_TOTAL = 2**53 - 1
+
+
+def _count(value: Any) -> int:
+    """A reported token count as a sane int: negative, non-numeric and NaN count 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    if isinstance(value, float) and not math.isfinite(value):
+        return 0
+    return min(max(0, int(value)), MAX_TOKENS_PER_REQUEST)
+
+
 def _total(usage: Any) -> int:
+    """`usage.total_tokens`, else the sum of its parts; clamped whatever the worker says."""
     if not isinstance(usage, dict):
         return 0
     total = usage.get("total_tokens")
-    if isinstance(total, int):
-        return total
-    parts = [
-        usage.get(k)
-        for k in ("prompt_tokens", "completion_tokens", "input_tokens", "output_tokens")
-    ]
-    return sum(p for p in parts if isinstance(p, int))
+    if total is not None:
+        return _count(total)
+    parts = ("prompt_tokens", "completion_tokens", "input_tokens", "output_tokens")
+    return min(sum(_count(usage.get(k)) for k in parts), MAX_TOKENS_PER_REQUEST)
+
+
+def _saturated(value: Any) -> int:
+    """A total as shown: a non-negative int no larger than MAX_TOTAL (old state may hold
+    anything a worker once claimed)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return 0
+    return min(max(0, value), MAX_TOTAL)
+
+
+def _bounded(total: dict[str, Any]) -> dict[str, Any]:
+    for name in ("total_requests", "requests_today", "tokens_used"):
+        total[name] = min(total[name], MAX_TOTAL)
+    return total
 
 
 REDIS_PREFIX = "meshgate:usage:"
@@ -126,34 +158,36 @@ class UsageBook:
     async def read(self, subject: str, stored: dict[str, Any]) -> dict[str, Any]:
         """Totals for a subject: replicated (`stored`) + not yet flushed + Redis's."""
         pending = self.pending(subject)
+        today = _day(time.time())
         total = {
-            "total_requests": stored.get("total_requests", 0) + pending["requests"],
+            "total_requests": _saturated(stored.get("total_requests", 0)) + pending["requests"],
             "requests_today": (
-                stored.get("requests_today", 0) if stored.get("day") == _day(time.time()) else 0
+                _saturated(stored.get("requests_today", 0)) if stored.get("day") == today else 0
             )
             + pending["requests"],
-            "tokens_used": stored.get("tokens_used", 0) + pending["tokens"],
+            "tokens_used": _saturated(stored.get("tokens_used", 0)) + pending["tokens"],
             "last_access": max(
                 filter(None, (stored.get("last_access"), pending.get("last_access"))), default=None
             ),
         }
         if self._redis is None:
-            return total
+            return _bounded(total)
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.hgetall(REDIS_PREFIX + subject)
                 pipe.get(f"{REDIS_PREFIX}{subject}:day:{_day(time.time())}")
                 counts, today = await pipe.execute()
         except Exception as exc:
-            total["redis_unreachable"] = str(exc)[:200]
-            return total
-        total["total_requests"] += int(counts.get(b"total_requests", 0))
-        total["tokens_used"] += int(counts.get(b"tokens_used", 0))
-        total["requests_today"] += int(today or 0)
+            log.warning("usage of %s: cannot read redis (%s)", subject, exc)
+            total["redis_unreachable"] = "the counters in Redis could not be read; totals are low"
+            return _bounded(total)
+        total["total_requests"] += _saturated(int(counts.get(b"total_requests", 0)))
+        total["tokens_used"] += _saturated(int(counts.get(b"tokens_used", 0)))
+        total["requests_today"] += _saturated(int(today or 0))
         last = counts.get(b"last_access")
         if last:
             total["last_access"] = max(filter(None, (total["last_access"], float(last))))
-        return total
+        return _bounded(total)
 
     def _to_memory(self, subjects: Iterable[str], tokens: int, now: float) -> None:
         for subject in subjects:

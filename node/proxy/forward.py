@@ -18,30 +18,45 @@ connection and so cancels the generation.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import aiohttp
-import orjson
 from aiohttp import web
 
 from node.errors import ApiError
 from node.limits.usage import TokenMeter
 from node.metrics import Metrics
+from node.proxy.failures import (
+    REDIRECTED,
+    STREAM_BROKE,
+    STREAM_ENDED_EARLY,
+    did_not_answer,
+    log_failure,
+    stream_error,
+)
+from node.proxy.upstream import Upstream, is_redirect
 from node.routing.base import RequestFacts
 from node.routing.selector import PolicySelector
 from node.workers.pool import WorkerPool
 from node.workers.worker import Worker
+
+log = logging.getLogger(__name__)
 
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 # Request headers passed to the worker besides content-type (never the client's credentials).
 PASSED_HEADERS = ("accept", "anthropic-version", "anthropic-beta", "openai-beta")
 # Upstream failures that mean "this worker did not answer"; the request can go elsewhere.
 UPSTREAM_ERRORS = (aiohttp.ClientError, TimeoutError)
-# Routes whose streams end with `data: [DONE]`; a stream without it was cut short.
-DONE_TERMINATED = frozenset({"/v1/chat/completions", "/v1/completions", "/generate"})
+# What the last event of a complete stream holds, by route; a stream without it was cut short.
+STREAM_ENDS = {
+    "/v1/chat/completions": b"[DONE]",
+    "/v1/completions": b"[DONE]",
+    "/generate": b"[DONE]",
+    "/v1/messages": b"message_stop",
+}
 
 
 @dataclass(frozen=True)
@@ -84,7 +99,7 @@ class Forwarder:
         self,
         pool: WorkerPool,
         selector: PolicySelector,
-        session: aiohttp.ClientSession,
+        session: Upstream,
         retry: RetrySettings,
         request_timeout: float,
         metrics: Metrics,
@@ -112,7 +127,7 @@ class Forwarder:
         serving = ex.candidates if ex.candidates is not None else self.candidates(ex.model)
         policy = self.selector.policy_for(ex.policy_key or ex.model)
         tried: set[str] = set()
-        failure = "no worker is available"
+        failure = "no worker is ready"
         last_response: web.Response | None = None
         for attempt in range(1, self.retry.max_attempts + 1):
             routable = [w for w in serving if w.routable]
@@ -145,7 +160,8 @@ class Forwarder:
         )
 
     async def _attempt(self, ex: Exchange, worker: Worker) -> web.StreamResponse | str:
-        """One try on one worker: a response to return, a `_Retryable`, or an error text."""
+        """One try on one worker: a response to return, a `_Retryable`, or what went wrong
+        (a fixed phrase for the client; the detail goes to the log)."""
         headers = {
             "Content-Type": ex.request.headers.get("Content-Type", "application/json"),
             "X-Request-Id": ex.request_id,
@@ -168,11 +184,17 @@ class Forwarder:
                 body = await resp.read()
                 verdict = resp.status < 500
                 return _Retryable(resp.status, body, resp.headers.get("Content-Type"))
+            if is_redirect(resp.status):
+                verdict = False
+                log.warning(
+                    "worker %s (%s) answered %s to %s", worker.id, worker.url, resp.status, ex.path
+                )
+                return f"worker {worker.id}: {REDIRECTED}"
             if ex.stream and resp.status < 300:
                 first = await resp.content.readany()
                 if not first:
                     verdict = False
-                    return f"{worker.url}: stream ended before its first byte"
+                    return f"worker {worker.id}: its stream ended before its first byte"
                 out, verdict = await self._relay_stream(ex, worker, resp, first)
                 return out
             body = await resp.read()
@@ -182,7 +204,8 @@ class Forwarder:
             return self._whole(ex, worker, resp, body)
         except UPSTREAM_ERRORS as exc:
             verdict = False
-            return f"{worker.url}: {type(exc).__name__} {exc}"
+            log_failure(worker.id, worker.url, f"POST {ex.path}", exc)
+            return f"worker {worker.id} {did_not_answer(exc)}"
         finally:
             worker.load -= 1
             worker.breaker.settle(verdict)
@@ -229,9 +252,8 @@ class Forwarder:
                 try:
                     chunk = await resp.content.readany()
                 except UPSTREAM_ERRORS as exc:
-                    await out.write(
-                        stream_error(f"upstream stream broke: {type(exc).__name__} {exc}")
-                    )
+                    log_failure(worker.id, worker.url, f"stream of {ex.path}", exc)
+                    await out.write(stream_error(ex.path, STREAM_BROKE))
                     return out, False
                 if not chunk:
                     break
@@ -239,8 +261,12 @@ class Forwarder:
                 if meter is not None:
                     meter.feed(chunk)
                 tail = (tail + chunk)[-64:]
-            if ex.path in DONE_TERMINATED and b"[DONE]" not in tail:
-                await out.write(stream_error("upstream stream ended before [DONE]"))
+            end = STREAM_ENDS.get(ex.path)
+            if end is not None and end not in tail:
+                log.warning(
+                    "worker %s (%s): stream of %s ended early", worker.id, worker.url, ex.path
+                )
+                await out.write(stream_error(ex.path, STREAM_ENDED_EARLY))
                 return out, False
             await out.write_eof()
             return out, True
@@ -255,10 +281,3 @@ class _Retryable(web.Response):
         super().__init__(
             status=status, body=body, headers={"Content-Type": content_type or "application/json"}
         )
-
-
-def stream_error(message: str) -> bytes:
-    error: dict[str, Any] = {
-        "error": {"type": "upstream_error", "code": "stream_interrupted", "message": message}
-    }
-    return b"event: error\ndata: " + orjson.dumps(error) + b"\n\n"

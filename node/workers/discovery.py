@@ -16,12 +16,15 @@ import logging
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 
 from mesh import commands
 from mesh.raft import CommitError, MeshRaft
+from node.proxy.failures import REDIRECTED, kind_of
+from node.proxy.upstream import Upstream, is_redirect
+from node.tcp_probe import tcp_probe
+from node.workers.credentials import CredentialBox
 
 log = logging.getLogger(__name__)
 
@@ -33,31 +36,18 @@ class DiscoverySettings:
     request_timeout: float = 5.0
 
 
-async def tcp_probe(url: str, timeout: float) -> tuple[bool, str | None]:
-    parts = urlsplit(url)
-    default_port = 443 if parts.scheme in ("https", "grpcs") else 80
-    try:
-        _, writer = await asyncio.wait_for(
-            asyncio.open_connection(parts.hostname, parts.port or default_port), timeout
-        )
-    except (OSError, TimeoutError) as exc:
-        return False, f"cannot connect: {exc or type(exc).__name__}"
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-    return True, None
-
-
 class DiscoveryJobs:
     def __init__(
         self,
         raft: MeshRaft,
-        session: aiohttp.ClientSession,
+        session: Upstream,
         settings: DiscoverySettings,
         actor: str,
+        credentials: CredentialBox,
     ) -> None:
         self.raft = raft
         self.session = session
+        self.credentials = credentials
         self.settings = settings
         self.actor = actor
         self.jobs: dict[str, asyncio.Task[None]] = {}
@@ -102,8 +92,7 @@ class DiscoveryJobs:
             self.progress[worker_id] = {
                 "state": "running",
                 "attempts": attempts,
-                "message": f"probing {record['url']} (attempt {attempts}); "
-                f"last error: {last_error}",
+                "message": f"probing the worker (attempt {attempts}); last error: {last_error}",
             }
             try:
                 found = await self.probe(record)
@@ -144,33 +133,38 @@ class DiscoveryJobs:
 
     async def probe(self, record: dict[str, Any]) -> dict[str, Any]:
         """Ask the worker who it is; raises DiscoveryFailed when it is not serving."""
+        target = self.credentials.target(record)
         if record.get("connection_mode") == "grpc":
-            passed, error = await tcp_probe(record["url"], self.settings.request_timeout)
+            passed, error = await tcp_probe(target.url, self.settings.request_timeout)
             if not passed:
                 raise DiscoveryFailed(error or "unreachable")
             return {"metadata": {}, "model_id": None}
-        base = record["url"].rstrip("/")
-        headers = {"Authorization": f"Bearer {record['api_key']}"} if record.get("api_key") else {}
-        status, _ = await self._get(base + "/health", headers)
+        if target.problem:
+            raise DiscoveryFailed(target.problem)
+        base, headers = target.url, target.headers
+        status, _ = await self._get(base, "/health", headers)
+        if is_redirect(status):
+            raise DiscoveryFailed(f"/health answered {status}: {REDIRECTED}")
         if status >= 400:
             raise DiscoveryFailed(f"/health answered {status}")
         metadata: dict[str, Any] = {}
-        status, info = await self._get(base + "/get_model_info", headers)
-        if status < 400 and isinstance(info, dict):
+        status, info = await self._get(base, "/get_model_info", headers)
+        if status < 300 and isinstance(info, dict):
             metadata = {
                 k: v for k, v in info.items() if isinstance(v, str | int | float | bool | list)
             }
         model_ids: list[str] = []
-        status, models = await self._get(base + "/v1/models", headers)
-        if status < 400 and isinstance(models, dict) and isinstance(models.get("data"), list):
+        status, models = await self._get(base, "/v1/models", headers)
+        if status < 300 and isinstance(models, dict) and isinstance(models.get("data"), list):
             model_ids = [m["id"] for m in models["data"] if isinstance(m, dict) and "id" in m]
         if model_ids:
             metadata["served_models"] = model_ids
         model_id = metadata.get("served_model_name") or (model_ids[0] if model_ids else None)
         return {"metadata": metadata, "model_id": model_id if isinstance(model_id, str) else None}
 
-    async def _get(self, url: str, headers: dict[str, str]) -> tuple[int, Any]:
+    async def _get(self, base: str, path: str, headers: dict[str, str]) -> tuple[int, Any]:
         timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout)
+        url = base + path
         try:
             async with self.session.get(url, headers=headers, timeout=timeout) as resp:
                 body = await resp.read()
@@ -179,7 +173,8 @@ class DiscoveryJobs:
                 except ValueError:
                     return resp.status, None
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise DiscoveryFailed(f"{url}: {type(exc).__name__} {exc}") from None
+            log.debug("discovery GET %s: %s: %s", url, type(exc).__name__, exc)
+            raise DiscoveryFailed(f"GET {path} did not answer: {kind_of(exc)}") from None
 
 
 class DiscoveryFailed(Exception):

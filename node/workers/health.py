@@ -16,7 +16,9 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from node.workers.discovery import tcp_probe
+from node.proxy.failures import REDIRECTED, did_not_answer
+from node.proxy.upstream import Upstream, is_redirect
+from node.tcp_probe import tcp_probe
 from node.workers.pool import WorkerPool
 from node.workers.worker import Worker
 
@@ -33,7 +35,7 @@ class HealthSettings:
 
 
 class HealthChecker:
-    def __init__(self, pool: WorkerPool, session: aiohttp.ClientSession, settings: HealthSettings):
+    def __init__(self, pool: WorkerPool, session: Upstream, settings: HealthSettings):
         self.pool = pool
         self.session = session
         self.settings = settings
@@ -50,8 +52,14 @@ class HealthChecker:
                 await self._task
 
     async def _loop(self) -> None:
+        # Wakes at least twice a second, so a shorter interval set at runtime applies at once.
+        clock = asyncio.get_running_loop().time
+        last = clock()
         while True:
-            await asyncio.sleep(self.settings.interval)
+            await asyncio.sleep(min(self.settings.interval, 0.5))
+            if clock() - last < self.settings.interval:
+                continue
+            last = clock()
             workers = [w for w in self.pool.all() if w.status in ("ready", "draining")]
             if workers:
                 await asyncio.gather(*(self.check(w) for w in workers))
@@ -88,8 +96,13 @@ class HealthChecker:
         try:
             async with self.session.get(url, headers=worker.auth_headers, timeout=timeout) as resp:
                 await resp.read()
-                if resp.status < 400:
+                if resp.status < 300:
                     return True, None
+                if is_redirect(resp.status):
+                    return False, f"{self.settings.endpoint} answered {resp.status}: {REDIRECTED}"
                 return False, f"{self.settings.endpoint} answered {resp.status}"
         except (aiohttp.ClientError, TimeoutError) as exc:
-            return False, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            log.debug(
+                "health check of %s (%s): %s: %s", worker.id, worker.url, type(exc).__name__, exc
+            )
+            return False, f"{self.settings.endpoint} {did_not_answer(exc)}"

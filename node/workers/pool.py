@@ -13,14 +13,16 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from node.workers.breaker import BreakerSettings
+from node.workers.credentials import CredentialBox
 from node.workers.worker import Worker
 
 Listener = Callable[[Worker], Any]
 
 
 class WorkerPool:
-    def __init__(self, breaker: BreakerSettings) -> None:
+    def __init__(self, breaker: BreakerSettings, credentials: CredentialBox) -> None:
         self._breaker = breaker
+        self._credentials = credentials
         self._workers: dict[str, Worker] = {}
         self._serving: dict[str, tuple[Worker, ...]] = {}
         self._unnamed: tuple[Worker, ...] = ()  # workers whose model is not known yet
@@ -63,7 +65,7 @@ class WorkerPool:
         for worker_id, record in records.items():
             worker = self._workers.get(worker_id)
             if worker is None:
-                worker = Worker(record, self._breaker)
+                worker = Worker(record, self._breaker, self._credentials)
                 self._workers[worker_id] = worker
                 added.append(worker)
             elif worker.record is not record:

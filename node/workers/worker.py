@@ -12,9 +12,18 @@ from __future__ import annotations
 from typing import Any
 
 from node.workers.breaker import BreakerSettings, CircuitBreaker
+from node.workers.credentials import CredentialBox, safe_url
 
 # Fields of the replicated record that are never shown to clients.
 SECRET_FIELDS = ("api_key",)
+
+
+def shown_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A replicated worker record as the API shows it: no credential, no userinfo."""
+    shown = {k: v for k, v in record.items() if k not in SECRET_FIELDS}
+    shown["url"] = safe_url(record["url"])
+    shown["has_api_key"] = bool(record.get("api_key"))
+    return shown
 
 
 class Worker:
@@ -24,6 +33,8 @@ class Worker:
         "breaker",
         "connection_mode",
         "cost",
+        "credential_problem",
+        "credentials",
         "failed_checks",
         "healthy",
         "id",
@@ -39,10 +50,11 @@ class Worker:
         "url",
     )
 
-    def __init__(self, record: dict[str, Any], breaker: BreakerSettings) -> None:
+    def __init__(
+        self, record: dict[str, Any], breaker: BreakerSettings, credentials: CredentialBox
+    ) -> None:
         self.id: str = record["id"]
-        self.url: str = record["url"]
-        self.base_url = self.url.rstrip("/")
+        self.credentials = credentials
         self.breaker = CircuitBreaker(breaker)
         self.load = 0  # requests this node has in flight to the worker
         self.healthy = True  # optimistic until checks say otherwise
@@ -61,8 +73,11 @@ class Worker:
         self.cost: float = record.get("cost", 1.0)
         self.status: str = record.get("status", "pending")
         self.connection_mode: str = record.get("connection_mode", "http")
-        key = record.get("api_key")
-        self.auth_headers = {"Authorization": f"Bearer {key}"} if key else {}
+        # The URL without userinfo (shown, logged, called) and the credential, opened once.
+        target = self.credentials.target(record)
+        self.url = self.base_url = target.url
+        self.auth_headers = target.headers
+        self.credential_problem = target.problem
 
     @property
     def routable(self) -> bool:
@@ -76,8 +91,9 @@ class Worker:
 
     def view(self) -> dict[str, Any]:
         """The worker as the API shows it (no secrets)."""
-        shown = {k: v for k, v in self.record.items() if k not in SECRET_FIELDS}
-        shown["has_api_key"] = bool(self.record.get("api_key"))
+        shown = shown_record(self.record)
+        if self.credential_problem:
+            shown["credential_problem"] = self.credential_problem
         shown["is_healthy"] = self.healthy and self.status == "ready"
         shown["health"] = {
             "healthy": self.healthy,

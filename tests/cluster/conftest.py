@@ -7,6 +7,8 @@ rolling restart or `/ha/shutdown` of one node relies on.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +17,15 @@ from typing import Any
 import pytest
 import requests
 
-from tests.support import MESH_SECRET, Node, Proc, free_port, start_echo_worker, wait_for
+from tests.support import (
+    MESH_SECRET,
+    ROOT,
+    Node,
+    Proc,
+    free_port,
+    start_echo_worker,
+    wait_for,
+)
 
 MODEL = "echo-model"
 
@@ -149,6 +159,34 @@ class Mesh:
             proc.terminate()
         for proc in [n.proc for n in self.nodes] + [w for w, _ in self.workers]:
             proc.stop()
+
+
+def joining_voter(mesh: Mesh, tmp_path: Path, name: str, *extra: str) -> tuple[Node, str]:
+    """A voter started to join `mesh` (add it with POST /ha/members), and its Raft address."""
+    raft = f"127.0.0.1:{free_port()}"
+    node = Node(
+        tmp_path,
+        "--mesh-bind",
+        raft,
+        "--mesh-peers",
+        *mesh.raft,
+        "--mesh-secret",
+        MESH_SECRET,
+        *extra,
+        name=name,
+    )
+    return node, raft
+
+
+def cluster_cli(mesh: Mesh, *args: str) -> subprocess.CompletedProcess[str]:
+    """`meshgate cluster ARGS --url <the first node>`."""
+    return subprocess.run(
+        [sys.executable, "-m", "node.cli", "cluster", *args, "--url", mesh.nodes[0].url],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 @pytest.fixture

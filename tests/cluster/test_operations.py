@@ -12,7 +12,7 @@ from pathlib import Path
 
 import requests
 
-from tests.cluster.conftest import MODEL, Mesh
+from tests.cluster.conftest import MODEL, Mesh, cluster_cli, joining_voter
 from tests.support import MESH_SECRET, ROOT, Node, free_port, wait_for
 
 CHAT = {"model": MODEL, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}
@@ -214,13 +214,7 @@ def test_rolling_restart_refuses_without_a_healthy_majority(mesh: Mesh) -> None:
 
 def test_cluster_status_and_drain_cli(mesh: Mesh) -> None:
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "node.cli", "cluster", *args, "--url", mesh.nodes[0].url],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        return cluster_cli(mesh, *args)
 
     shown = cli("status")
     assert shown.returncode == 0 and "leader:" in shown.stdout
@@ -236,19 +230,7 @@ def test_cluster_status_and_drain_cli(mesh: Mesh) -> None:
 
 
 def test_members_join_as_voters_and_read_only_and_leave(mesh: Mesh, tmp_path: Path) -> None:
-    raft4 = f"127.0.0.1:{free_port()}"
-    fourth = Node(
-        tmp_path,
-        "--mesh-bind",
-        raft4,
-        "--mesh-peers",
-        *mesh.raft,
-        "--mesh-secret",
-        MESH_SECRET,
-        "--worker-urls",
-        mesh.workers[0][1],
-        name="n4",
-    )
+    fourth, raft4 = joining_voter(mesh, tmp_path, "n4", "--worker-urls", mesh.workers[0][1])
     reader = Node(
         tmp_path,
         "--mesh-voter",
@@ -260,6 +242,7 @@ def test_members_join_as_voters_and_read_only_and_leave(mesh: Mesh, tmp_path: Pa
         name="r1",
     )
     try:
+        fourth.wait_serving()  # its Raft port is open: the add probes it
         added = requests.post(
             mesh.nodes[0].url + "/ha/members", json={"raft_address": raft4}, timeout=10
         )

@@ -29,6 +29,8 @@ DEFAULT_FAULTS = {
     "token_delay_ms": 0,
     "cut_stream_after": None,
     "health_status": 200,
+    "redirect_to": None,
+    "usage_total_tokens": None,
 }
 
 

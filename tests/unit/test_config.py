@@ -366,3 +366,25 @@ def test_cli_bad_port_exits_2_with_one_line() -> None:
     assert "--port" in lines[0]
     assert "notanumber" in lines[0]
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "//evil.example/x",
+        "http://evil.example/",
+        "@evil.example",
+        "/a/../b",
+        "/ a",
+        "/\x01",
+        "health",
+    ],
+)
+def test_health_check_endpoint_must_be_a_path(endpoint: str) -> None:
+    with pytest.raises(ConfigError, match=r"--health-check-endpoint: .* is not a path"):
+        config.load(parse("--health-check-endpoint", endpoint), environ={})
+
+
+def test_health_check_endpoint_may_be_a_path_with_a_query() -> None:
+    loaded = config.load(parse("--health-check-endpoint", "/health?ready=1"), environ={})
+    assert loaded.health_check_endpoint == "/health?ready=1"

@@ -71,8 +71,14 @@ op(
             "how many entries (1-10000, default 100)",
             {"type": "string", "pattern": "^[0-9]+$"},
         ),
+        query(
+            "kind",
+            "changes (default: changes and what callers with a credential were refused) or "
+            "refusals (answers >= 400 to callers without one, kept apart and bounded)",
+            {"type": "string", "enum": ["changes", "refusals"]},
+        ),
     ),
-    success={200: ok("node, entries")},
+    success={200: ok("node, kind, entries")},
     errors=(400,),
 )
 op(

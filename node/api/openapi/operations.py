@@ -590,7 +590,7 @@ op(
     "/ha/members",
     "haAddMember",
     "ha",
-    "Add a Raft voter (the new node must be running)",
+    "Add a Raft voter (the new node must be running: its Raft port is probed first)",
     auth="control_plane",
     body=ref("MemberAdd"),
     success={200: ok("added")},
@@ -601,8 +601,15 @@ op(
     "/ha/members/{name}",
     "haRemoveMember",
     "ha",
-    "Remove another member from the mesh",
+    "Remove another member from the mesh (one that does not answer needs force=true)",
     auth="control_plane",
+    params=(
+        query(
+            "force",
+            "true: remove a member that will never come back, although it does not answer",
+            {"type": "string", "enum": ["true", "false"]},
+        ),
+    ),
     success={200: ok("removed")},
-    errors=(404, 409, *COMMIT),
+    errors=(400, 404, 409, *COMMIT),
 )
