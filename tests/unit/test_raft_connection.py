@@ -1,0 +1,218 @@
+"""A Raft link and the Raft port's accept caps (`mesh/connection.py`, `mesh/transport.py`).
+
+Real sockets on loopback and pysyncobj's own poller, driven by the test: no
+Raft group, no threads. The peer side is a plain socket writing frames the
+way pysyncobj does.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+import struct
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from pysyncobj.encryptor import getEncryptor
+from pysyncobj.poller import PollPoller
+
+from mesh import wire
+from mesh.connection import CONNECTED, DISCONNECTED, MeshConnection
+from mesh.refusals import Refusals
+from mesh.transport import Limits, MeshServer
+from tests.support import MESH_SECRET
+
+ENCRYPTOR = getEncryptor(MESH_SECRET)
+
+
+def tcp_pair() -> tuple[socket.socket, socket.socket]:
+    """Two ends of one loopback TCP connection (a Raft link is TCP: it sets TCP options)."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        peer = socket.create_connection(listener.getsockname())
+        ours, _ = listener.accept()
+    return ours, peer
+
+
+class Link:
+    """A MeshConnection on one end of a socketpair; `peer` is the raw other end."""
+
+    def __init__(self, handshake_timeout: float = 5.0) -> None:
+        self.poller = PollPoller()
+        self.refusals = Refusals()
+        ours, self.peer = tcp_pair()
+        self.messages: list[Any] = []
+        self.closed = 0
+        self.conn = MeshConnection(
+            self.poller,
+            encryptor=ENCRYPTOR,
+            refusals=self.refusals,
+            timeout=30.0,
+            handshake_timeout=handshake_timeout,
+            send_buffer_size=2**16,
+            recv_buffer_size=2**16,
+            keepalive=None,
+            sock=ours,
+            peer="test",
+        )
+        self.conn.setOnMessageReceivedCallback(self.messages.append)
+        self.conn.setOnDisconnectedCallback(self._closed)
+
+    def _closed(self) -> None:
+        self.closed += 1
+
+    def poll_until(self, condition: Callable[[], bool], timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, "condition not reached"
+            self.poller.poll(0.01)
+
+    def close(self) -> None:
+        self.conn.disconnect()
+        self.peer.close()
+
+
+@pytest.fixture
+def link() -> Iterator[Link]:
+    made = Link()
+    yield made
+    made.close()
+
+
+def test_the_key_exchange_authenticates_and_raises_the_limits(link: Link) -> None:
+    their_key, our_key = os.urandom(32), os.urandom(32)
+    link.peer.sendall(wire.seal(their_key, ENCRYPTOR, 1))  # the dialer's first frame
+    link.poll_until(lambda: len(link.messages) == 1)
+    assert link.messages == [their_key] and not link.conn.authenticated
+    # what pysyncobj's transport does with it: remember both keys, answer with ours
+    link.conn.sendRandKey, link.conn.recvRandKey = their_key, our_key
+    big = os.urandom(2 * 1024 * 1024)  # far above the pre-authentication caps
+    link.peer.sendall(wire.seal((our_key, "10.0.0.1:4321"), ENCRYPTOR, 2))
+    link.peer.sendall(wire.seal((our_key, {"type": "x", "data": big}), ENCRYPTOR, 3))
+    link.poll_until(lambda: len(link.messages) == 3)
+    assert link.conn.authenticated and link.conn.state == CONNECTED
+    assert link.messages[1] == "10.0.0.1:4321" and link.messages[2]["data"] == big
+    assert not link.conn.handshake_overdue(time.monotonic() + 3600)
+
+
+def test_a_frame_without_this_connections_key_is_refused(link: Link) -> None:
+    link.conn.recvRandKey = os.urandom(32)
+    link.peer.sendall(wire.seal((os.urandom(32), "replayed"), ENCRYPTOR, 1))
+    link.poll_until(lambda: link.conn.state == DISCONNECTED)
+    assert link.messages == [] and link.closed == 1
+    assert link.refusals.total["unauthenticated frame"] == 1
+
+
+def test_a_huge_length_closes_the_connection_on_its_four_bytes(link: Link) -> None:
+    link.peer.sendall(struct.pack("i", 2**31 - 1) + b"\x00" * 100)
+    link.poll_until(lambda: link.conn.state == DISCONNECTED)
+    assert link.closed == 1 and link.messages == []
+    assert link.peer.recv(10) == b""  # the peer sees the close
+
+
+def test_junk_and_another_secrets_frames_are_refused() -> None:
+    other = getEncryptor("another-secret-" + "k" * 40)
+    for junk in (os.urandom(600), wire.seal("hi", other, 1), struct.pack("i", 10) + b"z" * 10):
+        link = Link()
+        try:
+            link.peer.sendall(junk)
+            link.poll_until(lambda link=link: link.conn.state == DISCONNECTED)
+            assert link.messages == []
+        finally:
+            link.close()
+
+
+def test_a_slow_drip_never_authenticates_and_is_overdue_after_the_deadline() -> None:
+    link = Link(handshake_timeout=0.3)
+    try:
+        link.peer.sendall(struct.pack("i", 200)[:2])  # half a length, then nothing
+        link.poller.poll(0.05)
+        assert link.conn.state == CONNECTED and not link.conn.handshake_overdue(time.monotonic())
+        assert link.conn.handshake_overdue(time.monotonic() + 0.5)
+    finally:
+        link.close()
+
+
+def test_a_partial_frame_waits_for_the_rest(link: Link) -> None:
+    frame = wire.seal("whole", ENCRYPTOR, 1)
+    link.peer.sendall(frame[:7])
+    link.poller.poll(0.05)
+    assert link.messages == [] and link.conn.state == CONNECTED
+    link.peer.sendall(frame[7:])
+    link.poll_until(lambda: link.messages == ["whole"])
+
+
+def test_sent_messages_are_pysyncobj_frames(link: Link) -> None:
+    link.conn.sendRandKey = b"k" * 32
+    link.conn.send({"type": "response_vote", "term": 3})
+    data = link.peer.recv(4096)
+    reader = wire.FrameReader(wire.FRAME_LIMIT)
+    reader.feed(data)
+    frame = reader.next_frame()
+    assert frame is not None
+    _, message = wire.open_frame(frame, ENCRYPTOR, wire.MESSAGE_LIMIT)
+    assert message == (b"k" * 32, {"type": "response_vote", "term": 3})
+
+
+def test_the_server_caps_unauthenticated_connections_per_address_and_in_total() -> None:
+    poller = PollPoller()
+    refusals = Refusals()
+    accepted: list[MeshConnection] = []
+    port = _free_port()
+    server = MeshServer(
+        poller,
+        "127.0.0.1",
+        port,
+        limits=Limits(handshake_timeout=5.0, per_address=3, total=10),
+        refusals=refusals,
+        new_connection=functools.partial(
+            MeshConnection,
+            poller,
+            encryptor=ENCRYPTOR,
+            refusals=refusals,
+            timeout=30.0,
+            handshake_timeout=5.0,
+            send_buffer_size=2**16,
+            recv_buffer_size=2**16,
+            keepalive=None,
+        ),
+        on_connection=accepted.append,
+    )
+    server.bind()
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(6)]
+    try:
+        deadline = time.monotonic() + 5
+        while len(accepted) + sum(refusals.total.values()) < 6:
+            assert time.monotonic() < deadline
+            poller.poll(0.01)
+        assert len(accepted) == 3
+        assert refusals.total["over the per-address cap"] == 3
+        closed = 0
+        for client in clients:
+            client.settimeout(0.05)
+            try:
+                closed += client.recv(1) == b""
+            except TimeoutError:
+                pass
+        assert closed == 3  # the excess ones were closed at accept
+        accepted[0].disconnect()  # a slot frees up
+        late = socket.create_connection(("127.0.0.1", port))
+        clients.append(late)
+        deadline = time.monotonic() + 5
+        while len(accepted) < 4:
+            assert time.monotonic() < deadline
+            poller.poll(0.01)
+    finally:
+        for client in clients:
+            client.close()
+        for conn in accepted:
+            conn.disconnect()
+        server.unbind()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
