@@ -110,6 +110,7 @@ class MeshConnection:
         self._reader = wire.FrameReader(wire.PRE_AUTH_FRAME_LIMIT)
         self._write = bytearray()
         self._authenticated = False
+        self._sealed = False  # sent a frame sealed with the secret (perhaps replayed)
         self._last_timestamp = 0
         self._opened_at = self._last_read = time.monotonic()
         if sock is not None:  # accepted by the server: already connected
@@ -178,7 +179,7 @@ class MeshConnection:
         """Close the socket (if open) and tell the transport, once."""
         was_open = self._state != DISCONNECTED
         self.sendRandKey = self.recvRandKey = None
-        self._authenticated = False
+        self._authenticated = self._sealed = False
         self._last_timestamp = 0
         self._reader = wire.FrameReader(wire.PRE_AUTH_FRAME_LIMIT)
         self._write = bytearray()
@@ -199,6 +200,11 @@ class MeshConnection:
     def authenticated(self) -> bool:
         """The peer proved it holds the mesh secret (see the module docstring)."""
         return self._authenticated
+
+    @property
+    def sealed(self) -> bool:
+        """The peer sent a frame sealed with the mesh secret: it holds it, or replays one."""
+        return self._sealed
 
     def handshake_overdue(self, now: float) -> bool:
         """Open for longer than the handshake timeout without authenticating."""
@@ -317,6 +323,7 @@ class MeshConnection:
             raise wire.FrameError("no mesh secret to decrypt with")
         limit = wire.MESSAGE_LIMIT if self._authenticated else wire.PRE_AUTH_MESSAGE_LIMIT
         timestamp, message = wire.open_frame(frame, self.encryptor, limit)
+        self._sealed = True
         if timestamp < self._last_timestamp:
             raise wire.FrameError("frame older than the previous one (a replay?)")
         self._last_timestamp = timestamp

@@ -8,10 +8,11 @@ changes); the sockets are ours:
 - `MeshConnection` (mesh/connection.py) caps frames before buffering them,
   reads into a linear buffer, inflates and unpickles with limits, and gives
   a connection `handshake_timeout` seconds to prove it holds the secret;
-- `MeshServer` accepts at most `per_address` unauthenticated connections per
-  peer address and `total` overall, closing any excess at once, and never
-  gives up listening (pysyncobj's server unbound itself for good on an accept
-  error such as EMFILE, which a flood can cause);
+- `MeshServer` holds at most `per_address` unauthenticated connections per
+  peer address and `total` overall: at accept, the excess is closed at once
+  (the oldest connection that has sent nothing sealed with the secret), and
+  it never gives up listening (pysyncobj's server unbound itself for good on
+  an accept error such as EMFILE, which a flood can cause);
 - `MeshTransport` refuses to exist without the mesh secret, closes
   connections whose handshake is overdue on every tick, and counts every
   refusal (`refusals`).
@@ -38,7 +39,9 @@ from mesh.refusals import Refusals
 
 log = logging.getLogger(__name__)
 
-ACCEPTS_PER_EVENT = 64  # then the Raft thread does its other work; the rest waits in the backlog
+# Then the Raft thread does its other work (the rest waits in the backlog). Well below
+# `Limits.total`, so that a burst of accepts cannot evict a peer before its first frame is read.
+ACCEPTS_PER_EVENT = 16
 BACKLOG = 128
 # Accept errors that say "not now" (no connection, a connection gone, out of descriptors):
 # skip this round; the listening socket stays.
@@ -85,7 +88,7 @@ class MeshServer:
         self._new_connection = new_connection  # MeshConnection with the settings filled in
         self._on_connection = on_connection  # the transport's _onNewIncomingConnection
         self._sock: socket.socket | None = None
-        self._pending: set[MeshConnection] = set()  # accepted, not yet authenticated
+        self._pending: list[MeshConnection] = []  # accepted, not yet authenticated; oldest first
 
     def bind(self) -> None:
         host, port = self._address
@@ -121,25 +124,32 @@ class MeshServer:
             self._admit(sock, str(address[0]))
 
     def _admit(self, sock: socket.socket, host: str) -> None:
-        """Take the connection, unless its address (or everyone) has too many unproven ones."""
-        pending = {c for c in self._pending if c.state != DISCONNECTED and not c.authenticated}
+        """Take the connection; if its address, or everyone, is at the cap of unproven
+        connections, close one of those first (see `_evict`)."""
+        pending = [c for c in self._pending if c.state != DISCONNECTED and not c.authenticated]
+        same = [c for c in pending if c.peer == host]
+        if len(same) >= self._limits.per_address:
+            pending.remove(self._evict(same, "over the per-address cap"))
+        elif len(pending) >= self._limits.total:
+            pending.remove(self._evict(pending, "over the cap of unauthenticated connections"))
         self._pending = pending
-        if len(pending) >= self._limits.total:
-            return self._turn_away(sock, "over the cap of unauthenticated connections", host)
-        if sum(1 for c in pending if c.peer == host) >= self._limits.per_address:
-            return self._turn_away(sock, "over the per-address cap", host)
         try:
             conn = self._new_connection(sock=sock, peer=host)
         except OSError:
             sock.close()
-            return None
-        pending.add(conn)
+            return
+        pending.append(conn)
         self._on_connection(conn)
-        return None
 
-    def _turn_away(self, sock: socket.socket, why: str, host: str) -> None:
-        sock.close()
-        self._refusals.note(why, host)
+    def _evict(self, among: list[MeshConnection], why: str) -> MeshConnection:
+        """Close the oldest connection that has sent nothing sealed with the secret (else the
+        oldest). Turning the newcomer away instead would let a flood that keeps the slots
+        full lock out a peer reconnecting: its handshake takes a millisecond, and its first
+        frame, sealed with the secret, puts it behind every junk connection in this line."""
+        victim = min(among, key=lambda c: c.sealed)  # min() keeps the first, the oldest, of equals
+        self._refusals.note(why, victim.peer)
+        victim.disconnect()
+        return victim
 
 
 class MeshTransport(TCPTransport):  # type: ignore[misc]

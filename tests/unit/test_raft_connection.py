@@ -156,60 +156,98 @@ def test_sent_messages_are_pysyncobj_frames(link: Link) -> None:
     assert message == (b"k" * 32, {"type": "response_vote", "term": 3})
 
 
-def test_the_server_caps_unauthenticated_connections_per_address_and_in_total() -> None:
-    poller = PollPoller()
-    refusals = Refusals()
-    accepted: list[MeshConnection] = []
-    port = _free_port()
-    server = MeshServer(
-        poller,
-        "127.0.0.1",
-        port,
-        limits=Limits(handshake_timeout=5.0, per_address=3, total=10),
-        refusals=refusals,
-        new_connection=functools.partial(
-            MeshConnection,
-            poller,
-            encryptor=ENCRYPTOR,
-            refusals=refusals,
-            timeout=30.0,
-            handshake_timeout=5.0,
-            send_buffer_size=2**16,
-            recv_buffer_size=2**16,
-            keepalive=None,
-        ),
-        on_connection=accepted.append,
-    )
-    server.bind()
-    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(6)]
-    try:
+class Port:
+    """A MeshServer on a free loopback port, polled by the test."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.poller = PollPoller()
+        self.refusals = Refusals()
+        self.accepted: list[MeshConnection] = []
+        self.port = _free_port()
+        self.server = MeshServer(
+            self.poller,
+            "127.0.0.1",
+            self.port,
+            limits=limits,
+            refusals=self.refusals,
+            new_connection=functools.partial(
+                MeshConnection,
+                self.poller,
+                encryptor=ENCRYPTOR,
+                refusals=self.refusals,
+                timeout=30.0,
+                handshake_timeout=limits.handshake_timeout,
+                send_buffer_size=2**16,
+                recv_buffer_size=2**16,
+                keepalive=None,
+            ),
+            on_connection=self.accepted.append,
+        )
+        self.server.bind()
+        self.clients: list[socket.socket] = []
+
+    def connect(self, source: str = "127.0.0.1") -> socket.socket:
+        client = socket.create_connection(("127.0.0.1", self.port), source_address=(source, 0))
+        self.clients.append(client)
+        return client
+
+    def poll_until(self, condition: Callable[[], bool]) -> None:
         deadline = time.monotonic() + 5
-        while len(accepted) + sum(refusals.total.values()) < 6:
-            assert time.monotonic() < deadline
-            poller.poll(0.01)
-        assert len(accepted) == 3
-        assert refusals.total["over the per-address cap"] == 3
-        closed = 0
-        for client in clients:
-            client.settimeout(0.05)
-            try:
-                closed += client.recv(1) == b""
-            except TimeoutError:
-                pass
-        assert closed == 3  # the excess ones were closed at accept
-        accepted[0].disconnect()  # a slot frees up
-        late = socket.create_connection(("127.0.0.1", port))
-        clients.append(late)
-        deadline = time.monotonic() + 5
-        while len(accepted) < 4:
-            assert time.monotonic() < deadline
-            poller.poll(0.01)
-    finally:
-        for client in clients:
+        while not condition():
+            assert time.monotonic() < deadline, "condition not reached"
+            self.poller.poll(0.01)
+
+    def open(self) -> list[MeshConnection]:
+        return [c for c in self.accepted if c.state == CONNECTED]
+
+    def close(self) -> None:
+        for client in self.clients:
             client.close()
-        for conn in accepted:
+        for conn in self.accepted:
             conn.disconnect()
-        server.unbind()
+        self.server.unbind()
+
+
+def _closed_by_server(client: socket.socket) -> bool:
+    client.settimeout(0.5)
+    try:
+        return client.recv(1) == b""
+    except TimeoutError:
+        return False
+    except OSError:
+        return True
+
+
+def test_past_the_per_address_cap_the_oldest_unproven_connection_is_closed() -> None:
+    port = Port(Limits(per_address=3, total=10))
+    try:
+        clients = [port.connect() for _ in range(6)]
+        port.poll_until(lambda: len(port.accepted) == 6)
+        assert port.open() == port.accepted[3:]  # never more than 3 from one address
+        assert port.refusals.total["over the per-address cap"] == 3
+        assert [_closed_by_server(c) for c in clients] == [True] * 3 + [False] * 3
+        other = port.connect("127.0.0.2")  # another address has its own allowance
+        port.poll_until(lambda: len(port.accepted) == 7)
+        assert len(port.open()) == 4 and not _closed_by_server(other)
+    finally:
+        port.close()
+
+
+def test_past_the_total_cap_a_flood_cannot_push_out_a_peer_that_sent_a_sealed_frame() -> None:
+    port = Port(Limits(per_address=100, total=4))
+    try:
+        peer = port.connect()
+        port.poll_until(lambda: len(port.accepted) == 1)
+        peer.sendall(wire.seal(os.urandom(32), ENCRYPTOR, 1))  # a real dialer's first frame
+        port.poll_until(lambda: port.accepted[0].sealed)
+        for _ in range(10):  # junk connections that never send a thing
+            port.connect()
+        port.poll_until(lambda: len(port.accepted) == 11)
+        assert len(port.open()) == 4 and port.accepted[0] in port.open()
+        assert port.refusals.total["over the cap of unauthenticated connections"] == 7
+        assert not _closed_by_server(peer)
+    finally:
+        port.close()
 
 
 def _free_port() -> int:
