@@ -106,9 +106,11 @@ class Flood:
     def slow_drips(self) -> None:
         """A plausible 900-byte frame, one byte every 0.25 s: it would take four minutes."""
         drip = struct.pack("i", 900) + os.urandom(900)
-        socks = [self._connect("slow_drips") for _ in range(self.slow_drip_count)]
-        sent = [0] * len(socks)
+        socks: list[socket.socket] = []
         try:
+            while len(socks) < self.slow_drip_count:
+                socks.append(self._connect("slow_drips"))
+            sent = [0] * len(socks)
             while not self._stop.is_set():
                 for i, sock in enumerate(socks):
                     try:

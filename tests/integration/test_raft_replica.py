@@ -175,3 +175,28 @@ def test_snapshots_hold_only_allowed_globals_and_restore_through_the_unpickler(
         assert again.raft.state.config["k9"]["value"] == {"n": 9}
     finally:
         again.stop()
+
+
+def test_liveness_says_when_the_raft_thread_stalls_or_fails_every_tick(data_dir: Path) -> None:
+    group = Group(data_dir, stall_after=0.5)
+    raft = group.raft
+    sync = raft._sync
+    assert sync is not None and raft.liveness_problem() is None
+    try:
+        release = threading.Event()
+        raft._calls.append(lambda: release.wait(10))  # a tick that does not end
+        wait_for(lambda: "has not completed a tick" in (raft.liveness_problem() or ""))
+        release.set()
+        wait_for(lambda: raft.liveness_problem() is None, what="alive again")
+
+        def fail() -> None:
+            raise RuntimeError("broken")
+
+        sync.addOnTickCallback(fail)  # every tick raises from now on
+        wait_for(lambda: "RuntimeError: broken" in (raft.liveness_problem() or ""))
+        assert "ticks in a row" in (raft.liveness_problem() or "")
+        sync.removeOnTickCallback(fail)
+        wait_for(lambda: raft.liveness_problem() is None, what="alive again")
+    finally:
+        group.stop()
+    assert raft.liveness_problem() == "the Raft thread has stopped"
