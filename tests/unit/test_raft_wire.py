@@ -28,20 +28,21 @@ def pysyncobj_frame(message: object, encryptor: Fernet = ENCRYPTOR, timestamp: i
     return struct.pack("i", len(token)) + token
 
 
-def test_seal_writes_what_pysyncobj_writes_and_open_reads_it() -> None:
+def pysyncobj_read(frame: bytes, encryptor: Fernet = ENCRYPTOR) -> tuple[int, object]:
+    """What pysyncobj's TcpConnection does with one frame's payload."""
+    timestamp = encryptor.extract_timestamp(frame)
+    return timestamp, pickle.loads(zlib.decompress(encryptor.decrypt(frame)))
+
+
+def test_we_read_what_pysyncobj_writes_and_it_reads_what_we_write() -> None:
     message = {"type": "append_entries", "term": 3, "entries": [(b"\x00abc", 5, 3)]}
-    ours = wire.seal(message, ENCRYPTOR, 42)
     reader = wire.FrameReader(wire.FRAME_LIMIT)
-    reader.feed(ours)
-    frame = reader.next_frame()
-    assert frame is not None
-    assert wire.open_frame(frame, ENCRYPTOR, wire.MESSAGE_LIMIT) == (42, message)
-    # and pysyncobj's frame of the same message reads the same
-    reader.feed(pysyncobj_frame(message, timestamp=42))
-    theirs = reader.next_frame()
-    assert theirs is not None
-    assert wire.open_frame(theirs, ENCRYPTOR, wire.MESSAGE_LIMIT) == (42, message)
-    assert len(ours) == len(pysyncobj_frame(message, timestamp=42))
+    reader.feed(wire.seal(message, ENCRYPTOR, 42) + pysyncobj_frame(message, timestamp=43))
+    ours, theirs = reader.next_frame(), reader.next_frame()
+    assert ours is not None and theirs is not None
+    assert pysyncobj_read(ours) == (42, message)
+    assert wire.open_frame(theirs, ENCRYPTOR, wire.MESSAGE_LIMIT) == (43, message)
+    assert wire.open_frame(ours, ENCRYPTOR, wire.MESSAGE_LIMIT) == (42, message)
 
 
 def test_partial_frames_wait_for_the_rest_and_back_to_back_frames_split() -> None:
