@@ -214,7 +214,7 @@ class _MeshSyncObj(SyncObj):  # type: ignore[misc]
         transport = functools.partial(MeshTransport, refusals=refusals)
         super().__init__(*args, transportClass=transport, **kwargs)
 
-    def _SyncObj__doApplyCommand(self, command: bytes) -> Any:
+    def _SyncObj__doApplyCommand(self, command: bytes | str) -> Any:
         """Apply one committed entry: this overrides pysyncobj's `SyncObj.__doApplyCommand`
         (name-mangled, so that is its name from outside the class).
 
@@ -223,17 +223,21 @@ class _MeshSyncObj(SyncObj):  # type: ignore[misc]
         bad pickle, a class our unpickler refuses, wrong arity, a code version
         this node lacks) was retried on every tick forever, and one such entry
         wedged a node for good (issue 7). Here it becomes a failed outcome."""
-        kind = command[:1]
-        if kind == _VERSION_KIND:
-            # pysyncobj would switch its method table (or raise forever); meshgate has one
-            # entry point and never uses code versions.
-            return self._on_unappliable("a code-version entry (meshgate uses none)")
-        if kind not in _APPLIED_KINDS:
-            return self._on_unappliable(f"unknown entry type {kind!r}")
         try:
-            return super()._SyncObj__doApplyCommand(command)
+            if isinstance(command, str):  # sent as text: the journal keeps its UTF-8 bytes
+                command = command.encode()
+            kind = command[:1]
+            if kind == _VERSION_KIND:
+                # pysyncobj would switch its method table, or raise forever; meshgate has one
+                # entry point and never writes code versions.
+                reason = "a code-version entry (meshgate uses none)"
+            elif len(kind) != 1 or kind not in _APPLIED_KINDS:
+                reason = f"unknown entry type {kind!r}"
+            else:
+                return super()._SyncObj__doApplyCommand(command)
         except Exception as exc:
-            return self._on_unappliable(f"{type(exc).__name__}: {exc}")
+            reason = f"{type(exc).__name__}: {exc}"
+        return self._on_unappliable(reason)
 
     def _onTick(self, timeToWait: float = 0.0) -> None:
         """One round of the Raft thread; the outcome is stamped for /liveness."""

@@ -62,7 +62,7 @@ class Group:
         self.stream.subscribe(self.applied.append)
         self.raft = MeshRaft(self.settings, self.stream)
         self.raft.start()
-        wait_for(lambda: self.raft.status().ready and self.raft.status().leader, what="ready")
+        wait_for(lambda: self.raft.status().ready and self.raft.status().leader, 30, what="ready")
 
     def run(self, coroutine: Any) -> Any:
         return self.loop.run_until_complete(coroutine)
@@ -71,7 +71,7 @@ class Group:
         """Deliver what the Raft thread published to the loop."""
         self.run(asyncio.sleep(0.05))
 
-    def commit_raw(self, entry: bytes) -> Any:
+    def commit_raw(self, entry: bytes | str) -> Any:
         """Put `entry` on the log as pysyncobj would, and return its outcome."""
         done = threading.Event()
         got: list[Any] = []
@@ -109,6 +109,7 @@ def test_entries_that_cannot_be_applied_are_failed_outcomes_and_the_log_goes_on(
         "not a pickle": b"\x00this is not a pickle",
         "code version": b"\x03" + pickle.dumps(5, 2),
         "unknown entry type": b"\x09whatever",
+        "text instead of bytes": "\x00text is stored as UTF-8",
     }
     group = Group(data_dir)
     try:
@@ -154,7 +155,7 @@ def test_snapshots_hold_only_allowed_globals_and_restore_through_the_unpickler(
             command = commands.make("config.set", {"key": f"k{i}", "value": {"n": i}}, by="t")
             assert group.run(group.raft.submit(command))["ok"]
         dump = data_dir / "raft.dump"
-        wait_for(lambda: dump.exists(), timeout=10, what="a snapshot")
+        wait_for(lambda: dump.exists(), timeout=30, what="a snapshot")
     finally:
         group.stop()
     data = gzip.decompress(dump.read_bytes())
