@@ -32,6 +32,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pysyncobj.poller import POLL_EVENT_TYPE
@@ -68,6 +69,17 @@ def set_keepalive(sock: socket.socket, keepalive: tuple[int, int, int] | None) -
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
 
 
+@dataclass(frozen=True)
+class LinkSettings:
+    """How every link of a node behaves (the transport fills it from pysyncobj's config)."""
+
+    timeout: float = 30.0  # a link that said nothing this long is dead (connectionTimeout)
+    handshake_timeout: float = 5.0  # to prove the peer holds the secret
+    send_buffer_size: int = 2**16
+    recv_buffer_size: int = 2**16
+    keepalive: tuple[int, int, int] | None = (16, 3, 5)  # TCP keepalive: idle, interval, probes
+
+
 class MeshConnection:
     """A Raft link speaking pysyncobj's wire format, with caps and a handshake deadline.
 
@@ -77,14 +89,10 @@ class MeshConnection:
     def __init__(
         self,
         poller: Any,
+        settings: LinkSettings,
         *,
         encryptor: wire.Fernet | None,
         refusals: Refusals,
-        timeout: float,
-        handshake_timeout: float,
-        send_buffer_size: int,
-        recv_buffer_size: int,
-        keepalive: tuple[int, int, int] | None,
         sock: socket.socket | None = None,
         peer: str = "",
     ) -> None:
@@ -94,12 +102,8 @@ class MeshConnection:
         self.recvRandKey: bytes | None = None
         self.peer = peer  # "host" of the other side, for caps and logs
         self._poller = poller
+        self._settings = settings
         self._refusals = refusals
-        self._timeout = timeout
-        self._handshake_timeout = handshake_timeout
-        self._send_buffer_size = send_buffer_size
-        self._recv_buffer_size = recv_buffer_size
-        self._keepalive = keepalive
         self._on_message: Callable[[Any], None] | None = None
         self._on_connected: Callable[[], None] | None = None
         self._on_disconnected: Callable[[], None] | None = None
@@ -211,16 +215,17 @@ class MeshConnection:
         return (
             self._state == CONNECTED
             and not self._authenticated
-            and now - self._opened_at > self._handshake_timeout
+            and now - self._opened_at > self._settings.handshake_timeout
         )
 
     # -- the poller's side ------------------------------------------------------------
 
     def _configure(self, sock: socket.socket) -> None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._send_buffer_size)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self._recv_buffer_size)
+        settings = self._settings
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.send_buffer_size)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, settings.recv_buffer_size)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        set_keepalive(sock, self._keepalive)
+        set_keepalive(sock, settings.keepalive)
         sock.setblocking(False)
 
     def _attach(self, sock: socket.socket, state: int) -> None:
@@ -343,7 +348,7 @@ class MeshConnection:
         return message[1]
 
     def _silent_too_long(self) -> bool:
-        return time.monotonic() - self._last_read > self._timeout
+        return time.monotonic() - self._last_read > self._settings.timeout
 
     def _refuse(self, kind: str, exc: BaseException) -> None:
         if self._authenticated:  # a peer holding the secret, or a bug: worth a line each

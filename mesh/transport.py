@@ -34,7 +34,7 @@ from typing import Any
 from pysyncobj.dns_resolver import globalDnsResolver
 from pysyncobj.transport import TCPTransport
 
-from mesh.connection import DISCONNECTED, ERROR, READ, MeshConnection
+from mesh.connection import DISCONNECTED, ERROR, READ, LinkSettings, MeshConnection
 from mesh.refusals import Refusals
 
 log = logging.getLogger(__name__)
@@ -172,15 +172,18 @@ class MeshTransport(TCPTransport):  # type: ignore[misc]
 
     def _connection(self, **socket_args: Any) -> MeshConnection:
         conf = self._syncObj.conf
-        return MeshConnection(
-            self._syncObj._poller,
-            encryptor=self._syncObj.encryptor,
-            refusals=self.refusals,
+        settings = LinkSettings(
             timeout=conf.connectionTimeout,
             handshake_timeout=self.limits.handshake_timeout,
             send_buffer_size=conf.sendBufferSize,
             recv_buffer_size=conf.recvBufferSize,
             keepalive=conf.tcp_keepalive,
+        )
+        return MeshConnection(
+            self._syncObj._poller,
+            settings,
+            encryptor=self._syncObj.encryptor,
+            refusals=self.refusals,
             **socket_args,
         )
 

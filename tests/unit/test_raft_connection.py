@@ -20,7 +20,7 @@ from pysyncobj.encryptor import getEncryptor
 from pysyncobj.poller import PollPoller
 
 from mesh import wire
-from mesh.connection import CONNECTED, DISCONNECTED, MeshConnection
+from mesh.connection import CONNECTED, DISCONNECTED, LinkSettings, MeshConnection
 from mesh.refusals import Refusals
 from mesh.transport import Limits, MeshServer
 from tests.support import MESH_SECRET
@@ -47,13 +47,9 @@ class Link:
         self.closed = 0
         self.conn = MeshConnection(
             self.poller,
+            LinkSettings(handshake_timeout=handshake_timeout, keepalive=None),
             encryptor=ENCRYPTOR,
             refusals=self.refusals,
-            timeout=30.0,
-            handshake_timeout=handshake_timeout,
-            send_buffer_size=2**16,
-            recv_buffer_size=2**16,
-            keepalive=None,
             sock=ours,
             peer="test",
         )
@@ -173,13 +169,9 @@ class Port:
             new_connection=functools.partial(
                 MeshConnection,
                 self.poller,
+                LinkSettings(handshake_timeout=limits.handshake_timeout, keepalive=None),
                 encryptor=ENCRYPTOR,
                 refusals=self.refusals,
-                timeout=30.0,
-                handshake_timeout=limits.handshake_timeout,
-                send_buffer_size=2**16,
-                recv_buffer_size=2**16,
-                keepalive=None,
             ),
             on_connection=self.accepted.append,
         )
