@@ -10,6 +10,8 @@ node still serves and commits writes.
 
 from __future__ import annotations
 
+import struct
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -104,3 +106,23 @@ def test_without_the_secret_joining_as_a_member_to_commit_an_admin_key_commits_n
     status = _status(gateway)
     assert status["stores"]["api_keys"] == 0
     assert status["term"] < 10**6 and status["unappliable_entries"] == 0
+
+
+def test_a_connection_that_never_proves_the_secret_is_closed_at_the_handshake_deadline(
+    node: tuple[Node, str],
+) -> None:
+    gateway, address = node
+    slow = struct.pack("i", 500) + b"x" * 500  # a plausible frame, one byte a second
+    with RaftClient(address) as silent, RaftClient(address) as dripping:
+        opened = time.monotonic()
+        dripping_closed = False
+        for i in range(15):  # 15 s of dripping, unless the node hangs up first
+            dripping_closed = not dripping.send_raw(slow[i : i + 1]) or dripping.closed_by_node(1)
+            if dripping_closed:
+                break
+        assert dripping_closed, "the node kept a dripping connection open"
+        assert silent.closed_by_node(timeout=5.0), "the node kept a silent connection open"
+        elapsed = time.monotonic() - opened
+    print(f"\nunauthenticated connections closed {elapsed:.1f} s after they opened")
+    assert elapsed < 12
+    _still_serves_and_writes(gateway, "after.deadline")
