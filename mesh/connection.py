@@ -355,7 +355,7 @@ class MeshConnection:
             log.warning(
                 "closed the Raft link with %s: %s", self.peer, exc, exc_info=kind == "error"
             )
-            self._refusals.note(f"authenticated {kind}", self.peer)
+            self._refusals.note(f"authenticated {kind}", self.peer, str(exc))
         else:
-            self._refusals.note(f"unauthenticated {kind}", self.peer)
+            self._refusals.note(f"unauthenticated {kind}", self.peer, str(exc))
         self.disconnect()

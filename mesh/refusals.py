@@ -26,13 +26,15 @@ class Refusals:
         self._every = every
         self._pending: collections.Counter[str] = collections.Counter()
         self._peers: set[str] = set()
+        self._why = ""  # the reason given with the last refusal that had one
         self._logged_at = 0.0
 
-    def note(self, kind: str, peer: str) -> None:
+    def note(self, kind: str, peer: str, why: str = "") -> None:
         """Count one refusal; log a summary if the last one is old enough."""
         self.total[kind] += 1
         self._pending[kind] += 1
         self._peers.add(peer)
+        self._why = why or self._why
         self.flush()
 
     def flush(self, force: bool = False) -> None:
@@ -42,9 +44,11 @@ class Refusals:
             return
         counts = ", ".join(f"{n} {kind}" for kind, n in sorted(self._pending.items()))
         peers = ", ".join(sorted(self._peers)[:5]) + (" ..." if len(self._peers) > 5 else "")
-        log.warning("Raft port refused: %s (from %s)", counts, peers)
+        why = f"; last reason: {self._why}" if self._why else ""
+        log.warning("Raft port refused: %s (from %s%s)", counts, peers, why)
         self._pending.clear()
         self._peers.clear()
+        self._why = ""
         self._logged_at = now
 
     def count(self) -> int:
