@@ -100,7 +100,7 @@ from common import (
 
 MODEL = "bench-model"
 # One random secret per run: a mesh never runs without one.
-MESH_SECRET = secrets.token_urlsafe(48)
+MESH_SECRET = "bench-" + secrets.token_urlsafe(48)  # never "-…", which argparse reads as an option
 NODE_NAMES = ("n1", "n2", "n3")
 JSON_HEADERS = {"Content-Type": "application/json"}
 CAUGHT_UP_SLACK = 2  # applied_index >= commit_index - 2, as `meshgate cluster` uses

@@ -21,7 +21,11 @@ log = logging.getLogger(__name__)
 
 
 class Applied(NamedTuple):
-    """One applied log entry. `command` is None for a reset (a snapshot was loaded)."""
+    """One applied log entry.
+
+    `command` is None for a reset (a snapshot was loaded; `outcome` is None too).
+    A committed entry that could not be applied at all (see mesh/raft.py) has an
+    empty command `{}` and the failed outcome that says why."""
 
     index: int
     command: Command | None
@@ -29,7 +33,11 @@ class Applied(NamedTuple):
 
     @property
     def op(self) -> str:
-        return self.command["op"] if self.command else "reset"
+        """The command's op; "reset" for a snapshot; "" for an entry that is not a command."""
+        if self.command is None:
+            return "reset"
+        op = self.command.get("op") if isinstance(self.command, dict) else None
+        return op if isinstance(op, str) else ""
 
 
 Subscriber = Callable[[Applied], Any]

@@ -1,6 +1,8 @@
 """The pysyncobj binding: submit a command, await its commit; read the group's status.
 
-This is the only module that imports pysyncobj. Everything else sees:
+This module, and the Raft transport it plugs in (mesh/transport.py,
+mesh/connection.py), are the only ones that import pysyncobj. Everything
+else sees:
 - `await raft.submit(command)` -> the command's outcome, once committed and
   applied on this node, or `CommitError` (no leader, timeout...) within a
   bounded time;
@@ -13,6 +15,17 @@ and full dump together, always a password (the mesh secret), fast
 timeouts for a LAN, no queueing while leaderless (we retry ourselves, bounded),
 one replicated entry point (`apply`), and internal calls made on the Raft
 thread through a tick callback.
+
+What pysyncobj does not do, this module adds (issue 7):
+- our own transport (`MeshTransport`): frames capped before they are buffered,
+  a handshake deadline, caps on unauthenticated connections;
+- every unpickle pysyncobj does (messages, log entries, journal meta,
+  snapshots) goes through `mesh.unpickler`, which builds plain data only;
+- a committed entry that cannot be applied (bad pickle, refused class,
+  unknown method id, wrong arity, a code-version entry) becomes a failed
+  outcome, the same on every node, instead of being retried on every tick
+  forever (`_MeshSyncObj`);
+- `liveness_problem()`: the Raft thread is stopped, failing every tick, or stalled.
 """
 
 from __future__ import annotations
@@ -21,6 +34,7 @@ import asyncio
 import collections
 import functools
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -28,12 +42,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pysyncobj.pickle
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
 from pysyncobj.monotonic import monotonic as pysyncobj_clock
+from pysyncobj.syncobj import _COMMAND_TYPE
 
-from mesh.commands import Command, Outcome
+from mesh import unpickler
+from mesh.commands import Command, Outcome, fail
 from mesh.events import Applied, AppliedStream
+from mesh.refusals import Refusals
 from mesh.state import ControlState
+from mesh.transport import MeshTransport
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -49,6 +68,14 @@ _RETRYABLE = {
 }
 _FINAL = {FAIL_REASON.QUEUE_FULL: "queue_full", FAIL_REASON.REQUEST_DENIED: "denied"}
 _RAFT_STATES = {0: "follower", 1: "candidate", 2: "leader"}
+# Entry types pysyncobj's apply step handles: commands, no-ops, membership changes.
+_APPLIED_KINDS = bytes([_COMMAND_TYPE.REGULAR, _COMMAND_TYPE.NO_OP, _COMMAND_TYPE.MEMBERSHIP])
+_VERSION_KIND = bytes([_COMMAND_TYPE.VERSION])
+# pysyncobj's own unpicklers, replaced by ours wherever a pysyncobj module holds them.
+_PYSYNCOBJ_UNPICKLERS = {
+    pysyncobj.pickle.loads: unpickler.loads,
+    pysyncobj.pickle.load: unpickler.load,
+}
 
 
 class CommitError(Exception):
@@ -86,6 +113,9 @@ class RaftSettings:
     log_compaction_min_entries: int = 5000
     log_compaction_min_time: float = 300.0
     rejoin_election_delay: float = 2.0
+    # /liveness fails when no tick has completed for this long, or this many failed in a row.
+    stall_after: float = 5.0
+    failed_ticks: int = 3
 
 
 @dataclass(frozen=True)
@@ -110,6 +140,8 @@ class RaftStatus:
     ready: bool  # caught up with the leader at least once since start
     peers: tuple[PeerStatus, ...] = ()
     readonly_nodes: int = 0
+    unappliable_entries: int = 0  # committed entries recorded as failed (since this start)
+    refused_connections: int = 0  # frames and connections the Raft port refused
     updated_at: float = field(default_factory=time.monotonic)
 
     @property
@@ -124,7 +156,7 @@ class _Replica(SyncObjConsumer):  # type: ignore[misc]
         # Set before SyncObjConsumer.__init__ so they are not part of snapshots.
         self._stream = stream
         self._on_restored = on_restored
-        self._applied_index = 0
+        self.unappliable = 0
         super().__init__()
         self.state = ControlState()  # the only attribute that is snapshotted
 
@@ -136,10 +168,105 @@ class _Replica(SyncObjConsumer):  # type: ignore[misc]
         self._stream.publish(Applied(index, command, outcome))
         return outcome
 
+    def skip(self, reason: str) -> Outcome:
+        """Record a committed entry that cannot be applied: a failed outcome at its index.
+
+        Every node reaches the same verdict on the same bytes, so every node
+        records the same failure, advances `applied_index` the same way (through
+        `ControlState.apply`, which fails on anything that is not a command and
+        changes nothing else), and publishes it like any refused command."""
+        index = self._syncObj.raftLastApplied + 1
+        self.state.apply(None, index)
+        self.unappliable += 1
+        log.error("log entry %d cannot be applied (%s); recorded as failed", index, reason)
+        outcome = fail("invalid", f"log entry {index} cannot be applied: {reason}")
+        self._stream.publish(Applied(index, {}, outcome))
+        return outcome
+
     def _deserialize(self, data: dict[str, Any]) -> None:
         super()._deserialize(data)  # replaces self.state with the snapshot's
         self._stream.publish(Applied(self.state.applied_index, None, None))
         self._on_restored()
+
+
+class _TickWatch:
+    """Is the Raft thread making progress? Written by each tick, read by /liveness."""
+
+    def __init__(self) -> None:
+        self.last_ok = time.monotonic()  # when the last tick completed
+        self.failures = 0  # ticks failed in a row
+        self.last_error = ""
+
+
+class _MeshSyncObj(SyncObj):  # type: ignore[misc]
+    """pysyncobj's SyncObj on our transport, with an apply step that cannot wedge the node."""
+
+    def __init__(
+        self,
+        *args: Any,
+        on_unappliable: Callable[[str], Any],
+        refusals: Refusals,
+        **kwargs: Any,
+    ) -> None:
+        # Set before SyncObj.__init__, which snapshots every attribute set after it.
+        self._on_unappliable = on_unappliable
+        self.watch = _TickWatch()
+        transport = functools.partial(MeshTransport, refusals=refusals)
+        super().__init__(*args, transportClass=transport, **kwargs)
+
+    def _SyncObj__doApplyCommand(self, command: bytes | str) -> Any:
+        """Apply one committed entry: this overrides pysyncobj's `SyncObj.__doApplyCommand`
+        (name-mangled, so that is its name from outside the class).
+
+        pysyncobj's `__applyLogEntries` catches only SyncObjExceptionWrongVer, and
+        does not skip even that entry: an entry that raises (unknown method id,
+        bad pickle, a class our unpickler refuses, wrong arity, a code version
+        this node lacks) was retried on every tick forever, and one such entry
+        wedged a node for good (issue 7). Here it becomes a failed outcome."""
+        try:
+            if isinstance(command, str):  # sent as text: the journal keeps its UTF-8 bytes
+                command = command.encode()
+            kind = command[:1]
+            if kind == _VERSION_KIND:
+                # pysyncobj would switch its method table, or raise forever; meshgate has one
+                # entry point and never writes code versions.
+                reason = "a code-version entry (meshgate uses none)"
+            elif len(kind) != 1 or kind not in _APPLIED_KINDS:
+                reason = f"unknown entry type {kind!r}"
+            else:
+                return super()._SyncObj__doApplyCommand(command)
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+        return self._on_unappliable(reason)
+
+    def _onTick(self, timeToWait: float = 0.0) -> None:
+        """One round of the Raft thread; the outcome is stamped for /liveness."""
+        try:
+            super()._onTick(timeToWait)
+        except Exception as exc:
+            self.watch.failures += 1
+            self.watch.last_error = f"{type(exc).__name__}: {exc}"
+            raise  # pysyncobj logs it and tries again after one tick period
+        self.watch.last_ok = time.monotonic()
+        self.watch.failures = 0
+
+
+def _restrict_unpickling() -> None:
+    """Make every unpickle pysyncobj does go through `mesh.unpickler`.
+
+    pysyncobj unpickles messages, log entries, the journal's meta file and
+    snapshots with plain `pickle` (falling back to the pure-Python unpickler
+    on error), through `pysyncobj.pickle.loads`/`load`; journal.py imported
+    `loads` by name. A pickle is code, and what a peer holding the secret
+    wrote into the log must still never run code here, so each of those
+    names, in every pysyncobj module, becomes ours. Idempotent."""
+    for name, module in list(sys.modules.items()):
+        if name != "pysyncobj" and not name.startswith("pysyncobj."):
+            continue
+        for attribute in ("loads", "load"):
+            theirs = getattr(module, attribute, None)
+            if theirs in _PYSYNCOBJ_UNPICKLERS:
+                setattr(module, attribute, _PYSYNCOBJ_UNPICKLERS[theirs])
 
 
 class MeshRaft:
@@ -166,6 +293,7 @@ class MeshRaft:
         self._status_every = 0.1
         self._last_status = 0.0
         self._calls: collections.deque[Callable[[], None]] = collections.deque()
+        self._refusals = Refusals()  # what the Raft port refused (counted on the Raft thread)
         self.restores = 0
 
     # -- lifecycle ------------------------------------------------------------
@@ -177,6 +305,7 @@ class MeshRaft:
             # pysyncobj's wire format is pickle: an open port runs anyone's code.
             raise ValueError("a Raft member never runs without a password (the mesh secret)")
         s.data_dir.mkdir(parents=True, exist_ok=True)
+        _restrict_unpickling()  # before the SyncObj reads its journal and snapshot
         conf = SyncObjConf(
             password=s.password,
             appendEntriesUseBatch=False,
@@ -201,7 +330,14 @@ class MeshRaft:
             dnsFailCacheTime=1.0,
             onReady=self._ready.set,
         )
-        self._sync = SyncObj(s.self_address, list(s.peers), conf=conf, consumers=[self._replica])
+        self._sync = _MeshSyncObj(
+            s.self_address,
+            list(s.peers),
+            conf=conf,
+            consumers=[self._replica],
+            on_unappliable=self._replica.skip,
+            refusals=self._refusals,
+        )
         self._sync.addOnTickCallback(self._on_tick)
         if s.peers and s.self_address and self._sync.raftCurrentTerm > 0:
             self._calls.append(self._hold_first_election)
@@ -236,6 +372,19 @@ class MeshRaft:
 
     def tick_alive(self) -> bool:
         return self._sync is not None and bool(self._sync.tick_thread_alive())
+
+    def liveness_problem(self) -> str | None:
+        """Why the Raft thread is not making progress, or None (cheap: reads two stamps)."""
+        sync = self._sync
+        if sync is None or not sync.tick_thread_alive():
+            return "the Raft thread has stopped"
+        watch: _TickWatch = sync.watch
+        if watch.failures >= self.settings.failed_ticks:
+            return f"the Raft thread failed {watch.failures} ticks in a row ({watch.last_error})"
+        idle = time.monotonic() - watch.last_ok
+        if idle > self.settings.stall_after:
+            return f"the Raft thread has not completed a tick for {idle:.1f} s"
+        return None
 
     # -- writing --------------------------------------------------------------
 
@@ -382,6 +531,8 @@ class MeshRaft:
             ready=self._ready.is_set(),
             peers=tuple(peers),
             readonly_nodes=raw["readonly_nodes_count"],
+            unappliable_entries=self._replica.unappliable,
+            refused_connections=self._refusals.count(),
         )
 
     def _note_restored(self) -> None:

@@ -48,6 +48,18 @@ def _raft_gauges(node: Node) -> Iterator[Gauge]:
     )
     yield "meshgate_raft_log_entries", "Entries in the Raft log", {}, status.log_len
     yield (
+        "meshgate_raft_unappliable_entries",
+        "Committed entries that could not be applied (recorded as failed)",
+        {},
+        status.unappliable_entries,
+    )
+    yield (
+        "meshgate_raft_refused_connections",
+        "Frames and connections the Raft port refused",
+        {},
+        status.refused_connections,
+    )
+    yield (
         "meshgate_raft_tick_alive",
         "1 while the Raft thread runs",
         {},

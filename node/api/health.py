@@ -59,9 +59,9 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def liveness(request: web.Request) -> web.Response:
-    node = node_of(request)
-    if not node.raft.tick_alive():
-        return json_response({"alive": False, "reason": "the Raft thread has stopped"}, 503)
+    problem = node_of(request).raft.liveness_problem()
+    if problem:
+        return json_response({"alive": False, "reason": problem}, 503)
     return json_response({"alive": True})
 
 

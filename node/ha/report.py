@@ -33,6 +33,7 @@ def local_report(node: Node) -> dict[str, Any]:
         "applied_index": node.raft.state.applied_index,
         "has_quorum": status.has_quorum,
         "caught_up": status.ready and status.commit_index - status.applied_index <= 2,
+        "unappliable_entries": status.unappliable_entries,
         "ready": not problems,
         "not_ready_reasons": problems,
         "draining": node.is_draining(),
@@ -99,6 +100,7 @@ def mesh_status(node: Node) -> dict[str, Any]:
                 "ready": report.get("ready") if reachable else False,
                 "caught_up": report.get("caught_up") if reachable else False,
                 "applied_index": report.get("applied_index") if reachable else None,
+                "unappliable_entries": report.get("unappliable_entries") if reachable else None,
                 "match_index": peer.match_index if peer and raft.is_leader else None,
                 "raft_connected": peer.connected if peer else (name == node.name),
                 "version": report.get("version", member.get("version")),
@@ -133,6 +135,8 @@ def mesh_status(node: Node) -> dict[str, Any]:
         "has_quorum": raft.has_quorum,
         "caught_up": me["caught_up"],
         "log_entries": raft.log_len,
+        "unappliable_entries": raft.unappliable_entries,
+        "refused_connections": raft.refused_connections,
         "node_count": len(nodes),
         "serving_nodes": node.serving_nodes(),
         "nodes": nodes,
@@ -156,6 +160,7 @@ def health_problems(node: Node) -> list[str]:
         problems.append(
             f"applied index trails the commit index by {raft.commit_index - raft.applied_index}"
         )
-    if not node.raft.tick_alive():
-        problems.append("the Raft thread has stopped")
+    stalled = node.raft.liveness_problem()
+    if stalled:
+        problems.append(stalled)
     return problems

@@ -66,5 +66,11 @@ def weakness(secret: str) -> str | None:
 
 
 def generate() -> str:
-    """A fresh secret: 48 random bytes, URL-safe base64 (64 characters, 384 bits)."""
-    return secrets.token_urlsafe(48)
+    """A fresh secret: 48 random bytes, URL-safe base64 (64 characters, 384 bits).
+
+    Never one that starts with "-": one in 64 would, and `--mesh-secret -x…` is
+    read as an unknown option."""
+    while True:
+        secret = secrets.token_urlsafe(48)
+        if not secret.startswith("-"):
+            return secret

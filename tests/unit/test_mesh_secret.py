@@ -37,3 +37,13 @@ def test_a_weak_stored_secret_is_refused(tmp_path: Path) -> None:
     (tmp_path / SECRET_FILE).write_text("changeme\n")
     with pytest.raises(MeshSecretError, match="delete it"):
         mesh_secret(None, tmp_path)
+
+
+def test_a_generated_secret_never_looks_like_a_command_line_option(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from node.identity import strength
+
+    drawn = iter(["-starts-with-a-dash" + "x" * 50, "fine-" + "y" * 59])
+    monkeypatch.setattr(strength.secrets, "token_urlsafe", lambda n: next(drawn))
+    assert strength.generate() == "fine-" + "y" * 59

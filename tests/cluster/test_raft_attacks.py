@@ -1,0 +1,210 @@
+"""The Raft port attacks of issue 7, run for real against a 3-node mesh.
+
+- pickles that run a shell command and an injected admin key, without the secret;
+- a 60-second flood of junk at a follower's Raft port while writes go through it;
+- poisoned entries committed by a client holding the secret: every node records
+  them as failed and keeps applying, and a restarted node replays them.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.cluster.conftest import Mesh
+from tests.raft_client import (
+    RaftClient,
+    Shell,
+    admin_key_command,
+    frame,
+    regular_entry,
+)
+from tests.raft_flood import Flood
+from tests.support import MESH_SECRET, Node, strong, wait_for
+
+ADMIN_KEY = strong("raft-attacks-admin")
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+WRONG_SECRET = strong("not-the-mesh-secret")
+FLOOD_SECONDS = 60.0
+PROBE_EVERY = 5.0  # seconds between two connections of a (pretend) restarted peer
+
+
+def _local(node: Node, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    resp = requests.get(node.url + "/ha/status", headers=headers or {}, timeout=5)
+    return resp.json()  # type: ignore[no-any-return]
+
+
+def _raft_address(mesh: Mesh, node: Node) -> str:
+    return mesh.raft[mesh.nodes.index(node)]
+
+
+def _config(node: Node, key: str) -> Any:
+    resp = requests.get(f"{node.url}/ha/config/{key}", timeout=5)
+    return resp.json().get("value") if resp.status_code == 200 else None
+
+
+def test_pickles_and_an_injected_admin_key_do_nothing_to_a_mesh(mesh: Mesh, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    entry = regular_entry(admin_key_command("pwned"))
+    for node in mesh.nodes:
+        address = _raft_address(mesh, node)
+        for secret in (None, WRONG_SECRET):
+            attempts = [
+                frame(Shell(f"touch {marker}"), secret),
+                frame("readonly", secret)
+                + frame({"type": "apply_command", "command": entry, "request_id": 1}, secret),
+            ]
+            for payload in attempts:
+                with RaftClient(address) as client:
+                    client.send_raw(payload)
+                    assert client.closed_by_node(), f"{node.name} kept the connection open"
+    assert not marker.exists()
+    follower = mesh.followers()[0]
+    resp = requests.post(follower.url + "/ha/config", json={"key": "after", "value": 1}, timeout=10)
+    assert resp.status_code == 200, resp.text
+    for node in mesh.nodes:
+        wait_for(lambda n=node: _config(n, "after") == 1, what=f"{node.name} has the write")
+        assert _local(node)["stores"]["api_keys"] == 0
+
+
+def test_poisoned_entries_are_failed_outcomes_on_every_node_and_survive_a_restart(
+    mesh: Mesh, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pwned"
+    poisons = [
+        regular_entry(admin_key_command(), method=999),  # no such replicated method
+        regular_entry(Shell(f"touch {marker}")),  # a class the unpickler refuses
+        regular_entry(1, 2, 3),  # apply(command) called with three arguments
+        b"\x00not a pickle at all",
+        b"\x03" + regular_entry(7)[1:],  # a code-version entry
+    ]
+    leader = mesh.leader()
+    with RaftClient(_raft_address(mesh, leader), MESH_SECRET) as client:
+        client.handshake("readonly")  # holding the secret, as a read-only member
+        for request_id, entry in enumerate(poisons, start=1):
+            client.send({"type": "apply_command", "command": entry, "request_id": request_id})
+        for node in mesh.nodes:
+            wait_for(
+                lambda n=node: _local(n)["unappliable_entries"] == len(poisons),
+                what=f"{node.name} recorded every poisoned entry as failed",
+            )
+    assert not marker.exists()
+
+    follower = mesh.followers()[0]
+    resp = requests.post(
+        follower.url + "/ha/config", json={"key": "after.poison", "value": "ok"}, timeout=10
+    )
+    assert resp.status_code == 200, resp.text
+    for node in mesh.nodes:
+        wait_for(lambda n=node: _config(n, "after.poison") == "ok", what=f"{node.name} applied")
+        assert requests.get(node.url + "/liveness", timeout=5).status_code == 200
+    indexes = {_local(n)["applied_index"] for n in mesh.nodes}
+    assert len(indexes) == 1, indexes  # every node went on to the same index
+
+    # A restart replays the journal, poisoned entries included, through the same path.
+    follower.proc.kill()
+    follower.restart()
+    follower.wait_ready(30)
+    status = _local(follower)
+    assert status["unappliable_entries"] == len(poisons)
+    assert _config(follower, "after.poison") == "ok"
+    assert requests.get(follower.url + "/liveness", timeout=5).status_code == 200
+    assert not marker.exists()
+
+
+def _connect_as_a_peer(address: str) -> float | str:
+    """Connect holding the secret, as a restarted peer would, and ask for the node's status:
+    how long that took, or why it failed."""
+    sent = time.monotonic()
+    try:
+        with RaftClient(address, MESH_SECRET) as client:
+            client.handshake(["status"])
+            assert client.recv()["self"].address == address
+    except (OSError, AssertionError) as exc:
+        return repr(exc)
+    return time.monotonic() - sent
+
+
+def _leader(mesh: Mesh) -> tuple[str, int]:
+    """(leader name, term) as the nodes agree on it."""
+
+    def agreed() -> tuple[str, int] | None:
+        seen = {
+            ((s.get("leader") or {}).get("name"), s["term"])
+            for s in (_local(n, ADMIN) for n in mesh.nodes)
+        }
+        if len(seen) != 1:
+            return None
+        name, term = seen.pop()
+        return (name, term) if name else None
+
+    return wait_for(agreed, what="the nodes agree on a leader")  # type: ignore[no-any-return]
+
+
+@pytest.mark.timeout(FLOOD_SECONDS + 120)
+def test_a_pre_authentication_flood_at_a_follower_does_not_stop_writes_through_it(
+    tmp_path: Path,
+) -> None:
+    mesh = Mesh(tmp_path, extra=("--control-plane-api-keys", f"a:ops:admin:{ADMIN_KEY}"))
+    flood: Flood | None = None
+    try:
+        mesh.wait_ready_with(ADMIN)
+        leader_before, term_before = _leader(mesh)
+        follower = next(n for n in mesh.nodes if n.name != leader_before)
+        flood = Flood(_raft_address(mesh, follower))
+        flood.start()
+        latencies: list[float] = []
+        failures: list[str] = []
+        probes: list[float | str] = []  # a peer connecting during the flood: seconds, or why not
+        session = requests.Session()
+        started = next_probe = time.monotonic()
+        i = 0
+        while time.monotonic() - started < FLOOD_SECONDS:
+            i += 1
+            if time.monotonic() >= next_probe:
+                probes.append(_connect_as_a_peer(_raft_address(mesh, follower)))
+                next_probe += PROBE_EVERY
+            sent = time.monotonic()
+            try:
+                resp = session.post(
+                    follower.url + "/ha/config",
+                    json={"key": f"flood.{i % 20}", "value": i},
+                    headers=ADMIN,
+                    timeout=10,  # the node itself answers 503 after its 3 s commit timeout
+                )
+                if resp.status_code != 200:
+                    failures.append(f"{resp.status_code} {resp.text[:200]}")
+            except requests.RequestException as exc:
+                failures.append(repr(exc))
+            latencies.append(time.monotonic() - sent)
+        elapsed = time.monotonic() - started
+        flood.stop()
+        refused = _local(follower, ADMIN)["refused_connections"]
+        connected = [p for p in probes if isinstance(p, float)]
+        p99 = statistics.quantiles(latencies, n=100)[98] * 1000
+        print(
+            f"\nflood of {follower.name}'s Raft port for {elapsed:.0f} s: "
+            f"{flood.total_bytes() / 2**20:.0f} MiB junk over "
+            f"{sum(flood.connections.values())} connections {dict(flood.connections)}; "
+            f"the node refused {refused}\n"
+            f"writes through {follower.name}: {len(latencies)} ({len(latencies) / elapsed:.0f}/s), "
+            f"p50 {statistics.median(latencies) * 1000:.1f} ms, p99 {p99:.1f} ms, "
+            f"max {max(latencies) * 1000:.0f} ms, failures {len(failures)}\n"
+            f"a peer connected during the flood: {len(connected)} of {len(probes)} times, "
+            f"slowest in {max(connected, default=0) * 1000:.0f} ms"
+        )
+        assert failures == [], failures[:5]
+        assert len(connected) == len(probes), probes
+        assert refused > 0
+        leader_after, term_after = _leader(mesh)
+        assert leader_after == leader_before, (leader_before, leader_after)
+        print(f"leader {leader_before} throughout; term {term_before} -> {term_after}")
+    finally:
+        if flood is not None:
+            flood.stop()
+        mesh.stop()
