@@ -25,7 +25,7 @@ from tests.raft_client import (
     regular_entry,
 )
 from tests.raft_flood import Flood
-from tests.support import MESH_SECRET, Node, strong, wait_for
+from tests.support import MESH_SECRET, Node, Proc, free_port, http_ok, strong, wait_for
 
 ADMIN_KEY = strong("raft-attacks-admin")
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -208,3 +208,43 @@ def test_a_pre_authentication_flood_at_a_follower_does_not_stop_writes_through_i
         if flood is not None:
             flood.stop()
         mesh.stop()
+
+
+def test_the_demo_mesh_refuses_the_pickle_and_the_injection(tmp_path: Path) -> None:
+    """`meshgate demo` as a user runs it: its nodes got a secret made for the run."""
+    port = free_port()  # the demo's nodes take this port and the next two
+    demo = Proc(["demo", "--port", str(port), "--workers", "1"], tmp_path / "demo.log")
+    urls = [f"http://127.0.0.1:{port + i}" for i in range(3)]
+    marker = tmp_path / "pwned"
+    try:
+        wait_for(
+            lambda: all(http_ok(url + "/readiness") for url in urls),
+            timeout=90,
+            what=f"the demo mesh ready:\n{demo.log()[-3000:]}",
+        )
+        status = requests.get(urls[0] + "/ha/status", timeout=5).json()
+        addresses = [n["raft_address"] for n in status["nodes"]]
+        assert len(addresses) == 3
+        entry = regular_entry(admin_key_command("pwned"))
+        for address in addresses:
+            for payload in (
+                frame(Shell(f"touch {marker}")),
+                frame("readonly")
+                + frame({"type": "apply_command", "command": entry, "request_id": 1}),
+            ):
+                with RaftClient(address) as client:
+                    client.send_raw(payload)
+                    assert client.closed_by_node(), f"{address} kept the connection open"
+        assert not marker.exists()
+        write = requests.post(urls[1] + "/ha/config", json={"key": "demo", "value": 1}, timeout=10)
+        assert write.status_code == 200, write.text
+        for url in urls:
+            wait_for(
+                lambda u=url: (
+                    requests.get(u + "/ha/status", timeout=5).json()["stores"]["config"] >= 1
+                ),
+                what=f"{url} applied the write",
+            )
+            assert requests.get(url + "/ha/status", timeout=5).json()["stores"]["api_keys"] == 0
+    finally:
+        demo.stop(timeout=30)
