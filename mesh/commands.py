@@ -10,7 +10,16 @@ state from the same log.
      "rid": "<uuid4 hex>",      # request id: a retried submit is applied once
      "at": 1732280000.123,      # proposer's wall clock (seconds)
      "by": "node-1/admin",      # who asked (for audit and `updated_by`)
-     "args": {...}}             # op-specific, validated by the proposer and again in apply
+     "args": {...},             # op-specific, validated by the proposer and again in apply
+     "exp": 1732280003.123,     # optional: the proposer stops waiting then (its clock)
+     "lt": 1732280000.125}      # optional: the leader's clock when it took the command
+                                # into its log (written by the leader, never the proposer)
+
+`exp` and `lt` make a command that its proposer gave up on unable to land
+late: `apply` refuses a command whose leader stamp is past its expiry, and
+the proposer answers "unknown" only once its clock is past `exp` plus the
+clock-skew allowance (docs/consistency.md has the argument). Entries written
+before they existed carry neither and apply as before.
 
 An outcome is a plain dict too: `{"ok": True, "value": ...}` or
 `{"ok": False, "error": <code>, "message": <text>}` with a code from `ERRORS`.
@@ -18,6 +27,7 @@ An outcome is a plain dict too: `{"ok": True, "value": ...}` or
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from typing import Any, Final, TypedDict
@@ -34,7 +44,13 @@ ERRORS: Final[dict[str, int]] = {
     "forbidden": 403,  # the proposer may not do this (e.g. mint a key wider than its own)
     "too_large": 413,  # a record or value is over its size limit
     "limit_reached": 422,  # a tenant already holds as many objects of a kind as it may
+    "expired": 503,  # the leader took the command into its log after its proposer gave up
 }
+
+# The longest a proposer may wait for a command (its expiry minus its clock). A command
+# whose expiry is further ahead of the leader's stamp than twice this is refused: a
+# proposer clock that far ahead would keep its commands alive long after it gave up.
+LONGEST_WAIT: Final = 60.0
 
 WORKER_OPS: Final = ("worker.add", "worker.update", "worker.set_status", "worker.remove")
 POLICY_OPS: Final = ("policy.set", "policy.delete")
@@ -105,4 +121,11 @@ def envelope_problem(command: Any) -> str | None:
         return "by must be a string"
     if not isinstance(command.get("args"), dict):
         return "args must be a mapping"
+    for field in ("exp", "lt"):
+        if field in command and not _finite(command[field]):
+            return f"{field} must be a finite number"
     return None
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

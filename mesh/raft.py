@@ -25,7 +25,15 @@ What pysyncobj does not do, this module adds (issue 7):
   unknown method id, wrong arity, a code-version entry) becomes a failed
   outcome, the same on every node, instead of being retried on every tick
   forever (`_MeshSyncObj`);
-- `liveness_problem()`: the Raft thread is stopped, failing every tick, or stalled.
+- `liveness_problem()`: the Raft thread is stopped, failing every tick, or stalled;
+- honest outcomes (issue 8): `submit` tells "never reached a leader's log" from
+  "may be in one" for every way pysyncobj reports a command (`_NOT_IN_A_LOG`,
+  `_MAYBE_IN_A_LOG`), and a command it gave up on cannot land late: the
+  proposer stamps an expiry, the leader stamps its clock as it takes the
+  command into its log (`_StampingQueue`), `ControlState.apply` refuses the
+  command when the stamp is past the expiry, and the proposer answers
+  "unknown" only once its own clock is past the expiry plus the clock-skew
+  allowance. docs/consistency.md has the argument.
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import pysyncobj.pickle
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
@@ -48,7 +56,7 @@ from pysyncobj.monotonic import monotonic as pysyncobj_clock
 from pysyncobj.syncobj import _COMMAND_TYPE
 
 from mesh import unpickler
-from mesh.commands import Command, Outcome, fail
+from mesh.commands import LONGEST_WAIT, Command, Outcome, fail
 from mesh.events import Applied, AppliedStream
 from mesh.refusals import Refusals
 from mesh.state import ControlState
@@ -57,20 +65,48 @@ from mesh.transport import MeshTransport
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Failures after which resubmitting is safe: the request id makes a command that
-# did commit after all answer with its first outcome instead of applying twice.
-_RETRYABLE = {
+# How pysyncobj reports a command that did not (yet) commit, split by what it proves.
+#
+# Not in any log that can commit it: the command never reached a leader's log, or the
+# slot it got there was taken by another entry.
+# - MISSING_LEADER: no leader was known when the Raft thread took it from this node's
+#   queue, so it never left the node; or the node it was sent to answered that it knows
+#   no leader (an explicit refusal: nothing was added to a log).
+# - NOT_LEADER: the node it was sent to is no longer leader and said so, without adding it.
+# - QUEUE_FULL: a command queue (ours, or the leader's, which then answers so) was full.
+# - REQUEST_DENIED: refused outright (membership changes only).
+# - DISCARDED: it was in a leader's log at (index, term), and this node has since applied
+#   a different term's entry at that index. An (index, term) pair names one entry for
+#   ever, so that copy can never commit.
+_NOT_IN_A_LOG = {
     FAIL_REASON.MISSING_LEADER: "no_leader",
     FAIL_REASON.NOT_LEADER: "not_leader",
-    FAIL_REASON.LEADER_CHANGED: "leader_changed",
+    FAIL_REASON.QUEUE_FULL: "queue_full",
+    FAIL_REASON.REQUEST_DENIED: "denied",
     FAIL_REASON.DISCARDED: "discarded",
+}
+# Maybe in a log that can still commit it: the outcome is unknown.
+# - LEADER_CHANGED: it was sent to the leader and no answer came before this node saw
+#   another leader (or started an election). The leader may have logged it, and TCP may
+#   still deliver it: fault 1 of issue 8.
+# - UNKNOWN_OUTCOME: the leader logged it at an index this node had already applied
+#   (from a snapshot, say), so this node cannot tell whether that entry was ours.
+# - our own timeout (no callback in time): it may be anywhere on the way.
+# Resubmitting the same command (same request id, same expiry) is safe after both
+# kinds: `ControlState.apply` answers a request id it has applied with its first
+# outcome, and remembers it as long as a copy can still be applied.
+_MAYBE_IN_A_LOG = {
+    FAIL_REASON.LEADER_CHANGED: "leader_changed",
     FAIL_REASON.UNKNOWN_OUTCOME: "unknown_outcome",
 }
-_FINAL = {FAIL_REASON.QUEUE_FULL: "queue_full", FAIL_REASON.REQUEST_DENIED: "denied"}
+# Not worth resubmitting within one submit: the answer would not change.
+_FINAL = {FAIL_REASON.QUEUE_FULL, FAIL_REASON.REQUEST_DENIED}
 _RAFT_STATES = {0: "follower", 1: "candidate", 2: "leader"}
 # Entry types pysyncobj's apply step handles: commands, no-ops, membership changes.
 _APPLIED_KINDS = bytes([_COMMAND_TYPE.REGULAR, _COMMAND_TYPE.NO_OP, _COMMAND_TYPE.MEMBERSHIP])
 _VERSION_KIND = bytes([_COMMAND_TYPE.VERSION])
+_REGULAR_KIND = bytes([_COMMAND_TYPE.REGULAR])
+_LEADER = 2  # pysyncobj's _RAFT_STATE.LEADER
 # pysyncobj's own unpicklers, replaced by ours wherever a pysyncobj module holds them.
 _PYSYNCOBJ_UNPICKLERS = {
     pysyncobj.pickle.loads: unpickler.loads,
@@ -78,13 +114,38 @@ _PYSYNCOBJ_UNPICKLERS = {
 }
 
 
-class CommitError(Exception):
-    """A command was not (known to be) committed. `reason` is a short word."""
+NOT_COMMITTED: Final = "not_committed"
+UNKNOWN: Final = "unknown"
 
-    def __init__(self, reason: str, message: str, retry_after: float = 1.0):
+
+class CommitError(Exception):
+    """A command was not (known to be) committed.
+
+    `outcome` is NOT_COMMITTED when this node knows that no copy of the command is in
+    a log that can commit it (it never reached a leader's log, or its slot went to
+    another entry, or it was refused as expired), so it never will be applied; UNKNOWN
+    otherwise: it may have been applied, or may still be, though never after anything
+    proposed after this error was raised (docs/consistency.md). `reason` is a short word;
+    `timed_out` says that the wait ran out rather than pysyncobj reporting a failure."""
+
+    def __init__(
+        self,
+        reason: str,
+        message: str,
+        retry_after: float = 1.0,
+        *,
+        outcome: str = UNKNOWN,
+        request_id: str | None = None,
+        expires_at: float | None = None,
+        timed_out: bool = False,
+    ):
         super().__init__(message)
         self.reason = reason
         self.retry_after = retry_after
+        self.outcome = outcome
+        self.request_id = request_id
+        self.expires_at = expires_at
+        self.timed_out = timed_out
 
 
 @dataclass(frozen=True)
@@ -95,6 +156,10 @@ class RaftSettings:
     bind_address: str | None = None  # defaults to self_address
     password: str | None = None
     commit_timeout: float = 3.0
+    # How far apart two nodes' clocks may be (NTP keeps them within milliseconds). A
+    # proposer that gave up on a command waits this long past its expiry before it
+    # answers "unknown", so that no leader can still take the command into its log.
+    clock_skew_allowance: float = 1.0
     append_entries_period: float = 0.05
     # How long the Raft thread sleeps when idle. A one-node group has no peer
     # reply to wake it, so its commits wait one period: keep it short there.
@@ -165,6 +230,10 @@ class _Replica(SyncObjConsumer):  # type: ignore[misc]
         # pysyncobj bumps raftLastApplied right after this returns.
         index = self._syncObj.raftLastApplied + 1
         outcome = self.state.apply(command, index)
+        if outcome.get("error") == "expired":
+            # A command delivered after its proposer gave up (issue 8, fault 1), or clocks
+            # further apart than the allowance: worth an operator's eye either way.
+            log.warning("log entry %d refused: %s", index, outcome["message"])
         self._stream.publish(Applied(index, command, outcome))
         return outcome
 
@@ -198,8 +267,56 @@ class _TickWatch:
         self.last_error = ""
 
 
+def stamp_entry(entry: bytes, now: float) -> bytes:
+    """A REGULAR log entry with `now` written into its command as the leader stamp "lt".
+
+    The entry is pysyncobj's pickled call of `_Replica.apply`: (method id, (command,)).
+    Anything else (no-ops, membership changes, a pickle our unpickler refuses, a call
+    that is not one command) is returned unchanged: the apply step decides about it
+    as before. A stamp the entry already carries is overwritten: only the leader's
+    own clock, read as it takes the entry into its log, counts."""
+    if not isinstance(entry, bytes) or entry[:1] != _REGULAR_KIND:
+        return entry
+    try:
+        call = unpickler.loads(entry[1:])
+    except Exception:
+        return entry
+    if not (isinstance(call, tuple) and len(call) == 2 and isinstance(call[1], tuple)):
+        return entry
+    method, args = call
+    if len(args) != 1 or not isinstance(args[0], dict):
+        return entry
+    return _REGULAR_KIND + pysyncobj.pickle.dumps((method, ({**args[0], "lt": now},)))
+
+
+class _StampingQueue:
+    """pysyncobj's command queue, handing the leader its commands stamped with its clock.
+
+    `SyncObj._checkCommandsToApply` (the Raft thread) takes each queued command with
+    `get_nowait()` and, in the same step, adds it to the log when this node leads, or
+    forwards it to the leader (which queues it in turn) otherwise. So a command taken
+    while this node leads is one that enters this leader's log now: that is the moment
+    to stamp, the narrowest hook pysyncobj offers short of copying that method. A
+    command forwarded from a follower is stamped by the leader it reaches, when it
+    reaches the leader's log, however late TCP delivers it."""
+
+    def __init__(self, queue: Any, leading: Callable[[], bool]) -> None:
+        self._queue = queue
+        self._leading = leading
+
+    def put_nowait(self, value: Any) -> None:
+        self._queue.put_nowait(value)
+
+    def get_nowait(self) -> Any:
+        command, callback = self._queue.get_nowait()
+        if self._leading():
+            command = stamp_entry(command, time.time())
+        return command, callback
+
+
 class _MeshSyncObj(SyncObj):  # type: ignore[misc]
-    """pysyncobj's SyncObj on our transport, with an apply step that cannot wedge the node."""
+    """pysyncobj's SyncObj on our transport, with an apply step that cannot wedge the node
+    and a leader that stamps each command it takes into its log with its clock."""
 
     def __init__(
         self,
@@ -213,6 +330,11 @@ class _MeshSyncObj(SyncObj):  # type: ignore[misc]
         self.watch = _TickWatch()
         transport = functools.partial(MeshTransport, refusals=refusals)
         super().__init__(*args, transportClass=transport, **kwargs)
+        # Replaces the queue SyncObj.__init__ made (same attribute, so not snapshotted).
+        # Nothing is queued yet: commands are submitted only once start() has returned.
+        self._SyncObj__commandsQueue = _StampingQueue(
+            self._SyncObj__commandsQueue, lambda: self._SyncObj__raftState == _LEADER
+        )
 
     def _SyncObj__doApplyCommand(self, command: bytes | str) -> Any:
         """Apply one committed entry: this overrides pysyncobj's `SyncObj.__doApplyCommand`
@@ -389,25 +511,40 @@ class MeshRaft:
     # -- writing --------------------------------------------------------------
 
     async def submit(self, command: Command, timeout: float | None = None) -> Outcome:
-        """Replicate `command`; return its outcome once applied here. Bounded in time."""
+        """Replicate `command`; return its outcome once applied here. Bounded in time.
+
+        The command gets an expiry `exp` (this node's clock plus the wait), and is
+        resubmitted, unchanged, after any failure until then: its request id makes a
+        copy that did commit answer with the first outcome instead of applying twice.
+        Past the expiry no copy is sent; an outcome still awaited is awaited until
+        `exp` plus the clock-skew allowance, after which no leader can take a copy
+        into its log without `ControlState.apply` refusing it. Raises `CommitError`:
+        NOT_COMMITTED at once when every copy is known to be in no log that can
+        commit it; UNKNOWN, at `exp` plus the allowance, otherwise."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + (timeout or self.settings.commit_timeout)
-        reason = "no_leader"
+        budget = min(timeout or self.settings.commit_timeout, LONGEST_WAIT)
+        command = {**command, "exp": time.time() + budget}
+        deadline = loop.time() + budget  # no copy is sent after this
+        settled = deadline + self.settings.clock_skew_allowance  # nor logged after this
+        attempt = _Attempts(command)
         while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise CommitError(reason, f"write not committed in time ({reason})")
+            if loop.time() >= deadline:
+                raise await attempt.give_up(settled)
             future: asyncio.Future[tuple[Any, int]] = loop.create_future()
             self._replica.apply(command, callback=functools.partial(_resolve, loop, future))
             try:
-                result, error = await asyncio.wait_for(future, remaining)
+                result, error = await asyncio.wait_for(future, settled - loop.time())
             except TimeoutError:
-                raise CommitError("timeout", "write not committed in time (timeout)") from None
+                raise attempt.timed_out() from None
             if error == FAIL_REASON.SUCCESS:
+                if isinstance(result, dict) and result.get("error") == "expired":
+                    attempt.note("expired", sent=False)
+                    raise await attempt.give_up(settled)
                 return result  # type: ignore[no-any-return]
+            reason = _NOT_IN_A_LOG.get(error) or _MAYBE_IN_A_LOG.get(error) or f"error_{error}"
+            attempt.note(reason, sent=error not in _NOT_IN_A_LOG)
             if error in _FINAL:
-                raise CommitError(_FINAL[error], f"write refused by raft ({_FINAL[error]})")
-            reason = _RETRYABLE.get(error, f"error_{error}")
+                raise await attempt.give_up(settled)
             await asyncio.sleep(min(0.02, max(0.0, deadline - loop.time())))
 
     async def transfer_leadership(self, within: float = 2.0) -> bool:
@@ -468,10 +605,13 @@ class MeshRaft:
         try:
             result, error = await asyncio.wait_for(future, timeout or self.settings.commit_timeout)
         except TimeoutError:
-            raise CommitError("timeout", "the Raft group did not answer in time") from None
+            raise CommitError(
+                "timeout", "the Raft group did not answer in time", timed_out=True
+            ) from None
         if error != FAIL_REASON.SUCCESS:
-            reason = _RETRYABLE.get(error) or _FINAL.get(error) or f"error_{error}"
-            raise CommitError(reason, f"refused by raft ({reason})")
+            reason = _NOT_IN_A_LOG.get(error) or _MAYBE_IN_A_LOG.get(error) or f"error_{error}"
+            outcome = NOT_COMMITTED if error in _NOT_IN_A_LOG else UNKNOWN
+            raise CommitError(reason, f"refused by raft ({reason})", outcome=outcome)
         return result
 
     async def on_raft_thread(self, fn: Callable[[SyncObj], T], timeout: float = 2.0) -> T:
@@ -537,6 +677,47 @@ class MeshRaft:
 
     def _note_restored(self) -> None:
         self.restores += 1
+
+
+class _Attempts:
+    """What one `submit` knows about the copies of its command it has sent so far."""
+
+    def __init__(self, command: Command) -> None:
+        self.command = command
+        self.reason = "no_leader"  # the last failure seen
+        self.maybe_logged = False  # some copy may be in a log that can still commit it
+
+    def note(self, reason: str, *, sent: bool) -> None:
+        self.reason = reason
+        self.maybe_logged = self.maybe_logged or sent
+
+    def timed_out(self) -> CommitError:
+        """The last copy's outcome did not come by `exp` plus the allowance."""
+        return self._error(
+            "timeout", f"write not committed in time; its outcome is unknown (last: {self.reason})"
+        )
+
+    async def give_up(self, settled: float) -> CommitError:
+        """No copy to send any more: NOT_COMMITTED now, or UNKNOWN once it is settled."""
+        if not self.maybe_logged:
+            return CommitError(
+                self.reason,
+                f"write not committed ({self.reason}); no copy reached a leader's log",
+                outcome=NOT_COMMITTED,
+                request_id=self.command["rid"],
+            )
+        await asyncio.sleep(max(0.0, settled - asyncio.get_running_loop().time()))
+        return self._error(self.reason, f"write may or may not be committed ({self.reason})")
+
+    def _error(self, reason: str, message: str) -> CommitError:
+        return CommitError(
+            reason,
+            message,
+            outcome=UNKNOWN,
+            request_id=self.command["rid"],
+            expires_at=self.command["exp"],
+            timed_out=reason == "timeout",
+        )
 
 
 def _resolve(

@@ -9,10 +9,12 @@ Rules this module keeps (see shared/RAFT.md):
   timestamps and secret hashes arrive inside the command.
 - `apply` never raises: a malformed or impossible command gets an error
   outcome, the same on every node, and changes nothing.
-- Copy-on-write: a collection is never mutated in place (except `recent`,
-  which only `apply` reads). Apply builds a new dict and swaps it in, so the
-  event loop may read any collection (and any record in it) without a lock
-  while the Raft thread applies the next command.
+- Copy-on-write: a collection is never mutated in place (except `requests`,
+  which the event loop only reads key by key). Apply builds a new dict and
+  swaps it in, so the event loop may read any collection (and any record in
+  it) without a lock while the Raft thread applies the next command.
+- Time comes from the log: `log_time` is the latest leader stamp applied, the
+  same on every node at the same index (see `apply` and docs/consistency.md).
 - Plain data only (dicts, lists, str, numbers), so the state pickles into
   snapshots, and stays small.
 """
@@ -24,7 +26,7 @@ import math
 from collections.abc import Callable
 from typing import Any, Final
 
-from mesh.commands import Command, Outcome, envelope_problem, fail, ok
+from mesh.commands import LONGEST_WAIT, Command, Outcome, envelope_problem, fail, ok
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,13 @@ WORKER_MUTABLE: Final = (
 )
 DEFAULT_POLICY_KEY: Final = "*"  # the policy for models that have none of their own
 GLOBAL_SCOPE: Final = "*"  # a rate limit over all inference requests
-RECENT_REQUESTS_KEPT: Final = 4096  # how many request ids are remembered for dedup
+# Request ids are remembered (for dedup and GET /ha/requests/{id}): always the last
+# REQUESTS_KEPT; beyond that, those applied in the last REQUESTS_KEPT_SECS of log time
+# and those a late copy of could still be applied; never more than REQUESTS_KEPT_MOST.
+REQUESTS_KEPT: Final = 4096
+REQUESTS_KEPT_SECS: Final = 600.0
+REQUESTS_KEPT_MOST: Final = 20_000
+RECENT_REQUESTS_KEPT: Final = REQUESTS_KEPT  # the name before time-bounded memory
 SHUTDOWN_PLANS_KEPT: Final = 20  # recent shutdown plans, for /ha/status history
 MODEL_FIELDS: Final = (
     "name",
@@ -89,6 +97,10 @@ class ControlState:
     # written before they existed unpickles without them.
     auth_required: bool = False
     token_versions: dict[str, int] = {}
+    requests: dict[str, Record] = {}
+    log_time: float = 0.0
+    forgotten: Record = {"index": 0, "log_time": None}
+    recent: dict[str, Outcome] = {}  # request memory of snapshots written before `requests`
 
     def __init__(self) -> None:
         # Log index of the last command applied; every version is such an index.
@@ -132,36 +144,94 @@ class ControlState:
         self.usage: dict[str, Record] = {}
         # How many circuit-breaker resets were ordered (each node resets its breakers).
         self.breaker_resets: int = 0
-        # Outcomes of recently applied request ids, oldest first (dict keeps order).
-        self.recent: dict[str, Outcome] = {}
+        # Recently applied request ids, oldest first (dict keeps order): rid -> {outcome,
+        # index, log_time (when applied), expires_at, at (the proposer's stamp, which tells
+        # a client's retry from our own resubmission of the same command)}.
+        self.requests = {}
+        # The latest leader stamp ("lt") applied so far: the mesh's agreed clock. It only
+        # moves forward, and only through the log, so every node reads the same value at
+        # the same index.
+        self.log_time = 0.0
+        # The newest request id forgotten: every id applied after it is still remembered.
+        self.forgotten = {"index": 0, "log_time": None}
 
     # -- applying -----------------------------------------------------------
 
     def apply(self, command: Command, index: int) -> Outcome:
-        """Apply one committed command at log `index`; return its outcome. Never raises."""
+        """Apply one committed command at log `index`; return its outcome. Never raises.
+
+        In this order: a malformed envelope fails; the leader's stamp advances
+        `log_time`; a request id already applied answers as the first time (marked
+        `replayed` when it is another attempt than the one applied); a command whose
+        expiry `log_time` has passed fails as `expired`, changing nothing and leaving
+        its id free for a new attempt; anything else goes to its handler."""
         self.applied_index = index
         problem = envelope_problem(command)
         if problem:
             return fail("invalid", problem)
-        seen = self.recent.get(command["rid"])
-        if seen is not None:
-            return seen  # a retried submit: answer as the first time, change nothing
+        if "requests" not in self.__dict__:
+            self._adopt_recent()
+        stamped = "lt" in command
+        if stamped:
+            self.log_time = max(self.log_time, command["lt"])
+        seen = self.requests.get(command["rid"])
+        if seen is not None:  # a retried submit: answer as the first time, change nothing
+            if seen["at"] is not None and seen["at"] != command["at"]:
+                return {**seen["outcome"], "replayed": True}
+            return seen["outcome"]  # type: ignore[no-any-return]
+        if stamped and "exp" in command:
+            late = _expiry_problem(command, self.log_time)
+            if late:
+                return late
         handler = _HANDLERS[command["op"]]
         try:
             outcome = _size_problem(command) or handler(self, command["args"], command, index)
         except Exception as exc:  # a bug; the same on every node, so still deterministic
             log.exception("apply %s failed", command["op"])
             outcome = fail("invalid", f"{command['op']} could not be applied: {exc}")
-        self._remember(command["rid"], outcome)
+        self._remember(command, outcome, index, stamped)
         return outcome
 
-    def _remember(self, rid: str, outcome: Outcome) -> None:
-        # The one collection mutated in place: only `apply` (the Raft thread) reads it,
-        # and copying 4096 entries on every command would cost more than the command.
-        recent = self.recent
-        recent[rid] = outcome
-        while len(recent) > RECENT_REQUESTS_KEPT:
-            del recent[next(iter(recent))]
+    def _remember(self, command: Command, outcome: Outcome, index: int, stamped: bool) -> None:
+        # The one collection mutated in place: the event loop reads it one key at a
+        # time (GET /ha/requests/{id}), which a dict allows while the Raft thread
+        # writes, and copying thousands of entries on every command would cost more
+        # than the command.
+        requests = self.requests
+        requests[command["rid"]] = {
+            "outcome": outcome,
+            "index": index,
+            "log_time": self.log_time if stamped else None,
+            "expires_at": command.get("exp") if stamped else None,
+            "at": command["at"],
+        }
+        while len(requests) > REQUESTS_KEPT:
+            rid, oldest = next(iter(requests.items()))
+            if not self._may_forget(oldest, len(requests)):
+                break
+            del requests[rid]
+            self.forgotten = {"index": oldest["index"], "log_time": oldest["log_time"]}
+
+    def _may_forget(self, record: Record, count: int) -> bool:
+        """May the oldest remembered request id be forgotten, with `count` remembered?"""
+        if count > REQUESTS_KEPT_MOST:
+            return True  # the hard bound on the state's size
+        expires = record["expires_at"]
+        if expires is not None and expires >= self.log_time:
+            return False  # a late copy could still be applied: its id must stay known
+        applied = record["log_time"]
+        return applied is None or self.log_time - applied > REQUESTS_KEPT_SECS
+
+    def _adopt_recent(self) -> None:
+        """A snapshot from before request records: keep its ids, as unstamped records.
+        (Also gives this instance its own `requests`, never the class-level default.)"""
+        unstamped = {"index": None, "log_time": None, "expires_at": None, "at": None}
+        self.requests = {rid: {"outcome": o, **unstamped} for rid, o in self.recent.items()}
+        self.recent = {}
+
+    def request(self, rid: str) -> Record | None:
+        """What is remembered of request id `rid` (None: not applied, or forgotten)."""
+        return self.requests.get(rid)
 
     # -- reading ------------------------------------------------------------
 
@@ -240,6 +310,33 @@ def _json_size(value: Any) -> int:
         if size > MAX_RECORD_BYTES:
             break
     return size
+
+
+def _expiry_problem(command: Command, now: float) -> Outcome | None:
+    """Refuse a command the leader took into its log after its proposer gave up on it.
+
+    `now` is `log_time` including this command's own stamp. Judged against the
+    log's clock, which only moves forward, rather than the stamp alone: once any
+    node has applied a stamp past a command's expiry, no copy of that command can
+    be applied later anywhere, which is what lets GET /ha/requests/{id} answer
+    "never" and lets the memory forget the id."""
+    expires = command["exp"]
+    if now > expires:
+        return fail(
+            "expired",
+            f"the leader took this command into its log {now - expires:.3f} s after its "
+            "proposer stopped waiting for it; nothing changed. Retry; if this repeats, the "
+            "nodes' clocks disagree (check NTP)",
+            expires_at=expires,
+            log_time=now,
+        )
+    if expires - command["lt"] > 2 * LONGEST_WAIT:
+        return fail(
+            "invalid",
+            f"the command expires {expires - command['lt']:.0f} s after the leader took it, "
+            f"more than {2 * LONGEST_WAIT:.0f} s: the proposer's clock is ahead (check NTP)",
+        )
+    return None
 
 
 def _size_problem(command: Command) -> Outcome | None:

@@ -465,12 +465,12 @@ def test_same_command_twice_returns_first_outcome_and_changes_nothing() -> None:
     first = s.apply(cmd, 1)
     assert first["ok"]
     before = snapshot(s)
-    recent_before = dict(s.recent)
+    requests_before = copy.deepcopy(s.requests)
     again = s.apply(cmd, 2)
-    assert again == first
+    assert again == first  # the same attempt (our own resubmission): not marked replayed
     assert snapshot(s) == before
     assert s.config["k"]["version"] == 1
-    assert s.recent == recent_before
+    assert s.requests == requests_before
 
 
 def test_retried_failure_is_answered_the_same_even_after_state_changes() -> None:
@@ -478,7 +478,8 @@ def test_retried_failure_is_answered_the_same_even_after_state_changes() -> None
     first = log.run("worker.remove", {"id": "w1"}, rid="r1")
     assert_failed(first, "not_found")
     log.add("w1")
-    assert log.run("worker.remove", {"id": "w1"}, rid="r1") == first
+    # Another attempt with the same request id (a client's retry): marked as a replay.
+    assert log.run("worker.remove", {"id": "w1"}, rid="r1") == {**first, "replayed": True}
     assert "w1" in log.state.workers
 
 
@@ -487,7 +488,8 @@ def test_same_rid_for_worker_add_does_not_add_twice() -> None:
     first = log.run("worker.add", {"worker": {"id": "w1", "url": URL}}, rid="r")
     before = snapshot(log.state)
     again = log.run("worker.add", {"worker": {"id": "w1", "url": URL}}, rid="r")
-    assert again == first and again["ok"]  # not a conflict: the retry gets the first answer
+    # not a conflict: the retry gets the first answer
+    assert again == {**first, "replayed": True} and again["ok"]
     assert snapshot(log.state) == before
 
 
@@ -497,9 +499,10 @@ def test_dedup_memory_is_bounded() -> None:
     assert s.apply(first, 1)["ok"]
     for i in range(1, RECENT_REQUESTS_KEPT + 1):
         s.apply(make("config.set", {"key": f"k{i % 3}", "value": i}, by="t", rid=f"rid-{i}"), i + 1)
-    assert len(s.recent) == RECENT_REQUESTS_KEPT
-    assert "rid-0" not in s.recent  # the oldest one is forgotten first
-    assert "rid-1" in s.recent and f"rid-{RECENT_REQUESTS_KEPT}" in s.recent
+    assert len(s.requests) == RECENT_REQUESTS_KEPT
+    assert "rid-0" not in s.requests  # the oldest one is forgotten first
+    assert "rid-1" in s.requests and f"rid-{RECENT_REQUESTS_KEPT}" in s.requests
+    assert s.forgotten == {"index": 1, "log_time": None}
     # A forgotten rid is applied again (as a new command).
     s.config = {}
     assert s.apply(first, RECENT_REQUESTS_KEPT + 2)["ok"]
@@ -535,6 +538,11 @@ def _envelope(**overrides: Any) -> dict[str, Any]:
         _envelope(args=None),
         _envelope(args=[("key", "k")]),
         _envelope(args="key=k"),
+        _envelope(exp="soon"),
+        _envelope(exp=float("nan")),
+        _envelope(exp=True),
+        _envelope(lt=None),
+        _envelope(lt=float("inf")),
         {k: v for k, v in _envelope().items() if k != "rid"},
         {k: v for k, v in _envelope().items() if k != "args"},
     ],
@@ -546,7 +554,7 @@ def test_malformed_envelope_is_invalid_and_never_raises(command: Any) -> None:
     outcome = s.apply(command, 1)
     assert_failed(outcome, "invalid")
     assert snapshot(s) == before
-    assert s.recent == {}
+    assert s.requests == {}
 
 
 def test_make_refuses_unknown_op() -> None:
@@ -702,13 +710,13 @@ def test_populated_state_pickles() -> None:
     s = ControlState()
     for i, c in enumerate(script, start=1):
         s.apply(c, i)
-    assert s.workers and s.policies and s.config and s.recent
+    assert s.workers and s.policies and s.config and s.requests
     restored = pickle.loads(pickle.dumps(s, protocol=pickle.HIGHEST_PROTOCOL))
     assert type(restored) is ControlState
     assert vars(restored) == vars(s)
     # Dedup survives the round trip: a retried command gets its first answer.
     before = snapshot(restored)
-    assert restored.apply(script[3], 99) == s.recent[script[3]["rid"]]
+    assert restored.apply(script[3], 99) == s.requests[script[3]["rid"]]["outcome"]
     assert snapshot(restored) == before
 
 
