@@ -22,8 +22,8 @@ from aiohttp import web
 
 from mesh import commands
 from mesh.events import Applied, AppliedStream
-from mesh.raft import CommitError, MeshRaft, RaftSettings
-from node import __version__
+from mesh.raft import NOT_COMMITTED, CommitError, MeshRaft, RaftSettings
+from node import __version__, idempotency
 from node.audit import AUDIT, AuditLog, audit_middleware
 from node.auth import Authenticator, Principal
 from node.config import Config
@@ -380,23 +380,91 @@ class Node:
     def actor(self, principal: Principal | None) -> str:
         return f"{self.name}/{principal.id}" if principal else f"{self.name}/node"
 
-    async def commit(self, op: str, args: dict[str, Any], principal: Principal | None) -> Any:
-        """Submit a command and return its value; failures become ApiError with the right status."""
+    async def commit(
+        self,
+        op: str,
+        args: dict[str, Any],
+        principal: Principal | None,
+        *,
+        shows_secret: bool = False,
+    ) -> Any:
+        """Submit a command and return its value; failures become ApiError with the right status.
+
+        Called from a handler, the command's request id comes from the request's
+        Idempotency-Key when it has one (node.idempotency), so a client's retry is
+        applied at most once and answered from the first attempt's outcome. A
+        handler whose answer shows a secret only the first attempt held passes
+        `shows_secret`: a replay then answers 409 instead of a secret that does not work.
+        Every error says what is known of the command: `outcome` is "rejected"
+        (applied as a refusal: nothing changed), "not_committed" or "unknown", with
+        its `request_id` (see `commit_failure`)."""
+        context = idempotency.current()
+        rid = None
+        if context is not None:
+            rid = context.next_request_id(principal.id if principal else "node")
+        command = commands.make(op, args, by=self.actor(principal), rid=rid)
         try:
-            outcome = await self.raft.submit(commands.make(op, args, by=self.actor(principal)))
+            outcome = await self.raft.submit(command)
         except CommitError as exc:
+            if context is not None:
+                context.committed(command["rid"], replayed=False)
+            raise commit_failure(exc, "the change") from None
+        replayed = bool(outcome.get("replayed"))
+        if context is not None:
+            context.committed(command["rid"], replayed=replayed)
+        if replayed and shows_secret and outcome["ok"]:
             raise ApiError(
-                503,
-                f"the change was not committed: {exc}; the mesh may have no leader or "
-                "quorum right now, retry shortly",
-                code="not_committed",
-                headers={"Retry-After": str(max(1, round(exc.retry_after)))},
-            ) from None
+                409,
+                f"this {idempotency.HEADER} was already used: the first request was applied, "
+                "and the secret it created was shown to it alone; rotate the key to get a "
+                "new secret, or send a new key to create another",
+                code="IDEMPOTENCY_KEY_REUSED",
+                extra={
+                    "outcome": "applied",
+                    "request_id": command["rid"],
+                    "value": outcome["value"],
+                },
+            )
         if not outcome["ok"]:
             status = commands.ERRORS.get(outcome["error"], 400)
             extra = {k: v for k, v in outcome.items() if k not in ("ok", "error", "message")}
+            extra.update(outcome="rejected", request_id=command["rid"])
             raise ApiError(status, outcome["message"], code=outcome["error"].upper(), extra=extra)
         return outcome["value"]
+
+
+def commit_failure(exc: CommitError, what: str) -> ApiError:
+    """The answer to a write whose command did not (knowingly) commit: what is known of it.
+
+    not_committed (503, or 429 for a full queue): no copy reached a leader's log that
+    can commit it, so it never will be applied; retry. unknown (503, or 504 when the
+    wait ran out): it may have been applied, or may still be, but never after anything
+    sent from now on; retry with the same Idempotency-Key, or re-read and write with
+    expected_version, or ask GET /ha/requests/{request_id}."""
+    retry = {"Retry-After": str(max(1, round(exc.retry_after)))}
+    extra: dict[str, Any] = {"outcome": exc.outcome, "request_id": exc.request_id}
+    if exc.outcome == NOT_COMMITTED:
+        status = 429 if exc.reason == "queue_full" else 503
+        return ApiError(
+            status,
+            f"{what} was not committed ({exc.reason}) and never will be: no copy of it reached "
+            "a leader's log. The mesh may have no leader or quorum right now; retry shortly",
+            code="not_committed",
+            headers=retry,
+            extra=extra,
+        )
+    if exc.expires_at is not None:
+        extra["expires_at"] = exc.expires_at
+    return ApiError(
+        504 if exc.timed_out else 503,
+        f"{what} may or may not have been committed ({exc.reason}); if it was, it took effect "
+        "before anything sent from now on. Retry with the same Idempotency-Key (applied at "
+        "most once), or re-read and write with expected_version, or ask "
+        "GET /ha/requests/{request_id}",
+        code="outcome_unknown",
+        headers=retry,
+        extra=extra,
+    )
 
 
 def known_models(pool: WorkerPool, deployments: dict[str, dict[str, Any]]) -> frozenset[str]:
@@ -473,7 +541,7 @@ def create_app(config: Config, config_file: str | None = None) -> web.Applicatio
     from node.browser_guard import browser_guard
 
     app = web.Application(
-        middlewares=[audit_middleware, error_middleware, browser_guard],
+        middlewares=[audit_middleware, error_middleware, browser_guard, idempotency.commit_context],
         client_max_size=config.max_payload_size,
         handler_args={"max_field_size": 16384},
     )

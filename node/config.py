@@ -256,8 +256,8 @@ OPTIONS: tuple[Option, ...] = (
         "mesh_commit_timeout_secs",
         float,
         3.0,
-        "longest wait for a write to commit",
-        check=_at_least(0.1),
+        "longest wait for a write to commit (then 1 s more when its outcome is unknown)",
+        check=_between(0.1, 60.0),  # mesh.commands.LONGEST_WAIT
     ),
     Option("mesh_voter", _bool, True, "vote in Raft (false: a read-only member that serves alike)"),
     Option(

@@ -16,11 +16,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from mesh.commands import LONGEST_WAIT
 from mesh.raft import CommitError
 from mesh.state import GLOBAL_SCOPE
 from node.api import policies
 from node.api.common import control_plane, json_object, json_response, node_of, reject_unknown
-from node.app import Node
+from node.app import Node, commit_failure
 from node.auth import Principal
 from node.errors import ApiError
 from node.ha.peers import MESH_TOKEN_HEADER
@@ -55,6 +56,7 @@ def install(app: web.Application) -> None:
     r.add_post("/ha/drain", control_plane(drain))
     r.add_post("/ha/members", control_plane(add_member))
     r.add_delete("/ha/members/{name}", control_plane(remove_member))
+    r.add_get("/ha/requests/{request_id}", control_plane(request_outcome))
 
 
 # -- status ------------------------------------------------------------------------------
@@ -373,11 +375,11 @@ async def shutdown(request: web.Request, principal: Principal) -> web.Response:
         "drain_delay_secs": drain_delay,
         "scope": "cluster" if data.get("target") == "cluster" else "nodes",
     }
-    await node.commit("shutdown.plan", plan, principal)
+    value = await node.commit("shutdown.plan", plan, principal)
     return json_response(
         {
             "status": "accepted",
-            "plan_id": plan["id"],
+            "plan_id": value["id"],  # a replay names the plan the first attempt committed
             "targets": names,
             "grace_period_secs": plan["grace_period_secs"],
             "drain_delay_secs": plan["drain_delay_secs"],
@@ -427,16 +429,34 @@ async def add_member(request: web.Request, principal: Principal) -> web.Response
             code="MEMBER_NOT_ANSWERING",
             param="raft_address",
         )
+    if address in {peer.address for peer in node.raft.status().peers}:
+        # A retry of an add whose answer was lost: the first one took effect.
+        return json_response({"status": "added", "raft_address": address, "already": True})
     try:
         await node.raft.add_voter(address)
     except CommitError as exc:
-        raise ApiError(
-            503 if exc.reason != "denied" else 409,
-            f"adding {address} failed ({exc.reason}): one membership change at a "
-            "time, on a group with a leader",
-            headers={"Retry-After": "1"},
-        ) from None
+        raise _membership_failure(exc, f"adding {address}") from None
     return json_response({"status": "added", "raft_address": address})
+
+
+def _membership_failure(exc: CommitError, what: str) -> ApiError:
+    """A membership change that did not (knowingly) commit. Membership entries are
+    pysyncobj's own (no request id, no expiry): an unknown one may still land, so the
+    operator checks /ha/status rather than retrying blindly."""
+    if exc.reason == "denied":
+        return ApiError(
+            409,
+            f"{what} was refused: one membership change at a time, on a group with a leader",
+            headers={"Retry-After": "1"},
+            extra={"outcome": "not_committed", "request_id": None},
+        )
+    error = commit_failure(exc, what)
+    if exc.outcome != "not_committed":
+        error.message = (
+            f"{what} may or may not have been committed ({exc.reason}); a membership change "
+            "may still take effect later: check GET /ha/status before trying again"
+        )
+    return error
 
 
 def _flag(request: web.Request, name: str) -> bool:
@@ -473,13 +493,107 @@ async def remove_member(request: web.Request, principal: Principal) -> web.Respo
         try:
             await node.raft.remove_voter(address)
         except CommitError as exc:
-            raise ApiError(
-                503,
-                f"removing {name} from Raft failed ({exc.reason}); the group needs a leader "
-                "and a majority of its voters",
-                headers={"Retry-After": "1"},
-            ) from None
+            raise _membership_failure(exc, f"removing {name} from Raft") from None
     await node.commit("member.remove", {"name": name}, principal)
     return json_response(
         {"status": "removed", "name": name, "raft_address": address, "forced": force}
     )
+
+
+# -- what became of a request ------------------------------------------------------------------
+
+MAX_REQUEST_ID = 200
+
+
+async def request_outcome(request: web.Request, _: Principal) -> web.Response:
+    """Whether request id `request_id` was applied, and with what outcome, while remembered.
+
+    `applied`: found, with its outcome. `not_applied`: not found, and it never will be:
+    the caller gave the `expires_at` of each attempt (every "unknown" answer carries it),
+    this node's log clock is past the latest, so no copy can be applied any more, and
+    nothing applied since the earliest could have been made has been forgotten. Else
+    `unknown`: not applied as of this node's applied index, and either it still may be
+    (`can_still_apply`) or it may have been applied and forgotten (`remembered_since`)."""
+    node = node_of(request)
+    rid = request.match_info["request_id"]
+    if len(rid) > MAX_REQUEST_ID:
+        raise ApiError(400, f"a request id has at most {MAX_REQUEST_ID} characters")
+    expiries = _expiries(request)
+    state = node.raft.state
+    log_time, forgotten = state.log_time, state.forgotten
+    body: dict[str, Any] = {
+        "request_id": rid,
+        "applied_index": state.applied_index,
+        "log_time": log_time or None,
+        "remembered_since": forgotten,
+    }
+    record = state.request(rid)
+    if record is not None:
+        outcome = {k: v for k, v in record["outcome"].items() if k != "replayed"}
+        body.update(
+            status="applied",
+            ok=bool(outcome.get("ok")),
+            outcome=outcome,
+            index=record["index"],
+            message="applied at log index "
+            + (str(record["index"]) if record["index"] else "(before this version)")
+            + ("" if outcome.get("ok") else ", as a refusal: nothing changed"),
+        )
+        return json_response(body)
+    can_still_apply = None if not expiries else not log_time > max(expiries)
+    skew = node.raft.settings.clock_skew_allowance
+    oldest_copy = min(expiries) - LONGEST_WAIT - skew if expiries else None
+    covered = forgotten["index"] == 0 or (
+        oldest_copy is not None
+        and forgotten["log_time"] is not None
+        and forgotten["log_time"] < oldest_copy
+    )
+    if can_still_apply is False and covered:
+        status, message = (
+            "not_applied",
+            ("never applied, and never will be: the log's clock is past every expiry given"),
+        )
+    elif can_still_apply:
+        status, message = (
+            "unknown",
+            (
+                "not applied as of this node's applied index; it still may be, until the log's "
+                "clock (log_time, which moves with every write) passes expires_at"
+            ),
+        )
+    elif not covered:
+        status, message = (
+            "unknown",
+            (
+                "not remembered: it was not applied after remembered_since, and ids applied "
+                "before then are forgotten"
+                + ("" if expiries else "; give expires_at (from the unknown answer) to know more")
+            ),
+        )
+    else:
+        status, message = (
+            "unknown",
+            (
+                "not applied as of this node's applied index; give expires_at (from the "
+                "unknown answer) to learn whether it still may be"
+            ),
+        )
+    body.update(status=status, can_still_apply=can_still_apply, message=message)
+    return json_response(body)
+
+
+def _expiries(request: web.Request) -> list[float]:
+    expiries = []
+    for raw in request.query.getall("expires_at", []):
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise ApiError(
+                400,
+                "expires_at must be a time in seconds (from an unknown answer)",
+                param="expires_at",
+            )
+        expiries.append(value)
+    return expiries

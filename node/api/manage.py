@@ -442,7 +442,7 @@ async def create_key(request: web.Request, principal: Principal) -> web.Response
         "expires_at": expires_at,
         "parent": parent["id"] if parent is not None else None,
     }
-    await node.commit("key.create", {"key": spec}, principal)
+    await node.commit("key.create", {"key": spec}, principal, shows_secret=True)
     view = _key_view(node.raft.state.api_keys[spec["id"]])
     return json_response(
         {"message": "API key created; this is the only time it is shown", **view, "apiKey": key},
@@ -495,7 +495,10 @@ async def rotate_key(request: web.Request, principal: Principal) -> web.Response
     record = _managed_key(node, principal, request.match_info["key_id"])
     key, prefix, digest = new_secret("pk_live_" if record.get("published_model") else "mg_")
     await node.commit(
-        "key.rotate", {"id": record["id"], "prefix": prefix, "hash": digest}, principal
+        "key.rotate",
+        {"id": record["id"], "prefix": prefix, "hash": digest},
+        principal,
+        shows_secret=True,
     )
     return json_response(
         {

@@ -456,6 +456,7 @@ async def publish(request: web.Request, principal: Principal) -> web.Response:
         "publish.put",
         {"ref": model["ref"], "publication": publication, "key": key_spec, "create": True},
         principal,
+        shows_secret=True,
     )
     view = await _publication_view(node, node.raft.state.published[model["ref"]], request, key)
     return json_response(
@@ -497,7 +498,10 @@ async def rotate_publication_key(request: web.Request, principal: Principal) -> 
     record = _published(node, _find(node, principal, request))
     key, prefix, digest = new_secret("pk_live_")
     await node.commit(
-        "key.rotate", {"id": record["key_id"], "prefix": prefix, "hash": digest}, principal
+        "key.rotate",
+        {"id": record["key_id"], "prefix": prefix, "hash": digest},
+        principal,
+        shows_secret=True,
     )
     return json_response(
         {"message": "API key rotated successfully", "newApiKey": key, "updatedAt": iso(time.time())}

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from mesh.state import WORKER_TYPES
+from node import idempotency
 from node.api.common import control_plane, json_object, json_response, node_of, reject_unknown
 from node.app import Node, connection_mode, normalise_url
 from node.auth import Principal
@@ -202,7 +203,9 @@ async def create_worker(request: web.Request, principal: Principal) -> web.Respo
             param="api_key",
         )
     existing = node.existing_worker(url)
-    if existing is not None:
+    # With an Idempotency-Key the add itself decides (a duplicate URL is refused there too),
+    # so that a retry of an add that took effect answers as the first time did.
+    if existing is not None and idempotency.HEADER not in request.headers:
         raise ApiError(
             409,
             f"a worker with url {url} already exists",
@@ -212,13 +215,14 @@ async def create_worker(request: web.Request, principal: Principal) -> web.Respo
     _seal_api_key(node, spec)
     if userinfo is not None:  # sent as HTTP Basic, as the URL asked
         spec["api_key"] = node.credentials.seal(basic(*userinfo))
-    await node.commit("worker.add", {"worker": spec}, principal)
-    node.discovery.start(spec["id"])
-    location = f"/workers/{spec['id']}"
+    value = await node.commit("worker.add", {"worker": spec}, principal)
+    worker_id = value["worker_id"]  # a replay names the worker the first attempt added
+    node.discovery.start(worker_id)
+    location = f"/workers/{worker_id}"
     return json_response(
         {
             "status": "accepted",
-            "worker_id": spec["id"],
+            "worker_id": worker_id,
             "url": url,
             "location": location,
             "message": "worker registered; discovery is running in the background "

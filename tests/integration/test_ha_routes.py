@@ -32,6 +32,7 @@ HA_ROUTES = [
     ("post", "/ha/drain"),
     ("post", "/ha/members"),
     ("delete", "/ha/members/x"),
+    ("get", "/ha/requests/x"),
     ("get", "/ha/local"),
 ]
 

@@ -19,6 +19,11 @@ _PATH_PARAMS: Final[dict[str, Schema]] = {
     "name": string(pattern=SEGMENT),
     "key_id": string("a managed API key's id", pattern=SEGMENT),
     "username": string("an admin login's username", pattern=SEGMENT),
+    "request_id": string(
+        "a request id, from an error body or the Meshgate-Request-Id header",
+        pattern=SEGMENT,
+        maxLength=200,
+    ),
 }
 
 
@@ -33,6 +38,23 @@ def query(name: str, description: str, schema: Schema | None = None) -> Schema:
 
 
 NAMESPACE: Final = query("namespace", "the tenant (admins: required where a model is named)")
+IDEMPOTENCY_KEY: Final = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "names this write: a retry with the same key (through any node, by the "
+    "same caller, on the same method and path) is applied at most once and answered from the "
+    "first attempt's outcome (Idempotent-Replayed: true). Remembered at least 10 minutes",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[ -~]+$"},
+}
+COMMIT_TEXT: Final = (
+    "Commits a Raft command. An error body says what became of it: `outcome` is "
+    "`rejected` (applied as a refusal: nothing changed), `not_committed` (503: it never "
+    "will be applied; retry) or `unknown` (503, 504: it may have been applied, though never "
+    "after anything sent later; retry with the same Idempotency-Key, or ask "
+    "GET /ha/requests/{request_id} with `expires_at`), with `request_id`. The answer's "
+    "Meshgate-Request-Id header names the first command's request id."
+)
 
 
 def json_body(schema: Schema, description: str | None = None) -> Schema:
@@ -67,12 +89,18 @@ def op(
     description: str | None = None,
     relayed: bool = False,
 ) -> None:
-    """Add one operation; the auth group's and the body's own errors are added here."""
+    """Add one operation; the auth group's and the body's own errors are added here, and,
+    on an operation that commits (one answering 503 that is not a GET or a relay), the
+    Idempotency-Key header and its 400."""
     security, auth_errors, auth_text = AUTH[auth]
     management = path.startswith("/api/")
     codes = set(errors) | set(auth_errors)
     if body is not None:
         codes |= {400, 413}
+    if method.upper() != "GET" and not relayed and 503 in codes:
+        codes |= {400}
+        params = (*params, IDEMPOTENCY_KEY)
+        description = (description + "\n\n" if description else "") + COMMIT_TEXT
     operation: Schema = {
         "operationId": operation_id,
         "tags": [tag],
@@ -101,7 +129,9 @@ def op(
     OPERATIONS.append((path, method.lower(), operation))
 
 
-COMMIT: Final = (503,)  # every write is a Raft command: not committed -> 503 + Retry-After
+# Every write is a Raft command: not committed -> 503; outcome unknown -> 503, or 504 when
+# the wait ran out; both with Retry-After.
+COMMIT: Final = (503, 504)
 
 # probes (public) --------------------------------------------------------------------------------
 PROBE_503 = "not ready / not healthy; the body says why"
@@ -612,4 +642,30 @@ op(
     ),
     success={200: ok("removed")},
     errors=(400, 404, 409, *COMMIT),
+)
+op(
+    "GET",
+    "/ha/requests/{request_id}",
+    "haRequestOutcome",
+    "ha",
+    "Whether a write's request id was applied, and with what outcome",
+    auth="control_plane",
+    params=(
+        query(
+            "expires_at",
+            "the expires_at of an attempt answered 'unknown' (repeat it for each attempt); "
+            "with it the answer can be 'not_applied'",
+            {"type": "number"},
+        ),
+    ),
+    success={
+        200: ok(
+            "status: applied (with ok and outcome), not_applied (never was, never will be) or "
+            "unknown (not applied as of applied_index; can_still_apply and remembered_since "
+            "say whether it still may be or may have been forgotten)"
+        )
+    },
+    errors=(400,),
+    description="Request ids are remembered for the last 4096 commands and at least 10 minutes "
+    "of log time (at most 20000), and always while a copy of the command may still be applied.",
 )

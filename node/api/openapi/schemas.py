@@ -245,6 +245,24 @@ _INFERENCE_BODY = obj(
     "forwards the rest to a worker unchanged",
 )
 
+# What a write's error says of its command (node.app.commit_failure, Node.commit).
+OUTCOME_FIELDS: Final[dict[str, Schema]] = {
+    "outcome": {
+        "enum": ["rejected", "not_committed", "unknown", "applied"],
+        "description": "rejected: applied as a refusal, nothing changed; not_committed: never "
+        "will be applied; unknown: may have been applied (never after anything sent later); "
+        "applied: an Idempotency-Key replay that cannot show the first answer's secret",
+    },
+    "request_id": {"type": ["string", "null"], "description": "the command's request id"},
+    "expires_at": {
+        "type": "number",
+        "description": "when unknown: the command cannot be applied once the log's clock has "
+        "passed this (GET /ha/requests/{request_id}?expires_at=...)",
+    },
+    "replayed": {"type": "boolean", "description": "answered from an earlier attempt"},
+    "value": {"description": "the first attempt's outcome (IDEMPOTENCY_KEY_REUSED)"},
+}
+
 SCHEMAS: Final[dict[str, Schema]] = {
     "Error": obj(
         {
@@ -257,7 +275,9 @@ SCHEMAS: Final[dict[str, Schema]] = {
                 },
                 ("type", "code", "message", "param"),
                 closed=False,
-                description="may carry more context (e.g. current_version, effective)",
+                description="may carry more context (e.g. current_version, effective); a "
+                "write's error says what became of its command: outcome (rejected, "
+                "not_committed or unknown), request_id and, when unknown, expires_at",
             )
         },
         ("error",),
@@ -268,9 +288,11 @@ SCHEMAS: Final[dict[str, Schema]] = {
             "error": string("what went wrong"),
             "details": {"description": "more detail, or null"},
             "code": string("machine-readable, e.g. BAD_REQUEST, NOT_FOUND"),
+            **OUTCOME_FIELDS,
         },
         ("error", "details", "code"),
-        description="the error body of the management API (/api/...)",
+        description="the error body of the management API (/api/...); a write's error also "
+        "carries outcome, request_id and, when unknown, expires_at",
     ),
     "Limits": LIMITS,
     "WorkerCreate": obj(_CREATE_WORKER, ("url",)),
@@ -419,9 +441,10 @@ _ERROR_TEXT: Final = {
     422: "the tenant already holds as many objects of this kind as it may (the body says how many)",
     429: "a rate limit, quota or the node's capacity is exhausted; retry after Retry-After",
     502: "the worker did not answer",
-    503: "not available right now (e.g. the change was not committed: no leader or quorum); "
-    "retry after Retry-After",
-    504: "the worker did not answer in time",
+    503: "not available right now (e.g. a write was not committed, or its outcome is unknown: "
+    "no leader or quorum; the body's outcome says which); retry after Retry-After",
+    504: "the worker did not answer in time (or, for a write, the wait for its commit ran "
+    "out: outcome unknown)",
 }
 _RETRY_AFTER: Final = {
     "Retry-After": {"description": "seconds to wait", "schema": {"type": "string"}}
