@@ -417,6 +417,9 @@ class MeshRaft:
         self._calls: collections.deque[Callable[[], None]] = collections.deque()
         self._refusals = Refusals()  # what the Raft port refused (counted on the Raft thread)
         self.restores = 0
+        # The proposer's clock, which a command's expiry is read from. Tests skew it; the
+        # leader's stamp always reads time.time() (see _StampingQueue).
+        self.clock: Callable[[], float] = time.time
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -523,7 +526,7 @@ class MeshRaft:
         commit it; UNKNOWN, at `exp` plus the allowance, otherwise."""
         loop = asyncio.get_running_loop()
         budget = min(timeout or self.settings.commit_timeout, LONGEST_WAIT)
-        command = {**command, "exp": time.time() + budget}
+        command = {**command, "exp": self.clock() + budget}
         deadline = loop.time() + budget  # no copy is sent after this
         settled = deadline + self.settings.clock_skew_allowance  # nor logged after this
         attempt = _Attempts(command)
