@@ -61,13 +61,19 @@ def wait_for(
 class Proc:
     """A child process started with `python -m node.cli ...`."""
 
-    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        args: list[str],
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        wrap: list[str] | None = None,  # e.g. ["ip", "netns", "exec", NS] (it execs, same pid)
+    ):
         self.args = args
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "node.cli", *args],
+            [*(wrap or []), sys.executable, "-m", "node.cli", *args],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,

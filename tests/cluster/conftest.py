@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import requests
 
+from tests import netns
 from tests.support import (
     MESH_SECRET,
     ROOT,
@@ -192,6 +193,21 @@ def cluster_cli(mesh: Mesh, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def mesh(tmp_path: Path) -> Iterator[Mesh]:
     m = Mesh(tmp_path)
+    try:
+        m.wait_ready()
+        yield m
+    finally:
+        m.stop()
+
+
+@pytest.fixture
+def netns_mesh(tmp_path: Path) -> Iterator[netns.NetnsMesh]:
+    """A 3-node mesh with each node in its own network namespace (tests/netns.py), so a
+    test can cut and heal a node's link; skipped where namespaces are unavailable."""
+    problem = netns.unavailable()
+    if problem:
+        pytest.skip(f"partition tests need Linux network namespaces: {problem}")
+    m = netns.NetnsMesh(tmp_path)
     try:
         m.wait_ready()
         yield m
