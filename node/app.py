@@ -112,7 +112,8 @@ class Node:
         self.login_throttle = LoginThrottle()
         self.login_slots = asyncio.Semaphore(2)  # scrypt is memory- and CPU-hard by design
         self.usage = UsageBook(
-            lambda args: self.commit("usage.flush", args, None), redis_url=config.redis_url
+            lambda args, rid: self.commit("usage.flush", args, None, request_id=rid),
+            redis_url=config.redis_url,
         )
         self.stopper = Stopper(self)
         self.announced = False
@@ -387,6 +388,7 @@ class Node:
         principal: Principal | None,
         *,
         shows_secret: bool = False,
+        request_id: str | None = None,
     ) -> Any:
         """Submit a command and return its value; failures become ApiError with the right status.
 
@@ -399,8 +401,8 @@ class Node:
         (applied as a refusal: nothing changed), "not_committed" or "unknown", with
         its `request_id` (see `commit_failure`)."""
         context = idempotency.current()
-        rid = None
-        if context is not None:
+        rid = request_id  # a caller outside a request that resends a command names it
+        if rid is None and context is not None:
             rid = context.next_request_id(principal.id if principal else "node")
         command = commands.make(op, args, by=self.actor(principal), rid=rid)
         try:

@@ -22,6 +22,7 @@ import contextlib
 import logging
 import math
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -110,7 +111,7 @@ def _day(ts: float) -> str:
 class UsageBook:
     def __init__(
         self,
-        commit: Callable[[dict[str, Any]], Awaitable[Any]],
+        commit: Callable[[dict[str, Any], str], Awaitable[Any]],  # (args, request id)
         interval: float = 2.0,
         redis_url: str | None = None,
         redis_timeout: float = 0.5,
@@ -118,6 +119,10 @@ class UsageBook:
         self._commit = commit
         self.interval = interval
         self._deltas: dict[str, dict[str, Any]] = {}
+        # A batch sent whose outcome is not known (request id, deltas): it is sent again
+        # under the same request id until it settles, so that a batch that did land is
+        # not counted twice, and the deltas gathered meanwhile wait for the next batch.
+        self._unsettled: tuple[str, dict[str, dict[str, Any]]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._redis = (
             aioredis.Redis.from_url(
@@ -219,18 +224,25 @@ class UsageBook:
             await self.flush()
 
     async def flush(self) -> None:
-        if not self._deltas:
-            return
-        deltas, self._deltas = self._deltas, {}
-        day = time.strftime("%Y-%m-%d", time.gmtime())
-        for delta in deltas.values():
-            delta["day"] = day
-        try:
-            await self._commit({"deltas": deltas})
-        except Exception as exc:  # no quorum: keep the counts and try again next time
-            log.warning("usage flush failed (%s); keeping %d subject(s)", exc, len(deltas))
-            for subject, delta in deltas.items():
-                mine = self._deltas.setdefault(subject, {"requests": 0, "tokens": 0})
-                mine["requests"] += delta["requests"]
-                mine["tokens"] += delta["tokens"]
-                mine["last_access"] = max(mine.get("last_access") or 0, delta["last_access"])
+        """Send the unsettled batch again, if any, then the deltas gathered since."""
+        while True:
+            if self._unsettled is None:
+                if not self._deltas:
+                    return
+                deltas, self._deltas = self._deltas, {}
+                day = time.strftime("%Y-%m-%d", time.gmtime())
+                for delta in deltas.values():
+                    delta["day"] = day
+                self._unsettled = (uuid.uuid4().hex, deltas)
+            rid, deltas = self._unsettled
+            try:
+                await self._commit({"deltas": deltas}, rid)
+            except Exception as exc:
+                if getattr(exc, "extra", {}).get("outcome") == "rejected":
+                    log.error("usage batch %s refused (%s); dropped", rid, exc)
+                    self._unsettled = None
+                    continue
+                # No quorum, or an unknown outcome: the same batch goes again next time.
+                log.warning("usage flush failed (%s); %d subject(s) kept", exc, len(deltas))
+                return
+            self._unsettled = None
