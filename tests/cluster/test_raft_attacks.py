@@ -222,6 +222,7 @@ def test_the_demo_mesh_refuses_the_pickle_and_the_injection(tmp_path: Path) -> N
             timeout=90,
             what=f"the demo mesh ready:\n{demo.log()[-3000:]}",
         )
+
         def raft_addresses() -> list[str]:  # once every node has announced itself
             nodes = requests.get(urls[0] + "/ha/status", timeout=5).json()["nodes"]
             return [n["raft_address"] for n in nodes] if len(nodes) == 3 else []
