@@ -78,6 +78,7 @@ class Node:
             config.control_plane_api_keys,
             tokens=self.tokens,
             keys=lambda: self.raft.state,
+            cut_off=lambda: self.raft.status().stale,
         )
         make_private(config.data_path)  # before anything is written there
         self.mesh_secret = mesh_secret(config.mesh_secret, config.data_path)
