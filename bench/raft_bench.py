@@ -85,6 +85,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import partition_phase
 from common import (
     LOG_TAIL_LINES,
     BenchError,
@@ -1023,7 +1024,8 @@ def analyse_rolling(
 # -- running and reporting ----------------------------------------------------------------------
 
 
-PHASES = ("latency", "throughput", "failover", "rolling")
+PHASES = ("latency", "throughput", "failover", "rolling", "partition")
+LOOPBACK_PHASES = PHASES[:4]  # phase 5 runs its own mesh, in network namespaces
 
 
 async def run(args: argparse.Namespace, mesh: Mesh) -> dict[str, Any]:
@@ -1042,6 +1044,16 @@ async def run(args: argparse.Namespace, mesh: Mesh) -> dict[str, Any]:
 
 async def measure(args: argparse.Namespace, mesh: Mesh) -> dict[str, Any]:
     results: dict[str, Any] = {}
+    if any(p in LOOPBACK_PHASES for p in args.phases):
+        await measure_loopback(args, mesh, results)
+    if "partition" in args.phases:
+        phase_start = time.perf_counter()
+        results["partition"] = await asyncio.to_thread(partition_phase.run, args)
+        results["partition"]["phase_seconds"] = time.perf_counter() - phase_start
+    return results
+
+
+async def measure_loopback(args: argparse.Namespace, mesh: Mesh, results: dict[str, Any]) -> None:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=8)) as session:
         api = Api(session, mesh)
         sup = Supervisor(mesh, api, args)
@@ -1070,11 +1082,12 @@ async def measure(args: argparse.Namespace, mesh: Mesh) -> dict[str, Any]:
             "rolling": phase_rolling,
         }
         for name in args.phases:
+            if name not in phases:
+                continue
             phase_start = time.perf_counter()
             results[name] = await phases[name](args, mesh, sup)
             results[name]["phase_seconds"] = time.perf_counter() - phase_start
         results["replicas"] = await compare_replicas(api, args.startup_timeout)
-    return results
 
 
 async def compare_replicas(api: Api, timeout: float) -> dict[str, Any]:
@@ -1152,10 +1165,11 @@ def report(args: argparse.Namespace, mesh: Mesh, results: dict[str, Any]) -> dic
         f"note: the client (this script), the three nodes and the echo worker all share these "
         f"{cores} cores, so every hop may wait for a core; absolute figures are pessimistic."
     )
-    add(
-        f"mesh: 3 voters on loopback, drain delay {args.drain_delay:g} s; ready after "
-        f"{results['startup_s']:.1f} s"
-    )
+    if "startup_s" in results:
+        add(
+            f"mesh: 3 voters on loopback, drain delay {args.drain_delay:g} s; ready after "
+            f"{results['startup_s']:.1f} s"
+        )
     targets: list[tuple[str, str, str, bool | None]] = []
 
     lat = results.get("latency")
@@ -1335,6 +1349,9 @@ def report(args: argparse.Namespace, mesh: Mesh, results: dict[str, Any]) -> dic
     else:
         add("node logs: no warning-or-worse lines")
 
+    if "partition" in results:
+        partition_phase.report(results["partition"], add)
+
     add("")
     add("== Targets ==")
     add(f"{'measure':<40}{'target':<12}{'measured':<14}result")
@@ -1424,6 +1441,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=0.05,
         help="phases 3 and 4: poll every node's /ha/local this often (s) to record changes of "
         "term, role and leader next to the stalls (0: off)",
+    )
+    parser.add_argument(
+        "--partition-rounds",
+        type=int,
+        default=2,
+        help="phase 5: cuts, the leader and a follower in turn",
+    )
+    parser.add_argument(
+        "--partition-seconds", type=float, default=10.0, help="phase 5: how long each cut lasts"
+    )
+    parser.add_argument(
+        "--partition-snapshot-gap",
+        type=int,
+        default=0,
+        help="phase 5: the nodes' --mesh-log-compaction-entries (a follower further behind "
+        "gets a snapshot); 0: their default",
+    )
+    parser.add_argument(
+        "--partition-heal-timeout",
+        type=float,
+        default=60.0,
+        help="phase 5: give up waiting for a healed node to catch up after this long (s)",
     )
     parser.add_argument(
         "--phases",

@@ -274,7 +274,7 @@ class _PartitionRepairs:
       raising its term; only with a majority's yes does pysyncobj campaign. A node
       that cannot reach a majority never raises its term, so a rejoining node
       cannot depose a healthy leader. A node that heard from a live leader in the
-      last `raftMinTimeout` says no, and ignores real vote requests too, unless
+      last `raftMinTimeout / 2` says no, and ignores real vote requests too, unless
       they come from a leadership transfer (marked `transfer`).
     - **Leader contact**: when a follower last heard from a leader, and when a
       leader last heard from a majority, for `RaftStatus.stale`.
@@ -342,6 +342,9 @@ class _PartitionRepairs:
         elif message.get("serialized") and serializer.setTransmissionData(message["serialized"]):
             self._SyncObj__loadDumpFile(clearJournal=True)  # the snapshot's last chunk
             last = self._SyncObj__getCurrentLogIndex()
+            if self._SyncObj__raftCommitIndex < last:  # a snapshot holds committed state only
+                self._SyncObj__raftCommitIndex = last
+                self._SyncObj__raftLog.setRaftCommitIndex(last)
             self._answer(node, last + 1, success=True, prev=None)
         # Otherwise a heartbeat without a log position: pysyncobj would move its commit index
         # to its own last entry here, committing entries nobody checked. We do not.
@@ -548,28 +551,32 @@ class _PartitionRepairs:
         return node in self._SyncObj__connectedNodes
 
     def _send_snapshot(self, node: Any, progress: Progress, now: float) -> None:
-        """The follower lacks entries the log no longer holds: send the last snapshot, in
-        chunks, while the link's unsent backlog stays under the in-flight cap."""
+        """Send the last snapshot in chunks, while the link's unsent backlog stays under
+        the in-flight cap, once it covers what the follower lacks (the log was compacted
+        past it, perhaps for this follower: `_snapshot_if_far_behind`)."""
         if progress.mode != SNAPSHOT:
-            progress.to_snapshot()
+            progress.to_snapshot(now)
             log.info("sending a snapshot to %s (it lacks compacted entries)", node.id)
         transport = self._SyncObj__transport
         base = {"type": "append_entries", "term": self._SyncObj__raftCurrentTerm}
-        base |= {"commit_index": self._SyncObj__raftCommitIndex}
-        if progress.snapshot_done_at is not None:  # sent: waiting for it to be loaded
-            if now - progress.snapshot_done_at > self._catchup.snapshot_answer_timeout:
-                progress.probe()
+        base |= {"commit_index": self._SyncObj__raftCommitIndex, "serialized": None}
+        due = now - progress.last_sent >= self._SyncObj__conf.appendEntriesPeriod
+        if progress.snapshot_done_at is not None or progress.next > self._SyncObj__raftLog[0][1]:
+            # Sent, and waiting for the follower to load it; or waiting for a compaction.
+            waited = now - (progress.snapshot_done_at or progress.snapshot_since)
+            if waited > self._catchup.snapshot_answer_timeout:
+                progress.probe()  # never came: entries after all
                 self._mirror(node, progress)
-            elif now - progress.last_sent >= self._SyncObj__conf.appendEntriesPeriod:
+            elif due:
                 progress.last_sent = now
-                transport.send(node, base | {"serialized": None})  # a heartbeat
+                transport.send(node, base)  # a heartbeat: it carries no log position
             return
         while transport.backlog(node) < self._catchup.inflight_bytes:
             data = self._SyncObj__serializer.getTransmissionData(node)
             if not data:  # None: a snapshot is being written; False: it could not be read
-                if now - progress.last_sent >= self._SyncObj__conf.appendEntriesPeriod:
+                if due:
                     progress.last_sent = now
-                    transport.send(node, base | {"serialized": None})
+                    transport.send(node, base)
                 return
             transport.send(node, base | {"serialized": data})
             progress.last_sent = now
@@ -582,8 +589,9 @@ class _PartitionRepairs:
                 return
 
     def _snapshot_if_far_behind(self, node: Any, progress: Progress, now: float) -> None:
-        """A follower this far behind gets a snapshot: compact the log now (at most once
-        per `snapshot_gap_every`), and the next round sends it the dump."""
+        """A follower further behind than `snapshot_gap` entries gets a snapshot rather
+        than the entries: compact the log now (at most once per `snapshot_gap_every`),
+        and send only heartbeats until the new snapshot covers it."""
         gap = self._SyncObj__getCurrentLogIndex() - (progress.next - 1)
         if (
             progress.mode == SNAPSHOT
@@ -594,6 +602,7 @@ class _PartitionRepairs:
         log.info("%s is %d entries behind: compacting the log to send it a snapshot", node.id, gap)
         self._compacted_for_at = now
         self._compact_now = True
+        progress.to_snapshot(now)
 
     def _SyncObj__tryLogCompaction(self) -> None:
         """pysyncobj's compaction; when a follower needs a snapshot, at once, outside
@@ -615,9 +624,13 @@ class _PartitionRepairs:
     # -- elections -------------------------------------------------------------------
 
     def _leader_is_live(self) -> bool:
-        """Has this node heard from a live leader (itself: from a majority) just now?"""
+        """Has this node heard from a live leader (itself: from a majority) just now?
+
+        "Just now" is half the shortest election timeout (three heartbeats): shorter than
+        the time any follower waits before it asks for votes, so when the leader dies, the
+        first follower to ask is not turned down by one that heard it a moment later."""
         now = time.monotonic()
-        lease = self._SyncObj__conf.raftMinTimeout
+        lease = self._SyncObj__conf.raftMinTimeout / 2
         if self._SyncObj__raftState == _LEADER:
             contact = self.leader_contact()
         elif self._SyncObj__raftLeader is not None:

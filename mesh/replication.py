@@ -132,6 +132,7 @@ class Progress:
     inflight_bytes: int = 0
     last_sent: float = float("-inf")
     sent_commit: int = 0  # the commit index the follower was last told
+    snapshot_since: float = 0.0  # when snapshot mode began
     snapshot_done_at: float | None = None  # the snapshot's last chunk went out
 
     def probe(self, next_index: int | None = None) -> None:
@@ -168,6 +169,10 @@ class Progress:
         index = next_index - 1
         if index > self.match:
             self.match = index
+        if self.mode == SNAPSHOT and self.snapshot_done_at is None:
+            # An answer to an append sent before the snapshot was chosen: keep to the plan.
+            self.next = max(self.next, self.match + 1)
+            return
         if self.mode != REPLICATE:
             self.mode = REPLICATE
             self.next = self.match + 1
@@ -203,8 +208,9 @@ class Progress:
         self.probe_sent_at = None
         return True
 
-    def to_snapshot(self) -> None:
+    def to_snapshot(self, now: float) -> None:
         self.mode = SNAPSHOT
+        self.snapshot_since = now
         self.probe_sent_at = self.snapshot_done_at = None
         self.inflight.clear()
         self.inflight_bytes = 0

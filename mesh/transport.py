@@ -271,6 +271,8 @@ class MeshTransport(TCPTransport):  # type: ignore[misc]
             if conn.handshake_overdue(now):
                 self.refusals.note("handshake timeout", conn.peer)
                 conn.disconnect()
-            elif conn.keep_alive(now) is not None:
+            elif (why := conn.keep_alive(now)) is not None:
                 self.dead_links += 1
+                if why == "silent":  # a dial that timed out is retried quietly
+                    log.info("Raft link with %s went silent: closed", conn.peer or "a peer")
         self.refusals.flush()

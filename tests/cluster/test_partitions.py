@@ -10,19 +10,24 @@ acknowledged write lost" is checked key by key against the final state.
   stale, the heal costs at most one election, and every node is equal within
   5 s of the heal;
 - a follower cut off while writes go through it: the same convergence (the
-  outcome of each write sent through it is the other half of issue 8);
+  outcome of each write sent through it is the other half of issue 8); once
+  stale, it refuses managed keys (one is revoked on the majority meanwhile)
+  while static keys work, and after the heal it knows of the revocation; it is
+  far enough behind to be sent a snapshot;
 - a flapping partition: the majority acknowledges writes in every window.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 import requests
 
-from tests.netns import ADMIN, NetnsMesh, NsNode
+from tests.netns import ADMIN, ADMIN_KEY, NetnsMesh, NsNode
 from tests.support import wait_for
 from tests.writers import Writers
 
@@ -106,8 +111,8 @@ def test_leader_cut_off_then_healed(netns_mesh: NetnsMesh) -> None:
     watch = Watch()
     with Writers(mesh.nodes, ADMIN) as writers:
         poll_for(mesh, watch, 1.5)
-        cut_at = time.monotonic()
         mesh.cut(old)
+        cut_at = time.monotonic()  # once the port is down
         poll_for(mesh, watch, CUT_SECONDS)
         terms_at_heal = watch.terms(since=time.monotonic() - 1.0)
         healed_at = time.monotonic()
@@ -139,16 +144,38 @@ def test_leader_cut_off_then_healed(netns_mesh: NetnsMesh) -> None:
     assert took <= CONVERGE_SECONDS
 
 
+def keys(node: NsNode, key: str) -> requests.Response:
+    """GET /api/keys (any valid credential; reads only the local replica)."""
+    return requests.get(
+        node.url + "/api/keys", headers={"Authorization": f"Bearer {key}"}, timeout=5
+    )
+
+
+# A follower further behind than a compaction's worth of entries gets a snapshot: with
+# 100, the cut below (hundreds of writes) takes that path; the leader cut takes the other.
+@pytest.mark.mesh_args("--mesh-log-compaction-entries", "100")
 def test_follower_cut_off_while_writes_go_through_it(netns_mesh: NetnsMesh) -> None:
     mesh = netns_mesh
     leader = mesh.leader()
     cut = next(n for n in mesh.nodes if n is not leader)
+    post = functools.partial(requests.post, headers=ADMIN, timeout=5)
+    post(leader.url + "/api/admin/tenants", json={"name": "t1"}).raise_for_status()
+    made = post(leader.url + "/api/keys", json={"namespace": "t1"}).json()
+    key = made["apiKey"]
+    wait_for(lambda: keys(cut, key).status_code == 200, what="the managed key works")
     watch = Watch()
     with Writers(mesh.nodes, ADMIN) as writers:
         poll_for(mesh, watch, 1.0)
-        cut_at = time.monotonic()
         mesh.cut(cut)
-        poll_for(mesh, watch, 8.0)
+        cut_at = time.monotonic()  # once the port is down
+        poll_for(mesh, watch, STALE_AFTER)
+        # Revoked on the majority: the cut-off node cannot know, so it refuses managed keys.
+        requests.delete(f"{leader.url}/api/keys/{made['id']}", headers=ADMIN, timeout=5)
+        refused = keys(cut, key)
+        assert refused.status_code == 503 and refused.headers["Retry-After"]
+        assert "cut off from the mesh leader" in refused.text
+        assert keys(cut, ADMIN_KEY).status_code == 200  # a static key still works
+        poll_for(mesh, watch, 8.0 - STALE_AFTER)
         terms_at_heal = watch.terms(since=time.monotonic() - 1.0)
         healed_at = time.monotonic()
         mesh.heal(cut)
@@ -160,6 +187,8 @@ def test_follower_cut_off_while_writes_go_through_it(netns_mesh: NetnsMesh) -> N
         )
         poll_for(mesh, watch, 1.0)
         assert_converged(mesh, writers, healed_at)
+    assert keys(cut, key).status_code == 401  # back in touch: it knows of the revocation
+    assert mesh.leader().status()["snapshots_sent"] >= 1
     assert acknowledged_while_cut(writers, cut, cut_at + 0.5, healed_at) == []
     assert writers.acked_between(cut_at + 1.0, healed_at, [leader.name]) > 0
     # The leader kept its seat: a follower's rejoin deposes nobody.

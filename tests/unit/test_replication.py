@@ -130,8 +130,10 @@ def test_the_initial_entry_is_never_asked_for() -> None:
 
 def test_snapshot_mode_waits_for_the_follower_to_load_it() -> None:
     progress = Progress(next=50, match=0)
-    progress.to_snapshot()
+    progress.to_snapshot(now=0.5)
     assert not progress.on_reject(prev=49, hint=10)
+    progress.on_success(60)  # an append sent before: noted, but the plan stands
+    assert (progress.mode, progress.match) == (SNAPSHOT, 59)
     progress.snapshot_sent(9000, now=1.0)
     assert progress.mode == SNAPSHOT and progress.next == 9001
     progress.on_success(9001)
