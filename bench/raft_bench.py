@@ -3,7 +3,8 @@
 The benchmark starts a real three-node mesh on loopback (three `meshgate serve`
 processes that agree on control state through Raft, plus one echo worker so
 the nodes can report ready), drives config writes (`POST /ha/config`) at it
-over HTTP, and measures four things:
+over HTTP, and measures four things (a fifth, partitions, runs its own mesh in
+network namespaces: bench/partition_phase.py):
 
 1. Commit latency of one write at a time, sent to a follower and to the
    leader. A follower forwards the command to the leader, which replicates it
@@ -1393,16 +1394,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             "Start a 3-node meshgate mesh and an echo worker on loopback and measure Raft "
             "control-plane writes (POST /ha/config): sequential commit latency via a follower "
             "and via the leader, concurrent write throughput, failover time after SIGKILLing "
-            "the leader, and the longest write stall during a rolling restart. Prints a table "
+            "the leader, the longest write stall during a rolling restart, and (as root, in "
+            "network namespaces) recovery from partitions. Prints a table "
             "with the targets (follower p50 <= 3 ms, failover median <= 1 s, no write stall "
             "> 100 ms) and PASS/MISS for each. Progress goes to stderr, the report to stdout."
         ),
         epilog=(
             "The client (this script), the three nodes and the worker share the machine's "
             "cores; on a small machine absolute numbers are pessimistic. A full default run "
-            "takes about 45-70 s. Exit status: 0 when the run completed (whatever PASS/MISS "
-            "says), 1 on an error (logs are kept), 130 when interrupted. Every child process "
-            "is stopped on the way out. See bench/README.md for how to read the output."
+            "takes about 2-3 minutes (phase 5 needs root). Exit status: 0 when the run "
+            "completed (whatever PASS/MISS says), 1 on an error (logs are kept), 130 when "
+            "interrupted. Every child process is stopped on the way out. See bench/README.md "
+            "for how to read the output."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
