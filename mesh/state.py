@@ -593,6 +593,7 @@ def _tenant_delete(state: ControlState, args: dict[str, Any], cmd: Command, inde
     if models:
         return fail("conflict", f"tenant {name} still has {len(models)} model(s); delete them")
     state.tenants = _without(state.tenants, name)
+    _forget_usage(state, [f"tenant:{name}"])
     return ok({"name": name, "version": index})
 
 
@@ -731,6 +732,7 @@ def _key_revoke(state: ControlState, args: dict[str, Any], cmd: Command, index: 
             revoked.append(key_id)
     state.api_keys = _forget_old_revoked(keys, record.get("tenant"))
     state.key_hashes = hashes
+    _forget_usage(state, [f"key:{k}" for k in keys.keys() - state.api_keys.keys()])
     return ok({"id": record["id"], "version": index, "revoked": revoked})
 
 
@@ -753,10 +755,17 @@ def _forget_old_revoked(keys: dict[str, Record], tenant: str | None) -> dict[str
     """Keep only a tenant's most recently revoked records, so revoked keys stay bounded."""
     revoked = [k for k in keys.values() if k.get("tenant") == tenant and k["status"] == "revoked"]
     excess = len(revoked) - REVOKED_KEYS_KEPT_PER_TENANT
+    kept = dict(keys)
     if excess > 0:
         for key in sorted(revoked, key=lambda k: (k["version"], k["id"]))[:excess]:
-            del keys[key["id"]]
-    return keys
+            del kept[key["id"]]
+    return kept
+
+
+def _forget_usage(state: ControlState, subjects: list[str]) -> None:
+    """Drop the usage of objects that are gone, so usage stays bounded like them."""
+    if any(subject in state.usage for subject in subjects):
+        state.usage = {k: v for k, v in state.usage.items() if k not in subjects}
 
 
 # -- authentication that outlives its credentials -------------------------------------------
@@ -839,6 +848,7 @@ def _model_delete(state: ControlState, args: dict[str, Any], cmd: Command, index
     if ref in state.published:
         return fail("conflict", f"model {ref} is published; unpublish it first")
     state.models = _without(state.models, ref)
+    _forget_usage(state, [f"model:{ref}"])
     return ok({"ref": ref, "version": index})
 
 
@@ -851,12 +861,12 @@ def _publish_put(state: ControlState, args: dict[str, Any], cmd: Command, index:
     if not isinstance(publication, dict):
         return fail("invalid", "publication must be a mapping")
     current = state.published.get(ref)
+    path = publication.get("externalPath")
+    if any(p.get("externalPath") == path for r, p in state.published.items() if r != ref):
+        return fail("conflict", f"external path {path} is taken")  # on create and update alike
     if args.get("create"):
         if current is not None:
             return fail("conflict", f"model {ref} is already published")
-        path = publication.get("externalPath")
-        if any(p.get("externalPath") == path for p in state.published.values()):
-            return fail("conflict", f"external path {path} is taken")
         tenant = state.models[ref]["tenant"]
         owned = sum(1 for p in state.published.values() if p.get("tenantId") == tenant)
         if owned >= MAX_PUBLICATIONS_PER_TENANT:
@@ -906,6 +916,8 @@ def _usage_flush(state: ControlState, args: dict[str, Any], cmd: Command, index:
     for subject, delta in deltas.items():
         if not isinstance(delta, dict) or not isinstance(subject, str):
             return fail("invalid", "each delta must be a mapping keyed by subject")
+        if not _usage_subject_exists(state, subject):
+            continue  # its key, model or tenant is gone: its usage would never be removed
         requests, tokens = delta.get("requests", 0), delta.get("tokens", 0)
         if not all(
             isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (requests, tokens)
@@ -939,6 +951,12 @@ def _usage_flush(state: ControlState, args: dict[str, Any], cmd: Command, index:
         }
     state.usage = usage
     return ok({"subjects": len(deltas), "clamped": clamped, "version": index})
+
+
+def _usage_subject_exists(state: ControlState, subject: str) -> bool:
+    kind, _, name = subject.partition(":")
+    collection = {"key": state.api_keys, "model": state.models, "tenant": state.tenants}
+    return name in collection.get(kind, {})
 
 
 Handler = Callable[[ControlState, dict[str, Any], Command, int], Outcome]

@@ -78,6 +78,7 @@ class Node:
             config.control_plane_api_keys,
             tokens=self.tokens,
             keys=lambda: self.raft.state,
+            loaded=lambda: self.raft.status().ready,
             cut_off=lambda: self.raft.status().stale,
         )
         make_private(config.data_path)  # before anything is written there
@@ -472,9 +473,10 @@ def raft_settings(config: Config, secret: str) -> RaftSettings:
 def create_app(config: Config, config_file: str | None = None) -> web.Application:
     from node.api import routes
     from node.browser_guard import browser_guard
+    from node.load_gate import load_gate
 
     app = web.Application(
-        middlewares=[audit_middleware, error_middleware, browser_guard],
+        middlewares=[audit_middleware, error_middleware, browser_guard, load_gate],
         client_max_size=config.max_payload_size,
         handler_args={"max_field_size": 16384},
     )

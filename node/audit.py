@@ -7,13 +7,13 @@ id. Bodies are never written, so no key, password or token reaches the log;
 what was changed is in the replicated records themselves (`updated_by`). The
 file is rotated once it passes 10 MiB (one previous file is kept).
 
-Refusals of callers who proved no identity (any 4xx or 5xx without a
-principal: wrong keys, failed logins, probes of routes that do not exist) go
-to a file of their own,
-`audit-refused.jsonl`, rotated at 1 MiB. Anyone who can reach the node can
-send those, as fast as they like; in the one log they would rotate the record
-of accepted changes away within minutes. Kept apart, a flood only rotates
-itself, and the changes stay for as long as their own volume allows.
+Every answer of 400 or more (wrong keys, failed logins, a tenant's requests
+its quota refused, routes that do not exist, writes that did not commit) goes
+to a file of its own, `audit-refused.jsonl`, rotated at 1 MiB. Anyone who can
+reach the node can cause those as fast as they like (a tenant's key too: its
+per-user limit answers 429 quickly); in the one log they would rotate the
+record of accepted changes away within minutes. Kept apart, a flood only
+rotates itself, and the changes stay for as long as their own volume allows.
 """
 
 from __future__ import annotations
@@ -71,11 +71,11 @@ class AuditLog:
 
     def write(self, entry: dict[str, Any]) -> None:
         line = orjson.dumps({"ts": time.time(), "node": self.node, **entry}) + b"\n"
-        anonymous_refusal = entry.get("principal") is None and entry.get("status", 500) >= 400
-        (self._refusals if anonymous_refusal else self._changes).write(line)
+        refused = entry.get("status", 500) >= 400
+        (self._refusals if refused else self._changes).write(line)
 
     def tail(self, limit: int, refusals: bool = False) -> list[dict[str, Any]]:
-        """The latest entries: changes (and refusals of known callers), or anonymous refusals."""
+        """The latest entries: accepted changes, or refusals."""
         return (self._refusals if refusals else self._changes).tail(limit)
 
     def close(self) -> None:

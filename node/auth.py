@@ -53,7 +53,7 @@ class Principal:
     id: str
     name: str
     role: str  # admin | user
-    kind: str  # api_key | control_plane_key | managed_key | jwt | anonymous
+    kind: str  # api_key | control_plane_key | managed_key | jwt (ours) | idp_token | anonymous
     tenant: str | None = None  # a user's tenant; admins act across tenants
     key: dict[str, Any] | None = None  # the managed key record, for per-key limits
 
@@ -106,6 +106,7 @@ class Authenticator:
         tokens: TokenService | None = None,
         keys: Callable[[], KeyStore] | None = None,
         clock: Callable[[], float] = time.time,
+        loaded: Callable[[], bool] | None = None,
         cut_off: Callable[[], bool] = lambda: False,
     ) -> None:
         self._api_key = digest(api_key) if api_key else None
@@ -116,6 +117,9 @@ class Authenticator:
         self.tokens = tokens
         self._keys = keys
         self._clock = clock
+        # Has this node loaded its replicated state? Until then an empty replica cannot
+        # tell "never guarded" from "not replayed yet", so nobody is let in anonymously.
+        self._loaded = loaded
         self._cut_off = cut_off
         # With nothing else to guard the control plane, the API key does.
         self._api_key_role = "user" if (self._control or tokens) else "admin"
@@ -149,6 +153,8 @@ class Authenticator:
                 if who.version < revoked_before:
                     raise _unauthorized("invalid token (revoked)")
                 self._vouch("token")
+            if who.source == "idp":  # its own namespace: an IdP subject is not our user
+                return Principal(f"idp:{who.subject}", who.name, who.role, "idp_token", who.tenant)
             return Principal(f"jwt:{who.subject}", who.name, who.role, "jwt", who.tenant)
         presented = digest(token)
         found: Principal | None = None
@@ -193,11 +199,24 @@ class Authenticator:
             record,
         )
 
+    def open_door(self) -> Principal | None:
+        """ANONYMOUS when callers need no credential, None when they do. A node that has not
+        loaded its state yet answers 503 rather than guess (it would guess "open")."""
+        if self.configured:
+            return None
+        if self._loaded is not None and not self._loaded():
+            raise ApiError(
+                503,
+                "this node is still loading its state; retry shortly",
+                headers={"Retry-After": "1"},
+            )
+        return ANONYMOUS
+
     def published(self, request: web.Request) -> Principal:
         """Any valid credential, publication keys included (a published model's own path;
         the handler checks that a publication key is this publication's)."""
-        if not self.configured:
-            return ANONYMOUS
+        if (anonymous := self.open_door()) is not None:
+            return anonymous
         principal = self.identify(presented_token(request))
         if principal is None:
             raise _unauthorized("this route needs an API key or a bearer token")
@@ -214,8 +233,8 @@ class Authenticator:
         return self.authenticated(request)
 
     def control_plane(self, request: web.Request) -> Principal:
-        if not self.configured:
-            return ANONYMOUS
+        if (anonymous := self.open_door()) is not None:
+            return anonymous
         principal = self.identify(presented_token(request))
         if principal is None:
             raise _unauthorized("this control-plane route needs an admin credential")

@@ -174,6 +174,13 @@ OPTIONS: tuple[Option, ...] = (
         check=_at_least(0.1),
     ),
     Option(
+        "keepalive_timeout_secs",
+        float,
+        75.0,
+        "close a kept-alive connection idle (or holding an unfinished request) this long",
+        check=_at_least(1.0),
+    ),
+    Option(
         "max_payload_size",
         int,
         64 * 1024 * 1024,
@@ -361,6 +368,7 @@ class Config:
     request_timeout_secs: float
     header_read_timeout_secs: float
     body_read_timeout_secs: float
+    keepalive_timeout_secs: float
     max_payload_size: int
     retry_max_retries: int
     retry_initial_backoff_ms: int

@@ -10,8 +10,12 @@ with `GuardedRequestHandler`, its protocol class with two timers:
 - headers: armed when a connection opens and when the first byte of a new
   request arrives on a kept-alive one; disarmed once the request's headers are
   parsed (aiohttp then calls `_handle_request`). When it fires, the connection
-  is closed, with a 408 if part of a request had arrived. An idle kept-alive
-  connection is aiohttp's keep-alive timeout's business, not this one's.
+  is closed, with a 408 if part of a request had arrived.
+- idle: armed when a request ends on a connection that stays open. A kept-alive
+  connection may idle this long (aiohttp's own default is an hour), and this
+  also bounds a request pipelined behind the last one whose headers never
+  finish: its bytes came in before the last request was handled, so they
+  started no header timer of their own.
 - body: armed when a request whose body is not all there yet reaches its
   handler; disarmed when the handler is done. When it fires with the body
   still incomplete, the next read of the body raises a 408 `ApiError` (which
@@ -38,6 +42,7 @@ from node.errors import ApiError, error_body
 class ReadTimeouts:
     headers: float = 10.0
     body: float = 60.0
+    idle: float = 75.0
 
 
 def _timed_out_response(message: str) -> bytes:
@@ -52,12 +57,20 @@ def _timed_out_response(message: str) -> bytes:
 class GuardedRequestHandler(RequestHandler):
     """aiohttp's protocol for one connection, with a header and a body deadline."""
 
-    __slots__ = ("_body_late", "_header_timer", "_in_request", "_partial", "_timeouts")
+    __slots__ = (
+        "_body_late",
+        "_header_timer",
+        "_idle",
+        "_in_request",
+        "_partial",
+        "_timeouts",
+    )
 
     def __init__(self, manager: web.Server, *, timeouts: ReadTimeouts, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._timeouts = timeouts
         self._header_timer: asyncio.TimerHandle | None = None
+        self._idle = False  # the armed timer is the idle one, not the header one
         self._in_request = False
         self._partial = False  # bytes of a request whose headers are not complete yet
         self._body_late = False
@@ -69,7 +82,8 @@ class GuardedRequestHandler(RequestHandler):
     def data_received(self, data: bytes) -> None:
         if data and not self._in_request:
             self._partial = True
-            if self._header_timer is None:
+            if self._header_timer is None or self._idle:
+                self._disarm_headers()
                 self._arm_headers()
         super().data_received(data)
 
@@ -92,9 +106,13 @@ class GuardedRequestHandler(RequestHandler):
             self._in_request = False
             if self._body_late:
                 self.force_close()  # the rest of that body may still be on its way
+            elif self.transport is not None and not self.transport.is_closing():
+                self._arm_headers(self._timeouts.idle)
 
-    def _arm_headers(self) -> None:
-        self._header_timer = self._loop.call_later(self._timeouts.headers, self._headers_overdue)
+    def _arm_headers(self, after: float | None = None) -> None:
+        self._idle = after is not None
+        delay = self._timeouts.headers if after is None else after
+        self._header_timer = self._loop.call_later(delay, self._headers_overdue)
 
     def _disarm_headers(self) -> None:
         if self._header_timer is not None:
@@ -106,7 +124,7 @@ class GuardedRequestHandler(RequestHandler):
         if self._in_request or self.transport is None:
             return
         if self._partial:  # a request was started, so say why it ends
-            seconds = self._timeouts.headers
+            seconds = self._timeouts.idle if self._idle else self._timeouts.headers
             self.transport.write(
                 _timed_out_response(f"request headers not received within {seconds:g} s")
             )

@@ -53,7 +53,9 @@ async def _serve(config: config_module.Config, config_file: str | None) -> int:
         print(f"meshgate serve: error: --mesh-secret: {exc}", file=sys.stderr)
         return 2
     timeouts = ReadTimeouts(
-        headers=config.header_read_timeout_secs, body=config.body_read_timeout_secs
+        headers=config.header_read_timeout_secs,
+        body=config.body_read_timeout_secs,
+        idle=config.keepalive_timeout_secs,
     )
     runner = GuardedAppRunner(app, timeouts, handler_cancellation=True, access_log=None)
     await runner.setup()

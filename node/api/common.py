@@ -32,15 +32,30 @@ def node_of(request: web.Request) -> Node:
 
 async def json_object(request: web.Request) -> dict[str, Any]:
     """The request body as a JSON object, or a 400 (413) saying what is wrong with it."""
-    too_large = ApiError(
-        413,
-        f"a control-plane request body may be at most {MAX_CONTROL_BODY} bytes",
-        extra={"limit": MAX_CONTROL_BODY},
-    )
-    if (request.content_length or 0) > MAX_CONTROL_BODY:
+    limit = min(MAX_CONTROL_BODY, request.client_max_size)
+    if limit < MAX_CONTROL_BODY:
+        too_large = ApiError(
+            413,
+            f"request body is larger than the limit of {limit} bytes; "
+            "send less or raise --max-payload-size",
+        )
+    else:
+        too_large = ApiError(
+            413,
+            f"a control-plane request body may be at most {limit} bytes",
+            extra={"limit": limit},
+        )
+    if (request.content_length or 0) > limit:
         raise too_large
-    body = await request.read()
-    if len(body) > MAX_CONTROL_BODY:
+    # Read at most one byte past the limit: a chunked body has no length to check first,
+    # and request.read() would buffer up to --max-payload-size before we could refuse it.
+    body = bytearray()
+    while len(body) <= limit:
+        chunk = await request.content.read(limit + 1 - len(body))
+        if not chunk:
+            break
+        body += chunk
+    if len(body) > limit:
         raise too_large
     if not body:
         raise ApiError(400, "request body is empty; send a JSON object")

@@ -93,9 +93,12 @@ def _limits(kind: str, subject: str, record: dict[str, Any], field: str) -> Limi
 
 def _subjects(node: Node, principal: Principal, target: Target) -> list[Subject]:
     subjects = []
-    if principal.key is not None:
-        limits = _limits("key", principal.id, principal.key, "limits")
-        subjects.append(Subject("key", principal.id, limits))
+    key = principal.key
+    keys = node.raft.state.api_keys
+    # A minted key also spends its ancestors' limits: minting must not multiply a limit.
+    while key is not None:
+        subjects.append(Subject("key", key["id"], _limits("key", key["id"], key, "limits")))
+        key = keys.get(key.get("parent") or "")
     tenant = node.raft.state.tenants.get(principal.tenant or "")
     if tenant is not None:
         name = tenant["name"]

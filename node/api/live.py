@@ -34,7 +34,7 @@ from aiohttp import WSMsgType, web
 
 from node.api.common import node_of
 from node.app import NODE, Node
-from node.auth import ANONYMOUS, presented_token, refuse_publication_key
+from node.auth import presented_token, refuse_publication_key
 from node.errors import ApiError
 from node.live.feed import QUEUE_LIMIT, Client, Feed, StillValid, encode
 from node.live.visibility import Viewer
@@ -103,8 +103,8 @@ def credential(request: web.Request) -> tuple[str | None, str | None]:
 
 def viewer_for(node: Node, token: str | None) -> Viewer:
     """Who may watch, or the ApiError (401/403) that refuses the handshake."""
-    if not node.auth.configured:
-        return Viewer.of(ANONYMOUS)
+    if (anonymous := node.auth.open_door()) is not None:
+        return Viewer.of(anonymous)
     principal = node.auth.identify(token) if token else None
     if principal is None:
         raise ApiError(

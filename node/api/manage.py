@@ -185,11 +185,12 @@ async def login(request: web.Request) -> web.Response:
         name, encoded = parse_admin_credential(spec)
         if hmac.compare_digest(name.encode(), username.encode()):
             stored, found = encoded, True
+    # Charged before the (slow) check, so parallel guesses all count; a success clears it.
+    node.login_throttle.failed(username, address)
     async with node.login_slots:
         loop = asyncio.get_running_loop()
         matched = await loop.run_in_executor(None, verify_password, password, stored)
     if not (matched and found):
-        node.login_throttle.failed(username, address)
         raise ApiError(401, "Authentication required: wrong username or password")
     node.login_throttle.succeeded(username, address)
     version = node.raft.state.token_versions.get(username, 0)
@@ -211,8 +212,8 @@ async def login(request: web.Request) -> web.Response:
 
 async def logout(request: web.Request, principal: Principal) -> web.Response:
     """Revoke every token meshgate issued to the caller (sign out everywhere)."""
-    if principal.kind != "jwt":
-        raise ApiError(403, "logout ends token sessions; this credential is not a token")
+    if principal.kind != "jwt":  # identity-provider tokens are revoked at the provider
+        raise ApiError(403, "logout ends sessions of tokens meshgate issued; this is not one")
     subject = principal.id.removeprefix("jwt:")
     await node_of(request).commit("token.revoke", {"subject": subject}, principal)
     return json_response({"message": "Signed out: every token issued to you is revoked"})
@@ -345,7 +346,7 @@ def _owned_key(node: Node, principal: Principal, key_id: str) -> dict[str, Any]:
     return record
 
 
-def _managed_key(node: Node, principal: Principal, key_id: str) -> dict[str, Any]:
+def managed_key(node: Node, principal: Principal, key_id: str) -> dict[str, Any]:
     """A key the caller may rotate or revoke. Admins: any. A key: itself and the keys
     minted from it (never a sibling, whose secret or scope it must not take over).
     Another tenant credential (a token): its tenant's keys, if its role is minter."""
@@ -485,14 +486,14 @@ def narrow_to_parent(
 
 async def revoke_key(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
-    record = _managed_key(node, principal, request.match_info["key_id"])
+    record = managed_key(node, principal, request.match_info["key_id"])
     await node.commit("key.revoke", {"id": record["id"]}, principal)
     return json_response({"message": "API key revoked", "id": record["id"]})
 
 
 async def rotate_key(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
-    record = _managed_key(node, principal, request.match_info["key_id"])
+    record = managed_key(node, principal, request.match_info["key_id"])
     key, prefix, digest = new_secret("pk_live_" if record.get("published_model") else "mg_")
     await node.commit(
         "key.rotate", {"id": record["id"], "prefix": prefix, "hash": digest}, principal

@@ -22,6 +22,8 @@ from node.api.manage import (
     NAME,
     guarded,
     iso,
+    managed_key,
+    narrow_to_parent,
     new_secret,
     parse_limits,
     scope_tenant,
@@ -253,9 +255,20 @@ async def get_model(request: web.Request, principal: Principal) -> web.Response:
     return json_response(_model_view(node, _find(node, principal, request), request))
 
 
+def _may_manage_publication(node: Node, principal: Principal, model: dict[str, Any]) -> None:
+    """Changing what a published model serves, or its publication, is managing the
+    publication's key: admins, a tenant minter's token, or the key that published it
+    (and that key's ancestors); never a sibling key of the same tenant."""
+    record = node.raft.state.published.get(model["ref"])
+    if record is not None:
+        _may_publish(principal)
+        managed_key(node, principal, record["key_id"])
+
+
 async def update_model(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
     current = _find(node, principal, request)
+    _may_manage_publication(node, principal, current)
     data = await json_object(request)
     reject_unknown(data, MODEL_FIELDS - {"name", "namespace", "tenantId"})
     spec = _model_spec(data, current["name"], current["tenant"], current)
@@ -271,6 +284,7 @@ async def update_model(request: web.Request, principal: Principal) -> web.Respon
 async def delete_model(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
     model = _find(node, principal, request)
+    _may_manage_publication(node, principal, model)
     await node.commit("model.delete", {"ref": model["ref"]}, principal)
     return json_response({"message": "Model deleted successfully"})
 
@@ -440,6 +454,17 @@ async def publish(request: web.Request, principal: Principal) -> web.Response:
     _may_publish(principal)
     model = _find(node, principal, request)
     publication = _publication(node, await json_object(request), model)
+    # Published by a key: the publication's key is minted from it, so it is no wider
+    # (models, limits, expiry) and is revoked with it.
+    parent = principal.key if principal.key is not None and not principal.is_admin else None
+    models, limits, expires_at = (
+        narrow_to_parent(parent, None, {}, None) if parent else (None, {}, None)
+    )
+    wanted = model["selector"].get("model_id")
+    if models is not None and wanted is not None and wanted not in models:
+        raise ApiError(
+            403, f"this key may not publish model {wanted}: it may use only {', '.join(models)}"
+        )
     key, prefix, digest = new_secret("pk_live_")
     key_spec = {
         "id": f"pub-{model['tenant']}-{model['name']}-{int(time.time() * 1000)}",
@@ -448,8 +473,10 @@ async def publish(request: web.Request, principal: Principal) -> web.Response:
         "role": "user",
         "prefix": prefix,
         "hash": digest,
-        "models": None,
-        "limits": {},
+        "models": models,
+        "limits": limits,
+        "expires_at": expires_at,
+        "parent": parent["id"] if parent is not None else None,
         "published_model": model["ref"],
     }
     await node.commit(
@@ -474,6 +501,7 @@ async def update_publication(request: web.Request, principal: Principal) -> web.
     _may_publish(principal)
     model = _find(node, principal, request)
     current = _published(node, model)
+    managed_key(node, principal, current["key_id"])
     publication = _publication(node, await json_object(request), model, current)
     await node.commit("publish.put", {"ref": model["ref"], "publication": publication}, principal)
     view = await _publication_view(node, node.raft.state.published[model["ref"]], request)
@@ -486,7 +514,7 @@ async def unpublish(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
     _may_publish(principal)
     model = _find(node, principal, request)
-    _published(node, model)
+    managed_key(node, principal, _published(node, model)["key_id"])
     await node.commit("publish.delete", {"ref": model["ref"]}, principal)
     return json_response({"message": "Model unpublished successfully"})
 
@@ -495,6 +523,7 @@ async def rotate_publication_key(request: web.Request, principal: Principal) -> 
     node = node_of(request)
     _may_publish(principal)
     record = _published(node, _find(node, principal, request))
+    managed_key(node, principal, record["key_id"])
     key, prefix, digest = new_secret("pk_live_")
     await node.commit(
         "key.rotate", {"id": record["key_id"], "prefix": prefix, "hash": digest}, principal
@@ -524,11 +553,10 @@ async def external(request: web.Request) -> web.StreamResponse:
     node = node_of(request)
     principal = node.auth.published(request)  # before anything reveals what exists
     path = f"/models/{request.match_info['name']}"
-    record = next(
-        (p for p in node.raft.state.published.values() if p["externalPath"] == path), None
-    )
-    if record is None:
+    matches = [p for p in node.raft.state.published.values() if p["externalPath"] == path]
+    if len(matches) != 1:  # two would be a bug (paths are unique); serve neither
         raise ApiError(404, f"no published model at {path}")
+    record = matches[0]
     allowed = record["authentication"]["allowedTenants"]
     if principal.publication is not None and principal.publication != record["ref"]:
         raise ApiError(403, "this publication key belongs to another published model")

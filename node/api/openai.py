@@ -19,6 +19,7 @@ from node.api.common import Handler, json_response, node_of
 from node.api.inference import run_inference
 from node.app import Node
 from node.errors import ApiError
+from node.live.visibility import redact
 from node.proxy.facts import model_of, parse_body
 from node.proxy.failures import REDIRECTED, did_not_answer, log_failure
 from node.proxy.upstream import is_redirect
@@ -136,7 +137,7 @@ async def get_model_info(request: web.Request) -> web.Response:
         raise ApiError(502, f"worker {worker.id} {did_not_answer(exc)}") from None
     if is_redirect(status):
         raise ApiError(502, f"worker {worker.id}: {REDIRECTED}")
-    return json_response(body, status)
+    return json_response(redact(body), status)  # public: no engine secret passes
 
 
 async def get_server_info(request: web.Request) -> web.Response:
@@ -152,7 +153,9 @@ async def get_server_info(request: web.Request) -> web.Response:
             return {**shown, "error": did_not_answer(exc)}
         if is_redirect(status):
             return {**shown, "status": status, "error": REDIRECTED}
-        return {**shown, "status": status, "info": body}
+        # Public route: an engine may list its own secrets (SGLang's server args hold its
+        # api_key), and the node asked with the worker's credentials.
+        return {**shown, "status": status, "info": redact(body)}
 
     results = await asyncio.gather(*(one(w) for w in workers))
     return json_response(

@@ -82,8 +82,8 @@ def _check_url(value: Any) -> tuple[str, tuple[str, str] | None]:
             param="url",
         ) from None
     if parts.scheme not in SCHEMES or not parts.hostname:
-        raise ApiError(
-            400, f"url {url!r} must be http://, https:// or grpc:// with a host", param="url"
+        raise ApiError(  # without the URL: written without a scheme, it may hold a password
+            400, "url must be http://, https:// or grpc:// with a host", param="url"
         )
     if parts.query or parts.fragment:
         raise ApiError(400, "url must not have a query or fragment", param="url")

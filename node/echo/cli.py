@@ -126,6 +126,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[WorkerConfig, FaultSetti
         embedding_dim=args.embedding_dim,
         seed=args.seed,
         accepted_authorizations=_authorizations(args.api_key, args.basic_auth),
+        api_key=args.api_key,
     )
     faults = FaultSettings(
         fail_rate=args.fail_rate,

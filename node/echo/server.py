@@ -109,6 +109,7 @@ class ControlRoutes:
                 "max_tokens_default": config.max_tokens_default,
                 "embedding_dim": config.embedding_dim,
                 "start_time": config.started,
+                "api_key": config.api_key,
             }
         )
 

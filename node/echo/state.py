@@ -35,6 +35,9 @@ class WorkerConfig:
     seed: int = 0
     # Credentials a caller must send (None: none needed): the `Authorization` values accepted.
     accepted_authorizations: tuple[str, ...] = ()
+    # Reported in /get_server_info as SGLang reports its server args, secrets included:
+    # what a gateway must never relay.
+    api_key: str | None = None
     started: int = field(default_factory=lambda: int(time.time()))
 
 

@@ -13,6 +13,7 @@ output of `meshgate generate-secret` passes it with a wide margin.
 
 from __future__ import annotations
 
+import itertools
 import math
 import secrets
 from collections import Counter
@@ -35,7 +36,21 @@ PLACEHOLDERS = (
     "insert-",
     "todo",
     "xxxxxxxx",
+    # words people build "secrets" from; a random secret contains none of them
+    "password",
+    "passw0rd",
+    "secret",
+    "qwerty",
+    "letmein",
+    "admin",
+    "default",
+    "sample",
+    "dummy",
+    "apikey",
+    "api-key",
+    "api_key",
 )
+SEQUENCE_RUN = 8  # abcdefgh, 12345678, hgfedcba: typed, not drawn
 HOW_TO_GENERATE = (
     "generate one with `meshgate generate-secret` "
     "(or: python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
@@ -59,10 +74,28 @@ def weakness(secret: str) -> str | None:
     lowered = secret.lower()
     for fragment in PLACEHOLDERS:
         if fragment in lowered:
-            return f"looks like a placeholder (contains {fragment!r})"
+            return f"looks like a placeholder or a made-up phrase (contains {fragment!r})"
+    if _longest_sequence(lowered) >= SEQUENCE_RUN:
+        return f"contains a run of {SEQUENCE_RUN} or more consecutive characters (like abcdefgh)"
     if estimated_bits(secret) < MIN_ESTIMATED_BITS:
         return "has too little entropy (too few distinct or too many repeated characters)"
     return None
+
+
+def _longest_sequence(text: str) -> int:
+    """The longest run of characters that each step by +1, or each by -1."""
+    longest = run = 1
+    step = 0
+    for before, after in itertools.pairwise(text):
+        delta = ord(after) - ord(before)
+        if delta in (1, -1) and delta == step:
+            run += 1
+        elif delta in (1, -1):
+            step, run = delta, 2
+        else:
+            step, run = 0, 1
+        longest = max(longest, run)
+    return longest if text else 0
 
 
 def generate() -> str:
@@ -72,5 +105,5 @@ def generate() -> str:
     read as an unknown option."""
     while True:
         secret = secrets.token_urlsafe(48)
-        if not secret.startswith("-"):
+        if not secret.startswith("-") and weakness(secret) is None:  # (a word by chance)
             return secret

@@ -7,9 +7,19 @@ username from anywhere, up to a ceiling. While a wait runs, the login answers
 costs the node almost nothing and cannot starve other requests of CPU. A
 success clears the username's and the address's record.
 
-Records live on each node (a guessing attacker spread over N nodes gets N
-times the tries, still exponentially slowed) and are bounded in number: the
-least recently touched are forgotten first.
+An attempt is charged as a failure *before* its password is checked, and the
+charge is taken back on success: so a burst of parallel guesses, all checked
+before the first of them fails, cannot slip past the count.
+
+The two kinds of record differ on purpose. An address is slowed hard (five
+free tries, then up to 15 minutes): it is the guesser. A username is slowed
+gently (twenty free, then at most a minute): anyone can fail logins for it,
+and a hard lock would let them lock the real admin out; a minute still caps a
+distributed guesser at about 1,440 tries a day.
+
+Records live on each node (a guesser spread over N nodes gets N times the
+tries, still exponentially slowed) and are bounded in number: the least
+recently touched are forgotten first.
 """
 
 from __future__ import annotations
@@ -19,10 +29,18 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-FREE_FAILURES = 5
-BASE_DELAY_SECS = 1.0
-MAX_DELAY_SECS = 900.0
 MAX_RECORDS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    free_failures: int
+    base_delay: float
+    max_delay: float
+
+
+ADDRESS_POLICY = Policy(free_failures=5, base_delay=1.0, max_delay=900.0)
+USERNAME_POLICY = Policy(free_failures=20, base_delay=1.0, max_delay=60.0)
 
 
 @dataclass(slots=True)
@@ -34,15 +52,12 @@ class _Record:
 class LoginThrottle:
     def __init__(
         self,
-        free_failures: int = FREE_FAILURES,
-        base_delay: float = BASE_DELAY_SECS,
-        max_delay: float = MAX_DELAY_SECS,
+        address: Policy = ADDRESS_POLICY,
+        username: Policy = USERNAME_POLICY,
         max_records: int = MAX_RECORDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.free_failures = free_failures
-        self.base_delay = base_delay
-        self.max_delay = max_delay
+        self.policies = {"addr": address, "user": username}
         self.max_records = max_records
         self._clock = clock
         self._records: OrderedDict[str, _Record] = OrderedDict()
@@ -58,13 +73,15 @@ class LoginThrottle:
         return wait
 
     def failed(self, username: str, address: str) -> None:
+        """Count a failure (or an attempt not yet checked: see `succeeded`)."""
         now = self._clock()
         for key in _keys(username, address):
+            policy = self.policies[key.partition(":")[0]]
             record = self._records.pop(key, None) or _Record()
             record.failures += 1
-            excess = record.failures - self.free_failures
+            excess = record.failures - policy.free_failures
             if excess > 0:
-                delay = min(self.max_delay, self.base_delay * 2 ** (excess - 1))
+                delay = min(policy.max_delay, policy.base_delay * 2 ** (excess - 1))
                 record.blocked_until = now + delay
             self._records[key] = record  # most recently touched last
         while len(self._records) > self.max_records:

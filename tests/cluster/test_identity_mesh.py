@@ -12,7 +12,7 @@ import requests
 from tests.cluster.conftest import MODEL, Mesh
 from tests.support import RedisServer, clear_of_minute_boundary, strong, wait_for
 
-SECRET = "0123456789abcdef0123456789abcdef-mesh"
+SECRET = strong("identity-mesh-jwt")
 ADMIN_KEY = strong("admin-key-for-tests")
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 CHAT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}

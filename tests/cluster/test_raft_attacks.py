@@ -222,9 +222,12 @@ def test_the_demo_mesh_refuses_the_pickle_and_the_injection(tmp_path: Path) -> N
             timeout=90,
             what=f"the demo mesh ready:\n{demo.log()[-3000:]}",
         )
-        status = requests.get(urls[0] + "/ha/status", timeout=5).json()
-        addresses = [n["raft_address"] for n in status["nodes"]]
-        assert len(addresses) == 3
+
+        def raft_addresses() -> list[str]:  # once every node has announced itself
+            nodes = requests.get(urls[0] + "/ha/status", timeout=5).json()["nodes"]
+            return [n["raft_address"] for n in nodes] if len(nodes) == 3 else []
+
+        addresses = wait_for(raft_addresses, what="three members announced")
         entry = regular_entry(admin_key_command("pwned"))
         for address in addresses:
             for payload in (

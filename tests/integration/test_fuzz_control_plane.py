@@ -63,7 +63,7 @@ from tests.support import (
 ADMIN_KEY = strong("admin-key")
 CLIENT_KEY = strong("client-key")
 USER_KEY = strong("user-key")  # a control-plane key with role user
-JWT_SECRET = "fuzz-jwt-secret-that-is-long-enough-for-hs256"
+JWT_SECRET = strong("fuzz-jwt")
 ADMIN_USER, ADMIN_PASSWORD = "admin", "fuzz-password"
 MAX_PAYLOAD = 256 * 1024
 MODEL = "echo-model"

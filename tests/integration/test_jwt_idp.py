@@ -161,3 +161,29 @@ def test_hs256_signed_with_the_public_key_is_refused(idp: tuple[str, Any], tmp_p
     )
     sig = base64.urlsafe_b64encode(hmac.new(pem, signing, hashlib.sha256).digest()).rstrip(b"=")
     assert _get(url, "/workers", (signing + b"." + sig).decode()).status_code == 401
+
+
+def test_an_idp_token_cannot_log_out_a_meshgate_user_of_the_same_name(
+    idp: tuple[str, Any],
+) -> None:
+    """Subjects live in two namespaces: an IdP user named "admin" is not meshgate's admin,
+    so its logout must not revoke the tokens meshgate issued to its admin."""
+    url, key = idp
+    token = _token(key, sub="admin", groups=["devs"], tenant="team-x")
+    resp = requests.post(
+        url + "/api/admin/logout", headers={"Authorization": f"Bearer {token}"}, timeout=5
+    )
+    assert resp.status_code == 403, resp.text
+    admin = _token(key, groups=["platform-admins"], tenant=None)
+    requests.post(
+        url + "/api/admin/tenants",
+        json={"name": "team-x"},
+        headers={"Authorization": f"Bearer {admin}"},
+        timeout=5,
+    )  # 201, or 409 when an earlier test made it
+    for groups, status in ((["devs"], 403), (["minter"], 201)):  # --idp-minter-values
+        who = _token(key, sub="m", groups=groups, tenant="team-x")
+        made = requests.post(
+            url + "/api/keys", json={}, headers={"Authorization": f"Bearer {who}"}, timeout=5
+        )
+        assert made.status_code == status, made.text

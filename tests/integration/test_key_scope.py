@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +21,7 @@ import requests
 
 from node.identity.passwords import hash_password
 from tests.integration.conftest import Cluster
-from tests.support import strong, wait_for
+from tests.support import Node, clear_of_minute_boundary, strong, wait_for
 
 ADMIN_KEY = strong("scope-admin")
 JWT_SECRET = strong("scope-jwt-secret")
@@ -206,6 +208,7 @@ def test_oversized_and_too_many_records_are_refused(gw: Gateway) -> None:
     assert big.status_code == 413 and big.json()["error"]["limit"] == 64 * 1024
     huge = gw.call("POST", "/ha/config", ADMIN_KEY, data=b"{" + b" " * (1 << 21) + b"}")
     assert huge.status_code == 413
+
     assert gw.call("GET", "/ha/config/big", ADMIN_KEY).status_code == 404
     gw.ok("POST", "/api/admin/tenants", json={"name": "crowded"})
     made, refused = 0, None
@@ -259,14 +262,14 @@ def test_revoking_the_last_key_does_not_reopen_the_mesh(cluster: Cluster) -> Non
     assert requests.get(node.url + "/workers", timeout=5).status_code == 401
 
 
+def _login_node(cluster: Cluster) -> Node:
+    """A node with admin login and nothing else (no workers: it serves but is not ready)."""
+    login = ("--jwt-secret", JWT_SECRET, "--admin-credentials", f"admin:{hash_password(PASSWORD)}")
+    return cluster.node(*login, ready=False)
+
+
 def test_login_brute_force_is_throttled_and_the_node_stays_responsive(cluster: Cluster) -> None:
-    node = cluster.node(
-        "--jwt-secret",
-        JWT_SECRET,
-        "--admin-credentials",
-        f"admin:{hash_password(PASSWORD)}",
-        ready=False,
-    )
+    node = _login_node(cluster)
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     deadline = time.monotonic() + 8
@@ -287,8 +290,9 @@ def test_login_brute_force_is_throttled_and_the_node_stays_responsive(cluster: C
     latencies.sort()
     p99 = latencies[int(len(latencies) * 0.99) - 1]
     print(f"login attempts by status {statuses}; /health p99 {p99 * 1000:.1f} ms")
-    # five free failures, then one try after each doubling wait (1+2+4 s fit in 8 s)
-    assert statuses.get(401, 0) <= 5 + 4, statuses
+    # five free failures and the try that makes the sixth, then one try after each
+    # doubling wait (1 + 2 + 4 s fit in 8 s)
+    assert statuses.get(401, 0) <= 6 + 3, statuses
     assert statuses.get(429, 0) > 20, statuses
     assert p99 < 0.050
     # the right password is refused too while the wait lasts: guessing gains nothing
@@ -314,3 +318,140 @@ def test_the_management_api_limits_each_user(cluster: Cluster) -> None:
     # admins operate the mesh and are not limited
     for _ in range(15):
         assert requests.get(node.url + "/api/keys", headers=admin, timeout=5).status_code == 200
+
+
+def test_a_chunked_body_is_refused_without_being_buffered(cluster: Cluster) -> None:
+    """No Content-Length to check first: the node reads one byte past 1 MiB, not 60 MiB."""
+    node = cluster.node(ready=False)
+
+    def peak_rss_kib() -> int:
+        status = (Path("/proc") / str(node.proc.pid) / "status").read_text()
+        return int(
+            next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1]
+        )
+
+    def chunked() -> Iterator[bytes]:
+        for _ in range(60):
+            yield b" " * (1 << 20)
+
+    before = peak_rss_kib()
+    resp = requests.post(node.url + "/api/admin/login", data=chunked(), timeout=30)
+    assert resp.status_code == 413, resp.text
+    assert peak_rss_kib() - before < 16 * 1024  # KiB: far below the 60 MiB sent
+
+
+def test_a_restarting_node_lets_nobody_in_before_it_has_loaded_its_keys(
+    cluster: Cluster,
+) -> None:
+    """The replica is empty until the journal is replayed; an empty replica looks like a
+    node no credential ever guarded. Anonymous callers racing the restart get 503, never
+    an admin's answer."""
+    node = cluster.node(ready=False)  # no static credential: open on loopback
+    wait_for(
+        lambda: requests.post(node.url + "/api/admin/tenants", json={"name": "t"}, timeout=5).ok,
+        what="the node loaded its (empty) state",
+    )
+    made = requests.post(node.url + "/api/keys", json={"role": "admin"}, timeout=5)
+    assert made.status_code == 201
+    assert requests.get(node.url + "/api/keys", timeout=5).status_code == 401
+    node.proc.stop()
+    node.restart()
+    answers: dict[int, int] = {}
+    deadline = time.monotonic() + 20
+    with requests.Session() as racer:
+        while time.monotonic() < deadline and answers.get(401, 0) < 20:
+            try:
+                resp = racer.post(node.url + "/api/keys", json={"role": "admin"}, timeout=5)
+            except requests.ConnectionError:
+                continue  # not listening yet
+            answers[resp.status_code] = answers.get(resp.status_code, 0) + 1
+    assert 201 not in answers and answers.get(401, 0) >= 20, answers
+
+
+def test_parallel_guesses_cannot_slip_past_the_login_throttle(cluster: Cluster) -> None:
+    """Each attempt is charged before its password is checked: 40 guesses in parallel get
+    the free checks between them (five free failures, and the sixth try), no more."""
+    node = _login_node(cluster)
+
+    def guess(i: int) -> int:
+        body = {"username": "admin", "password": f"parallel-guess-{i}"}
+        return requests.post(node.url + "/api/admin/login", json=body, timeout=30).status_code
+
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        statuses = list(pool.map(guess, range(40)))
+    assert statuses.count(401) <= 6 and statuses.count(429) >= 34, statuses
+
+
+def test_minting_does_not_multiply_a_limit(gw: Gateway) -> None:
+    parent = gw.mint(ADMIN_KEY, namespace="acme", role="minter", limits={"requestsPerMinute": 3})
+    children = [gw.mint(parent["apiKey"], name=f"child-{i}") for i in range(3)]
+    chat = {"model": "m1", "messages": CHAT}
+    clear_of_minute_boundary()
+    served = 0
+    for key in [parent, *children]:
+        for _ in range(2):
+            resp = gw.call("POST", "/v1/chat/completions", key["apiKey"], json=chat)
+            assert resp.status_code in (200, 429), resp.text
+            served += resp.status_code == 200
+    assert served == 3  # the parent's limit, shared by every key minted from it
+
+
+def test_publishing_is_minting(gw: Gateway) -> None:
+    """A publication's key is minted from the key that publishes: no wider, revoked with it,
+    and only its lineage (or an admin) may rotate, change or withdraw the publication."""
+    minter = gw.mint(ADMIN_KEY, namespace="acme", role="minter", models=["m1"])
+    key = minter["apiKey"]
+    for name, model in (("mint-m1", "m1"), ("mint-m2", "m2")):
+        gw.ok("POST", "/api/models", key, json={"name": name, "modelId": model})
+    wider = gw.call("POST", "/api/models/mint-m2/publish", key, json={"config": {}})
+    assert wider.status_code == 403, wider.text  # it may not serve m2 itself
+    published = gw.ok("POST", "/api/models/mint-m1/publish", key, json={"config": {}})
+    pk = published["publishedModel"]["apiKey"]
+    record = gw.ok("GET", f"/api/keys/{published['publishedModel']['keyId']}")
+    assert record["parent"] == minter["id"] and record["models"] == ["m1"]
+    assert gw.call("POST", "/models/mint-m1/predict", pk, json={"messages": CHAT}).ok
+
+    sibling = gw.mint(ADMIN_KEY, namespace="acme", role="minter")["apiKey"]
+    user = gw.mint(ADMIN_KEY, namespace="acme")["apiKey"]
+    takeovers = [
+        ("POST", "/api/models/mint-m1/publish/rotate-key", None),
+        ("PUT", "/api/models/mint-m1/publish", {"config": {"rateLimiting": {"burstLimit": 999}}}),
+        ("DELETE", "/api/models/mint-m1/publish", None),
+        ("PUT", "/api/models/mint-m1", {"modelId": "m2"}),  # re-target what it serves
+        ("DELETE", "/api/models/mint-m1", None),
+    ]
+    for who in (sibling, user):
+        for method, path, body in takeovers:
+            resp = gw.call(method, path, who, json=body)
+            assert resp.status_code == 403, f"{method} {path}: {resp.status_code} {resp.text}"
+    assert gw.call("POST", "/models/mint-m1/predict", pk, json={"messages": CHAT}).ok
+    rotated = gw.ok("POST", "/api/models/mint-m1/publish/rotate-key", key)["newApiKey"]
+
+    gw.ok("DELETE", f"/api/keys/{minter['id']}")  # the publisher goes: so does its key
+    assert (
+        gw.call("POST", "/models/mint-m1/predict", rotated, json={"messages": CHAT}).status_code
+        == 401
+    )
+
+
+def test_one_tenant_cannot_take_another_s_external_path(gw: Gateway) -> None:
+    gw.ok("POST", "/api/admin/tenants", json={"name": "rival"})
+    rival = gw.mint(ADMIN_KEY, namespace="rival", role="minter")["apiKey"]
+    gw.ok("POST", "/api/models", rival, json={"name": "squat", "modelId": "m2"})
+    gw.ok(
+        "POST",
+        "/api/models/squat/publish",
+        rival,
+        json={"config": {"authentication": {"allowedTenants": ["rival", "acme"]}}},
+    )
+    gw.ok("POST", "/api/models", json={"name": "victim", "namespace": "acme", "modelId": "m1"})
+    victim_key = _publish(gw, "victim")
+    grab = gw.call(
+        "PUT",
+        "/api/models/squat/publish",
+        rival,
+        json={"config": {"externalPath": "/models/victim"}},
+    )
+    assert grab.status_code == 409, grab.text
+    resp = gw.call("POST", "/models/victim/predict", victim_key, json={"messages": CHAT})
+    assert resp.status_code == 200 and resp.headers["X-Meshgate-Worker"] == gw.workers["m1"]

@@ -10,9 +10,9 @@ import pytest
 import requests
 
 from tests.integration.conftest import Cluster
-from tests.support import ROOT, clear_of_minute_boundary
+from tests.support import ROOT, clear_of_minute_boundary, strong
 
-SECRET = "0123456789abcdef0123456789abcdef-test"
+SECRET = strong("manage-jwt")
 PASSWORD = "correct horse battery staple"
 MODEL = "llama"
 

@@ -219,3 +219,15 @@ def test_worker_api_keys_are_sealed_in_the_journal_and_snapshots(cluster: Cluste
         requests.post(node.url + "/v1/chat/completions", json=CHAT, timeout=10).status_code == 200
     )
     assert key not in requests.get(node.url + "/workers", timeout=5).text
+    # The engine lists its key in its server info (as SGLang does); public routes relay none.
+    for path in ("/get_server_info", f"/get_model_info?model={MODEL}"):
+        resp = requests.get(node.url + path, timeout=10)
+        assert resp.status_code == 200 and key not in resp.text, (path, resp.text)
+
+
+def test_a_refused_worker_url_is_not_repeated_in_the_error(cluster: Cluster) -> None:
+    node = cluster.node(ready=False)
+    for url in ("user:topsecretpw@10.0.0.5:8000", "ftp://user:topsecretpw@10.0.0.5/"):
+        resp = requests.post(node.url + "/workers", json={"url": url}, timeout=10)
+        assert resp.status_code == 400 and "topsecretpw" not in resp.text, resp.text
+    assert "topsecretpw" not in node.proc.log()

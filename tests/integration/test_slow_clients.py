@@ -111,3 +111,33 @@ def test_slow_headers_and_bodies_are_cut_off_while_normal_traffic_flows(cluster:
         assert answer.startswith(b"HTTP/1.1 408") and b"REQUEST_TIMEOUT" in answer
     assert streamed and streamed[0].rstrip().endswith(b"data: [DONE]")
     assert requests.get(node.url + "/readiness", timeout=5).status_code == 200
+
+
+def test_a_request_pipelined_behind_another_cannot_hold_the_connection(cluster: Cluster) -> None:
+    """Its bytes arrive with the request before it, so they start no header timer of their
+    own: the idle deadline after that request closes the connection."""
+    node = cluster.node(
+        "--header-read-timeout-secs",
+        str(HEADER_TIMEOUT),
+        "--keepalive-timeout-secs",
+        "2",
+        ready=False,
+    )
+    pipelined = (
+        b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: a"
+    )
+    socks = [_open(node.url, pipelined) for _ in range(10)]
+    started = time.monotonic()
+    try:
+        for sock in socks:
+            sock.settimeout(10)
+            received = b""
+            while chunk := sock.recv(65536):
+                received += chunk
+            assert received.startswith(b"HTTP/1.1 200"), received[:100]
+    finally:
+        for sock in socks:
+            sock.close()
+    assert time.monotonic() - started < 2 + 3  # the idle deadline, plus a margin
+    assert requests.get(node.url + "/health", timeout=5).status_code == 200

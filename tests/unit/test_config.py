@@ -15,11 +15,11 @@ from node import config
 from node.config import OPTIONS, Config, ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
-ADMIN_KEY = "s3cret-admin-Xq7vR2mK9pL4tW8zB6nC1dF5"
+ADMIN_KEY = "s3cr3t-adm1n-Xq7vR2mK9pL4tW8zB6nC1dF5"
 ADMIN = f"k1:alice:admin:{ADMIN_KEY}"
 USER = "k2:bob:user:s3cret:with:colons-Hj3kL9mN2pQ5rS8tV1wY4zA"
-API_KEY = "the-api-key-7Gh2Jk9Lm4Np6Qr8St1Vw3Xy5Z"
-MESH_SECRET = "the-mesh-secret-9Bc4Df7Gh2Jk5Lm8Np1Qr3St"
+API_KEY = "the-client-k3y-7Gh2Jk9Lm4Np6Qr8St1Vw3Xy5Z"
+MESH_SECRET = "the-mesh-s3cr3t-9Bc4Df7Gh2Jk5Lm8Np1Qr3St"
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -285,6 +285,9 @@ WEAK = [
     "abcabcabcabcabcabcabcabcabcabcabcabc",  # low entropy
     "changeme-changeme-changeme-changeme-1234",  # placeholder
     "REPLACE-ME-example-mesh-secret-0123456789",  # the example files' values
+    "abcdefghijklmnopqrstuvwxyz012345",  # a run of consecutive characters
+    "Password1Password2Password3Pass!",  # a word people build secrets from
+    "my-company-production-api-key-2024",
 ]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from node.identity.throttle import LoginThrottle
+from node.identity.throttle import LoginThrottle, Policy
 
 
 class Clock:
@@ -15,7 +15,8 @@ class Clock:
 
 def test_a_few_failures_are_free_then_waits_double() -> None:
     clock = Clock()
-    throttle = LoginThrottle(free_failures=3, base_delay=1.0, max_delay=8.0, clock=clock)
+    policy = Policy(free_failures=3, base_delay=1.0, max_delay=8.0)
+    throttle = LoginThrottle(address=policy, username=policy, clock=clock)
     for _ in range(3):
         assert throttle.retry_after("admin", "10.0.0.1") == 0
         throttle.failed("admin", "10.0.0.1")
@@ -31,7 +32,8 @@ def test_a_few_failures_are_free_then_waits_double() -> None:
 
 def test_the_username_is_throttled_from_any_address_and_the_address_for_any_name() -> None:
     clock = Clock()
-    throttle = LoginThrottle(free_failures=1, clock=clock)
+    policy = Policy(free_failures=1, base_delay=1.0, max_delay=60.0)
+    throttle = LoginThrottle(address=policy, username=policy, clock=clock)
     throttle.failed("admin", "10.0.0.1")
     throttle.failed("admin", "10.0.0.1")
     assert throttle.retry_after("admin", "10.0.0.99") > 0  # same user, other address
@@ -39,9 +41,17 @@ def test_the_username_is_throttled_from_any_address_and_the_address_for_any_name
     assert throttle.retry_after("root", "10.0.0.99") == 0
 
 
+def test_a_username_is_slowed_gently_so_nobody_can_lock_the_admin_out() -> None:
+    clock = Clock()
+    throttle = LoginThrottle(clock=clock)
+    for i in range(200):  # a distributed guesser, one failure per address
+        throttle.failed("admin", f"10.1.{i // 250}.{i % 250}")
+    assert 0 < throttle.retry_after("admin", "10.9.9.9") <= 60.0
+
+
 def test_success_clears_and_records_are_bounded() -> None:
     clock = Clock()
-    throttle = LoginThrottle(free_failures=0, max_records=10, clock=clock)
+    throttle = LoginThrottle(max_records=10, clock=clock)
     throttle.failed("admin", "10.0.0.1")
     throttle.succeeded("admin", "10.0.0.1")
     assert throttle.retry_after("admin", "10.0.0.1") == 0

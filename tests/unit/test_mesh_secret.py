@@ -44,6 +44,7 @@ def test_a_generated_secret_never_looks_like_a_command_line_option(
 ) -> None:
     from node.identity import strength
 
-    drawn = iter(["-starts-with-a-dash" + "x" * 50, "fine-" + "y" * 59])
+    fine = "Qm9vZ3xK7pLw2RtY9vNcB4dF6hJ8kM1nP3qS5uW7yZ0aC2eG4iK6mO8rT1vX3zB"
+    drawn = iter(["-" + fine[1:], "abcdefgh" + fine[8:], fine])  # a dash; a typed run
     monkeypatch.setattr(strength.secrets, "token_urlsafe", lambda n: next(drawn))
-    assert strength.generate() == "fine-" + "y" * 59
+    assert strength.generate() == fine

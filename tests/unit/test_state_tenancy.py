@@ -93,6 +93,8 @@ def test_models_publications_and_their_keys() -> None:
 
 def test_usage_deltas_add_up_and_days_roll() -> None:
     log = Log()
+    assert log.run("tenant.create", {"name": "t1"})["ok"]
+    assert log.run("key.create", _key("k1", H1))["ok"]
     delta = {"requests": 2, "tokens": 10, "last_access": 100.0, "day": "2026-11-21"}
     assert log.run("usage.flush", {"deltas": {"key:k1": delta}})["ok"]
     assert log.run("usage.flush", {"deltas": {"key:k1": {**delta, "last_access": 50.0}}})["ok"]
@@ -136,3 +138,17 @@ def test_members_rate_limits_shutdowns_and_resets() -> None:
     assert log.state.breaker_resets == 1
     restored = pickle.loads(pickle.dumps(log.state))
     assert vars(restored) == vars(log.state)
+
+
+def test_usage_of_vanished_objects_is_not_kept() -> None:
+    log = Log()
+    assert log.run("tenant.create", {"name": "t1"})["ok"]
+    assert log.run("key.create", _key("k1", H1))["ok"]
+    delta = {"requests": 1, "tokens": 1, "last_access": 1.0, "day": "2026-11-21"}
+    flushed = log.run("usage.flush", {"deltas": {"key:k1": delta, "key:ghost": delta}})
+    assert flushed["ok"] and set(log.state.usage) == {"key:k1"}  # no record for a ghost
+    model = {"name": "m", "tenant": "t1", "selector": {"model_id": "x"}}
+    assert log.run("model.put", {"model": model, "create": True})["ok"]
+    assert log.run("usage.flush", {"deltas": {"model:t1/m": delta, "tenant:t1": delta}})["ok"]
+    assert log.run("model.delete", {"ref": "t1/m"})["ok"]
+    assert "model:t1/m" not in log.state.usage and "tenant:t1" in log.state.usage

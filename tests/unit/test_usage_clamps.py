@@ -38,14 +38,16 @@ def test_a_worker_s_claim_is_clamped_per_request(usage: bytes, counted: int) -> 
 
 def test_usage_flush_clamps_absurd_deltas_and_saturates_totals() -> None:
     state = ControlState()
-    huge = {"s": {"requests": 1, "tokens": 2**70, "day": "2026-01-01", "last_access": 1.0}}
-    outcome = state.apply(make("usage.flush", {"deltas": huge}, by="t"), 1)
+    assert state.apply(make("tenant.create", {"name": "s"}, by="t"), 1)["ok"]
+    huge = {"tenant:s": {"requests": 1, "tokens": 2**70, "day": "2026-01-01", "last_access": 1.0}}
+    outcome = state.apply(make("usage.flush", {"deltas": huge}, by="t"), 2)
     assert outcome["ok"] and outcome["value"]["clamped"] == 1
-    assert state.usage["s"]["tokens_used"] == USAGE_DELTA_MAX
-    for index in range(2, 12):
+    assert state.usage["tenant:s"]["tokens_used"] == USAGE_DELTA_MAX
+    for index in range(3, 13):
         state.apply(make("usage.flush", {"deltas": huge}, by="t"), index)
-    assert state.usage["s"]["tokens_used"] == min(11 * USAGE_DELTA_MAX, USAGE_TOTAL_MAX)
-    state.usage = {"s": {**state.usage["s"], "tokens_used": 2**80}}  # written by an old version
+    assert state.usage["tenant:s"]["tokens_used"] == min(11 * USAGE_DELTA_MAX, USAGE_TOTAL_MAX)
+    old = {**state.usage["tenant:s"], "tokens_used": 2**80}  # written by an old version
+    state.usage = {"tenant:s": old}
     state.apply(make("usage.flush", {"deltas": huge}, by="t"), 20)
-    assert state.usage["s"]["tokens_used"] == USAGE_TOTAL_MAX
+    assert state.usage["tenant:s"]["tokens_used"] == USAGE_TOTAL_MAX
     orjson.dumps(state.usage)  # a listing can always be written out
