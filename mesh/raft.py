@@ -26,6 +26,17 @@ What pysyncobj does not do, this module adds (issue 7):
   outcome, the same on every node, instead of being retried on every tick
   forever (`_MeshSyncObj`);
 - `liveness_problem()`: the Raft thread is stopped, failing every tick, or stalled.
+
+and what it gets wrong under network partitions, repaired (issue 8,
+`_PartitionRepairs`; the rules in mesh/replication.py):
+- catch-up that converges: no truncation of matching entries, stale answers
+  ignored, bounded bytes in flight, a snapshot when a follower is far behind;
+- pre-vote and leader stickiness: a node that cannot reach a majority never
+  raises its term, so one that rejoins deposes nobody;
+- dead links noticed in about a second (pings and a silence check on every
+  link, mesh/connection.py);
+- `RaftStatus.stale`, `behind_by`, `caught_up`: a node cut off from the leader
+  says so, and does not vouch for revocable credentials (node/auth.py).
 """
 
 from __future__ import annotations
