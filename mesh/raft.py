@@ -330,7 +330,13 @@ class _PartitionRepairs:
         """pysyncobj's handling of a leader's append, with our log matching."""
         term = message["term"]
         if term < self._SyncObj__raftCurrentTerm:
-            return  # a deposed leader (as pysyncobj: no answer; it steps down on its own)
+            # A leader of an older term. pysyncobj ignored it, which was enough while any
+            # vote request deposed a leader; with stickiness, a node that campaigned and
+            # lost keeps its later term, ignores this leader, and is refused every vote:
+            # stuck for good. So tell the leader our term (etcd does the same); it steps
+            # down, and the next election, with pre-vote, brings everyone to one term.
+            self._answer(node, None, success=False, prev=None)
+            return
         # As pysyncobj: follow this leader, and reset the election timer.
         if term > self._SyncObj__raftCurrentTerm:
             self._SyncObj__transferInProgress = False
@@ -423,10 +429,10 @@ class _PartitionRepairs:
     def _answer(
         self, node: Any, next_index: int | None, *, success: bool, prev: int | None
     ) -> None:
-        """pysyncobj's `next_node_idx`, plus `prev`: which append this answers.
+        """pysyncobj's `next_node_idx`, plus `prev` (which append this answers) and our term.
 
         A rejection carries `reset` (pysyncobj's word for it) and our hint as the next
-        index; a chunk of a large entry is acknowledged with neither."""
+        index; a chunk of a large entry, or an append of an older term, with neither."""
         rejected = not success and next_index is not None
         if next_index is None:
             next_index = self._SyncObj__getCurrentLogIndex() + 1
@@ -438,6 +444,7 @@ class _PartitionRepairs:
                 "reset": rejected,
                 "success": success,
                 "prev": prev,
+                "term": self._SyncObj__raftCurrentTerm,
             },
         )
 
@@ -484,6 +491,13 @@ class _PartitionRepairs:
             self._mirror(node, progress)
 
     def _on_next_index(self, node: Any, message: dict[str, Any]) -> None:
+        if message.get("term", 0) > self._SyncObj__raftCurrentTerm:
+            # A node at a later term (see `_on_append_entries`): step down, as pysyncobj does
+            # on a vote request of a later term.
+            self._SyncObj__setCurrentTerm(message["term"], None)
+            self._SyncObj__setState(_FOLLOWER)
+            self._SyncObj__raftLeader = None
+            return
         now = pysyncobj_clock()
         self._SyncObj__lastResponseTime[node] = now
         progress = self._progress_of(node)
