@@ -3,7 +3,8 @@
 The benchmark starts a real three-node mesh on loopback (three `meshgate serve`
 processes that agree on control state through Raft, plus one echo worker so
 the nodes can report ready), drives config writes (`POST /ha/config`) at it
-over HTTP, and measures four things:
+over HTTP, and measures four things (a fifth, partitions, runs its own mesh in
+network namespaces: bench/partition_phase.py):
 
 1. Commit latency of one write at a time, sent to a follower and to the
    leader. A follower forwards the command to the leader, which replicates it
@@ -85,6 +86,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import partition_phase
 from common import (
     LOG_TAIL_LINES,
     BenchError,
@@ -1023,7 +1025,8 @@ def analyse_rolling(
 # -- running and reporting ----------------------------------------------------------------------
 
 
-PHASES = ("latency", "throughput", "failover", "rolling")
+PHASES = ("latency", "throughput", "failover", "rolling", "partition")
+LOOPBACK_PHASES = PHASES[:4]  # phase 5 runs its own mesh, in network namespaces
 
 
 async def run(args: argparse.Namespace, mesh: Mesh) -> dict[str, Any]:
@@ -1042,6 +1045,16 @@ async def run(args: argparse.Namespace, mesh: Mesh) -> dict[str, Any]:
 
 async def measure(args: argparse.Namespace, mesh: Mesh) -> dict[str, Any]:
     results: dict[str, Any] = {}
+    if any(p in LOOPBACK_PHASES for p in args.phases):
+        await measure_loopback(args, mesh, results)
+    if "partition" in args.phases:
+        phase_start = time.perf_counter()
+        results["partition"] = await asyncio.to_thread(partition_phase.run, args)
+        results["partition"]["phase_seconds"] = time.perf_counter() - phase_start
+    return results
+
+
+async def measure_loopback(args: argparse.Namespace, mesh: Mesh, results: dict[str, Any]) -> None:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=8)) as session:
         api = Api(session, mesh)
         sup = Supervisor(mesh, api, args)
@@ -1070,11 +1083,12 @@ async def measure(args: argparse.Namespace, mesh: Mesh) -> dict[str, Any]:
             "rolling": phase_rolling,
         }
         for name in args.phases:
+            if name not in phases:
+                continue
             phase_start = time.perf_counter()
             results[name] = await phases[name](args, mesh, sup)
             results[name]["phase_seconds"] = time.perf_counter() - phase_start
         results["replicas"] = await compare_replicas(api, args.startup_timeout)
-    return results
 
 
 async def compare_replicas(api: Api, timeout: float) -> dict[str, Any]:
@@ -1152,10 +1166,11 @@ def report(args: argparse.Namespace, mesh: Mesh, results: dict[str, Any]) -> dic
         f"note: the client (this script), the three nodes and the echo worker all share these "
         f"{cores} cores, so every hop may wait for a core; absolute figures are pessimistic."
     )
-    add(
-        f"mesh: 3 voters on loopback, drain delay {args.drain_delay:g} s; ready after "
-        f"{results['startup_s']:.1f} s"
-    )
+    if "startup_s" in results:
+        add(
+            f"mesh: 3 voters on loopback, drain delay {args.drain_delay:g} s; ready after "
+            f"{results['startup_s']:.1f} s"
+        )
     targets: list[tuple[str, str, str, bool | None]] = []
 
     lat = results.get("latency")
@@ -1335,6 +1350,9 @@ def report(args: argparse.Namespace, mesh: Mesh, results: dict[str, Any]) -> dic
     else:
         add("node logs: no warning-or-worse lines")
 
+    if "partition" in results:
+        partition_phase.report(results["partition"], add)
+
     add("")
     add("== Targets ==")
     add(f"{'measure':<40}{'target':<12}{'measured':<14}result")
@@ -1376,16 +1394,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             "Start a 3-node meshgate mesh and an echo worker on loopback and measure Raft "
             "control-plane writes (POST /ha/config): sequential commit latency via a follower "
             "and via the leader, concurrent write throughput, failover time after SIGKILLing "
-            "the leader, and the longest write stall during a rolling restart. Prints a table "
+            "the leader, the longest write stall during a rolling restart, and (as root, in "
+            "network namespaces) recovery from partitions. Prints a table "
             "with the targets (follower p50 <= 3 ms, failover median <= 1 s, no write stall "
             "> 100 ms) and PASS/MISS for each. Progress goes to stderr, the report to stdout."
         ),
         epilog=(
             "The client (this script), the three nodes and the worker share the machine's "
             "cores; on a small machine absolute numbers are pessimistic. A full default run "
-            "takes about 45-70 s. Exit status: 0 when the run completed (whatever PASS/MISS "
-            "says), 1 on an error (logs are kept), 130 when interrupted. Every child process "
-            "is stopped on the way out. See bench/README.md for how to read the output."
+            "takes about 2-3 minutes (phase 5 needs root). Exit status: 0 when the run "
+            "completed (whatever PASS/MISS says), 1 on an error (logs are kept), 130 when "
+            "interrupted. Every child process is stopped on the way out. See bench/README.md "
+            "for how to read the output."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -1424,6 +1444,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=0.05,
         help="phases 3 and 4: poll every node's /ha/local this often (s) to record changes of "
         "term, role and leader next to the stalls (0: off)",
+    )
+    parser.add_argument(
+        "--partition-rounds",
+        type=int,
+        default=2,
+        help="phase 5: cuts, the leader and a follower in turn",
+    )
+    parser.add_argument(
+        "--partition-seconds", type=float, default=10.0, help="phase 5: how long each cut lasts"
+    )
+    parser.add_argument(
+        "--partition-snapshot-gap",
+        type=int,
+        default=0,
+        help="phase 5: the nodes' --mesh-log-compaction-entries (a follower further behind "
+        "gets a snapshot); 0: their default",
+    )
+    parser.add_argument(
+        "--partition-heal-timeout",
+        type=float,
+        default=60.0,
+        help="phase 5: give up waiting for a healed node to catch up after this long (s)",
     )
     parser.add_argument(
         "--phases",

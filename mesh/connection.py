@@ -20,6 +20,19 @@ Everything runs on the Raft thread. Bad input never raises out of it: any
 error while reading a frame or handling a message closes this connection
 and is counted in `refusals`.
 
+A dead link is noticed in about a second (issue 8), where it took 13-30 s: a
+cable pulled between two nodes drops packets without a reset, so the socket
+stays open while TCP retransmits with growing back-off. The transport calls
+`keep_alive` on every tick: an authenticated link that has sent nothing for
+`ping_interval` sends a small ping, so every link carries traffic, followers'
+links to each other included; a link that has received nothing for `timeout`
+is closed, and a dial that has not connected within `connect_timeout` is
+abandoned (the transport dials again). `TCP_USER_TIMEOUT` closes a socket
+whose sent data stays unacknowledged as long, and TCP keepalive remains as a
+last resort. pysyncobj checked a link's silence only when sending on it,
+which dropped the first vote request between two followers that never talk;
+with pings and the check on every tick, that cannot happen.
+
 This module imports pysyncobj (its poller and connection-state constants),
 like mesh/transport.py and mesh/raft.py; nothing else in meshgate does.
 """
@@ -54,6 +67,9 @@ DISCONNECTED, CONNECTING, CONNECTED = (
 READS_PER_EVENT = 16
 RECV_SIZE = 64 * 1024
 _IN_PROGRESS = (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN)
+# Sent on an idle link, dropped by the receiving connection. A dict with a type no
+# pysyncobj handler knows, so a node running pysyncobj's own transport ignores it.
+PING = {"type": "mesh_ping"}
 
 
 def set_keepalive(sock: socket.socket, keepalive: tuple[int, int, int] | None) -> None:
@@ -73,11 +89,13 @@ def set_keepalive(sock: socket.socket, keepalive: tuple[int, int, int] | None) -
 class LinkSettings:
     """How every link of a node behaves (the transport fills it from pysyncobj's config)."""
 
-    timeout: float = 30.0  # a link that said nothing this long is dead (connectionTimeout)
+    timeout: float = 1.5  # a link that said nothing this long is dead (connectionTimeout)
     handshake_timeout: float = 5.0  # to prove the peer holds the secret
     send_buffer_size: int = 2**16
     recv_buffer_size: int = 2**16
-    keepalive: tuple[int, int, int] | None = (16, 3, 5)  # TCP keepalive: idle, interval, probes
+    keepalive: tuple[int, int, int] | None = (1, 1, 3)  # TCP keepalive: idle, interval, probes
+    ping_interval: float = 0.25  # an authenticated link idle this long sends a ping
+    connect_timeout: float = 1.0  # a dial not connected by then is abandoned
 
 
 class MeshConnection:
@@ -116,7 +134,8 @@ class MeshConnection:
         self._authenticated = False
         self._sealed = False  # sent a frame sealed with the secret (perhaps replayed)
         self._last_timestamp = 0
-        self._opened_at = self._last_read = time.monotonic()
+        self._opened_at = self._last_read = self._last_sent = time.monotonic()
+        self.bytes_sent = 0  # over this connection's lifetime (all its sockets)
         if sock is not None:  # accepted by the server: already connected
             self._configure(sock)
             self._attach(sock, CONNECTED)
@@ -169,14 +188,12 @@ class MeshConnection:
         """Queue one message and write what the socket takes now."""
         if self._sock is None:
             return
-        if self._state == CONNECTED and self._silent_too_long():
-            self.disconnect()  # pysyncobj's rule: a link that said nothing for `timeout` is dead
-            return
         if self.sendRandKey is not None:
             message = (self.sendRandKey, message)
         if self.encryptor is None:
             raise RuntimeError("a Raft connection never sends without the mesh secret")
         self._write += wire.seal(message, self.encryptor, int(time.monotonic()))
+        self._last_sent = time.monotonic()
         self._flush()
 
     def disconnect(self) -> None:
@@ -210,6 +227,22 @@ class MeshConnection:
         """The peer sent a frame sealed with the mesh secret: it holds it, or replays one."""
         return self._sealed
 
+    def keep_alive(self, now: float) -> str | None:
+        """Called on every tick: ping an idle link, close a dead one (see the module
+        docstring). Returns why it closed the link, or None."""
+        settings = self._settings
+        if self._state == CONNECTING and now - self._opened_at > settings.connect_timeout:
+            self.disconnect()
+            return "connect timeout"
+        if self._state != CONNECTED or not self._authenticated:
+            return None  # the handshake deadline covers a link that has not authenticated
+        if now - self._last_read > settings.timeout and not self._readable():
+            self.disconnect()
+            return "silent"
+        if now - self._last_sent >= settings.ping_interval:
+            self.send(PING)
+        return None
+
     def handshake_overdue(self, now: float) -> bool:
         """Open for longer than the handshake timeout without authenticating."""
         return (
@@ -226,13 +259,16 @@ class MeshConnection:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, settings.recv_buffer_size)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         set_keepalive(sock, settings.keepalive)
+        if hasattr(socket, "TCP_USER_TIMEOUT"):  # Linux: unacknowledged data this long = dead
+            user_timeout = int(settings.timeout * 1000)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, user_timeout)
         sock.setblocking(False)
 
     def _attach(self, sock: socket.socket, state: int) -> None:
         self._sock = sock
         self._fileno = sock.fileno()
         self._state = state
-        self._opened_at = self._last_read = time.monotonic()
+        self._opened_at = self._last_read = self._last_sent = time.monotonic()
         self._subscribe()
 
     def _subscribe(self) -> None:
@@ -264,7 +300,7 @@ class MeshConnection:
                 self.disconnect()
                 return
             self._state = CONNECTED
-            self._opened_at = self._last_read = time.monotonic()
+            self._opened_at = self._last_read = self._last_sent = time.monotonic()
             self._subscribe()
             if self._on_connected is not None:
                 self._on_connected()  # pysyncobj starts its key exchange here
@@ -285,6 +321,7 @@ class MeshConnection:
                 return
             if sent <= 0:
                 break
+            self.bytes_sent += sent
             del self._write[:sent]
         self._subscribe()
 
@@ -320,6 +357,8 @@ class MeshConnection:
             except wire.FrameError as exc:
                 self._refuse("frame", exc)
                 return
+            if message == PING:
+                continue  # it did its work: `_last_read` moved
             if self._on_message is not None:
                 self._on_message(message)
 
@@ -347,8 +386,18 @@ class MeshConnection:
             self._reader.limit = wire.FRAME_LIMIT
         return message[1]
 
-    def _silent_too_long(self) -> bool:
-        return time.monotonic() - self._last_read > self._settings.timeout
+    def _readable(self) -> bool:
+        """Is data waiting to be read? (Then the silence is this thread's, not the peer's:
+        the Raft thread was busy, and the poller has not run yet.)"""
+        sock = self._sock
+        if sock is None:
+            return False
+        try:
+            return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True  # an error to report: let the read path see it
 
     def _refuse(self, kind: str, exc: BaseException) -> None:
         if self._authenticated:  # a peer holding the secret, or a bug: worth a line each

@@ -15,7 +15,13 @@ changes); the sockets are ours:
   an accept error such as EMFILE, which a flood can cause);
 - `MeshTransport` refuses to exist without the mesh secret, closes
   connections whose handshake is overdue on every tick, and counts every
-  refusal (`refusals`).
+  refusal (`refusals`);
+- on every tick each link pings when idle and is closed when silent
+  (`MeshConnection.keep_alive`, timings in `Liveness`), so a pulled cable is
+  noticed in about a second; a peer that dials again replaces its old link,
+  which is then closed (pysyncobj left it open and unwatched);
+- `stamp` may rewrite each outgoing message (mesh/raft.py marks the vote
+  requests of a leadership transfer with it).
 
 The wire format is pysyncobj's, unchanged (mesh/wire.py). This module imports
 pysyncobj, like mesh/connection.py and mesh/raft.py; nothing else does.
@@ -28,6 +34,7 @@ import functools
 import logging
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +72,15 @@ class Limits:
     handshake_timeout: float = 5.0
     per_address: int = 8
     total: int = 64
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """How fast a dead link is noticed (see mesh/connection.py)."""
+
+    ping_interval: float = 0.25
+    connect_timeout: float = 1.0
+    keepalive: tuple[int, int, int] = (1, 1, 3)  # TCP keepalive: idle, interval, probes
 
 
 class MeshServer:
@@ -163,11 +179,16 @@ class MeshTransport(TCPTransport):  # type: ignore[misc]
         *,
         refusals: Refusals | None = None,
         limits: Limits | None = None,
+        liveness: Liveness | None = None,
+        stamp: Callable[[Any], Any] | None = None,
     ) -> None:
         if syncObj.encryptor is None:
             raise ValueError("the Raft transport never runs without the mesh secret")
         self.refusals = refusals or Refusals()
         self.limits = limits or Limits()
+        self.liveness = liveness or Liveness()
+        self.stamp = stamp
+        self.dead_links = 0  # links closed because they went silent or never connected
         super().__init__(syncObj, selfNode, otherNodes)
 
     def _connection(self, **socket_args: Any) -> MeshConnection:
@@ -177,7 +198,9 @@ class MeshTransport(TCPTransport):  # type: ignore[misc]
             handshake_timeout=self.limits.handshake_timeout,
             send_buffer_size=conf.sendBufferSize,
             recv_buffer_size=conf.recvBufferSize,
-            keepalive=conf.tcp_keepalive,
+            keepalive=self.liveness.keepalive,
+            ping_interval=self.liveness.ping_interval,
+            connect_timeout=self.liveness.connect_timeout,
         )
         return MeshConnection(
             self._syncObj._poller,
@@ -222,6 +245,25 @@ class MeshTransport(TCPTransport):  # type: ignore[misc]
             conn.setOnDisconnectedCallback(functools.partial(self._onDisconnected, conn))
             self._connections[node] = conn
 
+    def send(self, node: Any, message: Any) -> bool:
+        if self.stamp is not None:
+            message = self.stamp(message)
+        return bool(super().send(node, message))
+
+    def backlog(self, node: Any) -> int:
+        """Bytes queued for `node` that its socket has not taken yet."""
+        conn = self._connections.get(node)
+        return conn.getSendBufferSize() if conn is not None else 0
+
+    def _onIncomingMessageReceived(self, conn: MeshConnection, message: Any) -> None:
+        """pysyncobj's handshake step; a peer that dialled again replaces its old link."""
+        before = dict(self._connections)
+        super()._onIncomingMessageReceived(conn, message)
+        for node, current in self._connections.items():
+            old = before.get(node)
+            if current is conn and old is not None and old is not conn:
+                old.disconnect()  # no longer ours: pysyncobj would leave it open, unwatched
+
     def _onTick(self) -> None:
         super()._onTick()
         now = time.monotonic()
@@ -229,4 +271,8 @@ class MeshTransport(TCPTransport):  # type: ignore[misc]
             if conn.handshake_overdue(now):
                 self.refusals.note("handshake timeout", conn.peer)
                 conn.disconnect()
+            elif (why := conn.keep_alive(now)) is not None:
+                self.dead_links += 1
+                if why == "silent":  # a dial that timed out is retried quietly
+                    log.info("Raft link with %s went silent: closed", conn.peer or "a peer")
         self.refusals.flush()

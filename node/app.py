@@ -79,6 +79,7 @@ class Node:
             tokens=self.tokens,
             keys=lambda: self.raft.state,
             loaded=lambda: self.raft.status().ready,
+            cut_off=lambda: self.raft.status().stale,
         )
         make_private(config.data_path)  # before anything is written there
         self.mesh_secret = mesh_secret(config.mesh_secret, config.data_path)

@@ -19,6 +19,12 @@ Route groups (seed 001):
 - a published model's external path: any valid credential, and the only
   place a publication key (`pk_live_…`) is valid at all.
 
+A node cut off from the mesh leader (`RaftStatus.stale`) cannot vouch that a
+managed key or a meshgate token was not revoked since it last heard from the
+leader, so it answers 503 for those until it is back (`cut_off`); static keys
+and identity-provider tokens, which the replicated state cannot revoke, still
+work (docs/security.md).
+
 "Configured" outlives the credentials: once a static credential has guarded
 the mesh or the first managed key was made, the replicated state records it
 (`auth_required`), and revoking every key never reopens the mesh.
@@ -101,6 +107,7 @@ class Authenticator:
         keys: Callable[[], KeyStore] | None = None,
         clock: Callable[[], float] = time.time,
         loaded: Callable[[], bool] | None = None,
+        cut_off: Callable[[], bool] = lambda: False,
     ) -> None:
         self._api_key = digest(api_key) if api_key else None
         self._control: list[tuple[Principal, bytes]] = []
@@ -113,6 +120,7 @@ class Authenticator:
         # Has this node loaded its replicated state? Until then an empty replica cannot
         # tell "never guarded" from "not replayed yet", so nobody is let in anonymously.
         self._loaded = loaded
+        self._cut_off = cut_off
         # With nothing else to guard the control plane, the API key does.
         self._api_key_role = "user" if (self._control or tokens) else "admin"
 
@@ -144,6 +152,7 @@ class Authenticator:
                 revoked_before = self._keys().token_versions.get(who.subject, 0)
                 if who.version < revoked_before:
                     raise _unauthorized("invalid token (revoked)")
+                self._vouch("token")
             if who.source == "idp":  # its own namespace: an IdP subject is not our user
                 return Principal(f"idp:{who.subject}", who.name, who.role, "idp_token", who.tenant)
             return Principal(f"jwt:{who.subject}", who.name, who.role, "jwt", who.tenant)
@@ -156,7 +165,20 @@ class Authenticator:
                 found = principal
         if found is None and self._keys is not None:
             found = self._managed(presented.hex())
+            if found is not None:
+                self._vouch("API key")
         return found
+
+    def _vouch(self, what: str) -> None:
+        """Revocable credentials need a replica known to be current."""
+        if self._cut_off():
+            raise ApiError(
+                503,
+                f"this node is cut off from the mesh leader and cannot vouch that the {what} "
+                "was not revoked; retry shortly, or through another node",
+                code="CUT_OFF_FROM_LEADER",
+                headers={"Retry-After": "1"},
+            )
 
     def _managed(self, hex_digest: str) -> Principal | None:
         if self._keys is None:

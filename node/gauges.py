@@ -60,6 +60,20 @@ def _raft_gauges(node: Node) -> Iterator[Gauge]:
         status.refused_connections,
     )
     yield (
+        "meshgate_raft_stale",
+        "1 while cut off from the leader (a leader: from a majority) for longer than the bound",
+        {},
+        float(status.stale),
+    )
+    yield (
+        "meshgate_raft_behind_by",
+        "Committed entries not yet applied here (the leader's commit index minus ours)",
+        {},
+        float(status.behind_by or 0),
+    )
+    yield "meshgate_raft_dead_links", "Raft links closed as dead", {}, status.dead_links
+    yield "meshgate_raft_snapshots_sent", "Snapshots sent to followers", {}, status.snapshots_sent
+    yield (
         "meshgate_raft_tick_alive",
         "1 while the Raft thread runs",
         {},

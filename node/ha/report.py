@@ -8,8 +8,10 @@ each peer. Nothing is a placeholder: a peer that does not answer is reported
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
+from mesh.raft import RaftStatus
 from node import __version__
 
 if TYPE_CHECKING:
@@ -32,7 +34,11 @@ def local_report(node: Node) -> dict[str, Any]:
         "commit_index": status.commit_index,
         "applied_index": node.raft.state.applied_index,
         "has_quorum": status.has_quorum,
-        "caught_up": status.ready and status.commit_index - status.applied_index <= 2,
+        "caught_up": status.caught_up,
+        "behind_by": status.behind_by,
+        "stale": status.stale,
+        "last_leader_contact": status.last_leader_contact_wall,
+        "leader_contact_age_secs": contact_age(status),
         "unappliable_entries": status.unappliable_entries,
         "ready": not problems,
         "not_ready_reasons": problems,
@@ -52,6 +58,13 @@ def local_report(node: Node) -> dict[str, Any]:
         },
         "rate_limits": node.ratelimiter.stats(),
     }
+
+
+def contact_age(status: RaftStatus) -> float | None:
+    """Seconds since this node last heard from a leader (a leader: from a majority)."""
+    if status.last_leader_contact is None:
+        return None
+    return round(time.monotonic() - status.last_leader_contact, 3)
 
 
 def _status_word(
@@ -99,6 +112,8 @@ def mesh_status(node: Node) -> dict[str, Any]:
                 "status": _status_word(reachable, report, member, polled),
                 "ready": report.get("ready") if reachable else False,
                 "caught_up": report.get("caught_up") if reachable else False,
+                "behind_by": report.get("behind_by") if reachable else None,
+                "stale": report.get("stale") if reachable else None,
                 "applied_index": report.get("applied_index") if reachable else None,
                 "unappliable_entries": report.get("unappliable_entries") if reachable else None,
                 "match_index": peer.match_index if peer and raft.is_leader else None,
@@ -134,9 +149,15 @@ def mesh_status(node: Node) -> dict[str, Any]:
         "applied_index": state.applied_index,
         "has_quorum": raft.has_quorum,
         "caught_up": me["caught_up"],
+        "behind_by": me["behind_by"],
+        "stale": me["stale"],
+        "last_leader_contact": me["last_leader_contact"],
+        "leader_contact_age_secs": me["leader_contact_age_secs"],
         "log_entries": raft.log_len,
         "unappliable_entries": raft.unappliable_entries,
         "refused_connections": raft.refused_connections,
+        "dead_links": raft.dead_links,
+        "snapshots_sent": raft.snapshots_sent,
         "node_count": len(nodes),
         "serving_nodes": node.serving_nodes(),
         "nodes": nodes,
@@ -154,12 +175,20 @@ def health_problems(node: Node) -> list[str]:
         problems.append("no leader")
     if not raft.has_quorum:
         problems.append("no quorum: a majority of voters is not reachable")
+    if raft.stale:
+        age = contact_age(raft)
+        problems.append(
+            "cut off from the leader: "
+            + (f"no contact for {age:.1f} s" if age is not None else "no contact yet")
+        )
     if not raft.ready:
         problems.append("not caught up with the leader yet")
     elif raft.commit_index - raft.applied_index > 2:
         problems.append(
             f"applied index trails the commit index by {raft.commit_index - raft.applied_index}"
         )
+    elif (raft.behind_by or 0) > 2:
+        problems.append(f"behind the leader's commit index by {raft.behind_by} entries")
     stalled = node.raft.liveness_problem()
     if stalled:
         problems.append(stalled)

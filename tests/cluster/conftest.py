@@ -200,14 +200,20 @@ def mesh(tmp_path: Path) -> Iterator[Mesh]:
         m.stop()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "mesh_args(*args): extra `meshgate serve` flags")
+
+
 @pytest.fixture
-def netns_mesh(tmp_path: Path) -> Iterator[netns.NetnsMesh]:
+def netns_mesh(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[netns.NetnsMesh]:
     """A 3-node mesh with each node in its own network namespace (tests/netns.py), so a
-    test can cut and heal a node's link; skipped where namespaces are unavailable."""
+    test can cut and heal a node's link; skipped where namespaces are unavailable.
+    `@pytest.mark.mesh_args(...)` adds flags to every node."""
     problem = netns.unavailable()
     if problem:
         pytest.skip(f"partition tests need Linux network namespaces: {problem}")
-    m = netns.NetnsMesh(tmp_path)
+    marker = request.node.get_closest_marker("mesh_args")
+    m = netns.NetnsMesh(tmp_path, extra=tuple(marker.args) if marker else ())
     try:
         m.wait_ready()
         yield m

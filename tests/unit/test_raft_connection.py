@@ -20,7 +20,7 @@ from pysyncobj.encryptor import getEncryptor
 from pysyncobj.poller import PollPoller
 
 from mesh import wire
-from mesh.connection import CONNECTED, DISCONNECTED, LinkSettings, MeshConnection
+from mesh.connection import CONNECTED, CONNECTING, DISCONNECTED, PING, LinkSettings, MeshConnection
 from mesh.refusals import Refusals
 from mesh.transport import Limits, MeshServer
 from tests.support import MESH_SECRET
@@ -246,3 +246,62 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _authenticate(link: Link) -> bytes:
+    """Run the key exchange as in the test above; returns the key the peer must carry."""
+    their_key, our_key = os.urandom(32), os.urandom(32)
+    link.peer.sendall(wire.seal(their_key, ENCRYPTOR, 1))
+    link.poll_until(lambda: len(link.messages) == 1)
+    link.conn.sendRandKey, link.conn.recvRandKey = their_key, our_key
+    link.peer.sendall(wire.seal((our_key, "10.0.0.1:4321"), ENCRYPTOR, 2))
+    link.poll_until(lambda: link.conn.authenticated)
+    return our_key
+
+
+def _frames(sock: socket.socket) -> list[Any]:
+    sock.settimeout(1)
+    reader = wire.FrameReader(wire.FRAME_LIMIT)
+    reader.feed(sock.recv(65536))
+    found = []
+    while (frame := reader.next_frame()) is not None:
+        found.append(wire.open_frame(frame, ENCRYPTOR, wire.MESSAGE_LIMIT)[1])
+    return found
+
+
+def test_an_idle_link_pings_and_a_ping_is_never_delivered(link: Link) -> None:
+    key = _authenticate(link)
+    now = time.monotonic()
+    assert link.conn.keep_alive(now) is None  # sent nothing yet, but not idle long enough
+    assert link.conn.keep_alive(now + 0.3) is None
+    assert [m[1] for m in _frames(link.peer)] == [PING]
+    link.peer.sendall(wire.seal((key, PING), ENCRYPTOR, 3))
+    link.peer.sendall(wire.seal((key, {"type": "x"}), ENCRYPTOR, 3))
+    link.poll_until(lambda: len(link.messages) == 3)
+    assert link.messages[2] == {"type": "x"}
+
+
+def test_a_silent_link_is_closed_but_not_while_data_waits_to_be_read(link: Link) -> None:
+    key = _authenticate(link)
+    link.peer.sendall(wire.seal((key, "waiting"), ENCRYPTOR, 3))
+    time.sleep(0.05)  # arrived, but the poller has not run (a busy Raft thread)
+    assert link.conn.keep_alive(time.monotonic() + 2) is None
+    assert link.conn.state == CONNECTED
+    link.poll_until(lambda: link.messages[-1] == "waiting")
+    assert link.conn.keep_alive(time.monotonic() + 2) == "silent"
+    assert link.conn.state == DISCONNECTED and link.closed == 1
+
+
+def test_a_dial_that_does_not_connect_in_time_is_abandoned() -> None:
+    conn = MeshConnection(
+        PollPoller(),
+        LinkSettings(connect_timeout=0.5, keepalive=None),
+        encryptor=ENCRYPTOR,
+        refusals=Refusals(),
+    )
+    if not conn.connect("203.0.113.1", 7000):  # TEST-NET-3: nobody answers, if routed
+        pytest.skip("no route to a test address here")
+    assert conn.state == CONNECTING
+    assert conn.keep_alive(time.monotonic()) is None
+    assert conn.keep_alive(time.monotonic() + 1) == "connect timeout"
+    assert conn.state == DISCONNECTED
