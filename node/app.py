@@ -45,6 +45,7 @@ from node.proxy.upstream import make_session
 from node.routing.selector import PolicySelector
 from node.runtime import RUNTIME_KEY, apply_runtime
 from node.workers.breaker import BreakerSettings
+from node.workers.client import WorkerClient
 from node.workers.credentials import CredentialBox, basic, needs_sealing, split_userinfo
 from node.workers.discovery import DiscoveryJobs, DiscoverySettings
 from node.workers.health import HealthChecker, HealthSettings
@@ -134,6 +135,7 @@ class Node:
         self.stream.bind(asyncio.get_running_loop())
         self.raft.start()
         self.session = make_session()
+        self.worker_client = WorkerClient(self.session)
         self.forwarder = Forwarder(
             self.pool,
             self.selector,
@@ -144,7 +146,7 @@ class Node:
         )
         self.health = HealthChecker(
             self.pool,
-            self.session,
+            self.worker_client,
             HealthSettings(
                 interval=self.config.health_check_interval_secs,
                 timeout=self.config.health_check_timeout_secs,
@@ -155,7 +157,7 @@ class Node:
         )
         self.discovery = DiscoveryJobs(
             self.raft,
-            self.session,
+            self.worker_client,
             DiscoverySettings(
                 startup_timeout=self.config.worker_startup_timeout_secs,
                 check_interval=self.config.worker_startup_check_interval,

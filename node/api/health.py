@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import time
 
-import aiohttp
 from aiohttp import web
 
 from node.api.common import json_response, node_of
 from node.app import Node
-from node.proxy.failures import REDIRECTED, did_not_answer, log_failure
-from node.proxy.upstream import is_redirect
+from node.proxy.failures import REDIRECTED, log_failure
+from node.workers.client import WorkerCallFailed
 
 
 def install(app: web.Application) -> None:
@@ -79,18 +78,14 @@ async def health_generate(request: web.Request) -> web.Response:
     if not workers:
         return json_response({"healthy": False, "reason": "no healthy worker"}, 503)
     worker = min(workers, key=lambda w: w.load)
-    timeout = aiohttp.ClientTimeout(total=node.config.health_check_timeout_secs * 6)
+    timeout = node.config.health_check_timeout_secs * 6
     try:
-        async with node.session.get(
-            worker.base_url + "/health_generate", headers=worker.auth_headers, timeout=timeout
-        ) as resp:
-            await resp.read()
-            ok = resp.status < 300
-            body = {"healthy": ok, "worker_id": worker.id, "worker_status": resp.status}
-            if is_redirect(resp.status):
-                body["reason"] = REDIRECTED
-            return json_response(body, 200 if ok else 503)
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        log_failure(worker.id, worker.url, "GET /health_generate", exc)
-        body = {"healthy": False, "worker_id": worker.id, "reason": did_not_answer(exc)}
+        answer = await node.worker_client.get(worker.target, "/health_generate", timeout=timeout)
+    except WorkerCallFailed as exc:
+        log_failure(worker.id, worker.url, "GET /health_generate", exc.detail)
+        body = {"healthy": False, "worker_id": worker.id, "reason": str(exc)}
         return json_response(body, 503)
+    shown = {"healthy": answer.ok, "worker_id": worker.id, "worker_status": answer.status}
+    if answer.redirected:
+        shown["reason"] = REDIRECTED
+    return json_response(shown, 200 if answer.ok else 503)

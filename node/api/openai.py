@@ -12,7 +12,6 @@ import asyncio
 import time
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from node.api.common import Handler, json_response, node_of
@@ -21,8 +20,9 @@ from node.app import Node
 from node.errors import ApiError
 from node.live.visibility import redact
 from node.proxy.facts import model_of, parse_body
-from node.proxy.failures import REDIRECTED, did_not_answer, log_failure
+from node.proxy.failures import REDIRECTED, log_failure
 from node.proxy.upstream import is_redirect
+from node.workers.client import WorkerCallFailed
 from node.workers.worker import Worker
 
 INFERENCE_ROUTES = (
@@ -102,15 +102,11 @@ async def list_models(request: web.Request) -> web.Response:
 
 
 async def _get_json(node: Node, worker: Worker, path: str) -> tuple[int, Any]:
-    timeout = aiohttp.ClientTimeout(total=node.config.health_check_timeout_secs)
-    async with node.session.get(
-        worker.base_url + path, headers=worker.auth_headers, timeout=timeout
-    ) as resp:
-        body = await resp.read()
-        try:
-            return resp.status, await resp.json(content_type=None) if body else None
-        except ValueError:
-            return resp.status, body.decode(errors="replace")
+    """The worker's status and its answer as JSON (or as text, when it is not JSON)."""
+    timeout = node.config.health_check_timeout_secs
+    answer = await node.worker_client.get(worker.target, path, timeout=timeout)
+    body = answer.json()
+    return answer.status, body if body is not None or not answer.body else answer.text()
 
 
 async def get_model_info(request: web.Request) -> web.Response:
@@ -132,9 +128,9 @@ async def get_model_info(request: web.Request) -> web.Response:
     worker = min(workers, key=lambda w: w.load)
     try:
         status, body = await _get_json(node, worker, "/get_model_info")
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        log_failure(worker.id, worker.url, "GET /get_model_info", exc)
-        raise ApiError(502, f"worker {worker.id} {did_not_answer(exc)}") from None
+    except WorkerCallFailed as exc:
+        log_failure(worker.id, worker.url, "GET /get_model_info", exc.detail)
+        raise ApiError(502, f"worker {worker.id} {exc}") from None
     if is_redirect(status):
         raise ApiError(502, f"worker {worker.id}: {REDIRECTED}")
     return json_response(redact(body), status)  # public: no engine secret passes
@@ -148,9 +144,9 @@ async def get_server_info(request: web.Request) -> web.Response:
         shown: dict[str, Any] = {"worker_id": worker.id, "url": worker.url}
         try:
             status, body = await _get_json(node, worker, "/get_server_info")
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            log_failure(worker.id, worker.url, "GET /get_server_info", exc)
-            return {**shown, "error": did_not_answer(exc)}
+        except WorkerCallFailed as exc:
+            log_failure(worker.id, worker.url, "GET /get_server_info", exc.detail)
+            return {**shown, "error": str(exc)}
         if is_redirect(status):
             return {**shown, "status": status, "error": REDIRECTED}
         # Public route: an engine may list its own secrets (SGLang's server args hold its
@@ -175,18 +171,15 @@ async def engine_metrics(request: web.Request) -> web.Response:
     """Every ready worker's /metrics, each sample labelled with its worker id."""
     node = node_of(request)
     workers = _ready_workers(node)
-    timeout = aiohttp.ClientTimeout(total=node.config.health_check_timeout_secs)
+    timeout = node.config.health_check_timeout_secs
 
     async def fetch(worker: Worker) -> tuple[Worker, str | None]:
         try:
-            async with node.session.get(
-                worker.base_url + "/metrics", headers=worker.auth_headers, timeout=timeout
-            ) as resp:
-                text = (await resp.read()).decode(errors="replace")
-                return worker, text if resp.status < 300 else None
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            log_failure(worker.id, worker.url, "GET /metrics", exc)
+            answer = await node.worker_client.get(worker.target, "/metrics", timeout=timeout)
+        except WorkerCallFailed as exc:
+            log_failure(worker.id, worker.url, "GET /metrics", exc.detail)
             return worker, None
+        return worker, answer.text() if answer.ok else None
 
     lines: list[str] = []
     described: set[str] = set()

@@ -9,14 +9,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from node.api.common import control_plane, json_response, node_of
 from node.app import Node
 from node.auth import Principal
-from node.proxy.failures import REDIRECTED, did_not_answer, log_failure
-from node.proxy.upstream import is_redirect
+from node.proxy.failures import REDIRECTED, log_failure
+from node.workers.client import WorkerCallFailed
 from node.workers.worker import Worker
 
 
@@ -27,26 +26,20 @@ def install(app: web.Application) -> None:
 
 
 async def _call(node: Node, worker: Worker, method: str, path: str) -> dict[str, Any]:
-    timeout = aiohttp.ClientTimeout(total=node.config.health_check_timeout_secs * 2)
     result: dict[str, Any] = {"worker_id": worker.id, "url": worker.url}
+    timeout = node.config.health_check_timeout_secs * 2
     try:
-        async with node.session.request(
-            method, worker.base_url + path, headers=worker.auth_headers, timeout=timeout
-        ) as resp:
-            body = await resp.read()
-            result["status"] = resp.status
-            result["success"] = resp.status < 300
-            if is_redirect(resp.status):
-                result["error"] = REDIRECTED
-                return result
-            try:
-                result["response"] = await resp.json(content_type=None) if body else None
-            except ValueError:
-                result["response"] = body.decode(errors="replace")[:1000]
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        log_failure(worker.id, worker.url, f"{method} {path}", exc)
-        result["success"] = False
-        result["error"] = did_not_answer(exc)
+        answer = await node.worker_client.call(method, worker.target, path, timeout=timeout)
+    except WorkerCallFailed as exc:
+        log_failure(worker.id, worker.url, f"{method} {path}", exc.detail)
+        return {**result, "success": False, "error": str(exc)}
+    result["status"] = answer.status
+    result["success"] = answer.ok
+    if answer.redirected:
+        result["error"] = REDIRECTED
+        return result
+    body = answer.json()
+    result["response"] = body if body is not None or not answer.body else answer.text(1000)
     return result
 
 

@@ -15,7 +15,6 @@ needs no operator credential to ask its peers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import time
@@ -27,6 +26,7 @@ import aiohttp
 
 from node.proxy.failures import did_not_answer
 from node.proxy.upstream import Upstream
+from node.service import Periodic
 
 MESH_TOKEN_HEADER = "X-Meshgate-Mesh-Token"
 
@@ -66,21 +66,13 @@ class PeerPoller:
         self.interval = interval
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self.views: dict[str, PeerView] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._service = Periodic("peer-poller", self.poll_once, interval, immediately=True)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="peer-poller")
+        self._service.start()
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _loop(self) -> None:
-        while True:
-            await self.poll_once()
-            await asyncio.sleep(self.interval)
+        await self._service.stop()
 
     async def poll_once(self) -> None:
         members = {n: m for n, m in self.members().items() if n != self.self_name}

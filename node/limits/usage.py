@@ -18,7 +18,6 @@ unflushed interval. A reader adds both: the replicated totals and Redis's.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -28,6 +27,8 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+
+from node.service import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ class UsageBook:
         # under the same request id until it settles, so that a batch that did land is
         # not counted twice, and the deltas gathered meanwhile wait for the next batch.
         self._unsettled: tuple[str, dict[str, dict[str, Any]]] | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._flusher = Periodic("usage-flush", self.flush, interval)
         self._redis = (
             aioredis.Redis.from_url(
                 redis_url, socket_timeout=redis_timeout, socket_connect_timeout=redis_timeout
@@ -205,23 +206,15 @@ class UsageBook:
         return self._deltas.get(subject, {"requests": 0, "tokens": 0})
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="usage-flush")
+        self._flusher.start()
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._flusher.stop()
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
         await self.flush()
         if self._redis is not None:
             await self._redis.aclose()
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            await self.flush()
 
     async def flush(self) -> None:
         """Send the unsettled batch again, if any, then the deltas gathered since."""

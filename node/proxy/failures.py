@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 STREAM_BROKE = "the worker's stream broke off before it finished; the answer is incomplete"
 STREAM_ENDED_EARLY = "the worker's stream ended before its last event; the answer is incomplete"
 REDIRECTED = "the worker answered with a redirect, which meshgate never follows"
+TOO_LARGE = "the worker's answer was larger than meshgate reads"
 
 
 def kind_of(exc: BaseException) -> str:

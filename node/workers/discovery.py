@@ -11,20 +11,17 @@ crash never strands a worker in `pending`. Running a job twice is harmless.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-
 from mesh import commands
 from mesh.raft import CommitError, MeshRaft
-from node.proxy.failures import REDIRECTED, kind_of
-from node.proxy.upstream import Upstream, is_redirect
+from node.service import cancel_and_wait
 from node.tcp_probe import tcp_probe
-from node.workers.credentials import CredentialBox
+from node.workers.client import Answer, WorkerCallFailed, WorkerClient
+from node.workers.credentials import CredentialBox, Target
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +37,13 @@ class DiscoveryJobs:
     def __init__(
         self,
         raft: MeshRaft,
-        session: Upstream,
+        client: WorkerClient,
         settings: DiscoverySettings,
         actor: str,
         credentials: CredentialBox,
     ) -> None:
         self.raft = raft
-        self.session = session
+        self.client = client
         self.credentials = credentials
         self.settings = settings
         self.actor = actor
@@ -70,11 +67,7 @@ class DiscoveryJobs:
                 self.start(worker_id)
 
     async def stop(self) -> None:
-        for task in list(self.jobs.values()):
-            task.cancel()
-        for task in list(self.jobs.values()):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(list(self.jobs.values()))
 
     def _finished(self, worker_id: str) -> None:
         self.jobs.pop(worker_id, None)
@@ -141,40 +134,31 @@ class DiscoveryJobs:
             return {"metadata": {}, "model_id": None}
         if target.problem:
             raise DiscoveryFailed(target.problem)
-        base, headers = target.url, target.headers
-        status, _ = await self._get(base, "/health", headers)
-        if is_redirect(status):
-            raise DiscoveryFailed(f"/health answered {status}: {REDIRECTED}")
-        if status >= 400:
-            raise DiscoveryFailed(f"/health answered {status}")
+        health = await self._get(target, "/health")
+        if health.redirected or health.status >= 400:
+            raise DiscoveryFailed(health.problem("/health") or "")
         metadata: dict[str, Any] = {}
-        status, info = await self._get(base, "/get_model_info", headers)
-        if status < 300 and isinstance(info, dict):
+        info = await self._get(target, "/get_model_info")
+        found = info.json() if info.ok else None
+        if isinstance(found, dict):
             metadata = {
-                k: v for k, v in info.items() if isinstance(v, str | int | float | bool | list)
+                k: v for k, v in found.items() if isinstance(v, str | int | float | bool | list)
             }
         model_ids: list[str] = []
-        status, models = await self._get(base, "/v1/models", headers)
-        if status < 300 and isinstance(models, dict) and isinstance(models.get("data"), list):
+        listed = await self._get(target, "/v1/models")
+        models = listed.json() if listed.ok else None
+        if isinstance(models, dict) and isinstance(models.get("data"), list):
             model_ids = [m["id"] for m in models["data"] if isinstance(m, dict) and "id" in m]
         if model_ids:
             metadata["served_models"] = model_ids
         model_id = metadata.get("served_model_name") or (model_ids[0] if model_ids else None)
         return {"metadata": metadata, "model_id": model_id if isinstance(model_id, str) else None}
 
-    async def _get(self, base: str, path: str, headers: dict[str, str]) -> tuple[int, Any]:
-        timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout)
-        url = base + path
+    async def _get(self, target: Target, path: str) -> Answer:
         try:
-            async with self.session.get(url, headers=headers, timeout=timeout) as resp:
-                body = await resp.read()
-                try:
-                    return resp.status, await resp.json(content_type=None) if body else None
-                except ValueError:
-                    return resp.status, None
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            log.debug("discovery GET %s: %s: %s", url, type(exc).__name__, exc)
-            raise DiscoveryFailed(f"GET {path} did not answer: {kind_of(exc)}") from None
+            return await self.client.get(target, path, timeout=self.settings.request_timeout)
+        except WorkerCallFailed as exc:
+            raise DiscoveryFailed(f"GET {path} {exc}") from None
 
 
 class DiscoveryFailed(Exception):

@@ -9,16 +9,13 @@ on this node together with the circuit breaker, which reacts to real traffic.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
 
-import aiohttp
-
-from node.proxy.failures import REDIRECTED, did_not_answer
-from node.proxy.upstream import Upstream, is_redirect
+from node.service import Periodic
 from node.tcp_probe import tcp_probe
+from node.workers.client import WorkerCallFailed, WorkerClient
 from node.workers.pool import WorkerPool
 from node.workers.worker import Worker
 
@@ -35,34 +32,24 @@ class HealthSettings:
 
 
 class HealthChecker:
-    def __init__(self, pool: WorkerPool, session: Upstream, settings: HealthSettings):
+    def __init__(self, pool: WorkerPool, client: WorkerClient, settings: HealthSettings):
         self.pool = pool
-        self.session = session
+        self.client = client
         self.settings = settings
-        self._task: asyncio.Task[None] | None = None
+        # The interval is read each round: a shorter one set at runtime applies at once.
+        self._service = Periodic("health-checks", self.check_all, lambda: self.settings.interval)
         pool.on_added.append(self._check_soon)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="health-checks")
+        self._service.start()
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._service.stop()
 
-    async def _loop(self) -> None:
-        # Wakes at least twice a second, so a shorter interval set at runtime applies at once.
-        clock = asyncio.get_running_loop().time
-        last = clock()
-        while True:
-            await asyncio.sleep(min(self.settings.interval, 0.5))
-            if clock() - last < self.settings.interval:
-                continue
-            last = clock()
-            workers = [w for w in self.pool.all() if w.status in ("ready", "draining")]
-            if workers:
-                await asyncio.gather(*(self.check(w) for w in workers))
+    async def check_all(self) -> None:
+        workers = [w for w in self.pool.all() if w.status in ("ready", "draining")]
+        if workers:
+            await asyncio.gather(*(self.check(w) for w in workers))
 
     def _check_soon(self, worker: Worker) -> None:
         if worker.status == "ready":
@@ -91,18 +78,10 @@ class HealthChecker:
     async def probe(self, worker: Worker) -> tuple[bool, str | None]:
         if worker.connection_mode == "grpc":
             return await tcp_probe(worker.url, self.settings.timeout)
-        url = worker.base_url + self.settings.endpoint
-        timeout = aiohttp.ClientTimeout(total=self.settings.timeout)
+        endpoint = self.settings.endpoint
         try:
-            async with self.session.get(url, headers=worker.auth_headers, timeout=timeout) as resp:
-                await resp.read()
-                if resp.status < 300:
-                    return True, None
-                if is_redirect(resp.status):
-                    return False, f"{self.settings.endpoint} answered {resp.status}: {REDIRECTED}"
-                return False, f"{self.settings.endpoint} answered {resp.status}"
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            log.debug(
-                "health check of %s (%s): %s: %s", worker.id, worker.url, type(exc).__name__, exc
-            )
-            return False, f"{self.settings.endpoint} {did_not_answer(exc)}"
+            answer = await self.client.get(worker.target, endpoint, timeout=self.settings.timeout)
+        except WorkerCallFailed as exc:
+            return False, f"{endpoint} {exc}"
+        problem = answer.problem(endpoint)
+        return problem is None, problem

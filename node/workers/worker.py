@@ -47,6 +47,7 @@ class Worker:
         "record",
         "retired",
         "status",
+        "target",
         "url",
     )
 
@@ -74,7 +75,7 @@ class Worker:
         self.status: str = record.get("status", "pending")
         self.connection_mode: str = record.get("connection_mode", "http")
         # The URL without userinfo (shown, logged, called) and the credential, opened once.
-        target = self.credentials.target(record)
+        self.target = target = self.credentials.target(record)
         self.url = self.base_url = target.url
         self.auth_headers = target.headers
         self.credential_problem = target.problem
