@@ -36,6 +36,7 @@ from node.ha.shutdown import Stopper
 from node.identity.throttle import LoginThrottle
 from node.identity.tokens import IdpSettings, TokenService
 from node.limits.admission import Admission
+from node.limits.hot_store import HotStore
 from node.limits.quotas import Limits, QuotaEngine
 from node.limits.ratelimit import RateLimiter, Rule
 from node.limits.usage import UsageBook
@@ -109,14 +110,15 @@ class Node:
             multiplier=config.retry_backoff_multiplier,
             jitter=config.retry_jitter_factor,
         )
-        self.ratelimiter = RateLimiter(config.node_name, config.redis_url, self.serving_nodes)
-        self.quotas = QuotaEngine(config.node_name, config.redis_url, self.serving_nodes)
+        self.hot_store = HotStore(config.redis_url)  # the one Redis client, when configured
+        self.ratelimiter = RateLimiter(config.node_name, self.hot_store, self.serving_nodes)
+        self.quotas = QuotaEngine(config.node_name, self.hot_store, self.serving_nodes)
         self.management_limits = management_limits(config)
         self.login_throttle = LoginThrottle()
         self.login_slots = asyncio.Semaphore(2)  # scrypt is memory- and CPU-hard by design
         self.usage = UsageBook(
             lambda args, rid: self.commit("usage.flush", args, None, request_id=rid),
-            redis_url=config.redis_url,
+            store=self.hot_store,
         )
         self.stopper = Stopper(self)
         self.announced = False
@@ -169,8 +171,7 @@ class Node:
         self.peers = PeerPoller(
             self.session, lambda: self.raft.state.members, self.name, self.mesh_token
         )
-        await self.ratelimiter.start()
-        await self.quotas.start()
+        await self.hot_store.start()
         self.usage.start()
         if self.tokens is not None:
             await self.tokens.refresh()
@@ -191,8 +192,7 @@ class Node:
         await self.discovery.stop()
         await self.health.stop()
         await self.usage.stop()
-        await self.ratelimiter.close()
-        await self.quotas.close()
+        await self.hot_store.close()
         await self.session.close()
         await asyncio.get_running_loop().run_in_executor(None, self.raft.stop)
 

@@ -10,8 +10,8 @@ as `Subject.limits`); the counters are not, for the same reason as the rate
 limiter's (docs/rate-limits.md): a consensus write per request would put a
 quorum round trip on the hot path. Counters live
 
-* in Redis (`quotas_redis.QuotaRedis`): one script call per admit and one per
-  release, exact across the cluster; or
+* in Redis (`quotas_redis.QuotaRedis`, in the node's `HotStore`): one script
+  call per admit and one per release, exact across the cluster; or
 * locally, when no Redis is configured or it is unreachable: each of the N
   nodes enforces ceil(limit / N) of every limit, with no coordination.
 
@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from node.limits.hot_store import HotStore
 from node.limits.quotas_redis import QuotaRedis
 
 LEASE_TTL = 900.0  # seconds a lease holds a Redis concurrency slot if never released
@@ -198,32 +199,21 @@ class QuotaEngine:
     def __init__(
         self,
         node_name: str,
-        redis_url: str | None,
+        store: HotStore | None,  # None: counters are always local
         nodes: Callable[[], int],
         clock: Callable[[], float] = time.time,
-        redis_timeout: float = 0.25,
         key_prefix: str = "meshgate:q:",
         lease_ttl: float = LEASE_TTL,
     ) -> None:
         self.node_name = node_name
         self._nodes, self._clock, self._prefix = nodes, clock, key_prefix
         self._lease_ttl = repr(float(lease_ttl))
-        self._redis_url, self._redis_timeout = redis_url, redis_timeout
-        self._redis: QuotaRedis | None = None
+        self.store = store if store is not None else HotStore(None)
+        self._redis = QuotaRedis(self.store) if self.store.configured else None
         self._counts: dict[tuple[str, str], _Counts] = {}
         self._lease_ids = itertools.count(1)
         self._nonce = os.urandom(4).hex()  # a restarted node never reuses a lease id
         self._swept = clock()
-
-    async def start(self) -> None:
-        """Connect to Redis if configured; if it is down, start local and keep trying."""
-        if self._redis_url is not None and self._redis is None:
-            self._redis = QuotaRedis(self._redis_url, self._redis_timeout)
-            await self._redis.start()
-
-    async def close(self) -> None:
-        if self._redis is not None:
-            await self._redis.close()
 
     async def admit(self, subjects: Sequence[Subject]) -> QuotaDecision:
         """Admit if every subject admits; then count the request against all of them."""
@@ -234,7 +224,7 @@ class QuotaEngine:
         if not pairs:
             return _UNLIMITED
         redis = self._redis
-        if redis is None or not redis.healthy:
+        if redis is None or not self.store.healthy:
             return self._admit_local(pairs, "", False, now)
         lease_id = f"{self.node_name}:{self._nonce}:{next(self._lease_ids)}"
         keys = [k for _, c in pairs for k in (c.hkey, c.zkey)]
@@ -322,12 +312,7 @@ class QuotaEngine:
 
     @property
     def backend(self) -> str:
-        if self._redis_url is None:
-            return "local"
-        if self._redis is not None and self._redis.healthy:
-            return "redis"
-        reason = self._redis.reason if self._redis is not None else "not started"
-        return f"local (redis unreachable: {reason})"
+        return self.store.backend
 
     def usage(self, subject_kind: str, subject_id: str) -> dict[str, int]:
         """This node's counts for a subject in the current windows."""

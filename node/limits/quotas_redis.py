@@ -18,25 +18,25 @@ Per subject there are two keys (see docs/quotas.md):
   one. A lease that is never released (its node died) drops out when its score
   passes, so a crash cannot hold a concurrency slot forever.
 
-`QuotaRedis` handles Redis outages like `ratelimit_redis.RedisBackend`, through
-their shared base (`redis_scripts.ScriptedRedis`): one timeout bounds every call,
-the client does not retry on its own, a failure marks the backend unhealthy, and
-a background task probes once a second (by loading the scripts) until Redis
-answers. It adds one thing: releases of
-leases that hold Redis state and could not be sent are kept (bounded) and sent
-when Redis is back, before the backend is marked healthy again, so a Redis blip
-does not leave concurrency slots taken until their leases expire.
+Redis outages are the node's `HotStore`'s to detect, as for the rate limiter:
+one timeout bounds every call, a failure marks the store unhealthy, and its
+probe reloads the scripts once a second until Redis answers. `QuotaRedis` adds
+one thing: releases of leases that hold Redis state and could not be sent are
+kept (bounded) and sent when Redis is back, from the store's recovery hook,
+before the store is marked healthy again, so a Redis blip does not leave
+concurrency slots taken until their leases expire.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from node.limits.redis_scripts import ScriptedRedis
+from redis.asyncio.client import Pipeline
+
+from node.limits.hot_store import HotStore
 
 MAX_DEFERRED = 10_000  # releases kept for later while Redis is down (oldest dropped)
 FLUSH_BATCH = 500  # deferred releases sent per pipelined round trip
@@ -123,39 +123,36 @@ _SOURCES = {ADMIT_SHA: ADMIT_LUA, RELEASE_SHA: RELEASE_LUA}
 Call = tuple[Sequence[str], Sequence[str]]  # keys, args of one release
 
 
-class QuotaRedis(ScriptedRedis):
+class QuotaRedis:
     """Quota counters in Redis, shared by every node that uses the same server."""
 
-    label = "quotas"
-
-    def __init__(self, url: str, timeout: float) -> None:
-        super().__init__(url, timeout, _SOURCES)
+    def __init__(self, store: HotStore) -> None:
+        self.store = store
         self.deferred: deque[Call] = deque(maxlen=MAX_DEFERRED)
+        # Releases kept while Redis was down go first, before the store is healthy again.
+        store.register(_SOURCES, on_recovered=self._flush)
 
     async def admit(self, keys: Sequence[str], args: Sequence[str]) -> list[Any] | None:
         """Run the admit script; None when Redis failed or timed out (now unhealthy)."""
-        return await self._call(ADMIT_SHA, keys, args)
+        return await self.store.run_script(ADMIT_SHA, keys, args)  # type: ignore[no-any-return]
 
     async def release(self, keys: Sequence[str], args: Sequence[str], keep: bool) -> None:
         """Run the release script now, or, with `keep`, later if Redis is down."""
-        if self.healthy and await self._call(RELEASE_SHA, keys, args) is not None:
+        store = self.store
+        if store.healthy and await store.run_script(RELEASE_SHA, keys, args) is not None:
             return
-        if keep and not self._closed:
+        if keep and store.configured and not store.closed:
             self.deferred.append((keys, args))
 
     async def _flush(self) -> None:
         """Send deferred releases, a batch per round trip (requeued if a batch fails)."""
         while self.deferred:
             batch = [self.deferred.popleft() for _ in range(min(FLUSH_BATCH, len(self.deferred)))]
-            try:
-                async with asyncio.timeout(self._timeout * 4):
-                    async with self._client.pipeline(transaction=False) as pipe:
-                        for keys, args in batch:
-                            pipe.evalsha(RELEASE_SHA, len(keys), *keys, *args)
-                        await pipe.execute()
-            except BaseException:
-                self.deferred.extendleft(reversed(batch))
-                raise
 
-    async def _recovered(self) -> None:
-        await self._flush()  # releases kept while Redis was down, before switching back
+            def fill(pipe: Pipeline, batch: list[Call] = batch) -> None:
+                for keys, args in batch:
+                    pipe.evalsha(RELEASE_SHA, len(keys), *keys, *args)
+
+            if await self.store.pipeline(fill, timeout=self.store.timeout * 4) is None:
+                self.deferred.extendleft(reversed(batch))
+                raise ConnectionError(f"deferred releases not sent: {self.store.reason}")

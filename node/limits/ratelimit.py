@@ -4,16 +4,17 @@ The rules (`scope -> rate, burst`) are control state and arrive through Raft;
 the counters are not: one Raft write per request would put consensus on the
 hot path. So counters live either
 
-* in Redis (`RedisBackend`): every node takes tokens from the same buckets with
-  one atomic script call, so the limit is exact across the cluster; or
+* in Redis (`RedisBuckets`, in the node's `HotStore`): every node takes
+  tokens from the same buckets with one atomic script call, so the limit is
+  exact across the cluster; or
 * locally, when no Redis is configured or it is unreachable: each of the N
   nodes enforces a 1/N share of every rule with its own bucket, which needs no
   coordination at all and bounds the cluster's overshoot (see
   docs/rate-limits.md).
 
 A Redis failure or timeout never reaches the caller: that request and the
-following ones are decided locally while a background task retries Redis once a
-second and switches back when it answers.
+following ones are decided locally while the store's probe retries Redis once
+a second and switches back when it answers.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from node.limits.ratelimit_redis import RedisBackend
+from node.limits.hot_store import HotStore
+from node.limits.ratelimit_redis import RedisBuckets
 
 GLOBAL_SCOPE = "*"
 _EPSILON = 1e-9  # float slack so a bucket refilled to exactly 1.0 admits
@@ -110,32 +112,19 @@ class RateLimiter:
     def __init__(
         self,
         node_name: str,
-        redis_url: str | None,
+        store: HotStore | None,  # None: counters are always local
         nodes: Callable[[], int],
         clock: Callable[[], float] = time.monotonic,
-        redis_timeout: float = 0.25,
         key_prefix: str = "meshgate:rl:",
     ) -> None:
         self.node_name = node_name
         self._nodes = nodes
         self._clock = clock
-        self._redis_timeout = redis_timeout
         self._key_prefix = key_prefix
         self._scopes: dict[str, _Scope] = {}
         self._global: _Scope | None = None
-        self._redis_url = redis_url
-        self._redis: RedisBackend | None = None
-
-    async def start(self) -> None:
-        """Connect to Redis if configured; if it is down, start in local mode and keep trying."""
-        if self._redis_url is not None and self._redis is None:
-            self._redis = RedisBackend(self._redis_url, self._redis_timeout)
-            await self._redis.start()
-
-    async def close(self) -> None:
-        """Stop the Redis client and its reconnect task; later decisions are local."""
-        if self._redis is not None:
-            await self._redis.close()
+        self.store = store if store is not None else HotStore(None)
+        self._redis = RedisBuckets(self.store) if self.store.configured else None
 
     def set_rules(self, rules: Mapping[str, Rule]) -> None:
         """Adopt replicated rules; unchanged scopes keep their buckets and counters.
@@ -169,7 +158,7 @@ class RateLimiter:
         if not applicable:
             return ALLOWED
         redis = self._redis
-        if redis is not None and redis.healthy:
+        if redis is not None and self.store.healthy:
             keys = [s.key for s in applicable]
             result = await redis.take(keys, [a for s in applicable for a in s.args])
             if result is not None:
@@ -202,18 +191,11 @@ class RateLimiter:
 
     @property
     def backend(self) -> str:
-        if self._redis_url is None:
-            return "local"
-        if self._redis is not None and self._redis.healthy:
-            return "redis"
-        reason = self._redis.reason if self._redis is not None else "not started"
-        return f"local (redis unreachable: {reason})"
+        return self.store.backend
 
     @property
     def redis_healthy(self) -> bool | None:
-        if self._redis_url is None:
-            return None
-        return self._redis is not None and self._redis.healthy
+        return self.store.healthy if self.store.configured else None
 
     def stats(self) -> dict[str, Any]:
         n = self._node_count()

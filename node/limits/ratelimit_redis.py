@@ -11,11 +11,10 @@ Each bucket is a hash `{tk: tokens, ts: seconds}` that expires after twice the
 time it takes to refill (at least 1 s): by then it would be full anyway, so an
 expired key reads as a full bucket and idle scopes leave nothing behind.
 
-`RedisBackend` also owns Redis health: every call is bounded by one timeout
-(the client's own retries are disabled, so a dead server fails fast instead of
-being retried behind the caller's back); a failure marks the backend unhealthy,
-and a background task reloads the script once a second until Redis answers.
-While unhealthy, `RateLimiter` decides locally without trying Redis at all.
+Redis health is the node's `HotStore`'s: every call is bounded by its one
+timeout, a failure marks the store unhealthy, and its probe reloads the
+script once a second until Redis answers. While unhealthy, `RateLimiter`
+decides locally without trying Redis at all.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from node.limits.redis_scripts import ScriptedRedis
+from node.limits.hot_store import HotStore
 
 # KEYS[i]   the bucket of scope i
 # ARGV[2i-1], ARGV[2i]   rate (tokens per second) and burst (capacity) of scope i
@@ -69,13 +68,12 @@ return {1}
 SCRIPT_SHA = hashlib.sha1(TOKEN_BUCKETS_LUA.encode()).hexdigest()
 
 
-class RedisBackend(ScriptedRedis):
+class RedisBuckets:
     """Token buckets held in Redis, shared by every node that uses the same server."""
 
-    label = "rate limits"
-
-    def __init__(self, url: str, timeout: float) -> None:
-        super().__init__(url, timeout, {SCRIPT_SHA: TOKEN_BUCKETS_LUA})
+    def __init__(self, store: HotStore) -> None:
+        self.store = store
+        store.register({SCRIPT_SHA: TOKEN_BUCKETS_LUA})
 
     async def take(
         self, keys: Sequence[str], args: Sequence[str]
@@ -84,9 +82,9 @@ class RedisBackend(ScriptedRedis):
 
         `args` holds rate and burst for each key, as strings. Returns whether the
         tokens were taken and, when not, each bucket's wait in seconds; None when
-        Redis failed or timed out (the backend is then unhealthy).
+        Redis failed or timed out (the store is then unhealthy).
         """
-        reply = await self._call(SCRIPT_SHA, keys, args)
+        reply = await self.store.run_script(SCRIPT_SHA, keys, args)
         if reply is None:
             return None
         if int(reply[0]) == 1:

@@ -7,9 +7,10 @@ non-integer or absurd count (2**64, which orjson could not even write back
 out in a listing) is clamped per request to `MAX_TOKENS_PER_REQUEST`, and
 totals saturate at `MAX_TOTAL`. `UsageBook` adds up requests and tokens per
 subject ("key:<id>", "model:<tenant/name>", "tenant:<name>"). With Redis
-(`--redis-url`), each request's usage goes to Redis in one pipelined round trip,
-off the request's path, so the totals every node reads are exact. Without it
-(or while Redis is unreachable) the counts are kept in memory and a background
+(`--redis-url`, the node's `HotStore`), each request's usage goes to Redis in one
+pipelined round trip, off the request's path, so the totals every node reads are
+exact. Without it (or while the store finds Redis unreachable) the counts are
+kept in memory and a background
 loop commits them every few seconds as one `usage.flush` command: never one
 Raft command per request; a node that crashes loses at most its last
 unflushed interval. A reader adds both: the replicated totals and Redis's.
@@ -26,8 +27,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 
+from node.limits.hot_store import HotStore
 from node.service import Periodic
 
 log = logging.getLogger(__name__)
@@ -114,8 +116,7 @@ class UsageBook:
         self,
         commit: Callable[[dict[str, Any], str], Awaitable[Any]],  # (args, request id)
         interval: float = 2.0,
-        redis_url: str | None = None,
-        redis_timeout: float = 0.5,
+        store: HotStore | None = None,  # None: counters only in memory and the log
     ) -> None:
         self._commit = commit
         self.interval = interval
@@ -125,17 +126,11 @@ class UsageBook:
         # not counted twice, and the deltas gathered meanwhile wait for the next batch.
         self._unsettled: tuple[str, dict[str, dict[str, Any]]] | None = None
         self._flusher = Periodic("usage-flush", self.flush, interval)
-        self._redis = (
-            aioredis.Redis.from_url(
-                redis_url, socket_timeout=redis_timeout, socket_connect_timeout=redis_timeout
-            )
-            if redis_url
-            else None
-        )
+        self._store = store if store is not None and store.configured else None
         self._writes: set[asyncio.Task[None]] = set()
 
     def record(self, subjects: Iterable[str], tokens: int) -> None:
-        if self._redis is not None:
+        if self._store is not None and self._store.healthy:
             task = asyncio.get_running_loop().create_task(
                 self._to_redis(list(subjects), max(0, tokens), time.time())
             )
@@ -145,20 +140,18 @@ class UsageBook:
         self._to_memory(subjects, tokens, time.time())
 
     async def _to_redis(self, subjects: list[str], tokens: int, now: float) -> None:
-        assert self._redis is not None
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for subject in subjects:
-                    key = REDIS_PREFIX + subject
-                    pipe.hincrby(key, "total_requests", 1)
-                    pipe.hincrby(key, "tokens_used", tokens)
-                    pipe.hset(key, "last_access", repr(now))
-                    day_key = f"{key}:day:{_day(now)}"
-                    pipe.incr(day_key)
-                    pipe.expire(day_key, DAY_TTL_SECS)
-                await pipe.execute()
-        except Exception as exc:  # unreachable: keep the counts for the replicated log
-            log.debug("usage to redis failed (%s); batching it into the log", exc)
+        def fill(pipe: Pipeline) -> None:
+            for subject in subjects:
+                key = REDIS_PREFIX + subject
+                pipe.hincrby(key, "total_requests", 1)
+                pipe.hincrby(key, "tokens_used", tokens)
+                pipe.hset(key, "last_access", repr(now))
+                day_key = f"{key}:day:{_day(now)}"
+                pipe.incr(day_key)
+                pipe.expire(day_key, DAY_TTL_SECS)
+
+        assert self._store is not None
+        if await self._store.pipeline(fill) is None:  # unreachable: keep them for the log
             self._to_memory(subjects, tokens, now)
 
     async def read(self, subject: str, stored: dict[str, Any]) -> dict[str, Any]:
@@ -176,20 +169,22 @@ class UsageBook:
                 filter(None, (stored.get("last_access"), pending.get("last_access"))), default=None
             ),
         }
-        if self._redis is None:
+        store = self._store
+        if store is None:
             return _bounded(total)
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.hgetall(REDIS_PREFIX + subject)
-                pipe.get(f"{REDIS_PREFIX}{subject}:day:{_day(time.time())}")
-                counts, today = await pipe.execute()
-        except Exception as exc:
-            log.warning("usage of %s: cannot read redis (%s)", subject, exc)
+
+        def fill(pipe: Pipeline) -> None:
+            pipe.hgetall(REDIS_PREFIX + subject)
+            pipe.get(f"{REDIS_PREFIX}{subject}:day:{today}")
+
+        replies = await store.pipeline(fill) if store.healthy else None
+        if replies is None:
             total["redis_unreachable"] = "the counters in Redis could not be read; totals are low"
             return _bounded(total)
+        counts, today_count = replies
         total["total_requests"] += _saturated(int(counts.get(b"total_requests", 0)))
         total["tokens_used"] += _saturated(int(counts.get(b"tokens_used", 0)))
-        total["requests_today"] += _saturated(int(today or 0))
+        total["requests_today"] += _saturated(int(today_count or 0))
         last = counts.get(b"last_access")
         if last:
             total["last_access"] = max(filter(None, (total["last_access"], float(last))))
@@ -213,8 +208,6 @@ class UsageBook:
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
         await self.flush()
-        if self._redis is not None:
-            await self._redis.aclose()
 
     async def flush(self) -> None:
         """Send the unsettled batch again, if any, then the deltas gathered since."""

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import Node, Proc, start_echo_worker
+from tests.support import Node, Proc, RedisServer, start_echo_worker
 
 
 class Cluster:
@@ -58,3 +58,14 @@ def module_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster
         yield c
     finally:
         c.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A `redis-server` of its own on a free loopback port (no persistence), for one test."""
+    srv = RedisServer(tmp_path / "redis.log")
+    try:
+        srv.start()
+        yield srv
+    finally:
+        srv.kill()

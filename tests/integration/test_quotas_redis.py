@@ -12,13 +12,12 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Coroutine, Iterator
-from pathlib import Path
+from collections.abc import Coroutine
 from typing import Any
 
-import pytest
 import redis
 
+from node.limits.hot_store import HotStore
 from node.limits.quotas import Limits, QuotaDecision, QuotaEngine, Subject
 from tests.support import RedisServer, free_port
 
@@ -37,16 +36,6 @@ SCRIPT_INTERNAL = {
 }
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisServer]:
-    srv = RedisServer(tmp_path / "redis.log")
-    try:
-        srv.start()
-        yield srv
-    finally:
-        srv.kill()
-
-
 def run(coro: Coroutine[Any, Any, None]) -> None:
     asyncio.run(coro)
 
@@ -60,21 +49,21 @@ def client_calls(client: redis.Redis) -> dict[str, int]:
     }
 
 
-def settle_in_minute(server: RedisServer, needed: float = 5.0) -> None:
+def settle_in_minute(redis_server: RedisServer, needed: float = 5.0) -> None:
     """Make sure `needed` seconds remain in the current minute of Redis' clock."""
-    with server.client() as client:
+    with redis_server.client() as client:
         seconds, micros = client.time()
     left = 60 - (seconds % 60) - micros / 1e6
     if left < needed:
         time.sleep(left + 0.05)
 
 
-async def started(name: str, server_url: str, **kwargs: Any) -> QuotaEngine:
+async def started(name: str, server_url: str, redis_timeout: float = 2.0) -> QuotaEngine:
     # A healthy Redis must not look down on a loaded 2-core CI machine: tests of exact
     # shared counting give it time; tests of outages pass the short timeout they measure.
-    kwargs.setdefault("redis_timeout", 2.0)
-    engine = QuotaEngine(name, server_url, lambda: 3, **kwargs)
-    await engine.start()
+    store = HotStore(server_url, timeout=redis_timeout)  # one node's store
+    engine = QuotaEngine(name, store, lambda: 3)
+    await store.start()
     return engine
 
 
@@ -97,7 +86,7 @@ async def timed_admit(engine: QuotaEngine, subjects: list[Subject]) -> tuple[Quo
     return decision, loop.time() - t0
 
 
-def test_three_nodes_share_a_per_minute_limit_exactly(server: RedisServer) -> None:
+def test_three_nodes_share_a_per_minute_limit_exactly(redis_server: RedisServer) -> None:
     limit = 30
     subjects = [
         Subject("key", "k1", Limits(requests_per_minute=limit)),
@@ -105,17 +94,17 @@ def test_three_nodes_share_a_per_minute_limit_exactly(server: RedisServer) -> No
     ]
 
     async def main() -> None:
-        nodes = [await started(f"node-{i}", server.url) for i in range(3)]
+        nodes = [await started(f"node-{i}", redis_server.url) for i in range(3)]
         try:
             assert [n.backend for n in nodes] == ["redis"] * 3
-            settle_in_minute(server, needed=2.0)
+            settle_in_minute(redis_server, needed=2.0)
             rounds = [await asyncio.gather(*(n.admit(subjects) for n in nodes)) for _ in range(40)]
-            with server.client() as client:
+            with redis_server.client() as client:
                 ttl_ms = client.pttl("meshgate:q:n:key:k1")
                 tenant_minute = int(client.hget("meshgate:q:n:tenant:t1", "mn") or 0)
         finally:
             for n in nodes:
-                await n.close()
+                await n.store.close()
         decisions: list[QuotaDecision] = [d for r in rounds for d in r]
         admitted = [d for d in decisions if d.allowed]
         per_node = [sum(r[i].allowed for r in rounds) for i in range(3)]
@@ -134,7 +123,7 @@ def test_three_nodes_share_a_per_minute_limit_exactly(server: RedisServer) -> No
     run(main())
 
 
-def test_one_round_trip_per_admit_and_per_release(server: RedisServer) -> None:
+def test_one_round_trip_per_admit_and_per_release(redis_server: RedisServer) -> None:
     subjects = [
         Subject("key", "k1", Limits(requests_per_minute=1000, burst=1000, max_concurrent=100)),
         Subject("tenant", "t1", Limits(requests_per_hour=1000, tokens_per_hour=10**9)),
@@ -143,8 +132,8 @@ def test_one_round_trip_per_admit_and_per_release(server: RedisServer) -> None:
     count_only = [Subject("model", "m1", Limits(requests_per_minute=1000))]
 
     async def main() -> None:
-        engine = await started("node-1", server.url)
-        stats = server.client()  # connected before the reset, so it adds only INFO
+        engine = await started("node-1", redis_server.url)
+        stats = redis_server.client()  # connected before the reset, so it adds only INFO
         try:
             stats.config_resetstat()
             decisions = [await engine.admit(subjects) for _ in range(50)]
@@ -174,17 +163,17 @@ def test_one_round_trip_per_admit_and_per_release(server: RedisServer) -> None:
             assert engine.backend == "redis"
         finally:
             stats.close()
-            await engine.close()
+            await engine.store.close()
 
     run(main())
 
 
-def test_release_is_seen_by_other_nodes(server: RedisServer) -> None:
+def test_release_is_seen_by_other_nodes(redis_server: RedisServer) -> None:
     tokens = Subject("tenant", "t1", Limits(tokens_per_hour=100))
     slots = Subject("key", "k1", Limits(max_concurrent=2))
 
     async def main() -> None:
-        a, b = await started("node-a", server.url), await started("node-b", server.url)
+        a, b = await started("node-a", redis_server.url), await started("node-b", redis_server.url)
         try:
             first = await a.admit([tokens])
             assert first.lease is not None
@@ -205,53 +194,53 @@ def test_release_is_seen_by_other_nodes(server: RedisServer) -> None:
             assert (await b.admit([slots])).allowed
             assert not (await a.admit([slots])).allowed
         finally:
-            await a.close()
-            await b.close()
+            await a.store.close()
+            await b.store.close()
 
     run(main())
 
 
-def test_killed_redis_falls_back_to_local_shares_and_recovers(server: RedisServer) -> None:
+def test_killed_redis_falls_back_to_local_shares_and_recovers(redis_server: RedisServer) -> None:
     k = Subject("key", "k1", Limits(requests_per_minute=30))
 
     async def main() -> None:
-        engine = await started("node-1", server.url, redis_timeout=0.25)
+        engine = await started("node-1", redis_server.url, redis_timeout=0.25)
         try:
-            settle_in_minute(server, needed=3.0)
+            settle_in_minute(redis_server, needed=3.0)
             first = await engine.admit([k])
             assert first.allowed and engine.backend == "redis"
-            server.kill()
+            redis_server.kill()
             timed = [await timed_admit(engine, [k]) for _ in range(20)]
             assert max(t for _, t in timed) < 0.25 + 0.1
             admitted = sum(d.allowed for d, _ in timed)
             assert admitted == 9  # local share ceil(30 / 3) = 10, one used through Redis
             assert engine.backend.startswith("local (redis unreachable: ")
 
-            server.start()  # same port, empty
+            redis_server.start()  # same port, empty
             await until_redis(engine, k)
-            with server.client() as stats:
+            with redis_server.client() as stats:
                 before = client_calls(stats).get("cmdstat_evalsha", 0)
                 assert (await engine.admit([k])).allowed  # Redis counts afresh
                 assert client_calls(stats).get("cmdstat_evalsha", 0) == before + 1
         finally:
-            await engine.close()
+            await engine.store.close()
 
     run(main())
 
 
-def test_release_during_outage_is_sent_when_redis_returns(server: RedisServer) -> None:
+def test_release_during_outage_is_sent_when_redis_returns(redis_server: RedisServer) -> None:
     slots = Subject("key", "k1", Limits(max_concurrent=1))
     probe = Subject("model", "probe", Limits(burst=1000))
     zkey = "meshgate:q:c:key:k1"
 
     async def main() -> None:
-        a = await started("node-a", server.url, redis_timeout=0.2)
-        b = await started("node-b", server.url, redis_timeout=0.2)
+        a = await started("node-a", redis_server.url, redis_timeout=0.2)
+        b = await started("node-b", redis_server.url, redis_timeout=0.2)
         try:
             held = await a.admit([slots])
             assert held.lease is not None
             assert (await b.admit([slots])).refused_by == "key:k1 max_concurrent"
-            server.signal(signal.SIGSTOP)  # hung, not dead: calls time out
+            redis_server.signal(signal.SIGSTOP)  # hung, not dead: calls time out
             _, took = await timed_admit(a, [probe])
             assert took < 0.2 + 0.15
             assert "TimeoutError" in a.backend
@@ -259,15 +248,15 @@ def test_release_during_outage_is_sent_when_redis_returns(server: RedisServer) -
             t0 = loop.time()
             await held.lease.release(0)  # Redis is down: kept for later, no waiting
             assert loop.time() - t0 < 0.05
-            server.signal(signal.SIGCONT)
-            with server.client() as client:
+            redis_server.signal(signal.SIGCONT)
+            with redis_server.client() as client:
                 assert client.zcard(zkey) == 1  # still held: a's probe is ~1 s away
                 await until_redis(a, probe)
                 assert client.zcard(zkey) == 0  # sent on recovery, not left to expire
             assert (await b.admit([slots])).allowed
         finally:
-            await a.close()
-            await b.close()
+            await a.store.close()
+            await b.store.close()
 
     run(main())
 
@@ -283,6 +272,6 @@ def test_unreachable_at_start_does_not_raise_and_enforces_locally() -> None:
             k = Subject("key", "k1", Limits(requests_per_hour=12))
             assert sum([(await engine.admit([k])).allowed for _ in range(10)]) == 4
         finally:
-            await engine.close()
+            await engine.store.close()
 
     run(main())

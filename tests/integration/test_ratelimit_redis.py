@@ -12,28 +12,17 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Coroutine, Iterator
-from pathlib import Path
+from collections.abc import Coroutine
 from typing import Any
 
-import pytest
 import redis
 
+from node.limits.hot_store import HotStore
 from node.limits.ratelimit import Decision, RateLimiter, Rule
 from tests.support import RedisServer, free_port
 
 # Commands the token-bucket script runs inside EVALSHA; commandstats counts them too.
 SCRIPT_INTERNAL = {"cmdstat_time", "cmdstat_hmget", "cmdstat_hset", "cmdstat_pexpire"}
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisServer]:
-    srv = RedisServer(tmp_path / "redis.log")
-    try:
-        srv.start()
-        yield srv
-    finally:
-        srv.kill()
 
 
 def command_calls(client: redis.Redis) -> dict[str, int]:
@@ -45,12 +34,14 @@ def run(coro: Coroutine[Any, Any, None]) -> None:
     asyncio.run(coro)
 
 
-async def started(name: str, url: str, rules: dict[str, Rule], **kwargs: Any) -> RateLimiter:
+async def started(
+    name: str, url: str, rules: dict[str, Rule], redis_timeout: float = 2.0
+) -> RateLimiter:
     # A healthy Redis must not look down on a loaded 2-core CI machine: tests of exact
     # shared counting give it time; tests of outages pass the short timeout they measure.
-    kwargs.setdefault("redis_timeout", 2.0)
-    limiter = RateLimiter(name, url, lambda: 3, **kwargs)
-    await limiter.start()
+    store = HotStore(url, timeout=redis_timeout)  # one node's store
+    limiter = RateLimiter(name, store, lambda: 3)
+    await store.start()
     limiter.set_rules(rules)
     return limiter
 
@@ -73,12 +64,12 @@ async def until_redis(limiter: RateLimiter, timeout: float = 5.0) -> None:
     assert limiter.redis_healthy is True
 
 
-def test_three_nodes_share_one_exact_limit(server: RedisServer) -> None:
+def test_three_nodes_share_one_exact_limit(redis_server: RedisServer) -> None:
     rate, burst = 50.0, 10.0
 
     async def main() -> None:
         rules = {"*": Rule("*", rate, burst)}
-        nodes = [await started(f"node-{i}", server.url, rules) for i in range(3)]
+        nodes = [await started(f"node-{i}", redis_server.url, rules) for i in range(3)]
         try:
             assert [n.backend for n in nodes] == ["redis"] * 3
             loop = asyncio.get_running_loop()
@@ -91,11 +82,11 @@ def test_three_nodes_share_one_exact_limit(server: RedisServer) -> None:
                     if not d.allowed:
                         refusals.append(d)
             elapsed = loop.time() - t0
-            with server.client() as client:
+            with redis_server.client() as client:
                 ttl_ms = client.pttl("meshgate:rl:*")
         finally:
             for n in nodes:
-                await n.close()
+                await n.store.close()
         total = sum(per_node)
         assert total <= rate * elapsed + burst + 1
         assert total >= rate * elapsed * 0.8
@@ -108,12 +99,12 @@ def test_three_nodes_share_one_exact_limit(server: RedisServer) -> None:
 
 
 def test_admit_is_one_evalsha_and_takes_from_both_buckets_or_neither(
-    server: RedisServer,
+    redis_server: RedisServer,
 ) -> None:
     async def main() -> None:
         rules = {"*": Rule("*", 1.0, 1000.0), "m": Rule("m", 1.0, 5.0)}
-        limiter = await started("node-1", server.url, rules)
-        stats = server.client()  # connected (HELLO) before the reset, so it adds only INFO
+        limiter = await started("node-1", redis_server.url, rules)
+        stats = redis_server.client()  # connected (HELLO) before the reset, so it adds only INFO
         try:
             stats.config_resetstat()
             decisions = [await limiter.admit("m") for _ in range(100)]
@@ -141,21 +132,21 @@ def test_admit_is_one_evalsha_and_takes_from_both_buckets_or_neither(
             assert limiter.backend == "redis"
         finally:
             stats.close()
-            await limiter.close()
+            await limiter.store.close()
 
     run(main())
 
 
-def test_killed_redis_falls_back_to_local_shares_and_recovers(server: RedisServer) -> None:
+def test_killed_redis_falls_back_to_local_shares_and_recovers(redis_server: RedisServer) -> None:
     async def main() -> None:
         # local share with 3 nodes: capacity 12 / 3 = 4, refill 30 / 3 per second
         limiter = await started(
-            "node-1", server.url, {"*": Rule("*", 30.0, 12.0)}, redis_timeout=0.25
+            "node-1", redis_server.url, {"*": Rule("*", 30.0, 12.0)}, redis_timeout=0.25
         )
         try:
             assert (await limiter.admit("m")).allowed
             assert limiter.redis_healthy is True
-            server.kill()
+            redis_server.kill()
             timed = [await timed_admit(limiter, "m") for _ in range(20)]
             assert max(t for _, t in timed) < 0.25 + 0.1
             admitted = sum(d.allowed for d, _ in timed)
@@ -165,25 +156,27 @@ def test_killed_redis_falls_back_to_local_shares_and_recovers(server: RedisServe
             assert limiter.redis_healthy is False
             assert limiter.stats()["backend"] == limiter.backend
 
-            server.start()  # same port
+            redis_server.start()  # same port
             await until_redis(limiter)
-            with server.client() as stats:
+            with redis_server.client() as stats:
                 before = command_calls(stats).get("cmdstat_evalsha", 0)
                 await limiter.admit("m")
                 assert command_calls(stats).get("cmdstat_evalsha", 0) == before + 1
         finally:
-            await limiter.close()
+            await limiter.store.close()
 
     run(main())
 
 
-def test_hung_redis_costs_at_most_the_timeout_then_decides_locally(server: RedisServer) -> None:
+def test_hung_redis_costs_at_most_the_timeout_then_decides_locally(
+    redis_server: RedisServer,
+) -> None:
     async def main() -> None:
         limiter = await started(
-            "node-1", server.url, {"*": Rule("*", 30.0, 12.0)}, redis_timeout=0.2
+            "node-1", redis_server.url, {"*": Rule("*", 30.0, 12.0)}, redis_timeout=0.2
         )
         try:
-            server.signal(signal.SIGSTOP)
+            redis_server.signal(signal.SIGSTOP)
             decision, took = await timed_admit(limiter, None)
             assert decision.allowed  # the local share starts full
             assert 0.15 < took < 0.2 + 0.15
@@ -191,10 +184,10 @@ def test_hung_redis_costs_at_most_the_timeout_then_decides_locally(server: Redis
             assert "TimeoutError" in limiter.backend
             _, took = await timed_admit(limiter, None)
             assert took < 0.05  # no further attempts on the request path
-            server.signal(signal.SIGCONT)
+            redis_server.signal(signal.SIGCONT)
             await until_redis(limiter)
         finally:
-            await limiter.close()
+            await limiter.store.close()
 
     run(main())
 
@@ -210,7 +203,7 @@ def test_unreachable_at_start_does_not_raise_and_enforces_locally() -> None:
             assert limiter.redis_healthy is False
             assert sum([(await limiter.admit(None)).allowed for _ in range(10)]) in (4, 5)
         finally:
-            await limiter.close()
+            await limiter.store.close()
         assert limiter.redis_healthy is False
 
     run(main())
