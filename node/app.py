@@ -45,6 +45,7 @@ from node.proxy.forward import Forwarder, RetrySettings
 from node.proxy.upstream import make_session
 from node.routing.selector import PolicySelector
 from node.runtime import RUNTIME_KEY, apply_runtime
+from node.service import FailureLog, Periodic, cancel_and_wait
 from node.workers.breaker import BreakerSettings
 from node.workers.client import WorkerClient
 from node.workers.credentials import CredentialBox, basic, needs_sealing, split_userinfo
@@ -129,6 +130,13 @@ class Node:
         # values the `model` metric label takes, so junk names cannot add series.
         self.model_names: frozenset[str] = frozenset()
         self._tasks: list[asyncio.Task[None]] = []
+        self.reconciler = Periodic(
+            "reconcile",
+            self._reconcile,
+            lambda: max(1.0, self.config.worker_startup_check_interval),
+            immediately=True,
+            logger=log,
+        )
         self._runtime_applied: dict[str, Any] | None = None
 
     # -- lifecycle -----------------------------------------------------------------
@@ -180,14 +188,11 @@ class Node:
         self.health.start()
         self.peers.start()
         self._tasks.append(asyncio.create_task(self._bootstrap(), name="bootstrap"))
-        self._tasks.append(asyncio.create_task(self._reconcile_forever(), name="reconcile"))
+        self.reconciler.start()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
+        await self.reconciler.stop()
         await self.peers.stop()
         await self.discovery.stop()
         await self.health.stop()
@@ -226,12 +231,14 @@ class Node:
                 await tokens.refresh()
 
     async def _retry_forever(self, what: str, step: Any) -> None:
+        failures = FailureLog(what, log, traceback=False)  # without quorum this may take a while
         while True:
             try:
                 await step()
+                failures.succeeded()
                 return
             except (CommitError, ApiError) as exc:
-                log.warning("%s failed (%s); retrying", what, exc)
+                failures.failed(exc)
                 await asyncio.sleep(0.5)
 
     async def _announce(self) -> None:
@@ -276,16 +283,14 @@ class Node:
             raise
         self.discovery.start(spec["id"])
 
-    async def _reconcile_forever(self) -> None:
+    async def _reconcile(self) -> None:
         """Resume this node's unfinished discovery jobs; as leader, adopt stranded ones."""
         mine = self.actor(None)
-        while True:
-            for worker_id, record in self.raft.state.workers.items():
-                if record["status"] == "pending" and record.get("created_by", "").startswith(mine):
-                    self.discovery.start(worker_id)
-            self.discovery.adopt_stranded()
-            await self._seal_plaintext_keys()
-            await asyncio.sleep(max(1.0, self.config.worker_startup_check_interval))
+        for worker_id, record in list(self.raft.state.workers.items()):
+            if record["status"] == "pending" and record.get("created_by", "").startswith(mine):
+                self.discovery.start(worker_id)
+        self.discovery.adopt_stranded()
+        await self._seal_plaintext_keys()
 
     async def _seal_plaintext_keys(self) -> None:
         """As leader: seal the api_keys that records written before sealing hold in the clear."""

@@ -21,7 +21,6 @@ here once:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -45,22 +44,34 @@ Interval = float | Callable[[], float]
 
 
 async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
-    """Cancel the tasks, then wait until each has ended (its cancellation swallowed)."""
+    """Cancel the tasks, then wait until each has ended.
+
+    `asyncio.wait` rather than awaiting each task: a caller that is itself
+    cancelled meanwhile must see its own CancelledError, not have it swallowed."""
     pending = [task for task in tasks if not task.done()]
     for task in pending:
         task.cancel()
+    if pending:
+        await asyncio.wait(pending)
     for task in pending:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        if not task.cancelled() and task.exception() is not None:
+            log.error("task %s failed as it stopped", task.get_name(), exc_info=task.exception())
 
 
 class FailureLog:
     """Logs a repeating failure once, then at most once per `every` seconds, with a count."""
 
-    def __init__(self, what: str, logger: logging.Logger = log, every: float = LOG_EVERY) -> None:
+    def __init__(
+        self,
+        what: str,
+        logger: logging.Logger = log,
+        every: float = LOG_EVERY,
+        traceback: bool = True,  # False for expected failures, whose message says it all
+    ) -> None:
         self.what = what
         self.logger = logger
         self.every = every
+        self.traceback = traceback
         self.failures = 0  # in a row, since the last success
         self._unlogged = 0
         self._logged_at: float | None = None
@@ -72,7 +83,8 @@ class FailureLog:
         if self._logged_at is not None and now - self._logged_at < self.every:
             return
         times = f" ({self._unlogged} failures since the last log)" if self._unlogged > 1 else ""
-        self.logger.warning("%s failed%s: %s", self.what, times, exc, exc_info=exc)
+        trace = exc if self.traceback else None
+        self.logger.warning("%s failed%s: %s", self.what, times, exc, exc_info=trace)
         self._logged_at = now
         self._unlogged = 0
 

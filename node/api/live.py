@@ -38,6 +38,7 @@ from node.auth import presented_token, refuse_publication_key
 from node.errors import ApiError
 from node.live.feed import QUEUE_LIMIT, Client, Feed, StillValid, encode
 from node.live.visibility import Viewer
+from node.service import DONE, Periodic, cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -181,13 +182,14 @@ class Session:
         self._ws = ws
         self._feed = feed
         self._sender: asyncio.Task[None] | None = None
-        self._watcher: asyncio.Task[None] | None = None
+        # Tokens and keys expire with no log entry: the credential is checked again now and then.
+        self._watcher = Periodic("ws-revalidate", self._revalidate, REVALIDATE_SECS)
         self._closer: asyncio.Task[None] | None = None
         self.client: Client = feed.attach(viewer, on_close=self._on_close, still_valid=valid)
 
     async def run(self) -> None:
         self._sender = asyncio.create_task(self._send(), name="ws-send")
-        self._watcher = asyncio.create_task(self._watch(), name="ws-revalidate")
+        self._watcher.start()
         try:
             await self._receive()
         finally:
@@ -232,12 +234,8 @@ class Session:
             log.exception("WebSocket sender failed")
             self.client.close(CLOSE_INTERNAL, "internal error")
 
-    async def _watch(self) -> None:
-        """Re-check the credential now and then: tokens and keys expire with no log entry."""
-        while True:
-            await asyncio.sleep(REVALIDATE_SECS)
-            if not self.client.revalidate():
-                return
+    async def _revalidate(self) -> object:
+        return None if self.client.revalidate() else DONE
 
     def _on_close(self, code: int, reason: str) -> None:
         if self._closer is None:
@@ -250,11 +248,9 @@ class Session:
             log.error("closing a WebSocket failed", exc_info=closer.exception())
 
     async def _close(self, code: int, reason: str) -> None:
-        tasks = {task for task in (self._sender, self._watcher) if task is not None}
-        for task in tasks:
-            task.cancel()  # the sender may be stuck writing to a client that does not read
-        if tasks:
-            await asyncio.wait(tasks)
+        await self._watcher.stop()
+        if self._sender is not None:  # it may be stuck writing to a client that does not read
+            await cancel_and_wait([self._sender])
         transport = self._request.transport
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 2 * CLOSE_TIMEOUT_SECS

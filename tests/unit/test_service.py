@@ -182,3 +182,25 @@ def test_cancel_and_wait_ends_every_task() -> None:
         assert all(t.cancelled() for t in tasks)
 
     run(main)
+
+
+def test_cancel_and_wait_keeps_the_callers_own_cancellation() -> None:
+    async def main() -> None:
+        stubborn = asyncio.create_task(shielded_sleep())
+        stopper = asyncio.create_task(cancel_and_wait([stubborn]))
+        await asyncio.sleep(0.01)  # the stopper now waits for a task that ignores cancel
+        stopper.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stopper
+        stubborn.cancel()
+        await asyncio.wait([stubborn])
+
+    run(main)
+
+
+async def shielded_sleep() -> None:
+    """Ignores the first cancellation (a task busy finishing something)."""
+    try:
+        await asyncio.sleep(3600)
+    except asyncio.CancelledError:
+        await asyncio.sleep(3600)
