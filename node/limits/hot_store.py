@@ -33,6 +33,8 @@ from redis.exceptions import NoScriptError
 
 from node.service import DONE, Periodic
 
+__all__ = ["HotStore", "Pipeline", "describe"]  # users queue pipelined commands on a Pipeline
+
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT: Final = 0.25  # seconds one Redis call may take before Redis counts as down
@@ -125,7 +127,7 @@ class HotStore:
             async with asyncio.timeout(self.timeout if timeout is None else timeout):
                 async with client.pipeline(transaction=False) as pipe:
                     fill(pipe)
-                    return await pipe.execute()  # type: ignore[no-any-return]
+                    return await pipe.execute()
         except Exception as exc:
             self.down(exc)
             return None

@@ -34,9 +34,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio.client import Pipeline
-
-from node.limits.hot_store import HotStore
+from node.limits.hot_store import HotStore, Pipeline
 
 MAX_DEFERRED = 10_000  # releases kept for later while Redis is down (oldest dropped)
 FLUSH_BATCH = 500  # deferred releases sent per pipelined round trip
@@ -134,14 +132,14 @@ class QuotaRedis:
 
     async def admit(self, keys: Sequence[str], args: Sequence[str]) -> list[Any] | None:
         """Run the admit script; None when Redis failed or timed out (now unhealthy)."""
-        return await self.store.run_script(ADMIT_SHA, keys, args)  # type: ignore[no-any-return]
+        return await self.store.run_script(ADMIT_SHA, keys, args)
 
     async def release(self, keys: Sequence[str], args: Sequence[str], keep: bool) -> None:
         """Run the release script now, or, with `keep`, later if Redis is down."""
         store = self.store
         if store.healthy and await store.run_script(RELEASE_SHA, keys, args) is not None:
             return
-        if keep and store.configured and not store.closed:
+        if keep and not store.closed:
             self.deferred.append((keys, args))
 
     async def _flush(self) -> None:

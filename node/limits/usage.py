@@ -27,9 +27,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import orjson
-from redis.asyncio.client import Pipeline
 
-from node.limits.hot_store import HotStore
+from node.limits.hot_store import HotStore, Pipeline
 from node.service import Periodic
 
 log = logging.getLogger(__name__)
