@@ -13,7 +13,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from node.service import Periodic
+from node.service import Periodic, cancel_and_wait
 from node.tcp_probe import tcp_probe
 from node.workers.client import WorkerCallFailed, WorkerClient
 from node.workers.pool import WorkerPool
@@ -38,6 +38,7 @@ class HealthChecker:
         self.settings = settings
         # The interval is read each round: a shorter one set at runtime applies at once.
         self._service = Periodic("health-checks", self.check_all, lambda: self.settings.interval)
+        self._first_checks: set[asyncio.Task[bool]] = set()  # held: the loop keeps weak refs
         pool.on_added.append(self._check_soon)
 
     def start(self) -> None:
@@ -45,6 +46,7 @@ class HealthChecker:
 
     async def stop(self) -> None:
         await self._service.stop()
+        await cancel_and_wait(self._first_checks)
 
     async def check_all(self) -> None:
         workers = [w for w in self.pool.all() if w.status in ("ready", "draining")]
@@ -53,7 +55,10 @@ class HealthChecker:
 
     def _check_soon(self, worker: Worker) -> None:
         if worker.status == "ready":
-            asyncio.get_running_loop().create_task(self.check(worker))
+            name = f"health-check-{worker.id}"
+            task = asyncio.get_running_loop().create_task(self.check(worker), name=name)
+            self._first_checks.add(task)
+            task.add_done_callback(self._first_checks.discard)
 
     async def check(self, worker: Worker) -> bool:
         """Probe once and apply the thresholds; returns whether this probe passed."""
