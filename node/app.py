@@ -111,7 +111,9 @@ class Node:
             multiplier=config.retry_backoff_multiplier,
             jitter=config.retry_jitter_factor,
         )
-        self.hot_store = HotStore(config.redis_url)  # the one Redis client, when configured
+        self.hot_store = HotStore(
+            config.redis_url, config.redis_timeout_secs
+        )  # the one Redis client, when configured
         self.ratelimiter = RateLimiter(config.node_name, self.hot_store, self.serving_nodes)
         self.quotas = QuotaEngine(config.node_name, self.hot_store, self.serving_nodes)
         self.management_limits = management_limits(config)

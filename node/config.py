@@ -284,6 +284,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("http_advertise_url", str, None, "URL other nodes and tools use to reach this node"),
     Option("redis_url", str, None, "Redis for exact mesh-wide rate limits (redis://host:port/db)"),
     Option(
+        "redis_timeout_secs",
+        float,
+        0.25,
+        "longest wait for Redis on a request before deciding from local shares",
+        check=_between(0.01, 10),
+    ),
+    Option(
         "drain_delay_secs",
         float,
         5.0,
@@ -400,6 +407,7 @@ class Config:
     mesh_log_compaction_secs: float
     http_advertise_url: str | None
     redis_url: str | None
+    redis_timeout_secs: float
     drain_delay_secs: float
     shutdown_grace_secs: float
     jwt_secret: str | None
