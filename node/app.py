@@ -1,10 +1,12 @@
 """One meshgate node: its parts, wired together in one place, and their start and stop order.
 
-Start: bind the applied-command stream to the loop, start Raft (which replays
-the journal), open the upstream session, start health checks and the peer
-poller; then, in the background, wait for a leader, announce this node's
-membership and register `--worker-urls`. Stop: the reverse. Handlers reach
-the node through `request.app[NODE]`.
+Start (`Node._start_parts`, in that order): bind the applied-command stream to
+the loop, start Raft (which replays the journal), open the upstream session,
+the limiters and the usage book, health checks, discovery and the peer poller;
+then, in the background, wait for a leader, announce this node's membership
+and register `--worker-urls`. Stop: the exact reverse, kept by an
+AsyncExitStack. This module never imports the HTTP layer: `node.web` builds
+the application around a Node, and handlers reach it through `request.app[NODE]`.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ module is the one place that puts the two together.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -39,13 +40,13 @@ def create_app(config: Config, config_file: str | None = None) -> web.Applicatio
     )
     node = Node(config, config_file)
     app[NODE] = node
-    app[AUDIT] = AuditLog(config.data_path / "audit.jsonl", config.node_name)
+    audit = app[AUDIT] = AuditLog(config.data_path / "audit.jsonl", config.node_name)
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
-        await node.start()
-        yield
-        await node.stop()
-        app[AUDIT].close()
+        with contextlib.closing(audit):  # closed last, and also when the node fails to start
+            await node.start()
+            yield
+            await node.stop()
 
     app.cleanup_ctx.append(lifecycle)
     routes.install(app, node)
