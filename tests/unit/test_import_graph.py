@@ -159,3 +159,11 @@ def test_the_graph_sees_lazy_and_type_checking_imports(tmp_path: Path) -> None:
     modules = dict.fromkeys(("node.app", "node.api", "node.api.routes", "mesh.raft", "node.config"))
     landed = {first_party(name, modules) for name in imports_of("node.example", source)}
     assert landed == {None, "node.app", "node.api.routes", "mesh.raft", "node.config"}
+
+
+def test_a_circle_is_found_and_named() -> None:
+    """Guards the test itself: a circle of two, a self-loop, and a chain that is no circle."""
+    graph: Graph = {"a": {"b"}, "b": {"a", "c"}, "c": set(), "d": {"d"}}
+    components = sorted(strongly_connected(graph))
+    assert components == [["a", "b"], ["c"], ["d"]]
+    assert one_cycle(graph, ["a", "b"]) == ["a", "b", "a"]
