@@ -1,10 +1,12 @@
 """One meshgate node: its parts, wired together in one place, and their start and stop order.
 
-Start: bind the applied-command stream to the loop, start Raft (which replays
-the journal), open the upstream session, start health checks and the peer
-poller; then, in the background, wait for a leader, announce this node's
-membership and register `--worker-urls`. Stop: the reverse. Handlers reach
-the node through `request.app[NODE]`.
+Start (`Node._start_parts`, in that order): bind the applied-command stream to
+the loop, start Raft (which replays the journal), open the upstream session,
+the limiters and the usage book, health checks, discovery and the peer poller;
+then, in the background, wait for a leader, announce this node's membership
+and register `--worker-urls`. Stop: the exact reverse, kept by an
+AsyncExitStack. This module never imports the HTTP layer: `node.web` builds
+the application around a Node, and handlers reach it through `request.app[NODE]`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,12 +26,17 @@ from mesh import commands
 from mesh.events import Applied, AppliedStream
 from mesh.raft import NOT_COMMITTED, CommitError, MeshRaft, RaftSettings
 from node import __version__, idempotency
-from node.audit import AUDIT, AuditLog, audit_middleware
 from node.auth import Authenticator, Principal
 from node.config import Config
 from node.datadir import make_private
-from node.errors import ApiError, error_middleware
-from node.gauges import node_gauges
+from node.errors import ApiError
+from node.gauges import (
+    admission_gauges,
+    mesh_gauges,
+    raft_gauges,
+    rate_limit_gauges,
+    worker_gauges,
+)
 from node.ha.peers import PeerPoller, mesh_token
 from node.ha.secret import mesh_secret
 from node.ha.shutdown import Stopper
@@ -41,10 +48,10 @@ from node.limits.quotas import Limits, QuotaEngine
 from node.limits.ratelimit import RateLimiter, Rule
 from node.limits.usage import UsageBook
 from node.metrics import Metrics
-from node.proxy.forward import Forwarder, RetrySettings
+from node.proxy.forward import Forwarder
 from node.proxy.upstream import make_session
 from node.routing.selector import PolicySelector
-from node.runtime import RUNTIME_KEY, apply_runtime
+from node.runtime import RUNTIME_KEY, LiveParts, apply_runtime, effective, retry_settings
 from node.service import FailureLog, Periodic, cancel_and_wait
 from node.workers.breaker import BreakerSettings
 from node.workers.client import WorkerClient
@@ -73,7 +80,6 @@ class Node:
         self.name = config.node_name
         self.boot_id = uuid.uuid4().hex  # tells this run of the node from earlier ones
         self.started_at = time.time()
-        self.draining = False  # set when this process is stopping
         self.metrics = Metrics(config.node_name)
         self.tokens = token_service(config)
         self.auth = Authenticator(
@@ -104,16 +110,9 @@ class Node:
         self.admission = Admission(
             config.max_concurrent_requests, config.queue_size, config.queue_timeout_secs
         )
-        self.retry = RetrySettings(
-            max_attempts=1 if config.disable_retries else config.retry_max_retries,
-            initial_backoff=config.retry_initial_backoff_ms / 1000,
-            max_backoff=config.retry_max_backoff_ms / 1000,
-            multiplier=config.retry_backoff_multiplier,
-            jitter=config.retry_jitter_factor,
-        )
-        self.hot_store = HotStore(
-            config.redis_url, config.redis_timeout_secs
-        )  # the one Redis client, when configured
+        self.retry = retry_settings(effective(config, {}))
+        # The one Redis client, when configured: rate limits, quotas and usage share it.
+        self.hot_store = HotStore(config.redis_url, config.redis_timeout_secs)
         self.ratelimiter = RateLimiter(config.node_name, self.hot_store, self.serving_nodes)
         self.quotas = QuotaEngine(config.node_name, self.hot_store, self.serving_nodes)
         self.management_limits = management_limits(config)
@@ -123,15 +122,16 @@ class Node:
             lambda args, rid: self.commit("usage.flush", args, None, request_id=rid),
             store=self.hot_store,
         )
-        self.stopper = Stopper(self)
+        self.stopper = Stopper(
+            self.name, self.boot_id, self.raft, self.admission, self._peer_reachable
+        )
         self.announced = False
         self.pool.on_removed.append(lambda worker: self.selector.forget(worker.id))
         self.stream.subscribe(self._on_applied)
-        self.metrics.add_gauges(lambda: node_gauges(self))
+        self._add_gauges()
         # Model ids this node knows (served by a worker, or a deployment's name): the only
         # values the `model` metric label takes, so junk names cannot add series.
         self.model_names: frozenset[str] = frozenset()
-        self._tasks: list[asyncio.Task[None]] = []
         self.reconciler = Periodic(
             "reconcile",
             self._reconcile,
@@ -139,15 +139,52 @@ class Node:
             immediately=True,
             logger=log,
         )
+        self._running = contextlib.AsyncExitStack()
         self._runtime_applied: dict[str, Any] | None = None
 
     # -- lifecycle -----------------------------------------------------------------
 
     async def start(self) -> None:
-        self.stream.bind(asyncio.get_running_loop())
-        self.raft.start()
+        """Start the parts in their declared order; if one fails, stop those already started."""
+        async with contextlib.AsyncExitStack() as starting:
+            await self._start_parts(starting)
+            self._running = starting.pop_all()
+
+    async def stop(self) -> None:
+        """Stop the parts in the reverse of their start order: Raft is left last."""
+        await self._running.aclose()
+
+    async def _start_parts(self, stack: contextlib.AsyncExitStack) -> None:
+        """The start order. Each part's stop is pushed right after it starts, so the stop
+        order is the reverse: the background duties first, then the peer poller,
+        discovery and health checks, the limiters, the upstream session, and Raft last."""
+        loop = asyncio.get_running_loop()
+        self.stream.bind(loop)
+        self.raft.start()  # replays the journal
+        stack.push_async_callback(self._leave_raft)
         self.session = make_session()
+        stack.push_async_callback(self.session.close)
         self.worker_client = WorkerClient(self.session)
+        self._build_upstream_parts()
+        await self.hot_store.start()
+        stack.push_async_callback(self.hot_store.close)
+        self.usage.start()
+        stack.push_async_callback(self.usage.stop)
+        if self.tokens is not None:
+            await self.tokens.refresh()
+            self._run_in_background(stack, self._refresh_keys(), "jwks-refresh")
+        self._sync_views()
+        self.health.start()
+        stack.push_async_callback(self.health.stop)
+        stack.push_async_callback(self.discovery.stop)  # jobs start from here on
+        self.peers.start()
+        stack.push_async_callback(self.peers.stop)
+        self._run_in_background(stack, self._bootstrap(), "bootstrap")
+        self.reconciler.start()
+        stack.push_async_callback(self.reconciler.stop)
+
+    def _build_upstream_parts(self) -> None:
+        """The parts that call workers and peers through the session (built, not started)."""
         self.forwarder = Forwarder(
             self.pool,
             self.selector,
@@ -181,27 +218,30 @@ class Node:
         self.peers = PeerPoller(
             self.session, lambda: self.raft.state.members, self.name, self.mesh_token
         )
-        await self.hot_store.start()
-        self.usage.start()
-        if self.tokens is not None:
-            await self.tokens.refresh()
-            self._tasks.append(asyncio.create_task(self._refresh_keys(), name="jwks-refresh"))
-        self._sync_views()
-        self.health.start()
-        self.peers.start()
-        self._tasks.append(asyncio.create_task(self._bootstrap(), name="bootstrap"))
-        self.reconciler.start()
 
-    async def stop(self) -> None:
-        await cancel_and_wait(self._tasks)
-        await self.reconciler.stop()
-        await self.peers.stop()
-        await self.discovery.stop()
-        await self.health.stop()
-        await self.usage.stop()
-        await self.hot_store.close()
-        await self.session.close()
+    async def _leave_raft(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.raft.stop)
+
+    @staticmethod
+    def _run_in_background(
+        stack: contextlib.AsyncExitStack, duty: Coroutine[Any, Any, None], name: str
+    ) -> None:
+        task = asyncio.create_task(duty, name=name)
+        stack.push_async_callback(cancel_and_wait, [task])
+
+    def _add_gauges(self) -> None:
+        """One scrape-time reader per part; the peer poller is read once the node has started."""
+        self.metrics.add_gauges(lambda: worker_gauges(self.pool))
+        self.metrics.add_gauges(lambda: admission_gauges(self.admission))
+        self.metrics.add_gauges(lambda: raft_gauges(self.raft, self.config.data_path / "raft.dump"))
+        self.metrics.add_gauges(
+            lambda: mesh_gauges(self.is_draining(), self.serving_nodes(), self.peers)
+        )
+        self.metrics.add_gauges(lambda: rate_limit_gauges(self.ratelimiter))
+
+    def _peer_reachable(self, name: str) -> bool:
+        view = self.peers.views.get(name)
+        return bool(view and view.reachable)
 
     async def _bootstrap(self) -> None:
         """Once the group has a leader: announce this node, then register `--worker-urls`."""
@@ -346,7 +386,14 @@ class Node:
     def _apply_runtime(self) -> None:
         overrides = self.runtime_overrides()
         if overrides != self._runtime_applied:
-            apply_runtime(self, overrides)
+            parts = LiveParts(
+                self.admission,
+                self.pool,
+                self.selector,
+                getattr(self, "forwarder", None),  # built at start
+                getattr(self, "health", None),
+            )
+            self.retry = retry_settings(apply_runtime(self.config, overrides, parts))
             self._runtime_applied = overrides
 
     def _reset_breakers(self, worker_id: str | None) -> None:
@@ -358,7 +405,7 @@ class Node:
 
     def is_draining(self) -> bool:
         member = self.raft.state.members.get(self.name)
-        return self.draining or bool(member and member.get("draining"))
+        return self.stopper.draining or bool(member and member.get("draining"))
 
     def serving_nodes(self) -> int:
         """Nodes taking traffic now (this one included): each takes 1/N of a rate limit."""
@@ -547,34 +594,3 @@ def raft_settings(config: Config, secret: str) -> RaftSettings:
         log_compaction_min_entries=config.mesh_log_compaction_entries,
         log_compaction_min_time=config.mesh_log_compaction_secs,
     )
-
-
-def create_app(config: Config, config_file: str | None = None) -> web.Application:
-    from node.api import routes
-    from node.browser_guard import browser_guard
-    from node.load_gate import load_gate
-
-    app = web.Application(
-        middlewares=[
-            audit_middleware,
-            error_middleware,
-            browser_guard,
-            load_gate,
-            idempotency.commit_context,
-        ],
-        client_max_size=config.max_payload_size,
-        handler_args={"max_field_size": 16384},
-    )
-    node = Node(config, config_file)
-    app[NODE] = node
-    app[AUDIT] = AuditLog(config.data_path / "audit.jsonl", config.node_name)
-
-    async def lifecycle(_: web.Application) -> AsyncIterator[None]:
-        await node.start()
-        yield
-        await node.stop()
-        app[AUDIT].close()
-
-    app.cleanup_ctx.append(lifecycle)
-    routes.install(app, node)
-    return app

@@ -1,20 +1,26 @@
-"""The node's scrape-time gauges: readings of live state, never stored copies."""
+"""The node's scrape-time gauges: readings of live state, never stored copies.
+
+One reader per part, each given that part alone, so a process built from a
+subset of the parts (a data plane without Raft) registers the readers it has.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from pathlib import Path
 
+from mesh.raft import MeshRaft
+from node.ha.peers import PeerPoller
+from node.limits.admission import Admission
+from node.limits.ratelimit import RateLimiter
 from node.workers.breaker import STATE_NUMBER
-
-if TYPE_CHECKING:
-    from node.app import Node
+from node.workers.pool import WorkerPool
 
 Gauge = tuple[str, str, dict[str, str], float]
 
 
-def node_gauges(node: Node) -> Iterator[Gauge]:
-    for worker in node.pool.all():
+def worker_gauges(pool: WorkerPool) -> Iterator[Gauge]:
+    for worker in pool.all():
         labels = {"worker": worker.id, "url": worker.url}
         healthy = float(worker.healthy and worker.status == "ready")
         yield "meshgate_worker_healthy", "1 if this node sees the worker healthy", labels, healthy
@@ -25,17 +31,18 @@ def node_gauges(node: Node) -> Iterator[Gauge]:
             labels,
             STATE_NUMBER[worker.breaker.state],
         )
-    admission = node.admission
+
+
+def admission_gauges(admission: Admission) -> Iterator[Gauge]:
     yield "meshgate_admission_in_flight", "Requests holding a slot", {}, admission.in_flight
     yield "meshgate_admission_queue_depth", "Requests waiting for a slot", {}, admission.queued
     for reason, count in admission.rejected.items():
         yield "meshgate_admission_rejected", "Requests refused (429)", {"reason": reason}, count
-    yield from _raft_gauges(node)
-    yield from _mesh_gauges(node)
 
 
-def _raft_gauges(node: Node) -> Iterator[Gauge]:
-    status = node.raft.status()
+def raft_gauges(raft: MeshRaft, snapshot: Path) -> Iterator[Gauge]:
+    """Raft's counters; `snapshot` is the file whose mtime says when one was last written."""
+    status = raft.status()
     yield "meshgate_raft_applied_index", "Last log index applied here", {}, status.applied_index
     yield "meshgate_raft_commit_index", "Commit index known here", {}, status.commit_index
     yield "meshgate_raft_term", "Current Raft term", {}, status.term
@@ -77,34 +84,35 @@ def _raft_gauges(node: Node) -> Iterator[Gauge]:
         "meshgate_raft_tick_alive",
         "1 while the Raft thread runs",
         {},
-        float(node.raft.tick_alive()),
+        float(raft.tick_alive()),
     )
-    dump = node.config.data_path / "raft.dump"
-    if dump.exists():
+    if snapshot.exists():
         yield (
             "meshgate_raft_snapshot_mtime_seconds",
             "When the last snapshot was written",
             {},
-            (dump.stat().st_mtime),
+            (snapshot.stat().st_mtime),
         )
 
 
-def _mesh_gauges(node: Node) -> Iterator[Gauge]:
-    yield "meshgate_node_draining", "1 while this node drains", {}, float(node.is_draining())
+def mesh_gauges(draining: bool, serving_nodes: int, peers: PeerPoller) -> Iterator[Gauge]:
+    yield "meshgate_node_draining", "1 while this node drains", {}, float(draining)
     yield (
         "meshgate_mesh_serving_nodes",
         "Nodes serving, as this node sees it",
         {},
-        node.serving_nodes(),
+        serving_nodes,
     )
-    for name, view in node.peers.views.items():
+    for name, view in peers.views.items():
         yield (
             "meshgate_mesh_peer_reachable",
             "1 if the peer answered lately",
             {"peer": name},
             float(view.reachable),
         )
-    limiter = node.ratelimiter
+
+
+def rate_limit_gauges(limiter: RateLimiter) -> Iterator[Gauge]:
     if limiter.redis_healthy is not None:
         yield (
             "meshgate_rate_limit_redis_up",

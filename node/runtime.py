@@ -11,17 +11,18 @@ nodes change together and a restarted node comes back with them.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from typing import Any
 
 import aiohttp
 
 from node.config import Config, ConfigError, convert_option
-from node.proxy.forward import RetrySettings
+from node.limits.admission import Admission
+from node.proxy.forward import Forwarder, RetrySettings
+from node.routing.selector import PolicySelector
 from node.workers.breaker import BreakerSettings
-
-if TYPE_CHECKING:
-    from node.app import Node
+from node.workers.health import HealthChecker
+from node.workers.pool import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -79,20 +80,34 @@ def valid_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
-def apply_runtime(node: Node, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Make the node's live parts follow the flags overlaid with `overrides`."""
-    values = effective(node.config, valid_overrides(overrides))
-    admission = node.admission
-    admission.max_concurrent = max(0, values["max_concurrent_requests"])
-    admission.queue_size = values["queue_size"]
-    admission.queue_timeout = values["queue_timeout_secs"]
-    node.retry = RetrySettings(
+@dataclass(frozen=True)
+class LiveParts:
+    """The parts whose settings follow the runtime overrides; None for one not built yet."""
+
+    admission: Admission
+    pool: WorkerPool
+    selector: PolicySelector
+    forwarder: Forwarder | None = None
+    health: HealthChecker | None = None
+
+
+def retry_settings(values: dict[str, Any]) -> RetrySettings:
+    return RetrySettings(
         max_attempts=1 if values["disable_retries"] else values["retry_max_retries"],
         initial_backoff=values["retry_initial_backoff_ms"] / 1000,
         max_backoff=values["retry_max_backoff_ms"] / 1000,
         multiplier=values["retry_backoff_multiplier"],
         jitter=values["retry_jitter_factor"],
     )
+
+
+def apply_runtime(config: Config, overrides: dict[str, Any], parts: LiveParts) -> dict[str, Any]:
+    """Make the live parts follow the flags overlaid with `overrides`; the values in force."""
+    values = effective(config, valid_overrides(overrides))
+    admission = parts.admission
+    admission.max_concurrent = max(0, values["max_concurrent_requests"])
+    admission.queue_size = values["queue_size"]
+    admission.queue_timeout = values["queue_timeout_secs"]
     breaker = BreakerSettings(
         failure_threshold=values["cb_failure_threshold"],
         success_threshold=values["cb_success_threshold"],
@@ -100,18 +115,16 @@ def apply_runtime(node: Node, overrides: dict[str, Any]) -> dict[str, Any]:
         window=values["cb_window_duration_secs"],
         enabled=not values["disable_circuit_breaker"],
     )
-    node.pool.set_breaker_settings(breaker)
-    node.selector.fallback["policy"] = values["policy"]
-    forwarder = getattr(node, "forwarder", None)
-    if forwarder is not None:
-        forwarder.retry = node.retry
-        forwarder.timeout = aiohttp.ClientTimeout(
+    parts.pool.set_breaker_settings(breaker)
+    parts.selector.fallback["policy"] = values["policy"]
+    if parts.forwarder is not None:
+        parts.forwarder.retry = retry_settings(values)
+        parts.forwarder.timeout = aiohttp.ClientTimeout(
             total=values["request_timeout_secs"], sock_connect=5
         )
-    health = getattr(node, "health", None)
-    if health is not None:
-        health.settings = replace(
-            health.settings,
+    if parts.health is not None:
+        parts.health.settings = replace(
+            parts.health.settings,
             interval=values["health_check_interval_secs"],
             timeout=values["health_check_timeout_secs"],
             failure_threshold=values["health_failure_threshold"],

@@ -18,10 +18,11 @@ import sys
 from aiohttp import web
 
 from node import config as config_module
-from node.app import NODE, create_app
+from node.app import NODE
 from node.datadir import UMASK
 from node.ha.secret import MeshSecretError
 from node.read_timeouts import GuardedAppRunner, ReadTimeouts
+from node.web import create_app
 
 log = logging.getLogger("meshgate")
 

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from node import __version__
 from node.api.common import control_plane, json_object, json_response, node_of
-from node.api.health import readiness_problems
+from node.api.health import readiness_of
 from node.app import Node
 from node.auth import Principal
 from node.config import ConfigError, read_config_file
@@ -48,7 +48,7 @@ def _breaker_summary(node: Node) -> str:
 
 async def ready(request: web.Request) -> web.Response:
     node = node_of(request)
-    problems = readiness_problems(node)
+    problems = readiness_of(node)
     body = {
         "ready": not problems,
         "circuit_breaker": _breaker_summary(node),

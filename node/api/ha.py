@@ -21,6 +21,7 @@ from mesh.raft import CommitError
 from mesh.state import GLOBAL_SCOPE
 from node.api import policies
 from node.api.common import control_plane, json_object, json_response, node_of, reject_unknown
+from node.api.workers import resolve_worker
 from node.app import Node, commit_failure
 from node.auth import Principal
 from node.errors import ApiError
@@ -82,7 +83,7 @@ async def status(request: web.Request, _: Principal) -> web.Response:
 
 async def health(request: web.Request, _: Principal) -> web.Response:
     node = node_of(request)
-    problems = health_problems(node)
+    problems = health_problems(node.raft)
     raft = node.raft.status()
     body = {
         "healthy": not problems,
@@ -136,8 +137,6 @@ async def list_workers(request: web.Request, _: Principal) -> web.Response:
 
 
 async def get_worker(request: web.Request, _: Principal) -> web.Response:
-    from node.api.workers import resolve_worker
-
     node = node_of(request)
     return json_response(_worker_record(node, resolve_worker(node, request)))
 

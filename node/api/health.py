@@ -13,6 +13,7 @@ from aiohttp import web
 from node.api.common import json_response, node_of
 from node.app import Node
 from node.proxy.failures import REDIRECTED, log_failure
+from node.readiness import readiness_problems
 from node.workers.client import WorkerCallFailed
 
 
@@ -23,18 +24,9 @@ def install(app: web.Application) -> None:
     app.router.add_get("/health_generate", health_generate)
 
 
-def readiness_problems(node: Node) -> list[str]:
-    problems = []
-    if node.is_draining():
-        problems.append("node is draining")
-    status = node.raft.status()
-    if not status.ready:
-        problems.append("control state has not caught up with the mesh yet")
-    elif status.leader is None:
-        problems.append("the mesh has no leader")
-    if not any(w.routable for w in node.pool.all()):
-        problems.append("no healthy worker")
-    return problems
+def readiness_of(node: Node) -> list[str]:
+    """The node's readiness problems (see node.readiness), for the probes and /health/ready."""
+    return readiness_problems(node.is_draining(), node.raft.status(), node.pool.all())
 
 
 async def health(request: web.Request) -> web.Response:
@@ -44,7 +36,7 @@ async def health(request: web.Request) -> web.Response:
     healthy = sum(1 for w in workers if w.routable)
     return json_response(
         {
-            "status": "healthy" if not readiness_problems(node) else "degraded",
+            "status": "healthy" if not readiness_of(node) else "degraded",
             **node.info(),
             "uptime_seconds": round(time.time() - node.started_at, 3),
             "workers": {"total": len(workers), "healthy": healthy},
@@ -65,7 +57,7 @@ async def liveness(request: web.Request) -> web.Response:
 
 
 async def readiness(request: web.Request) -> web.Response:
-    problems = readiness_problems(node_of(request))
+    problems = readiness_of(node_of(request))
     if problems:
         return json_response({"ready": False, "reasons": problems}, 503)
     return json_response({"ready": True})

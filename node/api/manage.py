@@ -34,8 +34,10 @@ from mesh.state import KEY_ROLES
 from node import __version__
 from node.api.common import client_address, json_object, json_response, node_of, reject_unknown
 from node.app import Node
+from node.audit import AUDIT
 from node.auth import Principal
 from node.errors import ApiError
+from node.ha.report import mesh_status
 from node.identity.passwords import parse_admin_credential, verify_password
 from node.limits.quotas import Limits, Subject
 
@@ -275,8 +277,6 @@ async def delete_tenant(request: web.Request, principal: Principal) -> web.Respo
 
 async def system(request: web.Request, _: Principal) -> web.Response:
     """The mesh in place of Kubernetes objects: nodes, roles, health, versions, model counts."""
-    from node.ha.report import mesh_status
-
     node = node_of(request)
     status = mesh_status(node)
     state = node.raft.state
@@ -512,8 +512,6 @@ async def rotate_key(request: web.Request, principal: Principal) -> web.Response
 
 
 async def audit_entries(request: web.Request, _: Principal) -> web.Response:
-    from node.audit import AUDIT
-
     limit = request.query.get("limit", "100")
     if (
         not (limit.isascii() and limit.isdigit() and len(limit) <= 5)

@@ -9,20 +9,42 @@ each peer. Nothing is a placeholder: a peer that does not answer is reported
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from mesh.raft import RaftStatus
+from mesh.raft import MeshRaft, RaftStatus
 from node import __version__
+from node.ha.peers import PeerPoller
+from node.ha.shutdown import Stopper
+from node.limits.admission import Admission
+from node.limits.quotas import QuotaEngine
+from node.limits.ratelimit import RateLimiter
+from node.readiness import readiness_problems
+from node.workers.pool import WorkerPool
 
-if TYPE_CHECKING:
-    from node.app import Node
+
+class Reporting(Protocol):
+    """Exactly what the reports read: this run's identity and the parts they describe."""
+
+    name: str
+    boot_id: str
+    started_at: float
+    raft: MeshRaft
+    pool: WorkerPool
+    admission: Admission
+    stopper: Stopper
+    peers: PeerPoller
+    ratelimiter: RateLimiter
+    quotas: QuotaEngine
+
+    def is_draining(self) -> bool: ...
+    def serving_nodes(self) -> int: ...
+    def leader_name(self) -> str | None: ...
 
 
-def local_report(node: Node) -> dict[str, Any]:
-    from node.api.health import readiness_problems
-
+def local_report(node: Reporting) -> dict[str, Any]:
     status = node.raft.status()
-    problems = readiness_problems(node)
+    draining = node.is_draining()
+    problems = readiness_problems(draining, status, node.pool.all())
     return {
         "name": node.name,
         "boot_id": node.boot_id,
@@ -42,7 +64,7 @@ def local_report(node: Node) -> dict[str, Any]:
         "unappliable_entries": status.unappliable_entries,
         "ready": not problems,
         "not_ready_reasons": problems,
-        "draining": node.is_draining(),
+        "draining": draining,
         "stopping": node.stopper.step if node.stopper.requested else None,
         "in_flight": node.admission.in_flight,
         "queued": node.admission.queued,
@@ -81,7 +103,7 @@ def _status_word(
     return "alive"
 
 
-def mesh_status(node: Node) -> dict[str, Any]:
+def mesh_status(node: Reporting) -> dict[str, Any]:
     raft = node.raft.status()
     state = node.raft.state
     me = local_report(node)
@@ -168,8 +190,9 @@ def mesh_status(node: Node) -> dict[str, Any]:
     }
 
 
-def health_problems(node: Node) -> list[str]:
-    raft = node.raft.status()
+def health_problems(mesh: MeshRaft) -> list[str]:
+    """Why the control plane is unhealthy here (no leader, quorum, or catch-up); empty if not."""
+    raft = mesh.status()
     problems = []
     if raft.leader is None:
         problems.append("no leader")
@@ -189,7 +212,7 @@ def health_problems(node: Node) -> list[str]:
         )
     elif (raft.behind_by or 0) > 2:
         problems.append(f"behind the leader's commit index by {raft.behind_by} entries")
-    stalled = node.raft.liveness_problem()
+    stalled = mesh.liveness_problem()
     if stalled:
         problems.append(stalled)
     return problems

@@ -14,19 +14,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from mesh.events import Applied
-
-if TYPE_CHECKING:
-    from node.app import Node
+from mesh.raft import MeshRaft
+from node.limits.admission import Admission
 
 log = logging.getLogger(__name__)
 
 
 class Stopper:
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    """Carries out one stop of this run of the node (`name`, `boot_id`).
+
+    It reads Raft (plans, leadership), admission (requests in flight) and, in a
+    cluster shutdown, whether a peer still answers (`peer_reachable`)."""
+
+    def __init__(
+        self,
+        name: str,
+        boot_id: str,
+        raft: MeshRaft,
+        admission: Admission,
+        peer_reachable: Callable[[str], bool],
+    ) -> None:
+        self.name = name
+        self.boot_id = boot_id
+        self.raft = raft
+        self.admission = admission
+        self.peer_reachable = peer_reachable
+        self.draining = False  # set once stopping starts: this node reports not-ready
         self.stopped = asyncio.Event()
         self.reason: str | None = None
         self.step = "running"
@@ -56,15 +72,15 @@ class Stopper:
     def on_applied(self, applied: Applied) -> None:
         if applied.op != "shutdown.plan" or not (applied.outcome or {}).get("ok"):
             return
-        plan = self.node.raft.state.shutdowns.get(applied.outcome["value"]["id"])
-        if plan is None or plan["targets"].get(self.node.name) != self.node.boot_id:
+        plan = self.raft.state.shutdowns.get(applied.outcome["value"]["id"])
+        if plan is None or plan["targets"].get(self.name) != self.boot_id:
             return  # not for us, or for an earlier run of this node
         self.request(
             f"shutdown plan {plan['id']} from {plan['requested_by']}",
             grace=float(plan["grace_period_secs"]),
             drain_delay=float(plan["drain_delay_secs"]),
             hand_over=plan["scope"] != "cluster",
-            wait_for=[n for n in plan["targets"] if n != self.node.name]
+            wait_for=[n for n in plan["targets"] if n != self.name]
             if plan["scope"] == "cluster"
             else [],
         )
@@ -72,26 +88,24 @@ class Stopper:
     async def _run(
         self, grace: float, drain_delay: float, hand_over: bool, wait_for: list[str]
     ) -> None:
-        node = self.node
+        raft, admission = self.raft, self.admission
         try:
-            node.draining = True
+            self.draining = True
             self.step = "draining"
             log.info("stopping (%s): not ready now, serving %.1fs more", self.reason, drain_delay)
             await asyncio.sleep(drain_delay)
             self.step = "waiting for in-flight requests"
             deadline = time.monotonic() + grace
-            while node.admission.in_flight > 0 and time.monotonic() < deadline:
+            while admission.in_flight > 0 and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
-            if node.admission.in_flight:
-                log.warning(
-                    "grace period over with %d request(s) in flight", node.admission.in_flight
-                )
-            if wait_for and node.raft.status().is_leader:
+            if admission.in_flight:
+                log.warning("grace period over with %d request(s) in flight", admission.in_flight)
+            if wait_for and raft.status().is_leader:
                 self.step = "waiting for the other nodes to stop"
                 await self._outlive(wait_for, deadline=time.monotonic() + 15.0)
-            if hand_over and node.raft.status().is_leader and node.raft.status().peers:
+            if hand_over and raft.status().is_leader and raft.status().peers:
                 self.step = "handing over leadership"
-                moved = await node.raft.transfer_leadership(within=2.0)
+                moved = await raft.transfer_leadership(within=2.0)
                 log.info(
                     "leadership %s", "handed over" if moved else "not handed over; stopping anyway"
                 )
@@ -101,9 +115,7 @@ class Stopper:
 
     async def _outlive(self, names: list[str], deadline: float) -> None:
         """Keep leading (and so telling followers the commit index) until they are gone."""
-        peers = self.node.peers
         while time.monotonic() < deadline:
-            views = [peers.views.get(name) for name in names]
-            if all(view is None or not view.reachable for view in views):
+            if not any(self.peer_reachable(name) for name in names):
                 return
             await asyncio.sleep(0.1)

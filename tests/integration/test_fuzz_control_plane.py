@@ -106,8 +106,8 @@ def build_config(tmp_path: Path, *argv: str) -> node_config.Config:
 
 
 def test_document_lists_exactly_the_installed_routes(tmp_path: Path) -> None:
-    from node.app import create_app
     from node.audit import AUDIT
+    from node.web import create_app
 
     app = create_app(build_config(tmp_path))  # built, never started
     try:

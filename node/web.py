@@ -1,0 +1,53 @@
+"""The HTTP face of a node: the aiohttp application, its middlewares and routes.
+
+Kept apart from `node.app` so that the node and its parts never import the
+HTTP layer: handlers reach the node through `request.app[NODE]`, and this
+module is the one place that puts the two together.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from node import idempotency
+from node.api import routes
+from node.app import NODE, Node
+from node.audit import AUDIT, AuditLog, audit_middleware
+from node.browser_guard import browser_guard
+from node.config import Config
+from node.errors import error_middleware
+from node.load_gate import load_gate
+
+# Outermost first: audit sees every answer, errors become JSON before it does.
+MIDDLEWARES = (
+    audit_middleware,
+    error_middleware,
+    browser_guard,
+    load_gate,
+    idempotency.commit_context,
+)
+
+
+def create_app(config: Config, config_file: str | None = None) -> web.Application:
+    """A node's application: the node starts with the app and stops with its cleanup."""
+    app = web.Application(
+        middlewares=MIDDLEWARES,
+        client_max_size=config.max_payload_size,
+        handler_args={"max_field_size": 16384},
+    )
+    node = Node(config, config_file)
+    app[NODE] = node
+    audit = app[AUDIT] = AuditLog(config.data_path / "audit.jsonl", config.node_name)
+
+    async def lifecycle(_: web.Application) -> AsyncIterator[None]:
+        with contextlib.closing(audit):  # closed last, and also when the node fails to start
+            await node.start()
+            yield
+            await node.stop()
+
+    app.cleanup_ctx.append(lifecycle)
+    routes.install(app, node)
+    return app

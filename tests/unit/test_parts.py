@@ -1,0 +1,99 @@
+"""Parts built from parts: readiness and the stopper, each without a Node.
+
+Readiness is a pure reading of three facts; the stopper needs Raft, admission
+and a peer-reachability check, so both run here with small stand-ins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any, cast
+
+from mesh.events import Applied
+from mesh.raft import MeshRaft, RaftStatus
+from node.ha.shutdown import Stopper
+from node.limits.admission import Admission
+from node.readiness import readiness_problems
+from node.workers.worker import Worker
+
+
+def raft_status(ready: bool = True, leader: str | None = "127.0.0.1:1") -> RaftStatus:
+    role = "leader" if leader else "follower"
+    return RaftStatus(None, role, leader, 1, 5, 5, 5, True, 5, ready)
+
+
+def workers(*routable: bool) -> list[Worker]:
+    return [cast(Worker, SimpleNamespace(routable=r)) for r in routable]
+
+
+def test_a_caught_up_node_with_a_healthy_worker_is_ready() -> None:
+    assert readiness_problems(False, raft_status(), workers(False, True)) == []
+
+
+def test_every_reason_is_named() -> None:
+    problems = readiness_problems(True, raft_status(ready=False), workers(False))
+    assert problems == [
+        "node is draining",
+        "control state has not caught up with the mesh yet",
+        "no healthy worker",
+    ]
+
+
+def test_a_mesh_without_leader_is_named_once_caught_up() -> None:
+    assert readiness_problems(False, raft_status(leader=None), workers(True)) == [
+        "the mesh has no leader"
+    ]
+
+
+class FakeRaft:
+    def __init__(self, plans: dict[str, dict[str, Any]]) -> None:
+        self.state = SimpleNamespace(shutdowns=plans)
+
+    def status(self) -> RaftStatus:
+        return raft_status(leader=None)  # a follower: nothing to hand over
+
+
+def plan(targets: dict[str, str]) -> dict[str, Any]:
+    return {
+        "id": "p1",
+        "requested_by": "ops",
+        "targets": targets,
+        "grace_period_secs": 1,
+        "drain_delay_secs": 0,
+        "scope": "node",
+    }
+
+
+def applied_plan() -> Applied:
+    command = {"op": "shutdown.plan", "args": {}}
+    return Applied(7, command, {"ok": True, "value": {"id": "p1"}})  # type: ignore[arg-type]
+
+
+def stopper_for(targets: dict[str, str]) -> Stopper:
+    raft = cast(MeshRaft, FakeRaft({"p1": plan(targets)}))
+    return Stopper("n1", "boot-2", raft, Admission(4, 4, 1.0), lambda name: False)
+
+
+def test_a_plan_for_this_run_drains_and_stops() -> None:
+    async def run() -> Stopper:
+        stopper = stopper_for({"n1": "boot-2"})
+        stopper.on_applied(applied_plan())
+        await asyncio.wait_for(stopper.stopped.wait(), timeout=5)
+        return stopper
+
+    stopper = asyncio.run(run())
+    assert stopper.draining
+    assert stopper.step == "stopped"
+    assert stopper.reason == "shutdown plan p1 from ops"
+
+
+def test_a_plan_for_an_earlier_run_is_ignored() -> None:
+    async def run() -> Stopper:
+        stopper = stopper_for({"n1": "boot-1"})  # replayed from the journal after a restart
+        stopper.on_applied(applied_plan())
+        return stopper
+
+    stopper = asyncio.run(run())
+    assert not stopper.requested
+    assert not stopper.draining
