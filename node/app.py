@@ -2,9 +2,10 @@
 
 Start (`Node._start_parts`, in that order): bind the applied-command stream to
 the loop, start Raft (which replays the journal), open the upstream session,
-the limiters and the usage book, health checks, discovery and the peer poller;
-then, in the background, wait for a leader, announce this node's membership
-and register `--worker-urls`. Stop: the exact reverse, kept by an
+the limiters and the usage book, health checks, discovery and the peer poller,
+and last the control loop (node/control_loop.py), which waits for a leader,
+announces this node, registers `--worker-urls` and carries out the node's
+other duties to the mesh. Stop: the exact reverse, kept by an
 AsyncExitStack. This module never imports the HTTP layer: `node.web` builds
 the application around a Node, and handlers reach it through `request.app[NODE]`.
 """
@@ -28,6 +29,7 @@ from mesh.raft import NOT_COMMITTED, CommitError, MeshRaft, RaftSettings
 from node import __version__, idempotency
 from node.auth import Authenticator, Principal
 from node.config import Config
+from node.control_loop import ControlLoop, Identity
 from node.datadir import make_private
 from node.errors import ApiError
 from node.gauges import (
@@ -52,10 +54,10 @@ from node.proxy.forward import Forwarder
 from node.proxy.upstream import make_session
 from node.routing.selector import PolicySelector
 from node.runtime import RUNTIME_KEY, LiveParts, apply_runtime, effective, retry_settings
-from node.service import FailureLog, Periodic, cancel_and_wait
+from node.service import cancel_and_wait
 from node.workers.breaker import BreakerSettings
 from node.workers.client import WorkerClient
-from node.workers.credentials import CredentialBox, basic, needs_sealing, split_userinfo
+from node.workers.credentials import CredentialBox, basic, split_userinfo
 from node.workers.discovery import DiscoveryJobs, DiscoverySettings
 from node.workers.health import HealthChecker, HealthSettings
 from node.workers.pool import WorkerPool
@@ -125,20 +127,13 @@ class Node:
         self.stopper = Stopper(
             self.name, self.boot_id, self.raft, self.admission, self._peer_reachable
         )
-        self.announced = False
         self.pool.on_removed.append(lambda worker: self.selector.forget(worker.id))
         self.stream.subscribe(self._on_applied)
         self._add_gauges()
         # Model ids this node knows (served by a worker, or a deployment's name): the only
         # values the `model` metric label takes, so junk names cannot add series.
         self.model_names: frozenset[str] = frozenset()
-        self.reconciler = Periodic(
-            "reconcile",
-            self._reconcile,
-            lambda: max(1.0, self.config.worker_startup_check_interval),
-            immediately=True,
-            logger=log,
-        )
+        self.control: ControlLoop | None = None  # built at start, with discovery
         self._running = contextlib.AsyncExitStack()
         self._runtime_applied: dict[str, Any] | None = None
 
@@ -179,9 +174,9 @@ class Node:
         stack.push_async_callback(self.discovery.stop)  # jobs start from here on
         self.peers.start()
         stack.push_async_callback(self.peers.stop)
-        self._run_in_background(stack, self._bootstrap(), "bootstrap")
-        self.reconciler.start()
-        stack.push_async_callback(self.reconciler.stop)
+        self.control = self._control_loop()
+        self.control.start()
+        stack.push_async_callback(self.control.stop)
 
     def _build_upstream_parts(self) -> None:
         """The parts that call workers and peers through the session (built, not started)."""
@@ -239,27 +234,37 @@ class Node:
         )
         self.metrics.add_gauges(lambda: rate_limit_gauges(self.ratelimiter))
 
+    def _control_loop(self) -> ControlLoop:
+        """The loop that carries out this node's duties to the mesh (node/control_loop.py)."""
+        settings = self.raft.settings
+        identity = Identity(
+            self.name,
+            self.boot_id,
+            self.started_at,
+            __version__,
+            self.config.advertised_http_url,
+            voter=settings.self_address is not None,
+            raft_address=settings.self_address,
+        )
+        configured = [split_userinfo(normalise_url(raw)) for raw in self.config.worker_urls]
+        return ControlLoop(
+            identity,
+            self.raft,
+            self.stopper,
+            self.discovery,
+            self.credentials,
+            lambda op, args: self.commit(op, args, None),
+            self.register_worker_url,
+            worker_urls=configured,
+            guarded=self.auth.static,
+            actor=self.actor(None),
+            interval=lambda: max(1.0, self.config.worker_startup_check_interval),
+            stale_job_after=self.config.worker_startup_check_interval * 3 + 5.0,
+        )
+
     def _peer_reachable(self, name: str) -> bool:
         view = self.peers.views.get(name)
         return bool(view and view.reachable)
-
-    async def _bootstrap(self) -> None:
-        """Once the group has a leader: announce this node, then register `--worker-urls`."""
-        while self.raft.status().leader is None or not self.raft.status().ready:
-            await asyncio.sleep(0.05)
-        await self._retry_forever("announcing this node", self._announce)
-        if self.auth.static and not self.raft.state.auth_required:
-            # This node is guarded: from now on no node of the mesh serves anonymous callers.
-            await self._retry_forever(
-                "recording that the mesh requires credentials",
-                lambda: self.commit("auth.require", {}, None),
-            )
-        self.announced = True
-        for raw in self.config.worker_urls:
-            url, userinfo = split_userinfo(normalise_url(raw))
-            await self._retry_forever(
-                f"registering {url}", lambda u=url, c=userinfo: self.register_worker_url(u, c)
-            )
 
     async def _refresh_keys(self) -> None:
         """Reload the identity provider's keys every 5 minutes, sooner after an unknown kid."""
@@ -271,29 +276,6 @@ class Node:
             if tokens is not None and (waited >= 300 or tokens.unknown_kid_seen):
                 waited = 0.0
                 await tokens.refresh()
-
-    async def _retry_forever(self, what: str, step: Any) -> None:
-        failures = FailureLog(what, log, traceback=False)  # without quorum this may take a while
-        while True:
-            try:
-                await step()
-                failures.succeeded()
-                return
-            except (CommitError, ApiError) as exc:
-                failures.failed(exc)
-                await asyncio.sleep(0.5)
-
-    async def _announce(self) -> None:
-        member = {
-            "name": self.name,
-            "raft_address": self.raft.settings.self_address,
-            "http_url": self.config.advertised_http_url,
-            "version": __version__,
-            "voter": self.raft.settings.self_address is not None,
-            "boot_id": self.boot_id,
-            "started_at": self.started_at,
-        }
-        await self.commit("member.upsert", {"member": member}, None)
 
     def existing_worker(self, url: str) -> str | None:
         """The id of the worker at `url` (without userinfo), however its URL was recorded."""
@@ -325,30 +307,6 @@ class Node:
             raise
         self.discovery.start(spec["id"])
 
-    async def _reconcile(self) -> None:
-        """Resume this node's unfinished discovery jobs; as leader, adopt stranded ones."""
-        mine = self.actor(None)
-        for worker_id, record in list(self.raft.state.workers.items()):
-            if record["status"] == "pending" and record.get("created_by", "").startswith(mine):
-                self.discovery.start(worker_id)
-        self.discovery.adopt_stranded()
-        await self._seal_plaintext_keys()
-
-    async def _seal_plaintext_keys(self) -> None:
-        """As leader: seal the api_keys that records written before sealing hold in the clear."""
-        if not self.raft.status().is_leader:
-            return
-        for record in list(self.raft.state.workers.values()):
-            if needs_sealing(record):
-                sealed = self.credentials.seal(self.credentials.open(record["api_key"]))
-                args = {
-                    "id": record["id"],
-                    "changes": {"api_key": sealed},
-                    "expected_version": record["version"],
-                }
-                with contextlib.suppress(ApiError):  # changed meanwhile: next round
-                    await self.commit("worker.update", args, None)
-
     # -- views of the replicated state ------------------------------------------------
 
     def _on_applied(self, applied: Applied) -> None:
@@ -364,8 +322,8 @@ class Node:
             self.model_names = known_models(self.pool, self.raft.state.models)
         if op.startswith("ratelimit.") or reset:
             self.ratelimiter.set_rules(rate_rules(self.raft.state.rate_limits))
-        if op == "shutdown.plan":
-            self.stopper.on_applied(applied)
+        if op == "shutdown.plan" and self.control is not None:
+            self.control.wake()  # the plan may name this node
         if op.startswith("config.") or reset:
             self._apply_runtime()
         if op == "breaker.reset" and (applied.outcome or {}).get("ok"):

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from mesh.raft import MeshRaft, RaftStatus
 from node import __version__
+from node.control_loop import ControlLoop
 from node.ha.peers import PeerPoller
 from node.ha.shutdown import Stopper
 from node.limits.admission import Admission
@@ -35,6 +36,7 @@ class Reporting(Protocol):
     peers: PeerPoller
     ratelimiter: RateLimiter
     quotas: QuotaEngine
+    control: ControlLoop | None
 
     def is_draining(self) -> bool: ...
     def serving_nodes(self) -> int: ...
@@ -66,6 +68,8 @@ def local_report(node: Reporting) -> dict[str, Any]:
         "not_ready_reasons": problems,
         "draining": draining,
         "stopping": node.stopper.step if node.stopper.requested else None,
+        # What the node's control loop did last (node/control_loop.py), and since when.
+        "control_loop": node.control.last.report() if node.control else None,
         "in_flight": node.admission.in_flight,
         "queued": node.admission.queued,
         "workers": {

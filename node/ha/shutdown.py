@@ -15,8 +15,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
-from mesh.events import Applied
 from mesh.raft import MeshRaft
 from node.limits.admission import Admission
 
@@ -69,20 +69,16 @@ class Stopper:
             self._run(grace, drain_delay, hand_over, wait_for or []), name="shutdown"
         )
 
-    def on_applied(self, applied: Applied) -> None:
-        if applied.op != "shutdown.plan" or not (applied.outcome or {}).get("ok"):
-            return
-        plan = self.raft.state.shutdowns.get(applied.outcome["value"]["id"])
-        if plan is None or plan["targets"].get(self.name) != self.boot_id:
-            return  # not for us, or for an earlier run of this node
+    def follow(self, plan: dict[str, Any]) -> None:
+        """Carry out a committed shutdown plan (the control loop hands over the ones that
+        name this run of the node)."""
+        cluster = plan["scope"] == "cluster"
         self.request(
             f"shutdown plan {plan['id']} from {plan['requested_by']}",
             grace=float(plan["grace_period_secs"]),
             drain_delay=float(plan["drain_delay_secs"]),
-            hand_over=plan["scope"] != "cluster",
-            wait_for=[n for n in plan["targets"] if n != self.name]
-            if plan["scope"] == "cluster"
-            else [],
+            hand_over=not cluster,
+            wait_for=[n for n in plan["targets"] if n != self.name] if cluster else [],
         )
 
     async def _run(

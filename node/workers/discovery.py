@@ -56,16 +56,6 @@ class DiscoveryJobs:
             self.jobs[worker_id] = task
             task.add_done_callback(lambda _: self._finished(worker_id))
 
-    def adopt_stranded(self) -> None:
-        """On the leader: start jobs for pending workers nobody has touched for a while."""
-        if not self.raft.status().is_leader:
-            return
-        stale_after = self.settings.check_interval * 3 + 5.0
-        now = time.time()
-        for worker_id, record in self.raft.state.workers.items():
-            if record["status"] == "pending" and now - record["updated_at"] > stale_after:
-                self.start(worker_id)
-
     async def stop(self) -> None:
         await cancel_and_wait(list(self.jobs.values()))
 

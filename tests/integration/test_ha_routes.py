@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from tests.integration.conftest import Cluster
-from tests.support import strong
+from tests.support import strong, wait_for
 
 ADMIN = strong("admin-key")
 USER = strong("user-key")
@@ -175,3 +175,17 @@ def test_bad_operator_requests(node: str, path: str, body: object, status: int) 
     assert (
         requests.get(node + "/ha/status", headers=_auth(ADMIN), timeout=5).json()["shutdowns"] == []
     )
+
+
+def test_the_control_loop_says_what_it_did_last(node: str) -> None:
+    def report() -> dict[str, object]:
+        local = requests.get(node + "/ha/local", headers=_auth(ADMIN), timeout=5).json()
+        return local["control_loop"]
+
+    # A guarded node announces itself, records that the mesh requires credentials, and
+    # then has nothing left to do.
+    wait_for(lambda: str(report()["last"]).startswith("steady: leader"), what="a steady loop")
+    loop = report()
+    assert loop["last"] == "steady: leader, 0 worker(s) in the mesh"
+    assert isinstance(loop["cycles"], int) and loop["cycles"] >= 3
+    assert isinstance(loop["since"], float)

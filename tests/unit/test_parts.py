@@ -10,7 +10,6 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any, cast
 
-from mesh.events import Applied
 from mesh.raft import MeshRaft, RaftStatus
 from node.ha.shutdown import Stopper
 from node.limits.admission import Admission
@@ -65,11 +64,6 @@ def plan(targets: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def applied_plan() -> Applied:
-    command = {"op": "shutdown.plan", "args": {}}
-    return Applied(7, command, {"ok": True, "value": {"id": "p1"}})  # type: ignore[arg-type]
-
-
 def stopper_for(targets: dict[str, str]) -> Stopper:
     raft = cast(MeshRaft, FakeRaft({"p1": plan(targets)}))
     return Stopper("n1", "boot-2", raft, Admission(4, 4, 1.0), lambda name: False)
@@ -78,7 +72,7 @@ def stopper_for(targets: dict[str, str]) -> Stopper:
 def test_a_plan_for_this_run_drains_and_stops() -> None:
     async def run() -> Stopper:
         stopper = stopper_for({"n1": "boot-2"})
-        stopper.on_applied(applied_plan())
+        stopper.follow(plan({"n1": "boot-2"}))
         await asyncio.wait_for(stopper.stopped.wait(), timeout=5)
         return stopper
 
@@ -86,14 +80,3 @@ def test_a_plan_for_this_run_drains_and_stops() -> None:
     assert stopper.draining
     assert stopper.step == "stopped"
     assert stopper.reason == "shutdown plan p1 from ops"
-
-
-def test_a_plan_for_an_earlier_run_is_ignored() -> None:
-    async def run() -> Stopper:
-        stopper = stopper_for({"n1": "boot-1"})  # replayed from the journal after a restart
-        stopper.on_applied(applied_plan())
-        return stopper
-
-    stopper = asyncio.run(run())
-    assert not stopper.requested
-    assert not stopper.draining
