@@ -59,7 +59,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import pysyncobj.pickle
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
@@ -81,6 +81,11 @@ from mesh.replication import (
 )
 from mesh.state import ControlState
 from mesh.transport import Liveness, MeshTransport
+
+if TYPE_CHECKING:
+    from mesh.syncobj_internals import SyncObjInternals
+else:
+    SyncObjInternals = object  # the typed view exists for mypy only (see that module)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -284,7 +289,7 @@ class _Replica(SyncObjConsumer):  # type: ignore[misc]
         super().__init__()
         self.state = ControlState()  # the only attribute that is snapshotted
 
-    @replicated  # type: ignore[misc]
+    @replicated  # type: ignore[untyped-decorator]  # pysyncobj has no type hints
     def apply(self, command: Command) -> Outcome:
         # pysyncobj bumps raftLastApplied right after this returns.
         index = self._syncObj.raftLastApplied + 1
@@ -304,7 +309,7 @@ class _Replica(SyncObjConsumer):  # type: ignore[misc]
         `ControlState.apply`, which fails on anything that is not a command and
         changes nothing else), and publishes it like any refused command."""
         index = self._syncObj.raftLastApplied + 1
-        self.state.apply(None, index)
+        self.state.apply({}, index)
         self.unappliable += 1
         log.error("log entry %d cannot be applied (%s); recorded as failed", index, reason)
         outcome = fail("invalid", f"log entry {index} cannot be applied: {reason}")
@@ -345,7 +350,8 @@ def stamp_entry(entry: bytes, now: float) -> bytes:
     method, args = call
     if len(args) != 1 or not isinstance(args[0], dict):
         return entry
-    return _REGULAR_KIND + pysyncobj.pickle.dumps((method, ({**args[0], "lt": now},)))
+    stamped: bytes = pysyncobj.pickle.dumps((method, ({**args[0], "lt": now},)))
+    return _REGULAR_KIND + stamped
 
 
 class _StampingQueue:
@@ -379,7 +385,7 @@ _FOLLOWER, _CANDIDATE, _LEADER = 0, 1, 2
 _BATCH_ENTRIES = 512
 
 
-class _PartitionRepairs:
+class _PartitionRepairs(SyncObjInternals):
     """What pysyncobj 0.3.17 gets wrong under network partitions, repaired (issue 8).
 
     A mixin of `_MeshSyncObj`: each method named `_SyncObj__x` replaces pysyncobj's
@@ -437,7 +443,7 @@ class _PartitionRepairs:
         elif kind == "request_vote" and not message.get("transfer") and self._leader_is_live():
             return  # leader stickiness: a live leader is heard, this candidate is not needed
         else:
-            super()._SyncObj__onMessageReceived(node, message)  # type: ignore[misc]
+            super()._SyncObj__onMessageReceived(node, message)
 
     # -- the follower ----------------------------------------------------------------
 
@@ -499,7 +505,7 @@ class _PartitionRepairs:
         prev = message["prevLogIdx"]
 
         def term_at(index: int) -> int | None:
-            return log_[index - first][2] if first <= index <= last else None  # type: ignore[no-any-return]
+            return log_[index - first][2] if first <= index <= last else None
 
         verdict = match_entries(term_at, first, last, commit, prev, message["prevLogTerm"], entries)
         if isinstance(verdict, Reject):
@@ -583,19 +589,19 @@ class _PartitionRepairs:
 
     def _SyncObj__onBecomeLeader(self) -> None:
         self._progress.clear()  # pysyncobj resets next/match: probe every follower afresh
-        super()._SyncObj__onBecomeLeader()  # type: ignore[misc]
+        super()._SyncObj__onBecomeLeader()
 
     def _SyncObj__onNodeConnected(self, node: Any) -> None:
         self._relink(node)
-        super()._SyncObj__onNodeConnected(node)  # type: ignore[misc]
+        super()._SyncObj__onNodeConnected(node)
 
     def _SyncObj__onNodeDisconnected(self, node: Any) -> None:
         self._relink(node)
-        super()._SyncObj__onNodeDisconnected(node)  # type: ignore[misc]
+        super()._SyncObj__onNodeDisconnected(node)
 
     def _SyncObj__onReadonlyNodeDisconnected(self, node: Any) -> None:
         self._progress.pop(node, None)
-        super()._SyncObj__onReadonlyNodeDisconnected(node)  # type: ignore[misc]
+        super()._SyncObj__onReadonlyNodeDisconnected(node)
 
     def _relink(self, node: Any) -> None:
         """A link opened or closed: whatever was in flight on the old one is lost."""
@@ -748,14 +754,14 @@ class _PartitionRepairs:
         """pysyncobj's compaction; when a follower needs a snapshot, at once, outside
         this node's time slot (`logCompactionSplit` would make it wait up to minutes)."""
         if not self._compact_now:
-            super()._SyncObj__tryLogCompaction()  # type: ignore[misc]
+            super()._SyncObj__tryLogCompaction()
             return
         conf = self._SyncObj__conf
         split = conf.logCompactionSplit
         conf.logCompactionSplit = False
         self._SyncObj__forceLogCompaction = True
         try:
-            super()._SyncObj__tryLogCompaction()  # type: ignore[misc]
+            super()._SyncObj__tryLogCompaction()
         finally:
             conf.logCompactionSplit = split
         if not self._SyncObj__forceLogCompaction:  # taken: a dump is being written
@@ -1056,7 +1062,7 @@ class MeshRaft:
     @property
     def state(self) -> ControlState:
         """This node's replica. Read-only for callers; collections are copy-on-write."""
-        return self._replica.state  # type: ignore[no-any-return]
+        return self._replica.state
 
     def status(self) -> RaftStatus:
         return self._status
