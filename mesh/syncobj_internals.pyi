@@ -1,14 +1,14 @@
-"""The private state and methods of pysyncobj's `SyncObj` that mesh/raft.py relies on, typed.
+"""The private state and methods of pysyncobj's `SyncObj` that the mesh relies on, typed.
 
-pysyncobj 0.3.17 ships no type hints, and the partition repairs (`_PartitionRepairs`
-in mesh/raft.py) work on `SyncObj`'s name-mangled internals (`SyncObj.__raftLog` is
-`self._SyncObj__raftLog` from outside the class). This class declares each one with
-the type pysyncobj gives it, so that mypy checks the repairs against them, and so that
-a reader sees in one place how much of pysyncobj's private API the mesh leans on
-(a pysyncobj upgrade must be checked against this list).
+pysyncobj 0.3.17 ships no type hints, and the partition repairs (`PartitionRepairs` in
+mesh/raft_repairs.py) work on `SyncObj`'s name-mangled internals (`SyncObj.__raftLog`
+is `self._SyncObj__raftLog` from outside the class). This class declares each one
+with the type pysyncobj gives it, so that mypy checks the repairs against them, and
+so that a reader sees in one place how much of pysyncobj's private API the mesh
+leans on (a pysyncobj upgrade must be checked against this list).
 
-A stub (.pyi) for type checking only: mesh/raft.py inherits it under `TYPE_CHECKING`, never
-at run time, where its stub methods would shadow pysyncobj's.
+A stub (.pyi) for type checking only: mesh/raft_repairs.py inherits it under
+`TYPE_CHECKING`, never at run time, where its stub methods would shadow pysyncobj's.
 """
 
 from typing import Any, Protocol
@@ -46,7 +46,7 @@ class SyncObjInternals:
     _SyncObj__transport: MeshTransport
     _SyncObj__serializer: Serializer
     _SyncObj__raftLog: Journal
-    _SyncObj__commandsQueue: Any  # a FastQueue, wrapped by mesh.raft._StampingQueue
+    _SyncObj__commandsQueue: Any  # a FastQueue, wrapped by mesh.stamping.StampingQueue
 
     _SyncObj__raftState: int  # _FOLLOWER, _CANDIDATE or _LEADER
     _SyncObj__raftLeader: Node | None
@@ -77,7 +77,7 @@ class SyncObjInternals:
     def _SyncObj__loadDumpFile(self, clearJournal: bool) -> None: ...
     def _SyncObj__onLeaderChanged(self) -> None: ...
 
-    # The ones mesh/raft.py overrides, calling pysyncobj's through super().
+    # The ones mesh/raft.py and mesh/raft_repairs.py override, calling pysyncobj's through super().
     def _SyncObj__onMessageReceived(self, node: Node, message: Any) -> None: ...
     def _SyncObj__onBecomeLeader(self) -> None: ...
     def _SyncObj__onNodeConnected(self, node: Node) -> None: ...
