@@ -14,6 +14,7 @@ lines, where any local user could read it.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import tempfile
@@ -109,7 +110,7 @@ class EchoWorker:
         self.proc = Child(args, workdir / f"{self.name}.log", label=f"echo worker {self.name}")
 
     def wait_healthy(self, timeout: float = 30.0) -> None:
-        check = lambda: http_ok(self.url + "/health")  # noqa: E731
+        check = functools.partial(http_ok, self.url + "/health")
         wait_until(check, f"{self.name} did not start", timeout, self.proc)
 
 
@@ -152,19 +153,19 @@ class LocalNode:
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Until /readiness answers 200 (the node serves the data plane)."""
-        check = lambda: http_ok(self.url + "/readiness")  # noqa: E731
+        check = functools.partial(http_ok, self.url + "/readiness")
         wait_until(check, f"{self.name} did not become ready", timeout, self.proc)
 
     def wait_serving(self, timeout: float = 30.0) -> None:
         """Until /liveness answers 200 (up and answering HTTP, ready or not)."""
-        check = lambda: http_ok(self.url + "/liveness")  # noqa: E731
+        check = functools.partial(http_ok, self.url + "/liveness")
         wait_until(check, f"{self.name} did not start serving", timeout, self.proc)
 
 
 class LocalMesh:
     """`nodes` meshgate nodes (named `names`, n1, n2... by default) on loopback, with
-    `workers` echo workers serving `model`, under `workdir` (a fresh temporary
-    directory, removed at stop(), when none is given).
+    `workers` echo workers (one per `worker_names` when given) serving `model`, under
+    `workdir` (a fresh temporary directory, removed at stop(), when none is given).
 
     Each node gets `node_args` on its command line (after those this module
     builds), and `http_ports` when given (else free ones). A single node runs
@@ -241,7 +242,10 @@ class LocalMesh:
         for node in self.nodes:
             node.wait_ready(timeout)
         if len(self.nodes) > 1:
-            agreed = lambda: self._agreed_leader(headers) is not None  # noqa: E731
+
+            def agreed() -> bool:
+                return self._agreed_leader(headers) is not None
+
             wait_until(agreed, "the nodes did not agree on a leader", timeout)
 
     def _agreed_leader(self, headers: Mapping[str, str] | None) -> str | None:

@@ -49,7 +49,8 @@ def child_environment(overrides: Mapping[str, str] | None = None) -> dict[str, s
 
 
 class Child:
-    """A `python -m node.cli ARGS` child process; its output is appended to `log_path`.
+    """A `python -m node.cli ARGS` child process; its output is appended to `log_path`,
+    after a line that marks the start when the log already holds an earlier run's.
 
     `wrap` runs it through a command that execs it in place (same pid), such as
     `ip netns exec NS`."""
@@ -67,10 +68,12 @@ class Child:
         self.log_path = log_path
         self.label = label or " ".join(args[:1]) or "meshgate"
         self.command = [*wrap, sys.executable, "-m", "node.cli", *args]
+        restart = log_path.exists() and log_path.stat().st_size > 0
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in close()
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        self._log.write(f"--- starting {self.label} at {stamp} ---\n".encode())
-        self._log.flush()
+        if restart:  # one log for every run of a process: mark where this one starts
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            self._log.write(f"--- starting {self.label} at {stamp} ---\n".encode())
+            self._log.flush()
         self.popen = subprocess.Popen(
             self.command,
             stdin=subprocess.DEVNULL,
