@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import os
 import shlex
+import shutil
 import signal
 import sys
-from collections.abc import Awaitable
+import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -56,6 +58,38 @@ async def until_sigterm(work: Awaitable[T]) -> T:
     finally:
         loop.remove_signal_handler(signal.SIGTERM)  # resets it to SIG_DFL: put ours back
         signal.signal(signal.SIGTERM, interrupt)
+
+
+class BenchRun:
+    """One run of a benchmark: its temporary directory (children's logs and data) and
+    its exit status: 0 when it completed, 1 on a BenchError (the logs are kept), 130
+    when interrupted. The directory is removed at the end unless `keep` (or an error)."""
+
+    def __init__(self, name: str, keep: bool) -> None:
+        self.name = name
+        self.keep = keep
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"meshgate-{name}-"))
+
+    def __call__(self, measure: Callable[[], int], stop: Callable[[], None]) -> int:
+        """Run `measure` (its return value is the exit status), then always `stop`."""
+        signal.signal(signal.SIGTERM, interrupt)
+        try:
+            code = measure()
+            self.keep = self.keep or code != 0
+            return code
+        except BenchError as exc:
+            self.keep = True
+            print(f"{self.name}: error: {exc}", file=sys.stderr)
+            return 1
+        except (KeyboardInterrupt, Interrupted):
+            print(f"{self.name}: interrupted; stopping the processes", file=sys.stderr)
+            return 130
+        finally:
+            stop()
+            if self.keep and any(self.tmp.iterdir()):
+                progress(f"logs kept in {self.tmp}")
+            else:
+                shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def progress(message: str) -> None:

@@ -45,14 +45,10 @@ import asyncio
 import json
 import math
 import shlex
-import shutil
-import signal
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-from common import BenchError, Interrupted, check_alive, interrupt, load_average, log_problems
+from common import BenchRun, check_alive, load_average, log_problems, progress
 from gateway_load import CHAT_PATH, run_phases
 from gateway_report import report
 from gateway_setup import Cluster, start_cluster
@@ -196,58 +192,40 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, interrupt)
-    tmp = Path(tempfile.mkdtemp(prefix="meshgate-bench-"))
-    cluster = Cluster(tmp, args)
-    keep = args.keep_tmp
+    bench = BenchRun("gateway_overhead", args.keep_tmp)
+    cluster = Cluster(bench.tmp, args)
+    return bench(lambda: measure_and_report(args, cluster, bench), cluster.stop)
+
+
+def measure_and_report(args: argparse.Namespace, cluster: Cluster, bench: BenchRun) -> int:
     load_before = load_average()
     started = time.monotonic()
-    try:
-        print(f"starting processes (logs in {tmp})", file=sys.stderr, flush=True)
-        start_cluster(args, cluster)
-        print(
-            f"gateway {cluster.gateway_url} ready after {time.monotonic() - started:.1f} s; "
-            f"backends {' '.join(cluster.backend_urls)}",
-            file=sys.stderr,
-            flush=True,
-        )
-        for proc in cluster.procs():
-            print(f"  {proc.label}: {shlex.join(proc.command)}", file=sys.stderr)
-        phases = asyncio.run(run_phases(args, cluster))
-        check_alive(cluster.procs(), "during the run")
-        result = report(args, cluster, phases, load_before, time.monotonic() - started)
-        for proc in cluster.procs():
-            trouble = log_problems(proc)
-            if trouble:
-                keep = True
-                print(f"{proc.label} logged {len(trouble)} warning/error line(s), first ones:")
-                print("\n".join("  " + line[:300] for line in trouble[:5]))
-        if args.json:
-            print(json.dumps(result, sort_keys=True))
-        empty = [
-            f"{p.mode} {p.target}"
-            for pair in phases.values()
-            for p in pair.values()
-            if p.requests == 0
-        ]
-        if empty:
-            print(f"error: no successful request in: {', '.join(empty)}", file=sys.stderr)
-            keep = True
-            return 1
-        return 0
-    except BenchError as exc:
-        keep = True
-        print(f"gateway_overhead: error: {exc}", file=sys.stderr)
+    progress(f"starting processes (logs in {bench.tmp})")
+    start_cluster(args, cluster)
+    progress(
+        f"gateway {cluster.gateway_url} ready after {time.monotonic() - started:.1f} s; "
+        f"backends {' '.join(cluster.backend_urls)}"
+    )
+    for proc in cluster.procs():
+        print(f"  {proc.label}: {shlex.join(proc.command)}", file=sys.stderr)
+    phases = asyncio.run(run_phases(args, cluster))
+    check_alive(cluster.procs(), "during the run")
+    result = report(args, cluster, phases, load_before, time.monotonic() - started)
+    for proc in cluster.procs():
+        trouble = log_problems(proc)
+        if trouble:
+            bench.keep = True
+            print(f"{proc.label} logged {len(trouble)} warning/error line(s), first ones:")
+            print("\n".join("  " + line[:300] for line in trouble[:5]))
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+    empty = [
+        f"{p.mode} {p.target}" for pair in phases.values() for p in pair.values() if p.requests == 0
+    ]
+    if empty:
+        print(f"error: no successful request in: {', '.join(empty)}", file=sys.stderr)
         return 1
-    except (KeyboardInterrupt, Interrupted):
-        print("gateway_overhead: interrupted; stopping the processes", file=sys.stderr)
-        return 130
-    finally:
-        cluster.stop()
-        if keep and any(tmp.iterdir()):
-            print(f"logs kept in {tmp}", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
 
 
 if __name__ == "__main__":

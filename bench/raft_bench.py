@@ -65,21 +65,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
-import signal
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import partition_phase
 from common import (
     BenchError,
-    Interrupted,
+    BenchRun,
     check_alive,
-    interrupt,
     load_average,
     progress,
     until_sigterm,
@@ -316,35 +311,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, interrupt)
-    tmp = Path(tempfile.mkdtemp(prefix="meshgate-raft-bench-"))
-    mesh = bench_mesh(tmp, args)
-    keep = args.keep_tmp
-    load_before = load_average()
-    try:
-        progress(f"starting an echo worker and 3 nodes (logs in {tmp})")
-        results = asyncio.run(run(args, mesh))
-        results["load_before"] = load_before
-        results["node_log_problems"] = log_problems(mesh)
-        check_alive(mesh.children(), "during the run")
-        summary = report(args, mesh, results)
-        if args.json:
-            print(json.dumps(summary, sort_keys=True, default=str))
-        return 0
-    except BenchError as exc:
-        keep = True
-        print(f"raft_bench: error: {exc}", file=sys.stderr)
-        return 1
-    except (KeyboardInterrupt, Interrupted):
-        print("raft_bench: interrupted; stopping the processes", file=sys.stderr)
-        return 130
-    finally:
+    bench = BenchRun("raft_bench", args.keep_tmp)
+    mesh = bench_mesh(bench.tmp, args)
+
+    def stop() -> None:
         progress("stopping the nodes and the worker")
         mesh.stop()
-        if keep and any(tmp.iterdir()):
-            progress(f"logs kept in {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+
+    return bench(lambda: measure_and_report(args, mesh), stop)
+
+
+def measure_and_report(args: argparse.Namespace, mesh: LocalMesh) -> int:
+    load_before = load_average()
+    progress(f"starting an echo worker and 3 nodes (logs in {mesh.workdir})")
+    results = asyncio.run(run(args, mesh))
+    results["load_before"] = load_before
+    results["node_log_problems"] = log_problems(mesh)
+    check_alive(mesh.children(), "during the run")
+    summary = report(args, mesh, results)
+    if args.json:
+        print(json.dumps(summary, sort_keys=True, default=str))
+    return 0
 
 
 if __name__ == "__main__":
