@@ -196,8 +196,8 @@ class LocalMesh:
         self.worker_args = list(worker_args)
         self._worker_names = list(worker_names) or [""] * workers
         ports = free_ports(len(self.names) * (1 if http_ports else 2) + len(self._worker_names))
-        self._http_ports = list(http_ports) or [ports.pop() for _ in self.names]
-        self._worker_ports = [ports.pop() for _ in self._worker_names]
+        self.http_ports = list(http_ports) or [ports.pop() for _ in self.names]
+        self.worker_ports = [ports.pop() for _ in self._worker_names]
         many = len(self.names) > 1
         self.raft = [f"127.0.0.1:{ports.pop()}" for _ in self.names] if many else []
         self.workers: list[EchoWorker] = []
@@ -217,7 +217,7 @@ class LocalMesh:
         return self
 
     def start_workers(self, timeout: float = 30.0) -> None:
-        for port, name in zip(self._worker_ports, self._worker_names, strict=True):
+        for port, name in zip(self.worker_ports, self._worker_names, strict=True):
             self.workers.append(EchoWorker(self.workdir, port, self.model, name, self.worker_args))
         for worker in self.workers:
             worker.wait_healthy(timeout)
@@ -229,12 +229,18 @@ class LocalMesh:
 
     def _node(self, i: int, name: str) -> LocalNode:
         raft = self.raft[i] if self.raft else None
+        port = self.http_ports[i]
+        return LocalNode(self.workdir, name, port, self.node_flags(i), self.env, raft)
+
+    def node_flags(self, i: int) -> list[str]:
+        """Node i's flags after its name, port and data directory: its Raft address and
+        peers, the workers, then `node_args`."""
+        raft = self.raft[i] if self.raft else None
         peers = [a for a in self.raft if a != raft]
         flags = ["--mesh-bind", raft, "--mesh-peers", *peers] if raft else []
         if self.worker_urls:
             flags += ["--worker-urls", *self.worker_urls]
-        flags += self.node_args
-        return LocalNode(self.workdir, name, self._http_ports[i], flags, self.env, raft)
+        return flags + self.node_args
 
     def wait_ready(self, timeout: float = 30.0, headers: Mapping[str, str] | None = None) -> None:
         """Until every node is ready, sees every other alive, and all name one leader
@@ -270,7 +276,7 @@ class LocalMesh:
 
     @property
     def worker_urls(self) -> list[str]:
-        return [f"http://127.0.0.1:{port}" for port in self._worker_ports]
+        return [f"http://127.0.0.1:{port}" for port in self.worker_ports]
 
     def node(self, name: str) -> LocalNode:
         return next(node for node in self.nodes if node.name == name)
