@@ -1,24 +1,30 @@
-"""What both benchmarks share: the children they start, and a few measurements.
+"""What the benchmarks share: errors and signals, a few measurements, and child reports.
 
-Each benchmark starts real `python -m node.cli ...` processes on loopback, logs
-each child's output to a file, reads CPU time from /proc, and must leave no
-child behind whatever happens (errors, Ctrl-C, SIGTERM). Run the scripts as
-`.venv/bin/python bench/<name>.py`; this module sits beside them.
+Each benchmark starts real meshgate processes on loopback with the package's
+local-mesh harness (`node.localmesh`, the one the demo and the tests use), reads
+CPU time from /proc, and must leave no child behind whatever happens (errors,
+Ctrl-C, SIGTERM). Run the scripts as `.venv/bin/python bench/<name>.py`; this
+module sits beside them.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import os
+import shlex
+import shutil
 import signal
-import socket
-import subprocess
 import sys
-import time
+import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
+
+from node.localmesh import Child
+from node.localmesh.process import LOG_TAIL_LINES
 
 ROOT = Path(__file__).resolve().parent.parent
-LOG_TAIL_LINES = 40
+T = TypeVar("T")
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -35,26 +41,59 @@ def interrupt(signum: int, frame: object) -> None:
     raise Interrupted(signal.Signals(signum).name)
 
 
+async def until_sigterm(work: Awaitable[T]) -> T:
+    """Await `work`; a SIGTERM meanwhile cancels it and raises Interrupted.
+
+    While the loop runs it owns SIGTERM: the signal cancels this task, which closes the
+    client sessions cleanly (raising from a plain signal handler would land inside some
+    aiohttp callback and leave "exception never retrieved" noise)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await work
+    except asyncio.CancelledError:
+        raise Interrupted("signal") from None
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)  # resets it to SIG_DFL: put ours back
+        signal.signal(signal.SIGTERM, interrupt)
+
+
+class BenchRun:
+    """One run of a benchmark: its temporary directory (children's logs and data) and
+    its exit status: 0 when it completed, 1 on a BenchError (the logs are kept), 130
+    when interrupted. The directory is removed at the end unless `keep` (or an error)."""
+
+    def __init__(self, name: str, keep: bool) -> None:
+        self.name = name
+        self.keep = keep
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"meshgate-{name}-"))
+
+    def __call__(self, measure: Callable[[], int], stop: Callable[[], None]) -> int:
+        """Run `measure` (its return value is the exit status), then always `stop`."""
+        signal.signal(signal.SIGTERM, interrupt)
+        try:
+            code = measure()
+            self.keep = self.keep or code != 0
+            return code
+        except BenchError as exc:
+            self.keep = True
+            print(f"{self.name}: error: {exc}", file=sys.stderr)
+            return 1
+        except (KeyboardInterrupt, Interrupted):
+            print(f"{self.name}: interrupted; stopping the processes", file=sys.stderr)
+            return 130
+        finally:
+            stop()
+            if self.keep and any(self.tmp.iterdir()):
+                progress(f"logs kept in {self.tmp}")
+            else:
+                shutil.rmtree(self.tmp, ignore_errors=True)
+
+
 def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct free loopback ports (all held open at once, so no duplicates)."""
-    socks = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            socks.append(sock)
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for sock in socks:
-            sock.close()
-
-
-def free_port() -> int:
-    return free_ports(1)[0]
 
 
 def proc_cpu_seconds(pid: int) -> float | None:
@@ -67,13 +106,6 @@ def proc_cpu_seconds(pid: int) -> float | None:
     # The command name (field 2) may contain spaces; fields after it start past the last ")".
     rest = stat[stat.rindex(")") + 2 :].split()
     return (int(rest[11]) + int(rest[12])) / CLK_TCK  # utime + stime, fields 14 and 15
-
-
-def child_environment() -> dict[str, str]:
-    """This environment without MESHGATE_* settings, so only our flags configure a node."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MESHGATE_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -94,84 +126,27 @@ def load_average() -> str:
         return "n/a"
 
 
-class Proc:
-    """A `python -m node.cli ...` child; its output is appended to a log file."""
-
-    def __init__(
-        self, label: str, args: list[str], log_path: Path, env: dict[str, str] | None = None
-    ) -> None:
-        self.label = label
-        self.args = args
-        self.log_path = log_path
-        self.command = [sys.executable, "-m", "node.cli", *args]
-        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in close()
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        self._log.write(f"--- bench: starting {label} at {stamp} ---\n".encode())
-        self._log.flush()
-        self.popen = subprocess.Popen(
-            self.command,
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env={**child_environment(), **(env or {})},
-            start_new_session=True,  # a terminal's Ctrl-C reaches us; we stop the children
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def cpu_seconds(self) -> float | None:
-        return proc_cpu_seconds(self.pid) if self.alive() else None
-
-    def tail(self, lines: int = LOG_TAIL_LINES) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError as exc:
-            return f"(cannot read {self.log_path}: {exc.strerror})"
-        kept = text.splitlines()[-lines:]
-        return "\n".join(kept) if kept else "(log is empty)"
-
-    def problems(self) -> list[str]:
-        """Log lines that look like trouble (warnings, errors, tracebacks)."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return []
-        marks = (" WARNING ", " ERROR ", " CRITICAL ", "Traceback", "error:")
-        return [line for line in text.splitlines() if any(m in line for m in marks)]
-
-    def kill(self) -> None:
-        if self.alive():
-            self.popen.kill()
-        self.popen.wait(timeout=5)
-        self.close()
-
-    def close(self) -> None:
-        if not self._log.closed:
-            self._log.close()
-
-    def stop(self, grace: float = 15.0) -> None:
-        """SIGTERM, wait up to `grace` seconds, then SIGKILL."""
-        stop_all([self], grace)
+def cpu_seconds(child: Child) -> float | None:
+    """CPU seconds a running child used so far; None once it exited."""
+    return proc_cpu_seconds(child.pid) if child.alive() else None
 
 
-def stop_all(procs: list[Proc], grace: float = 15.0) -> None:
-    """SIGTERM every process at once, wait up to `grace` seconds in all, then SIGKILL."""
-    for proc in procs:
-        if proc.alive():
-            with contextlib.suppress(OSError):
-                proc.popen.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    for proc in procs:
-        try:
-            proc.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            progress(f"{proc.label} ignored SIGTERM for {grace:.0f}s; killing it")
-            with contextlib.suppress(Exception):
-                proc.kill()
-        proc.close()
+def log_problems(child: Child) -> list[str]:
+    """Lines of a child's log that look like trouble (warnings, errors, tracebacks)."""
+    marks = (" WARNING ", " ERROR ", " CRITICAL ", "Traceback", "error:")
+    return [line for line in child.log().splitlines() if any(m in line for m in marks)]
+
+
+def exited(child: Child, when: str) -> BenchError:
+    """The error for a child that is gone `when` ("while waiting for ...", "during the run")."""
+    return BenchError(
+        f"{child.label} exited with status {child.popen.returncode} {when}.\n"
+        f"command: {shlex.join(child.command)}\n"
+        f"last {LOG_TAIL_LINES} lines of {child.log_path}:\n{child.tail()}"
+    )
+
+
+def check_alive(children: list[Child], when: str) -> None:
+    for child in children:
+        if not child.alive():
+            raise exited(child, when)

@@ -128,7 +128,7 @@ class MeshConnection:
         self._sock: socket.socket | None = None
         self._fileno: int | None = None
         self._mask = 0
-        self._state = DISCONNECTED
+        self._state: int = DISCONNECTED
         self._reader = wire.FrameReader(wire.PRE_AUTH_FRAME_LIMIT)
         self._write = bytearray()
         self._authenticated = False

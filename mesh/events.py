@@ -27,7 +27,8 @@ class Applied(NamedTuple):
     A committed entry that could not be applied at all (see mesh/raft.py) has an
     empty command `{}` and the failed outcome that says why."""
 
-    index: int
+    # Shadows tuple.index(), which nobody calls on an Applied: the field name is the API.
+    index: int  # type: ignore[assignment]
     command: Command | None
     outcome: Outcome | None
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 from mesh.commands import LONGEST_WAIT, Command, Outcome, envelope_problem, fail, ok
 
@@ -350,7 +350,7 @@ def _size_problem(command: Command) -> Outcome | None:
     return None
 
 
-def _positive_number(value: Any) -> bool:
+def _positive_number(value: Any) -> TypeGuard[int | float]:
     number = isinstance(value, int | float) and not isinstance(value, bool)
     return number and math.isfinite(value) and value > 0
 
@@ -986,9 +986,9 @@ def _publish_put(state: ControlState, args: dict[str, Any], cmd: Command, index:
 def _publish_delete(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
     """Unpublish: the publication's key stops working in the same step."""
     ref = args.get("ref")
-    record = state.published.get(ref) if isinstance(ref, str) else None
-    if record is None:
+    if not isinstance(ref, str) or ref not in state.published:
         return fail("not_found", f"model {ref} is not published")
+    record = state.published[ref]
     _key_revoke(state, {"id": record["key_id"]}, cmd, index)
     state.published = _without(state.published, ref)
     return ok({"ref": ref, "version": index})

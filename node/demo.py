@@ -8,17 +8,12 @@ URLs and calls to try, and stops every child on exit.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-from node.identity.strength import generate
+from node.localmesh import LocalMesh, LocalMeshError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,135 +34,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_ok(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        try:
-            with urllib.request.urlopen(url, timeout=1) as resp:
-                if resp.status == 200:
-                    return True
-        except OSError:
-            pass
-        time.sleep(0.1)
-    return False
-
-
-class Children:
-    """The demo's processes, with their logs under one directory."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.env = dict(os.environ)
-
-    def start(self, name: str, *cli: str) -> subprocess.Popen[bytes]:
-        with open(self.workdir / f"{name}.log", "ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "node.cli", *cli],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-            )
-        self.procs.append(proc)
-        return proc
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
 def run(args: argparse.Namespace) -> int:
+    # Kept after the demo stops: the banner and every error point at its logs.
     workdir = Path(tempfile.mkdtemp(prefix="meshgate-demo-"))
-    children = Children(workdir)
+    mesh = LocalMesh(
+        workdir,
+        names=[f"node-{i + 1}" for i in range(args.nodes)],
+        http_ports=[args.port + i for i in range(args.nodes)],
+        model=args.model,
+        worker_names=[f"echo-{i + 1}" for i in range(args.workers)],
+        worker_args=["--token-delay-ms", str(args.token_delay_ms)],
+        node_args=["--policy", "round_robin", "--drain-delay-secs", "1"],
+    )
     try:
-        workers = _start_workers(children, args)
-        if workers is None:
+        try:
+            mesh.start_workers()
+            mesh.start_nodes()
+            for node in mesh.nodes:
+                node.wait_ready()
+        except LocalMeshError as exc:
+            print(exc)
             return 1
-        gateways = _start_mesh(children, args, workers)
-        if gateways is None:
-            return 1
-        _print_banner(gateways, workers, args.model, workdir)
-        return _wait_for_ctrl_c(children)
+        _print_banner(mesh.urls, mesh.worker_urls, args.model, workdir)
+        return _wait_for_ctrl_c(mesh)
     finally:
-        children.stop()
+        mesh.stop()
 
 
-def _start_workers(children: Children, args: argparse.Namespace) -> list[str] | None:
-    urls = []
-    for i in range(args.workers):
-        port, name = _free_port(), f"echo-{i + 1}"
-        proc = children.start(
-            name,
-            "echo-worker",
-            "--port",
-            str(port),
-            "--model",
-            args.model,
-            "--name",
-            name,
-            "--token-delay-ms",
-            str(args.token_delay_ms),
-        )
-        url = f"http://127.0.0.1:{port}"
-        if not _wait_ok(url + "/health", proc):
-            print(f"{name} did not start; see {children.workdir}/{name}.log")
-            return None
-        urls.append(url)
-    return urls
-
-
-def _start_mesh(
-    children: Children, args: argparse.Namespace, workers: list[str]
-) -> list[str] | None:
-    raft = [f"127.0.0.1:{_free_port()}" for _ in range(args.nodes)]
-    # The mesh's Raft traffic is authenticated with a secret made for this run; it
-    # reaches the nodes through the environment, never their command lines.
-    children.env["MESHGATE_MESH_SECRET"] = generate()
-    started = []
-    for i in range(args.nodes):
-        name, port = f"node-{i + 1}", args.port + i
-        peers = [address for j, address in enumerate(raft) if j != i]
-        mesh = ["--mesh-bind", raft[i], "--mesh-peers", *peers] if peers else []
-        proc = children.start(
-            name,
-            "serve",
-            "--port",
-            str(port),
-            "--node-name",
-            name,
-            "--data-dir",
-            str(children.workdir / name),
-            "--policy",
-            "round_robin",
-            "--drain-delay-secs",
-            "1",
-            "--worker-urls",
-            *workers,
-            *mesh,
-        )
-        started.append((name, f"http://127.0.0.1:{port}", proc))
-    for name, url, proc in started:
-        if not _wait_ok(url + "/readiness", proc):
-            print(f"{name} did not become ready; see {children.workdir}/{name}.log")
-            return None
-    return [url for _, url, _ in started]
-
-
-def _wait_for_ctrl_c(children: Children) -> int:
+def _wait_for_ctrl_c(mesh: LocalMesh) -> int:
     stop = False
 
     def on_signal(*_: object) -> None:
@@ -177,8 +71,8 @@ def _wait_for_ctrl_c(children: Children) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     while not stop:
-        if any(p.poll() is not None for p in children.procs):
-            print(f"a demo process exited; logs are in {children.workdir}")
+        if not all(child.alive() for child in mesh.children()):
+            print(f"a demo process exited; logs are in {mesh.workdir}")
             return 1
         time.sleep(0.2)
     print("\nstopping the demo")

@@ -44,6 +44,7 @@ from typing import Any
 
 import requests
 
+from node.localmesh import echo_worker_args, serve_args, stop_all
 from tests.support import MESH_SECRET, Proc, strong, wait_for
 
 REGISTRY = Path("/tmp/meshgate-netns")
@@ -234,26 +235,23 @@ class NsNode:
         self.raft_address = f"{lab.ip(i)}:{RAFT_PORT}"
         self.data_dir = tmp_path / f"data-{name}"
         self.tmp_path = tmp_path
-        self.args = [
-            "serve",
-            "--host",
-            "0.0.0.0",
-            "--port",
-            str(HTTP_PORT),
-            "--http-advertise-url",
-            f"http://{lab.ip(i)}:{HTTP_PORT}",
-            "--node-name",
+        self.args = serve_args(
             name,
-            "--data-dir",
-            str(self.data_dir),
-            "--log-level",
-            "info",
-            "--drain-delay-secs",
-            "0",
-            "--control-plane-api-keys",
-            f"admin:admin:admin:{ADMIN_KEY}",
-            *args,
-        ]
+            HTTP_PORT,
+            self.data_dir,
+            host="0.0.0.0",
+            extra=[
+                "--http-advertise-url",
+                f"http://{lab.ip(i)}:{HTTP_PORT}",
+                "--log-level",
+                "info",
+                "--drain-delay-secs",
+                "0",
+                "--control-plane-api-keys",
+                f"admin:admin:admin:{ADMIN_KEY}",
+                *args,
+            ],
+        )
         self.proc = self._start()
 
     def _start(self) -> Proc:
@@ -295,36 +293,14 @@ class NetnsMesh:
         try:
             worker_port = 18000 + secrets.randbelow(20000)
             worker_url = f"http://{self.lab.bridge_ip}:{worker_port}"
-            self.workers.append(
-                Proc(
-                    [
-                        "echo-worker",
-                        "--host",
-                        self.lab.bridge_ip,
-                        "--port",
-                        str(worker_port),
-                        "--model",
-                        MODEL,
-                    ],
-                    tmp_path / "echo.log",
-                )
-            )
+            worker_args = echo_worker_args(worker_port, MODEL, host=self.lab.bridge_ip)
+            self.workers.append(Proc(worker_args, tmp_path / "echo.log"))
             self.raft = [f"{self.lab.ip(i)}:{RAFT_PORT}" for i in range(size)]
             for i in range(size):
                 peers = [a for j, a in enumerate(self.raft) if j != i]
-                args = [
-                    "--mesh-bind",
-                    self.raft[i],
-                    "--mesh-peers",
-                    *peers,
-                    "--mesh-secret",
-                    MESH_SECRET,
-                    "--worker-urls",
-                    worker_url,
-                    "--health-check-interval-secs",
-                    "1",
-                    *extra,
-                ]
+                args = ["--mesh-bind", self.raft[i], "--mesh-peers", *peers]
+                args += ["--mesh-secret", MESH_SECRET, "--worker-urls", worker_url]
+                args += ["--health-check-interval-secs", "1", *extra]
                 self.nodes.append(NsNode(self.lab, i, tmp_path, args, f"n{i + 1}"))
         except BaseException:
             self.stop()
@@ -377,9 +353,5 @@ class NetnsMesh:
         return wait_for(find, timeout=timeout, what="a leader")  # type: ignore[no-any-return]
 
     def stop(self) -> None:
-        procs = [n.proc for n in self.nodes] + self.workers
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.stop()
+        stop_all([n.proc for n in self.nodes] + self.workers, grace=10)
         self.lab.close()

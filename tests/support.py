@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import redis
-import requests
 
 from node.identity.strength import weakness
+from node.localmesh import Child, EchoWorker, LocalNode
+from node.localmesh import free_port as free_port
+from node.localmesh import http_ok as http_ok
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,12 +37,6 @@ def strong(label: str) -> str:
 
 # Every test mesh shares this secret (a mesh refuses to start without one).
 MESH_SECRET = strong("test-mesh-secret")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(
@@ -65,91 +58,24 @@ def wait_for(
     )
 
 
-class Proc:
-    """A child process started with `python -m node.cli ...`."""
-
-    def __init__(
-        self,
-        args: list[str],
-        log_path: Path,
-        env: dict[str, str] | None = None,
-        wrap: list[str] | None = None,  # e.g. ["ip", "netns", "exec", NS] (it execs, same pid)
-    ):
-        self.args = args
-        self.log_path = log_path
-        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-        self.popen = subprocess.Popen(
-            [*(wrap or []), sys.executable, "-m", "node.cli", *args],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            env=full_env,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def kill(self) -> None:
-        """SIGKILL: the process gets no chance to clean up."""
-        if self.alive():
-            self.popen.send_signal(signal.SIGKILL)
-        self.popen.wait(timeout=10)
-        self._log.close()
-
-    def terminate(self) -> None:
-        """Send SIGTERM without waiting (stop() then waits)."""
-        if self.alive():
-            self.popen.send_signal(signal.SIGTERM)
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        if self.alive():
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout=5)
-        self._log.close()
-        return self.popen.returncode
-
-    def wait_exit(self, timeout: float = 30.0) -> int:
-        code = self.popen.wait(timeout=timeout)
-        self._log.close()
-        return code
-
-
-def http_ok(url: str, timeout: float = 1.0) -> bool:
-    try:
-        return requests.get(url, timeout=timeout).status_code == 200
-    except requests.RequestException:
-        return False
+# Nodes and workers are started by the package's local-mesh harness, as the demo and
+# the benchmarks start them; these keep the names and signatures the tests use.
+Proc = Child
 
 
 def start_echo_worker(tmp_path: Path, *extra: str, model: str = "echo-model") -> tuple[Proc, str]:
     """Start `meshgate echo-worker` on a free port; return it and its base URL once healthy."""
-    port = free_port()
-    proc = Proc(
-        ["echo-worker", "--host", "127.0.0.1", "--port", str(port), "--model", model, *extra],
-        tmp_path / f"echo-{port}.log",
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: http_ok(url + "/health"), what=f"echo worker {url} healthy:\n{proc.log()}")
-    return proc, url
+    worker = EchoWorker(tmp_path, free_port(), model, extra=extra)
+    worker.wait_healthy(timeout=15)
+    return worker.proc, worker.url
 
 
-class Node:
-    """A `meshgate serve` process and how to reach it."""
+# Flags every test node gets first (a test's own flags come after, and win).
+TEST_NODE_FLAGS = ("--log-level", "info", "--drain-delay-secs", "0")
+
+
+class Node(LocalNode):
+    """A `meshgate serve` process on a free port (or `port`), and how to reach it."""
 
     def __init__(
         self,
@@ -160,47 +86,8 @@ class Node:
         data_dir: Path | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.name = name
-        self.data_dir = data_dir or tmp_path / f"data-{name}"
-        self.args = [
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--node-name",
-            name,
-            "--data-dir",
-            str(self.data_dir),
-            "--log-level",
-            "info",
-            "--drain-delay-secs",
-            "0",
-            *args,
-        ]
-        self.tmp_path = tmp_path
-        self.env = env
-        self.proc = Proc(self.args, tmp_path / f"{name}.log", env=env)
-
-    def restart(self) -> None:
-        self.proc = Proc(self.args, self.tmp_path / f"{self.name}.log", env=self.env)
-
-    def wait_ready(self, timeout: float = 20.0) -> None:
-        wait_for(
-            lambda: http_ok(self.url + "/readiness"),
-            timeout=timeout,
-            what=f"{self.name} ready:\n{self.proc.log()[-3000:]}",
-        )
-
-    def wait_serving(self, timeout: float = 20.0) -> None:
-        """Up and answering HTTP (ready or not)."""
-        wait_for(
-            lambda: http_ok(self.url + "/liveness"),
-            timeout=timeout,
-            what=f"{self.name} serving:\n{self.proc.log()[-3000:]}",
-        )
+        flags = [*TEST_NODE_FLAGS, *args]
+        super().__init__(tmp_path, name, port or free_port(), flags, env, data_dir=data_dir)
 
 
 def start_node(tmp_path: Path, *args: str, ready: bool = True, **kwargs: Any) -> Node:

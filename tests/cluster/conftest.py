@@ -17,62 +17,36 @@ from typing import Any
 import pytest
 import requests
 
+from node.localmesh import LocalMesh, LocalNode
 from tests import netns
-from tests.support import (
-    MESH_SECRET,
-    ROOT,
-    Node,
-    Proc,
-    free_port,
-    start_echo_worker,
-    wait_for,
-)
+from tests.support import MESH_SECRET, ROOT, TEST_NODE_FLAGS, Node, free_port, wait_for
 
 MODEL = "echo-model"
 
 
-class Mesh:
+class Mesh(LocalMesh):
+    """A mesh of `size` nodes n1, n2... and `workers` echo workers, started at once (the
+    `mesh` fixture, or the test, waits for it); every node gets `extra` flags."""
+
     def __init__(
         self, tmp_path: Path, size: int = 3, extra: tuple[str, ...] = (), workers: int = 1
     ) -> None:
+        flags = [*TEST_NODE_FLAGS, "--health-check-interval-secs", "1", *extra]
+        super().__init__(
+            tmp_path, nodes=size, workers=workers, model=MODEL, secret=MESH_SECRET, node_args=flags
+        )
         self.tmp_path = tmp_path
-        self.workers: list[tuple[Proc, str]] = [
-            start_echo_worker(tmp_path, model=MODEL) for _ in range(workers)
-        ]
-        raft_ports = [free_port() for _ in range(size)]
-        self.raft = [f"127.0.0.1:{p}" for p in raft_ports]
-        self.nodes: list[Node] = []
-        for i in range(size):
-            peers = [a for j, a in enumerate(self.raft) if j != i]
-            self.nodes.append(
-                Node(
-                    tmp_path,
-                    "--mesh-bind",
-                    self.raft[i],
-                    "--mesh-peers",
-                    *peers,
-                    "--mesh-secret",
-                    MESH_SECRET,
-                    "--worker-urls",
-                    *[url for _, url in self.workers],
-                    "--health-check-interval-secs",
-                    "1",
-                    *extra,
-                    name=f"n{i + 1}",
-                )
-            )
-        self.exit_codes: dict[str, list[int]] = {n.name: [] for n in self.nodes}
+        self.exit_codes: dict[str, list[int]] = {name: [] for name in self.names}
         self._supervising = False
         self._supervisor: threading.Thread | None = None
+        try:
+            self.start_workers(timeout=15)
+            self.start_nodes()
+        except BaseException:
+            self.stop()
+            raise
 
-    @property
-    def urls(self) -> list[str]:
-        return [n.url for n in self.nodes]
-
-    def node(self, name: str) -> Node:
-        return next(n for n in self.nodes if n.name == name)
-
-    def status(self, via: Node | None = None) -> dict[str, Any]:
+    def status(self, via: LocalNode | None = None) -> dict[str, Any]:
         for node in [via] if via else self.nodes:
             try:
                 return requests.get(node.url + "/ha/status", timeout=2).json()  # type: ignore[no-any-return]
@@ -80,8 +54,8 @@ class Mesh:
                 continue
         raise AssertionError("no node answered /ha/status")
 
-    def leader(self) -> Node:
-        def find() -> Node | None:
+    def leader(self) -> LocalNode:
+        def find() -> LocalNode | None:
             for node in self.nodes:
                 if not node.proc.alive():
                     continue
@@ -96,44 +70,13 @@ class Mesh:
 
         return wait_for(find, timeout=15, what="a leader")  # type: ignore[no-any-return]
 
-    def followers(self) -> list[Node]:
+    def followers(self) -> list[LocalNode]:
         leader = self.leader()
         return [n for n in self.nodes if n is not leader]
 
     def wait_ready_with(self, headers: dict[str, str], timeout: float = 30.0) -> None:
         """wait_ready() for a mesh whose /ha routes need credentials."""
-        for node in self.nodes:
-            node.wait_ready(timeout)
-        wait_for(
-            lambda: all(
-                len(
-                    [
-                        m
-                        for m in requests.get(
-                            n.url + "/ha/status", headers=headers, timeout=2
-                        ).json()["nodes"]
-                        if m["status"] == "alive"
-                    ]
-                )
-                == len(self.nodes)
-                for n in self.nodes
-            ),
-            timeout=timeout,
-            what="every node sees every other alive",
-        )
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        for node in self.nodes:
-            node.wait_ready(timeout)
-        wait_for(
-            lambda: all(
-                len([m for m in self.status(n)["nodes"] if m["status"] == "alive"])
-                == len(self.nodes)
-                for n in self.nodes
-            ),
-            timeout=timeout,
-            what="every node sees every other alive",
-        )
+        self.wait_ready(timeout, headers)
 
     def supervise(self) -> None:
         """Restart any node that exits, like systemd's Restart=always."""
@@ -152,14 +95,11 @@ class Mesh:
         self._supervisor = threading.Thread(target=loop, daemon=True)
         self._supervisor.start()
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 15.0) -> None:
         self._supervising = False
         if self._supervisor:
             self._supervisor.join(5)
-        for proc in [n.proc for n in self.nodes] + [w for w, _ in self.workers]:
-            proc.terminate()
-        for proc in [n.proc for n in self.nodes] + [w for w, _ in self.workers]:
-            proc.stop()
+        super().stop(grace)
 
 
 def joining_voter(mesh: Mesh, tmp_path: Path, name: str, *extra: str) -> tuple[Node, str]:

@@ -14,7 +14,7 @@ CHAT = {"model": MODEL, "max_tokens": 2, "messages": [{"role": "user", "content"
 
 
 def test_runtime_config_put_on_one_node_changes_every_node(mesh: Mesh) -> None:
-    worker_url = mesh.workers[0][1]
+    worker_url = mesh.worker_urls[0]
     requests.post(worker_url + "/_faults", json={"latency_ms": 800}, timeout=5)
     before = requests.get(mesh.nodes[2].url + "/admin/config", timeout=5).json()
     assert before["config"]["max_concurrent_requests"] == 256 and before["version"] == 0
@@ -76,7 +76,7 @@ def test_circuit_breaker_reset_reaches_every_node(tmp_path) -> None:  # type: ig
     )
     try:
         mesh.wait_ready()
-        bad_url = mesh.workers[0][1]
+        bad_url = mesh.worker_urls[0]
         requests.post(bad_url + "/_faults", json={"fail_status": 500}, timeout=5)
         bad_id = next(
             w["id"]

@@ -133,7 +133,7 @@ def test_repeated_leader_kills_lose_no_acknowledged_write(tmp_path) -> None:  # 
                 w["url"] for w in requests.get(node.url + "/workers", timeout=5).json()["workers"]
             ]
             assert len(urls) == len(set(urls)), "a worker appears twice"
-            assert set(urls) - {u for _, u in mesh.workers} <= set(attempted)
+            assert set(urls) - set(mesh.worker_urls) <= set(attempted)
         assert len(acked) >= 15
     finally:
         mesh.stop()

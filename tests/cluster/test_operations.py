@@ -230,7 +230,7 @@ def test_cluster_status_and_drain_cli(mesh: Mesh) -> None:
 
 
 def test_members_join_as_voters_and_read_only_and_leave(mesh: Mesh, tmp_path: Path) -> None:
-    fourth, raft4 = joining_voter(mesh, tmp_path, "n4", "--worker-urls", mesh.workers[0][1])
+    fourth, raft4 = joining_voter(mesh, tmp_path, "n4", "--worker-urls", mesh.worker_urls[0])
     reader = Node(
         tmp_path,
         "--mesh-voter",

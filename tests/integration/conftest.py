@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from node.localmesh import stop_all
 from tests.support import Node, Proc, RedisServer, start_echo_worker
 
 
@@ -35,11 +36,7 @@ class Cluster:
 
     def stop(self) -> None:
         """Stop everything at once: SIGTERM to all, then wait for each."""
-        everything = [node.proc for node in self.nodes] + self.procs
-        for proc in everything:
-            proc.terminate()
-        for proc in everything:
-            proc.stop()
+        stop_all([node.proc for node in self.nodes] + self.procs, grace=10)
 
 
 @pytest.fixture

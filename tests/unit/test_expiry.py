@@ -15,7 +15,7 @@ import pysyncobj.pickle
 
 from mesh import state as state_module
 from mesh.commands import LONGEST_WAIT, make
-from mesh.raft import stamp_entry
+from mesh.stamping import stamp_entry
 from mesh.state import REQUESTS_KEPT, REQUESTS_KEPT_MOST, REQUESTS_KEPT_SECS, ControlState
 
 
