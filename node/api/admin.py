@@ -14,25 +14,15 @@ from typing import Any
 from aiohttp import web
 
 from node import __version__
-from node.api.common import control_plane, json_object, json_response, node_of
+from node.api.common import json_object, json_response, node_of
 from node.api.health import readiness_problems
+from node.api.table import COMMIT, Audience, Route
 from node.app import Node
 from node.auth import Principal
 from node.config import ConfigError, read_config_file
 from node.errors import ApiError
 from node.runtime import RUNTIME_KEY, RUNTIME_SETTINGS, effective, validate_overrides
 from node.workers.breaker import CLOSED
-
-
-def install(app: web.Application) -> None:
-    r = app.router
-    r.add_get("/health/ready", ready)
-    r.add_get("/info", control_plane(info))
-    r.add_get("/admin/config", control_plane(get_config))
-    r.add_put("/admin/config", control_plane(put_config))
-    r.add_post("/admin/reload", control_plane(reload_config))
-    r.add_get("/admin/circuit-breaker", control_plane(get_breakers))
-    r.add_post("/admin/circuit-breaker/reset", control_plane(reset_breakers))
 
 
 def _uptime(node: Node) -> float:
@@ -207,3 +197,86 @@ async def reset_breakers(request: web.Request, principal: Principal) -> web.Resp
             "version": value["version"],
         }
     )
+
+
+# -- the routes ------------------------------------------------------------------------------
+
+ROUTES = (
+    Route(
+        "GET",
+        "/health/ready",
+        ready,
+        Audience.PUBLIC,
+        "healthReady",
+        "probes",
+        "Readiness with circuit-breaker and worker detail",
+        answers={200: "ready", 503: "not ready / not healthy; the body says why"},
+    ),
+    Route(
+        "GET",
+        "/info",
+        info,
+        Audience.CONTROL_PLANE,
+        "info",
+        "admin",
+        "Version, effective config (secrets masked), metrics summary",
+        answers={200: "node information"},
+    ),
+    Route(
+        "GET",
+        "/admin/config",
+        get_config,
+        Audience.CONTROL_PLANE,
+        "getRuntimeConfig",
+        "admin",
+        "The effective runtime settings and the committed overrides",
+        answers={200: "config, overrides, version, runtime_settings"},
+    ),
+    Route(
+        "PUT",
+        "/admin/config",
+        put_config,
+        Audience.CONTROL_PLANE,
+        "putRuntimeConfig",
+        "admin",
+        "Change runtime settings on every node (committed)",
+        answers={200: "committed"},
+        errors=(409, *COMMIT),
+        body="RuntimeSettings",
+    ),
+    Route(
+        "POST",
+        "/admin/reload",
+        reload_config,
+        Audience.CONTROL_PLANE,
+        "reloadConfig",
+        "admin",
+        "Re-read --config and commit the runtime settings that changed",
+        answers={200: "applied, or nothing changed"},
+        errors=(400, 409, *COMMIT),
+        description="409: the node was started without --config.",
+    ),
+    Route(
+        "GET",
+        "/admin/circuit-breaker",
+        get_breakers,
+        Audience.CONTROL_PLANE,
+        "getCircuitBreakers",
+        "admin",
+        "Circuit-breaker state of every worker, per node",
+        answers={200: "breakers by node"},
+    ),
+    Route(
+        "POST",
+        "/admin/circuit-breaker/reset",
+        reset_breakers,
+        Audience.CONTROL_PLANE,
+        "resetCircuitBreakers",
+        "admin",
+        "Reset one worker's circuit breaker, or all (on every node)",
+        answers={200: "committed"},
+        errors=(404, *COMMIT),
+        body="BreakerReset",
+        body_required=False,
+    ),
+)

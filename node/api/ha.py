@@ -7,7 +7,6 @@ commands, acknowledged only once committed.
 
 from __future__ import annotations
 
-import hmac
 import math
 import re
 import uuid
@@ -20,11 +19,11 @@ from mesh.commands import LONGEST_WAIT
 from mesh.raft import CommitError
 from mesh.state import GLOBAL_SCOPE
 from node.api import policies
-from node.api.common import control_plane, json_object, json_response, node_of, reject_unknown
+from node.api.common import json_object, json_response, node_of, reject_unknown
+from node.api.table import COMMIT, Audience, Query, Route
 from node.app import Node, commit_failure
 from node.auth import Principal
 from node.errors import ApiError
-from node.ha.peers import MESH_TOKEN_HEADER
 from node.ha.report import health_problems, local_report, mesh_status
 from node.runtime import RUNTIME_KEY
 from node.tcp_probe import tcp_connects
@@ -34,46 +33,12 @@ CONFIG_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,255}")
 CONFIG_VALUE_LIMIT = 64 * 1024  # control state must stay small (RAFT.md)
 
 
-def install(app: web.Application) -> None:
-    r = app.router
-    r.add_get("/ha/local", local)
-    r.add_get("/ha/status", control_plane(status))
-    r.add_get("/ha/health", control_plane(health))
-    r.add_get("/ha/workers", control_plane(list_workers))
-    r.add_get("/ha/workers/{worker_id}", control_plane(get_worker))
-    # the same records /policies serves: one reader for both route families
-    r.add_get("/ha/policies", control_plane(policies.list_policies))
-    r.add_get("/ha/policies/{model_id}", control_plane(policies.get_policy))
-    r.add_get("/ha/config", control_plane(list_config))
-    r.add_get("/ha/config/{key:.+}", control_plane(get_config))
-    r.add_post("/ha/config", control_plane(set_config))
-    r.add_delete("/ha/config/{key:.+}", control_plane(delete_config))
-    r.add_get("/ha/rate-limit", control_plane(get_rate_limits))
-    r.add_post("/ha/rate-limit", control_plane(set_rate_limit))
-    r.add_get("/ha/rate-limit/stats", control_plane(rate_limit_stats))
-    r.add_delete("/ha/rate-limit/{scope}", control_plane(delete_rate_limit))
-    r.add_post("/ha/shutdown", control_plane(shutdown))
-    r.add_post("/ha/drain", control_plane(drain))
-    r.add_post("/ha/members", control_plane(add_member))
-    r.add_delete("/ha/members/{name}", control_plane(remove_member))
-    r.add_get("/ha/requests/{request_id}", control_plane(request_outcome))
-
-
 # -- status ------------------------------------------------------------------------------
 
 
-async def local(request: web.Request) -> web.Response:
+async def local(request: web.Request, _: Principal | None) -> web.Response:
     """This node's own report, for its peers (mesh token) and operators (control plane)."""
-    node = node_of(request)
-    token = request.headers.get(MESH_TOKEN_HEADER)
-    if token is not None:
-        # Derived from the mesh secret (configured or generated), so never well known.
-        trusted = hmac.compare_digest(token.encode(), node.mesh_token.encode())
-        if not trusted:
-            raise ApiError(401, "bad mesh token")
-    else:
-        node.auth.control_plane(request)
-    return json_response(local_report(node))
+    return json_response(local_report(node_of(request)))
 
 
 async def status(request: web.Request, _: Principal) -> web.Response:
@@ -597,3 +562,255 @@ def _expiries(request: web.Request) -> list[float]:
             )
         expiries.append(value)
     return expiries
+
+
+# -- the routes ------------------------------------------------------------------------------
+
+ROUTES = (
+    Route(
+        "GET",
+        "/ha/local",
+        local,
+        Audience.MESH,
+        "haLocal",
+        "ha",
+        "This node's own report (for peers and operators)",
+        answers={200: "the report"},
+    ),
+    Route(
+        "GET",
+        "/ha/status",
+        status,
+        Audience.CONTROL_PLANE,
+        "haStatus",
+        "ha",
+        "The mesh: nodes, roles, leader, quorum, stores",
+        answers={200: "mesh status"},
+    ),
+    Route(
+        "GET",
+        "/ha/health",
+        health,
+        Audience.CONTROL_PLANE,
+        "haHealth",
+        "ha",
+        "Is the mesh healthy from here?",
+        answers={200: "healthy", 503: "unhealthy; reasons say why"},
+    ),
+    Route(
+        "GET",
+        "/ha/workers",
+        list_workers,
+        Audience.CONTROL_PLANE,
+        "haListWorkers",
+        "ha",
+        "Replicated worker records with each node's view of their health",
+        answers={200: "workers"},
+    ),
+    Route(
+        "GET",
+        "/ha/workers/{worker_id}",
+        get_worker,
+        Audience.CONTROL_PLANE,
+        "haGetWorker",
+        "ha",
+        "One replicated worker record",
+        answers={200: "the worker"},
+        errors=(400, 404),
+    ),
+    Route(
+        "GET",
+        "/ha/policies",
+        policies.list_policies,
+        Audience.CONTROL_PLANE,
+        "haListPolicies",
+        "ha",
+        "Replicated policies",
+        answers={200: "policies"},
+    ),
+    Route(
+        "GET",
+        "/ha/policies/{model_id}",
+        policies.get_policy,
+        Audience.CONTROL_PLANE,
+        "haGetPolicy",
+        "ha",
+        "One replicated policy",
+        answers={200: "the policy"},
+        errors=(404,),
+    ),
+    Route(
+        "GET",
+        "/ha/config",
+        list_config,
+        Audience.CONTROL_PLANE,
+        "haListConfig",
+        "ha",
+        "Replicated config keys",
+        answers={200: "config keys"},
+    ),
+    Route(
+        "GET",
+        "/ha/config/{key:.+}",
+        get_config,
+        Audience.CONTROL_PLANE,
+        "haGetConfig",
+        "ha",
+        "One config key",
+        answers={200: "key, value, version"},
+        errors=(404,),
+    ),
+    Route(
+        "POST",
+        "/ha/config",
+        set_config,
+        Audience.CONTROL_PLANE,
+        "haSetConfig",
+        "ha",
+        "Write a config key (committed)",
+        answers={200: "committed"},
+        errors=(409, *COMMIT),
+        body="ConfigSet",
+    ),
+    Route(
+        "DELETE",
+        "/ha/config/{key:.+}",
+        delete_config,
+        Audience.CONTROL_PLANE,
+        "haDeleteConfig",
+        "ha",
+        "Delete a config key (committed)",
+        answers={200: "deleted"},
+        errors=(400, 404, 409, *COMMIT),
+        query=(Query("expected_version", "the key's current version"),),
+    ),
+    Route(
+        "GET",
+        "/ha/rate-limit",
+        get_rate_limits,
+        Audience.CONTROL_PLANE,
+        "haGetRateLimits",
+        "ha",
+        "Mesh-wide rate-limit rules",
+        answers={200: "rules, backend, serving_nodes"},
+    ),
+    Route(
+        "POST",
+        "/ha/rate-limit",
+        set_rate_limit,
+        Audience.CONTROL_PLANE,
+        "haSetRateLimit",
+        "ha",
+        "Set (or, with null, remove) a mesh-wide rate limit",
+        answers={200: "the rule, or deleted"},
+        errors=(404, 409, *COMMIT),
+        body="RateLimitSet",
+    ),
+    Route(
+        "GET",
+        "/ha/rate-limit/stats",
+        rate_limit_stats,
+        Audience.CONTROL_PLANE,
+        "haRateLimitStats",
+        "ha",
+        "Every node's rate-limit counters, added up per scope",
+        answers={200: "scopes, nodes"},
+    ),
+    Route(
+        "DELETE",
+        "/ha/rate-limit/{scope}",
+        delete_rate_limit,
+        Audience.CONTROL_PLANE,
+        "haDeleteRateLimit",
+        "ha",
+        "Remove a rate-limit rule",
+        answers={200: "deleted"},
+        errors=(404, *COMMIT),
+    ),
+    Route(
+        "POST",
+        "/ha/shutdown",
+        shutdown,
+        Audience.CONTROL_PLANE,
+        "haShutdown",
+        "ha",
+        "Drain and stop this node, another member, or the whole mesh",
+        answers={202: "accepted: each target drains, then exits"},
+        errors=(404, 409, *COMMIT),
+        body="Shutdown",
+        body_required=False,
+    ),
+    Route(
+        "POST",
+        "/ha/drain",
+        drain,
+        Audience.CONTROL_PLANE,
+        "haDrain",
+        "ha",
+        "Set or clear draining (not ready, finishes in-flight work) on members",
+        answers={200: "targets, draining"},
+        errors=(404, *COMMIT),
+        body="Drain",
+    ),
+    Route(
+        "POST",
+        "/ha/members",
+        add_member,
+        Audience.CONTROL_PLANE,
+        "haAddMember",
+        "ha",
+        "Add a Raft voter (the new node must be running: its Raft port is probed first)",
+        answers={200: "added"},
+        errors=(409, *COMMIT),
+        body="MemberAdd",
+    ),
+    Route(
+        "DELETE",
+        "/ha/members/{name}",
+        remove_member,
+        Audience.CONTROL_PLANE,
+        "haRemoveMember",
+        "ha",
+        "Remove another member from the mesh (one that does not answer needs force=true)",
+        answers={200: "removed"},
+        errors=(400, 404, 409, *COMMIT),
+        query=(
+            Query(
+                "force",
+                "true: remove a member that will never come back, although it does not answer",
+                {"type": "string", "enum": ["true", "false"]},
+            ),
+        ),
+    ),
+    Route(
+        "GET",
+        "/ha/requests/{request_id}",
+        request_outcome,
+        Audience.CONTROL_PLANE,
+        "haRequestOutcome",
+        "ha",
+        "Whether a write's request id was applied, and with what outcome",
+        answers={
+            200: (
+                "status: applied (with ok and outcome), not_applied (never was, "
+                "never will be) or unknown (not applied as of applied_index; "
+                "can_still_apply and remembered_since say whether it still may be"
+                " or may have been forgotten)"
+            )
+        },
+        errors=(400,),
+        query=(
+            Query(
+                "expires_at",
+                "the expires_at of an attempt answered 'unknown' (repeat it for each attempt); "
+                "with it the answer can be 'not_applied'",
+                {"type": "number"},
+            ),
+        ),
+        description=(
+            "Request ids are remembered for the last 4096 commands and at least "
+            "10 minutes of log time (at most 20000), and always while a copy of "
+            "the command may still be applied."
+        ),
+    ),
+)

@@ -26,80 +26,25 @@ import re
 import secrets
 import time
 import uuid
-from typing import Any
+from typing import Any, Final
 
 from aiohttp import web
 
 from mesh.state import KEY_ROLES
 from node import __version__
 from node.api.common import client_address, json_object, json_response, node_of, reject_unknown
+from node.api.table import COMMIT, Audience, Query, Route
 from node.app import Node
 from node.auth import Principal
 from node.errors import ApiError
 from node.identity.passwords import parse_admin_credential, verify_password
-from node.limits.quotas import Limits, Subject
+from node.limits.quotas import Limits
 
 NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")  # use with fullmatch
 # verify_password is called even for an unknown user, so timing does not reveal usernames.
 _DUMMY_HASH = (
     "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 )
-
-
-def install(app: web.Application) -> None:
-    r = app.router
-    r.add_post("/api/admin/login", login)
-    r.add_get("/api/admin/tenants", guarded(list_tenants, admin=True))
-    r.add_post("/api/admin/tenants", guarded(create_tenant, admin=True))
-    r.add_delete("/api/admin/tenants/{name}", guarded(delete_tenant, admin=True))
-    r.add_get("/api/admin/system", guarded(system, admin=True))
-    r.add_get("/api/keys", guarded(list_keys))
-    r.add_post("/api/keys", guarded(create_key))
-    r.add_get("/api/keys/{key_id}", guarded(get_key))
-    r.add_delete("/api/keys/{key_id}", guarded(revoke_key))
-    r.add_post("/api/keys/{key_id}/rotate", guarded(rotate_key))
-    r.add_post("/api/validate-api-key", guarded(validate_api_key))
-    r.add_get("/api/admin/audit", guarded(audit_entries, admin=True))
-    r.add_post("/api/admin/logout", guarded(logout))
-    r.add_post("/api/admin/users/{username}/revoke-tokens", guarded(revoke_tokens, admin=True))
-
-
-def guarded(handler: Any, admin: bool = False) -> Any:
-    async def run(request: web.Request) -> web.StreamResponse:
-        node = node_of(request)
-        principal = node.auth.authenticated(request)
-        request["principal"] = principal
-        if admin and not principal.is_admin:
-            raise ApiError(403, "Insufficient permissions: admin role required")
-        if not principal.is_admin and not principal.tenant:
-            raise ApiError(403, "this credential is not bound to a tenant")
-        headers = await _admit_user(node, principal)
-        response = await handler(request, principal)
-        response.headers.update(headers)
-        return response
-
-    run.__name__ = handler.__name__
-    return run
-
-
-async def _admit_user(node: Node, principal: Principal) -> dict[str, str]:
-    """The per-user management limit (admins, who operate the mesh, are exempt)."""
-    limits = node.management_limits
-    if principal.is_admin or limits is None:
-        return {}
-    decision = await node.quotas.admit([Subject("mgmt", principal.id, limits)])
-    if decision.lease is not None:
-        await decision.lease.release(0)
-    headers = decision.headers()
-    if not decision.allowed:
-        retry_after = max(1, math.ceil(decision.retry_after))
-        raise ApiError(
-            429,
-            f"too many management requests from {principal.id}; retry after {retry_after}s",
-            code="rate_limited",
-            headers={"Retry-After": str(retry_after), **headers},
-        )
-    return headers
 
 
 # -- tenancy helpers (shared with the models API) ---------------------------------------------
@@ -552,3 +497,191 @@ async def validate_api_key(request: web.Request, principal: Principal) -> web.Re
             "keyId": found.id,
         }
     )
+
+
+NAMESPACE: Final = Query("namespace", "the tenant (admins: required where a model is named)")
+
+
+# -- the routes ------------------------------------------------------------------------------
+
+ROUTES = (
+    Route(
+        "POST",
+        "/api/admin/login",
+        login,
+        Audience.PUBLIC,
+        "login",
+        "management",
+        "Exchange an admin username and password for a token",
+        answers={200: "token and user"},
+        errors=(401, 429),
+        body="Login",
+        description=(
+            "Failed logins throttle further tries per username and per client "
+            "address (429 with Retry-After)."
+        ),
+        always_audited=True,  # every login attempt, failed ones in the refusals' file
+        management_envelope=True,
+    ),
+    Route(
+        "GET",
+        "/api/admin/tenants",
+        list_tenants,
+        Audience.MANAGEMENT_ADMIN,
+        "listTenants",
+        "management",
+        "Every tenant",
+        answers={200: "tenants"},
+    ),
+    Route(
+        "POST",
+        "/api/admin/tenants",
+        create_tenant,
+        Audience.MANAGEMENT_ADMIN,
+        "createTenant",
+        "management",
+        "Create a tenant",
+        answers={201: "created"},
+        errors=(409, *COMMIT),
+        body="TenantCreate",
+    ),
+    Route(
+        "DELETE",
+        "/api/admin/tenants/{name}",
+        delete_tenant,
+        Audience.MANAGEMENT_ADMIN,
+        "deleteTenant",
+        "management",
+        "Delete a tenant with no active keys and no models",
+        answers={200: "deleted"},
+        errors=(404, 409, *COMMIT),
+    ),
+    Route(
+        "GET",
+        "/api/admin/system",
+        system,
+        Audience.MANAGEMENT_ADMIN,
+        "system",
+        "management",
+        "The mesh: nodes, leader, quorum, per-tenant counts",
+        answers={200: "system"},
+    ),
+    Route(
+        "GET",
+        "/api/admin/audit",
+        audit_entries,
+        Audience.MANAGEMENT_ADMIN,
+        "audit",
+        "management",
+        "The latest entries of this node's audit log",
+        answers={200: "node, kind, entries"},
+        errors=(400,),
+        query=(
+            Query(
+                "limit",
+                "how many entries (1-10000, default 100)",
+                {"type": "string", "pattern": "^[0-9]+$"},
+            ),
+            Query(
+                "kind",
+                "changes (default: changes and what callers with a credential were refused) or "
+                "refusals (answers >= 400 to callers without one, kept apart and bounded)",
+                {"type": "string", "enum": ["changes", "refusals"]},
+            ),
+        ),
+    ),
+    Route(
+        "POST",
+        "/api/admin/logout",
+        logout,
+        Audience.TOKEN,
+        "logout",
+        "management",
+        "Revoke every token meshgate issued to the caller (sign out everywhere)",
+        answers={200: "signed out"},
+        errors=COMMIT,
+    ),
+    Route(
+        "POST",
+        "/api/admin/users/{username}/revoke-tokens",
+        revoke_tokens,
+        Audience.MANAGEMENT_ADMIN,
+        "revokeTokens",
+        "management",
+        "Revoke every token meshgate issued to a user so far",
+        answers={200: "revoked"},
+        errors=(400, *COMMIT),
+    ),
+    Route(
+        "GET",
+        "/api/keys",
+        list_keys,
+        Audience.MANAGEMENT,
+        "listKeys",
+        "management",
+        "Managed API keys (a user sees its tenant's)",
+        answers={200: "keys, total"},
+        errors=(400, 403, 404),
+        query=(NAMESPACE,),
+    ),
+    Route(
+        "POST",
+        "/api/keys",
+        create_key,
+        Audience.MANAGEMENT_MINTER,
+        "createKey",
+        "management",
+        "Create a managed API key (shown in full only now)",
+        answers={201: "the key"},
+        errors=(403, 404, 409, 422, *COMMIT),
+        body="KeyCreate",
+        description=(
+            "A key minted by a key is no wider than it (models, limits, expiry) "
+            "and is revoked with it."
+        ),
+    ),
+    Route(
+        "GET",
+        "/api/keys/{key_id}",
+        get_key,
+        Audience.MANAGEMENT,
+        "getKey",
+        "management",
+        "One managed API key",
+        answers={200: "the key (never its secret)"},
+        errors=(403, 404),
+    ),
+    Route(
+        "DELETE",
+        "/api/keys/{key_id}",
+        revoke_key,
+        Audience.MANAGEMENT,
+        "revokeKey",
+        "management",
+        "Revoke a managed API key (in force on every node once committed)",
+        answers={200: "revoked"},
+        errors=(403, 404, *COMMIT),
+    ),
+    Route(
+        "POST",
+        "/api/keys/{key_id}/rotate",
+        rotate_key,
+        Audience.MANAGEMENT,
+        "rotateKey",
+        "management",
+        "Replace a key's secret (the new one shown only now)",
+        answers={200: "the new key"},
+        errors=(403, 404, 409, *COMMIT),
+    ),
+    Route(
+        "POST",
+        "/api/validate-api-key",
+        validate_api_key,
+        Audience.MANAGEMENT,
+        "validateKey",
+        "management",
+        "Is this a valid managed key (of the caller's tenant)?",
+        answers={200: "valid, tenant, model, keyId"},
+        body="ValidateKey",
+    ),
+)

@@ -20,7 +20,7 @@ from node.api.common import json_object, json_response, node_of, reject_unknown
 from node.api.inference import Target, run_inference
 from node.api.manage import (
     NAME,
-    guarded,
+    NAMESPACE,
     iso,
     managed_key,
     narrow_to_parent,
@@ -29,6 +29,7 @@ from node.api.manage import (
     scope_tenant,
     visible_tenants,
 )
+from node.api.table import COMMIT, Audience, Route
 from node.app import Node
 from node.auth import Principal
 from node.errors import ApiError
@@ -73,23 +74,6 @@ PREDICT_ROUTES = (
     ("input", "/v1/embeddings"),
     ("text", "/generate"),
 )
-
-
-def install(app: web.Application) -> None:
-    r = app.router
-    r.add_get("/api/models", guarded(list_models))
-    r.add_post("/api/models", guarded(create_model))
-    r.add_get("/api/models/{name}", guarded(get_model))
-    r.add_put("/api/models/{name}", guarded(update_model))
-    r.add_delete("/api/models/{name}", guarded(delete_model))
-    r.add_post("/api/models/{name}/predict", guarded(predict))
-    r.add_post("/api/models/{name}/publish", guarded(publish))
-    r.add_get("/api/models/{name}/publish", guarded(get_publication))
-    r.add_put("/api/models/{name}/publish", guarded(update_publication))
-    r.add_delete("/api/models/{name}/publish", guarded(unpublish))
-    r.add_post("/api/models/{name}/publish/rotate-key", guarded(rotate_publication_key))
-    r.add_get("/api/published-models", guarded(list_published))
-    r.add_post("/models/{name}/{tail:.*}", external)
 
 
 # -- deployments ------------------------------------------------------------------------------
@@ -572,3 +556,179 @@ async def external(request: web.Request) -> web.StreamResponse:
     if tail not in ("predict", "v1/chat/completions", "v1/completions", "v1/embeddings"):
         raise ApiError(404, f"{path}/{tail} is not an endpoint; use {path}/predict")
     return await _serve(request, principal, model, record)
+
+
+# -- the routes ------------------------------------------------------------------------------
+
+ROUTES = (
+    Route(
+        "POST",
+        "/models/{name}/{tail:.*}",
+        external,
+        Audience.PUBLISHED,
+        "publishedPredict",
+        "inference",
+        "Call a published model on its external path",
+        answers={200: "the worker's answer"},
+        errors=(403, 404, 429, 502, 503, 504),
+        body="Predict",
+        description=(
+            "Also served under /models/{name}/v1/chat/completions, "
+            "/v1/completions and /v1/embeddings. 404 (no published model at the "
+            "path) is answered before credentials are checked."
+        ),
+        relayed=True,
+        checks_credentials=True,
+        documented_as="/models/{name}/predict",
+    ),
+    Route(
+        "GET",
+        "/api/models",
+        list_models,
+        Audience.MANAGEMENT,
+        "listDeployments",
+        "management",
+        "Model deployments",
+        answers={200: "models"},
+        errors=(400, 403, 404),
+        query=(NAMESPACE,),
+    ),
+    Route(
+        "POST",
+        "/api/models",
+        create_model,
+        Audience.MANAGEMENT,
+        "createDeployment",
+        "management",
+        "Create a model deployment",
+        answers={201: "created"},
+        errors=(403, 404, 409, 422, *COMMIT),
+        body="ModelCreate",
+    ),
+    Route(
+        "GET",
+        "/api/models/{name}",
+        get_model,
+        Audience.MANAGEMENT,
+        "getDeployment",
+        "management",
+        "One model deployment",
+        answers={200: "the model"},
+        errors=(400, 403, 404),
+        query=(NAMESPACE,),
+    ),
+    Route(
+        "PUT",
+        "/api/models/{name}",
+        update_model,
+        Audience.MANAGEMENT,
+        "updateDeployment",
+        "management",
+        "Change a model deployment",
+        answers={200: "updated"},
+        errors=(400, 403, 404, 409, *COMMIT),
+        body="ModelUpdate",
+        query=(NAMESPACE,),
+    ),
+    Route(
+        "DELETE",
+        "/api/models/{name}",
+        delete_model,
+        Audience.MANAGEMENT,
+        "deleteDeployment",
+        "management",
+        "Delete an unpublished model deployment",
+        answers={200: "deleted"},
+        errors=(400, 403, 404, 409, *COMMIT),
+        query=(NAMESPACE,),
+    ),
+    Route(
+        "POST",
+        "/api/models/{name}/predict",
+        predict,
+        Audience.MANAGEMENT,
+        "predict",
+        "management",
+        "Send an inference request to a deployment's workers",
+        answers={200: "the worker's answer"},
+        errors=(403, 404, 429, 502, 503, 504),
+        body="Predict",
+        query=(NAMESPACE,),
+        description="A worker's own error is relayed unchanged, in its own (OpenAI) shape.",
+        relayed=True,
+    ),
+    Route(
+        "POST",
+        "/api/models/{name}/publish",
+        publish,
+        Audience.MANAGEMENT_MINTER,
+        "publish",
+        "management",
+        "Publish a deployment on an external path, with its own key",
+        answers={201: "published"},
+        errors=(400, 403, 404, 409, 422, *COMMIT),
+        body="Publish",
+        query=(NAMESPACE,),
+    ),
+    Route(
+        "GET",
+        "/api/models/{name}/publish",
+        get_publication,
+        Audience.MANAGEMENT,
+        "getPublication",
+        "management",
+        "A deployment's publication",
+        answers={200: "it"},
+        errors=(400, 403, 404),
+        query=(NAMESPACE,),
+    ),
+    Route(
+        "PUT",
+        "/api/models/{name}/publish",
+        update_publication,
+        Audience.MANAGEMENT_MINTER,
+        "updatePublication",
+        "management",
+        "Change a publication",
+        answers={200: "updated"},
+        errors=(400, 403, 404, 409, *COMMIT),
+        body="Publish",
+        query=(NAMESPACE,),
+    ),
+    Route(
+        "DELETE",
+        "/api/models/{name}/publish",
+        unpublish,
+        Audience.MANAGEMENT_MINTER,
+        "unpublish",
+        "management",
+        "Unpublish a deployment",
+        answers={200: "unpublished"},
+        errors=(400, 403, 404, *COMMIT),
+        query=(NAMESPACE,),
+    ),
+    Route(
+        "POST",
+        "/api/models/{name}/publish/rotate-key",
+        rotate_publication_key,
+        Audience.MANAGEMENT_MINTER,
+        "rotatePublicationKey",
+        "management",
+        "Replace a publication's key",
+        answers={200: "the new key"},
+        errors=(400, 403, 404, 409, *COMMIT),
+        query=(NAMESPACE,),
+    ),
+    Route(
+        "GET",
+        "/api/published-models",
+        list_published,
+        Audience.MANAGEMENT,
+        "listPublished",
+        "management",
+        "Published models",
+        answers={200: "publishedModels, total"},
+        errors=(400, 403, 404),
+        query=(NAMESPACE,),
+    ),
+)

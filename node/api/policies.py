@@ -12,19 +12,13 @@ from typing import Any
 from aiohttp import web
 
 from mesh.state import DEFAULT_POLICY_KEY
-from node.api.common import control_plane, json_object, json_response, node_of, reject_unknown
+from node.api.common import json_object, json_response, node_of, reject_unknown
+from node.api.table import COMMIT, Audience, Route
 from node.auth import Principal
 from node.errors import ApiError
 from node.routing import PolicyError, validate_policy
 
 FIELDS = frozenset({"policy", "params", "expected_version"})
-
-
-def install(app: web.Application) -> None:
-    app.router.add_get("/policies", control_plane(list_policies))
-    app.router.add_get("/policies/{model_id}", control_plane(get_policy))
-    app.router.add_put("/policies/{model_id}", control_plane(set_policy))
-    app.router.add_delete("/policies/{model_id}", control_plane(delete_policy))
 
 
 async def list_policies(request: web.Request, _: Principal) -> web.Response:
@@ -82,3 +76,53 @@ async def delete_policy(request: web.Request, principal: Principal) -> web.Respo
     model = request.match_info["model_id"]
     value = await node.commit("policy.delete", {"model": model}, principal)
     return json_response({"status": "deleted", **value})
+
+
+# -- the routes ------------------------------------------------------------------------------
+
+ROUTES = (
+    Route(
+        "GET",
+        "/policies",
+        list_policies,
+        Audience.CONTROL_PLANE,
+        "listPolicies",
+        "policies",
+        "Every model's routing policy and the default",
+        answers={200: "policies, default, node_fallback"},
+    ),
+    Route(
+        "GET",
+        "/policies/{model_id}",
+        get_policy,
+        Audience.CONTROL_PLANE,
+        "getPolicy",
+        "policies",
+        "One model's policy",
+        answers={200: "the policy record"},
+        errors=(404,),
+    ),
+    Route(
+        "PUT",
+        "/policies/{model_id}",
+        set_policy,
+        Audience.CONTROL_PLANE,
+        "setPolicy",
+        "policies",
+        "Set a model's routing policy (mesh-wide)",
+        answers={200: "the policy record"},
+        errors=(409, *COMMIT),
+        body="PolicySet",
+    ),
+    Route(
+        "DELETE",
+        "/policies/{model_id}",
+        delete_policy,
+        Audience.CONTROL_PLANE,
+        "deletePolicy",
+        "policies",
+        "Remove a model's policy (it falls back to the default)",
+        answers={200: "deleted"},
+        errors=(404, *COMMIT),
+    ),
+)

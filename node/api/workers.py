@@ -18,7 +18,8 @@ from aiohttp import web
 
 from mesh.state import WORKER_TYPES
 from node import idempotency
-from node.api.common import control_plane, json_object, json_response, node_of, reject_unknown
+from node.api.common import json_object, json_response, node_of, reject_unknown
+from node.api.table import COMMIT, Audience, Query, Route
 from node.app import Node, connection_mode, normalise_url
 from node.auth import Principal
 from node.errors import ApiError
@@ -52,15 +53,6 @@ UPDATE_FIELDS = frozenset(
     }
 )
 SCHEMES = ("http", "https", "grpc", "grpcs")
-
-
-def install(app: web.Application) -> None:
-    app.router.add_get("/workers", control_plane(list_workers))
-    app.router.add_post("/workers", control_plane(create_worker))
-    app.router.add_get("/workers/{worker_id}", control_plane(get_worker))
-    app.router.add_put("/workers/{worker_id}", control_plane(update_worker))
-    app.router.add_patch("/workers/{worker_id}", control_plane(update_worker))
-    app.router.add_delete("/workers/{worker_id}", control_plane(delete_worker))
 
 
 # -- validation ------------------------------------------------------------------------
@@ -295,3 +287,69 @@ async def delete_worker(request: web.Request, principal: Principal) -> web.Respo
             "they continue to completion",
         }
     )
+
+
+# -- the routes ------------------------------------------------------------------------------
+
+ROUTES = (
+    Route(
+        "GET",
+        "/workers",
+        list_workers,
+        Audience.CONTROL_PLANE,
+        "listWorkers",
+        "workers",
+        "Every registered worker, with live status and stats",
+        answers={200: "workers, total, stats, applied_index"},
+        query=(Query("model", "only workers of this model id"),),
+    ),
+    Route(
+        "POST",
+        "/workers",
+        create_worker,
+        Audience.CONTROL_PLANE,
+        "createWorker",
+        "workers",
+        "Register a worker; discovery runs in the background",
+        answers={202: "accepted; Location names the worker"},
+        errors=(409, *COMMIT),
+        body="WorkerCreate",
+    ),
+    Route(
+        "GET",
+        "/workers/{worker_id}",
+        get_worker,
+        Audience.CONTROL_PLANE,
+        "getWorker",
+        "workers",
+        "One worker",
+        answers={200: "the worker"},
+        errors=(400, 404),
+    ),
+    *(  # PUT and PATCH both change only the fields sent
+        Route(
+            method,
+            "/workers/{worker_id}",
+            update_worker,
+            Audience.CONTROL_PLANE,
+            f"{method.lower()}Worker",
+            "workers",
+            "Change a worker's mutable fields",
+            answers={200: "the updated worker"},
+            errors=(404, 409, *COMMIT),
+            body="WorkerUpdate",
+        )
+        for method in ("PUT", "PATCH")
+    ),
+    Route(
+        "DELETE",
+        "/workers/{worker_id}",
+        delete_worker,
+        Audience.CONTROL_PLANE,
+        "deleteWorker",
+        "workers",
+        "Drain a worker everywhere, then remove it",
+        answers={200: "deleted, with drain outcome"},
+        errors=(400, 404, 409, *COMMIT),
+    ),
+)

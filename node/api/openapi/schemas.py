@@ -12,7 +12,6 @@ from node.routing.registry import PARAMS, POLICY_NAMES
 from node.runtime import RUNTIME_SETTINGS
 
 Schema = dict[str, Any]
-PATH: Final = "/openapi.json"
 
 # -- small schema helpers ------------------------------------------------------------------------
 
