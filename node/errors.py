@@ -138,6 +138,8 @@ def _render(
     extra: dict[str, Any] | None = None,
 ) -> web.Response:
     if _envelope(request) == "management":
+        if param is not None and not (extra or {}).get("details"):
+            extra = {**(extra or {}), "details": {"field": param}}  # the field at fault
         body = management_body(status, message, code, extra)
         return web.Response(
             status=status, body=orjson.dumps(body), content_type="application/json", headers=headers

@@ -9,11 +9,13 @@ every node carries out on its own breakers.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
+from msgspec import Meta
 
 from node import __version__
+from node.api.bodies import Body, read_body
 from node.api.common import json_object, json_response, node_of
 from node.api.health import readiness_problems
 from node.api.table import COMMIT, Audience, Route
@@ -177,17 +179,15 @@ async def get_breakers(request: web.Request, _: Principal) -> web.Response:
     )
 
 
+class BreakerReset(Body):
+    worker_id: Annotated[
+        str | None, Meta(description="a worker id; absent or null: every worker")
+    ] = None
+
+
 async def reset_breakers(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
-    data = await json_object(request) if request.can_read_body else {}
-    worker_id = data.get("worker_id")
-    if worker_id is not None and not isinstance(worker_id, str):
-        raise ApiError(
-            400, "worker_id must be a worker id, or absent for all workers", param="worker_id"
-        )
-    unknown = set(data) - {"worker_id"}
-    if unknown:
-        raise ApiError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+    worker_id = (await read_body(request, BreakerReset, optional=True)).worker_id
     value = await node.commit("breaker.reset", {"worker_id": worker_id}, principal)
     return json_response(
         {
@@ -276,7 +276,7 @@ ROUTES = (
         "Reset one worker's circuit breaker, or all (on every node)",
         answers={200: "committed"},
         errors=(404, *COMMIT),
-        body="BreakerReset",
+        body=BreakerReset,
         body_required=False,
     ),
 )

@@ -26,12 +26,15 @@ import re
 import secrets
 import time
 import uuid
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
+import msgspec
 from aiohttp import web
+from msgspec import Meta
 
 from mesh.state import KEY_ROLES
 from node import __version__
+from node.api.bodies import ApiBody, read_body, whole
 from node.api.common import client_address, json_object, json_response, node_of, reject_unknown
 from node.api.table import COMMIT, Audience, Query, Route
 from node.app import Node
@@ -41,6 +44,11 @@ from node.identity.passwords import parse_admin_credential, verify_password
 from node.limits.quotas import Limits
 
 NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")  # use with fullmatch
+Name = Annotated[
+    str, Meta(pattern=whole(NAME.pattern), description="1-63 lowercase letters, digits or '-'")
+]
+# Quotas in snake_case or camelCase (node.limits.quotas.Limits.from_dict checks them).
+LimitsField = Annotated[Any, Meta(extra_json_schema={"$ref": "#/components/schemas/Limits"})]
 # verify_password is called even for an unknown user, so timing does not reveal usernames.
 _DUMMY_HASH = (
     "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
@@ -102,16 +110,17 @@ def parse_limits(value: Any) -> dict[str, int]:
 # -- login, tenants, the mesh --------------------------------------------------------------------
 
 
+class Login(msgspec.Struct):  # open, as seed 002 has it: a client may send more fields
+    username: Annotated[str, Meta(min_length=1, max_length=256, description="1-256 characters")]
+    password: Annotated[str, Meta(max_length=1024, description="at most 1024 characters")]
+
+
 async def login(request: web.Request) -> web.Response:
     """Admin login. scrypt runs off the event loop, at most two at a time, and failures
     throttle further tries per username and per client address (429 with Retry-After)."""
     node = node_of(request)
-    data = await json_object(request)
-    username, password = data.get("username"), data.get("password")
-    if not isinstance(username, str) or not isinstance(password, str):
-        raise ApiError(400, "username and password are required strings")
-    if not 0 < len(username) <= 256 or len(password) > 1024:
-        raise ApiError(400, "username must have 1-256 characters, password at most 1024")
+    body = await read_body(request, Login)
+    username, password = body.username, body.password
     if node.tokens is None or not node.config.admin_credentials:
         raise ApiError(401, "admin login is not configured on this mesh (--admin-credentials)")
     address = client_address(request, node.config.forwarded_allow_ips)
@@ -186,22 +195,18 @@ async def list_tenants(request: web.Request, _: Principal) -> web.Response:
     return json_response({"tenants": [_tenant_view(tenants[k]) for k in sorted(tenants)]})
 
 
+class TenantCreate(ApiBody):
+    name: Name
+    description: str | None = None
+    limits: LimitsField = None
+
+
 async def create_tenant(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
-    data = await json_object(request)
-    reject_unknown(data, frozenset({"name", "description", "limits"}))
-    name = data.get("name")
-    if not isinstance(name, str) or not NAME.fullmatch(name):
-        raise ApiError(
-            400,
-            "Invalid request format",
-            extra={"details": "name must be 1-63 lowercase letters, digits or '-'"},
-        )
-    description = data.get("description")
-    if description is not None and not isinstance(description, str):
-        raise ApiError(400, "description must be a string")
-    limits = parse_limits(data.get("limits"))
-    args = {"name": name, "description": description, "limits": limits}
+    body = await read_body(request, TenantCreate)
+    name = body.name
+    limits = parse_limits(body.limits)
+    args = {"name": name, "description": body.description, "limits": limits}
     await node.commit("tenant.create", args, principal)
     return json_response(
         {
@@ -473,12 +478,13 @@ async def audit_entries(request: web.Request, _: Principal) -> web.Response:
     return json_response({"node": log.node, "kind": kind, "entries": entries})
 
 
+class ValidateKey(msgspec.Struct, rename="camel"):  # open, as seed 002 has it
+    api_key: Annotated[str, Meta(min_length=1, description="the key to check")]
+
+
 async def validate_api_key(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
-    data = await json_object(request)
-    key = data.get("apiKey")
-    if not isinstance(key, str) or not key:
-        raise ApiError(400, "apiKey is required")
+    key = (await read_body(request, ValidateKey)).api_key
     found = (
         node.auth.identify(key)
         if not node.auth.tokens or not node.auth.tokens.looks_like_jwt(key)
@@ -515,7 +521,7 @@ ROUTES = (
         "Exchange an admin username and password for a token",
         answers={200: "token and user"},
         errors=(401, 429),
-        body="Login",
+        body=Login,
         description=(
             "Failed logins throttle further tries per username and per client "
             "address (429 with Retry-After)."
@@ -543,7 +549,7 @@ ROUTES = (
         "Create a tenant",
         answers={201: "created"},
         errors=(409, *COMMIT),
-        body="TenantCreate",
+        body=TenantCreate,
     ),
     Route(
         "DELETE",
@@ -682,6 +688,6 @@ ROUTES = (
         "management",
         "Is this a valid managed key (of the caller's tenant)?",
         answers={200: "valid, tenant, model, keyId"},
-        body="ValidateKey",
+        body=ValidateKey,
     ),
 )

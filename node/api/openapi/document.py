@@ -9,6 +9,7 @@ from typing import Final
 import orjson
 
 from node import __version__
+from node.api.bodies import schema_components
 from node.api.catalog import ROUTES
 from node.api.common import MAX_DEPTH
 from node.api.openapi.schemas import (
@@ -123,9 +124,12 @@ def operation(route: Route) -> Schema:
 
 
 def build(routes: Iterable[Route]) -> Schema:
+    routes = tuple(routes)
     paths: dict[str, dict[str, Schema]] = {}
     for route in routes:
         paths.setdefault(route.documented_path, {})[route.method.lower()] = operation(route)
+    typed = {route.body for route in routes if isinstance(route.body, type)}
+    schemas = {**SCHEMAS, **schema_components(sorted(typed, key=lambda kind: kind.__name__))}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -147,7 +151,7 @@ def build(routes: Iterable[Route]) -> Schema:
         ],
         "paths": paths,
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": dict(sorted(schemas.items())),
             "responses": RESPONSES,
             "securitySchemes": SECURITY_SCHEMES,
         },

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from mesh.state import WORKER_TYPES
-from node.api import ha, manage
+from node.api import manage
 from node.config import OPTIONS
 from node.ha.peers import MESH_TOKEN_HEADER
 from node.routing.registry import PARAMS, POLICY_NAMES
@@ -52,15 +52,6 @@ VERSION: Final = {
     "type": ["integer", "null"],
     "minimum": 0,
     "description": "optimistic concurrency: the record's current version (0: must not exist)",
-}
-VERSION_OR_DIGITS: Final = {
-    "description": "optimistic concurrency: the record's current version (0: must not exist); "
-    "a string of digits is accepted too",
-    "anyOf": [
-        {"type": "integer", "minimum": 0},
-        {"type": "string", "pattern": "^[0-9]+$"},
-        {"type": "null"},
-    ],
 }
 LABELS: Final = {"type": "object", "additionalProperties": {"type": "string"}}
 NAME_PATTERN: Final = manage.NAME.pattern
@@ -301,71 +292,7 @@ SCHEMAS: Final[dict[str, Schema]] = {
         anyOf=[{"required": [k]} for k in _MUTABLE_WORKER],
     ),
     "PolicySet": {"oneOf": _policy_variants(), "description": "a routing policy and its params"},
-    "ConfigSet": obj(
-        {
-            "key": string(
-                "1-256 letters, digits and . _ : / - (starting with a letter or digit)",
-                pattern=ha.CONFIG_KEY.pattern,
-            ),
-            "value": {"description": f"any JSON value, at most {ha.CONFIG_VALUE_LIMIT} bytes"},
-            "expected_version": VERSION_OR_DIGITS,
-        },
-        ("key", "value"),
-    ),
-    "RateLimitSet": obj(
-        {
-            "model": {"type": ["string", "null"], "description": "a model id; null or '*': all"},
-            "scope": {"type": ["string", "null"], "description": "same as model"},
-            "requests_per_second": {
-                "type": ["number", "null"],
-                "exclusiveMinimum": 0,
-                "description": "mesh-wide rate; null removes the rule",
-            },
-            "burst": {"type": "number", "minimum": 1},
-            "expected_version": VERSION_OR_DIGITS,
-        },
-        ("requests_per_second",),
-    ),
-    "Shutdown": obj(
-        {
-            "target": {
-                "type": ["string", "null"],
-                "description": "'self' (default), 'cluster' or a member name",
-            },
-            "grace_period_secs": {"type": "number", "minimum": 0, "maximum": 86400},
-            "drain_delay_secs": {"type": "number", "minimum": 0, "maximum": 86400},
-        }
-    ),
-    "Drain": obj(
-        {
-            "target": {
-                "type": ["string", "null"],
-                "description": "'self' (default), 'cluster' or a member name",
-            },
-            "draining": {"type": "boolean", "default": True},
-        }
-    ),
-    "MemberAdd": obj(
-        {"raft_address": string("HOST:PORT of a running node", pattern="^.+:[0-9]+$")},
-        ("raft_address",),
-    ),
     "RuntimeSettings": _runtime_settings(),
-    "BreakerReset": obj(
-        {"worker_id": {"type": ["string", "null"], "description": "absent or null: every worker"}}
-    ),
-    "Login": obj(
-        {"username": {"type": "string"}, "password": {"type": "string"}},
-        ("username", "password"),
-        closed=False,
-    ),
-    "TenantCreate": obj(
-        {
-            "name": string("1-63 lowercase letters, digits or '-'", pattern=NAME_PATTERN),
-            "description": {"type": ["string", "null"]},
-            "limits": ref("Limits"),
-        },
-        ("name",),
-    ),
     "KeyCreate": obj(
         {
             "name": string(minLength=1, maxLength=100, default="key"),
@@ -388,7 +315,6 @@ SCHEMAS: Final[dict[str, Schema]] = {
             "expiresInSecs": {"type": ["integer", "null"], "minimum": 1},
         }
     ),
-    "ValidateKey": obj({"apiKey": string(minLength=1)}, ("apiKey",), closed=False),
     "ModelCreate": obj(_MODEL_FIELDS, ("name",)),
     "ModelUpdate": obj(
         {k: v for k, v in _MODEL_FIELDS.items() if k not in ("name", "namespace", "tenantId")}
