@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any, Final, TypeVar
 
 import msgspec
@@ -95,18 +95,24 @@ def _field_names(kind: type[msgspec.Struct]) -> tuple[str, ...]:
 def _descriptions(kind: type[msgspec.Struct]) -> dict[str, str]:
     schema = msgspec.json.schema(kind)
     body = schema["$defs"][schema["$ref"].rsplit("/", 1)[1]]
-    return {
-        name: prop["description"]
-        for name, prop in body.get("properties", {}).items()
-        if "description" in prop
-    }
+    found = {}
+    for name, prop in body.get("properties", {}).items():
+        # An optional field's description may sit on its non-null branch.
+        described = [prop, *prop.get("anyOf", ())]
+        texts = [part["description"] for part in described if "description" in part]
+        if texts:
+            found[name] = texts[0]
+    return found
 
 
-def schema_components(kinds: Iterable[type]) -> dict[str, Schema]:
+def schema_components(kinds: Sequence[type]) -> dict[str, Schema]:
     """The OpenAPI component schemas of the body types (and of the types they use)."""
     _, components = msgspec.json.schema_components(tuple(kinds), ref_template=REF_TEMPLATE)
     for schema in components.values():
         schema.pop("title", None)
         if schema.get("required") == []:
             del schema["required"]
+    for kind in kinds:
+        # What a struct cannot say itself (e.g. "one or more of these fields").
+        components[kind.__name__].update(getattr(kind, "schema_extra", {}))
     return components

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from mesh.state import WORKER_TYPES
 from node.api import manage
 from node.config import OPTIONS
 from node.ha.peers import MESH_TOKEN_HEADER
@@ -47,7 +46,6 @@ def string(description: str | None = None, **extra: Any) -> Schema:
     return schema
 
 
-NON_EMPTY_OR_NULL: Final = {"type": ["string", "null"], "minLength": 1}
 VERSION: Final = {
     "type": ["integer", "null"],
     "minimum": 0,
@@ -155,30 +153,6 @@ LIMITS: Final = {
     "additionalProperties": False,
 }
 
-_CREATE_WORKER = {
-    "url": string(
-        "the worker's base URL: http(s):// or grpc(s):// with a host, no query or fragment",
-        format="uri",
-        pattern="^\\s*(https?|grpcs?)://[^\\s/?#]+",
-    ),
-    "model_id": NON_EMPTY_OR_NULL,
-    "worker_type": {"enum": list(WORKER_TYPES)},
-    "runtime": NON_EMPTY_OR_NULL,
-    "priority": {"type": "integer", "minimum": 0, "maximum": 1_000_000},
-    "cost": {"type": "number", "minimum": 0},
-    "labels": LABELS,
-    "api_key": {**NON_EMPTY_OR_NULL, "description": "sent to the worker; never shown again"},
-    "connection_mode": {
-        "enum": ["http", "grpc"],
-        "description": "must match the url scheme (which decides it anyway)",
-    },
-}
-_MUTABLE_WORKER = ("model_id", "worker_type", "runtime", "priority", "cost", "labels", "api_key")
-_UPDATE_WORKER = {
-    **{k: _CREATE_WORKER[k] for k in _MUTABLE_WORKER},
-    "url": {"description": "may be sent, but must equal the worker's current url"},
-    "expected_version": VERSION,
-}
 _SELECTOR = {
     "type": ["object", "null"],
     "properties": {
@@ -285,12 +259,6 @@ SCHEMAS: Final[dict[str, Schema]] = {
         "carries outcome, request_id and, when unknown, expires_at",
     ),
     "Limits": LIMITS,
-    "WorkerCreate": obj(_CREATE_WORKER, ("url",)),
-    "WorkerUpdate": obj(
-        _UPDATE_WORKER,
-        description="one or more mutable fields (PUT and PATCH both change only what is sent)",
-        anyOf=[{"required": [k]} for k in _MUTABLE_WORKER],
-    ),
     "PolicySet": {"oneOf": _policy_variants(), "description": "a routing policy and its params"},
     "RuntimeSettings": _runtime_settings(),
     "KeyCreate": obj(
