@@ -139,7 +139,7 @@ def _render(
 ) -> web.Response:
     if _envelope(request) == "management":
         if param is not None and not (extra or {}).get("details"):
-            extra = {**(extra or {}), "details": {"field": param}}  # the field at fault
+            extra = {**(extra or {}), "details": f"field {param}"}  # the field at fault
         body = management_body(status, message, code, extra)
         return web.Response(
             status=status, body=orjson.dumps(body), content_type="application/json", headers=headers

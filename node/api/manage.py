@@ -26,7 +26,7 @@ import re
 import secrets
 import time
 import uuid
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 from aiohttp import web
@@ -35,7 +35,7 @@ from msgspec import Meta
 from mesh.state import KEY_ROLES
 from node import __version__
 from node.api.bodies import ApiBody, read_body, whole
-from node.api.common import client_address, json_object, json_response, node_of, reject_unknown
+from node.api.common import client_address, json_response, node_of
 from node.api.table import COMMIT, Audience, Query, Route
 from node.app import Node
 from node.auth import Principal
@@ -334,6 +334,36 @@ async def get_key(request: web.Request, principal: Principal) -> web.Response:
     return json_response(_key_view(_owned_key(node, principal, request.match_info["key_id"])))
 
 
+class KeyCreate(ApiBody):
+    name: Annotated[str, Meta(min_length=1, max_length=100, description="1-100 characters")] = "key"
+    namespace: Annotated[str | None, Meta(description="the key's tenant")] = None
+    tenant_id: Annotated[str | None, Meta(description="same as namespace")] = None
+    role: Annotated[
+        Literal[KEY_ROLES],  # type: ignore[valid-type]
+        Meta(description="user, minter (may create keys no wider than itself) or admin"),
+    ] = "user"
+    models: (
+        Annotated[
+            list[Annotated[str, Meta(min_length=1, max_length=256)]],
+            Meta(
+                min_length=1,
+                max_length=100,
+                description="1-100 model ids: the only models the key may use (leave it out "
+                "for every model; a minted key inherits its parent's)",
+            ),
+        ]
+        | None
+    ) = None
+    limits: LimitsField = None
+    expires_in_secs: (
+        Annotated[
+            int,
+            Meta(ge=1, le=10 * 365 * 86400, description="a positive integer, ten years at most"),
+        ]
+        | None
+    ) = None
+
+
 async def create_key(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
     if not principal.can_mint:
@@ -342,39 +372,14 @@ async def create_key(request: web.Request, principal: Principal) -> web.Response
             "this credential may not create keys: that needs role admin, or role minter "
             "in a tenant",
         )
-    data = await json_object(request)
-    reject_unknown(
-        data,
-        frozenset({"name", "namespace", "tenantId", "role", "models", "limits", "expiresInSecs"}),
-    )
-    role = data.get("role", "user")
-    if role not in KEY_ROLES:
-        raise ApiError(400, f"role must be one of {', '.join(KEY_ROLES)}")
+    body = await read_body(request, KeyCreate)
+    role = body.role
     if role == "admin" and not principal.is_admin:
         raise ApiError(403, "Insufficient permissions: only admins create admin keys")
-    tenant = (
-        None
-        if role == "admin" and not (data.get("namespace") or data.get("tenantId"))
-        else scope_tenant(node, principal, data.get("namespace") or data.get("tenantId"))
-    )
-    name = data.get("name", "key")
-    if not isinstance(name, str) or not 0 < len(name) <= 100:
-        raise ApiError(400, "name must be a string of 1-100 characters")
-    models = data.get("models")
-    if models is not None and (
-        not isinstance(models, list)
-        or not 0 < len(models) <= 100
-        or not all(isinstance(m, str) and 0 < len(m) <= 256 for m in models)
-    ):
-        raise ApiError(
-            400, "models must be a list of 1-100 model ids (leave it out for every model)"
-        )
-    ttl = data.get("expiresInSecs")
-    if ttl is not None and (
-        not isinstance(ttl, int) or isinstance(ttl, bool) or not 0 < ttl <= 10 * 365 * 86400
-    ):
-        raise ApiError(400, "expiresInSecs must be a positive integer of at most ten years")
-    limits = parse_limits(data.get("limits"))
+    named = body.namespace or body.tenant_id
+    tenant = None if role == "admin" and not named else scope_tenant(node, principal, named)
+    name, models, ttl = body.name, body.models, body.expires_in_secs
+    limits = parse_limits(body.limits)
     expires_at = time.time() + ttl if ttl else None
     # A key minted by a (non-admin) key is bound to it: no wider, and revoked with it.
     parent = principal.key if principal.key is not None and not principal.is_admin else None
@@ -640,7 +645,7 @@ ROUTES = (
         "Create a managed API key (shown in full only now)",
         answers={201: "the key"},
         errors=(403, 404, 409, 422, *COMMIT),
-        body="KeyCreate",
+        body=KeyCreate,
         description=(
             "A key minted by a key is no wider than it (models, limits, expiry) "
             "and is revoked with it."

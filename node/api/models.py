@@ -11,16 +11,20 @@ publication's limits and usage.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import msgspec
 import orjson
 from aiohttp import web
+from msgspec import UNSET, Meta, UnsetType
 
+from node.api.bodies import ApiBody, Body, read_body
 from node.api.common import json_object, json_response, node_of, reject_unknown
 from node.api.inference import Target, run_inference
 from node.api.manage import (
     NAME,
     NAMESPACE,
+    Name,
     iso,
     managed_key,
     narrow_to_parent,
@@ -34,27 +38,53 @@ from node.app import Node
 from node.auth import Principal
 from node.errors import ApiError
 from node.proxy.facts import model_of, parse_body
-from node.routing import PolicyError, validate_policy
+from node.routing import POLICY_NAMES, PolicyError, validate_policy
 from node.workers.worker import Worker
 
-MODEL_FIELDS = frozenset(
-    {
-        "name",
-        "namespace",
-        "tenantId",
-        "modelId",
-        "selector",
-        "framework",
-        "storageUri",
-        "minReplicas",
-        "maxReplicas",
-        "scaleTarget",
-        "scaleMetric",
-        "policy",
-        "policyParams",
-        "description",
-    }
-)
+Count = Annotated[int, Meta(ge=0, description="an integer >= 0")]
+PolicyName = Annotated[
+    Literal[POLICY_NAMES],  # type: ignore[valid-type]
+    Meta(description=f"one of {', '.join(POLICY_NAMES)}"),
+]
+PolicyParams = Annotated[dict[str, Any], Meta(description="the parameters (see PolicySet)")]
+
+
+class Selector(Body):
+    """Which workers a deployment maps to (snake_case, as worker records have it)."""
+
+    model_id: str | UnsetType = UNSET
+    labels: Annotated[dict[str, str], Meta(description="string values")] | UnsetType | None = UNSET
+
+
+class ModelFields(ApiBody):
+    """What a deployment write may set (absent: unchanged, or the default on create)."""
+
+    model_id: Annotated[str | None, Meta(description="selects workers by model id")] | UnsetType = (
+        UNSET
+    )
+    selector: Selector | UnsetType | None = UNSET
+    framework: str | UnsetType | None = UNSET
+    storage_uri: str | UnsetType | None = UNSET
+    min_replicas: Count | UnsetType = UNSET
+    max_replicas: Count | UnsetType = UNSET
+    scale_target: Count | UnsetType = UNSET
+    scale_metric: str | UnsetType = UNSET
+    policy: PolicyName | UnsetType | None = UNSET
+    policy_params: PolicyParams | UnsetType | None = UNSET
+    description: str | UnsetType | None = UNSET
+
+
+class ModelCreate(ModelFields, kw_only=True):
+    name: Name
+    namespace: Annotated[str | None, Meta(description="the tenant (admins must name it)")] = None
+    tenant_id: Annotated[str | None, Meta(description="same as namespace")] = None
+
+
+class ModelUpdate(ModelFields):
+    """A deployment's changes (its name and tenant are in the path and the query)."""
+
+
+MODEL_FIELDS = frozenset(f.encode_name for f in msgspec.structs.fields(ModelCreate))
 SCALING = ("minReplicas", "maxReplicas", "scaleTarget", "scaleMetric")
 PUBLISH_FIELDS = frozenset(
     {
@@ -79,54 +109,42 @@ PREDICT_ROUTES = (
 # -- deployments ------------------------------------------------------------------------------
 
 
-def _selector(data: dict[str, Any], name: str) -> dict[str, Any]:
-    selector = data.get("selector") or {"model_id": data.get("modelId") or name}
-    if not isinstance(selector, dict) or not set(selector) <= {"model_id", "labels"}:
-        raise ApiError(400, "selector must be {model_id?, labels?}")
-    if "model_id" in selector and not isinstance(selector["model_id"], str):
-        raise ApiError(400, "selector.model_id must be a string")
-    labels = selector.get("labels")
-    if labels is not None and (
-        not isinstance(labels, dict)
-        or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items())
-    ):
-        raise ApiError(400, "selector.labels must map strings to strings")
-    return selector
+def _selector(body: ModelFields, name: str) -> dict[str, Any]:
+    sent = _sent(body.selector) if isinstance(body.selector, Selector) else {}
+    return sent or {"model_id": body.model_id or name}
+
+
+def _sent(body: msgspec.Struct) -> dict[str, Any]:
+    """The fields a body sets, by their names on the wire."""
+    return {
+        field.encode_name: value
+        for field in msgspec.structs.fields(body)
+        if (value := getattr(body, field.name)) is not UNSET
+    }
+
+
+def _or(value: Any, current: Any) -> Any:
+    return current if value is UNSET else value
 
 
 def _model_spec(
-    data: dict[str, Any], name: str, tenant: str, current: dict[str, Any] | None = None
+    body: ModelFields, name: str, tenant: str, current: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     current = current or {}
     scaling = dict(current.get("scaling") or {})
-    for field in SCALING:
-        if field in data:
-            value = data[field]
-            if field == "scaleMetric":
-                valid, wanted = isinstance(value, str), "a string"
-            else:
-                valid = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-                wanted = "an integer >= 0"
-            if not valid:
-                raise ApiError(
-                    400, "Invalid request format", extra={"details": f"{field} must be {wanted}"}
-                )
-            scaling[field] = value
+    scaling.update((k, v) for k, v in _sent(body).items() if k in SCALING)
     if scaling.get("minReplicas", 0) > scaling.get("maxReplicas", 1 << 30):
         raise ApiError(400, "minReplicas must not exceed maxReplicas")
-    policy = data.get("policy", current.get("policy"))
-    params = data.get("policyParams", current.get("policy_params")) or {}
+    policy = _or(body.policy, current.get("policy"))
+    params = _or(body.policy_params, current.get("policy_params")) or {}
     if policy is not None:
         try:
             params = validate_policy(policy, params)
         except PolicyError as exc:
-            raise ApiError(400, str(exc)) from None
-    for field in ("framework", "storageUri", "description"):
-        if field in data and data[field] is not None and not isinstance(data[field], str):
-            raise ApiError(400, f"{field} must be a string")
+            raise ApiError(400, str(exc), param="policyParams") from None
     selector = (
-        _selector(data, name)
-        if ("selector" in data or "modelId" in data or not current)
+        _selector(body, name)
+        if (body.selector is not UNSET or body.model_id is not UNSET or not current)
         else current["selector"]
     )
     return {
@@ -136,8 +154,8 @@ def _model_spec(
         "policy": policy,
         "policy_params": params,
         "scaling": scaling,
-        "framework": data.get("framework", current.get("framework")),
-        "description": data.get("description", current.get("description")),
+        "framework": _or(body.framework, current.get("framework")),
+        "description": _or(body.description, current.get("description")),
     }
 
 
@@ -211,17 +229,10 @@ async def list_models(request: web.Request, principal: Principal) -> web.Respons
 
 async def create_model(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
-    data = await json_object(request)
-    reject_unknown(data, MODEL_FIELDS)
-    name = data.get("name")
-    if not isinstance(name, str) or not NAME.fullmatch(name):
-        raise ApiError(
-            400,
-            "Invalid request format",
-            extra={"details": "Field 'name' is required: 1-63 lowercase letters, digits or '-'"},
-        )
-    tenant = scope_tenant(node, principal, data.get("namespace") or data.get("tenantId"))
-    spec = _model_spec(data, name, tenant)
+    body = await read_body(request, ModelCreate)
+    name = body.name
+    tenant = scope_tenant(node, principal, body.namespace or body.tenant_id)
+    spec = _model_spec(body, name, tenant)
     await node.commit("model.put", {"model": spec, "create": True}, principal)
     return json_response(
         {
@@ -253,9 +264,8 @@ async def update_model(request: web.Request, principal: Principal) -> web.Respon
     node = node_of(request)
     current = _find(node, principal, request)
     _may_manage_publication(node, principal, current)
-    data = await json_object(request)
-    reject_unknown(data, MODEL_FIELDS - {"name", "namespace", "tenantId"})
-    spec = _model_spec(data, current["name"], current["tenant"], current)
+    body = await read_body(request, ModelUpdate)
+    spec = _model_spec(body, current["name"], current["tenant"], current)
     await node.commit("model.put", {"model": spec, "create": False}, principal)
     return json_response(
         {
@@ -603,7 +613,7 @@ ROUTES = (
         "Create a model deployment",
         answers={201: "created"},
         errors=(403, 404, 409, 422, *COMMIT),
-        body="ModelCreate",
+        body=ModelCreate,
     ),
     Route(
         "GET",
@@ -627,7 +637,7 @@ ROUTES = (
         "Change a model deployment",
         answers={200: "updated"},
         errors=(400, 403, 404, 409, *COMMIT),
-        body="ModelUpdate",
+        body=ModelUpdate,
         query=(NAMESPACE,),
     ),
     Route(

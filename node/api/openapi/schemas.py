@@ -153,33 +153,6 @@ LIMITS: Final = {
     "additionalProperties": False,
 }
 
-_SELECTOR = {
-    "type": ["object", "null"],
-    "properties": {
-        "model_id": {"type": "string"},
-        "labels": {**LABELS, "type": ["object", "null"]},
-    },
-    "additionalProperties": False,
-}
-_MODEL_FIELDS: dict[str, Schema] = {
-    "name": string("1-63 lowercase letters, digits or '-'", pattern=NAME_PATTERN),
-    "namespace": {"type": ["string", "null"], "description": "the tenant (admins must name it)"},
-    "tenantId": {"type": ["string", "null"], "description": "same as namespace"},
-    "modelId": {"type": ["string", "null"], "description": "selects workers by model id"},
-    "selector": _SELECTOR,
-    "framework": {"type": ["string", "null"]},
-    "storageUri": {"type": ["string", "null"]},
-    "minReplicas": {"type": "integer", "minimum": 0},
-    "maxReplicas": {"type": "integer", "minimum": 0},
-    "scaleTarget": {"type": "integer", "minimum": 0},
-    "scaleMetric": {"type": "string"},
-    "policy": {"enum": [*POLICY_NAMES, None]},
-    "policyParams": {
-        "type": ["object", "null"],
-        "description": "the policy's parameters (see PolicySet)",
-    },
-    "description": {"type": ["string", "null"]},
-}
 _PUBLISH_CONFIG = obj(
     {
         "tenantId": {"type": ["string", "null"], "description": "must be the model's tenant"},
@@ -261,32 +234,6 @@ SCHEMAS: Final[dict[str, Schema]] = {
     "Limits": LIMITS,
     "PolicySet": {"oneOf": _policy_variants(), "description": "a routing policy and its params"},
     "RuntimeSettings": _runtime_settings(),
-    "KeyCreate": obj(
-        {
-            "name": string(minLength=1, maxLength=100, default="key"),
-            "namespace": {"type": ["string", "null"], "description": "the key's tenant"},
-            "tenantId": {"type": ["string", "null"], "description": "same as namespace"},
-            "role": {
-                "enum": ["user", "minter", "admin"],
-                "default": "user",
-                "description": "minter: may create keys no wider than itself in its tenant",
-            },
-            "models": {
-                "type": ["array", "null"],
-                "items": {"type": "string", "minLength": 1},
-                "minItems": 1,
-                "maxItems": 100,
-                "description": "the only models the key may use (a minted key inherits its "
-                "parent's)",
-            },
-            "limits": ref("Limits"),
-            "expiresInSecs": {"type": ["integer", "null"], "minimum": 1},
-        }
-    ),
-    "ModelCreate": obj(_MODEL_FIELDS, ("name",)),
-    "ModelUpdate": obj(
-        {k: v for k, v in _MODEL_FIELDS.items() if k not in ("name", "namespace", "tenantId")}
-    ),
     "PublishConfig": _PUBLISH_CONFIG,
     "Publish": obj({"config": ref("PublishConfig")}, ("config",), closed=False),
     "Predict": obj(
