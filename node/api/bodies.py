@@ -67,7 +67,7 @@ def _refusal(kind: type[msgspec.Struct], text: str) -> ApiError:
     if field is not None:
         name = f"{where}.{field['name']}" if where else field["name"]
         if field["kind"] == "contains unknown":
-            allowed = ", ".join(_field_names(kind)) if not where else None
+            allowed = ", ".join(sorted(_described(kind).get(where, {})))
             message = f"unknown field(s): {name}" + (f"; allowed: {allowed}" if allowed else "")
             return ApiError(400, message, param=name)
         return ApiError(400, _explained(kind, name, f"{name} is required"), param=name)
@@ -77,8 +77,9 @@ def _refusal(kind: type[msgspec.Struct], text: str) -> ApiError:
 
 
 def _explained(kind: type[msgspec.Struct], where: str, message: str) -> str:
-    """The message, and what a valid value is (the top-level field's description)."""
-    description = _descriptions(kind).get(re.split(r"[.\[]", where, maxsplit=1)[0])
+    """The message, and what a valid value is (the field's description, if it has one)."""
+    parent, _, name = re.sub(r"\[[^\]]*\]$", "", where).rpartition(".")
+    description = _described(kind).get(parent, {}).get(name)
     return f"{message} ({description})" if description else message
 
 
@@ -87,21 +88,24 @@ def _lower_first(text: str) -> str:
 
 
 @functools.cache
-def _field_names(kind: type[msgspec.Struct]) -> tuple[str, ...]:
-    return tuple(sorted(field.encode_name for field in msgspec.structs.fields(kind)))
-
-
-@functools.cache
-def _descriptions(kind: type[msgspec.Struct]) -> dict[str, str]:
+def _described(kind: type[msgspec.Struct]) -> dict[str, dict[str, str | None]]:
+    """{object path: {field: its description or None}} of a body type, nested objects too."""
     schema = msgspec.json.schema(kind)
-    body = schema["$defs"][schema["$ref"].rsplit("/", 1)[1]]
-    found = {}
-    for name, prop in body.get("properties", {}).items():
-        # An optional field's description may sit on its non-null branch.
-        described = [prop, *prop.get("anyOf", ())]
-        texts = [part["description"] for part in described if "description" in part]
-        if texts:
-            found[name] = texts[0]
+    defs = schema["$defs"]
+    found: dict[str, dict[str, str | None]] = {}
+
+    def walk(ref: str, path: str, depth: int) -> None:
+        body = defs[ref.rsplit("/", 1)[1]]
+        fields = found.setdefault(path, {})
+        for name, prop in body.get("properties", {}).items():
+            parts = [prop, *prop.get("anyOf", ())]  # an optional field's text may sit in a branch
+            texts = [part["description"] for part in parts if "description" in part]
+            fields[name] = texts[0] if texts else None
+            for part in parts:
+                if "$ref" in part and part["$ref"].startswith("#/$defs/") and depth < 4:
+                    walk(part["$ref"], f"{path}.{name}" if path else name, depth + 1)
+
+    walk(schema["$ref"], "", 0)
     return found
 
 

@@ -48,7 +48,8 @@ Name = Annotated[
     str, Meta(pattern=whole(NAME.pattern), description="1-63 lowercase letters, digits or '-'")
 ]
 # Quotas in snake_case or camelCase (node.limits.quotas.Limits.from_dict checks them).
-LimitsField = Annotated[Any, Meta(extra_json_schema={"$ref": "#/components/schemas/Limits"})]
+LIMITS_SCHEMA = Meta(extra_json_schema={"$ref": "#/components/schemas/Limits"})
+LimitsField = Annotated[Any, LIMITS_SCHEMA]
 # verify_password is called even for an unknown user, so timing does not reveal usernames.
 _DUMMY_HASH = (
     "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="

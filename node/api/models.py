@@ -18,10 +18,11 @@ import orjson
 from aiohttp import web
 from msgspec import UNSET, Meta, UnsetType
 
-from node.api.bodies import ApiBody, Body, read_body
-from node.api.common import json_object, json_response, node_of, reject_unknown
+from node.api.bodies import ApiBody, Body, read_body, whole
+from node.api.common import json_response, node_of
 from node.api.inference import Target, run_inference
 from node.api.manage import (
+    LIMITS_SCHEMA,
     NAME,
     NAMESPACE,
     Name,
@@ -86,17 +87,33 @@ class ModelUpdate(ModelFields):
 
 MODEL_FIELDS = frozenset(f.encode_name for f in msgspec.structs.fields(ModelCreate))
 SCALING = ("minReplicas", "maxReplicas", "scaleTarget", "scaleMetric")
-PUBLISH_FIELDS = frozenset(
-    {
-        "tenantId",
-        "modelType",
-        "externalPath",
-        "publicHostname",
-        "rateLimiting",
-        "authentication",
-        "metadata",
-    }
-)
+
+
+class PublicationAuth(msgspec.Struct, rename="camel"):  # open, as seed 002 has it
+    require_api_key: bool | UnsetType = UNSET
+    allowed_tenants: (
+        Annotated[list[str], Meta(description="the tenants whose users may call it")] | UnsetType
+    ) = UNSET
+
+
+class PublishConfig(ApiBody):
+    tenant_id: Annotated[str | None, Meta(description="must be the model's tenant")] = None
+    model_type: str | UnsetType = UNSET
+    external_path: (
+        Annotated[str, Meta(pattern=whole("/models/" + NAME.pattern), description="/models/<name>")]
+        | UnsetType
+    ) = UNSET
+    public_hostname: str | UnsetType = UNSET
+    rate_limiting: Annotated[dict[str, Any], LIMITS_SCHEMA] | UnsetType | None = UNSET
+    authentication: PublicationAuth | UnsetType | None = UNSET
+    metadata: dict[str, Any] | UnsetType = UNSET
+
+
+class Publish(msgspec.Struct):  # open, as seed 002 has it
+    config: PublishConfig
+
+
+PUBLISH_FIELDS = frozenset(f.encode_name for f in msgspec.structs.fields(PublishConfig))
 # Which worker route a predict body goes to, by the field it carries.
 PREDICT_ROUTES = (
     ("messages", "/v1/chat/completions"),
@@ -321,50 +338,33 @@ async def predict(request: web.Request, principal: Principal) -> web.StreamRespo
 
 
 def _publication(
-    node: Node, data: dict[str, Any], model: dict[str, Any], current: dict[str, Any] | None = None
+    body: Publish, model: dict[str, Any], current: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    config = data.get("config")
-    if not isinstance(config, dict):
-        raise ApiError(400, "Invalid request format", extra={"details": 'send {"config": {...}}'})
-    reject_unknown(config, PUBLISH_FIELDS)
+    """The publication record a publish or an update asks for (what it leaves out stays)."""
+    config, tenant = body.config, model["tenant"]
     current = current or {}
-    if config.get("tenantId") not in (None, model["tenant"]):
-        raise ApiError(400, "tenantId must be the model's tenant")
-    path = config.get("externalPath", current.get("externalPath") or f"/models/{model['name']}")
-    if (
-        not isinstance(path, str)
-        or not path.startswith("/models/")
-        or path.count("/") != 2
-        or not NAME.fullmatch(path.split("/")[2])
-    ):
-        raise ApiError(400, "externalPath must be /models/<name>")
-    for field in ("rateLimiting", "authentication"):
-        if config.get(field) is not None and not isinstance(config[field], dict):
-            raise ApiError(400, f"{field} must be an object")
-    limits = {**(current.get("rateLimiting") or {}), **(config.get("rateLimiting") or {})}
+    if config.tenant_id not in (None, tenant):
+        raise ApiError(400, "tenantId must be the model's tenant", param="tenantId")
+    limits = {**(current.get("rateLimiting") or {}), **(config.rate_limiting or {})}
     parse_limits(limits)  # validates
-    auth = {
-        **(current.get("authentication") or {"requireApiKey": True}),
-        **(config.get("authentication") or {}),
-    }
-    allowed = auth.get("allowedTenants", [model["tenant"]])
-    if not isinstance(allowed, list) or not all(isinstance(t, str) for t in allowed):
-        raise ApiError(400, "authentication.allowedTenants must be a list of tenant names")
-    for field in ("modelType", "publicHostname"):
-        if field in config and not isinstance(config[field], str):
-            raise ApiError(400, f"{field} must be a string")
-    if "metadata" in config and not isinstance(config["metadata"], dict):
-        raise ApiError(400, "metadata must be an object")
+    auth = config.authentication
+    allowed = (
+        auth.allowed_tenants
+        if isinstance(auth, PublicationAuth) and auth.allowed_tenants is not UNSET
+        else (current.get("authentication") or {}).get("allowedTenants", [tenant])
+    )
     return {
         "modelName": model["name"],
-        "namespace": model["tenant"],
-        "tenantId": model["tenant"],
-        "modelType": config.get("modelType", current.get("modelType", "llm")),
-        "externalPath": path,
-        "publicHostname": config.get("publicHostname", current.get("publicHostname")),
+        "namespace": tenant,
+        "tenantId": tenant,
+        "modelType": _or(config.model_type, current.get("modelType", "llm")),
+        "externalPath": _or(
+            config.external_path, current.get("externalPath") or f"/models/{model['name']}"
+        ),
+        "publicHostname": _or(config.public_hostname, current.get("publicHostname")),
         "rateLimiting": limits,
         "authentication": {"requireApiKey": True, "allowedTenants": allowed},
-        "metadata": config.get("metadata", current.get("metadata", {})),
+        "metadata": _or(config.metadata, current.get("metadata", {})),
     }
 
 
@@ -447,7 +447,7 @@ async def publish(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
     _may_publish(principal)
     model = _find(node, principal, request)
-    publication = _publication(node, await json_object(request), model)
+    publication = _publication(await read_body(request, Publish), model)
     # Published by a key: the publication's key is minted from it, so it is no wider
     # (models, limits, expiry) and is revoked with it.
     parent = principal.key if principal.key is not None and not principal.is_admin else None
@@ -497,7 +497,7 @@ async def update_publication(request: web.Request, principal: Principal) -> web.
     model = _find(node, principal, request)
     current = _published(node, model)
     managed_key(node, principal, current["key_id"])
-    publication = _publication(node, await json_object(request), model, current)
+    publication = _publication(await read_body(request, Publish), model, current)
     await node.commit("publish.put", {"ref": model["ref"], "publication": publication}, principal)
     view = await _publication_view(node, node.raft.state.published[model["ref"]], request)
     return json_response(
@@ -677,7 +677,7 @@ ROUTES = (
         "Publish a deployment on an external path, with its own key",
         answers={201: "published"},
         errors=(400, 403, 404, 409, 422, *COMMIT),
-        body="Publish",
+        body=Publish,
         query=(NAMESPACE,),
     ),
     Route(
@@ -702,7 +702,7 @@ ROUTES = (
         "Change a publication",
         answers={200: "updated"},
         errors=(400, 403, 404, 409, *COMMIT),
-        body="Publish",
+        body=Publish,
         query=(NAMESPACE,),
     ),
     Route(

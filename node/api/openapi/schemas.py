@@ -153,25 +153,6 @@ LIMITS: Final = {
     "additionalProperties": False,
 }
 
-_PUBLISH_CONFIG = obj(
-    {
-        "tenantId": {"type": ["string", "null"], "description": "must be the model's tenant"},
-        "modelType": {"type": "string"},
-        "externalPath": string(
-            "/models/<name>", pattern="^/models/" + NAME_PATTERN.removeprefix("^")
-        ),
-        "publicHostname": {"type": "string"},
-        "rateLimiting": LIMITS,
-        "authentication": {
-            "type": ["object", "null"],
-            "properties": {
-                "requireApiKey": {"type": "boolean"},
-                "allowedTenants": {"type": "array", "items": {"type": "string"}},
-            },
-        },
-        "metadata": {"type": "object"},
-    }
-)
 _INFERENCE_BODY = obj(
     {
         "model": {"type": ["string", "null"], "minLength": 1},
@@ -234,8 +215,6 @@ SCHEMAS: Final[dict[str, Schema]] = {
     "Limits": LIMITS,
     "PolicySet": {"oneOf": _policy_variants(), "description": "a routing policy and its params"},
     "RuntimeSettings": _runtime_settings(),
-    "PublishConfig": _PUBLISH_CONFIG,
-    "Publish": obj({"config": ref("PublishConfig")}, ("config",), closed=False),
     "Predict": obj(
         {
             "inputData": {"type": "object", "description": "the body below, wrapped"},
