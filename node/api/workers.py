@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from msgspec import UNSET, Meta, UnsetType
 
-from mesh.state import WORKER_TYPES
+from mesh.commands import WORKER_TYPES, worker_problem
 from node import idempotency
 from node.api.bodies import Body, read_body
 from node.api.common import json_response, node_of
@@ -117,12 +117,13 @@ def _check_url(value: Any) -> tuple[str, tuple[str, str] | None]:
 
 
 def _changes(body: WorkerFields) -> dict[str, Any]:
-    """The mutable fields the body sets."""
-    return {
-        name: value
-        for name in sorted(MUTABLE_FIELDS)
-        if (value := getattr(body, name)) is not UNSET
-    }
+    """The mutable fields the body sets, checked by the rule apply will check them by."""
+    values = {name: getattr(body, name) for name in sorted(MUTABLE_FIELDS)}
+    changes = {name: value for name, value in values.items() if value is not UNSET}
+    problem = worker_problem(changes)
+    if problem is not None:
+        raise ApiError(400, problem)
+    return changes
 
 
 def _seal_api_key(node: Node, fields: dict[str, Any]) -> None:
