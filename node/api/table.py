@@ -2,7 +2,7 @@
 
 Each API module declares its routes once, as a tuple of `Route`s. Everything
 else follows from those records: registration and the auth guard of the
-route's audience (`node.api.routes`), which requests are audited
+route's audience (`node.api.register`), which requests are audited
 (`node.audit`), the error envelope (`node.errors`) and the OpenAPI document
 (`node.api.openapi`). A new route is one record, and it cannot be installed
 without being documented, guarded and audited the way its audience says.
