@@ -117,6 +117,9 @@ def schema_components(kinds: Sequence[type]) -> dict[str, Schema]:
         if schema.get("required") == []:
             del schema["required"]
     for kind in kinds:
-        # What a struct cannot say itself (e.g. "one or more of these fields").
+        # What a struct cannot say itself (e.g. "one or more of these fields"), or, where a
+        # registry checks the values, the registry's own shape of them.
         components[kind.__name__].update(getattr(kind, "schema_extra", {}))
+        if hasattr(kind, "json_schema"):
+            components[kind.__name__] = kind.json_schema
     return components

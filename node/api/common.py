@@ -88,16 +88,6 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def reject_unknown(data: dict[str, Any], allowed: set[str] | frozenset[str]) -> None:
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise ApiError(
-            400,
-            f"unknown field(s): {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}",
-            param=unknown[0],
-        )
-
-
 def client_address(request: web.Request, trusted_proxies: Sequence[str]) -> str:
     """The caller's address: the peer's, or, when the peer is a trusted proxy (a load
     balancer), the nearest X-Forwarded-For hop that is not itself a trusted proxy."""

@@ -7,7 +7,7 @@ from typing import Any, Final
 from node.api import manage
 from node.config import OPTIONS
 from node.ha.peers import MESH_TOKEN_HEADER
-from node.routing.registry import PARAMS, POLICY_NAMES
+from node.routing.registry import POLICY_NAMES
 from node.runtime import RUNTIME_SETTINGS
 
 Schema = dict[str, Any]
@@ -55,43 +55,6 @@ LABELS: Final = {"type": "object", "additionalProperties": {"type": "string"}}
 NAME_PATTERN: Final = manage.NAME.pattern
 
 # -- component schemas -----------------------------------------------------------------------------
-
-
-def _param_schema(kind: str, low: float | None, high: float | None) -> Schema:
-    if kind == "seed":
-        return {"type": ["integer", "null"]}
-    schema: Schema = {"type": "integer" if kind == "int" else "number"}
-    if low is not None:
-        schema["minimum"] = low
-    if high is not None:
-        schema["maximum"] = high
-    return schema
-
-
-def _policy_variants() -> list[Schema]:
-    """One schema per routing policy: its name and exactly its parameters."""
-    variants = []
-    for name in POLICY_NAMES:
-        params = {
-            key: {**_param_schema(spec.kind, spec.low, spec.high), "default": spec.default}
-            for key, spec in PARAMS[name].items()
-        }
-        variants.append(
-            obj(
-                {
-                    "policy": {"const": name},
-                    "params": {
-                        "type": ["object", "null"],
-                        "properties": params,
-                        "additionalProperties": False,
-                    },
-                    "expected_version": VERSION,
-                },
-                ("policy",),
-                title=name,
-            )
-        )
-    return variants
 
 
 # Bounds of the runtime settings (the checks in node.config.OPTIONS; a unit test compares them).
@@ -213,7 +176,6 @@ SCHEMAS: Final[dict[str, Schema]] = {
         "carries outcome, request_id and, when unknown, expires_at",
     ),
     "Limits": LIMITS,
-    "PolicySet": {"oneOf": _policy_variants(), "description": "a routing policy and its params"},
     "RuntimeSettings": _runtime_settings(),
     "Predict": obj(
         {
