@@ -76,6 +76,51 @@ ALL_OPS: Final = (
 )
 
 
+# -- worker fields: one rule for the proposer (a 400) and for apply (a refusal) --------------
+
+WORKER_TYPES: Final = ("regular", "prefill", "decode")
+# Fields of a worker that `worker.update` may change; url and id never change.
+WORKER_MUTABLE: Final = (
+    "model_id",
+    "worker_type",
+    "runtime",
+    "priority",
+    "cost",
+    "labels",
+    "api_key",
+)
+
+
+def worker_problem(fields: dict[str, Any]) -> str | None:
+    """Why these worker fields (of `worker.add` or `worker.update`) may not be applied, or
+    None. The handler asks before it submits; apply asks again, deterministically."""
+    for field, value in fields.items():
+        problem = _worker_field_problem(field, value)
+        if problem:
+            return problem
+    return None
+
+
+def _worker_field_problem(field: str, value: Any) -> str | None:
+    if field in ("model_id", "runtime"):
+        return None if value is None or isinstance(value, str) else f"{field} must be a string"
+    if field == "worker_type":
+        return None if value in WORKER_TYPES else f"worker_type must be one of {WORKER_TYPES}"
+    if field == "priority":
+        ok_int = isinstance(value, int) and not isinstance(value, bool)
+        return None if ok_int and 0 <= value <= 1_000_000 else "priority must be an integer >= 0"
+    if field == "cost":
+        return None if _finite(value) and value >= 0 else "cost must be >= 0"
+    if field == "labels":
+        good = isinstance(value, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        )
+        return None if good else "labels must map strings to strings"
+    if field == "api_key":
+        return None if value is None or isinstance(value, str) else "api_key must be a string"
+    return f"unknown worker field {field!r}"
+
+
 class Envelope(TypedDict):
     op: str
     rid: str

@@ -26,24 +26,22 @@ import math
 from collections.abc import Callable
 from typing import Any, Final, TypeGuard
 
-from mesh.commands import LONGEST_WAIT, Command, Outcome, envelope_problem, fail, ok
+from mesh.commands import (
+    LONGEST_WAIT,
+    WORKER_MUTABLE,
+    Command,
+    Outcome,
+    envelope_problem,
+    fail,
+    ok,
+    worker_problem,
+)
 
 log = logging.getLogger(__name__)
 
 Record = dict[str, Any]
 
-WORKER_TYPES: Final = ("regular", "prefill", "decode")
 WORKER_STATUSES: Final = ("pending", "ready", "failed", "draining")
-# Fields of a worker that `worker.update` may change; url and id never change.
-WORKER_MUTABLE: Final = (
-    "model_id",
-    "worker_type",
-    "runtime",
-    "priority",
-    "cost",
-    "labels",
-    "api_key",
-)
 DEFAULT_POLICY_KEY: Final = "*"  # the policy for models that have none of their own
 GLOBAL_SCOPE: Final = "*"  # a rate limit over all inference requests
 # Request ids are remembered (for dedup and GET /ha/requests/{id}): always the last
@@ -355,28 +353,6 @@ def _positive_number(value: Any) -> TypeGuard[int | float]:
     return number and math.isfinite(value) and value > 0
 
 
-def _worker_field_problem(field: str, value: Any) -> str | None:
-    """Deterministic re-check of a worker field (the proposer validated it first)."""
-    if field in ("model_id", "runtime"):
-        return None if value is None or isinstance(value, str) else f"{field} must be a string"
-    if field == "worker_type":
-        return None if value in WORKER_TYPES else f"worker_type must be one of {WORKER_TYPES}"
-    if field == "priority":
-        ok_int = isinstance(value, int) and not isinstance(value, bool)
-        return None if ok_int and 0 <= value <= 1_000_000 else "priority must be an integer >= 0"
-    if field == "cost":
-        ok_num = isinstance(value, int | float) and not isinstance(value, bool)
-        return None if ok_num and math.isfinite(value) and value >= 0 else "cost must be >= 0"
-    if field == "labels":
-        good = isinstance(value, dict) and all(
-            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-        )
-        return None if good else "labels must map strings to strings"
-    if field == "api_key":
-        return None if value is None or isinstance(value, str) else "api_key must be a string"
-    return f"unknown worker field {field!r}"
-
-
 # -- workers -----------------------------------------------------------------
 
 
@@ -395,10 +371,9 @@ def _worker_add(state: ControlState, args: dict[str, Any], cmd: Command, index: 
         return fail("conflict", f"a worker with url {url} already exists", worker_id=existing)
     if worker_id in state.workers:
         return fail("conflict", f"worker id {worker_id} already exists", worker_id=worker_id)
-    for field in WORKER_MUTABLE:
-        problem = _worker_field_problem(field, spec.get(field))
-        if problem and field in spec:
-            return fail("invalid", problem)
+    problem = worker_problem({f: spec[f] for f in WORKER_MUTABLE if f in spec})
+    if problem:
+        return fail("invalid", problem)
     record: Record = {
         "id": worker_id,
         "url": url,
@@ -433,10 +408,9 @@ def _worker_update(state: ControlState, args: dict[str, Any], cmd: Command, inde
     changes = args.get("changes")
     if not isinstance(changes, dict) or not changes:
         return fail("invalid", "changes must be a non-empty mapping")
-    for field, value in changes.items():
-        problem = _worker_field_problem(field, value)
-        if problem:
-            return fail("invalid", problem)
+    problem = worker_problem(changes)
+    if problem:
+        return fail("invalid", problem)
     updated = {**record, **changes, **_stamp(cmd, index)}
     state.workers = _with(state.workers, record["id"], updated)
     return ok({"worker_id": record["id"], "version": index})

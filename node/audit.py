@@ -1,9 +1,9 @@
 """The audit log: every control-plane change asked of this node, who asked, and the result.
 
 Each mutating request to a control-plane or management route (and every
-login attempt) is written as one JSON line to `<data-dir>/audit.jsonl`:
-time, node, principal (id, kind, tenant), method, path, status and request
-id. Bodies are never written, so no key, password or token reaches the log;
+login attempt, and every write no route answers) is written as one JSON line
+to `<data-dir>/audit.jsonl`: time, node, principal (id, kind, tenant), method,
+path, status and request id. Bodies are never written, so no key, password or token reaches the log;
 what was changed is in the replicated records themselves (`updated_by`). The
 file is rotated once it passes 10 MiB (one previous file is kept).
 
@@ -27,9 +27,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-AUDITED = ("/workers", "/policies", "/ha/", "/admin/", "/api/", "/flush_cache")
-NOT_AUDITED = ("/ha/local",)
+from node.api.table import installed
+
 MAX_BYTES = 10 * 1024 * 1024
 REFUSALS_FILE = "audit-refused.jsonl"
 MAX_REFUSAL_BYTES = 1024 * 1024
@@ -84,10 +83,9 @@ class AuditLog:
 
 
 def _audited(request: web.Request) -> bool:
-    path = request.path
-    return (
-        request.method in MUTATING and path.startswith(AUDITED) and not path.startswith(NOT_AUDITED)
-    )
+    """The route record says (`Route.audited`); a write no route answers is a refusal."""
+    table = installed(request)
+    return table is not None and table.audited(request)
 
 
 @web.middleware

@@ -2,7 +2,9 @@
 
 Handlers raise `ApiError`; the error middleware turns it (and aiohttp's own
 HTTP exceptions, such as 413 for an oversized body) into that JSON shape, so no
-client ever gets an HTML page or a bare status.
+client ever gets an HTML page or a bare status. The management API (seed 002)
+has a shape of its own; which one a route answers with is in its route record
+(`node.api.table`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+
+from node.api.table import Envelope, installed
 
 log = logging.getLogger(__name__)
 
@@ -133,12 +137,19 @@ def _render(
     headers: dict[str, str] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> web.Response:
-    if request.path.startswith("/api/"):
+    if _envelope(request) == "management":
+        if param is not None and not (extra or {}).get("details"):
+            extra = {**(extra or {}), "details": f"field {param}"}  # the field at fault
         body = management_body(status, message, code, extra)
         return web.Response(
             status=status, body=orjson.dumps(body), content_type="application/json", headers=headers
         )
     return error_response(status, message, code=code, param=param, headers=headers, extra=extra)
+
+
+def _envelope(request: web.Request) -> Envelope:
+    table = installed(request)
+    return "error" if table is None else table.envelope(request)
 
 
 @web.middleware

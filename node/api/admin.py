@@ -9,30 +9,22 @@ every node carries out on its own breakers.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
+from msgspec import Meta
 
 from node import __version__
-from node.api.common import control_plane, json_object, json_response, node_of
+from node.api.bodies import Body, read_body
+from node.api.common import json_object, json_response, node_of
 from node.api.health import readiness_of
+from node.api.table import COMMIT, Audience, Route
 from node.app import Node
 from node.auth import Principal
 from node.config import ConfigError, read_config_file
 from node.errors import ApiError
 from node.runtime import RUNTIME_KEY, RUNTIME_SETTINGS, effective, validate_overrides
 from node.workers.breaker import CLOSED
-
-
-def install(app: web.Application) -> None:
-    r = app.router
-    r.add_get("/health/ready", ready)
-    r.add_get("/info", control_plane(info))
-    r.add_get("/admin/config", control_plane(get_config))
-    r.add_put("/admin/config", control_plane(put_config))
-    r.add_post("/admin/reload", control_plane(reload_config))
-    r.add_get("/admin/circuit-breaker", control_plane(get_breakers))
-    r.add_post("/admin/circuit-breaker/reset", control_plane(reset_breakers))
 
 
 def _uptime(node: Node) -> float:
@@ -187,17 +179,15 @@ async def get_breakers(request: web.Request, _: Principal) -> web.Response:
     )
 
 
+class BreakerReset(Body):
+    worker_id: Annotated[
+        str | None, Meta(description="a worker id; absent or null: every worker")
+    ] = None
+
+
 async def reset_breakers(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
-    data = await json_object(request) if request.can_read_body else {}
-    worker_id = data.get("worker_id")
-    if worker_id is not None and not isinstance(worker_id, str):
-        raise ApiError(
-            400, "worker_id must be a worker id, or absent for all workers", param="worker_id"
-        )
-    unknown = set(data) - {"worker_id"}
-    if unknown:
-        raise ApiError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+    worker_id = (await read_body(request, BreakerReset, optional=True)).worker_id
     value = await node.commit("breaker.reset", {"worker_id": worker_id}, principal)
     return json_response(
         {
@@ -207,3 +197,86 @@ async def reset_breakers(request: web.Request, principal: Principal) -> web.Resp
             "version": value["version"],
         }
     )
+
+
+# -- the routes ------------------------------------------------------------------------------
+
+ROUTES = (
+    Route(
+        "GET",
+        "/health/ready",
+        ready,
+        Audience.PUBLIC,
+        "healthReady",
+        "probes",
+        "Readiness with circuit-breaker and worker detail",
+        answers={200: "ready", 503: "not ready / not healthy; the body says why"},
+    ),
+    Route(
+        "GET",
+        "/info",
+        info,
+        Audience.CONTROL_PLANE,
+        "info",
+        "admin",
+        "Version, effective config (secrets masked), metrics summary",
+        answers={200: "node information"},
+    ),
+    Route(
+        "GET",
+        "/admin/config",
+        get_config,
+        Audience.CONTROL_PLANE,
+        "getRuntimeConfig",
+        "admin",
+        "The effective runtime settings and the committed overrides",
+        answers={200: "config, overrides, version, runtime_settings"},
+    ),
+    Route(
+        "PUT",
+        "/admin/config",
+        put_config,
+        Audience.CONTROL_PLANE,
+        "putRuntimeConfig",
+        "admin",
+        "Change runtime settings on every node (committed)",
+        answers={200: "committed"},
+        errors=(409, *COMMIT),
+        body="RuntimeSettings",
+    ),
+    Route(
+        "POST",
+        "/admin/reload",
+        reload_config,
+        Audience.CONTROL_PLANE,
+        "reloadConfig",
+        "admin",
+        "Re-read --config and commit the runtime settings that changed",
+        answers={200: "applied, or nothing changed"},
+        errors=(400, 409, *COMMIT),
+        description="409: the node was started without --config.",
+    ),
+    Route(
+        "GET",
+        "/admin/circuit-breaker",
+        get_breakers,
+        Audience.CONTROL_PLANE,
+        "getCircuitBreakers",
+        "admin",
+        "Circuit-breaker state of every worker, per node",
+        answers={200: "breakers by node"},
+    ),
+    Route(
+        "POST",
+        "/admin/circuit-breaker/reset",
+        reset_breakers,
+        Audience.CONTROL_PLANE,
+        "resetCircuitBreakers",
+        "admin",
+        "Reset one worker's circuit breaker, or all (on every node)",
+        answers={200: "committed"},
+        errors=(404, *COMMIT),
+        body=BreakerReset,
+        body_required=False,
+    ),
+)

@@ -1,4 +1,4 @@
-"""Small helpers shared by the HTTP handlers: JSON in and out, route-group guards."""
+"""Small helpers shared by the HTTP handlers: JSON in and out, the caller's address."""
 
 from __future__ import annotations
 
@@ -11,11 +11,9 @@ import orjson
 from aiohttp import web
 
 from node.app import NODE, Node
-from node.auth import Principal
 from node.errors import ApiError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-GuardedHandler = Callable[[web.Request, Principal], Awaitable[web.StreamResponse]]
 
 
 def json_response(
@@ -88,40 +86,6 @@ def _depth(value: Any) -> int:
         elif isinstance(item, list):
             stack.extend((v, level + 1) for v in item)
     return deepest
-
-
-def control_plane(handler: GuardedHandler) -> Handler:
-    """Wrap a handler so it runs only for control-plane credentials."""
-
-    async def guarded(request: web.Request) -> web.StreamResponse:
-        principal = node_of(request).auth.control_plane(request)
-        request["principal"] = principal
-        return await handler(request, principal)
-
-    guarded.__name__ = handler.__name__
-    return guarded
-
-
-def protected(handler: GuardedHandler) -> Handler:
-    """Wrap a handler so it runs only for API-key (or control-plane) credentials."""
-
-    async def guarded(request: web.Request) -> web.StreamResponse:
-        principal = node_of(request).auth.protected(request)
-        request["principal"] = principal
-        return await handler(request, principal)
-
-    guarded.__name__ = handler.__name__
-    return guarded
-
-
-def reject_unknown(data: dict[str, Any], allowed: set[str] | frozenset[str]) -> None:
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise ApiError(
-            400,
-            f"unknown field(s): {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}",
-            param=unknown[0],
-        )
 
 
 def client_address(request: web.Request, trusted_proxies: Sequence[str]) -> str:

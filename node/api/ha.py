@@ -7,25 +7,26 @@ commands, acknowledged only once committed.
 
 from __future__ import annotations
 
-import hmac
 import math
 import re
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from aiohttp import web
+from msgspec import UNSET, Meta, UnsetType
 
 from mesh.commands import LONGEST_WAIT
 from mesh.raft import CommitError
 from mesh.state import GLOBAL_SCOPE
 from node.api import policies
-from node.api.common import control_plane, json_object, json_response, node_of, reject_unknown
+from node.api.bodies import Body, read_body, whole
+from node.api.common import json_response, node_of
+from node.api.table import COMMIT, Audience, Query, Route
 from node.api.workers import resolve_worker
 from node.app import Node, commit_failure
 from node.auth import Principal
 from node.errors import ApiError
-from node.ha.peers import MESH_TOKEN_HEADER
 from node.ha.report import health_problems, local_report, mesh_status
 from node.runtime import RUNTIME_KEY
 from node.tcp_probe import tcp_connects
@@ -35,46 +36,12 @@ CONFIG_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,255}")
 CONFIG_VALUE_LIMIT = 64 * 1024  # control state must stay small (RAFT.md)
 
 
-def install(app: web.Application) -> None:
-    r = app.router
-    r.add_get("/ha/local", local)
-    r.add_get("/ha/status", control_plane(status))
-    r.add_get("/ha/health", control_plane(health))
-    r.add_get("/ha/workers", control_plane(list_workers))
-    r.add_get("/ha/workers/{worker_id}", control_plane(get_worker))
-    # the same records /policies serves: one reader for both route families
-    r.add_get("/ha/policies", control_plane(policies.list_policies))
-    r.add_get("/ha/policies/{model_id}", control_plane(policies.get_policy))
-    r.add_get("/ha/config", control_plane(list_config))
-    r.add_get("/ha/config/{key:.+}", control_plane(get_config))
-    r.add_post("/ha/config", control_plane(set_config))
-    r.add_delete("/ha/config/{key:.+}", control_plane(delete_config))
-    r.add_get("/ha/rate-limit", control_plane(get_rate_limits))
-    r.add_post("/ha/rate-limit", control_plane(set_rate_limit))
-    r.add_get("/ha/rate-limit/stats", control_plane(rate_limit_stats))
-    r.add_delete("/ha/rate-limit/{scope}", control_plane(delete_rate_limit))
-    r.add_post("/ha/shutdown", control_plane(shutdown))
-    r.add_post("/ha/drain", control_plane(drain))
-    r.add_post("/ha/members", control_plane(add_member))
-    r.add_delete("/ha/members/{name}", control_plane(remove_member))
-    r.add_get("/ha/requests/{request_id}", control_plane(request_outcome))
-
-
 # -- status ------------------------------------------------------------------------------
 
 
-async def local(request: web.Request) -> web.Response:
+async def local(request: web.Request, _: Principal | None) -> web.Response:
     """This node's own report, for its peers (mesh token) and operators (control plane)."""
-    node = node_of(request)
-    token = request.headers.get(MESH_TOKEN_HEADER)
-    if token is not None:
-        # Derived from the mesh secret (configured or generated), so never well known.
-        trusted = hmac.compare_digest(token.encode(), node.mesh_token.encode())
-        if not trusted:
-            raise ApiError(401, "bad mesh token")
-    else:
-        node.auth.control_plane(request)
-    return json_response(local_report(node))
+    return json_response(local_report(node_of(request)))
 
 
 async def status(request: web.Request, _: Principal) -> web.Response:
@@ -168,6 +135,59 @@ async def get_config(request: web.Request, _: Principal) -> web.Response:
     return json_response(_config_view(record))
 
 
+# -- bodies --------------------------------------------------------------------------------
+
+ExpectedVersion = Annotated[
+    Annotated[int, Meta(ge=0)] | Annotated[str, Meta(pattern="^[0-9]{1,18}$")] | None,
+    Meta(
+        description="optimistic concurrency: the record's current version (0: must not "
+        "exist); a string of digits is accepted too"
+    ),
+]
+Target = Annotated[str | None, Meta(description="'self' (default), 'cluster' or a member name")]
+Seconds = Annotated[float, Meta(ge=0, le=86400, description="seconds, from 0 to 86400")]
+
+
+class ConfigSet(Body):
+    key: Annotated[
+        str,
+        Meta(
+            pattern=whole(CONFIG_KEY.pattern),
+            description="1-256 letters, digits and . _ : / - (starting with a letter or digit)",
+        ),
+    ]
+    value: Annotated[Any, Meta(description=f"any JSON value, at most {CONFIG_VALUE_LIMIT} bytes")]
+    expected_version: ExpectedVersion = None
+
+
+class RateLimitSet(Body):
+    requests_per_second: Annotated[
+        Annotated[float, Meta(gt=0)] | None,
+        Meta(description="mesh-wide rate, above 0; null removes the rule"),
+    ]
+    model: Annotated[str | None, Meta(description="a model id; null or '*': all")] = None
+    scope: Annotated[str | UnsetType | None, Meta(description="same as model")] = UNSET
+    burst: Annotated[float, Meta(ge=1, description="at least 1")] | UnsetType = UNSET
+    expected_version: ExpectedVersion = None
+
+
+class Shutdown(Body):
+    target: Target = "self"
+    grace_period_secs: Seconds | UnsetType = UNSET
+    drain_delay_secs: Seconds | UnsetType = UNSET
+
+
+class Drain(Body):
+    target: Target = "self"
+    draining: Annotated[bool, Meta(description="true: drain; false: serve again")] = True
+
+
+class MemberAdd(Body):
+    raft_address: Annotated[
+        str, Meta(pattern="^.+:[0-9]+$", description="HOST:PORT of a running node")
+    ]
+
+
 def _expected_version(value: Any) -> int | None:
     if value is None:
         return None
@@ -184,18 +204,8 @@ def _expected_version(value: Any) -> int | None:
 
 async def set_config(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
-    data = await json_object(request)
-    reject_unknown(data, frozenset({"key", "value", "expected_version"}))
-    key = data.get("key")
-    if not isinstance(key, str) or not CONFIG_KEY.fullmatch(key):
-        raise ApiError(
-            400,
-            "key must be 1-256 characters of letters, digits and . _ : / - "
-            "(starting with a letter or digit)",
-            param="key",
-        )
-    if "value" not in data:
-        raise ApiError(400, "value is required (any JSON value)", param="value")
+    body = await read_body(request, ConfigSet)
+    key = body.key
     if key == RUNTIME_KEY:
         raise ApiError(
             400,
@@ -203,7 +213,7 @@ async def set_config(request: web.Request, principal: Principal) -> web.Response
             "PUT /admin/config, which validates them",
             param="key",
         )
-    if len(orjson.dumps(data["value"])) > CONFIG_VALUE_LIMIT:
+    if len(orjson.dumps(body.value)) > CONFIG_VALUE_LIMIT:
         raise ApiError(
             413,
             f"value is larger than {CONFIG_VALUE_LIMIT} bytes of JSON; keep control state small",
@@ -212,8 +222,8 @@ async def set_config(request: web.Request, principal: Principal) -> web.Response
         )
     args = {
         "key": key,
-        "value": data["value"],
-        "expected_version": _expected_version(data.get("expected_version")),
+        "value": body.value,
+        "expected_version": _expected_version(body.expected_version),
     }
     value = await node.commit("config.set", args, principal)
     return json_response({"key": key, "version": value["version"], "status": "committed"})
@@ -248,44 +258,20 @@ async def get_rate_limits(request: web.Request, _: Principal) -> web.Response:
 async def set_rate_limit(request: web.Request, principal: Principal) -> web.Response:
     """{"model": null | "*" | model id, "requests_per_second": n | null, "burst"?: n}."""
     node = node_of(request)
-    data = await json_object(request)
-    reject_unknown(
-        data, frozenset({"model", "scope", "requests_per_second", "burst", "expected_version"})
-    )
-    scope = data.get("scope", data.get("model")) or GLOBAL_SCOPE
-    if not isinstance(scope, str):
-        raise ApiError(
-            400, "model must be a model id, or null/'*' for the global limit", param="model"
-        )
-    if "requests_per_second" not in data:
-        raise ApiError(
-            400,
-            "requests_per_second is required (null removes the limit)",
-            param="requests_per_second",
-        )
-    rate = data["requests_per_second"]
+    body = await read_body(request, RateLimitSet)
+    scope = (body.model if body.scope is UNSET else body.scope) or GLOBAL_SCOPE
+    rate = body.requests_per_second
     if rate is None:
         value = await node.commit("ratelimit.delete", {"scope": scope}, principal)
         return json_response({"scope": scope, "version": value["version"], "status": "deleted"})
-    if not _number(rate) or rate <= 0:
-        raise ApiError(
-            400, "requests_per_second must be a number above 0", param="requests_per_second"
-        )
-    burst = data.get("burst", max(1.0, float(rate)))
-    if not _number(burst) or burst < 1:
-        raise ApiError(400, "burst must be a number of at least 1", param="burst")
     args = {
         "scope": scope,
-        "requests_per_second": float(rate),
-        "burst": float(burst),
-        "expected_version": _expected_version(data.get("expected_version")),
+        "requests_per_second": rate,
+        "burst": max(1.0, rate) if body.burst is UNSET else body.burst,
+        "expected_version": _expected_version(body.expected_version),
     }
     value = await node.commit("ratelimit.set", args, principal)
     return json_response({**node.raft.state.rate_limits[scope], "version": value["version"]})
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 async def delete_rate_limit(request: web.Request, principal: Principal) -> web.Response:
@@ -329,36 +315,26 @@ async def rate_limit_stats(request: web.Request, _: Principal) -> web.Response:
 # -- drain, shutdown, membership --------------------------------------------------------------
 
 
-def _target_names(node: Node, target: Any) -> list[str]:
+def _target_names(node: Node, target: str | None) -> list[str]:
     members = node.raft.state.members
     if target in (None, "self"):
         return [node.name]
     if target == "cluster":
         return sorted(members)
-    if not isinstance(target, str) or target not in members:
+    if target not in members:
         known = ", ".join(sorted(members)) or "none"
         raise ApiError(
-            404 if isinstance(target, str) else 400,
-            f"target must be 'self', 'cluster' or a member name ({known})",
-            param="target",
+            404, f"target must be 'self', 'cluster' or a member name ({known})", param="target"
         )
     return [target]
 
 
-def _seconds(data: dict[str, Any], field: str, default: float) -> float:
-    value = data.get(field, default)
-    if not _number(value) or not 0 <= value <= 86400:
-        raise ApiError(400, f"{field} must be a number of seconds from 0 to 86400", param=field)
-    return float(value)
-
-
 async def shutdown(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
-    data = await json_object(request) if request.can_read_body else {}
-    reject_unknown(data, frozenset({"target", "grace_period_secs", "drain_delay_secs"}))
-    grace = _seconds(data, "grace_period_secs", node.config.shutdown_grace_secs)
-    drain_delay = _seconds(data, "drain_delay_secs", node.config.drain_delay_secs)
-    names = _target_names(node, data.get("target", "self"))
+    body = await read_body(request, Shutdown, optional=True)
+    grace = body.grace_period_secs
+    drain_delay = body.drain_delay_secs
+    names = _target_names(node, body.target)
     members = node.raft.state.members
     missing = [n for n in names if n not in members]
     if missing:
@@ -370,9 +346,9 @@ async def shutdown(request: web.Request, principal: Principal) -> web.Response:
     plan = {
         "id": uuid.uuid4().hex,
         "targets": {n: members[n]["boot_id"] for n in names},
-        "grace_period_secs": grace,
-        "drain_delay_secs": drain_delay,
-        "scope": "cluster" if data.get("target") == "cluster" else "nodes",
+        "grace_period_secs": node.config.shutdown_grace_secs if grace is UNSET else grace,
+        "drain_delay_secs": node.config.drain_delay_secs if drain_delay is UNSET else drain_delay,
+        "scope": "cluster" if body.target == "cluster" else "nodes",
     }
     value = await node.commit("shutdown.plan", plan, principal)
     return json_response(
@@ -390,12 +366,9 @@ async def shutdown(request: web.Request, principal: Principal) -> web.Response:
 
 async def drain(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
-    data = await json_object(request)
-    reject_unknown(data, frozenset({"target", "draining"}))
-    names = _target_names(node, data.get("target", "self"))
-    draining = data.get("draining", True)
-    if not isinstance(draining, bool):
-        raise ApiError(400, "draining must be true or false", param="draining")
+    body = await read_body(request, Drain)
+    names = _target_names(node, body.target)
+    draining = body.draining
     for name in names:
         await node.commit("member.set_draining", {"name": name, "draining": draining}, principal)
     return json_response({"targets": names, "draining": draining})
@@ -411,10 +384,8 @@ async def add_member(request: web.Request, principal: Principal) -> web.Response
     quorum all the same, so adding one to a single node (or enough of them to a
     mesh) would stop every write, the removal included."""
     node = node_of(request)
-    data = await json_object(request)
-    reject_unknown(data, frozenset({"raft_address"}))
-    address = data.get("raft_address")
-    host, _, port = address.rpartition(":") if isinstance(address, str) else ("", "", "")
+    address = (await read_body(request, MemberAdd)).raft_address
+    host, _, port = address.rpartition(":")
     if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ApiError(400, "raft_address must be HOST:PORT", param="raft_address")
     if node.raft.settings.self_address is None:
@@ -596,3 +567,255 @@ def _expiries(request: web.Request) -> list[float]:
             )
         expiries.append(value)
     return expiries
+
+
+# -- the routes ------------------------------------------------------------------------------
+
+ROUTES = (
+    Route(
+        "GET",
+        "/ha/local",
+        local,
+        Audience.MESH,
+        "haLocal",
+        "ha",
+        "This node's own report (for peers and operators)",
+        answers={200: "the report"},
+    ),
+    Route(
+        "GET",
+        "/ha/status",
+        status,
+        Audience.CONTROL_PLANE,
+        "haStatus",
+        "ha",
+        "The mesh: nodes, roles, leader, quorum, stores",
+        answers={200: "mesh status"},
+    ),
+    Route(
+        "GET",
+        "/ha/health",
+        health,
+        Audience.CONTROL_PLANE,
+        "haHealth",
+        "ha",
+        "Is the mesh healthy from here?",
+        answers={200: "healthy", 503: "unhealthy; reasons say why"},
+    ),
+    Route(
+        "GET",
+        "/ha/workers",
+        list_workers,
+        Audience.CONTROL_PLANE,
+        "haListWorkers",
+        "ha",
+        "Replicated worker records with each node's view of their health",
+        answers={200: "workers"},
+    ),
+    Route(
+        "GET",
+        "/ha/workers/{worker_id}",
+        get_worker,
+        Audience.CONTROL_PLANE,
+        "haGetWorker",
+        "ha",
+        "One replicated worker record",
+        answers={200: "the worker"},
+        errors=(400, 404),
+    ),
+    Route(
+        "GET",
+        "/ha/policies",
+        policies.list_policies,
+        Audience.CONTROL_PLANE,
+        "haListPolicies",
+        "ha",
+        "Replicated policies",
+        answers={200: "policies"},
+    ),
+    Route(
+        "GET",
+        "/ha/policies/{model_id}",
+        policies.get_policy,
+        Audience.CONTROL_PLANE,
+        "haGetPolicy",
+        "ha",
+        "One replicated policy",
+        answers={200: "the policy"},
+        errors=(404,),
+    ),
+    Route(
+        "GET",
+        "/ha/config",
+        list_config,
+        Audience.CONTROL_PLANE,
+        "haListConfig",
+        "ha",
+        "Replicated config keys",
+        answers={200: "config keys"},
+    ),
+    Route(
+        "GET",
+        "/ha/config/{key:.+}",
+        get_config,
+        Audience.CONTROL_PLANE,
+        "haGetConfig",
+        "ha",
+        "One config key",
+        answers={200: "key, value, version"},
+        errors=(404,),
+    ),
+    Route(
+        "POST",
+        "/ha/config",
+        set_config,
+        Audience.CONTROL_PLANE,
+        "haSetConfig",
+        "ha",
+        "Write a config key (committed)",
+        answers={200: "committed"},
+        errors=(409, *COMMIT),
+        body=ConfigSet,
+    ),
+    Route(
+        "DELETE",
+        "/ha/config/{key:.+}",
+        delete_config,
+        Audience.CONTROL_PLANE,
+        "haDeleteConfig",
+        "ha",
+        "Delete a config key (committed)",
+        answers={200: "deleted"},
+        errors=(400, 404, 409, *COMMIT),
+        query=(Query("expected_version", "the key's current version"),),
+    ),
+    Route(
+        "GET",
+        "/ha/rate-limit",
+        get_rate_limits,
+        Audience.CONTROL_PLANE,
+        "haGetRateLimits",
+        "ha",
+        "Mesh-wide rate-limit rules",
+        answers={200: "rules, backend, serving_nodes"},
+    ),
+    Route(
+        "POST",
+        "/ha/rate-limit",
+        set_rate_limit,
+        Audience.CONTROL_PLANE,
+        "haSetRateLimit",
+        "ha",
+        "Set (or, with null, remove) a mesh-wide rate limit",
+        answers={200: "the rule, or deleted"},
+        errors=(404, 409, *COMMIT),
+        body=RateLimitSet,
+    ),
+    Route(
+        "GET",
+        "/ha/rate-limit/stats",
+        rate_limit_stats,
+        Audience.CONTROL_PLANE,
+        "haRateLimitStats",
+        "ha",
+        "Every node's rate-limit counters, added up per scope",
+        answers={200: "scopes, nodes"},
+    ),
+    Route(
+        "DELETE",
+        "/ha/rate-limit/{scope}",
+        delete_rate_limit,
+        Audience.CONTROL_PLANE,
+        "haDeleteRateLimit",
+        "ha",
+        "Remove a rate-limit rule",
+        answers={200: "deleted"},
+        errors=(404, *COMMIT),
+    ),
+    Route(
+        "POST",
+        "/ha/shutdown",
+        shutdown,
+        Audience.CONTROL_PLANE,
+        "haShutdown",
+        "ha",
+        "Drain and stop this node, another member, or the whole mesh",
+        answers={202: "accepted: each target drains, then exits"},
+        errors=(404, 409, *COMMIT),
+        body=Shutdown,
+        body_required=False,
+    ),
+    Route(
+        "POST",
+        "/ha/drain",
+        drain,
+        Audience.CONTROL_PLANE,
+        "haDrain",
+        "ha",
+        "Set or clear draining (not ready, finishes in-flight work) on members",
+        answers={200: "targets, draining"},
+        errors=(404, *COMMIT),
+        body=Drain,
+    ),
+    Route(
+        "POST",
+        "/ha/members",
+        add_member,
+        Audience.CONTROL_PLANE,
+        "haAddMember",
+        "ha",
+        "Add a Raft voter (the new node must be running: its Raft port is probed first)",
+        answers={200: "added"},
+        errors=(409, *COMMIT),
+        body=MemberAdd,
+    ),
+    Route(
+        "DELETE",
+        "/ha/members/{name}",
+        remove_member,
+        Audience.CONTROL_PLANE,
+        "haRemoveMember",
+        "ha",
+        "Remove another member from the mesh (one that does not answer needs force=true)",
+        answers={200: "removed"},
+        errors=(400, 404, 409, *COMMIT),
+        query=(
+            Query(
+                "force",
+                "true: remove a member that will never come back, although it does not answer",
+                {"type": "string", "enum": ["true", "false"]},
+            ),
+        ),
+    ),
+    Route(
+        "GET",
+        "/ha/requests/{request_id}",
+        request_outcome,
+        Audience.CONTROL_PLANE,
+        "haRequestOutcome",
+        "ha",
+        "Whether a write's request id was applied, and with what outcome",
+        answers={
+            200: (
+                "status: applied (with ok and outcome), not_applied (never was, "
+                "never will be) or unknown (not applied as of applied_index; "
+                "can_still_apply and remembered_since say whether it still may be"
+                " or may have been forgotten)"
+            )
+        },
+        errors=(400,),
+        query=(
+            Query(
+                "expires_at",
+                "the expires_at of an attempt answered 'unknown' (repeat it for each attempt); "
+                "with it the answer can be 'not_applied'",
+                {"type": "number"},
+            ),
+        ),
+        description=(
+            "Request ids are remembered for the last 4096 commands and at least "
+            "10 minutes of log time (at most 20000), and always while a copy of "
+            "the command may still be applied."
+        ),
+    ),
+)

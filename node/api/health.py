@@ -11,17 +11,11 @@ import time
 from aiohttp import web
 
 from node.api.common import json_response, node_of
+from node.api.table import Audience, Route
 from node.app import Node
 from node.proxy.failures import REDIRECTED, log_failure
 from node.readiness import readiness_problems
 from node.workers.client import WorkerCallFailed
-
-
-def install(app: web.Application) -> None:
-    app.router.add_get("/health", health)
-    app.router.add_get("/liveness", liveness)
-    app.router.add_get("/readiness", readiness)
-    app.router.add_get("/health_generate", health_generate)
 
 
 def readiness_of(node: Node) -> list[str]:
@@ -81,3 +75,49 @@ async def health_generate(request: web.Request) -> web.Response:
     if answer.redirected:
         shown["reason"] = REDIRECTED
     return json_response(shown, 200 if answer.ok else 503)
+
+
+# -- the routes ------------------------------------------------------------------------------
+
+ROUTES = (
+    Route(
+        "GET",
+        "/health",
+        health,
+        Audience.PUBLIC,
+        "health",
+        "probes",
+        "The node's status, workers and Raft role",
+        answers={200: "status healthy or degraded"},
+    ),
+    Route(
+        "GET",
+        "/liveness",
+        liveness,
+        Audience.PUBLIC,
+        "liveness",
+        "probes",
+        "Is the process alive (its Raft thread running)?",
+        answers={200: "alive", 503: "the Raft thread has stopped"},
+    ),
+    Route(
+        "GET",
+        "/readiness",
+        readiness,
+        Audience.PUBLIC,
+        "readiness",
+        "probes",
+        "Should a load balancer send traffic here?",
+        answers={200: "ready", 503: "not ready / not healthy; the body says why"},
+    ),
+    Route(
+        "GET",
+        "/health_generate",
+        health_generate,
+        Audience.PUBLIC,
+        "healthGenerate",
+        "probes",
+        "Ask one healthy worker to prove it can generate",
+        answers={200: "the worker generated", 503: "no healthy worker, or it failed"},
+    ),
+)

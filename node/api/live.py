@@ -33,6 +33,8 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from node.api.common import node_of
+from node.api.register import register
+from node.api.table import Audience, Query, Route
 from node.app import NODE, Node
 from node.auth import presented_token, refuse_publication_key
 from node.errors import ApiError
@@ -68,7 +70,7 @@ def install(app: web.Application, *, limit: int = QUEUE_LIMIT) -> None:
     )
     feed.start()
     app[FEED] = feed
-    app.router.add_get("/ws", websocket)
+    register(app, ROUTES)
     app.on_shutdown.append(_close_clients)
 
 
@@ -269,3 +271,23 @@ class Session:
                 transport.abort()  # a peer that stopped reading: drop what it will never read
                 break
             await asyncio.sleep(0.05)
+
+
+# -- the routes ------------------------------------------------------------------------------
+
+ROUTES = (
+    Route(
+        "GET",
+        "/ws",
+        websocket,
+        Audience.WEBSOCKET,
+        "liveChanges",
+        "management",
+        "A WebSocket of live control-state changes, in commit order",
+        answers={101: {"description": "switching protocols: JSON text messages follow"}},
+        errors=(400, 503),
+        query=(Query("token", "a credential, for browsers (or subprotocol bearer.<token>)"),),
+        description="400: not a WebSocket upgrade; 503: the node is shutting down.",
+        checks_credentials=True,  # also from ?token= or the subprotocol, which browsers can set
+    ),
+)

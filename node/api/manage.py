@@ -26,82 +26,36 @@ import re
 import secrets
 import time
 import uuid
-from typing import Any
+from typing import Annotated, Any, Final, Literal
 
+import msgspec
 from aiohttp import web
+from msgspec import Meta
 
 from mesh.state import KEY_ROLES
 from node import __version__
-from node.api.common import client_address, json_object, json_response, node_of, reject_unknown
+from node.api.bodies import ApiBody, read_body, whole
+from node.api.common import client_address, json_response, node_of
+from node.api.table import COMMIT, Audience, Query, Route
 from node.app import Node
 from node.audit import AUDIT
 from node.auth import Principal
 from node.errors import ApiError
 from node.ha.report import mesh_status
 from node.identity.passwords import parse_admin_credential, verify_password
-from node.limits.quotas import Limits, Subject
+from node.limits.quotas import Limits
 
 NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")  # use with fullmatch
+Name = Annotated[
+    str, Meta(pattern=whole(NAME.pattern), description="1-63 lowercase letters, digits or '-'")
+]
+# Quotas in snake_case or camelCase (node.limits.quotas.Limits.from_dict checks them).
+LIMITS_SCHEMA = Meta(extra_json_schema={"$ref": "#/components/schemas/Limits"})
+LimitsField = Annotated[Any, LIMITS_SCHEMA]
 # verify_password is called even for an unknown user, so timing does not reveal usernames.
 _DUMMY_HASH = (
     "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 )
-
-
-def install(app: web.Application) -> None:
-    r = app.router
-    r.add_post("/api/admin/login", login)
-    r.add_get("/api/admin/tenants", guarded(list_tenants, admin=True))
-    r.add_post("/api/admin/tenants", guarded(create_tenant, admin=True))
-    r.add_delete("/api/admin/tenants/{name}", guarded(delete_tenant, admin=True))
-    r.add_get("/api/admin/system", guarded(system, admin=True))
-    r.add_get("/api/keys", guarded(list_keys))
-    r.add_post("/api/keys", guarded(create_key))
-    r.add_get("/api/keys/{key_id}", guarded(get_key))
-    r.add_delete("/api/keys/{key_id}", guarded(revoke_key))
-    r.add_post("/api/keys/{key_id}/rotate", guarded(rotate_key))
-    r.add_post("/api/validate-api-key", guarded(validate_api_key))
-    r.add_get("/api/admin/audit", guarded(audit_entries, admin=True))
-    r.add_post("/api/admin/logout", guarded(logout))
-    r.add_post("/api/admin/users/{username}/revoke-tokens", guarded(revoke_tokens, admin=True))
-
-
-def guarded(handler: Any, admin: bool = False) -> Any:
-    async def run(request: web.Request) -> web.StreamResponse:
-        node = node_of(request)
-        principal = node.auth.authenticated(request)
-        request["principal"] = principal
-        if admin and not principal.is_admin:
-            raise ApiError(403, "Insufficient permissions: admin role required")
-        if not principal.is_admin and not principal.tenant:
-            raise ApiError(403, "this credential is not bound to a tenant")
-        headers = await _admit_user(node, principal)
-        response = await handler(request, principal)
-        response.headers.update(headers)
-        return response
-
-    run.__name__ = handler.__name__
-    return run
-
-
-async def _admit_user(node: Node, principal: Principal) -> dict[str, str]:
-    """The per-user management limit (admins, who operate the mesh, are exempt)."""
-    limits = node.management_limits
-    if principal.is_admin or limits is None:
-        return {}
-    decision = await node.quotas.admit([Subject("mgmt", principal.id, limits)])
-    if decision.lease is not None:
-        await decision.lease.release(0)
-    headers = decision.headers()
-    if not decision.allowed:
-        retry_after = max(1, math.ceil(decision.retry_after))
-        raise ApiError(
-            429,
-            f"too many management requests from {principal.id}; retry after {retry_after}s",
-            code="rate_limited",
-            headers={"Retry-After": str(retry_after), **headers},
-        )
-    return headers
 
 
 # -- tenancy helpers (shared with the models API) ---------------------------------------------
@@ -159,16 +113,17 @@ def parse_limits(value: Any) -> dict[str, int]:
 # -- login, tenants, the mesh --------------------------------------------------------------------
 
 
+class Login(msgspec.Struct):  # open, as seed 002 has it: a client may send more fields
+    username: Annotated[str, Meta(min_length=1, max_length=256, description="1-256 characters")]
+    password: Annotated[str, Meta(max_length=1024, description="at most 1024 characters")]
+
+
 async def login(request: web.Request) -> web.Response:
     """Admin login. scrypt runs off the event loop, at most two at a time, and failures
     throttle further tries per username and per client address (429 with Retry-After)."""
     node = node_of(request)
-    data = await json_object(request)
-    username, password = data.get("username"), data.get("password")
-    if not isinstance(username, str) or not isinstance(password, str):
-        raise ApiError(400, "username and password are required strings")
-    if not 0 < len(username) <= 256 or len(password) > 1024:
-        raise ApiError(400, "username must have 1-256 characters, password at most 1024")
+    body = await read_body(request, Login)
+    username, password = body.username, body.password
     if node.tokens is None or not node.config.admin_credentials:
         raise ApiError(401, "admin login is not configured on this mesh (--admin-credentials)")
     address = client_address(request, node.config.forwarded_allow_ips)
@@ -243,22 +198,18 @@ async def list_tenants(request: web.Request, _: Principal) -> web.Response:
     return json_response({"tenants": [_tenant_view(tenants[k]) for k in sorted(tenants)]})
 
 
+class TenantCreate(ApiBody):
+    name: Name
+    description: str | None = None
+    limits: LimitsField = None
+
+
 async def create_tenant(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
-    data = await json_object(request)
-    reject_unknown(data, frozenset({"name", "description", "limits"}))
-    name = data.get("name")
-    if not isinstance(name, str) or not NAME.fullmatch(name):
-        raise ApiError(
-            400,
-            "Invalid request format",
-            extra={"details": "name must be 1-63 lowercase letters, digits or '-'"},
-        )
-    description = data.get("description")
-    if description is not None and not isinstance(description, str):
-        raise ApiError(400, "description must be a string")
-    limits = parse_limits(data.get("limits"))
-    args = {"name": name, "description": description, "limits": limits}
+    body = await read_body(request, TenantCreate)
+    name = body.name
+    limits = parse_limits(body.limits)
+    args = {"name": name, "description": body.description, "limits": limits}
     await node.commit("tenant.create", args, principal)
     return json_response(
         {
@@ -384,6 +335,36 @@ async def get_key(request: web.Request, principal: Principal) -> web.Response:
     return json_response(_key_view(_owned_key(node, principal, request.match_info["key_id"])))
 
 
+class KeyCreate(ApiBody):
+    name: Annotated[str, Meta(min_length=1, max_length=100, description="1-100 characters")] = "key"
+    namespace: Annotated[str | None, Meta(description="the key's tenant")] = None
+    tenant_id: Annotated[str | None, Meta(description="same as namespace")] = None
+    role: Annotated[
+        Literal[KEY_ROLES],  # type: ignore[valid-type]
+        Meta(description="user, minter (may create keys no wider than itself) or admin"),
+    ] = "user"
+    models: (
+        Annotated[
+            list[Annotated[str, Meta(min_length=1, max_length=256)]],
+            Meta(
+                min_length=1,
+                max_length=100,
+                description="1-100 model ids: the only models the key may use (leave it out "
+                "for every model; a minted key inherits its parent's)",
+            ),
+        ]
+        | None
+    ) = None
+    limits: LimitsField = None
+    expires_in_secs: (
+        Annotated[
+            int,
+            Meta(ge=1, le=10 * 365 * 86400, description="a positive integer, ten years at most"),
+        ]
+        | None
+    ) = None
+
+
 async def create_key(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
     if not principal.can_mint:
@@ -392,39 +373,14 @@ async def create_key(request: web.Request, principal: Principal) -> web.Response
             "this credential may not create keys: that needs role admin, or role minter "
             "in a tenant",
         )
-    data = await json_object(request)
-    reject_unknown(
-        data,
-        frozenset({"name", "namespace", "tenantId", "role", "models", "limits", "expiresInSecs"}),
-    )
-    role = data.get("role", "user")
-    if role not in KEY_ROLES:
-        raise ApiError(400, f"role must be one of {', '.join(KEY_ROLES)}")
+    body = await read_body(request, KeyCreate)
+    role = body.role
     if role == "admin" and not principal.is_admin:
         raise ApiError(403, "Insufficient permissions: only admins create admin keys")
-    tenant = (
-        None
-        if role == "admin" and not (data.get("namespace") or data.get("tenantId"))
-        else scope_tenant(node, principal, data.get("namespace") or data.get("tenantId"))
-    )
-    name = data.get("name", "key")
-    if not isinstance(name, str) or not 0 < len(name) <= 100:
-        raise ApiError(400, "name must be a string of 1-100 characters")
-    models = data.get("models")
-    if models is not None and (
-        not isinstance(models, list)
-        or not 0 < len(models) <= 100
-        or not all(isinstance(m, str) and 0 < len(m) <= 256 for m in models)
-    ):
-        raise ApiError(
-            400, "models must be a list of 1-100 model ids (leave it out for every model)"
-        )
-    ttl = data.get("expiresInSecs")
-    if ttl is not None and (
-        not isinstance(ttl, int) or isinstance(ttl, bool) or not 0 < ttl <= 10 * 365 * 86400
-    ):
-        raise ApiError(400, "expiresInSecs must be a positive integer of at most ten years")
-    limits = parse_limits(data.get("limits"))
+    named = body.namespace or body.tenant_id
+    tenant = None if role == "admin" and not named else scope_tenant(node, principal, named)
+    name, models, ttl = body.name, body.models, body.expires_in_secs
+    limits = parse_limits(body.limits)
     expires_at = time.time() + ttl if ttl else None
     # A key minted by a (non-admin) key is bound to it: no wider, and revoked with it.
     parent = principal.key if principal.key is not None and not principal.is_admin else None
@@ -526,12 +482,13 @@ async def audit_entries(request: web.Request, _: Principal) -> web.Response:
     return json_response({"node": log.node, "kind": kind, "entries": entries})
 
 
+class ValidateKey(msgspec.Struct, rename="camel"):  # open, as seed 002 has it
+    api_key: Annotated[str, Meta(min_length=1, description="the key to check")]
+
+
 async def validate_api_key(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
-    data = await json_object(request)
-    key = data.get("apiKey")
-    if not isinstance(key, str) or not key:
-        raise ApiError(400, "apiKey is required")
+    key = (await read_body(request, ValidateKey)).api_key
     found = (
         node.auth.identify(key)
         if not node.auth.tokens or not node.auth.tokens.looks_like_jwt(key)
@@ -550,3 +507,191 @@ async def validate_api_key(request: web.Request, principal: Principal) -> web.Re
             "keyId": found.id,
         }
     )
+
+
+NAMESPACE: Final = Query("namespace", "the tenant (admins: required where a model is named)")
+
+
+# -- the routes ------------------------------------------------------------------------------
+
+ROUTES = (
+    Route(
+        "POST",
+        "/api/admin/login",
+        login,
+        Audience.PUBLIC,
+        "login",
+        "management",
+        "Exchange an admin username and password for a token",
+        answers={200: "token and user"},
+        errors=(401, 429),
+        body=Login,
+        description=(
+            "Failed logins throttle further tries per username and per client "
+            "address (429 with Retry-After)."
+        ),
+        always_audited=True,  # every login attempt, failed ones in the refusals' file
+        management_envelope=True,
+    ),
+    Route(
+        "GET",
+        "/api/admin/tenants",
+        list_tenants,
+        Audience.MANAGEMENT_ADMIN,
+        "listTenants",
+        "management",
+        "Every tenant",
+        answers={200: "tenants"},
+    ),
+    Route(
+        "POST",
+        "/api/admin/tenants",
+        create_tenant,
+        Audience.MANAGEMENT_ADMIN,
+        "createTenant",
+        "management",
+        "Create a tenant",
+        answers={201: "created"},
+        errors=(409, *COMMIT),
+        body=TenantCreate,
+    ),
+    Route(
+        "DELETE",
+        "/api/admin/tenants/{name}",
+        delete_tenant,
+        Audience.MANAGEMENT_ADMIN,
+        "deleteTenant",
+        "management",
+        "Delete a tenant with no active keys and no models",
+        answers={200: "deleted"},
+        errors=(404, 409, *COMMIT),
+    ),
+    Route(
+        "GET",
+        "/api/admin/system",
+        system,
+        Audience.MANAGEMENT_ADMIN,
+        "system",
+        "management",
+        "The mesh: nodes, leader, quorum, per-tenant counts",
+        answers={200: "system"},
+    ),
+    Route(
+        "GET",
+        "/api/admin/audit",
+        audit_entries,
+        Audience.MANAGEMENT_ADMIN,
+        "audit",
+        "management",
+        "The latest entries of this node's audit log",
+        answers={200: "node, kind, entries"},
+        errors=(400,),
+        query=(
+            Query(
+                "limit",
+                "how many entries (1-10000, default 100)",
+                {"type": "string", "pattern": "^[0-9]+$"},
+            ),
+            Query(
+                "kind",
+                "changes (default: changes and what callers with a credential were refused) or "
+                "refusals (answers >= 400 to callers without one, kept apart and bounded)",
+                {"type": "string", "enum": ["changes", "refusals"]},
+            ),
+        ),
+    ),
+    Route(
+        "POST",
+        "/api/admin/logout",
+        logout,
+        Audience.TOKEN,
+        "logout",
+        "management",
+        "Revoke every token meshgate issued to the caller (sign out everywhere)",
+        answers={200: "signed out"},
+        errors=COMMIT,
+    ),
+    Route(
+        "POST",
+        "/api/admin/users/{username}/revoke-tokens",
+        revoke_tokens,
+        Audience.MANAGEMENT_ADMIN,
+        "revokeTokens",
+        "management",
+        "Revoke every token meshgate issued to a user so far",
+        answers={200: "revoked"},
+        errors=(400, *COMMIT),
+    ),
+    Route(
+        "GET",
+        "/api/keys",
+        list_keys,
+        Audience.MANAGEMENT,
+        "listKeys",
+        "management",
+        "Managed API keys (a user sees its tenant's)",
+        answers={200: "keys, total"},
+        errors=(400, 403, 404),
+        query=(NAMESPACE,),
+    ),
+    Route(
+        "POST",
+        "/api/keys",
+        create_key,
+        Audience.MANAGEMENT_MINTER,
+        "createKey",
+        "management",
+        "Create a managed API key (shown in full only now)",
+        answers={201: "the key"},
+        errors=(403, 404, 409, 422, *COMMIT),
+        body=KeyCreate,
+        description=(
+            "A key minted by a key is no wider than it (models, limits, expiry) "
+            "and is revoked with it."
+        ),
+    ),
+    Route(
+        "GET",
+        "/api/keys/{key_id}",
+        get_key,
+        Audience.MANAGEMENT,
+        "getKey",
+        "management",
+        "One managed API key",
+        answers={200: "the key (never its secret)"},
+        errors=(403, 404),
+    ),
+    Route(
+        "DELETE",
+        "/api/keys/{key_id}",
+        revoke_key,
+        Audience.MANAGEMENT,
+        "revokeKey",
+        "management",
+        "Revoke a managed API key (in force on every node once committed)",
+        answers={200: "revoked"},
+        errors=(403, 404, *COMMIT),
+    ),
+    Route(
+        "POST",
+        "/api/keys/{key_id}/rotate",
+        rotate_key,
+        Audience.MANAGEMENT,
+        "rotateKey",
+        "management",
+        "Replace a key's secret (the new one shown only now)",
+        answers={200: "the new key"},
+        errors=(403, 404, 409, *COMMIT),
+    ),
+    Route(
+        "POST",
+        "/api/validate-api-key",
+        validate_api_key,
+        Audience.MANAGEMENT,
+        "validateKey",
+        "management",
+        "Is this a valid managed key (of the caller's tenant)?",
+        answers={200: "valid, tenant, model, keyId"},
+        body=ValidateKey,
+    ),
+)

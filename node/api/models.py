@@ -11,16 +11,21 @@ publication's limits and usage.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import msgspec
 import orjson
 from aiohttp import web
+from msgspec import UNSET, Meta, UnsetType
 
-from node.api.common import json_object, json_response, node_of, reject_unknown
+from node.api.bodies import ApiBody, Body, read_body, whole
+from node.api.common import json_response, node_of
 from node.api.inference import Target, run_inference
 from node.api.manage import (
+    LIMITS_SCHEMA,
     NAME,
-    guarded,
+    NAMESPACE,
+    Name,
     iso,
     managed_key,
     narrow_to_parent,
@@ -29,43 +34,86 @@ from node.api.manage import (
     scope_tenant,
     visible_tenants,
 )
+from node.api.table import COMMIT, Audience, Route
 from node.app import Node
 from node.auth import Principal
 from node.errors import ApiError
 from node.proxy.facts import model_of, parse_body
-from node.routing import PolicyError, validate_policy
+from node.routing import POLICY_NAMES, PolicyError, validate_policy
 from node.workers.worker import Worker
 
-MODEL_FIELDS = frozenset(
-    {
-        "name",
-        "namespace",
-        "tenantId",
-        "modelId",
-        "selector",
-        "framework",
-        "storageUri",
-        "minReplicas",
-        "maxReplicas",
-        "scaleTarget",
-        "scaleMetric",
-        "policy",
-        "policyParams",
-        "description",
-    }
-)
+Count = Annotated[int, Meta(ge=0, description="an integer >= 0")]
+PolicyName = Annotated[
+    Literal[POLICY_NAMES],  # type: ignore[valid-type]
+    Meta(description=f"one of {', '.join(POLICY_NAMES)}"),
+]
+PolicyParams = Annotated[dict[str, Any], Meta(description="the parameters (see PolicySet)")]
+
+
+class Selector(Body):
+    """Which workers a deployment maps to (snake_case, as worker records have it)."""
+
+    model_id: str | UnsetType = UNSET
+    labels: Annotated[dict[str, str], Meta(description="string values")] | UnsetType | None = UNSET
+
+
+class ModelFields(ApiBody):
+    """What a deployment write may set (absent: unchanged, or the default on create)."""
+
+    model_id: Annotated[str | None, Meta(description="selects workers by model id")] | UnsetType = (
+        UNSET
+    )
+    selector: Selector | UnsetType | None = UNSET
+    framework: str | UnsetType | None = UNSET
+    storage_uri: str | UnsetType | None = UNSET
+    min_replicas: Count | UnsetType = UNSET
+    max_replicas: Count | UnsetType = UNSET
+    scale_target: Count | UnsetType = UNSET
+    scale_metric: str | UnsetType = UNSET
+    policy: PolicyName | UnsetType | None = UNSET
+    policy_params: PolicyParams | UnsetType | None = UNSET
+    description: str | UnsetType | None = UNSET
+
+
+class ModelCreate(ModelFields, kw_only=True):
+    name: Name
+    namespace: Annotated[str | None, Meta(description="the tenant (admins must name it)")] = None
+    tenant_id: Annotated[str | None, Meta(description="same as namespace")] = None
+
+
+class ModelUpdate(ModelFields):
+    """A deployment's changes (its name and tenant are in the path and the query)."""
+
+
+MODEL_FIELDS = frozenset(f.encode_name for f in msgspec.structs.fields(ModelCreate))
 SCALING = ("minReplicas", "maxReplicas", "scaleTarget", "scaleMetric")
-PUBLISH_FIELDS = frozenset(
-    {
-        "tenantId",
-        "modelType",
-        "externalPath",
-        "publicHostname",
-        "rateLimiting",
-        "authentication",
-        "metadata",
-    }
-)
+
+
+class PublicationAuth(msgspec.Struct, rename="camel"):  # open, as seed 002 has it
+    require_api_key: bool | UnsetType = UNSET
+    allowed_tenants: (
+        Annotated[list[str], Meta(description="the tenants whose users may call it")] | UnsetType
+    ) = UNSET
+
+
+class PublishConfig(ApiBody):
+    tenant_id: Annotated[str | None, Meta(description="must be the model's tenant")] = None
+    model_type: str | UnsetType = UNSET
+    external_path: (
+        Annotated[str, Meta(pattern=whole("/models/" + NAME.pattern), description="/models/<name>")]
+        | UnsetType
+    ) = UNSET
+    public_hostname: str | UnsetType = UNSET
+    rate_limiting: Annotated[dict[str, Any], LIMITS_SCHEMA] | UnsetType | None = UNSET
+    authentication: PublicationAuth | UnsetType | None = UNSET
+    metadata: dict[str, Any] | UnsetType = UNSET
+
+
+class Publish(msgspec.Struct):  # open, as seed 002 has it
+    config: PublishConfig
+
+
+PUBLISH_FIELDS = frozenset(f.encode_name for f in msgspec.structs.fields(PublishConfig))
 # Which worker route a predict body goes to, by the field it carries.
 PREDICT_ROUTES = (
     ("messages", "/v1/chat/completions"),
@@ -75,74 +123,45 @@ PREDICT_ROUTES = (
 )
 
 
-def install(app: web.Application) -> None:
-    r = app.router
-    r.add_get("/api/models", guarded(list_models))
-    r.add_post("/api/models", guarded(create_model))
-    r.add_get("/api/models/{name}", guarded(get_model))
-    r.add_put("/api/models/{name}", guarded(update_model))
-    r.add_delete("/api/models/{name}", guarded(delete_model))
-    r.add_post("/api/models/{name}/predict", guarded(predict))
-    r.add_post("/api/models/{name}/publish", guarded(publish))
-    r.add_get("/api/models/{name}/publish", guarded(get_publication))
-    r.add_put("/api/models/{name}/publish", guarded(update_publication))
-    r.add_delete("/api/models/{name}/publish", guarded(unpublish))
-    r.add_post("/api/models/{name}/publish/rotate-key", guarded(rotate_publication_key))
-    r.add_get("/api/published-models", guarded(list_published))
-    r.add_post("/models/{name}/{tail:.*}", external)
-
-
 # -- deployments ------------------------------------------------------------------------------
 
 
-def _selector(data: dict[str, Any], name: str) -> dict[str, Any]:
-    selector = data.get("selector") or {"model_id": data.get("modelId") or name}
-    if not isinstance(selector, dict) or not set(selector) <= {"model_id", "labels"}:
-        raise ApiError(400, "selector must be {model_id?, labels?}")
-    if "model_id" in selector and not isinstance(selector["model_id"], str):
-        raise ApiError(400, "selector.model_id must be a string")
-    labels = selector.get("labels")
-    if labels is not None and (
-        not isinstance(labels, dict)
-        or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items())
-    ):
-        raise ApiError(400, "selector.labels must map strings to strings")
-    return selector
+def _selector(body: ModelFields, name: str) -> dict[str, Any]:
+    sent = _sent(body.selector) if isinstance(body.selector, Selector) else {}
+    return sent or {"model_id": body.model_id or name}
+
+
+def _sent(body: msgspec.Struct) -> dict[str, Any]:
+    """The fields a body sets, by their names on the wire."""
+    return {
+        field.encode_name: value
+        for field in msgspec.structs.fields(body)
+        if (value := getattr(body, field.name)) is not UNSET
+    }
+
+
+def _or(value: Any, current: Any) -> Any:
+    return current if value is UNSET else value
 
 
 def _model_spec(
-    data: dict[str, Any], name: str, tenant: str, current: dict[str, Any] | None = None
+    body: ModelFields, name: str, tenant: str, current: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     current = current or {}
     scaling = dict(current.get("scaling") or {})
-    for field in SCALING:
-        if field in data:
-            value = data[field]
-            if field == "scaleMetric":
-                valid, wanted = isinstance(value, str), "a string"
-            else:
-                valid = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-                wanted = "an integer >= 0"
-            if not valid:
-                raise ApiError(
-                    400, "Invalid request format", extra={"details": f"{field} must be {wanted}"}
-                )
-            scaling[field] = value
+    scaling.update((k, v) for k, v in _sent(body).items() if k in SCALING)
     if scaling.get("minReplicas", 0) > scaling.get("maxReplicas", 1 << 30):
         raise ApiError(400, "minReplicas must not exceed maxReplicas")
-    policy = data.get("policy", current.get("policy"))
-    params = data.get("policyParams", current.get("policy_params")) or {}
+    policy = _or(body.policy, current.get("policy"))
+    params = _or(body.policy_params, current.get("policy_params")) or {}
     if policy is not None:
         try:
             params = validate_policy(policy, params)
         except PolicyError as exc:
-            raise ApiError(400, str(exc)) from None
-    for field in ("framework", "storageUri", "description"):
-        if field in data and data[field] is not None and not isinstance(data[field], str):
-            raise ApiError(400, f"{field} must be a string")
+            raise ApiError(400, str(exc), param="policyParams") from None
     selector = (
-        _selector(data, name)
-        if ("selector" in data or "modelId" in data or not current)
+        _selector(body, name)
+        if (body.selector is not UNSET or body.model_id is not UNSET or not current)
         else current["selector"]
     )
     return {
@@ -152,8 +171,8 @@ def _model_spec(
         "policy": policy,
         "policy_params": params,
         "scaling": scaling,
-        "framework": data.get("framework", current.get("framework")),
-        "description": data.get("description", current.get("description")),
+        "framework": _or(body.framework, current.get("framework")),
+        "description": _or(body.description, current.get("description")),
     }
 
 
@@ -227,17 +246,10 @@ async def list_models(request: web.Request, principal: Principal) -> web.Respons
 
 async def create_model(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
-    data = await json_object(request)
-    reject_unknown(data, MODEL_FIELDS)
-    name = data.get("name")
-    if not isinstance(name, str) or not NAME.fullmatch(name):
-        raise ApiError(
-            400,
-            "Invalid request format",
-            extra={"details": "Field 'name' is required: 1-63 lowercase letters, digits or '-'"},
-        )
-    tenant = scope_tenant(node, principal, data.get("namespace") or data.get("tenantId"))
-    spec = _model_spec(data, name, tenant)
+    body = await read_body(request, ModelCreate)
+    name = body.name
+    tenant = scope_tenant(node, principal, body.namespace or body.tenant_id)
+    spec = _model_spec(body, name, tenant)
     await node.commit("model.put", {"model": spec, "create": True}, principal)
     return json_response(
         {
@@ -269,9 +281,8 @@ async def update_model(request: web.Request, principal: Principal) -> web.Respon
     node = node_of(request)
     current = _find(node, principal, request)
     _may_manage_publication(node, principal, current)
-    data = await json_object(request)
-    reject_unknown(data, MODEL_FIELDS - {"name", "namespace", "tenantId"})
-    spec = _model_spec(data, current["name"], current["tenant"], current)
+    body = await read_body(request, ModelUpdate)
+    spec = _model_spec(body, current["name"], current["tenant"], current)
     await node.commit("model.put", {"model": spec, "create": False}, principal)
     return json_response(
         {
@@ -327,50 +338,33 @@ async def predict(request: web.Request, principal: Principal) -> web.StreamRespo
 
 
 def _publication(
-    node: Node, data: dict[str, Any], model: dict[str, Any], current: dict[str, Any] | None = None
+    body: Publish, model: dict[str, Any], current: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    config = data.get("config")
-    if not isinstance(config, dict):
-        raise ApiError(400, "Invalid request format", extra={"details": 'send {"config": {...}}'})
-    reject_unknown(config, PUBLISH_FIELDS)
+    """The publication record a publish or an update asks for (what it leaves out stays)."""
+    config, tenant = body.config, model["tenant"]
     current = current or {}
-    if config.get("tenantId") not in (None, model["tenant"]):
-        raise ApiError(400, "tenantId must be the model's tenant")
-    path = config.get("externalPath", current.get("externalPath") or f"/models/{model['name']}")
-    if (
-        not isinstance(path, str)
-        or not path.startswith("/models/")
-        or path.count("/") != 2
-        or not NAME.fullmatch(path.split("/")[2])
-    ):
-        raise ApiError(400, "externalPath must be /models/<name>")
-    for field in ("rateLimiting", "authentication"):
-        if config.get(field) is not None and not isinstance(config[field], dict):
-            raise ApiError(400, f"{field} must be an object")
-    limits = {**(current.get("rateLimiting") or {}), **(config.get("rateLimiting") or {})}
+    if config.tenant_id not in (None, tenant):
+        raise ApiError(400, "tenantId must be the model's tenant", param="tenantId")
+    limits = {**(current.get("rateLimiting") or {}), **(config.rate_limiting or {})}
     parse_limits(limits)  # validates
-    auth = {
-        **(current.get("authentication") or {"requireApiKey": True}),
-        **(config.get("authentication") or {}),
-    }
-    allowed = auth.get("allowedTenants", [model["tenant"]])
-    if not isinstance(allowed, list) or not all(isinstance(t, str) for t in allowed):
-        raise ApiError(400, "authentication.allowedTenants must be a list of tenant names")
-    for field in ("modelType", "publicHostname"):
-        if field in config and not isinstance(config[field], str):
-            raise ApiError(400, f"{field} must be a string")
-    if "metadata" in config and not isinstance(config["metadata"], dict):
-        raise ApiError(400, "metadata must be an object")
+    auth = config.authentication
+    allowed = (
+        auth.allowed_tenants
+        if isinstance(auth, PublicationAuth) and auth.allowed_tenants is not UNSET
+        else (current.get("authentication") or {}).get("allowedTenants", [tenant])
+    )
     return {
         "modelName": model["name"],
-        "namespace": model["tenant"],
-        "tenantId": model["tenant"],
-        "modelType": config.get("modelType", current.get("modelType", "llm")),
-        "externalPath": path,
-        "publicHostname": config.get("publicHostname", current.get("publicHostname")),
+        "namespace": tenant,
+        "tenantId": tenant,
+        "modelType": _or(config.model_type, current.get("modelType", "llm")),
+        "externalPath": _or(
+            config.external_path, current.get("externalPath") or f"/models/{model['name']}"
+        ),
+        "publicHostname": _or(config.public_hostname, current.get("publicHostname")),
         "rateLimiting": limits,
         "authentication": {"requireApiKey": True, "allowedTenants": allowed},
-        "metadata": config.get("metadata", current.get("metadata", {})),
+        "metadata": _or(config.metadata, current.get("metadata", {})),
     }
 
 
@@ -453,7 +447,7 @@ async def publish(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
     _may_publish(principal)
     model = _find(node, principal, request)
-    publication = _publication(node, await json_object(request), model)
+    publication = _publication(await read_body(request, Publish), model)
     # Published by a key: the publication's key is minted from it, so it is no wider
     # (models, limits, expiry) and is revoked with it.
     parent = principal.key if principal.key is not None and not principal.is_admin else None
@@ -503,7 +497,7 @@ async def update_publication(request: web.Request, principal: Principal) -> web.
     model = _find(node, principal, request)
     current = _published(node, model)
     managed_key(node, principal, current["key_id"])
-    publication = _publication(node, await json_object(request), model, current)
+    publication = _publication(await read_body(request, Publish), model, current)
     await node.commit("publish.put", {"ref": model["ref"], "publication": publication}, principal)
     view = await _publication_view(node, node.raft.state.published[model["ref"]], request)
     return json_response(
@@ -572,3 +566,179 @@ async def external(request: web.Request) -> web.StreamResponse:
     if tail not in ("predict", "v1/chat/completions", "v1/completions", "v1/embeddings"):
         raise ApiError(404, f"{path}/{tail} is not an endpoint; use {path}/predict")
     return await _serve(request, principal, model, record)
+
+
+# -- the routes ------------------------------------------------------------------------------
+
+ROUTES = (
+    Route(
+        "POST",
+        "/models/{name}/{tail:.*}",
+        external,
+        Audience.PUBLISHED,
+        "publishedPredict",
+        "inference",
+        "Call a published model on its external path",
+        answers={200: "the worker's answer"},
+        errors=(403, 404, 429, 502, 503, 504),
+        body="Predict",
+        description=(
+            "Also served under /models/{name}/v1/chat/completions, "
+            "/v1/completions and /v1/embeddings. 404 (no published model at the "
+            "path) is answered before credentials are checked."
+        ),
+        relayed=True,
+        checks_credentials=True,
+        documented_as="/models/{name}/predict",
+    ),
+    Route(
+        "GET",
+        "/api/models",
+        list_models,
+        Audience.MANAGEMENT,
+        "listDeployments",
+        "management",
+        "Model deployments",
+        answers={200: "models"},
+        errors=(400, 403, 404),
+        query=(NAMESPACE,),
+    ),
+    Route(
+        "POST",
+        "/api/models",
+        create_model,
+        Audience.MANAGEMENT,
+        "createDeployment",
+        "management",
+        "Create a model deployment",
+        answers={201: "created"},
+        errors=(403, 404, 409, 422, *COMMIT),
+        body=ModelCreate,
+    ),
+    Route(
+        "GET",
+        "/api/models/{name}",
+        get_model,
+        Audience.MANAGEMENT,
+        "getDeployment",
+        "management",
+        "One model deployment",
+        answers={200: "the model"},
+        errors=(400, 403, 404),
+        query=(NAMESPACE,),
+    ),
+    Route(
+        "PUT",
+        "/api/models/{name}",
+        update_model,
+        Audience.MANAGEMENT,
+        "updateDeployment",
+        "management",
+        "Change a model deployment",
+        answers={200: "updated"},
+        errors=(400, 403, 404, 409, *COMMIT),
+        body=ModelUpdate,
+        query=(NAMESPACE,),
+    ),
+    Route(
+        "DELETE",
+        "/api/models/{name}",
+        delete_model,
+        Audience.MANAGEMENT,
+        "deleteDeployment",
+        "management",
+        "Delete an unpublished model deployment",
+        answers={200: "deleted"},
+        errors=(400, 403, 404, 409, *COMMIT),
+        query=(NAMESPACE,),
+    ),
+    Route(
+        "POST",
+        "/api/models/{name}/predict",
+        predict,
+        Audience.MANAGEMENT,
+        "predict",
+        "management",
+        "Send an inference request to a deployment's workers",
+        answers={200: "the worker's answer"},
+        errors=(403, 404, 429, 502, 503, 504),
+        body="Predict",
+        query=(NAMESPACE,),
+        description="A worker's own error is relayed unchanged, in its own (OpenAI) shape.",
+        relayed=True,
+    ),
+    Route(
+        "POST",
+        "/api/models/{name}/publish",
+        publish,
+        Audience.MANAGEMENT_MINTER,
+        "publish",
+        "management",
+        "Publish a deployment on an external path, with its own key",
+        answers={201: "published"},
+        errors=(400, 403, 404, 409, 422, *COMMIT),
+        body=Publish,
+        query=(NAMESPACE,),
+    ),
+    Route(
+        "GET",
+        "/api/models/{name}/publish",
+        get_publication,
+        Audience.MANAGEMENT,
+        "getPublication",
+        "management",
+        "A deployment's publication",
+        answers={200: "it"},
+        errors=(400, 403, 404),
+        query=(NAMESPACE,),
+    ),
+    Route(
+        "PUT",
+        "/api/models/{name}/publish",
+        update_publication,
+        Audience.MANAGEMENT_MINTER,
+        "updatePublication",
+        "management",
+        "Change a publication",
+        answers={200: "updated"},
+        errors=(400, 403, 404, 409, *COMMIT),
+        body=Publish,
+        query=(NAMESPACE,),
+    ),
+    Route(
+        "DELETE",
+        "/api/models/{name}/publish",
+        unpublish,
+        Audience.MANAGEMENT_MINTER,
+        "unpublish",
+        "management",
+        "Unpublish a deployment",
+        answers={200: "unpublished"},
+        errors=(400, 403, 404, *COMMIT),
+        query=(NAMESPACE,),
+    ),
+    Route(
+        "POST",
+        "/api/models/{name}/publish/rotate-key",
+        rotate_publication_key,
+        Audience.MANAGEMENT_MINTER,
+        "rotatePublicationKey",
+        "management",
+        "Replace a publication's key",
+        answers={200: "the new key"},
+        errors=(400, 403, 404, 409, *COMMIT),
+        query=(NAMESPACE,),
+    ),
+    Route(
+        "GET",
+        "/api/published-models",
+        list_published,
+        Audience.MANAGEMENT,
+        "listPublished",
+        "management",
+        "Published models",
+        answers={200: "publishedModels, total"},
+        errors=(400, 403, 404),
+        query=(NAMESPACE,),
+    ),
+)

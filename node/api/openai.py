@@ -16,6 +16,7 @@ from aiohttp import web
 
 from node.api.common import Handler, json_response, node_of
 from node.api.inference import run_inference
+from node.api.table import Audience, Query, Route, plain_text
 from node.app import Node
 from node.errors import ApiError
 from node.live.visibility import redact
@@ -36,15 +37,6 @@ INFERENCE_ROUTES = (
     "/v1/classify",
     "/v1/responses",
 )
-
-
-def install(app: web.Application) -> None:
-    for path in INFERENCE_ROUTES:
-        app.router.add_post(path, inference_handler(path))
-    app.router.add_get("/v1/models", list_models)
-    app.router.add_get("/get_model_info", get_model_info)
-    app.router.add_get("/get_server_info", get_server_info)
-    app.router.add_get("/engine_metrics", engine_metrics)
 
 
 def inference_handler(path: str) -> Handler:
@@ -212,3 +204,80 @@ def label_samples(text: str, worker_id: str, described: set[str]) -> list[str]:
             metric, _, value = line.partition(" ")
             out.append(f"{metric}{{{label}}} {value}")
     return out
+
+
+# -- the routes ------------------------------------------------------------------------------
+
+
+def _inference_route(path: str) -> Route:
+    return Route(
+        "POST",
+        path,
+        inference_handler(path),
+        Audience.PROTECTED,
+        "inference_" + path.strip("/").replace("/", "_"),
+        "inference",
+        f"Proxy {path} to a worker serving the model",
+        answers={
+            200: {
+                "description": "the worker's answer (text/event-stream when stream is true)",
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/Object"}},
+                    "text/event-stream": {"schema": {"type": "string"}},
+                },
+            }
+        },
+        errors=(403, 404, 429, 502, 503, 504),
+        body="Inference",
+        description="404: no worker serves the model; 403: the key may not use the model.",
+        relayed=True,
+        checks_credentials=True,  # the handler counts refused requests in its metrics
+    )
+
+
+ROUTES = (
+    *(_inference_route(path) for path in INFERENCE_ROUTES),
+    Route(
+        "GET",
+        "/v1/models",
+        list_models,
+        Audience.PUBLIC,
+        "listModels",
+        "inference",
+        "The models ready workers serve (OpenAI list)",
+        answers={200: "an OpenAI model list"},
+    ),
+    Route(
+        "GET",
+        "/get_model_info",
+        get_model_info,
+        Audience.PUBLIC,
+        "getModelInfo",
+        "inference",
+        "A worker's /get_model_info for a model",
+        answers={200: "the worker's answer"},
+        errors=(404, 502, 503),
+        query=(Query("model", "the model id"),),
+        relayed=True,
+    ),
+    Route(
+        "GET",
+        "/get_server_info",
+        get_server_info,
+        Audience.PUBLIC,
+        "getServerInfo",
+        "inference",
+        "The gateway's and every ready worker's server info",
+        answers={200: "gateway and workers"},
+    ),
+    Route(
+        "GET",
+        "/engine_metrics",
+        engine_metrics,
+        Audience.PUBLIC,
+        "engineMetrics",
+        "inference",
+        "Every ready worker's /metrics, labelled with its worker id",
+        answers={200: plain_text("Prometheus text format")},
+    ),
+)

@@ -11,18 +11,13 @@ from typing import Any
 
 from aiohttp import web
 
-from node.api.common import control_plane, json_response, node_of
+from node.api.common import json_response, node_of
+from node.api.table import Audience, Route, plain_text
 from node.app import Node
 from node.auth import Principal
 from node.proxy.failures import REDIRECTED, log_failure
 from node.workers.client import WorkerCallFailed
 from node.workers.worker import Worker
-
-
-def install(app: web.Application) -> None:
-    app.router.add_post("/flush_cache", control_plane(flush_cache))
-    app.router.add_get("/get_loads", control_plane(get_loads))
-    app.router.add_get("/metrics", metrics)
 
 
 async def _call(node: Node, worker: Worker, method: str, path: str) -> dict[str, Any]:
@@ -90,3 +85,39 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(
         body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
     )
+
+
+# -- the routes ------------------------------------------------------------------------------
+
+ROUTES = (
+    Route(
+        "GET",
+        "/metrics",
+        metrics,
+        Audience.PUBLIC,
+        "metrics",
+        "probes",
+        "Prometheus metrics of this node",
+        answers={200: plain_text("Prometheus text format")},
+    ),
+    Route(
+        "POST",
+        "/flush_cache",
+        flush_cache,
+        Audience.CONTROL_PLANE,
+        "flushCache",
+        "admin",
+        "Flush every ready worker's cache",
+        answers={200: "every worker flushed", 206: "some workers failed; see results"},
+    ),
+    Route(
+        "GET",
+        "/get_loads",
+        get_loads,
+        Audience.CONTROL_PLANE,
+        "getLoads",
+        "admin",
+        "Every ready worker's load",
+        answers={200: "per-worker loads"},
+    ),
+)

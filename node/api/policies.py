@@ -7,24 +7,76 @@ mesh-wide default; without one, each node uses its `--policy`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, ClassVar, Final
 
 from aiohttp import web
+from msgspec import UNSET, Meta, UnsetType
 
 from mesh.state import DEFAULT_POLICY_KEY
-from node.api.common import control_plane, json_object, json_response, node_of, reject_unknown
+from node.api.bodies import Body, Schema, read_body
+from node.api.common import json_response, node_of
+from node.api.table import COMMIT, Audience, Route
 from node.auth import Principal
 from node.errors import ApiError
-from node.routing import PolicyError, validate_policy
+from node.routing import POLICY_NAMES, PolicyError, validate_policy
+from node.routing.registry import PARAMS
 
-FIELDS = frozenset({"policy", "params", "expected_version"})
+VERSION: Final = {
+    "type": ["integer", "null"],
+    "minimum": 0,
+    "description": "optimistic concurrency: the record's current version (0: must not exist)",
+}
 
 
-def install(app: web.Application) -> None:
-    app.router.add_get("/policies", control_plane(list_policies))
-    app.router.add_get("/policies/{model_id}", control_plane(get_policy))
-    app.router.add_put("/policies/{model_id}", control_plane(set_policy))
-    app.router.add_delete("/policies/{model_id}", control_plane(delete_policy))
+def _param_schema(kind: str, low: float | None, high: float | None) -> Schema:
+    if kind == "seed":
+        return {"type": ["integer", "null"]}
+    schema: Schema = {"type": "integer" if kind == "int" else "number"}
+    if low is not None:
+        schema["minimum"] = low
+    if high is not None:
+        schema["maximum"] = high
+    return schema
+
+
+def _variant(name: str) -> Schema:
+    """One policy's body: its name and exactly its parameters (from the registry)."""
+    params = {
+        key: {**_param_schema(spec.kind, spec.low, spec.high), "default": spec.default}
+        for key, spec in PARAMS[name].items()
+    }
+    return {
+        "type": "object",
+        "title": name,
+        "properties": {
+            "policy": {"const": name},
+            "params": {
+                "type": ["object", "null"],
+                "properties": params,
+                "additionalProperties": False,
+            },
+            "expected_version": VERSION,
+        },
+        "required": ["policy"],
+        "additionalProperties": False,
+    }
+
+
+class PolicySet(Body):
+    """The body of PUT /policies/{model_id}. The policy registry checks the name and the
+    parameters (the same check models' policies get), so the document shows the
+    registry's own shape: one variant per policy, with exactly its parameters."""
+
+    policy: Annotated[str, Meta(description=f"one of {', '.join(POLICY_NAMES)}")]
+    params: dict[str, Any] | None = None
+    expected_version: Annotated[int, Meta(ge=0)] | UnsetType | None = UNSET
+    json_schema: ClassVar[Schema] = {
+        "oneOf": [_variant(name) for name in POLICY_NAMES],
+        "description": "a routing policy and its params",
+    }
+
+
+FIELDS = frozenset(PolicySet.__struct_fields__)
 
 
 async def list_policies(request: web.Request, _: Principal) -> web.Response:
@@ -58,21 +110,14 @@ async def get_policy(request: web.Request, _: Principal) -> web.Response:
 async def set_policy(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
     model = request.match_info["model_id"]
-    data = await json_object(request)
-    reject_unknown(data, FIELDS)
-    params = data.get("params", {})
-    params = {} if params is None else params
-    if not isinstance(data.get("policy"), str):
-        raise ApiError(400, "policy is required (a policy name)", param="policy")
-    if not isinstance(params, dict):
-        raise ApiError(400, "params must be an object", param="params")
+    body = await read_body(request, PolicySet)
     try:
-        normalised = validate_policy(data["policy"], params)
+        normalised = validate_policy(body.policy, body.params or {})
     except PolicyError as exc:
         raise ApiError(400, str(exc), param="policy") from None
-    args: dict[str, Any] = {"model": model, "policy": data["policy"], "params": normalised}
-    if "expected_version" in data:
-        args["expected_version"] = data["expected_version"]
+    args: dict[str, Any] = {"model": model, "policy": body.policy, "params": normalised}
+    if body.expected_version is not UNSET:
+        args["expected_version"] = body.expected_version
     await node.commit("policy.set", args, principal)
     return json_response(node.raft.state.policies[model])
 
@@ -82,3 +127,53 @@ async def delete_policy(request: web.Request, principal: Principal) -> web.Respo
     model = request.match_info["model_id"]
     value = await node.commit("policy.delete", {"model": model}, principal)
     return json_response({"status": "deleted", **value})
+
+
+# -- the routes ------------------------------------------------------------------------------
+
+ROUTES = (
+    Route(
+        "GET",
+        "/policies",
+        list_policies,
+        Audience.CONTROL_PLANE,
+        "listPolicies",
+        "policies",
+        "Every model's routing policy and the default",
+        answers={200: "policies, default, node_fallback"},
+    ),
+    Route(
+        "GET",
+        "/policies/{model_id}",
+        get_policy,
+        Audience.CONTROL_PLANE,
+        "getPolicy",
+        "policies",
+        "One model's policy",
+        answers={200: "the policy record"},
+        errors=(404,),
+    ),
+    Route(
+        "PUT",
+        "/policies/{model_id}",
+        set_policy,
+        Audience.CONTROL_PLANE,
+        "setPolicy",
+        "policies",
+        "Set a model's routing policy (mesh-wide)",
+        answers={200: "the policy record"},
+        errors=(409, *COMMIT),
+        body=PolicySet,
+    ),
+    Route(
+        "DELETE",
+        "/policies/{model_id}",
+        delete_policy,
+        Audience.CONTROL_PLANE,
+        "deletePolicy",
+        "policies",
+        "Remove a model's policy (it falls back to the default)",
+        answers={200: "deleted"},
+        errors=(404, *COMMIT),
+    ),
+)

@@ -1,23 +1,17 @@
-"""Every HTTP route of a node, installed in one place, by audience."""
+"""Every HTTP route of a node, installed in one place from the route table."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-import node.api.openapi as openapi
-from node.api import admin, ha, health, live, manage, models, openai, ops, policies, workers
+from node.api import live, openapi
+from node.api.catalog import WITHOUT_FEED
+from node.api.docs import DOCUMENT_BODY
+from node.api.register import register
 from node.app import Node
 
 
 def install(app: web.Application, node: Node) -> None:
-    health.install(app)
-    openai.install(app)
-    workers.install(app)
-    policies.install(app)
-    ops.install(app)
-    ha.install(app)
-    admin.install(app)
-    manage.install(app)
-    models.install(app)
-    live.install(app)
-    openapi.install(app)
+    app[DOCUMENT_BODY] = openapi.BODY
+    register(app, WITHOUT_FEED)
+    live.install(app)  # GET /ws, with the feed behind it

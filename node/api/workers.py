@@ -8,59 +8,84 @@ or conflicts on the URL) and answers 202 before discovery runs. One resolver
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 import uuid
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from msgspec import UNSET, Meta, UnsetType
 
-from mesh.state import WORKER_TYPES
+from mesh.commands import WORKER_TYPES, worker_problem
 from node import idempotency
-from node.api.common import control_plane, json_object, json_response, node_of, reject_unknown
+from node.api.bodies import Body, read_body
+from node.api.common import json_response, node_of
+from node.api.table import COMMIT, Audience, Query, Route
 from node.app import Node, connection_mode, normalise_url
 from node.auth import Principal
 from node.errors import ApiError
 from node.workers.credentials import basic, bearer, safe_url, split_userinfo
 from node.workers.worker import shown_record
 
-CREATE_FIELDS = frozenset(
-    {
-        "url",
-        "model_id",
-        "worker_type",
-        "runtime",
-        "priority",
-        "cost",
-        "labels",
-        "api_key",
-        "connection_mode",
+NonEmpty = Annotated[str, Meta(min_length=1, description="a non-empty string, or null")]
+Version = Annotated[
+    Annotated[int, Meta(ge=0)] | None,
+    Meta(description="optimistic concurrency: the record's current version (0: must not exist)"),
+]
+WorkerType = Annotated[
+    Literal[WORKER_TYPES],  # type: ignore[valid-type]
+    Meta(description=f"one of {', '.join(WORKER_TYPES)}"),
+]
+Secret = Annotated[str, Meta(min_length=1, description="sent to the worker; never shown again")]
+URL_TEXT = "the worker's base URL: http(s):// or grpc(s):// with a host, no query or fragment"
+
+
+class WorkerFields(Body):
+    """The fields of a worker that a write may set (absent: unchanged)."""
+
+    model_id: NonEmpty | UnsetType | None = UNSET
+    worker_type: WorkerType | UnsetType = UNSET
+    runtime: NonEmpty | UnsetType | None = UNSET
+    priority: Annotated[int, Meta(ge=0, le=1_000_000, description="0 to 1000000")] | UnsetType = (
+        UNSET
+    )
+    cost: Annotated[float, Meta(ge=0, description="a number >= 0")] | UnsetType = UNSET
+    labels: Annotated[dict[str, str], Meta(description="string values")] | UnsetType = UNSET
+    api_key: Secret | UnsetType | None = UNSET
+
+
+class WorkerCreate(WorkerFields, kw_only=True):
+    url: Annotated[
+        str,
+        Meta(
+            description=URL_TEXT,
+            extra_json_schema={"format": "uri", "pattern": "^\\s*(https?|grpcs?)://[^\\s/?#]+"},
+        ),
+    ]
+    connection_mode: (
+        Annotated[
+            str,
+            Meta(description="http or grpc: must match the url scheme (which decides it anyway)"),
+        ]
+        | UnsetType
+    ) = UNSET
+
+
+class WorkerUpdate(WorkerFields):
+    url: Annotated[
+        Any, Meta(description="may be sent, but must equal the worker's current url")
+    ] = UNSET
+    expected_version: Version | UnsetType = UNSET
+    # One or more mutable fields (PUT and PATCH both change only what is sent).
+    schema_extra: ClassVar[dict[str, Any]] = {
+        "anyOf": [{"required": [name]} for name in sorted(WorkerFields.__struct_fields__)]
     }
-)
-UPDATE_FIELDS = frozenset(
-    {
-        "model_id",
-        "worker_type",
-        "runtime",
-        "priority",
-        "cost",
-        "labels",
-        "api_key",
-        "url",
-        "expected_version",
-    }
-)
+
+
+MUTABLE_FIELDS = frozenset(WorkerFields.__struct_fields__)
+CREATE_FIELDS = frozenset(WorkerCreate.__struct_fields__)
+UPDATE_FIELDS = frozenset(WorkerUpdate.__struct_fields__)
 SCHEMES = ("http", "https", "grpc", "grpcs")
-
-
-def install(app: web.Application) -> None:
-    app.router.add_get("/workers", control_plane(list_workers))
-    app.router.add_post("/workers", control_plane(create_worker))
-    app.router.add_get("/workers/{worker_id}", control_plane(get_worker))
-    app.router.add_put("/workers/{worker_id}", control_plane(update_worker))
-    app.router.add_patch("/workers/{worker_id}", control_plane(update_worker))
-    app.router.add_delete("/workers/{worker_id}", control_plane(delete_worker))
 
 
 # -- validation ------------------------------------------------------------------------
@@ -91,44 +116,14 @@ def _check_url(value: Any) -> tuple[str, tuple[str, str] | None]:
     return url, userinfo
 
 
-def _check_fields(data: dict[str, Any]) -> dict[str, Any]:
-    """Validate the mutable worker fields present in `data`; return them."""
-    out: dict[str, Any] = {}
-    for field in ("model_id", "runtime", "api_key"):
-        if field in data:
-            value = data[field]
-            if value is not None and (not isinstance(value, str) or not value):
-                raise ApiError(400, f"{field} must be a non-empty string or null", param=field)
-            out[field] = value
-    if "worker_type" in data:
-        if data["worker_type"] not in WORKER_TYPES:
-            raise ApiError(
-                400, f"worker_type must be one of {', '.join(WORKER_TYPES)}", param="worker_type"
-            )
-        out["worker_type"] = data["worker_type"]
-    if "priority" in data:
-        value = data["priority"]
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 1_000_000:
-            raise ApiError(400, "priority must be an integer from 0 to 1000000", param="priority")
-        out["priority"] = value
-    if "cost" in data:
-        value = data["cost"]
-        if (
-            not isinstance(value, int | float)
-            or isinstance(value, bool)
-            or not math.isfinite(value)
-            or value < 0
-        ):
-            raise ApiError(400, "cost must be a number >= 0", param="cost")
-        out["cost"] = float(value)
-    if "labels" in data:
-        labels = data["labels"]
-        if not isinstance(labels, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
-        ):
-            raise ApiError(400, "labels must be an object of string values", param="labels")
-        out["labels"] = labels
-    return out
+def _changes(body: WorkerFields) -> dict[str, Any]:
+    """The mutable fields the body sets, checked by the rule apply will check them by."""
+    values = {name: getattr(body, name) for name in sorted(MUTABLE_FIELDS)}
+    changes = {name: value for name, value in values.items() if value is not UNSET}
+    problem = worker_problem(changes)
+    if problem is not None:
+        raise ApiError(400, problem)
+    return changes
 
 
 def _seal_api_key(node: Node, fields: dict[str, Any]) -> None:
@@ -183,18 +178,17 @@ async def list_workers(request: web.Request, _: Principal) -> web.Response:
 
 async def create_worker(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
-    data = await json_object(request)
-    reject_unknown(data, CREATE_FIELDS)
-    url, userinfo = _check_url(data.get("url"))
+    body = await read_body(request, WorkerCreate)
+    url, userinfo = _check_url(body.url)
     mode = connection_mode(url)
-    if "connection_mode" in data and str(data["connection_mode"]).lower() != mode:
+    if body.connection_mode is not UNSET and body.connection_mode.lower() != mode:
         raise ApiError(
             400,
-            f"connection_mode {data['connection_mode']!r} does not match the "
+            f"connection_mode {body.connection_mode!r} does not match the "
             f"url scheme (which means {mode})",
             param="connection_mode",
         )
-    spec = {"id": str(uuid.uuid4()), "url": url, "connection_mode": mode, **_check_fields(data)}
+    spec = {"id": str(uuid.uuid4()), "url": url, "connection_mode": mode, **_changes(body)}
     if userinfo is not None and spec.get("api_key"):
         raise ApiError(
             400,
@@ -241,23 +235,20 @@ async def get_worker(request: web.Request, _: Principal) -> web.Response:
 async def update_worker(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
     record = resolve_worker(node, request)
-    data = await json_object(request)
-    reject_unknown(data, UPDATE_FIELDS)
-    if "url" in data and _check_url(data["url"])[0] != safe_url(record["url"]):
+    body = await read_body(request, WorkerUpdate)
+    if body.url is not UNSET and _check_url(body.url)[0] != safe_url(record["url"]):
         raise ApiError(
             400, "url cannot change; delete this worker and add the new url", param="url"
         )
-    changes = _check_fields(data)
+    changes = _changes(body)
     if not changes:
         raise ApiError(
-            400,
-            "nothing to change; send one or more of: "
-            + ", ".join(sorted(UPDATE_FIELDS - {"url", "expected_version"})),
+            400, "nothing to change; send one or more of: " + ", ".join(sorted(MUTABLE_FIELDS))
         )
     _seal_api_key(node, changes)
     args: dict[str, Any] = {"id": record["id"], "changes": changes}
-    if "expected_version" in data:
-        args["expected_version"] = data["expected_version"]
+    if body.expected_version is not UNSET:
+        args["expected_version"] = body.expected_version
     await node.commit("worker.update", args, principal)
     return json_response(_view(node, node.raft.state.workers[record["id"]]))
 
@@ -295,3 +286,69 @@ async def delete_worker(request: web.Request, principal: Principal) -> web.Respo
             "they continue to completion",
         }
     )
+
+
+# -- the routes ------------------------------------------------------------------------------
+
+ROUTES = (
+    Route(
+        "GET",
+        "/workers",
+        list_workers,
+        Audience.CONTROL_PLANE,
+        "listWorkers",
+        "workers",
+        "Every registered worker, with live status and stats",
+        answers={200: "workers, total, stats, applied_index"},
+        query=(Query("model", "only workers of this model id"),),
+    ),
+    Route(
+        "POST",
+        "/workers",
+        create_worker,
+        Audience.CONTROL_PLANE,
+        "createWorker",
+        "workers",
+        "Register a worker; discovery runs in the background",
+        answers={202: "accepted; Location names the worker"},
+        errors=(409, *COMMIT),
+        body=WorkerCreate,
+    ),
+    Route(
+        "GET",
+        "/workers/{worker_id}",
+        get_worker,
+        Audience.CONTROL_PLANE,
+        "getWorker",
+        "workers",
+        "One worker",
+        answers={200: "the worker"},
+        errors=(400, 404),
+    ),
+    *(  # PUT and PATCH both change only the fields sent
+        Route(
+            method,
+            "/workers/{worker_id}",
+            update_worker,
+            Audience.CONTROL_PLANE,
+            f"{method.lower()}Worker",
+            "workers",
+            "Change a worker's mutable fields",
+            answers={200: "the updated worker"},
+            errors=(404, 409, *COMMIT),
+            body=WorkerUpdate,
+        )
+        for method in ("PUT", "PATCH")
+    ),
+    Route(
+        "DELETE",
+        "/workers/{worker_id}",
+        delete_worker,
+        Audience.CONTROL_PLANE,
+        "deleteWorker",
+        "workers",
+        "Drain a worker everywhere, then remove it",
+        answers={200: "deleted, with drain outcome"},
+        errors=(400, 404, 409, *COMMIT),
+    ),
+)

@@ -1,4 +1,4 @@
-"""Who may do what: every route of the OpenAPI document, with every kind of credential.
+"""Who may do what: every route of the route table, with every kind of credential.
 
 The expected answers are the README's access table (between the
 `access-matrix` markers), read from the README itself, so the table users read
@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 import requests
 
+from node.api.catalog import ROUTES
+from node.api.table import Route
 from tests.integration.conftest import Cluster
 from tests.support import ROOT, strong, wait_for
 
@@ -104,18 +106,13 @@ def mesh(module_cluster: Cluster) -> Iterator[Mesh]:
     )
 
 
-def operations() -> list[tuple[str, str, dict[str, Any]]]:
-    from node.api.openapi import DOCUMENT
-
-    return [
-        (path, method, op)
-        for path, item in sorted(DOCUMENT["paths"].items())
-        for method, op in sorted(item.items())
-    ]
+def operations() -> list[tuple[str, str, Route]]:
+    """(path, method, route) of every route the node installs (the table it installs from)."""
+    return sorted(((r.documented_path, r.method.lower(), r) for r in ROUTES), key=lambda t: t[:2])
 
 
 def test_the_table_covers_every_auth_group_and_credential() -> None:
-    groups = {op["x-meshgate-auth"] for _, _, op in operations()}
+    groups = {route.audience.value for _, _, route in operations()}
     assert set(TABLE) == groups
     for group, row in TABLE.items():
         assert set(row.values()) <= {ALLOWED, "401", "403"}, group
@@ -133,15 +130,15 @@ def _url(path: str) -> str:
 
 
 @pytest.mark.parametrize(
-    ("path", "method", "operation"),
+    ("path", "method", "route"),
     operations(),
     ids=[f"{m.upper()} {p}" for p, m, _ in operations()],
 )
 def test_every_route_answers_every_credential_as_the_table_says(
-    mesh: Mesh, path: str, method: str, operation: dict[str, Any]
+    mesh: Mesh, path: str, method: str, route: Route
 ) -> None:
-    expected = TABLE[operation["x-meshgate-auth"]]
-    body = b"this is not JSON" if "requestBody" in operation else None
+    expected = TABLE[route.audience.value]
+    body = b"this is not JSON" if route.body is not None else None
     wrong = []
     for credential, key in mesh.credentials.items():
         headers = {"Content-Type": "application/json"}
@@ -153,6 +150,4 @@ def test_every_route_answers_every_credential_as_the_table_says(
         got = str(resp.status_code) if resp.status_code in (401, 403) else ALLOWED
         if got != expected[credential]:
             wrong.append(f"{credential}: {resp.status_code} {resp.text[:200]}")
-    assert not wrong, f"{method.upper()} {path} ({operation['x-meshgate-auth']}):\n" + "\n".join(
-        wrong
-    )
+    assert not wrong, f"{method.upper()} {path} ({route.audience.value}):\n" + "\n".join(wrong)

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from mesh.state import WORKER_TYPES
-from node.api import ha, manage
+from node.api import manage
 from node.config import OPTIONS
 from node.ha.peers import MESH_TOKEN_HEADER
-from node.routing.registry import PARAMS, POLICY_NAMES
+from node.routing.registry import POLICY_NAMES
 from node.runtime import RUNTIME_SETTINGS
 
 Schema = dict[str, Any]
-PATH: Final = "/openapi.json"
 
 # -- small schema helpers ------------------------------------------------------------------------
 
@@ -48,62 +46,15 @@ def string(description: str | None = None, **extra: Any) -> Schema:
     return schema
 
 
-NON_EMPTY_OR_NULL: Final = {"type": ["string", "null"], "minLength": 1}
 VERSION: Final = {
     "type": ["integer", "null"],
     "minimum": 0,
     "description": "optimistic concurrency: the record's current version (0: must not exist)",
 }
-VERSION_OR_DIGITS: Final = {
-    "description": "optimistic concurrency: the record's current version (0: must not exist); "
-    "a string of digits is accepted too",
-    "anyOf": [
-        {"type": "integer", "minimum": 0},
-        {"type": "string", "pattern": "^[0-9]+$"},
-        {"type": "null"},
-    ],
-}
 LABELS: Final = {"type": "object", "additionalProperties": {"type": "string"}}
 NAME_PATTERN: Final = manage.NAME.pattern
 
 # -- component schemas -----------------------------------------------------------------------------
-
-
-def _param_schema(kind: str, low: float | None, high: float | None) -> Schema:
-    if kind == "seed":
-        return {"type": ["integer", "null"]}
-    schema: Schema = {"type": "integer" if kind == "int" else "number"}
-    if low is not None:
-        schema["minimum"] = low
-    if high is not None:
-        schema["maximum"] = high
-    return schema
-
-
-def _policy_variants() -> list[Schema]:
-    """One schema per routing policy: its name and exactly its parameters."""
-    variants = []
-    for name in POLICY_NAMES:
-        params = {
-            key: {**_param_schema(spec.kind, spec.low, spec.high), "default": spec.default}
-            for key, spec in PARAMS[name].items()
-        }
-        variants.append(
-            obj(
-                {
-                    "policy": {"const": name},
-                    "params": {
-                        "type": ["object", "null"],
-                        "properties": params,
-                        "additionalProperties": False,
-                    },
-                    "expected_version": VERSION,
-                },
-                ("policy",),
-                title=name,
-            )
-        )
-    return variants
 
 
 # Bounds of the runtime settings (the checks in node.config.OPTIONS; a unit test compares them).
@@ -165,76 +116,6 @@ LIMITS: Final = {
     "additionalProperties": False,
 }
 
-_CREATE_WORKER = {
-    "url": string(
-        "the worker's base URL: http(s):// or grpc(s):// with a host, no query or fragment",
-        format="uri",
-        pattern="^\\s*(https?|grpcs?)://[^\\s/?#]+",
-    ),
-    "model_id": NON_EMPTY_OR_NULL,
-    "worker_type": {"enum": list(WORKER_TYPES)},
-    "runtime": NON_EMPTY_OR_NULL,
-    "priority": {"type": "integer", "minimum": 0, "maximum": 1_000_000},
-    "cost": {"type": "number", "minimum": 0},
-    "labels": LABELS,
-    "api_key": {**NON_EMPTY_OR_NULL, "description": "sent to the worker; never shown again"},
-    "connection_mode": {
-        "enum": ["http", "grpc"],
-        "description": "must match the url scheme (which decides it anyway)",
-    },
-}
-_MUTABLE_WORKER = ("model_id", "worker_type", "runtime", "priority", "cost", "labels", "api_key")
-_UPDATE_WORKER = {
-    **{k: _CREATE_WORKER[k] for k in _MUTABLE_WORKER},
-    "url": {"description": "may be sent, but must equal the worker's current url"},
-    "expected_version": VERSION,
-}
-_SELECTOR = {
-    "type": ["object", "null"],
-    "properties": {
-        "model_id": {"type": "string"},
-        "labels": {**LABELS, "type": ["object", "null"]},
-    },
-    "additionalProperties": False,
-}
-_MODEL_FIELDS: dict[str, Schema] = {
-    "name": string("1-63 lowercase letters, digits or '-'", pattern=NAME_PATTERN),
-    "namespace": {"type": ["string", "null"], "description": "the tenant (admins must name it)"},
-    "tenantId": {"type": ["string", "null"], "description": "same as namespace"},
-    "modelId": {"type": ["string", "null"], "description": "selects workers by model id"},
-    "selector": _SELECTOR,
-    "framework": {"type": ["string", "null"]},
-    "storageUri": {"type": ["string", "null"]},
-    "minReplicas": {"type": "integer", "minimum": 0},
-    "maxReplicas": {"type": "integer", "minimum": 0},
-    "scaleTarget": {"type": "integer", "minimum": 0},
-    "scaleMetric": {"type": "string"},
-    "policy": {"enum": [*POLICY_NAMES, None]},
-    "policyParams": {
-        "type": ["object", "null"],
-        "description": "the policy's parameters (see PolicySet)",
-    },
-    "description": {"type": ["string", "null"]},
-}
-_PUBLISH_CONFIG = obj(
-    {
-        "tenantId": {"type": ["string", "null"], "description": "must be the model's tenant"},
-        "modelType": {"type": "string"},
-        "externalPath": string(
-            "/models/<name>", pattern="^/models/" + NAME_PATTERN.removeprefix("^")
-        ),
-        "publicHostname": {"type": "string"},
-        "rateLimiting": LIMITS,
-        "authentication": {
-            "type": ["object", "null"],
-            "properties": {
-                "requireApiKey": {"type": "boolean"},
-                "allowedTenants": {"type": "array", "items": {"type": "string"}},
-            },
-        },
-        "metadata": {"type": "object"},
-    }
-)
 _INFERENCE_BODY = obj(
     {
         "model": {"type": ["string", "null"], "minLength": 1},
@@ -295,107 +176,7 @@ SCHEMAS: Final[dict[str, Schema]] = {
         "carries outcome, request_id and, when unknown, expires_at",
     ),
     "Limits": LIMITS,
-    "WorkerCreate": obj(_CREATE_WORKER, ("url",)),
-    "WorkerUpdate": obj(
-        _UPDATE_WORKER,
-        description="one or more mutable fields (PUT and PATCH both change only what is sent)",
-        anyOf=[{"required": [k]} for k in _MUTABLE_WORKER],
-    ),
-    "PolicySet": {"oneOf": _policy_variants(), "description": "a routing policy and its params"},
-    "ConfigSet": obj(
-        {
-            "key": string(
-                "1-256 letters, digits and . _ : / - (starting with a letter or digit)",
-                pattern=ha.CONFIG_KEY.pattern,
-            ),
-            "value": {"description": f"any JSON value, at most {ha.CONFIG_VALUE_LIMIT} bytes"},
-            "expected_version": VERSION_OR_DIGITS,
-        },
-        ("key", "value"),
-    ),
-    "RateLimitSet": obj(
-        {
-            "model": {"type": ["string", "null"], "description": "a model id; null or '*': all"},
-            "scope": {"type": ["string", "null"], "description": "same as model"},
-            "requests_per_second": {
-                "type": ["number", "null"],
-                "exclusiveMinimum": 0,
-                "description": "mesh-wide rate; null removes the rule",
-            },
-            "burst": {"type": "number", "minimum": 1},
-            "expected_version": VERSION_OR_DIGITS,
-        },
-        ("requests_per_second",),
-    ),
-    "Shutdown": obj(
-        {
-            "target": {
-                "type": ["string", "null"],
-                "description": "'self' (default), 'cluster' or a member name",
-            },
-            "grace_period_secs": {"type": "number", "minimum": 0, "maximum": 86400},
-            "drain_delay_secs": {"type": "number", "minimum": 0, "maximum": 86400},
-        }
-    ),
-    "Drain": obj(
-        {
-            "target": {
-                "type": ["string", "null"],
-                "description": "'self' (default), 'cluster' or a member name",
-            },
-            "draining": {"type": "boolean", "default": True},
-        }
-    ),
-    "MemberAdd": obj(
-        {"raft_address": string("HOST:PORT of a running node", pattern="^.+:[0-9]+$")},
-        ("raft_address",),
-    ),
     "RuntimeSettings": _runtime_settings(),
-    "BreakerReset": obj(
-        {"worker_id": {"type": ["string", "null"], "description": "absent or null: every worker"}}
-    ),
-    "Login": obj(
-        {"username": {"type": "string"}, "password": {"type": "string"}},
-        ("username", "password"),
-        closed=False,
-    ),
-    "TenantCreate": obj(
-        {
-            "name": string("1-63 lowercase letters, digits or '-'", pattern=NAME_PATTERN),
-            "description": {"type": ["string", "null"]},
-            "limits": ref("Limits"),
-        },
-        ("name",),
-    ),
-    "KeyCreate": obj(
-        {
-            "name": string(minLength=1, maxLength=100, default="key"),
-            "namespace": {"type": ["string", "null"], "description": "the key's tenant"},
-            "tenantId": {"type": ["string", "null"], "description": "same as namespace"},
-            "role": {
-                "enum": ["user", "minter", "admin"],
-                "default": "user",
-                "description": "minter: may create keys no wider than itself in its tenant",
-            },
-            "models": {
-                "type": ["array", "null"],
-                "items": {"type": "string", "minLength": 1},
-                "minItems": 1,
-                "maxItems": 100,
-                "description": "the only models the key may use (a minted key inherits its "
-                "parent's)",
-            },
-            "limits": ref("Limits"),
-            "expiresInSecs": {"type": ["integer", "null"], "minimum": 1},
-        }
-    ),
-    "ValidateKey": obj({"apiKey": string(minLength=1)}, ("apiKey",), closed=False),
-    "ModelCreate": obj(_MODEL_FIELDS, ("name",)),
-    "ModelUpdate": obj(
-        {k: v for k, v in _MODEL_FIELDS.items() if k not in ("name", "namespace", "tenantId")}
-    ),
-    "PublishConfig": _PUBLISH_CONFIG,
-    "Publish": obj({"config": ref("PublishConfig")}, ("config",), closed=False),
     "Predict": obj(
         {
             "inputData": {"type": "object", "description": "the body below, wrapped"},

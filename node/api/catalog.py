@@ -1,0 +1,26 @@
+"""The route table of the whole node: every API module's routes, in one tuple.
+
+The OpenAPI document, the access-matrix test and the router all read it.
+`GET /ws` is installed together with the feed behind it (`node.api.live`).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from node.api import admin, docs, ha, health, live, manage, models, openai, ops, policies, workers
+from node.api.table import Route
+
+WITHOUT_FEED: Final[tuple[Route, ...]] = (
+    *health.ROUTES,
+    *openai.ROUTES,
+    *workers.ROUTES,
+    *policies.ROUTES,
+    *ops.ROUTES,
+    *ha.ROUTES,
+    *admin.ROUTES,
+    *manage.ROUTES,
+    *models.ROUTES,
+    *docs.ROUTES,
+)
+ROUTES: Final[tuple[Route, ...]] = (*WITHOUT_FEED, *live.ROUTES)
