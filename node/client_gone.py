@@ -3,34 +3,25 @@
 A client may hang up at any point: while its request waits for a slot, while
 the worker thinks, or halfway through a stream. aiohttp then cancels the
 handler (`asyncio.CancelledError`), or a write to the closed transport raises
-`ConnectionResetError`, which the stream relay catches. Counted as 500 these
-would set off error alerts for what is the client's own choice, so the request
-metrics and the audit log record 499, as nginx does, and the log says so at
-info level.
+`ConnectionResetError`, which the stream relay catches; either way the
+request's transport is closed by then, and that is what is checked here.
+Counted as 500 these would set off error alerts for what is the client's own
+choice, so the request metrics and the audit log record 499, as nginx does,
+and the log says so at info level.
 """
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 
 CLIENT_CLOSED_REQUEST = 499
-# What a handler sees when its client hangs up (cancelled, or a write that failed).
-CLIENT_GONE_ERRORS = (asyncio.CancelledError, ConnectionResetError)
-
-_GONE = web.RequestKey("client_gone", bool)
-
-
-def note_client_gone(request: web.Request) -> None:
-    """Remember that this request's client hung up (a write to it failed)."""
-    request[_GONE] = True
 
 
 def client_gone(request: web.Request) -> bool:
-    """Whether the client hung up: noted by a failed write, or its connection is closed."""
-    if request.get(_GONE, False):
-        return True
+    """Whether the client hung up: its connection is closed or closing.
+
+    That covers a failed write too: aiohttp raises `ConnectionResetError` on a write
+    only once the transport is gone or closing, and a socket error closes it."""
     transport = request.transport
     return transport is None or transport.is_closing()
 

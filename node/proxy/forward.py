@@ -13,8 +13,8 @@ The order of events for a request:
    streams. A stream that breaks after its first byte ends with an explicit
    SSE `error` event, so the client knows it is incomplete.
 A client that disconnects cancels the handler, which closes the upstream
-connection and so cancels the generation; a write to a client already gone is
-noted on the request, which is then counted as 499 (`node.client_gone`).
+connection and so cancels the generation; either way the request is counted
+as 499 (`node.client_gone`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
-from node.client_gone import note_client_gone
 from node.errors import ApiError
 from node.metrics import Metrics
 from node.pipeline.request import InferenceRequest
@@ -231,8 +230,8 @@ class Forwarder:
             await out.write_eof()
             return out, True
         except ConnectionResetError:
-            # The client went away; closing resp cancels the generation.
-            note_client_gone(ex.http)
+            # The client went away (its transport is closed: counted as 499); closing resp
+            # cancels the generation.
             return out, None
 
 
