@@ -50,6 +50,7 @@ from node.limits.quotas import Limits, QuotaEngine
 from node.limits.ratelimit import RateLimiter, Rule
 from node.limits.usage import UsageBook
 from node.metrics import Metrics
+from node.pipeline.pipeline import Pipeline
 from node.proxy.forward import Forwarder
 from node.proxy.upstream import make_session
 from node.routing.selector import PolicySelector
@@ -181,12 +182,20 @@ class Node:
     def _build_upstream_parts(self) -> None:
         """The parts that call workers and peers through the session (built, not started)."""
         self.forwarder = Forwarder(
-            self.pool,
-            self.selector,
-            self.session,
-            self.retry,
-            self.config.request_timeout_secs,
-            self.metrics,
+            self.session, self.retry, self.config.request_timeout_secs, self.metrics
+        )
+        self.pipeline = Pipeline(
+            pool=self.pool,
+            selector=self.selector,
+            forwarder=self.forwarder,
+            ratelimiter=self.ratelimiter,
+            quotas=self.quotas,
+            admission=self.admission,
+            usage=self.usage,
+            metrics=self.metrics,
+            state=lambda: self.raft.state,
+            model_label=self.model_label,
+            request_id_headers=self.config.request_id_headers,
         )
         self.health = HealthChecker(
             self.pool,

@@ -3,9 +3,10 @@
 Each mutating request to a control-plane or management route (and every
 login attempt, and every write no route answers) is written as one JSON line
 to `<data-dir>/audit.jsonl`: time, node, principal (id, kind, tenant), method,
-path, status and request id. Bodies are never written, so no key, password or token reaches the log;
-what was changed is in the replicated records themselves (`updated_by`). The
-file is rotated once it passes 10 MiB (one previous file is kept).
+path, status (499 for a client that hung up) and request id. Bodies are never
+written, so no key, password or token reaches the log; what was changed is in
+the replicated records themselves (`updated_by`). The file is rotated once it
+passes 10 MiB (one previous file is kept).
 
 Every answer of 400 or more (wrong keys, failed logins, a tenant's requests
 its quota refused, routes that do not exist, writes that did not commit) goes
@@ -28,6 +29,7 @@ import orjson
 from aiohttp import web
 
 from node.api.table import installed
+from node.client_gone import CLIENT_CLOSED_REQUEST, final_status
 
 MAX_BYTES = 10 * 1024 * 1024
 REFUSALS_FILE = "audit-refused.jsonl"
@@ -88,6 +90,12 @@ def _audited(request: web.Request) -> bool:
     return table is not None and table.audited(request)
 
 
+def _result(status: int) -> str:
+    if status == CLIENT_CLOSED_REQUEST:
+        return "client_closed"
+    return "ok" if status < 400 else "refused" if status < 500 else "failed"
+
+
 @web.middleware
 async def audit_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     """Outermost middleware: sees the final status, errors included."""
@@ -100,12 +108,13 @@ async def audit_middleware(request: web.Request, handler: Any) -> web.StreamResp
         return response  # type: ignore[no-any-return]
     finally:
         principal = request.get("principal")
+        status = final_status(request, status)  # a client that hung up is no failure
         request.app[AUDIT].write(
             {
                 "method": request.method,
                 "path": request.path,
                 "status": status,
-                "result": "ok" if status < 400 else "refused" if status < 500 else "failed",
+                "result": _result(status),
                 "principal": None
                 if principal is None
                 else {

@@ -11,6 +11,7 @@ publication's limits and usage.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -20,7 +21,6 @@ from msgspec import UNSET, Meta, UnsetType
 
 from node.api.bodies import ApiBody, Body, read_body, whole
 from node.api.common import json_response, node_of
-from node.api.inference import Target, run_inference
 from node.api.manage import (
     LIMITS_SCHEMA,
     NAME,
@@ -38,7 +38,8 @@ from node.api.table import COMMIT, Audience, Route
 from node.app import Node
 from node.auth import Principal
 from node.errors import ApiError
-from node.proxy.facts import model_of, parse_body
+from node.pipeline.request import InferenceRequest, Target
+from node.proxy.facts import parse_body
 from node.routing import POLICY_NAMES, PolicyError, validate_policy
 from node.workers.worker import Worker
 
@@ -121,6 +122,13 @@ PREDICT_ROUTES = (
     ("input", "/v1/embeddings"),
     ("text", "/generate"),
 )
+
+
+# The routes predict requests are counted under (their `route` metric label).
+PREDICT_ROUTE = "/api/models/{name}/predict"
+EXTERNAL_ROUTE = "/models/{name}/{tail}"
+# Who calls, the deployment they reach, and its publication (None for plain predict).
+Deployment = tuple[Principal, dict[str, Any], dict[str, Any] | None]
 
 
 # -- deployments ------------------------------------------------------------------------------
@@ -302,36 +310,44 @@ async def delete_model(request: web.Request, principal: Principal) -> web.Respon
 
 async def _serve(
     request: web.Request,
-    principal: Principal,
-    model: dict[str, Any],
-    published: dict[str, Any] | None,
+    route: str,
+    deployment: Callable[[], Awaitable[Deployment]],
 ) -> web.StreamResponse:
-    """Forward a predict request to the deployment's workers."""
+    """Run a predict request through the pipeline, counted under `route`; `deployment`
+    authorizes the caller and names the model and publication it reaches."""
     node = node_of(request)
-    started = time.perf_counter()
-    raw = await request.read()
-    data = parse_body(raw)
-    if isinstance(data.get("inputData"), dict):
-        data = data["inputData"]
-        raw = orjson.dumps(data)
-    path = next((p for field, p in PREDICT_ROUTES if field in data), None)
-    if path is None:
-        raise ApiError(
-            400,
-            "send an OpenAI-style body (messages, prompt or input), "
-            "optionally wrapped in inputData",
+    pipeline = node.pipeline
+
+    async def enter(started: float) -> InferenceRequest:
+        principal, model, published = await deployment()
+        raw = await request.read()
+        data = parse_body(raw)
+        if isinstance(data.get("inputData"), dict):
+            data = data["inputData"]
+            raw = orjson.dumps(data)
+        path = next((p for field, p in PREDICT_ROUTES if field in data), None)
+        if path is None:
+            raise ApiError(
+                400,
+                "send an OpenAI-style body (messages, prompt or input), "
+                "optionally wrapped in inputData",
+            )
+        target = Target(
+            candidates=_workers_for(node, model),
+            policy_key=model["ref"],
+            deployment=model["name"],
+            published=published,
         )
-    target = Target(
-        candidates=_workers_for(node, model), policy_key=model["ref"], published=published
-    )
-    return await run_inference(
-        node, request, principal, path, raw, data, model_of(data), started, target
-    )
+        return pipeline.request(request, principal, path, raw, data, started, target)
+
+    return await pipeline.serve(request, route, enter)
 
 
 async def predict(request: web.Request, principal: Principal) -> web.StreamResponse:
-    node = node_of(request)
-    return await _serve(request, principal, _find(node, principal, request), None)
+    async def deployment() -> Deployment:
+        return principal, _find(node_of(request), principal, request), None
+
+    return await _serve(request, PREDICT_ROUTE, deployment)
 
 
 # -- publishing ----------------------------------------------------------------------------------
@@ -548,6 +564,11 @@ async def list_published(request: web.Request, principal: Principal) -> web.Resp
 
 async def external(request: web.Request) -> web.StreamResponse:
     """`POST /models/<name>/predict` (or `/v1/...`) with the publication's key."""
+    return await _serve(request, EXTERNAL_ROUTE, lambda: _publication_reached(request))
+
+
+async def _publication_reached(request: web.Request) -> Deployment:
+    """The caller, model and publication of an external path (401/403/404 otherwise)."""
     node = node_of(request)
     principal = node.auth.published(request)  # before anything reveals what exists
     path = f"/models/{request.match_info['name']}"
@@ -565,7 +586,7 @@ async def external(request: web.Request) -> web.StreamResponse:
     tail = request.match_info["tail"]
     if tail not in ("predict", "v1/chat/completions", "v1/completions", "v1/embeddings"):
         raise ApiError(404, f"{path}/{tail} is not an endpoint; use {path}/predict")
-    return await _serve(request, principal, model, record)
+    return principal, model, record
 
 
 # -- the routes ------------------------------------------------------------------------------

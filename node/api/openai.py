@@ -1,26 +1,24 @@
 """The inference API: OpenAI-compatible and SGLang-native routes, proxied to workers.
 
-Protected routes pass auth, then admission (a slot or a 429), then the
-forwarder. Public model routes (`/v1/models`, `/get_model_info`,
-`/get_server_info`, `/engine_metrics`) are answered from the pool or by asking
-workers.
+Protected routes pass auth, then the inference pipeline (`node.pipeline`).
+Public model routes (`/v1/models`, `/get_model_info`, `/get_server_info`,
+`/engine_metrics`) are answered from the pool or by asking workers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 from aiohttp import web
 
 from node.api.common import Handler, json_response, node_of
-from node.api.inference import run_inference
 from node.api.table import Audience, Query, Route, plain_text
 from node.app import Node
 from node.errors import ApiError
 from node.live.visibility import redact
-from node.proxy.facts import model_of, parse_body
+from node.pipeline.request import InferenceRequest
+from node.proxy.facts import parse_body
 from node.proxy.failures import REDIRECTED, log_failure
 from node.proxy.upstream import is_redirect
 from node.workers.client import WorkerCallFailed
@@ -42,24 +40,14 @@ INFERENCE_ROUTES = (
 def inference_handler(path: str) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         node = node_of(request)
-        started = time.perf_counter()
-        model_label, status = "none", 500
-        try:
+        pipeline = node.pipeline
+
+        async def enter(started: float) -> InferenceRequest:
             principal = node.auth.protected(request)
             body = await request.read()
-            data = parse_body(body)
-            model = model_of(data)
-            model_label = node.model_label(model)
-            response = await run_inference(
-                node, request, principal, path, body, data, model, started
-            )
-            status = response.status
-            return response
-        except ApiError as exc:
-            status = exc.status
-            raise
-        finally:
-            node.metrics.request(path, model_label, status, time.perf_counter() - started)
+            return pipeline.request(request, principal, path, body, parse_body(body), started)
+
+        return await pipeline.serve(request, path, enter)
 
     handle.__name__ = "inference_" + path.strip("/").replace("/", "_")
     return handle

@@ -1,8 +1,9 @@
 """Forward one inference request to a worker: pick, send, retry, relay.
 
 The order of events for a request:
-1. candidates = workers serving the model that are ready, healthy and whose
-   circuit admits traffic; the model's policy picks one;
+1. of the candidates the pipeline found (workers serving the model that the
+   caller may use), those ready, healthy and whose circuit admits traffic;
+   the policy the pipeline chose picks one;
 2. the original body bytes go upstream (nothing is re-serialised);
 3. a connection error, a retryable status (408/429/5xx), or an upstream that
    dies before its first byte is retried on another worker after an
@@ -12,7 +13,8 @@ The order of events for a request:
    streams. A stream that breaks after its first byte ends with an explicit
    SSE `error` event, so the client knows it is incomplete.
 A client that disconnects cancels the handler, which closes the upstream
-connection and so cancels the generation.
+connection and so cancels the generation; either way the request is counted
+as 499 (`node.client_gone`).
 """
 
 from __future__ import annotations
@@ -21,14 +23,14 @@ import asyncio
 import logging
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
 
 from node.errors import ApiError
-from node.limits.usage import TokenMeter
 from node.metrics import Metrics
+from node.pipeline.request import InferenceRequest
 from node.proxy.failures import (
     REDIRECTED,
     STREAM_BROKE,
@@ -38,9 +40,7 @@ from node.proxy.failures import (
     stream_error,
 )
 from node.proxy.upstream import Upstream, is_redirect
-from node.routing.base import RequestFacts
-from node.routing.selector import PolicySelector
-from node.workers.pool import WorkerPool
+from node.routing.base import Policy
 from node.workers.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -72,60 +72,19 @@ class RetrySettings:
         return max(0.0, base * (1 + random.uniform(-self.jitter, self.jitter)))
 
 
-@dataclass(slots=True)
-class Exchange:
-    """One client request on its way through the forwarder."""
-
-    request: web.Request
-    path: str
-    body: bytes
-    model: str | None
-    stream: bool
-    facts: RequestFacts
-    request_id: str
-    started: float
-    worker: Worker | None = None
-    attempts: int = 0
-    # Set for a model deployment: its workers (by selector) and its policy's key.
-    candidates: tuple[Worker, ...] | None = None
-    policy_key: str | None = None
-    # Extra response headers (X-RateLimit-*), and a meter when tokens must be counted.
-    headers: dict[str, str] = field(default_factory=dict)
-    meter: TokenMeter | None = None
-
-
 class Forwarder:
     def __init__(
-        self,
-        pool: WorkerPool,
-        selector: PolicySelector,
-        session: Upstream,
-        retry: RetrySettings,
-        request_timeout: float,
-        metrics: Metrics,
+        self, session: Upstream, retry: RetrySettings, request_timeout: float, metrics: Metrics
     ) -> None:
-        self.pool = pool
-        self.selector = selector
         self.session = session
         self.retry = retry
         self.timeout = aiohttp.ClientTimeout(total=request_timeout, sock_connect=5)
         self.metrics = metrics
 
-    def candidates(self, model: str | None) -> tuple[Worker, ...]:
-        serving = self.pool.serving(model)
-        if serving is None:
-            available = ", ".join(self.pool.models()) or "none"
-            raise ApiError(
-                404,
-                f"model {model!r} is not served by any worker (available: {available})",
-                code="model_not_found",
-                param="model",
-            )
-        return serving
-
-    async def forward(self, ex: Exchange) -> web.StreamResponse:
-        serving = ex.candidates if ex.candidates is not None else self.candidates(ex.model)
-        policy = self.selector.policy_for(ex.policy_key or ex.model)
+    async def forward(self, ex: InferenceRequest, policy: Policy) -> web.StreamResponse:
+        """Send the request to the candidate `policy` picks, retrying on others; relay the
+        answer."""
+        serving = ex.candidates
         tried: set[str] = set()
         failure = "no worker is ready"
         last_response: web.Response | None = None
@@ -159,16 +118,16 @@ class Forwarder:
             headers={"Retry-After": "1"},
         )
 
-    async def _attempt(self, ex: Exchange, worker: Worker) -> web.StreamResponse | str:
+    async def _attempt(self, ex: InferenceRequest, worker: Worker) -> web.StreamResponse | str:
         """One try on one worker: a response to return, a `_Retryable`, or what went wrong
         (a fixed phrase for the client; the detail goes to the log)."""
         headers = {
-            "Content-Type": ex.request.headers.get("Content-Type", "application/json"),
+            "Content-Type": ex.http.headers.get("Content-Type", "application/json"),
             "X-Request-Id": ex.request_id,
             **worker.auth_headers,
         }
         for name in PASSED_HEADERS:
-            value = ex.request.headers.get(name)
+            value = ex.http.headers.get(name)
             if value is not None:
                 headers[name] = value
         worker.load += 1
@@ -213,7 +172,7 @@ class Forwarder:
                 resp.close()
 
     def _whole(
-        self, ex: Exchange, worker: Worker, resp: aiohttp.ClientResponse, body: bytes
+        self, ex: InferenceRequest, worker: Worker, resp: aiohttp.ClientResponse, body: bytes
     ) -> web.Response:
         return web.Response(
             status=resp.status,
@@ -227,7 +186,7 @@ class Forwarder:
         )
 
     async def _relay_stream(
-        self, ex: Exchange, worker: Worker, resp: aiohttp.ClientResponse, first: bytes
+        self, ex: InferenceRequest, worker: Worker, resp: aiohttp.ClientResponse, first: bytes
     ) -> tuple[web.StreamResponse, bool | None]:
         """Relay an SSE stream chunk by chunk; returns the response and the worker's verdict."""
         out = web.StreamResponse(
@@ -241,7 +200,7 @@ class Forwarder:
             },
         )
         try:
-            await out.prepare(ex.request)
+            await out.prepare(ex.http)
             self.metrics.first_token(ex.path, time.perf_counter() - ex.started)
             await out.write(first)
             meter = ex.meter
@@ -271,7 +230,9 @@ class Forwarder:
             await out.write_eof()
             return out, True
         except ConnectionResetError:
-            return out, None  # the client went away; closing resp cancels the generation
+            # The client went away (its transport is closed: counted as 499); closing resp
+            # cancels the generation.
+            return out, None
 
 
 class _Retryable(web.Response):

@@ -48,6 +48,9 @@ class RequestFacts:
 
 class Policy(Protocol):
     name: str
+    # Whether `select` reads `facts.prompt`: the prompt is extracted from the body only
+    # for policies that say so, since that walks the whole decoded message list.
+    needs_prompt: bool
 
     def select(self, candidates: Sequence[Candidate], facts: RequestFacts) -> int:
         """Return the index into `candidates` (never empty) of the chosen worker."""

@@ -35,6 +35,7 @@ class CacheAwarePolicy:
     )
 
     name = "cache_aware"
+    needs_prompt = True
 
     def __init__(
         self,

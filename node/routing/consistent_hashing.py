@@ -20,6 +20,7 @@ class ConsistentHashingPolicy:
     __slots__ = ("_rings", "_turn")
 
     name = "consistent_hashing"
+    needs_prompt = False  # keyed by the routing key, never by the prompt
 
     def __init__(self, *, virtual_nodes: int = 160) -> None:
         self._rings = RingCache(virtual_nodes)

@@ -61,6 +61,7 @@ class LeastLoadPolicy:
     __slots__ = ("_turn",)
 
     name = "least_load"
+    needs_prompt = False
 
     def __init__(self) -> None:
         self._turn = 0

@@ -19,6 +19,7 @@ class PowerOfTwoPolicy:
     __slots__ = ("_rng",)
 
     name = "power_of_two"
+    needs_prompt = False
 
     def __init__(self, *, seed: int | None = None) -> None:
         self._rng = random.Random(seed)

@@ -21,6 +21,7 @@ class PrefixHashPolicy:
     __slots__ = ("_prefix_chars", "_rings", "_turn")
 
     name = "prefix_hash"
+    needs_prompt = True
 
     def __init__(self, *, virtual_nodes: int = 160, prefix_chars: int = 256) -> None:
         self._rings = RingCache(virtual_nodes)

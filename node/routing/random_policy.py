@@ -18,6 +18,7 @@ class RandomPolicy:
     __slots__ = ("_rng",)
 
     name = "random"
+    needs_prompt = False
 
     def __init__(self, *, seed: int | None = None) -> None:
         self._rng = random.Random(seed)

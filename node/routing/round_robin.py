@@ -17,6 +17,7 @@ class RoundRobinPolicy:
     __slots__ = ("_turn",)
 
     name = "round_robin"
+    needs_prompt = False
 
     def __init__(self) -> None:
         self._turn = 0

@@ -1,0 +1,135 @@
+"""The inference pipeline: every inference entry runs through `Pipeline.serve`.
+
+An entry (an OpenAI route, a deployment's predict, a published model's path)
+authenticates, reads the body and builds the `InferenceRequest`; `run` then
+takes it through the stages in order, and `serve` records the request
+metrics once, around all of it, whatever the outcome: an answer, an error,
+or a client that went away (499).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from mesh.state import ControlState
+from node.auth import Principal
+from node.client_gone import CLIENT_CLOSED_REQUEST, final_status
+from node.errors import ApiError
+from node.limits.admission import Admission
+from node.limits.quotas import QuotaEngine
+from node.limits.ratelimit import RateLimiter
+from node.limits.usage import UsageBook
+from node.metrics import Metrics
+from node.pipeline.authorize import allowed_workers, served_models, serving_workers
+from node.pipeline.limits import admit, enforce_rate_limits, subjects_of, take_quota
+from node.pipeline.request import DIRECT, InferenceRequest, Target, request_id_of
+from node.pipeline.settle import meter, release_lease, settle
+from node.proxy.facts import facts_of, model_of, wants_stream
+from node.proxy.forward import Forwarder
+from node.routing.selector import PolicySelector
+from node.workers.pool import WorkerPool
+
+log = logging.getLogger(__name__)
+
+# Builds the request object, given the time the request entered.
+Entry = Callable[[float], Awaitable[InferenceRequest]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pipeline:
+    """The stages and the parts they use (never the whole node)."""
+
+    pool: WorkerPool
+    selector: PolicySelector
+    forwarder: Forwarder
+    ratelimiter: RateLimiter
+    quotas: QuotaEngine
+    admission: Admission
+    usage: UsageBook
+    metrics: Metrics
+    state: Callable[[], ControlState]  # this node's replica, as applied now
+    model_label: Callable[[str | None], str]  # bounds the `model` label to known models
+    request_id_headers: Sequence[str]
+
+    def request(
+        self,
+        http: web.Request,
+        principal: Principal,
+        path: str,
+        body: bytes,
+        data: dict[str, Any],
+        started: float,
+        target: Target = DIRECT,
+    ) -> InferenceRequest:
+        """The request object of an entry: `body` goes to the worker's `path` as it is."""
+        return InferenceRequest(
+            http,
+            path,
+            principal,
+            body,
+            data,
+            model_of(data),
+            wants_stream(data),
+            request_id_of(http, self.request_id_headers),
+            started,
+            target,
+        )
+
+    async def serve(self, http: web.Request, route: str, enter: Entry) -> web.StreamResponse:
+        """Build the request with `enter`, run it, and count it under `route`."""
+        started = time.perf_counter()
+        model: str | None = None
+        status = 500
+        try:
+            request = await enter(started)
+            model = request.shown_model
+            response = await self.run(request)
+            status = response.status
+            return response
+        except ApiError as exc:
+            status = exc.status
+            raise
+        finally:
+            seconds = time.perf_counter() - started
+            status = final_status(http, status)
+            if status == CLIENT_CLOSED_REQUEST:
+                log.info("client closed %s %s after %.3fs", http.method, http.path, seconds)
+            self.metrics.request(route, self.model_label(model), status, seconds)
+
+    async def run(self, request: InferenceRequest) -> web.StreamResponse:
+        """The stages, in order: workers, authorize, rate limits, quota, admission,
+        forward, settle."""
+        target = request.target
+        candidates = target.candidates
+        if candidates is None:
+            candidates = serving_workers(self.pool, request.model)
+        request.candidates = allowed_workers(request.principal, candidates, request.model)
+        policy = self.selector.policy_for(request.policy_key)
+        request.facts = facts_of(
+            request.data, request.model, request.routing_key, with_prompt=policy.needs_prompt
+        )
+        await enforce_rate_limits(
+            self.ratelimiter, served_models(request.candidates, request.model)
+        )
+        subjects = subjects_of(self.state(), request)
+        quota = await take_quota(self.quotas, subjects)
+        if quota is not None:
+            request.headers = quota.headers()
+        try:
+            await admit(self.admission)
+        except BaseException:
+            await release_lease(quota)  # refused, or the client left while queued
+            raise
+        if subjects:
+            meter(request)
+        try:
+            return await self.forwarder.forward(request, policy)
+        finally:
+            self.admission.release()
+            await settle(request, quota, subjects, self.usage)

@@ -1,0 +1,86 @@
+"""The one object an inference request is, from the moment it enters to the moment it ends.
+
+Every entry (the OpenAI routes, a deployment's predict, a published model's
+external path) builds an `InferenceRequest` once: what was asked, by whom,
+the body as the client sent it, and when it arrived. The stages after it read
+from it and fill in what they decide (the candidate workers, the policy, the
+quota headers, the token meter); the forwarder records which worker it used.
+The body stays bytes: only the fields routing needs were parsed, once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from node.auth import Principal
+from node.limits.usage import TokenMeter
+from node.routing.base import RequestFacts
+from node.workers.worker import Worker
+
+ROUTING_KEY_HEADERS = ("x-session-id", "x-routing-key")
+NO_FACTS = RequestFacts()
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a request goes when it is not simply "the workers serving its model"."""
+
+    candidates: tuple[Worker, ...] | None = None
+    policy_key: str | None = None
+    deployment: str | None = None  # the deployment's name: the request's `model` label
+    published: dict[str, Any] | None = None  # the publication, for its limits and usage
+
+
+DIRECT = Target()
+
+
+@dataclass(slots=True)
+class InferenceRequest:
+    """One inference request on its way through the pipeline."""
+
+    http: web.Request
+    path: str  # the worker route the body goes to
+    principal: Principal
+    body: bytes
+    data: dict[str, Any]
+    model: str | None
+    stream: bool
+    request_id: str
+    started: float
+    target: Target = DIRECT
+    # Decided by the stages.
+    candidates: tuple[Worker, ...] = ()
+    facts: RequestFacts = NO_FACTS
+    headers: dict[str, str] = field(default_factory=dict)  # X-RateLimit-*
+    meter: TokenMeter | None = None  # set when tokens must be counted
+    # Recorded by the forwarder.
+    worker: Worker | None = None
+    attempts: int = 0
+
+    @property
+    def policy_key(self) -> str | None:
+        return self.target.policy_key or self.model
+
+    @property
+    def shown_model(self) -> str | None:
+        """The model the request is counted under: the deployment's name, else the body's."""
+        return self.target.deployment or self.model
+
+    @property
+    def routing_key(self) -> str | None:
+        headers = self.http.headers
+        return next((v for h in ROUTING_KEY_HEADERS if (v := headers.get(h))), None)
+
+
+def request_id_of(request: web.Request, headers: Iterable[str]) -> str:
+    """The client's request id (the first of `headers` it sent), or a new one."""
+    for header in headers:
+        value = request.headers.get(header)
+        if value:
+            return value[:128]
+    return uuid.uuid4().hex
