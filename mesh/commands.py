@@ -10,7 +10,8 @@ state from the same log.
      "rid": "<uuid4 hex>",      # request id: a retried submit is applied once
      "at": 1732280000.123,      # proposer's wall clock (seconds)
      "by": "node-1/admin",      # who asked (for audit and `updated_by`)
-     "args": {...},             # op-specific, validated by the proposer and again in apply
+     "args": {...},             # op-specific: `command_problem` is its rule, asked by the
+                                # proposer (a 400) and again by apply (an `invalid` refusal)
      "exp": 1732280003.123,     # optional: the proposer stops waiting then (its clock)
      "lt": 1732280000.125}      # optional: the leader's clock when it took the command
                                 # into its log (written by the leader, never the proposer)
@@ -30,7 +31,8 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from typing import Any, Final, TypedDict
+from collections.abc import Callable
+from typing import Any, Final, TypedDict, TypeGuard
 
 Command = dict[str, Any]
 Outcome = dict[str, Any]
@@ -91,6 +93,12 @@ WORKER_MUTABLE: Final = (
 )
 
 
+WORKER_STATUSES: Final = ("pending", "ready", "failed", "draining")
+# Key roles: an admin acts across the mesh; a minter is a tenant key that may create keys
+# no wider than itself; a user may only use the API.
+KEY_ROLES: Final = ("admin", "minter", "user")
+
+
 def worker_problem(fields: dict[str, Any]) -> str | None:
     """Why these worker fields (of `worker.add` or `worker.update`) may not be applied, or
     None. The handler asks before it submits; apply asks again, deterministically."""
@@ -107,8 +115,8 @@ def _worker_field_problem(field: str, value: Any) -> str | None:
     if field == "worker_type":
         return None if value in WORKER_TYPES else f"worker_type must be one of {WORKER_TYPES}"
     if field == "priority":
-        ok_int = isinstance(value, int) and not isinstance(value, bool)
-        return None if ok_int and 0 <= value <= 1_000_000 else "priority must be an integer >= 0"
+        good = _integer(value) and 0 <= value <= 1_000_000
+        return None if good else "priority must be an integer >= 0"
     if field == "cost":
         return None if _finite(value) and value >= 0 else "cost must be >= 0"
     if field == "labels":
@@ -119,6 +127,210 @@ def _worker_field_problem(field: str, value: Any) -> str | None:
     if field == "api_key":
         return None if value is None or isinstance(value, str) else "api_key must be a string"
     return f"unknown worker field {field!r}"
+
+
+# -- one rule per command: what its arguments must be, whatever the state holds --------------
+#
+# A rule sees only the command's arguments, so the proposer can ask it before submitting
+# (a 400, nothing enters the log) and apply asks it again first (an `invalid` refusal).
+# Checks that need the state (not found, already exists, version conflicts, tenant
+# bounds) stay in the state's handlers. Journals outlive code: a rule may never refuse
+# what an earlier apply accepted, or replicas replaying old history would diverge.
+
+Args = dict[str, Any]
+Validator = Callable[[Args], str | None]
+
+
+def command_problem(op: str, args: Args) -> str | None:
+    """Why `args` break the rule of command `op`, or None if they keep it."""
+    return VALIDATORS[op](args)
+
+
+def _no_rule(args: Args) -> str | None:
+    """Commands whose arguments only name an object: whether it exists is the state's call."""
+    return None
+
+
+def _expected_version_problem(args: Args) -> str | None:
+    expected = args.get("expected_version")
+    if expected is None or (_integer(expected) and expected >= 0):
+        return None
+    return "expected_version must be a non-negative integer"
+
+
+def _worker_add_problem(args: Args) -> str | None:
+    spec = args.get("worker")
+    if not isinstance(spec, dict):
+        return "worker must be a mapping"
+    worker_id, url = spec.get("id"), spec.get("url")
+    if not isinstance(worker_id, str) or not isinstance(url, str) or not url:
+        return "worker id and url are required strings"
+    return worker_problem({f: spec[f] for f in WORKER_MUTABLE if f in spec})
+
+
+def _worker_update_problem(args: Args) -> str | None:
+    problem = _expected_version_problem(args)
+    if problem:
+        return problem
+    changes = args.get("changes")
+    if not isinstance(changes, dict) or not changes:
+        return "changes must be a non-empty mapping"
+    return worker_problem(changes)
+
+
+def _worker_set_status_problem(args: Args) -> str | None:
+    if args.get("status") not in WORKER_STATUSES:
+        return f"status must be one of {WORKER_STATUSES}"
+    return None
+
+
+def _policy_set_problem(args: Args) -> str | None:
+    model, policy, params = args.get("model"), args.get("policy"), args.get("params", {})
+    if not isinstance(model, str) or not model:
+        return "model must be a non-empty string"
+    if not isinstance(policy, str) or not isinstance(params, dict):
+        return "policy must be a string and params a mapping"
+    return _expected_version_problem(args)
+
+
+def _config_set_problem(args: Args) -> str | None:
+    key = args.get("key")
+    if not isinstance(key, str) or not key:
+        return "key must be a non-empty string"
+    return _expected_version_problem(args)
+
+
+def _member_upsert_problem(args: Args) -> str | None:
+    spec = args.get("member")
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not spec["name"]:
+        return "member must be a mapping with a non-empty name"
+    if not isinstance(spec.get("boot_id"), str) or not isinstance(spec.get("http_url"), str):
+        return "member boot_id and http_url must be strings"
+    return None
+
+
+def _member_set_draining_problem(args: Args) -> str | None:
+    return None if isinstance(args.get("draining"), bool) else "draining must be true or false"
+
+
+def _ratelimit_set_problem(args: Args) -> str | None:
+    scope, rate, burst = args.get("scope"), args.get("requests_per_second"), args.get("burst")
+    if not isinstance(scope, str) or not scope:
+        return "scope must be a non-empty string"
+    if not _positive(rate):
+        return "requests_per_second must be a finite number above 0"
+    if not _positive(burst) or burst < 1:
+        return "burst must be a finite number of at least 1"
+    return _expected_version_problem(args)
+
+
+def _shutdown_plan_problem(args: Args) -> str | None:
+    plan_id, targets = args.get("id"), args.get("targets")
+    if not isinstance(plan_id, str) or not plan_id:
+        return "id must be a non-empty string"
+    if not isinstance(targets, dict) or not targets:
+        return "targets must name at least one node"
+    if not all(isinstance(boot_id, str) for boot_id in targets.values()):
+        return "each target maps a node name to its boot id"
+    for field in ("grace_period_secs", "drain_delay_secs"):
+        value = args.get(field)
+        if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 86400:
+            return f"{field} must be a number of seconds from 0 to 86400"
+    return None
+
+
+def _tenant_create_problem(args: Args) -> str | None:
+    name = args.get("name")
+    return None if isinstance(name, str) and name else "tenant name must be a non-empty string"
+
+
+def _key_spec_problem(spec: Any) -> str | None:
+    """The rule of a new key's record (of `key.create`, and of `publish.put` creating one)."""
+    if not isinstance(spec, dict):
+        return "key must be a mapping"
+    key_id, digest = spec.get("id"), spec.get("hash")
+    if not isinstance(key_id, str) or not isinstance(digest, str) or len(digest) != 64:
+        return "key id and a SHA-256 hex hash are required"
+    if spec.get("role") not in KEY_ROLES:
+        return f"role must be one of {', '.join(KEY_ROLES)}"
+    return None
+
+
+def _key_create_problem(args: Args) -> str | None:
+    return _key_spec_problem(args.get("key"))
+
+
+def _key_rotate_problem(args: Args) -> str | None:
+    digest = args.get("hash")
+    if not isinstance(digest, str) or len(digest) != 64:
+        return "a new, unused SHA-256 hex hash is required"
+    return None
+
+
+def _token_revoke_problem(args: Args) -> str | None:
+    subject = args.get("subject")
+    if not isinstance(subject, str) or not subject or len(subject) > 256:
+        return "subject must be a non-empty string of at most 256 characters"
+    return None
+
+
+def _model_put_problem(args: Args) -> str | None:
+    spec = args.get("model")
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not spec["name"]:
+        return "model must be a mapping with a non-empty name"
+    if not isinstance(spec.get("selector"), dict) or not spec["selector"]:
+        return "selector must name a model_id or labels"
+    return _expected_version_problem(args)
+
+
+def _publish_put_problem(args: Args) -> str | None:
+    if not isinstance(args.get("publication"), dict):
+        return "publication must be a mapping"
+    return _key_spec_problem(args.get("key")) if args.get("create") else None
+
+
+def _usage_flush_problem(args: Args) -> str | None:
+    """Only the batch's shape: whether counts must be sound depends on whether their
+    subject still exists (a gone subject's delta is skipped, whatever it holds)."""
+    deltas = args.get("deltas")
+    if not isinstance(deltas, dict):
+        return "deltas must be a mapping"
+    if not all(isinstance(s, str) and isinstance(d, dict) for s, d in deltas.items()):
+        return "each delta must be a mapping keyed by subject"
+    return None
+
+
+VALIDATORS: Final[dict[str, Validator]] = {
+    "worker.add": _worker_add_problem,
+    "worker.update": _worker_update_problem,
+    "worker.set_status": _worker_set_status_problem,
+    "worker.remove": _no_rule,
+    "policy.set": _policy_set_problem,
+    "policy.delete": _no_rule,
+    "config.set": _config_set_problem,
+    "config.delete": _expected_version_problem,
+    "member.upsert": _member_upsert_problem,
+    "member.set_draining": _member_set_draining_problem,
+    "member.remove": _no_rule,
+    "ratelimit.set": _ratelimit_set_problem,
+    "ratelimit.delete": _no_rule,
+    "shutdown.plan": _shutdown_plan_problem,
+    "tenant.create": _tenant_create_problem,
+    "tenant.delete": _no_rule,
+    "key.create": _key_create_problem,
+    "key.rotate": _key_rotate_problem,
+    "key.revoke": _no_rule,
+    "auth.require": _no_rule,
+    "token.revoke": _token_revoke_problem,
+    "breaker.reset": _no_rule,
+    "model.put": _model_put_problem,
+    "model.delete": _no_rule,
+    "publish.put": _publish_put_problem,
+    "publish.delete": _no_rule,
+    "usage.flush": _usage_flush_problem,
+}
+if VALIDATORS.keys() != set(ALL_OPS):  # every op has exactly one rule
+    raise ImportError(f"ops without a rule: {set(ALL_OPS) ^ VALIDATORS.keys()}")
 
 
 class Envelope(TypedDict):
@@ -174,3 +386,11 @@ def envelope_problem(command: Any) -> str | None:
 
 def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _integer(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _positive(value: Any) -> TypeGuard[int | float]:
+    return _finite(value) and value > 0

@@ -13,6 +13,9 @@ Rules this module keeps (see shared/RAFT.md):
   which the event loop only reads key by key). Apply builds a new dict and
   swaps it in, so the event loop may read any collection (and any record in
   it) without a lock while the Raft thread applies the next command.
+- A command's arguments keep its op's rule (`mesh.commands.command_problem`), which
+  apply asks before the handler, as the proposer did: the handlers below judge only
+  against the state (not found, already exists, version, bounds).
 - Time comes from the log: `log_time` is the latest leader stamp applied, the
   same on every node at the same index (see `apply` and docs/consistency.md).
 - Plain data only (dicts, lists, str, numbers), so the state pickles into
@@ -22,26 +25,30 @@ Rules this module keeps (see shared/RAFT.md):
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
-from typing import Any, Final, TypeGuard
+from typing import Any, Final
 
 from mesh.commands import (
+    KEY_ROLES as KEY_ROLES,  # re-exported: a key's roles are part of the state's story
+)
+from mesh.commands import (
     LONGEST_WAIT,
-    WORKER_MUTABLE,
+    VALIDATORS,
     Command,
     Outcome,
+    command_problem,
     envelope_problem,
     fail,
     ok,
-    worker_problem,
+)
+from mesh.commands import (
+    WORKER_STATUSES as WORKER_STATUSES,  # re-exported, as KEY_ROLES
 )
 
 log = logging.getLogger(__name__)
 
 Record = dict[str, Any]
 
-WORKER_STATUSES: Final = ("pending", "ready", "failed", "draining")
 DEFAULT_POLICY_KEY: Final = "*"  # the policy for models that have none of their own
 GLOBAL_SCOPE: Final = "*"  # a rate limit over all inference requests
 # Request ids are remembered (for dedup and GET /ha/requests/{id}): always the last
@@ -63,9 +70,6 @@ MODEL_FIELDS: Final = (
     "description",
 )
 MEMBER_FIELDS: Final = ("raft_address", "http_url", "version", "voter", "boot_id", "started_at")
-# Key roles: an admin acts across the mesh; a minter is a tenant key that may create keys
-# no wider than itself; a user may only use the API.
-KEY_ROLES: Final = ("admin", "minter", "user")
 # Bounds on what a tenant can make the mesh replicate (every node holds all of it).
 MAX_ACTIVE_KEYS_PER_TENANT: Final = 1000
 REVOKED_KEYS_KEPT_PER_TENANT: Final = 100  # older revoked records are forgotten
@@ -162,7 +166,9 @@ class ControlState:
         `log_time`; a request id already applied answers as the first time (marked
         `replayed` when it is another attempt than the one applied); a command whose
         expiry `log_time` has passed fails as `expired`, changing nothing and leaving
-        its id free for a new attempt; anything else goes to its handler."""
+        its id free for a new attempt; a command over its size or breaking its op's rule
+        (`mesh.commands.command_problem`) fails as `invalid`; anything else goes to its
+        handler."""
         self.applied_index = index
         problem = envelope_problem(command)
         if problem:
@@ -183,7 +189,11 @@ class ControlState:
                 return late
         handler = _HANDLERS[command["op"]]
         try:
-            outcome = _size_problem(command) or handler(self, command["args"], command, index)
+            outcome = (
+                _size_problem(command)
+                or _rule_problem(command)
+                or handler(self, command["args"], command, index)
+            )
         except Exception as exc:  # a bug; the same on every node, so still deterministic
             log.exception("apply %s failed", command["op"])
             outcome = fail("invalid", f"{command['op']} could not be applied: {exc}")
@@ -273,11 +283,10 @@ def _stamp(command: Command, index: int) -> Record:
 
 
 def _version_problem(record: Record | None, expected: Any) -> Outcome | None:
-    """Compare-and-set: None when `expected` (if given) matches; 0 means 'must not exist'."""
+    """Compare-and-set: None when `expected` (if given) matches; 0 means 'must not exist'.
+    That `expected` is a non-negative integer is the op's rule, checked before."""
     if expected is None:
         return None
-    if not isinstance(expected, int) or isinstance(expected, bool) or expected < 0:
-        return fail("invalid", "expected_version must be a non-negative integer")
     current = record["version"] if record else 0
     if current != expected:
         return fail(
@@ -348,9 +357,10 @@ def _size_problem(command: Command) -> Outcome | None:
     return None
 
 
-def _positive_number(value: Any) -> TypeGuard[int | float]:
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    return number and math.isfinite(value) and value > 0
+def _rule_problem(command: Command) -> Outcome | None:
+    """Refuse arguments that break their op's rule (the proposer asked the same rule)."""
+    problem = command_problem(command["op"], command["args"])
+    return fail("invalid", problem) if problem else None
 
 
 # -- workers -----------------------------------------------------------------
@@ -360,20 +370,13 @@ def _worker_add(state: ControlState, args: dict[str, Any], cmd: Command, index: 
     """Register a worker. args: {"worker": {id, url, model_id, worker_type, runtime,
     connection_mode, priority, cost, labels, api_key}}. It starts `pending`: a
     background discovery job on the proposing node marks it ready or failed."""
-    spec = args.get("worker")
-    if not isinstance(spec, dict):
-        return fail("invalid", "worker must be a mapping")
-    worker_id, url = spec.get("id"), spec.get("url")
-    if not isinstance(worker_id, str) or not isinstance(url, str) or not url:
-        return fail("invalid", "worker id and url are required strings")
+    spec = args["worker"]
+    worker_id, url = spec["id"], spec["url"]
     if url in state.worker_urls:
         existing = state.worker_urls[url]
         return fail("conflict", f"a worker with url {url} already exists", worker_id=existing)
     if worker_id in state.workers:
         return fail("conflict", f"worker id {worker_id} already exists", worker_id=worker_id)
-    problem = worker_problem({f: spec[f] for f in WORKER_MUTABLE if f in spec})
-    if problem:
-        return fail("invalid", problem)
     record: Record = {
         "id": worker_id,
         "url": url,
@@ -405,13 +408,7 @@ def _worker_update(state: ControlState, args: dict[str, Any], cmd: Command, inde
     mismatch = _version_problem(record, args.get("expected_version"))
     if mismatch:
         return mismatch
-    changes = args.get("changes")
-    if not isinstance(changes, dict) or not changes:
-        return fail("invalid", "changes must be a non-empty mapping")
-    problem = worker_problem(changes)
-    if problem:
-        return fail("invalid", problem)
-    updated = {**record, **changes, **_stamp(cmd, index)}
+    updated = {**record, **args["changes"], **_stamp(cmd, index)}
     state.workers = _with(state.workers, record["id"], updated)
     return ok({"worker_id": record["id"], "version": index})
 
@@ -425,9 +422,7 @@ def _worker_set_status(
     record = state.workers.get(args.get("id", ""))
     if record is None:
         return fail("not_found", f"worker {args.get('id')} not found")
-    status = args.get("status")
-    if status not in WORKER_STATUSES:
-        return fail("invalid", f"status must be one of {WORKER_STATUSES}")
+    status = args["status"]
     if record["status"] == "draining" and status != "draining":
         return fail("conflict", "worker is draining; it can only be removed")
     updated: Record = {**record, "status": status, **_stamp(cmd, index)}
@@ -457,11 +452,7 @@ def _worker_remove(state: ControlState, args: dict[str, Any], cmd: Command, inde
 def _policy_set(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
     """Set the routing policy of a model ("*" = default). args: {model, policy, params}.
     The proposer validated name and params against the policy registry."""
-    model, policy, params = args.get("model"), args.get("policy"), args.get("params", {})
-    if not isinstance(model, str) or not model:
-        return fail("invalid", "model must be a non-empty string")
-    if not isinstance(policy, str) or not isinstance(params, dict):
-        return fail("invalid", "policy must be a string and params a mapping")
+    model, policy, params = args["model"], args["policy"], args.get("params", {})
     mismatch = _version_problem(state.policies.get(model), args.get("expected_version"))
     if mismatch:
         return mismatch
@@ -483,9 +474,7 @@ def _policy_delete(state: ControlState, args: dict[str, Any], cmd: Command, inde
 
 def _config_set(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
     """Write a config key. args: {key, value, expected_version?}; value is any JSON value."""
-    key = args.get("key")
-    if not isinstance(key, str) or not key:
-        return fail("invalid", "key must be a non-empty string")
+    key = args["key"]
     mismatch = _version_problem(state.config.get(key), args.get("expected_version"))
     if mismatch:
         return mismatch
@@ -512,11 +501,7 @@ def _config_delete(state: ControlState, args: dict[str, Any], cmd: Command, inde
 def _member_upsert(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
     """A node announces itself at start. args: {"member": {name, raft_address, http_url,
     version, voter, boot_id, started_at}}. A new boot clears the draining flag."""
-    spec = args.get("member")
-    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not spec["name"]:
-        return fail("invalid", "member must be a mapping with a non-empty name")
-    if not isinstance(spec.get("boot_id"), str) or not isinstance(spec.get("http_url"), str):
-        return fail("invalid", "member boot_id and http_url must be strings")
+    spec = args["member"]
     raft_address = spec.get("raft_address")
     if raft_address is not None:
         for other in state.members.values():
@@ -544,8 +529,6 @@ def _member_set_draining(
     record = state.members.get(args.get("name", ""))
     if record is None:
         return fail("not_found", f"node {args.get('name')} is not a member")
-    if not isinstance(args.get("draining"), bool):
-        return fail("invalid", "draining must be true or false")
     updated = {**record, "draining": args["draining"], **_stamp(cmd, index)}
     state.members = _with(state.members, record["name"], updated)
     return ok({"name": record["name"], "draining": args["draining"], "version": index})
@@ -564,13 +547,7 @@ def _member_remove(state: ControlState, args: dict[str, Any], cmd: Command, inde
 
 def _ratelimit_set(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
     """args: {scope ("*" or a model id), requests_per_second > 0, burst >= 1}."""
-    scope, rate, burst = args.get("scope"), args.get("requests_per_second"), args.get("burst")
-    if not isinstance(scope, str) or not scope:
-        return fail("invalid", "scope must be a non-empty string")
-    if not _positive_number(rate):
-        return fail("invalid", "requests_per_second must be a finite number above 0")
-    if not _positive_number(burst) or burst < 1:
-        return fail("invalid", "burst must be a finite number of at least 1")
+    scope, rate, burst = args["scope"], args["requests_per_second"], args["burst"]
     mismatch = _version_problem(state.rate_limits.get(scope), args.get("expected_version"))
     if mismatch:
         return mismatch
@@ -596,20 +573,10 @@ def _shutdown_plan(state: ControlState, args: dict[str, Any], cmd: Command, inde
     """Record a shutdown. args: {id, targets: {node name: boot id}, grace_period_secs,
     drain_delay_secs}. Each targeted node acts on it only while still running the boot
     named here, so replaying the log after a restart never stops a node again."""
-    plan_id, targets = args.get("id"), args.get("targets")
-    if not isinstance(plan_id, str) or not plan_id:
-        return fail("invalid", "id must be a non-empty string")
-    if not isinstance(targets, dict) or not targets:
-        return fail("invalid", "targets must name at least one node")
-    for name, boot_id in targets.items():
+    plan_id, targets = args["id"], args["targets"]
+    for name in targets:
         if name not in state.members:
             return fail("not_found", f"node {name} is not a member")
-        if not isinstance(boot_id, str):
-            return fail("invalid", "each target maps a node name to its boot id")
-    for field in ("grace_period_secs", "drain_delay_secs"):
-        value = args.get(field)
-        if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 86400:
-            return fail("invalid", f"{field} must be a number of seconds from 0 to 86400")
     plan = {
         "id": plan_id,
         "targets": dict(targets),
@@ -632,9 +599,7 @@ def _shutdown_plan(state: ControlState, args: dict[str, Any], cmd: Command, inde
 
 def _tenant_create(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
     """args: {name, description?}."""
-    name = args.get("name")
-    if not isinstance(name, str) or not name:
-        return fail("invalid", "tenant name must be a non-empty string")
+    name = args["name"]
     if name in state.tenants:
         return fail("conflict", f"tenant {name} already exists")
     record = {
@@ -673,17 +638,11 @@ def _key_create(state: ControlState, args: dict[str, Any], cmd: Command, index: 
     parent?, published_model?}}. The proposer generated the secret and sends only its hash.
     A key minted by another key names it as `parent`: it may be no wider than the parent
     (`_wider_than_parent`) and is revoked with it."""
-    spec = args.get("key")
-    if not isinstance(spec, dict):
-        return fail("invalid", "key must be a mapping")
-    key_id, digest = spec.get("id"), spec.get("hash")
-    if not isinstance(key_id, str) or not isinstance(digest, str) or len(digest) != 64:
-        return fail("invalid", "key id and a SHA-256 hex hash are required")
+    spec = args["key"]
+    key_id, digest = spec["id"], spec["hash"]
     if key_id in state.api_keys or digest in state.key_hashes:
         return fail("conflict", "key id or hash already exists")
-    role, tenant = spec.get("role"), spec.get("tenant")
-    if role not in KEY_ROLES:
-        return fail("invalid", f"role must be one of {', '.join(KEY_ROLES)}")
+    role, tenant = spec["role"], spec.get("tenant")
     if role != "admin" and tenant not in state.tenants:
         return fail("not_found", f"tenant {tenant} not found")
     parent = spec.get("parent")
@@ -767,8 +726,8 @@ def _key_rotate(state: ControlState, args: dict[str, Any], cmd: Command, index: 
     record = state.api_keys.get(args.get("id", ""))
     if record is None or record["status"] != "active":
         return fail("not_found", f"active key {args.get('id')} not found")
-    digest = args.get("hash")
-    if not isinstance(digest, str) or len(digest) != 64 or digest in state.key_hashes:
+    digest = args["hash"]
+    if digest in state.key_hashes:
         return fail("invalid", "a new, unused SHA-256 hex hash is required")
     hashes = _without(state.key_hashes, record["hash"])
     state.key_hashes = _with(hashes, digest, record["id"])
@@ -852,9 +811,7 @@ def _auth_require(state: ControlState, args: dict[str, Any], cmd: Command, index
 def _token_revoke(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
     """Revoke every token meshgate issued to a user so far. args: {subject}. Tokens
     carry the version current when they were issued; older ones stop working."""
-    subject = args.get("subject")
-    if not isinstance(subject, str) or not subject or len(subject) > 256:
-        return fail("invalid", "subject must be a non-empty string of at most 256 characters")
+    subject = args["subject"]
     state.token_versions = _with(state.token_versions, subject, index)
     return ok({"subject": subject, "version": index})
 
@@ -877,14 +834,10 @@ def _breaker_reset(state: ControlState, args: dict[str, Any], cmd: Command, inde
 def _model_put(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
     """Create or update a model deployment. args: {"model": {name, tenant, selector, policy,
     policy_params, scaling, framework, description}, "create": bool, "expected_version"?}."""
-    spec = args.get("model")
-    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not spec["name"]:
-        return fail("invalid", "model must be a mapping with a non-empty name")
+    spec = args["model"]
     tenant = spec.get("tenant")
     if tenant not in state.tenants:
         return fail("not_found", f"tenant {tenant} not found")
-    if not isinstance(spec.get("selector"), dict) or not spec["selector"]:
-        return fail("invalid", "selector must name a model_id or labels")
     ref = f"{tenant}/{spec['name']}"
     current = state.models.get(ref)
     if args.get("create") and current is not None:
@@ -926,11 +879,9 @@ def _model_delete(state: ControlState, args: dict[str, Any], cmd: Command, index
 def _publish_put(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
     """Publish a model (with its own new key) or update a publication.
     args: {"ref", "publication": {...}, "key": {...} (on create), "create": bool}."""
-    ref, publication = args.get("ref"), args.get("publication")
+    ref, publication = args.get("ref"), args["publication"]
     if ref not in state.models:
         return fail("not_found", f"model {ref} not found")
-    if not isinstance(publication, dict):
-        return fail("invalid", "publication must be a mapping")
     current = state.published.get(ref)
     path = publication.get("externalPath")
     if any(p.get("externalPath") == path for r, p in state.published.items() if r != ref):
@@ -979,14 +930,10 @@ def _usage_flush(state: ControlState, args: dict[str, Any], cmd: Command, index:
     day}}}. `day` (proposer's UTC date) restarts `requests_today` when it changes.
     Malformed or negative counts refuse the batch; absurdly large ones are clamped to
     USAGE_DELTA_MAX, and totals saturate at USAGE_TOTAL_MAX, the same on every node."""
-    deltas = args.get("deltas")
-    if not isinstance(deltas, dict):
-        return fail("invalid", "deltas must be a mapping")
+    deltas = args["deltas"]
     usage = dict(state.usage)
     clamped = 0
     for subject, delta in deltas.items():
-        if not isinstance(delta, dict) or not isinstance(subject, str):
-            return fail("invalid", "each delta must be a mapping keyed by subject")
         if not _usage_subject_exists(state, subject):
             continue  # its key, model or tenant is gone: its usage would never be removed
         requests, tokens = delta.get("requests", 0), delta.get("tokens", 0)
@@ -1061,3 +1008,5 @@ _HANDLERS: Final[dict[str, Handler]] = {
     "publish.delete": _publish_delete,
     "usage.flush": _usage_flush,
 }
+if _HANDLERS.keys() != VALIDATORS.keys():  # apply asks every op's rule before its handler
+    raise ImportError(f"ops without both a handler and a rule: {_HANDLERS.keys() ^ VALIDATORS}")

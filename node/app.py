@@ -424,7 +424,11 @@ class Node:
         `shows_secret`: a replay then answers 409 instead of a secret that does not work.
         Every error says what is known of the command: `outcome` is "rejected"
         (applied as a refusal: nothing changed), "not_committed" or "unknown", with
-        its `request_id` (see `commit_failure`)."""
+        its `request_id` (see `commit_failure`). Arguments that break the command's rule
+        are refused before submitting, with the code apply would give them."""
+        problem = commands.command_problem(op, args)
+        if problem:  # the rule apply would refuse it by: a 400, and nothing enters the log
+            raise ApiError(400, problem, code="INVALID")
         context = idempotency.current()
         rid = request_id  # a caller outside a request that resends a command names it
         if rid is None and context is not None:

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from msgspec import UNSET, Meta, UnsetType
 
-from mesh.commands import WORKER_TYPES, worker_problem
+from mesh.commands import WORKER_TYPES
 from node import idempotency
 from node.api.bodies import Body, read_body
 from node.api.common import json_response, node_of
@@ -117,13 +117,9 @@ def _check_url(value: Any) -> tuple[str, tuple[str, str] | None]:
 
 
 def _changes(body: WorkerFields) -> dict[str, Any]:
-    """The mutable fields the body sets, checked by the rule apply will check them by."""
+    """The mutable fields the body sets (`node.commit` asks the command's rule of them)."""
     values = {name: getattr(body, name) for name in sorted(MUTABLE_FIELDS)}
-    changes = {name: value for name, value in values.items() if value is not UNSET}
-    problem = worker_problem(changes)
-    if problem is not None:
-        raise ApiError(400, problem)
-    return changes
+    return {name: value for name, value in values.items() if value is not UNSET}
 
 
 def _seal_api_key(node: Node, fields: dict[str, Any]) -> None:

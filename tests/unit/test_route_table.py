@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from mesh.commands import command_problem
 from node.api import workers
 from node.api.bodies import decode
 from node.api.catalog import ROUTES
@@ -87,7 +88,8 @@ SPEC = Spec(DOCUMENT)
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 @given(SPEC.values(DOCUMENT["components"]["schemas"]["WorkerCreate"]))
 def test_a_worker_body_the_api_takes_is_one_apply_takes(body: dict[str, Any]) -> None:
-    """The typed body and the command's validator (mesh.commands.worker_problem, which
+    """The typed body and the command's rule (mesh.commands.command_problem, which
     apply runs too) agree: what the API accepts never becomes a refused command."""
     typed = decode(body, workers.WorkerCreate)
-    assert workers._changes(typed) is not None
+    spec = {"id": "w1", "url": typed.url, **workers._changes(typed)}
+    assert command_problem("worker.add", {"worker": spec}) is None
