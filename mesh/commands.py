@@ -91,8 +91,6 @@ WORKER_MUTABLE: Final = (
     "labels",
     "api_key",
 )
-
-
 WORKER_STATUSES: Final = ("pending", "ready", "failed", "draining")
 # Key roles: an admin acts across the mesh; a minter is a tenant key that may create keys
 # no wider than itself; a user may only use the API.

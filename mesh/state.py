@@ -41,9 +41,6 @@ from mesh.commands import (
     fail,
     ok,
 )
-from mesh.commands import (
-    WORKER_STATUSES as WORKER_STATUSES,  # re-exported, as KEY_ROLES
-)
 
 log = logging.getLogger(__name__)
 
