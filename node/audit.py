@@ -29,6 +29,7 @@ import orjson
 from aiohttp import web
 
 from node.api.table import installed
+from node.auth import PRINCIPAL
 from node.client_gone import CLIENT_CLOSED_REQUEST, final_status
 
 MAX_BYTES = 10 * 1024 * 1024
@@ -107,7 +108,7 @@ async def audit_middleware(request: web.Request, handler: Any) -> web.StreamResp
         status = response.status
         return response  # type: ignore[no-any-return]
     finally:
-        principal = request.get("principal")
+        principal = request.get(PRINCIPAL)
         status = final_status(request, status)  # a client that hung up is no failure
         request.app[AUDIT].write(
             {

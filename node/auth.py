@@ -73,6 +73,8 @@ class Principal:
 
 
 ANONYMOUS = Principal("anonymous", "anonymous", "admin", "anonymous")
+# Where a route's guard leaves the caller on the request (read by the audit log).
+PRINCIPAL = web.RequestKey("principal", Principal)
 
 
 class KeyStore(Protocol):

@@ -20,7 +20,7 @@ from aiohttp import web
 from node.api.common import node_of
 from node.api.table import Audience, Handler
 from node.app import Node
-from node.auth import Authenticator, Principal
+from node.auth import PRINCIPAL, Authenticator, Principal
 from node.errors import ApiError
 from node.ha.peers import MESH_TOKEN_HEADER
 from node.limits.quotas import Subject
@@ -32,7 +32,7 @@ def _principal_guard(authenticate: Callable[[Authenticator, web.Request], Princi
     def guard(handler: Handler) -> Handler:
         async def guarded(request: web.Request) -> web.StreamResponse:
             principal = authenticate(node_of(request).auth, request)
-            request["principal"] = principal
+            request[PRINCIPAL] = principal
             return await handler(request, principal)
 
         return guarded
@@ -55,7 +55,7 @@ def mesh(handler: Handler) -> Handler:
         token = request.headers.get(MESH_TOKEN_HEADER)
         if token is None:
             principal: Principal | None = node.auth.control_plane(request)
-            request["principal"] = principal
+            request[PRINCIPAL] = principal
         elif hmac.compare_digest(token.encode(), node.mesh_token.encode()):
             principal = None
         else:
@@ -72,7 +72,7 @@ def management(admin: bool) -> Guard:
         async def guarded(request: web.Request) -> web.StreamResponse:
             node = node_of(request)
             principal = node.auth.authenticated(request)
-            request["principal"] = principal
+            request[PRINCIPAL] = principal
             if admin and not principal.is_admin:
                 raise ApiError(403, "Insufficient permissions: admin role required")
             if not principal.is_admin and not principal.tenant:

@@ -223,7 +223,10 @@ class UsageBook:
             try:
                 await self._commit({"deltas": deltas}, rid)
             except Exception as exc:
-                if getattr(exc, "extra", {}).get("outcome") == "rejected":
+                # Refused by the command's rules, in the log or before it: sending it again
+                # would be refused again.
+                refused = getattr(exc, "extra", {}).get("outcome") == "rejected"
+                if refused or getattr(exc, "status", None) == 400:
                     log.error("usage batch %s refused (%s); dropped", rid, exc)
                     self._unsettled = None
                     continue

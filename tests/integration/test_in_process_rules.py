@@ -29,7 +29,6 @@ from tests.support import MESH_SECRET, strong
 # The guards keep the principal under a string key of the request (node/api/guards.py);
 # aiohttp warns of that, and this process turns warnings into errors. Out of process
 # it is one log line; a web.RequestKey there would let this mark go.
-pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
 
 ADMIN = strong("in-process-admin")
 HEADERS = {"Authorization": f"Bearer {ADMIN}"}

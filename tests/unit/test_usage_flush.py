@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from node.errors import ApiError
 from node.limits.usage import UsageBook
 
@@ -42,8 +44,14 @@ def test_an_unknown_batch_is_resent_as_it_was_and_later_counts_go_next() -> None
     assert rid3 != rid1 and later["key:a"]["tokens"] == 7
 
 
-def test_a_refused_batch_is_dropped() -> None:
-    refused = ApiError(400, "bad", extra={"outcome": "rejected", "request_id": "x"})
+@pytest.mark.parametrize(
+    "refused",
+    [
+        ApiError(400, "bad", extra={"outcome": "rejected", "request_id": "x"}),  # in the log
+        ApiError(400, "bad", code="INVALID"),  # by the command's rules, before the log
+    ],
+)
+def test_a_refused_batch_is_dropped(refused: ApiError) -> None:
     log = Log(refused)
     book = UsageBook(log)
 
