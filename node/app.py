@@ -18,6 +18,7 @@ import logging
 import time
 import uuid
 from collections.abc import Coroutine
+from dataclasses import asdict
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -50,17 +51,23 @@ from node.limits.quotas import Limits, QuotaEngine
 from node.limits.ratelimit import RateLimiter, Rule
 from node.limits.usage import UsageBook
 from node.metrics import Metrics
+from node.part_settings import (
+    admission_limits,
+    breaker_settings,
+    discovery_settings,
+    health_settings,
+    retry_settings,
+)
 from node.pipeline.pipeline import Pipeline
 from node.proxy.forward import Forwarder
 from node.proxy.upstream import make_session
 from node.routing.selector import PolicySelector
-from node.runtime import RUNTIME_KEY, LiveParts, apply_runtime, effective, retry_settings
+from node.runtime import RUNTIME_KEY, LiveParts, apply_runtime
 from node.service import cancel_and_wait
-from node.workers.breaker import BreakerSettings
 from node.workers.client import WorkerClient
 from node.workers.credentials import CredentialBox, basic, split_userinfo
-from node.workers.discovery import DiscoveryJobs, DiscoverySettings
-from node.workers.health import HealthChecker, HealthSettings
+from node.workers.discovery import DiscoveryJobs
+from node.workers.health import HealthChecker
 from node.workers.pool import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -99,21 +106,10 @@ class Node:
         self.credentials = CredentialBox(self.mesh_secret)
         self.stream = AppliedStream()
         self.raft = MeshRaft(raft_settings(config, self.mesh_secret), self.stream)
-        self.pool = WorkerPool(
-            BreakerSettings(
-                failure_threshold=config.cb_failure_threshold,
-                success_threshold=config.cb_success_threshold,
-                timeout=config.cb_timeout_duration_secs,
-                window=config.cb_window_duration_secs,
-                enabled=not config.disable_circuit_breaker,
-            ),
-            self.credentials,
-        )
+        self.pool = WorkerPool(breaker_settings(config), self.credentials)
         self.selector = PolicySelector(config.policy)
-        self.admission = Admission(
-            config.max_concurrent_requests, config.queue_size, config.queue_timeout_secs
-        )
-        self.retry = retry_settings(effective(config, {}))
+        self.admission = Admission(**asdict(admission_limits(config)))
+        self.retry = retry_settings(config)
         # The one Redis client, when configured: rate limits, quotas and usage share it.
         self.hot_store = HotStore(config.redis_url, config.redis_timeout_secs)
         self.ratelimiter = RateLimiter(config.node_name, self.hot_store, self.serving_nodes)
@@ -200,22 +196,12 @@ class Node:
         self.health = HealthChecker(
             self.pool,
             self.worker_client,
-            HealthSettings(
-                interval=self.config.health_check_interval_secs,
-                timeout=self.config.health_check_timeout_secs,
-                failure_threshold=self.config.health_failure_threshold,
-                success_threshold=self.config.health_success_threshold,
-                endpoint=self.config.health_check_endpoint,
-            ),
+            health_settings(self.config),
         )
         self.discovery = DiscoveryJobs(
             self.raft,
             self.worker_client,
-            DiscoverySettings(
-                startup_timeout=self.config.worker_startup_timeout_secs,
-                check_interval=self.config.worker_startup_check_interval,
-                request_timeout=self.config.health_check_timeout_secs,
-            ),
+            discovery_settings(self.config, self.config),
             actor=self.actor(None),
             credentials=self.credentials,
         )
