@@ -151,7 +151,9 @@ def options_of(section: type[Section]) -> tuple[Option, ...]:
     for field in dataclasses.fields(section):  # type: ignore[arg-type]
         meta: Declared = field.metadata["setting"]
         kind, many = _parser(hints[field.name])
-        default = field.default_factory() if field.default is dataclasses.MISSING else field.default  # type: ignore[misc]
+        default = field.default
+        if default is dataclasses.MISSING:  # a list: made by its factory
+            default = field.default_factory()  # type: ignore[operator]
         declared.append(
             Option(
                 field.name,

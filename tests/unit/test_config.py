@@ -1,4 +1,4 @@
-"""Unit tests of `meshgate serve` settings (`node/config.py`)."""
+"""Unit tests of `meshgate serve` settings (`node/config/`)."""
 
 from __future__ import annotations
 
