@@ -26,7 +26,7 @@ from aiohttp import web
 
 from mesh import commands
 from mesh.events import Applied, AppliedStream
-from mesh.raft import NOT_COMMITTED, CommitError, MeshRaft, RaftSettings
+from mesh.raft import NOT_COMMITTED, CommitError, MeshRaft
 from node import __version__, idempotency
 from node.auth import Authenticator, Principal
 from node.config import Config
@@ -44,10 +44,10 @@ from node.ha.peers import PeerPoller, mesh_token
 from node.ha.secret import mesh_secret
 from node.ha.shutdown import Stopper
 from node.identity.throttle import LoginThrottle
-from node.identity.tokens import IdpSettings, TokenService
+from node.identity.tokens import TokenService
 from node.limits.admission import Admission
 from node.limits.hot_store import HotStore
-from node.limits.quotas import Limits, QuotaEngine
+from node.limits.quotas import QuotaEngine
 from node.limits.ratelimit import RateLimiter, Rule
 from node.limits.usage import UsageBook
 from node.metrics import Metrics
@@ -56,6 +56,9 @@ from node.part_settings import (
     breaker_settings,
     discovery_settings,
     health_settings,
+    idp_settings,
+    management_limits,
+    raft_settings,
     retry_settings,
 )
 from node.pipeline.pipeline import Pipeline
@@ -492,18 +495,7 @@ def known_models(pool: WorkerPool, deployments: dict[str, dict[str, Any]]) -> fr
 
 def token_service(config: Config) -> TokenService | None:
     """Tokens are on when meshgate signs its own (--jwt-secret) or trusts an IdP's."""
-    idp = None
-    if config.idp_jwks_file or config.idp_jwks_url:
-        idp = IdpSettings(
-            jwks_file=config.idp_jwks_file,
-            jwks_url=config.idp_jwks_url,
-            issuer=config.idp_issuer or "",
-            audience=config.idp_audience or "",
-            role_claim=config.idp_role_claim,
-            admin_values=tuple(config.idp_admin_values),
-            minter_values=tuple(config.idp_minter_values),
-            tenant_claim=config.idp_tenant_claim,
-        )
+    idp = idp_settings(config)
     if not config.jwt_secret and idp is None:
         return None
     return TokenService(
@@ -515,35 +507,8 @@ def token_service(config: Config) -> TokenService | None:
     )
 
 
-def management_limits(config: Config) -> Limits | None:
-    """The per-user limit on the management API, or None when it is switched off."""
-    limits = Limits(
-        requests_per_minute=config.management_requests_per_minute or None,
-        burst=config.management_burst or None,
-    )
-    return limits if limits.requests_per_minute or limits.burst else None
-
-
 def rate_rules(records: dict[str, dict[str, Any]]) -> dict[str, Rule]:
     return {
         scope: Rule(scope=scope, rate=float(r["requests_per_second"]), burst=float(r["burst"]))
         for scope, r in records.items()
     }
-
-
-def raft_settings(config: Config, secret: str) -> RaftSettings:
-    standalone = not config.mesh_peers
-    bind = config.mesh_bind or "127.0.0.1:0"
-    advertise = config.mesh_advertise or bind
-    peers = tuple(p for p in config.mesh_peers if p not in (advertise, bind))
-    return RaftSettings(
-        data_dir=config.data_path,
-        self_address=advertise if config.mesh_voter else None,
-        bind_address=bind if config.mesh_voter else None,
-        peers=peers,
-        password=secret,
-        commit_timeout=config.mesh_commit_timeout_secs,
-        tick_period=0.005 if standalone else 0.05,
-        log_compaction_min_entries=config.mesh_log_compaction_entries,
-        log_compaction_min_time=config.mesh_log_compaction_secs,
-    )

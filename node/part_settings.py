@@ -12,7 +12,19 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from node.config.sections import Admission, Breaker, Health, Upstream, Workers
+from mesh.raft import RaftSettings
+from node.config.sections import (
+    Access,
+    Admission,
+    Breaker,
+    Health,
+    Identity,
+    Mesh,
+    Upstream,
+    Workers,
+)
+from node.identity.tokens import IdpSettings
+from node.limits.quotas import Limits
 from node.proxy.forward import RetrySettings
 from node.workers.breaker import BreakerSettings
 from node.workers.discovery import DiscoverySettings
@@ -77,3 +89,46 @@ def discovery_settings(section: Workers, health: Health) -> DiscoverySettings:
         check_interval=section.worker_startup_check_interval,
         request_timeout=health.health_check_timeout_secs,
     )
+
+
+def raft_settings(section: Mesh, secret: str) -> RaftSettings:
+    standalone = not section.mesh_peers
+    bind = section.mesh_bind or "127.0.0.1:0"
+    advertise = section.mesh_advertise or bind
+    peers = tuple(p for p in section.mesh_peers if p not in (advertise, bind))
+    return RaftSettings(
+        data_dir=section.data_path,
+        self_address=advertise if section.mesh_voter else None,
+        bind_address=bind if section.mesh_voter else None,
+        peers=peers,
+        password=secret,
+        commit_timeout=section.mesh_commit_timeout_secs,
+        tick_period=0.005 if standalone else 0.05,
+        log_compaction_min_entries=section.mesh_log_compaction_entries,
+        log_compaction_min_time=section.mesh_log_compaction_secs,
+    )
+
+
+def idp_settings(section: Identity) -> IdpSettings | None:
+    """The identity provider whose tokens are trusted, or None when none is configured."""
+    if not (section.idp_jwks_file or section.idp_jwks_url):
+        return None
+    return IdpSettings(
+        jwks_file=section.idp_jwks_file,
+        jwks_url=section.idp_jwks_url,
+        issuer=section.idp_issuer or "",
+        audience=section.idp_audience or "",
+        role_claim=section.idp_role_claim,
+        admin_values=tuple(section.idp_admin_values),
+        minter_values=tuple(section.idp_minter_values),
+        tenant_claim=section.idp_tenant_claim,
+    )
+
+
+def management_limits(section: Access) -> Limits | None:
+    """The per-user limit on the management API, or None when it is switched off."""
+    limits = Limits(
+        requests_per_minute=section.management_requests_per_minute or None,
+        burst=section.management_burst or None,
+    )
+    return limits if limits.requests_per_minute or limits.burst else None

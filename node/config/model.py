@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from node.config.declare import Option, Section, options_of
@@ -43,10 +42,6 @@ class Config(
     Workers,
     Serving,
 ):
-    @property
-    def data_path(self) -> Path:
-        return Path(self.data_dir)
-
     @property
     def advertised_http_url(self) -> str:
         if self.http_advertise_url:

@@ -10,6 +10,7 @@ may change on every node without a restart (node/runtime.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from node.config import checks
 from node.config.declare import Section, at_least, between, masked, one_of, setting
@@ -262,6 +263,10 @@ class Mesh(Section):
     http_advertise_url: str | None = setting(
         None, "URL other nodes and tools use to reach this node"
     )
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
 
 
 @dataclass(frozen=True)

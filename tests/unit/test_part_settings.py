@@ -14,6 +14,9 @@ from node.part_settings import (
     breaker_settings,
     discovery_settings,
     health_settings,
+    idp_settings,
+    management_limits,
+    raft_settings,
     retry_settings,
 )
 from node.proxy.forward import Forwarder
@@ -99,3 +102,54 @@ def test_discovery_asks_with_the_health_check_timeout() -> None:
     cfg = load("--health-check-timeout-secs", "2.5", "--worker-startup-timeout-secs", "30")
     settings = discovery_settings(cfg, cfg)
     assert (settings.request_timeout, settings.startup_timeout) == (2.5, 30.0)
+
+
+def test_management_limits_are_off_when_both_are_zero() -> None:
+    assert (
+        management_limits(load("--management-requests-per-minute", "0", "--management-burst", "0"))
+        is None
+    )
+    limits = management_limits(load("--management-burst", "0"))
+    assert limits is not None and (limits.requests_per_minute, limits.burst) == (100, None)
+
+
+def test_an_identity_provider_only_when_its_keys_are_given() -> None:
+    assert idp_settings(load()) is None
+    idp = idp_settings(
+        load(
+            "--idp-jwks-file",
+            "k.json",
+            "--idp-issuer",
+            "iss",
+            "--idp-audience",
+            "aud",
+            "--idp-admin-values",
+            "ops",
+        )
+    )
+    assert idp is not None and (idp.jwks_file, idp.issuer, idp.admin_values) == (
+        "k.json",
+        "iss",
+        ("ops",),
+    )
+
+
+def test_raft_settings_of_a_lone_node_and_of_a_read_only_member() -> None:
+    lone = raft_settings(load(), "secret")
+    assert lone.peers == () and lone.bind_address == "127.0.0.1:0" and lone.tick_period == 0.005
+    member = raft_settings(
+        load(
+            "--mesh-peers",
+            "127.0.0.1:7001",
+            "127.0.0.1:7002",
+            "--mesh-bind",
+            "127.0.0.1:7002",
+            "--mesh-voter",
+            "false",
+            "--mesh-secret",
+            "the-mesh-s3cr3t-9Bc4Df7Gh2Jk5Lm8Np1Qr3St",
+        ),
+        "secret",
+    )
+    assert member.self_address is None and member.bind_address is None
+    assert member.peers == ("127.0.0.1:7001",) and member.tick_period == 0.05
