@@ -26,7 +26,10 @@ _TABLES = {section.table: section for section in SECTIONS}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="TOML file with settings (keys as flag names)")
+    parser.add_argument(
+        "--config",
+        help="TOML file with settings (keys as flag names, or in section tables: [upstream])",
+    )
     groups = {section: parser.add_argument_group(section.title) for section in SECTIONS}
     for opt in OPTIONS:
         runtime = "; changeable at runtime" if opt.runtime else ""
