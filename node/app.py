@@ -18,6 +18,7 @@ import logging
 import time
 import uuid
 from collections.abc import Coroutine
+from dataclasses import asdict
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,7 +26,7 @@ from aiohttp import web
 
 from mesh import commands
 from mesh.events import Applied, AppliedStream
-from mesh.raft import NOT_COMMITTED, CommitError, MeshRaft, RaftSettings
+from mesh.raft import NOT_COMMITTED, CommitError, MeshRaft
 from node import __version__, idempotency
 from node.auth import Authenticator, Principal
 from node.config import Config
@@ -43,24 +44,33 @@ from node.ha.peers import PeerPoller, mesh_token
 from node.ha.secret import mesh_secret
 from node.ha.shutdown import Stopper
 from node.identity.throttle import LoginThrottle
-from node.identity.tokens import IdpSettings, TokenService
+from node.identity.tokens import TokenService
 from node.limits.admission import Admission
 from node.limits.hot_store import HotStore
-from node.limits.quotas import Limits, QuotaEngine
+from node.limits.quotas import QuotaEngine
 from node.limits.ratelimit import RateLimiter, Rule
 from node.limits.usage import UsageBook
 from node.metrics import Metrics
+from node.part_settings import (
+    admission_limits,
+    breaker_settings,
+    discovery_settings,
+    health_settings,
+    idp_settings,
+    management_limits,
+    raft_settings,
+    retry_settings,
+)
 from node.pipeline.pipeline import Pipeline
 from node.proxy.forward import Forwarder
 from node.proxy.upstream import make_session
 from node.routing.selector import PolicySelector
-from node.runtime import RUNTIME_KEY, LiveParts, apply_runtime, effective, retry_settings
+from node.runtime import RUNTIME_KEY, LiveParts, apply_runtime
 from node.service import cancel_and_wait
-from node.workers.breaker import BreakerSettings
 from node.workers.client import WorkerClient
 from node.workers.credentials import CredentialBox, basic, split_userinfo
-from node.workers.discovery import DiscoveryJobs, DiscoverySettings
-from node.workers.health import HealthChecker, HealthSettings
+from node.workers.discovery import DiscoveryJobs
+from node.workers.health import HealthChecker
 from node.workers.pool import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -99,21 +109,10 @@ class Node:
         self.credentials = CredentialBox(self.mesh_secret)
         self.stream = AppliedStream()
         self.raft = MeshRaft(raft_settings(config, self.mesh_secret), self.stream)
-        self.pool = WorkerPool(
-            BreakerSettings(
-                failure_threshold=config.cb_failure_threshold,
-                success_threshold=config.cb_success_threshold,
-                timeout=config.cb_timeout_duration_secs,
-                window=config.cb_window_duration_secs,
-                enabled=not config.disable_circuit_breaker,
-            ),
-            self.credentials,
-        )
+        self.pool = WorkerPool(breaker_settings(config), self.credentials)
         self.selector = PolicySelector(config.policy)
-        self.admission = Admission(
-            config.max_concurrent_requests, config.queue_size, config.queue_timeout_secs
-        )
-        self.retry = retry_settings(effective(config, {}))
+        self.admission = Admission(**asdict(admission_limits(config)))
+        self.retry = retry_settings(config)
         # The one Redis client, when configured: rate limits, quotas and usage share it.
         self.hot_store = HotStore(config.redis_url, config.redis_timeout_secs)
         self.ratelimiter = RateLimiter(config.node_name, self.hot_store, self.serving_nodes)
@@ -200,22 +199,12 @@ class Node:
         self.health = HealthChecker(
             self.pool,
             self.worker_client,
-            HealthSettings(
-                interval=self.config.health_check_interval_secs,
-                timeout=self.config.health_check_timeout_secs,
-                failure_threshold=self.config.health_failure_threshold,
-                success_threshold=self.config.health_success_threshold,
-                endpoint=self.config.health_check_endpoint,
-            ),
+            health_settings(self.config),
         )
         self.discovery = DiscoveryJobs(
             self.raft,
             self.worker_client,
-            DiscoverySettings(
-                startup_timeout=self.config.worker_startup_timeout_secs,
-                check_interval=self.config.worker_startup_check_interval,
-                request_timeout=self.config.health_check_timeout_secs,
-            ),
+            discovery_settings(self.config, self.config),
             actor=self.actor(None),
             credentials=self.credentials,
         )
@@ -510,18 +499,7 @@ def known_models(pool: WorkerPool, deployments: dict[str, dict[str, Any]]) -> fr
 
 def token_service(config: Config) -> TokenService | None:
     """Tokens are on when meshgate signs its own (--jwt-secret) or trusts an IdP's."""
-    idp = None
-    if config.idp_jwks_file or config.idp_jwks_url:
-        idp = IdpSettings(
-            jwks_file=config.idp_jwks_file,
-            jwks_url=config.idp_jwks_url,
-            issuer=config.idp_issuer or "",
-            audience=config.idp_audience or "",
-            role_claim=config.idp_role_claim,
-            admin_values=tuple(config.idp_admin_values),
-            minter_values=tuple(config.idp_minter_values),
-            tenant_claim=config.idp_tenant_claim,
-        )
+    idp = idp_settings(config)
     if not config.jwt_secret and idp is None:
         return None
     return TokenService(
@@ -533,35 +511,8 @@ def token_service(config: Config) -> TokenService | None:
     )
 
 
-def management_limits(config: Config) -> Limits | None:
-    """The per-user limit on the management API, or None when it is switched off."""
-    limits = Limits(
-        requests_per_minute=config.management_requests_per_minute or None,
-        burst=config.management_burst or None,
-    )
-    return limits if limits.requests_per_minute or limits.burst else None
-
-
 def rate_rules(records: dict[str, dict[str, Any]]) -> dict[str, Rule]:
     return {
         scope: Rule(scope=scope, rate=float(r["requests_per_second"]), burst=float(r["burst"]))
         for scope, r in records.items()
     }
-
-
-def raft_settings(config: Config, secret: str) -> RaftSettings:
-    standalone = not config.mesh_peers
-    bind = config.mesh_bind or "127.0.0.1:0"
-    advertise = config.mesh_advertise or bind
-    peers = tuple(p for p in config.mesh_peers if p not in (advertise, bind))
-    return RaftSettings(
-        data_dir=config.data_path,
-        self_address=advertise if config.mesh_voter else None,
-        bind_address=bind if config.mesh_voter else None,
-        peers=peers,
-        password=secret,
-        commit_timeout=config.mesh_commit_timeout_secs,
-        tick_period=0.005 if standalone else 0.05,
-        log_compaction_min_entries=config.mesh_log_compaction_entries,
-        log_compaction_min_time=config.mesh_log_compaction_secs,
-    )

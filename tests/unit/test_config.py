@@ -1,9 +1,10 @@
-"""Unit tests of `meshgate serve` settings (`node/config.py`)."""
+"""Unit tests of `meshgate serve` settings (`node/config/`)."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from node import config
+from node import config, runtime
 from node.config import OPTIONS, Config, ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -391,3 +392,165 @@ def test_health_check_endpoint_must_be_a_path(endpoint: str) -> None:
 def test_health_check_endpoint_may_be_a_path_with_a_query() -> None:
     loaded = config.load(parse("--health-check-endpoint", "/health?ready=1"), environ={})
     assert loaded.health_check_endpoint == "/health?ready=1"
+
+
+# --- the declarations: flags, sections, runtime marks, README ------------------------------------
+
+# SMG's flat flag names: a contract with operators' scripts, so they are pinned here.
+FLAGS = [
+    "--host",
+    "--port",
+    "--max-payload-size",
+    "--request-id-headers",
+    "--header-read-timeout-secs",
+    "--body-read-timeout-secs",
+    "--keepalive-timeout-secs",
+    "--forwarded-allow-ips",
+    "--log-level",
+    "--worker-urls",
+    "--policy",
+    "--worker-startup-timeout-secs",
+    "--worker-startup-check-interval",
+    "--worker-drain-timeout-secs",
+    "--max-concurrent-requests",
+    "--queue-size",
+    "--queue-timeout-secs",
+    "--request-timeout-secs",
+    "--retry-max-retries",
+    "--retry-initial-backoff-ms",
+    "--retry-max-backoff-ms",
+    "--retry-backoff-multiplier",
+    "--retry-jitter-factor",
+    "--disable-retries",
+    "--cb-failure-threshold",
+    "--cb-success-threshold",
+    "--cb-timeout-duration-secs",
+    "--cb-window-duration-secs",
+    "--disable-circuit-breaker",
+    "--health-failure-threshold",
+    "--health-success-threshold",
+    "--health-check-timeout-secs",
+    "--health-check-interval-secs",
+    "--health-check-endpoint",
+    "--api-key",
+    "--control-plane-api-keys",
+    "--management-requests-per-minute",
+    "--management-burst",
+    "--jwt-secret",
+    "--jwt-issuer",
+    "--jwt-audience",
+    "--jwt-lifetime-secs",
+    "--admin-credentials",
+    "--idp-jwks-file",
+    "--idp-jwks-url",
+    "--idp-issuer",
+    "--idp-audience",
+    "--idp-role-claim",
+    "--idp-tenant-claim",
+    "--idp-admin-values",
+    "--idp-minter-values",
+    "--data-dir",
+    "--node-name",
+    "--mesh-bind",
+    "--mesh-advertise",
+    "--mesh-peers",
+    "--mesh-secret",
+    "--mesh-commit-timeout-secs",
+    "--mesh-voter",
+    "--mesh-log-compaction-entries",
+    "--mesh-log-compaction-secs",
+    "--http-advertise-url",
+    "--redis-url",
+    "--redis-timeout-secs",
+    "--drain-delay-secs",
+    "--shutdown-grace-secs",
+]
+
+
+def test_flags_keep_their_flat_names() -> None:
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser)
+    given = {flag for action in parser._actions for flag in action.option_strings}
+    assert given == {*FLAGS, "--config", "-h", "--help"}
+    assert [o.flag for o in OPTIONS] == FLAGS
+    assert {o.env for o in OPTIONS} == {
+        "MESHGATE_" + f[2:].replace("-", "_").upper() for f in FLAGS
+    }
+
+
+def test_readme_flag_table_follows_the_sections() -> None:
+    text = (ROOT / "README.md").read_text()
+    table = text.split("<!-- flag-groups:start -->")[1].split("<!-- flag-groups:end -->")[0]
+    rows = {}
+    for line in table.strip().splitlines()[2:]:
+        group, flags = line.strip("|").split("|")
+        rows[group.strip()] = re.findall(r"--[a-z][a-z-]*", flags)
+    declared = {s.title: [o.flag for o in OPTIONS if o.section is s] for s in config.SECTIONS}
+    assert rows == declared
+
+
+def test_runtime_settings_are_the_ones_marked_so() -> None:
+    marked = {o.name for o in OPTIONS if o.runtime}
+    assert marked == {"policy", "max_concurrent_requests", "queue_size", "queue_timeout_secs"} | {
+        o.name
+        for o in OPTIONS
+        if o.section.table in ("upstream", "circuit_breaker", "health_checks")
+    }
+    assert list(config.RUNTIME_SETTINGS) == [o.name for o in OPTIONS if o.runtime]
+    assert runtime.RUNTIME_SETTINGS is config.RUNTIME_SETTINGS
+
+
+def test_sections_as_toml_tables(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "port = 1111\nretry-jitter-factor = 0.5\n"
+        "[upstream]\nmax_retries = 7\nrequest_timeout_secs = 9\n"
+        "[circuit_breaker]\nfailure-threshold = 4\ndisable_circuit_breaker = true\n"
+        "[health_checks]\ncheck_endpoint = '/ready'\n",
+    )
+    cfg = load("--config", path, "--node-name", "n")
+    assert cfg.port == 1111 and cfg.retry_jitter_factor == 0.5  # flat keys still work
+    assert cfg.retry_max_retries == 7  # the prefix may be dropped in the section's table
+    assert cfg.request_timeout_secs == 9.0  # or the full name given
+    assert cfg.cb_failure_threshold == 4 and cfg.disable_circuit_breaker is True
+    assert cfg.health_check_endpoint == "/ready"
+    assert config.read_config_file(path)["retry_max_retries"] == 7
+
+
+def test_unknown_key_in_a_section_table(tmp_path: Path) -> None:
+    path = write(tmp_path, "[upstream]\nmax_retries = 2\nport = 1\n[nosuch]\nx = 1\n")
+    with pytest.raises(ConfigError) as caught:
+        load("--config", path, "--node-name", "n")
+    message = str(caught.value)
+    assert message.startswith("--config") and "upstream.port" in message and "nosuch" in message
+
+
+def test_bad_value_in_a_section_table_names_the_flag(tmp_path: Path) -> None:
+    path = write(tmp_path, "[upstream]\nmax_retries = 0\n")
+    with pytest.raises(ConfigError, match=r"^--retry-max-retries \(from the config file\): must"):
+        load("--config", path, "--node-name", "n")
+
+
+def test_public_masks_every_declared_secret() -> None:
+    cfg = load(
+        "--jwt-secret",
+        MESH_SECRET + "-jwt",
+        "--redis-url",
+        "redis://:hunter2@redis:6379/0",
+        "--worker-urls",
+        "http://user:pw@w:1",
+        "--node-name",
+        "n",
+    )
+    shown = cfg.public()
+    assert shown["jwt_secret"] == "***" and shown["redis_url"] == "***"
+    assert "pw" not in repr(shown["worker_urls"])
+
+
+def test_help_groups_flags_by_section_and_marks_runtime_settings() -> None:
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser)
+    text = parser.format_help()
+    for section in config.SECTIONS:
+        assert f"\n{section.title}:\n" in text
+    assert "changeable at runtime" in text

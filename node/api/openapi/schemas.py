@@ -57,24 +57,9 @@ NAME_PATTERN: Final = manage.NAME.pattern
 # -- component schemas -----------------------------------------------------------------------------
 
 
-# Bounds of the runtime settings (the checks in node.config.OPTIONS; a unit test compares them).
+# Bounds of the runtime settings, from their declared checks (node/config/sections.py).
 RUNTIME_BOUNDS: Final[dict[str, dict[str, float]]] = {
-    "queue_size": {"minimum": 0},
-    "queue_timeout_secs": {"minimum": 0},
-    "request_timeout_secs": {"minimum": 0.001},
-    "retry_max_retries": {"minimum": 1},
-    "retry_initial_backoff_ms": {"minimum": 0},
-    "retry_max_backoff_ms": {"minimum": 0},
-    "retry_backoff_multiplier": {"minimum": 1.0},
-    "retry_jitter_factor": {"minimum": 0, "maximum": 1},
-    "cb_failure_threshold": {"minimum": 1},
-    "cb_success_threshold": {"minimum": 1},
-    "cb_timeout_duration_secs": {"minimum": 0},
-    "cb_window_duration_secs": {"minimum": 0.001},
-    "health_failure_threshold": {"minimum": 1},
-    "health_success_threshold": {"minimum": 1},
-    "health_check_timeout_secs": {"minimum": 0.001},
-    "health_check_interval_secs": {"minimum": 0.01},
+    o.name: o.bounds for o in OPTIONS if o.runtime and o.bounds
 }
 
 
