@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 .venv/bin/ruff check node mesh tests bench
 .venv/bin/python -m mypy mesh
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest --durations=15 "$@"
