@@ -50,6 +50,7 @@ from node.limits.hot_store import HotStore
 from node.limits.quotas import QuotaEngine
 from node.limits.ratelimit import RateLimiter, Rule
 from node.limits.usage import UsageBook
+from node.loaded_state import LoadedState
 from node.metrics import Metrics
 from node.part_settings import (
     admission_limits,
@@ -64,9 +65,10 @@ from node.part_settings import (
 from node.pipeline.pipeline import Pipeline
 from node.proxy.forward import Forwarder
 from node.proxy.upstream import make_session
+from node.readiness import Readiness
 from node.routing.selector import PolicySelector
 from node.runtime import RUNTIME_KEY, LiveParts, apply_runtime
-from node.service import cancel_and_wait
+from node.service import Periodic, cancel_and_wait
 from node.workers.client import WorkerClient
 from node.workers.credentials import CredentialBox, basic, split_userinfo
 from node.workers.discovery import DiscoveryJobs
@@ -100,7 +102,7 @@ class Node:
             config.control_plane_api_keys,
             tokens=self.tokens,
             keys=lambda: self.raft.state,
-            loaded=lambda: self.raft.status().ready,
+            loaded=lambda: self.loaded.loaded(),
             cut_off=lambda: self.raft.status().stale,
         )
         make_private(config.data_path)  # before anything is written there
@@ -109,6 +111,8 @@ class Node:
         self.credentials = CredentialBox(self.mesh_secret)
         self.stream = AppliedStream()
         self.raft = MeshRaft(raft_settings(config, self.mesh_secret), self.stream)
+        # Static stability: the state this node may serve from, even without a leader.
+        self.loaded = LoadedState(config.data_path, self.raft.status)
         self.pool = WorkerPool(breaker_settings(config), self.credentials)
         self.selector = PolicySelector(config.policy)
         self.admission = Admission(**asdict(admission_limits(config)))
@@ -126,6 +130,13 @@ class Node:
         )
         self.stopper = Stopper(
             self.name, self.boot_id, self.raft, self.admission, self._peer_reachable
+        )
+        self.readiness = Readiness(
+            self.loaded,
+            self.raft.status,
+            self.pool.all,
+            self.is_draining,
+            config.readiness_requires_workers,
         )
         self.pool.on_removed.append(lambda worker: self.selector.forget(worker.id))
         self.stream.subscribe(self._on_applied)
@@ -157,6 +168,9 @@ class Node:
         self.stream.bind(loop)
         self.raft.start()  # replays the journal
         stack.push_async_callback(self._leave_raft)
+        marking = Periodic("caught-up-marker", self.loaded.record, 0.2, immediately=True)
+        marking.start()
+        stack.push_async_callback(marking.stop)
         self.session = make_session()
         stack.push_async_callback(self.session.close)
         self.worker_client = WorkerClient(self.session)

@@ -177,7 +177,9 @@ def show_status(status: dict[str, Any], fmt: str) -> None:
 
 
 def _healthy(node: dict[str, Any]) -> bool:
-    return node.get("status") == "alive" and bool(node.get("ready"))
+    # `ready` is the data plane only (a node keeps it without a leader): a voter counts
+    # towards the majority a restart must leave only when it is also caught up.
+    return node.get("status") == "alive" and bool(node.get("ready") and node.get("caught_up"))
 
 
 def restart_order(status: dict[str, Any]) -> list[dict[str, Any]]:

@@ -6,8 +6,9 @@ journal has not been replayed yet", and would take every caller for the admin of
 an open loopback node (`node.auth`, `open_door`). A node whose own configuration
 holds a credential never opens anyway; one that relies on the replicated state
 (managed keys, the recorded "authentication required") makes requests wait here,
-briefly, until Raft has caught up once. Probes never wait: they must answer
-while the node starts.
+briefly, until it has a state to serve from (`node.loaded_state`: caught up in
+this run, or a replayed journal of a run that had caught up). Probes never wait:
+they must answer while the node starts.
 """
 
 from __future__ import annotations
@@ -31,6 +32,6 @@ async def load_gate(request: web.Request, handler: Any) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + WAIT_SECS
         # If it is still not loaded at the deadline, authentication answers 503.
-        while not node.raft.status().ready and loop.time() < deadline:
+        while not node.loaded.loaded() and loop.time() < deadline:
             await asyncio.sleep(POLL_SECS)
     return await handler(request)  # type: ignore[no-any-return]

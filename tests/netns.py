@@ -278,7 +278,11 @@ class NsNode:
 
     def ready(self) -> bool:
         try:
-            return requests.get(self.url + "/readiness", timeout=1).status_code == 200
+            # Data-plane ready, a leader known and a healthy worker (readiness alone
+            # needs neither: static stability).
+            if requests.get(self.url + "/readiness", timeout=1).status_code != 200:
+                return False
+            return bool(requests.get(self.url + "/health", timeout=1).json()["status"] == "healthy")
         except requests.RequestException:
             return False
 

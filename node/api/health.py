@@ -14,13 +14,12 @@ from node.api.common import json_response, node_of
 from node.api.table import Audience, Route
 from node.app import Node
 from node.proxy.failures import REDIRECTED, log_failure
-from node.readiness import readiness_problems
 from node.workers.client import WorkerCallFailed
 
 
 def readiness_of(node: Node) -> list[str]:
     """The node's readiness problems (see node.readiness), for the probes and /health/ready."""
-    return readiness_problems(node.is_draining(), node.raft.status(), node.pool.all())
+    return node.readiness.problems()
 
 
 async def health(request: web.Request) -> web.Response:
@@ -30,7 +29,8 @@ async def health(request: web.Request) -> web.Response:
     healthy = sum(1 for w in workers if w.routable)
     return json_response(
         {
-            "status": "healthy" if not readiness_of(node) else "degraded",
+            # Degraded also covers what readiness tolerates: no leader, no healthy worker.
+            "status": "healthy" if not node.readiness.health_problems() else "degraded",
             **node.info(),
             "uptime_seconds": round(time.time() - node.started_at, 3),
             "workers": {"total": len(workers), "healthy": healthy},
@@ -108,7 +108,7 @@ ROUTES = (
         "readiness",
         "probes",
         "Should a load balancer send traffic here?",
-        answers={200: "ready", 503: "not ready / not healthy; the body says why"},
+        answers={200: "ready", 503: "draining, or no state to serve from; the body says why"},
     ),
     Route(
         "GET",

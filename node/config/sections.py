@@ -289,6 +289,8 @@ class HotStore(Section):
 
 @dataclass(frozen=True)
 class Shutdown(Section):
+    """When the node takes no traffic: draining, stopping, and what readiness requires."""
+
     title = "shutdown"
     table = "shutdown"
 
@@ -297,4 +299,9 @@ class Shutdown(Section):
     )
     shutdown_grace_secs: float = setting(
         30.0, "longest wait for in-flight requests when stopping", check=at_least(0)
+    )
+    readiness_requires_workers: bool = setting(
+        False,
+        "report not-ready while no worker is healthy (the load balancer then drops the "
+        "node's control plane too, so no worker can be added through it)",
     )

@@ -19,7 +19,7 @@ from node.ha.shutdown import Stopper
 from node.limits.admission import Admission
 from node.limits.quotas import QuotaEngine
 from node.limits.ratelimit import RateLimiter
-from node.readiness import readiness_problems
+from node.readiness import Readiness
 from node.workers.pool import WorkerPool
 
 
@@ -37,6 +37,7 @@ class Reporting(Protocol):
     ratelimiter: RateLimiter
     quotas: QuotaEngine
     control: ControlLoop | None
+    readiness: Readiness
 
     def is_draining(self) -> bool: ...
     def serving_nodes(self) -> int: ...
@@ -46,7 +47,7 @@ class Reporting(Protocol):
 def local_report(node: Reporting) -> dict[str, Any]:
     status = node.raft.status()
     draining = node.is_draining()
-    problems = readiness_problems(draining, status, node.pool.all())
+    problems = node.readiness.problems()  # the data plane; health_problems: the control plane
     return {
         "name": node.name,
         "boot_id": node.boot_id,

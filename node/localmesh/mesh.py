@@ -152,9 +152,17 @@ class LocalNode:
         self.proc = self._start()
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        """Until /readiness answers 200 (the node serves the data plane)."""
-        check = functools.partial(http_ok, self.url + "/readiness")
-        wait_until(check, f"{self.name} did not become ready", timeout, self.proc)
+        """Until /readiness answers 200 and /health says healthy: the node serves the data
+        plane, knows a leader and has a healthy worker."""
+        wait_until(self.fully_ready, f"{self.name} did not become ready", timeout, self.proc)
+
+    def fully_ready(self) -> bool:
+        if not http_ok(self.url + "/readiness"):
+            return False
+        try:
+            return bool(get_json(self.url + "/health").get("status") == "healthy")
+        except (OSError, ValueError):
+            return False
 
     def wait_serving(self, timeout: float = 30.0) -> None:
         """Until /liveness answers 200 (up and answering HTTP, ready or not)."""

@@ -156,10 +156,15 @@ def test_health_checks_take_a_worker_out_and_back(cluster: Cluster) -> None:
     assert {_chat(node.url).headers["x-meshgate-worker"] for _ in range(6)} == {well_id}
     _faults(well, health_status=503)
     wait_for(
-        lambda: requests.get(node.url + "/readiness", timeout=5).status_code == 503,
-        what="not ready without healthy workers",
+        lambda: requests.get(node.url + "/health", timeout=5).json()["workers"]["healthy"] == 0,
+        what="no healthy worker left",
     )
-    assert "no healthy worker" in requests.get(node.url + "/readiness", timeout=5).text
+    # Static stability: still ready (the control plane stays reachable through a load
+    # balancer), degraded, and inference answers 503 naming the cause.
+    assert requests.get(node.url + "/readiness", timeout=5).status_code == 200
+    assert requests.get(node.url + "/health", timeout=5).json()["status"] == "degraded"
+    refused = _chat(node.url)
+    assert refused.status_code == 503 and "no healthy worker" in refused.text
     _faults(sick, health_status=200)
     _faults(well, health_status=200)
     node.wait_ready()

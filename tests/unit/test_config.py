@@ -464,6 +464,7 @@ FLAGS = [
     "--redis-timeout-secs",
     "--drain-delay-secs",
     "--shutdown-grace-secs",
+    "--readiness-requires-workers",
 ]
 
 

@@ -13,7 +13,7 @@ from typing import Any, cast
 from mesh.raft import MeshRaft, RaftStatus
 from node.ha.shutdown import Stopper
 from node.limits.admission import Admission
-from node.readiness import readiness_problems
+from node.readiness import degraded_problems, readiness_problems
 from node.workers.worker import Worker
 
 
@@ -26,23 +26,31 @@ def workers(*routable: bool) -> list[Worker]:
     return [cast(Worker, SimpleNamespace(routable=r)) for r in routable]
 
 
-def test_a_caught_up_node_with_a_healthy_worker_is_ready() -> None:
-    assert readiness_problems(False, raft_status(), workers(False, True)) == []
+def test_a_loaded_node_with_a_healthy_worker_is_ready() -> None:
+    assert readiness_problems(False, None, workers(False, True)) == []
 
 
 def test_every_reason_is_named() -> None:
-    problems = readiness_problems(True, raft_status(ready=False), workers(False))
-    assert problems == [
-        "node is draining",
-        "control state has not caught up with the mesh yet",
+    problems = readiness_problems(True, "not loaded", workers(False), requires_workers=True)
+    assert problems == ["node is draining", "not loaded", "no healthy worker"]
+
+
+def test_no_leader_and_no_worker_leave_a_loaded_node_ready() -> None:
+    """Static stability: the data plane stays in the load balancer; /health says degraded."""
+    assert readiness_problems(False, None, workers(False)) == []
+    assert readiness_problems(False, None, []) == []
+    assert degraded_problems(raft_status(leader=None), workers(False)) == [
+        "the mesh has no leader",
         "no healthy worker",
     ]
+    assert degraded_problems(raft_status(), workers(True)) == []
 
 
-def test_a_mesh_without_leader_is_named_once_caught_up() -> None:
-    assert readiness_problems(False, raft_status(leader=None), workers(True)) == [
-        "the mesh has no leader"
+def test_readiness_requires_workers_restores_the_old_rule() -> None:
+    assert readiness_problems(False, None, workers(False), requires_workers=True) == [
+        "no healthy worker"
     ]
+    assert readiness_problems(False, None, workers(True), requires_workers=True) == []
 
 
 class FakeRaft:
