@@ -26,7 +26,7 @@ from aiohttp import web
 
 from mesh import commands
 from mesh.events import Applied, AppliedStream
-from mesh.raft import NOT_COMMITTED, CommitError, MeshRaft
+from mesh.raft import NOT_COMMITTED, CommitError, MeshRaft, RaftStatus
 from node import __version__, idempotency
 from node.auth import Authenticator, Principal
 from node.config import Config
@@ -438,6 +438,9 @@ class Node:
             rid = context.next_request_id(principal.id if principal else "node")
         command = commands.make(op, args, by=self.actor(principal), rid=rid)
         try:
+            cut_off = cut_off_from_quorum(self.raft.status(), command["rid"])
+            if cut_off is not None:  # nothing was sent: fail now, not after the commit timeout
+                raise cut_off
             outcome = await self.raft.submit(command)
         except CommitError as exc:
             if context is not None:
@@ -465,6 +468,22 @@ class Node:
             extra.update(outcome="rejected", request_id=command["rid"])
             raise ApiError(status, outcome["message"], code=outcome["error"].upper(), extra=extra)
         return outcome["value"]
+
+
+def cut_off_from_quorum(status: RaftStatus, request_id: str) -> CommitError | None:
+    """A write this node cannot commit now: it reaches no majority of voters and has not
+    heard from a leader for `stale_after`. Without this, a follower that still names its
+    dead leader would send it the command and answer "unknown" once the wait ran out;
+    refused before sending, the command is known never to commit (static stability: the
+    control plane answers 503 at once while the data plane serves on)."""
+    if status.has_quorum or not status.stale:
+        return None
+    return CommitError(
+        "no_quorum",
+        "no majority of voters is reachable, and no leader has been heard from",
+        outcome=NOT_COMMITTED,
+        request_id=request_id,
+    )
 
 
 def commit_failure(exc: CommitError, what: str) -> ApiError:

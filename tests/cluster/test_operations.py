@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -13,7 +11,8 @@ from pathlib import Path
 import requests
 
 from tests.cluster.conftest import MODEL, Mesh, cluster_cli, joining_voter
-from tests.support import MESH_SECRET, ROOT, Node, free_port, wait_for
+from tests.cluster.haproxy import HAProxy
+from tests.support import MESH_SECRET, ROOT, Node, wait_for
 
 CHAT = {"model": MODEL, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -73,36 +72,6 @@ def test_shutdown_rejects_bad_targets(mesh: Mesh) -> None:
     assert all(n.proc.alive() for n in mesh.nodes)
 
 
-def _haproxy(tmp_path: Path, mesh: Mesh) -> tuple[subprocess.Popen[bytes], str]:
-    port, stats = free_port(), free_port()
-    env = {
-        **os.environ,
-        "HAPROXY_BIND": f"127.0.0.1:{port}",
-        "HAPROXY_STATS_BIND": f"127.0.0.1:{stats}",
-    }
-    for i, node in enumerate(mesh.nodes, 1):
-        env[f"MESHGATE_GW{i}"] = f"127.0.0.1:{node.port}"
-    log = open(tmp_path / "haproxy.log", "ab")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(
-        [
-            shutil.which("haproxy") or "/usr/sbin/haproxy",
-            "-db",
-            "-f",
-            str(ROOT / "deploy/haproxy/haproxy.cfg"),
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    proc.log_file = log  # type: ignore[attr-defined]
-    url = f"http://127.0.0.1:{port}"
-    wait_for(
-        lambda: requests.get(url + "/readiness", timeout=1).status_code == 200,
-        what="haproxy routing to a ready node",
-    )
-    return proc, url
-
-
 def test_rolling_restart_through_haproxy_loses_no_request(tmp_path: Path) -> None:
     mesh = Mesh(tmp_path, extra=("--drain-delay-secs", "2"), workers=2)
     haproxy = None
@@ -116,7 +85,8 @@ def test_rolling_restart_through_haproxy_loses_no_request(tmp_path: Path) -> Non
             w["id"]
             for w in requests.get(mesh.nodes[0].url + "/workers", timeout=5).json()["workers"]
         }
-        haproxy, lb = _haproxy(tmp_path, mesh)
+        haproxy = HAProxy(tmp_path, mesh)
+        lb = haproxy.url
         results: Counter[str] = Counter()
         failures: list[str] = []
         stop = threading.Event()
@@ -180,9 +150,7 @@ def test_rolling_restart_through_haproxy_loses_no_request(tmp_path: Path) -> Non
             assert ids == workers_before
     finally:
         if haproxy is not None:
-            haproxy.terminate()
-            haproxy.wait(10)
-            haproxy.log_file.close()  # type: ignore[attr-defined]
+            haproxy.stop()
         mesh.stop()
 
 

@@ -7,10 +7,13 @@ and a peer-reachability check, so both run here with small stand-ins.
 from __future__ import annotations
 
 import asyncio
+import time
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any, cast
 
-from mesh.raft import MeshRaft, RaftStatus
+from mesh.raft import NOT_COMMITTED, MeshRaft, RaftStatus
+from node.app import cut_off_from_quorum
 from node.ha.shutdown import Stopper
 from node.limits.admission import Admission
 from node.readiness import degraded_problems, readiness_problems
@@ -88,3 +91,18 @@ def test_a_plan_for_this_run_drains_and_stops() -> None:
     assert stopper.draining
     assert stopper.step == "stopped"
     assert stopper.reason == "shutdown plan p1 from ops"
+
+
+def test_a_node_cut_off_from_quorum_refuses_writes_before_sending_them() -> None:
+    """Static stability: a control write answers 503 not_committed at once, never a
+    504 "unknown" after waiting on a leader that is gone."""
+    lost = replace(raft_status(leader=None), has_quorum=False, last_leader_contact=None)
+    refusal = cut_off_from_quorum(lost, "rid-1")
+    assert refusal is not None
+    said = (refusal.outcome, refusal.reason, refusal.request_id)
+    assert said == (NOT_COMMITTED, "no_quorum", "rid-1")
+    assert refusal.retry_after >= 1
+    just_lost = replace(lost, last_leader_contact=time.monotonic())  # an election may follow
+    assert cut_off_from_quorum(just_lost, "rid-2") is None
+    assert cut_off_from_quorum(replace(lost, has_quorum=True), "rid-3") is None
+    assert cut_off_from_quorum(replace(lost, solo=True), "rid-4") is None
