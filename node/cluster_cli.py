@@ -165,21 +165,29 @@ def show_status(status: dict[str, Any], fmt: str) -> None:
         f"leader: {leader}   term: {status['term']}   commit: {status['commit_index']}   "
         f"quorum: {'yes' if status['has_quorum'] else 'NO'}"
     )
-    print(f"{'NODE':<16}{'ROLE':<12}{'STATUS':<13}{'READY':<7}{'APPLIED':<9}{'VERSION':<9}URL")
+    print(
+        f"{'NODE':<16}{'ROLE':<12}{'STATUS':<13}{'READY':<7}{'CAUGHT UP':<11}{'APPLIED':<9}"
+        f"{'VERSION':<9}URL"
+    )
     for node in status["nodes"]:
         print(
             f"{node.get('name') or '?':<16}{node.get('role') or '?':<12}"
             f"{node.get('status') or '?':<13}{node.get('ready')!s:<7}"
+            f"{node.get('caught_up')!s:<11}"
             f"{node.get('applied_index')!s:<9}{node.get('version') or '?':<9}"
             f"{node.get('http_url') or node.get('raft_address')}"
         )
     print("stores: " + ", ".join(f"{k}={v}" for k, v in status["stores"].items()))
 
 
+def _serving(node: dict[str, Any]) -> bool:
+    return node.get("status") == "alive" and bool(node.get("ready"))
+
+
 def _healthy(node: dict[str, Any]) -> bool:
     # `ready` is the data plane only (a node keeps it without a leader): a voter counts
     # towards the majority a restart must leave only when it is also caught up.
-    return node.get("status") == "alive" and bool(node.get("ready") and node.get("caught_up"))
+    return _serving(node) and bool(node.get("caught_up"))
 
 
 def restart_order(status: dict[str, Any]) -> list[dict[str, Any]]:
@@ -246,7 +254,7 @@ def _wait_back(client: Client, name: str, old_boot: str, url: str | None, timeou
             time.sleep(0.2)
             continue
         node = next((n for n in status["nodes"] if n.get("name") == name), None)
-        if node and node.get("boot_id") != old_boot and _healthy(node):
+        if node and node.get("boot_id") != old_boot and _serving(node):
             # The node's own view: applied within two entries of the commit index it knows.
             # (Comparing its polled applied index with our live commit index never
             # converges under a steady stream of writes.)
