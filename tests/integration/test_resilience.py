@@ -170,6 +170,33 @@ def test_health_checks_take_a_worker_out_and_back(cluster: Cluster) -> None:
     node.wait_ready()
 
 
+def test_readiness_requires_workers_takes_a_node_without_one_out(cluster: Cluster) -> None:
+    """The old rule, on request: unready while no worker is healthy (and ready again after)."""
+    _, url = cluster.echo(model=MODEL)
+    node = cluster.node(
+        "--worker-urls",
+        url,
+        "--readiness-requires-workers",
+        "true",
+        "--health-check-interval-secs",
+        "0.2",
+        "--health-failure-threshold",
+        "2",
+        "--health-success-threshold",
+        "2",
+    )
+    _faults(url, health_status=503)
+    wait_for(
+        lambda: requests.get(node.url + "/readiness", timeout=5).status_code == 503,
+        what="not ready without a healthy worker",
+    )
+    assert requests.get(node.url + "/readiness", timeout=5).json()["reasons"] == [
+        "no healthy worker"
+    ]
+    _faults(url, health_status=200)
+    node.wait_ready()
+
+
 def test_stream_cut_midway_ends_with_an_error_event(cluster: Cluster) -> None:
     _, url = cluster.echo("--cut-stream-after", "3", model=MODEL)
     node = cluster.node("--worker-urls", url)
