@@ -13,6 +13,17 @@ MODEL = "echo-model"
 CHAT = {"model": MODEL, "max_tokens": 3, "messages": [{"role": "user", "content": "hi"}]}
 
 
+# Health checks that mark a worker down or up within about half a second.
+FAST_HEALTH = (
+    "--health-check-interval-secs",
+    "0.2",
+    "--health-failure-threshold",
+    "2",
+    "--health-success-threshold",
+    "2",
+)
+
+
 def _chat(url: str, **extra: object) -> requests.Response:
     return requests.post(url + "/v1/chat/completions", json={**CHAT, **extra}, timeout=15)
 
@@ -143,12 +154,7 @@ def test_health_checks_take_a_worker_out_and_back(cluster: Cluster) -> None:
         "--worker-urls",
         sick,
         well,
-        "--health-check-interval-secs",
-        "0.2",
-        "--health-failure-threshold",
-        "2",
-        "--health-success-threshold",
-        "2",
+        *FAST_HEALTH,
     )
     _faults(sick, health_status=503)
     wait_for(lambda: not _workers(node.url)[sick]["is_healthy"], what="sick marked unhealthy")
@@ -173,18 +179,7 @@ def test_health_checks_take_a_worker_out_and_back(cluster: Cluster) -> None:
 def test_readiness_requires_workers_takes_a_node_without_one_out(cluster: Cluster) -> None:
     """The old rule, on request: unready while no worker is healthy (and ready again after)."""
     _, url = cluster.echo(model=MODEL)
-    node = cluster.node(
-        "--worker-urls",
-        url,
-        "--readiness-requires-workers",
-        "true",
-        "--health-check-interval-secs",
-        "0.2",
-        "--health-failure-threshold",
-        "2",
-        "--health-success-threshold",
-        "2",
-    )
+    node = cluster.node("--worker-urls", url, "--readiness-requires-workers", "true", *FAST_HEALTH)
     _faults(url, health_status=503)
     wait_for(
         lambda: requests.get(node.url + "/readiness", timeout=5).status_code == 503,
