@@ -108,8 +108,12 @@ class PeerPoller:
         view.error = error
 
     def serving(self, name: str) -> bool:
-        """Is the peer reachable, not draining and ready?"""
+        """Is the peer reachable, not draining, ready, and able to serve inference (a
+        healthy worker: a ready node without one takes no share of a rate limit)?"""
         view = self.views.get(name)
-        return bool(
-            view and view.reachable and view.report.get("ready") and not view.report.get("draining")
-        )
+        if not (view and view.reachable):
+            return False
+        report = view.report
+        # A peer of an earlier version does not say; it was not ready without a worker.
+        can_serve = report.get("has_healthy_worker", True)
+        return bool(report.get("ready") and can_serve and not report.get("draining"))

@@ -67,6 +67,8 @@ def local_report(node: Reporting) -> dict[str, Any]:
         "unappliable_entries": status.unappliable_entries,
         "ready": not problems,
         "not_ready_reasons": problems,
+        # Ready without one (static stability), but it answers inference with 503.
+        "has_healthy_worker": any(w.routable for w in node.pool.all()),
         "draining": draining,
         "stopping": node.stopper.step if node.stopper.requested else None,
         # What the node's control loop did last (node/control_loop.py), and since when.

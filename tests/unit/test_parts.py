@@ -14,6 +14,7 @@ from typing import Any, cast
 
 from mesh.raft import NOT_COMMITTED, MeshRaft, RaftStatus
 from node.app import cut_off_from_quorum
+from node.ha.peers import PeerPoller, PeerView
 from node.ha.shutdown import Stopper
 from node.limits.admission import Admission
 from node.readiness import degraded_problems, readiness_problems
@@ -106,3 +107,17 @@ def test_a_node_cut_off_from_quorum_refuses_writes_before_sending_them() -> None
     assert cut_off_from_quorum(just_lost, "rid-2") is None
     assert cut_off_from_quorum(replace(lost, has_quorum=True), "rid-3") is None
     assert cut_off_from_quorum(replace(lost, solo=True), "rid-4") is None
+
+
+def test_a_ready_peer_without_a_healthy_worker_takes_no_rate_limit_share() -> None:
+    poller = PeerPoller(cast(Any, None), dict, "n1", "token")
+
+    def seen(**report: Any) -> bool:
+        poller.views["n2"] = PeerView("n2", "http://n2", reachable=True, report=report)
+        return poller.serving("n2")
+
+    assert seen(ready=True, has_healthy_worker=True)
+    assert not seen(ready=True, has_healthy_worker=False)  # ready, but answers 503
+    assert seen(ready=True)  # an earlier version: ready implied a healthy worker
+    assert not seen(ready=True, has_healthy_worker=True, draining=True)
+    assert not seen(ready=False, has_healthy_worker=True)
