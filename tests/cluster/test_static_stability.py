@@ -82,6 +82,7 @@ def test_the_last_node_stays_ready_and_serves_without_quorum(tmp_path: Path) -> 
 
         # Restarted alone, it never catches up with a leader: it serves from its journal.
         survivor.proc.kill()
+        wait_for(lambda: lb.states()[gw] == "DOWN", what=f"{gw} DOWN in HAProxy once killed")
         survivor.restart()
         wait_for(
             lambda: lb.states()[gw] == "UP" and healthy_workers(survivor.url) >= 1,
