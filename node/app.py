@@ -472,11 +472,13 @@ class Node:
 
 def cut_off_from_quorum(status: RaftStatus, request_id: str) -> CommitError | None:
     """A write this node cannot commit now: it reaches no majority of voters and has not
-    heard from a leader for `stale_after`. Without this, a follower that still names its
-    dead leader would send it the command and answer "unknown" once the wait ran out;
-    refused before sending, the command is known never to commit (static stability: the
-    control plane answers 503 at once while the data plane serves on)."""
-    if status.has_quorum or not status.stale:
+    heard from the leader it knew for `stale_after`. Without this, a follower that still
+    names its dead leader would send it the command and answer "unknown" once the wait
+    ran out; refused before sending, the command is known never to commit (static
+    stability: the control plane answers 503 at once while the data plane serves on).
+    A node that has heard from no leader yet in this run (it is starting, or restarted
+    without quorum) waits for one as usual, and answers 503 not_committed if none comes."""
+    if status.has_quorum or status.last_leader_contact is None or not status.stale:
         return None
     return CommitError(
         "no_quorum",

@@ -97,7 +97,8 @@ def test_a_plan_for_this_run_drains_and_stops() -> None:
 def test_a_node_cut_off_from_quorum_refuses_writes_before_sending_them() -> None:
     """Static stability: a control write answers 503 not_committed at once, never a
     504 "unknown" after waiting on a leader that is gone."""
-    lost = replace(raft_status(leader=None), has_quorum=False, last_leader_contact=None)
+    long_ago = time.monotonic() - 60
+    lost = replace(raft_status(leader=None), has_quorum=False, last_leader_contact=long_ago)
     refusal = cut_off_from_quorum(lost, "rid-1")
     assert refusal is not None
     said = (refusal.outcome, refusal.reason, refusal.request_id)
@@ -107,6 +108,8 @@ def test_a_node_cut_off_from_quorum_refuses_writes_before_sending_them() -> None
     assert cut_off_from_quorum(just_lost, "rid-2") is None
     assert cut_off_from_quorum(replace(lost, has_quorum=True), "rid-3") is None
     assert cut_off_from_quorum(replace(lost, solo=True), "rid-4") is None
+    starting = replace(lost, last_leader_contact=None)  # waits for a first leader as usual
+    assert cut_off_from_quorum(starting, "rid-5") is None
 
 
 def test_a_ready_peer_without_a_healthy_worker_takes_no_rate_limit_share() -> None:
