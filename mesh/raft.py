@@ -537,6 +537,17 @@ class MeshRaft:
     def status(self) -> RaftStatus:
         return self._status
 
+    def indexes(self) -> tuple[int, int]:
+        """`(commit_index, applied_index)` read together, for reports.
+
+        Both are live (the status snapshot's commit index lags by up to a status period),
+        and applied is read first: the commit index only grows, and whatever was applied
+        was committed, so commit is never reported below applied."""
+        applied = self.state.applied_index
+        sync = self._sync
+        commit = sync.raftCommitIndex if sync is not None else self._status.commit_index
+        return max(commit, applied), applied
+
     def tick_alive(self) -> bool:
         return self._sync is not None and bool(self._sync.tick_thread_alive())
 
