@@ -258,6 +258,7 @@ class Node:
             actor=self.actor(None),
             interval=lambda: max(1.0, self.config.worker_startup_check_interval),
             stale_job_after=self.config.worker_startup_check_interval * 3 + 5.0,
+            probe=self.peers.report_of,
         )
 
     def _peer_reachable(self, name: str) -> bool:

@@ -94,4 +94,6 @@ async def _serve(config: config_module.Config, config_file: str | None) -> int:
     await node.stopper.stopped.wait()
     log.info("node %s stopping: %s", node.name, node.stopper.reason)
     await runner.cleanup()
-    return 0
+    if node.stopper.exit_code:
+        print(f"meshgate serve: error: {node.stopper.reason}", file=sys.stderr)
+    return node.stopper.exit_code
