@@ -82,8 +82,12 @@ class ModelCreate(ModelFields, kw_only=True):
     tenant_id: Annotated[str | None, Meta(description="same as namespace")] = None
 
 
-class ModelUpdate(ModelFields):
-    """A deployment's changes (its name and tenant are in the path and the query)."""
+class ModelUpdate(ModelFields, kw_only=True):
+    """A deployment's changes (its name is in the path; admins may name its tenant in the
+    query or here)."""
+
+    namespace: Annotated[str | None, Meta(description="the tenant (admins)")] = None
+    tenant_id: Annotated[str | None, Meta(description="same as namespace")] = None
 
 
 MODEL_FIELDS = frozenset(f.encode_name for f in msgspec.structs.fields(ModelCreate))
@@ -180,6 +184,7 @@ def _model_spec(
         "policy_params": params,
         "scaling": scaling,
         "framework": _or(body.framework, current.get("framework")),
+        "storage_uri": _or(body.storage_uri, current.get("storage_uri")),
         "description": _or(body.description, current.get("description")),
     }
 
@@ -207,7 +212,11 @@ def _model_view(node: Node, model: dict[str, Any], request: web.Request) -> dict
         "status": "Ready" if ready else "NotReady",
         "ready": bool(ready),
         "url": f"{base}/api/models/{model['name']}/predict",
-        "predictor": {"framework": model.get("framework"), "selector": model["selector"]},
+        "predictor": {
+            "framework": model.get("framework"),
+            "storageUri": model.get("storage_uri"),
+            "selector": model["selector"],
+        },
         "policy": model.get("policy") or node.selector.record_for(None)["policy"],
         "scaling": scaling,
         "description": model.get("description"),
@@ -233,12 +242,32 @@ def _model_view(node: Node, model: dict[str, Any], request: web.Request) -> dict
     }
 
 
-def _find(node: Node, principal: Principal, request: web.Request) -> dict[str, Any]:
-    tenant = scope_tenant(node, principal, request.query.get("namespace"))
+def _named(request: web.Request, named: str | None) -> str | None:
+    """The tenant a request names: `?namespace=`, or the body's `namespace`/`tenantId`
+    (`named`); both may be given if they agree."""
+    query = request.query.get("namespace")
+    if query and named and query != named:
+        raise ApiError(400, f"?namespace={query} and the body's tenant {named} differ")
+    return query or named
+
+
+def _find(
+    node: Node, principal: Principal, request: web.Request, named: str | None = None
+) -> dict[str, Any]:
+    """The deployment the path names, in the tenant the request names (see `_named`)."""
+    tenant = scope_tenant(node, principal, _named(request, named))
     model = node.raft.state.models.get(f"{tenant}/{request.match_info['name']}")
     if model is None:
         raise ApiError(404, "Model not found")
     return model
+
+
+def _query_tenant_first(node: Node, principal: Principal, request: web.Request) -> None:
+    """Before a by-name route reads its body (which may name the tenant too): a
+    `?namespace=` the caller may not act on is a 403 whatever the body holds."""
+    query = request.query.get("namespace")
+    if query or not principal.is_admin:
+        scope_tenant(node, principal, query)
 
 
 async def list_models(request: web.Request, principal: Principal) -> web.Response:
@@ -256,7 +285,7 @@ async def create_model(request: web.Request, principal: Principal) -> web.Respon
     node = node_of(request)
     body = await read_body(request, ModelCreate)
     name = body.name
-    tenant = scope_tenant(node, principal, body.namespace or body.tenant_id)
+    tenant = scope_tenant(node, principal, _named(request, body.namespace or body.tenant_id))
     spec = _model_spec(body, name, tenant)
     await node.commit("model.put", {"model": spec, "create": True}, principal)
     return json_response(
@@ -287,9 +316,10 @@ def _may_manage_publication(node: Node, principal: Principal, model: dict[str, A
 
 async def update_model(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
-    current = _find(node, principal, request)
-    _may_manage_publication(node, principal, current)
+    _query_tenant_first(node, principal, request)
     body = await read_body(request, ModelUpdate)
+    current = _find(node, principal, request, body.namespace or body.tenant_id)
+    _may_manage_publication(node, principal, current)
     spec = _model_spec(body, current["name"], current["tenant"], current)
     await node.commit("model.put", {"model": spec, "create": False}, principal)
     return json_response(
@@ -462,8 +492,10 @@ def _may_publish(principal: Principal) -> None:
 async def publish(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
     _may_publish(principal)
-    model = _find(node, principal, request)
-    publication = _publication(await read_body(request, Publish), model)
+    _query_tenant_first(node, principal, request)
+    body = await read_body(request, Publish)
+    model = _find(node, principal, request, body.config.tenant_id)
+    publication = _publication(body, model)
     # Published by a key: the publication's key is minted from it, so it is no wider
     # (models, limits, expiry) and is revoked with it.
     parent = principal.key if principal.key is not None and not principal.is_admin else None
@@ -510,10 +542,12 @@ async def get_publication(request: web.Request, principal: Principal) -> web.Res
 async def update_publication(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
     _may_publish(principal)
-    model = _find(node, principal, request)
+    _query_tenant_first(node, principal, request)
+    body = await read_body(request, Publish)
+    model = _find(node, principal, request, body.config.tenant_id)
     current = _published(node, model)
     managed_key(node, principal, current["key_id"])
-    publication = _publication(await read_body(request, Publish), model, current)
+    publication = _publication(body, model, current)
     await node.commit("publish.put", {"ref": model["ref"], "publication": publication}, principal)
     view = await _publication_view(node, node.raft.state.published[model["ref"]], request)
     return json_response(

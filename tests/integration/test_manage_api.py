@@ -405,3 +405,72 @@ def test_streamed_tokens_count_toward_usage(api: str) -> None:
         api + "/api/models/talk/publish?namespace=streams", headers=admin, timeout=5
     ).json()["usage"]
     assert usage["totalRequests"] == 1 and usage["tokensUsed"] >= 5
+
+
+def test_admins_name_the_tenant_in_the_body_of_by_name_routes(api: str) -> None:
+    admin = _login(api)
+    requests.post(api + "/api/admin/tenants", json={"name": "bodied"}, headers=admin, timeout=5)
+    created = requests.post(
+        api + "/api/models",
+        headers=admin,
+        timeout=5,
+        json={"name": "m1", "tenantId": "bodied", "modelId": MODEL},
+    )
+    assert created.status_code == 201, created.text
+    # Without the tenant an admin is told to name it, and nothing changes.
+    unnamed = requests.put(
+        api + "/api/models/m1", headers=admin, timeout=5, json={"maxReplicas": 3}
+    )
+    assert unnamed.status_code == 400 and "tenantId" in unnamed.json()["error"]
+    updated = requests.put(
+        api + "/api/models/m1",
+        headers=admin,
+        timeout=5,
+        json={"tenantId": "bodied", "maxReplicas": 3},
+    )
+    assert updated.status_code == 200, updated.text
+    assert updated.json()["scaling"]["maxReplicas"] == 3
+    published = requests.post(
+        api + "/api/models/m1/publish",
+        headers=admin,
+        timeout=5,
+        json={"config": {"tenantId": "bodied"}},
+    )
+    assert published.status_code == 201, published.text
+    assert published.json()["publishedModel"]["tenantId"] == "bodied"
+    changed = requests.put(
+        api + "/api/models/m1/publish",
+        headers=admin,
+        timeout=5,
+        json={"config": {"tenantId": "bodied", "metadata": {"team": "x"}}},
+    )
+    assert changed.status_code == 200, changed.text
+    # A body that names another tenant than the query is refused, and changes nothing.
+    clash = requests.put(
+        api + "/api/models/m1?namespace=shop",
+        headers=admin,
+        timeout=5,
+        json={"tenantId": "bodied", "maxReplicas": 9},
+    )
+    assert clash.status_code == 400 and "differ" in clash.json()["error"]
+    got = requests.get(api + "/api/models/m1?namespace=bodied", headers=admin, timeout=5).json()
+    assert got["scaling"]["maxReplicas"] == 3
+
+
+def test_storage_uri_is_kept_and_returned(api: str) -> None:
+    admin = _login(api)
+    requests.post(api + "/api/admin/tenants", json={"name": "stored"}, headers=admin, timeout=5)
+    uri = "s3://models/llama-3/"
+    created = requests.post(
+        api + "/api/models?namespace=stored",
+        headers=admin,
+        timeout=5,
+        json={"name": "s1", "modelId": MODEL, "storageUri": uri, "framework": "vllm"},
+    )
+    assert created.status_code == 201, created.text
+    url = api + "/api/models/s1?namespace=stored"
+    assert requests.get(url, headers=admin, timeout=5).json()["predictor"]["storageUri"] == uri
+    kept = requests.put(url, headers=admin, timeout=5, json={"maxReplicas": 2}).json()
+    assert kept["predictor"]["storageUri"] == uri  # an update that leaves it out keeps it
+    moved = requests.put(url, headers=admin, timeout=5, json={"storageUri": "gs://b/m"}).json()
+    assert moved["predictor"]["storageUri"] == "gs://b/m"
