@@ -20,7 +20,7 @@ from aiohttp import web
 from msgspec import UNSET, Meta, UnsetType
 
 from node.api.bodies import ApiBody, Body, read_body, whole
-from node.api.common import json_response, node_of
+from node.api.common import client_address, json_response, node_of
 from node.api.manage import (
     LIMITS_SCHEMA,
     NAME,
@@ -36,7 +36,7 @@ from node.api.manage import (
 )
 from node.api.table import COMMIT, Audience, Route
 from node.app import Node
-from node.auth import Principal
+from node.auth import OPEN_CALLER, Principal, open_publication_caller, presented_token
 from node.errors import ApiError
 from node.pipeline.request import InferenceRequest, Target
 from node.proxy.facts import parse_body
@@ -384,7 +384,10 @@ async def predict(request: web.Request, principal: Principal) -> web.StreamRespo
 
 
 def _publication(
-    body: Publish, model: dict[str, Any], current: dict[str, Any] | None = None
+    body: Publish,
+    model: dict[str, Any],
+    principal: Principal,
+    current: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The publication record a publish or an update asks for (what it leaves out stays)."""
     config, tenant = body.config, model["tenant"]
@@ -409,9 +412,28 @@ def _publication(
         ),
         "publicHostname": _or(config.public_hostname, current.get("publicHostname")),
         "rateLimiting": limits,
-        "authentication": {"requireApiKey": True, "allowedTenants": allowed},
+        "authentication": {
+            "requireApiKey": _require_api_key(auth, current, principal),
+            "allowedTenants": allowed,
+        },
         "metadata": _or(config.metadata, current.get("metadata", {})),
     }
+
+
+def _require_api_key(
+    auth: PublicationAuth | UnsetType | None, current: dict[str, Any], principal: Principal
+) -> bool:
+    """Whether callers need a key (the default); only an admin may open a publication."""
+    sent = auth.require_api_key if isinstance(auth, PublicationAuth) else UNSET
+    if sent is False and not principal.is_admin:
+        raise ApiError(
+            403,
+            "only an admin may open a publication (requireApiKey: false)",
+            param="requireApiKey",
+        )
+    if sent is UNSET:
+        return bool((current.get("authentication") or {}).get("requireApiKey", True))
+    return bool(sent)
 
 
 async def _publication_view(
@@ -444,6 +466,7 @@ async def _publication_view(
         "apiKey": shown_key,
         "keyId": record["key_id"],
         "allowedTenants": record["authentication"]["allowedTenants"],
+        "requireApiKey": record["authentication"].get("requireApiKey", True),
         "createdAt": iso(record["created_at"]),
         "updatedAt": iso(record["updated_at"]),
         "usage": {
@@ -495,7 +518,7 @@ async def publish(request: web.Request, principal: Principal) -> web.Response:
     _query_tenant_first(node, principal, request)
     body = await read_body(request, Publish)
     model = _find(node, principal, request, body.config.tenant_id)
-    publication = _publication(body, model)
+    publication = _publication(body, model, principal)
     # Published by a key: the publication's key is minted from it, so it is no wider
     # (models, limits, expiry) and is revoked with it.
     parent = principal.key if principal.key is not None and not principal.is_admin else None
@@ -547,7 +570,7 @@ async def update_publication(request: web.Request, principal: Principal) -> web.
     model = _find(node, principal, request, body.config.tenant_id)
     current = _published(node, model)
     managed_key(node, principal, current["key_id"])
-    publication = _publication(body, model, current)
+    publication = _publication(body, model, principal, current)
     await node.commit("publish.put", {"ref": model["ref"], "publication": publication}, principal)
     view = await _publication_view(node, node.raft.state.published[model["ref"]], request)
     return json_response(
@@ -604,9 +627,15 @@ async def external(request: web.Request) -> web.StreamResponse:
 async def _publication_reached(request: web.Request) -> Deployment:
     """The caller, model and publication of an external path (401/403/404 otherwise)."""
     node = node_of(request)
-    principal = node.auth.published(request)  # before anything reveals what exists
     path = f"/models/{request.match_info['name']}"
     matches = [p for p in node.raft.state.published.values() if p["externalPath"] == path]
+    opened = len(matches) == 1 and matches[0]["authentication"].get("requireApiKey") is False
+    if opened and node.auth.configured and not presented_token(request):
+        # Open by an admin's choice: a caller without credential is known by its address.
+        address = client_address(request, node.config.forwarded_allow_ips)
+        principal = open_publication_caller(address)
+    else:
+        principal = node.auth.published(request)  # before anything reveals what exists
     if len(matches) != 1:  # two would be a bug (paths are unique); serve neither
         raise ApiError(404, f"no published model at {path}")
     record = matches[0]
@@ -614,7 +643,8 @@ async def _publication_reached(request: web.Request) -> Deployment:
     if principal.publication is not None and principal.publication != record["ref"]:
         raise ApiError(403, "this publication key belongs to another published model")
     own_key = principal.publication == record["ref"]
-    if not (own_key or principal.is_admin or principal.tenant in allowed):
+    anyone = principal.kind == OPEN_CALLER
+    if not (anyone or own_key or principal.is_admin or principal.tenant in allowed):
         raise ApiError(403, f"Insufficient permissions for published model {record['modelName']}")
     model = node.raft.state.models[record["ref"]]
     tail = request.match_info["tail"]
