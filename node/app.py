@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Coroutine
 from dataclasses import asdict
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import web
 
@@ -83,7 +83,19 @@ def connection_mode(url: str) -> str:
 
 
 def normalise_url(url: str) -> str:
-    return url.strip().rstrip("/")
+    """A worker URL as duplicate detection compares it: trimmed, no trailing slash, and
+    the scheme and host lower-cased (they are case-insensitive; userinfo and path are not)."""
+    url = url.strip().rstrip("/")
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url  # the caller's validation says what is wrong with it
+    if not parts.netloc:
+        return url
+    userinfo, at, host = parts.netloc.rpartition("@")
+    return urlunsplit(
+        parts._replace(scheme=parts.scheme.lower(), netloc=userinfo + at + host.lower())
+    ).rstrip("/")
 
 
 class Node:
@@ -258,6 +270,7 @@ class Node:
             actor=self.actor(None),
             interval=lambda: max(1.0, self.config.worker_startup_check_interval),
             stale_job_after=self.config.worker_startup_check_interval * 3 + 5.0,
+            probe=self.peers.report_of,
         )
 
     def _peer_reachable(self, name: str) -> bool:

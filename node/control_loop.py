@@ -24,6 +24,7 @@ from typing import Any
 
 from mesh.raft import CommitError, MeshRaft
 from node.errors import ApiError
+from node.ha import name_claim
 from node.ha.shutdown import Stopper
 from node.service import cancel_and_wait
 from node.workers.credentials import CredentialBox, needs_sealing
@@ -37,6 +38,11 @@ BACKOFF = 1.0  # a duty that failed is tried again after this long; the others g
 
 Commit = Callable[[str, dict[str, Any]], Awaitable[Any]]
 Register = Callable[[str, "tuple[str, str] | None"], Awaitable[None]]
+Probe = Callable[[str], Awaitable["dict[str, Any] | None"]]  # a node's /ha/local, if it answers
+
+
+async def _nobody_answers(http_url: str) -> dict[str, Any] | None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,7 @@ class View:
     role: str = "follower"
     workers: int = 0
     backing_off: frozenset[str] = frozenset()  # duties that failed a moment ago
+    name_record: dict[str, Any] | None = None  # our name's record, left by another run
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,8 @@ def decide(view: View) -> Step:
         return Step("wait", "waiting for a leader")
     if not view.caught_up_once:
         return Step("wait", f"catching up with leader {view.leader}")
+    if not view.announced and view.name_record is not None:
+        return Step("check_name", view.name_record)  # before anything done in our name
     due = _duties(view)
     for step in due:
         if step.kind not in view.backing_off:
@@ -159,6 +168,7 @@ class ControlLoop:
         actor: str,
         interval: Callable[[], float],
         stale_job_after: float,
+        probe: Probe = _nobody_answers,
     ) -> None:
         self.identity = identity
         self.raft = raft
@@ -172,6 +182,8 @@ class ControlLoop:
         self.actor = actor
         self.interval = interval
         self.stale_job_after = stale_job_after
+        self.probe = probe
+        self._cleared_boot_ids: set[str] = set()  # earlier holders of our name found gone
         self.last = LastCycle()
         self.announced = False
         self._registered: set[str] = set()
@@ -221,6 +233,9 @@ class ControlLoop:
                 for kind, failed in self._failed_at.items()
                 if time.monotonic() - failed < BACKOFF
             ),
+            name_record=name_claim.record_to_check(
+                state.members, self.identity.name, self.identity.boot_id, self._cleared_boot_ids
+            ),
         )
 
     def _plan_for_me(self, shutdowns: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
@@ -264,6 +279,8 @@ class ControlLoop:
     async def _act(self, kind: str, subject: Any) -> str:
         if kind == "follow_plan":
             return self._follow(subject)
+        if kind == "check_name":
+            return await self._check_name(subject)
         if kind == "announce":
             await self.commit("member.upsert", {"member": self.identity.member()})
             self.announced = True
@@ -296,6 +313,19 @@ class ControlLoop:
         self.stopper.follow(plan)
         return f"carrying out shutdown plan {plan['id']} from {plan['requested_by']}"
 
+    async def _check_name(self, record: dict[str, Any]) -> str:
+        """Refuse to start if a live node holds our name; else take it over."""
+        me = self.identity
+        url = record.get("http_url")
+        report = await self.probe(url) if url else None
+        problem = name_claim.conflict(me.name, me.raft_address, me.boot_id, record, report)
+        if problem is not None:
+            log.error("refusing to start: %s", problem)
+            self.stopper.refuse(problem)
+            return f"refused to announce: {problem}"
+        self._cleared_boot_ids.add(str(record.get("boot_id")))
+        return f"name {me.name} was held by boot id {record.get('boot_id')}, gone: taking it over"
+
     # -- the loop --------------------------------------------------------------------
 
     def start(self) -> None:
@@ -325,6 +355,7 @@ class ControlLoop:
 
 _DOING = {
     "follow_plan": "carrying out the shutdown plan",
+    "check_name": "checking who holds this node's name",
     "announce": "announcing this node",
     "require_auth": "recording that the mesh requires credentials",
     "register": "registering a worker",

@@ -54,6 +54,7 @@ def test_a_node_with_nothing_to_do_says_it_is_steady() -> None:
         (with_(plan={"id": "p"}, leader=None, announced=False), "follow_plan"),
         (with_(leader=None, announced=False), "wait"),
         (with_(caught_up_once=False, announced=False), "wait"),
+        (with_(announced=False, name_record={"boot_id": "b0"}, to_resume=("w",)), "check_name"),
         (with_(to_resume=("w",), stranded=("x",), announced=False), "resume"),
         (with_(stranded=("x",), announced=False), "adopt"),
         (with_(announced=False, auth_to_record=True, to_register=(("u", None),)), "announce"),
@@ -84,7 +85,9 @@ def raft_status(leader: str | None, role: str = "follower", ready: bool = True) 
 
 class FakeRaft:
     def __init__(self, workers: dict[str, dict[str, Any]], plans: dict[str, Any]) -> None:
-        self.state = SimpleNamespace(workers=workers, shutdowns=plans, auth_required=False)
+        self.state = SimpleNamespace(
+            workers=workers, shutdowns=plans, auth_required=False, members={}
+        )
         self.leader: str | None = "n1"
         self.role = "follower"
 
