@@ -161,6 +161,15 @@ class CommitError(Exception):
         self.timed_out = timed_out
 
 
+class RaftBindError(Exception):
+    """The Raft port could not be listened on at start (pysyncobj would retry silently)."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        super().__init__(f"cannot listen on {address}: {reason}")
+        self.address = address
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class RaftSettings:
     data_dir: Path
@@ -485,9 +494,20 @@ class MeshRaft:
                 connect_timeout=s.link_connect_timeout,
             ),
         )
+        self._fail_if_unbound()
         self._sync.addOnTickCallback(self._on_tick)
         if s.peers and s.self_address and self._sync.raftCurrentTerm > 0:
             self._calls.append(self._hold_first_election)
+
+    def _fail_if_unbound(self) -> None:
+        """SyncObj's constructor has made its first bind attempt; a node that cannot listen
+        would look alive but never reach its peers, so it stops here instead."""
+        sync = self._sync
+        error = sync._SyncObj__transport.bind_error if sync is not None else None
+        if sync is None or error is None:
+            return
+        self.stop()
+        raise RaftBindError(str(self.settings.bind_address), error.strerror or str(error))
 
     def _hold_first_election(self) -> None:
         """A member that restarts must not call an election before the leader reaches it.
@@ -516,6 +536,17 @@ class MeshRaft:
 
     def status(self) -> RaftStatus:
         return self._status
+
+    def indexes(self) -> tuple[int, int]:
+        """`(commit_index, applied_index)` read together, for reports.
+
+        Both are live (the status snapshot's commit index lags by up to a status period),
+        and applied is read first: the commit index only grows, and whatever was applied
+        was committed, so commit is never reported below applied."""
+        applied = self.state.applied_index
+        sync = self._sync
+        commit = sync.raftCommitIndex if sync is not None else self._status.commit_index
+        return max(commit, applied), applied
 
     def tick_alive(self) -> bool:
         return self._sync is not None and bool(self._sync.tick_thread_alive())

@@ -64,6 +64,7 @@ MODEL_FIELDS: Final = (
     "policy_params",
     "scaling",
     "framework",
+    "storage_uri",  # kept since issue 10; entries from before it have none (None)
     "description",
 )
 MEMBER_FIELDS: Final = ("raft_address", "http_url", "version", "voter", "boot_id", "started_at")
@@ -830,7 +831,8 @@ def _breaker_reset(state: ControlState, args: dict[str, Any], cmd: Command, inde
 
 def _model_put(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
     """Create or update a model deployment. args: {"model": {name, tenant, selector, policy,
-    policy_params, scaling, framework, description}, "create": bool, "expected_version"?}."""
+    policy_params, scaling, framework, storage_uri, description}, "create": bool,
+    "expected_version"?}."""
     spec = args["model"]
     tenant = spec.get("tenant")
     if tenant not in state.tenants:

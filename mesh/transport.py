@@ -105,6 +105,8 @@ class MeshServer:
         self._on_connection = on_connection  # the transport's _onNewIncomingConnection
         self._sock: socket.socket | None = None
         self._pending: list[MeshConnection] = []  # accepted, not yet authenticated; oldest first
+        # pysyncobj swallows a failed bind and retries forever; kept so a start can fail fast.
+        self.bind_error: OSError | None = None
 
     def bind(self) -> None:
         host, port = self._address
@@ -114,9 +116,11 @@ class MeshServer:
             sock.setblocking(False)
             sock.bind((host, port))
             sock.listen(BACKLOG)
-        except OSError:
+        except OSError as exc:
             sock.close()
+            self.bind_error = exc
             raise
+        self.bind_error = None
         self._sock = sock
         self._poller.subscribe(sock.fileno(), self._on_event, READ | ERROR)
 
@@ -231,6 +235,12 @@ class MeshTransport(TCPTransport):  # type: ignore[misc]
             new_connection=functools.partial(self._connection),
             on_connection=self._onNewIncomingConnection,
         )
+
+    @property
+    def bind_error(self) -> OSError | None:
+        """Why the last attempt to listen on the Raft port failed (None once it listens)."""
+        server = getattr(self, "_server", None)
+        return server.bind_error if isinstance(server, MeshServer) else None
 
     def addNode(self, node: Any) -> None:
         """Register a peer; if this side dials it, give it one of our connections.

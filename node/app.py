@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Coroutine
 from dataclasses import asdict
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import web
 
@@ -85,7 +85,19 @@ def connection_mode(url: str) -> str:
 
 
 def normalise_url(url: str) -> str:
-    return url.strip().rstrip("/")
+    """A worker URL as duplicate detection compares it: trimmed, no trailing slash, and
+    the scheme and host lower-cased (they are case-insensitive; userinfo and path are not)."""
+    url = url.strip().rstrip("/")
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url  # the caller's validation says what is wrong with it
+    if not parts.netloc:
+        return url
+    userinfo, at, host = parts.netloc.rpartition("@")
+    return urlunsplit(
+        parts._replace(scheme=parts.scheme.lower(), netloc=userinfo + at + host.lower())
+    ).rstrip("/")
 
 
 class Node:
@@ -141,8 +153,8 @@ class Node:
         self.pool.on_removed.append(lambda worker: self.selector.forget(worker.id))
         self.stream.subscribe(self._on_applied)
         self._add_gauges()
-        # Model ids this node knows (served by a worker, or a deployment's name): the only
-        # values the `model` metric label takes, so junk names cannot add series.
+        # Model ids the workers serve: the only values the `model` metric label takes, so
+        # junk names cannot add series (and no tenant's deployment name is shown).
         self.model_names: frozenset[str] = frozenset()
         self.control: ControlLoop | None = None  # built at start, with discovery
         self._running = contextlib.AsyncExitStack()
@@ -272,6 +284,7 @@ class Node:
             actor=self.actor(None),
             interval=lambda: max(1.0, self.config.worker_startup_check_interval),
             stale_job_after=self.config.worker_startup_check_interval * 3 + 5.0,
+            probe=self.peers.report_of,
         )
 
     def _peer_reachable(self, name: str) -> bool:
@@ -330,12 +343,12 @@ class Node:
             self.selector.sync(self.raft.state.policies)
         if op.startswith("model.") or reset:
             self.selector.sync_deployments(self.raft.state.models)
-        if op.startswith(("worker.", "model.")) or reset:
-            self.model_names = known_models(self.pool, self.raft.state.models)
+        if op.startswith("worker.") or reset:
+            self.model_names = known_models(self.pool)
         if op.startswith("ratelimit.") or reset:
             self.ratelimiter.set_rules(rate_rules(self.raft.state.rate_limits))
         if op == "shutdown.plan" and self.control is not None:
-            self.control.wake()  # the plan may name this node
+            self.control.follow_plans()  # at once, if the plan names this run of the node
         if op.startswith("config.") or reset:
             self._apply_runtime()
         if op == "breaker.reset" and (applied.outcome or {}).get("ok"):
@@ -345,7 +358,7 @@ class Node:
         self.pool.sync(self.raft.state.workers)
         self.selector.sync(self.raft.state.policies)
         self.selector.sync_deployments(self.raft.state.models)
-        self.model_names = known_models(self.pool, self.raft.state.models)
+        self.model_names = known_models(self.pool)
         self.ratelimiter.set_rules(rate_rules(self.raft.state.rate_limits))
         self._apply_runtime()
 
@@ -522,13 +535,13 @@ def commit_failure(exc: CommitError, what: str) -> ApiError:
     )
 
 
-def known_models(pool: WorkerPool, deployments: dict[str, dict[str, Any]]) -> frozenset[str]:
-    """Model ids served by a worker (its model_id and the models it listed) and deployments."""
+def known_models(pool: WorkerPool) -> frozenset[str]:
+    """Model ids served by a worker (its model_id and the models it listed). Deployment
+    names are a tenant's own and are never a label of the public /metrics."""
     names = set(pool.models())
     for worker in pool.all():
         served = worker.record.get("metadata", {}).get("served_models", [])
         names.update(m for m in served if isinstance(m, str))
-    names.update(d["name"] for d in deployments.values() if isinstance(d.get("name"), str))
     return frozenset(names)
 
 

@@ -54,6 +54,7 @@ class Principal:
     name: str
     role: str  # admin | user
     kind: str  # api_key | control_plane_key | managed_key | jwt (ours) | idp_token | anonymous
+    # | open_publication
     tenant: str | None = None  # a user's tenant; admins act across tenants
     key: dict[str, Any] | None = None  # the managed key record, for per-key limits
 
@@ -73,6 +74,15 @@ class Principal:
 
 
 ANONYMOUS = Principal("anonymous", "anonymous", "admin", "anonymous")
+OPEN_CALLER = "open_publication"  # the kind of a caller of a publication without a key
+
+
+def open_publication_caller(address: str) -> Principal:
+    """Who calls a publication its admin opened (`requireApiKey: false`) without a
+    credential: known only by client address, which its limits are counted by."""
+    return Principal(f"client:{address}", f"client {address}", "user", OPEN_CALLER)
+
+
 # Where a route's guard leaves the caller on the request (read by the audit log).
 PRINCIPAL = web.RequestKey("principal", Principal)
 

@@ -8,14 +8,14 @@ plaintext worker keys as leader) is one branch of `decide`, a pure function
 of a `View` read at once. `ControlLoop.run_cycle` carries the chosen step out
 and returns a sentence; the loop logs the sentence when it changes, and
 `/ha/local` shows the last one. After a step it runs again at once; when
-there is nothing to do, or a step failed, it waits for the next tick or for
-`wake()` (a committed shutdown plan wakes it).
+there is nothing to do it waits for the next tick. A duty that fails backs off
+for a moment while the others go on. A committed shutdown plan is carried out
+as it is applied (`follow_plans`), not a cycle later.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -24,6 +24,7 @@ from typing import Any
 
 from mesh.raft import CommitError, MeshRaft
 from node.errors import ApiError
+from node.ha import name_claim
 from node.ha.shutdown import Stopper
 from node.service import cancel_and_wait
 from node.workers.credentials import CredentialBox, needs_sealing
@@ -32,10 +33,16 @@ from node.workers.discovery import DiscoveryJobs
 log = logging.getLogger(__name__)
 
 WAITING_PAUSE = 0.05  # between cycles while there is no leader yet: announce promptly
-RETRY_PAUSE = 0.5  # after a step that failed
+RETRY_PAUSE = 0.5  # while the only duties left are ones that failed a moment ago
+BACKOFF = 1.0  # a duty that failed is tried again after this long; the others go first
 
 Commit = Callable[[str, dict[str, Any]], Awaitable[Any]]
 Register = Callable[[str, "tuple[str, str] | None"], Awaitable[None]]
+Probe = Callable[[str], Awaitable["dict[str, Any] | None"]]  # a node's /ha/local, if it answers
+
+
+async def _nobody_answers(http_url: str) -> dict[str, Any] | None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,8 @@ class View:
     to_seal: tuple[str, ...]  # on the leader: workers whose api_key is stored in the clear
     role: str = "follower"
     workers: int = 0
+    backing_off: frozenset[str] = frozenset()  # duties that failed a moment ago
+    name_record: dict[str, Any] | None = None  # our name's record, left by another run
 
 
 @dataclass(frozen=True)
@@ -75,19 +84,34 @@ def decide(view: View) -> Step:
         return Step("wait", "waiting for a leader")
     if not view.caught_up_once:
         return Step("wait", f"catching up with leader {view.leader}")
-    if not view.announced:
-        return Step("announce")
-    if view.auth_to_record:
-        return Step("require_auth")
-    if view.to_register:
-        return Step("register", view.to_register[0])
-    if view.to_resume:
-        return Step("resume", view.to_resume)
-    if view.stranded:
-        return Step("adopt", view.stranded)
-    if view.to_seal:
-        return Step("seal", view.to_seal[0])
+    if not view.announced and view.name_record is not None:
+        return Step("check_name", view.name_record)  # before anything done in our name
+    due = _duties(view)
+    for step in due:
+        if step.kind not in view.backing_off:
+            return step
+    if due:  # only duties that failed a moment ago: try them again shortly
+        return Step("backoff", "retrying " + ", ".join(_DOING[step.kind] for step in due))
     return Step("steady", f"steady: {view.role}, {view.workers} worker(s) in the mesh")
+
+
+def _duties(view: View) -> list[Step]:
+    """What is left to do, in order. Starting jobs commits nothing, so it comes first; a
+    duty that keeps failing (a refused announce, say) backs off and lets the others run."""
+    due = []
+    if view.to_resume:
+        due.append(Step("resume", view.to_resume))
+    if view.stranded:
+        due.append(Step("adopt", view.stranded))
+    if not view.announced:
+        due.append(Step("announce"))
+    if view.auth_to_record:
+        due.append(Step("require_auth"))
+    if view.to_register:
+        due.append(Step("register", view.to_register[0]))
+    if view.to_seal:
+        due.append(Step("seal", view.to_seal[0]))
+    return due
 
 
 @dataclass
@@ -144,6 +168,7 @@ class ControlLoop:
         actor: str,
         interval: Callable[[], float],
         stale_job_after: float,
+        probe: Probe = _nobody_answers,
     ) -> None:
         self.identity = identity
         self.raft = raft
@@ -157,11 +182,13 @@ class ControlLoop:
         self.actor = actor
         self.interval = interval
         self.stale_job_after = stale_job_after
+        self.probe = probe
+        self._cleared_boot_ids: set[str] = set()  # earlier holders of our name found gone
         self.last = LastCycle()
         self.announced = False
         self._registered: set[str] = set()
         self._followed_plans: set[str] = set()
-        self._wake = asyncio.Event()
+        self._failed_at: dict[str, float] = {}  # duty -> time.monotonic() of its last failure
         self._task: asyncio.Task[None] | None = None
 
     # -- reading ---------------------------------------------------------------------
@@ -201,6 +228,14 @@ class ControlLoop:
             to_seal=tuple(w for w, r in workers.items() if leading and needs_sealing(r)),
             role=status.role,
             workers=len(workers),
+            backing_off=frozenset(
+                kind
+                for kind, failed in self._failed_at.items()
+                if time.monotonic() - failed < BACKOFF
+            ),
+            name_record=name_claim.record_to_check(
+                state.members, self.identity.name, self.identity.boot_id, self._cleared_boot_ids
+            ),
         )
 
     def _plan_for_me(self, shutdowns: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
@@ -222,18 +257,30 @@ class ControlLoop:
             return f"stopping: {subject}", self.interval()
         if kind == "wait":
             return subject, WAITING_PAUSE
+        if kind == "backoff":
+            return subject, RETRY_PAUSE
         if kind == "steady":
             return subject, self.interval()
         try:
-            return await self._act(kind, subject), 0.0
+            done = await self._act(kind, subject)
         except (CommitError, ApiError) as exc:  # without quorum this may take a while
-            return f"{_DOING[kind]} failed ({exc}); retrying", RETRY_PAUSE
+            self._failed_at[kind] = time.monotonic()
+            return f"{_DOING[kind]} failed ({exc}); retrying", 0.0
+        self._failed_at.pop(kind, None)
+        return done, 0.0
+
+    def follow_plans(self) -> None:
+        """Carry out, now, a committed shutdown plan that names this run of the node (called
+        as the plan is applied, so no step in progress delays it)."""
+        plan = self._plan_for_me(self.raft.state.shutdowns)
+        if plan is not None and not self.stopper.requested:
+            self._follow(plan)
 
     async def _act(self, kind: str, subject: Any) -> str:
         if kind == "follow_plan":
-            self._followed_plans.add(subject["id"])
-            self.stopper.follow(subject)
-            return f"carrying out shutdown plan {subject['id']} from {subject['requested_by']}"
+            return self._follow(subject)
+        if kind == "check_name":
+            return await self._check_name(subject)
         if kind == "announce":
             await self.commit("member.upsert", {"member": self.identity.member()})
             self.announced = True
@@ -261,11 +308,25 @@ class ControlLoop:
             return f"sealed the api_key of worker {subject}"
         raise AssertionError(f"unknown step {kind}")
 
-    # -- the loop --------------------------------------------------------------------
+    def _follow(self, plan: dict[str, Any]) -> str:
+        self._followed_plans.add(plan["id"])
+        self.stopper.follow(plan)
+        return f"carrying out shutdown plan {plan['id']} from {plan['requested_by']}"
 
-    def wake(self) -> None:
-        """Run a cycle now (a committed command may call for a step)."""
-        self._wake.set()
+    async def _check_name(self, record: dict[str, Any]) -> str:
+        """Refuse to start if a live node holds our name; else take it over."""
+        me = self.identity
+        url = record.get("http_url")
+        report = await self.probe(url) if url else None
+        problem = name_claim.conflict(me.name, me.raft_address, me.boot_id, record, report)
+        if problem is not None:
+            log.error("refusing to start: %s", problem)
+            self.stopper.refuse(problem)
+            return f"refused to announce: {problem}"
+        self._cleared_boot_ids.add(str(record.get("boot_id")))
+        return f"name {me.name} was held by boot id {record.get('boot_id')}, gone: taking it over"
+
+    # -- the loop --------------------------------------------------------------------
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="control-loop")
@@ -277,18 +338,13 @@ class ControlLoop:
 
     async def _loop(self) -> None:
         while True:
-            self._wake.clear()
             try:
                 sentence, pause = await self.run_cycle()
             except Exception as exc:  # a bug in a step must not end the node's duties
                 log.exception("control loop: cycle failed")
                 sentence, pause = f"cycle failed ({type(exc).__name__}); retrying", RETRY_PAUSE
             self._record(sentence)
-            if pause <= 0:
-                await asyncio.sleep(0)  # let others run between steps
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), pause)
+            await asyncio.sleep(pause)  # 0 after a step: let the others run, then go on
 
     def _record(self, sentence: str) -> None:
         self.last.cycles += 1
@@ -299,6 +355,7 @@ class ControlLoop:
 
 _DOING = {
     "follow_plan": "carrying out the shutdown plan",
+    "check_name": "checking who holds this node's name",
     "announce": "announcing this node",
     "require_auth": "recording that the mesh requires credentials",
     "register": "registering a worker",

@@ -17,6 +17,7 @@ import sys
 
 from aiohttp import web
 
+from mesh.raft import RaftBindError
 from node import config as config_module
 from node.app import NODE
 from node.datadir import UMASK
@@ -59,7 +60,11 @@ async def _serve(config: config_module.Config, config_file: str | None) -> int:
         idle=config.keepalive_timeout_secs,
     )
     runner = GuardedAppRunner(app, timeouts, handler_cancellation=True, access_log=None)
-    await runner.setup()
+    try:
+        await runner.setup()  # starts the node, Raft first
+    except RaftBindError as exc:
+        print(f"meshgate serve: error: --mesh-bind: {exc}", file=sys.stderr)
+        return 2
     site = web.TCPSite(runner, config.host, config.port, backlog=1024, reuse_address=True)
     try:
         await site.start()
@@ -89,4 +94,6 @@ async def _serve(config: config_module.Config, config_file: str | None) -> int:
     await node.stopper.stopped.wait()
     log.info("node %s stopping: %s", node.name, node.stopper.reason)
     await runner.cleanup()
-    return 0
+    if node.stopper.exit_code:
+        print(f"meshgate serve: error: {node.stopper.reason}", file=sys.stderr)
+    return node.stopper.exit_code

@@ -56,21 +56,26 @@ def decode(data: Any, kind: type[T]) -> T:
 
 
 _AT = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<where>[^`]*)`)?$", re.DOTALL)
+_ENUM_VALUE = re.compile(r"^Invalid enum value .*$", re.DOTALL)
 _FIELD = re.compile(r"^Object (?P<kind>missing required|contains unknown) field `(?P<name>[^`]+)`$")
 
 
 def _refusal(kind: type[msgspec.Struct], text: str) -> ApiError:
     match = _AT.match(text)
     assert match is not None  # the pattern matches any text
-    what, where = match["what"], (match["where"] or "").lstrip(".")
+    what, where = match["what"], _short((match["where"] or "").lstrip("."))
+    # The value sent is not echoed back (it may be anything, up to the body limit): the
+    # field's description says what a valid one is.
+    what = _ENUM_VALUE.sub("invalid enum value", what)
     field = _FIELD.match(what)
     if field is not None:
-        name = f"{where}.{field['name']}" if where else field["name"]
+        name = _short(f"{where}.{field['name']}" if where else field["name"])
         if field["kind"] == "contains unknown":
             allowed = ", ".join(sorted(_described(kind).get(where, {})))
             message = f"unknown field(s): {name}" + (f"; allowed: {allowed}" if allowed else "")
             return ApiError(400, message, param=name)
         return ApiError(400, _explained(kind, name, f"{name} is required"), param=name)
+    what = _short(what, 200)
     if not where:
         return ApiError(400, f"request body: {_lower_first(what)}")
     return ApiError(400, _explained(kind, where, f"{where}: {_lower_first(what)}"), param=where)
@@ -81,6 +86,11 @@ def _explained(kind: type[msgspec.Struct], where: str, message: str) -> str:
     parent, _, name = re.sub(r"\[[^\]]*\]$", "", where).rpartition(".")
     description = _described(kind).get(parent, {}).get(name)
     return f"{message} ({description})" if description else message
+
+
+def _short(text: str, limit: int = 80) -> str:
+    """Names and messages built from the client's input, bounded."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _lower_first(text: str) -> str:

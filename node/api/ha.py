@@ -52,13 +52,14 @@ async def health(request: web.Request, _: Principal) -> web.Response:
     node = node_of(request)
     problems = health_problems(node.raft)
     raft = node.raft.status()
+    commit_index, applied_index = node.raft.indexes()
     body = {
         "healthy": not problems,
         "node_name": node.name,
         "leader": node.leader_name(),
         "term": raft.term,
-        "commit_index": raft.commit_index,
-        "applied_index": raft.applied_index,
+        "commit_index": commit_index,
+        "applied_index": applied_index,
         "reasons": problems,
     }
     return json_response(body, 503 if problems else 200)

@@ -20,7 +20,7 @@ from aiohttp import web
 from msgspec import UNSET, Meta, UnsetType
 
 from node.api.bodies import ApiBody, Body, read_body, whole
-from node.api.common import json_response, node_of
+from node.api.common import client_address, json_response, node_of
 from node.api.manage import (
     LIMITS_SCHEMA,
     NAME,
@@ -36,7 +36,7 @@ from node.api.manage import (
 )
 from node.api.table import COMMIT, Audience, Route
 from node.app import Node
-from node.auth import Principal
+from node.auth import OPEN_CALLER, Principal, open_publication_caller, presented_token
 from node.errors import ApiError
 from node.pipeline.request import InferenceRequest, Target
 from node.proxy.facts import parse_body
@@ -82,8 +82,12 @@ class ModelCreate(ModelFields, kw_only=True):
     tenant_id: Annotated[str | None, Meta(description="same as namespace")] = None
 
 
-class ModelUpdate(ModelFields):
-    """A deployment's changes (its name and tenant are in the path and the query)."""
+class ModelUpdate(ModelFields, kw_only=True):
+    """A deployment's changes (its name is in the path; admins may name its tenant in the
+    query or here)."""
+
+    namespace: Annotated[str | None, Meta(description="the tenant (admins)")] = None
+    tenant_id: Annotated[str | None, Meta(description="same as namespace")] = None
 
 
 MODEL_FIELDS = frozenset(f.encode_name for f in msgspec.structs.fields(ModelCreate))
@@ -180,6 +184,7 @@ def _model_spec(
         "policy_params": params,
         "scaling": scaling,
         "framework": _or(body.framework, current.get("framework")),
+        "storage_uri": _or(body.storage_uri, current.get("storage_uri")),
         "description": _or(body.description, current.get("description")),
     }
 
@@ -207,7 +212,11 @@ def _model_view(node: Node, model: dict[str, Any], request: web.Request) -> dict
         "status": "Ready" if ready else "NotReady",
         "ready": bool(ready),
         "url": f"{base}/api/models/{model['name']}/predict",
-        "predictor": {"framework": model.get("framework"), "selector": model["selector"]},
+        "predictor": {
+            "framework": model.get("framework"),
+            "storageUri": model.get("storage_uri"),
+            "selector": model["selector"],
+        },
         "policy": model.get("policy") or node.selector.record_for(None)["policy"],
         "scaling": scaling,
         "description": model.get("description"),
@@ -233,12 +242,32 @@ def _model_view(node: Node, model: dict[str, Any], request: web.Request) -> dict
     }
 
 
-def _find(node: Node, principal: Principal, request: web.Request) -> dict[str, Any]:
-    tenant = scope_tenant(node, principal, request.query.get("namespace"))
+def _named(request: web.Request, named: str | None) -> str | None:
+    """The tenant a request names: `?namespace=`, or the body's `namespace`/`tenantId`
+    (`named`); both may be given if they agree."""
+    query = request.query.get("namespace")
+    if query and named and query != named:
+        raise ApiError(400, f"?namespace={query} and the body's tenant {named} differ")
+    return query or named
+
+
+def _find(
+    node: Node, principal: Principal, request: web.Request, named: str | None = None
+) -> dict[str, Any]:
+    """The deployment the path names, in the tenant the request names (see `_named`)."""
+    tenant = scope_tenant(node, principal, _named(request, named))
     model = node.raft.state.models.get(f"{tenant}/{request.match_info['name']}")
     if model is None:
         raise ApiError(404, "Model not found")
     return model
+
+
+def _query_tenant_first(node: Node, principal: Principal, request: web.Request) -> None:
+    """Before a by-name route reads its body (which may name the tenant too): a
+    `?namespace=` the caller may not act on is a 403 whatever the body holds."""
+    query = request.query.get("namespace")
+    if query or not principal.is_admin:
+        scope_tenant(node, principal, query)
 
 
 async def list_models(request: web.Request, principal: Principal) -> web.Response:
@@ -256,7 +285,7 @@ async def create_model(request: web.Request, principal: Principal) -> web.Respon
     node = node_of(request)
     body = await read_body(request, ModelCreate)
     name = body.name
-    tenant = scope_tenant(node, principal, body.namespace or body.tenant_id)
+    tenant = scope_tenant(node, principal, _named(request, body.namespace or body.tenant_id))
     spec = _model_spec(body, name, tenant)
     await node.commit("model.put", {"model": spec, "create": True}, principal)
     return json_response(
@@ -287,9 +316,10 @@ def _may_manage_publication(node: Node, principal: Principal, model: dict[str, A
 
 async def update_model(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
-    current = _find(node, principal, request)
-    _may_manage_publication(node, principal, current)
+    _query_tenant_first(node, principal, request)
     body = await read_body(request, ModelUpdate)
+    current = _find(node, principal, request, body.namespace or body.tenant_id)
+    _may_manage_publication(node, principal, current)
     spec = _model_spec(body, current["name"], current["tenant"], current)
     await node.commit("model.put", {"model": spec, "create": False}, principal)
     return json_response(
@@ -354,7 +384,10 @@ async def predict(request: web.Request, principal: Principal) -> web.StreamRespo
 
 
 def _publication(
-    body: Publish, model: dict[str, Any], current: dict[str, Any] | None = None
+    body: Publish,
+    model: dict[str, Any],
+    principal: Principal,
+    current: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The publication record a publish or an update asks for (what it leaves out stays)."""
     config, tenant = body.config, model["tenant"]
@@ -379,9 +412,28 @@ def _publication(
         ),
         "publicHostname": _or(config.public_hostname, current.get("publicHostname")),
         "rateLimiting": limits,
-        "authentication": {"requireApiKey": True, "allowedTenants": allowed},
+        "authentication": {
+            "requireApiKey": _require_api_key(auth, current, principal),
+            "allowedTenants": allowed,
+        },
         "metadata": _or(config.metadata, current.get("metadata", {})),
     }
+
+
+def _require_api_key(
+    auth: PublicationAuth | UnsetType | None, current: dict[str, Any], principal: Principal
+) -> bool:
+    """Whether callers need a key (the default); only an admin may open a publication."""
+    sent = auth.require_api_key if isinstance(auth, PublicationAuth) else UNSET
+    if sent is False and not principal.is_admin:
+        raise ApiError(
+            403,
+            "only an admin may open a publication (requireApiKey: false)",
+            param="requireApiKey",
+        )
+    if sent is UNSET:
+        return bool((current.get("authentication") or {}).get("requireApiKey", True))
+    return bool(sent)
 
 
 async def _publication_view(
@@ -414,6 +466,7 @@ async def _publication_view(
         "apiKey": shown_key,
         "keyId": record["key_id"],
         "allowedTenants": record["authentication"]["allowedTenants"],
+        "requireApiKey": record["authentication"].get("requireApiKey", True),
         "createdAt": iso(record["created_at"]),
         "updatedAt": iso(record["updated_at"]),
         "usage": {
@@ -462,8 +515,10 @@ def _may_publish(principal: Principal) -> None:
 async def publish(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
     _may_publish(principal)
-    model = _find(node, principal, request)
-    publication = _publication(await read_body(request, Publish), model)
+    _query_tenant_first(node, principal, request)
+    body = await read_body(request, Publish)
+    model = _find(node, principal, request, body.config.tenant_id)
+    publication = _publication(body, model, principal)
     # Published by a key: the publication's key is minted from it, so it is no wider
     # (models, limits, expiry) and is revoked with it.
     parent = principal.key if principal.key is not None and not principal.is_admin else None
@@ -510,10 +565,12 @@ async def get_publication(request: web.Request, principal: Principal) -> web.Res
 async def update_publication(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
     _may_publish(principal)
-    model = _find(node, principal, request)
+    _query_tenant_first(node, principal, request)
+    body = await read_body(request, Publish)
+    model = _find(node, principal, request, body.config.tenant_id)
     current = _published(node, model)
     managed_key(node, principal, current["key_id"])
-    publication = _publication(await read_body(request, Publish), model, current)
+    publication = _publication(body, model, principal, current)
     await node.commit("publish.put", {"ref": model["ref"], "publication": publication}, principal)
     view = await _publication_view(node, node.raft.state.published[model["ref"]], request)
     return json_response(
@@ -570,9 +627,15 @@ async def external(request: web.Request) -> web.StreamResponse:
 async def _publication_reached(request: web.Request) -> Deployment:
     """The caller, model and publication of an external path (401/403/404 otherwise)."""
     node = node_of(request)
-    principal = node.auth.published(request)  # before anything reveals what exists
     path = f"/models/{request.match_info['name']}"
     matches = [p for p in node.raft.state.published.values() if p["externalPath"] == path]
+    opened = len(matches) == 1 and matches[0]["authentication"].get("requireApiKey") is False
+    if opened and node.auth.configured and not presented_token(request):
+        # Open by an admin's choice: a caller without credential is known by its address.
+        address = client_address(request, node.config.forwarded_allow_ips)
+        principal = open_publication_caller(address)
+    else:
+        principal = node.auth.published(request)  # before anything reveals what exists
     if len(matches) != 1:  # two would be a bug (paths are unique); serve neither
         raise ApiError(404, f"no published model at {path}")
     record = matches[0]
@@ -580,7 +643,8 @@ async def _publication_reached(request: web.Request) -> Deployment:
     if principal.publication is not None and principal.publication != record["ref"]:
         raise ApiError(403, "this publication key belongs to another published model")
     own_key = principal.publication == record["ref"]
-    if not (own_key or principal.is_admin or principal.tenant in allowed):
+    anyone = principal.kind == OPEN_CALLER
+    if not (anyone or own_key or principal.is_admin or principal.tenant in allowed):
         raise ApiError(403, f"Insufficient permissions for published model {record['modelName']}")
     model = node.raft.state.models[record["ref"]]
     tail = request.match_info["tail"]

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Final
 
 from aiohttp import web
 
 from node.api.guards import GUARDS
-from node.api.table import INSTALLED, Installed, Route
+from node.api.table import INSTALLED, Audience, Installed, Route
+
+# The only audiences whose handlers may authenticate the caller themselves (inference
+# answers in each API's own error shape; a published path and /ws check their own keys).
+CHECK_THEIR_OWN: Final = frozenset({Audience.PROTECTED, Audience.PUBLISHED, Audience.WEBSOCKET})
 
 
 def register(app: web.Application, routes: Iterable[Route]) -> None:
     """Add the routes to the app's router, and to the table the middlewares read."""
     added = []
     for route in routes:
+        if route.checks_credentials and route.audience not in CHECK_THEIR_OWN:
+            raise ValueError(
+                f"{route.method} {route.path}: a {route.audience} route cannot skip its guard"
+            )
         handler = (
             route.handler if route.checks_credentials else GUARDS[route.audience](route.handler)
         )

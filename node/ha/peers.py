@@ -84,22 +84,36 @@ class PeerPoller:
         view = self.views.get(name)
         if view is None or view.http_url != http_url:
             view = self.views[name] = PeerView(name, http_url)
-        try:
-            async with self.session.get(
-                http_url + "/ha/local", headers=self.headers, timeout=self.timeout
-            ) as resp:
-                if resp.status != 200:
-                    return self._failed(view, f"/ha/local answered {resp.status}")
-                report = await resp.json()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            return self._failed(view, f"/ha/local {did_not_answer(exc)}")
-        except ValueError:
-            return self._failed(view, "/ha/local did not answer JSON")
+        report, error = await self._fetch(http_url)
+        if report is None:
+            return self._failed(view, error or "/ha/local did not answer")
         view.polled = True
         view.reachable = True
         view.error = None
         view.last_contact = time.time()
         view.report = report
+
+    async def report_of(self, http_url: str) -> dict[str, Any] | None:
+        """The `/ha/local` report of whatever node answers at `http_url`, None if none does."""
+        report, _ = await self._fetch(http_url)
+        return report
+
+    async def _fetch(self, http_url: str) -> tuple[dict[str, Any] | None, str | None]:
+        """A node's `/ha/local` report, or None and why not."""
+        try:
+            async with self.session.get(
+                http_url + "/ha/local", headers=self.headers, timeout=self.timeout
+            ) as resp:
+                if resp.status != 200:
+                    return None, f"/ha/local answered {resp.status}"
+                report = await resp.json()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return None, f"/ha/local {did_not_answer(exc)}"
+        except ValueError:
+            return None, "/ha/local did not answer JSON"
+        if not isinstance(report, dict):
+            return None, "/ha/local did not answer a JSON object"
+        return report, None
 
     @staticmethod
     def _failed(view: PeerView, error: str) -> None:

@@ -46,6 +46,7 @@ class Reporting(Protocol):
 
 def local_report(node: Reporting) -> dict[str, Any]:
     status = node.raft.status()
+    commit_index, applied_index = node.raft.indexes()
     draining = node.is_draining()
     problems = node.readiness.problems()  # the data plane; health_problems: the control plane
     return {
@@ -56,8 +57,8 @@ def local_report(node: Reporting) -> dict[str, Any]:
         "role": status.role,
         "leader": status.leader,
         "term": status.term,
-        "commit_index": status.commit_index,
-        "applied_index": node.raft.state.applied_index,
+        "commit_index": commit_index,
+        "applied_index": applied_index,
         "has_quorum": status.has_quorum,
         "caught_up": status.caught_up,
         "behind_by": status.behind_by,
@@ -174,8 +175,8 @@ def mesh_status(node: Reporting) -> dict[str, Any]:
         if raft.leader
         else None,
         "term": raft.term,
-        "commit_index": raft.commit_index,
-        "applied_index": state.applied_index,
+        "commit_index": me["commit_index"],
+        "applied_index": me["applied_index"],
         "has_quorum": raft.has_quorum,
         "caught_up": me["caught_up"],
         "behind_by": me["behind_by"],

@@ -46,6 +46,7 @@ class Stopper:
         self.stopped = asyncio.Event()
         self.reason: str | None = None
         self.step = "running"
+        self.exit_code = 0  # what `meshgate serve` exits with once stopped
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -68,6 +69,12 @@ class Stopper:
         self._task = asyncio.get_running_loop().create_task(
             self._run(grace, drain_delay, hand_over, wait_for or []), name="shutdown"
         )
+
+    def refuse(self, reason: str) -> None:
+        """Stop at once and exit 2: this node must not join the mesh as configured."""
+        if self._task is None:
+            self.exit_code = 2
+        self.request(reason, grace=0.0, drain_delay=0.0, hand_over=False)
 
     def follow(self, plan: dict[str, Any]) -> None:
         """Carry out a committed shutdown plan (the control loop hands over the ones that

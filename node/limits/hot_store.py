@@ -59,6 +59,8 @@ class HotStore:
         self.reason = "not started"
         self.closed = False
         self._probe = Periodic("redis-recovery", self._reconnect, RETRY_INTERVAL, logger=log)
+        # Calls that failed: a probe calls Redis healthy only if none failed while it ran.
+        self._failures = 0
 
     @property
     def configured(self) -> bool:
@@ -118,9 +120,16 @@ class HotStore:
             return None
 
     async def pipeline(
-        self, fill: Callable[[Pipeline], object], timeout: float | None = None
+        self,
+        fill: Callable[[Pipeline], object],
+        timeout: float | None = None,
+        *,
+        marks_down: bool = True,
     ) -> list[Any] | None:
-        """Send the commands `fill` queues in one round trip; None when Redis failed."""
+        """Send the commands `fill` queues in one round trip; None when Redis failed.
+
+        `marks_down=False` for writes off the request path (usage counts): their failure
+        is the caller's alone, and must not send admission (rate limits, quotas) local."""
         client = self._client
         assert client is not None, "a local store sends no commands"
         try:
@@ -129,7 +138,8 @@ class HotStore:
                     fill(pipe)
                     return await pipe.execute()
         except Exception as exc:
-            self.down(exc)
+            if marks_down:
+                self.down(exc)
             return None
 
     def down(self, exc: BaseException) -> None:
@@ -140,6 +150,7 @@ class HotStore:
         if self.healthy or not self._probe.running:
             log.warning("redis unreachable (%s); counters kept locally", self.reason)
         self.healthy = False
+        self._failures += 1  # a probe under way must not call Redis healthy after this
         self._probe.start()
 
     async def _load(self, client: Redis) -> None:
@@ -152,6 +163,7 @@ class HotStore:
 
     async def _reconnect(self) -> object:
         assert self._client is not None
+        failures = self._failures
         try:
             async with asyncio.timeout(self.timeout):
                 await self._load(self._client)
@@ -160,6 +172,8 @@ class HotStore:
         except Exception as exc:  # still down: the next probe tries again
             self.reason = describe(exc)
             return None
+        if self._failures != failures:
+            return None  # a call failed while this probe ran: probe again
         self.healthy = True
         log.info("redis reachable again; hot counters in redis")
         return DONE

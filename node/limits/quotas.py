@@ -87,9 +87,14 @@ class Limits:
         return cls(**values)
 
 
+# A client address on an open publication: limited like the publication, never booked as
+# usage (the publication's own subject is), so no per-address record is replicated.
+CLIENT = "client"
+
+
 @dataclass(frozen=True, slots=True)
 class Subject:
-    kind: str  # "key" | "tenant" | "model"
+    kind: str  # "key" | "tenant" | "model" | CLIENT
     id: str
     limits: Limits
 

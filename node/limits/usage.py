@@ -150,7 +150,9 @@ class UsageBook:
                 pipe.expire(day_key, DAY_TTL_SECS)
 
         assert self._store is not None
-        if await self._store.pipeline(fill) is None:  # unreachable: keep them for the log
+        # Unreachable or slow: keep them for the log. A usage write off the request path
+        # does not decide for admission whether Redis is down.
+        if await self._store.pipeline(fill, marks_down=False) is None:
             self._to_memory(subjects, tokens, now)
 
     async def read(self, subject: str, stored: dict[str, Any]) -> dict[str, Any]:

@@ -17,9 +17,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from mesh.state import ControlState
+from node.auth import OPEN_CALLER
 from node.errors import ApiError
 from node.limits.admission import Admission, Rejected
-from node.limits.quotas import Limits, QuotaDecision, QuotaEngine, Subject
+from node.limits.quotas import CLIENT, Limits, QuotaDecision, QuotaEngine, Subject
 from node.limits.ratelimit import RateLimiter
 from node.pipeline.request import InferenceRequest
 
@@ -48,7 +49,13 @@ def subjects_of(state: ControlState, request: InferenceRequest) -> list[Subject]
     published = request.target.published
     if published is not None:
         ref = published["ref"]
-        subjects.append(Subject("model", ref, _limits("model", ref, published, "rateLimiting")))
+        limits = _limits("model", ref, published, "rateLimiting")
+        caller = request.principal
+        if caller.kind == OPEN_CALLER:  # an open publication: its limits hold per address
+            subjects.append(Subject("model", ref, Limits()))  # its usage, as a whole
+            subjects.append(Subject(CLIENT, f"{ref}@{caller.id}", limits))
+        else:
+            subjects.append(Subject("model", ref, limits))
     return subjects
 
 

@@ -84,15 +84,14 @@ class Pipeline:
     async def serve(self, http: web.Request, route: str, enter: Entry) -> web.StreamResponse:
         """Build the request with `enter`, run it, and count it under `route`."""
         started = time.perf_counter()
-        model: str | None = None
+        request: InferenceRequest | None = None
         status = 500
         try:
             request = await enter(started)
-            model = request.shown_model
             response = await self.run(request)
             status = response.status
             return response
-        except ApiError as exc:
+        except (ApiError, web.HTTPException) as exc:  # aiohttp's own: e.g. 413 on a big body
             status = exc.status
             raise
         finally:
@@ -100,6 +99,7 @@ class Pipeline:
             status = final_status(http, status)
             if status == CLIENT_CLOSED_REQUEST:
                 log.info("client closed %s %s after %.3fs", http.method, http.path, seconds)
+            model = request.shown_model if request is not None else None  # once it is served
             self.metrics.request(route, self.model_label(model), status, seconds)
 
     async def run(self, request: InferenceRequest) -> web.StreamResponse:

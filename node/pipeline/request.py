@@ -32,7 +32,7 @@ class Target:
 
     candidates: tuple[Worker, ...] | None = None
     policy_key: str | None = None
-    deployment: str | None = None  # the deployment's name: the request's `model` label
+    deployment: str | None = None  # the deployment's name (a tenant's own: never a label)
     published: dict[str, Any] | None = None  # the publication, for its limits and usage
 
 
@@ -68,8 +68,12 @@ class InferenceRequest:
 
     @property
     def shown_model(self) -> str | None:
-        """The model the request is counted under: the deployment's name, else the body's."""
-        return self.target.deployment or self.model
+        """The model the request is counted under on the public /metrics: the body's, or
+        for a deployment the model of the worker that served it. Never a deployment's
+        name: that is a tenant's own, and /metrics answers anyone."""
+        if self.target.deployment is None:
+            return self.model
+        return self.worker.model_id if self.worker is not None else None
 
     @property
     def routing_key(self) -> str | None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from node.limits.quotas import QuotaDecision, Subject
+from node.limits.quotas import CLIENT, QuotaDecision, Subject
 from node.limits.usage import TokenMeter, UsageBook
 from node.pipeline.request import InferenceRequest
 
@@ -50,7 +50,7 @@ async def settle(
     tokens = request.meter.tokens if request.meter is not None else 0
     await release_lease(quota, tokens)
     if subjects:
-        usage.record((f"{s.kind}:{s.id}" for s in subjects), tokens)
+        usage.record((f"{s.kind}:{s.id}" for s in subjects if s.kind != CLIENT), tokens)
 
 
 async def release_lease(quota: QuotaDecision | None, tokens: int = 0) -> None:

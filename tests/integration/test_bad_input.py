@@ -166,3 +166,25 @@ def test_inference_routes_reject_malformed_bodies(
     resp = _raw(url, "POST", "/v1/chat/completions", body)
     assert resp.status_code == 400
     assert resp.json()["error"]["param"] == param
+
+
+def test_a_refusal_does_not_echo_the_value_sent(node: tuple[str, str]) -> None:
+    """An enum value or a field name the client sent is not repeated back whole: the
+    error says what a valid value is instead."""
+    url, _ = node
+    payload = "<img src=x onerror=alert(1)>" * 20
+    for body in (
+        {"url": "http://h:1", "worker_type": payload},
+        {"url": "http://h:1", "x" * 500: 1},
+    ):
+        before = _state(url)
+        resp = requests.post(url + "/workers", json=body, timeout=10)
+        assert resp.status_code == 400, resp.text
+        message = resp.json()["error"]["message"]
+        assert payload not in resp.text and "x" * 100 not in resp.text, message
+        assert len(message) < 400
+        assert _state(url) == before
+    worker_type = requests.post(
+        url + "/workers", json={"url": "http://h:1", "worker_type": payload}, timeout=10
+    ).json()["error"]["message"]
+    assert worker_type.startswith("worker_type: invalid enum value"), worker_type

@@ -176,7 +176,8 @@ def test_body_schemas_follow_the_handlers_field_lists() -> None:
         assert variant["additionalProperties"] is False
         assert set(variant["properties"]) == policies.FIELDS
     assert _closed_fields("ModelCreate") == models.MODEL_FIELDS
-    assert _closed_fields("ModelUpdate") == models.MODEL_FIELDS - {"name", "namespace", "tenantId"}
+    # An update names its deployment in the path; an admin may name the tenant in the body.
+    assert _closed_fields("ModelUpdate") == models.MODEL_FIELDS - {"name"}
     assert _closed_fields("PublishConfig") == models.PUBLISH_FIELDS
     assert _closed_fields("RuntimeSettings") == set(RUNTIME_SETTINGS)
     from node.limits import quotas

@@ -32,7 +32,7 @@ async def no_commit(args: dict[str, Any], rid: str) -> None:
     raise AssertionError("nothing is flushed to the log in this test")
 
 
-def test_one_failure_sends_every_user_local_and_one_probe_brings_them_back(
+def test_one_admission_failure_sends_every_user_local_and_one_probe_brings_them_back(
     redis_server: RedisServer,
 ) -> None:
     key = Subject("key", "k1", Limits(requests_per_minute=1000))
@@ -59,12 +59,14 @@ def test_one_failure_sends_every_user_local_and_one_probe_brings_them_back(
                 assert client.script_exists(*shas) == [True] * 3
 
             redis_server.kill()
-            usage.record(["key:k1"], 7)  # off the request path: this failure is the first
+            usage.record(["key:k1"], 7)  # off the request path: kept for the log...
+            await until(lambda: usage.pending("key:k1")["tokens"] == 7, "kept in memory")
+            assert store.healthy  # ...and a usage write does not decide for admission
+            assert (await limiter.admit("m")).allowed  # fails over Redis: local share
             await until(lambda: not store.healthy, "marked down")
             assert limiter.redis_healthy is False
             assert limiter.backend.startswith("local (redis unreachable: ")
             assert quotas.backend == limiter.backend
-            await until(lambda: usage.pending("key:k1")["tokens"] == 7, "kept in memory")
             loop = asyncio.get_running_loop()
             t0 = loop.time()
             assert (await limiter.admit("m")).allowed  # decided locally, no Redis attempt

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -159,12 +161,22 @@ def test_tenants_keys_and_isolation(api: str) -> None:
     )
 
 
+def _tenant_with_minter(api: str, admin: dict[str, str], tenant: str) -> str:
+    """Create `tenant` and a minter key of it; the key."""
+    requests.post(api + "/api/admin/tenants", json={"name": tenant}, headers=admin, timeout=5)
+    return str(
+        requests.post(
+            api + "/api/keys",
+            json={"namespace": tenant, "role": "minter"},
+            headers=admin,
+            timeout=5,
+        ).json()["apiKey"]
+    )
+
+
 def test_models_publishing_rotation_and_usage(api: str) -> None:
     admin = _login(api)
-    requests.post(api + "/api/admin/tenants", json={"name": "shop"}, headers=admin, timeout=5)
-    user = requests.post(
-        api + "/api/keys", json={"namespace": "shop", "role": "minter"}, headers=admin, timeout=5
-    ).json()["apiKey"]
+    user = _tenant_with_minter(api, admin, "shop")
     as_user = {"Authorization": f"Bearer {user}"}
     created = requests.post(
         api + "/api/models",
@@ -405,3 +417,132 @@ def test_streamed_tokens_count_toward_usage(api: str) -> None:
         api + "/api/models/talk/publish?namespace=streams", headers=admin, timeout=5
     ).json()["usage"]
     assert usage["totalRequests"] == 1 and usage["tokensUsed"] >= 5
+
+
+def test_admins_name_the_tenant_in_the_body_of_by_name_routes(api: str) -> None:
+    admin = _login(api)
+    requests.post(api + "/api/admin/tenants", json={"name": "bodied"}, headers=admin, timeout=5)
+    created = requests.post(
+        api + "/api/models",
+        headers=admin,
+        timeout=5,
+        json={"name": "m1", "tenantId": "bodied", "modelId": MODEL},
+    )
+    assert created.status_code == 201, created.text
+    # Without the tenant an admin is told to name it, and nothing changes.
+    unnamed = requests.put(
+        api + "/api/models/m1", headers=admin, timeout=5, json={"maxReplicas": 3}
+    )
+    assert unnamed.status_code == 400 and "tenantId" in unnamed.json()["error"]
+    updated = requests.put(
+        api + "/api/models/m1",
+        headers=admin,
+        timeout=5,
+        json={"tenantId": "bodied", "maxReplicas": 3},
+    )
+    assert updated.status_code == 200, updated.text
+    assert updated.json()["scaling"]["maxReplicas"] == 3
+    published = requests.post(
+        api + "/api/models/m1/publish",
+        headers=admin,
+        timeout=5,
+        json={"config": {"tenantId": "bodied"}},
+    )
+    assert published.status_code == 201, published.text
+    assert published.json()["publishedModel"]["tenantId"] == "bodied"
+    changed = requests.put(
+        api + "/api/models/m1/publish",
+        headers=admin,
+        timeout=5,
+        json={"config": {"tenantId": "bodied", "metadata": {"team": "x"}}},
+    )
+    assert changed.status_code == 200, changed.text
+    # A body that names another tenant than the query is refused, and changes nothing.
+    clash = requests.put(
+        api + "/api/models/m1?namespace=shop",
+        headers=admin,
+        timeout=5,
+        json={"tenantId": "bodied", "maxReplicas": 9},
+    )
+    assert clash.status_code == 400 and "differ" in clash.json()["error"]
+    got = requests.get(api + "/api/models/m1?namespace=bodied", headers=admin, timeout=5).json()
+    assert got["scaling"]["maxReplicas"] == 3
+
+
+def test_storage_uri_is_kept_and_returned(api: str) -> None:
+    admin = _login(api)
+    requests.post(api + "/api/admin/tenants", json={"name": "stored"}, headers=admin, timeout=5)
+    uri = "s3://models/llama-3/"
+    created = requests.post(
+        api + "/api/models?namespace=stored",
+        headers=admin,
+        timeout=5,
+        json={"name": "s1", "modelId": MODEL, "storageUri": uri, "framework": "vllm"},
+    )
+    assert created.status_code == 201, created.text
+    url = api + "/api/models/s1?namespace=stored"
+    assert requests.get(url, headers=admin, timeout=5).json()["predictor"]["storageUri"] == uri
+    kept = requests.put(url, headers=admin, timeout=5, json={"maxReplicas": 2}).json()
+    assert kept["predictor"]["storageUri"] == uri  # an update that leaves it out keeps it
+    moved = requests.put(url, headers=admin, timeout=5, json={"storageUri": "gs://b/m"}).json()
+    assert moved["predictor"]["storageUri"] == "gs://b/m"
+
+
+def _open_predict(api: str, path: str, source: str = "127.0.0.1") -> int:
+    """A predict call without any credential, from the loopback address `source`."""
+    host, port = api.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10, source_address=(source, 0))
+    try:
+        body = json.dumps({"messages": [{"role": "user", "content": "hi"}]})
+        conn.request("POST", path, body, {"Content-Type": "application/json"})
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def test_an_admin_may_open_a_publication_with_limits_per_client_address(api: str) -> None:
+    admin = _login(api)
+    minter = _tenant_with_minter(api, admin, "opened")
+    requests.post(
+        api + "/api/models?namespace=opened",
+        headers=admin,
+        timeout=5,
+        json={"name": "free", "modelId": MODEL},
+    )
+    config = {"rateLimiting": {"requestsPerMinute": 2}, "authentication": {"requireApiKey": False}}
+    by_minter = requests.post(
+        api + "/api/models/free/publish",
+        headers={"Authorization": f"Bearer {minter}"},
+        timeout=5,
+        json={"config": config},
+    )
+    assert by_minter.status_code == 403 and "admin" in by_minter.json()["error"]
+    url = api + "/api/models/free/publish?namespace=opened"
+    assert requests.get(url, headers=admin, timeout=5).status_code == 404  # nothing published
+    assert _open_predict(api, "/models/free/predict") == 401  # not published: no door opens
+
+    published = requests.post(url, headers=admin, timeout=5, json={"config": config})
+    assert published.status_code == 201, published.text
+    assert published.json()["publishedModel"]["requireApiKey"] is False
+    key = published.json()["publishedModel"]["apiKey"]
+    clear_of_minute_boundary()
+    # Each client address gets the publication's limit of its own.
+    assert [_open_predict(api, "/models/free/predict") for _ in range(3)] == [200, 200, 429]
+    assert [_open_predict(api, "/models/free/predict", "127.0.0.2") for _ in range(3)] == [
+        200,
+        200,
+        429,
+    ]
+    keyed = requests.post(
+        api + "/models/free/predict",
+        headers={"X-API-Key": key},
+        timeout=10,
+        json={"messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert keyed.status_code == 200  # its key still works, on the publication's own limit
+    # Closed again: a caller without credential is refused.
+    closed = requests.put(
+        url, headers=admin, timeout=5, json={"config": {"authentication": {"requireApiKey": True}}}
+    )
+    assert closed.status_code == 200 and closed.json()["publishedModel"]["requireApiKey"] is True
+    assert _open_predict(api, "/models/free/predict", "127.0.0.3") == 401

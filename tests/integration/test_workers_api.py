@@ -57,6 +57,9 @@ def test_add_get_update_delete_by_uuid(cluster: Cluster) -> None:
 
     dup = requests.post(node.url + "/workers", json={"url": worker_url}, timeout=5)
     assert dup.status_code == 409 and dup.json()["error"]["worker_id"] == worker_id
+    shouted = "HTTP://" + worker_url.removeprefix("http://") + "/"  # the same backend
+    dup = requests.post(node.url + "/workers", json={"url": shouted}, timeout=5)
+    assert dup.status_code == 409 and dup.json()["error"]["worker_id"] == worker_id
 
     put = requests.put(f"{node.url}/workers/{worker_id}", json={"priority": 100}, timeout=5)
     assert put.status_code == 200 and put.json()["priority"] == 100

@@ -54,16 +54,24 @@ def test_a_node_with_nothing_to_do_says_it_is_steady() -> None:
         (with_(plan={"id": "p"}, leader=None, announced=False), "follow_plan"),
         (with_(leader=None, announced=False), "wait"),
         (with_(caught_up_once=False, announced=False), "wait"),
+        (with_(announced=False, name_record={"boot_id": "b0"}, to_resume=("w",)), "check_name"),
+        (with_(to_resume=("w",), stranded=("x",), announced=False), "resume"),
+        (with_(stranded=("x",), announced=False), "adopt"),
         (with_(announced=False, auth_to_record=True, to_register=(("u", None),)), "announce"),
-        (with_(auth_to_record=True, to_register=(("u", None),)), "require_auth"),
-        (with_(to_register=(("u", None),), to_resume=("w",)), "register"),
-        (with_(to_resume=("w",), stranded=("x",)), "resume"),
-        (with_(stranded=("x",), to_seal=("y",)), "adopt"),
+        (with_(auth_to_record=True, to_register=(("u", None),), to_seal=("y",)), "require_auth"),
+        (with_(to_register=(("u", None),), to_seal=("y",)), "register"),
         (with_(to_seal=("y",)), "seal"),
     ],
 )
 def test_duties_come_in_order_of_precedence(view: View, kind: str) -> None:
     assert decide(view).kind == kind
+
+
+def test_a_duty_that_just_failed_lets_the_others_go_first() -> None:
+    stuck = with_(announced=False, to_register=(("u", None),), backing_off=frozenset({"announce"}))
+    assert decide(stuck).kind == "register"
+    only_stuck = with_(announced=False, backing_off=frozenset({"announce"}))
+    assert decide(only_stuck) == Step("backoff", "retrying announcing this node")
 
 
 def test_waiting_says_for_what() -> None:
@@ -77,7 +85,9 @@ def raft_status(leader: str | None, role: str = "follower", ready: bool = True) 
 
 class FakeRaft:
     def __init__(self, workers: dict[str, dict[str, Any]], plans: dict[str, Any]) -> None:
-        self.state = SimpleNamespace(workers=workers, shutdowns=plans, auth_required=False)
+        self.state = SimpleNamespace(
+            workers=workers, shutdowns=plans, auth_required=False, members={}
+        )
         self.leader: str | None = "n1"
         self.role = "follower"
 
@@ -164,14 +174,27 @@ def test_without_a_leader_it_waits_briefly_and_then_announces() -> None:
     assert h.cycles(1)[0][0].startswith("announced")
 
 
-def test_a_failed_commit_is_said_and_retried() -> None:
+def test_a_failed_commit_is_said_and_retried_after_a_moment() -> None:
     h = Harness()
+    h.loop.worker_urls = []
+    h.raft.state.auth_required = True
     h.fail_commits = CommitError("no_leader", "no leader")
     sentence, pause = h.cycles(1)[0]
     assert sentence.startswith("announcing this node failed (")
-    assert pause == 0.5
+    assert pause == 0.0  # the next cycle looks for other duties at once
+    assert h.cycles(1)[0] == ("retrying announcing this node", 0.5)
     h.fail_commits = None
+    h.loop._failed_at["announce"] -= 1.0  # its back-off is over
     assert h.cycles(1)[0][0].startswith("announced")
+
+
+def test_a_refused_announce_does_not_hold_up_registering_workers() -> None:
+    h = Harness()
+    h.raft.state.auth_required = True
+    h.fail_commits = CommitError("conflict", "refused")  # every commit: announce fails
+    said = [s for s, _ in h.cycles(3)]
+    assert said[0].startswith("announcing this node failed")
+    assert said[1:] == ["registered worker http://w1", "registered worker http://w2"]
 
 
 def test_only_a_plan_for_this_run_is_followed_and_only_once() -> None:
@@ -184,6 +207,15 @@ def test_only_a_plan_for_this_run_is_followed_and_only_once() -> None:
     assert sentence == "carrying out shutdown plan p1 from ops"
     assert h.stopper.followed == ["p1"]
     assert h.cycles(1)[0][0] == "stopping: draining"  # nothing else once stopping
+
+
+def test_a_plan_is_followed_as_it_is_applied_and_only_once() -> None:
+    h = Harness()
+    h.raft.state.shutdowns["p1"] = {"id": "p1", "requested_by": "ops", "targets": {"n2": "boot-2"}}
+    h.loop.follow_plans()
+    h.loop.follow_plans()
+    assert h.stopper.followed == ["p1"]
+    assert decide(h.loop.view()).kind == "stopping"
 
 
 def test_as_leader_it_resumes_its_jobs_adopts_stranded_ones_and_seals_keys() -> None:

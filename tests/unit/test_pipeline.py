@@ -167,6 +167,19 @@ def test_an_entry_that_fails_before_the_request_is_built_is_counted_too() -> Non
     assert counted(pipeline, 401, model="none") == 1.0
 
 
+def test_a_body_over_the_size_limit_is_counted_413_not_500() -> None:
+    pipeline = pipeline_with(StandInForwarder(answer_ok))
+
+    async def too_large(started: float) -> InferenceRequest:
+        # what aiohttp's request.read() raises past client_max_size
+        raise web.HTTPRequestEntityTooLarge(max_size=2000, actual_size=5000)
+
+    with pytest.raises(web.HTTPRequestEntityTooLarge):
+        asyncio.run(pipeline.serve(http_request(), ROUTE, too_large))
+    assert counted(pipeline, 413, model="none") == 1.0
+    assert counted(pipeline, 500, model="none") is None
+
+
 def test_a_client_that_hangs_up_while_waiting_is_counted_499_not_500() -> None:
     async def cancelled(_: InferenceRequest) -> web.StreamResponse:
         raise asyncio.CancelledError  # what aiohttp does to the handler of a closed connection
