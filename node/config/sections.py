@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from node.config import checks
+import node.config.checks as checks
 from node.config.declare import Section, at_least, between, masked, one_of, setting
 from node.routing import POLICY_NAMES
 
