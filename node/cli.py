@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
+from typing import NoReturn
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,11 +18,11 @@ def main(argv: list[str] | None = None) -> int:
 
     serve_parser = sub.add_parser("serve", help="run a gateway node")
     serve.add_arguments(serve_parser)
-    serve_parser.set_defaults(run=serve.run)
+    serve_parser.set_defaults(run=serve.run, skip_teardown=True)
 
     echo = sub.add_parser("echo-worker", help="run an OpenAI-compatible inference-engine simulator")
     echo_cli.add_arguments(echo)
-    echo.set_defaults(run=echo_cli.run)
+    echo.set_defaults(run=echo_cli.run, skip_teardown=True)
 
     demo_parser = sub.add_parser("demo", help="run a gateway and echo workers on loopback")
     demo.add_arguments(demo_parser)
@@ -41,7 +44,20 @@ def main(argv: list[str] | None = None) -> int:
     cluster.set_defaults(run=cluster_cli.run)
 
     args = parser.parse_args(argv)
-    return int(args.run(args) or 0)
+    status = int(args.run(args) or 0)
+    if getattr(args, "skip_teardown", False):
+        _exit_without_teardown(status)
+    return status
+
+
+def _exit_without_teardown(status: int) -> NoReturn:
+    """Exit a stopped server at once. It has closed its journal, sockets and files by
+    now; the interpreter's own teardown of the loaded libraries would still take 0.4-0.8 s
+    (measured), which every restart of a node (rolling restarts included) waits through."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def _print_secret(_: argparse.Namespace) -> int:
