@@ -3,7 +3,9 @@ health checks on `/readiness`, and its stats page, which says which nodes are UP
 
 With `stats_socket=True` a second config file adds an admin stats socket (`show stat`
 on a Unix socket, as an operator's tooling reads it), and `watch_up()` samples from
-it how many nodes HAProxy has UP, every 50 ms, in a thread.
+it how many nodes HAProxy has UP, every 50 ms, in a thread. `checks` runs a copy of
+the config with other health-check timings (`{"downinter": "1s"}`), for a test that
+must not wait out the shipped ones.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -26,7 +29,13 @@ from tests.support import ROOT, free_port, wait_for
 class HAProxy:
     """Started routing to every node of `mesh`; `stop()` ends it."""
 
-    def __init__(self, tmp_path: Path, mesh: LocalMesh, stats_socket: bool = False) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        mesh: LocalMesh,
+        stats_socket: bool = False,
+        checks: dict[str, str] | None = None,
+    ) -> None:
         port, stats = free_port(), free_port()
         env = {
             **os.environ,
@@ -37,7 +46,7 @@ class HAProxy:
             env[f"MESHGATE_GW{i}"] = f"127.0.0.1:{node.port}"
         self.url = f"http://127.0.0.1:{port}"
         self.stats_url = f"http://127.0.0.1:{stats}/stats;csv"
-        configs = ["-f", str(ROOT / CONFIG)]
+        configs = ["-f", str(_with_checks(tmp_path, checks) if checks else ROOT / CONFIG)]
         self.socket = tmp_path / "haproxy.sock"
         if stats_socket:
             extra = tmp_path / "haproxy-socket.cfg"
@@ -79,6 +88,19 @@ class HAProxy:
         self.proc.terminate()
         self.proc.wait(10)
         self._log.close()
+
+
+def _with_checks(tmp_path: Path, checks: dict[str, str]) -> Path:
+    """A copy of the shipped config whose `default-server` line has these timings."""
+    text = (ROOT / CONFIG).read_text()
+    for key, value in checks.items():
+        text, found = re.subn(
+            rf"^(\s*default-server .*\b{key}) \S+", rf"\1 {value}", text, flags=re.M
+        )
+        assert found == 1, f"no `{key}` on the default-server line of {CONFIG}"
+    copy = tmp_path / "haproxy.cfg"
+    copy.write_text(text)
+    return copy
 
 
 def _node_states(stat_csv: str) -> dict[str, str]:

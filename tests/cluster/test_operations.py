@@ -15,9 +15,14 @@ from tests.cluster.conftest import MODEL, Mesh, cluster_cli, joining_voter
 from tests.cluster.haproxy import HAProxy
 from tests.support import MESH_SECRET, ROOT, Node, wait_for
 
-# What HAProxy takes to put a ready node back (the shipped haproxy.cfg): its first check
-# within `downinter` (2 s), `rise 2` passing checks `fastinter` (500 ms) apart.
-SETTLE_SECS = "2.5"
+# Quicker health checks than the shipped 500 ms/2 s, so the settle costs less wall time;
+# a DOWN node is still checked less often than a rising or falling one, as shipped, so
+# a rolling restart that does not wait for the load balancer still leaves one node UP.
+CHECKS = {"inter": "200ms", "fastinter": "200ms", "downinter": "1s"}
+# What HAProxy then takes to put a ready node back: its first check within `downinter`,
+# then `rise 2` passing checks `fastinter` apart: 1 s + 1 x 200 ms, plus a margin for the
+# checks' own time on a busy machine. (With --settle-secs 0 this test sees one node UP.)
+SETTLE_SECS = "1.5"
 CHAT = {"model": MODEL, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}
 
 
@@ -95,7 +100,7 @@ def test_rolling_restart_through_haproxy_loses_no_request(tmp_path: Path) -> Non
             w["id"]
             for w in requests.get(mesh.nodes[0].url + "/workers", timeout=5).json()["workers"]
         }
-        haproxy = HAProxy(tmp_path, mesh, stats_socket=True)
+        haproxy = HAProxy(tmp_path, mesh, stats_socket=True, checks=CHECKS)
         lb = haproxy.url
         wait_for(
             lambda: set(haproxy.socket_states().values()) == {"UP"}, what="every node UP in HAProxy"
