@@ -29,6 +29,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from node import exit_status
+
 
 class ClusterError(Exception):
     pass
@@ -42,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     rolling.add_argument(
         "--node-timeout",
-        type=float,
+        type=positive_seconds,
         default=180.0,
         help="longest wait for one node to come back",
     )
@@ -78,6 +80,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         child.add_argument("--format", choices=("pretty", "json"), default="pretty")
 
 
+CLUSTER_SHUTDOWN_NOTE = (
+    f"every node exits {exit_status.CLUSTER_SHUTDOWN} once drained, which the shipped systemd "
+    "unit does not restart; Kubernetes restarts it anyway: scale the StatefulSet to zero "
+    "there (docs/operations.md)"
+)
 DEFAULT_SETTLE_SECS = 3.0  # covers the shipped HAProxy config: downinter 2s + fastinter 0.5s
 
 
@@ -95,6 +102,14 @@ def seconds(text: str) -> float:
     return value
 
 
+def positive_seconds(text: str) -> float:
+    """As `seconds`, and more than zero: a timeout of 0 would stop a node, then give up."""
+    value = seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("expected more than 0 seconds, not 0")
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     client = Client(args.url, os.environ.get("MESHGATE_ADMIN_TOKEN"))
     try:
@@ -107,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
             if args.grace is not None:
                 body["grace_period_secs"] = args.grace
             out(client.post("/ha/shutdown", body), args)
+            if args.target == "cluster":
+                print(CLUSTER_SHUTDOWN_NOTE, file=sys.stderr)
         elif args.action == "add-member":
             out(client.post("/ha/members", {"raft_address": args.raft_address}), args)
         elif args.action == "remove-member":

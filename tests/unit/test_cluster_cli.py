@@ -11,15 +11,26 @@ from node import cluster_cli
 from node.cli import main
 
 
-@pytest.mark.parametrize("bad", ["-1", "nan", "inf", "soon", ""])
-def test_a_bad_settle_time_is_a_usage_error_naming_the_flag(
-    bad: str, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("flag", "bad", "said"),
+    [
+        ("--settle-secs", "-1", "expected a non-negative number of seconds"),
+        ("--settle-secs", "nan", "expected a non-negative number of seconds"),
+        ("--settle-secs", "inf", "expected a non-negative number of seconds"),
+        ("--settle-secs", "soon", "expected a non-negative number of seconds"),
+        ("--settle-secs", "", "expected a non-negative number of seconds"),
+        ("--node-timeout", "0", "expected more than 0 seconds"),
+        ("--node-timeout", "-5", "expected a non-negative number of seconds"),
+    ],
+)
+def test_a_bad_time_is_a_usage_error_naming_the_flag(
+    flag: str, bad: str, said: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Refused before any request: no node is stopped (the URL answers nothing anyway)."""
     with pytest.raises(SystemExit) as exited:
-        main(["cluster", "rolling-restart", "--url", "http://127.0.0.1:1", f"--settle-secs={bad}"])
+        main(["cluster", "rolling-restart", "--url", "http://127.0.0.1:1", f"{flag}={bad}"])
     assert exited.value.code == 2
-    err = capsys.readouterr().err
-    assert "argument --settle-secs: expected a non-negative number of seconds" in err
+    assert f"argument {flag}: {said}" in capsys.readouterr().err
 
 
 def test_settle_time_accepts_zero_and_fractions() -> None:
