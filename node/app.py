@@ -294,8 +294,8 @@ class Node:
     def _everyone_sends_mine(self) -> bool:
         """Does every other member send with this node's mesh secret (so it can open what
         this node seals)?"""
-        sends = self.mesh_keys.report()["sends"]
-        return everyone_sends_with(sends, self.raft.state.members, self.name, self.peers.views)
+        members, views = self.raft.state.members, self.peers.views
+        return everyone_sends_with(self.mesh_keys.sends, members, self.name, views)
 
     def _peer_reachable(self, name: str) -> bool:
         view = self.peers.views.get(name)

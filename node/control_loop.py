@@ -5,13 +5,13 @@ runs (announcing itself, recording that the mesh requires credentials,
 registering its `--worker-urls`, carrying out a shutdown plan that names it,
 resuming its own discovery jobs, adopting stranded ones and sealing
 plaintext worker keys, or keys sealed under a rotated-out mesh secret, as
-leader) is one branch of `decide`, a pure function
-of a `View` read at once. `ControlLoop.run_cycle` carries the chosen step out
-and returns a sentence; the loop logs the sentence when it changes, and
-`/ha/local` shows the last one. After a step it runs again at once; when
-there is nothing to do it waits for the next tick. A duty that fails backs off
-for a moment while the others go on. A committed shutdown plan is carried out
-as it is applied (`follow_plans`), not a cycle later.
+leader) is one branch of `decide`, a pure function of a `View` read at once.
+`ControlLoop.run_cycle` carries the chosen step out and returns a sentence;
+the loop logs the sentence when it changes, and `/ha/local` shows the last one.
+After a step it runs again at once; when there is nothing to do it waits for
+the next tick. A duty that fails backs off for a moment while the others go on.
+A committed shutdown plan is carried out as it is applied (`follow_plans`),
+not a cycle later.
 """
 
 from __future__ import annotations

@@ -41,6 +41,11 @@ class MeshKeys:
         return (self.secret, self.previous) if self.previous else (self.secret,)
 
     @property
+    def sends(self) -> str:
+        """The fingerprint of the secret this node sends with."""
+        return fingerprint(self.secret)
+
+    @property
     def token(self) -> str:
         """The mesh token this node presents to its peers."""
         return mesh_token(self.secret)
@@ -53,10 +58,7 @@ class MeshKeys:
         return any(matches)
 
     def report(self) -> dict[str, Any]:
-        return {
-            "sends": fingerprint(self.secret),
-            "accepts": [fingerprint(s) for s in self.accepted],
-        }
+        return {"sends": self.sends, "accepts": [fingerprint(s) for s in self.accepted]}
 
 
 def everyone_sends_with(
