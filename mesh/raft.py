@@ -177,9 +177,9 @@ class RaftSettings:
     self_address: str | None  # advertised "host:port"; None makes a read-only member
     peers: tuple[str, ...] = ()
     bind_address: str | None = None  # defaults to self_address
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in a log or traceback
     # Accepted on the Raft port but never sent with: the secret being rotated in or out.
-    previous_password: str | None = None
+    previous_password: str | None = field(default=None, repr=False)
     commit_timeout: float = 3.0
     # How far apart two nodes' clocks may be (NTP keeps them within milliseconds). A
     # proposer that gave up on a command waits this long past its expiry before it

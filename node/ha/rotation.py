@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from node.ha.peers import PeerView, mesh_token
@@ -33,8 +33,8 @@ def fingerprint(secret: str) -> str:
 class MeshKeys:
     """The secret this node sends with, and the previous one it accepts as well."""
 
-    secret: str
-    previous: str | None = None
+    secret: str = field(repr=False)  # never in a log line or a traceback
+    previous: str | None = field(default=None, repr=False)
 
     @property
     def accepted(self) -> tuple[str, ...]:

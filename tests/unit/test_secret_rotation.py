@@ -126,7 +126,8 @@ def test_fingerprints_tell_secrets_apart_without_showing_them() -> None:
     report = MeshKeys(NEW, OLD).report()
     assert report == {"sends": fingerprint(NEW), "accepts": [fingerprint(NEW), fingerprint(OLD)]}
     assert fingerprint(NEW) != fingerprint(OLD) and len(fingerprint(NEW)) == 12
-    shown = repr(report)
+    shown = repr(report) + repr(MeshKeys(NEW, OLD))
+    shown += repr(RaftSettings(Path("d"), None, password=NEW, previous_password=OLD))
     for secret in (NEW, OLD):
         assert secret not in shown and mesh_token(secret)[:12] not in shown
 
