@@ -96,6 +96,7 @@ def _phase(mesh: Mesh, balancer: Balancer, secret: str, previous: str | None) ->
     want = {"sends": fingerprint(secret), "accepts": [fingerprint(secret)]}
     if previous is not None:
         want["accepts"].append(fingerprint(previous))
+    mesh.wait_ready()  # every node sees every other alive: their peer tokens are taken
     for node in mesh.nodes:  # what an operator reads to know the phase reached every node
         said = _local(node)["mesh_secret"]
         assert {k: said[k] for k in want} == want, (node.name, said)
@@ -136,6 +137,8 @@ def test_rotating_the_mesh_secret_fails_no_write_and_keeps_credentials(tmp_path:
             _roll(balancer, first, NEW, OLD)
             # Sealed under the old secret, which the others still send with: kept as it is.
             assert _local(first)["mesh_secret"]["credentials_under_previous"] == 1
+            # Each side takes the other's peer token (one sends new, the others old).
+            mesh.wait_ready()
             for node in mesh.nodes[1:]:
                 _roll(balancer, node, NEW, OLD)  # 2: every node sends with the new secret
             for node in mesh.nodes:  # the leader re-seals; each node says when it has it
