@@ -234,6 +234,14 @@ class Authenticator:
             raise _unauthorized("this route needs an API key or a bearer token")
         return principal
 
+    def caller(self, request: web.Request) -> Principal | None:
+        """Who calls a public route, if their credential says. It can only narrow what the
+        route shows (a key's models), so a credential that names nobody is no error."""
+        try:
+            return self.identify(presented_token(request))
+        except ApiError:  # a bad token, or a node that cannot vouch: the anonymous view
+            return None
+
     def authenticated(self, request: web.Request) -> Principal:
         """Any valid credential but a publication key (the management API, inference);
         anonymous only when none is configured."""

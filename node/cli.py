@@ -10,6 +10,8 @@ import sys
 from dataclasses import dataclass
 from typing import Final, NoReturn
 
+from node import __version__
+
 
 @dataclass(frozen=True)
 class Command:
@@ -45,8 +47,10 @@ COMMANDS: Final = (
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="meshgate", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"meshgate {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    # The top-level parser has no option with a value, so the first word is the command.
+    # The top-level parser has no option with a value (--version takes none), so the first
+    # word is the command.
     first_word = next((arg for arg in argv if not arg.startswith("-")), None)
     chosen = next((c for c in COMMANDS if c.name == first_word), None)
     for command in COMMANDS:

@@ -36,6 +36,18 @@ class ClusterError(Exception):
     pass
 
 
+# There is no join flag: --mesh-peers is how a new node finds the mesh, and the add
+# probes its Raft port, so the order matters.
+ADD_MEMBER_STEPS = """\
+Add a node to the mesh as a Raft voter, in this order:
+  1. Start the new node first: --mesh-bind (and, off-host, --mesh-advertise) set to
+     RAFT_ADDRESS, --mesh-peers set to the Raft addresses of the current voters, and
+     the mesh's --mesh-secret.
+  2. Then run add-member RAFT_ADDRESS against any voter's --url. The voter probes the
+     new node's Raft port (nothing answering: refused, 409 MEMBER_NOT_ANSWERING, and
+     the mesh is unchanged), commits the change, and the new node catches up."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True)
     sub.add_parser("status", help="show the nodes, the leader and the replicated stores")
@@ -62,8 +74,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     shutdown = sub.add_parser("shutdown", help="drain and stop a node, or the whole cluster")
     shutdown.add_argument("target", help="a node name, 'self' or 'cluster'")
     shutdown.add_argument("--grace", type=float, default=None, help="grace period (seconds)")
-    add = sub.add_parser("add-member", help="add a running node as a Raft voter")
-    add.add_argument("raft_address")
+    add = sub.add_parser(
+        "add-member",
+        help="add a running node as a Raft voter (start it first, see add-member --help)",
+        description=ADD_MEMBER_STEPS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add.add_argument("raft_address", metavar="RAFT_ADDRESS", help="the new node's Raft HOST:PORT")
     remove = sub.add_parser("remove-member", help="remove a node from the Raft group")
     remove.add_argument("node")
     remove.add_argument(

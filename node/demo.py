@@ -8,7 +8,10 @@ URLs and calls to try, and stops every child on exit.
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import shlex
 import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -80,7 +83,6 @@ def _wait_for_ctrl_c(mesh: LocalMesh) -> int:
 
 
 def _print_banner(gateways: list[str], workers: list[str], model: str, workdir: Path) -> None:
-    gateway, other = gateways[0], gateways[-1]
     print(
         f"""
 meshgate demo is running (Ctrl-C stops it)
@@ -90,6 +92,17 @@ meshgate demo is running (Ctrl-C stops it)
   logs, data   {workdir}
 
 Try:
+{calls(gateways, model)}""",
+        flush=True,
+    )
+
+
+def calls(gateways: list[str], model: str) -> str:
+    """Shell lines to paste anywhere: commands by absolute path, so they run without this
+    virtualenv on PATH or the checkout as the working directory."""
+    gateway, other = gateways[0], gateways[-1]
+    python = shlex.quote(sys.executable)
+    lines = f"""\
   curl {gateway}/v1/chat/completions -H 'Content-Type: application/json' \\
     -d '{{"model": "{model}", "messages": [{{"role": "user", "content": "Hello!"}}]}}'
 
@@ -98,13 +111,22 @@ Try:
 
   curl {gateway}/workers              # the registered workers, by UUID
   curl {gateway}/ha/status            # leader, term, every node's role and applied index
-  curl -X POST {other}/ha/config -d '{{"key": "greeting", "value": "hello"}}'
+  curl -X POST {other}/ha/config -H 'Content-Type: application/json' \\
+    -d '{{"key": "greeting", "value": "hello"}}'
   curl {gateway}/ha/config/greeting   # written through one node, read on another
-  .venv/bin/meshgate cluster status --url {gateway}
-
-  python -c "import openai; c = openai.OpenAI(base_url='{gateway}/v1', api_key='none'); \\
+  {_meshgate(python)} cluster status --url {gateway}
+"""
+    if importlib.util.find_spec("openai") is not None:  # a test extra, not a dependency
+        lines += f"""
+  {python} -c "import openai; c = openai.OpenAI(base_url='{gateway}/v1', api_key='none'); \\
 print(c.chat.completions.create(model='{model}', \\
 messages=[{{'role': 'user', 'content': 'Hi'}}]).choices[0].message.content)"
-""",
-        flush=True,
-    )
+"""
+    return lines
+
+
+def _meshgate(python: str) -> str:
+    """This installation's `meshgate`, by path: the script beside the interpreter, or the
+    interpreter running its module."""
+    script = Path(sys.executable).with_name("meshgate")
+    return shlex.quote(str(script)) if script.is_file() else f"{python} -m node.cli"

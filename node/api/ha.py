@@ -396,7 +396,8 @@ async def add_member(request: web.Request, principal: Principal) -> web.Response
         raise ApiError(
             409,
             f"nothing answers at {address} ({problem} within {PROBE_SECS:g} s); start the new "
-            f"node first (--mesh-bind {address} and the mesh's --mesh-secret), then add it",
+            f"node first (--mesh-bind {address}, --mesh-peers the current voters, the mesh's "
+            "--mesh-secret), then add it",
             code="MEMBER_NOT_ANSWERING",
             param="raft_address",
         )

@@ -1,7 +1,7 @@
 """The inference API: OpenAI-compatible and SGLang-native routes, proxied to workers.
 
 Protected routes pass auth, then the inference pipeline (`node.pipeline`).
-Public model routes (`/v1/models`, `/get_model_info`, `/get_server_info`,
+Public model routes (`/v1/models`, `/v1/models/{id}`, `/get_model_info`, `/get_server_info`,
 `/engine_metrics`) are answered from the pool or by asking workers.
 """
 
@@ -17,6 +17,7 @@ from node.api.table import Audience, Query, Route, plain_text
 from node.app import Node
 from node.errors import ApiError
 from node.live.visibility import redact
+from node.pipeline.authorize import key_models
 from node.pipeline.request import InferenceRequest
 from node.proxy.facts import parse_body
 from node.proxy.failures import REDIRECTED, log_failure
@@ -60,8 +61,8 @@ def _ready_workers(node: Node) -> list[Worker]:
     return [w for w in node.pool.all() if w.status == "ready" and w.connection_mode == "http"]
 
 
-async def list_models(request: web.Request) -> web.Response:
-    node = node_of(request)
+def _served_models(node: Node) -> dict[str, dict[str, Any]]:
+    """The OpenAI model object of every model a ready worker serves, by id."""
     models: dict[str, dict[str, Any]] = {}
     for worker in node.pool.all():
         if worker.status != "ready":
@@ -78,7 +79,34 @@ async def list_models(request: web.Request) -> web.Response:
                     "owned_by": "meshgate",
                 },
             )
-    return json_response({"object": "list", "data": sorted(models.values(), key=lambda m: m["id"])})
+    return models
+
+
+def visible_models(request: web.Request) -> dict[str, dict[str, Any]]:
+    """The served models the caller may see: a key restricted to some models sees only
+    those (the list and a single model answer alike, so neither tells more)."""
+    node = node_of(request)
+    models = _served_models(node)
+    allowed = key_models(node.auth.caller(request))
+    if allowed is None:
+        return models
+    return {name: model for name, model in models.items() if name in allowed}
+
+
+async def list_models(request: web.Request) -> web.Response:
+    models = visible_models(request)
+    return json_response({"object": "list", "data": [models[name] for name in sorted(models)]})
+
+
+async def retrieve_model(request: web.Request) -> web.Response:
+    name = request.match_info["model"]
+    model = visible_models(request).get(name)
+    if model is None:
+        # The same answer for a model nobody serves and one the key may not use.
+        raise ApiError(
+            404, f"the model {name!r} does not exist", code="model_not_found", param="model"
+        )
+    return json_response(model)
 
 
 async def _get_json(node: Node, worker: Worker, path: str) -> tuple[int, Any]:
@@ -234,6 +262,20 @@ ROUTES = (
         "inference",
         "The models ready workers serve (OpenAI list)",
         answers={200: "an OpenAI model list"},
+        description="A caller whose key may use only some models sees only those.",
+    ),
+    Route(
+        "GET",
+        "/v1/models/{model:.+}",
+        retrieve_model,
+        Audience.PUBLIC,
+        "retrieveModel",
+        "inference",
+        "One model a ready worker serves (OpenAI model object)",
+        answers={200: "an OpenAI model object"},
+        errors=(404,),
+        description="404 for a model no ready worker serves, and for one the caller's key "
+        "may not use.",
     ),
     Route(
         "GET",

@@ -34,12 +34,18 @@ def served_model(worker: Worker, requested: str | None) -> str | None:
     return worker.model_id or requested
 
 
+def key_models(principal: Principal | None) -> list[str] | None:
+    """The models the caller's key may use; None when it may use any (or there is no key)."""
+    allowed = ((principal.key if principal is not None else None) or {}).get("models")
+    return list(allowed) if allowed else None
+
+
 def allowed_workers(
     principal: Principal, candidates: tuple[Worker, ...], requested: str | None
 ) -> tuple[Worker, ...]:
     """Only workers serving a model the caller's key may use (403 when none is left)."""
-    allowed = (principal.key or {}).get("models")
-    if not allowed:
+    allowed = key_models(principal)
+    if allowed is None:
         return candidates
     permitted = tuple(w for w in candidates if served_model(w, requested) in allowed)
     if not permitted and candidates:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 import requests
 
@@ -184,6 +185,27 @@ def test_the_allow_list_applies_to_the_model_actually_served(gw: Gateway) -> Non
     assert (
         gw.call("POST", "/generate", only_m1, json={"model": "m2", "text": "hi"}).status_code == 403
     )
+
+
+def test_a_restricted_key_sees_only_its_models_and_no_others_exist(gw: Gateway) -> None:
+    restricted = gw.mint(ADMIN_KEY, namespace="acme", models=["m1"])["apiKey"]
+    for key, visible in ((restricted, ["m1"]), (ADMIN_KEY, ["m1", "m2"])):
+        with openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0) as client:
+            assert [m.id for m in client.models.list()] == visible
+            for model in visible:
+                got = client.models.retrieve(model)
+                assert (got.id, got.object, got.owned_by) == (model, "model", "meshgate")
+                assert got.created > 0
+    # a model outside the allow-list answers exactly as one nobody serves: no existence leak
+    with openai.OpenAI(base_url=gw.url + "/v1", api_key=restricted, max_retries=0) as client:
+        refusals = {}
+        for model in ("m2", "no-such-model"):
+            with pytest.raises(openai.NotFoundError) as info:
+                client.models.retrieve(model)
+            error = info.value.body
+            assert isinstance(error, dict) and error["code"] == "model_not_found"
+            refusals[model] = error["message"].replace(model, "<model>")
+        assert refusals["m2"] == refusals["no-such-model"]
 
 
 def test_mesh_wide_model_rules_apply_through_deployments(gw: Gateway) -> None:

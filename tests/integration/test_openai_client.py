@@ -77,6 +77,20 @@ def test_models_list(client: openai.OpenAI) -> None:
     assert [m.id for m in client.models.list()] == [MODEL]
 
 
+def test_models_retrieve(client: openai.OpenAI) -> None:
+    model = client.models.retrieve(MODEL)
+    assert model == next(iter(client.models.list()))
+    assert (model.id, model.object, model.owned_by) == (MODEL, "model", "meshgate")
+    with pytest.raises(openai.NotFoundError) as info:
+        client.models.retrieve("org/nope")  # sent as org%2Fnope
+    assert info.value.body == {
+        "type": "not_found_error",
+        "code": "model_not_found",
+        "message": "the model 'org/nope' does not exist",
+        "param": "model",
+    }
+
+
 def test_unknown_model_is_a_clear_404(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as info:
         client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])

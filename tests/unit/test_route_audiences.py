@@ -64,6 +64,7 @@ PINNED: dict[tuple[str, str], Audience] = {
     ("GET", "/policies/{model_id}"): Audience.CONTROL_PLANE,
     ("GET", "/readiness"): Audience.PUBLIC,
     ("GET", "/v1/models"): Audience.PUBLIC,
+    ("GET", "/v1/models/{model:.+}"): Audience.PUBLIC,
     ("GET", "/workers"): Audience.CONTROL_PLANE,
     ("GET", "/workers/{worker_id}"): Audience.CONTROL_PLANE,
     ("GET", "/ws"): Audience.WEBSOCKET,

@@ -29,6 +29,7 @@ _PATH_PARAMS: Final[dict[str, Schema]] = {
     "worker_id": string("the worker's id (a UUID)", format="uuid", pattern=SEGMENT),
     "model_id": string("a model id ('*': the mesh-wide default)", pattern=SEGMENT),
     "key": string("a config key (may contain '/')", minLength=1),
+    "model": string("a model id (may contain '/')", minLength=1),
     "scope": string("a rate-limit scope: a model id, or '*' for the global rule", pattern=SEGMENT),
     "name": string(pattern=SEGMENT),
     "key_id": string("a managed API key's id", pattern=SEGMENT),
