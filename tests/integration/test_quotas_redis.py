@@ -276,3 +276,30 @@ def test_unreachable_at_start_does_not_raise_and_enforces_locally() -> None:
             await engine.store.close()
 
     run(main())
+
+
+def test_a_burst_across_a_second_edge_is_refused(redis_server: RedisServer) -> None:
+    """The Redis windows slide too (here the 1 s `burst` window, in 0.1 s slots): three
+    requests late in one second of Redis `TIME` and a fourth early in the next is one
+    too many for any 1 s interval, though a fixed window would have admitted it."""
+    burst = Subject("key", "k1", Limits(burst=3))
+
+    async def main() -> None:
+        a, b = await started("node-a", redis_server.url), await started("node-b", redis_server.url)
+        try:
+            with redis_server.client() as client:
+                _, micros = client.time()
+                await asyncio.sleep((1.7 - micros / 1e6) % 1.0)  # to about .7 of a second
+                early = [await n.admit([burst]) for n in (a, b, a)]
+                await asyncio.sleep(0.45)  # to about .15 of the next second
+                _, later_micros = client.time()
+            assert all(d.allowed for d in early)
+            assert later_micros < 600_000, later_micros  # the edge was crossed
+            refused = await b.admit([burst])
+            assert refused.refused_by == "key:k1 burst"
+            assert 0 < refused.retry_after <= 0.7  # until the first leaves, 1 to 1.1 s on
+        finally:
+            await a.store.close()
+            await b.store.close()
+
+    run(main())
