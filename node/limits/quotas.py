@@ -13,13 +13,14 @@ quorum round trip on the hot path. Counters live
 * in Redis (`quotas_redis.QuotaRedis`, in the node's `HotStore`): one script
   call per admit and one per release, exact across the cluster; or
 * locally, when no Redis is configured or it is unreachable: each of the N
-  nodes enforces ceil(limit / N) of every limit, with no coordination.
+  nodes owns ceil(limit / N) of every limit, and idle nodes lend their unused
+  shares to busy ones over the peer poll (`shares.py`).
 
-Windows are fixed and aligned to the clock (second, minute, hour), so a count
-is exact and `X-RateLimit-Remaining` counts down by one per request; the price
-is the fixed-window edge (up to 2x a limit across a boundary), see
-docs/quotas.md. Each node also counts what it admits locally in every mode: for
-`usage()`, and so that a switch to local mode starts from this node's real
+Windows slide (`windows.py`): a request counts for a whole window from when it
+came, so no interval of a window's length admits more than the limit (Redis) or
+limit + N - 1 (local), with no clock-aligned edge to burst across; the proof is
+in docs/quotas.md. Each node also counts what it admits locally in every mode:
+for `usage()`, and so that a switch to local mode starts from this node's real
 counts rather than from zero.
 """
 
