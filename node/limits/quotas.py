@@ -141,16 +141,15 @@ _REQUEST_WINDOWS = ("burst", "requests_per_minute", "requests_per_hour")
 class _Counts:
     """This node's counts for one subject, plus its Redis keys and script args."""
 
-    __slots__ = ("args", "hkey", "in_flight", "limits", "windows", "zkey")
+    __slots__ = ("args", "hkey", "in_flight", "keys", "limits", "windows", "zkey")
 
     def __init__(self, kind: str, sid: str, prefix: str) -> None:
         self.hkey = f"{prefix}n:{kind}:{sid}"
         self.zkey = f"{prefix}c:{kind}:{sid}"
         self.limits: Limits | None = None
         self.args: tuple[str, ...] = ()
-        self.windows = {
-            field: SlidingCount(span, slots) for field, (span, slots) in WINDOWS.items()
-        }
+        self.windows = {field: SlidingCount(*shape) for field, shape in WINDOWS.items()}
+        self.keys = {field: (kind, sid, field) for field in WINDOWS}  # keys of its shares
         self.in_flight = 0
 
     def count(self, now: float) -> None:
@@ -272,7 +271,6 @@ class QuotaEngine:
         """Each windowed limit: admit while this node's count is below what it holds."""
         n, shares = self._mesh(), self.shares
         wait, refused_by, head = 0.0, None, None
-        notes = []
         for s, c in pairs:
             lim = s.limits
             headline = "requests_per_minute" if lim.requests_per_minute else "requests_per_hour"
@@ -280,20 +278,19 @@ class QuotaEngine:
                 limit = getattr(lim, field)
                 if not limit:
                     continue
-                window, key = c.windows[field], (s.kind, s.id, field)
+                window, key = c.windows[field], c.keys[field]
                 used = window.advance(now)
                 held = shares.held(key, -(-limit // n), now)
                 if used >= held and (w := window.wait(now, held)) >= wait:
                     wait, refused_by = w, f"{s.kind}:{s.id} {field}"
-                notes.append((key, limit, used + (field != "tokens_per_hour"), held))
+                # demand, admitted or not: what borrowing is for
+                shares.note(key, limit, used + (field != "tokens_per_hour"), held, now)
                 if field == headline:
                     reset = window.reset(now) if used else window.span
                     head = _tighter(head, limit, held - used, reset)
             share = -(-lim.max_concurrent // n) if lim.max_concurrent else 0
             if share and c.in_flight >= share and wait < CONCURRENCY_RETRY_AFTER:
                 wait, refused_by = CONCURRENCY_RETRY_AFTER, f"{s.kind}:{s.id} max_concurrent"
-        for key, limit, used, held in notes:  # demand, admitted or not: what borrowing is for
-            shares.note(key, limit, used, held, now)
         if refused_by is not None:
             return _decision(None, wait, refused_by, head)
         for _, c in pairs:

@@ -72,6 +72,8 @@ class Shares:
 
     def held(self, key: Key, base: int, now: float) -> int:
         """What this node may admit against on `key`: its base, less lent, plus borrowed."""
+        if not (self._lent or self._pending or self._loans):
+            return base  # nothing lent or borrowed anywhere: the common case, kept fast
         own = base
         if (lent := self._lent.get(key)) is not None:
             own -= sum(g.amount for g in lent.values())
@@ -124,6 +126,17 @@ class Shares:
         if self.ready:
             self._lend(fresh, count, base, now)
         self.ready = True
+        self._forget(now)
+
+    def _forget(self, now: float) -> None:
+        """Drop lapsed loans and pending returns, so idle keys leave nothing behind."""
+        for key, loans in list(self._loans.items()):
+            for lender in [name for name, loan in loans.items() if loan.until <= now]:
+                del loans[lender]
+            if not loans:
+                del self._loans[key]
+        for key in [k for k, (_, until) in self._pending.items() if until <= now]:
+            del self._pending[key]
 
     # -- borrowing ----------------------------------------------------------------------
 
