@@ -10,15 +10,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from node.ha.peers import PeerPoller
+from node.ha.peers import PeerPoller, PeerView
 from node.limits.quotas import QuotaEngine
 
 PeerParts = dict[str, tuple[float, Mapping[str, Any]] | None]
 
 
-def peer_parts(poller: PeerPoller) -> PeerParts:
+def peer_parts(views: Mapping[str, PeerView]) -> PeerParts:
     parts: PeerParts = {}
-    for name, view in poller.views.items():
+    for name, view in views.items():
         part = view.report.get("quota_shares") if view.reachable else None
         parts[name] = (view.sent_at, part) if isinstance(part, dict) else None
     return parts
@@ -26,4 +26,4 @@ def peer_parts(poller: PeerPoller) -> PeerParts:
 
 def share_quotas(poller: PeerPoller, quotas: QuotaEngine) -> None:
     """Exchange quota shares after every round of polls (every member asked once)."""
-    poller.on_polled.append(lambda: quotas.exchange(peer_parts(poller)))
+    poller.on_polled.append(lambda: quotas.exchange(peer_parts(poller.views)))

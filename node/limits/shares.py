@@ -151,7 +151,8 @@ class Shares:
     ) -> None:
         offered: dict[Key, tuple[int, int, bool]] = {}
         for kind, sid, field, gid, amount, recall in _rows(part, "grants", self.name, 6):
-            offered[(kind, sid, field)] = (int(gid), int(amount), bool(recall))
+            if _strs(kind, sid, field) and _ints(gid, amount) and amount > 0:
+                offered[(kind, sid, field)] = (gid, amount, bool(recall))
         returned = self._returned.setdefault(lender, {})
         for key in [k for k in returned if k not in offered or offered[k][0] != returned[k]]:
             del returned[key]  # the lender has taken it back: forget it
@@ -206,9 +207,8 @@ class Shares:
             if not part.get("ready"):
                 continue
             for kind, sid, field, limit in _rows(part, "wants", None, 4):
-                key = (str(kind), str(sid), str(field))
-                if key[2] in self.spans and type(limit) is int and limit > 0:
-                    wanted.setdefault(key, (limit, []))[1].append(name)
+                if _strs(kind, sid, field) and field in self.spans and _ints(limit) and limit > 0:
+                    wanted.setdefault((kind, sid, field), (limit, []))[1].append(name)
         for key, (limit, borrowers) in wanted.items():
             if key in self._lent or key in self._pending or key in self._wants:
                 continue
@@ -251,3 +251,11 @@ def _rows(part: Mapping[str, Any], field: str, peer: str | None, width: int) -> 
 
 def _wants(part: Mapping[str, Any], key: Key) -> bool:
     return any(tuple(r[:3]) == key for r in _rows(part, "wants", None, 4))
+
+
+def _strs(*values: Any) -> bool:
+    return all(type(v) is str for v in values)
+
+
+def _ints(*values: Any) -> bool:
+    return all(type(v) is int for v in values)  # bool is not a count

@@ -215,3 +215,40 @@ def test_a_node_that_has_not_polled_its_peers_neither_lends_nor_borrows() -> Non
     assert decide(node, k).allowed  # a grant is used from the first round it is seen
     report = node.share_report()
     assert report["ready"] is True and report["grants"] == {}  # lends only from the next
+
+
+def test_malformed_peer_parts_are_ignored() -> None:
+    clock = FakeClock(T0)
+    node = QuotaEngine("a", None, lambda: 2, clock=clock)
+    k = Subject("key", "k1", Limits(requests_per_minute=10))
+    bad_rows = [
+        ["key", "k1", "requests_per_minute", "1", 4, False],  # a grant id that is no int
+        ["key", "k1", "requests_per_minute", 1, True, False],  # a bool is no amount
+        ["key", "k1", "requests_per_minute", 1, -3, False],
+        ["key", "k1", "no_such_limit", 1, 4, False],
+        "not a row",
+    ]
+    node.exchange({"b": (clock.now, {"ready": True, "grants": {"a": bad_rows}})})
+    node.exchange({"b": (clock.now, {"ready": True, "grants": "nonsense", "wants": [[1, 2]]})})
+    node.exchange({"b": (clock.now, {"wants": {"not": "a list"}, "returned": None})})
+    assert sum(decide(node, k).allowed for _ in range(10)) == 5  # its own share, no more
+
+
+def test_a_node_that_knows_few_members_takes_the_smallest_share() -> None:
+    """Before its journal or the leader has told it the members, a node counts the
+    voters it was configured with, so its share is never larger than the mesh's."""
+    from types import SimpleNamespace
+
+    from node.app import Node
+
+    def size(members: int, peers: int) -> int:
+        raft = SimpleNamespace(
+            state=SimpleNamespace(members={f"n{i}": {} for i in range(members)}),
+            settings=SimpleNamespace(peers=tuple(f"10.0.0.{i}:4321" for i in range(peers))),
+        )
+        return Node.mesh_size(SimpleNamespace(raft=raft))  # type: ignore[arg-type]
+
+    assert size(members=0, peers=2) == 3  # just started: the configured voters
+    assert size(members=1, peers=2) == 3
+    assert size(members=4, peers=2) == 4  # a read-only member or one added at runtime
+    assert size(members=0, peers=0) == 1  # a lone node
