@@ -115,7 +115,7 @@ SEEDS = st.integers(min_value=0, max_value=2**32)
 MESHES = st.integers(min_value=2, max_value=4)  # nodes that can lend to each other
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(st.integers(min_value=1, max_value=4), st.integers(min_value=1, max_value=40), SEEDS)
 def test_no_minute_admits_more_than_the_bound(n: int, limit: int, seed: int) -> None:
     """Random arrivals across window edges, polls that fail and lag: every 60 s
@@ -130,7 +130,7 @@ def test_no_minute_admits_more_than_the_bound(n: int, limit: int, seed: int) -> 
     assert most_in_any_window(times, 1.0) <= max(1, limit // 3) + n - 1
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(MESHES, SEEDS)
 def test_no_hour_admits_more_than_the_bound(n: int, seed: int) -> None:
     """The same for an hour window (1-minute slots), over a simulated 3 hours. Polls
@@ -148,7 +148,7 @@ def test_no_hour_admits_more_than_the_bound(n: int, seed: int) -> None:
     assert most_in_any_window([t for t, _ in mesh.admitted], 3600.0) <= limit + n - 1
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(MESHES, st.integers(min_value=4, max_value=60), SEEDS)
 def test_one_busy_node_borrows_nearly_the_whole_limit(n: int, limit: int, seed: int) -> None:
     """All traffic reaches node 0; the idle peers lend it all but one request each."""
