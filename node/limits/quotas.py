@@ -37,7 +37,7 @@ from typing import Any
 from node.limits.hot_store import HotStore
 from node.limits.quotas_redis import QuotaRedis
 from node.limits.shares import Shares
-from node.limits.windows import SlidingCount
+from node.limits.windows import QUOTA_WINDOWS, SlidingCount
 
 LEASE_TTL = 900.0  # seconds a lease holds a Redis concurrency slot if never released
 CONCURRENCY_RETRY_AFTER = 1.0  # Retry-After hint for max_concurrent (ends are unknowable)
@@ -127,13 +127,7 @@ class QuotaDecision:
         }
 
 
-# The windowed limits: field -> (window seconds, slots); `max_concurrent` is not windowed.
-WINDOWS = {
-    "burst": (1.0, 10),
-    "requests_per_minute": (60.0, 60),
-    "requests_per_hour": (3600.0, 60),
-    "tokens_per_hour": (3600.0, 60),
-}
+WINDOWS = QUOTA_WINDOWS  # every limit but `max_concurrent`, which is not windowed
 SPANS = {field: span for field, (span, _) in WINDOWS.items()}
 _REQUEST_WINDOWS = ("burst", "requests_per_minute", "requests_per_hour")
 

@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from node.limits.hot_store import HotStore, Pipeline
+from node.limits.windows import QUOTA_WINDOWS
 
 MAX_DEFERRED = 10_000  # releases kept for later while Redis is down (oldest dropped)
 FLUSH_BATCH = 500  # deferred releases sent per pipelined round trip
@@ -89,7 +90,7 @@ end
 ADMIT_LUA = (
     RINGS_LUA
     + """
-local SPECS = {{'b', 1, 11}, {'m', 60, 61}, {'h', 3600, 61}, {'t', 3600, 61}}
+local SPECS = {SPECS}
 local ttl = tonumber(ARGV[2])
 local n = #KEYS / 2
 local reply = {1}
@@ -150,8 +151,9 @@ local nz, tokens = tonumber(ARGV[2]), tonumber(ARGV[3])
 for i = 1, nz do redis.call('ZREM', KEYS[i], ARGV[1]) end
 if tokens > 0 then
   for i = nz + 1, #KEYS do
-    local r = ring(redis.call('HGET', KEYS[i], 't'), 3600, 61)
-    r[r[1] % 61 + 2] = r[r[1] % 61 + 2] + tokens
+    local r = ring(redis.call('HGET', KEYS[i], 't'), {TOKENS})
+    local at = r[1] % (#r - 1) + 2
+    r[at] = r[at] + tokens
     redis.call('HSET', KEYS[i], 't', cmsgpack.pack(r))
     redis.call('PEXPIRE', KEYS[i], 3720000)
   end
@@ -159,6 +161,15 @@ end
 return 1
 """
 )
+
+# Each window's field in the subject's hash, its seconds and its ring size (slots + 1),
+# in the order of the limits in ARGV: burst, per minute, per hour, tokens per hour.
+_SHAPES = zip("bmht", QUOTA_WINDOWS.values(), strict=True)
+_RINGS = [(field, span, slots + 1) for field, (span, slots) in _SHAPES]
+ADMIT_LUA = ADMIT_LUA.replace(
+    "{SPECS}", "{" + ", ".join(f"{{'{f}', {span:g}, {size}}}" for f, span, size in _RINGS) + "}"
+)
+RELEASE_LUA = RELEASE_LUA.replace("{TOKENS}", f"{_RINGS[3][1]:g}, {_RINGS[3][2]}")
 
 ADMIT_SHA = hashlib.sha1(ADMIT_LUA.encode()).hexdigest()
 RELEASE_SHA = hashlib.sha1(RELEASE_LUA.encode()).hexdigest()

@@ -16,6 +16,15 @@ from __future__ import annotations
 
 import math
 
+# The quota windows: limit field -> (seconds, slots), in the order of the Redis
+# scripts' arguments; local counting and the scripts are both built from it.
+QUOTA_WINDOWS = {
+    "burst": (1.0, 10),
+    "requests_per_minute": (60.0, 60),
+    "requests_per_hour": (3600.0, 60),
+    "tokens_per_hour": (3600.0, 60),
+}
+
 
 class SlidingCount:
     __slots__ = ("counts", "head", "size", "slots", "span", "total")
