@@ -393,11 +393,12 @@ class Node:
         return self.stopper.draining or bool(member and member.get("draining"))
 
     def serving_nodes(self) -> int:
-        """Nodes taking traffic now (this one included): each takes 1/N of a rate limit."""
-        peers = sum(
-            1 for name in self.raft.state.members if name != self.name and self.peers.serving(name)
-        )
-        return 1 + peers
+        """Nodes taking traffic now (this one included): each takes 1/N of a rate limit.
+        A member not polled yet counts as serving, and so does a configured voter not yet
+        known as a member: a node that has just started errs towards the smaller share."""
+        members = [name for name in self.raft.state.members if name != self.name]
+        unknown = max(0, len(self.raft.settings.peers) - len(members))
+        return 1 + unknown + sum(1 for name in members if self.peers.serving_or_unpolled(name))
 
     def mesh_size(self) -> int:
         """Members of the mesh, or the configured voters while fewer are known: each node

@@ -128,6 +128,11 @@ class PeerPoller:
         view.reachable = False
         view.error = error
 
+    def serving_or_unpolled(self, name: str) -> bool:
+        """Serving, or not asked yet (then assume it is: a share errs towards small)."""
+        view = self.views.get(name)
+        return view is None or not view.polled or self.serving(name)
+
     def serving(self, name: str) -> bool:
         """Is the peer reachable, not draining, ready, and able to serve inference (a
         healthy worker: a ready node without one takes no share of a rate limit)?"""
