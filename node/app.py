@@ -41,6 +41,7 @@ from node.gauges import (
     worker_gauges,
 )
 from node.ha.peers import PeerPoller
+from node.ha.quota_shares import share_quotas
 from node.ha.rotation import MeshKeys, everyone_sends_with
 from node.ha.secret import mesh_secret
 from node.ha.shutdown import Stopper
@@ -135,7 +136,7 @@ class Node:
         # The one Redis client, when configured: rate limits, quotas and usage share it.
         self.hot_store = HotStore(config.redis_url, config.redis_timeout_secs)
         self.ratelimiter = RateLimiter(config.node_name, self.hot_store, self.serving_nodes)
-        self.quotas = QuotaEngine(config.node_name, self.hot_store, self.serving_nodes)
+        self.quotas = QuotaEngine(config.node_name, self.hot_store, self.mesh_size)
         self.management_limits = management_limits(config)
         self.login_throttle = LoginThrottle()
         self.login_slots = asyncio.Semaphore(2)  # scrypt is memory- and CPU-hard by design
@@ -240,6 +241,7 @@ class Node:
         self.peers = PeerPoller(
             self.session, lambda: self.raft.state.members, self.name, self.mesh_keys.token
         )
+        share_quotas(self.peers, self.quotas)
 
     async def _leave_raft(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.raft.stop)
@@ -401,11 +403,18 @@ class Node:
         return self.stopper.draining or bool(member and member.get("draining"))
 
     def serving_nodes(self) -> int:
-        """Nodes taking traffic now (this one included): each takes 1/N of a rate limit."""
-        peers = sum(
-            1 for name in self.raft.state.members if name != self.name and self.peers.serving(name)
-        )
-        return 1 + peers
+        """Nodes taking traffic now (this one included): each takes 1/N of a rate limit.
+        A member not polled yet counts as serving, and so does a configured voter not yet
+        known as a member: a node that has just started errs towards the smaller share."""
+        members = [name for name in self.raft.state.members if name != self.name]
+        unknown = max(0, len(self.raft.settings.peers) - len(members))
+        return 1 + unknown + sum(1 for name in members if self.peers.serving_or_unpolled(name))
+
+    def mesh_size(self) -> int:
+        """Members of the mesh, or the configured voters while fewer are known: each node
+        owns ceil(L / N) of a quota L, so a node that knows few members yet errs towards the
+        smaller share."""
+        return max(len(self.raft.state.members), len(self.raft.settings.peers) + 1)
 
     def model_label(self, model: str | None) -> str:
         """The `model` label of a request's metrics: bounded by what the mesh serves."""

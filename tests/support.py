@@ -146,10 +146,3 @@ class RedisServer:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
-def clear_of_minute_boundary(margin: float = 15.0) -> None:
-    """Per-minute quotas use clock-aligned windows: start a measurement well inside one."""
-    wait_for(
-        lambda: time.time() % 60 < 60 - margin, timeout=margin + 1, what="a fresh minute window"
-    )

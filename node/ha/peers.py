@@ -3,7 +3,8 @@
 Raft tells a node little about its peers (a follower knows only whether it is
 connected to each). So every node polls every other member's `/ha/local` once
 a second and keeps the last answer: role, applied index, version, draining,
-its view of worker health and its rate-limit counters. `/ha/status`,
+its view of worker health, its rate-limit counters and its side of the quota
+shares (node/limits/shares.py: what it wants, lends and gives back). `/ha/status`,
 `/ha/workers` and `/ha/rate-limit/stats` are built from these views, and the
 number of nodes currently serving (which sets each node's share of a rate
 limit) is counted from them.
@@ -45,6 +46,7 @@ class PeerView:
     reachable: bool = False
     polled: bool = False  # asked at least once (an answer or an error)
     last_contact: float | None = None  # unix time of the last good answer
+    sent_at: float = 0.0  # monotonic time the request of the last good answer was sent
     error: str | None = None
     report: dict[str, Any] = field(default_factory=dict)
 
@@ -66,6 +68,7 @@ class PeerPoller:
         self.interval = interval
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self.views: dict[str, PeerView] = {}
+        self.on_polled: list[Callable[[], None]] = []  # run after each round of polls
         self._service = Periodic("peer-poller", self.poll_once, interval, immediately=True)
 
     def start(self) -> None:
@@ -79,14 +82,18 @@ class PeerPoller:
         for gone in set(self.views) - set(members):
             del self.views[gone]
         await asyncio.gather(*(self._poll(name, m["http_url"]) for name, m in members.items()))
+        for hook in self.on_polled:
+            hook()
 
     async def _poll(self, name: str, http_url: str) -> None:
         view = self.views.get(name)
         if view is None or view.http_url != http_url:
             view = self.views[name] = PeerView(name, http_url)
+        sent_at = time.monotonic()
         report, error = await self._fetch(http_url)
         if report is None:
             return self._failed(view, error or "/ha/local did not answer")
+        view.sent_at = sent_at
         view.polled = True
         view.reachable = True
         view.error = None
@@ -120,6 +127,11 @@ class PeerPoller:
         view.polled = True
         view.reachable = False
         view.error = error
+
+    def serving_or_unpolled(self, name: str) -> bool:
+        """Serving, or not asked yet (then assume it is: a share errs towards small)."""
+        view = self.views.get(name)
+        return view is None or not view.polled or self.serving(name)
 
     def serving(self, name: str) -> bool:
         """Is the peer reachable, not draining, ready, and able to serve inference (a

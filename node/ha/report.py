@@ -79,6 +79,7 @@ def local_report(node: Reporting) -> dict[str, Any]:
         # What the node's control loop did last (node/control_loop.py), and since when.
         "control_loop": node.control.last.report() if node.control else None,
         "in_flight": node.admission.in_flight,
+        "quota_shares": node.quotas.share_report(),
         "queued": node.admission.queued,
         "workers": {
             w.id: {

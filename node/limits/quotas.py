@@ -13,13 +13,14 @@ quorum round trip on the hot path. Counters live
 * in Redis (`quotas_redis.QuotaRedis`, in the node's `HotStore`): one script
   call per admit and one per release, exact across the cluster; or
 * locally, when no Redis is configured or it is unreachable: each of the N
-  nodes enforces ceil(limit / N) of every limit, with no coordination.
+  nodes owns ceil(limit / N) of every limit, and idle nodes lend their unused
+  shares to busy ones over the peer poll (`shares.py`).
 
-Windows are fixed and aligned to the clock (second, minute, hour), so a count
-is exact and `X-RateLimit-Remaining` counts down by one per request; the price
-is the fixed-window edge (up to 2x a limit across a boundary), see
-docs/quotas.md. Each node also counts what it admits locally in every mode: for
-`usage()`, and so that a switch to local mode starts from this node's real
+Windows slide (`windows.py`): a request counts for a whole window from when it
+came, so no interval of a window's length admits more than the limit (Redis) or
+limit + N - 1 (local), with no clock-aligned edge to burst across; the proof is
+in docs/quotas.md. Each node also counts what it admits locally in every mode:
+for `usage()`, and so that a switch to local mode starts from this node's real
 counts rather than from zero.
 """
 
@@ -35,6 +36,8 @@ from typing import Any
 
 from node.limits.hot_store import HotStore
 from node.limits.quotas_redis import QuotaRedis
+from node.limits.shares import Shares
+from node.limits.windows import QUOTA_WINDOWS, SlidingCount
 
 LEASE_TTL = 900.0  # seconds a lease holds a Redis concurrency slot if never released
 CONCURRENCY_RETRY_AFTER = 1.0  # Retry-After hint for max_concurrent (ends are unknowable)
@@ -124,45 +127,35 @@ class QuotaDecision:
         }
 
 
-class _Counts:
-    """This node's counters for one subject, plus its Redis keys and script args."""
+WINDOWS = QUOTA_WINDOWS  # every limit but `max_concurrent`, which is not windowed
+SPANS = {field: span for field, (span, _) in WINDOWS.items()}
+_REQUEST_WINDOWS = ("burst", "requests_per_minute", "requests_per_hour")
 
-    __slots__ = (
-        "args",
-        "hkey",
-        "hn",
-        "hw",
-        "in_flight",
-        "limits",
-        "mn",
-        "mw",
-        "sn",
-        "sw",
-        "tn",
-        "zkey",
-    )
+
+class _Counts:
+    """This node's counts for one subject, plus its Redis keys and script args."""
+
+    __slots__ = ("args", "hkey", "in_flight", "keys", "limits", "windows", "zkey")
 
     def __init__(self, kind: str, sid: str, prefix: str) -> None:
         self.hkey = f"{prefix}n:{kind}:{sid}"
         self.zkey = f"{prefix}c:{kind}:{sid}"
         self.limits: Limits | None = None
         self.args: tuple[str, ...] = ()
-        self.sw = self.mw = self.hw = -1
-        self.sn = self.mn = self.hn = self.tn = self.in_flight = 0
+        self.windows = {field: SlidingCount(*shape) for field, shape in WINDOWS.items()}
+        self.keys = {field: (kind, sid, field) for field in WINDOWS}  # keys of its shares
+        self.in_flight = 0
 
-    def roll(self, now: float) -> None:
-        """Move every window to the one containing `now` (a new window counts from 0)."""
-        if self.sw != (sec := int(now // 1)):
-            self.sw, self.sn = sec, 0
-            if self.mw != (minute := int(now // 60)):
-                self.mw, self.mn = minute, 0
-                if self.hw != (hour := int(now // 3600)):
-                    self.hw, self.hn, self.tn = hour, 0, 0
-
-    def count(self) -> None:
-        """Count one admitted request (windows already rolled)."""
-        self.sn, self.mn, self.hn = self.sn + 1, self.mn + 1, self.hn + 1
+    def count(self, now: float) -> None:
+        """Count one admitted request in every request window."""
+        for field in _REQUEST_WINDOWS:
+            window = self.windows[field]
+            window.advance(now)
+            window.add()
         self.in_flight += 1
+
+    def idle(self, now: float) -> bool:
+        return not self.in_flight and not any(w.advance(now) for w in self.windows.values())
 
 
 _Pairs = list[tuple[Subject, _Counts]]
@@ -188,8 +181,10 @@ class Lease:
         assert engine is not None
         tokens, now = max(0, int(tokens)), engine._clock()
         for _, c in self._pairs:  # local first: right even if the Redis call is cancelled
-            c.roll(now)
-            c.in_flight, c.tn = max(0, c.in_flight - 1), c.tn + tokens
+            c.in_flight = max(0, c.in_flight - 1)
+            window = c.windows["tokens_per_hour"]
+            window.advance(now)
+            window.add(tokens)
         if (redis := engine._redis) is None:
             return
         # limits as of admission: the in-flight sets this lease joined, the token counters
@@ -205,8 +200,8 @@ class QuotaEngine:
         self,
         node_name: str,
         store: HotStore | None,  # None: counters are always local
-        nodes: Callable[[], int],
-        clock: Callable[[], float] = time.time,
+        nodes: Callable[[], int],  # the mesh's size: each node owns ceil(limit / nodes)
+        clock: Callable[[], float] = time.monotonic,  # windows slide: no wall clock needed
         key_prefix: str = "meshgate:q:",
         lease_ttl: float = LEASE_TTL,
     ) -> None:
@@ -215,6 +210,7 @@ class QuotaEngine:
         self._lease_ttl = repr(float(lease_ttl))
         self.store = store if store is not None else HotStore(None)
         self._redis = QuotaRedis(self.store) if self.store.configured else None
+        self.shares = Shares(node_name, SPANS)
         self._counts: dict[tuple[str, str], _Counts] = {}
         self._lease_ids = itertools.count(1)
         self._nonce = os.urandom(4).hex()  # a restarted node never reuses a lease id
@@ -266,90 +262,98 @@ class QuotaEngine:
     def _admit_local(
         self, pairs: _Pairs, lease_id: str, via_redis: bool, now: float
     ) -> QuotaDecision:
-        n = max(1, int(self._nodes()))
+        """Each windowed limit: admit while this node's count is below what it holds."""
+        n, shares = self._mesh(), self.shares
         wait, refused_by, head = 0.0, None, None
         for s, c in pairs:
-            c.roll(now)
             lim = s.limits
-            w, reason = _local_wait(lim, c, n, now)
-            if reason is not None and (refused_by is None or w > wait):
-                wait, refused_by = w, f"{s.kind}:{s.id} {reason}"
-            if lim.requests_per_minute:  # the headline window: per minute, else per hour
-                share = -(-lim.requests_per_minute // n)
-                head = _tighter(head, share, share - c.mn, (c.mw + 1) * 60 - now)
-            elif lim.requests_per_hour:
-                share = -(-lim.requests_per_hour // n)
-                head = _tighter(head, share, share - c.hn, (c.hw + 1) * 3600 - now)
+            headline = "requests_per_minute" if lim.requests_per_minute else "requests_per_hour"
+            for field in WINDOWS:
+                limit = getattr(lim, field)
+                if not limit:
+                    continue
+                window, key = c.windows[field], c.keys[field]
+                used = window.advance(now)
+                held = shares.held(key, -(-limit // n), now)
+                if used >= held and (w := window.wait(now, held)) >= wait:
+                    wait, refused_by = w, f"{s.kind}:{s.id} {field}"
+                # demand, admitted or not: what borrowing is for
+                shares.note(key, limit, used + (field != "tokens_per_hour"), held, now)
+                if field == headline:
+                    reset = window.reset(now) if used else window.span
+                    head = _tighter(head, limit, held - used, reset)
+            share = -(-lim.max_concurrent // n) if lim.max_concurrent else 0
+            if share and c.in_flight >= share and wait < CONCURRENCY_RETRY_AFTER:
+                wait, refused_by = CONCURRENCY_RETRY_AFTER, f"{s.kind}:{s.id} max_concurrent"
         if refused_by is not None:
             return _decision(None, wait, refused_by, head)
         for _, c in pairs:
-            c.count()
+            c.count(now)
         return _decision(Lease(self, lease_id, pairs, via_redis), 0.0, None, head)
+
+    def _mesh(self) -> int:
+        return max(1, int(self._nodes()))
 
     def _settle_redis(
         self, pairs: _Pairs, lease_id: str, reply: list[Any], local_now: float
     ) -> QuotaDecision:
-        now = float(reply[1])
         wait, refused_by, head = 0.0, None, None
         for i, (s, _) in enumerate(pairs):
-            minute, hour, code, w = reply[2 + 4 * i : 6 + 4 * i]
+            count, reset, code, w = reply[1 + 4 * i : 5 + 4 * i]
             if int(code) and (refused_by is None or float(w) > wait):
                 wait, refused_by = float(w), f"{s.kind}:{s.id} {_REASONS[int(code)]}"
-            lim = s.limits
-            if limit := lim.requests_per_minute:
-                head = _tighter(head, limit, limit - int(minute), 60 - now % 60)
-            elif limit := lim.requests_per_hour:
-                head = _tighter(head, limit, limit - int(hour), 3600 - now % 3600)
+            if limit := s.limits.requests_per_minute or s.limits.requests_per_hour:
+                head = _tighter(head, limit, limit - int(count), float(reset))
         if int(reply[0]) != 1:
             return _decision(None, wait, refused_by, head)
         for _, c in pairs:  # this node's own counts: usage() and a later switch to local
-            c.roll(local_now)
-            c.count()
+            c.count(local_now)
         return _decision(Lease(self, lease_id, pairs, True), 0.0, None, head)
 
     def _sweep(self, now: float) -> None:
-        """Forget subjects with nothing in flight and nothing counted in the current hour."""
+        """Forget subjects with nothing in flight and nothing counted in any window."""
         self._swept = now
-        hour = int(now // 3600)
-        idle = [k for k, c in self._counts.items() if not c.in_flight and c.hw < hour]
-        for key in idle:
+        for key in [k for k, c in self._counts.items() if c.idle(now)]:
             del self._counts[key]
+
+    # -- sharing without Redis (node/limits/shares.py) ----------------------------------
+
+    def share_report(self) -> dict[str, Any]:
+        """This node's part of `/ha/local`, read by its peers' `exchange`."""
+        return self.shares.report(self._clock())
+
+    def exchange(self, peers: Mapping[str, tuple[float, Mapping[str, Any]] | None]) -> None:
+        """One round of lending and borrowing, given every peer's last report part (None: it
+        did not answer) and when, on this engine's clock, the poll that fetched it was sent."""
+        self.shares.exchange(peers, self._count_of, self._base_of, self._clock())
+
+    def _count_of(self, key: tuple[str, str, str], now: float) -> int:
+        c = self._counts.get((key[0], key[1]))
+        return c.windows[key[2]].advance(now) if c is not None else 0
+
+    def _base_of(self, key: tuple[str, str, str], limit: int | None) -> int:
+        if limit is None:
+            c = self._counts.get((key[0], key[1]))
+            limit = getattr(c.limits, key[2]) if c is not None and c.limits else None
+        return -(-limit // self._mesh()) if limit else 0
 
     @property
     def backend(self) -> str:
         return self.store.backend
 
     def usage(self, subject_kind: str, subject_id: str) -> dict[str, int]:
-        """This node's counts for a subject in the current windows."""
+        """This node's counts for a subject over the last second, minute and hour."""
         c = self._counts.get((subject_kind, subject_id))
         if c is None:
             c = _Counts(subject_kind, subject_id, "")
-        c.roll(self._clock())
+        now, w = self._clock(), c.windows
         return {
-            "requests_second": c.sn,
-            "requests_minute": c.mn,
-            "requests_hour": c.hn,
-            "tokens_hour": c.tn,
+            "requests_second": w["burst"].advance(now),
+            "requests_minute": w["requests_per_minute"].advance(now),
+            "requests_hour": w["requests_per_hour"].advance(now),
+            "tokens_hour": w["tokens_per_hour"].advance(now),
             "in_flight": c.in_flight,
         }
-
-
-def _local_wait(lim: Limits, c: _Counts, n: int, now: float) -> tuple[float, str | None]:
-    """The longest wait among this node's shares (ceil(limit / n)) that `c` has used up."""
-    wait, reason = 0.0, None
-    if lim.burst and c.sn >= -(-lim.burst // n):
-        wait, reason = c.sw + 1 - now, "burst"
-    w = (c.mw + 1) * 60 - now
-    if lim.requests_per_minute and c.mn >= -(-lim.requests_per_minute // n) and w > wait:
-        wait, reason = w, "requests_per_minute"
-    w = (c.hw + 1) * 3600 - now
-    if lim.requests_per_hour and c.hn >= -(-lim.requests_per_hour // n) and w > wait:
-        wait, reason = w, "requests_per_hour"
-    if lim.tokens_per_hour and c.tn >= -(-lim.tokens_per_hour // n) and w > wait:
-        wait, reason = w, "tokens_per_hour"
-    if lim.max_concurrent and c.in_flight >= -(-lim.max_concurrent // n) and wait < 1.0:
-        wait, reason = CONCURRENCY_RETRY_AFTER, "max_concurrent"
-    return wait, reason
 
 
 _Head = tuple[int, int, float]  # limit, remaining before this request, seconds to reset

@@ -1,16 +1,19 @@
-"""Keys and published-model limits on a 3-node mesh, with and without Redis."""
+"""Keys and published-model limits on a 3-node mesh, with and without Redis (for quotas
+across a window edge and borrowed by one busy node, docs/quotas.md)."""
 
 from __future__ import annotations
 
 import itertools
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
 
 from tests.cluster.conftest import MODEL, Mesh
-from tests.support import RedisServer, clear_of_minute_boundary, strong, wait_for
+from tests.cluster.haproxy import HAProxy
+from tests.support import RedisServer, strong, wait_for
 
 SECRET = strong("identity-mesh-jwt")
 ADMIN_KEY = strong("admin-key-for-tests")
@@ -139,6 +142,16 @@ def _publish(mesh: Mesh, limits: dict) -> str:
     return key  # type: ignore[no-any-return]
 
 
+def _predicts(url: str, key: str, count: int) -> list[requests.Response]:
+    with requests.Session() as session:
+        return [
+            session.post(
+                url + "/models/bot/predict", json=CHAT, headers={"X-API-Key": key}, timeout=10
+            )
+            for _ in range(count)
+        ]
+
+
 def _spread(mesh: Mesh, key: str, count: int) -> list[requests.Response]:
     urls = itertools.cycle(mesh.urls)
     targets = [next(urls) for _ in range(count)]
@@ -153,24 +166,82 @@ def _spread(mesh: Mesh, key: str, count: int) -> list[requests.Response]:
         )
 
 
-def test_published_limits_hold_across_nodes_without_redis(tmp_path: Path) -> None:
-    mesh = _mesh(tmp_path)
-    try:
+def _limited_key(mesh: Mesh, per_minute: int) -> str:
+    """A managed key with `per_minute`, known to every node."""
+    url = mesh.urls[0]
+    body = {"namespace": "pub", "limits": {"requestsPerMinute": per_minute}}
+    made = requests.post(url + "/api/keys", json=body, headers=ADMIN, timeout=5)
+    assert made.status_code == 201, made.text
+    for node in mesh.urls:
         wait_for(
-            lambda: all(
-                requests.get(u + "/ha/rate-limit", headers=ADMIN, timeout=5).json()["serving_nodes"]
-                == 3
-                for u in mesh.urls
+            lambda u=node: (
+                requests.get(f"{u}/api/keys/{made.json()['id']}", headers=ADMIN, timeout=5).ok
             ),
-            what="every node counts three",
+            what="the key on every node",
         )
-        key = _publish(mesh, {"requestsPerMinute": 30})
-        clear_of_minute_boundary()
-        answers = _spread(mesh, key, 60)
-        admitted = sum(r.status_code == 200 for r in answers)
-        assert set(r.status_code for r in answers) <= {200, 429}
-        assert 30 - 3 <= admitted <= 30 + 3 - 1, admitted  # local shares: limit + N - 1
+    return made.json()["apiKey"]  # type: ignore[no-any-return]
+
+
+def _chats(url: str, key: str, count: int) -> list[requests.Response]:
+    headers = {"Authorization": f"Bearer {key}"}
+    with requests.Session() as session:
+        return [
+            session.post(
+                url + "/v1/chat/completions",
+                json={**CHAT, "model": MODEL},
+                headers=headers,
+                timeout=10,
+            )
+            for _ in range(count)
+        ]
+
+
+def test_published_limits_hold_across_a_window_edge_without_redis(tmp_path: Path) -> None:
+    """`requestsPerMinute: 10` on 3 nodes without Redis, through HAProxy round-robin.
+
+    With clock-aligned windows, a burst just before a minute boundary and another just
+    after were both admitted (14 of 10 were seen). Windows now slide: a request counts
+    for 60 to 61 s from its arrival on the node's monotonic clock, wherever the wall
+    clock's minute is. So the test needs no wall-clock boundary (and waits for none):
+    the second burst comes 2 s after the first, and with any fixed window an edge
+    between them would have let it through. Every 60 s interval admits at most
+    L + N - 1 = 12.
+
+    Then a managed key sees all its traffic on one node: the idle peers lend it their
+    unused shares (all but one request each) through the peer poll, so that node admits
+    the whole limit, not ceil(10 / 3) = 4, and the headers show the key's limit.
+    """
+    mesh = _mesh(tmp_path)
+    lb = None
+    try:
+        lb = HAProxy(tmp_path, mesh)
+        key = _publish(mesh, {"requestsPerMinute": 10})
+        first = _predicts(lb.url, key, 15)
+        time.sleep(2.0)  # any fixed window edge in between would have reset the count
+        second = _predicts(lb.url, key, 15)
+        statuses = Counter(r.status_code for r in first + second)
+        assert set(statuses) == {200, 429}, statuses
+        assert 10 <= statuses[200] <= 12, statuses  # local shares: limit + N - 1
+        assert all(r.headers["X-RateLimit-Limit"] == "10" for r in first + second)
+        refused = next(r for r in second if r.status_code == 429)
+        assert refused.json()["error"]["code"] == "quota_exceeded"
+        assert int(refused.headers["Retry-After"]) >= 50  # the first burst leaves in ~60 s
+
+        one, n1 = _limited_key(mesh, 10), mesh.urls[0]
+        admitted = sum(r.status_code == 200 for r in _chats(n1, one, 6))
+        assert admitted == 4  # n1's own share, before its peers hear that it wants more
+        deadline = time.monotonic() + 8
+        while admitted < 10 and time.monotonic() < deadline:
+            admitted += _chats(n1, one, 1)[0].status_code == 200
+            time.sleep(0.1)
+        assert admitted == 10, admitted  # 4 + 3 + 3: each idle peer keeps one in reserve
+        last = _chats(n1, one, 1)[0]
+        assert last.status_code == 429
+        limit = (last.headers["X-RateLimit-Limit"], last.headers["X-RateLimit-Remaining"])
+        assert limit == ("10", "0")
     finally:
+        if lb is not None:
+            lb.stop()
         mesh.stop()
 
 
@@ -180,7 +251,6 @@ def test_published_limits_are_exact_with_redis_and_headers_count_down(tmp_path: 
     mesh = _mesh(tmp_path, "--redis-url", redis_server.url)
     try:
         key = _publish(mesh, {"requestsPerMinute": 20})
-        clear_of_minute_boundary()
         remaining = []
         for url in itertools.islice(itertools.cycle(mesh.urls), 6):
             resp = requests.post(

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from tests.integration.conftest import Cluster
-from tests.support import ROOT, clear_of_minute_boundary, strong
+from tests.support import ROOT, strong
 
 SECRET = strong("manage-jwt")
 PASSWORD = "correct horse battery staple"
@@ -233,7 +233,6 @@ def test_models_publishing_rotation_and_usage(api: str) -> None:
     )  # published: unpublish first
 
     remaining = []
-    clear_of_minute_boundary()
     for _ in range(5):
         resp = requests.post(
             api + "/models/assistant/predict",
@@ -525,7 +524,6 @@ def test_an_admin_may_open_a_publication_with_limits_per_client_address(api: str
     assert published.status_code == 201, published.text
     assert published.json()["publishedModel"]["requireApiKey"] is False
     key = published.json()["publishedModel"]["apiKey"]
-    clear_of_minute_boundary()
     # Each client address gets the publication's limit of its own.
     assert [_open_predict(api, "/models/free/predict") for _ in range(3)] == [200, 200, 429]
     assert [_open_predict(api, "/models/free/predict", "127.0.0.2") for _ in range(3)] == [
