@@ -48,9 +48,14 @@ class HAProxy:
 
     def states(self) -> dict[str, str]:
         """Each node's state in HAProxy (gw1, gw2, gw3 -> UP, DOWN, ...), from its stats page."""
+        # "UP 1/2" while rising or falling
+        return {name: row["status"].split()[0] for name, row in self.rows().items()}
+
+    def rows(self) -> dict[str, dict[str, str]]:
+        """Each node's row of HAProxy's stats page (gw1, gw2, gw3 -> status, stot, ...)."""
         text = requests.get(self.stats_url, timeout=2).text.lstrip("# ")
         return {
-            row["svname"]: row["status"].split()[0]  # "UP 1/2" while rising or falling
+            row["svname"]: row
             for row in csv.DictReader(io.StringIO(text))
             if row["pxname"] == "meshgate_nodes" and row["svname"] not in ("FRONTEND", "BACKEND")
         }

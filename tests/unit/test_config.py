@@ -456,6 +456,7 @@ FLAGS = [
     "--mesh-peers",
     "--mesh-secret",
     "--mesh-commit-timeout-secs",
+    "--min-index-wait-secs",
     "--mesh-voter",
     "--mesh-log-compaction-entries",
     "--mesh-log-compaction-secs",
