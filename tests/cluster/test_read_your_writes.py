@@ -167,3 +167,15 @@ def test_the_index_is_on_errors_and_every_node_reaches_the_same(mesh: Mesh) -> N
         lambda: len({index_of(get(n.url + "/ha/config")) for n in mesh.nodes}) == 1,
         what="every node at the same applied index once writes stop",
     )
+
+
+def test_the_index_is_on_streamed_answers_and_refusals(mesh: Mesh) -> None:
+    node = mesh.nodes[2]
+    chat = {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    with requests.post(
+        node.url + "/v1/chat/completions", json=chat, headers=ADMIN, stream=True, timeout=10
+    ) as streamed:
+        assert streamed.status_code == 200 and index_of(streamed) > 0
+        assert b"data:" in b"".join(streamed.iter_content(None))
+    refused = requests.get(node.url + "/ha/config", timeout=5)  # no credential
+    assert refused.status_code == 401 and index_of(refused) > 0
