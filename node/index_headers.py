@@ -17,9 +17,8 @@ from aiohttp import web
 
 from node.app import NODE
 from node.errors import ApiError
+from node.index_names import INDEX_HEADER, MIN_INDEX_HEADER
 
-INDEX_HEADER: Final = "X-Meshgate-Index"
-MIN_INDEX_HEADER: Final = "X-Meshgate-Min-Index"
 MAX_DIGITS: Final = 18  # far beyond any log, and well inside an int64
 
 
