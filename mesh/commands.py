@@ -64,6 +64,9 @@ TENANCY_OPS: Final = ("tenant.create", "tenant.delete", "key.create", "key.rotat
 AUTH_OPS: Final = ("auth.require", "token.revoke")
 INTENT_OPS: Final = ("breaker.reset",)
 MODEL_OPS: Final = ("model.put", "model.delete", "publish.put", "publish.delete", "usage.flush")
+# A read barrier changes nothing: once a node has applied it, it has applied everything
+# committed before it was proposed (Raft's ReadIndex through the log; node/read_index.py).
+READ_OPS: Final = ("read.barrier",)
 ALL_OPS: Final = (
     WORKER_OPS
     + POLICY_OPS
@@ -75,6 +78,7 @@ ALL_OPS: Final = (
     + AUTH_OPS
     + INTENT_OPS
     + MODEL_OPS
+    + READ_OPS
 )
 
 
@@ -147,6 +151,10 @@ def command_problem(op: str, args: Args) -> str | None:
 def _no_rule(args: Args) -> str | None:
     """Commands whose arguments only name an object: whether it exists is the state's call."""
     return None
+
+
+def _no_args_problem(args: Args) -> str | None:
+    return "takes no arguments" if args else None
 
 
 def _expected_version_problem(args: Args) -> str | None:
@@ -326,6 +334,7 @@ VALIDATORS: Final[dict[str, Validator]] = {
     "publish.put": _publish_put_problem,
     "publish.delete": _no_rule,
     "usage.flush": _usage_flush_problem,
+    "read.barrier": _no_args_problem,
 }
 if VALIDATORS.keys() != set(ALL_OPS):  # every op has exactly one rule
     raise ImportError(f"ops without a rule: {set(ALL_OPS) ^ VALIDATORS.keys()}")

@@ -264,6 +264,13 @@ class RaftStatus:
         return contact is None or time.monotonic() - contact > self.stale_after
 
     @property
+    def cut_off(self) -> bool:
+        """Reaches no majority of voters and has not heard from the leader it knew for
+        `stale_after`: nothing sent now can commit. A node that has heard from no leader
+        yet in this run (starting, or restarted without quorum) is not cut off: it waits."""
+        return not self.has_quorum and self.last_leader_contact is not None and self.stale
+
+    @property
     def behind_by(self) -> int | None:
         """Committed entries this node has not applied yet: the leader's commit index (as
         its last append said) minus our applied index. None while no leader is known."""
@@ -555,10 +562,36 @@ class MeshRaft:
         Both are live (the status snapshot's commit index lags by up to a status period),
         and applied is read first: the commit index only grows, and whatever was applied
         was committed, so commit is never reported below applied."""
-        applied = self.state.applied_index
         sync = self._sync
+        # The log position applied: no-op entries (one per new leader) are not commands,
+        # so they move pysyncobj's position and not the state's.
+        applied = max(self.state.applied_index, sync.raftLastApplied if sync is not None else 0)
         commit = sync.raftCommitIndex if sync is not None else self._status.commit_index
         return max(commit, applied), applied
+
+    def leader_read_index(self) -> int | None:
+        """The index a read on this node is current at, if this node is a leader that can
+        vouch for it alone (Raft's ReadIndex with a lease); None otherwise.
+
+        A leader knows every committed entry once its own term's first entry (its no-op)
+        has committed. It is still the leader if a majority answered it within half the
+        shortest election timeout: followers that heard from it that recently vote for
+        nobody else (stickiness), so no newer leader can have committed anything since."""
+        sync = self._sync
+        if sync is None or sync._SyncObj__raftState != LEADER:
+            return None
+        commit: int = sync.raftCommitIndex
+        noop = sync._SyncObj__noopIDx  # None until this node first led
+        if noop is None or commit < noop:
+            return None
+        try:
+            contact = sync.leader_contact()
+        except RuntimeError:  # the Raft thread changed the peers while we read them
+            return None
+        lease = self.settings.raft_min_timeout / 2
+        if contact is None or time.monotonic() - contact > lease:
+            return None
+        return commit
 
     def tick_alive(self) -> bool:
         return self._sync is not None and bool(self._sync.tick_thread_alive())

@@ -522,4 +522,9 @@ class PartitionRepairs(SyncObjInternals):
         if needed == 0:
             return time.monotonic()
         times = sorted((self._SyncObj__lastResponseTime.get(n, 0.0) for n in others), reverse=True)
-        return times[needed - 1] if len(times) >= needed else None
+        if len(times) < needed:
+            return None
+        # pysyncobj stamps answers with CLOCK_MONOTONIC_RAW, which drifts from
+        # time.monotonic() (0.1 s and more after hours of uptime): convert.
+        offset: float = time.monotonic() - pysyncobj_clock()
+        return times[needed - 1] + offset

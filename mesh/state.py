@@ -33,6 +33,7 @@ from mesh.commands import (
 )
 from mesh.commands import (
     LONGEST_WAIT,
+    READ_OPS,
     VALIDATORS,
     Command,
     Outcome,
@@ -54,6 +55,9 @@ GLOBAL_SCOPE: Final = "*"  # a rate limit over all inference requests
 REQUESTS_KEPT: Final = 4096
 REQUESTS_KEPT_SECS: Final = 600.0
 REQUESTS_KEPT_MOST: Final = 20_000
+# Ops that change nothing, so applying one twice is harmless: their ids are not kept,
+# and frequent reads cannot push the ids of real writes out of the memory.
+UNREMEMBERED: Final = frozenset(READ_OPS)
 RECENT_REQUESTS_KEPT: Final = REQUESTS_KEPT  # the name before time-bounded memory
 SHUTDOWN_PLANS_KEPT: Final = 20  # recent shutdown plans, for /ha/status history
 MODEL_FIELDS: Final = (
@@ -195,7 +199,8 @@ class ControlState:
         except Exception as exc:  # a bug; the same on every node, so still deterministic
             log.exception("apply %s failed", command["op"])
             outcome = fail("invalid", f"{command['op']} could not be applied: {exc}")
-        self._remember(command, outcome, index, stamped)
+        if command["op"] not in UNREMEMBERED:
+            self._remember(command, outcome, index, stamped)
         return outcome
 
     def _remember(self, command: Command, outcome: Outcome, index: int, stamped: bool) -> None:
@@ -826,6 +831,11 @@ def _breaker_reset(state: ControlState, args: dict[str, Any], cmd: Command, inde
     return ok({"worker_id": worker_id, "version": index})
 
 
+def _read_barrier(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
+    """args: {}. Changes nothing: its proposer waits for it to learn it is current."""
+    return ok({"index": index})
+
+
 # -- model deployments, publishing and usage ---------------------------------------------------
 
 
@@ -1006,6 +1016,7 @@ _HANDLERS: Final[dict[str, Handler]] = {
     "publish.put": _publish_put,
     "publish.delete": _publish_delete,
     "usage.flush": _usage_flush,
+    "read.barrier": _read_barrier,
 }
 if _HANDLERS.keys() != VALIDATORS.keys():  # apply asks every op's rule before its handler
     raise ImportError(f"ops without both a handler and a rule: {_HANDLERS.keys() ^ VALIDATORS}")

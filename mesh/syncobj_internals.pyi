@@ -54,6 +54,7 @@ class SyncObjInternals:
     _SyncObj__raftCommitIndex: int
     _SyncObj__raftLastApplied: int
     _SyncObj__leaderCommitIndex: int | None
+    _SyncObj__noopIDx: int | None  # the no-op a leader appends as its term's first entry
     _SyncObj__raftNextIndex: dict[Node, int]
     _SyncObj__raftMatchIndex: dict[Node, int]
     _SyncObj__lastResponseTime: dict[Node, float]

@@ -28,6 +28,7 @@ from mesh import commands
 from mesh.events import Applied, AppliedStream
 from mesh.raft import NOT_COMMITTED, CommitError, MeshRaft, RaftStatus
 from node import __version__, idempotency
+from node.applied_wait import AppliedWaiter
 from node.auth import Authenticator, Principal
 from node.config import Config
 from node.control_loop import ControlLoop, Identity
@@ -67,6 +68,7 @@ from node.part_settings import (
 from node.pipeline.pipeline import Pipeline
 from node.proxy.forward import Forwarder
 from node.proxy.upstream import make_session
+from node.read_index import ReadIndex
 from node.readiness import Readiness
 from node.routing.selector import PolicySelector
 from node.runtime import RUNTIME_KEY, LiveParts, apply_runtime
@@ -127,6 +129,12 @@ class Node:
         self.credentials = CredentialBox(self.mesh_keys.secret, self.mesh_keys.previous)
         self.stream = AppliedStream()
         self.raft = MeshRaft(raft_settings(config, *self.mesh_keys.accepted), self.stream)
+        # Read-your-writes on any node: X-Meshgate-Min-Index waits here, and handlers that
+        # decide from the state make it current first (node/read_index.py).
+        self.applied = AppliedWaiter(self.raft.indexes, self.stream)
+        self.read_index = ReadIndex(
+            self.raft, self.applied, config.min_index_wait_secs, self.actor(None)
+        )
         # Static stability: the state this node may serve from, even without a leader.
         self.loaded = LoadedState(config.data_path, self.raft.status)
         self.pool = WorkerPool(breaker_settings(config), self.credentials)
@@ -510,7 +518,7 @@ def cut_off_from_quorum(status: RaftStatus, request_id: str) -> CommitError | No
     stability: the control plane answers 503 at once while the data plane serves on).
     A node that has heard from no leader yet in this run (it is starting, or restarted
     without quorum) waits for one as usual, and answers 503 not_committed if none comes."""
-    if status.has_quorum or status.last_leader_contact is None or not status.stale:
+    if not status.cut_off:
         return None
     return CommitError(
         "no_quorum",

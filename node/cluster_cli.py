@@ -27,9 +27,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from email.message import Message
 from typing import Any
 
 from node import exit_status
+from node.index_names import INDEX_HEADER, MIN_INDEX_HEADER
 
 
 class ClusterError(Exception):
@@ -164,6 +166,9 @@ class Client:
     def __init__(self, url: str, token: str | None) -> None:
         self.urls = [url.rstrip("/")]
         self.token = token
+        # The highest X-Meshgate-Index seen in this run, sent back as X-Meshgate-Min-Index:
+        # whichever node the next call reaches has applied what the last one answered.
+        self.index = 0
 
     def learn(self, status: dict[str, Any]) -> None:
         for node in status.get("nodes", []):
@@ -203,10 +208,14 @@ class Client:
         request.add_header("Content-Type", "application/json")
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
+        if self.index:
+            request.add_header(MIN_INDEX_HEADER, str(self.index))
         try:
             with urllib.request.urlopen(request, timeout=timeout) as resp:
+                self._note_index(resp.headers)
                 return json.loads(resp.read() or b"null")
         except urllib.error.HTTPError as exc:
+            self._note_index(exc.headers)
             detail = exc.read().decode(errors="replace")
             try:
                 detail = json.loads(detail)["error"]["message"]
@@ -215,6 +224,11 @@ class Client:
             raise ClusterError(f"{base}{path}: HTTP {exc.code}: {detail}") from None
         except (urllib.error.URLError, OSError) as exc:
             raise ClusterError(f"{base}{path}: {exc}") from None
+
+    def _note_index(self, headers: Message) -> None:
+        value = headers.get(INDEX_HEADER, "")
+        if value.isdigit():
+            self.index = max(self.index, int(value))
 
 
 def show_status(status: dict[str, Any], fmt: str) -> None:

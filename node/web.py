@@ -19,14 +19,17 @@ from node.audit import AUDIT, AuditLog, audit_middleware
 from node.browser_guard import browser_guard
 from node.config import Config
 from node.errors import error_middleware
+from node.index_headers import add_index, min_index
 from node.load_gate import load_gate
 
-# Outermost first: audit sees every answer, errors become JSON before it does.
+# Outermost first: audit sees every answer, errors become JSON before it does; a request
+# waits for its X-Meshgate-Min-Index once the replica is loaded, before its handler.
 MIDDLEWARES = (
     audit_middleware,
     error_middleware,
     browser_guard,
     load_gate,
+    min_index,
     idempotency.commit_context,
 )
 
@@ -40,6 +43,7 @@ def create_app(config: Config, config_file: str | None = None) -> web.Applicatio
     )
     node = Node(config, config_file)
     app[NODE] = node
+    app.on_response_prepare.append(add_index)  # X-Meshgate-Index on every answer
     audit = app[AUDIT] = AuditLog(config.data_path / "audit.jsonl", config.node_name)
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:

@@ -693,5 +693,6 @@ ROUTES = (
         "Is this a valid managed key (of the caller's tenant)?",
         answers={200: "valid, tenant, model, keyId"},
         body=ValidateKey,
+        current_first=False,  # a read: ?consistent=true makes it linearizable
     ),
 )

@@ -109,6 +109,7 @@ ROUTES = (
         "admin",
         "Flush every ready worker's cache",
         answers={200: "every worker flushed", 206: "some workers failed; see results"},
+        current_first=False,  # asks the workers; changes no control state
     ),
     Route(
         "GET",

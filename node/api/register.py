@@ -7,6 +7,7 @@ from typing import Final
 
 from aiohttp import web
 
+from node.api.current import made_current
 from node.api.guards import GUARDS
 from node.api.table import INSTALLED, Audience, Installed, Route
 
@@ -23,9 +24,8 @@ def register(app: web.Application, routes: Iterable[Route]) -> None:
             raise ValueError(
                 f"{route.method} {route.path}: a {route.audience} route cannot skip its guard"
             )
-        handler = (
-            route.handler if route.checks_credentials else GUARDS[route.audience](route.handler)
-        )
+        inner = made_current(route)
+        handler = inner if route.checks_credentials else GUARDS[route.audience](inner)
         if route.method == "GET":  # with HEAD, which load balancers probe with
             added.append((app.router.add_get(route.path, handler), route))
         else:

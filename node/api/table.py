@@ -53,6 +53,8 @@ MANAGEMENT_AUDIENCES: Final = frozenset(
 )
 # Whose writes are changes of control state, and so go to the audit log.
 AUDITED_AUDIENCES: Final = MANAGEMENT_AUDIENCES | {Audience.CONTROL_PLANE}
+# Whose handlers answer from the replicated control state (made current: node/read_index.py).
+CONTROL_STATE_AUDIENCES: Final = AUDITED_AUDIENCES | {Audience.MESH}
 MUTATING: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Every write is a Raft command: not committed -> 503; outcome unknown -> 503, or 504 when
 # the wait ran out; both with Retry-After.
@@ -100,6 +102,27 @@ class Route:
     always_audited: bool = False
     # The management error envelope whatever its audience (public routes under /api).
     management_envelope: bool = False
+    # Whether the node makes its replica current before the handler runs (Raft's
+    # ReadIndex, node/read_index.py). None: every write of control state, since its
+    # handler decides from the state (404, 409) before it commits.
+    current_first: bool | None = None
+
+    @property
+    def reads_control_state(self) -> bool:
+        """Answers from the replicated control state (inference relays a worker's answer)."""
+        return self.audience in CONTROL_STATE_AUDIENCES and not self.relayed
+
+    @property
+    def makes_current(self) -> bool:
+        """The replica is made current before every call of the handler."""
+        if self.current_first is not None:
+            return self.current_first
+        return self.method in MUTATING and self.reads_control_state
+
+    @property
+    def takes_consistent(self) -> bool:
+        """A read of control state: `?consistent=true` makes the replica current first."""
+        return self.reads_control_state and not self.makes_current
 
     @property
     def documented_path(self) -> str:
@@ -117,6 +140,15 @@ class Route:
         if self.management_envelope or self.audience in MANAGEMENT_AUDIENCES:
             return "management"
         return "error"
+
+
+# Taken by every read of control state (`Route.takes_consistent`; node/api/current.py).
+CONSISTENT: Final = Query(
+    "consistent",
+    "true: answer from a replica that has applied every write committed before this "
+    "request (linearizable; on a follower, one Raft round trip first; 503 if it cannot)",
+    {"type": "boolean", "default": False},
+)
 
 
 def plain_text(description: str) -> Schema:

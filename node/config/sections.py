@@ -257,6 +257,12 @@ class Mesh(Section):
         "longest wait for a write to commit (then 1 s more when its outcome is unknown)",
         check=between(0.1, 60.0),  # mesh.commands.LONGEST_WAIT
     )
+    min_index_wait_secs: float = setting(
+        2.0,
+        "longest wait for this node to apply an X-Meshgate-Min-Index, or to confirm it is "
+        "current before a handler decides from its state (then 503 with Retry-After)",
+        check=between(0.05, 60.0),
+    )
     mesh_voter: bool = setting(True, "vote in Raft (false: a read-only member that serves alike)")
     mesh_log_compaction_entries: int = setting(
         5000, "compact the Raft log past this many entries", check=at_least(10)

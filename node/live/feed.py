@@ -24,6 +24,7 @@ from typing import Any, Final
 
 import orjson
 
+from mesh.commands import READ_OPS
 from mesh.events import Applied, AppliedStream
 from node.live.visibility import KeyTenant, Viewer, change_message, family, may_see
 
@@ -185,6 +186,8 @@ class Feed:
         self.last_index = applied.index
         command = applied.command
         op = command.get("op") if isinstance(command, dict) else None
+        if op in READ_OPS:  # a read barrier changes nothing: nobody needs to hear of it
+            return
         if command is None or family(op) in REVALIDATE_FAMILIES:
             for client in list(self._clients):
                 client.revalidate()

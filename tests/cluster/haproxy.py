@@ -81,6 +81,10 @@ class HAProxy:
             chunks = iter(lambda: sock.recv(65536), b"")
             return _node_states(b"".join(chunks).decode())
 
+    def rows(self) -> dict[str, dict[str, str]]:
+        """Each node's row of the stats page (gw1, gw2, gw3 -> status, stot, ...)."""
+        return _node_rows(requests.get(self.stats_url, timeout=2).text)
+
     def watch_up(self, interval: float = 0.05) -> UpWatch:
         return UpWatch(self, interval)
 
@@ -104,8 +108,13 @@ def _with_checks(tmp_path: Path, checks: dict[str, str]) -> Path:
 
 
 def _node_states(stat_csv: str) -> dict[str, str]:
+    # "UP 1/2" while rising or falling
+    return {name: row["status"].split()[0] for name, row in _node_rows(stat_csv).items()}
+
+
+def _node_rows(stat_csv: str) -> dict[str, dict[str, str]]:
     return {
-        row["svname"]: row["status"].split()[0]  # "UP 1/2" while rising or falling
+        row["svname"]: row
         for row in csv.DictReader(io.StringIO(stat_csv.lstrip("# ")))
         if row["pxname"] == "meshgate_nodes" and row["svname"] not in ("FRONTEND", "BACKEND")
     }

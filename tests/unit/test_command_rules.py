@@ -89,6 +89,7 @@ GOOD: dict[str, dict[str, Any]] = {
     "publish.put": {"ref": "t1/pub", "publication": {"description": "d"}},
     "publish.delete": {"ref": "t1/pub"},
     "usage.flush": {"deltas": {"key:k1": {"requests": 1, "tokens": 2}}},
+    "read.barrier": {},
 }
 
 # Arguments that break their op's rule, with the problem the rule names.
@@ -138,6 +139,7 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("usage.flush", {"deltas": []}, "deltas must be a mapping"),
     ("usage.flush", {"deltas": {"key:k1": 5}}, "each delta must be a mapping keyed by subject"),
+    ("read.barrier", {"x": 1}, "takes no arguments"),
 ]
 
 # Accepted by apply before the rules moved into mesh.commands: they must stay accepted.

@@ -481,6 +481,7 @@ FLAGS = [
     "--mesh-secret",
     "--mesh-secret-previous",
     "--mesh-commit-timeout-secs",
+    "--min-index-wait-secs",
     "--mesh-voter",
     "--mesh-log-compaction-entries",
     "--mesh-log-compaction-secs",

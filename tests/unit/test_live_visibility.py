@@ -112,6 +112,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
     },
     "publish.delete": {"ref": "acme/chat"},
     "usage.flush": {"deltas": {"key-a": {"requests": 1, "tokens": 5}}},
+    "read.barrier": {},
 }
 USER_VISIBLE = {
     "tenant.create",

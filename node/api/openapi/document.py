@@ -22,7 +22,7 @@ from node.api.openapi.schemas import (
     ref,
     string,
 )
-from node.api.table import Query, Route
+from node.api.table import CONSISTENT, Query, Route
 
 SEGMENT: Final = "^[^{}]+$"  # the router matches no '{' or '}' in a path parameter
 _PATH_PARAMS: Final[dict[str, Schema]] = {
@@ -48,6 +48,15 @@ IDEMPOTENCY_KEY: Final = {
     "same caller, on the same method and path) is applied at most once and answered from the "
     "first attempt's outcome (Idempotent-Replayed: true). Remembered at least 10 minutes",
     "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[ -~]+$"},
+}
+MIN_INDEX: Final = {
+    "name": "X-Meshgate-Min-Index",
+    "in": "header",
+    "required": False,
+    "description": "the X-Meshgate-Index of an earlier answer: this node first waits (at most "
+    "--min-index-wait-secs) until it has applied that far, else answers 503 with Retry-After. "
+    "Every answer carries X-Meshgate-Index",
+    "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
 }
 COMMIT_TEXT: Final = (
     "Commits a Raft command. An error body says what became of it: `outcome` is "
@@ -89,6 +98,11 @@ def operation(route: Route) -> Schema:
     description = route.description
     if route.body is not None:
         codes |= {400, 413}
+    if route.reads_control_state:
+        params.append(MIN_INDEX)
+        codes |= {400, 503}
+    if route.takes_consistent:
+        params.append(_query(CONSISTENT))
     if route.method != "GET" and not route.relayed and 503 in codes:
         codes |= {400}
         params.append(IDEMPOTENCY_KEY)
