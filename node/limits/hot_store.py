@@ -23,17 +23,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Final
-
-from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError
+from typing import TYPE_CHECKING, Any, Final
 
 from node.service import DONE, Periodic
 
-__all__ = ["HotStore", "Pipeline", "describe"]  # users queue pipelined commands on a Pipeline
+if TYPE_CHECKING:  # redis is imported only by a node given --redis-url: it costs 0.2 s to load
+    from redis.asyncio import Redis
+    from redis.asyncio.client import Pipeline
+
+__all__ = ["HotStore", "describe"]
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +41,19 @@ RETRY_INTERVAL: Final = 1.0  # seconds between probes while Redis is unreachable
 Recovered = Callable[[], Awaitable[None]]
 
 
+def _client(url: str, timeout: float) -> Redis:
+    from redis.asyncio import Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    return Redis.from_url(url, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
+
+
 class HotStore:
     def __init__(self, url: str | None, timeout: float = DEFAULT_TIMEOUT) -> None:
         # Raises ValueError on a malformed URL; connects lazily. `asyncio.timeout`
         # bounds every call, so no per-socket-operation timeout is needed.
-        self._client: Redis | None = (
-            Redis.from_url(url, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
-            if url
-            else None
-        )
+        self._client: Redis | None = _client(url, timeout) if url else None
         self.timeout = timeout
         self._scripts: dict[str, str] = {}  # sha -> source, of every user
         self._recovered: list[Recovered] = []
@@ -106,6 +108,8 @@ class HotStore:
 
     async def run_script(self, sha: str, keys: Sequence[str], args: Sequence[str]) -> Any:
         """Run a registered script; None when Redis failed or timed out (now unhealthy)."""
+        from redis.exceptions import NoScriptError
+
         client = self._client
         assert client is not None, "a local store runs no scripts"
         try:

@@ -33,9 +33,12 @@ from __future__ import annotations
 import hashlib
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from node.limits.hot_store import HotStore, Pipeline
+from node.limits.hot_store import HotStore
+
+if TYPE_CHECKING:
+    from redis.asyncio.client import Pipeline
 from node.limits.windows import QUOTA_WINDOWS
 
 MAX_DEFERRED = 10_000  # releases kept for later while Redis is down (oldest dropped)

@@ -24,11 +24,14 @@ import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from node.limits.hot_store import HotStore, Pipeline
+from node.limits.hot_store import HotStore
+
+if TYPE_CHECKING:
+    from redis.asyncio.client import Pipeline
 from node.service import Periodic
 
 log = logging.getLogger(__name__)
