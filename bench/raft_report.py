@@ -238,6 +238,16 @@ def report(args: argparse.Namespace, mesh: LocalMesh, results: dict[str, Any]) -
                 stall <= TARGET_STALL_MS if stall is not None else None,
             )
         )
+        if len(runs) > 1:
+            hand_over = max(r["hand_over_stall_ms"] for r in runs)
+            targets.append(
+                (
+                    f"leader hand-over stall, worst of {len(runs)}",
+                    f"<= {TARGET_STALL_MS:g} ms",
+                    f"{hand_over:.1f} ms",
+                    hand_over <= TARGET_STALL_MS,
+                )
+            )
 
     add("")
     rep = results.get("replicas")
