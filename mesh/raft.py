@@ -620,8 +620,9 @@ class MeshRaft:
 
         The Raft thread holds new commands back meanwhile, and tells the target to
         campaign once it has every entry (mesh/raft_handover.py), for at most
-        `hand_over_pause`; then it is asked again, until `within` runs out. "No
-        leader" is not success: stopping then would leave the group to another election."""
+        `hand_over_pause`. A hand-over that did not happen is tried again after as long
+        again with commands flowing, until `within` runs out. "No leader" is not
+        success: stopping then would leave the group to another election."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
         me = self.settings.self_address
@@ -632,7 +633,7 @@ class MeshRaft:
             leader = self._status.leader
             if leader is not None and leader != me:
                 return True
-            if leader == me and loop.time() - asked_at >= self.settings.hand_over_pause:
+            if leader == me and loop.time() - asked_at >= 2 * self.settings.hand_over_pause:
                 asked_at = loop.time()
                 try:
                     await self.on_raft_thread(self._hand_over, 0.5)
