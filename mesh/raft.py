@@ -1,9 +1,9 @@
 """The pysyncobj binding: submit a command, await its commit; read the group's status.
 
 This module, with the parts of the binding it is built from (the Raft transport
-in mesh/transport.py and mesh/connection.py, the partition repairs in
-mesh/raft_repairs.py, the leader's stamp in mesh/stamping.py), are the only ones
-that import pysyncobj. Everything else sees:
+in mesh/transport.py and mesh/connection.py, its keys in mesh/keyring.py, the
+partition repairs in mesh/raft_repairs.py, the leader's stamp in
+mesh/stamping.py), are the only ones that import pysyncobj. Everything else sees:
 - `await raft.submit(command)` -> the command's outcome, once committed and
   applied on this node, or `CommitError` (no leader, timeout...) within a
   bounded time;
@@ -75,6 +75,7 @@ from pysyncobj.syncobj import _COMMAND_TYPE
 from mesh import unpickler
 from mesh.commands import LONGEST_WAIT, Command, Outcome, fail
 from mesh.events import Applied, AppliedStream
+from mesh.keyring import keyring, raft_key
 from mesh.raft_handover import LeaderHandOver
 from mesh.raft_repairs import LEADER, PartitionRepairs
 from mesh.refusals import Refusals
@@ -182,7 +183,9 @@ class RaftSettings:
     self_address: str | None  # advertised "host:port"; None makes a read-only member
     peers: tuple[str, ...] = ()
     bind_address: str | None = None  # defaults to self_address
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in a log or traceback
+    # Accepted on the Raft port but never sent with: the secret being rotated in or out.
+    previous_password: str | None = field(default=None, repr=False)
     commit_timeout: float = 3.0
     # How far apart two nodes' clocks may be (NTP keeps them within milliseconds). A
     # proposer that gave up on a command waits this long past its expiry before it
@@ -350,9 +353,11 @@ class _MeshSyncObj(LeaderHandOver, PartitionRepairs, SyncObj):  # type: ignore[m
         catchup: CatchUp,
         liveness: Liveness,
         hand_over_pause: float,
+        previous_password: str | None = None,
         **kwargs: Any,
     ) -> None:
         # Set before SyncObj.__init__, which snapshots every attribute set after it.
+        self._previous_key = raft_key(previous_password) if previous_password else None
         self._on_unappliable = on_unappliable
         self.watch = _TickWatch()
         self._init_repairs(catchup)
@@ -366,6 +371,12 @@ class _MeshSyncObj(LeaderHandOver, PartitionRepairs, SyncObj):  # type: ignore[m
         self._SyncObj__commandsQueue = StampingQueue(
             self._SyncObj__commandsQueue, lambda: self._SyncObj__raftState == LEADER
         )
+
+    @property
+    def encryptor(self) -> Any:
+        """What every connection seals and opens frames with (pysyncobj's `encryptor`):
+        its key from the mesh secret, which also opens frames sealed with the previous one."""
+        return keyring(self._SyncObj__encryptor, self._previous_key)
 
     def _SyncObj__doApplyCommand(self, command: bytes | str) -> Any:
         """Apply one committed entry: this overrides pysyncobj's `SyncObj.__doApplyCommand`
@@ -505,6 +516,7 @@ class MeshRaft:
                 connect_timeout=s.link_connect_timeout,
             ),
             hand_over_pause=s.hand_over_pause,
+            previous_password=s.previous_password,
         )
         self._fail_if_unbound()
         self._sync.addOnTickCallback(self._on_tick)

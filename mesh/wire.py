@@ -49,11 +49,11 @@ class FrameError(ValueError):
 
 
 class Fernet(Protocol):
-    """The part of `cryptography.fernet.Fernet` used here (pysyncobj creates the object)."""
+    """The part of `cryptography.fernet.Fernet` (or `MultiFernet`) used here."""
 
-    def encrypt_at_time(self, data: bytes, current_time: int) -> bytes: ...
+    def encrypt_at_time(self, data: bytes, current_time: int, /) -> bytes: ...
 
-    def decrypt(self, token: bytes) -> bytes: ...
+    def decrypt(self, token: bytes, /) -> bytes: ...
 
 
 class FrameReader:
@@ -102,7 +102,7 @@ def seal(message: Any, encryptor: Fernet, timestamp: int) -> bytes:
 def open_frame(frame: bytes, encryptor: Fernet, max_size: int) -> tuple[int, Any]:
     """(the sender's timestamp, the message) from one frame's payload; FrameError if refused."""
     try:
-        data = encryptor.decrypt(frame)  # checks the HMAC first: junk costs one hash
+        data = encryptor.decrypt(frame)  # HMAC first: junk costs one hash per accepted key
     except Exception:
         raise FrameError("not encrypted with the mesh secret") from None
     # The token is authentic now; its timestamp is bytes 1..8 (big-endian) of the

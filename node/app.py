@@ -40,7 +40,8 @@ from node.gauges import (
     rate_limit_gauges,
     worker_gauges,
 )
-from node.ha.peers import PeerPoller, mesh_token
+from node.ha.peers import PeerPoller
+from node.ha.rotation import MeshKeys, everyone_sends_with
 from node.ha.secret import mesh_secret
 from node.ha.shutdown import Stopper
 from node.identity.throttle import LoginThrottle
@@ -118,11 +119,13 @@ class Node:
             cut_off=lambda: self.raft.status().stale,
         )
         make_private(config.data_path)  # before anything is written there
-        self.mesh_secret = mesh_secret(config.mesh_secret, config.data_path)
-        self.mesh_token = mesh_token(self.mesh_secret)
-        self.credentials = CredentialBox(self.mesh_secret)
+        # Sends with the mesh secret; accepts the previous one too while it is rotated.
+        self.mesh_keys = MeshKeys(
+            mesh_secret(config.mesh_secret, config.data_path), config.mesh_secret_previous
+        )
+        self.credentials = CredentialBox(self.mesh_keys.secret, self.mesh_keys.previous)
         self.stream = AppliedStream()
-        self.raft = MeshRaft(raft_settings(config, self.mesh_secret), self.stream)
+        self.raft = MeshRaft(raft_settings(config, *self.mesh_keys.accepted), self.stream)
         # Static stability: the state this node may serve from, even without a leader.
         self.loaded = LoadedState(config.data_path, self.raft.status)
         self.pool = WorkerPool(breaker_settings(config), self.credentials)
@@ -235,7 +238,7 @@ class Node:
             credentials=self.credentials,
         )
         self.peers = PeerPoller(
-            self.session, lambda: self.raft.state.members, self.name, self.mesh_token
+            self.session, lambda: self.raft.state.members, self.name, self.mesh_keys.token
         )
 
     async def _leave_raft(self) -> None:
@@ -285,7 +288,14 @@ class Node:
             interval=lambda: max(1.0, self.config.worker_startup_check_interval),
             stale_job_after=self.config.worker_startup_check_interval * 3 + 5.0,
             probe=self.peers.report_of,
+            everyone_sends_mine=self._everyone_sends_mine,
         )
+
+    def _everyone_sends_mine(self) -> bool:
+        """Does every other member send with this node's mesh secret (so it can open what
+        this node seals)?"""
+        members, views = self.raft.state.members, self.peers.views
+        return everyone_sends_with(self.mesh_keys.sends, members, self.name, views)
 
     def _peer_reachable(self, name: str) -> bool:
         view = self.peers.views.get(name)

@@ -3,28 +3,33 @@
     meshgate cluster status          --url URL [--format pretty|json]
     meshgate cluster drain NODE      --url URL [--undo]
     meshgate cluster shutdown TARGET --url URL [--grace SECS]
-    meshgate cluster rolling-restart --url URL [--node-timeout SECS]
+    meshgate cluster rolling-restart --url URL [--node-timeout SECS] [--settle-secs SECS]
     meshgate cluster add-member HOST:PORT --url URL
     meshgate cluster remove-member NODE [--force] --url URL
 
 The admin token comes from MESHGATE_ADMIN_TOKEN. A rolling restart asks each
 node in turn to drain and exit (through a committed shutdown plan), relies on
 the supervisor (systemd, Kubernetes) to start it again, and moves on only when
-the node is back with a new boot id, ready, and caught up; followers go
-first, the leader last, and it refuses to begin unless every voter is healthy,
-since taking one down must still leave a majority.
+the node is back with a new boot id, ready and caught up, has stayed so for
+`--settle-secs` (the load balancer's health checks must put it back in
+rotation before the next node leaves it), and every peer sees it so; followers
+go first, the leader last, and it refuses to begin unless every voter is
+healthy, since taking one down must still leave a majority.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
 import urllib.error
 import urllib.request
 from typing import Any
+
+from node import exit_status
 
 
 class ClusterError(Exception):
@@ -33,11 +38,24 @@ class ClusterError(Exception):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True)
-    for name, help_text in (
-        ("status", "show the nodes, the leader and the replicated stores"),
-        ("rolling-restart", "restart every node, one at a time, leader last"),
-    ):
-        sub.add_parser(name, help=help_text)
+    sub.add_parser("status", help="show the nodes, the leader and the replicated stores")
+    rolling = sub.add_parser(
+        "rolling-restart", help="restart every node, one at a time, leader last"
+    )
+    rolling.add_argument(
+        "--node-timeout",
+        type=positive_seconds,
+        default=180.0,
+        help="longest wait for one node to come back",
+    )
+    rolling.add_argument(
+        "--settle-secs",
+        type=seconds,
+        default=DEFAULT_SETTLE_SECS,
+        help="after a node is back and ready, wait this long before the next one: at least "
+        "the load balancer's time to put it back (HAProxy: rise x inter, or downinter + "
+        f"(rise - 1) x fastinter; docs/operations.md) (default {DEFAULT_SETTLE_SECS:g})",
+    )
     drain = sub.add_parser("drain", help="mark a node draining (not ready) or, with --undo, not")
     drain.add_argument("node")
     drain.add_argument("--undo", action="store_true")
@@ -60,12 +78,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             help="any node's HTTP URL (env MESHGATE_URL)",
         )
         child.add_argument("--format", choices=("pretty", "json"), default="pretty")
-        child.add_argument(
-            "--node-timeout",
-            type=float,
-            default=180.0,
-            help="rolling-restart: longest wait for one node to come back",
+
+
+CLUSTER_SHUTDOWN_NOTE = (
+    f"every node exits {exit_status.CLUSTER_SHUTDOWN} once drained, which the shipped systemd "
+    "unit does not restart; Kubernetes restarts it anyway: scale the StatefulSet to zero "
+    "there (docs/operations.md)"
+)
+DEFAULT_SETTLE_SECS = 3.0  # covers the shipped HAProxy config: downinter 2s + fastinter 0.5s
+
+
+def seconds(text: str) -> float:
+    """A non-negative, finite number of seconds (argparse answers anything else with a
+    usage error naming the flag, before any request is sent)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a non-negative number of seconds, such as 3 or 0.5, not {text!r}"
         )
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """As `seconds`, and more than zero: a timeout of 0 would stop a node, then give up."""
+    value = seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("expected more than 0 seconds, not 0")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,13 +122,15 @@ def run(args: argparse.Namespace) -> int:
             if args.grace is not None:
                 body["grace_period_secs"] = args.grace
             out(client.post("/ha/shutdown", body), args)
+            if args.target == "cluster":
+                print(CLUSTER_SHUTDOWN_NOTE, file=sys.stderr)
         elif args.action == "add-member":
             out(client.post("/ha/members", {"raft_address": args.raft_address}), args)
         elif args.action == "remove-member":
             force = "?force=true" if args.force else ""
             out(client.request("DELETE", f"/ha/members/{args.node}{force}"), args)
         elif args.action == "rolling-restart":
-            rolling_restart(client, args.node_timeout, log=print)
+            rolling_restart(client, args.node_timeout, args.settle_secs, log=print)
     except ClusterError as exc:
         print(f"meshgate cluster {args.action}: {exc}", file=sys.stderr)
         return 1
@@ -212,18 +256,24 @@ def check_can_restart(status: dict[str, Any]) -> None:
         )
 
 
-def rolling_restart(client: Client, node_timeout: float, log: Any = print) -> list[str]:
+def rolling_restart(
+    client: Client,
+    node_timeout: float,
+    settle_secs: float = DEFAULT_SETTLE_SECS,
+    log: Any = print,
+) -> list[str]:
     status = client.get("/ha/status")
     client.learn(status)
     check_can_restart(status)
     done = []
     for node in restart_order(status):
-        name, old_boot = node["name"], node["boot_id"]
+        name, url = node["name"], node.get("http_url")
+        peers = [n["http_url"] for n in status["nodes"] if n.get("http_url") not in (None, url)]
         log(f"restarting {name} ...")
         started = time.monotonic()
-        client.request("POST", "/ha/shutdown", {"target": name}, avoid=node.get("http_url"))
-        _wait_back(client, name, old_boot, node.get("http_url"), node_timeout)
-        log(f"{name} is back, ready and caught up ({time.monotonic() - started:.1f}s)")
+        client.request("POST", "/ha/shutdown", {"target": name}, avoid=url)
+        _wait_settled(client, node, peers, settle_secs, deadline=started + node_timeout)
+        log(f"{name} is back, ready, caught up and settled ({time.monotonic() - started:.1f}s)")
         done.append(name)
     _wait_healthy(client, node_timeout)
     log(f"rolling restart done: {', '.join(done)}")
@@ -243,8 +293,41 @@ def _wait_healthy(client: Client, timeout: float) -> None:
             time.sleep(0.2)
 
 
-def _wait_back(client: Client, name: str, old_boot: str, url: str | None, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
+def _wait_settled(
+    client: Client, node: dict[str, Any], peers: list[str], settle: float, deadline: float
+) -> None:
+    """Back (a new boot id), ready and caught up; then, `settle` seconds later, still so in
+    the eyes of every peer. The settle covers the load balancer: it puts a node back in
+    rotation only after `rise` passing checks, and the next node leaves it at once."""
+    name = node["name"]
+    boot = _wait_back(client, name, node["boot_id"], node.get("http_url"), deadline)
+    while True:
+        time.sleep(settle)
+        doubt = next(filter(None, (_doubt(client, peer, name, boot) for peer in peers)), None)
+        if doubt is None:
+            return
+        if time.monotonic() > deadline:
+            raise ClusterError(f"{doubt}; stopping the rolling restart here")
+        time.sleep(0.2)  # then a whole settle time again: the node must stay healthy
+
+
+def _doubt(client: Client, peer: str, name: str, boot: str) -> str | None:
+    """Why `peer` does not (yet) see this run of `name` healthy, or None if it does."""
+    try:
+        status = client.call(peer, "GET", "/ha/status")
+    except ClusterError as exc:
+        return str(exc)
+    seen: dict[str, Any] = next((n for n in status["nodes"] if n.get("name") == name), {})
+    if seen.get("boot_id") != boot or not _healthy(seen):
+        return (
+            f"{peer} does not see {name} healthy yet (status={seen.get('status')}, "
+            f"ready={seen.get('ready')}, caught_up={seen.get('caught_up')})"
+        )
+    return None
+
+
+def _wait_back(client: Client, name: str, old_boot: str, url: str | None, deadline: float) -> str:
+    """Wait until a peer sees a new run of `name` ready and caught up; its boot id."""
     last = "no answer yet"
     while time.monotonic() < deadline:
         try:
@@ -259,12 +342,12 @@ def _wait_back(client: Client, name: str, old_boot: str, url: str | None, timeou
             # (Comparing its polled applied index with our live commit index never
             # converges under a steady stream of writes.)
             if node.get("caught_up"):
-                return
+                return str(node["boot_id"])
             last = f"{name} is ready but not caught up yet"
         else:
             last = f"{name}: {node and node.get('status')}, ready={node and node.get('ready')}"
         time.sleep(0.2)
     raise ClusterError(
-        f"{name} did not come back ready within {timeout:.0f}s ({last}); "
+        f"{name} did not come back ready and caught up in time ({last}); "
         "stopping the rolling restart here"
     )

@@ -4,13 +4,14 @@ Patroni's `run_cycle` is the model. Every duty a node owes the mesh once it
 runs (announcing itself, recording that the mesh requires credentials,
 registering its `--worker-urls`, carrying out a shutdown plan that names it,
 resuming its own discovery jobs, adopting stranded ones and sealing
-plaintext worker keys as leader) is one branch of `decide`, a pure function
-of a `View` read at once. `ControlLoop.run_cycle` carries the chosen step out
-and returns a sentence; the loop logs the sentence when it changes, and
-`/ha/local` shows the last one. After a step it runs again at once; when
-there is nothing to do it waits for the next tick. A duty that fails backs off
-for a moment while the others go on. A committed shutdown plan is carried out
-as it is applied (`follow_plans`), not a cycle later.
+plaintext worker keys, or keys sealed under a rotated-out mesh secret, as
+leader) is one branch of `decide`, a pure function of a `View` read at once.
+`ControlLoop.run_cycle` carries the chosen step out and returns a sentence;
+the loop logs the sentence when it changes, and `/ha/local` shows the last one.
+After a step it runs again at once; when there is nothing to do it waits for
+the next tick. A duty that fails backs off for a moment while the others go on.
+A committed shutdown plan is carried out as it is applied (`follow_plans`),
+not a cycle later.
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ async def _nobody_answers(http_url: str) -> dict[str, Any] | None:
     return None
 
 
+def _not_known() -> bool:
+    return False
+
+
 @dataclass(frozen=True)
 class View:
     """What one cycle decides from, read in one go."""
@@ -59,7 +64,9 @@ class View:
     to_register: tuple[tuple[str, tuple[str, str] | None], ...]  # configured URLs left to do
     to_resume: tuple[str, ...]  # this node's pending discovery jobs that are not running
     stranded: tuple[str, ...]  # on the leader: pending workers nobody has touched lately
-    to_seal: tuple[str, ...]  # on the leader: workers whose api_key is stored in the clear
+    # On the leader: workers whose api_key is stored in the clear, or (once every node sends
+    # with this node's mesh secret) sealed under the previous secret only.
+    to_seal: tuple[str, ...]
     role: str = "follower"
     workers: int = 0
     backing_off: frozenset[str] = frozenset()  # duties that failed a moment ago
@@ -169,6 +176,7 @@ class ControlLoop:
         interval: Callable[[], float],
         stale_job_after: float,
         probe: Probe = _nobody_answers,
+        everyone_sends_mine: Callable[[], bool] = _not_known,
     ) -> None:
         self.identity = identity
         self.raft = raft
@@ -183,6 +191,7 @@ class ControlLoop:
         self.interval = interval
         self.stale_job_after = stale_job_after
         self.probe = probe
+        self.everyone_sends_mine = everyone_sends_mine
         self._cleared_boot_ids: set[str] = set()  # earlier holders of our name found gone
         self.last = LastCycle()
         self.announced = False
@@ -225,7 +234,7 @@ class ControlLoop:
                 and worker_id not in self.discovery.jobs
                 and now - record["updated_at"] > self.stale_job_after
             ),
-            to_seal=tuple(w for w, r in workers.items() if leading and needs_sealing(r)),
+            to_seal=self._to_seal(workers) if leading else (),
             role=status.role,
             workers=len(workers),
             backing_off=frozenset(
@@ -237,6 +246,14 @@ class ControlLoop:
                 state.members, self.identity.name, self.identity.boot_id, self._cleared_boot_ids
             ),
         )
+
+    def _to_seal(self, workers: dict[str, dict[str, Any]]) -> tuple[str, ...]:
+        plain = tuple(w for w, r in workers.items() if needs_sealing(r))
+        under_previous = self.credentials.under_previous
+        rotated = tuple(w for w, r in workers.items() if under_previous(r.get("api_key")))
+        # Re-sealed only once every node can open what this one seals: else a node that
+        # does not hold our secret yet would lose the credential.
+        return plain + (rotated if rotated and self.everyone_sends_mine() else ())
 
     def _plan_for_me(self, shutdowns: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
         for plan_id, plan in shutdowns.items():
@@ -301,8 +318,7 @@ class ControlLoop:
             return f"adopted {len(subject)} stranded discovery job(s)"
         if kind == "seal":
             record = self.raft.state.workers[subject]
-            sealed = self.credentials.seal(self.credentials.open(record["api_key"]))
-            changes = {"api_key": sealed}
+            changes = {"api_key": self.credentials.reseal(record["api_key"])}
             args = {"id": subject, "changes": changes, "expected_version": record["version"]}
             await self.commit("worker.update", args)
             return f"sealed the api_key of worker {subject}"

@@ -91,7 +91,7 @@ def discovery_settings(section: Workers, health: Health) -> DiscoverySettings:
     )
 
 
-def raft_settings(section: Mesh, secret: str) -> RaftSettings:
+def raft_settings(section: Mesh, secret: str, previous: str | None = None) -> RaftSettings:
     standalone = not section.mesh_peers
     bind = section.mesh_bind or "127.0.0.1:0"
     advertise = section.mesh_advertise or bind
@@ -102,6 +102,7 @@ def raft_settings(section: Mesh, secret: str) -> RaftSettings:
         bind_address=bind if section.mesh_voter else None,
         peers=peers,
         password=secret,
+        previous_password=previous,
         commit_timeout=section.mesh_commit_timeout_secs,
         tick_period=0.005 if standalone else 0.05,
         log_compaction_min_entries=section.mesh_log_compaction_entries,

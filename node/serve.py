@@ -3,7 +3,10 @@
 SIGTERM/SIGINT and a committed shutdown plan take the same path (see
 `node.ha.shutdown`): not-ready at once, keep serving for the drain delay, wait
 for in-flight requests up to the grace period, hand over Raft leadership,
-then close the HTTP server, leave the Raft group and exit 0.
+then close the HTTP server, leave the Raft group and exit. The exit statuses
+(node/exit_status.py) tell a supervisor what to do next: 0 after a stop of this
+node (restart it), `CLUSTER_SHUTDOWN` after a cluster shutdown (leave it down),
+`REFUSED` when it cannot run as configured.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from aiohttp import web
 
 from mesh.raft import RaftBindError
 from node import config as config_module
+from node import exit_status
 from node.app import NODE
 from node.datadir import UMASK
 from node.ha.secret import MeshSecretError
@@ -37,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         config = config_module.load(args)
     except config_module.ConfigError as exc:
         print(f"meshgate serve: error: {exc}", file=sys.stderr)
-        return 2
+        return exit_status.REFUSED
     logging.basicConfig(
         level=config.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -53,7 +57,7 @@ async def _serve(config: config_module.Config, config_file: str | None) -> int:
         app = create_app(config, config_file)
     except MeshSecretError as exc:
         print(f"meshgate serve: error: --mesh-secret: {exc}", file=sys.stderr)
-        return 2
+        return exit_status.REFUSED
     timeouts = ReadTimeouts(
         headers=config.header_read_timeout_secs,
         body=config.body_read_timeout_secs,
@@ -64,7 +68,7 @@ async def _serve(config: config_module.Config, config_file: str | None) -> int:
         await runner.setup()  # starts the node, Raft first
     except RaftBindError as exc:
         print(f"meshgate serve: error: --mesh-bind: {exc}", file=sys.stderr)
-        return 2
+        return exit_status.REFUSED
     site = web.TCPSite(runner, config.host, config.port, backlog=1024, reuse_address=True)
     try:
         await site.start()
@@ -75,7 +79,7 @@ async def _serve(config: config_module.Config, config_file: str | None) -> int:
             file=sys.stderr,
         )
         await runner.cleanup()
-        return 2
+        return exit_status.REFUSED
     node = app[NODE]
     print(
         f"meshgate node {node.name} serving on http://{config.host}:{config.port} "
@@ -94,6 +98,13 @@ async def _serve(config: config_module.Config, config_file: str | None) -> int:
     await node.stopper.stopped.wait()
     log.info("node %s stopping: %s", node.name, node.stopper.reason)
     await runner.cleanup()
-    if node.stopper.exit_code:
+    code = node.stopper.exit_code
+    if code == exit_status.REFUSED:
         print(f"meshgate serve: error: {node.stopper.reason}", file=sys.stderr)
-    return node.stopper.exit_code
+    elif code == exit_status.CLUSTER_SHUTDOWN:
+        print(
+            f"meshgate serve: stopped by a cluster shutdown ({node.stopper.reason}); exit "
+            f"status {code} asks the supervisor not to restart this node",
+            file=sys.stderr,
+        )
+    return code

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import signal
 import subprocess
 import time
@@ -56,6 +57,12 @@ def wait_for(
     raise AssertionError(
         f"timed out after {timeout}s waiting for {what or condition}: {last_error}"
     )
+
+
+def systemd_unit_values(key: str) -> list[str]:
+    """Every value of `key=` in the shipped systemd unit (deploy/systemd/meshgate@.service)."""
+    text = (ROOT / "deploy/systemd/meshgate@.service").read_text()
+    return [v for line in re.findall(rf"^{key}=(.*)$", text, re.M) for v in line.split()]
 
 
 # Nodes and workers are started by the package's local-mesh harness, as the demo and

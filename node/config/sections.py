@@ -246,6 +246,12 @@ class Mesh(Section):
         "--mesh-peers; a lone node generates one in its data dir)",
         show=masked,
     )
+    mesh_secret_previous: str | None = setting(
+        None,
+        "a second mesh secret accepted (Raft, peers, worker credentials) but never sent "
+        "with: set it only while rotating the mesh secret",
+        show=masked,
+    )
     mesh_commit_timeout_secs: float = setting(
         3.0,
         "longest wait for a write to commit (then 1 s more when its outcome is unknown)",

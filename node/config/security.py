@@ -53,6 +53,11 @@ def check_security(config: Config) -> None:
     if len(ids) != len(set(ids)):
         raise ConfigError("--control-plane-api-keys: key ids must be unique")
     _check_secrets(config)
+    if config.mesh_secret_previous and config.mesh_secret_previous == config.mesh_secret:
+        raise ConfigError(
+            "--mesh-secret-previous: equals --mesh-secret; give it the other secret of the "
+            "rotation, or leave it unset"
+        )
     if config.mesh_peers and not config.mesh_secret:
         raise ConfigError(
             "--mesh-secret: required for a mesh (--mesh-peers is set), loopback included: "
@@ -72,6 +77,7 @@ def _check_secrets(config: Config) -> None:
     """Refuse short, low-entropy and placeholder keys and secrets, naming the flag."""
     given: list[tuple[str, str | None]] = [
         ("--mesh-secret", config.mesh_secret),
+        ("--mesh-secret-previous", config.mesh_secret_previous),
         ("--api-key", config.api_key),
         ("--jwt-secret", config.jwt_secret),
     ]

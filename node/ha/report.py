@@ -15,11 +15,13 @@ from mesh.raft import MeshRaft, RaftStatus
 from node import __version__
 from node.control_loop import ControlLoop
 from node.ha.peers import PeerPoller
+from node.ha.rotation import MeshKeys
 from node.ha.shutdown import Stopper
 from node.limits.admission import Admission
 from node.limits.quotas import QuotaEngine
 from node.limits.ratelimit import RateLimiter
 from node.readiness import Readiness
+from node.workers.credentials import CredentialBox
 from node.workers.pool import WorkerPool
 
 
@@ -38,6 +40,8 @@ class Reporting(Protocol):
     quotas: QuotaEngine
     control: ControlLoop | None
     readiness: Readiness
+    mesh_keys: MeshKeys
+    credentials: CredentialBox
 
     def is_draining(self) -> bool: ...
     def serving_nodes(self) -> int: ...
@@ -87,7 +91,18 @@ def local_report(node: Reporting) -> dict[str, Any]:
             for w in node.pool.all()
         },
         "rate_limits": node.ratelimiter.stats(),
+        "mesh_secret": secret_report(node),
     }
+
+
+def secret_report(node: Reporting) -> dict[str, Any]:
+    """Which mesh secret this node sends with and which it accepts (fingerprints only), and
+    how many worker credentials only the previous one opens: the secret may be dropped
+    once this is 0 on every node (docs/raft-transport.md, "Rotating the mesh secret")."""
+    under_previous = node.credentials.under_previous
+    workers = node.raft.state.workers.values()
+    pending = sum(1 for record in workers if under_previous(record.get("api_key")))
+    return {**node.mesh_keys.report(), "credentials_under_previous": pending}
 
 
 def contact_age(status: RaftStatus) -> float | None:
@@ -146,6 +161,7 @@ def mesh_status(node: Reporting) -> dict[str, Any]:
                 "stale": report.get("stale") if reachable else None,
                 "applied_index": report.get("applied_index") if reachable else None,
                 "unappliable_entries": report.get("unappliable_entries") if reachable else None,
+                "mesh_secret": report.get("mesh_secret") if reachable else None,
                 "match_index": peer.match_index if peer and raft.is_leader else None,
                 "raft_connected": peer.connected if peer else (name == node.name),
                 "version": report.get("version", member.get("version")),

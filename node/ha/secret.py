@@ -10,7 +10,8 @@ give the other nodes the same value.
 
 The secret also keys what nodes derive from it: the token they use to poll
 each other's `/ha/local`, and the key that encrypts worker credentials in the
-replicated state.
+replicated state. While it is rotated, `--mesh-secret-previous` is accepted for
+all three as well (node/ha/rotation.py).
 """
 
 from __future__ import annotations

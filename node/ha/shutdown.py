@@ -5,8 +5,10 @@ request: report not-ready at once (the load balancer starts routing around
 us), keep serving for `drain_delay` (it needs a few health checks to notice),
 wait for requests in flight (streams included) up to `grace`, hand Raft
 leadership to a caught-up follower if we lead (so writes don't stall for an
-election), then let the process exit 0. A plan names each target's boot id,
-so replaying an old plan from the journal after a restart does nothing.
+election), then let the process exit: 0, so that a supervisor restarts it, or,
+in a cluster shutdown, `CLUSTER_SHUTDOWN`, so that it stays down
+(node/exit_status.py). A plan names each target's boot id, so replaying an old
+plan from the journal after a restart does nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mesh.raft import MeshRaft
+from node import exit_status
 from node.limits.admission import Admission
 
 log = logging.getLogger(__name__)
@@ -46,7 +49,7 @@ class Stopper:
         self.stopped = asyncio.Event()
         self.reason: str | None = None
         self.step = "running"
-        self.exit_code = 0  # what `meshgate serve` exits with once stopped
+        self.exit_code = exit_status.STOPPED  # what `meshgate serve` exits with once stopped
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -73,13 +76,15 @@ class Stopper:
     def refuse(self, reason: str) -> None:
         """Stop at once and exit 2: this node must not join the mesh as configured."""
         if self._task is None:
-            self.exit_code = 2
+            self.exit_code = exit_status.REFUSED
         self.request(reason, grace=0.0, drain_delay=0.0, hand_over=False)
 
     def follow(self, plan: dict[str, Any]) -> None:
         """Carry out a committed shutdown plan (the control loop hands over the ones that
         name this run of the node)."""
         cluster = plan["scope"] == "cluster"
+        if cluster and self.exit_code == exit_status.STOPPED:
+            self.exit_code = exit_status.CLUSTER_SHUTDOWN  # the supervisor must not restart us
         self.request(
             f"shutdown plan {plan['id']} from {plan['requested_by']}",
             grace=float(plan["grace_period_secs"]),

@@ -13,6 +13,7 @@ output of `meshgate generate-secret` passes it with a wide margin.
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import math
 import secrets
@@ -107,3 +108,12 @@ def generate() -> str:
         secret = secrets.token_urlsafe(48)
         if not secret.startswith("-") and weakness(secret) is None:  # (a word by chance)
             return secret
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`meshgate generate-secret` takes no arguments."""
+
+
+def run(_: argparse.Namespace) -> int:
+    print(generate())
+    return 0

@@ -20,6 +20,11 @@ Records written before this keep working: a plaintext `api_key` is still
 sent as a bearer key (and the leader re-seals it, see `needs_sealing`), and a
 URL that still holds userinfo is called without it, with HTTP Basic, and
 shown without it everywhere.
+
+While the mesh secret is rotated, a box also holds the previous secret's key
+(`MultiFernet`): it seals with the current one and opens what either sealed,
+and the leader re-seals what only the previous key opens (`reseal`) once every
+node sends with the current secret, so the previous one can then be dropped.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import base64
 from dataclasses import dataclass, field
 from urllib.parse import SplitResult, unquote, urlsplit
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -78,27 +83,51 @@ def is_sealed(stored: str | None) -> bool:
     return isinstance(stored, str) and stored.startswith(SEALED_PREFIX)
 
 
-class CredentialBox:
-    """Seals and opens worker credentials with a key derived from the mesh secret."""
+def _key(mesh_secret: str) -> Fernet:
+    if not mesh_secret:
+        raise ValueError("worker credentials are sealed with the mesh secret; it is empty")
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=PURPOSE).derive(
+        mesh_secret.encode()
+    )
+    return Fernet(base64.urlsafe_b64encode(key))
 
-    def __init__(self, mesh_secret: str) -> None:
-        if not mesh_secret:
-            raise ValueError("worker credentials are sealed with the mesh secret; it is empty")
-        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=PURPOSE).derive(
-            mesh_secret.encode()
-        )
-        self._fernet = Fernet(base64.urlsafe_b64encode(key))
+
+class CredentialBox:
+    """Seals worker credentials with a key derived from the mesh secret; opens them with it
+    or with the key of `previous`, the secret being rotated out (or in)."""
+
+    def __init__(self, mesh_secret: str, previous: str | None = None) -> None:
+        self._primary = _key(mesh_secret)
+        self._keys = MultiFernet([self._primary, *([_key(previous)] if previous else [])])
 
     def seal(self, authorization: str) -> str:
         """The stored form of an `Authorization` header value."""
-        return SEALED_PREFIX + self._fernet.encrypt(authorization.encode()).decode()
+        return SEALED_PREFIX + self._primary.encrypt(authorization.encode()).decode()
+
+    def reseal(self, stored: str) -> str:
+        """The stored form of the same credential under the current key: plaintext sealed,
+        a credential sealed under the previous key sealed again (`MultiFernet.rotate`)."""
+        if not is_sealed(stored):
+            return self.seal(bearer(stored))
+        try:
+            token = self._keys.rotate(stored[len(SEALED_PREFIX) :].encode())
+        except InvalidToken:
+            raise CredentialError("the worker's credential opens under no known key") from None
+        return SEALED_PREFIX + token.decode()
+
+    def under_previous(self, stored: object) -> bool:
+        """Sealed under the previous key only: lost if the previous secret were dropped now."""
+        if not isinstance(stored, str) or not is_sealed(stored):
+            return False
+        token = stored[len(SEALED_PREFIX) :].encode()
+        return not _opens(self._primary, token) and _opens(self._keys, token)
 
     def open(self, stored: str) -> str:
         """The `Authorization` header value a stored credential stands for."""
         if not is_sealed(stored):
             return bearer(stored)  # written before credentials were sealed
         try:
-            return self._fernet.decrypt(stored[len(SEALED_PREFIX) :].encode()).decode()
+            return self._keys.decrypt(stored[len(SEALED_PREFIX) :].encode()).decode()
         except (InvalidToken, UnicodeDecodeError):
             raise CredentialError(
                 "the worker's credential was sealed with another mesh secret; set its "
@@ -118,6 +147,14 @@ class CredentialBox:
         if userinfo is not None:  # a URL registered with userinfo before it was split out
             return Target(url, {"Authorization": basic(*userinfo)})
         return Target(url)
+
+
+def _opens(key: Fernet | MultiFernet, token: bytes) -> bool:
+    try:
+        key.decrypt(token)
+    except InvalidToken:
+        return False
+    return True
 
 
 def needs_sealing(record: dict[str, object]) -> bool:

@@ -1,8 +1,10 @@
 """A 3-node mesh on loopback (real processes), with an optional supervisor.
 
-The supervisor plays systemd's `Restart=always`: a node process that exits is
-started again with the same flags and data directory, which is what a
-rolling restart or `/ha/shutdown` of one node relies on.
+The supervisor plays the shipped systemd unit: `Restart=always`, so a node
+process that exits is started again with the same flags and data directory,
+which is what a rolling restart or `/ha/shutdown` of one node relies on; and
+`RestartPreventExitStatus=`, read from the unit, so that a cluster shutdown
+stays down.
 """
 
 from __future__ import annotations
@@ -19,7 +21,15 @@ import requests
 
 from node.localmesh import LocalMesh, LocalNode
 from tests import netns
-from tests.support import MESH_SECRET, ROOT, TEST_NODE_FLAGS, Node, free_port, wait_for
+from tests.support import (
+    MESH_SECRET,
+    ROOT,
+    TEST_NODE_FLAGS,
+    Node,
+    free_port,
+    systemd_unit_values,
+    wait_for,
+)
 
 MODEL = "echo-model"
 
@@ -37,6 +47,7 @@ class Mesh(LocalMesh):
         )
         self.tmp_path = tmp_path
         self.exit_codes: dict[str, list[int]] = {name: [] for name in self.names}
+        self.left_down: list[str] = []  # nodes the supervisor did not restart, in order
         self._supervising = False
         self._supervisor: threading.Thread | None = None
         try:
@@ -79,17 +90,25 @@ class Mesh(LocalMesh):
         self.wait_ready(timeout, headers)
 
     def supervise(self) -> None:
-        """Restart any node that exits, like systemd's Restart=always."""
+        """Restart any node that exits, like systemd's Restart=always, unless its status is
+        one the unit lists in RestartPreventExitStatus= (the node is then left down)."""
         self._supervising = True
+        prevent = {int(v) for v in systemd_unit_values("RestartPreventExitStatus")}
+        left: set[subprocess.Popen[bytes]] = set()  # processes seen exiting and left down
 
         def loop() -> None:
             while self._supervising:
                 for node in self.nodes:
                     code = node.proc.popen.poll()
-                    if code is not None and self._supervising:
-                        self.exit_codes[node.name].append(code)
-                        node.proc.wait_exit(1)
-                        node.restart()
+                    if code is None or not self._supervising or node.proc.popen in left:
+                        continue
+                    self.exit_codes[node.name].append(code)
+                    if code in prevent:
+                        left.add(node.proc.popen)
+                        self.left_down.append(node.name)
+                        continue
+                    node.proc.wait_exit(1)
+                    node.restart()
                 threading.Event().wait(0.05)
 
         self._supervisor = threading.Thread(target=loop, daemon=True)

@@ -10,10 +10,19 @@ from pathlib import Path
 
 import requests
 
+from node import exit_status
 from tests.cluster.conftest import MODEL, Mesh, cluster_cli, joining_voter
 from tests.cluster.haproxy import HAProxy
 from tests.support import MESH_SECRET, ROOT, Node, wait_for
 
+# Quicker health checks than the shipped 500 ms/2 s, so the settle costs less wall time;
+# a DOWN node is still checked less often than a rising or falling one, as shipped, so
+# a rolling restart that does not wait for the load balancer still leaves one node UP.
+CHECKS = {"inter": "200ms", "fastinter": "200ms", "downinter": "1s"}
+# What HAProxy then takes to put a ready node back: its first check within `downinter`,
+# then `rise 2` passing checks `fastinter` apart: 1 s + 1 x 200 ms, plus a margin for the
+# checks' own time on a busy machine. (With --settle-secs 0 this test sees one node UP.)
+SETTLE_SECS = "1.5"
 CHAT = {"model": MODEL, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}
 
 
@@ -48,10 +57,15 @@ def test_shutdown_of_one_node_then_of_the_cluster(mesh: Mesh) -> None:
     assert requests.get(leader.url + "/ha/config/kept", timeout=5).json()["value"] == [1, 2]
 
     mesh.wait_ready()
+    # A cluster shutdown stays down under the supervisor (the shipped systemd unit's rules).
+    mesh.supervise()
     resp = requests.post(mesh.nodes[1].url + "/ha/shutdown", json={"target": "cluster"}, timeout=5)
     assert resp.status_code == 202 and resp.json()["targets"] == ["n1", "n2", "n3"]
-    assert [_exit_code(n) for n in mesh.nodes] == [0, 0, 0]
-    for node in mesh.nodes:
+    wait_for(lambda: len(mesh.left_down) == 3, timeout=30, what="every node exited")
+    assert mesh.exit_codes == {n: [exit_status.CLUSTER_SHUTDOWN] for n in ("n1", "n2", "n3")}
+    assert sorted(mesh.left_down) == ["n1", "n2", "n3"]
+    assert not any(n.proc.alive() for n in mesh.nodes)
+    for node in mesh.nodes:  # the operator starts the mesh again
         node.restart()
     mesh.wait_ready()
     for node in mesh.nodes:
@@ -59,6 +73,7 @@ def test_shutdown_of_one_node_then_of_the_cluster(mesh: Mesh) -> None:
         assert requests.get(node.url + "/workers", timeout=5).json()["total"] == 1
     # replaying the old plans after the restart stopped nobody
     assert all(n.proc.alive() for n in mesh.nodes)
+    assert all(len(codes) == 1 for codes in mesh.exit_codes.values()), mesh.exit_codes
 
 
 def test_shutdown_rejects_bad_targets(mesh: Mesh) -> None:
@@ -85,8 +100,11 @@ def test_rolling_restart_through_haproxy_loses_no_request(tmp_path: Path) -> Non
             w["id"]
             for w in requests.get(mesh.nodes[0].url + "/workers", timeout=5).json()["workers"]
         }
-        haproxy = HAProxy(tmp_path, mesh)
+        haproxy = HAProxy(tmp_path, mesh, stats_socket=True, checks=CHECKS)
         lb = haproxy.url
+        wait_for(
+            lambda: set(haproxy.socket_states().values()) == {"UP"}, what="every node UP in HAProxy"
+        )
         results: Counter[str] = Counter()
         failures: list[str] = []
         stop = threading.Event()
@@ -115,6 +133,7 @@ def test_rolling_restart_through_haproxy_loses_no_request(tmp_path: Path) -> Non
             thread.start()
         wait_for(lambda: results["plain"] > 20 and results["stream"] > 5, what="traffic")
         boots = {n["name"]: n["boot_id"] for n in mesh.status()["nodes"]}
+        watch = haproxy.watch_up()
         cli = subprocess.run(
             [
                 sys.executable,
@@ -126,17 +145,24 @@ def test_rolling_restart_through_haproxy_loses_no_request(tmp_path: Path) -> Non
                 mesh.nodes[0].url,
                 "--node-timeout",
                 "60",
+                "--settle-secs",
+                SETTLE_SECS,
             ],
             cwd=ROOT,
             capture_output=True,
             text=True,
             timeout=240,
         )
+        samples = watch.stop()
         stop.set()
         for thread in clients:
             thread.join(60)
         assert cli.returncode == 0, cli.stdout + cli.stderr
         assert "rolling restart done" in cli.stdout
+        # HAProxy never had fewer than two nodes UP: each node was back in rotation before
+        # the next one left it. (About 20 samples a second, for the whole restart.)
+        assert watch.errors == [] and len(samples) > 100, (watch.errors[:3], len(samples))
+        assert watch.fewest_up()[0] >= 2, watch.fewest_up()
         assert failures == [], failures[:5]
         assert results["plain"] > 50 and results["stream"] > 10, results
         assert all(codes == [0] for codes in mesh.exit_codes.values()), mesh.exit_codes

@@ -294,7 +294,14 @@ WEAK = [
 
 @pytest.mark.parametrize("weak", WEAK)
 @pytest.mark.parametrize(
-    "flag", ["--mesh-secret", "--api-key", "--jwt-secret", "--control-plane-api-keys"]
+    "flag",
+    [
+        "--mesh-secret",
+        "--mesh-secret-previous",
+        "--api-key",
+        "--jwt-secret",
+        "--control-plane-api-keys",
+    ],
 )
 def test_weak_secrets_are_refused_with_how_to_generate(flag: str, weak: str) -> None:
     value = f"k9:ops:admin:{weak}" if flag == "--control-plane-api-keys" else weak
@@ -303,6 +310,23 @@ def test_weak_secrets_are_refused_with_how_to_generate(flag: str, weak: str) -> 
     message = str(caught.value)
     assert message.startswith(flag) and "meshgate generate-secret" in message
     assert weak not in message  # never echo a secret, even a bad one
+
+
+def test_the_previous_mesh_secret_is_masked_and_must_differ() -> None:
+    other = "the-previous-s3cr3t-4Xw8Zq2Rt6Yp9Lk3Mn7Bv5Cf"
+    env = {"MESHGATE_MESH_SECRET_PREVIOUS": other}
+    cfg = load("--mesh-secret", MESH_SECRET, "--node-name", "n", env=env)
+    assert cfg.mesh_secret_previous == other
+    assert cfg.public()["mesh_secret_previous"] == "***" and other not in repr(cfg.public())
+    with pytest.raises(ConfigError, match="--mesh-secret-previous: equals") as caught:
+        load(
+            "--mesh-secret",
+            MESH_SECRET,
+            "--node-name",
+            "n",
+            env={**env, "MESHGATE_MESH_SECRET_PREVIOUS": MESH_SECRET},
+        )
+    assert MESH_SECRET not in str(caught.value)
 
 
 def test_generated_secrets_pass(tmp_path: Path) -> None:
@@ -455,6 +479,7 @@ FLAGS = [
     "--mesh-advertise",
     "--mesh-peers",
     "--mesh-secret",
+    "--mesh-secret-previous",
     "--mesh-commit-timeout-secs",
     "--mesh-voter",
     "--mesh-log-compaction-entries",

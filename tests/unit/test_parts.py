@@ -13,6 +13,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 from mesh.raft import NOT_COMMITTED, MeshRaft, RaftStatus
+from node import exit_status
 from node.app import cut_off_from_quorum
 from node.ha.peers import PeerPoller, PeerView
 from node.ha.shutdown import Stopper
@@ -65,14 +66,14 @@ class FakeRaft:
         return raft_status(leader=None)  # a follower: nothing to hand over
 
 
-def plan(targets: dict[str, str]) -> dict[str, Any]:
+def plan(targets: dict[str, str], scope: str = "node") -> dict[str, Any]:
     return {
         "id": "p1",
         "requested_by": "ops",
         "targets": targets,
         "grace_period_secs": 1,
         "drain_delay_secs": 0,
-        "scope": "node",
+        "scope": scope,
     }
 
 
@@ -92,6 +93,20 @@ def test_a_plan_for_this_run_drains_and_stops() -> None:
     assert stopper.draining
     assert stopper.step == "stopped"
     assert stopper.reason == "shutdown plan p1 from ops"
+    assert stopper.exit_code == exit_status.STOPPED  # a supervisor restarts it
+
+
+def test_a_cluster_plan_exits_with_the_status_that_keeps_the_node_down() -> None:
+    async def run(refused_first: bool) -> int:
+        stopper = stopper_for({"n1": "boot-2"})
+        if refused_first:
+            stopper.refuse("name taken")
+        stopper.follow(plan({"n1": "boot-2"}, scope="cluster"))
+        await asyncio.wait_for(stopper.stopped.wait(), timeout=5)
+        return stopper.exit_code
+
+    assert asyncio.run(run(refused_first=False)) == exit_status.CLUSTER_SHUTDOWN
+    assert asyncio.run(run(refused_first=True)) == exit_status.REFUSED  # the first reason stands
 
 
 def test_a_node_cut_off_from_quorum_refuses_writes_before_sending_them() -> None:
