@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 from typing import Any
 
 import requests
@@ -31,36 +30,29 @@ def same_config(nodes: list[LocalNode]) -> dict[str, Any] | None:
     return configs[0] if all(c == configs[0] for c in configs[1:]) else None
 
 
-def test_hand_over_under_writes_goes_to_the_chosen_follower_and_loses_nothing(
-    tmp_path: Path,
-) -> None:
-    mesh = Mesh(tmp_path)
-    try:
-        mesh.wait_ready()
-        leader = mesh.leader()
-        followers = [n for n in mesh.nodes if n is not leader]
-        # Writes through every node: the leader's own are held and forwarded, the
-        # followers' are forwarded to the leader and, during the hand-over, resubmitted.
-        with Writers(mesh.nodes, pause=0.005) as writers:
-            wait_for(lambda: writers.acked_between(0, time.monotonic()) >= 30, what="writes")
-            asked = requests.post(
-                followers[0].url + "/ha/shutdown", json={"target": leader.name}, timeout=5
-            )
-            assert asked.status_code == 202, asked.text
-            assert leader.proc.wait_exit(30) == 0
-            handed_at = time.monotonic()
-            new_leader = mesh.leader()
-            wait_for(
-                lambda: writers.acked_between(handed_at, time.monotonic(), [new_leader.name]) >= 10,
-                what="writes acknowledged by the new leader",
-            )
-        log = leader.proc.log()
-        chosen = CHOSEN.findall(log)
-        assert chosen, log[-3000:]
-        assert chosen[-1] == new_leader.raft_address  # the target it chose leads now
-        assert "leadership handed over" in log
-        final = wait_for(lambda: same_config(followers), what="equal replicas on the survivors")
-        assert writers.lost(final) == []
-        assert len(writers.acknowledged()) >= 40
-    finally:
-        mesh.stop()
+def test_hand_over_under_writes_goes_to_the_chosen_follower_and_loses_nothing(mesh: Mesh) -> None:
+    leader = mesh.leader()
+    followers = [n for n in mesh.nodes if n is not leader]
+    # Writes through every node: the leader's own are held and then forwarded, the
+    # followers' are forwarded to the leader and, during the hand-over, resubmitted.
+    with Writers(mesh.nodes, pause=0.005) as writers:
+        wait_for(lambda: writers.acked_between(0, time.monotonic()) >= 30, what="writes")
+        asked = requests.post(
+            followers[0].url + "/ha/shutdown", json={"target": leader.name}, timeout=5
+        )
+        assert asked.status_code == 202, asked.text
+        assert leader.proc.wait_exit(30) == 0
+        handed_at = time.monotonic()
+        new_leader = mesh.leader()
+        wait_for(
+            lambda: writers.acked_between(handed_at, time.monotonic(), [new_leader.name]) >= 10,
+            what="writes acknowledged by the new leader",
+        )
+    log = leader.proc.log()
+    chosen = CHOSEN.findall(log)
+    assert chosen, log[-3000:]
+    assert chosen[-1] == new_leader.raft_address  # the target it chose leads now
+    assert "leadership handed over" in log
+    final = wait_for(lambda: same_config(followers), what="equal replicas on the survivors")
+    assert writers.lost(final) == []
+    assert len(writers.acknowledged()) >= 40

@@ -4,7 +4,7 @@ what it sends, and when it holds pysyncobj's command queue back and lets it go."
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -51,7 +51,8 @@ class Leader(LeaderHandOver, SyncObj):
         self._SyncObj__raftMatchIndex = {nodes[a]: m for a, m in matches.items()}
         self._SyncObj__lastResponseTime = {nodes[a]: t for a, t in contacts.items()}
         self._SyncObj__conf = SimpleNamespace(raftMinTimeout=0.3)
-        self._SyncObj__transport = Transport()
+        self.transport = Transport()
+        self._SyncObj__transport = cast(Any, self.transport)
         self.last = last
 
     def _SyncObj__getCurrentLogIndex(self) -> int:
@@ -73,19 +74,19 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
 def test_the_longest_log_is_told_to_campaign_once_it_has_every_entry(clock: Any) -> None:
     leader = Leader({"a:1": 8, "b:1": 9}, last=10, contacts={"a:1": 5.0, "b:1": 1.0})
     assert leader.start_hand_over() == "b:1"
-    assert leader._SyncObj__transport.sent == []  # b lacks entry 10
+    assert leader.transport.sent == []  # b lacks entry 10
     leader.tick()
     assert leader.queue_taken == 0  # nothing new enters the log meanwhile
     leader._SyncObj__raftMatchIndex[leader.nodes["b:1"]] = 10
     leader.tick()
-    assert leader._SyncObj__transport.sent == [("b:1", {"type": "timeout_now", "term": 7})]
+    assert leader.transport.sent == [("b:1", {"type": "timeout_now", "term": 7})]
     assert leader.queue_taken == 0
 
 
 def test_held_commands_go_on_once_another_node_leads(clock: Any) -> None:
     leader = Leader({"a:1": 10, "b:1": 10}, last=10, contacts={"a:1": 5.0, "b:1": 1.0})
     assert leader.start_hand_over() == "a:1"  # a tie: the one heard from last
-    assert [to for to, _ in leader._SyncObj__transport.sent] == ["a:1"]
+    assert [to for to, _ in leader.transport.sent] == ["a:1"]
     # a's vote request deposed us: no leader known yet, so the commands still wait
     leader._SyncObj__raftState = FOLLOWER
     leader.tick()
@@ -105,7 +106,7 @@ def test_the_pause_runs_out_and_commands_go_on(clock: Any) -> None:
     clock.t += 0.01
     leader.tick()
     assert leader.queue_taken == 1
-    assert leader._SyncObj__transport.sent == []
+    assert leader.transport.sent == []
 
 
 def test_asking_again_during_a_hand_over_does_not_restart_it(clock: Any) -> None:
