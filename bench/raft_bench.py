@@ -233,6 +233,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="phase 3: give up on a round if no write succeeds this long after the kill (s)",
     )
     parser.add_argument(
+        "--rolling-runs",
+        type=int,
+        default=1,
+        help="phase 4: rolling restarts, one after another (each run's longest stall is shown)",
+    )
+    parser.add_argument(
         "--watch-interval",
         type=float,
         default=0.05,
@@ -301,9 +307,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="keep the temporary directory (node logs, Raft journals); kept anyway on error",
     )
     args = parser.parse_args(argv)
-    for name in ("writes", "concurrency", "failovers"):
+    for name in ("writes", "concurrency", "failovers", "rolling_runs"):
         if getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1")
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.duration <= 0:
         parser.error("--duration must be positive")
     return args

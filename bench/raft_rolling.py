@@ -103,11 +103,43 @@ async def restart_one(sup: Supervisor, name: str, role: str) -> Step:
 async def phase_rolling(
     args: argparse.Namespace, mesh: LocalMesh, sup: Supervisor
 ) -> dict[str, Any]:
+    """`--rolling-runs` rolling restarts, one after another: the worst run in full, and
+    each run's longest stall (and the leader's hand-over stall) in `runs`."""
+    runs = []
+    for run in range(1, args.rolling_runs + 1):
+        result = await rolling_once(args, mesh, sup, f"{run}/{args.rolling_runs}")
+        runs.append(result)
+        progress(
+            f"phase 4: run {run}/{args.rolling_runs}: longest stall "
+            f"{result['longest_stall_ms'] or 0:.1f} ms, hand-over {hand_over_ms(result):.1f} ms"
+        )
+    worst = max(runs, key=lambda r: r["longest_stall_ms"] or 0.0)
+    summary = [
+        {
+            "longest_stall_ms": r["longest_stall_ms"],
+            "hand_over_stall_ms": hand_over_ms(r),
+            "new_terms": len(r["elections"]),
+            "failed_attempts": r["failed_attempts"],
+        }
+        for r in runs
+    ]
+    return worst | {"runs": summary, "worst_run": runs.index(worst) + 1}
+
+
+def hand_over_ms(result: dict[str, Any]) -> float:
+    """The longest gap while the leader (the last step) was stopping: its hand-over."""
+    stopping = [s["stopping"]["longest_gap_ms"] for s in result["steps"] if s["role"] == "leader"]
+    return max(stopping, default=0.0)
+
+
+async def rolling_once(
+    args: argparse.Namespace, mesh: LocalMesh, sup: Supervisor, run: str
+) -> dict[str, Any]:
     leader = await sup.settled()
     order = [n for n in NODE_NAMES if n != leader]
     progress(
-        f"phase 4: rolling restart under writes, followers first, the leader last (leader now: "
-        f"{leader}; the order is decided again before each step)"
+        f"phase 4 (run {run}): rolling restart under writes, followers first, the leader last "
+        f"(leader now: {leader}; the order is decided again before each step)"
     )
     attempts: list[Attempt] = []
     stop = asyncio.Event()

@@ -46,6 +46,10 @@ and what it gets wrong under network partitions, repaired (issue 8,
   link, mesh/connection.py);
 - `RaftStatus.stale`, `behind_by`, `caught_up`: a node cut off from the leader
   says so, and does not vouch for revocable credentials (node/auth.py).
+
+and a leader's hand-over that does not split the vote (issue 10, `LeaderHandOver` in
+mesh/raft_handover.py; the rules in mesh/handover.py): the longest log is chosen, new
+commands are held back until it has every entry, and only it campaigns.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ import asyncio
 import collections
 import functools
 import logging
+import math
 import sys
 import threading
 import time
@@ -71,6 +76,7 @@ from mesh import unpickler
 from mesh.commands import LONGEST_WAIT, Command, Outcome, fail
 from mesh.events import Applied, AppliedStream
 from mesh.keyring import keyring, raft_key
+from mesh.raft_handover import LeaderHandOver
 from mesh.raft_repairs import LEADER, PartitionRepairs
 from mesh.refusals import Refusals
 from mesh.replication import CatchUp
@@ -211,6 +217,8 @@ class RaftSettings:
     log_compaction_min_entries: int = 5000
     log_compaction_min_time: float = 300.0
     rejoin_election_delay: float = 2.0
+    # A leader handing over holds new commands back for at most this long (mesh/handover.py).
+    hand_over_pause: float = 0.5
     # /liveness fails when no tick has completed for this long, or this many failed in a row.
     stall_after: float = 5.0
     failed_ticks: int = 3
@@ -339,10 +347,10 @@ class _TickWatch:
         self.last_error = ""
 
 
-class _MeshSyncObj(PartitionRepairs, SyncObj):  # type: ignore[misc]
+class _MeshSyncObj(LeaderHandOver, PartitionRepairs, SyncObj):  # type: ignore[misc]
     """pysyncobj's SyncObj on our transport, with an apply step that cannot wedge the node,
-    a leader that stamps each command it takes into its log with its clock, and the
-    partition repairs."""
+    a leader that stamps each command it takes into its log with its clock, the
+    partition repairs, and a leader hand-over that does not split the vote."""
 
     def __init__(
         self,
@@ -351,6 +359,7 @@ class _MeshSyncObj(PartitionRepairs, SyncObj):  # type: ignore[misc]
         refusals: Refusals,
         catchup: CatchUp,
         liveness: Liveness,
+        hand_over_pause: float,
         previous_password: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -359,6 +368,7 @@ class _MeshSyncObj(PartitionRepairs, SyncObj):  # type: ignore[misc]
         self._on_unappliable = on_unappliable
         self.watch = _TickWatch()
         self._init_repairs(catchup)
+        self._init_hand_over(hand_over_pause)
         transport = functools.partial(
             MeshTransport, refusals=refusals, liveness=liveness, stamp=self._stamp
         )
@@ -404,6 +414,7 @@ class _MeshSyncObj(PartitionRepairs, SyncObj):  # type: ignore[misc]
         """One round of the Raft thread; the outcome is stamped for /liveness."""
         try:
             self._before_tick()
+            self._advance_hand_over()
             super()._onTick(timeToWait)
             self._campaign_transfer = False
         except Exception as exc:
@@ -511,6 +522,7 @@ class MeshRaft:
                 ping_interval=s.link_ping_interval,
                 connect_timeout=s.link_connect_timeout,
             ),
+            hand_over_pause=s.hand_over_pause,
             previous_password=s.previous_password,
         )
         self._fail_if_unbound()
@@ -649,42 +661,44 @@ class MeshRaft:
             await asyncio.sleep(min(0.02, max(0.0, deadline - loop.time())))
 
     async def transfer_leadership(self, within: float = 2.0) -> bool:
-        """Hand leadership to a caught-up follower; True once ANOTHER node leads.
+        """Hand leadership to the follower with the longest log; True once ANOTHER node leads.
 
-        pysyncobj refuses while no follower is fully caught up, and an election
-        can end undecided or re-elect us, so keep asking until a different node
-        is leader or `within` runs out. "No leader" is not success: stopping
-        then would leave the group to another election."""
+        The Raft thread holds new commands back meanwhile, and tells the target to
+        campaign once it has every entry (mesh/raft_handover.py), for at most
+        `hand_over_pause`. A hand-over that did not happen is tried again after as long
+        again with commands flowing, until `within` runs out. "No leader" is not
+        success: stopping then would leave the group to another election."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
         me = self.settings.self_address
         if not self._sync or not self._sync.otherNodes:
             return False
-        asked_at = -1.0
+        asked_at = -math.inf
         while loop.time() < deadline:
             leader = self._status.leader
             if leader is not None and leader != me:
                 return True
-            if leader == me and loop.time() - asked_at >= 0.3:
+            if leader == me and loop.time() - asked_at >= 2 * self.settings.hand_over_pause:
                 asked_at = loop.time()
                 try:
-                    await self._call_with_callback(self._hand_over, 0.5)
-                except (CommitError, TimeoutError):
+                    await self.on_raft_thread(self._hand_over, 0.5)
+                except TimeoutError:
                     pass
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.01)
         leader = self._status.leader
         return leader is not None and leader != me
 
-    def _hand_over(self, sync: SyncObj, callback: Callable[[Any, int], None]) -> None:
-        """Ask pysyncobj to transfer leadership (on the Raft thread).
+    def _hand_over(self, sync: SyncObj) -> str | None:
+        """Start a hand-over (on the Raft thread); the target's address, or None.
 
         pysyncobj does not reset a leader's election timer when it steps down, so the
-        old leader would campaign on its next tick and often win again (measured: a
-        rolling restart's hand-over then stalled writes for 0.4-0.8 s). Pushing our
+        old leader could campaign on its next tick and win its seat back. Pushing our
         own deadline back lets the chosen follower win; its heartbeats reset it."""
-        sync.transferLeadership(callback=callback)
-        deadline = pysyncobj_clock() + self.settings.rejoin_election_delay
-        sync._SyncObj__raftElectionDeadline = deadline
+        target: str | None = sync.start_hand_over()
+        if target is not None:
+            deadline = pysyncobj_clock() + self.settings.rejoin_election_delay
+            sync._SyncObj__raftElectionDeadline = deadline
+        return target
 
     async def add_voter(self, address: str) -> None:
         """Add a voter (one membership change at a time; pysyncobj refuses a second)."""
