@@ -750,14 +750,15 @@ class MeshRaft:
     def _on_tick(self) -> None:
         while self._calls:
             self._calls.popleft()()
+        sync = self._sync
+        if sync is None:  # stop() let go of it: the last ticks run while it is destroyed
+            return
         now = time.monotonic()
         if now - self._last_status >= self._status_every:
             self._last_status = now
-            self._status = self._read_status()
+            self._status = self._read_status(sync)
 
-    def _read_status(self) -> RaftStatus:
-        sync = self._sync
-        assert sync is not None
+    def _read_status(self, sync: _MeshSyncObj) -> RaftStatus:
         raw = sync.getStatus()
         peers = []
         for node in sorted(sync.otherNodes, key=lambda n: n.id):
