@@ -123,7 +123,7 @@ def test_entries_that_cannot_be_applied_are_failed_outcomes_and_the_log_goes_on(
         )
         outcome = group.run(group.raft.submit(commands.make("config.set", {"key": "k"}, by="t")))
         assert outcome["ok"] is True
-        status = group.raft._read_status()
+        status = group.raft._read_status(group.raft._sync)
         assert status.unappliable_entries == len(poisons)
         assert group.raft.state.applied_index == status.applied_index  # the index moved on
         assert group.raft.liveness_problem() is None
@@ -139,7 +139,9 @@ def test_entries_that_cannot_be_applied_are_failed_outcomes_and_the_log_goes_on(
     # A restart replays the journal through the same path: it becomes ready, same verdicts.
     again = Group(data_dir, group.settings.self_address)
     try:
-        wait_for(lambda: again.raft._read_status().unappliable_entries == len(poisons))
+        wait_for(
+            lambda: again.raft._read_status(again.raft._sync).unappliable_entries == len(poisons)
+        )
         assert "k" in again.raft.state.config and again.raft.liveness_problem() is None
     finally:
         again.stop()
