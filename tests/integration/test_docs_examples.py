@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
+import io
 import json
+import shlex
 import subprocess
 import sys
 import tomllib
@@ -27,15 +30,22 @@ from pathlib import Path
 import pytest
 import requests
 
-from node import demo
+from node import config, demo
+from node.cli import parser_for
 from node.localmesh import LocalMesh
-from tests.doc_blocks import SHELL, Block, blocks, documents
+from tests.doc_blocks import KINDS, SHELL, Block, blocks, documents
+from tests.doc_commands import meshgate_commands
 from tests.support import MESH_SECRET, TEST_NODE_FLAGS, strong
 
 ADMIN_KEY = strong("docs-admin")
 CLIENT_KEY = strong("docs-client")
 KEY = {"name": "docs", "namespace": "acme", "role": "user"}
 CURLRC = '--fail-with-body\n--silent\n--show-error\nwrite-out = "\\n"\n'
+SERVE_ENV = {
+    "MESHGATE_API_KEY": CLIENT_KEY,
+    "MESHGATE_CONTROL_PLANE_API_KEYS": f"ops1:ops:admin:{ADMIN_KEY}",  # as README sets it
+    "MESHGATE_MESH_SECRET": MESH_SECRET,
+}
 PATH = f"{Path(sys.executable).parent}:/usr/bin:/bin"  # the virtualenv's meshgate first
 
 BLOCKS = [block for path in documents() for block in blocks(path)[0]]
@@ -54,10 +64,38 @@ def test_every_shell_example_is_marked() -> None:
     assert not problems, "see tests/doc_blocks.py for the marks:\n" + "\n".join(problems)
 
 
-@pytest.mark.parametrize("block", of("run", "syntax", "demo"), ids=ids)
+@pytest.mark.parametrize("block", of(*KINDS), ids=ids)
 def test_shell_example_syntax(block: Block) -> None:
     check = subprocess.run(["bash", "-n"], input=block.text, capture_output=True, text=True)
     assert check.returncode == 0, f"{block.where}: not valid bash:\n{check.stderr}"
+
+
+@pytest.mark.parametrize("block", [b for b in of(*KINDS) if "meshgate" in b.text], ids=ids)
+def test_meshgate_command_lines_parse(block: Block) -> None:
+    """Run or not, an example's `meshgate` lines name real subcommands and flags, and a
+    `serve` line's settings pass the node's checks (with the secrets in the environment,
+    where the documents put them)."""
+    for argv in meshgate_commands(block.text):
+        refused = _refusal(argv)
+        if refused:
+            pytest.fail(f"{block.where}: meshgate {shlex.join(argv)}\n{refused}", pytrace=False)
+
+
+def _refusal(argv: list[str]) -> str | None:
+    """What `meshgate ARGV` says when it refuses its arguments (None when it takes them)."""
+    parser, _ = parser_for(argv)
+    said = io.StringIO()
+    with contextlib.redirect_stderr(said):
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit:
+            return said.getvalue()
+    try:
+        if args.command == "serve":
+            config.load(args, SERVE_ENV)
+    except config.ConfigError as exc:
+        return str(exc)
+    return None
 
 
 @pytest.mark.parametrize("block", of("demo"), ids=ids)
@@ -96,8 +134,7 @@ def shell_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
     """The environment of a `run` block, with a mesh of gw1, gw2, gw3 behind it."""
     home = tmp_path_factory.mktemp("docs-home")
     (home / ".curlrc").write_text(CURLRC)
-    admin = f"ops1:ops:admin:{ADMIN_KEY}"  # as README's "Running a node" sets it
-    keys = {"MESHGATE_API_KEY": CLIENT_KEY, "MESHGATE_CONTROL_PLANE_API_KEYS": admin}
+    keys = {k: v for k, v in SERVE_ENV.items() if k != "MESHGATE_MESH_SECRET"}
     mesh = LocalMesh(
         tmp_path_factory.mktemp("docs-mesh"),
         names=["gw1", "gw2", "gw3"],

@@ -1,10 +1,12 @@
-"""The documents' examples are read as the docs test expects: marks, indents, lines."""
+"""The documents' examples are read as the docs test expects: marks, indents, lines,
+and the `meshgate` command lines in them."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from tests.doc_blocks import blocks, documents
+from tests.doc_commands import meshgate_commands
 
 DOC = """\
 # A page
@@ -68,3 +70,17 @@ def test_a_mark_of_another_kind_or_without_a_shell_block_is_a_problem(tmp_path: 
 def test_the_documents_read_are_the_readme_docs_and_deploy_readmes() -> None:
     names = {str(path.relative_to(documents()[0].parent)) for path in documents()}
     assert {"README.md", "docs/architecture.md", "deploy/kubernetes/README.md"} <= names
+
+
+def test_meshgate_command_lines_are_found_after_continuations_and_separators() -> None:
+    text = (
+        'export MESHGATE_ADMIN_TOKEN="$ADMIN_KEY"   # meshgate reads it\n'
+        ".venv/bin/meshgate serve --port 30000 \\\n  --mesh-peers gw2.internal:30100 ...\n"
+        'X=1 meshgate cluster status --url "$GW" | tee out; (meshgate demo)  # meshgate x\n'
+        "kubectl -n meshgate get pods\n"
+    )
+    assert meshgate_commands(text) == [
+        ["serve", "--port", "30000", "--mesh-peers", "gw2.internal:30100"],
+        ["cluster", "status", "--url", "$GW"],
+        ["demo"],
+    ]
