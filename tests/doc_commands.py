@@ -2,15 +2,21 @@
 
 An example that is only checked for syntax (a node started on another machine, a
 rolling restart) still names flags and subcommands; the docs test parses these
-with the real `meshgate` parser, so that a renamed flag breaks it too. A word `...`
+with the real `meshgate` parser (`refusal`), so that a renamed flag breaks it too. A word `...`
 stands for "more flags" in the documents and is left out.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 import shlex
+from collections.abc import Mapping
 from pathlib import PurePath
+
+from node import config
+from node.cli import parser_for
 
 # Where one command ends and the next begins.
 SEPARATORS = frozenset({"|", "||", "&", "&&", ";", ";;", "(", ")"})
@@ -48,3 +54,22 @@ def _split(words: list[str]) -> list[list[str]]:
         else:
             commands[-1].append(word)
     return commands
+
+
+def refusal(argv: list[str], environ: Mapping[str, str]) -> str | None:
+    """What `meshgate ARGV` says when it refuses its arguments, None when it takes them; a
+    `serve` line's settings are also checked as the node checks them, reading `environ`
+    for what the documents put in the environment (its secrets)."""
+    parser, _ = parser_for(argv)
+    said = io.StringIO()
+    with contextlib.redirect_stderr(said):
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit:
+            return said.getvalue()
+    try:
+        if args.command == "serve":
+            config.load(args, environ)
+    except config.ConfigError as exc:
+        return str(exc)
+    return None

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import contextlib
-import io
 import json
 import shlex
 import subprocess
@@ -30,21 +28,19 @@ from pathlib import Path
 import pytest
 import requests
 
-from node import config, demo
-from node.cli import parser_for
+from node import demo
 from node.localmesh import LocalMesh
 from tests.doc_blocks import KINDS, SHELL, Block, blocks, documents
-from tests.doc_commands import meshgate_commands
+from tests.doc_commands import meshgate_commands, refusal
 from tests.support import MESH_SECRET, TEST_NODE_FLAGS, strong
 
 ADMIN_KEY = strong("docs-admin")
 CLIENT_KEY = strong("docs-client")
 KEY = {"name": "docs", "namespace": "acme", "role": "user"}
 CURLRC = '--fail-with-body\n--silent\n--show-error\nwrite-out = "\\n"\n'
-SERVE_ENV = {
+NODE_KEYS = {  # as README's "Running a node" sets them
     "MESHGATE_API_KEY": CLIENT_KEY,
-    "MESHGATE_CONTROL_PLANE_API_KEYS": f"ops1:ops:admin:{ADMIN_KEY}",  # as README sets it
-    "MESHGATE_MESH_SECRET": MESH_SECRET,
+    "MESHGATE_CONTROL_PLANE_API_KEYS": f"ops1:ops:admin:{ADMIN_KEY}",
 }
 PATH = f"{Path(sys.executable).parent}:/usr/bin:/bin"  # the virtualenv's meshgate first
 
@@ -76,26 +72,9 @@ def test_meshgate_command_lines_parse(block: Block) -> None:
     `serve` line's settings pass the node's checks (with the secrets in the environment,
     where the documents put them)."""
     for argv in meshgate_commands(block.text):
-        refused = _refusal(argv)
+        refused = refusal(argv, {**NODE_KEYS, "MESHGATE_MESH_SECRET": MESH_SECRET})
         if refused:
             pytest.fail(f"{block.where}: meshgate {shlex.join(argv)}\n{refused}", pytrace=False)
-
-
-def _refusal(argv: list[str]) -> str | None:
-    """What `meshgate ARGV` says when it refuses its arguments (None when it takes them)."""
-    parser, _ = parser_for(argv)
-    said = io.StringIO()
-    with contextlib.redirect_stderr(said):
-        try:
-            args = parser.parse_args(argv)
-        except SystemExit:
-            return said.getvalue()
-    try:
-        if args.command == "serve":
-            config.load(args, SERVE_ENV)
-    except config.ConfigError as exc:
-        return str(exc)
-    return None
 
 
 @pytest.mark.parametrize("block", of("demo"), ids=ids)
@@ -134,12 +113,11 @@ def shell_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
     """The environment of a `run` block, with a mesh of gw1, gw2, gw3 behind it."""
     home = tmp_path_factory.mktemp("docs-home")
     (home / ".curlrc").write_text(CURLRC)
-    keys = {k: v for k, v in SERVE_ENV.items() if k != "MESHGATE_MESH_SECRET"}
     mesh = LocalMesh(
         tmp_path_factory.mktemp("docs-mesh"),
         names=["gw1", "gw2", "gw3"],
         secret=MESH_SECRET,
-        env=keys,
+        env=NODE_KEYS,
         node_args=[*TEST_NODE_FLAGS, "--health-check-interval-secs", "1"],
     )
     try:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.doc_blocks import blocks, documents
-from tests.doc_commands import meshgate_commands
+from tests.doc_commands import meshgate_commands, refusal
+from tests.support import MESH_SECRET, strong
 
 DOC = """\
 # A page
@@ -84,3 +85,12 @@ def test_meshgate_command_lines_are_found_after_continuations_and_separators() -
         ["cluster", "status", "--url", "$GW"],
         ["demo"],
     ]
+
+
+def test_a_command_line_is_refused_as_meshgate_refuses_it() -> None:
+    secrets = {"MESHGATE_API_KEY": strong("doc-lines"), "MESHGATE_MESH_SECRET": MESH_SECRET}
+    assert refusal(["cluster", "status", "--url", "$GW"], secrets) is None
+    assert refusal(["serve", "--host", "0.0.0.0", "--policy", "cache_aware"], secrets) is None
+    assert "unrecognized arguments: --nope" in str(refusal(["cluster", "status", "--nope"], {}))
+    assert "--policy" in str(refusal(["serve", "--policy", "nope"], secrets))
+    assert "--host" in str(refusal(["serve", "--host", "0.0.0.0"], {}))  # no credentials
