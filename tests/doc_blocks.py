@@ -12,7 +12,8 @@ tests/integration/test_docs_examples.py obeys:
                                  calls are run by tests/integration/test_demo_calls.py)
 
 Anything after the kind is a reason for the reader: `<!-- example: syntax (kubectl) -->`.
-Whatever the kind, the block's `meshgate` lines must parse (tests/doc_commands.py).
+Whatever the kind, the block's `meshgate` lines must parse and the files of the
+checkout it names must exist (tests/doc_commands.py).
 A shell block without a mark, a mark of another kind, or a mark with no shell block
 right after it fails the test, so that every new example is classified.
 

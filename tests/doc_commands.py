@@ -1,9 +1,10 @@
-"""The `meshgate` command lines of a shell example, as the arguments after `meshgate`.
+"""What a shell example names: its `meshgate` command lines, and paths in this checkout.
 
 An example that is only checked for syntax (a node started on another machine, a
-rolling restart) still names flags and subcommands; the docs test parses these
-with the real `meshgate` parser (`refusal`), so that a renamed flag breaks it too. A word `...`
-stands for "more flags" in the documents and is left out.
+rolling restart, `kubectl apply -f deploy/...`) still names flags, subcommands and
+files; the docs test parses its command lines with the real `meshgate` parser
+(`refusal`) and looks for its files, so that a renamed flag or file breaks it too.
+A word `...` stands for "more flags" in the documents and is left out.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from node.cli import parser_for
 SEPARATORS = frozenset({"|", "||", "&", "&&", ";", ";;", "(", ")"})
 WORDCHARS = ":@%+,$={}[]!^"  # inside a word in a URL, an address or a variable
 ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+# A relative path into the checkout: not part of a URL, an absolute path or a variable.
+TOP = r"(?:scripts|bench|deploy|docs|node|mesh|tests)"
+REPO_PATH = re.compile(rf"(?<![\w./$:-])({TOP}/[\w./@-]*)")
 MENTION = re.compile(r"(^|[\s/;|&(])meshgate(\s|$)")
 
 
@@ -73,3 +77,8 @@ def refusal(argv: list[str], environ: Mapping[str, str]) -> str | None:
     except config.ConfigError as exc:
         return str(exc)
     return None
+
+
+def repository_paths(text: str) -> list[str]:
+    """The paths into the checkout that `text` names (`deploy/kubernetes/pdb.yaml`)."""
+    return REPO_PATH.findall(text)

@@ -30,8 +30,8 @@ import requests
 
 from node import demo
 from node.localmesh import LocalMesh
-from tests.doc_blocks import KINDS, SHELL, Block, blocks, documents
-from tests.doc_commands import meshgate_commands, refusal
+from tests.doc_blocks import KINDS, ROOT, SHELL, Block, blocks, documents
+from tests.doc_commands import meshgate_commands, refusal, repository_paths
 from tests.support import MESH_SECRET, TEST_NODE_FLAGS, strong
 
 ADMIN_KEY = strong("docs-admin")
@@ -75,6 +75,12 @@ def test_meshgate_command_lines_parse(block: Block) -> None:
         refused = refusal(argv, {**NODE_KEYS, "MESHGATE_MESH_SECRET": MESH_SECRET})
         if refused:
             pytest.fail(f"{block.where}: meshgate {shlex.join(argv)}\n{refused}", pytrace=False)
+
+
+@pytest.mark.parametrize("block", [b for b in of(*KINDS) if repository_paths(b.text)], ids=ids)
+def test_paths_an_example_names_exist(block: Block) -> None:
+    missing = [path for path in repository_paths(block.text) if not (ROOT / path).exists()]
+    assert not missing, f"{block.where}: no such file in the checkout: {', '.join(missing)}"
 
 
 @pytest.mark.parametrize("block", of("demo"), ids=ids)

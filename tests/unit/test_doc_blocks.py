@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.doc_blocks import blocks, documents
-from tests.doc_commands import meshgate_commands, refusal
+from tests.doc_commands import meshgate_commands, refusal, repository_paths
 from tests.support import MESH_SECRET, strong
 
 DOC = """\
@@ -94,3 +94,17 @@ def test_a_command_line_is_refused_as_meshgate_refuses_it() -> None:
     assert "unrecognized arguments: --nope" in str(refusal(["cluster", "status", "--nope"], {}))
     assert "--policy" in str(refusal(["serve", "--policy", "nope"], secrets))
     assert "--host" in str(refusal(["serve", "--host", "0.0.0.0"], {}))  # no credentials
+
+
+def test_paths_into_the_checkout_are_found_but_not_urls_or_absolute_paths() -> None:
+    text = (
+        "kubectl apply -f deploy/kubernetes/pdb.yaml  # see docs/operations.md\n"
+        "(cd deploy/kubernetes && .venv/bin/python bench/x.py)\n"
+        "curl http://gw1/docs/a --data-dir /var/lib/meshgate/docs/b $HOME/tests/c\n"
+    )
+    assert repository_paths(text) == [
+        "deploy/kubernetes/pdb.yaml",
+        "docs/operations.md",
+        "deploy/kubernetes",
+        "bench/x.py",  # not .venv/: scripts/bootstrap.sh makes it
+    ]
