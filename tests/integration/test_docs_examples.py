@@ -10,7 +10,8 @@ gets these placeholders in its environment (and nothing else of the test's):
     $TENANT_KEY a managed key (role user) of the tenant `acme`
 `meshgate` and `python3` are the virtualenv's, and curl reads a ~/.curlrc that makes it
 fail on an HTTP error, so an example that gets a 4xx or 5xx fails. The blocks of one
-document run in its order, each in its own shell: a block sets what it uses itself.
+document run in its order, each in its own shell (in an empty directory, its $HOME): a
+block sets what it uses itself. The mesh is started once, for the first `run` block.
 """
 
 from __future__ import annotations
