@@ -46,6 +46,17 @@ COMMANDS: Final = (
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    parser, chosen = parser_for(argv)
+    args = parser.parse_args(argv)
+    status = int(args.run(args) or 0)
+    if chosen is not None and chosen.server:
+        _exit_without_teardown(status)
+    return status
+
+
+def parser_for(argv: list[str]) -> tuple[argparse.ArgumentParser, Command | None]:
+    """The `meshgate` parser, with the arguments of the command that `argv` names, and
+    that command (None when it names none)."""
     parser = argparse.ArgumentParser(prog="meshgate", description=__doc__)
     parser.add_argument("--version", action="version", version=f"meshgate {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -59,11 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             module = importlib.import_module(command.module)
             module.add_arguments(command_parser)
             command_parser.set_defaults(run=module.run)
-    args = parser.parse_args(argv)
-    status = int(args.run(args) or 0)
-    if chosen is not None and chosen.server:
-        _exit_without_teardown(status)
-    return status
+    return parser, chosen
 
 
 def _exit_without_teardown(status: int) -> NoReturn:
