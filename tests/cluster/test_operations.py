@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -271,8 +272,20 @@ def test_members_join_as_voters_and_read_only_and_leave(mesh: Mesh, tmp_path: Pa
             what="the write reached the voters",
         )
 
-        removed = requests.delete(mesh.nodes[0].url + "/ha/members/n4", timeout=10)
-        assert removed.status_code == 200, removed.text
+        # docs/operations.md, "Removing a member": drain it, then remove it from another node
+        assert cluster_cli(mesh, "drain", "n4").returncode == 0
+        wait_for(
+            lambda: requests.get(fourth.url + "/readiness", timeout=2).status_code == 503,
+            what="n4 not ready while drained",
+        )
+        removed = cluster_cli(mesh, "remove-member", "n4", "--format", "json")
+        assert removed.returncode == 0, removed.stderr
+        assert json.loads(removed.stdout) == {
+            "status": "removed",
+            "name": "n4",
+            "raft_address": raft4,
+            "forced": False,
+        }
         wait_for(
             lambda: "n4" not in {n["name"] for n in mesh.status(mesh.nodes[0])["nodes"]},
             what="n4 gone from the member list",

@@ -3,6 +3,7 @@ is not published, the image the Dockerfile builds, the order in which a voter is
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -60,3 +61,51 @@ def test_add_member_help_says_to_start_the_node_first_with_the_voters_as_peers(
     assert "Start the new node first" in shown
     assert "--mesh-peers set to the Raft addresses of the current voters" in shown
     assert shown.index("Start the new node first") < shown.index("Then run add-member")
+
+
+# `tests/cluster/test_mesh.py::test_a_wiped_node_rejoins_from_a_snapshot`, or a file alone
+NAMED_TEST = re.compile(r"\b(tests/[\w/]+\.py)(?:::(\w+))?")
+
+
+def _named_tests(text: str) -> list[tuple[str, str | None]]:
+    return [(m.group(1), m.group(2)) for m in NAMED_TEST.finditer(text)]
+
+
+def _defines(path: Path, name: str) -> bool:
+    tree = ast.parse(path.read_text())
+    return any(
+        isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name
+        for node in tree.body
+    )
+
+
+def test_the_pattern_finds_files_and_functions() -> None:
+    text = "run by `tests/cluster/test_mesh.py::test_x` and tests/unit/test_y.py, not tests/z"
+    assert _named_tests(text) == [
+        ("tests/cluster/test_mesh.py", "test_x"),
+        ("tests/unit/test_y.py", None),
+    ]
+
+
+def test_every_test_the_operations_guide_names_exists() -> None:
+    named = _named_tests((ROOT / "docs/operations.md").read_text())
+    assert len(named) >= 10  # the day-2 procedures name their tests
+    missing = [
+        f"{path}::{name}" if name else path
+        for path, name in named
+        if not (ROOT / path).is_file() or (name is not None and not _defines(ROOT / path, name))
+    ]
+    assert not missing, "docs/operations.md names tests that do not exist: " + ", ".join(missing)
+
+
+def test_every_day_2_procedure_names_the_test_that_runs_it() -> None:
+    text = (ROOT / "docs/operations.md").read_text()
+    day2 = text.split("\n## Day-2 procedures\n", 1)[1]
+    sections = re.split(r"\n### ", day2)[1:]
+    assert len(sections) >= 6
+    untested = [
+        s.splitlines()[0]
+        for s in sections
+        if not any(name for _, name in _named_tests(s)) or "Tested:" not in s
+    ]
+    assert not untested, "day-2 procedures without a named test: " + ", ".join(untested)
