@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
@@ -77,9 +78,12 @@ def _exit_without_teardown(status: int) -> NoReturn:
     """Exit a stopped server at once. It has closed its journal, sockets and files by
     now; the interpreter's own teardown of the loaded libraries would still take 0.4-0.8 s
     (measured), which every restart of a node (rolling restarts included) waits through."""
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    # Nothing here may change the status: a supervisor acts on it (node/exit_status.py).
+    with contextlib.suppress(Exception):
+        logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed pipe, say
+            stream.flush()
     os._exit(status)
 
 

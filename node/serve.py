@@ -97,8 +97,11 @@ async def _serve(config: config_module.Config, config_file: str | None) -> int:
         loop.add_signal_handler(sig, on_signal, sig.name)
     await node.stopper.stopped.wait()
     log.info("node %s stopping: %s", node.name, node.stopper.reason)
-    await runner.cleanup()
-    code = node.stopper.exit_code
+    code = node.stopper.exit_code  # decided before cleanup, which must not change it
+    try:
+        await runner.cleanup()
+    except Exception:  # a part that failed to stop; a supervisor still needs the status
+        log.exception("node %s: a part failed to stop cleanly", node.name)
     if code == exit_status.REFUSED:
         print(f"meshgate serve: error: {node.stopper.reason}", file=sys.stderr)
     elif code == exit_status.CLUSTER_SHUTDOWN:

@@ -12,6 +12,16 @@ from urllib.parse import urlsplit
 
 from node.workers.credentials import safe_url
 
+# Targets of `/ha/shutdown` and `/ha/drain` besides member names: a node named so would
+# turn a rolling-restart step into a cluster shutdown ("cluster") or restart another node.
+RESERVED_NODE_NAMES = frozenset({"self", "cluster"})
+
+
+def node_name(name: str) -> str | None:
+    if name in RESERVED_NODE_NAMES:
+        return f"{name!r} is reserved (a shutdown or drain target); choose another node name"
+    return None
+
 
 def worker_urls(urls: list[str]) -> str | None:
     for url in urls:

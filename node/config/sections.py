@@ -230,7 +230,9 @@ class Mesh(Section):
     prefix = "mesh_"
 
     data_dir: str = setting("", "Raft journal and snapshots (default ./meshgate-data/NODE)")
-    node_name: str = setting("", "this node's name in the mesh (default: the hostname)")
+    node_name: str = setting(
+        "", "this node's name in the mesh (default: the hostname)", check=checks.node_name
+    )
     mesh_bind: str | None = setting(
         None, "Raft address HOST:PORT (default: a private loopback port)", check=checks.host_ports
     )

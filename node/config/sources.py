@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import node.config.checks as checks
 from node.config.declare import ConfigError, Option, parse_bool
 from node.config.model import BY_NAME, OPTIONS, SECTIONS, Config
 from node.config.security import check_security
@@ -121,6 +122,9 @@ def _convert(opt: Option, raw: Any, origin: str) -> Any:
 def _finish(values: dict[str, Any]) -> Config:
     if not values["node_name"]:
         values["node_name"] = socket.gethostname() or "meshgate"
+        problem = checks.node_name(values["node_name"])
+        if problem:
+            raise ConfigError(f"--node-name (from the hostname): {problem}")
     if not values["data_dir"]:
         values["data_dir"] = str(Path("meshgate-data") / values["node_name"])
     config = Config(**values)

@@ -5,28 +5,37 @@ presents to its peers, credentials it seals) and accepts that one or
 `--mesh-secret-previous`. An operator rotates the secret with three rolling
 restarts (docs/raft-transport.md, "Rotating the mesh secret") and must know
 when a phase has reached every node, without any secret being shown: so
-`/ha/local` reports each secret as a fingerprint, a short prefix of an HMAC
-keyed by the secret (the secret is high-entropy, so the prefix gives nothing
-away, and a node that lacks the secret cannot compute it).
+`/ha/local` reports each secret as a fingerprint: a short prefix of a slow
+hash of the secret (scrypt), so that whoever reads `/ha/status` (admins,
+monitoring, CI logs) cannot use it to test guesses of a weak secret quickly.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from node.ha.peers import PeerView, mesh_token
 
 FINGERPRINT_CHARS = 12  # 48 bits: tells secrets apart at a glance, reveals nothing
 
 
+# scrypt at n=2**14, r=8: about 16 MiB and tens of milliseconds per guess, computed once
+# per secret (cached) by a node.
+_SCRYPT: Final = {"n": 2**14, "r": 8, "p": 1, "maxmem": 64 * 2**20}
+
+
+@functools.cache
 def fingerprint(secret: str) -> str:
     """A short name for a secret that may be shown and compared."""
-    digest = hmac.new(secret.encode(), b"meshgate/mesh-secret/fingerprint", hashlib.sha256)
-    return digest.hexdigest()[:FINGERPRINT_CHARS]
+    digest = hashlib.scrypt(
+        secret.encode(), salt=b"meshgate/mesh-secret/fingerprint", dklen=16, **_SCRYPT
+    )
+    return digest.hex()[:FINGERPRINT_CHARS]
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,10 @@ class MeshKeys:
 
     secret: str = field(repr=False)  # never in a log line or a traceback
     previous: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        for secret in self.accepted:  # the slow hash now, at start, not in a request
+            fingerprint(secret)
 
     @property
     def accepted(self) -> tuple[str, ...]:
@@ -53,7 +66,8 @@ class MeshKeys:
     def accepts_token(self, token: str) -> bool:
         """Is `token` the mesh token of a secret we accept? Every one is compared, in
         constant time, so the answer's timing says nothing about which."""
-        given = token.encode()
+        # aiohttp decodes header bytes that are not UTF-8 as surrogates: they match nothing
+        given = token.encode("utf-8", "surrogateescape")
         matches = [hmac.compare_digest(given, mesh_token(s).encode()) for s in self.accepted]
         return any(matches)
 

@@ -62,6 +62,7 @@ def test_every_ha_route_needs_an_admin(node: str, method: str, path: str) -> Non
         (_auth(API_KEY), 401),
         (_auth(USER), 403),
         ({"X-Meshgate-Mesh-Token": "forged"}, 401),
+        ({"X-Meshgate-Mesh-Token": "\xff" * 64}, 401),  # not UTF-8 (was a 500 and a traceback)
     ):
         resp = requests.request(method, node + path, json={}, headers=headers, timeout=5)
         assert resp.status_code == status, (method, path, headers, resp.text)

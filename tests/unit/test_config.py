@@ -65,6 +65,18 @@ def test_node_name_defaults_to_hostname() -> None:
     assert cfg.data_dir.endswith(cfg.node_name)
 
 
+@pytest.mark.parametrize("name", ["self", "cluster"])
+def test_a_node_name_that_is_a_shutdown_target_is_refused(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A member named "cluster" would turn a rolling-restart step into a cluster shutdown.
+    with pytest.raises(config.ConfigError, match=r"--node-name.*reserved"):
+        load("--node-name", name)
+    monkeypatch.setattr("socket.gethostname", lambda: name)
+    with pytest.raises(config.ConfigError, match=r"from the hostname.*reserved"):
+        load()
+
+
 def test_default_list_is_not_shared_between_configs() -> None:
     a = load("--node-name", "a")
     b = load("--node-name", "b")
