@@ -7,6 +7,12 @@
   gave): the node waits, at most `--min-index-wait-secs`, until it has applied
   N, and answers 503 with Retry-After if it has not by then. So a client that
   passes along the last index it saw reads its own writes on any node.
+
+The wait comes before credentials are checked, so it is cheap and bounded: an
+idle future in `AppliedWaiter`'s heap, at most `MAX_WAITERS` of them (1000); beyond
+that a request is answered 503 at once. It does not answer early when the index
+is far beyond this node's commit index: a follower's commit index may lag the
+leader's by any amount (after a partition, say) and catch up within the wait.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from node.app import NODE
+from node.applied_wait import TooManyWaiters
 from node.errors import ApiError
 from node.index_names import INDEX_HEADER, MIN_INDEX_HEADER
 
@@ -49,13 +56,19 @@ async def min_index(request: web.Request, handler: Any) -> web.StreamResponse:
     if wanted is not None:
         node = request.app[NODE]
         wait = node.config.min_index_wait_secs
-        if not await node.applied.wait(wanted, wait):
+        try:
+            reached = await node.applied.wait(wanted, wait)
+            waited = f"after waiting {wait:g} s"
+        except TooManyWaiters as crowded:
+            reached = False
+            waited = f"and {crowded.limit} requests already wait for it to catch up"
+        if not reached:
             applied = node.applied.applied()
             raise ApiError(
                 503,
                 f"this node has applied the log up to index {applied}, not yet up to the "
-                f"{MIN_INDEX_HEADER} {wanted} you sent, after waiting {wait:g} s; retry, "
-                "here or on another node (an index no node has reached never will be)",
+                f"{MIN_INDEX_HEADER} {wanted} you sent, {waited}; retry, here or on "
+                "another node (an index no node has reached never will be)",
                 code="BEHIND",
                 headers={"Retry-After": "1"},
                 extra={"applied_index": applied, "min_index": wanted},

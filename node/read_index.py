@@ -46,7 +46,8 @@ class ReadIndex:
         ApiError 503 (with Retry-After) when that cannot be confirmed in time."""
         target = self._raft.leader_read_index()
         if target is not None:
-            if not await self._waiter.wait(target, self._wait_secs):
+            # Uncapped: this runs behind the route's guard, for the leader's own commit index.
+            if not await self._waiter.wait(target, self._wait_secs, capped=False):
                 raise ApiError(
                     503,
                     f"this node is the leader but has not applied its commit index {target} "
