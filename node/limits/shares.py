@@ -24,6 +24,12 @@ second; `report()` is this node's part of it, `exchange()` reads the peers'):
 * **withdraw**: a lender that cannot reach the borrower stops offering the grant
   and keeps it out of what it holds for `LEASE + window + MARGIN` seconds: by then
   the borrower's lease has ended and a whole window has passed since.
+* **shrink**: a lowered limit. A borrower counts a grant for at most what a lender
+  could lend under the limit it decides with now (`base - 1`); a lender whose grants
+  no longer fit in that, for the lowest limit it knows of, withdraws the excess.
+
+A node wants, lends on and reads from each peer at most `MAX_KEYS` limits, so a round
+is O(keys) per peer; `client` subjects (anyone can make them) take no part.
 
 Times are this node's monotonic clock; only durations cross between nodes.
 """
@@ -37,6 +43,14 @@ from typing import Any
 
 LEASE = 3.0  # seconds a grant stays usable after the poll that saw it was sent
 MARGIN = 1.0  # seconds of slack for clocks that run at slightly different rates
+# At most this many keys a node wants, lends for, or reads from one peer's list (wants,
+# grants, returns): one round costs O(MAX_KEYS) per peer whatever the peers send. Beyond
+# it a key simply gets no loan: the bound still holds, only borrowing is lost.
+MAX_KEYS = 1000
+PRUNE_EVERY = 1.0  # seconds between two sweeps of lapsed wants by `note`
+# Subjects that never lend or borrow: one `client` subject per caller address of an open
+# publication, which anyone can create. Each node holds its own share of their limits.
+UNSHARED = frozenset({"client"})
 
 Key = tuple[str, str, str]  # subject kind, subject id, limit field
 PeerPart = tuple[float, Mapping[str, Any]]  # when the poll was sent, the peer's report part
@@ -68,6 +82,7 @@ class Shares:
         self._loans: dict[Key, dict[str, _Loan]] = {}  # key -> lender -> loan
         self._returned: dict[str, dict[Key, int]] = {}  # lender -> key -> grant id given back
         self._wants: dict[Key, tuple[int, float]] = {}  # key -> limit, wanted until
+        self._pruned = float("-inf")  # when `note` last dropped lapsed wants
         self._ids = itertools.count(1)
 
     def held(self, key: Key, base: int, now: float) -> int:
@@ -84,18 +99,33 @@ class Shares:
                 del self._pending[key]
         held = max(0, own)
         if (loans := self._loans.get(key)) is not None:
-            held += sum(loan.amount for loan in loans.values() if loan.until > now)
+            # a lender lends at most its base less one in reserve: under the limit this node
+            # knows now (it may have been lowered since the grant), and whatever a peer sends
+            most = max(0, base - 1)
+            held += sum(min(x.amount, most) for x in loans.values() if x.until > now)
         return held
 
     def note(self, key: Key, limit: int, used: int, held: int, now: float) -> None:
-        """`used` of `held` is taken (this request included): at half or more, want more."""
+        """`used` of `held` is taken (this request included): at half or more, want more.
+        A key already wanted takes the limit it is decided with now, so lenders learn a
+        lowered limit; at most `MAX_KEYS` keys are wanted at once."""
+        if now - self._pruned >= PRUNE_EVERY:
+            self._prune(now)  # amortised: at most once a second, O(MAX_KEYS)
+        wanted = self._wants.get(key)
         if 2 * used >= held:
-            self._wants[key] = (limit, now + self.spans[key[2]])
+            if wanted is not None or (len(self._wants) < MAX_KEYS and key[0] not in UNSHARED):
+                self._wants[key] = (limit, now + self.spans[key[2]])
+        elif wanted is not None and wanted[0] != limit:
+            self._wants[key] = (limit, wanted[1])
+
+    def _prune(self, now: float) -> None:
+        self._pruned = now
+        for key in [k for k, (_, until) in self._wants.items() if until <= now]:
+            del self._wants[key]
 
     def report(self, now: float) -> dict[str, Any]:
         """This node's part of `/ha/local`, read by every peer's `exchange`."""
-        for key in [k for k, (_, until) in self._wants.items() if until <= now]:
-            del self._wants[key]
+        self._prune(now)
         return {
             "ready": self.ready,
             "wants": [[*key, limit] for key, (limit, _) in self._wants.items()],
@@ -119,10 +149,11 @@ class Shares:
         now: float,
     ) -> None:
         """One round of the protocol after a poll of every peer."""
+        self._prune(now)
         fresh = {name: part for name, part in peers.items() if part is not None}
         for lender, (sent_at, part) in fresh.items():
             self._borrow(lender, sent_at, part, count, lambda k: base(k, None), now)
-        self._settle_grants(fresh, now)
+        self._settle_grants(fresh, base, now)
         if self.ready:
             self._lend(fresh, count, base, now)
         self.ready = True
@@ -151,7 +182,8 @@ class Shares:
     ) -> None:
         offered: dict[Key, tuple[int, int, bool]] = {}
         for kind, sid, field, gid, amount, recall in _rows(part, "grants", self.name, 6):
-            if _strs(kind, sid, field) and _ints(gid, amount) and amount > 0:
+            ok = _strs(kind, sid, field) and _ints(gid, amount) and amount > 0
+            if ok and kind not in UNSHARED:
                 offered[(kind, sid, field)] = (gid, amount, bool(recall))
         returned = self._returned.setdefault(lender, {})
         for key in [k for k in returned if k not in offered or offered[k][0] != returned[k]]:
@@ -175,21 +207,61 @@ class Shares:
 
     # -- lending ------------------------------------------------------------------------
 
-    def _settle_grants(self, fresh: Mapping[str, PeerPart], now: float) -> None:
+    def _settle_grants(
+        self,
+        fresh: Mapping[str, PeerPart],
+        base: Callable[[Key, int | None], int],
+        now: float,
+    ) -> None:
+        # each borrower's rows read once per round, so that a round is O(keys), not O(keys²)
+        returned: dict[str, set[tuple[str, str, str, int]]] = {}
+        wants: dict[str, dict[Key, int]] = {}
+        for name in {to for lent in self._lent.values() for to in lent}:
+            if (part := fresh.get(name)) is not None:
+                returned[name] = {
+                    (k, s, f, g)
+                    for k, s, f, g in _rows(part[1], "returned", self.name, 4)
+                    if _strs(k, s, f) and _ints(g)
+                }
+                wants[name] = _wanted(part[1])
         for key, lent in list(self._lent.items()):
             for to, g in list(lent.items()):
-                part = fresh.get(to)
-                if part is None:  # unreachable: stop offering, keep it out a whole window
+                if to not in wants:  # unreachable: stop offering, keep it out a whole window
                     del lent[to]
                     self._withdraw(key, g.amount, now)
-                    continue
-                back = _rows(part[1], "returned", self.name, 4)
-                if [key[0], key[1], key[2], g.gid] in [list(r) for r in back]:
+                elif (*key, g.gid) in returned[to]:
                     del lent[to]  # the borrower lowered first: it is ours again at once
-                elif key in self._wants or not _wants(part[1], key):
+                elif key in self._wants or key not in wants[to]:
                     g.recall = True
+            if lent:
+                self._shrink(key, lent, [wants[to].get(key) for to in lent], base, now)
             if not lent:
                 del self._lent[key]
+
+    def _shrink(
+        self,
+        key: Key,
+        lent: dict[str, _Grant],
+        limits: list[int | None],  # the limit each borrower decides with, if it says
+        base: Callable[[Key, int | None], int],
+        now: float,
+    ) -> None:
+        """A lowered limit (or a larger mesh): what is lent must fit in the base under the
+        lowest limit this node knows of, less one in reserve, as when it lent. The excess
+        is withdrawn: out of the grants at once, kept out of what it holds a whole window."""
+        bases = [b for x in (None, *limits) if (b := base(key, x)) > 0]  # 0: not known
+        if not bases:
+            return
+        most = min(bases) - 1
+        if sum(g.amount for g in lent.values()) <= most:
+            return
+        for i, g in enumerate(sorted(lent.values(), key=lambda g: g.gid)):
+            cut = most // len(lent) + (i < most % len(lent))  # split evenly, as when lent
+            if g.amount > cut:
+                self._withdraw(key, g.amount - cut, now)
+                g.amount = cut
+        for to in [to for to, g in lent.items() if not g.amount]:
+            del lent[to]
 
     def _withdraw(self, key: Key, amount: int, now: float) -> None:
         out, _ = self._pending.get(key, (0, 0.0))
@@ -206,10 +278,12 @@ class Shares:
         for name, (_, part) in sorted(fresh.items()):
             if not part.get("ready"):
                 continue
-            for kind, sid, field, limit in _rows(part, "wants", None, 4):
-                if _strs(kind, sid, field) and field in self.spans and _ints(limit) and limit > 0:
-                    wanted.setdefault((kind, sid, field), (limit, []))[1].append(name)
+            for key, limit in _wanted(part).items():
+                if key[2] in self.spans and key[0] not in UNSHARED:
+                    wanted.setdefault(key, (limit, []))[1].append(name)
         for key, (limit, borrowers) in wanted.items():
+            if len(self._lent) >= MAX_KEYS:
+                break  # lends for at most MAX_KEYS keys at once
             if key in self._lent or key in self._pending or key in self._wants:
                 continue
             if self._loans.get(key):  # lend only its own share: a loan may vanish any time
@@ -246,11 +320,16 @@ def _rows(part: Mapping[str, Any], field: str, peer: str | None, width: int) -> 
         rows = rows.get(peer, []) if isinstance(rows, dict) else []
     if not isinstance(rows, list):
         return []
-    return [r for r in rows if isinstance(r, list) and len(r) == width]
+    return [r for r in rows[:MAX_KEYS] if isinstance(r, list) and len(r) == width]
 
 
-def _wants(part: Mapping[str, Any], key: Key) -> bool:
-    return any(tuple(r[:3]) == key for r in _rows(part, "wants", None, 4))
+def _wanted(part: Mapping[str, Any]) -> dict[Key, int]:
+    """A peer's well-formed wants: key -> the limit it decides with."""
+    return {
+        (kind, sid, field): limit
+        for kind, sid, field, limit in _rows(part, "wants", None, 4)
+        if _strs(kind, sid, field) and _ints(limit) and limit > 0
+    }
 
 
 def _strs(*values: Any) -> bool:

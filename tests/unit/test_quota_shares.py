@@ -252,3 +252,142 @@ def test_a_node_that_knows_few_members_takes_the_smallest_share() -> None:
     assert size(members=1, peers=2) == 3
     assert size(members=4, peers=2) == 4  # a read-only member or one added at runtime
     assert size(members=0, peers=0) == 1  # a lone node
+
+
+# -- a lowered limit ------------------------------------------------------------------------
+
+SETTLE = 1.1 + 0.8 + 3.0  # a lender's next round after the change, then a whole LEASE
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    MESHES,
+    st.integers(min_value=20, max_value=200),
+    st.integers(min_value=1, max_value=12),
+    st.booleans(),
+    SEEDS,
+)
+def test_a_lowered_limit_holds_from_one_round_after_the_change(
+    n: int, before: int, after: int, spread: bool, seed: int
+) -> None:
+    """Node 0 borrows under a large limit, then the limit is lowered: the nodes decide
+    with the new one from the change on; the lenders stay idle, or get traffic too. Every
+    60 s interval that starts one poll round and a LEASE after the change admits at most
+    L' + N - 1 (docs/quotas.md). No poll fails: a failed poll withdraws every grant."""
+    mesh = Mesh(n, seed, fail=0.0)
+    old = Subject("key", "k1", Limits(requests_per_minute=before))
+    new = Subject("key", "k1", Limits(requests_per_minute=after))
+    for k in range(3 * before):  # node 0 busy for a minute and a half: it borrows
+        mesh.arrive(T0 + 5 + k * 30 / before, 0, old)
+    change = T0 + 5 + 90
+    for i in range(n if spread else 1):  # these decide with the new limit from the change on
+        mesh.arrive(change, i, new)
+    for when, node in phases(mesh.rng, n, change, 200):
+        mesh.arrive(when, node if spread and mesh.rng.random() < 0.5 else 0, new)
+    mesh.run(change + 300)
+    late = [t for t, _ in mesh.admitted if t >= change + SETTLE]
+    assert most_in_any_window(late, 60.0) <= after + n - 1
+
+
+def test_a_borrower_caps_its_loans_at_the_limit_it_knows_now() -> None:
+    """L = 1000/h on 3 nodes: b borrows, then L is lowered to 10 (bound 12). b uses at
+    once no more of each loan than a lender could lend under 10, and the lender shrinks
+    its grant (the excess kept out a whole window) at its next round."""
+    clock = FakeClock(T0)
+    lender = QuotaEngine("a", None, lambda: 3, clock=clock)
+    borrower = QuotaEngine("b", None, lambda: 3, clock=clock)
+    big = Subject("key", "k1", Limits(requests_per_hour=1000))
+    small = Subject("key", "k1", Limits(requests_per_hour=10))
+    idle = {"ready": True}
+    lender.exchange({"b": (clock.now, idle), "c": (clock.now, idle)})
+    borrower.exchange({"a": (clock.now, idle), "c": (clock.now, idle)})
+    assert sum(decide(borrower, big).allowed for _ in range(200)) == 200  # it wants more
+    lender.exchange({"b": (clock.now, borrower.share_report()), "c": (clock.now, idle)})
+    assert lender.share_report()["grants"]["b"][0][4] == 333
+    borrower.exchange({"a": (clock.now, lender.share_report()), "c": (clock.now, idle)})
+    assert borrower.shares.held(("key", "k1", "requests_per_hour"), 334, clock.now) == 667
+    # lowered to 10: base 4, so a loan counts for at most 3
+    assert not decide(borrower, small).allowed  # 200 admitted, it holds 4 + 3
+    assert borrower.shares.held(("key", "k1", "requests_per_hour"), 4, clock.now) == 7
+    # the borrower's wants carry the limit it decides with: the lender shrinks its grant
+    assert borrower.share_report()["wants"] == [["key", "k1", "requests_per_hour", 10]]
+    lender.exchange({"b": (clock.now, borrower.share_report()), "c": (clock.now, idle)})
+    assert lender.share_report()["grants"]["b"][0][4] == 3
+    assert lender.shares.stats()["pending"] == 330
+    assert not decide(lender, small).allowed  # 4 - 3 - 330: it holds nothing for a while
+    clock.advance(3 + 3600 + 1)
+    lender.exchange({"b": (clock.now, borrower.share_report()), "c": (clock.now, idle)})
+    assert sum(decide(lender, small).allowed for _ in range(10)) == 1  # 4 - 3 lent
+
+
+def test_a_forged_grant_counts_for_no_more_than_a_lender_could_lend() -> None:
+    clock = FakeClock(T0)
+    node = QuotaEngine("a", None, lambda: 2, clock=clock)
+    k = Subject("key", "k1", Limits(requests_per_minute=10))
+    huge = [["key", "k1", "requests_per_minute", 1, 10**9, False]]
+    node.exchange({"b": (clock.now, {"ready": True, "grants": {"a": huge}})})
+    assert sum(decide(node, k).allowed for _ in range(100)) == 5 + 4
+
+
+# -- many keys ------------------------------------------------------------------------------
+
+
+class CountingPart(dict):
+    """A peer's report part that counts how often its lists are read."""
+
+    reads = 0
+
+    def get(self, field: str, default: Any = None) -> Any:
+        self.reads += 1
+        return super().get(field, default)
+
+
+def test_a_round_with_many_keys_is_linear_and_capped() -> None:
+    """A peer that wants 5000 keys: the lender lends for MAX_KEYS of them, and reads each
+    list of the peer's part once per round, not once per grant."""
+    from node.limits.shares import MAX_KEYS
+
+    clock = FakeClock(T0)
+    lender = QuotaEngine("a", None, lambda: 2, clock=clock)
+    calls = {"count": 0, "base": 0}
+    count, base = lender._count_of, lender._base_of
+
+    def counted_count(key: Any, now: float) -> int:
+        calls["count"] += 1
+        return count(key, now)
+
+    def counted_base(key: Any, limit: int | None) -> int:
+        calls["base"] += 1
+        return base(key, limit)
+
+    lender._count_of, lender._base_of = counted_count, counted_base  # type: ignore[method-assign]
+    wants = [["key", f"k{i}", "requests_per_minute", 10] for i in range(5000)]
+    lender.exchange({"b": (clock.now, {"ready": True})})
+    lender.exchange({"b": (clock.now, {"ready": True, "wants": wants})})
+    grants = lender.share_report()["grants"]["b"]
+    assert len(grants) == MAX_KEYS  # lends for at most MAX_KEYS keys
+    returned = [[*row[:3], row[3]] for row in grants]
+    part = CountingPart(ready=True, wants=wants, returned={"a": returned[:500]})
+    calls.update(count=0, base=0)
+    lender.exchange({"b": (clock.now, part)})
+    assert part.reads <= 6  # a few reads a round (the old code: two per grant, 2000)
+    assert calls["count"] + calls["base"] <= 4 * MAX_KEYS
+    assert len(lender.share_report()["grants"]["b"]) == MAX_KEYS  # 500 back, 500 lent anew
+
+
+def test_wants_are_capped_and_pruned_without_any_report() -> None:
+    """On a lone node nobody reads its report: wants lapse as they are recorded, and at
+    most MAX_KEYS are kept. `client` subjects (one per caller address of an open
+    publication) never want: anyone can make them."""
+    from node.limits.shares import MAX_KEYS
+
+    clock = FakeClock(T0)
+    node = QuotaEngine("a", None, lambda: 1, clock=clock)
+    for i in range(MAX_KEYS + 500):
+        decide(node, Subject("key", f"k{i}", Limits(requests_per_minute=2)))
+    assert len(node.shares._wants) == MAX_KEYS
+    clock.advance(61)
+    decide(node, Subject("key", "late", Limits(requests_per_minute=2)))
+    assert list(node.shares._wants) == [("key", "late", "requests_per_minute")]
+    decide(node, Subject("client", "m@10.0.0.1", Limits(requests_per_minute=2)))
+    assert len(node.shares._wants) == 1
