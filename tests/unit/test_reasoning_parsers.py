@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,6 +12,7 @@ from node.parsers.registry import (
     parse_reasoning,
     reasoning_parser,
 )
+from tests.chunkings import chunkings
 
 GOLDEN = [
     # DeepSeek-R1: the template already opened the block, so output starts inside it.
@@ -42,15 +41,6 @@ def stream(name: str, chunks: list[str]) -> tuple[str, str]:
     parser = reasoning_parser(name)
     deltas = [parser.feed(c) for c in chunks] + [parser.finish()]
     return "".join(d.reasoning for d in deltas), "".join(d.content for d in deltas)
-
-
-def chunkings(text: str, seed: int) -> list[list[str]]:
-    rng = random.Random(seed)
-    out = [list(text)]
-    for _ in range(5):
-        cuts = sorted(rng.sample(range(len(text) + 1), min(len(text) + 1, rng.randint(0, 6))))
-        out.append([text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)])
-    return out
 
 
 @pytest.mark.parametrize(("name", "text", "reasoning", "content"), GOLDEN)

@@ -1,0 +1,212 @@
+"""Tool-call parsers: golden outputs per model family, and streaming equals whole."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from node.parsers.registry import TOOL_PARSERS, UnknownParser, parse_tool_calls, tool_parser
+from node.parsers.tool_calls import collect
+from node.parsers.tool_formats import DS_CALLS_BEGIN, DS_CALLS_END, ds_token
+from tests.chunkings import chunkings
+
+TOOLS = [
+    {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}},
+    {"type": "function", "function": {"name": "search"}},
+]
+W = ("get_weather", {"city": "Paris", "unit": "c"})
+S = ("search", {"q": "naïve ☃"})
+
+
+def qwen(name: str, args: dict[str, Any]) -> str:
+    return f'<tool_call>\n{{"name": "{name}", "arguments": {json.dumps(args)}}}\n</tool_call>'
+
+
+def deepseek(name: str, args: dict[str, Any]) -> str:
+    return (
+        ds_token("tool call begin")
+        + "function"
+        + ds_token("tool sep")
+        + f"{name}\n```json\n{json.dumps(args)}\n```"
+        + ds_token("tool call end")
+    )
+
+
+def kimi(name: str, args: dict[str, Any], i: int) -> str:
+    return (
+        f"<|tool_call_begin|>functions.{name}:{i}<|tool_call_argument_begin|>"
+        f"{json.dumps(args)}<|tool_call_end|>"
+    )
+
+
+def llama(name: str, args: dict[str, Any]) -> str:
+    return json.dumps({"name": name, "parameters": args})
+
+
+KIMI_SECTION = "<|tool_calls_section_begin|>{}<|tool_calls_section_end|>"
+BAD_JSON = '{"name": "get_weather", "arguments": {"city": }'
+
+GOLDEN: list[tuple[str, str, str, list[tuple[str, dict[str, Any]]]]] = [
+    ("json", json.dumps({"name": W[0], "arguments": W[1]}), "", [W]),
+    (
+        "json",
+        json.dumps([{"name": W[0], "parameters": W[1]}, {"name": S[0], "arguments": S[1]}]),
+        "",
+        [W, S],
+    ),
+    ("json", "The weather is fine.", "The weather is fine.", []),
+    ("json", BAD_JSON, BAD_JSON, []),
+    ("qwen25", "Let me check.\n" + qwen(*W), "Let me check.\n", [W]),
+    ("qwen25", qwen(*W) + "\n" + qwen(*S), "", [W, S]),
+    ("qwen25", "No tools needed.", "No tools needed.", []),
+    (
+        "qwen25",
+        f"<tool_call>\n{BAD_JSON}\n</tool_call>",
+        f"<tool_call>\n{BAD_JSON}\n</tool_call>",
+        [],
+    ),
+    (
+        "qwen25",
+        qwen(*W) + f"<tool_call>{BAD_JSON}</tool_call>",
+        f"<tool_call>{BAD_JSON}</tool_call>",
+        [W],
+    ),
+    ("llama3", "<|python_tag|>" + llama(*W) + "; " + llama(*S), "", [W, S]),
+    ("llama3", llama(*W), "", [W]),
+    ("llama3", "Sure: <|python_tag|>" + llama(*W), "Sure: ", [W]),
+    ("llama3", "plain answer", "plain answer", []),
+    ("mistral", "[TOOL_CALLS] " + json.dumps([{"name": W[0], "arguments": W[1]}]), "", [W]),
+    (
+        "mistral",
+        "Okay. [TOOL_CALLS] " + json.dumps([{"name": n, "arguments": a} for n, a in (W, S)]),
+        "Okay. ",
+        [W, S],
+    ),
+    ("mistral", "[TOOL_CALLS] [{oops", "[TOOL_CALLS] [{oops", []),
+    (
+        "deepseek_v3",
+        "Checking. " + DS_CALLS_BEGIN + deepseek(*W) + deepseek(*S) + DS_CALLS_END,
+        "Checking. ",
+        [W, S],
+    ),
+    ("deepseek_v3", "Nothing to call.", "Nothing to call.", []),
+    ("pythonic", '[get_weather(city="Paris", unit="c"), search(q="naïve ☃")]', "", [W, S]),
+    ("pythonic", "[get_weather(city=open('x'))]", "[get_weather(city=open('x'))]", []),
+    ("pythonic", "no calls", "no calls", []),
+    ("kimi_k2", "Sure." + KIMI_SECTION.format(kimi(*W, 0) + kimi(*S, 1)), "Sure.", [W, S]),
+    (
+        "kimi_k2",
+        KIMI_SECTION.format(
+            "<|tool_call_begin|>functions.x:0<|tool_call_argument_begin|>{bad}<|tool_call_end|>"
+        ),
+        KIMI_SECTION.format(
+            "<|tool_call_begin|>functions.x:0<|tool_call_argument_begin|>{bad}<|tool_call_end|>"
+        ),
+        [],
+    ),
+]
+
+
+def canon(calls: list[dict[str, str]]) -> list[tuple[str, Any]]:
+    return [(c["name"], json.loads(c["arguments"])) for c in calls]
+
+
+def stream(name: str, chunks: list[str], tools: Any = TOOLS) -> tuple[str, list[dict[str, str]]]:
+    parser = tool_parser(name, tools)
+    return collect([parser.feed(c) for c in chunks] + [parser.finish()])
+
+
+@pytest.mark.parametrize(("name", "text", "normal", "calls"), GOLDEN)
+def test_golden_whole(name: str, text: str, normal: str, calls: list[Any]) -> None:
+    got_normal, got_calls = parse_tool_calls(name, text, TOOLS)
+    assert got_normal == normal
+    assert canon(got_calls) == calls
+
+
+@pytest.mark.parametrize(("name", "text", "normal", "calls"), GOLDEN)
+def test_streaming_matches_whole(name: str, text: str, normal: str, calls: list[Any]) -> None:
+    for i, chunks in enumerate(chunkings(text, seed=len(text))):
+        got_normal, got_calls = stream(name, chunks)
+        assert (got_normal, canon(got_calls)) == (normal, calls), (i, chunks)
+
+
+def test_deltas_are_openai_shaped() -> None:
+    parser = tool_parser("qwen25", TOOLS)
+    deltas = [parser.feed("Hi " + qwen(*W) + qwen(*S)), parser.finish()]
+    pieces = [p for d in deltas for p in d.tool_calls]
+    first, args = pieces[0], pieces[1]
+    assert first["index"] == 0 and first["type"] == "function" and first["id"].startswith("call_")
+    assert first["function"] == {"name": "get_weather", "arguments": ""}
+    assert set(args) == {"index", "function"} and set(args["function"]) == {"arguments"}
+    assert json.loads(args["function"]["arguments"]) == W[1]
+    assert [p["index"] for p in pieces] == [0, 0, 1, 1]
+
+
+def test_kimi_keeps_its_own_call_id() -> None:
+    parser = tool_parser("kimi_k2")
+    deltas = [parser.feed(KIMI_SECTION.format(kimi(*W, 0))), parser.finish()]
+    assert deltas[1].tool_calls[0]["id"] == "functions.get_weather:0"
+
+
+def test_unknown_tools_dropped_when_tools_given_kept_without() -> None:
+    text = qwen("launch_rockets", {"n": 1}) + qwen(*W)
+    assert canon(parse_tool_calls("qwen25", text, TOOLS)[1]) == [W]
+    assert [c["name"] for c in parse_tool_calls("qwen25", text)[1]] == [
+        "launch_rockets",
+        "get_weather",
+    ]
+
+
+def test_partial_marker_is_held_not_emitted() -> None:
+    parser = tool_parser("qwen25", TOOLS)
+    assert parser.feed("Hello <tool_ca").content == "Hello "
+    assert parser.feed("ll>\n").content == ""
+
+
+def test_unknown_name_lists_known() -> None:
+    with pytest.raises(UnknownParser) as err:
+        parse_tool_calls("nope", "")
+    for name in TOOL_PARSERS:
+        assert name in str(err.value)
+
+
+pieces = st.sampled_from(
+    [
+        "<tool_call>",
+        "</tool_call>",
+        "[TOOL_CALLS]",
+        "<|python_tag|>",
+        DS_CALLS_BEGIN,
+        "{",
+        "}",
+        "[",
+        "]",
+        '"name"',
+        ":",
+        ";",
+        ",",
+        "f(",
+        ")",
+        "<|tool_calls_section_begin|>",
+        "<|tool_call_begin|>",
+        " ",
+        "\n",
+    ]
+)
+texts = st.one_of(st.text(), st.lists(st.one_of(pieces, st.text(max_size=3))).map("".join))
+
+
+@settings(max_examples=150, deadline=None)
+@given(name=st.sampled_from(sorted(TOOL_PARSERS)), text=texts, seed=st.integers(0, 1000))
+def test_arbitrary_text_never_raises_and_chunking_is_invariant(
+    name: str, text: str, seed: int
+) -> None:
+    normal, calls = parse_tool_calls(name, text)
+    for chunks in chunkings(text, seed):
+        got_normal, got_calls = stream(name, chunks, tools=None)
+        assert got_normal == normal
+        assert canon(got_calls) == canon(calls)
