@@ -2,10 +2,13 @@
 
 Each format says where its tool-call section may begin (`ToolFormat`); text
 before that point is normal text and streams at once, held back only while
-the buffer's end could still be the start of a marker. The section itself is
-buffered and parsed when the stream finishes, then sent as OpenAI-shaped
-`tool_calls` deltas: first `{index, id, type, function: {name, arguments: ""}}`,
-then `{index, function: {arguments}}`.
+the buffer's end could still be the start of a marker. The section is
+buffered; a format with a per-call end tag (`block_end`) sends each call as
+soon as its end tag arrives, the others when the stream finishes. Calls go out
+as OpenAI-shaped `tool_calls` deltas: first
+`{index, id, type, function: {name, arguments: ""}}`, then
+`{index, function: {arguments}}`. Normal text inside the section (malformed
+calls, text after the calls) is sent at the finish.
 
 Unknown tool names are dropped when `tools` is given, as SGLang does (it logs
 and skips them unless SGLANG_FORWARD_UNKNOWN_TOOLS is set); with no tools,
@@ -38,6 +41,9 @@ class ToolFormat:
     markers: tuple[str, ...]  # a section may begin at any of these, anywhere
     leading: tuple[str, ...] = ()  # ... or at one of these, first after whitespace
     parse_tail: TailParser = field(default=lambda tail: (tail, []))
+    # Ends one call. Its parser must never match across this tag, so the calls
+    # in a prefix ending with it are the first calls of the whole section.
+    block_end: str | None = None
 
 
 @dataclass
@@ -68,8 +74,16 @@ class ToolCallStream:
         self._buf = ""
         self._in_section = False
         self._leading_open = bool(fmt.leading)  # no normal text seen yet
+        self._sent = 0  # calls already streamed
+        self._parsed_to = 0  # section prefix already read for complete calls
 
     def feed(self, delta: str) -> ToolDelta:
+        out = self._feed_text(delta)
+        if self._in_section:
+            out.tool_calls = self._complete_calls()
+        return out
+
+    def _feed_text(self, delta: str) -> ToolDelta:
         self._buf += delta
         if self._in_section:
             return ToolDelta()
@@ -96,8 +110,23 @@ class ToolCallStream:
         if not self._in_section:
             return ToolDelta(content=buf)
         normal, calls = safe_parse_tail(self._fmt.parse_tail, buf)
-        kept = [c for c in calls if self._allowed is None or c.name in self._allowed]
-        return ToolDelta(content=normal, tool_calls=openai_deltas(kept))
+        kept = self._known(calls)[self._sent :]
+        return ToolDelta(content=normal, tool_calls=openai_deltas(kept, self._sent))
+
+    def _complete_calls(self) -> list[dict[str, Any]]:
+        end = self._fmt.block_end
+        cut = self._buf.rfind(end) + len(end) if end and end in self._buf else 0
+        if cut <= self._parsed_to:
+            return []
+        self._parsed_to = cut
+        calls = self._known(safe_parse_tail(self._fmt.parse_tail, self._buf[:cut])[1])
+        fresh = calls[self._sent :]
+        deltas = openai_deltas(fresh, self._sent)
+        self._sent += len(fresh)
+        return deltas
+
+    def _known(self, calls: list[ToolCall]) -> list[ToolCall]:
+        return [c for c in calls if self._allowed is None or c.name in self._allowed]
 
     def _first_marker(self) -> int | None:
         hits = [i for i in (self._buf.find(m) for m in self._fmt.markers) if i >= 0]
@@ -112,9 +141,9 @@ def safe_parse_tail(parse_tail: TailParser, tail: str) -> tuple[str, list[ToolCa
         return tail, []
 
 
-def openai_deltas(calls: Sequence[ToolCall]) -> list[dict[str, Any]]:
+def openai_deltas(calls: Sequence[ToolCall], first_index: int = 0) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    for index, call in enumerate(calls):
+    for index, call in enumerate(calls, first_index):
         out.append(
             {
                 "index": index,

@@ -110,7 +110,13 @@ def tagged_blocks(
     return text.strip(), calls
 
 
-_QWEN = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
+def upto(end: str) -> str:
+    """A lazy run that cannot cross `end`, so no call's match spans another's end tag."""
+    return f"(?:(?!{re.escape(end)}).)*?"
+
+
+QWEN_END = "</tool_call>"
+_QWEN = re.compile(rf"<tool_call>\s*({upto(QWEN_END)})\s*</tool_call>", re.DOTALL)
 
 
 def parse_qwen25(tail: str) -> tuple[str, list[ToolCall]]:
@@ -124,12 +130,14 @@ def ds_token(words: str) -> str:
 
 
 DS_CALLS_BEGIN, DS_CALLS_END = ds_token("tool calls begin"), ds_token("tool calls end")
+DS_CALL_END = ds_token("tool call end")
+_DS_ANY = upto(DS_CALL_END)
 _DSV3 = re.compile(
     re.escape(ds_token("tool call begin"))
-    + r"(.*?)"
+    + f"({_DS_ANY})"
     + re.escape(ds_token("tool sep"))
-    + r"(.*?)\n```json\n(.*?)\n```"
-    + re.escape(ds_token("tool call end")),
+    + f"({_DS_ANY})\n```json\n({_DS_ANY})\n```"
+    + re.escape(DS_CALL_END),
     re.DOTALL,
 )
 
@@ -147,9 +155,10 @@ def parse_deepseek_v3(tail: str) -> tuple[str, list[ToolCall]]:
     return tagged_blocks(tail, _DSV3, _dsv3_call, (DS_CALLS_BEGIN, DS_CALLS_END))
 
 
+KIMI_END = "<|tool_call_end|>"
 _KIMI = re.compile(
     r"<\|tool_call_begin\|>\s*(?P<id>[\w.\-]+:\d+)\s*<\|tool_call_argument_begin\|>\s*"
-    r"(?P<args>\{.*?\})\s*<\|tool_call_end\|>",
+    rf"(?P<args>\{{{upto(KIMI_END)}\}})\s*<\|tool_call_end\|>",
     re.DOTALL,
 )
 
@@ -187,10 +196,14 @@ def parse_pythonic(tail: str) -> tuple[str, list[ToolCall]]:
 
 FORMATS: dict[str, ToolFormat] = {
     "json": ToolFormat(markers=(), leading=("{", "["), parse_tail=parse_json),
-    "qwen25": ToolFormat(markers=("<tool_call>",), parse_tail=parse_qwen25),
+    "qwen25": ToolFormat(markers=("<tool_call>",), parse_tail=parse_qwen25, block_end=QWEN_END),
     "llama3": ToolFormat(markers=("<|python_tag|>",), leading=("{",), parse_tail=parse_llama3),
     "mistral": ToolFormat(markers=("[TOOL_CALLS]",), parse_tail=parse_mistral),
-    "deepseek_v3": ToolFormat(markers=(DS_CALLS_BEGIN,), parse_tail=parse_deepseek_v3),
+    "deepseek_v3": ToolFormat(
+        markers=(DS_CALLS_BEGIN,), parse_tail=parse_deepseek_v3, block_end=DS_CALL_END
+    ),
     "pythonic": ToolFormat(markers=(), leading=("[",), parse_tail=parse_pythonic),
-    "kimi_k2": ToolFormat(markers=("<|tool_calls_section_begin|>",), parse_tail=parse_kimi_k2),
+    "kimi_k2": ToolFormat(
+        markers=("<|tool_calls_section_begin|>",), parse_tail=parse_kimi_k2, block_end=KIMI_END
+    ),
 }

@@ -149,7 +149,22 @@ def test_deltas_are_openai_shaped() -> None:
 def test_kimi_keeps_its_own_call_id() -> None:
     parser = tool_parser("kimi_k2")
     deltas = [parser.feed(KIMI_SECTION.format(kimi(*W, 0))), parser.finish()]
-    assert deltas[1].tool_calls[0]["id"] == "functions.get_weather:0"
+    assert next(p for d in deltas for p in d.tool_calls)["id"] == "functions.get_weather:0"
+
+
+@pytest.mark.parametrize(
+    ("name", "first", "second"),
+    [
+        ("qwen25", "Hi " + qwen(*W), qwen(*S)),
+        ("deepseek_v3", DS_CALLS_BEGIN + deepseek(*W), deepseek(*S) + DS_CALLS_END),
+        ("kimi_k2", "<|tool_calls_section_begin|>" + kimi(*W, 0), kimi(*S, 1)),
+    ],
+)
+def test_each_call_streams_when_its_end_tag_arrives(name: str, first: str, second: str) -> None:
+    parser = tool_parser(name, TOOLS)
+    got = [parser.feed(first), parser.feed(second), parser.finish()]
+    assert [[p["index"] for p in d.tool_calls] for d in got] == [[0, 0], [1, 1], []]
+    assert canon(collect(got)[1]) == [W, S]
 
 
 def test_unknown_tools_dropped_when_tools_given_kept_without() -> None:
@@ -176,31 +191,30 @@ def test_unknown_name_lists_known() -> None:
 
 pieces = st.sampled_from(
     [
-        "<tool_call>",
-        "</tool_call>",
-        "[TOOL_CALLS]",
-        "<|python_tag|>",
-        DS_CALLS_BEGIN,
-        "{",
-        "}",
-        "[",
-        "]",
-        '"name"',
-        ":",
-        ";",
-        ",",
-        "f(",
-        ")",
-        "<|tool_calls_section_begin|>",
-        "<|tool_call_begin|>",
-        " ",
-        "\n",
+        *(
+            "<tool_call>",
+            "</tool_call>",
+            "[TOOL_CALLS]",
+            "<|python_tag|>",
+            DS_CALLS_BEGIN,
+            DS_CALLS_END,
+        ),
+        *(ds_token("tool call begin"), ds_token("tool sep"), ds_token("tool call end"), "function"),
+        *("<|tool_calls_section_begin|>", "<|tool_call_begin|>", "<|tool_call_argument_begin|>"),
+        *(
+            "<|tool_call_end|>",
+            "functions.f:0",
+            "\n```json\n",
+            "\n```",
+            '{"name": "f", "arguments": {}}',
+        ),
+        *("{", "}", "[", "]", '"name"', ":", ";", ",", "f(", ")", " ", "\n", "x=1"),
     ]
 )
 texts = st.one_of(st.text(), st.lists(st.one_of(pieces, st.text(max_size=3))).map("".join))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(name=st.sampled_from(sorted(TOOL_PARSERS)), text=texts, seed=st.integers(0, 1000))
 def test_arbitrary_text_never_raises_and_chunking_is_invariant(
     name: str, text: str, seed: int
