@@ -80,7 +80,7 @@ class ToolCallStream:
     def feed(self, delta: str) -> ToolDelta:
         out = self._feed_text(delta)
         if self._in_section:
-            out.tool_calls = self._complete_calls()
+            out.tool_calls = self._complete_calls(len(delta))
         return out
 
     def _feed_text(self, delta: str) -> ToolDelta:
@@ -113,9 +113,15 @@ class ToolCallStream:
         kept = self._known(calls)[self._sent :]
         return ToolDelta(content=normal, tool_calls=openai_deltas(kept, self._sent))
 
-    def _complete_calls(self) -> list[dict[str, Any]]:
+    def _complete_calls(self, fresh_chars: int) -> list[dict[str, Any]]:
         end = self._fmt.block_end
-        cut = self._buf.rfind(end) + len(end) if end and end in self._buf else 0
+        if not end:
+            return []
+        # A new end tag overlaps the fresh text; searching only there keeps
+        # one-character feeds linear.
+        start = max(self._parsed_to, len(self._buf) - fresh_chars - len(end) + 1, 0)
+        at = self._buf.rfind(end, start)
+        cut = at + len(end) if at >= 0 else 0
         if cut <= self._parsed_to:
             return []
         self._parsed_to = cut
