@@ -1,5 +1,10 @@
 """Model-output parsers: reasoning (think blocks) and tool calls, whole and streaming.
 
+- `reasoning`: deepseek_r1, qwen3, glm45, kimi think blocks -> reasoning and content.
+- `tool_calls`: the streaming/whole machinery and OpenAI `tool_calls` delta shapes.
+- `tool_formats`: json, qwen25, llama3, mistral, deepseek_v3, pythonic, kimi_k2.
+- `registry`: parser names -> factories, and the lookup that lists known names.
+
 Pure text code with no HTTP or node imports, so the HTTP proxy path and a
-future gRPC path can share it. `registry` maps parser names to factories.
+future gRPC path can share it.
 """
