@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+from hypothesis import strategies as st
+
 
 def chunkings(text: str, seed: int) -> list[list[str]]:
     """One character at a time, then five seeded random cuttings."""
@@ -13,3 +15,9 @@ def chunkings(text: str, seed: int) -> list[list[str]]:
         cuts = sorted(rng.sample(range(len(text) + 1), min(len(text) + 1, rng.randint(0, 6))))
         out.append([text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)])
     return out
+
+
+def texts_made_of(pieces: list[str]) -> st.SearchStrategy[str]:
+    """Any text, or text made mostly of `pieces` (a parser's tags and fragments of them)."""
+    piece = st.sampled_from(pieces)
+    return st.one_of(st.text(), st.lists(st.one_of(piece, st.text(max_size=3))).map("".join))

@@ -12,7 +12,7 @@ from node.parsers.registry import (
     parse_reasoning,
     reasoning_parser,
 )
-from tests.chunkings import chunkings
+from tests.chunkings import chunkings, texts_made_of
 
 GOLDEN = [
     # DeepSeek-R1: the template already opened the block, so output starts inside it.
@@ -67,10 +67,9 @@ def test_unknown_name_lists_known() -> None:
         assert name in str(err.value)
 
 
-pieces = st.sampled_from(
+texts = texts_made_of(
     ["<think>", "</think>", "◁think▷", "◁/think▷", "<th", "</", " ", "\n", "x", "é"]
 )
-texts = st.one_of(st.text(), st.lists(st.one_of(pieces, st.text(max_size=3))).map("".join))
 
 
 @settings(max_examples=150, deadline=None)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from node.parsers.registry import TOOL_PARSERS, UnknownParser, parse_tool_calls, tool_parser
 from node.parsers.tool_calls import collect
 from node.parsers.tool_formats import DS_CALLS_BEGIN, DS_CALLS_END, ds_token
-from tests.chunkings import chunkings
+from tests.chunkings import chunkings, texts_made_of
 
 TOOLS = [
     {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}},
@@ -189,7 +189,7 @@ def test_unknown_name_lists_known() -> None:
         assert name in str(err.value)
 
 
-pieces = st.sampled_from(
+texts = texts_made_of(
     [
         *(
             "<tool_call>",
@@ -211,7 +211,6 @@ pieces = st.sampled_from(
         *("{", "}", "[", "]", '"name"', ":", ";", ",", "f(", ")", " ", "\n", "x=1"),
     ]
 )
-texts = st.one_of(st.text(), st.lists(st.one_of(pieces, st.text(max_size=3))).map("".join))
 
 
 @settings(max_examples=400, deadline=None)
