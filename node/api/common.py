@@ -72,6 +72,21 @@ MAX_DEPTH = 32  # control state is pickled into the Raft log: keep it shallow
 MAX_CONTROL_BODY = 1024 * 1024  # control bodies become replicated records: keep them small
 
 
+_FLAG_VALUES = {"true": True, "1": True, "false": False, "0": False}
+
+
+def query_flag(request: web.Request, name: str) -> bool:
+    """A `?name=true|false` query flag (false when absent); a 400 saying what to send for
+    anything else, or for the flag given twice."""
+    values = request.query.getall(name, [])
+    if not values:
+        return False
+    if len(values) > 1 or values[0].lower() not in _FLAG_VALUES:
+        shown = ", ".join(values)[:40]
+        raise ApiError(400, f"?{name}= must be true or false (once), not {shown!r}", param=name)
+    return _FLAG_VALUES[values[0].lower()]
+
+
 def _depth(value: Any) -> int:
     """Nesting depth of a JSON value, without recursion (bodies may be hostile)."""
     deepest, stack = 0, [(value, 1)]

@@ -9,29 +9,17 @@ cannot make the node send anything to the leader.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 
 from aiohttp import web
 
-from node.api.common import node_of
+from node.api.common import node_of, query_flag
 from node.api.table import CONSISTENT, Handler, Route
-from node.errors import ApiError
-
-_TRUTH: Final = {"true": True, "false": False}
 
 
 def consistent_asked(request: web.Request) -> bool:
     """`?consistent=true|false`; a 400 saying what to send for anything else."""
-    values = request.query.getall(CONSISTENT.name, [])
-    if not values:
-        return False
-    if len(values) > 1 or values[0].lower() not in _TRUTH:
-        raise ApiError(
-            400,
-            f"?consistent= must be true or false (once), not {', '.join(values)[:40]!r}",
-            param=CONSISTENT.name,
-        )
-    return _TRUTH[values[0].lower()]
+    return query_flag(request, CONSISTENT.name)
 
 
 def made_current(route: Route) -> Handler:

@@ -21,7 +21,7 @@ from mesh.raft import CommitError
 from mesh.state import GLOBAL_SCOPE
 from node.api import policies
 from node.api.bodies import Body, read_body, whole
-from node.api.common import json_response, node_of
+from node.api.common import json_response, node_of, query_flag
 from node.api.table import COMMIT, Audience, Query, Route
 from node.api.workers import resolve_worker
 from node.app import Node, commit_failure
@@ -431,20 +431,13 @@ def _membership_failure(exc: CommitError, what: str) -> ApiError:
     return error
 
 
-def _flag(request: web.Request, name: str) -> bool:
-    value = request.query.get(name, "false").lower()
-    if value not in ("true", "false", "1", "0"):
-        raise ApiError(400, f"{name} must be true or false", param=name)
-    return value in ("true", "1")
-
-
 async def remove_member(request: web.Request, principal: Principal) -> web.Response:
     """Remove a member. It must be answering, unless `?force=true`: a member that will
     never come back (its machine is gone) is removed without it, from Raft if Raft
     still has it, and from the member list."""
     node = node_of(request)
     name = request.match_info["name"]
-    force = _flag(request, "force")
+    force = query_flag(request, "force")
     member = node.raft.state.members.get(name)
     if member is None:
         raise ApiError(404, f"{name} is not a member", code="MEMBER_NOT_FOUND")
