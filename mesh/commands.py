@@ -94,7 +94,18 @@ WORKER_MUTABLE: Final = (
     "cost",
     "labels",
     "api_key",
+    "tokenizer_path",
+    "chat_template",
+    "reasoning_parser",
+    "tool_parser",
 )
+# Text fields of a worker (SMG's names), with their size limits in characters.
+WORKER_TEXT_LIMITS: Final = {
+    "tokenizer_path": 4096,
+    "chat_template": 65536,
+    "reasoning_parser": 64,
+    "tool_parser": 64,
+}
 WORKER_STATUSES: Final = ("pending", "ready", "failed", "draining")
 # Key roles: an admin acts across the mesh; a minter is a tenant key that may create keys
 # no wider than itself; a user may only use the API.
@@ -128,6 +139,10 @@ def _worker_field_problem(field: str, value: Any) -> str | None:
         return None if good else "labels must map strings to strings"
     if field == "api_key":
         return None if value is None or isinstance(value, str) else "api_key must be a string"
+    if field in WORKER_TEXT_LIMITS:
+        limit = WORKER_TEXT_LIMITS[field]
+        good = value is None or (isinstance(value, str) and 0 < len(value) <= limit)
+        return None if good else f"{field} must be null or a string of 1 to {limit} characters"
     return f"unknown worker field {field!r}"
 
 

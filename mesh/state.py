@@ -371,7 +371,8 @@ def _rule_problem(command: Command) -> Outcome | None:
 
 def _worker_add(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
     """Register a worker. args: {"worker": {id, url, model_id, worker_type, runtime,
-    connection_mode, priority, cost, labels, api_key}}. It starts `pending`: a
+    connection_mode, priority, cost, labels, api_key, tokenizer_path, chat_template,
+    reasoning_parser, tool_parser}}. It starts `pending`: a
     background discovery job on the proposing node marks it ready or failed."""
     spec = args["worker"]
     worker_id, url = spec["id"], spec["url"]
@@ -391,6 +392,10 @@ def _worker_add(state: ControlState, args: dict[str, Any], cmd: Command, index: 
         "cost": spec.get("cost", 1.0),
         "labels": dict(spec.get("labels") or {}),
         "api_key": spec.get("api_key"),
+        "tokenizer_path": spec.get("tokenizer_path"),
+        "chat_template": spec.get("chat_template"),
+        "reasoning_parser": spec.get("reasoning_parser"),
+        "tool_parser": spec.get("tool_parser"),
         "status": "pending",
         "job_status": {"state": "queued", "message": "discovery queued", "attempts": 0},
         "metadata": {},

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from msgspec import UNSET, Meta, UnsetType
 
-from mesh.commands import WORKER_TYPES
+from mesh.commands import WORKER_TEXT_LIMITS, WORKER_TYPES
 from node import idempotency
 from node.api.bodies import Body, read_body
 from node.api.common import json_response, node_of
@@ -24,6 +24,7 @@ from node.api.table import COMMIT, Audience, Query, Route
 from node.app import Node, connection_mode, normalise_url
 from node.auth import Principal
 from node.errors import ApiError
+from node.parsers.registry import REASONING_PARSERS, TOOL_PARSERS
 from node.workers.credentials import basic, bearer, safe_url, split_userinfo
 from node.workers.worker import shown_record
 
@@ -37,6 +38,32 @@ WorkerType = Annotated[
     Meta(description=f"one of {', '.join(WORKER_TYPES)}"),
 ]
 Secret = Annotated[str, Meta(min_length=1, description="sent to the worker; never shown again")]
+
+
+def _text_meta(field: str, what: str) -> Meta:
+    return Meta(min_length=1, max_length=WORKER_TEXT_LIMITS[field], description=what)
+
+
+TokenizerPath = Annotated[
+    str, _text_meta("tokenizer_path", "a tokenizer file, directory or registered tokenizer name")
+]
+ChatTemplate = Annotated[
+    str, _text_meta("chat_template", "a Jinja chat template used instead of the tokenizer's")
+]
+ReasoningParser = Annotated[
+    Literal[tuple(sorted(REASONING_PARSERS))],  # type: ignore[valid-type]
+    Meta(
+        description="turns think blocks into reasoning_content; one of "
+        + ", ".join(sorted(REASONING_PARSERS))
+    ),
+]
+ToolParser = Annotated[
+    Literal[tuple(sorted(TOOL_PARSERS))],  # type: ignore[valid-type]
+    Meta(
+        description="turns raw tool-call text into tool_calls; one of "
+        + ", ".join(sorted(TOOL_PARSERS))
+    ),
+]
 URL_TEXT = "the worker's base URL: http(s):// or grpc(s):// with a host, no query or fragment"
 
 
@@ -52,6 +79,10 @@ class WorkerFields(Body):
     cost: Annotated[float, Meta(ge=0, description="a number >= 0")] | UnsetType = UNSET
     labels: Annotated[dict[str, str], Meta(description="string values")] | UnsetType = UNSET
     api_key: Secret | UnsetType | None = UNSET
+    tokenizer_path: TokenizerPath | UnsetType | None = UNSET
+    chat_template: ChatTemplate | UnsetType | None = UNSET
+    reasoning_parser: ReasoningParser | UnsetType | None = UNSET
+    tool_parser: ToolParser | UnsetType | None = UNSET
 
 
 class WorkerCreate(WorkerFields, kw_only=True):

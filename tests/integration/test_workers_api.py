@@ -84,6 +84,44 @@ def test_add_get_update_delete_by_uuid(cluster: Cluster) -> None:
     )
 
 
+def test_smg_text_fields_are_kept_and_parser_names_checked(cluster: Cluster) -> None:
+    node = cluster.node(ready=False)
+    fields = {
+        "tokenizer_path": "/models/llama/tokenizer.json",
+        "chat_template": "{{ messages[0].content }}",
+        "reasoning_parser": "deepseek_r1",
+        "tool_parser": "llama3",
+    }
+    url = f"http://127.0.0.1:{free_port()}"
+    resp = requests.post(node.url + "/workers", json={"url": url, **fields}, timeout=5)
+    assert resp.status_code == 202, resp.text
+    worker_id = resp.json()["worker_id"]
+    record = requests.get(f"{node.url}/workers/{worker_id}", timeout=5).json()
+    assert {k: record[k] for k in fields} == fields
+
+    unknown = requests.patch(
+        f"{node.url}/workers/{worker_id}", json={"tool_parser": "nope"}, timeout=5
+    )
+    error = unknown.json()["error"]
+    assert unknown.status_code == 400 and error["param"] == "tool_parser"
+    assert "llama3" in error["message"] and "qwen25" in error["message"]
+    unknown = requests.post(
+        node.url + "/workers",
+        json={"url": url.replace("127.0.0.1", "127.0.0.2"), "reasoning_parser": "x"},
+        timeout=5,
+    )
+    assert unknown.status_code == 400 and "deepseek_r1" in unknown.json()["error"]["message"]
+    too_long = requests.patch(
+        f"{node.url}/workers/{worker_id}", json={"chat_template": "x" * 65537}, timeout=5
+    )
+    assert too_long.status_code == 400 and "chat_template" in too_long.text
+    cleared = requests.patch(
+        f"{node.url}/workers/{worker_id}", json={"tool_parser": None}, timeout=5
+    )
+    assert cleared.status_code == 200 and cleared.json()["tool_parser"] is None
+    assert cleared.json()["reasoning_parser"] == "deepseek_r1"
+
+
 def test_id_routes_share_one_resolver(cluster: Cluster) -> None:
     node = cluster.node(ready=False)
     unknown = str(uuid.uuid4())
