@@ -22,6 +22,7 @@ from node.part_settings import (
     admission_limits,
     breaker_settings,
     health_settings,
+    output_parsers,
     retry_settings,
     upstream_timeout,
 )
@@ -88,6 +89,7 @@ def apply_runtime(config: Config, overrides: dict[str, Any], parts: LiveParts) -
     if parts.forwarder is not None:
         parts.forwarder.retry = retry_settings(live)
         parts.forwarder.timeout = upstream_timeout(live)
+        parts.forwarder.parsers = output_parsers(live)
     if parts.health is not None:
         parts.health.settings = health_settings(live)
     return live
