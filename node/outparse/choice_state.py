@@ -65,8 +65,10 @@ class ChoiceState:
         )
         self._tool = tool_parser(plan.tool, plan.tools) if plan.tool else None
         self.called = False  # a tool call was produced
+        self.fed = 0  # characters of raw text fed
 
     def feed(self, text: str) -> Piece:
+        self.fed += len(text)
         reasoning, content = self._split(text, final=False)
         return self._tools(reasoning, content, final=False)
 

@@ -23,6 +23,9 @@ STRUCTURED = ("tool_calls", "reasoning_content")
 # Larger answers, and SSE events larger than this, are relayed as the worker sent them.
 MAX_WHOLE_BYTES = 16 * 1024 * 1024
 MAX_EVENT_BYTES = 1024 * 1024
+# A choice's text beyond this is relayed unparsed (its parsers flushed): what a parser may
+# hold back, such as an unclosed tool-call section, stays bounded.
+MAX_CHOICE_CHARS = 4 * 1024 * 1024
 EVENT_END = re.compile(rb"\r?\n\r?\n")
 HEAD_FIELDS = ("id", "object", "created", "model", "system_fingerprint")
 
@@ -176,10 +179,14 @@ class StreamRewriter:
         content = delta.get("content")
         piece = state.feed(content) if isinstance(content, str) and content else Piece()
         reason = choice.get("finish_reason")
-        if reason is not None:
+        too_long = state.fed > MAX_CHOICE_CHARS
+        if reason is not None or too_long:
             piece += state.finish()
             self._states[index] = None
-            reason = "tool_calls" if state.called else reason
+        if too_long:
+            self._failed()
+        if reason is not None and state.called:
+            reason = "tool_calls"
         out = delta_of(piece, delta)
         if not out and reason is None and not choice.get("logprobs"):
             return None  # all of it is held back for now

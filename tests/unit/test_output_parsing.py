@@ -206,3 +206,13 @@ def test_a_stream_the_parser_fails_on_is_relayed_raw_and_counted() -> None:
     structured = sse("raw <think>").replace(b'"content":""', b'"reasoning_content":"own"', 1)
     [acc] = accumulate(relay(structured, BOTH, failed)).values()
     assert acc["reasoning"] == ["own"] and acc["content"] == "raw <think>"
+
+
+def test_a_choice_too_long_to_hold_is_flushed_and_relayed_unparsed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("node.outparse.rewrite.MAX_CHOICE_CHARS", 20)
+    failed = Failures()
+    text = "Hi <tool_call>" + "x" * 30 + "</tool_call> after"
+    [acc] = accumulate(relay(sse(text), Plan(None, "qwen25"), failed)).values()
+    assert acc["content"] == text and acc["calls"] == [] and failed.count == 1
