@@ -5,9 +5,10 @@ command line (the settings marked `runtime=True` in node/config/sections.py),
 then commits the merged overrides as one replicated config key
 (`meshgate.runtime`). Every node applies the committed overrides to its live
 parts (admission limits, retries, circuit breakers, health checks, the
-default policy, the upstream timeout) when the command is applied, so all
-nodes change together and a restarted node comes back with them. Each part's
-settings are built by the same functions as at start (node/part_settings.py).
+default policy, the upstream timeout, the output parsers) when the command is
+applied, so all nodes change together and a restarted node comes back with
+them. Each part's settings are built by the same functions as at start
+(node/part_settings.py).
 """
 
 from __future__ import annotations
