@@ -12,6 +12,7 @@ import pytest
 from node import config
 from node.config import ConfigError
 from node.errors import ApiError
+from node.metrics import Metrics
 from node.outparse.choice import (
     NO_PARSERS,
     REASONING_NAMES,
@@ -216,3 +217,10 @@ def test_a_choice_too_long_to_hold_is_flushed_and_relayed_unparsed(
     text = "Hi <tool_call>" + "x" * 30 + "</tool_call> after"
     [acc] = accumulate(relay(sse(text), Plan(None, "qwen25"), failed)).values()
     assert acc["content"] == text and acc["calls"] == [] and failed.count == 1
+
+
+def test_failures_are_counted_on_the_nodes_metrics() -> None:
+    metrics = Metrics("n1")
+    raw = completion({"content": RAW})
+    assert rewrite_whole(raw, Plan("no-such-parser", None), metrics.parse_failed) is raw
+    assert b'meshgate_output_parse_failures_total{node="n1"} 1.0' in metrics.render()
