@@ -109,6 +109,10 @@ def _named(body: Any) -> str:
 async def tokenize(request: web.Request, principal: Principal) -> web.Response:
     body = await read_body(request, TokenizeBody)
     _one_of(body, "prompt", "messages")
+    if body.tools is not None and body.messages is UNSET:
+        raise ApiError(
+            400, "tools go with messages (the chat template renders them)", param="tools"
+        )
     prompts = body.prompt if isinstance(body.prompt, list) else [body.prompt]
     chars = sum(len(p) for p in prompts if isinstance(p, str))
     if chars > MAX_PROMPT_CHARS:

@@ -4,7 +4,7 @@
 ready workers serving it: a worker's `tokenizer_path` names a registered
 tokenizer or a local file or directory, and its `chat_template` replaces the
 tokenizer's. Failing that, a registered tokenizer named like the model serves it.
-Loaded files are cached by path, file version and template, a few at a time.
+Loaded files are cached by path, the files' versions and template, a few at a time.
 """
 
 from __future__ import annotations
@@ -16,7 +16,13 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-from node.text.tokenizer import TOKENIZER_FILE, TextTokenizer, TokenizerLoadError, load_tokenizer
+from node.text.tokenizer import (
+    CONFIG_FILE,
+    TOKENIZER_FILE,
+    TextTokenizer,
+    TokenizerLoadError,
+    load_tokenizer,
+)
 
 CACHE_SIZE = 16
 SHOWN_NAMES = 20
@@ -114,7 +120,7 @@ class TokenizerResolver:
             raise TokenizerUnavailable(
                 f"tokenizer_path {path!r}: no tokenizer file at {file} ({exc.strerror})"
             ) from None
-        key = ("path", str(file), stat.st_mtime_ns, stat.st_size, template)
+        key = ("path", str(file), _version(stat), _version(file.parent / CONFIG_FILE), template)
         value = self._cached(key)
         if value is None:
             try:
@@ -152,3 +158,12 @@ class TokenizerResolver:
             self._cache[key] = value
             while len(self._cache) > CACHE_SIZE:
                 self._cache.popitem(last=False)
+
+
+def _version(what: os.stat_result | Path) -> tuple[int, int] | None:
+    """A file's modification time and size: a changed file is loaded again."""
+    try:
+        stat = what if isinstance(what, os.stat_result) else os.stat(what)
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size

@@ -103,6 +103,7 @@ def test_detokenize_round_trips(setup: Setup) -> None:
         ({"model": MODEL}, 400, "exactly one of prompt and messages"),
         ({"model": MODEL, "prompt": "x", "messages": HELLO}, 400, "both were given"),
         ({"model": MODEL, "prompt": []}, 400, "prompt"),
+        ({"model": MODEL, "prompt": "x", "tools": []}, 400, "tools go with messages"),
         ({"model": MODEL, "prompt": "x" * (512 * 1024 + 1)}, 400, "the limit is 524288"),
         ({"model": MODEL, "prompt": "word " * 5000}, 400, "the model's limit is 4096"),
         (
@@ -120,6 +121,7 @@ def test_detokenize_round_trips(setup: Setup) -> None:
         "no-prompt",
         "prompt-and-messages",
         "empty-list",
+        "tools-without-messages",
         "prompt-too-big",
         "longer-than-context",
         "template-raises",
