@@ -29,13 +29,8 @@ class Catalog:
 
 
 @pytest.fixture(scope="module")
-def directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tokenizer_dir(tmp_path_factory.mktemp("tok"), "qwen25")
-
-
-@pytest.fixture(scope="module")
-def registered(directory: Path) -> TextTokenizer:
-    return load_tokenizer(directory)
+def registered(tmp_path_factory: pytest.TempPathFactory) -> TextTokenizer:
+    return load_tokenizer(build_tokenizer_dir(tmp_path_factory.mktemp("tok"), "qwen25"))
 
 
 def resolver(records: dict[str, list[dict[str, Any]]], catalog: Catalog | None = None):
