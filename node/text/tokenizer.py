@@ -103,7 +103,9 @@ class TextTokenizer:
         """Raise InvalidTokenIds (a ValueError) naming the first id not in the vocabulary."""
         for index, value in enumerate(ids):
             if isinstance(value, bool) or not isinstance(value, int):
-                raise InvalidTokenIds(f"token at index {index} is {value!r}, not an integer")
+                shown = repr(value)
+                shown = shown if len(shown) <= 40 else shown[:40] + "..."  # bodies may be big
+                raise InvalidTokenIds(f"token at index {index} is {shown}, not an integer")
             if not 0 <= value < self.vocab_size:
                 raise InvalidTokenIds(
                     f"token id {value} at index {index} is out of range "

@@ -84,6 +84,8 @@ def test_check_ids_names_the_first_bad_id(llama: TextTokenizer) -> None:
         llama.check_ids([1, 2, "7"])
     with pytest.raises(ValueError, match=r"index 0 is True"):
         llama.check_ids([True])
+    with pytest.raises(ValueError, match=r"index 0 is \[0, 0, 0, .{20,30}\.\.\., not an"):
+        llama.check_ids([[0] * 10_000])  # a long value is cut short in the message
 
 
 @pytest.mark.parametrize(
