@@ -142,6 +142,27 @@ def test_unsafe_attribute_alone_is_empty_never_the_object() -> None:
     assert ChatTemplate("{{ raise_exception.__globals__ }}").render(HELLO) == ""
 
 
+@pytest.mark.parametrize(
+    ("source", "says"),
+    [
+        ("{{ 'x' * 1000000000 }}", "too big"),
+        ("{{ [1, 2] * 1000000000 }}", "too big"),
+        ("{{ 1000000000 * 'x' }}", "too big"),
+        ("{{ 2 ** 100000000 }}", "power above 64"),
+        (
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+            "loops more than 1000000 times",
+        ),
+    ],
+)
+def test_memory_and_loop_bombs_fail_fast(source: str, says: str) -> None:
+    with pytest.raises(ChatTemplateError, match=says):
+        ChatTemplate(source).render(HELLO)
+    assert ChatTemplate("{{ 'ab' * 3 }}{{ 2 ** 10 }}{{ range(3) | list }}").render(HELLO) == (
+        "ababab1024[0, 1, 2]"
+    )
+
+
 def test_output_and_template_size_are_bounded() -> None:
     bomb = (
         "{% for i in range(100000) %}{% for j in range(100000) %}xxxxxxxxxx{% endfor %}{% endfor %}"
