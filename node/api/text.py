@@ -40,6 +40,13 @@ Messages = Annotated[
     Meta(min_length=1, max_length=MAX_MESSAGES, description="chat messages ({role, content})"),
 ]
 Tools = Annotated[list[dict[str, Any]], Meta(max_length=256, description="OpenAI tool objects")]
+Documents = Annotated[
+    list[dict[str, Any]], Meta(max_length=256, description="documents for a RAG template")
+]
+TemplateKwargs = Annotated[
+    dict[str, Any],
+    Meta(max_length=64, description="more variables for the chat template (e.g. enable_thinking)"),
+]
 Tokens = Annotated[
     list[Any], Meta(max_length=MAX_TOKENS, description=f"at most {MAX_TOKENS} token ids")
 ]
@@ -54,6 +61,8 @@ class TokenizeBody(Body):
     messages: Messages | UnsetType = UNSET
     add_special_tokens: bool | UnsetType = UNSET
     tools: Tools | None = None
+    documents: Documents | None = None
+    chat_template_kwargs: TemplateKwargs | None = None
 
 
 class DetokenizeBody(Body):
@@ -109,10 +118,12 @@ def _named(body: Any) -> str:
 async def tokenize(request: web.Request, principal: Principal) -> web.Response:
     body = await read_body(request, TokenizeBody)
     _one_of(body, "prompt", "messages")
-    if body.tools is not None and body.messages is UNSET:
-        raise ApiError(
-            400, "tools go with messages (the chat template renders them)", param="tools"
-        )
+    for name in ("tools", "documents", "chat_template_kwargs"):
+        if getattr(body, name) is not None and body.messages is UNSET:
+            raise ApiError(
+                400, f"{name} go with messages (the chat template renders them)", param=name
+            )
+    variables = _template_variables(body.chat_template_kwargs)
     prompts = body.prompt if isinstance(body.prompt, list) else [body.prompt]
     chars = sum(len(p) for p in prompts if isinstance(p, str))
     if chars > MAX_PROMPT_CHARS:
@@ -123,7 +134,12 @@ async def tokenize(request: web.Request, principal: Principal) -> web.Response:
     def work(tokenizer: TextTokenizer) -> dict[str, Any]:
         if body.messages is not UNSET:
             # The template writes the special tokens itself, as transformers assumes.
-            text = tokenizer.apply_chat_template(body.messages, tools=body.tools)
+            text = tokenizer.apply_chat_template(
+                body.messages,
+                tools=body.tools,
+                documents=body.documents,
+                **variables,
+            )
             special = body.add_special_tokens is True
             lists = [tokenizer.encode(text, add_special_tokens=special)]
         else:
@@ -140,6 +156,24 @@ async def tokenize(request: web.Request, principal: Principal) -> web.Response:
         return answer
 
     return json_response(await _with_tokenizer(request, principal, body, work))
+
+
+RESERVED_VARIABLES = frozenset(
+    {"messages", "tools", "documents", "add_generation_prompt", "bos_token", "eos_token"}
+)
+
+
+def _template_variables(kwargs: dict[str, Any] | None) -> dict[str, Any]:
+    """chat_template_kwargs, refused where they would replace what the request sets."""
+    kwargs = kwargs or {}
+    taken = sorted(RESERVED_VARIABLES & kwargs.keys())
+    if taken:
+        raise ApiError(
+            400,
+            f"chat_template_kwargs may not set {', '.join(taken)}; use the request's own fields",
+            param="chat_template_kwargs",
+        )
+    return kwargs
 
 
 def _check_length(lists: list[list[int]], limit: int | None) -> None:

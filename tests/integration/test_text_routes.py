@@ -84,6 +84,12 @@ def test_messages_go_through_the_chat_template(setup: Setup) -> None:
     raw = {"model": MODEL, "tokens": resp.json()["tokens"], "skip_special_tokens": False}
     assert _post(setup, "/v1/detokenize", raw).json()["text"] == prompt
     assert '"get_weather"' in text.json()["text"] and "<|eot_id|>" not in text.json()["text"]
+    more = {"documents": [{"title": "t", "text": "x"}], "chat_template_kwargs": {"enable": 1}}
+    resp = _post(setup, "/v1/tokenize", {"model": MODEL, "messages": HELLO, **more})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["tokens"] == setup.tokenizer.encode(
+        setup.tokenizer.apply_chat_template(HELLO), add_special_tokens=False
+    )
 
 
 def test_detokenize_round_trips(setup: Setup) -> None:
@@ -104,6 +110,12 @@ def test_detokenize_round_trips(setup: Setup) -> None:
         ({"model": MODEL, "prompt": "x", "messages": HELLO}, 400, "both were given"),
         ({"model": MODEL, "prompt": []}, 400, "prompt"),
         ({"model": MODEL, "prompt": "x", "tools": []}, 400, "tools go with messages"),
+        ({"model": MODEL, "prompt": "x", "documents": []}, 400, "documents go with messages"),
+        (
+            {"model": MODEL, "messages": HELLO, "chat_template_kwargs": {"bos_token": "x"}},
+            400,
+            "may not set bos_token",
+        ),
         ({"model": MODEL, "prompt": "x" * (512 * 1024 + 1)}, 400, "the limit is 524288"),
         ({"model": MODEL, "prompt": "word " * 5000}, 400, "the model's limit is 4096"),
         (
@@ -122,6 +134,8 @@ def test_detokenize_round_trips(setup: Setup) -> None:
         "prompt-and-messages",
         "empty-list",
         "tools-without-messages",
+        "documents-without-messages",
+        "template-kwargs-replace-a-field",
         "prompt-too-big",
         "longer-than-context",
         "template-raises",
