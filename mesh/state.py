@@ -90,6 +90,7 @@ SIZE_CHECKED_OPS: Final = frozenset(
         "key.create",
         "model.put",
         "publish.put",
+        "tokenizer.add",
     }
 )
 
@@ -105,6 +106,7 @@ class ControlState:
     log_time: float = 0.0
     forgotten: Record = {"index": 0, "log_time": None}
     recent: dict[str, Outcome] = {}  # request memory of snapshots written before `requests`
+    tokenizers: dict[str, Record] = {}
 
     def __init__(self) -> None:
         # Log index of the last command applied; every version is such an index.
@@ -146,6 +148,10 @@ class ControlState:
         # Usage by subject ("key:<id>", "model:<tenant/name>", "tenant:<name>"), from the
         # batched deltas nodes flush every few seconds (never one command per request).
         self.usage: dict[str, Record] = {}
+        # Registered tokenizers by id: {id, name, source, files: {file name: {sha256,
+        # size}}, chat_template, created_at, created_by, version}. Never the bytes: each
+        # node fetches those by digest from a peer (node/blobs/).
+        self.tokenizers = {}
         # How many circuit-breaker resets were ordered (each node resets its breakers).
         self.breaker_resets: int = 0
         # Recently applied request ids, oldest first (dict keeps order): rid -> {outcome,
@@ -263,6 +269,7 @@ class ControlState:
             "api_keys": len(self.api_keys),
             "models": len(self.models),
             "published_models": len(self.published),
+            "tokenizers": len(self.tokenizers),
         }
 
 
@@ -991,6 +998,47 @@ def _usage_subject_exists(state: ControlState, subject: str) -> bool:
     return name in collection.get(kind, {})
 
 
+# -- tokenizers ----------------------------------------------------------------------
+
+
+def _tokenizer_add(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
+    """Register a tokenizer. args: {"tokenizer": {id, name, source, files, chat_template}}.
+    Names are unique; the files are named by digest (every node fetches the bytes)."""
+    spec = args["tokenizer"]
+    for record in state.tokenizers.values():
+        if record["name"] == spec["name"]:
+            return fail(
+                "conflict",
+                f"a tokenizer named {spec['name']!r} already exists",
+                tokenizer_id=record["id"],
+            )
+    if spec["id"] in state.tokenizers:
+        return fail("conflict", f"tokenizer id {spec['id']} already exists")
+    record: Record = {
+        "id": spec["id"],
+        "name": spec["name"],
+        "source": spec["source"],
+        "files": {n: {"sha256": f["sha256"], "size": f["size"]} for n, f in spec["files"].items()},
+        "chat_template": spec.get("chat_template"),
+        "created_at": cmd["at"],
+        "created_by": cmd["by"],
+        **_stamp(cmd, index),
+    }
+    state.tokenizers = _with(state.tokenizers, spec["id"], record)
+    return ok({"tokenizer_id": spec["id"], "version": index})
+
+
+def _tokenizer_remove(
+    state: ControlState, args: dict[str, Any], cmd: Command, index: int
+) -> Outcome:
+    """Forget a tokenizer. args: {"id"}."""
+    record = state.tokenizers.get(args.get("id", ""))
+    if record is None:
+        return fail("not_found", f"tokenizer {args.get('id')} not found")
+    state.tokenizers = _without(state.tokenizers, record["id"])
+    return ok({"tokenizer_id": record["id"], "version": index})
+
+
 Handler = Callable[[ControlState, dict[str, Any], Command, int], Outcome]
 
 _HANDLERS: Final[dict[str, Handler]] = {
@@ -1021,6 +1069,8 @@ _HANDLERS: Final[dict[str, Handler]] = {
     "publish.put": _publish_put,
     "publish.delete": _publish_delete,
     "usage.flush": _usage_flush,
+    "tokenizer.add": _tokenizer_add,
+    "tokenizer.remove": _tokenizer_remove,
     "read.barrier": _read_barrier,
 }
 if _HANDLERS.keys() != VALIDATORS.keys():  # apply asks every op's rule before its handler
