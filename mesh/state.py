@@ -1005,12 +1005,12 @@ def _tokenizer_add(state: ControlState, args: dict[str, Any], cmd: Command, inde
     """Register a tokenizer. args: {"tokenizer": {id, name, source, files, chat_template}}.
     Names are unique; the files are named by digest (every node fetches the bytes)."""
     spec = args["tokenizer"]
-    for record in state.tokenizers.values():
-        if record["name"] == spec["name"]:
+    for existing in state.tokenizers.values():
+        if existing["name"] == spec["name"]:
             return fail(
                 "conflict",
                 f"a tokenizer named {spec['name']!r} already exists",
-                tokenizer_id=record["id"],
+                tokenizer_id=existing["id"],
             )
     if spec["id"] in state.tokenizers:
         return fail("conflict", f"tokenizer id {spec['id']} already exists")
