@@ -380,7 +380,13 @@ def _tokenizer_add_problem(args: Args) -> str | None:
     template, limit = spec.get("chat_template"), WORKER_TEXT_LIMITS["chat_template"]
     if template is not None and not (isinstance(template, str) and 0 < len(template) <= limit):
         return f"chat_template must be null or a string of 1 to {limit} characters"
-    return _tokenizer_files_problem(spec.get("files"))
+    failure = spec.get("failure")
+    if failure is None:
+        return _tokenizer_files_problem(spec.get("files"))
+    # A source that gave nothing is recorded failed (with why) on every node.
+    if not isinstance(failure, str) or not 0 < len(failure) <= TOKENIZER_SOURCE_LIMIT:
+        return f"failure must be null or a string of 1 to {TOKENIZER_SOURCE_LIMIT} characters"
+    return None if spec.get("files") in (None, {}) else "a failed tokenizer has no files"
 
 
 VALIDATORS: Final[dict[str, Validator]] = {

@@ -149,7 +149,7 @@ class ControlState:
         # batched deltas nodes flush every few seconds (never one command per request).
         self.usage: dict[str, Record] = {}
         # Registered tokenizers by id: {id, name, source, files: {file name: {sha256,
-        # size}}, chat_template, created_at, created_by, version}. Never the bytes: each
+        # size}}, chat_template, failure, created_at, created_by, version}. Never the bytes: each
         # node fetches those by digest from a peer (node/blobs/).
         self.tokenizers = {}
         # How many circuit-breaker resets were ordered (each node resets its breakers).
@@ -1002,8 +1002,9 @@ def _usage_subject_exists(state: ControlState, subject: str) -> bool:
 
 
 def _tokenizer_add(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
-    """Register a tokenizer. args: {"tokenizer": {id, name, source, files, chat_template}}.
-    Names are unique; the files are named by digest (every node fetches the bytes)."""
+    """Register a tokenizer. args: {"tokenizer": {id, name, source, files, chat_template,
+    failure}}. Names are unique; the files are named by digest (every node fetches the
+    bytes). `failure` says why a source gave no files: failed on every node."""
     spec = args["tokenizer"]
     for existing in state.tokenizers.values():
         if existing["name"] == spec["name"]:
@@ -1018,8 +1019,12 @@ def _tokenizer_add(state: ControlState, args: dict[str, Any], cmd: Command, inde
         "id": spec["id"],
         "name": spec["name"],
         "source": spec["source"],
-        "files": {n: {"sha256": f["sha256"], "size": f["size"]} for n, f in spec["files"].items()},
+        "files": {
+            n: {"sha256": f["sha256"], "size": f["size"]}
+            for n, f in (spec.get("files") or {}).items()
+        },
         "chat_template": spec.get("chat_template"),
+        "failure": spec.get("failure"),
         "created_at": cmd["at"],
         "created_by": cmd["by"],
         **_stamp(cmd, index),

@@ -8,7 +8,21 @@ from __future__ import annotations
 
 from typing import Final
 
-from node.api import admin, docs, ha, health, live, manage, models, openai, ops, policies, workers
+from node.api import (
+    admin,
+    blobs,
+    docs,
+    ha,
+    health,
+    live,
+    manage,
+    models,
+    openai,
+    ops,
+    policies,
+    tokenizers,
+    workers,
+)
 from node.api.table import Route
 
 WITHOUT_FEED: Final[tuple[Route, ...]] = (
@@ -18,6 +32,8 @@ WITHOUT_FEED: Final[tuple[Route, ...]] = (
     *policies.ROUTES,
     *ops.ROUTES,
     *ha.ROUTES,
+    *blobs.ROUTES,
+    *tokenizers.ROUTES,
     *admin.ROUTES,
     *manage.ROUTES,
     *models.ROUTES,

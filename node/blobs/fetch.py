@@ -73,7 +73,7 @@ class BlobFetcher:
     def __init__(
         self,
         store: BlobStore,
-        session: Upstream,
+        session: Callable[[], Upstream],  # the node's, opened at start
         peers: Callable[[], list[Peer]],
         headers: Mapping[str, str],
         timeout: Callable[[], float],
@@ -91,7 +91,7 @@ class BlobFetcher:
             url = f"{peer.http_url}/ha/blobs/{digest}"
             try:
                 await download(
-                    self.session,
+                    self.session(),
                     url,
                     self.store,
                     headers=self.headers,

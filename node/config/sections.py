@@ -295,7 +295,8 @@ class Blobs(Section):
         256 * 1024 * 1024, "largest file the blob store takes or fetches (bytes)", check=at_least(1)
     )
     blob_fetch_timeout_secs: float = setting(
-        120.0, "longest fetch of one file from a peer, or of a tokenizer source URL",
+        120.0,
+        "longest fetch of one file from a peer, or of a tokenizer source URL",
         check=between(0.1, 3600),
     )
 

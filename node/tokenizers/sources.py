@@ -36,6 +36,7 @@ OPTIONAL_FILES: Final = (
     "special_tokens_map.json",
     "chat_template.jinja",
     "chat_template.json",
+    "generation_config.json",
 )
 HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?")
 FORMS = (
@@ -62,7 +63,7 @@ class Read:
 
 
 def kind_of(source: str) -> str:
-    """"url", "path" or "hub"; a SourceError for anything else."""
+    """ "url", "path" or "hub"; a SourceError for anything else."""
     if source.startswith(("http://", "https://")):
         try:
             host = urlsplit(source).hostname
@@ -78,9 +79,7 @@ def kind_of(source: str) -> str:
     raise SourceError(FORMS)
 
 
-async def read_source(
-    source: str, store: BlobStore, session: Upstream, timeout: float
-) -> Read:
+async def read_source(source: str, store: BlobStore, session: Upstream, timeout: float) -> Read:
     kind = kind_of(source)
     if kind == "path":
         return await asyncio.to_thread(_read_path, Path(source).expanduser(), store, source)

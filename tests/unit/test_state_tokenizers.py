@@ -57,3 +57,13 @@ def test_remove_frees_the_name() -> None:
     assert log.state.tokenizers == {}
     assert_failed(log.run("tokenizer.remove", {"id": "tk1"}), "not_found")
     assert _add(log, tokenizer_id="tk2")["ok"]
+
+
+def test_a_source_that_gave_nothing_is_recorded_failed_without_files() -> None:
+    log = Log()
+    assert _add(log, files={}, failure="not in the cache")["ok"]
+    record = log.state.tokenizers["tk1"]
+    assert record["files"] == {} and record["failure"] == "not in the cache"
+    refused = _add(log, tokenizer_id="tk2", name="n2", failure="x")  # files and a failure
+    assert_failed(refused, "invalid")
+    assert "a failed tokenizer has no files" in refused["message"]

@@ -27,6 +27,8 @@ from node.api.table import CONSISTENT, Query, Route
 SEGMENT: Final = "^[^{}]+$"  # the router matches no '{' or '}' in a path parameter
 _PATH_PARAMS: Final[dict[str, Schema]] = {
     "worker_id": string("the worker's id (a UUID)", format="uuid", pattern=SEGMENT),
+    "tokenizer_id": string("the tokenizer's id (a UUID)", format="uuid", pattern=SEGMENT),
+    "sha256": string("a blob's SHA-256: 64 lower-case hex digits", pattern="^[0-9a-f]{64}$"),
     "model_id": string("a model id ('*': the mesh-wide default)", pattern=SEGMENT),
     "key": string("a config key (may contain '/')", minLength=1),
     "model": string("a model id (may contain '/')", minLength=1),
