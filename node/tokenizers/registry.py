@@ -70,7 +70,7 @@ class TokenizerRegistry:
         work_dir: Path,
         load: Loader = load_tokenizer,
         backoff: Backoff = Backoff(),
-        check_every: float = 5.0,
+        check_every: float = 2.0,
     ) -> None:
         self.records = records
         self.store = store
@@ -84,6 +84,7 @@ class TokenizerRegistry:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._seen: dict[str, tuple[int, int, int]] = {}  # digest -> (inode, size, mtime)
         self._started = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         store.on_corrupt.append(self._changed)
         self._checker = Periodic("tokenizer-files", self._check_files, check_every)
 
@@ -114,6 +115,7 @@ class TokenizerRegistry:
 
     def start(self) -> None:
         self._started = True
+        self._loop = asyncio.get_running_loop()
         self.sync()
         self._checker.start()
 
@@ -216,7 +218,12 @@ class TokenizerRegistry:
     # -- files changed on disk ---------------------------------------------------------
 
     def _changed(self, digest: str) -> None:
-        """A blob was found changed (and deleted): fetch it again for whoever uses it."""
+        """A blob was found changed (and deleted), on any thread: the store hashes in one."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._refetch, digest)
+
+    def _refetch(self, digest: str) -> None:
+        """Fetch a blob found changed or missing again, for whoever uses it."""
         self._seen.pop(digest, None)
         for tokenizer_id, record in self._known.items():
             uses = any(f["sha256"] == digest for f in record["files"].values())
@@ -241,7 +248,7 @@ class TokenizerRegistry:
             except FileNotFoundError:
                 now = None
             if now is None:  # deleted (`verified` reports only a changed file)
-                self._changed(digest)
+                self._refetch(digest)
             elif now != seen and await asyncio.to_thread(self.store.verified, digest):
                 self._seen[digest] = now  # touched, not changed
 
