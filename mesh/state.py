@@ -256,6 +256,10 @@ class ControlState:
         policies = self.policies
         return policies.get(model or "") or policies.get(DEFAULT_POLICY_KEY)
 
+    def tokenizer_named(self, name: str) -> Record | None:
+        """The tokenizer of this name (names are unique; there are few)."""
+        return next((t for t in self.tokenizers.values() if t["name"] == name), None)
+
     def counts(self) -> dict[str, int]:
         """How many objects each replicated collection holds (for /ha/status)."""
         return {
@@ -1006,13 +1010,13 @@ def _tokenizer_add(state: ControlState, args: dict[str, Any], cmd: Command, inde
     failure}}. Names are unique; the files are named by digest (every node fetches the
     bytes). `failure` says why a source gave no files: failed on every node."""
     spec = args["tokenizer"]
-    for existing in state.tokenizers.values():
-        if existing["name"] == spec["name"]:
-            return fail(
-                "conflict",
-                f"a tokenizer named {spec['name']!r} already exists",
-                tokenizer_id=existing["id"],
-            )
+    existing = state.tokenizer_named(spec["name"])
+    if existing is not None:
+        return fail(
+            "conflict",
+            f"a tokenizer named {spec['name']!r} already exists",
+            tokenizer_id=existing["id"],
+        )
     if spec["id"] in state.tokenizers:
         return fail("conflict", f"tokenizer id {spec['id']} already exists")
     record: Record = {

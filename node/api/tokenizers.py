@@ -108,14 +108,14 @@ async def list_tokenizers(request: web.Request, _: Principal) -> web.Response:
 async def create_tokenizer(request: web.Request, principal: Principal) -> web.Response:
     node = node_of(request)
     body = await read_body(request, TokenizerCreate)
-    for record in node.raft.state.tokenizers.values():
-        if record["name"] == body.name:
-            raise ApiError(
-                409,
-                f"a tokenizer named {body.name!r} already exists",
-                code="CONFLICT",
-                extra={"tokenizer_id": record["id"]},
-            )
+    taken = node.raft.state.tokenizer_named(body.name)
+    if taken is not None:  # before reading the source; the commit decides a race
+        raise ApiError(
+            409,
+            f"a tokenizer named {body.name!r} already exists",
+            code="CONFLICT",
+            extra={"tokenizer_id": taken["id"]},
+        )
     try:
         read = await read_source(
             body.source, node.blobs, node.session, node.config.blob_fetch_timeout_secs

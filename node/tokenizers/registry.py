@@ -93,10 +93,8 @@ class TokenizerRegistry:
     def find(self, name_or_id: str) -> TextTokenizer | None:
         if name_or_id in self._loaded:
             return self._loaded[name_or_id]
-        for tokenizer_id, record in self._known.items():
-            if record["name"] == name_or_id:
-                return self._loaded.get(tokenizer_id)
-        return None
+        record = next((r for r in self._known.values() if r["name"] == name_or_id), None)
+        return self._loaded.get(record["id"]) if record else None
 
     def names(self) -> list[str]:
         return sorted(self._known[i]["name"] for i in self._loaded if i in self._known)
