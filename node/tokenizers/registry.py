@@ -247,7 +247,7 @@ class TokenizerRegistry:
                 now = None
             if now is None:  # deleted (`verified` reports only a changed file)
                 self._refetch(digest)
-            elif now != seen and await asyncio.to_thread(self.store.verified, digest):
+            elif now != seen and await asyncio.to_thread(self.store.verified, digest) is not None:
                 self._seen[digest] = now  # touched, not changed
 
 
