@@ -90,6 +90,16 @@ def _summary(views: dict[str, dict[str, Any]]) -> str:
     return "failed" if "failed" in states else "pending"
 
 
+def _drop_unused(node: Node, files: dict[str, dict[str, Any]]) -> None:
+    """Remove files read for a registration that was refused, unless a record uses them.
+    (Not after an unknown outcome: the record may be applied, and this node's copy is
+    then the only one.)"""
+    used = {f["sha256"] for t in node.raft.state.tokenizers.values() for f in t["files"].values()}
+    for entry in files.values():
+        if entry["sha256"] not in used:
+            node.blobs.remove(entry["sha256"])
+
+
 # -- handlers ----------------------------------------------------------------------------
 
 
@@ -131,7 +141,12 @@ async def create_tokenizer(request: web.Request, principal: Principal) -> web.Re
     }
     if read.failure:
         spec["failure"] = read.failure
-    value = await node.commit("tokenizer.add", {"tokenizer": spec}, principal)
+    try:
+        value = await node.commit("tokenizer.add", {"tokenizer": spec}, principal)
+    except ApiError as exc:
+        if exc.extra.get("outcome") == "rejected":  # never applied: its files are no one's
+            _drop_unused(node, read.files)
+        raise
     tokenizer_id = value["tokenizer_id"]  # a replay names the tokenizer the first one added
     location = f"/v1/tokenizers/{tokenizer_id}"
     answer = {

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -213,3 +214,24 @@ def test_delete_removes_it_everywhere_with_the_files_no_other_uses(mesh: Mesh) -
         )
         assert all(blob(node, d).exists() for d in mine & used)
         assert call("GET", f"{node.url}/v1/tokenizers/{tokenizer_id}").status_code == 404
+
+
+def test_two_registrations_of_one_name_at_once_leave_one_and_no_stray_file(mesh: Mesh) -> None:
+    sources = [
+        build_tokenizer_dir(mesh.tmp_path / f"race-{i}", "llama3", model_max_length=100 + i)
+        for i in range(2)
+    ]
+    configs = [sha(s / "tokenizer_config.json") for s in sources]
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(
+            pool.map(
+                lambda i: register(mesh.nodes[i], {"name": "race", "source": str(sources[i])}),
+                range(2),
+            )
+        )
+    assert sorted(a.status_code for a in answers) == [202, 409], [a.text for a in answers]
+    loser = next(i for i, a in enumerate(answers) if a.status_code == 409)
+    assert not blob(mesh.nodes[loser], configs[loser]).exists()
+    winner = answers[1 - loser].json()["id"]
+    settled(mesh.nodes[0], winner, "ready")
+    assert call("DELETE", f"{mesh.nodes[0].url}/v1/tokenizers/{winner}").status_code == 200
