@@ -82,7 +82,11 @@ def kind_of(source: str) -> str:
 async def read_source(source: str, store: BlobStore, session: Upstream, timeout: float) -> Read:
     kind = kind_of(source)
     if kind == "path":
-        return await asyncio.to_thread(_read_path, Path(source).expanduser(), store, source)
+        try:
+            path = Path(source).expanduser()
+        except RuntimeError:  # ~user of no such user
+            raise SourceError(f"source path {source} names no home directory") from None
+        return await asyncio.to_thread(_read_path, path, store, source)
     read = Read(safe_url(source) if kind == "url" else source)
     try:
         if kind == "url":
@@ -116,7 +120,10 @@ def _read_hub(model_id: str, store: BlobStore) -> dict[str, dict[str, Any]]:
         found = try_to_load_from_cache(model_id, name)
         return Path(found) if isinstance(found, str) else None
 
-    main = cached(TOKENIZER_MAIN_FILE)
+    try:
+        main = cached(TOKENIZER_MAIN_FILE)
+    except ValueError as exc:  # huggingface_hub's own rules for a repo id
+        raise SourceError(f"source {model_id!r} is not a Hugging Face model id: {exc}") from None
     if main is None:
         raise Unreadable(
             f"{TOKENIZER_MAIN_FILE} of {model_id} is not in the local Hugging Face cache "

@@ -40,6 +40,16 @@ def test_anything_else_is_refused_at_once(source: str) -> None:
         kind_of(source)
 
 
+def test_a_path_that_is_not_there_is_refused_at_once(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path / "data", 1000)
+    with pytest.raises(SourceError, match="does not exist"):
+        read(str(tmp_path / "absent"), store)
+    with pytest.raises(SourceError, match=r"holds no tokenizer\.json"):
+        read(str(tmp_path), store)
+    with pytest.raises(SourceError, match="names no home directory"):
+        read("~no-such-user-here/tokenizer.json", store)
+
+
 def test_a_directory_gives_its_tokenizer_files(tmp_path: Path) -> None:
     source = build_tokenizer_dir(tmp_path / "src")
     (source / "chat_template.jinja").write_text("{{ messages }}")
@@ -84,3 +94,6 @@ def test_a_hub_id_is_read_from_the_local_cache_only(
     assert absent.files == {}
     assert absent.failure and "not in the local Hugging Face cache" in absent.failure
     assert str(cache) in absent.failure
+    for bad in ("acme/tiny.", "acme/tiny.git"):  # the hub's own rules, at once
+        with pytest.raises(SourceError, match="not a Hugging Face model id"):
+            read(bad, store)
