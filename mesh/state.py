@@ -77,6 +77,7 @@ MAX_ACTIVE_KEYS_PER_TENANT: Final = 1000
 REVOKED_KEYS_KEPT_PER_TENANT: Final = 100  # older revoked records are forgotten
 MAX_MODELS_PER_TENANT: Final = 200
 MAX_PUBLICATIONS_PER_TENANT: Final = 100
+MAX_TOKENIZERS: Final = 1000  # each node loads every one into memory
 MAX_RECORD_BYTES: Final = 64 * 1024  # a command's arguments, measured as JSON text
 # Commands whose arguments come from a client's request body, and so are size-checked.
 SIZE_CHECKED_OPS: Final = frozenset(
@@ -1019,6 +1020,13 @@ def _tokenizer_add(state: ControlState, args: dict[str, Any], cmd: Command, inde
         )
     if spec["id"] in state.tokenizers:
         return fail("conflict", f"tokenizer id {spec['id']} already exists")
+    if len(state.tokenizers) >= MAX_TOKENIZERS:
+        return fail(
+            "limit_reached",
+            f"the mesh has {len(state.tokenizers)} tokenizers, the most it may have; "
+            "delete some first",
+            limit=MAX_TOKENIZERS,
+        )
     record: Record = {
         "id": spec["id"],
         "name": spec["name"],

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from mesh import state
 from tests.unit.test_state import Log, assert_failed
 
 FILES = {
@@ -67,3 +70,12 @@ def test_a_source_that_gave_nothing_is_recorded_failed_without_files() -> None:
     refused = _add(log, tokenizer_id="tk2", name="n2", failure="x")  # files and a failure
     assert_failed(refused, "invalid")
     assert "a failed tokenizer has no files" in refused["message"]
+
+
+def test_the_mesh_holds_a_bounded_number(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(state, "MAX_TOKENIZERS", 2)
+    log = Log()
+    assert _add(log, "tk1", "a")["ok"] and _add(log, "tk2", "b")["ok"]
+    refused = _add(log, "tk3", "c")
+    assert_failed(refused, "limit_reached")
+    assert refused["limit"] == 2 and set(log.state.tokenizers) == {"tk1", "tk2"}
