@@ -20,7 +20,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -136,8 +136,17 @@ class TokenizerRegistry:
                 self._status[tokenizer_id] = LocalStatus()
                 self._run(tokenizer_id, self._prepare(record))
 
-    def _run(self, tokenizer_id: str, work: Any) -> None:
-        self._tasks[tokenizer_id] = asyncio.create_task(work, name=f"tokenizer-{tokenizer_id}")
+    def _run(self, tokenizer_id: str, work: Coroutine[Any, Any, None]) -> None:
+        guarded = self._guarded(tokenizer_id, work)
+        self._tasks[tokenizer_id] = asyncio.create_task(guarded, name=f"tokenizer-{tokenizer_id}")
+
+    async def _guarded(self, tokenizer_id: str, work: Coroutine[Any, Any, None]) -> None:
+        """A bug or a full disk ends the work as `failed`, never as a silent `pending`."""
+        try:
+            await work
+        except Exception as exc:
+            log.exception("tokenizer %s: preparing it failed", tokenizer_id)
+            self._set(tokenizer_id, "failed", f"{type(exc).__name__}: {exc}")
 
     def _forget(self, tokenizer_id: str, remaining: dict[str, Record]) -> None:
         record = self._known.pop(tokenizer_id)

@@ -177,3 +177,28 @@ async def _until(condition: Callable[[], bool], registry: TokenizerRegistry) -> 
             return next(iter(registry.report().values()))
         await asyncio.sleep(0.02)
     raise AssertionError(f"never reached: {registry.report()}")
+
+
+def test_an_unexpected_error_ends_failed_not_pending(tmp_path: Path) -> None:
+    source = build_tokenizer_dir(tmp_path / "src")
+    store = BlobStore(tmp_path / "data", 10_000_000)
+    files = {}
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        digest, size = store.put_file(source / name)
+        files[name] = {"sha256": digest, "size": size}
+
+    def broken(path: Path, template: str | None) -> Any:
+        raise RuntimeError("the loader has a bug")
+
+    async def test(session: Upstream) -> None:
+        record = {"id": "tk1", "name": "llama", "files": files, "chat_template": None}
+        registry = _registry(store, _fetcher(store, session, []), {"tk1": record})
+        registry.load = broken
+        registry.start()
+        try:
+            status = await _until(lambda: registry.status("tk1")["state"] == "failed", registry)
+        finally:
+            await registry.stop()
+        assert status["reason"] == "RuntimeError: the loader has a bug"
+
+    run(test)
