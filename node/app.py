@@ -75,6 +75,7 @@ from node.readiness import Readiness
 from node.routing.selector import PolicySelector
 from node.runtime import RUNTIME_KEY, LiveParts, apply_runtime
 from node.service import Periodic, cancel_and_wait
+from node.text.resolve import TokenizerResolver
 from node.tokenizers.registry import TokenizerRegistry
 from node.workers.client import WorkerClient
 from node.workers.credentials import CredentialBox, basic, split_userinfo
@@ -150,6 +151,14 @@ class Node:
         # Static stability: the state this node may serve from, even without a leader.
         self.loaded = LoadedState(config.data_path, self.raft.status)
         self.pool = WorkerPool(breaker_settings(config), self.credentials)
+        # Registered tokenizers, loaded on this node; the resolver finds one for a request.
+        self.tokenizer_registry = TokenizerRegistry(
+            lambda: self.raft.state.tokenizers,
+            self.blobs,
+            self.blob_fetcher,
+            config.data_path / "tokenizers",
+        )
+        self.tokenizers = TokenizerResolver(self.pool.ready_records, self.tokenizer_registry)
         self.selector = PolicySelector(config.policy)
         self.admission = Admission(**asdict(admission_limits(config)))
         self.retry = retry_settings(config)
@@ -175,12 +184,6 @@ class Node:
             config.readiness_requires_workers,
         )
         self.pool.on_removed.append(lambda worker: self.selector.forget(worker.id))
-        self.tokenizers = TokenizerRegistry(
-            lambda: self.raft.state.tokenizers,
-            self.blobs,
-            self.blob_fetcher,
-            config.data_path / "tokenizers",
-        )
         self.stream.subscribe(self._on_applied)
         self._add_gauges()
         # Model ids the workers serve: the only values the `model` metric label takes, so
@@ -225,8 +228,8 @@ class Node:
             await self.tokens.refresh()
             self._run_in_background(stack, self._refresh_keys(), "jwks-refresh")
         self._sync_views()
-        self.tokenizers.start()  # fetches what it lacks from peers, in the background
-        stack.push_async_callback(self.tokenizers.stop)
+        self.tokenizer_registry.start()  # fetches what it lacks from peers, in the background
+        stack.push_async_callback(self.tokenizer_registry.stop)
         self.health.start()
         stack.push_async_callback(self.health.stop)
         stack.push_async_callback(self.discovery.stop)  # jobs start from here on
@@ -398,7 +401,7 @@ class Node:
         if op.startswith("config.") or reset:
             self._apply_runtime()
         if op.startswith("tokenizer.") or reset:
-            self.tokenizers.sync()
+            self.tokenizer_registry.sync()
         if op == "breaker.reset" and (applied.outcome or {}).get("ok"):
             self._reset_breakers(applied.outcome["value"]["worker_id"])
 

@@ -20,6 +20,7 @@ from node.api import (
     openai,
     ops,
     policies,
+    text,
     tokenizers,
     workers,
 )
@@ -28,6 +29,7 @@ from node.api.table import Route
 WITHOUT_FEED: Final[tuple[Route, ...]] = (
     *health.ROUTES,
     *openai.ROUTES,
+    *text.ROUTES,
     *workers.ROUTES,
     *policies.ROUTES,
     *ops.ROUTES,

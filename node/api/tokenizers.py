@@ -68,12 +68,12 @@ def resolve_tokenizer(node: Node, request: web.Request) -> dict[str, Any]:
 
 def _view(node: Node, record: dict[str, Any]) -> dict[str, Any]:
     shown = {k: v for k, v in record.items() if k != "failure"}
-    return {**shown, "status": node.tokenizers.status(record["id"])}
+    return {**shown, "status": node.tokenizer_registry.status(record["id"])}
 
 
 def node_views(node: Node, tokenizer_id: str) -> dict[str, dict[str, Any]]:
     """Each node's view of one tokenizer: this node's own, its peers' from their last report."""
-    views = {node.name: node.tokenizers.status(tokenizer_id)}
+    views = {node.name: node.tokenizer_registry.status(tokenizer_id)}
     for name, peer in sorted(node.peers.views.items()):
         if not peer.reachable:
             views[name] = {"state": "unknown", "reason": peer.error or "not polled yet"}

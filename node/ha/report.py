@@ -43,7 +43,7 @@ class Reporting(Protocol):
     readiness: Readiness
     mesh_keys: MeshKeys
     credentials: CredentialBox
-    tokenizers: TokenizerRegistry
+    tokenizer_registry: TokenizerRegistry
 
     def is_draining(self) -> bool: ...
     def serving_nodes(self) -> int: ...
@@ -95,7 +95,7 @@ def local_report(node: Reporting) -> dict[str, Any]:
         },
         "rate_limits": node.ratelimiter.stats(),
         "mesh_secret": secret_report(node),
-        "tokenizers": node.tokenizers.report(),  # this node's view of each (GET .../status)
+        "tokenizers": node.tokenizer_registry.report(),  # this node's view of each (GET .../status)
     }
 
 

@@ -22,6 +22,7 @@ from node.parsers.holdback import partial_suffix_len
 
 REPLACEMENT = "\ufffd"
 ZWJ = "\u200d"
+LOOK_BACK = 3  # ids: a character's last bytes sit in at most 3 tokens after its first
 
 
 class IncrementalDetokenizer:
@@ -58,11 +59,19 @@ class IncrementalDetokenizer:
         if self._read_offset == len(self._ids):
             return ""
         seen = self._decode(self._ids[self._prefix_offset : self._read_offset])
-        window = self._decode(self._ids[self._prefix_offset :])
+        end = len(self._ids)
+        window = self._decode(self._ids[self._prefix_offset : end])
+        # Fed several ids at once, the last may be half a character while those before
+        # it end whole ones: step back a few ids rather than hold them all.
+        while window.endswith(REPLACEMENT) and not final and end > self._read_offset + 1:
+            if len(self._ids) - end >= LOOK_BACK:
+                return ""
+            end -= 1
+            window = self._decode(self._ids[self._prefix_offset : end])
         if len(window) <= len(seen) or (window.endswith(REPLACEMENT) and not final):
             return ""
         self._prefix_offset = self._read_offset
-        self._read_offset = len(self._ids)
+        self._read_offset = end
         return window[len(seen) :]
 
     def _emit(self, final: bool) -> str:

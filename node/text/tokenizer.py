@@ -7,6 +7,7 @@ malformed template fails the load with Jinja's message, not the first request).
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
@@ -25,6 +26,10 @@ MAX_TOKENIZER_BYTES = 128 * 1024 * 1024
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
 # transformers writes int(1e30) (or similar) for "no limit"; no model has a context this long.
 MAX_REAL_CONTEXT = 1 << 32
+
+
+class InvalidTokenIds(ValueError):
+    """A list of ids holds one that is not a token of the vocabulary."""
 
 
 class TokenizerLoadError(ValueError):
@@ -48,18 +53,12 @@ def load_tokenizer(path: Path, chat_template: str | None = None) -> TextTokenize
     generation = _read_json(file.parent / GENERATION_CONFIG_FILE)
     _add_config_tokens(tokenizer, config)
     template_source = chat_template if chat_template is not None else _config_template(config)
-    template = None
-    if template_source:
-        try:
-            template = ChatTemplate(template_source)
-        except ChatTemplateError as exc:
-            raise TokenizerLoadError(str(exc)) from None
     return TextTokenizer(
         tokenizer,
         bos_token=_token_text(config.get("bos_token")),
         eos_token=_token_text(config.get("eos_token")),
         max_model_len=_context_length(config.get("model_max_length")),
-        chat_template=template,
+        chat_template=_compile(template_source) if template_source else None,
         extra_eos_ids=_int_list(generation.get("eos_token_id")),
     )
 
@@ -88,6 +87,12 @@ class TextTokenizer:
         ids = [tokenizer.token_to_id(eos_token)] if eos_token else []
         self.eos_token_ids = sorted({i for i in [*ids, *extra_eos_ids] if i is not None})
 
+    def with_chat_template(self, source: str) -> TextTokenizer:
+        """The same tokenizer with another chat template (TokenizerLoadError if it is bad)."""
+        derived = copy.copy(self)
+        derived.chat_template = _compile(source)
+        return derived
+
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         return list(self._tokenizer.encode(text, add_special_tokens=add_special_tokens).ids)
 
@@ -95,12 +100,14 @@ class TextTokenizer:
         return str(self._tokenizer.decode(list(ids), skip_special_tokens=skip_special_tokens))
 
     def check_ids(self, ids: Sequence[object]) -> None:
-        """Raise ValueError naming the first id that is not a token of this vocabulary."""
+        """Raise InvalidTokenIds (a ValueError) naming the first id not in the vocabulary."""
         for index, value in enumerate(ids):
             if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"token at index {index} is {value!r}, not an integer")
+                shown = repr(value)
+                shown = shown if len(shown) <= 40 else shown[:40] + "..."  # bodies may be big
+                raise InvalidTokenIds(f"token at index {index} is {shown}, not an integer")
             if not 0 <= value < self.vocab_size:
-                raise ValueError(
+                raise InvalidTokenIds(
                     f"token id {value} at index {index} is out of range "
                     f"(the vocabulary has ids 0 to {self.vocab_size - 1})"
                 )
@@ -132,6 +139,13 @@ class TextTokenizer:
         return IncrementalDetokenizer(
             partial(self.decode, skip_special_tokens=skip_special_tokens), stop=stop
         )
+
+
+def _compile(source: str) -> ChatTemplate:
+    try:
+        return ChatTemplate(source)
+    except ChatTemplateError as exc:
+        raise TokenizerLoadError(str(exc)) from None
 
 
 def _read_bounded(file: Path, limit: int) -> bytes:

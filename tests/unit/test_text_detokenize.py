@@ -98,6 +98,17 @@ def test_split_character_waits_for_its_last_byte(tokenizer: TextTokenizer) -> No
     assert detok.feed(ids[-1:]) + detok.finish() == "🚀"
 
 
+def test_a_chunk_ending_in_half_a_character_emits_what_is_whole(
+    tokenizer: TextTokenizer,
+) -> None:
+    rocket = tokenizer.encode("🚀", add_special_tokens=False)
+    detok = tokenizer.detokenizer()
+    assert detok.feed([*tokenizer.encode("Hello ", add_special_tokens=False), rocket[0]]) == (
+        "Hello "
+    )
+    assert detok.feed(rocket[1:]) + detok.finish() == "🚀"
+
+
 def test_finish_flushes_an_incomplete_character(tokenizer: TextTokenizer) -> None:
     ids = tokenizer.encode("🚀", add_special_tokens=False)
     detok = tokenizer.detokenizer()

@@ -84,6 +84,8 @@ def test_check_ids_names_the_first_bad_id(llama: TextTokenizer) -> None:
         llama.check_ids([1, 2, "7"])
     with pytest.raises(ValueError, match=r"index 0 is True"):
         llama.check_ids([True])
+    with pytest.raises(ValueError, match=r"index 0 is \[0, 0, 0, .{20,30}\.\.\., not an"):
+        llama.check_ids([[0] * 10_000])  # a long value is cut short in the message
 
 
 @pytest.mark.parametrize(
@@ -138,6 +140,27 @@ def test_unsafe_attribute_alone_is_empty_never_the_object() -> None:
     # The sandbox hands back an undefined for an unsafe attribute: it prints as
     # nothing, and any use of it raises.
     assert ChatTemplate("{{ raise_exception.__globals__ }}").render(HELLO) == ""
+
+
+@pytest.mark.parametrize(
+    ("source", "says"),
+    [
+        ("{{ 'x' * 1000000000 }}", "too big"),
+        ("{{ [1, 2] * 1000000000 }}", "too big"),
+        ("{{ 1000000000 * 'x' }}", "too big"),
+        ("{{ 2 ** 100000000 }}", "power above 64"),
+        (
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+            "loops more than 1000000 times",
+        ),
+    ],
+)
+def test_memory_and_loop_bombs_fail_fast(source: str, says: str) -> None:
+    with pytest.raises(ChatTemplateError, match=says):
+        ChatTemplate(source).render(HELLO)
+    assert ChatTemplate("{{ 'ab' * 3 }}{{ 2 ** 10 }}{{ range(3) | list }}").render(HELLO) == (
+        "ababab1024[0, 1, 2]"
+    )
 
 
 def test_output_and_template_size_are_bounded() -> None:
