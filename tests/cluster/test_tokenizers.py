@@ -107,6 +107,17 @@ def test_ready_on_every_node_with_the_files_fetched_from_a_peer(
     listed = call("GET", mesh.nodes[2].url + "/v1/tokenizers").json()
     assert [t["name"] for t in listed["tokenizers"]] == ["llama-test"]
     assert listed["tokenizers"][0]["status"]["state"] == "ready"
+    # n3 serves /v1/tokenize with the files it fetched (the registry is its catalog)
+    text = "Hello, 世界 🙂"
+    for key in ("llama-test", registered["id"]):
+        tokens = call(
+            "POST", mesh.nodes[2].url + "/v1/tokenize", {"tokenizer": key, "prompt": text}
+        )
+        assert tokens.status_code == 200, tokens.text
+        ids = tokens.json()["tokens"]
+        assert tokens.json()["count"] == len(ids) > 0 and tokens.json()["max_model_len"] == 4096
+    back = call("POST", mesh.nodes[2].url + "/v1/detokenize", {"tokenizer": key, "tokens": ids})
+    assert back.status_code == 200 and back.json()["text"].endswith(text), back.text
 
 
 def test_a_wiped_node_fetches_the_files_again(mesh: Mesh, registered: dict[str, Any]) -> None:
