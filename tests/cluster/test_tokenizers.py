@@ -89,8 +89,11 @@ def registered(mesh: Mesh) -> dict[str, Any]:
     body = resp.json()
     assert body["status"] == "pending" and body["name"] == "llama-test"
     assert resp.headers["Location"] == body["location"] == f"/v1/tokenizers/{body['id']}"
-    record = call("GET", mesh.nodes[2].url + body["location"]).json()
-    return record  # type: ignore[no-any-return]
+    # Another node reads the record once it has applied the write (read-your-writes).
+    seen = {"X-Meshgate-Min-Index": resp.headers["X-Meshgate-Index"], **ADMIN}
+    record = requests.get(mesh.nodes[2].url + body["location"], headers=seen, timeout=10)
+    assert record.status_code == 200, record.text
+    return record.json()  # type: ignore[no-any-return]
 
 
 def test_ready_on_every_node_with_the_files_fetched_from_a_peer(
