@@ -129,7 +129,10 @@ class Pipeline:
         if subjects:
             meter(request)
         try:
-            return await self.forwarder.forward(request, policy)
+            key = request.policy_key
+            return await self.forwarder.forward(
+                request, policy, pair=lambda: self.selector.pair_for(key)
+            )
         finally:
             self.admission.release()
             await settle(request, quota, subjects, self.usage)

@@ -23,6 +23,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -42,12 +43,16 @@ from node.proxy.failures import (
     log_failure,
     stream_error,
 )
+from node.proxy.pd import PrefillHalf, bootstrap_fields, with_fields
 from node.proxy.upstream import Upstream, is_redirect
 from node.routing.base import Policy
+from node.workers.pairs import DECODE, PREFILL, Roles, missing_half, split_roles
 from node.workers.worker import Worker
 
 log = logging.getLogger(__name__)
 
+# What one attempt ends with: a response, or a phrase saying what went wrong.
+Outcome = web.StreamResponse | str
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 # Request headers passed to the worker besides content-type (never the client's credentials).
 PASSED_HEADERS = ("accept", "anthropic-version", "anthropic-beta", "openai-beta")
@@ -89,25 +94,92 @@ class Forwarder:
         self.timeout = aiohttp.ClientTimeout(total=request_timeout, sock_connect=5)
         self.metrics = metrics
         self.parsers = parsers  # --reasoning-parser and --tool-call-parser, as now in force
+        self._background: set[asyncio.Task[None]] = set()  # prefill halves still draining
 
-    async def forward(self, ex: InferenceRequest, policy: Policy) -> web.StreamResponse:
+    async def forward(
+        self,
+        ex: InferenceRequest,
+        policy: Policy,
+        pair: Callable[[], tuple[Policy, Policy]] | None = None,
+    ) -> web.StreamResponse:
         """Send the request to the candidate `policy` picks, retrying on others; relay the
-        answer."""
-        serving = ex.candidates
+        answer. A model served by prefill/decode pairs goes to one of each, each half
+        picked by its own instance of the policy (`pair`)."""
+        roles = split_roles(ex.candidates)
+        if roles.use_pairs():
+            return await self._forward_pair(ex, roles, pair() if pair else (policy, policy))
+        serving = roles.regular
         tried: set[str] = set()
-        failure = "no worker is ready"
-        last_response: web.Response | None = None
-        for attempt in range(1, self.retry.max_attempts + 1):
+
+        async def once(attempt: int) -> Outcome | None:
             routable = [w for w in serving if w.routable]
             fresh = [w for w in routable if w.id not in tried] or routable
             if not fresh:
-                break
-            worker = fresh[policy.select(fresh, ex.facts)] if len(fresh) > 1 else fresh[0]
+                return None
+            worker = _pick(fresh, policy, ex)
             ex.worker, ex.attempts = worker, attempt
-            outcome = await self._attempt(ex, worker)
+            tried.add(worker.id)
+            return await self._attempt(ex, worker)
+
+        return await self._retrying(ex, once)
+
+    async def _forward_pair(
+        self, ex: InferenceRequest, roles: Roles, policies: tuple[Policy, Policy]
+    ) -> web.StreamResponse:
+        """One prefill and one decode worker per attempt; a failed half is not tried again
+        while another worker of its kind is left."""
+        problem = missing_half(ex.model, roles)
+        if problem is not None:
+            raise ApiError(503, problem, code="no_pd_pair", headers={"Retry-After": "1"})
+        tried: dict[str, set[str]] = {PREFILL: set(), DECODE: set()}
+
+        def choose(workers: tuple[Worker, ...], policy: Policy, kind: str) -> Worker | None:
+            routable = [w for w in workers if w.routable]
+            fresh = [w for w in routable if w.id not in tried[kind]] or routable
+            return _pick(fresh, policy, ex) if fresh else None
+
+        async def once(attempt: int) -> Outcome | None:
+            prefill = choose(roles.prefill, policies[0], PREFILL)
+            decode = choose(roles.decode, policies[1], DECODE)
+            if prefill is None or decode is None:
+                return None
+            ex.worker, ex.attempts = decode, attempt
+            ex.headers["X-Meshgate-Prefill-Worker"] = prefill.id
+            body = with_fields(worker_body(ex.body, ex.data), bootstrap_fields(prefill, ex.data))
+            half = PrefillHalf(
+                self.session, prefill, ex.path, body, self._headers(ex, None), self.timeout
+            )
+            self._background.add(half.task)
+            half.task.add_done_callback(self._background.discard)
+            try:
+                outcome = await self._attempt(ex, decode, half, body)
+            except BaseException:
+                half.cancel()  # the client left
+                raise
+            if isinstance(outcome, web.StreamResponse) and not isinstance(outcome, _Retryable):
+                return outcome  # the prefill drains on its own
+            tried[PREFILL if half.failed else DECODE].add((prefill if half.failed else decode).id)
+            half.cancel()
+            return outcome
+
+        return await self._retrying(ex, once, "no prefill/decode pair is ready")
+
+    async def _retrying(
+        self,
+        ex: InferenceRequest,
+        once: Callable[[int], Awaitable[Outcome | None]],
+        idle: str = "no worker is ready",
+    ) -> web.StreamResponse:
+        """Call `once` (one attempt; None when no worker is left) until an answer, with the
+        retry budget and backoff; the last retryable answer or a 503 when none came."""
+        failure = idle
+        last_response: web.Response | None = None
+        for attempt in range(1, self.retry.max_attempts + 1):
+            outcome = await once(attempt)
+            if outcome is None:
+                break
             if isinstance(outcome, web.StreamResponse) and not isinstance(outcome, _Retryable):
                 return outcome
-            tried.add(worker.id)
             if isinstance(outcome, _Retryable):
                 last_response, failure = outcome, f"worker answered {outcome.status}"
             else:
@@ -127,18 +199,33 @@ class Forwarder:
             headers={"Retry-After": "1"},
         )
 
-    async def _attempt(self, ex: InferenceRequest, worker: Worker) -> web.StreamResponse | str:
-        """One try on one worker: a response to return, a `_Retryable`, or what went wrong
-        (a fixed phrase for the client; the detail goes to the log)."""
+    def _headers(self, ex: InferenceRequest, worker: Worker | None) -> dict[str, str]:
+        """The headers a worker gets: content type, request id, the passed client headers
+        and the worker's own credential (never the client's)."""
         headers = {
             "Content-Type": ex.http.headers.get("Content-Type", "application/json"),
             "X-Request-Id": ex.request_id,
-            **worker.auth_headers,
         }
+        if worker is not None:
+            headers.update(worker.auth_headers)
         for name in PASSED_HEADERS:
             value = ex.http.headers.get(name)
             if value is not None:
                 headers[name] = value
+        return headers
+
+    async def _attempt(
+        self,
+        ex: InferenceRequest,
+        worker: Worker,
+        prefill: PrefillHalf | None = None,
+        sent: bytes | None = None,
+    ) -> Outcome:
+        """One try on one worker: a response to return, a `_Retryable`, or what went wrong
+        (a fixed phrase for the client; the detail goes to the log). For the decode half
+        of a PD pair, `sent` is the body with the bootstrap fields and the answer counts
+        only once its `prefill` half has answered too."""
+        headers = self._headers(ex, worker)
         worker.load += 1
         worker.breaker.on_attempt()
         # True: the worker answered; False: it failed; None: we never found out (client left).
@@ -146,10 +233,12 @@ class Forwarder:
         resp: aiohttp.ClientResponse | None = None
         try:
             plan = plan_for(self.parsers, ex.path, ex.data, worker.record, worker.model_id)
-            body = ex.body if plan is None else worker_body(ex.body, ex.data)
+            body = sent or (ex.body if plan is None else worker_body(ex.body, ex.data))
             resp = await self.session.post(
                 worker.base_url + ex.path, data=body, headers=headers, timeout=self.timeout
             )
+            if prefill is not None and (problem := await prefill.answered()) is not None:
+                return problem  # the decode half was not at fault
             if resp.status in RETRYABLE_STATUSES:
                 body = await resp.read()
                 verdict = resp.status < 500
@@ -266,6 +355,10 @@ class Forwarder:
             # The client went away (its transport is closed: counted as 499); closing resp
             # cancels the generation.
             return out, None
+
+
+def _pick(fresh: list[Worker], policy: Policy, ex: InferenceRequest) -> Worker:
+    return fresh[policy.select(fresh, ex.facts)] if len(fresh) > 1 else fresh[0]
 
 
 class _Retryable(web.Response):

@@ -1,0 +1,146 @@
+"""The two halves of a prefill/decode (PD) request over HTTP, as SGLang's router sends them.
+
+The gateway sends the same body to the prefill and to the decode worker at once,
+each with SGLang's bootstrap fields: `bootstrap_host` (the prefill worker's host),
+`bootstrap_port` (its KV bootstrap server's port, or null when unknown) and
+`bootstrap_room` (a random 63-bit integer shared by both halves; SGLang keeps it
+as an int64). The decode worker fetches the KV cache from the prefill's bootstrap
+server and answers the client; the prefill's answer is drained in the background.
+A batch `/generate` (`text` or `input_ids` a list of prompts) gets one list entry
+per prompt, as SGLang's router does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import orjson
+
+from node.proxy.failures import did_not_answer, log_failure
+from node.proxy.upstream import Upstream, is_redirect
+from node.workers.worker import Worker
+
+log = logging.getLogger(__name__)
+
+# Statuses of a prefill that mean its half failed (the pair is retried without it);
+# any other 4xx is the request's fault, and the decode half says so to the client.
+PREFILL_FAILED = frozenset({408, 429, 500, 502, 503, 504})
+UPSTREAM_ERRORS = (aiohttp.ClientError, TimeoutError)
+
+
+def new_room() -> int:
+    """A random room in [0, 2**63 - 1]."""
+    return secrets.randbits(63)
+
+
+def bootstrap_port(worker: Worker) -> int | None:
+    """The prefill worker's bootstrap port: its own field, else what discovery read."""
+    port = worker.record.get("bootstrap_port")
+    if port is None:
+        port = (worker.record.get("metadata") or {}).get("disaggregation_bootstrap_port")
+    return port if isinstance(port, int) and not isinstance(port, bool) else None
+
+
+def _batch_size(data: dict[str, Any]) -> int | None:
+    text, ids = data.get("text"), data.get("input_ids")
+    if isinstance(text, list):
+        return len(text)
+    if isinstance(ids, list) and ids and isinstance(ids[0], list):
+        return len(ids)
+    return None
+
+
+def bootstrap_fields(prefill: Worker, data: dict[str, Any]) -> dict[str, Any]:
+    """The fields both halves get, for a single request or a batch."""
+    host = urlsplit(prefill.url).hostname or ""
+    port = bootstrap_port(prefill)
+    size = _batch_size(data)
+    if size is None:
+        return {"bootstrap_host": host, "bootstrap_port": port, "bootstrap_room": new_room()}
+    return {
+        "bootstrap_host": [host] * size,
+        "bootstrap_port": [port] * size,
+        "bootstrap_room": [new_room() for _ in range(size)],
+    }
+
+
+def with_fields(body: bytes, fields: dict[str, Any]) -> bytes:
+    """`body` (a JSON object) with `fields` set at its top level."""
+    return orjson.dumps({**orjson.loads(body), **fields})
+
+
+class PrefillHalf:
+    """The prefill half of one attempt: sent at once, its answer drained in the background.
+
+    `answered()` says, once the prefill's status is known, whether its half failed (a
+    phrase for the client) or not (None). Its load and circuit breaker are settled
+    here, whatever happens to the decode half."""
+
+    def __init__(
+        self,
+        session: Upstream,
+        worker: Worker,
+        path: str,
+        body: bytes,
+        headers: dict[str, str],
+        timeout: aiohttp.ClientTimeout,
+    ) -> None:
+        self.worker = worker
+        self._answer: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self.task = asyncio.create_task(self._run(session, path, body, headers, timeout))
+
+    async def answered(self) -> str | None:
+        return await asyncio.shield(self._answer)
+
+    @property
+    def failed(self) -> bool:
+        return self._answer.done() and self._answer.result() is not None
+
+    def cancel(self) -> None:
+        """Stop waiting for the prefill (its decode half failed or the client left)."""
+        if not self.task.done():
+            self.task.cancel()
+
+    def _settle_answer(self, problem: str | None) -> None:
+        if not self._answer.done():
+            self._answer.set_result(problem)
+
+    async def _run(
+        self,
+        session: Upstream,
+        path: str,
+        body: bytes,
+        headers: dict[str, str],
+        timeout: aiohttp.ClientTimeout,
+    ) -> None:
+        worker = self.worker
+        headers = {**headers, **worker.auth_headers}
+        worker.load += 1
+        worker.breaker.on_attempt()
+        verdict: bool | None = None
+        try:
+            async with session.post(
+                worker.base_url + path, data=body, headers=headers, timeout=timeout
+            ) as resp:
+                if resp.status in PREFILL_FAILED or is_redirect(resp.status):
+                    verdict = resp.status < 500 and not is_redirect(resp.status)
+                    log.warning("prefill worker %s answered %s to %s", worker.id, resp.status, path)
+                    self._settle_answer(f"prefill worker {worker.id} answered {resp.status}")
+                    return
+                self._settle_answer(None)
+                while await resp.content.readany():  # drained, never kept
+                    pass
+                verdict = True
+        except UPSTREAM_ERRORS as exc:
+            verdict = False
+            log_failure(worker.id, worker.url, f"prefill POST {path}", exc)
+            self._settle_answer(f"prefill worker {worker.id} {did_not_answer(exc)}")
+        finally:
+            worker.load -= 1
+            worker.breaker.settle(verdict)
+            self._settle_answer("the prefill half was cancelled")

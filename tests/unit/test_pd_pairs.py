@@ -1,0 +1,118 @@
+"""Prefill/decode pairs: which workers pair, the routing rule, the bootstrap fields."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from node.proxy.pd import bootstrap_fields, bootstrap_port, with_fields
+from node.workers.breaker import BreakerSettings
+from node.workers.credentials import CredentialBox
+from node.workers.pairs import missing_half, pair_health, split_roles
+from node.workers.worker import Worker
+
+BOX = CredentialBox("s" * 40)
+
+
+def worker(n: int, kind: str, healthy: bool = True, **fields: Any) -> Worker:
+    record = {
+        "id": f"w{n}",
+        "url": f"http://10.0.0.{n}:8000",
+        "model_id": "m",
+        "worker_type": kind,
+        "status": "ready",
+        **fields,
+    }
+    w = Worker(record, BreakerSettings(), BOX)
+    w.healthy = healthy
+    return w
+
+
+def test_roles_split_by_worker_type_in_order() -> None:
+    workers = [worker(1, "decode"), worker(2, "regular"), worker(3, "prefill"), worker(4, "decode")]
+    roles = split_roles(workers)
+    assert [w.id for w in roles.regular] == ["w2"]
+    assert [w.id for w in roles.prefill] == ["w3"]
+    assert [w.id for w in roles.decode] == ["w1", "w4"]
+
+
+@pytest.mark.parametrize(
+    ("kinds", "uses_pairs"),
+    [
+        (["regular"], False),
+        (["prefill", "decode"], True),
+        (["regular", "prefill", "decode"], True),  # a healthy pair serves first
+        (["regular", "prefill", "decode-down"], False),  # else the regular workers do
+        (["prefill"], True),  # no regular worker: the pair path names what is missing
+    ],
+)
+def test_the_rule_for_a_model_with_both_kinds(kinds: list[str], uses_pairs: bool) -> None:
+    workers = [
+        worker(i, kind.removesuffix("-down"), healthy=not kind.endswith("-down"))
+        for i, kind in enumerate(kinds)
+    ]
+    assert split_roles(workers).use_pairs() is uses_pairs
+
+
+@pytest.mark.parametrize(
+    ("workers", "message"),
+    [
+        ([worker(1, "prefill")], "model 'm' has prefill workers but no decode worker"),
+        ([worker(1, "decode")], "model 'm' has decode workers but no prefill worker"),
+        (
+            [worker(1, "prefill"), worker(2, "decode", healthy=False)],
+            "model 'm' has prefill workers but no healthy decode worker",
+        ),
+        (
+            [worker(1, "prefill", healthy=False), worker(2, "decode")],
+            "model 'm' has decode workers but no healthy prefill worker",
+        ),
+        ([worker(1, "prefill"), worker(2, "decode")], None),
+    ],
+)
+def test_the_missing_half_is_named(workers: list[Worker], message: str | None) -> None:
+    assert missing_half("m", split_roles(workers)) == message
+
+
+def test_pair_health_counts_each_half_per_model() -> None:
+    shown = pair_health(
+        [worker(1, "prefill"), worker(2, "decode", healthy=False), worker(3, "regular")]
+    )
+    assert shown == {
+        "m": {
+            "prefill": {"healthy": 1, "total": 1},
+            "decode": {"healthy": 0, "total": 1},
+            "can_serve": False,
+            "missing": "model 'm' has prefill workers but no healthy decode worker",
+        }
+    }
+
+
+def test_bootstrap_fields_name_the_prefill_and_a_63_bit_room() -> None:
+    prefill = worker(7, "prefill", bootstrap_port=8998)
+    fields = bootstrap_fields(prefill, {"messages": []})
+    assert fields["bootstrap_host"] == "10.0.0.7" and fields["bootstrap_port"] == 8998
+    assert 0 <= fields["bootstrap_room"] < 2**63
+    rooms = {bootstrap_fields(prefill, {})["bootstrap_room"] for _ in range(50)}
+    assert len(rooms) == 50
+    body = orjson.loads(with_fields(b'{"model": "m", "stream": true}', fields))
+    assert body == {"model": "m", "stream": True, **fields}
+
+
+def test_a_batch_gets_one_entry_per_prompt() -> None:
+    prefill = worker(7, "prefill", bootstrap_port=8998)
+    for data in ({"text": ["a", "b", "c"]}, {"input_ids": [[1], [2], [3]]}):
+        fields = bootstrap_fields(prefill, data)
+        assert fields["bootstrap_host"] == ["10.0.0.7"] * 3
+        assert fields["bootstrap_port"] == [8998] * 3
+        assert len(set(fields["bootstrap_room"])) == 3
+    assert isinstance(bootstrap_fields(prefill, {"input_ids": [1, 2]})["bootstrap_room"], int)
+
+
+def test_the_bootstrap_port_falls_back_to_what_discovery_read() -> None:
+    assert bootstrap_port(worker(1, "prefill", bootstrap_port=9000)) == 9000
+    found = {"disaggregation_bootstrap_port": 9001}
+    assert bootstrap_port(worker(1, "prefill", metadata=found)) == 9001
+    assert bootstrap_port(worker(1, "prefill")) is None  # sent as null, as SGLang's router does
