@@ -12,6 +12,9 @@ The order of events for a request:
 4. the response is relayed: whole for plain requests, chunk by chunk for
    streams. A stream that breaks after its first byte ends with an explicit
    SSE `error` event, so the client knows it is incomplete.
+A model served by prefill/decode pairs takes one worker of each kind per attempt
+(`_forward_pair`; docs/pd.md): the prefill half is sent alongside and drained,
+the decode half is relayed as above.
 A client that disconnects cancels the handler, which closes the upstream
 connection and so cancels the generation; either way the request is counted
 as 499 (`node.client_gone`).
