@@ -161,8 +161,11 @@ class Forwarder:
                 raise
             if isinstance(outcome, web.StreamResponse) and not isinstance(outcome, _Retryable):
                 return outcome  # the prefill drains on its own
-            tried[PREFILL if half.failed else DECODE].add((prefill if half.failed else decode).id)
-            half.cancel()
+            if half.failed:
+                tried[PREFILL].add(prefill.id)
+            else:
+                tried[DECODE].add(decode.id)
+                half.cancel()
             return outcome
 
         return await self._retrying(ex, once, "no prefill/decode pair is ready")
@@ -237,11 +240,16 @@ class Forwarder:
         try:
             plan = plan_for(self.parsers, ex.path, ex.data, worker.record, worker.model_id)
             body = sent or (ex.body if plan is None else worker_body(ex.body, ex.data))
-            resp = await self.session.post(
+            sending = self.session.post(
                 worker.base_url + ex.path, data=body, headers=headers, timeout=self.timeout
             )
-            if prefill is not None and (problem := await prefill.answered()) is not None:
-                return problem  # the decode half was not at fault
+            if prefill is None:
+                resp = await sending
+            else:
+                got = await prefill.alongside(sending)
+                if isinstance(got, str):
+                    return got  # the prefill half failed; the decode half was not at fault
+                resp = got
             if resp.status in RETRYABLE_STATUSES:
                 body = await resp.read()
                 verdict = resp.status < 500

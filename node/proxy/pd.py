@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -105,6 +106,33 @@ class PrefillHalf:
         """Stop waiting for the prefill (its decode half failed or the client left)."""
         if not self.task.done():
             self.task.cancel()
+
+    async def alongside(
+        self, sending: Awaitable[aiohttp.ClientResponse]
+    ) -> aiohttp.ClientResponse | str:
+        """The decode half's response once this prefill has answered too; or the prefill's
+        failure as soon as it fails (a real decode would wait for its KV cache until its
+        own timeout, so its request is cancelled). The decode's own errors propagate."""
+        sent = asyncio.ensure_future(sending)
+        answer = asyncio.ensure_future(self.answered())
+        handed = False
+        try:
+            await asyncio.wait((sent, answer), return_when=asyncio.FIRST_COMPLETED)
+            if answer.done() and (problem := answer.result()) is not None:
+                return problem
+            resp = await sent
+            problem = await answer
+            if problem is not None:
+                return problem
+            handed = True
+            return resp
+        finally:
+            if not sent.done():
+                sent.cancel()
+            elif not handed and not sent.cancelled() and sent.exception() is None:
+                sent.result().close()  # an answer nobody reads
+            if not answer.done():
+                answer.cancel()
 
     def _settle_answer(self, problem: str | None) -> None:
         if not self._answer.done():

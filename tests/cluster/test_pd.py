@@ -11,6 +11,7 @@ prefill and one decode with the same room.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -194,11 +195,32 @@ def test_a_failing_decode_half_is_retried_on_the_other(pd: PdMesh) -> None:
     assert set(decode_rooms[1]) <= prefilled  # the failed attempts' rooms are the extra ones
 
 
+def test_a_failing_prefill_half_is_retried_at_once_on_the_other(pd: PdMesh) -> None:
+    """The decode half is not left waiting for a prefill that failed (the decode echo
+    worker would wait 5 s for its room): the pair is tried again with the other prefill."""
+    _set_policy(pd, "round_robin")
+    _reset(pd)
+    broken = pd.prefills[0]
+    requests.post(broken.url + "/_faults", json={"fail_rate": 1.0}, timeout=5).raise_for_status()
+    started = time.monotonic()
+    try:
+        for i in range(4):
+            resp = _chat(pd.mesh.nodes[i % 3].url)
+            assert resp.status_code == 200, resp.text
+    finally:
+        requests.post(broken.url + "/_faults", json={"fail_rate": 0.0}, timeout=5)
+    assert time.monotonic() - started < 4
+    assert _rooms(pd.prefills)[0] == []
+    _assert_paired(pd, 4)
+
+
 def test_a_prefill_without_a_decode_partner_is_a_503_naming_it(pd: PdMesh) -> None:
     for node in pd.mesh.nodes:
         resp = _chat(node.url, LONELY)
         assert resp.status_code == 503, resp.text
-        message = resp.json()["error"]["message"]
+        error = resp.json()["error"]
+        assert error["code"] == "no_pd_pair"
+        message = error["message"]
         assert message == f"model {LONELY!r} has prefill workers but no decode worker"
 
 
