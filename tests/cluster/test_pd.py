@@ -178,17 +178,24 @@ def test_openai_client_sees_one_answer_streamed_or_not(pd: PdMesh) -> None:
     _assert_paired(pd, 2)
 
 
-def test_a_failing_decode_half_is_retried_on_the_other(pd: PdMesh) -> None:
+def _four_requests_with_one_broken(pd: PdMesh, broken: EchoWorker) -> float:
+    """Send 4 requests through the nodes while `broken` fails every request; the seconds
+    they took."""
     _set_policy(pd, "round_robin")
     _reset(pd)
-    broken = pd.decodes[0]
     requests.post(broken.url + "/_faults", json={"fail_rate": 1.0}, timeout=5).raise_for_status()
+    started = time.monotonic()
     try:
         for i in range(4):
             resp = _chat(pd.mesh.nodes[i % 3].url)
             assert resp.status_code == 200, resp.text
     finally:
         requests.post(broken.url + "/_faults", json={"fail_rate": 0.0}, timeout=5)
+    return time.monotonic() - started
+
+
+def test_a_failing_decode_half_is_retried_on_the_other(pd: PdMesh) -> None:
+    _four_requests_with_one_broken(pd, pd.decodes[0])
     decode_rooms = _rooms(pd.decodes)
     assert decode_rooms[0] == [] and len(decode_rooms[1]) == 4
     prefilled = {r for rooms in _rooms(pd.prefills) for r in rooms}
@@ -198,18 +205,7 @@ def test_a_failing_decode_half_is_retried_on_the_other(pd: PdMesh) -> None:
 def test_a_failing_prefill_half_is_retried_at_once_on_the_other(pd: PdMesh) -> None:
     """The decode half is not left waiting for a prefill that failed (the decode echo
     worker would wait 5 s for its room): the pair is tried again with the other prefill."""
-    _set_policy(pd, "round_robin")
-    _reset(pd)
-    broken = pd.prefills[0]
-    requests.post(broken.url + "/_faults", json={"fail_rate": 1.0}, timeout=5).raise_for_status()
-    started = time.monotonic()
-    try:
-        for i in range(4):
-            resp = _chat(pd.mesh.nodes[i % 3].url)
-            assert resp.status_code == 200, resp.text
-    finally:
-        requests.post(broken.url + "/_faults", json={"fail_rate": 0.0}, timeout=5)
-    assert time.monotonic() - started < 4
+    assert _four_requests_with_one_broken(pd, pd.prefills[0]) < 4
     assert _rooms(pd.prefills)[0] == []
     _assert_paired(pd, 4)
 
