@@ -95,7 +95,7 @@ class PdRooms:
 
         async def gated(request: web.Request) -> web.StreamResponse:
             body = await read_json_object(request)
-            halves = _halves(body)
+            halves = halves_of(body)
             if halves is None:
                 self.regular_requests += 1
                 raise BadRequest(
@@ -120,7 +120,7 @@ class PdRooms:
         return gated
 
 
-def _halves(body: dict[str, Any]) -> list[tuple[str, int | None, int]] | None:
+def halves_of(body: dict[str, Any]) -> list[tuple[str, int | None, int]] | None:
     """(host, port, room) per prompt, or None when the bootstrap fields are missing."""
     if any(body.get(name) is None for name in ("bootstrap_host", "bootstrap_room")):
         return None

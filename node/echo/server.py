@@ -260,16 +260,12 @@ async def serve(state: WorkerState) -> int:
         try:
             await site.start()
         except OSError as exc:
-            print(
-                f"echo-worker {config.name}: cannot listen on {config.host}:{config.port}: {exc}",
-                file=sys.stderr,
-                flush=True,
-            )
-            return 1
+            return _cannot_listen(config.name, f"{config.host}:{config.port}", exc)
         port = _bound_port(runner, config.port)
-        bootstrap = await _start_bootstrap(state, port)
-        if bootstrap is False:
-            return 1
+        try:
+            bootstrap = await _start_bootstrap(state, port)
+        except OSError as exc:
+            return _cannot_listen(config.name, f"bootstrap port {config.bootstrap_port}", exc)
         print(
             f"echo-worker {config.name} listening on http://{config.host}:{port} "
             f"model={config.model}",
@@ -285,9 +281,15 @@ async def serve(state: WorkerState) -> int:
     return 0
 
 
-async def _start_bootstrap(state: WorkerState, port: int) -> web.AppRunner | bool | None:
-    """A prefill's bootstrap server on its own port (None: not needed; False: it could not
-    listen, said on stderr)."""
+def _cannot_listen(name: str, where: str, exc: OSError) -> int:
+    """Say on stderr why the worker cannot start; its exit status."""
+    print(f"echo-worker {name}: cannot listen on {where}: {exc}", file=sys.stderr, flush=True)
+    return 1
+
+
+async def _start_bootstrap(state: WorkerState, port: int) -> web.AppRunner | None:
+    """A prefill's bootstrap server on its own port (None: not needed); OSError when it
+    cannot listen."""
     config, pd = state.config, state.pd
     wanted = config.bootstrap_port
     if pd is None or pd.mode != "prefill" or wanted is None or wanted == port:
@@ -296,14 +298,9 @@ async def _start_bootstrap(state: WorkerState, port: int) -> web.AppRunner | boo
     await runner.setup()
     try:
         await web.TCPSite(runner, config.host, wanted).start()
-    except OSError as exc:
+    except OSError:
         await runner.cleanup()
-        print(
-            f"echo-worker {config.name}: cannot listen on bootstrap port {wanted}: {exc}",
-            file=sys.stderr,
-            flush=True,
-        )
-        return False
+        raise
     return runner
 
 

@@ -28,7 +28,7 @@ from tests.support import wait_for
 
 PD_MODEL = "pd-model"
 LONELY = "lonely-model"
-CHAT = {"messages": [{"role": "user", "content": "hello pairs"}], "max_tokens": 4}
+CHAT: dict[str, Any] = {"messages": [{"role": "user", "content": "hello pairs"}], "max_tokens": 4}
 
 
 class PdMesh:
@@ -169,11 +169,9 @@ def test_regular_requests_never_reach_pd_workers(pd: PdMesh) -> None:
 def test_openai_client_sees_one_answer_streamed_or_not(pd: PdMesh) -> None:
     _reset(pd)
     client = openai.OpenAI(base_url=pd.mesh.nodes[1].url + "/v1", api_key="unused")
-    whole = client.chat.completions.create(model=PD_MODEL, **CHAT)  # type: ignore[call-overload]
+    whole = client.chat.completions.create(model=PD_MODEL, **CHAT)
     assert len(whole.choices) == 1 and whole.choices[0].message.content
-    chunks = list(
-        client.chat.completions.create(model=PD_MODEL, stream=True, **CHAT)  # type: ignore[call-overload]
-    )
+    chunks = list(client.chat.completions.create(model=PD_MODEL, stream=True, **CHAT))
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text and any(c.choices and c.choices[0].finish_reason for c in chunks)
     assert len({c.id for c in chunks}) == 1

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import orjson
 import pytest
 
+from node.echo.httpio import BadRequest
+from node.echo.pd import PdRooms, halves_of
+from node.localmesh.process import free_port
 from node.proxy.pd import bootstrap_fields, bootstrap_port, with_fields
 from node.workers.breaker import BreakerSettings
 from node.workers.credentials import CredentialBox
@@ -116,3 +121,38 @@ def test_the_bootstrap_port_falls_back_to_what_discovery_read() -> None:
     found = {"disaggregation_bootstrap_port": 9001}
     assert bootstrap_port(worker(1, "prefill", metadata=found)) == 9001
     assert bootstrap_port(worker(1, "prefill")) is None  # sent as null, as SGLang's router does
+
+
+def test_the_echo_decode_gives_up_on_a_prefill_that_never_had_the_room() -> None:
+    rooms = PdRooms("decode", wait_s=0.1)
+
+    async def meet() -> bool:
+        try:
+            return await rooms.meet("127.0.0.1", free_port(), 7)
+        finally:
+            await rooms.close()
+
+    started = time.monotonic()
+    assert asyncio.run(meet()) is False
+    assert time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize(
+    ("body", "halves"),
+    [
+        ({"bootstrap_host": "h", "bootstrap_port": 1, "bootstrap_room": 5}, [("h", 1, 5)]),
+        ({"bootstrap_host": "h", "bootstrap_port": None, "bootstrap_room": 5}, [("h", None, 5)]),
+        (
+            {"bootstrap_host": ["h", "h"], "bootstrap_port": [1, 1], "bootstrap_room": [5, 6]},
+            [("h", 1, 5), ("h", 1, 6)],
+        ),
+        ({"messages": []}, None),  # a regular request
+    ],
+)
+def test_the_echo_worker_reads_each_half(body: dict[str, Any], halves: Any) -> None:
+    assert halves_of(body) == halves
+
+
+def test_the_echo_worker_refuses_a_room_that_is_not_an_integer() -> None:
+    with pytest.raises(BadRequest, match="bootstrap_room must be an integer"):
+        halves_of({"bootstrap_host": "h", "bootstrap_port": 1, "bootstrap_room": "5"})
