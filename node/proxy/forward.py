@@ -46,7 +46,7 @@ from node.proxy.failures import (
     log_failure,
     stream_error,
 )
-from node.proxy.pd import PrefillHalf, bootstrap_fields, with_fields
+from node.proxy.pd import PrefillHalf, bootstrap_fields, wants_input_logprobs, with_fields
 from node.proxy.upstream import Upstream, is_redirect
 from node.routing.base import Policy
 from node.workers.pairs import DECODE, PREFILL, Roles, missing_half, split_roles
@@ -149,9 +149,9 @@ class Forwarder:
             ex.worker, ex.attempts = decode, attempt
             ex.headers["X-Meshgate-Prefill-Worker"] = prefill.id
             body = with_fields(worker_body(ex.body, ex.data), bootstrap_fields(prefill, ex.data))
-            half = PrefillHalf(
-                self.session, prefill, ex.path, body, self._headers(ex, None), self.timeout
-            )
+            keep = wants_input_logprobs(ex.path, ex.data)
+            headers = self._headers(ex, None)
+            half = PrefillHalf(self.session, prefill, ex.path, body, headers, self.timeout, keep)
             self._background.add(half.task)
             half.task.add_done_callback(self._background.discard)
             try:
@@ -270,6 +270,8 @@ class Forwarder:
                 return out
             body = await resp.read()
             verdict = resp.status < 500
+            if prefill is not None and prefill.keeps and resp.status < 300:
+                body = await prefill.merge_logprobs(body)
             if ex.meter is not None and resp.status < 300:
                 ex.meter.from_body(body)
             if plan is not None and resp.status < 300:

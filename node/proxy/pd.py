@@ -28,6 +28,7 @@ from node.workers.worker import Worker
 
 log = logging.getLogger(__name__)
 
+MAX_KEPT_BYTES = 16 * 2**20  # a prefill's answer kept for its input logprobs, at most
 # Statuses of a prefill that mean its half failed (the pair is retried without it);
 # any other 4xx is the request's fault, and the decode half says so to the client.
 PREFILL_FAILED = frozenset({408, 429, 500, 502, 503, 504})
@@ -70,6 +71,38 @@ def bootstrap_fields(prefill: Worker, data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def wants_input_logprobs(path: str, data: dict[str, Any]) -> bool:
+    """A whole `/generate` asking for logprobs: the prompt's are the prefill's to give."""
+    return path == "/generate" and bool(data.get("return_logprob")) and not data.get("stream")
+
+
+def merged_logprobs(prefill: bytes | None, decode: bytes) -> bytes:
+    """The decode's `/generate` answer with the prefill's `input_token_logprobs` put first
+    (SGLang's router does the same); the decode's answer unchanged if either is not
+    what it should be."""
+    try:
+        first, answer = orjson.loads(prefill or b"null"), orjson.loads(decode)
+    except orjson.JSONDecodeError:
+        return decode
+    single = isinstance(answer, dict)
+    if single and isinstance(first, dict):
+        first, answer = [first], [answer]
+    if not (isinstance(first, list) and isinstance(answer, list)) or len(first) != len(answer):
+        return decode
+    merged = False
+    for given, into in zip(first, answer, strict=True):
+        found = given.get("meta_info") if isinstance(given, dict) else None
+        meta = into.get("meta_info") if isinstance(into, dict) else None
+        logprobs = found.get("input_token_logprobs") if isinstance(found, dict) else None
+        if isinstance(logprobs, list) and isinstance(meta, dict):
+            own = meta.get("input_token_logprobs")
+            meta["input_token_logprobs"] = logprobs + (own if isinstance(own, list) else [])
+            merged = True
+    if not merged:
+        return decode
+    return orjson.dumps(answer[0] if single else answer)
+
+
 def with_fields(body: bytes, fields: dict[str, Any]) -> bytes:
     """`body` (a JSON object) with `fields` set at its top level."""
     return orjson.dumps({**orjson.loads(body), **fields})
@@ -90,8 +123,11 @@ class PrefillHalf:
         body: bytes,
         headers: dict[str, str],
         timeout: aiohttp.ClientTimeout,
+        keep: bool = False,
     ) -> None:
         self.worker = worker
+        self.keeps = keep  # its answer is kept (for the input logprobs), not just drained
+        self.kept: bytes | None = None
         self._answer: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         self.task = asyncio.create_task(self._run(session, path, body, headers, timeout))
 
@@ -134,6 +170,11 @@ class PrefillHalf:
             if not answer.done():
                 answer.cancel()
 
+    async def merge_logprobs(self, decode: bytes) -> bytes:
+        """The decode's whole answer with this prefill's input logprobs, once it has them."""
+        await asyncio.wait((self.task,))
+        return merged_logprobs(self.kept, decode)
+
     def _settle_answer(self, problem: str | None) -> None:
         if not self._answer.done():
             self._answer.set_result(problem)
@@ -161,6 +202,8 @@ class PrefillHalf:
                     self._settle_answer(f"prefill worker {worker.id} answered {resp.status}")
                     return
                 self._settle_answer(None)
+                if self.keeps:
+                    self.kept = await _read_at_most(resp, MAX_KEPT_BYTES)
                 while await resp.content.readany():  # drained, never kept
                     pass
                 verdict = True
@@ -172,3 +215,15 @@ class PrefillHalf:
             worker.load -= 1
             worker.breaker.settle(verdict)
             self._settle_answer("the prefill half was cancelled")
+
+
+async def _read_at_most(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The body, or None when it is larger than `limit` (the rest is left to drain)."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await resp.content.readany():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -178,6 +178,18 @@ def test_openai_client_sees_one_answer_streamed_or_not(pd: PdMesh) -> None:
     _assert_paired(pd, 2)
 
 
+def test_generate_with_logprobs_gets_the_prefills_input_logprobs(pd: PdMesh) -> None:
+    """The decode echo worker reports no input logprobs (it never ran the prompt); the
+    prefill's, one per prompt word, come first in the answer."""
+    _reset(pd)
+    body = {"model": PD_MODEL, "text": "one two three four", "return_logprob": True}
+    resp = requests.post(pd.mesh.nodes[2].url + "/generate", json=body, timeout=20)
+    assert resp.status_code == 200, resp.text
+    meta = resp.json()["meta_info"]
+    assert [entry[1] for entry in meta["input_token_logprobs"]] == [0, 1, 2, 3]
+    _assert_paired(pd, 1)
+
+
 def _four_requests_with_one_broken(pd: PdMesh, broken: EchoWorker) -> float:
     """Send 4 requests through the nodes while `broken` fails every request; the seconds
     they took."""

@@ -12,7 +12,7 @@ import pytest
 from node.echo.httpio import BadRequest
 from node.echo.pd import PdRooms, halves_of
 from node.localmesh.process import free_port
-from node.proxy.pd import bootstrap_fields, bootstrap_port, with_fields
+from node.proxy.pd import bootstrap_fields, bootstrap_port, merged_logprobs, with_fields
 from node.workers.breaker import BreakerSettings
 from node.workers.credentials import CredentialBox
 from node.workers.pairs import missing_half, pair_health, split_roles
@@ -156,3 +156,37 @@ def test_the_echo_worker_reads_each_half(body: dict[str, Any], halves: Any) -> N
 def test_the_echo_worker_refuses_a_room_that_is_not_an_integer() -> None:
     with pytest.raises(BadRequest, match="bootstrap_room must be an integer"):
         halves_of({"bootstrap_host": "h", "bootstrap_port": 1, "bootstrap_room": "5"})
+
+
+def _generated(logprobs: list[Any] | None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"prompt_tokens": 2}
+    if logprobs is not None:
+        meta["input_token_logprobs"] = logprobs
+    return {"text": "x", "meta_info": meta}
+
+
+def test_the_prefills_input_logprobs_come_first() -> None:
+    prefill = orjson.dumps(_generated([[-1.0, 1, None], [-2.0, 2, None]]))
+    decode = orjson.dumps(_generated([[-3.0, 3, None]]))
+    merged = orjson.loads(merged_logprobs(prefill, decode))
+    assert merged["meta_info"]["input_token_logprobs"] == [
+        [-1.0, 1, None],
+        [-2.0, 2, None],
+        [-3.0, 3, None],
+    ]
+    batch = orjson.loads(
+        merged_logprobs(
+            orjson.dumps([_generated([[-1.0, 1, None]])] * 2),
+            orjson.dumps([_generated(None)] * 2),
+        )
+    )
+    assert [b["meta_info"]["input_token_logprobs"] for b in batch] == [[[-1.0, 1, None]]] * 2
+
+
+@pytest.mark.parametrize(
+    "prefill",
+    [None, b"not json", b"[]", orjson.dumps(_generated(None)), orjson.dumps([_generated([])] * 3)],
+)
+def test_the_decodes_answer_stays_as_it_was_without_usable_logprobs(prefill: bytes | None) -> None:
+    decode = orjson.dumps(_generated([[-3.0, 3, None]]))
+    assert merged_logprobs(prefill, decode) == decode
