@@ -3,6 +3,9 @@
 - `reasoning`: deepseek_r1, qwen3, glm45, kimi think blocks -> reasoning and content.
 - `tool_calls`: the streaming/whole machinery and OpenAI `tool_calls` delta shapes.
 - `tool_formats`: json, qwen25, llama3, mistral, deepseek_v3, pythonic, kimi_k2.
+- `call_blocks`: formats with an end tag per call, whose arguments stream in fragments.
+- `tool_rules`: `tools`, `tool_choice` and JSON-schema validation of arguments.
+- `calls`, `holdback`, `textbuf`: the small types and buffers the others share.
 - `registry`: parser names -> factories, and the lookup that lists known names.
 
 Pure text code with no HTTP or node imports, so the HTTP proxy path and a
