@@ -20,7 +20,7 @@ CORPUS = [
     "Hello, world! How are you today? I am fine, thank you.",
     "def add(a, b):\n    return a + b\n",
     '{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}',
-    "<tool_call>\n{\"name\": \"lookup\", \"arguments\": {}}\n</tool_call>",
+    '<tool_call>\n{"name": "lookup", "arguments": {}}\n</tool_call>',
     "<think>Let me reason about this step by step.</think>The answer is 42.",
     "Café déjà vu, naïve façade, jalapeño, Zürich, Ærøskøbing.",
     "東京は日本の首都です。北京是中国的首都。서울은 한국의 수도입니다.",

@@ -8,12 +8,26 @@ from __future__ import annotations
 
 from typing import Final
 
-from node.api import admin, docs, ha, health, live, manage, models, openai, ops, policies, workers
+from node.api import (
+    admin,
+    docs,
+    ha,
+    health,
+    live,
+    manage,
+    models,
+    openai,
+    ops,
+    parse,
+    policies,
+    workers,
+)
 from node.api.table import Route
 
 WITHOUT_FEED: Final[tuple[Route, ...]] = (
     *health.ROUTES,
     *openai.ROUTES,
+    *parse.ROUTES,
     *workers.ROUTES,
     *policies.ROUTES,
     *ops.ROUTES,

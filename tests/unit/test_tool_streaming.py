@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from node.parsers.call_blocks import HEAD_LIMIT, CallHead
 from node.parsers.registry import finish_reason, parse_function_call, tool_parser
 from node.parsers.tool_calls import ToolDelta, collect
-from node.parsers.tool_formats import DS_CALLS_BEGIN, DS_CALLS_END
+from node.parsers.tool_formats import DS_CALLS_BEGIN, DS_CALLS_END, DS_HEAD, KIMI_HEAD, QWEN_HEAD
 from node.parsers.tool_rules import MAX_TOOLS, check_tools
 from tests.chunkings import chunkings
 from tests.unit.test_tool_parsers import deepseek, kimi, qwen
@@ -181,3 +183,10 @@ def test_good_tools_pass_and_a_broken_schema_never_raises_while_parsing() -> Non
     broken = [{"name": "forecast", "parameters": {"$ref": "http://example.com/s.json"}}]
     whole = parse_function_call("qwen25", qwen("forecast", {"city": "x"}), broken)
     assert whole.calls == [] and "cannot be applied" in whole.invalid_calls[0].reason
+
+
+@pytest.mark.parametrize("head", [QWEN_HEAD, DS_HEAD, KIMI_HEAD], ids=["qwen25", "ds", "kimi"])
+def test_no_call_head_is_longer_than_a_stream_looks(head: CallHead) -> None:
+    # A stream stops looking for a head HEAD_LIMIT characters after the last call; the
+    # whole-text parse has no such limit, so the two agree only if no head is longer.
+    assert re._parser.parse(head.pattern.pattern).getwidth()[1] < HEAD_LIMIT  # type: ignore[attr-defined]
