@@ -62,6 +62,7 @@ from node.part_settings import (
     health_settings,
     idp_settings,
     management_limits,
+    output_parsers,
     raft_settings,
     retry_settings,
 )
@@ -141,6 +142,7 @@ class Node:
         self.selector = PolicySelector(config.policy)
         self.admission = Admission(**asdict(admission_limits(config)))
         self.retry = retry_settings(config)
+        self.parsers = output_parsers(config)
         # The one Redis client, when configured: rate limits, quotas and usage share it.
         self.hot_store = HotStore(config.redis_url, config.redis_timeout_secs)
         self.ratelimiter = RateLimiter(config.node_name, self.hot_store, self.serving_nodes)
@@ -219,7 +221,7 @@ class Node:
     def _build_upstream_parts(self) -> None:
         """The parts that call workers and peers through the session (built, not started)."""
         self.forwarder = Forwarder(
-            self.session, self.retry, self.config.request_timeout_secs, self.metrics
+            self.session, self.retry, self.config.request_timeout_secs, self.metrics, self.parsers
         )
         self.pipeline = Pipeline(
             pool=self.pool,
@@ -396,7 +398,8 @@ class Node:
                 getattr(self, "forwarder", None),  # built at start
                 getattr(self, "health", None),
             )
-            self.retry = retry_settings(apply_runtime(self.config, overrides, parts))
+            live = apply_runtime(self.config, overrides, parts)
+            self.retry, self.parsers = retry_settings(live), output_parsers(live)
             self._runtime_applied = overrides
 
     def _reset_breakers(self, worker_id: str | None) -> None:

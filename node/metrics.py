@@ -49,6 +49,12 @@ class Metrics:
             ["node", "route", "reason"],
             registry=self.registry,
         )
+        self._parse_failures = Counter(
+            "meshgate_output_parse_failures",
+            "Worker answers whose reasoning or tool-call parsing failed (relayed as they came)",
+            ["node"],
+            registry=self.registry,
+        )
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
@@ -67,6 +73,9 @@ class Metrics:
 
     def retry(self, route: str, reason: str) -> None:
         self._child(self._retries, route, reason).inc()
+
+    def parse_failed(self) -> None:
+        self._child(self._parse_failures).inc()
 
     def add_gauges(
         self, read: Callable[[], Iterator[tuple[str, str, dict[str, str], float]]]

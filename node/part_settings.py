@@ -25,6 +25,7 @@ from node.config.sections import (
 )
 from node.identity.tokens import IdpSettings
 from node.limits.quotas import Limits
+from node.outparse.choice import ParserSettings, parser_settings
 from node.proxy.forward import RetrySettings
 from node.workers.breaker import BreakerSettings
 from node.workers.discovery import DiscoverySettings
@@ -56,6 +57,10 @@ def retry_settings(section: Upstream) -> RetrySettings:
         multiplier=section.retry_backoff_multiplier,
         jitter=section.retry_jitter_factor,
     )
+
+
+def output_parsers(section: Upstream) -> ParserSettings:
+    return parser_settings(section.reasoning_parser, section.tool_call_parser)
 
 
 def upstream_timeout(section: Upstream) -> aiohttp.ClientTimeout:

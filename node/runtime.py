@@ -5,9 +5,10 @@ command line (the settings marked `runtime=True` in node/config/sections.py),
 then commits the merged overrides as one replicated config key
 (`meshgate.runtime`). Every node applies the committed overrides to its live
 parts (admission limits, retries, circuit breakers, health checks, the
-default policy, the upstream timeout) when the command is applied, so all
-nodes change together and a restarted node comes back with them. Each part's
-settings are built by the same functions as at start (node/part_settings.py).
+default policy, the upstream timeout, the output parsers) when the command is
+applied, so all nodes change together and a restarted node comes back with
+them. Each part's settings are built by the same functions as at start
+(node/part_settings.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from node.part_settings import (
     admission_limits,
     breaker_settings,
     health_settings,
+    output_parsers,
     retry_settings,
     upstream_timeout,
 )
@@ -88,6 +90,7 @@ def apply_runtime(config: Config, overrides: dict[str, Any], parts: LiveParts) -
     if parts.forwarder is not None:
         parts.forwarder.retry = retry_settings(live)
         parts.forwarder.timeout = upstream_timeout(live)
+        parts.forwarder.parsers = output_parsers(live)
     if parts.health is not None:
         parts.health.settings = health_settings(live)
     return live

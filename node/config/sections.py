@@ -14,6 +14,7 @@ from pathlib import Path
 
 import node.config.checks as checks
 from node.config.declare import Section, at_least, between, masked, one_of, setting
+from node.outparse.choice import REASONING_NAMES, TOOL_NAMES, entries_check
 from node.routing import POLICY_NAMES
 
 
@@ -120,6 +121,20 @@ class Upstream(Section):
         0.2, "random spread of each delay", check=between(0, 1), runtime=True
     )
     disable_retries: bool = setting(False, "send each request once", runtime=True)
+    reasoning_parser: list[str] = setting(
+        [],
+        "split HTTP workers' think blocks into reasoning_content: PARSER (every model) "
+        "and/or MODEL=PARSER entries; a worker's own reasoning_parser wins",
+        check=entries_check(REASONING_NAMES),
+        runtime=True,
+    )
+    tool_call_parser: list[str] = setting(
+        [],
+        "turn HTTP workers' raw tool-call text into tool_calls: PARSER (every model) "
+        "and/or MODEL=PARSER entries; a worker's own tool_parser wins",
+        check=entries_check(TOOL_NAMES),
+        runtime=True,
+    )
 
 
 @dataclass(frozen=True)

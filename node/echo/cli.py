@@ -94,6 +94,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=32,
         help="embedding size when a request sets no dimensions (32)",
     )
+    parser.add_argument(
+        "--reply-text",
+        default=None,
+        metavar="TEXT",
+        help="answer every chat completion with TEXT (raw think or tool-call text, for "
+        "parser tests) instead of generated words; a request's echo_reply field wins",
+    )
+    parser.add_argument(
+        "--reply-chunk-chars",
+        type=_arg_type(int, _positive, "count"),
+        default=3,
+        help="characters per streamed chunk of a scripted reply (3)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the failure RNG (0)")
     parser.add_argument(
         "--api-key", default=None, help="require 'Authorization: Bearer KEY' (all but /health)"
@@ -127,6 +140,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[WorkerConfig, FaultSetti
         seed=args.seed,
         accepted_authorizations=_authorizations(args.api_key, args.basic_auth),
         api_key=args.api_key,
+        reply_text=args.reply_text,
+        reply_chunk_chars=args.reply_chunk_chars,
     )
     faults = FaultSettings(
         fail_rate=args.fail_rate,

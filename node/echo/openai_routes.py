@@ -30,6 +30,7 @@ from node.echo.httpio import (
     model_param,
     read_json_object,
 )
+from node.echo.scripted import scripted_reply
 from node.echo.sse import DONE_FRAME, SENTINEL, Frame, data_frame, frame_template, send_stream
 from node.echo.state import WorkerState
 
@@ -52,13 +53,16 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
 
 
 def _interleaved(
-    templates: Sequence[Callable[[str], bytes]], words_per_choice: Sequence[Sequence[str]]
+    templates: Sequence[Callable[[str], bytes]], pieces_per_choice: Sequence[Sequence[str]]
 ) -> Iterator[Frame]:
-    """One content frame per word, choices interleaved position by position."""
-    for position in range(len(words_per_choice[0])):
-        for build, words in zip(templates, words_per_choice, strict=True):
-            word = words[position]
-            yield build(word if position == 0 else " " + word), True
+    """One content frame per piece, choices interleaved position by position."""
+    for position in range(len(pieces_per_choice[0])):
+        for build, pieces in zip(templates, pieces_per_choice, strict=True):
+            yield build(pieces[position]), True
+
+
+def _spaced(words: Sequence[Sequence[str]]) -> list[list[str]]:
+    return [text.stream_pieces(choice) for choice in words]
 
 
 def _prompt_from_completion_input(prompt: Any) -> str:
@@ -136,24 +140,34 @@ class OpenAIRoutes:
         max_tokens = max_tokens_param(body, self.config.max_tokens_default, *limit_names)
         n = int_param(body, "n", 1, 1, MAX_CHOICES)
         finish = _finish_reason(body, *limit_names)
-        words = [text.generate_words(prompt, max_tokens, i) for i in range(n)]
-        usage = self.state.reported_usage(_usage(text.prompt_token_count(prompt), max_tokens * n))
+        reply = scripted_reply(body, self.config.reply_text, self.config.reply_chunk_chars)
+        if reply is None:
+            pieces = _spaced([text.generate_words(prompt, max_tokens, i) for i in range(n)])
+            reasoning: list[str] = []
+        else:  # the same scripted text for every choice
+            pieces, reasoning, finish = [reply.content] * n, reply.reasoning, "stop"
+        generated = (len(pieces[0]) + len(reasoning)) * n
+        usage = self.state.reported_usage(_usage(text.prompt_token_count(prompt), generated))
         completion_id = self.state.new_id("chatcmpl-")
         created = int(time.time())
         if bool_param(body, "stream"):
             head = {"id": completion_id, "object": "chat.completion.chunk", "created": created}
             head["model"] = model
-            frames = self._chat_frames(head, words, finish, usage if include_usage(body) else None)
+            shown = usage if include_usage(body) else None
+            frames = self._chat_frames(head, pieces, finish, shown, reasoning)
             return await send_stream(request, self.state, frames, DONE_FRAME)
         self.state.generated_tokens += usage["completion_tokens"]
+        message: dict[str, Any] = {"role": "assistant"}
+        if reasoning:  # a worker that splits its reasoning itself
+            message["reasoning_content"] = "".join(reasoning)
         choices = [
             {
                 "index": i,
-                "message": {"role": "assistant", "content": " ".join(choice)},
+                "message": {**message, "content": "".join(choice)},
                 "logprobs": None,
                 "finish_reason": finish,
             }
-            for i, choice in enumerate(words)
+            for i, choice in enumerate(pieces)
         ]
         return json_response(
             {
@@ -169,19 +183,25 @@ class OpenAIRoutes:
     @staticmethod
     def _chat_frames(
         head: dict[str, Any],
-        words: list[list[str]],
+        pieces: list[list[str]],
         finish: str,
         usage: dict[str, Any] | None,
+        reasoning: list[str],
     ) -> Iterator[Frame]:
         def chunk(index: int, delta: dict[str, Any], reason: str | None) -> dict[str, Any]:
             choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": reason}
             return {**head, "choices": [choice]}
 
-        indexes = range(len(words))
+        indexes = range(len(pieces))
         for i in indexes:
             yield data_frame(chunk(i, {"role": "assistant", "content": ""}, None)), False
-        templates = [frame_template(chunk(i, {"content": SENTINEL}, None)) for i in indexes]
-        yield from _interleaved(templates, words)
+
+        def templates(field: str) -> list[Callable[[str], bytes]]:
+            return [frame_template(chunk(i, {field: SENTINEL}, None)) for i in indexes]
+
+        if reasoning:
+            yield from _interleaved(templates("reasoning_content"), [reasoning] * len(pieces))
+        yield from _interleaved(templates("content"), pieces)
         for i in indexes:
             yield data_frame(chunk(i, {}, finish)), False
         if usage is not None:
@@ -229,7 +249,7 @@ class OpenAIRoutes:
         closing = [(data_frame(chunk(i, "", finish)), False) for i in indexes]
         if with_usage:
             closing.append((data_frame({**head, "choices": [], "usage": usage}), False))
-        return itertools.chain(_interleaved(templates, words), closing)
+        return itertools.chain(_interleaved(templates, _spaced(words)), closing)
 
     async def embeddings(self, request: web.Request) -> web.Response:
         body = await read_json_object(request)

@@ -38,6 +38,9 @@ class WorkerConfig:
     # Reported in /get_server_info as SGLang reports its server args, secrets included:
     # what a gateway must never relay.
     api_key: str | None = None
+    # A scripted chat reply instead of generated words, streamed this many characters a chunk.
+    reply_text: str | None = None
+    reply_chunk_chars: int = 3
     started: int = field(default_factory=lambda: int(time.time()))
 
 

@@ -30,6 +30,9 @@ from aiohttp import web
 
 from node.errors import ApiError
 from node.metrics import Metrics
+from node.outparse.choice import NO_PARSERS, ParserSettings
+from node.outparse.plan import plan_for, worker_body
+from node.outparse.rewrite import StreamRewriter, rewrite_whole
 from node.pipeline.request import InferenceRequest
 from node.proxy.failures import (
     REDIRECTED,
@@ -74,12 +77,18 @@ class RetrySettings:
 
 class Forwarder:
     def __init__(
-        self, session: Upstream, retry: RetrySettings, request_timeout: float, metrics: Metrics
+        self,
+        session: Upstream,
+        retry: RetrySettings,
+        request_timeout: float,
+        metrics: Metrics,
+        parsers: ParserSettings = NO_PARSERS,
     ) -> None:
         self.session = session
         self.retry = retry
         self.timeout = aiohttp.ClientTimeout(total=request_timeout, sock_connect=5)
         self.metrics = metrics
+        self.parsers = parsers  # --reasoning-parser and --tool-call-parser, as now in force
 
     async def forward(self, ex: InferenceRequest, policy: Policy) -> web.StreamResponse:
         """Send the request to the candidate `policy` picks, retrying on others; relay the
@@ -136,8 +145,10 @@ class Forwarder:
         verdict: bool | None = None
         resp: aiohttp.ClientResponse | None = None
         try:
+            plan = plan_for(self.parsers, ex.path, ex.data, worker.record, worker.model_id)
+            body = ex.body if plan is None else worker_body(ex.body, ex.data)
             resp = await self.session.post(
-                worker.base_url + ex.path, data=ex.body, headers=headers, timeout=self.timeout
+                worker.base_url + ex.path, data=body, headers=headers, timeout=self.timeout
             )
             if resp.status in RETRYABLE_STATUSES:
                 body = await resp.read()
@@ -154,12 +165,15 @@ class Forwarder:
                 if not first:
                     verdict = False
                     return f"worker {worker.id}: its stream ended before its first byte"
-                out, verdict = await self._relay_stream(ex, worker, resp, first)
+                rewriter = StreamRewriter(plan, self.metrics.parse_failed) if plan else None
+                out, verdict = await self._relay_stream(ex, worker, resp, first, rewriter)
                 return out
             body = await resp.read()
             verdict = resp.status < 500
             if ex.meter is not None and resp.status < 300:
                 ex.meter.from_body(body)
+            if plan is not None and resp.status < 300:
+                body = rewrite_whole(body, plan, self.metrics.parse_failed)
             return self._whole(ex, worker, resp, body)
         except UPSTREAM_ERRORS as exc:
             verdict = False
@@ -186,9 +200,16 @@ class Forwarder:
         )
 
     async def _relay_stream(
-        self, ex: InferenceRequest, worker: Worker, resp: aiohttp.ClientResponse, first: bytes
+        self,
+        ex: InferenceRequest,
+        worker: Worker,
+        resp: aiohttp.ClientResponse,
+        first: bytes,
+        rewriter: StreamRewriter | None = None,
     ) -> tuple[web.StreamResponse, bool | None]:
-        """Relay an SSE stream chunk by chunk; returns the response and the worker's verdict."""
+        """Relay an SSE stream chunk by chunk (through `rewriter` when the gateway parses the
+        output; usage is counted from the worker's own bytes); returns the response and the
+        worker's verdict."""
         out = web.StreamResponse(
             status=resp.status,
             headers={
@@ -199,10 +220,20 @@ class Forwarder:
                 **ex.headers,
             },
         )
+
+        async def send(chunk: bytes) -> None:
+            data = rewriter.feed(chunk) if rewriter is not None else chunk
+            if data:
+                await out.write(data)
+
+        async def send_rest() -> None:
+            if rewriter is not None and (rest := rewriter.close()):
+                await out.write(rest)
+
         try:
             await out.prepare(ex.http)
             self.metrics.first_token(ex.path, time.perf_counter() - ex.started)
-            await out.write(first)
+            await send(first)
             meter = ex.meter
             if meter is not None:
                 meter.feed(first)
@@ -212,14 +243,16 @@ class Forwarder:
                     chunk = await resp.content.readany()
                 except UPSTREAM_ERRORS as exc:
                     log_failure(worker.id, worker.url, f"stream of {ex.path}", exc)
+                    await send_rest()
                     await out.write(stream_error(ex.path, STREAM_BROKE))
                     return out, False
                 if not chunk:
                     break
-                await out.write(chunk)
+                await send(chunk)
                 if meter is not None:
                     meter.feed(chunk)
                 tail = (tail + chunk)[-64:]
+            await send_rest()
             end = STREAM_ENDS.get(ex.path)
             if end is not None and end not in tail:
                 log.warning(

@@ -458,6 +458,8 @@ FLAGS = [
     "--retry-backoff-multiplier",
     "--retry-jitter-factor",
     "--disable-retries",
+    "--reasoning-parser",
+    "--tool-call-parser",
     "--cb-failure-threshold",
     "--cb-success-threshold",
     "--cb-timeout-duration-secs",

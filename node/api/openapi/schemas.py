@@ -72,6 +72,12 @@ def _runtime_settings() -> Schema:
         schema: Schema = {"type": kind, "description": option.help, **RUNTIME_BOUNDS.get(name, {})}
         if name == "policy":
             schema["enum"] = list(POLICY_NAMES)
+        if option.many:  # a list, or its entries as one comma-separated text
+            items = {"type": kind}
+            schema = {
+                "description": option.help,
+                "anyOf": [items, {"type": "array", "items": items}],
+            }
         properties[name] = schema
     return obj(
         properties,
