@@ -122,6 +122,8 @@ GOLDEN: list[tuple[str, str, str, list[tuple[str, dict[str, Any]]]]] = [
     ("pythonic", '[get_weather(city="Paris", unit="c"), search(q="naïve ☃")]', "", [W, S]),
     ("pythonic", "[get_weather(city=open('x'))]", "[get_weather(city=open('x'))]", []),
     ("pythonic", "no calls", "no calls", []),
+    # Llama 3.2's pythonic output, single quotes and all.
+    ("pythonic", "[search(q='naïve ☃')]", "", [S]),
     ("kimi_k2", "Sure." + KIMI_SECTION.format(kimi(*W, 0) + kimi(*S, 1)), "Sure.", [W, S]),
     (
         "kimi_k2",

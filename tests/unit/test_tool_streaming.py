@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from node.parsers.call_blocks import HEAD_LIMIT, CallHead
 from node.parsers.registry import finish_reason, parse_function_call, tool_parser
+from node.parsers.textbuf import TextBuffer
 from node.parsers.tool_calls import ToolDelta, collect
 from node.parsers.tool_formats import DS_CALLS_BEGIN, DS_CALLS_END, DS_HEAD, KIMI_HEAD, QWEN_HEAD
 from node.parsers.tool_rules import MAX_TOOLS, check_tools
@@ -190,3 +191,29 @@ def test_no_call_head_is_longer_than_a_stream_looks(head: CallHead) -> None:
     # A stream stops looking for a head HEAD_LIMIT characters after the last call; the
     # whole-text parse has no such limit, so the two agree only if no head is longer.
     assert re._parser.parse(head.pattern.pattern).getwidth()[1] < HEAD_LIMIT  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("name", [*sorted(STREAMED), "mistral", "json"])
+def test_a_one_character_stream_reads_each_character_a_bounded_number_of_times(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Linear time, counted rather than timed: every read of the section's text, in total
+    # (each feed looks at the last end-tag's length of text, and at what is held back).
+    long_args = {"q": "x } ` " * 4000}
+    text = {
+        "mistral": "[TOOL_CALLS]search[ARGS]" + json.dumps(long_args),
+        "json": json.dumps({"name": "search", "arguments": long_args}),
+    }.get(name) or STREAMED[name].replace(json.dumps(ARGS), json.dumps(long_args))
+    read = 0
+    slice_text = TextBuffer.slice
+
+    def counted(self: TextBuffer, start: int, end: int | None = None) -> str:
+        nonlocal read
+        got = slice_text(self, start, end)
+        read += len(got)
+        return got
+
+    monkeypatch.setattr(TextBuffer, "slice", counted)
+    deltas = feed_all(name, list(text))
+    assert len(text) > 24_000 and read < 32 * len(text)  # quadratic: ~12000 times
+    assert json.loads(collect(deltas)[1][0]["arguments"]) == long_args
