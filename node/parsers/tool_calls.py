@@ -6,11 +6,13 @@ the buffer's end could still be the start of a marker. Calls go out as
 OpenAI-shaped `tool_calls` deltas: first `{index, id, type, function: {name,
 arguments: ""}}`, then `{index, function: {arguments: <fragment>}}`.
 
-Formats with an end tag per call (`ToolFormat.head`, see `call_blocks`) stream
-a call's argument fragments as they arrive, once its name is known and its
-arguments object has begun (such a call is committed: if its arguments turn
-out not to be a JSON object, it stays emitted and is reported). The other
-formats send each call whole when the output finishes. A call whose tool has a
+A call's argument fragments stream as they arrive once its name is known and
+its arguments object has begun: in formats with an end tag per call
+(`ToolFormat.head`, see `call_blocks`) up to what may still be the end, in the
+JSON formats (`ToolFormat.json_head`, see `json_calls`) up to where the object
+closes. Such a call is committed: if its arguments turn out not to be a JSON
+object, it stays emitted and is reported. Other calls (pythonic, sections
+that open without a call head) go out whole when the output finishes. A call whose tool has a
 JSON schema is held until it closes and validates. Normal text inside the
 section (refused calls, text between or after the calls) is sent at the finish.
 
@@ -21,6 +23,7 @@ refused calls are listed in `invalid_calls`.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +32,7 @@ from typing import Any
 from node.parsers.call_blocks import HEAD_LIMIT, CallHead
 from node.parsers.calls import Piece, TailParser, ToolCall
 from node.parsers.holdback import partial_suffix_len
+from node.parsers.json_calls import JsonHead, ObjectEnd
 from node.parsers.textbuf import TextBuffer
 from node.parsers.tool_rules import InvalidCall, ToolRules
 
@@ -42,12 +46,24 @@ class ToolFormat:
     noise: tuple[str, ...] = ()
     # Formats with an end tag per call: how a call opens and closes, for streaming.
     head: CallHead | None = None
+    # Formats whose calls end where their arguments object closes.
+    json_head: JsonHead | None = None
 
 
 @dataclass
 class ToolDelta:
     content: str = ""
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class JsonCall:
+    """A call of a json_head format whose arguments are still arriving."""
+
+    call: ToolCall  # name and id
+    start: int  # where its arguments begin in the section
+    read: int  # how far they have been scanned
+    scanner: ObjectEnd
 
 
 @dataclass
@@ -125,6 +141,7 @@ class ToolCallStream:
         self._parsed_to = 0  # section prefix already read for complete calls
         self._headless = False  # the text after _parsed_to is too long to open a call
         self._open: tuple[int, int] | None = None  # streaming call: (args start, sent up to)
+        self._json: JsonCall | None = None  # the call being read (json_head formats)
         self.invalid_calls: list[InvalidCall] = []
 
     @property
@@ -146,6 +163,8 @@ class ToolCallStream:
         if self._section is not None and self._fmt.head is not None:
             out.tool_calls = self._complete_calls(self._section, self._fmt.head, len(delta))
             out.tool_calls += self._open_call(self._section, self._fmt.head)
+        elif self._section is not None and self._fmt.json_head is not None:
+            out.tool_calls = self._json_calls(self._section, self._fmt.json_head)
         return out
 
     def _before_section(self, delta: str) -> ToolDelta:
@@ -205,16 +224,21 @@ class ToolCallStream:
         self.invalid_calls += section.invalid
         return self._send(section.calls)
 
+    def _next_head(self, text: TextBuffer, pattern: re.Pattern[str]) -> re.Match[str] | None:
+        """A call head right after the last call, if one has arrived."""
+        if self._headless:
+            return None
+        region = text.slice(self._parsed_to, self._parsed_to + HEAD_LIMIT + 1)
+        match = pattern.match(region)
+        # A head is never longer than HEAD_LIMIT: past that, none will match here.
+        self._headless = match is None and len(region) > HEAD_LIMIT
+        return match
+
     def _open_call(self, text: TextBuffer, head: CallHead) -> list[dict[str, Any]]:
         """Start, or continue, the arguments of a call whose end tag has not arrived."""
         out: list[dict[str, Any]] = []
         if self._open is None:
-            if self._headless:
-                return out
-            region = text.slice(self._parsed_to, self._parsed_to + HEAD_LIMIT + 1)
-            match = head.pattern.match(region)
-            # A head is never longer than HEAD_LIMIT: past that, none will match here.
-            self._headless = match is None and len(region) > HEAD_LIMIT
+            match = self._next_head(text, head.pattern)
             if match is None or not self._rules.streams(head.name_of(match)):
                 return out
             out += first_delta(ToolCall(head.name_of(match), "", id=head.id_of(match)), self._sent)
@@ -226,6 +250,43 @@ class ToolCallStream:
             out.append(arguments_delta(self._sent, text.slice(sent, upto)))
             self._open = (start, upto)
         return out
+
+    def _json_calls(self, text: TextBuffer, head: JsonHead) -> list[dict[str, Any]]:
+        """Calls read as their arguments arrive: streamed if kept whatever they hold, else
+        sent whole once their object closes."""
+        out: list[dict[str, Any]] = []
+        while True:
+            if self._json is None:
+                match = self._next_head(text, head.pattern)
+                if match is None:
+                    return out
+                start = self._parsed_to + match.end()
+                call = ToolCall(head.name_of(match), "", id=head.id_of(match), headed=True)
+                self._json = JsonCall(call, start, start, ObjectEnd())
+                if self._rules.streams(call.name):
+                    out += first_delta(call, self._sent)
+                    self._open = (start, start)
+            reading = self._json
+            end = reading.scanner.scan(text.slice(reading.read))
+            upto = len(text) if end is None else reading.read + end
+            if self._open is not None and upto > reading.read:
+                out.append(arguments_delta(self._sent, text.slice(reading.read, upto)))
+                self._open = (reading.start, upto)
+            reading.read = upto
+            if end is None:
+                return out
+            args = text.slice(reading.start, upto)
+            self._json, self._parsed_to, self._headless = None, upto, False
+            if self._open is not None:
+                self._open = None
+                self._sent += 1
+                continue
+            call = ToolCall(reading.call.name, args, id=reading.call.id, headed=True)
+            kept, _, report = settle(call, self._rules)
+            if report:
+                self.invalid_calls.append(report)
+            if kept:
+                out += self._send([call])
 
     def _send(self, calls: Sequence[ToolCall]) -> list[dict[str, Any]]:
         """Deltas for the next calls; the first may be the open call, already started."""

@@ -17,6 +17,7 @@ from typing import Any
 
 from node.parsers.call_blocks import CallHead, S, read_blocks
 from node.parsers.calls import Piece, ToolCall
+from node.parsers.json_calls import JsonHead, read_json_calls
 from node.parsers.tool_calls import ToolFormat, dump_arguments
 
 _DECODER = json.JSONDecoder()
@@ -94,7 +95,34 @@ def calls_or_text(tail: str, objects: list[tuple[Any, str]], rest: str) -> list[
     return [*pieces, rest]
 
 
+_JSON_STRING = r'"(?:[^"\\\n]|\\.){0,256}"'
+_OBJECT_HEAD = (
+    rf'\{{{S}"name"{S}:{S}(?P<name>{_JSON_STRING}){S},{S}"(?:arguments|parameters)"{S}:{S}(?=\{{)'
+)
+_AFTER_CALL = rf"(?:\}}{S})?"  # the previous call object's closing brace
+
+
+def _json_name(match: re.Match[str]) -> str:
+    return str(json.loads(match["name"]))
+
+
+JSON_HEAD = JsonHead(
+    re.compile(rf"(?P<lead>{S}{_AFTER_CALL}(?:[\[,]{S})?){_OBJECT_HEAD}"),
+    closing=re.compile(rf"{S}\}}?{S}\]?"),
+    name_of=_json_name,
+)
+LLAMA3_HEAD = JsonHead(
+    re.compile(rf"(?P<lead>{S}(?:<\|python_tag\|>{S})?{_AFTER_CALL}(?:;{S})?){_OBJECT_HEAD}"),
+    closing=re.compile(rf"{S}\}}?"),
+    name_of=_json_name,
+)
+
+
 def parse_json(tail: str) -> list[Piece]:
+    return read_json_calls(tail, JSON_HEAD, parse_json_whole)
+
+
+def parse_json_whole(tail: str) -> list[Piece]:
     # base_json_detector: a bare object, or a list of them.
     array = json_array(tail)
     if array is not None:
@@ -104,6 +132,10 @@ def parse_json(tail: str) -> list[Piece]:
 
 
 def parse_llama3(tail: str) -> list[Piece]:
+    return read_json_calls(tail, LLAMA3_HEAD, parse_llama3_whole)
+
+
+def parse_llama3_whole(tail: str) -> list[Piece]:
     # llama32_detector: optional <|python_tag|>, then objects joined by ';'.
     body = tail.lstrip().removeprefix("<|python_tag|>")
     values, rest = json_values(body, separator=";")
@@ -111,33 +143,27 @@ def parse_llama3(tail: str) -> list[Piece]:
 
 
 MISTRAL = "[TOOL_CALLS]"
-_MISTRAL_CALL = re.compile(
-    r"\s*(?:\[TOOL_CALLS\]\s*)?(?P<name>[A-Za-z0-9_.\-]{1,256})"
-    r"(?:\[CALL_ID\](?P<id>[A-Za-z0-9]{1,64}))?\[ARGS\]\s*"
+MISTRAL_HEAD = JsonHead(
+    re.compile(
+        rf"(?P<lead>{S}(?:\[TOOL_CALLS\]{S})?)(?P<name>[A-Za-z0-9_.\-]{{1,256}})"
+        rf"(?:\[CALL_ID\](?P<id>[A-Za-z0-9]{{1,64}}))?\[ARGS\]{S}(?=\{{)"
+    ),
+    closing=re.compile(S),
+    id_of=lambda m: m["id"],
+    wrapper=re.compile(""),
 )
 
 
 def parse_mistral(tail: str) -> list[Piece]:
-    # mistral_detector: [TOOL_CALLS] [{"name": ..., "arguments": {...}}, ...] (v0.3, Nemo);
-    # [TOOL_CALLS]name[ARGS]{...}, one call after another (tokenizer v11 and later, whose
-    # [CALL_ID] some versions add).
-    body = tail.removeprefix(MISTRAL)
-    array = json_array(body)
-    if array is not None:
-        return calls_or_text(tail, *array)
-    pieces: list[Piece] = []
-    pos = 0
-    while match := _MISTRAL_CALL.match(body, pos):
-        try:
-            args, end = _DECODER.raw_decode(body, match.end())
-        except ValueError:
-            break
-        if not isinstance(args, dict):
-            break
-        raw = (MISTRAL if not pieces else "") + body[pos:end].strip()
-        pieces.append(ToolCall(match["name"], dump_arguments(args), id=match["id"], raw=raw))
-        pos = end
-    return [*pieces, body[pos:]] if pieces else [tail]
+    # mistral_detector: [TOOL_CALLS]name[ARGS]{...}, one call after another (tokenizer v11
+    # and later, whose [CALL_ID] some versions add); or, failing that, the older form.
+    return read_json_calls(tail, MISTRAL_HEAD, parse_mistral_list)
+
+
+def parse_mistral_list(tail: str) -> list[Piece]:
+    # [TOOL_CALLS] [{"name": ..., "arguments": {...}}, ...] (v0.3, Nemo).
+    array = json_array(tail.removeprefix(MISTRAL))
+    return [tail] if array is None else calls_or_text(tail, *array)
 
 
 def tagged_blocks(
@@ -165,7 +191,6 @@ def upto(end: str) -> str:
 
 QWEN_END = "</tool_call>"
 _QWEN = re.compile(rf"<tool_call>\s*({upto(QWEN_END)})\s*</tool_call>", re.DOTALL)
-_JSON_STRING = r'"(?:[^"\\\n]|\\.){0,256}"'
 QWEN_HEAD = CallHead(
     re.compile(
         rf'(?P<lead>{S})<tool_call>{S}\{{{S}"name"{S}:{S}'
@@ -173,7 +198,7 @@ QWEN_HEAD = CallHead(
     ),
     QWEN_END,
     wrapper="}",
-    name_of=lambda m: str(json.loads(m["name"])),
+    name_of=_json_name,
 )
 
 
@@ -287,10 +312,15 @@ def parse_pythonic(tail: str) -> list[Piece]:
 
 
 FORMATS: dict[str, ToolFormat] = {
-    "json": ToolFormat(markers=(), leading=("{", "["), parse_tail=parse_json),
+    "json": ToolFormat(markers=(), leading=("{", "["), parse_tail=parse_json, json_head=JSON_HEAD),
     "qwen25": ToolFormat(markers=("<tool_call>",), parse_tail=parse_qwen25, head=QWEN_HEAD),
-    "llama3": ToolFormat(markers=("<|python_tag|>",), leading=("{",), parse_tail=parse_llama3),
-    "mistral": ToolFormat(markers=(MISTRAL,), parse_tail=parse_mistral),
+    "llama3": ToolFormat(
+        markers=("<|python_tag|>",),
+        leading=("{",),
+        parse_tail=parse_llama3,
+        json_head=LLAMA3_HEAD,
+    ),
+    "mistral": ToolFormat(markers=(MISTRAL,), parse_tail=parse_mistral, json_head=MISTRAL_HEAD),
     "deepseek_v3": ToolFormat(
         markers=(DS_CALLS_BEGIN,),
         parse_tail=parse_deepseek_v3,

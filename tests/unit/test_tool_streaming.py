@@ -11,13 +11,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from node.parsers.call_blocks import HEAD_LIMIT, CallHead
+from node.parsers.json_calls import JsonHead
 from node.parsers.registry import finish_reason, parse_function_call, tool_parser
 from node.parsers.textbuf import TextBuffer
 from node.parsers.tool_calls import ToolDelta, collect
-from node.parsers.tool_formats import DS_CALLS_BEGIN, DS_CALLS_END, DS_HEAD, KIMI_HEAD, QWEN_HEAD
+from node.parsers.tool_formats import (
+    DS_CALLS_BEGIN,
+    DS_CALLS_END,
+    DS_HEAD,
+    JSON_HEAD,
+    KIMI_HEAD,
+    LLAMA3_HEAD,
+    MISTRAL_HEAD,
+    QWEN_HEAD,
+)
 from node.parsers.tool_rules import MAX_TOOLS, check_tools
 from tests.chunkings import chunkings
-from tests.unit.test_tool_parsers import deepseek, kimi, qwen
+from tests.unit.test_tool_parsers import deepseek, kimi, llama, qwen
 
 SCHEMA = {
     "type": "object",
@@ -38,6 +48,9 @@ STREAMED = {
     + deepseek("search", {})
     + DS_CALLS_END,
     "kimi_k2": KIMI_SECTION.format(kimi("search", ARGS, 0) + kimi("search", {"q": 2}, 1)),
+    "llama3": "<|python_tag|>" + llama("search", ARGS) + "; " + llama("search", {"q": 2}),
+    "json": json.dumps([{"name": "search", "arguments": a} for a in (ARGS, {"q": 2})]),
+    "mistral": "".join(f"[TOOL_CALLS]search[ARGS]{json.dumps(a)}" for a in (ARGS, {"q": 2})),
 }
 
 
@@ -81,6 +94,15 @@ def test_only_what_may_close_the_call_is_held_back() -> None:
     assert parser.feed("\n</tool_ca").tool_calls == []
     assert parser.feed("ll>").tool_calls == []
     assert collect([parser.finish()]) == ("", [])
+
+
+def test_a_mistral_call_streams_until_its_object_closes() -> None:
+    parser = tool_parser("mistral", TOOLS)
+    assert parser.feed("[TOOL_CALLS]search[ARG").tool_calls == []
+    first = parser.feed('S]{"q": "}')
+    assert [p["function"].get("arguments") for p in first.tool_calls] == ["", '{"q": "}']
+    assert parser.feed('"} and then').tool_calls[0]["function"]["arguments"] == '"}'
+    assert parser.finish().content == "and then"
 
 
 def test_a_truncated_call_keeps_what_was_sent_and_is_reported() -> None:
@@ -186,24 +208,25 @@ def test_good_tools_pass_and_a_broken_schema_never_raises_while_parsing() -> Non
     assert whole.calls == [] and "cannot be applied" in whole.invalid_calls[0].reason
 
 
-@pytest.mark.parametrize("head", [QWEN_HEAD, DS_HEAD, KIMI_HEAD], ids=["qwen25", "ds", "kimi"])
-def test_no_call_head_is_longer_than_a_stream_looks(head: CallHead) -> None:
+@pytest.mark.parametrize(
+    "head",
+    [QWEN_HEAD, DS_HEAD, KIMI_HEAD, JSON_HEAD, LLAMA3_HEAD, MISTRAL_HEAD],
+    ids=["qwen25", "deepseek_v3", "kimi_k2", "json", "llama3", "mistral"],
+)
+def test_no_call_head_is_longer_than_a_stream_looks(head: CallHead | JsonHead) -> None:
     # A stream stops looking for a head HEAD_LIMIT characters after the last call; the
     # whole-text parse has no such limit, so the two agree only if no head is longer.
     assert re._parser.parse(head.pattern.pattern).getwidth()[1] < HEAD_LIMIT  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("name", [*sorted(STREAMED), "mistral", "json"])
+@pytest.mark.parametrize("name", sorted(STREAMED))
 def test_a_one_character_stream_reads_each_character_a_bounded_number_of_times(
     name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Linear time, counted rather than timed: every read of the section's text, in total
     # (each feed looks at the last end-tag's length of text, and at what is held back).
-    long_args = {"q": "x } ` " * 4000}
-    text = {
-        "mistral": "[TOOL_CALLS]search[ARGS]" + json.dumps(long_args),
-        "json": json.dumps({"name": "search", "arguments": long_args}),
-    }.get(name) or STREAMED[name].replace(json.dumps(ARGS), json.dumps(long_args))
+    long_args = {"q": "x } ` " * 2000}
+    text = STREAMED[name].replace(json.dumps(ARGS), json.dumps(long_args))
     read = 0
     slice_text = TextBuffer.slice
 
@@ -215,5 +238,5 @@ def test_a_one_character_stream_reads_each_character_a_bounded_number_of_times(
 
     monkeypatch.setattr(TextBuffer, "slice", counted)
     deltas = feed_all(name, list(text))
-    assert len(text) > 24_000 and read < 32 * len(text)  # quadratic: ~12000 times
+    assert len(text) > 12_000 and read < 32 * len(text)  # quadratic: ~6000 times
     assert json.loads(collect(deltas)[1][0]["arguments"]) == long_args
