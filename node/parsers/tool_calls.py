@@ -24,15 +24,16 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from node.parsers.call_blocks import HEAD_LIMIT, CallHead
-from node.parsers.calls import Piece, TailParser, ToolCall
+from node.parsers.calls import TailParser, ToolCall
+from node.parsers.deltas import ToolDelta, arguments_delta, collect, first_delta
 from node.parsers.holdback import partial_suffix_len
 from node.parsers.json_calls import JsonHead, ObjectEnd
+from node.parsers.judging import Section, judge, safe_parse_tail, settle
 from node.parsers.textbuf import TextBuffer
 from node.parsers.tool_rules import InvalidCall, ToolRules
 
@@ -51,12 +52,6 @@ class ToolFormat:
 
 
 @dataclass
-class ToolDelta:
-    content: str = ""
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass
 class JsonCall:
     """A call of a json_head format whose arguments are still arriving."""
 
@@ -64,59 +59,6 @@ class JsonCall:
     start: int  # where its arguments begin in the section
     read: int  # how far they have been scanned
     scanner: ObjectEnd
-
-
-@dataclass
-class Section:
-    """A whole section judged: normal text, the calls kept, and those refused."""
-
-    normal: str
-    calls: list[ToolCall]
-    invalid: list[InvalidCall]
-
-
-NOT_OBJECT = "arguments are not a JSON object"
-
-
-def is_object(arguments: str) -> bool:
-    try:
-        return isinstance(json.loads(arguments), dict)
-    except (ValueError, RecursionError):
-        return False
-
-
-def settle(call: ToolCall, rules: ToolRules) -> tuple[bool, bool, InvalidCall | None]:
-    """(kept, text given back, report) for one call."""
-    if call.headed and rules.streams(call.name):
-        # Committed: its arguments may already be out; a broken one is only reported.
-        if is_object(call.arguments):
-            return True, False, None
-        return True, False, InvalidCall(call.name, call.arguments, NOT_OBJECT, emitted=True)
-    if not is_object(call.arguments):
-        return False, True, InvalidCall(call.name, call.arguments, NOT_OBJECT)
-    verdict = rules.judge(call.name, call.arguments)
-    report = InvalidCall(call.name, call.arguments, verdict.reason) if verdict.reason else None
-    return verdict.keep, verdict.as_text, report
-
-
-def judge(tail: str, pieces: list[Piece], rules: ToolRules, noise: Iterable[str]) -> Section:
-    """Keep, drop or give back each call; the text is untouched if no call came of it."""
-    text, calls, invalid, touched = [], [], [], False
-    for piece in pieces:
-        if isinstance(piece, str):
-            for token in noise:
-                piece = piece.replace(token, "")
-            text.append(piece)
-            continue
-        kept, as_text, report = settle(piece, rules)
-        touched |= not as_text
-        if kept:
-            calls.append(piece)
-        elif as_text:
-            text.append(piece.raw)
-        if report:
-            invalid.append(report)
-    return Section("".join(text).strip() if touched else tail, calls, invalid)
 
 
 class ToolCallStream:
@@ -305,51 +247,6 @@ class ToolCallStream:
     def _first_marker(self) -> int | None:
         hits = [i for i in (self._buf.find(m) for m in self._fmt.markers) if i >= 0]
         return min(hits) if hits else None
-
-
-def safe_parse_tail(parse_tail: TailParser, tail: str) -> list[Piece]:
-    """A format parser that fails on odd input leaves the text as normal text."""
-    try:
-        return parse_tail(tail)
-    except (ValueError, TypeError, RecursionError, MemoryError, SyntaxError):
-        return [tail]
-
-
-def first_delta(call: ToolCall, index: int) -> list[dict[str, Any]]:
-    return [
-        {
-            "index": index,
-            "id": call.id or f"call_{uuid.uuid4().hex[:24]}",
-            "type": "function",
-            "function": {"name": call.name, "arguments": ""},
-        }
-    ]
-
-
-def arguments_delta(index: int, fragment: str) -> dict[str, Any]:
-    return {"index": index, "function": {"arguments": fragment}}
-
-
-def openai_deltas(calls: Sequence[ToolCall], first_index: int = 0) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for index, call in enumerate(calls, first_index):
-        out += first_delta(call, index)
-        out.append(arguments_delta(index, call.arguments))
-    return out
-
-
-def collect(deltas: Iterable[ToolDelta]) -> tuple[str, list[dict[str, str]]]:
-    """Join streamed deltas the way a client does: content, and calls by index."""
-    content: list[str] = []
-    calls: dict[int, dict[str, str]] = {}
-    for delta in deltas:
-        content.append(delta.content)
-        for piece in delta.tool_calls:
-            call = calls.setdefault(piece["index"], {"name": "", "arguments": ""})
-            fn = piece.get("function", {})
-            call["name"] += fn.get("name") or ""
-            call["arguments"] += fn.get("arguments") or ""
-    return "".join(content), [calls[i] for i in sorted(calls)]
 
 
 @dataclass(frozen=True)
