@@ -74,6 +74,7 @@ from node.readiness import Readiness
 from node.routing.selector import PolicySelector
 from node.runtime import RUNTIME_KEY, LiveParts, apply_runtime
 from node.service import Periodic, cancel_and_wait
+from node.text.resolve import TokenizerResolver
 from node.workers.client import WorkerClient
 from node.workers.credentials import CredentialBox, basic, split_userinfo
 from node.workers.discovery import DiscoveryJobs
@@ -139,6 +140,7 @@ class Node:
         # Static stability: the state this node may serve from, even without a leader.
         self.loaded = LoadedState(config.data_path, self.raft.status)
         self.pool = WorkerPool(breaker_settings(config), self.credentials)
+        self.tokenizers = TokenizerResolver(self.pool.ready_records)
         self.selector = PolicySelector(config.policy)
         self.admission = Admission(**asdict(admission_limits(config)))
         self.retry = retry_settings(config)

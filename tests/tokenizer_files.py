@@ -11,6 +11,7 @@ Llama 3 and Qwen 2.5 formats).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -77,8 +78,10 @@ STYLES = {
 }
 
 
-def train_tokenizer(style: str = "llama3", vocab_size: int = 600) -> Tokenizer:
-    """A byte-level BPE trained on CORPUS, with the style's special tokens."""
+def train_tokenizer(
+    style: str = "llama3", vocab_size: int = 600, corpus: Sequence[str] = CORPUS * 4
+) -> Tokenizer:
+    """A byte-level BPE trained on `corpus`, with the style's special tokens."""
     spec = STYLES[style]
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -89,7 +92,7 @@ def train_tokenizer(style: str = "llama3", vocab_size: int = 600) -> Tokenizer:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tokenizer.train_from_iterator(CORPUS * 4, trainer=trainer)
+    tokenizer.train_from_iterator(corpus, trainer=trainer)
     if spec["bos"]:  # a real Llama 3 tokenizer adds BOS itself
         bos = spec["bos"]
         tokenizer.post_processor = processors.TemplateProcessing(

@@ -20,6 +20,7 @@ from node.api import (
     ops,
     parse,
     policies,
+    text,
     workers,
 )
 from node.api.table import Route
@@ -28,6 +29,7 @@ WITHOUT_FEED: Final[tuple[Route, ...]] = (
     *health.ROUTES,
     *openai.ROUTES,
     *parse.ROUTES,
+    *text.ROUTES,
     *workers.ROUTES,
     *policies.ROUTES,
     *ops.ROUTES,

@@ -54,6 +54,10 @@ class WorkerPool:
             return named
         return self._unnamed or None
 
+    def ready_records(self, model: str) -> list[dict[str, Any]]:
+        """The records of the ready workers whose model is `model`, by worker id."""
+        return [w.record for w in self._all if w.model_id == model and w.status == "ready"]
+
     def models(self) -> list[str]:
         return sorted(self._serving)
 

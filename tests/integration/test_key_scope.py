@@ -185,6 +185,10 @@ def test_the_allow_list_applies_to_the_model_actually_served(gw: Gateway) -> Non
     assert (
         gw.call("POST", "/generate", only_m1, json={"model": "m2", "text": "hi"}).status_code == 403
     )
+    # the text routes too: a model's tokenizer is the key's only if the model is
+    for path, body in (("/v1/tokenize", {"prompt": "hi"}), ("/v1/detokenize", {"tokens": [1]})):
+        resp = gw.call("POST", path, only_m1, json={"model": "m2", **body})
+        assert resp.status_code == 403 and "may use only: m1" in resp.text, resp.text
 
 
 def test_a_restricted_key_sees_only_its_models_and_no_others_exist(gw: Gateway) -> None:

@@ -101,6 +101,8 @@ PINNED: dict[tuple[str, str], Audience] = {
     ("POST", "/v1/messages"): Audience.PROTECTED,
     ("POST", "/v1/rerank"): Audience.PROTECTED,
     ("POST", "/v1/responses"): Audience.PROTECTED,
+    ("POST", "/v1/tokenize"): Audience.PROTECTED,
+    ("POST", "/v1/detokenize"): Audience.PROTECTED,
     ("POST", "/workers"): Audience.CONTROL_PLANE,
     ("PUT", "/admin/config"): Audience.CONTROL_PLANE,
     ("PUT", "/api/models/{name}"): Audience.MANAGEMENT,

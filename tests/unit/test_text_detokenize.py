@@ -1,0 +1,138 @@
+"""Round trips and the streaming detokenizer, on a byte-level BPE the test trains."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from node.text.detokenize import IncrementalDetokenizer
+from node.text.tokenizer import TextTokenizer, load_tokenizer
+from tests.tokenizer_files import build_tokenizer_dir
+
+# Characters a byte-level BPE splits across tokens, and glyphs made of several characters.
+PIECES = [
+    "🙂", "🚀", "👍🏽", "🇫🇷", "🇩🇪", "👨\u200d👩\u200d👧", "❤️", "1️⃣", "東京", "北京是",
+    "서울", "é", "e\u0301", "\ufffd", "Hello", " world", "\n", "STOP", "</s>", "<", "/",
+]  # fmt: skip
+GLUE = {"\u200d", "\u0301", "\ufe0f", "\u20e3", *map(chr, range(0x1F3FB, 0x1F400))}
+texts = st.one_of(
+    st.text(max_size=40),
+    st.lists(st.one_of(st.sampled_from(PIECES), st.text(max_size=3)), max_size=12).map("".join),
+)
+stops = st.lists(st.sampled_from(["STOP", "</s>", "東京", "🇫🇷", "e\u0301", "l"]), max_size=3)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> TextTokenizer:
+    return load_tokenizer(build_tokenizer_dir(tmp_path_factory.mktemp("tok"), "qwen25"))
+
+
+def chunked(ids: list[int], sizes: list[int]) -> list[list[int]]:
+    """`ids` cut into chunks of the given sizes (cycled), ending with the rest."""
+    out, at = [], 0
+    for size in sizes * (len(ids) + 1):
+        if at >= len(ids):
+            break
+        out.append(ids[at : at + size])
+        at += size
+    return out
+
+
+def stream(detok: IncrementalDetokenizer, chunks: list[list[int]]) -> list[str]:
+    """What the client sees after each feed, then after finish."""
+    seen, text = [], ""
+    for chunk in chunks:
+        text += detok.feed(chunk)
+        seen.append(text)
+    text += detok.finish()
+    seen.append(text)
+    return seen
+
+
+common = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@common
+@given(text=texts)
+def test_round_trip(tokenizer: TextTokenizer, text: str) -> None:
+    assert tokenizer.decode(tokenizer.encode(text)) == text
+
+
+@common
+@given(text=texts, sizes=st.lists(st.integers(1, 4), min_size=1, max_size=4))
+def test_stream_equals_whole_decode(tokenizer: TextTokenizer, text: str, sizes: list[int]) -> None:
+    ids = tokenizer.encode(text)
+    for chunks in ([[i] for i in ids], chunked(ids, sizes)):
+        seen = stream(tokenizer.detokenizer(), chunks)
+        assert seen[-1] == text
+        for prefix in seen[:-1]:
+            assert text.startswith(prefix)
+            assert prefix.count("\ufffd") <= text.count("\ufffd")
+            # Never part of a glyph: what follows the prefix does not join onto it.
+            if prefix and len(prefix) < len(text) and not prefix[-1].isascii():
+                assert prefix[-1] != "\u200d" and text[len(prefix)] not in GLUE
+
+
+@common
+@given(text=texts, stop=stops, sizes=st.lists(st.integers(1, 3), min_size=1, max_size=3))
+def test_stop_strings_cut_at_the_first(
+    tokenizer: TextTokenizer, text: str, stop: list[str], sizes: list[int]
+) -> None:
+    hits = [(text.find(s), s) for s in stop if s in text]
+    expected = text[: min(hits)[0]] if hits else text
+    detok = tokenizer.detokenizer(stop=stop)
+    seen = stream(detok, chunked(tokenizer.encode(text), sizes))
+    assert seen[-1] == expected
+    assert all(expected.startswith(prefix) for prefix in seen)
+    assert detok.stopped == bool(hits)
+    if hits:
+        assert detok.stop is not None and text.find(detok.stop) == min(hits)[0]
+
+
+def test_split_character_waits_for_its_last_byte(tokenizer: TextTokenizer) -> None:
+    ids = tokenizer.encode("🚀", add_special_tokens=False)
+    assert len(ids) > 1  # the fixture splits it, else this test proves nothing
+    detok = tokenizer.detokenizer()
+    assert [detok.feed([i]) for i in ids[:-1]] == [""] * (len(ids) - 1)
+    assert detok.feed(ids[-1:]) + detok.finish() == "🚀"
+
+
+def test_a_chunk_ending_in_half_a_character_emits_what_is_whole(
+    tokenizer: TextTokenizer,
+) -> None:
+    rocket = tokenizer.encode("🚀", add_special_tokens=False)
+    detok = tokenizer.detokenizer()
+    assert detok.feed([*tokenizer.encode("Hello ", add_special_tokens=False), rocket[0]]) == (
+        "Hello "
+    )
+    assert detok.feed(rocket[1:]) + detok.finish() == "🚀"
+
+
+def test_finish_flushes_an_incomplete_character(tokenizer: TextTokenizer) -> None:
+    ids = tokenizer.encode("🚀", add_special_tokens=False)
+    detok = tokenizer.detokenizer()
+    assert detok.feed(ids[:1]) == ""
+    assert detok.finish() == "\ufffd"
+
+
+def test_after_a_stop_later_ids_are_ignored(tokenizer: TextTokenizer) -> None:
+    detok = tokenizer.detokenizer(stop=["world"])
+    text = detok.feed(tokenizer.encode("Hello world and more"))
+    assert (text, detok.stopped, detok.stop) == ("Hello ", True, "world")
+    assert detok.feed(tokenizer.encode("again")) == "" and detok.finish() == ""
+
+
+def test_long_stream_decodes_a_window_not_everything(tokenizer: TextTokenizer) -> None:
+    ids = tokenizer.encode("The quick brown fox 🦊 jumps, 東京. " * 200, add_special_tokens=False)
+    decoded = 0
+
+    def counting(window: list[int]) -> str:
+        nonlocal decoded
+        decoded += len(window)
+        return tokenizer.decode(window)
+
+    detok = IncrementalDetokenizer(counting)
+    text = "".join(detok.feed([i]) for i in ids) + detok.finish()
+    assert text == tokenizer.decode(ids)
+    assert decoded < 12 * len(ids)  # O(n): re-decoding from the start would be ~n²/2
