@@ -64,6 +64,7 @@ TENANCY_OPS: Final = ("tenant.create", "tenant.delete", "key.create", "key.rotat
 AUTH_OPS: Final = ("auth.require", "token.revoke")
 INTENT_OPS: Final = ("breaker.reset",)
 MODEL_OPS: Final = ("model.put", "model.delete", "publish.put", "publish.delete", "usage.flush")
+TOKENIZER_OPS: Final = ("tokenizer.add", "tokenizer.remove")
 # A read barrier changes nothing: once a node has applied it, it has applied everything
 # committed before it was proposed (Raft's ReadIndex through the log; node/read_index.py).
 READ_OPS: Final = ("read.barrier",)
@@ -78,6 +79,7 @@ ALL_OPS: Final = (
     + AUTH_OPS
     + INTENT_OPS
     + MODEL_OPS
+    + TOKENIZER_OPS
     + READ_OPS
 )
 
@@ -321,6 +323,72 @@ def _usage_flush_problem(args: Args) -> str | None:
     return None
 
 
+# -- tokenizers: the record names its files by digest; the bytes travel between nodes ---------
+
+TOKENIZER_NAME_LIMIT: Final = 128
+TOKENIZER_SOURCE_LIMIT: Final = 4096
+TOKENIZER_FILES_MOST: Final = 16
+TOKENIZER_FILE_NAME_LIMIT: Final = 255
+# The file a tokenizer cannot be loaded without (the others are optional).
+TOKENIZER_MAIN_FILE: Final = "tokenizer.json"
+_HEX: Final = frozenset("0123456789abcdef")
+
+
+def is_sha256(value: Any) -> TypeGuard[str]:
+    """A SHA-256 digest as the blob store names it: 64 lower-case hex digits."""
+    return isinstance(value, str) and len(value) == 64 and set(value) <= _HEX
+
+
+def tokenizer_file_name_problem(name: Any) -> str | None:
+    """A file's name relative to the tokenizer's directory: one plain name, no path."""
+    good = (
+        isinstance(name, str)
+        and 0 < len(name) <= TOKENIZER_FILE_NAME_LIMIT
+        and name not in (".", "..")
+        and not set(name) & set("/\\\0")
+    )
+    return None if good else f"file name {name!r} must be a plain file name (no path)"
+
+
+def _tokenizer_files_problem(files: Any) -> str | None:
+    if not isinstance(files, dict) or not 0 < len(files) <= TOKENIZER_FILES_MOST:
+        return f"files must map 1 to {TOKENIZER_FILES_MOST} file names to their digests"
+    if TOKENIZER_MAIN_FILE not in files:
+        return f"files must include {TOKENIZER_MAIN_FILE}"
+    for name, entry in files.items():
+        problem = tokenizer_file_name_problem(name)
+        if problem:
+            return problem
+        if not isinstance(entry, dict) or not is_sha256(entry.get("sha256")):
+            return f"files[{name!r}] must hold a sha256 (64 lower-case hex digits)"
+        if not _integer(entry.get("size")) or entry["size"] < 0:
+            return f"files[{name!r}] must hold a size (bytes, >= 0)"
+    return None
+
+
+def _tokenizer_add_problem(args: Args) -> str | None:
+    spec = args.get("tokenizer")
+    if not isinstance(spec, dict):
+        return "tokenizer must be a mapping"
+    name, source = spec.get("name"), spec.get("source")
+    if not isinstance(spec.get("id"), str) or not spec["id"]:
+        return "tokenizer id must be a non-empty string"
+    if not isinstance(name, str) or not 0 < len(name) <= TOKENIZER_NAME_LIMIT:
+        return f"name must be a string of 1 to {TOKENIZER_NAME_LIMIT} characters"
+    if not isinstance(source, str) or not 0 < len(source) <= TOKENIZER_SOURCE_LIMIT:
+        return f"source must be a string of 1 to {TOKENIZER_SOURCE_LIMIT} characters"
+    template, limit = spec.get("chat_template"), WORKER_TEXT_LIMITS["chat_template"]
+    if template is not None and not (isinstance(template, str) and 0 < len(template) <= limit):
+        return f"chat_template must be null or a string of 1 to {limit} characters"
+    failure = spec.get("failure")
+    if failure is None:
+        return _tokenizer_files_problem(spec.get("files"))
+    # A source that gave nothing is recorded failed (with why) on every node.
+    if not isinstance(failure, str) or not 0 < len(failure) <= TOKENIZER_SOURCE_LIMIT:
+        return f"failure must be null or a string of 1 to {TOKENIZER_SOURCE_LIMIT} characters"
+    return None if spec.get("files") in (None, {}) else "a failed tokenizer has no files"
+
+
 VALIDATORS: Final[dict[str, Validator]] = {
     "worker.add": _worker_add_problem,
     "worker.update": _worker_update_problem,
@@ -349,6 +417,8 @@ VALIDATORS: Final[dict[str, Validator]] = {
     "publish.put": _publish_put_problem,
     "publish.delete": _no_rule,
     "usage.flush": _usage_flush_problem,
+    "tokenizer.add": _tokenizer_add_problem,
+    "tokenizer.remove": _no_rule,
     "read.barrier": _no_args_problem,
 }
 if VALIDATORS.keys() != set(ALL_OPS):  # every op has exactly one rule

@@ -77,6 +77,7 @@ MAX_ACTIVE_KEYS_PER_TENANT: Final = 1000
 REVOKED_KEYS_KEPT_PER_TENANT: Final = 100  # older revoked records are forgotten
 MAX_MODELS_PER_TENANT: Final = 200
 MAX_PUBLICATIONS_PER_TENANT: Final = 100
+MAX_TOKENIZERS: Final = 1000  # each node loads every one into memory
 MAX_RECORD_BYTES: Final = 64 * 1024  # a command's arguments, measured as JSON text
 # Commands whose arguments come from a client's request body, and so are size-checked.
 SIZE_CHECKED_OPS: Final = frozenset(
@@ -90,6 +91,7 @@ SIZE_CHECKED_OPS: Final = frozenset(
         "key.create",
         "model.put",
         "publish.put",
+        "tokenizer.add",
     }
 )
 
@@ -105,6 +107,7 @@ class ControlState:
     log_time: float = 0.0
     forgotten: Record = {"index": 0, "log_time": None}
     recent: dict[str, Outcome] = {}  # request memory of snapshots written before `requests`
+    tokenizers: dict[str, Record] = {}
 
     def __init__(self) -> None:
         # Log index of the last command applied; every version is such an index.
@@ -146,6 +149,10 @@ class ControlState:
         # Usage by subject ("key:<id>", "model:<tenant/name>", "tenant:<name>"), from the
         # batched deltas nodes flush every few seconds (never one command per request).
         self.usage: dict[str, Record] = {}
+        # Registered tokenizers by id: {id, name, source, files: {file name: {sha256,
+        # size}}, chat_template, failure, created_at, created_by, version}. Never the bytes: each
+        # node fetches those by digest from a peer (node/blobs/).
+        self.tokenizers = {}
         # How many circuit-breaker resets were ordered (each node resets its breakers).
         self.breaker_resets: int = 0
         # Recently applied request ids, oldest first (dict keeps order): rid -> {outcome,
@@ -250,6 +257,10 @@ class ControlState:
         policies = self.policies
         return policies.get(model or "") or policies.get(DEFAULT_POLICY_KEY)
 
+    def tokenizer_named(self, name: str) -> Record | None:
+        """The tokenizer of this name (names are unique; there are few)."""
+        return next((t for t in self.tokenizers.values() if t["name"] == name), None)
+
     def counts(self) -> dict[str, int]:
         """How many objects each replicated collection holds (for /ha/status)."""
         return {
@@ -263,6 +274,7 @@ class ControlState:
             "api_keys": len(self.api_keys),
             "models": len(self.models),
             "published_models": len(self.published),
+            "tokenizers": len(self.tokenizers),
         }
 
 
@@ -991,6 +1003,59 @@ def _usage_subject_exists(state: ControlState, subject: str) -> bool:
     return name in collection.get(kind, {})
 
 
+# -- tokenizers ----------------------------------------------------------------------
+
+
+def _tokenizer_add(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
+    """Register a tokenizer. args: {"tokenizer": {id, name, source, files, chat_template,
+    failure}}. Names are unique; the files are named by digest (every node fetches the
+    bytes). `failure` says why a source gave no files: failed on every node."""
+    spec = args["tokenizer"]
+    existing = state.tokenizer_named(spec["name"])
+    if existing is not None:
+        return fail(
+            "conflict",
+            f"a tokenizer named {spec['name']!r} already exists",
+            tokenizer_id=existing["id"],
+        )
+    if spec["id"] in state.tokenizers:
+        return fail("conflict", f"tokenizer id {spec['id']} already exists")
+    if len(state.tokenizers) >= MAX_TOKENIZERS:
+        return fail(
+            "limit_reached",
+            f"the mesh has {len(state.tokenizers)} tokenizers, the most it may have; "
+            "delete some first",
+            limit=MAX_TOKENIZERS,
+        )
+    record: Record = {
+        "id": spec["id"],
+        "name": spec["name"],
+        "source": spec["source"],
+        "files": {
+            n: {"sha256": f["sha256"], "size": f["size"]}
+            for n, f in (spec.get("files") or {}).items()
+        },
+        "chat_template": spec.get("chat_template"),
+        "failure": spec.get("failure"),
+        "created_at": cmd["at"],
+        "created_by": cmd["by"],
+        **_stamp(cmd, index),
+    }
+    state.tokenizers = _with(state.tokenizers, spec["id"], record)
+    return ok({"tokenizer_id": spec["id"], "version": index})
+
+
+def _tokenizer_remove(
+    state: ControlState, args: dict[str, Any], cmd: Command, index: int
+) -> Outcome:
+    """Forget a tokenizer. args: {"id"}."""
+    record = state.tokenizers.get(args.get("id", ""))
+    if record is None:
+        return fail("not_found", f"tokenizer {args.get('id')} not found")
+    state.tokenizers = _without(state.tokenizers, record["id"])
+    return ok({"tokenizer_id": record["id"], "version": index})
+
+
 Handler = Callable[[ControlState, dict[str, Any], Command, int], Outcome]
 
 _HANDLERS: Final[dict[str, Handler]] = {
@@ -1021,6 +1086,8 @@ _HANDLERS: Final[dict[str, Handler]] = {
     "publish.put": _publish_put,
     "publish.delete": _publish_delete,
     "usage.flush": _usage_flush,
+    "tokenizer.add": _tokenizer_add,
+    "tokenizer.remove": _tokenizer_remove,
     "read.barrier": _read_barrier,
 }
 if _HANDLERS.keys() != VALIDATORS.keys():  # apply asks every op's rule before its handler

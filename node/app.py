@@ -30,6 +30,8 @@ from mesh.raft import NOT_COMMITTED, CommitError, MeshRaft, RaftStatus
 from node import __version__, idempotency
 from node.applied_wait import AppliedWaiter
 from node.auth import Authenticator, Principal
+from node.blobs.fetch import BlobFetcher, Peer
+from node.blobs.store import BlobStore
 from node.config import Config
 from node.control_loop import ControlLoop, Identity
 from node.datadir import make_private
@@ -41,7 +43,7 @@ from node.gauges import (
     rate_limit_gauges,
     worker_gauges,
 )
-from node.ha.peers import PeerPoller
+from node.ha.peers import MESH_TOKEN_HEADER, PeerPoller
 from node.ha.quota_shares import share_quotas
 from node.ha.rotation import MeshKeys, everyone_sends_with
 from node.ha.secret import mesh_secret
@@ -75,6 +77,7 @@ from node.routing.selector import PolicySelector
 from node.runtime import RUNTIME_KEY, LiveParts, apply_runtime
 from node.service import Periodic, cancel_and_wait
 from node.text.resolve import TokenizerResolver
+from node.tokenizers.registry import TokenizerRegistry
 from node.workers.client import WorkerClient
 from node.workers.credentials import CredentialBox, basic, split_userinfo
 from node.workers.discovery import DiscoveryJobs
@@ -129,6 +132,15 @@ class Node:
             mesh_secret(config.mesh_secret, config.data_path), config.mesh_secret_previous
         )
         self.credentials = CredentialBox(self.mesh_keys.secret, self.mesh_keys.previous)
+        # Files shared by digest (tokenizers): this node's copies, and its peers' on demand.
+        self.blobs = BlobStore(config.data_path, config.blob_max_bytes)
+        self.blob_fetcher = BlobFetcher(
+            self.blobs,
+            lambda: self.session,
+            self._blob_peers,
+            {MESH_TOKEN_HEADER: self.mesh_keys.token},
+            lambda: self.config.blob_fetch_timeout_secs,
+        )
         self.stream = AppliedStream()
         self.raft = MeshRaft(raft_settings(config, *self.mesh_keys.accepted), self.stream)
         # Read-your-writes on any node: X-Meshgate-Min-Index waits here, and handlers that
@@ -140,7 +152,14 @@ class Node:
         # Static stability: the state this node may serve from, even without a leader.
         self.loaded = LoadedState(config.data_path, self.raft.status)
         self.pool = WorkerPool(breaker_settings(config), self.credentials)
-        self.tokenizers = TokenizerResolver(self.pool.ready_records)
+        # Registered tokenizers, loaded on this node; the resolver finds one for a request.
+        self.tokenizer_registry = TokenizerRegistry(
+            lambda: self.raft.state.tokenizers,
+            self.blobs,
+            self.blob_fetcher,
+            config.data_path / "tokenizers",
+        )
+        self.tokenizers = TokenizerResolver(self.pool.ready_records, self.tokenizer_registry)
         self.selector = PolicySelector(config.policy)
         self.admission = Admission(**asdict(admission_limits(config)))
         self.retry = retry_settings(config)
@@ -211,6 +230,8 @@ class Node:
             await self.tokens.refresh()
             self._run_in_background(stack, self._refresh_keys(), "jwks-refresh")
         self._sync_views()
+        self.tokenizer_registry.start()  # fetches what it lacks from peers, in the background
+        stack.push_async_callback(self.tokenizer_registry.stop)
         self.health.start()
         stack.push_async_callback(self.health.stop)
         stack.push_async_callback(self.discovery.stop)  # jobs start from here on
@@ -311,6 +332,12 @@ class Node:
         members, views = self.raft.state.members, self.peers.views
         return everyone_sends_with(self.mesh_keys.sends, members, self.name, views)
 
+    def _blob_peers(self) -> list[Peer]:
+        """Every other member, those answering the peer poll first."""
+        members = [m for n, m in self.raft.state.members.items() if n != self.name]
+        peers = [Peer(m["name"], m["http_url"]) for m in members if m.get("http_url")]
+        return sorted(peers, key=lambda peer: not self._peer_reachable(peer.name))
+
     def _peer_reachable(self, name: str) -> bool:
         view = self.peers.views.get(name)
         return bool(view and view.reachable)
@@ -375,6 +402,8 @@ class Node:
             self.control.follow_plans()  # at once, if the plan names this run of the node
         if op.startswith("config.") or reset:
             self._apply_runtime()
+        if op.startswith("tokenizer.") or reset:
+            self.tokenizer_registry.sync()
         if op == "breaker.reset" and (applied.outcome or {}).get("ok"):
             self._reset_breakers(applied.outcome["value"]["worker_id"])
 

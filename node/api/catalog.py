@@ -10,6 +10,7 @@ from typing import Final
 
 from node.api import (
     admin,
+    blobs,
     docs,
     ha,
     health,
@@ -21,6 +22,7 @@ from node.api import (
     parse,
     policies,
     text,
+    tokenizers,
     workers,
 )
 from node.api.table import Route
@@ -34,6 +36,8 @@ WITHOUT_FEED: Final[tuple[Route, ...]] = (
     *policies.ROUTES,
     *ops.ROUTES,
     *ha.ROUTES,
+    *blobs.ROUTES,
+    *tokenizers.ROUTES,
     *admin.ROUTES,
     *manage.ROUTES,
     *models.ROUTES,

@@ -14,6 +14,7 @@ from node.config.declare import Option, Section, options_of
 from node.config.sections import (
     Access,
     Admission,
+    Blobs,
     Breaker,
     Health,
     HotStore,
@@ -32,6 +33,7 @@ from node.config.sections import (
 class Config(
     Shutdown,
     HotStore,
+    Blobs,
     Mesh,
     Identity,
     Access,

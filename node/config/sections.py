@@ -299,6 +299,24 @@ class Mesh(Section):
 
 
 @dataclass(frozen=True)
+class Blobs(Section):
+    """Files the mesh shares by digest (tokenizers), kept under the data dir."""
+
+    title = "blobs"
+    table = "blobs"
+    prefix = "blob_"
+
+    blob_max_bytes: int = setting(
+        256 * 1024 * 1024, "largest file the blob store takes or fetches (bytes)", check=at_least(1)
+    )
+    blob_fetch_timeout_secs: float = setting(
+        120.0,
+        "longest fetch of one file from a peer, or of a tokenizer source URL",
+        check=between(0.1, 3600),
+    )
+
+
+@dataclass(frozen=True)
 class HotStore(Section):
     """Redis, shared by rate limits, quotas and usage for exact mesh-wide counts."""
 

@@ -21,6 +21,7 @@ from node.limits.admission import Admission
 from node.limits.quotas import QuotaEngine
 from node.limits.ratelimit import RateLimiter
 from node.readiness import Readiness
+from node.tokenizers.registry import TokenizerRegistry
 from node.workers.credentials import CredentialBox
 from node.workers.pool import WorkerPool
 
@@ -42,6 +43,7 @@ class Reporting(Protocol):
     readiness: Readiness
     mesh_keys: MeshKeys
     credentials: CredentialBox
+    tokenizer_registry: TokenizerRegistry
 
     def is_draining(self) -> bool: ...
     def serving_nodes(self) -> int: ...
@@ -93,6 +95,7 @@ def local_report(node: Reporting) -> dict[str, Any]:
         },
         "rate_limits": node.ratelimiter.stats(),
         "mesh_secret": secret_report(node),
+        "tokenizers": node.tokenizer_registry.report(),  # this node's view of each (GET .../status)
     }
 
 

@@ -36,14 +36,25 @@ MODEL = "echo-model"
 
 class Mesh(LocalMesh):
     """A mesh of `size` nodes n1, n2... and `workers` echo workers, started at once (the
-    `mesh` fixture, or the test, waits for it); every node gets `extra` flags."""
+    `mesh` fixture, or the test, waits for it); every node gets `extra` flags and `env`."""
 
     def __init__(
-        self, tmp_path: Path, size: int = 3, extra: tuple[str, ...] = (), workers: int = 1
+        self,
+        tmp_path: Path,
+        size: int = 3,
+        extra: tuple[str, ...] = (),
+        workers: int = 1,
+        env: dict[str, str] | None = None,
     ) -> None:
         flags = [*TEST_NODE_FLAGS, "--health-check-interval-secs", "1", *extra]
         super().__init__(
-            tmp_path, nodes=size, workers=workers, model=MODEL, secret=MESH_SECRET, node_args=flags
+            tmp_path,
+            nodes=size,
+            workers=workers,
+            model=MODEL,
+            secret=MESH_SECRET,
+            node_args=flags,
+            env=env,
         )
         self.tmp_path = tmp_path
         self.exit_codes: dict[str, list[int]] = {name: [] for name in self.names}

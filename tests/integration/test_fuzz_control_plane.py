@@ -136,7 +136,16 @@ def test_document_is_well_formed() -> None:
     assert schemes["bearer"] == {**schemes["bearer"], "type": "http", "scheme": "bearer"}
     assert schemes["apiKey"] == {**schemes["apiKey"], "in": "header", "name": "X-API-Key"}
     tags = {t["name"] for t in DOCUMENT["tags"]}
-    assert tags == {"inference", "workers", "policies", "ha", "admin", "management", "probes"}
+    assert tags == {
+        "inference",
+        "workers",
+        "policies",
+        "tokenizers",
+        "ha",
+        "admin",
+        "management",
+        "probes",
+    }
     spec = Spec(DOCUMENT)
     ids = [op["operationId"] for _, _, op in spec.operations()]
     assert len(ids) == len(set(ids)), "operationIds must be unique"

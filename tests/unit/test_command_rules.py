@@ -23,8 +23,9 @@ from mesh.commands import ALL_OPS, VALIDATORS, command_problem, make
 from mesh.state import ControlState
 
 H1, H2, H3, H4 = "1" * 64, "2" * 64, "3" * 64, "4" * 64
+FILES = {"tokenizer.json": {"sha256": "a" * 64, "size": 10}}
 
-# A state holding one object of each kind the commands below name (indexes 1..11).
+# A state holding one object of each kind the commands below name (indexes 1..12).
 SETUP: list[tuple[str, dict[str, Any]]] = [
     ("tenant.create", {"name": "t1"}),
     ("tenant.create", {"name": "t2"}),
@@ -34,6 +35,7 @@ SETUP: list[tuple[str, dict[str, Any]]] = [
     ("model.put", {"model": {"name": "bot", "tenant": "t1", "selector": {"x": 1}}, "create": 1}),
     ("model.put", {"model": {"name": "pub", "tenant": "t1", "selector": {"x": 1}}, "create": 1}),
     ("config.set", {"key": "c1", "value": 1}),
+    ("tokenizer.add", {"tokenizer": {"id": "tk1", "name": "tok", "source": "/t", "files": FILES}}),
     ("policy.set", {"model": "m", "policy": "random"}),
     ("ratelimit.set", {"scope": "*", "requests_per_second": 1, "burst": 1}),
     (
@@ -89,6 +91,10 @@ GOOD: dict[str, dict[str, Any]] = {
     "publish.put": {"ref": "t1/pub", "publication": {"description": "d"}},
     "publish.delete": {"ref": "t1/pub"},
     "usage.flush": {"deltas": {"key:k1": {"requests": 1, "tokens": 2}}},
+    "tokenizer.add": {
+        "tokenizer": {"id": "tk2", "name": "tok2", "source": "hf/x", "files": FILES},
+    },
+    "tokenizer.remove": {"id": "tk1"},
     "read.barrier": {},
 }
 
@@ -140,6 +146,70 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("usage.flush", {"deltas": []}, "deltas must be a mapping"),
     ("usage.flush", {"deltas": {"key:k1": 5}}, "each delta must be a mapping keyed by subject"),
     ("read.barrier", {"x": 1}, "takes no arguments"),
+    ("tokenizer.add", {"tokenizer": []}, "tokenizer must be a mapping"),
+    (
+        "tokenizer.add",
+        {"tokenizer": {"id": "t", "name": "", "source": "s", "files": FILES}},
+        "name must be a string of 1 to 128 characters",
+    ),
+    (
+        "tokenizer.add",
+        {"tokenizer": {"id": "t", "name": "n", "source": "s", "files": {}}},
+        "files must map 1 to 16 file names",
+    ),
+    (
+        "tokenizer.add",
+        {
+            "tokenizer": {
+                "id": "t",
+                "name": "n",
+                "source": "s",
+                "files": {"x.json": FILES["tokenizer.json"]},
+            }
+        },
+        "files must include tokenizer.json",
+    ),
+    (
+        "tokenizer.add",
+        {
+            "tokenizer": {
+                "id": "t",
+                "name": "n",
+                "source": "s",
+                "files": {**FILES, "../x": FILES["tokenizer.json"]},
+            }
+        },
+        "must be a plain file name",
+    ),
+    (
+        "tokenizer.add",
+        {
+            "tokenizer": {
+                "id": "t",
+                "name": "n",
+                "source": "s",
+                "files": {"tokenizer.json": {"sha256": "A" * 64, "size": 1}},
+            }
+        },
+        "must hold a sha256",
+    ),
+    (
+        "tokenizer.add",
+        {
+            "tokenizer": {
+                "id": "t",
+                "name": "n",
+                "source": "s",
+                "files": {"tokenizer.json": {"sha256": "a" * 64, "size": -1}},
+            }
+        },
+        "must hold a size",
+    ),
+    (
+        "tokenizer.add",
+        {"tokenizer": {"id": "t", "name": "n", "source": "s", "files": FILES, "chat_template": ""}},
+        "chat_template must be null or a string",
+    ),
 ]
 
 # Accepted by apply before the rules moved into mesh.commands: they must stay accepted.

@@ -500,6 +500,8 @@ FLAGS = [
     "--mesh-log-compaction-entries",
     "--mesh-log-compaction-secs",
     "--http-advertise-url",
+    "--blob-max-bytes",
+    "--blob-fetch-timeout-secs",
     "--redis-url",
     "--redis-timeout-secs",
     "--drain-delay-secs",

@@ -112,6 +112,15 @@ SAMPLES: dict[str, dict[str, Any]] = {
     },
     "publish.delete": {"ref": "acme/chat"},
     "usage.flush": {"deltas": {"key-a": {"requests": 1, "tokens": 5}}},
+    "tokenizer.add": {
+        "tokenizer": {
+            "id": "tk",
+            "name": "llama",
+            "source": "https://hub.example/tokenizer.json",
+            "files": {"tokenizer.json": {"sha256": "d" * 64, "size": 9}},
+        }
+    },
+    "tokenizer.remove": {"id": "tk"},
     "read.barrier": {},
 }
 USER_VISIBLE = {

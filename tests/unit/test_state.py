@@ -89,6 +89,7 @@ def test_worker_add_record_defaults() -> None:
         "api_keys": 0,
         "models": 0,
         "published_models": 0,
+        "tokenizers": 0,
     }
 
 

@@ -27,6 +27,8 @@ from node.api.table import CONSISTENT, Query, Route
 SEGMENT: Final = "^[^{}]+$"  # the router matches no '{' or '}' in a path parameter
 _PATH_PARAMS: Final[dict[str, Schema]] = {
     "worker_id": string("the worker's id (a UUID)", format="uuid", pattern=SEGMENT),
+    "tokenizer_id": string("the tokenizer's id (a UUID)", format="uuid", pattern=SEGMENT),
+    "sha256": string("a blob's SHA-256: 64 lower-case hex digits", pattern="^[0-9a-f]{64}$"),
     "model_id": string("a model id ('*': the mesh-wide default)", pattern=SEGMENT),
     "key": string("a config key (may contain '/')", minLength=1),
     "model": string("a model id (may contain '/')", minLength=1),
@@ -159,6 +161,7 @@ def build(routes: Iterable[Route]) -> Schema:
             {"name": "inference", "description": "clients: OpenAI/SGLang-compatible inference"},
             {"name": "workers", "description": "operators: the workers behind the gateway"},
             {"name": "policies", "description": "operators: routing policies per model"},
+            {"name": "tokenizers", "description": "operators: the replicated tokenizer registry"},
             {"name": "ha", "description": "operators: the mesh, its config and its levers"},
             {"name": "admin", "description": "operators: runtime settings, breakers, fan-outs"},
             {"name": "management", "description": "tenants and admins: keys, models, publishing"},
