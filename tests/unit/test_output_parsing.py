@@ -184,9 +184,12 @@ def test_a_stream_split_anywhere_gives_each_choice_reasoning_and_tool_calls() ->
     for acc in accumulate(events).values():
         assert "".join(acc["reasoning"]) == "cold?" and len(acc["reasoning"]) > 1
         assert acc["content"] == "Checking." and acc["finish"] == "tool_calls"
-        first, args = acc["calls"]
+        first, *fragments = acc["calls"]
         assert first["function"] == {"name": "get_weather", "arguments": ""}
-        assert args == {"index": 0, "function": {"arguments": '{"city": "Paris"}'}}
+        # qwen25's arguments stream in fragments as they arrive (docs/parsers.md).
+        assert all(set(f) == {"index", "function"} and f["index"] == 0 for f in fragments)
+        assert "".join(f["function"]["arguments"] for f in fragments) == '{"city": "Paris"}'
+        assert len(fragments) > 1
     assert failed.count == 0
 
 
