@@ -529,6 +529,8 @@ class MeshRaft:
         self._sync.addOnTickCallback(self._on_tick)
         if s.peers and s.self_address and self._sync.raftCurrentTerm > 0:
             self._calls.append(self._hold_first_election)
+        elif s.self_address:
+            self._calls.append(self._campaign_if_alone)
 
     def _fail_if_unbound(self) -> None:
         """SyncObj's constructor has made its first bind attempt; a node that cannot listen
@@ -552,6 +554,14 @@ class MeshRaft:
         if sync is not None:
             deadline = pysyncobj_clock() + self.settings.rejoin_election_delay
             sync._SyncObj__raftElectionDeadline = deadline  # pysyncobj has no setting for it
+
+    def _campaign_if_alone(self) -> None:
+        """A voter that is the only member elects itself on its first tick. No other node
+        can win or split its vote, so waiting out the first election timeout (0.3-0.9 s)
+        would only delay its start; its timeouts stay as set, and rule it once it has peers."""
+        sync = self._sync
+        if sync is not None and not sync.otherNodes:
+            sync._SyncObj__raftElectionDeadline = 0  # as a won pre-vote does (raft_repairs.py)
 
     def stop(self) -> None:
         sync, self._sync = self._sync, None
