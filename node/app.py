@@ -367,6 +367,8 @@ class Node:
             self.model_names = known_models(self.pool)
         if op.startswith("ratelimit.") or reset:
             self.ratelimiter.set_rules(rate_rules(self.raft.state.rate_limits))
+        if (op.startswith("member.") or reset) and self.control is not None:  # started
+            self.peers.poll_newcomers()  # a member that just joined is seen alive at once
         if op == "shutdown.plan" and self.control is not None:
             self.control.follow_plans()  # at once, if the plan names this run of the node
         if op.startswith("config.") or reset:
