@@ -12,6 +12,7 @@ import pytest
 
 SERVER = ("node.serve", "node.app", "node.web", "mesh.raft")
 TOOLS = ("node.echo.cli", "node.demo", "node.cluster_cli", "node.localmesh")
+TOKENS = ("jwt", "cryptography.x509")  # only for a node with tokens on (node.app.token_service)
 # What a node never builds at import: the OpenAPI document waits for GET /openapi.json.
 PROBE = """
 import importlib, json, sys
@@ -22,10 +23,10 @@ if "node.api.openapi.document" in sys.modules:
 print(json.dumps({"modules": sorted(sys.modules), "openapi_built": built}))
 """
 COMMANDS = {
-    "node.serve": TOOLS,
-    "node.echo.cli": SERVER,
-    "node.demo": SERVER,
-    "node.cluster_cli": SERVER,
+    "node.serve": TOOLS + TOKENS,
+    "node.echo.cli": SERVER + TOKENS,
+    "node.demo": SERVER + TOKENS,
+    "node.cluster_cli": SERVER + TOKENS,
 }
 
 
