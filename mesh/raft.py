@@ -505,7 +505,8 @@ class MeshRaft:
             # the default 10-minute cache would keep dialling the old address.
             dnsCacheTime=2.0,
             dnsFailCacheTime=1.0,
-            onReady=self._ready.set,
+            onReady=self._on_ready,
+            onStateChanged=self._on_role_change,
         )
         self._sync = _MeshSyncObj(
             s.self_address,
@@ -756,6 +757,15 @@ class MeshRaft:
         return await asyncio.wait_for(future, timeout)
 
     # -- the Raft thread --------------------------------------------------------
+
+    def _on_ready(self) -> None:
+        self._ready.set()
+        self._last_status = 0.0  # read the status at the end of this tick
+
+    def _on_role_change(self, _old: int, _new: int) -> None:
+        """Read the status at the end of this tick, not up to `_status_every` later: the
+        node's parts see a leader elected (or deposed) at once."""
+        self._last_status = 0.0
 
     def _on_tick(self) -> None:
         while self._calls:

@@ -1,5 +1,6 @@
 """A voter that is the only member elects itself at once, not after an election timeout:
-nobody else can win or split its vote, and every single-node start would wait 0.3-0.9 s."""
+nobody else can win or split its vote, and every single-node start would wait 0.3-0.9 s.
+Its status shows the change of role at once, not at the next periodic read."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ def test_a_voter_alone_leads_without_waiting_out_its_election_timeout(tmp_path: 
         link_timeout=61.0,  # pysyncobj wants it no shorter than the election timeout
     )
     raft = MeshRaft(settings, AppliedStream())
+    raft._status_every = 60.0  # only a read on the change of role can show the new leader
     raft.start()
     try:
         wait_for(lambda: raft.status().is_leader, timeout=10, what="the solo voter leads")
