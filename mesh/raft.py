@@ -677,8 +677,10 @@ class MeshRaft:
         The Raft thread holds new commands back meanwhile, and tells the target to
         campaign once it has every entry (mesh/raft_handover.py), for at most
         `hand_over_pause`. A hand-over that did not happen is tried again after as long
-        again with commands flowing, until `within` runs out. "No leader" is not
-        success: stopping then would leave the group to another election."""
+        again with commands flowing, until `within` runs out, or at once when no
+        follower is connected (the whole mesh stopping: none is left to take over).
+        "No leader" is not success: stopping then would leave the group to another
+        election."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
         me = self.settings.self_address
@@ -686,9 +688,12 @@ class MeshRaft:
             return False
         asked_at = -math.inf
         while loop.time() < deadline:
-            leader = self._status.leader
+            status = self._status
+            leader = status.leader
             if leader is not None and leader != me:
                 return True
+            if not any(peer.connected for peer in status.peers):
+                return False
             if leader == me and loop.time() - asked_at >= 2 * self.settings.hand_over_pause:
                 asked_at = loop.time()
                 try:
