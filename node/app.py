@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Coroutine
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import web
@@ -49,7 +49,6 @@ from node.ha.rotation import MeshKeys, everyone_sends_with
 from node.ha.secret import mesh_secret
 from node.ha.shutdown import Stopper
 from node.identity.throttle import LoginThrottle
-from node.identity.tokens import TokenService
 from node.limits.admission import Admission
 from node.limits.hot_store import HotStore
 from node.limits.quotas import QuotaEngine
@@ -83,6 +82,9 @@ from node.workers.credentials import CredentialBox, basic, split_userinfo
 from node.workers.discovery import DiscoveryJobs
 from node.workers.health import HealthChecker
 from node.workers.pool import WorkerPool
+
+if TYPE_CHECKING:  # loaded only for a node with tokens (token_service)
+    from node.identity.tokens import TokenService
 
 log = logging.getLogger(__name__)
 
@@ -398,6 +400,8 @@ class Node:
             self.model_names = known_models(self.pool)
         if op.startswith("ratelimit.") or reset:
             self.ratelimiter.set_rules(rate_rules(self.raft.state.rate_limits))
+        if (op.startswith("member.") or reset) and self.control is not None:  # started
+            self.peers.poll_newcomers()  # a member that just joined is seen alive at once
         if op == "shutdown.plan" and self.control is not None:
             self.control.follow_plans()  # at once, if the plan names this run of the node
         if op.startswith("config.") or reset:
@@ -611,6 +615,8 @@ def token_service(config: Config) -> TokenService | None:
     idp = idp_settings(config)
     if not config.jwt_secret and idp is None:
         return None
+    from node.identity.tokens import TokenService  # PyJWT: only for a node with tokens
+
     return TokenService(
         config.jwt_secret,
         issuer=config.jwt_issuer,
