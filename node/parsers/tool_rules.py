@@ -21,11 +21,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
-from jsonschema import SchemaError
-from jsonschema.protocols import Validator
-from jsonschema.validators import Draft202012Validator, validator_for
+if TYPE_CHECKING:
+    from jsonschema.protocols import Validator
 
 MAX_TOOLS: Final = 128
 MAX_SCHEMA_BYTES: Final = 64 * 1024  # per tool, as JSON text
@@ -98,6 +97,9 @@ def _depth(value: Any, limit: int) -> int:
 
 def validator_class(schema: Any) -> type[Validator] | None:
     """The schema's own `$schema` draft, Draft 2020-12 without one, None if unknown."""
+    # jsonschema loads in ~0.1 s: only requests that send schemas pay for it.
+    from jsonschema.validators import Draft202012Validator, validator_for
+
     if isinstance(schema, Mapping) and "$schema" in schema:
         return cast("type[Validator] | None", validator_for(schema, default=None))
     return Draft202012Validator
@@ -118,6 +120,8 @@ def schema_problem(schema: Any) -> str | None:
     cls = validator_class(schema)
     if cls is None:
         return "parameters names a $schema this server does not know; use Draft 2020-12"
+    from jsonschema import SchemaError
+
     try:
         cls.check_schema(schema)
     except SchemaError as exc:
