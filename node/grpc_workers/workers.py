@@ -156,6 +156,9 @@ class GrpcWorkers:
         )
         model_id = record.get("model_id") or info.served_model_name or info.model_path or None
         choice = choose_tokenizer(record, model_id, self.catalog)
+        before = TokenizerChoice.from_recorded((record.get("metadata") or {}).get("tokenizer"))
+        if choice.source == "worker" and before is not None and before.source == "worker":
+            choice = before  # fetched before: loaded from its digest, not fetched again
         tokenizer, choice = await self._load(client, choice, record.get("chat_template"))
         client.model_info, client.tokenizer = info, tokenizer
         client.server_info = MessageToDict(server, preserving_proto_field_name=True)
