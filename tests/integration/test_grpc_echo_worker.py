@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import math
 import threading
 import zipfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -16,7 +18,13 @@ from smg_grpc_proto.generated import common_pb2
 from smg_grpc_proto.generated import sglang_scheduler_pb2 as pb
 from smg_grpc_proto.generated import sglang_scheduler_pb2_grpc as pb_grpc
 
+from node.blobs.store import BlobStore
+from node.grpc_workers.workers import GrpcSettings, GrpcWorkers
+from node.text.resolve import NoCatalog
 from node.text.tokenizer import TextTokenizer, load_tokenizer
+from node.workers.breaker import BreakerSettings
+from node.workers.credentials import CredentialBox
+from node.workers.pool import WorkerPool
 from tests.grpc_wire import recorded, recorded_request, wire_fields
 from tests.integration.conftest import Cluster
 from tests.support import wait_for
@@ -40,6 +48,7 @@ def sim(module_cluster: Cluster) -> Iterator[dict[str, Any]]:
             "dir": tok_dir,
             "record": record,
             "cluster": module_cluster,
+            "url": worker.url,
         }
 
 
@@ -226,3 +235,35 @@ def test_a_prefill_server_needs_and_records_bootstrap_fields(sim: dict[str, Any]
     last = recorded(record)[-1]
     assert last["mode"] == "prefill"
     assert last["bootstrap"] == {"host": "127.0.0.1", "port": 8998, "room": 42}
+
+
+def test_a_fetched_tokenizer_is_loaded_again_from_its_digest(
+    sim: dict[str, Any], tmp_path: Path
+) -> None:
+    """Discovery fetches the worker's tokenizer once; a node that loads the worker later
+    (another node, or this one restarted) finds it by the digest discovery recorded."""
+    store = BlobStore(tmp_path / "data", 1 << 26)
+    record = {"id": "w1", "url": sim["url"], "connection_mode": "grpc", "api_key": KEY}
+    fetches = len(recorded(sim["record"], "get_tokenizer"))
+    box = CredentialBox("k" * 40)
+
+    def parts() -> tuple[WorkerPool, GrpcWorkers]:
+        pool = WorkerPool(BreakerSettings(), box)
+        grpc_parts = GrpcWorkers(pool, store, NoCatalog(), tmp_path / "unpacked", GrpcSettings())
+        return pool, grpc_parts
+
+    async def discover_then_load() -> tuple[dict[str, Any], TextTokenizer | None]:
+        pool, first = parts()
+        found = await first.discover(record, box.target(record))
+        await first.close()
+        pool, later = parts()
+        pool.sync({"w1": {**record, **found, "status": "ready"}})
+        client = await later.ready_client("w1")
+        await later.close()
+        return found, client.tokenizer if client else None
+
+    found, tokenizer = asyncio.run(discover_then_load())
+    assert found["model_id"] == "echo-model"
+    assert found["metadata"]["tokenizer"]["source"] == "worker"
+    assert tokenizer is not None and tokenizer.encode("same") == sim["tok"].encode("same")
+    assert len(recorded(sim["record"], "get_tokenizer")) == fetches + 1
