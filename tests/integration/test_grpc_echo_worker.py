@@ -115,6 +115,25 @@ def test_unary_reply_ends_at_eos_or_a_stop_token(sim: dict[str, Any]) -> None:
     assert stopped.complete.matched_token_id == ids[2]
 
 
+def test_logprobs_and_stop_strings(sim: dict[str, Any]) -> None:
+    tok = sim["tok"]
+    request = _request(tok, "[[reply:alpha beta gamma]]", "r-lp", max_new_tokens=3, stream=True)
+    request.return_logprob, request.top_logprobs_num = True, 2
+    responses = _generate(sim["stub"], request)
+    chunks = [r.chunk for r in responses[:-1]]
+    assert [list(c.output_logprobs.token_ids) for c in chunks] == [
+        list(c.token_ids) for c in chunks
+    ]
+    top = chunks[0].output_logprobs.top_logprobs[0]
+    assert top.token_ids[0] == chunks[0].token_ids[0] and top.values[0] > top.values[1]
+    final = responses[-1].complete.output_logprobs
+    assert list(final.token_logprobs) == [c.output_logprobs.token_logprobs[0] for c in chunks]
+    stop = _request(tok, "[[reply:alpha beta gamma]]", "r-stopstr", stop=["beta"])
+    (done,) = _generate(sim["stub"], stop)
+    assert done.complete.matched_stop_str == "beta"
+    assert tok.decode(done.complete.output_ids).endswith("beta")
+
+
 def test_n_gives_one_completion_per_index(sim: dict[str, Any]) -> None:
     request = _request(sim["tok"], "two answers please", "r-n", n=2, max_new_tokens=2)
     responses = _generate(sim["stub"], request)
