@@ -260,6 +260,8 @@ class Scheduler:
     ) -> AsyncIterator[common_pb2.GetTokenizerChunk]:
         await self._authorize(context)
         self.recorder.write("get_tokenizer")
+        if self.config.faults.no_tokenizer:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "GetTokenizer is not served")
         for data, digest in chunks(self._tokenizer_zip):
             yield common_pb2.GetTokenizerChunk(data=data, sha256=digest)
 
