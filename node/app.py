@@ -43,6 +43,7 @@ from node.gauges import (
     rate_limit_gauges,
     worker_gauges,
 )
+from node.grpc_workers.workers import GrpcSettings, GrpcWorkers
 from node.ha.peers import MESH_TOKEN_HEADER, PeerPoller
 from node.ha.quota_shares import share_quotas
 from node.ha.rotation import MeshKeys, everyone_sends_with
@@ -162,6 +163,14 @@ class Node:
             config.data_path / "tokenizers",
         )
         self.tokenizers = TokenizerResolver(self.pool.ready_records, self.tokenizer_registry)
+        # gRPC workers: a channel each, their tokenizers (GetTokenizer's files by digest).
+        self.grpc_workers = GrpcWorkers(
+            self.pool,
+            self.blobs,
+            self.tokenizer_registry,
+            config.data_path / "grpc-tokenizers",
+            GrpcSettings(request_timeout=config.health_check_timeout_secs),
+        )
         self.selector = PolicySelector(config.policy)
         self.admission = Admission(**asdict(admission_limits(config)))
         self.retry = retry_settings(config)
@@ -223,6 +232,7 @@ class Node:
         self.session = make_session()
         stack.push_async_callback(self.session.close)
         self.worker_client = WorkerClient(self.session)
+        stack.push_async_callback(self.grpc_workers.close)
         self._build_upstream_parts()
         await self.hot_store.start()
         stack.push_async_callback(self.hot_store.close)
@@ -265,6 +275,7 @@ class Node:
             self.pool,
             self.worker_client,
             health_settings(self.config),
+            grpc_probe=self.grpc_workers.probe,
         )
         self.discovery = DiscoveryJobs(
             self.raft,
@@ -272,6 +283,7 @@ class Node:
             discovery_settings(self.config, self.config),
             actor=self.actor(None),
             credentials=self.credentials,
+            grpc_discover=self.grpc_workers.discovered,
         )
         self.peers = PeerPoller(
             self.session, lambda: self.raft.state.members, self.name, self.mesh_keys.token
