@@ -34,6 +34,12 @@ COMMANDS: Final = (
         "run an OpenAI-compatible inference-engine simulator",
         server=True,
     ),
+    Command(
+        "grpc-echo-worker",
+        "node.grpc_echo.cli",
+        "run an SGLang gRPC scheduler simulator (for tests and demos)",
+        server=True,
+    ),
     Command("demo", "node.demo", "run a gateway and echo workers on loopback"),
     Command("hash-password", "node.identity.passwords", "hash an admin password for the config"),
     Command(
