@@ -43,6 +43,8 @@ from node.gauges import (
     rate_limit_gauges,
     worker_gauges,
 )
+from node.grpcproxy.channels import ChannelLinks
+from node.grpcproxy.forward import EngineForwarder
 from node.ha.peers import MESH_TOKEN_HEADER, PeerPoller
 from node.ha.quota_shares import share_quotas
 from node.ha.rotation import MeshKeys, everyone_sends_with
@@ -222,6 +224,7 @@ class Node:
         stack.push_async_callback(self.session.close)
         self.worker_client = WorkerClient(self.session)
         self._build_upstream_parts()
+        stack.push_async_callback(self.engine_links.close)
         await self.hot_store.start()
         stack.push_async_callback(self.hot_store.close)
         self.usage.start()
@@ -243,8 +246,11 @@ class Node:
 
     def _build_upstream_parts(self) -> None:
         """The parts that call workers and peers through the session (built, not started)."""
+        timeout = self.config.request_timeout_secs
+        self.engine_links = ChannelLinks(self.tokenizers)
+        engine = EngineForwarder(self.metrics, timeout, self.engine_links)
         self.forwarder = Forwarder(
-            self.session, self.retry, self.config.request_timeout_secs, self.metrics, self.parsers
+            self.session, self.retry, timeout, self.metrics, self.parsers, engine
         )
         self.pipeline = Pipeline(
             pool=self.pool,

@@ -127,7 +127,7 @@ class EmbeddingBody(msgspec.Struct, kw_only=True):
     model: str | None = None
     input: str | InputIds
     dimensions: Annotated[int, Meta(ge=1, le=65536)] | None = None
-    encoding_format: Literal["float"] = "float"
+    encoding_format: Literal["float", "base64"] = "float"
 
 
 def decode(data: dict[str, Any], kind: type[T]) -> T:

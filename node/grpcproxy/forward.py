@@ -12,7 +12,9 @@ stream every choice of which ended at a stop string, send `Abort` to the engine.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
+import struct
 import time
 import uuid
 from collections.abc import Callable
@@ -90,25 +92,33 @@ class EngineForwarder:
             return await self._embed(ex, worker, link, built)
         call = link.stub.Generate(built.message, timeout=self.timeout)
         try:
-            first = await call.read()
-        except grpc.aio.AioRpcError as exc:
-            return self._refused(worker, exc)
-        if first is grpc.aio.EOF:
-            return (
-                f"worker {worker.id}: the engine ended the stream before its first response",
-                False,
-            )
-        plan = plan_for(self.parsers(), ex.path, ex.data, worker.record, worker.model_id)
-        assembly = Assembly(built.asked, link.tokenizer, rid)
-        try:
-            if built.asked.stream:
-                return await self._stream(ex, worker, link, call, first, assembly, plan, rid)
-            return await self._whole(ex, worker, call, first, assembly, plan)
-        except asyncio.CancelledError:
+            return await self._relay(ex, worker, link, built, call, rid)
+        except asyncio.CancelledError:  # the client went away (or the node is stopping)
             self._abort(link, rid, "the client went away")
             raise
         finally:
             call.cancel()
+
+    async def _relay(
+        self,
+        ex: InferenceRequest,
+        worker: Worker,
+        link: EngineLink,
+        built: Built,
+        call: Any,
+        rid: str,
+    ) -> tuple[Outcome, bool | None]:
+        try:
+            first = await call.read()
+        except grpc.aio.AioRpcError as exc:
+            return self._refused(worker, exc)
+        if first is grpc.aio.EOF:
+            return f"worker {worker.id}: the engine ended its stream before answering", False
+        plan = plan_for(self.parsers(), ex.path, ex.data, worker.record, worker.model_id)
+        assembly = Assembly(built.asked, link.tokenizer, rid)
+        if built.asked.stream:
+            return await self._stream(ex, worker, link, call, first, assembly, plan, rid)
+        return await self._whole(ex, worker, call, first, assembly, plan)
 
     async def _build(
         self, ex: InferenceRequest, worker: Worker, link: EngineLink, rid: str
@@ -223,10 +233,12 @@ class EngineForwarder:
             answer = await link.stub.Embed(built.message, timeout=self.timeout)
         except grpc.aio.AioRpcError as exc:
             return self._refused(worker, exc)
-        vector = list(answer.embedding)
+        vector: Any = list(answer.embedding)
         dims = ex.data.get("dimensions")
         if isinstance(dims, int) and 0 < dims < len(vector):
             vector = vector[:dims]
+        if ex.data.get("encoding_format") == "base64":  # little-endian float32, as OpenAI's
+            vector = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
         tokens = answer.prompt_tokens or len(built.prompt_ids)
         if ex.meter is not None:
             ex.meter.tokens = tokens

@@ -4,7 +4,6 @@ pinned proto messages: what the engine receives, field by field, and what is ref
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
