@@ -17,7 +17,7 @@ import logging
 import struct
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,7 +87,7 @@ class EngineForwarder:
         if link is None:
             return f"worker {worker.id}: no gRPC channel to it yet", False
         rid = f"{ex.request_id[:64]}-{uuid.uuid4().hex[:12]}"
-        built = await self._build(ex, worker, link, rid)
+        built = await self._built_for(ex, worker, link, rid)
         if ex.path == EMBEDDING:
             return await self._embed(ex, worker, link, built)
         call = link.stub.Generate(built.message, timeout=self.timeout)
@@ -119,6 +119,34 @@ class EngineForwarder:
         if built.asked.stream:
             return await self._stream(ex, worker, link, call, first, assembly, plan, rid)
         return await self._whole(ex, worker, call, first, assembly, plan)
+
+    async def prompt_ids(
+        self, ex: InferenceRequest, candidates: Sequence[Worker]
+    ) -> tuple[int, ...]:
+        """The prompt's token ids, for a policy that matches prefixes: tokenized as the
+        first gRPC candidate's engine gets it (and kept, for an attempt on such a worker)."""
+        for worker in candidates:
+            link = self.links(worker) if worker.connection_mode == "grpc" else None
+            if link is not None:
+                built = await self._build(ex, worker, link, "")
+                ex.engine_request = (self._reuse_key(ex, worker, link), built)
+                return tuple(built.prompt_ids)
+        return ()
+
+    async def _built_for(
+        self, ex: InferenceRequest, worker: Worker, link: EngineLink, rid: str
+    ) -> Built:
+        """The engine request: the one routing built, if it suits this worker, else a new one."""
+        kept = ex.engine_request
+        if kept is not None and kept[0] == self._reuse_key(ex, worker, link):
+            built: Built = kept[1]
+            built.message.request_id = rid
+            return built
+        return await self._build(ex, worker, link, rid)
+
+    @staticmethod
+    def _reuse_key(ex: InferenceRequest, worker: Worker, link: EngineLink) -> tuple[Any, ...]:
+        return (id(link.tokenizer), link.model, worker.model_id or ex.model)
 
     async def _build(
         self, ex: InferenceRequest, worker: Worker, link: EngineLink, rid: str

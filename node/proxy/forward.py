@@ -20,6 +20,7 @@ as 499 (`node.client_gone`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -99,6 +100,11 @@ class Forwarder:
         """Send the request to the candidate `policy` picks, retrying on others; relay the
         answer."""
         serving = ex.candidates
+        if policy.needs_prompt and any(w.connection_mode == "grpc" for w in serving):
+            # The engine's cache holds token ids: prefixes are matched on those.
+            ids = await self.engine.prompt_ids(ex, serving)
+            if ids:
+                ex.facts = dataclasses.replace(ex.facts, prompt_ids=ids)
         tried: set[str] = set()
         failure = "no worker is ready"
         last_response: web.Response | None = None

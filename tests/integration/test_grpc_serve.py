@@ -253,6 +253,18 @@ def test_without_the_http_worker_grpc_faults(mesh: Mesh, client: openai.OpenAI) 
     assert "INVALID_ARGUMENT" in resp.json()["error"]["message"]
     assert len(generates(mesh, "invalid")) == 1
 
+    # UNAVAILABLE: tried on the other worker too, then a 503.
+    down = [{"role": "user", "content": "[[fail:UNAVAILABLE]]"}]
+    resp = requests.post(
+        mesh.url + "/v1/chat/completions",
+        json={"model": MODEL, "messages": down},
+        headers={"X-Request-Id": "unavailable"},
+        timeout=10,
+    )
+    assert resp.status_code == 503, resp.text
+    assert resp.json()["error"]["code"] == "engine_unavailable"
+    assert {w for w, _ in generates(mesh, "unavailable")} == set(mesh.grpc)
+
     # Embeddings come from the engine's Embed.
     embedded = client.embeddings.create(model=MODEL, input="Hello there")
     assert len(embedded.data[0].embedding) > 0 and embedded.usage.prompt_tokens > 0
