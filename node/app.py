@@ -43,7 +43,8 @@ from node.gauges import (
     rate_limit_gauges,
     worker_gauges,
 )
-from node.grpcproxy.channels import ChannelLinks
+from node.grpc_workers.workers import GrpcSettings, GrpcWorkers
+from node.grpcproxy.clients import links_from
 from node.grpcproxy.forward import EngineForwarder
 from node.ha.peers import MESH_TOKEN_HEADER, PeerPoller
 from node.ha.quota_shares import share_quotas
@@ -162,6 +163,14 @@ class Node:
             config.data_path / "tokenizers",
         )
         self.tokenizers = TokenizerResolver(self.pool.ready_records, self.tokenizer_registry)
+        # gRPC workers: a channel each, their tokenizers (GetTokenizer's files by digest).
+        self.grpc_workers = GrpcWorkers(
+            self.pool,
+            self.blobs,
+            self.tokenizer_registry,
+            config.data_path / "grpc-tokenizers",
+            GrpcSettings(request_timeout=config.health_check_timeout_secs),
+        )
         self.selector = PolicySelector(config.policy)
         self.admission = Admission(**asdict(admission_limits(config)))
         self.retry = retry_settings(config)
@@ -223,8 +232,8 @@ class Node:
         self.session = make_session()
         stack.push_async_callback(self.session.close)
         self.worker_client = WorkerClient(self.session)
+        stack.push_async_callback(self.grpc_workers.close)
         self._build_upstream_parts()
-        stack.push_async_callback(self.engine_links.close)
         await self.hot_store.start()
         stack.push_async_callback(self.hot_store.close)
         self.usage.start()
@@ -247,8 +256,7 @@ class Node:
     def _build_upstream_parts(self) -> None:
         """The parts that call workers and peers through the session (built, not started)."""
         timeout = self.config.request_timeout_secs
-        self.engine_links = ChannelLinks(self.tokenizers)
-        engine = EngineForwarder(self.metrics, timeout, self.engine_links)
+        engine = EngineForwarder(self.metrics, timeout, links_from(self.grpc_workers))
         self.forwarder = Forwarder(
             self.session, self.retry, timeout, self.metrics, self.parsers, engine
         )
@@ -269,6 +277,7 @@ class Node:
             self.pool,
             self.worker_client,
             health_settings(self.config),
+            grpc_probe=self.grpc_workers.probe,
         )
         self.discovery = DiscoveryJobs(
             self.raft,
@@ -276,6 +285,7 @@ class Node:
             discovery_settings(self.config, self.config),
             actor=self.actor(None),
             credentials=self.credentials,
+            grpc_discover=self.grpc_workers.discovered,
         )
         self.peers = PeerPoller(
             self.session, lambda: self.raft.state.members, self.name, self.mesh_keys.token

@@ -9,7 +9,7 @@ RPC after 3 tokens) and `[[reply:TEXT]]` (answer TEXT instead).
 from __future__ import annotations
 
 import re
-from collections.abc import Container, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -50,6 +50,7 @@ class Reply:
     token_ids: list[int]
     finish_reason: str  # "stop" or "length", as GenerateComplete says it
     matched_token_id: int | None  # the stop or eos token that ended it, if one did
+    matched_stop_str: str | None = None  # the stop string its text reached, if it did
 
 
 def plan_reply(
@@ -60,9 +61,12 @@ def plan_reply(
     eos_token_ids: Sequence[int],
     ignore_eos: bool = False,
     no_stop_trim: bool = False,
+    stop: Sequence[str] = (),
+    decode: Callable[[list[int]], str] | None = None,
 ) -> Reply:
-    """Emit `candidates` until a stop token, an eos token (unless `ignore_eos`) or
-    `max_new_tokens`; a reply that runs out ends as if the model emitted eos."""
+    """Emit `candidates` until a stop token, an eos token (unless `ignore_eos`), a stop
+    string in the text so far (the token that completes it is kept: the gateway trims
+    the text) or `max_new_tokens`; a reply that runs out ends as if the model emitted eos."""
     out: list[int] = []
     for token in candidates:
         if len(out) >= max_new_tokens:
@@ -72,6 +76,11 @@ def plan_reply(
                 out.append(token)
             return Reply(out, "stop", token)
         out.append(token)
+        if stop and decode is not None:
+            text = decode(out)
+            matched = next((s for s in stop if s and s in text), None)
+            if matched is not None:
+                return Reply(out, "stop", None, matched)
     if len(out) >= max_new_tokens:
         return Reply(out, "length", None)
     return Reply(out, "stop", eos_token_ids[0] if eos_token_ids else None)

@@ -27,6 +27,7 @@ from smg_grpc_proto.generated import sglang_scheduler_pb2 as pb
 from node import __version__
 from node.grpc_echo.artifacts import chunks, zip_directory
 from node.grpc_echo.config import SimConfig
+from node.grpc_echo.logprobs import output_logprobs
 from node.grpc_echo.plan import Reply, common_prefix, plan_reply, request_faults
 from node.grpc_echo.record import Recorder
 from node.text.tokenizer import TextTokenizer
@@ -76,6 +77,7 @@ class Scheduler:
         reply = self._plan(request, faults.reply_text)
         cached = self._cached(ids)
         n = max(1, request.sampling_params.n)
+        top_n = request.top_logprobs_num if request.return_logprob else None
         aborted = self.running.setdefault(rid, asyncio.Event())
         try:
             if faults.hang:
@@ -89,12 +91,15 @@ class Scheduler:
                     await asyncio.sleep(self.config.token_delay_ms / 1000)
                 streamed += 1
                 if request.stream:
+                    logprobs = self._logprobs([token], streamed - 1, top_n)
                     for index in range(n):
-                        yield _chunk(rid, token, len(ids), streamed, cached, index)
+                        yield _chunk(rid, token, len(ids), streamed, cached, index, logprobs)
             if not aborted.is_set():
                 await self._maybe_cut(context, faults.cut_after, streamed)
+            done = streamed if aborted.is_set() else len(reply.token_ids)
+            logprobs = self._logprobs(reply.token_ids[:done], 0, top_n)
             for index in range(n):
-                yield _complete(rid, reply, len(ids), cached, index, aborted.is_set(), streamed)
+                yield _complete(rid, reply, len(ids), cached, index, done, logprobs)
         finally:
             self.running.pop(rid, None)
 
@@ -102,6 +107,13 @@ class Scheduler:
         """Abort the RPC once `cut_after` tokens went out, as a dying engine would."""
         if cut_after is not None and sent >= cut_after:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"stream cut after {sent} tokens")
+
+    def _logprobs(
+        self, tokens: list[int], start: int, top_n: int | None
+    ) -> pb.OutputLogProbs | None:
+        if top_n is None:
+            return None
+        return output_logprobs(tokens, start, top_n, self.tokenizer.vocab_size)
 
     def _plan(self, request: pb.GenerateRequest, reply_text: str | None) -> Reply:
         sampling = request.sampling_params
@@ -124,6 +136,8 @@ class Scheduler:
             eos_token_ids=self.tokenizer.eos_token_ids,
             ignore_eos=sampling.ignore_eos,
             no_stop_trim=sampling.no_stop_trim,
+            stop=list(sampling.stop),
+            decode=self.tokenizer.decode,
         )
 
     def _is_special(self, token: int) -> bool:
@@ -283,7 +297,13 @@ class Scheduler:
 
 
 def _chunk(
-    rid: str, token: int, prompt: int, done: int, cached: int, index: int
+    rid: str,
+    token: int,
+    prompt: int,
+    done: int,
+    cached: int,
+    index: int,
+    logprobs: pb.OutputLogProbs | None,
 ) -> pb.GenerateResponse:
     chunk = pb.GenerateStreamChunk(
         token_ids=[token],
@@ -291,14 +311,23 @@ def _chunk(
         completion_tokens=done,
         cached_tokens=cached,
         index=index,
+        output_logprobs=logprobs,
     )
     return pb.GenerateResponse(request_id=rid, chunk=chunk)
 
 
 def _complete(
-    rid: str, reply: Reply, prompt: int, cached: int, index: int, aborted: bool, done: int
+    rid: str,
+    reply: Reply,
+    prompt: int,
+    cached: int,
+    index: int,
+    done: int,
+    logprobs: pb.OutputLogProbs | None,
 ) -> pb.GenerateResponse:
-    output = reply.token_ids[:done] if aborted else reply.token_ids
+    """The final message; `done` < the reply's length means it was aborted."""
+    aborted = done < len(reply.token_ids)
+    output = reply.token_ids[:done]
     complete = pb.GenerateComplete(
         output_ids=output,
         finish_reason="abort" if aborted else reply.finish_reason,
@@ -306,9 +335,12 @@ def _complete(
         completion_tokens=len(output),
         cached_tokens=cached,
         index=index,
+        output_logprobs=logprobs,
     )
-    if reply.matched_token_id is not None and not aborted:
+    if not aborted and reply.matched_token_id is not None:
         complete.matched_token_id = reply.matched_token_id
+    elif not aborted and reply.matched_stop_str is not None:
+        complete.matched_stop_str = reply.matched_stop_str
     return pb.GenerateResponse(request_id=rid, complete=complete)
 
 

@@ -90,7 +90,7 @@ class EngineForwarder:
         built = await self._built_for(ex, worker, link, rid)
         if ex.path == EMBEDDING:
             return await self._embed(ex, worker, link, built)
-        call = link.stub.Generate(built.message, timeout=self.timeout)
+        call = link.stub.Generate(built.message, timeout=self.timeout, metadata=link.metadata)
         try:
             return await self._relay(ex, worker, link, built, call, rid)
         except asyncio.CancelledError:  # the client went away (or the node is stopping)
@@ -258,7 +258,9 @@ class EngineForwarder:
         self, ex: InferenceRequest, worker: Worker, link: EngineLink, built: Built
     ) -> tuple[Outcome, bool | None]:
         try:
-            answer = await link.stub.Embed(built.message, timeout=self.timeout)
+            answer = await link.stub.Embed(
+                built.message, timeout=self.timeout, metadata=link.metadata
+            )
         except grpc.aio.AioRpcError as exc:
             return self._refused(worker, exc)
         vector: Any = list(answer.embedding)
@@ -299,7 +301,9 @@ class EngineForwarder:
     async def _send_abort(link: EngineLink, rid: str, reason: str) -> None:
         try:
             await link.stub.Abort(
-                pb.AbortRequest(request_id=rid, reason=reason), timeout=ABORT_TIMEOUT
+                pb.AbortRequest(request_id=rid, reason=reason),
+                timeout=ABORT_TIMEOUT,
+                metadata=link.metadata,
             )
         except grpc.aio.AioRpcError as exc:
             log.info("Abort of %s was not delivered: %s", rid, exc.code())

@@ -34,6 +34,9 @@ class EngineLink(Protocol):
     @property
     def model(self) -> EngineModel: ...
 
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]: ...  # sent with every call (credential)
+
 
 @dataclass(frozen=True)
 class StaticLink:
@@ -42,3 +45,4 @@ class StaticLink:
     stub: Any
     tokenizer: TextTokenizer
     model: EngineModel = EngineModel()
+    metadata: tuple[tuple[str, str], ...] = ()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import math
 import threading
 import zipfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -16,7 +18,13 @@ from smg_grpc_proto.generated import common_pb2
 from smg_grpc_proto.generated import sglang_scheduler_pb2 as pb
 from smg_grpc_proto.generated import sglang_scheduler_pb2_grpc as pb_grpc
 
+from node.blobs.store import BlobStore
+from node.grpc_workers.workers import GrpcSettings, GrpcWorkers
+from node.text.resolve import NoCatalog
 from node.text.tokenizer import TextTokenizer, load_tokenizer
+from node.workers.breaker import BreakerSettings
+from node.workers.credentials import CredentialBox
+from node.workers.pool import WorkerPool
 from tests.grpc_wire import recorded, recorded_request, wire_fields
 from tests.integration.conftest import Cluster
 from tests.support import wait_for
@@ -40,6 +48,7 @@ def sim(module_cluster: Cluster) -> Iterator[dict[str, Any]]:
             "dir": tok_dir,
             "record": record,
             "cluster": module_cluster,
+            "url": worker.url,
         }
 
 
@@ -104,6 +113,25 @@ def test_unary_reply_ends_at_eos_or_a_stop_token(sim: dict[str, Any]) -> None:
     (stopped,) = _generate(sim["stub"], stop_at)
     assert list(stopped.complete.output_ids) == ids[:2]
     assert stopped.complete.matched_token_id == ids[2]
+
+
+def test_logprobs_and_stop_strings(sim: dict[str, Any]) -> None:
+    tok = sim["tok"]
+    request = _request(tok, "[[reply:alpha beta gamma]]", "r-lp", max_new_tokens=3, stream=True)
+    request.return_logprob, request.top_logprobs_num = True, 2
+    responses = _generate(sim["stub"], request)
+    chunks = [r.chunk for r in responses[:-1]]
+    assert [list(c.output_logprobs.token_ids) for c in chunks] == [
+        list(c.token_ids) for c in chunks
+    ]
+    top = chunks[0].output_logprobs.top_logprobs[0]
+    assert top.token_ids[0] == chunks[0].token_ids[0] and top.values[0] > top.values[1]
+    final = responses[-1].complete.output_logprobs
+    assert list(final.token_logprobs) == [c.output_logprobs.token_logprobs[0] for c in chunks]
+    stop = _request(tok, "[[reply:alpha beta gamma]]", "r-stopstr", stop=["beta"])
+    (done,) = _generate(sim["stub"], stop)
+    assert done.complete.matched_stop_str == "beta"
+    assert tok.decode(done.complete.output_ids).endswith("beta")
 
 
 def test_n_gives_one_completion_per_index(sim: dict[str, Any]) -> None:
@@ -226,3 +254,35 @@ def test_a_prefill_server_needs_and_records_bootstrap_fields(sim: dict[str, Any]
     last = recorded(record)[-1]
     assert last["mode"] == "prefill"
     assert last["bootstrap"] == {"host": "127.0.0.1", "port": 8998, "room": 42}
+
+
+def test_a_fetched_tokenizer_is_loaded_again_from_its_digest(
+    sim: dict[str, Any], tmp_path: Path
+) -> None:
+    """Discovery fetches the worker's tokenizer once; a node that loads the worker later
+    (another node, or this one restarted) finds it by the digest discovery recorded."""
+    store = BlobStore(tmp_path / "data", 1 << 26)
+    record = {"id": "w1", "url": sim["url"], "connection_mode": "grpc", "api_key": KEY}
+    fetches = len(recorded(sim["record"], "get_tokenizer"))
+    box = CredentialBox("k" * 40)
+
+    def parts() -> tuple[WorkerPool, GrpcWorkers]:
+        pool = WorkerPool(BreakerSettings(), box)
+        grpc_parts = GrpcWorkers(pool, store, NoCatalog(), tmp_path / "unpacked", GrpcSettings())
+        return pool, grpc_parts
+
+    async def discover_then_load() -> tuple[dict[str, Any], TextTokenizer | None]:
+        pool, first = parts()
+        found = await first.discover(record, box.target(record))
+        await first.close()
+        pool, later = parts()
+        pool.sync({"w1": {**record, **found, "status": "ready"}})
+        client = await later.ready_client("w1")
+        await later.close()
+        return found, client.tokenizer if client else None
+
+    found, tokenizer = asyncio.run(discover_then_load())
+    assert found["model_id"] == "echo-model"
+    assert found["metadata"]["tokenizer"]["source"] == "worker"
+    assert tokenizer is not None and tokenizer.encode("same") == sim["tok"].encode("same")
+    assert len(recorded(sim["record"], "get_tokenizer")) == fetches + 1

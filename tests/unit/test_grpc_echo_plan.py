@@ -27,6 +27,18 @@ def test_a_reply_stops_at_length_stop_token_or_eos() -> None:
     assert ignored.token_ids == [5, 9, 6]
 
 
+def test_a_stop_string_ends_the_reply_at_the_token_that_completes_it() -> None:
+    text = {5: "ab", 6: "c", 7: "d"}
+
+    def decode(ids: list[int]) -> str:
+        return "".join(text[i] for i in ids)
+
+    plan = plan_reply(
+        [5, 6, 7], max_new_tokens=9, stop_token_ids=(), eos_token_ids=[], stop=["bc"], decode=decode
+    )
+    assert (plan.token_ids, plan.finish_reason, plan.matched_stop_str) == ([5, 6], "stop", "bc")
+
+
 def test_markers_override_the_worker_faults() -> None:
     base = Faults(cut_after=5)
     faults = request_faults("a [[fail:unavailable]] [[cut:2]] [[reply:hi ]] b", base, None)
