@@ -232,6 +232,12 @@ def test_the_engine_gets_the_templated_tokens_field_by_field(mesh: Mesh) -> None
     }
 
 
+def chat_as(mesh: Mesh, request_id: str, content: str) -> requests.Response:
+    body = {"model": MODEL, "messages": [{"role": "user", "content": content}]}
+    headers = {"X-Request-Id": request_id}
+    return requests.post(mesh.url + "/v1/chat/completions", json=body, headers=headers, timeout=10)
+
+
 def test_without_the_http_worker_grpc_faults(mesh: Mesh, client: openai.OpenAI) -> None:
     """The HTTP worker leaves: what follows is served by the two gRPC workers alone."""
     gone = requests.delete(f"{mesh.url}/workers/{mesh.http_id}", timeout=10)
@@ -242,25 +248,13 @@ def test_without_the_http_worker_grpc_faults(mesh: Mesh, client: openai.OpenAI) 
     )
 
     # INVALID_ARGUMENT: a 400 with the engine's reason, tried on one worker only.
-    bad = [{"role": "user", "content": "[[fail:INVALID_ARGUMENT]]"}]
-    resp = requests.post(
-        mesh.url + "/v1/chat/completions",
-        json={"model": MODEL, "messages": bad},
-        headers={"X-Request-Id": "invalid"},
-        timeout=10,
-    )
+    resp = chat_as(mesh, "invalid", "[[fail:INVALID_ARGUMENT]]")
     assert resp.status_code == 400, resp.text
     assert "INVALID_ARGUMENT" in resp.json()["error"]["message"]
     assert len(generates(mesh, "invalid")) == 1
 
     # UNAVAILABLE: tried on the other worker too, then a 503.
-    down = [{"role": "user", "content": "[[fail:UNAVAILABLE]]"}]
-    resp = requests.post(
-        mesh.url + "/v1/chat/completions",
-        json={"model": MODEL, "messages": down},
-        headers={"X-Request-Id": "unavailable"},
-        timeout=10,
-    )
+    resp = chat_as(mesh, "unavailable", "[[fail:UNAVAILABLE]]")
     assert resp.status_code == 503, resp.text
     assert resp.json()["error"]["code"] == "engine_unavailable"
     assert {w for w, _ in generates(mesh, "unavailable")} == set(mesh.grpc)
