@@ -264,6 +264,32 @@ def test_without_the_http_worker_grpc_faults(mesh: Mesh, client: openai.OpenAI) 
     assert len(embedded.data[0].embedding) > 0 and embedded.usage.prompt_tokens > 0
 
 
+def test_completions_generate_choices_logprobs_and_stop_strings(
+    mesh: Mesh, client: openai.OpenAI
+) -> None:
+    tok: Any = mesh.tok  # type: ignore[attr-defined]
+    done = client.completions.create(model=MODEL, prompt="Hello there", max_tokens=5)
+    assert done.choices[0].finish_reason == "length" and done.choices[0].text
+    assert done.usage is not None and done.usage.completion_tokens == 5
+    assert done.usage.prompt_tokens == len(tok.encode("Hello there"))
+
+    body = {"text": "Hello", "sampling_params": {"max_new_tokens": 3}}
+    native = requests.post(mesh.url + "/generate", json=body, timeout=10).json()
+    assert native["meta_info"]["finish_reason"] == {"type": "length", "length": 3}
+    assert native["meta_info"]["completion_tokens"] == 3 and native["text"]
+
+    chat = client.chat.completions.create(
+        model=MODEL, messages=ASK, n=2, logprobs=True, top_logprobs=2, stop=["check"]
+    )
+    assert [c.index for c in chat.choices] == [0, 1]
+    for choice in chat.choices:
+        assert choice.finish_reason == "stop"
+        assert choice.message.content == "Let me "  # cut before the stop string
+        assert choice.message.model_extra["reasoning_content"] == "Is it cold?"
+        assert choice.logprobs is not None and choice.logprobs.content
+        assert all(len(t.top_logprobs) == 2 for t in choice.logprobs.content)
+
+
 def test_a_client_that_hangs_up_aborts_the_generation(mesh: Mesh) -> None:
     hang = [{"role": "user", "content": "[[hang]]"}]
     body = {"model": MODEL, "messages": hang, "stream": True}
