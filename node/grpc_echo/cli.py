@@ -90,6 +90,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--unhealthy", action="store_true", help="HealthCheck answers healthy=false"
     )
     parser.add_argument(
+        "--no-get-tokenizer",
+        action="store_true",
+        help="GetTokenizer answers UNIMPLEMENTED (an engine that cannot send its tokenizer)",
+    )
+    parser.add_argument(
         "--disaggregation-mode",
         choices=DISAGGREGATION_MODES,
         default="null",
@@ -122,6 +127,7 @@ def config_from_args(args: argparse.Namespace, context_length: int | None) -> Si
             hang=args.hang,
             cut_after=args.cut_after,
             unhealthy=args.unhealthy,
+            no_tokenizer=args.no_get_tokenizer,
         ),
     )
 

@@ -40,6 +40,7 @@ class Faults:
     hang: bool = False
     cut_after: int | None = None  # abort the RPC after this many tokens were streamed
     unhealthy: bool = False  # HealthCheck answers healthy=false
+    no_tokenizer: bool = False  # GetTokenizer answers UNIMPLEMENTED, as older engines do
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 from google.protobuf.message import Message
@@ -33,7 +33,7 @@ from node.grpc_echo.record import Recorder
 from node.text.tokenizer import TextTokenizer
 
 CACHED_PROMPTS = 64  # prompts the simulated prefix cache remembers
-GRPC_CONTEXT = grpc.aio.ServicerContext
+GRPC_CONTEXT: TypeAlias = grpc.aio.ServicerContext
 
 
 @dataclass(frozen=True)
@@ -260,6 +260,8 @@ class Scheduler:
     ) -> AsyncIterator[common_pb2.GetTokenizerChunk]:
         await self._authorize(context)
         self.recorder.write("get_tokenizer")
+        if self.config.faults.no_tokenizer:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "GetTokenizer is not served")
         for data, digest in chunks(self._tokenizer_zip):
             yield common_pb2.GetTokenizerChunk(data=data, sha256=digest)
 

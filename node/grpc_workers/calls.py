@@ -20,17 +20,12 @@ class GrpcCallFailed(Exception):
     def __init__(self, method: str, code: grpc.StatusCode | None) -> None:
         self.method = method
         self.code = code
-        reason = (
-            "did not answer: connection refused or unreachable"
-            if code
-            in (
-                grpc.StatusCode.UNAVAILABLE,
-                None,
-            )
-            else f"answered {code.name}"
-        )
-        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        if code is None or code == grpc.StatusCode.UNAVAILABLE:
+            reason = "did not answer: connection refused or unreachable"
+        elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
             reason = "did not answer in time"
+        else:
+            reason = f"answered {code.name}"
         super().__init__(f"{method} {reason}")
 
     @property

@@ -134,6 +134,9 @@ class GrpcWorkers:
             return await self.discover(record, target)
         except (GrpcCallFailed, TokenizerUnavailable) as exc:
             raise DiscoveryFailed(str(exc)) from None
+        except OSError as exc:  # the data dir: full, or not writable
+            log.warning("gRPC worker %s: storing its tokenizer: %s", record["id"], exc)
+            raise DiscoveryFailed("could not store the worker's tokenizer on this node") from None
 
     async def discover(self, record: Mapping[str, Any], target: Target) -> dict[str, Any]:
         """GetModelInfo, GetServerInfo, then the tokenizer; what to record for the worker.
@@ -172,7 +175,10 @@ class GrpcWorkers:
         if choice.source == "registry":
             found = self.catalog.find(choice.name)
             if found is not None:
-                return (found.with_chat_template(template) if template else found), choice
+                try:
+                    return (found.with_chat_template(template) if template else found), choice
+                except TokenizerLoadError as exc:
+                    raise TokenizerUnavailable(f"the worker's chat_template: {exc}") from None
             raise TokenizerUnavailable(
                 f"registered tokenizer {choice.name!r} is not loaded here yet"
             )
@@ -276,7 +282,7 @@ class GrpcWorkers:
             client.tokenizer, _ = await self._load(
                 client, choice, worker.record.get("chat_template")
             )
-        except (TokenizerUnavailable, GrpcCallFailed) as exc:
+        except (TokenizerUnavailable, GrpcCallFailed, OSError) as exc:
             log.warning("gRPC worker %s (%s): no tokenizer yet: %s", worker.id, worker.url, exc)
         if client.model_info is None:
             try:

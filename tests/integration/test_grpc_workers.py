@@ -129,13 +129,20 @@ def test_unreachable_or_without_a_tokenizer_fails_in_time_with_the_reason(
     unreachable = _add(node, {"url": f"grpc://127.0.0.1:{free_port()}"})
     missing = str(env["tok"] / "nowhere")
     other_url = worker.url.replace("127.0.0.1", "localhost")  # the same worker, another URL
-    no_tokenizer = _add(node, {"url": other_url, "tokenizer_path": missing})
-    gone, bad = _settled(node, unreachable), _settled(node, no_tokenizer)
+    bad_path = _add(node, {"url": other_url, "tokenizer_path": missing})
+    mute = env["c"].grpc_echo(env["tok"], "--no-get-tokenizer", model="unknown-model")
+    no_tokenizer = _add(node, {"url": mute.url})
+    gone, bad, none = (_settled(node, w) for w in (unreachable, bad_path, no_tokenizer))
     assert time.monotonic() - started < STARTUP_SECS + 5
-    assert gone["status"] == bad["status"] == "failed"
+    assert gone["status"] == bad["status"] == none["status"] == "failed"
     assert "GetModelInfo did not answer" in gone["job_status"]["message"]
     reason = f"tokenizer_path {missing!r} names no registered tokenizer"
     assert reason in bad["job_status"]["message"]
+    assert (
+        "no tokenizer for this gRPC worker: it has no tokenizer_path, no tokenizer is "
+        "registered as 'unknown-model', and its own could not be used (GetTokenizer "
+        "answered UNIMPLEMENTED)"
+    ) in none["job_status"]["message"]
 
 
 def test_a_killed_grpc_worker_turns_unhealthy(env: dict[str, Any]) -> None:
