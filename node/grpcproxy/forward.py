@@ -85,14 +85,16 @@ class EngineForwarder:
         (True: it answered, False: it failed, None: never found out)."""
         link = self.links(worker)
         if link is None:
-            return f"worker {worker.id}: no gRPC channel to it yet", False
+            return f"worker {worker.id}: not connected, or its tokenizer not loaded yet", False
         rid = f"{ex.request_id[:64]}-{uuid.uuid4().hex[:12]}"
         built = await self._built_for(ex, worker, link, rid)
         if ex.path == EMBEDDING:
             return await self._embed(ex, worker, link, built)
+        # Before the engine starts: a body the parsers refuse is a 400 with nothing to abort.
+        plan = plan_for(self.parsers(), ex.path, ex.data, worker.record, worker.model_id)
         call = link.stub.Generate(built.message, timeout=self.timeout, metadata=link.metadata)
         try:
-            return await self._relay(ex, worker, link, built, call, rid)
+            return await self._relay(ex, worker, link, built, plan, call)
         except asyncio.CancelledError:  # the client went away (or the node is stopping)
             self._abort(link, rid, "the client went away")
             raise
@@ -105,8 +107,8 @@ class EngineForwarder:
         worker: Worker,
         link: EngineLink,
         built: Built,
+        plan: Plan | None,
         call: Any,
-        rid: str,
     ) -> tuple[Outcome, bool | None]:
         try:
             first = await call.read()
@@ -114,7 +116,7 @@ class EngineForwarder:
             return self._refused(worker, exc)
         if first is grpc.aio.EOF:
             return f"worker {worker.id}: the engine ended its stream before answering", False
-        plan = plan_for(self.parsers(), ex.path, ex.data, worker.record, worker.model_id)
+        rid = built.message.request_id
         assembly = Assembly(built.asked, link.tokenizer, rid)
         if built.asked.stream:
             return await self._stream(ex, worker, link, call, first, assembly, plan, rid)
