@@ -40,6 +40,7 @@ GRPC_CONTEXT: TypeAlias = grpc.aio.ServicerContext
 class Received:
     raw: bytes
     message: Any
+    service: str = "sglang"  # "vllm": translated from the vLLM engine service's message
 
 
 class Scheduler:
@@ -63,6 +64,7 @@ class Scheduler:
         await self._authorize(context)
         request: pb.GenerateRequest = received.message
         extra = await self._check_disaggregation(request, context)
+        extra["service"] = received.service
         self.recorder.request("generate", request, received.raw, **extra)
         rid = request.request_id
         ids = list(request.tokenized.input_ids)

@@ -1,4 +1,5 @@
-"""Serve the simulator's Scheduler as `sglang.grpc.scheduler.SglangScheduler`.
+"""Serve the simulator's Scheduler as `sglang.grpc.scheduler.SglangScheduler`, and
+as `vllm.grpc.engine.VllmEngine` on the same port (`vllm.py` translates).
 
 The handlers are registered by hand (not with the generated
 `add_SglangSchedulerServicer_to_server`) so that every request deserializer keeps
@@ -15,7 +16,9 @@ from typing import Any
 import grpc
 from smg_grpc_proto.generated import common_pb2
 from smg_grpc_proto.generated import sglang_scheduler_pb2 as pb
+from smg_grpc_proto.generated import vllm_engine_pb2 as vpb
 
+from node.grpc_echo import vllm
 from node.grpc_echo.scheduler import Scheduler, keep_raw
 
 SERVICE = "sglang.grpc.scheduler.SglangScheduler"
@@ -39,6 +42,18 @@ def _stream(handler: Any, request: Any, response: Any) -> grpc.RpcMethodHandler:
     )
 
 
+def _common(s: Scheduler) -> dict[str, grpc.RpcMethodHandler]:
+    """The RPCs both services take with common.proto's messages."""
+    return {
+        "FlushCache": _unary(
+            s.flush_cache, common_pb2.FlushCacheRequest, common_pb2.FlushCacheResponse
+        ),
+        "GetTokenizer": _stream(
+            s.get_tokenizer, common_pb2.GetTokenizerRequest, common_pb2.GetTokenizerChunk
+        ),
+    }
+
+
 def service_handler(s: Scheduler) -> grpc.GenericRpcHandler:
     """The scheduler's RPCs; the ones it does not implement answer UNIMPLEMENTED."""
     handlers = {
@@ -51,14 +66,28 @@ def service_handler(s: Scheduler) -> grpc.GenericRpcHandler:
             s.get_server_info, pb.GetServerInfoRequest, pb.GetServerInfoResponse
         ),
         "GetLoads": _unary(s.get_loads, pb.GetLoadsRequest, pb.GetLoadsResponse),
-        "FlushCache": _unary(
-            s.flush_cache, common_pb2.FlushCacheRequest, common_pb2.FlushCacheResponse
-        ),
-        "GetTokenizer": _stream(
-            s.get_tokenizer, common_pb2.GetTokenizerRequest, common_pb2.GetTokenizerChunk
-        ),
+        **_common(s),
     }
     return grpc.method_handlers_generic_handler(SERVICE, handlers)
+
+
+def vllm_handler(engine: vllm.VllmEngine, s: Scheduler) -> grpc.GenericRpcHandler:
+    """The vLLM engine service's RPCs, over the same engine."""
+    handlers = {
+        "Generate": _stream(engine.generate, vpb.GenerateRequest, vpb.GenerateResponse),
+        "Embed": _unary(engine.embed, vpb.EmbedRequest, vpb.EmbedResponse),
+        "HealthCheck": _unary(engine.health_check, vpb.HealthCheckRequest, vpb.HealthCheckResponse),
+        "Abort": _unary(engine.abort, vpb.AbortRequest, vpb.AbortResponse),
+        "GetModelInfo": _unary(
+            engine.get_model_info, vpb.GetModelInfoRequest, vpb.GetModelInfoResponse
+        ),
+        "GetServerInfo": _unary(
+            engine.get_server_info, vpb.GetServerInfoRequest, vpb.GetServerInfoResponse
+        ),
+        "GetLoads": _unary(engine.get_loads, vpb.GetLoadsRequest, vpb.GetLoadsResponse),
+        **_common(s),
+    }
+    return grpc.method_handlers_generic_handler(vllm.SERVICE, handlers)
 
 
 async def serve(scheduler: Scheduler) -> int:
@@ -70,7 +99,8 @@ async def serve(scheduler: Scheduler) -> int:
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ]
     )
-    server.add_generic_rpc_handlers((service_handler(scheduler),))
+    engine = vllm.VllmEngine(scheduler)
+    server.add_generic_rpc_handlers((service_handler(scheduler), vllm_handler(engine, scheduler)))
     address = f"{config.host}:{config.port}"
     server.add_insecure_port(address)
     await server.start()

@@ -95,6 +95,11 @@ class GrpcWorkers:
             return None
         return self.connect(worker.id, worker.target)
 
+    def tokenizer_loaded(self, worker_id: str) -> bool:
+        """Whether this node has the worker's tokenizer loaded (opens no channel)."""
+        client = self._clients.get(worker_id)
+        return client is not None and client.tokenizer is not None
+
     async def ready_client(self, worker_id: str) -> GrpcClient | None:
         """The worker's client with its tokenizer loaded (loading it now if need be)."""
         client = self.client(worker_id)

@@ -17,8 +17,11 @@ import pytest
 from smg_grpc_proto.generated import common_pb2
 from smg_grpc_proto.generated import sglang_scheduler_pb2 as pb
 from smg_grpc_proto.generated import sglang_scheduler_pb2_grpc as pb_grpc
+from smg_grpc_proto.generated import vllm_engine_pb2 as vpb
+from smg_grpc_proto.generated import vllm_engine_pb2_grpc as vllm_grpc
 
 from node.blobs.store import BlobStore
+from node.grpc_echo.record import raw_bytes
 from node.grpc_workers.workers import GrpcSettings, GrpcWorkers
 from node.text.resolve import NoCatalog
 from node.text.tokenizer import TextTokenizer, load_tokenizer
@@ -286,3 +289,32 @@ def test_a_fetched_tokenizer_is_loaded_again_from_its_digest(
     assert found["metadata"]["tokenizer"]["source"] == "worker"
     assert tokenizer is not None and tokenizer.encode("same") == sim["tok"].encode("same")
     assert len(recorded(sim["record"], "get_tokenizer")) == fetches + 1
+
+
+def test_the_vllm_engine_service_on_the_same_port(sim: dict[str, Any]) -> None:
+    tok = sim["tok"]
+    with grpc.insecure_channel(sim["url"].removeprefix("grpc://")) as channel:
+        stub = vllm_grpc.VllmEngineStub(channel)
+        info = stub.GetModelInfo(vpb.GetModelInfoRequest(), metadata=AUTH, timeout=5)
+        assert info.served_model_name == "echo-model"
+        assert list(info.eos_token_ids) == tok.eos_token_ids
+        sampling = vpb.SamplingParams(max_tokens=2, logprobs=1, stop_token_ids=[1])
+        request = vpb.GenerateRequest(
+            request_id="v1", text="[[reply:one two three]]", sampling_params=sampling, stream=True
+        )
+        responses = list(stub.Generate(request, metadata=AUTH, timeout=10))
+        chunks = [r.chunk for r in responses[:-1]]
+        final = responses[-1].complete
+        assert [c.completion_tokens for c in chunks] == [1, 2]
+        assert final.finish_reason == "length" and len(final.output_logprobs.token_ids) == 2
+        assert final.WhichOneof("matched_stop") is None
+        whole = vpb.GenerateRequest(request_id="v2", text="[[reply:one]]")
+        (done,) = list(stub.Generate(whole, metadata=AUTH, timeout=10))
+        assert done.complete.matched_token_id == tok.eos_token_ids[0]
+        loads = stub.GetLoads(vpb.GetLoadsRequest(), metadata=AUTH, timeout=5)
+        assert loads.loads[0].num_running_reqs == BASE_LOAD
+        server = stub.GetServerInfo(vpb.GetServerInfoRequest(), metadata=AUTH, timeout=5)
+        assert server.server_type == "vllm-grpc"
+    entry = next(e for e in recorded(sim["record"]) if e["request"]["request_id"] == "v1")
+    assert entry["service"] == "vllm"
+    assert vpb.GenerateRequest.FromString(raw_bytes(entry)) == request

@@ -73,6 +73,7 @@ def test_without_tokenizer_path_the_tokenizer_comes_from_get_tokenizer(
     assert metadata["server_type"] == "grpc" and metadata["protocol"] == "sglang-grpc"
     digest = metadata["tokenizer"]["sha256"]
     assert metadata["tokenizer"]["source"] == "worker"
+    assert shown["tokenizer_loaded"] is True
     assert (node.data_dir / "blobs" / "sha256" / digest).is_file()
     assert len(recorded(env["record"], "get_tokenizer")) == 1
     # Health and load come over gRPC: HealthCheck, and GetLoads' running requests.
@@ -107,6 +108,7 @@ def test_a_registered_tokenizer_serves_a_worker_of_its_model(env: dict[str, Any]
     shown = _settled(node, worker_id)
     assert shown["status"] == "ready", shown["job_status"]
     assert shown["metadata"]["tokenizer"] == {"source": "registry", "name": "reg-model"}
+    assert shown["tokenizer_loaded"] is True
     assert recorded(record, "get_tokenizer") == []
 
 
