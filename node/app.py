@@ -44,6 +44,8 @@ from node.gauges import (
     worker_gauges,
 )
 from node.grpc_workers.workers import GrpcSettings, GrpcWorkers
+from node.grpcproxy.clients import links_from
+from node.grpcproxy.forward import EngineForwarder
 from node.ha.peers import MESH_TOKEN_HEADER, PeerPoller
 from node.ha.quota_shares import share_quotas
 from node.ha.rotation import MeshKeys, everyone_sends_with
@@ -255,8 +257,10 @@ class Node:
 
     def _build_upstream_parts(self) -> None:
         """The parts that call workers and peers through the session (built, not started)."""
+        timeout = self.config.request_timeout_secs
+        engine = EngineForwarder(self.metrics, timeout, links_from(self.grpc_workers))
         self.forwarder = Forwarder(
-            self.session, self.retry, self.config.request_timeout_secs, self.metrics, self.parsers
+            self.session, self.retry, timeout, self.metrics, self.parsers, engine
         )
         self.pipeline = Pipeline(
             pool=self.pool,

@@ -20,6 +20,7 @@ as 499 (`node.client_gone`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -29,6 +30,7 @@ import aiohttp
 from aiohttp import web
 
 from node.errors import ApiError
+from node.grpcproxy.forward import EngineForwarder, Retry
 from node.metrics import Metrics
 from node.outparse.choice import NO_PARSERS, ParserSettings
 from node.outparse.plan import plan_for, worker_body
@@ -83,22 +85,31 @@ class Forwarder:
         request_timeout: float,
         metrics: Metrics,
         parsers: ParserSettings = NO_PARSERS,
+        engine: EngineForwarder | None = None,
     ) -> None:
         self.session = session
         self.retry = retry
         self.timeout = aiohttp.ClientTimeout(total=request_timeout, sock_connect=5)
         self.metrics = metrics
         self.parsers = parsers  # --reasoning-parser and --tool-call-parser, as now in force
+        # gRPC workers' attempts (the same parsers, as now in force).
+        self.engine = engine or EngineForwarder(metrics, request_timeout)
+        self.engine.parsers = lambda: self.parsers
 
     async def forward(self, ex: InferenceRequest, policy: Policy) -> web.StreamResponse:
         """Send the request to the candidate `policy` picks, retrying on others; relay the
         answer."""
         serving = ex.candidates
+        if policy.needs_prompt and any(w.connection_mode == "grpc" for w in serving):
+            # The engine's cache holds token ids: prefixes are matched on those.
+            ids = await self.engine.prompt_ids(ex, serving)
+            if ids:
+                ex.facts = dataclasses.replace(ex.facts, prompt_ids=ids)
         tried: set[str] = set()
         failure = "no worker is ready"
         last_response: web.Response | None = None
         for attempt in range(1, self.retry.max_attempts + 1):
-            routable = [w for w in serving if w.routable]
+            routable = [w for w in serving if w.routable and self._speaks(w)]
             fresh = [w for w in routable if w.id not in tried] or routable
             if not fresh:
                 break
@@ -130,6 +141,8 @@ class Forwarder:
     async def _attempt(self, ex: InferenceRequest, worker: Worker) -> web.StreamResponse | str:
         """One try on one worker: a response to return, a `_Retryable`, or what went wrong
         (a fixed phrase for the client; the detail goes to the log)."""
+        if worker.connection_mode == "grpc":
+            return await self._engine_attempt(ex, worker)
         headers = {
             "Content-Type": ex.http.headers.get("Content-Type", "application/json"),
             "X-Request-Id": ex.request_id,
@@ -184,6 +197,26 @@ class Forwarder:
             worker.breaker.settle(verdict)
             if resp is not None:
                 resp.close()
+
+    def _speaks(self, worker: Worker) -> bool:
+        """HTTP, or gRPC with a channel to the worker (the worker client's links)."""
+        return worker.connection_mode != "grpc" or self.engine.serves(worker)
+
+    async def _engine_attempt(
+        self, ex: InferenceRequest, worker: Worker
+    ) -> web.StreamResponse | str:
+        """One try on a gRPC worker, counted by its breaker as an HTTP one is."""
+        worker.load += 1
+        worker.breaker.on_attempt()
+        verdict: bool | None = None
+        try:
+            outcome, verdict = await self.engine.attempt(ex, worker)
+        finally:
+            worker.load -= 1
+            worker.breaker.settle(verdict)
+        if isinstance(outcome, Retry):
+            return _Retryable(outcome.status, outcome.body, "application/json")
+        return outcome
 
     def _whole(
         self, ex: InferenceRequest, worker: Worker, resp: aiohttp.ClientResponse, body: bytes

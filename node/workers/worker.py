@@ -94,13 +94,9 @@ class Worker:
 
     @property
     def routable(self) -> bool:
-        """Ready, healthy, speaks HTTP, and its circuit lets a request through."""
-        return (
-            self.status == "ready"
-            and self.healthy
-            and self.connection_mode == "http"
-            and self.breaker.allows()
-        )
+        """Ready, healthy, and its circuit lets a request through (HTTP and gRPC workers
+        alike: the forwarder speaks both)."""
+        return self.status == "ready" and self.healthy and self.breaker.allows()
 
     def view(self) -> dict[str, Any]:
         """The worker as the API shows it (no secrets)."""
