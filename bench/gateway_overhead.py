@@ -48,6 +48,7 @@ import shlex
 import sys
 import time
 
+import gateway_grpc
 from common import BenchRun, check_alive, load_average, log_problems, progress
 from gateway_load import CHAT_PATH, run_phases
 from gateway_report import report
@@ -130,6 +131,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help='send "stream": true and measure time to the first body byte as well as total time',
     )
     load.add_argument(
+        "--grpc",
+        action="store_true",
+        help="streaming through the gateway to an HTTP echo worker and to a grpc-echo-worker "
+        "side by side (tokens/s and the gateway's CPU per request) instead of direct vs gateway",
+    )
+    load.add_argument(
         "--model", default="bench-model", help="model named in the request body (%(default)s)"
     )
     load.add_argument(
@@ -183,6 +190,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.backend_url and args.workers is not None:
         parser.error("--workers and --backend-url exclude each other")
+    if args.grpc and (args.backend_url or (args.workers or 1) != 1):
+        parser.error("--grpc starts its own two workers: no --backend-url or --workers")
+    if args.grpc and args.duration <= 0:
+        parser.error("--grpc measures concurrent streams: give --duration > 0")
     if args.workers is None:
         args.workers = 1
     if args.duration <= 0 and args.sequential_duration <= 0:
@@ -208,6 +219,8 @@ def measure_and_report(args: argparse.Namespace, cluster: Cluster, bench: BenchR
     )
     for proc in cluster.procs():
         print(f"  {proc.label}: {shlex.join(proc.command)}", file=sys.stderr)
+    if args.grpc:
+        return gateway_grpc.run(args, cluster)
     phases = asyncio.run(run_phases(args, cluster))
     check_alive(cluster.procs(), "during the run")
     result = report(args, cluster, phases, load_before, time.monotonic() - started)

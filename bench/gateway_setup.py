@@ -18,7 +18,7 @@ from pathlib import Path
 
 from common import CLK_TCK, BenchError, cpu_seconds, exited
 
-from node.localmesh import Child, LocalMesh, LocalMeshError
+from node.localmesh import Child, LocalMesh, LocalMeshError, stop_all
 
 # Loopback only: never send the benchmark's polls through an HTTP proxy from the environment.
 _NO_PROXY_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -119,6 +119,7 @@ class Cluster:
             env={"MESHGATE_DRAIN_DELAY_SECS": "0"},
         )
         self.backend_urls = external or self.mesh.worker_urls
+        self.extra: list[Child] = []  # started later (--grpc: the gRPC worker)
 
     @property
     def gateway_url(self) -> str:
@@ -133,7 +134,7 @@ class Cluster:
         return [w.proc for w in self.mesh.workers]
 
     def procs(self) -> list[Child]:
-        return self.mesh.children()
+        return [*self.mesh.children(), *self.extra]
 
     def cpu_snapshot(self) -> dict[str, float | None]:
         """CPU seconds so far of this process ("loadgen"), the gateway, the workers, all."""
@@ -147,6 +148,7 @@ class Cluster:
 
     def stop(self) -> None:
         self.mesh.stop()  # the gateway first: it never sees its workers vanish
+        stop_all(self.extra)
 
 
 def start_cluster(args: argparse.Namespace, cluster: Cluster) -> None:

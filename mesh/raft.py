@@ -505,7 +505,8 @@ class MeshRaft:
             # the default 10-minute cache would keep dialling the old address.
             dnsCacheTime=2.0,
             dnsFailCacheTime=1.0,
-            onReady=self._ready.set,
+            onReady=self._on_ready,
+            onStateChanged=self._on_role_change,
         )
         self._sync = _MeshSyncObj(
             s.self_address,
@@ -529,6 +530,8 @@ class MeshRaft:
         self._sync.addOnTickCallback(self._on_tick)
         if s.peers and s.self_address and self._sync.raftCurrentTerm > 0:
             self._calls.append(self._hold_first_election)
+        elif s.self_address:
+            self._calls.append(self._campaign_if_alone)
 
     def _fail_if_unbound(self) -> None:
         """SyncObj's constructor has made its first bind attempt; a node that cannot listen
@@ -552,6 +555,14 @@ class MeshRaft:
         if sync is not None:
             deadline = pysyncobj_clock() + self.settings.rejoin_election_delay
             sync._SyncObj__raftElectionDeadline = deadline  # pysyncobj has no setting for it
+
+    def _campaign_if_alone(self) -> None:
+        """A voter that is the only member elects itself on its first tick. No other node
+        can win or split its vote, so waiting out the first election timeout (0.3-0.9 s)
+        would only delay its start; its timeouts stay as set, and rule it once it has peers."""
+        sync = self._sync
+        if sync is not None and not sync.otherNodes:
+            sync._SyncObj__raftElectionDeadline = 0  # as a won pre-vote does (raft_repairs.py)
 
     def stop(self) -> None:
         sync, self._sync = self._sync, None
@@ -666,8 +677,10 @@ class MeshRaft:
         The Raft thread holds new commands back meanwhile, and tells the target to
         campaign once it has every entry (mesh/raft_handover.py), for at most
         `hand_over_pause`. A hand-over that did not happen is tried again after as long
-        again with commands flowing, until `within` runs out. "No leader" is not
-        success: stopping then would leave the group to another election."""
+        again with commands flowing, until `within` runs out, or at once when no
+        follower is connected (the whole mesh stopping: none is left to take over).
+        "No leader" is not success: stopping then would leave the group to another
+        election."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
         me = self.settings.self_address
@@ -675,9 +688,12 @@ class MeshRaft:
             return False
         asked_at = -math.inf
         while loop.time() < deadline:
-            leader = self._status.leader
+            status = self._status
+            leader = status.leader
             if leader is not None and leader != me:
                 return True
+            if not any(peer.connected for peer in status.peers):
+                return False
             if leader == me and loop.time() - asked_at >= 2 * self.settings.hand_over_pause:
                 asked_at = loop.time()
                 try:
@@ -746,6 +762,15 @@ class MeshRaft:
         return await asyncio.wait_for(future, timeout)
 
     # -- the Raft thread --------------------------------------------------------
+
+    def _on_ready(self) -> None:
+        self._ready.set()
+        self._last_status = 0.0  # read the status at the end of this tick
+
+    def _on_role_change(self, _old: int, _new: int) -> None:
+        """Read the status at the end of this tick, not up to `_status_every` later: the
+        node's parts see a leader elected (or deposed) at once."""
+        self._last_status = 0.0
 
     def _on_tick(self) -> None:
         while self._calls:

@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Coroutine
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import web
@@ -43,13 +43,15 @@ from node.gauges import (
     rate_limit_gauges,
     worker_gauges,
 )
+from node.grpc_workers.workers import GrpcSettings, GrpcWorkers
+from node.grpcproxy.clients import links_from
+from node.grpcproxy.forward import EngineForwarder
 from node.ha.peers import MESH_TOKEN_HEADER, PeerPoller
 from node.ha.quota_shares import share_quotas
 from node.ha.rotation import MeshKeys, everyone_sends_with
 from node.ha.secret import mesh_secret
 from node.ha.shutdown import Stopper
 from node.identity.throttle import LoginThrottle
-from node.identity.tokens import TokenService
 from node.limits.admission import Admission
 from node.limits.hot_store import HotStore
 from node.limits.quotas import QuotaEngine
@@ -83,6 +85,9 @@ from node.workers.credentials import CredentialBox, basic, split_userinfo
 from node.workers.discovery import DiscoveryJobs
 from node.workers.health import HealthChecker
 from node.workers.pool import WorkerPool
+
+if TYPE_CHECKING:  # loaded only for a node with tokens (token_service)
+    from node.identity.tokens import TokenService
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +165,14 @@ class Node:
             config.data_path / "tokenizers",
         )
         self.tokenizers = TokenizerResolver(self.pool.ready_records, self.tokenizer_registry)
+        # gRPC workers: a channel each, their tokenizers (GetTokenizer's files by digest).
+        self.grpc_workers = GrpcWorkers(
+            self.pool,
+            self.blobs,
+            self.tokenizer_registry,
+            config.data_path / "grpc-tokenizers",
+            GrpcSettings(request_timeout=config.health_check_timeout_secs),
+        )
         self.selector = PolicySelector(config.policy)
         self.admission = Admission(**asdict(admission_limits(config)))
         self.retry = retry_settings(config)
@@ -221,6 +234,7 @@ class Node:
         self.session = make_session()
         stack.push_async_callback(self.session.close)
         self.worker_client = WorkerClient(self.session)
+        stack.push_async_callback(self.grpc_workers.close)
         self._build_upstream_parts()
         await self.hot_store.start()
         stack.push_async_callback(self.hot_store.close)
@@ -243,8 +257,10 @@ class Node:
 
     def _build_upstream_parts(self) -> None:
         """The parts that call workers and peers through the session (built, not started)."""
+        timeout = self.config.request_timeout_secs
+        engine = EngineForwarder(self.metrics, timeout, links_from(self.grpc_workers))
         self.forwarder = Forwarder(
-            self.session, self.retry, self.config.request_timeout_secs, self.metrics, self.parsers
+            self.session, self.retry, timeout, self.metrics, self.parsers, engine
         )
         self.pipeline = Pipeline(
             pool=self.pool,
@@ -263,6 +279,7 @@ class Node:
             self.pool,
             self.worker_client,
             health_settings(self.config),
+            grpc_probe=self.grpc_workers.probe,
         )
         self.discovery = DiscoveryJobs(
             self.raft,
@@ -270,6 +287,7 @@ class Node:
             discovery_settings(self.config, self.config),
             actor=self.actor(None),
             credentials=self.credentials,
+            grpc_discover=self.grpc_workers.discovered,
         )
         self.peers = PeerPoller(
             self.session, lambda: self.raft.state.members, self.name, self.mesh_keys.token
@@ -398,6 +416,8 @@ class Node:
             self.model_names = known_models(self.pool)
         if op.startswith("ratelimit.") or reset:
             self.ratelimiter.set_rules(rate_rules(self.raft.state.rate_limits))
+        if (op.startswith("member.") or reset) and self.control is not None:  # started
+            self.peers.poll_newcomers()  # a member that just joined is seen alive at once
         if op == "shutdown.plan" and self.control is not None:
             self.control.follow_plans()  # at once, if the plan names this run of the node
         if op.startswith("config.") or reset:
@@ -611,6 +631,8 @@ def token_service(config: Config) -> TokenService | None:
     idp = idp_settings(config)
     if not config.jwt_secret and idp is None:
         return None
+    from node.identity.tokens import TokenService  # PyJWT: only for a node with tokens
+
     return TokenService(
         config.jwt_secret,
         issuer=config.jwt_issuer,

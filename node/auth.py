@@ -40,12 +40,15 @@ import hmac
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
 from node.errors import ApiError
-from node.identity.tokens import TokenError, TokenService
+from node.identity.claims import TokenError
+
+if TYPE_CHECKING:  # built by the node only when tokens are on (node.app.token_service)
+    from node.identity.tokens import TokenService
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from node.config.sections import (
     Upstream,
     Workers,
 )
-from node.identity.tokens import IdpSettings
+from node.identity.claims import IdpSettings
 from node.limits.quotas import Limits
 from node.outparse.choice import ParserSettings, parser_settings
 from node.proxy.forward import RetrySettings

@@ -19,6 +19,7 @@ from node.api import (
     models,
     openai,
     ops,
+    parse,
     policies,
     text,
     tokenizers,
@@ -29,6 +30,7 @@ from node.api.table import Route
 WITHOUT_FEED: Final[tuple[Route, ...]] = (
     *health.ROUTES,
     *openai.ROUTES,
+    *parse.ROUTES,
     *text.ROUTES,
     *workers.ROUTES,
     *policies.ROUTES,

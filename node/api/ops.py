@@ -1,7 +1,9 @@
 """Operations: `/flush_cache` and `/get_loads` (control plane), `/metrics` (public).
 
 The two fan-outs ask every ready worker at once and report each worker's
-answer, so a partial failure is visible (206) rather than hidden.
+answer, so a partial failure is visible (206) rather than hidden. An HTTP worker
+is asked `POST /flush_cache` and `GET /get_load`; a gRPC worker FlushCache and
+GetLoads.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from node.api.common import json_response, node_of
 from node.api.table import Audience, Route, plain_text
 from node.app import Node
 from node.auth import Principal
+from node.grpc_workers.calls import GrpcCallFailed
 from node.proxy.failures import REDIRECTED, log_failure
 from node.workers.client import WorkerCallFailed
 from node.workers.worker import Worker
@@ -23,6 +26,8 @@ from node.workers.worker import Worker
 async def _call(node: Node, worker: Worker, method: str, path: str) -> dict[str, Any]:
     result: dict[str, Any] = {"worker_id": worker.id, "url": worker.url}
     timeout = node.config.health_check_timeout_secs * 2
+    if worker.connection_mode == "grpc":
+        return {**result, **await _call_grpc(node, worker, path, timeout)}
     try:
         answer = await node.worker_client.call(method, worker.target, path, timeout=timeout)
     except WorkerCallFailed as exc:
@@ -38,8 +43,21 @@ async def _call(node: Node, worker: Worker, method: str, path: str) -> dict[str,
     return result
 
 
+async def _call_grpc(node: Node, worker: Worker, path: str, timeout: float) -> dict[str, Any]:
+    """The gRPC counterpart of `path`: FlushCache or GetLoads."""
+    grpc = node.grpc_workers
+    try:
+        if path == "/flush_cache":
+            answer = await grpc.flush_cache(worker, timeout)
+            return {"success": answer["success"], "response": answer}
+        return {"success": True, "response": await grpc.get_load(worker, timeout)}
+    except GrpcCallFailed as exc:
+        log_failure(worker.id, worker.url, exc.method, exc.detail)
+        return {"success": False, "error": str(exc)}
+
+
 def _targets(node: Node) -> list[Worker]:
-    return [w for w in node.pool.all() if w.status == "ready" and w.connection_mode == "http"]
+    return [w for w in node.pool.all() if w.status == "ready"]
 
 
 async def flush_cache(request: web.Request, _: Principal) -> web.Response:

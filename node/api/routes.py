@@ -12,6 +12,6 @@ from node.app import Node
 
 
 def install(app: web.Application, node: Node) -> None:
-    app[DOCUMENT_BODY] = openapi.BODY
+    app[DOCUMENT_BODY] = openapi.body  # built at the first GET /openapi.json
     register(app, WITHOUT_FEED)
     live.install(app)  # GET /ws, with the feed behind it

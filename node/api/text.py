@@ -20,7 +20,7 @@ from node.api.table import Audience, Handler, Route
 from node.auth import Principal
 from node.errors import ApiError
 from node.pipeline.authorize import key_models
-from node.text.chat_template import ChatTemplateError
+from node.text.errors import ChatTemplateError
 from node.text.resolve import TokenizerNotFound, TokenizerResolver, TokenizerUnavailable
 from node.text.tokenizer import InvalidTokenIds, TextTokenizer
 

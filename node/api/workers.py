@@ -187,6 +187,8 @@ def resolve_worker(node: Node, request: web.Request) -> dict[str, Any]:
 def _view(node: Node, record: dict[str, Any]) -> dict[str, Any]:
     worker = node.pool.get(record["id"])
     view = worker.view() if worker else shown_record(record)
+    if record.get("connection_mode") == "grpc":
+        view["tokenizer_loaded"] = node.grpc_workers.tokenizer_loaded(record["id"])
     progress = node.discovery.progress.get(record["id"])
     if progress and record["status"] == "pending":
         view["job_status"] = progress

@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-from collections.abc import Callable
-from typing import Any
 
+from node.argtypes import arg_type as _arg_type
+from node.argtypes import port as _port
+from node.argtypes import positive as _positive
 from node.echo.faults import (
     FaultSettings,
     check_count,
@@ -22,32 +23,6 @@ from node.echo.faults import (
 )
 from node.echo.server import serve
 from node.echo.state import WorkerConfig, WorkerState
-
-
-def _arg_type(parse: Callable[[str], Any], check: Callable[[Any], Any], name: str) -> Any:
-    """An argparse `type` that parses with `parse`, then validates with `check`."""
-
-    def convert(raw: str) -> Any:
-        try:
-            return check(parse(raw))
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    convert.__name__ = name  # argparse names the type in "invalid <name> value" messages
-    return convert
-
-
-def _positive(value: int) -> int:
-    if value < 1:
-        raise ValueError(f"must be >= 1, got {value}")
-    return value
-
-
-def _port(value: int) -> int:
-    if not 0 <= value <= 65535:
-        raise ValueError(f"must be a port between 0 and 65535, got {value}")
-    return value
-
 
 _MS = _arg_type(float, check_milliseconds, "milliseconds")
 _COUNT = _arg_type(int, check_count, "count")

@@ -2,9 +2,10 @@
 
 Raft tells a node little about its peers (a follower knows only whether it is
 connected to each). So every node polls every other member's `/ha/local` once
-a second and keeps the last answer: role, applied index, version, draining,
-its view of worker health, its rate-limit counters and its side of the quota
-shares (node/limits/shares.py: what it wants, lends and gives back). `/ha/status`,
+a second (a member it has never asked, at once) and keeps the last answer:
+role, applied index, version, draining, its view of worker health, its
+rate-limit counters and its side of the quota shares (node/limits/shares.py:
+what it wants, lends and gives back). `/ha/status`,
 `/ha/workers` and `/ha/rate-limit/stats` are built from these views, and the
 number of nodes currently serving (which sets each node's share of a rate
 limit) is counted from them.
@@ -27,7 +28,7 @@ import aiohttp
 
 from node.proxy.failures import did_not_answer
 from node.proxy.upstream import Upstream
-from node.service import Periodic
+from node.service import Periodic, cancel_and_wait
 
 MESH_TOKEN_HEADER = "X-Meshgate-Mesh-Token"
 
@@ -70,20 +71,37 @@ class PeerPoller:
         self.views: dict[str, PeerView] = {}
         self.on_polled: list[Callable[[], None]] = []  # run after each round of polls
         self._service = Periodic("peer-poller", self.poll_once, interval, immediately=True)
+        self._first_polls: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self._service.start()
 
     async def stop(self) -> None:
         await self._service.stop()
+        await cancel_and_wait(list(self._first_polls))
 
     async def poll_once(self) -> None:
-        members = {n: m for n, m in self.members().items() if n != self.self_name}
+        members = self._others()
         for gone in set(self.views) - set(members):
             del self.views[gone]
         await asyncio.gather(*(self._poll(name, m["http_url"]) for name, m in members.items()))
         for hook in self.on_polled:
             hook()
+
+    def poll_newcomers(self) -> None:
+        """Ask each member never asked yet now, not at the next round: a node that has
+        just joined (or every member, for a node that has just started) is seen alive
+        at once instead of up to an interval later."""
+        for name, member in self._others().items():
+            if name in self.views:
+                continue
+            self.views[name] = PeerView(name, member["http_url"])  # one first poll each
+            task = asyncio.create_task(self._poll(name, member["http_url"]), name="peer-poll")
+            self._first_polls.add(task)
+            task.add_done_callback(self._first_polls.discard)
+
+    def _others(self) -> dict[str, dict[str, Any]]:
+        return {n: m for n, m in self.members().items() if n != self.self_name}
 
     async def _poll(self, name: str, http_url: str) -> None:
         view = self.views.get(name)

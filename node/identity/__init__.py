@@ -2,31 +2,10 @@
 
 Kept apart from `node/auth.py` (API keys) so that the cryptographic rules for
 tokens — which key may verify which token, which algorithms are allowed, how
-passwords are stored — live in one small place that can be reviewed on its own.
+passwords are stored — live in one small place that can be reviewed on its own:
+`claims` (what a token says, an IdP's settings), `tokens` (issuing and verifying),
+`jwks` (an IdP's keys), `passwords`, `strength` (secrets) and `throttle` (logins).
+
+Import the module you need: this package loads none of them, so a command that
+only checks a secret's strength does not load PyJWT, cryptography and aiohttp.
 """
-
-from __future__ import annotations
-
-from node.identity.jwks import JwksCache, JwksError, JwksKey, parse_jwks
-from node.identity.passwords import (
-    hash_password,
-    hash_password_cli,
-    parse_admin_credential,
-    verify_password,
-)
-from node.identity.tokens import Identity, IdpSettings, TokenError, TokenService
-
-__all__ = [
-    "Identity",
-    "IdpSettings",
-    "JwksCache",
-    "JwksError",
-    "JwksKey",
-    "TokenError",
-    "TokenService",
-    "hash_password",
-    "hash_password_cli",
-    "parse_admin_credential",
-    "parse_jwks",
-    "verify_password",
-]

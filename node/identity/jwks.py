@@ -27,18 +27,8 @@ import aiohttp
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-# algorithm -> (JWK key type, required curve or None)
-ASYMMETRIC_ALGORITHMS: dict[str, tuple[str, str | None]] = {
-    "RS256": ("RSA", None),
-    "RS384": ("RSA", None),
-    "RS512": ("RSA", None),
-    "PS256": ("RSA", None),
-    "PS384": ("RSA", None),
-    "PS512": ("RSA", None),
-    "ES256": ("EC", "P-256"),
-    "ES384": ("EC", "P-384"),
-    "ES512": ("EC", "P-521"),
-}
+from node.identity.claims import ASYMMETRIC_ALGORITHMS
+
 MIN_RSA_BITS = 2048
 MAX_JWKS_BYTES = 1 << 20
 FETCH_TIMEOUT_SECS = 5.0

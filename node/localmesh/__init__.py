@@ -3,6 +3,7 @@
 Used by `meshgate demo`, the tests and the benchmarks, so that all three start nodes
 the way an operator would, and clean up the same way."""
 
+from node.localmesh.grpc_worker import GrpcEchoWorker, grpc_echo_worker_args
 from node.localmesh.mesh import (
     ECHO_MODEL,
     EchoWorker,
@@ -21,6 +22,7 @@ __all__ = [
     "ECHO_MODEL",
     "Child",
     "EchoWorker",
+    "GrpcEchoWorker",
     "LocalMesh",
     "LocalMeshError",
     "LocalNode",
@@ -29,6 +31,7 @@ __all__ = [
     "free_port",
     "free_ports",
     "get_json",
+    "grpc_echo_worker_args",
     "http_ok",
     "serve_args",
     "stop_all",

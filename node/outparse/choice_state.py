@@ -9,8 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from node.outparse.plan import Plan
-from node.parsers.reasoning import Delta, ReasoningStream
-from node.parsers.registry import reasoning_parser, tool_parser
+from node.parsers.registry import finish_reason, reasoning_parser, tool_parser
 
 
 @dataclass
@@ -30,41 +29,16 @@ class Piece:
         return bool(self.reasoning or self.content or self.tool_calls)
 
 
-class HeldReasoning:
-    """Reasoning in one piece (`stream_reasoning: false`): held until the answer starts or
-    the output ends."""
-
-    def __init__(self, inner: ReasoningStream) -> None:
-        self._inner = inner
-        self._held: list[str] = []
-
-    def feed(self, text: str) -> Delta:
-        return self._release(self._inner.feed(text), final=False)
-
-    def finish(self) -> Delta:
-        return self._release(self._inner.finish(), final=True)
-
-    def _release(self, delta: Delta, final: bool) -> Delta:
-        self._held.append(delta.reasoning)
-        if not (delta.content or final):
-            return Delta()
-        reasoning, self._held = "".join(self._held), []
-        return Delta(reasoning, delta.content)
-
-
-def reasoning_stream(name: str, stream_reasoning: bool) -> ReasoningStream | HeldReasoning:
-    """The one place that knows how `stream_reasoning: false` is done."""
-    stream = reasoning_parser(name)
-    return stream if stream_reasoning else HeldReasoning(stream)
-
-
 class ChoiceState:
     def __init__(self, plan: Plan) -> None:
         self._reasoning = (
-            reasoning_stream(plan.reasoning, plan.stream_reasoning) if plan.reasoning else None
+            reasoning_parser(plan.reasoning, stream_reasoning=plan.stream_reasoning)
+            if plan.reasoning
+            else None
         )
-        self._tool = tool_parser(plan.tool, plan.tools) if plan.tool else None
-        self.called = False  # a tool call was produced
+        self._tool = (
+            tool_parser(plan.tool, plan.tools, tool_choice=plan.tool_choice) if plan.tool else None
+        )
         self.fed = 0  # characters of raw text fed
 
     def feed(self, text: str) -> Piece:
@@ -90,5 +64,8 @@ class ChoiceState:
         if final:
             last = self._tool.finish()
             piece += Piece("", last.content, last.tool_calls)
-        self.called = self.called or bool(piece.tool_calls)
         return piece
+
+    def finish_reason(self, upstream: str | None) -> str | None:
+        """ "tool_calls" once a valid call went out and the worker stopped on its own."""
+        return finish_reason(upstream, self._tool) if self._tool is not None else upstream

@@ -26,6 +26,7 @@ class Plan:
     reasoning: str | None  # the reasoning parser's name, None: no reasoning parsing
     tool: str | None  # the tool-call parser's name, None: no tool parsing
     tools: Sequence[Mapping[str, Any]] | None = None
+    tool_choice: Any = None  # "auto", "required" or a named function: the parser keeps to it
     stream_reasoning: bool = True
 
 
@@ -51,8 +52,8 @@ def plan_for(
         tool = None
     if reasoning is None and tool is None:
         return None
-    tools = _tools(data.get("tools"), tool_choice)
-    return Plan(reasoning, tool, tools, _flag(data, "stream_reasoning"))
+    tools = data.get("tools") if isinstance(data.get("tools"), list) else None
+    return Plan(reasoning, tool, tools or None, tool_choice, _flag(data, "stream_reasoning"))
 
 
 def _flag(data: Mapping[str, Any], name: str) -> bool:
@@ -60,22 +61,6 @@ def _flag(data: Mapping[str, Any], name: str) -> bool:
     if not isinstance(value, bool):
         raise ApiError(400, f"{name} must be true or false", param=name)
     return value
-
-
-def _tools(tools: Any, tool_choice: Any) -> list[Mapping[str, Any]] | None:
-    """The tools a call may name: all of them, or the one a named tool_choice forces."""
-    if not isinstance(tools, list) or not tools:
-        return None
-    listed = [t for t in tools if isinstance(t, Mapping)]
-    forced = tool_choice.get("function") if isinstance(tool_choice, Mapping) else None
-    if isinstance(forced, Mapping) and isinstance(forced.get("name"), str):
-        return [t for t in listed if _tool_name(t) == forced["name"]]
-    return listed
-
-
-def _tool_name(tool: Mapping[str, Any]) -> Any:
-    inner = tool.get("function", tool)
-    return inner.get("name") if isinstance(inner, Mapping) else None
 
 
 def worker_body(body: bytes, data: Mapping[str, Any]) -> bytes:

@@ -80,7 +80,7 @@ def _parse_choice(choice: Any, plan: Plan) -> bool:
     message["content"] = piece.content if piece.content or not calls else None
     if calls:
         message["tool_calls"] = calls
-        choice["finish_reason"] = "tool_calls"
+    choice["finish_reason"] = state.finish_reason(choice.get("finish_reason"))
     return True
 
 
@@ -185,8 +185,8 @@ class StreamRewriter:
             self._states[index] = None
         if too_long:
             self._failed()
-        if reason is not None and state.called:
-            reason = "tool_calls"
+        if reason is not None:
+            reason = state.finish_reason(reason)
         out = delta_of(piece, delta)
         if not out and reason is None and not choice.get("logprobs"):
             return None  # all of it is held back for now

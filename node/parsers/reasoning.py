@@ -7,6 +7,11 @@ Qwen3 and GLM-4.5 (`<think>`...`</think>`, explicit open), Kimi
 of the output (after whitespace), so a tag quoted mid-answer stays content.
 Reasoning is stripped; the answer loses only the whitespace right after the
 close tag.
+
+`stream_reasoning=False` (SGLang's request option) holds the reasoning back
+and sends it in one delta when the block closes, or at the finish.
+`separate_reasoning=False` is not a parser option: it means no reasoning
+parser is applied at all.
 """
 
 from __future__ import annotations
@@ -32,8 +37,10 @@ class Delta:
 class ReasoningStream:
     """Feed model output in chunks; get reasoning and content deltas back."""
 
-    def __init__(self, fmt: ReasoningFormat) -> None:
+    def __init__(self, fmt: ReasoningFormat, *, stream_reasoning: bool = True) -> None:
         self._fmt = fmt
+        self._streams = stream_reasoning
+        self._held: list[str] = []  # reasoning not yet sent (stream_reasoning=False)
         self._state = "start"  # start | reasoning | after | content
         self._buf = ""
         self._reasoning_started = False
@@ -54,16 +61,31 @@ class ReasoningStream:
                 self._buf = ""
             if (self._state, len(self._buf)) == before:
                 break
-        return Delta("".join(reasoning), "".join(content))
+        return Delta(self._release("".join(reasoning)), "".join(content))
 
     def finish(self) -> Delta:
         buf, self._buf = self._buf, ""
+        delta = self._last(buf)
+        self._state = "content"  # whatever is held goes now
+        return Delta(self._release(delta.reasoning), delta.content)
+
+    def _last(self, buf: str) -> Delta:
         if self._state == "start" and not self._fmt.forced:
             return Delta(content=buf)
         if self._state in ("start", "reasoning"):
             text = buf if self._reasoning_started else buf.lstrip()
             return Delta(reasoning=text.rstrip())
         return Delta()
+
+    def _release(self, reasoning: str) -> str:
+        """Reasoning to send now: all of it, or (not streamed) all at once when it ends."""
+        if self._streams:
+            return reasoning
+        self._held.append(reasoning)
+        if self._state in ("start", "reasoning"):
+            return ""
+        held, self._held = "".join(self._held), []
+        return held
 
     def _decide(self) -> None:
         stripped = self._buf.lstrip()

@@ -58,6 +58,7 @@ class InferenceRequest:
     facts: RequestFacts = NO_FACTS
     headers: dict[str, str] = field(default_factory=dict)  # X-RateLimit-*
     meter: TokenMeter | None = None  # set when tokens must be counted
+    engine_request: Any = None  # for gRPC workers: built once, when routing needed the ids
     # Recorded by the forwarder.
     worker: Worker | None = None
     attempts: int = 0

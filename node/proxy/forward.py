@@ -23,6 +23,7 @@ as 499 (`node.client_gone`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -33,6 +34,7 @@ import aiohttp
 from aiohttp import web
 
 from node.errors import ApiError
+from node.grpcproxy.forward import EngineForwarder, Retry
 from node.metrics import Metrics
 from node.outparse.choice import NO_PARSERS, ParserSettings
 from node.outparse.plan import plan_for, worker_body
@@ -49,7 +51,7 @@ from node.proxy.failures import (
 from node.proxy.pd import PrefillHalf, bootstrap_fields, wants_input_logprobs, with_fields
 from node.proxy.upstream import Upstream, is_redirect
 from node.routing.base import Policy
-from node.workers.pairs import DECODE, PREFILL, Roles, missing_half, split_roles
+from node.workers.pairs import DECODE, PREFILL, Roles, missing_half, pairable, split_roles
 from node.workers.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -91,12 +93,16 @@ class Forwarder:
         request_timeout: float,
         metrics: Metrics,
         parsers: ParserSettings = NO_PARSERS,
+        engine: EngineForwarder | None = None,
     ) -> None:
         self.session = session
         self.retry = retry
         self.timeout = aiohttp.ClientTimeout(total=request_timeout, sock_connect=5)
         self.metrics = metrics
         self.parsers = parsers  # --reasoning-parser and --tool-call-parser, as now in force
+        # gRPC workers' attempts (the same parsers, as now in force).
+        self.engine = engine or EngineForwarder(metrics, request_timeout)
+        self.engine.parsers = lambda: self.parsers
         self._background: set[asyncio.Task[None]] = set()  # prefill halves still draining
 
     async def forward(
@@ -112,10 +118,15 @@ class Forwarder:
         if roles.use_pairs():
             return await self._forward_pair(ex, roles, pair() if pair else (policy, policy))
         serving = roles.regular
+        if policy.needs_prompt and any(w.connection_mode == "grpc" for w in serving):
+            # The engine's cache holds token ids: prefixes are matched on those.
+            ids = await self.engine.prompt_ids(ex, serving)
+            if ids:
+                ex.facts = dataclasses.replace(ex.facts, prompt_ids=ids)
         tried: set[str] = set()
 
         async def once(attempt: int) -> Outcome | None:
-            routable = [w for w in serving if w.routable]
+            routable = [w for w in serving if w.routable and self._speaks(w)]
             fresh = [w for w in routable if w.id not in tried] or routable
             if not fresh:
                 return None
@@ -137,7 +148,7 @@ class Forwarder:
         tried: dict[str, set[str]] = {PREFILL: set(), DECODE: set()}
 
         def choose(workers: tuple[Worker, ...], policy: Policy, kind: str) -> Worker | None:
-            routable = [w for w in workers if w.routable]
+            routable = [w for w in workers if pairable(w)]
             fresh = [w for w in routable if w.id not in tried[kind]] or routable
             return _pick(fresh, policy, ex) if fresh else None
 
@@ -231,6 +242,8 @@ class Forwarder:
         (a fixed phrase for the client; the detail goes to the log). For the decode half
         of a PD pair, `sent` is the body with the bootstrap fields and the answer counts
         only once its `prefill` half has answered too."""
+        if worker.connection_mode == "grpc":
+            return await self._engine_attempt(ex, worker)
         headers = self._headers(ex, worker)
         worker.load += 1
         worker.breaker.on_attempt()
@@ -286,6 +299,26 @@ class Forwarder:
             worker.breaker.settle(verdict)
             if resp is not None:
                 resp.close()
+
+    def _speaks(self, worker: Worker) -> bool:
+        """HTTP, or gRPC with a channel to the worker (the worker client's links)."""
+        return worker.connection_mode != "grpc" or self.engine.serves(worker)
+
+    async def _engine_attempt(
+        self, ex: InferenceRequest, worker: Worker
+    ) -> web.StreamResponse | str:
+        """One try on a gRPC worker, counted by its breaker as an HTTP one is."""
+        worker.load += 1
+        worker.breaker.on_attempt()
+        verdict: bool | None = None
+        try:
+            outcome, verdict = await self.engine.attempt(ex, worker)
+        finally:
+            worker.load -= 1
+            worker.breaker.settle(verdict)
+        if isinstance(outcome, Retry):
+            return _Retryable(outcome.status, outcome.body, "application/json")
+        return outcome
 
     def _whole(
         self, ex: InferenceRequest, worker: Worker, resp: aiohttp.ClientResponse, body: bytes

@@ -44,6 +44,16 @@ class RequestFacts:
     routing_key: str | None = None
     # Text the prompt starts with (chat messages joined, or the completion prompt).
     prompt: str = ""
+    # The prompt's token ids, when the gateway tokenized it (gRPC workers): the engine's
+    # cache holds ids, so prefixes are matched on them rather than on the text.
+    prompt_ids: tuple[int, ...] = ()
+
+    def prompt_key(self, limit: int) -> str:
+        """What prefix policies match (at most `limit` long): the ids, one character
+        each, else the text."""
+        if self.prompt_ids:
+            return "".join(map(chr, self.prompt_ids[:limit]))
+        return self.prompt[:limit]
 
 
 class Policy(Protocol):

@@ -56,13 +56,11 @@ class CacheAwarePolicy:
         self._turn = 0
 
     def select(self, candidates: Sequence[Candidate], facts: RequestFacts) -> int:
-        prompt = facts.prompt
+        prompt = facts.prompt_key(self._max_prompt)
         if not prompt:
             turn = self._turn
             self._turn = turn + 1
             return least_load_index(candidates, turn)
-        if len(prompt) > self._max_prompt:
-            prompt = prompt[: self._max_prompt]
         self._tick += 1
         tree = self.tree
         chunks = tree.split(prompt)

@@ -29,8 +29,8 @@ class PrefixHashPolicy:
         self._turn = 0
 
     def select(self, candidates: Sequence[Candidate], facts: RequestFacts) -> int:
-        prompt = facts.prompt
-        key = prompt[: self._prefix_chars] if prompt else facts.routing_key
+        prompt = facts.prompt_key(self._prefix_chars)
+        key = prompt if prompt else facts.routing_key
         if not key:
             index = self._turn % len(candidates)
             self._turn = index + 1

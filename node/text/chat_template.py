@@ -23,14 +23,12 @@ from jinja2.ext import loopcontrols
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
 
+from node.text.errors import ChatTemplateError
+
 MAX_TEMPLATE_CHARS = 256 * 1024
 MAX_RENDERED_CHARS = 4 * 1024 * 1024
 MAX_RANGE_STEPS = 1_000_000  # over every range() of one render
 MAX_POWER = 64
-
-
-class ChatTemplateError(ValueError):
-    """The template could not be compiled or rendered; the message says why."""
 
 
 class TemplateRaised(jinja2.TemplateError):

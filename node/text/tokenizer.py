@@ -12,12 +12,15 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tokenizers import AddedToken, Tokenizer
 
-from node.text.chat_template import ChatTemplate, ChatTemplateError
 from node.text.detokenize import IncrementalDetokenizer
+from node.text.errors import ChatTemplateError
+
+if TYPE_CHECKING:
+    from node.text.chat_template import ChatTemplate
 
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "tokenizer_config.json"
@@ -142,6 +145,8 @@ class TextTokenizer:
 
 
 def _compile(source: str) -> ChatTemplate:
+    from node.text.chat_template import ChatTemplate  # jinja2 loads only with a template
+
     try:
         return ChatTemplate(source)
     except ChatTemplateError as exc:

@@ -1,11 +1,12 @@
 """Worker discovery: the background job that turns a `pending` worker `ready` or `failed`.
 
 `POST /workers` answers at once with the new id; this job then asks the worker
-for `/health`, `/get_model_info` and `/v1/models` (or, for a gRPC worker, opens
-a TCP connection), retrying every `check_interval` until `startup_timeout`,
-and commits the result. The node that accepted the worker starts the job; the
-Raft leader also adopts any worker left pending by a node that went away, so a
-crash never strands a worker in `pending`. Running a job twice is harmless.
+for `/health`, `/get_model_info` and `/v1/models` (a gRPC worker: GetModelInfo,
+GetServerInfo and its tokenizer, `node.grpc_workers`), retrying every
+`check_interval` until `startup_timeout`, and commits the result. The node that
+accepted the worker starts the job; the Raft leader also adopts any worker left
+pending by a node that went away, so a crash never strands a worker in
+`pending`. Running a job twice is harmless.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +26,9 @@ from node.workers.client import Answer, WorkerCallFailed, WorkerClient
 from node.workers.credentials import CredentialBox, Target
 
 log = logging.getLogger(__name__)
+
+# Discovers a gRPC worker (its record, how to call it): what to record, or DiscoveryFailed.
+GrpcDiscover = Callable[[dict[str, Any], Target], Awaitable[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -41,8 +46,10 @@ class DiscoveryJobs:
         settings: DiscoverySettings,
         actor: str,
         credentials: CredentialBox,
+        grpc_discover: GrpcDiscover | None = None,
     ) -> None:
         self.raft = raft
+        self.grpc_discover = grpc_discover
         self.client = client
         self.credentials = credentials
         self.settings = settings
@@ -117,6 +124,10 @@ class DiscoveryJobs:
     async def probe(self, record: dict[str, Any]) -> dict[str, Any]:
         """Ask the worker who it is; raises DiscoveryFailed when it is not serving."""
         target = self.credentials.target(record)
+        if record.get("connection_mode") == "grpc" and self.grpc_discover is not None:
+            if target.problem:
+                raise DiscoveryFailed(target.problem)
+            return await self.grpc_discover(record, target)
         if record.get("connection_mode") == "grpc":
             passed, error = await tcp_probe(target.url, self.settings.request_timeout)
             if not passed:

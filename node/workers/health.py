@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from node.service import Periodic, cancel_and_wait
@@ -20,6 +21,9 @@ from node.workers.pool import WorkerPool
 from node.workers.worker import Worker
 
 log = logging.getLogger(__name__)
+
+# Probes a gRPC worker within a timeout: (passed, error). Given by the node's gRPC part.
+GrpcProbe = Callable[[Worker, float], Awaitable[tuple[bool, str | None]]]
 
 
 @dataclass(frozen=True)
@@ -32,9 +36,16 @@ class HealthSettings:
 
 
 class HealthChecker:
-    def __init__(self, pool: WorkerPool, client: WorkerClient, settings: HealthSettings):
+    def __init__(
+        self,
+        pool: WorkerPool,
+        client: WorkerClient,
+        settings: HealthSettings,
+        grpc_probe: GrpcProbe | None = None,
+    ):
         self.pool = pool
         self.client = client
+        self.grpc_probe = grpc_probe
         self.settings = settings
         # The interval is read each round: a shorter one set at runtime applies at once.
         self._service = Periodic("health-checks", self.check_all, lambda: self.settings.interval)
@@ -82,6 +93,8 @@ class HealthChecker:
 
     async def probe(self, worker: Worker) -> tuple[bool, str | None]:
         if worker.connection_mode == "grpc":
+            if self.grpc_probe is not None:  # HealthCheck, and the engine's load with it
+                return await self.grpc_probe(worker, self.settings.timeout)
             return await tcp_probe(worker.url, self.settings.timeout)
         endpoint = self.settings.endpoint
         try:

@@ -23,6 +23,12 @@ from node.workers.worker import Worker
 PREFILL, DECODE, REGULAR = "prefill", "decode", "regular"
 
 
+def pairable(worker: Worker) -> bool:
+    """May the worker be half of a pair now? Routable, and over HTTP: PD over gRPC
+    (`DisaggregatedParams`) is not built yet, so a gRPC prefill or decode never pairs."""
+    return worker.routable and worker.connection_mode == "http"
+
+
 @dataclass(frozen=True, slots=True)
 class Roles:
     """Candidate workers split by `worker_type` (each part keeps the candidates' order)."""
@@ -38,7 +44,7 @@ class Roles:
 
     def pair_routable(self) -> bool:
         """Is there a routable prefill and a routable decode worker?"""
-        return any(w.routable for w in self.prefill) and any(w.routable for w in self.decode)
+        return any(map(pairable, self.prefill)) and any(map(pairable, self.decode))
 
     def use_pairs(self) -> bool:
         """The rule: pairs serve while one can; regular workers otherwise, if there are any."""
@@ -58,8 +64,8 @@ def split_roles(workers: Iterable[Worker]) -> Roles:
 def missing_half(model: str | None, roles: Roles) -> str | None:
     """What keeps the model's PD pairs from serving (None: a pair can serve)."""
     name = repr(model) if model else "(any)"
-    prefill = any(w.routable for w in roles.prefill)
-    decode = any(w.routable for w in roles.decode)
+    prefill = any(map(pairable, roles.prefill))
+    decode = any(map(pairable, roles.decode))
     if prefill and decode:
         return None
     if not roles.prefill:

@@ -35,12 +35,13 @@ class Worker:
         "cost",
         "credential_problem",
         "credentials",
+        "engine_load",
         "failed_checks",
         "healthy",
         "id",
+        "in_flight",
         "last_check",
         "last_error",
-        "load",
         "model_id",
         "passed_checks",
         "priority",
@@ -58,7 +59,8 @@ class Worker:
         self.id: str = record["id"]
         self.credentials = credentials
         self.breaker = CircuitBreaker(breaker)
-        self.load = 0  # requests this node has in flight to the worker
+        self.in_flight = 0  # requests this node has in flight to the worker
+        self.engine_load = 0  # the others' requests the engine last reported (gRPC GetLoads)
         self.healthy = True  # optimistic until checks say otherwise
         self.failed_checks = 0
         self.passed_checks = 0
@@ -83,14 +85,20 @@ class Worker:
         self.credential_problem = target.problem
 
     @property
+    def load(self) -> int:
+        """What load-aware policies compare: this node's requests in flight to the worker,
+        plus the other requests its engine last reported running or waiting (gRPC)."""
+        return self.in_flight + self.engine_load
+
+    @load.setter
+    def load(self, value: int) -> None:  # `worker.load += 1` counts a request of this node
+        self.in_flight = value - self.engine_load
+
+    @property
     def routable(self) -> bool:
-        """Ready, healthy, speaks HTTP, and its circuit lets a request through."""
-        return (
-            self.status == "ready"
-            and self.healthy
-            and self.connection_mode == "http"
-            and self.breaker.allows()
-        )
+        """Ready, healthy, and its circuit lets a request through (HTTP and gRPC workers
+        alike: the forwarder speaks both)."""
+        return self.status == "ready" and self.healthy and self.breaker.allows()
 
     def view(self) -> dict[str, Any]:
         """The worker as the API shows it (no secrets)."""
@@ -106,5 +114,8 @@ class Worker:
             "last_error": self.last_error,
         }
         shown["load"] = self.load
+        shown["in_flight"] = self.in_flight
+        if self.connection_mode == "grpc":
+            shown["engine_load"] = self.engine_load
         shown["circuit_breaker"] = self.breaker.snapshot()
         return shown

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from node.localmesh import stop_all
-from tests.support import Node, Proc, RedisServer, start_echo_worker
+from node.localmesh import GrpcEchoWorker, stop_all
+from tests.support import Node, Proc, RedisServer, free_port, start_echo_worker
 
 
 class Cluster:
@@ -24,6 +24,15 @@ class Cluster:
         proc, url = start_echo_worker(self.tmp_path, *flags, model=model)
         self.procs.append(proc)
         return proc, url
+
+    def grpc_echo(
+        self, tokenizer_dir: Path, *flags: str, model: str = "echo-model"
+    ) -> GrpcEchoWorker:
+        """A `meshgate grpc-echo-worker` on a free port, listening."""
+        worker = GrpcEchoWorker(self.tmp_path, free_port(), tokenizer_dir, model, extra=flags)
+        self.procs.append(worker.proc)
+        worker.wait_listening(timeout=15)
+        return worker
 
     def node(self, *args: str, ready: bool = True, **kwargs: Any) -> Node:
         node = Node(self.tmp_path, *args, **kwargs)

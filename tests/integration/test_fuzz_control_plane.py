@@ -46,7 +46,7 @@ from hypothesis import strategies as st
 from node import __version__
 from node import config as node_config
 from node.api import models, policies, workers
-from node.api.openapi import DOCUMENT, QUOTA_FIELDS, RUNTIME_BOUNDS
+from node.api.openapi import QUOTA_FIELDS, RUNTIME_BOUNDS, document
 from node.identity.passwords import hash_password
 from node.runtime import RUNTIME_SETTINGS
 from tests.integration.openapi_support import Case, Spec, text
@@ -60,6 +60,7 @@ from tests.support import (
     wait_for,
 )
 
+DOCUMENT = document()
 ADMIN_KEY = strong("admin-key")
 CLIENT_KEY = strong("client-key")
 USER_KEY = strong("user-key")  # a control-plane key with role user

@@ -54,6 +54,24 @@ def test_streaming_matches_whole(name: str, text: str, reasoning: str, content: 
         assert stream(name, chunks) == (reasoning, content), (i, chunks)
 
 
+@pytest.mark.parametrize(("name", "text", "reasoning", "content"), GOLDEN)
+def test_unstreamed_reasoning_comes_in_one_delta(
+    name: str, text: str, reasoning: str, content: str
+) -> None:
+    for chunks in chunkings(text, seed=len(text)):
+        parser = reasoning_parser(name, stream_reasoning=False)
+        deltas = [parser.feed(c) for c in chunks] + [parser.finish()]
+        sent = [d.reasoning for d in deltas if d.reasoning]
+        assert sent == ([reasoning] if reasoning else [])
+        assert "".join(d.content for d in deltas) == content
+
+
+def test_unstreamed_reasoning_goes_when_the_block_closes() -> None:
+    parser = reasoning_parser("qwen3", stream_reasoning=False)
+    seen = [parser.feed("<think>a"), parser.feed(" b</think>"), parser.feed("c"), parser.finish()]
+    assert [(d.reasoning, d.content) for d in seen] == [("", ""), ("a b", ""), ("", "c"), ("", "")]
+
+
 def test_partial_close_tag_is_never_content() -> None:
     parser = reasoning_parser("qwen3")
     seen = [parser.feed("<think>abc</thi"), parser.feed("nk>done"), parser.finish()]

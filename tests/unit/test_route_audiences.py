@@ -95,6 +95,9 @@ PINNED: dict[tuple[str, str], Audience] = {
     ("POST", "/ha/members"): Audience.CONTROL_PLANE,
     ("POST", "/ha/rate-limit"): Audience.CONTROL_PLANE,
     ("POST", "/ha/shutdown"): Audience.CONTROL_PLANE,
+    # Parser utilities: like inference, any credential but a publication key.
+    ("POST", "/parse/function_call"): Audience.PROTECTED,
+    ("POST", "/parse/reasoning"): Audience.PROTECTED,
     ("POST", "/models/{name}/{tail:.*}"): Audience.PUBLISHED,
     ("POST", "/rerank"): Audience.PROTECTED,
     ("POST", "/v1/chat/completions"): Audience.PROTECTED,

@@ -15,10 +15,12 @@ from node.api.catalog import ROUTES
 from node.api.guards import GUARDS
 from node.api.ha import ConfigSet
 from node.api.models import Publish
-from node.api.openapi import DOCUMENT
+from node.api.openapi import document
 from node.api.table import Audience, Installed, Route
 from node.errors import ApiError
 from tests.integration.openapi_support import Spec
+
+DOCUMENT = document()
 
 
 def test_every_route_is_guarded_or_checks_credentials_itself() -> None:

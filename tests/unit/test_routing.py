@@ -398,3 +398,22 @@ def test_every_policy_returns_a_valid_index(
     for policy in policies:
         if isinstance(policy, CacheAwarePolicy):
             audit(policy.tree)
+
+
+# --- token ids (gRPC workers: the gateway tokenized the prompt) ---------------------------
+
+
+def test_prefix_policies_match_token_ids_over_text() -> None:
+    """With ids, the text does not count: same ids, different text -> same worker; and a
+    prompt extending a routed prefix of ids follows it."""
+    ids = tuple(range(5, 205))
+    for name in ("cache_aware", "prefix_hash"):
+        policy = make_policy(name)
+        cands = pool(4)
+        first = policy.select(cands, RequestFacts(prompt="one text", prompt_ids=ids))
+        other_text = RequestFacts(prompt="another text entirely", prompt_ids=ids)
+        assert policy.select(cands, other_text) == first, name
+        longer = RequestFacts(prompt="x", prompt_ids=(*ids, 9, 9, 9))
+        assert policy.select(cands, longer) == first, name
+    assert RequestFacts(prompt="abc", prompt_ids=(104, 105)).prompt_key(10) == "hi"
+    assert RequestFacts(prompt="abcdef").prompt_key(3) == "abc"

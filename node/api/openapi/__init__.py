@@ -14,10 +14,13 @@ Where a value set lives in code (worker types, routing policies and their
 parameters, runtime settings, name and key patterns), the schema is built from
 it; the rest (field lists, quota names, runtime bounds) is compared with the
 code by tests/integration/test_fuzz_control_plane.py.
+
+`document()` and `body()` build it on first use, not at import: a node starts
+without paying for it.
 """
 
 from node.api.docs import PATH
-from node.api.openapi.document import BODY, DOCUMENT
+from node.api.openapi.document import body, document
 from node.api.openapi.schemas import QUOTA_FIELDS, RUNTIME_BOUNDS
 
-__all__ = ["BODY", "DOCUMENT", "PATH", "QUOTA_FIELDS", "RUNTIME_BOUNDS"]
+__all__ = ["PATH", "QUOTA_FIELDS", "RUNTIME_BOUNDS", "body", "document"]

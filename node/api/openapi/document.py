@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from typing import Final
@@ -176,5 +177,14 @@ def build(routes: Iterable[Route]) -> Schema:
     }
 
 
-DOCUMENT: Final[Schema] = build(ROUTES)
-BODY: Final = orjson.dumps(DOCUMENT)
+@functools.cache
+def document() -> Schema:
+    """The document of the installed routes, built on first use: building it takes ~70 ms,
+    which every node start would pay for a route few clients call."""
+    return build(ROUTES)
+
+
+@functools.cache
+def body() -> bytes:
+    """The document's JSON bytes, encoded once."""
+    return orjson.dumps(document())

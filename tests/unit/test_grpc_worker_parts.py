@@ -1,0 +1,115 @@
+"""The node's gRPC worker parts that need no engine: addresses, credentials as
+metadata, failure phrases, the tokenizer zip's unpacking, where a tokenizer comes
+from, and the load routing reads."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import grpc
+import pytest
+
+from node.blobs.store import BlobStore
+from node.grpc_workers.calls import GrpcCallFailed
+from node.grpc_workers.channel import address, auth_metadata
+from node.grpc_workers.discover import (
+    TokenizerChoice,
+    TokenizerUnavailable,
+    choose_tokenizer,
+)
+from node.grpc_workers.tokenizer_files import TokenizerFetchFailed, unpack, unpacked
+from node.text.tokenizer import TextTokenizer
+from node.workers.breaker import BreakerSettings
+from node.workers.credentials import CredentialBox
+from node.workers.worker import Worker
+
+
+def test_addresses_and_metadata() -> None:
+    assert address("grpc://h.example:50051") == "h.example:50051"
+    assert address("grpcs://h.example") == "h.example:443"
+    assert address("grpc://[::1]:7/") == "[::1]:7"
+    assert auth_metadata({"Authorization": "Bearer k"}) == (("authorization", "Bearer k"),)
+
+
+def test_failures_are_fixed_phrases() -> None:
+    assert str(GrpcCallFailed("GetLoads", grpc.StatusCode.UNAVAILABLE)) == (
+        "GetLoads did not answer: connection refused or unreachable"
+    )
+    assert str(GrpcCallFailed("Abort", grpc.StatusCode.DEADLINE_EXCEEDED)) == (
+        "Abort did not answer in time"
+    )
+    assert str(GrpcCallFailed("HealthCheck", grpc.StatusCode.UNAUTHENTICATED)) == (
+        "HealthCheck answered UNAUTHENTICATED"
+    )
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_unpack_keeps_plain_top_level_files_only(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path / "data", 1 << 20)
+    members = {"tokenizer.json": b"{}", "../evil": b"x", "sub/inner": b"x", ".hidden": b"x"}
+    digest, _ = store.put_bytes(_zip(members))
+    root = tmp_path / "unpacked"
+    assert unpacked(store, digest, root) is None
+    directory = unpack(store, digest, root)
+    assert sorted(p.name for p in directory.iterdir()) == [".complete", "tokenizer.json"]
+    assert not (tmp_path / "evil").exists()
+    assert unpacked(store, digest, root) == directory == unpack(store, digest, root)
+
+
+def test_unpack_refuses_what_is_not_a_small_zip(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path / "data", 1 << 20)
+    not_zip, _ = store.put_bytes(b"plain bytes")
+    with pytest.raises(TokenizerFetchFailed, match="did not send a zip"):
+        unpack(store, not_zip, tmp_path / "u")
+    many, _ = store.put_bytes(_zip({f"f{i}": b"" for i in range(65)}))
+    with pytest.raises(TokenizerFetchFailed, match="over 64 members"):
+        unpack(store, many, tmp_path / "u")
+    assert list((tmp_path / "u").iterdir()) == []  # nothing half-unpacked is left
+
+
+class Catalog:
+    def __init__(self, names: set[str]) -> None:
+        self._names = names
+
+    def find(self, name_or_id: str) -> TextTokenizer | None:
+        return object() if name_or_id in self._names else None  # type: ignore[return-value]
+
+    def names(self) -> list[str]:
+        return sorted(self._names)
+
+
+def test_where_a_tokenizer_comes_from(tmp_path: Path) -> None:
+    catalog = Catalog({"llama-tok", "m"})
+    by_name = choose_tokenizer({"tokenizer_path": "llama-tok"}, "m", catalog)
+    assert by_name == TokenizerChoice("registry", "llama-tok")
+    path = choose_tokenizer({"tokenizer_path": str(tmp_path)}, "m", catalog)
+    assert path == TokenizerChoice("tokenizer_path", str(tmp_path))
+    assert choose_tokenizer({}, "m", catalog) == TokenizerChoice("registry", "m")
+    own = choose_tokenizer({}, "other", catalog)
+    assert own.source == "worker" and "registered as 'other'" in own.missing("x")
+    with pytest.raises(TokenizerUnavailable, match="names no registered tokenizer"):
+        choose_tokenizer({"tokenizer_path": str(tmp_path / "none")}, "m", catalog)
+    fetched = TokenizerChoice("worker", "", "ab" * 32)
+    assert TokenizerChoice.from_recorded(fetched.recorded()) == fetched
+    assert TokenizerChoice.from_recorded({"source": "elsewhere"}) is None
+
+
+def test_load_adds_the_engines_other_requests() -> None:
+    record = {"id": "w", "url": "grpc://h:1", "connection_mode": "grpc", "status": "ready"}
+    worker = Worker(record, BreakerSettings(), CredentialBox("k" * 40))
+    worker.engine_load = 5
+    worker.load += 1  # a request of this node starts
+    assert (worker.in_flight, worker.load) == (1, 6)
+    worker.engine_load = 2  # a poll while it runs
+    worker.load -= 1
+    assert (worker.in_flight, worker.load) == (0, 2)
+    assert worker.view()["engine_load"] == 2
