@@ -26,7 +26,7 @@ from node.grpcproxy.bodies import (
     stops_of,
 )
 from node.grpcproxy.link import EngineModel
-from node.text.chat_template import ChatTemplateError
+from node.text.errors import ChatTemplateError
 from node.text.tokenizer import InvalidTokenIds, TextTokenizer
 
 CHAT, COMPLETION, GENERATE, EMBEDDING = (
