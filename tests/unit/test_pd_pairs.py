@@ -190,3 +190,10 @@ def test_the_prefills_input_logprobs_come_first() -> None:
 def test_the_decodes_answer_stays_as_it_was_without_usable_logprobs(prefill: bytes | None) -> None:
     decode = orjson.dumps(_generated([[-3.0, 3, None]]))
     assert merged_logprobs(prefill, decode) == decode
+
+
+def test_a_grpc_half_is_not_paired_over_http() -> None:
+    grpc_decode = worker(2, "decode", connection_mode="grpc")
+    roles = split_roles([worker(1, "prefill"), grpc_decode, worker(3, "regular")])
+    assert grpc_decode.routable and not roles.use_pairs()
+    assert missing_half("m", roles) == "model 'm' has prefill workers but no healthy decode worker"
