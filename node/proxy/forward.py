@@ -34,6 +34,7 @@ import aiohttp
 from aiohttp import web
 
 from node.errors import ApiError
+from node.grpcproxy.build import ROUTES as ENGINE_ROUTES
 from node.grpcproxy.forward import EngineForwarder, Retry
 from node.metrics import Metrics
 from node.outparse.choice import NO_PARSERS, ParserSettings
@@ -117,7 +118,7 @@ class Forwarder:
         roles = split_roles(ex.candidates)
         if roles.use_pairs():
             return await self._forward_pair(ex, roles, pair() if pair else (policy, policy))
-        serving = roles.regular
+        serving = _speaking(ex, roles.regular)
         if policy.needs_prompt and any(w.connection_mode == "grpc" for w in serving):
             # The engine's cache holds token ids: prefixes are matched on those.
             ids = await self.engine.prompt_ids(ex, serving)
@@ -414,3 +415,18 @@ class _Retryable(web.Response):
         super().__init__(
             status=status, body=body, headers={"Content-Type": content_type or "application/json"}
         )
+
+
+def _speaking(ex: InferenceRequest, serving: tuple[Worker, ...]) -> tuple[Worker, ...]:
+    """The workers whose protocol serves the route: gRPC engines serve only ENGINE_ROUTES."""
+    if ex.path in ENGINE_ROUTES:
+        return serving
+    speaking = tuple(w for w in serving if w.connection_mode != "grpc")
+    if serving and not speaking:
+        raise ApiError(
+            400,
+            f"model {ex.model!r} is served only by gRPC workers, which do not serve "
+            f"{ex.path} (they serve {', '.join(ENGINE_ROUTES)}); add an HTTP worker for it",
+            code="route_not_served_over_grpc",
+        )
+    return speaking
