@@ -25,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the gRPC echo worker's flags on `parser`."""
     count = _arg_type(int, check_count, "count")
     positive = _arg_type(int, _positive, "count")
+    milliseconds = _arg_type(float, check_milliseconds, "milliseconds")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     parser.add_argument("--port", type=_arg_type(int, _port, "port"), default=50051)
     parser.add_argument(
@@ -57,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--token-delay-ms",
-        type=_arg_type(float, check_milliseconds, "milliseconds"),
+        type=milliseconds,
         default=0.0,
         help="delay before each generated token",
     )
@@ -101,8 +102,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="serve as a prefill or decode server (requests must carry bootstrap fields)",
     )
     parser.add_argument(
-        "--bootstrap-port", type=_arg_type(int, _port, "port"), default=None, metavar="PORT"
+        "--bootstrap-port",
+        type=_arg_type(int, _port, "port"),
+        default=None,
+        metavar="PORT",
+        help="prefill: the port of its bootstrap server (HTTP GET /bootstrap/{room}), "
+        "reported in GetServerInfo",
     )
+    wait_help = "decode: how long a Generate waits for its prefill half (5000)"
+    parser.add_argument("--bootstrap-wait-ms", type=milliseconds, default=5000.0, help=wait_help)
 
 
 def config_from_args(args: argparse.Namespace, context_length: int | None) -> SimConfig:
@@ -122,6 +130,7 @@ def config_from_args(args: argparse.Namespace, context_length: int | None) -> Si
         record_file=args.record_file,
         disaggregation_mode=args.disaggregation_mode,
         bootstrap_port=args.bootstrap_port,
+        bootstrap_wait_s=args.bootstrap_wait_ms / 1000.0,
         faults=Faults(
             fail_status=args.fail_status,
             hang=args.hang,

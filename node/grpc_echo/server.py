@@ -18,6 +18,7 @@ from smg_grpc_proto.generated import common_pb2
 from smg_grpc_proto.generated import sglang_scheduler_pb2 as pb
 from smg_grpc_proto.generated import vllm_engine_pb2 as vpb
 
+from node.echo.pd import serve_bootstrap
 from node.grpc_echo import vllm
 from node.grpc_echo.scheduler import Scheduler, keep_raw
 
@@ -104,6 +105,13 @@ async def serve(scheduler: Scheduler) -> int:
     address = f"{config.host}:{config.port}"
     server.add_insecure_port(address)
     await server.start()
+    bootstrap = None
+    if (
+        scheduler.rooms is not None
+        and config.bootstrap_port
+        and config.disaggregation_mode == "prefill"
+    ):
+        bootstrap = await serve_bootstrap(scheduler.rooms, config.host, config.bootstrap_port)
     log.info("grpc-echo-worker serving %s on %s", config.model_id, address)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -112,5 +120,9 @@ async def serve(scheduler: Scheduler) -> int:
     with contextlib.suppress(asyncio.CancelledError):
         await stop.wait()
     await server.stop(grace=1.0)
+    if bootstrap is not None:
+        await bootstrap.cleanup()
+    if scheduler.rooms is not None:
+        await scheduler.rooms.close()
     scheduler.recorder.close()
     return 0
