@@ -17,6 +17,7 @@ from node.grpc_echo.record import Recorder
 from node.grpc_echo.scheduler import Scheduler
 from node.grpc_echo.server import serve
 from node.text.tokenizer import TokenizerLoadError, load_tokenizer
+from node.text.trained import default_tokenizer_dir
 
 DEFAULT_CONTEXT = 4096
 
@@ -30,10 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=_arg_type(int, _port, "port"), default=50051)
     parser.add_argument(
         "--tokenizer",
-        required=True,
         type=Path,
+        default=None,
         metavar="DIR",
-        help="directory with tokenizer.json and tokenizer_config.json",
+        help="directory with tokenizer.json and tokenizer_config.json (default: a small "
+        "built-in byte-level BPE with a Llama 3 style chat template)",
     )
     parser.add_argument("--model-id", default="echo-model", help="served model name (echo-model)")
     parser.add_argument("--model-path", default=None, help="model path reported (the model id)")
@@ -144,6 +146,8 @@ def config_from_args(args: argparse.Namespace, context_length: int | None) -> Si
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT or SIGTERM; 0 on a clean stop, 2 on a bad tokenizer."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.tokenizer is None:
+        args.tokenizer = default_tokenizer_dir()
     try:
         tokenizer = load_tokenizer(args.tokenizer)
     except TokenizerLoadError as exc:

@@ -113,18 +113,26 @@ def pd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PdMesh]:
         # A prefill with no decode partner (the same process, under another address).
         lonely = prefills[0].url.replace("127.0.0.1", "localhost")
         _register(url, {"url": lonely, "model_id": LONELY, "worker_type": "prefill"})
-        # gRPC halves: discovery reads the prefill's bootstrap port from GetServerInfo.
-        _register(url, {"url": grpc[0].url, "worker_type": "prefill"})
-        _register(url, {"url": grpc[1].url, "worker_type": "decode"})
+        # gRPC halves: discovery reads the prefill's bootstrap port from GetServerInfo. The
+        # tokenizer is named by path: every node loads it at once, from its own disk.
+        engine = {"tokenizer_path": str(tok)}
+        _register(url, {"url": grpc[0].url, "worker_type": "prefill", **engine})
+        _register(url, {"url": grpc[1].url, "worker_type": "decode", **engine})
         # A model whose halves are on different transports never pairs.
         mixed = (prefills[1].url, grpc[1].url)
         _register(url, {"url": _alias(mixed[0]), "model_id": MIXED, "worker_type": "prefill"})
-        _register(url, {"url": _alias(mixed[1]), "model_id": MIXED, "worker_type": "decode"})
+        _register(
+            url, {"url": _alias(mixed[1]), "model_id": MIXED, "worker_type": "decode", **engine}
+        )
 
         def all_ready() -> bool:
             for node in mesh.nodes:
                 body = requests.get(node.url + "/workers", timeout=5).json()
                 if body["stats"]["healthy_count"] != 10:
+                    return False
+                # A gRPC half serves once this node has loaded its tokenizer.
+                engines = [w for w in body["workers"] if w["connection_mode"] == "grpc"]
+                if not all(w["tokenizer_loaded"] for w in engines):
                     return False
             return True
 

@@ -23,6 +23,7 @@ from smg_grpc_proto.generated import vllm_engine_pb2_grpc as vllm_grpc
 from node.blobs.store import BlobStore
 from node.grpc_echo.record import raw_bytes
 from node.grpc_workers.workers import GrpcSettings, GrpcWorkers
+from node.localmesh import GrpcEchoWorker
 from node.text.resolve import NoCatalog
 from node.text.tokenizer import TextTokenizer, load_tokenizer
 from node.workers.breaker import BreakerSettings
@@ -252,10 +253,16 @@ def test_a_prefill_records_rooms_and_a_decode_waits_for_its_prefill(
     record = cluster.tmp_path / "prefill.jsonl"
     port = free_port()
     flags = ("--disaggregation-mode", "prefill", "--bootstrap-port", str(port))
-    prefill = cluster.grpc_echo(sim["dir"], *flags, "--record-file", str(record))
-    decode = cluster.grpc_echo(
-        sim["dir"], "--disaggregation-mode", "decode", "--bootstrap-wait-ms", "300"
+    prefill_flags = (*flags, "--record-file", str(record))
+    # The decode runs on its built-in tokenizer: the same Llama 3 style BPE as sim["dir"].
+    decode_flags = ("--disaggregation-mode", "decode", "--bootstrap-wait-ms", "300")
+    prefill, decode = (
+        GrpcEchoWorker(cluster.tmp_path, free_port(), tok_dir, "echo-model", extra=extra)
+        for tok_dir, extra in ((sim["dir"], prefill_flags), (None, decode_flags))
     )
+    cluster.procs += [prefill.proc, decode.proc]
+    for engine in (prefill, decode):  # started together, for time
+        engine.wait_listening(timeout=15)
     tok = sim["tok"]
     with (
         grpc.insecure_channel(f"127.0.0.1:{prefill.port}") as to_prefill,
@@ -270,7 +277,7 @@ def test_a_prefill_records_rooms_and_a_decode_waits_for_its_prefill(
         (done,) = list(stub.Generate(_paired(tok, "p2", port, 42), timeout=10))
         decoder = pb_grpc.SglangSchedulerStub(to_decode)
         answer = list(decoder.Generate(_paired(tok, "d1", port, 42), timeout=10))
-        assert answer[-1].complete.output_ids
+        assert tok.decode(list(answer[-1].complete.output_ids), False) == "prefill this prompt"
         with pytest.raises(grpc.RpcError) as caught:
             list(decoder.Generate(_paired(tok, "d2", port, 43), timeout=10))
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
