@@ -92,7 +92,7 @@ def vllm_handler(engine: vllm.VllmEngine, s: Scheduler) -> grpc.GenericRpcHandle
 
 
 async def serve(scheduler: Scheduler) -> int:
-    """Serve until SIGINT or SIGTERM; 0 on a clean stop."""
+    """Serve until SIGINT or SIGTERM; 0 on a clean stop, 1 when a port cannot be had."""
     config = scheduler.config
     server = grpc.aio.server(
         options=[
@@ -104,14 +104,18 @@ async def serve(scheduler: Scheduler) -> int:
     server.add_generic_rpc_handlers((service_handler(scheduler), vllm_handler(engine, scheduler)))
     address = f"{config.host}:{config.port}"
     server.add_insecure_port(address)
-    await server.start()
     bootstrap = None
     if (
         scheduler.rooms is not None
         and config.bootstrap_port
         and config.disaggregation_mode == "prefill"
     ):
-        bootstrap = await serve_bootstrap(scheduler.rooms, config.host, config.bootstrap_port)
+        try:  # the prefill's bootstrap server (HTTP), which a decode asks for its rooms
+            bootstrap = await serve_bootstrap(scheduler.rooms, config.host, config.bootstrap_port)
+        except OSError as exc:
+            log.error("cannot listen on bootstrap port %s: %s", config.bootstrap_port, exc)
+            return 1
+    await server.start()
     log.info("grpc-echo-worker serving %s on %s", config.model_id, address)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
