@@ -19,8 +19,10 @@ INTERFACES = {
     "OnRequest": ("smg:gateway/middleware-on-request", "on-request"),
     "OnResponse": ("smg:gateway/middleware-on-response", "on-response"),
 }
-# Imports the host provides: WASI p2 (with nothing granted) and the types-only interface.
-_PROVIDED_IMPORTS = ("wasi:", "smg:gateway/middleware-types")
+# Imports the host provides: WASI p2 (linked, with no files, sockets, env or args
+# granted; guest toolchains import all of it) and the types-only interface.
+_PROVIDED_IMPORTS = ("wasi:io/", "wasi:clocks/", "wasi:random/", "wasi:cli/",
+                     "wasi:filesystem/", "wasi:sockets/", "smg:gateway/middleware-types")
 _CORE_MODULE_VERSION = b"\x01\x00\x00\x00"
 
 
