@@ -18,7 +18,17 @@ A header in memory is name ptr/len then value ptr/len (16 bytes)."""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+from importlib.metadata import version
+from pathlib import Path
+
 import wasmtime
+
+from node.wasm import WIT_DIR
 
 _HEADER = '(record (field "name" string) (field "value" string))'
 
@@ -242,3 +252,41 @@ def module_bytes(name: str) -> bytes:
 
 # A valid component that exports neither middleware interface.
 NO_EXPORTS = bytes(wasmtime.wat2wasm("(component)"))
+
+
+# An SMG-style guest in Python, for componentize-py: continue on both attach points.
+PYTHON_EMPTY_GUEST = '''\
+from wit_world import exports
+from wit_world.imports import middleware_types as t
+
+
+class MiddlewareOnRequest(exports.MiddlewareOnRequest):
+    def on_request(self, req: t.Request) -> t.Action:
+        return t.Action_Continue()
+
+
+class MiddlewareOnResponse(exports.MiddlewareOnResponse):
+    def on_response(self, resp: t.Response) -> t.Action:
+        return t.Action_Continue()
+'''
+
+
+def build_python_guest(source: str, cache_dir: Path) -> bytes:
+    """A component built by componentize-py from a Python guest of the `smg` world, cached
+    in `cache_dir` by the guest source, the WIT and componentize-py's version (a build
+    takes tens of seconds)."""
+    wit = (WIT_DIR / "gateway.wit").read_bytes()
+    key = hashlib.sha256(source.encode() + wit + version("componentize-py").encode()).hexdigest()
+    cached = cache_dir / f"{key[:32]}.wasm"
+    if not cached.exists():
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "guest.py").write_text(source)
+            out = Path(tmp) / "guest.wasm"
+            subprocess.run([str(Path(sys.executable).parent / "componentize-py"), "-d",
+                            str(WIT_DIR), "-w", "smg", "componentize", "-p", tmp, "guest",
+                            "-o", str(out)], check=True, capture_output=True, timeout=600)
+            partial = cached.with_suffix(f".{os.getpid()}.part")  # a reader never sees half
+            partial.write_bytes(out.read_bytes())
+            os.replace(partial, cached)
+    return cached.read_bytes()
