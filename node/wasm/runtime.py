@@ -55,9 +55,10 @@ WORKERS = 4
 INSTANTIATE_TIMEOUT_MS = 2000
 # What a guest prints to stderr is kept (the tail) only to tell an out-of-memory abort.
 _STDERR_TAIL = 4096
-# How guests say they ran out: Rust's alloc error handler, Python's MemoryError, C's abort.
-_OOM = re.compile(rb"memory allocation|out of memory|MemoryError|alloc_error|cannot allocate",
-                  re.IGNORECASE)
+# How guests say they ran out (Rust's alloc error handler, Python's MemoryError, C's
+# abort), and wasmtime when a module's initial memory is already over the cap.
+_OOM = re.compile(rb"memory allocation|out of memory|MemoryError|alloc_error|cannot allocate"
+                  rb"|exceeds memory limits", re.IGNORECASE)
 
 
 @cache

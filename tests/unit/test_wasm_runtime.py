@@ -94,6 +94,9 @@ def test_allocating_module_hits_the_memory_cap(compiled: Compiled) -> None:
         run(hog.on_request(REQ))
     assert failed.value.kind == "memory"
     assert run(hog.on_response(WasmResponse(200))) == Continue()
+    with pytest.raises(WasmFailed, match="exceeds memory limits") as failed:
+        ModuleRunner(compiled["auth"], "auth", Limits(memory_bytes=1000))  # under one page
+    assert failed.value.kind == "memory"
 
 
 def test_trap_names_the_module(compiled: Compiled) -> None:
