@@ -290,3 +290,20 @@ def build_python_guest(source: str, cache_dir: Path) -> bytes:
             partial.write_bytes(out.read_bytes())
             os.replace(partial, cached)
     return cached.read_bytes()
+
+
+def _wrong_world(func: str) -> bytes:
+    """A component whose middleware-on-request exports `func` taking a string."""
+    return bytes(wasmtime.wat2wasm(f'''(component
+  (core module $m (memory (export "memory") 1)
+    (func (export "f") (param i32 i32) (result i32) (i32.const 0))
+    (func (export "realloc") (param i32 i32 i32 i32) (result i32) (i32.const 64)))
+  (core instance $i (instantiate $m))
+  (func $f (param "req" string) (result u16) (canon lift (core func $i "f")
+    (memory (core memory $i "memory")) (realloc (core func $i "realloc"))))
+  (instance $x (export "{func}" (func $f)))
+  (export "smg:gateway/middleware-on-request" (instance $x)))'''))
+
+
+WRONG_TYPES = _wrong_world("on-request")
+MISSING_FUNC = _wrong_world("handle")

@@ -13,6 +13,7 @@ from wasmtime.component import Component, Linker
 
 from node.wasm.engine import shared_engine, wasmtime_version
 from node.wasm.errors import WasmInvalid
+from node.wasm.signature import check_exports
 
 # The attach points and the WIT interface each one calls.
 INTERFACES = {
@@ -64,6 +65,7 @@ def _attach_points(component: Component, engine: wasmtime.Engine) -> dict[str, s
     if not points:
         raise WasmInvalid("the component exports neither smg:gateway/middleware-on-request "
                           "nor smg:gateway/middleware-on-response (see docs/wasm.md)")
+    check_exports(component, engine, {INTERFACES[p][1]: name for p, name in points.items()})
     return points
 
 

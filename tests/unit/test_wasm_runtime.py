@@ -29,7 +29,15 @@ from node.wasm.runtime import (
     digest_of,
     serialize,
 )
-from tests.wasm_components import API_KEY, MODULES, NO_EXPORTS, build, module_bytes
+from tests.wasm_components import (
+    API_KEY,
+    MISSING_FUNC,
+    MODULES,
+    NO_EXPORTS,
+    WRONG_TYPES,
+    build,
+    module_bytes,
+)
 
 REQ = WasmRequest("POST", "/v1/chat/completions", "stream=false",
                   [("content-type", "application/json")], b"{}", "req-1", 1_700_000_000_000)
@@ -146,7 +154,10 @@ def test_artifact_round_trip(compiled: Compiled) -> None:
     (module_bytes("auth")[:200], "not a valid component"),
     (bytes(wasmtime.wat2wasm('(component (import "wasi:http/outgoing-handler@0.2.0" '
                              '(instance)))')), "imports wasi:http/outgoing-handler"),
-], ids=["not-wasm", "core-module", "no-exports", "truncated", "unknown-import"])
+    (WRONG_TYPES, r"on-request does not have the smg:gateway types: it is func\(req:string\)"),
+    (MISSING_FUNC, "middleware-on-request does not export the function on-request"),
+], ids=["not-wasm", "core-module", "no-exports", "truncated", "unknown-import", "wrong-types",
+        "missing-func"])
 def test_bad_components_are_invalid(data: bytes, says: str) -> None:
     with pytest.raises(WasmInvalid, match=says):
         compile_component(data)
