@@ -160,6 +160,7 @@ class Node:
         # Registered tokenizers, loaded on this node; the resolver finds one for a request.
         self.tokenizer_registry = TokenizerRegistry(
             lambda: self.raft.state.tokenizers,
+            lambda: self.raft.state.digests_in_use(),
             self.blobs,
             self.blob_fetcher,
             config.data_path / "tokenizers",

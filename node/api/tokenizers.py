@@ -94,10 +94,8 @@ def _drop_unused(node: Node, files: dict[str, dict[str, Any]]) -> None:
     """Remove files read for a registration that was refused, unless a record uses them.
     (Not after an unknown outcome: the record may be applied, and this node's copy is
     then the only one.)"""
-    used = {f["sha256"] for t in node.raft.state.tokenizers.values() for f in t["files"].values()}
-    for entry in files.values():
-        if entry["sha256"] not in used:
-            node.blobs.remove(entry["sha256"])
+    digests = [entry["sha256"] for entry in files.values()]
+    node.blobs.remove_unused(digests, node.raft.state.digests_in_use())
 
 
 # -- handlers ----------------------------------------------------------------------------

@@ -65,6 +65,7 @@ class TokenizerRegistry:
     def __init__(
         self,
         records: Callable[[], dict[str, Record]],
+        in_use: Callable[[], set[str]],  # every digest a record names (ControlState's)
         store: BlobStore,
         fetcher: BlobFetcher,
         work_dir: Path,
@@ -73,6 +74,7 @@ class TokenizerRegistry:
         check_every: float = 2.0,
     ) -> None:
         self.records = records
+        self.in_use = in_use
         self.store = store
         self.fetcher = fetcher
         self.work_dir = work_dir
@@ -129,7 +131,7 @@ class TokenizerRegistry:
             return
         records = self.records()
         for gone in set(self._known) - set(records):
-            self._forget(gone, records)
+            self._forget(gone)
         for tokenizer_id, record in records.items():
             if tokenizer_id not in self._known:
                 self._known[tokenizer_id] = record
@@ -148,18 +150,17 @@ class TokenizerRegistry:
             log.exception("tokenizer %s: preparing it failed", tokenizer_id)
             self._set(tokenizer_id, "failed", f"{type(exc).__name__}: {exc}")
 
-    def _forget(self, tokenizer_id: str, remaining: dict[str, Record]) -> None:
+    def _forget(self, tokenizer_id: str) -> None:
         record = self._known.pop(tokenizer_id)
         self._status.pop(tokenizer_id, None)
         self._loaded.pop(tokenizer_id, None)
         task = self._tasks.pop(tokenizer_id, None)
         if task is not None:
             task.cancel()
-        still_used = {f["sha256"] for r in remaining.values() for f in r["files"].values()}
-        for entry in record["files"].values():
-            if entry["sha256"] not in still_used:
-                self.store.remove(entry["sha256"])
-                self._seen.pop(entry["sha256"], None)
+        digests = [entry["sha256"] for entry in record["files"].values()]
+        # Kept while another tokenizer or a WASM module names it.
+        for digest in self.store.remove_unused(digests, self.in_use()):
+            self._seen.pop(digest, None)
 
     def _set(
         self, tokenizer_id: str, state: str, reason: str | None, retrying: bool = False
