@@ -152,6 +152,8 @@ class Forwarder:
             value = ex.http.headers.get(name)
             if value is not None:
                 headers[name] = value
+        if ex.header_edits:
+            headers = with_edits(headers, ex.header_edits, worker.auth_headers)
         worker.load += 1
         worker.breaker.on_attempt()
         # True: the worker answered; False: it failed; None: we never found out (client left).
@@ -263,6 +265,8 @@ class Forwarder:
             if rewriter is not None and (rest := rewriter.close()):
                 await out.write(rest)
 
+        if ex.before_reply is not None:  # WASM OnResponse: status and headers only
+            await ex.before_reply(out, None)
         try:
             await out.prepare(ex.http)
             self.metrics.first_token(ex.path, time.perf_counter() - ex.started)
@@ -299,6 +303,16 @@ class Forwarder:
             # The client went away (its transport is closed: counted as 499); closing resp
             # cancels the generation.
             return out, None
+
+
+def with_edits(
+    headers: dict[str, str], edits: dict[str, str | None], auth: dict[str, str]
+) -> dict[str, str]:
+    """The headers for a worker with a WASM module's edits (None removes one); the
+    worker's own credentials always win."""
+    kept = {k: v for k, v in headers.items() if k.lower() not in edits}
+    kept.update({name: value for name, value in edits.items() if value is not None})
+    return {**kept, **auth}
 
 
 class _Retryable(web.Response):
