@@ -1,0 +1,67 @@
+"""The Python side of the `smg:gateway` middleware types: what a host hands a module
+and what a module answers. Plain values, so callers never see wasmtime objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# One header as (name, value); a list keeps order and repeated names, as HTTP does.
+Header = tuple[str, str]
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class WasmRequest:
+    """WIT `request`."""
+
+    method: str
+    path: str
+    query: str = ""
+    headers: list[Header] = field(default_factory=list)
+    body: bytes = b""
+    request_id: str = ""
+    now_epoch_ms: int = 0
+
+
+@dataclass(frozen=True)
+class WasmResponse:
+    """WIT `response`."""
+
+    status: int
+    headers: list[Header] = field(default_factory=list)
+    body: bytes = b""
+
+
+@dataclass(frozen=True)
+class Continue:
+    """WIT `action::continue`: pass through unchanged."""
+
+
+@dataclass(frozen=True)
+class Reject:
+    """WIT `action::reject(u16)`: stop the chain with this HTTP status."""
+
+    status: int
+
+
+@dataclass(frozen=True)
+class Modify:
+    """WIT `action::modify(modify-action)`."""
+
+    status: int | None = None
+    headers_set: list[Header] = field(default_factory=list)
+    headers_add: list[Header] = field(default_factory=list)
+    headers_remove: list[str] = field(default_factory=list)
+    body_replace: bytes | None = None
+
+
+Action = Continue | Reject | Modify
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Hard limits on every call of one module."""
+
+    timeout_ms: int = 50
+    memory_bytes: int = 64 * MIB
