@@ -13,10 +13,17 @@ import asyncio
 import uuid
 from typing import Annotated, Any, Literal
 
+import msgspec
 from aiohttp import web
 from msgspec import Meta
 
-from mesh.commands import WASM_MEMORY_BYTES, WASM_NAME_LIMIT, WASM_ORDER_MOST, WASM_TIMEOUT_MS
+from mesh.commands import (
+    WASM_ATTACH_POINTS,
+    WASM_MEMORY_BYTES,
+    WASM_NAME_LIMIT,
+    WASM_ORDER_MOST,
+    WASM_TIMEOUT_MS,
+)
 from node.api.bodies import Body, read_body, whole
 from node.api.common import json_response, node_of
 from node.api.node_views import node_views, summary
@@ -28,7 +35,6 @@ from node.errors import ApiError
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._:/@+-]*"
 MODULES_MOST = 16  # modules in one POST
 PATH_LIMIT = 4096
-Point = Literal["OnRequest", "OnResponse"]
 TimeoutMs = Annotated[int, Meta(ge=WASM_TIMEOUT_MS[0], le=WASM_TIMEOUT_MS[1])]
 MemoryBytes = Annotated[int, Meta(ge=WASM_MEMORY_BYTES[0], le=WASM_MEMORY_BYTES[1])]
 Order = Annotated[int, Meta(ge=0, le=WASM_ORDER_MOST)]
@@ -50,11 +56,11 @@ class ModuleSpec(Body):
         ),
     ]
     attach_points: Annotated[
-        list[dict[Literal["Middleware"], Point]],
+        list[dict[Annotated[str, Meta(max_length=64)], Annotated[str, Meta(max_length=64)]]],
         Meta(
             min_length=1,
             max_length=2,
-            description='[{"Middleware": "OnRequest"}] and/or OnResponse',
+            description='[{"Middleware": "OnRequest"}] and/or {"Middleware": "OnResponse"}',
         ),
     ]
     module_type: Literal["Middleware"] = "Middleware"
@@ -143,9 +149,7 @@ async def _take(node: Node, spec: ModuleSpec) -> dict[str, Any]:
             "give the component as file_path or as wasm_base64 (one of them)",
             param="file_path",
         )
-    points = [p["Middleware"] for p in spec.attach_points]
-    if len(set(points)) != len(points):
-        raise ApiError(400, "attach_points names an attach point twice", param="attach_points")
+    points = _attach_points(spec.attach_points)
     try:
         if spec.file_path is not None:
             data = await asyncio.to_thread(intake.read_file, spec.file_path, limit)
@@ -159,9 +163,7 @@ async def _take(node: Node, spec: ModuleSpec) -> dict[str, Any]:
     assert node.wasm is not None
     await asyncio.to_thread(node.blobs.put_bytes, checked.data)
     await asyncio.to_thread(node.wasm.artifacts.keep, checked.digest, checked.compiled)
-    limits = {
-        k: v for k, v in (spec.limits.__dict__ if spec.limits else {}).items() if v is not None
-    }
+    limits = _given(spec.limits) if spec.limits else {}
     return {
         "id": str(uuid.uuid4()),
         "name": spec.name,
@@ -176,6 +178,29 @@ async def _take(node: Node, spec: ModuleSpec) -> dict[str, Any]:
             "memory_bytes": limits.get("memory_bytes", node.config.wasm_memory_bytes),
         },
     }
+
+
+def _given(body: Body) -> dict[str, Any]:
+    """The fields a body gave (a None is a field left out)."""
+    return {k: v for k, v in msgspec.structs.asdict(body).items() if v is not None}
+
+
+def _attach_points(given: list[dict[str, str]]) -> list[str]:
+    """SMG's `[{"Middleware": "OnRequest"}]` as the points, or a 400 naming the one at fault."""
+    points = []
+    for entry in given:
+        point = entry.get("Middleware") if list(entry) == ["Middleware"] else None
+        if point not in WASM_ATTACH_POINTS:
+            raise ApiError(
+                400,
+                f'unknown attach point {entry!r}: give {{"Middleware": "OnRequest"}} '
+                'or {"Middleware": "OnResponse"}',
+                param="attach_points",
+            )
+        points.append(str(point))
+    if len(set(points)) != len(points):
+        raise ApiError(400, "attach_points names an attach point twice", param="attach_points")
+    return points
 
 
 def _drop_unused(node: Node, specs: list[dict[str, Any]]) -> None:
@@ -246,9 +271,9 @@ async def update_module(request: web.Request, principal: Principal) -> web.Respo
     node = node_of(request)
     record = resolve_module(node, request)
     body = await read_body(request, ModuleUpdate)
-    changes = {k: v for k, v in body.__dict__.items() if v is not None}
+    changes = _given(body)
     if "limits" in changes:
-        changes["limits"] = {k: v for k, v in changes["limits"].__dict__.items() if v is not None}
+        changes["limits"] = _given(changes["limits"])
     if not changes or changes.get("limits") == {}:
         raise ApiError(400, "name at least one of enabled, order, on_error, limits to change")
     await node.commit("wasm.update", {"id": record["id"], "changes": changes}, principal)
