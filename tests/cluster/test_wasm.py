@@ -75,12 +75,21 @@ def chat(node: LocalNode, headers: dict[str, str] | None = None) -> requests.Res
 
 
 def register(
-    mesh: Mesh, name: str, path: Path, points: tuple[str, ...] = ("OnRequest",), **more: Any
+    mesh: Mesh,
+    name: str,
+    path: Path,
+    points: tuple[str, ...] = ("OnRequest",),
+    upload: bool = False,
+    **more: Any,
 ) -> str:
-    """Register a module through n1 by file_path; its id, once ready on every node."""
+    """Register a module through n1 by file_path (or uploaded); its id, once ready on every
+    node."""
+    given = {"file_path": str(path)}
+    if upload:  # the upload form: the component in the body
+        given = {"wasm_base64": base64.b64encode(path.read_bytes()).decode()}
     module = {
         "name": name,
-        "file_path": str(path),
+        **given,
         "module_type": "Middleware",
         "attach_points": [{"Middleware": p} for p in points],
         **more,
@@ -208,7 +217,7 @@ def test_a_module_that_keeps_failing_is_turned_off_until_re_enabled(
 
 
 def test_on_response_maps_a_workers_500_to_503(mesh: Mesh, files: dict[str, Path]) -> None:
-    module_id = register(mesh, "map", files["status_map"], points=("OnResponse",))
+    module_id = register(mesh, "map", files["status_map"], points=("OnResponse",), upload=True)
     worker = mesh.workers[0].url
     requests.post(worker + "/_faults", json={"fail_rate": 1.0}, timeout=5).raise_for_status()
     try:
