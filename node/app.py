@@ -322,6 +322,8 @@ class Node:
             lambda: mesh_gauges(self.is_draining(), self.serving_nodes(), self.peers)
         )
         self.metrics.add_gauges(lambda: rate_limit_gauges(self.ratelimiter))
+        if self.wasm is not None:
+            self.metrics.add_gauges(self.wasm.gauges)
 
     def _control_loop(self) -> ControlLoop:
         """The loop that carries out this node's duties to the mesh (node/control_loop.py)."""

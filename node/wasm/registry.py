@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,8 +100,24 @@ class WasmRegistry:
         """This node's view of every module (for its /ha/local report)."""
         return {module_id: self.status(module_id) for module_id in self._status}
 
-    def breakers_open(self) -> list[str]:
-        return [m.record["name"] for m in self._loaded.values() if m.breaker.state != "closed"]
+    def gauges(self) -> Iterator[tuple[str, str, dict[str, str], float]]:
+        """Scrape-time metrics: each module's readiness and breaker on this node."""
+        for module_id, record in list(self._known.items()):
+            labels = {"module": record["name"]}
+            loaded = self._loaded.get(module_id)
+            yield (
+                "meshgate_wasm_module_ready",
+                "1 while the module is ready here",
+                labels,
+                float(loaded is not None),
+            )
+            state = loaded.breaker.state if loaded else "closed"
+            yield (
+                "meshgate_wasm_breaker_open",
+                "1 while the module's circuit breaker keeps it off here (open or half-open)",
+                labels,
+                float(state != "closed"),
+            )
 
     # -- lifecycle -------------------------------------------------------------------
 

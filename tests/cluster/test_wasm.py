@@ -210,6 +210,7 @@ def test_a_module_that_keeps_failing_is_turned_off_until_re_enabled(
     assert mine["wasm_breakers_open"] == [module_id]
     metrics = requests.get(node.url + "/metrics", timeout=5).text
     assert 'module="flaky",node="n3",outcome="error",point="OnRequest"' in metrics
+    assert 'meshgate_wasm_breaker_open{module="flaky",node="n3"} 1.0' in metrics
     for enabled in (False, True):
         call("PATCH", f"{node.url}/wasm/{module_id}", {"enabled": enabled})
     wait_for(lambda: chat(node).status_code == 500, timeout=10, what="the breaker closed again")
@@ -225,6 +226,14 @@ def test_on_response_maps_a_workers_500_to_503(mesh: Mesh, files: dict[str, Path
     finally:
         requests.post(worker + "/_faults", json={"fail_rate": 0.0}, timeout=5).raise_for_status()
     assert chat(mesh.nodes[1]).status_code == 200
+    # A stream passes the module before its first byte (status and headers only).
+    streamed = requests.post(
+        mesh.nodes[1].url + "/v1/chat/completions",
+        json={**CHAT, "stream": True},
+        headers={"Authorization": f"Bearer {CLIENT_KEY}"},
+        timeout=10,
+    )
+    assert streamed.status_code == 200 and b"[DONE]" in streamed.content
     remove(mesh, module_id)
 
 
