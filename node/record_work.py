@@ -1,12 +1,15 @@
 """Background work for each replicated record a node prepares on its own (a tokenizer, a
-WASM module): one task per record, and a bug or a full disk ends it as `failed` (through
-`failed(record_id, reason)`), never as a silent `pending`."""
+WASM module): this node's status of each, the backoff of its retries, and one task per
+record, which a bug or a full disk ends as `failed` (through `failed(record_id, reason)`),
+never as a silent `pending`."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
 from typing import Any
 
 from node.service import cancel_and_wait
@@ -14,6 +17,33 @@ from node.service import cancel_and_wait
 log = logging.getLogger(__name__)
 
 Work = Coroutine[Any, Any, None]
+
+
+@dataclass
+class LocalStatus:
+    """This node's view of one tokenizer."""
+
+    state: str = "pending"
+    reason: str | None = None
+    updated_at: float = field(default_factory=time.time)
+    retrying: bool = False
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "reason": self.reason,
+            "updated_at": self.updated_at,
+            "retrying": self.retrying,
+        }
+
+
+@dataclass(frozen=True)
+class Backoff:
+    first: float = 0.5
+    most: float = 15.0
+
+
+DEFAULT_BACKOFF = Backoff()
 
 
 class RecordWork:

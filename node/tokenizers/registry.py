@@ -18,45 +18,19 @@ import asyncio
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 from node.blobs.fetch import BlobFetcher, FetchFailed
 from node.blobs.store import BlobStore
-from node.record_work import RecordWork
+from node.record_work import DEFAULT_BACKOFF, Backoff, LocalStatus, RecordWork
 from node.service import Periodic
 from node.text.tokenizer import TextTokenizer, TokenizerLoadError, load_tokenizer
 
 Record = dict[str, Any]
 Loader = Callable[[Path, str | None], TextTokenizer]
 TEMPLATE_FILE: Final = "chat_template.jinja"  # transformers' own file for a chat template
-
-
-@dataclass
-class LocalStatus:
-    """This node's view of one tokenizer."""
-
-    state: str = "pending"
-    reason: str | None = None
-    updated_at: float = field(default_factory=time.time)
-    retrying: bool = False
-
-    def view(self) -> dict[str, Any]:
-        return {
-            "state": self.state,
-            "reason": self.reason,
-            "updated_at": self.updated_at,
-            "retrying": self.retrying,
-        }
-
-
-@dataclass(frozen=True)
-class Backoff:
-    first: float = 0.5
-    most: float = 15.0
 
 
 class TokenizerRegistry:
@@ -68,7 +42,7 @@ class TokenizerRegistry:
         fetcher: BlobFetcher,
         work_dir: Path,
         load: Loader = load_tokenizer,
-        backoff: Backoff = Backoff(),
+        backoff: Backoff = DEFAULT_BACKOFF,
         check_every: float = 2.0,
     ) -> None:
         self.records = records

@@ -21,8 +21,7 @@ from typing import Any
 
 from node.blobs.fetch import BlobFetcher, FetchFailed
 from node.blobs.store import BlobStore
-from node.record_work import RecordWork
-from node.tokenizers.registry import Backoff, LocalStatus
+from node.record_work import DEFAULT_BACKOFF, Backoff, LocalStatus, RecordWork
 from node.wasm import runtime
 from node.wasm.artifacts import ArtifactCache
 from node.wasm.breaker import ModuleBreaker
@@ -37,7 +36,6 @@ class BreakerSettings:
 
 
 DEFAULT_BREAKER = BreakerSettings()
-DEFAULT_BACKOFF = Backoff()
 
 
 @dataclass
