@@ -368,10 +368,8 @@ def _tokenizer_files_problem(files: Any) -> str | None:
     return None
 
 
-def _named_spec_problem(spec: Any, kind: str, name_limit: int) -> str | None:
+def _named_spec_problem(spec: dict[str, Any], kind: str, name_limit: int) -> str | None:
     """The id and name every registered object (tokenizer, WASM module) has."""
-    if not isinstance(spec, dict):
-        return f"{kind} must be a mapping"
     if not isinstance(spec.get("id"), str) or not spec["id"]:
         return f"{kind} id must be a non-empty string"
     name = spec.get("name")
@@ -382,6 +380,8 @@ def _named_spec_problem(spec: Any, kind: str, name_limit: int) -> str | None:
 
 def _tokenizer_add_problem(args: Args) -> str | None:
     spec = args.get("tokenizer")
+    if not isinstance(spec, dict):
+        return "tokenizer must be a mapping"
     problem = _named_spec_problem(spec, "tokenizer", TOKENIZER_NAME_LIMIT)
     if problem:
         return problem
@@ -440,6 +440,8 @@ def _wasm_field_problem(field: str, value: Any) -> str | None:
 
 def _wasm_add_problem(args: Args) -> str | None:
     spec = args.get("module")
+    if not isinstance(spec, dict):
+        return "module must be a mapping"
     problem = _named_spec_problem(spec, "module", WASM_NAME_LIMIT)
     if problem:
         return problem
