@@ -102,6 +102,7 @@ WORKER_MUTABLE: Final = (
     "chat_template",
     "reasoning_parser",
     "tool_parser",
+    "bootstrap_port",
 )
 # Text fields of a worker (SMG's names), with their size limits in characters.
 WORKER_TEXT_LIMITS: Final = {
@@ -143,6 +144,9 @@ def _worker_field_problem(field: str, value: Any) -> str | None:
         return None if good else "labels must map strings to strings"
     if field == "api_key":
         return None if value is None or isinstance(value, str) else "api_key must be a string"
+    if field == "bootstrap_port":  # a prefill worker's KV bootstrap server (SGLang PD)
+        good = value is None or (_integer(value) and 1 <= value <= 65535)
+        return None if good else "bootstrap_port must be null or an integer from 1 to 65535"
     if field in WORKER_TEXT_LIMITS:
         limit = WORKER_TEXT_LIMITS[field]
         good = value is None or (isinstance(value, str) and 0 < len(value) <= limit)

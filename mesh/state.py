@@ -406,7 +406,7 @@ def _rule_problem(command: Command) -> Outcome | None:
 def _worker_add(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
     """Register a worker. args: {"worker": {id, url, model_id, worker_type, runtime,
     connection_mode, priority, cost, labels, api_key, tokenizer_path, chat_template,
-    reasoning_parser, tool_parser}}. It starts `pending`: a
+    reasoning_parser, tool_parser, bootstrap_port}}. It starts `pending`: a
     background discovery job on the proposing node marks it ready or failed."""
     spec = args["worker"]
     worker_id, url = spec["id"], spec["url"]
@@ -430,6 +430,7 @@ def _worker_add(state: ControlState, args: dict[str, Any], cmd: Command, index: 
         "chat_template": spec.get("chat_template"),
         "reasoning_parser": spec.get("reasoning_parser"),
         "tool_parser": spec.get("tool_parser"),
+        "bootstrap_port": spec.get("bootstrap_port"),
         "status": "pending",
         "job_status": {"state": "queued", "message": "discovery queued", "attempts": 0},
         "metadata": {},

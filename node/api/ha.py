@@ -30,6 +30,7 @@ from node.errors import ApiError
 from node.ha.report import health_problems, local_report, mesh_status
 from node.runtime import RUNTIME_KEY
 from node.tcp_probe import tcp_connects
+from node.workers.pairs import pair_health
 from node.workers.worker import shown_record
 
 CONFIG_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,255}")
@@ -99,6 +100,7 @@ async def list_workers(request: web.Request, _: Principal) -> web.Response:
         {
             "workers": [_worker_record(node, r) for r in workers],
             "total": len(workers),
+            "pd_pairs": pair_health(node.pool.all()),
             "applied_index": node.raft.state.applied_index,
         }
     )
@@ -605,7 +607,7 @@ ROUTES = (
         "haListWorkers",
         "ha",
         "Replicated worker records with each node's view of their health",
-        answers={200: "workers"},
+        answers={200: "workers, pd_pairs (prefill/decode health per model)"},
     ),
     Route(
         "GET",

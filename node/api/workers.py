@@ -26,6 +26,7 @@ from node.auth import Principal
 from node.errors import ApiError
 from node.parsers.registry import REASONING_PARSERS, TOOL_PARSERS
 from node.workers.credentials import basic, bearer, safe_url, split_userinfo
+from node.workers.pairs import pair_health
 from node.workers.worker import shown_record
 
 NonEmpty = Annotated[str, Meta(min_length=1, description="a non-empty string, or null")]
@@ -64,6 +65,14 @@ ToolParser = Annotated[
         + ", ".join(sorted(TOOL_PARSERS))
     ),
 ]
+BootstrapPort = Annotated[
+    int,
+    Meta(
+        ge=1,
+        le=65535,
+        description="a prefill worker's KV bootstrap port (SGLang's disaggregation-bootstrap-port)",
+    ),
+]
 URL_TEXT = "the worker's base URL: http(s):// or grpc(s):// with a host, no query or fragment"
 
 
@@ -83,6 +92,7 @@ class WorkerFields(Body):
     chat_template: ChatTemplate | UnsetType | None = UNSET
     reasoning_parser: ReasoningParser | UnsetType | None = UNSET
     tool_parser: ToolParser | UnsetType | None = UNSET
+    bootstrap_port: BootstrapPort | UnsetType | None = UNSET
 
 
 class WorkerCreate(WorkerFields, kw_only=True):
@@ -200,6 +210,7 @@ async def list_workers(request: web.Request, _: Principal) -> web.Response:
             "workers": [_view(node, r) for r in records],
             "total": len(records),
             "stats": node.pool.stats(chosen),
+            "pd_pairs": pair_health(chosen),
             "applied_index": node.raft.state.applied_index,
         }
     )
@@ -328,7 +339,7 @@ ROUTES = (
         "listWorkers",
         "workers",
         "Every registered worker, with live status and stats",
-        answers={200: "workers, total, stats, applied_index"},
+        answers={200: "workers, total, stats, pd_pairs (prefill/decode health), applied_index"},
         query=(Query("model", "only workers of this model id"),),
     ),
     Route(

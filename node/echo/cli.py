@@ -82,6 +82,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=3,
         help="characters per streamed chunk of a scripted reply (3)",
     )
+    parser.add_argument(
+        "--disaggregation-mode",
+        choices=("prefill", "decode"),
+        default=None,
+        help="act as one half of a prefill/decode pair: requests need SGLang's bootstrap "
+        "fields, and a decode request waits for its prefill half (off: a regular worker)",
+    )
+    parser.add_argument(
+        "--bootstrap-port",
+        type=_arg_type(int, _port, "port"),
+        default=None,
+        help="prefill: the port of its bootstrap server (GET /bootstrap/{room}; also served "
+        "on --port), reported in /get_server_info",
+    )
+    parser.add_argument(
+        "--bootstrap-wait-ms",
+        type=_MS,
+        default=5000.0,
+        help="decode: how long a request waits for its prefill half (5000)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the failure RNG (0)")
     parser.add_argument(
         "--api-key", default=None, help="require 'Authorization: Bearer KEY' (all but /health)"
@@ -117,6 +137,9 @@ def config_from_args(args: argparse.Namespace) -> tuple[WorkerConfig, FaultSetti
         api_key=args.api_key,
         reply_text=args.reply_text,
         reply_chunk_chars=args.reply_chunk_chars,
+        disaggregation_mode=args.disaggregation_mode,
+        bootstrap_port=args.bootstrap_port,
+        bootstrap_wait_s=args.bootstrap_wait_ms / 1000.0,
     )
     faults = FaultSettings(
         fail_rate=args.fail_rate,

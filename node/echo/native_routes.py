@@ -111,19 +111,24 @@ class NativeRoutes:
             frames = self._generate_frames(prompts[0], limit)
             return await send_stream(request, self.state, frames, DONE_FRAME)
         self.state.generated_tokens += limit * len(prompts)
-        results = [self._generate_result(prompt, limit) for prompt in prompts]
+        logprobs = bool_param(body, "return_logprob")
+        results = [self._generate_result(prompt, limit, logprobs) for prompt in prompts]
         return json_response(results if batch else results[0])
 
-    def _generate_result(self, prompt: str, limit: int) -> dict[str, Any]:
-        return {
-            "text": text.generate_text(prompt, limit),
-            "meta_info": {
-                "id": self.state.new_id(""),
-                "prompt_tokens": text.prompt_token_count(prompt),
-                "completion_tokens": limit,
-                "finish_reason": {"type": "length", "length": limit},
-            },
+    def _generate_result(self, prompt: str, limit: int, logprobs: bool) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "id": self.state.new_id(""),
+            "prompt_tokens": text.prompt_token_count(prompt),
+            "completion_tokens": limit,
+            "finish_reason": {"type": "length", "length": limit},
         }
+        if logprobs:
+            # SGLang's [logprob, token id, text] per prompt token; a decode worker of a PD
+            # pair never ran the prompt, so only the prefill half has them.
+            prompted = self.config.disaggregation_mode != "decode"
+            count = meta["prompt_tokens"] if prompted else 0
+            meta["input_token_logprobs"] = [[-1.0, i, None] for i in range(count)]
+        return {"text": text.generate_text(prompt, limit), "meta_info": meta}
 
     def _generate_frames(self, prompt: str, limit: int) -> Iterator[Frame]:
         """SGLang-style chunks: each carries the whole text so far; the last one finishes."""

@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from node.echo.httpio import BadRequest, error_response, json_response, read_json_object
 from node.echo.native_routes import NativeRoutes
 from node.echo.openai_routes import Handler, OpenAIRoutes
+from node.echo.pd import bootstrap_app
 from node.echo.state import WorkerState
 
 ResponseHook = Callable[[web.Request, web.StreamResponse], Awaitable[None]]
@@ -110,6 +111,9 @@ class ControlRoutes:
                 "embedding_dim": config.embedding_dim,
                 "start_time": config.started,
                 "api_key": config.api_key,
+                # SGLang's names: what a PD router reads to pair this worker.
+                "disaggregation_mode": config.disaggregation_mode or "null",
+                "disaggregation_bootstrap_port": config.bootstrap_port,
             }
         )
 
@@ -207,6 +211,10 @@ def build_app(state: WorkerState) -> web.Application:
     native_routes = NativeRoutes(state)
     control = ControlRoutes(state)
     inference = {**openai_routes.inference_routes(), **native_routes.inference_routes()}
+    pd = state.pd
+    if pd is not None:
+        inference = {path: pd.gate(path, h) for path, h in inference.items()}
+        app.on_cleanup.append(lambda _: pd.close())
     routes = [web.post(path, guard_inference(state, path, h)) for path, h in inference.items()]
     for path, handler in control.counted_routes().items():
         method = web.post if path == "/flush_cache" else web.get
@@ -219,6 +227,8 @@ def build_app(state: WorkerState) -> web.Application:
         web.get("/_stats", control.get_stats),
         web.post("/_stats/reset", control.reset_stats),
     ]
+    if pd is not None and pd.mode == "prefill":
+        routes.append(web.get("/bootstrap/{room}", pd.bootstrap))
     app.add_routes(routes)
     app.on_response_prepare.append(_identity_headers(state.config.name))
     app.on_response_prepare.append(_remember_headers(state))
@@ -264,22 +274,48 @@ async def serve(state: WorkerState) -> int:
         try:
             await site.start()
         except OSError as exc:
-            print(
-                f"echo-worker {config.name}: cannot listen on {config.host}:{config.port}: {exc}",
-                file=sys.stderr,
-                flush=True,
-            )
-            return 1
+            return _cannot_listen(config.name, f"{config.host}:{config.port}", exc)
         port = _bound_port(runner, config.port)
+        try:
+            bootstrap = await _start_bootstrap(state, port)
+        except OSError as exc:
+            return _cannot_listen(config.name, f"bootstrap port {config.bootstrap_port}", exc)
         print(
             f"echo-worker {config.name} listening on http://{config.host}:{port} "
             f"model={config.model}",
             flush=True,
         )
-        await stop.wait()
+        try:
+            await stop.wait()
+        finally:
+            if bootstrap is not None:
+                await bootstrap.cleanup()
     finally:
         await runner.cleanup()
     return 0
+
+
+def _cannot_listen(name: str, where: str, exc: OSError) -> int:
+    """Say on stderr why the worker cannot start; its exit status."""
+    print(f"echo-worker {name}: cannot listen on {where}: {exc}", file=sys.stderr, flush=True)
+    return 1
+
+
+async def _start_bootstrap(state: WorkerState, port: int) -> web.AppRunner | None:
+    """A prefill's bootstrap server on its own port (None: not needed); OSError when it
+    cannot listen."""
+    config, pd = state.config, state.pd
+    wanted = config.bootstrap_port
+    if pd is None or pd.mode != "prefill" or wanted is None or wanted == port:
+        return None
+    runner = web.AppRunner(bootstrap_app(pd), access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, config.host, wanted).start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    return runner
 
 
 def _bound_port(runner: web.AppRunner, requested: int) -> int:

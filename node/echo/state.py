@@ -20,6 +20,7 @@ from prometheus_client.core import CollectorRegistry, CounterMetricFamily, Gauge
 from prometheus_client.registry import Collector
 
 from node.echo.faults import FaultInjector, FaultSettings
+from node.echo.pd import PdRooms
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,10 @@ class WorkerConfig:
     # A scripted chat reply instead of generated words, streamed this many characters a chunk.
     reply_text: str | None = None
     reply_chunk_chars: int = 3
+    # Prefill/decode mode (node/echo/pd.py): "prefill", "decode" or None (a regular worker).
+    disaggregation_mode: str | None = None
+    bootstrap_port: int | None = None
+    bootstrap_wait_s: float = 5.0
     started: int = field(default_factory=lambda: int(time.time()))
 
 
@@ -57,6 +62,8 @@ class WorkerState:
         self.generated_tokens = 0
         self.redirected = 0  # requests answered with the `redirect_to` fault
         self.last_x_headers: list[str] = []  # the `x-` header names of the last POST
+        mode = config.disaggregation_mode
+        self.pd = PdRooms(mode, config.bootstrap_wait_s) if mode else None
         self._id_prefix = os.urandom(6).hex()
         self._ids = itertools.count(1)
         self.registry = CollectorRegistry(auto_describe=True)
@@ -79,9 +86,11 @@ class WorkerState:
         """Zero the `/_stats` counters; Prometheus counters stay monotonic."""
         self.requests.clear()
         self.redirected = 0
+        if self.pd is not None:
+            self.pd.reset()
 
     def stats(self) -> dict[str, object]:
-        return {
+        stats: dict[str, object] = {
             "requests": dict(self.requests),
             "in_flight": self.in_flight,
             "redirected": self.redirected,
@@ -89,6 +98,9 @@ class WorkerState:
             "name": self.config.name,
             "model": self.config.model,
         }
+        if self.pd is not None:
+            stats["pd"] = self.pd.stats()
+        return stats
 
 
 class _EchoCollector(Collector):

@@ -138,7 +138,10 @@ class Pipeline:
         if subjects:
             meter(request)
         try:
-            response = await self.forwarder.forward(request, policy)
+            key = request.policy_key
+            response = await self.forwarder.forward(
+                request, policy, pair=lambda: self.selector.pair_for(key)
+            )
             if wasm is not None and isinstance(response, web.Response) and not response.prepared:
                 await wasm.on_response(request, response, _body_of(response))
             return response

@@ -12,6 +12,9 @@ The order of events for a request:
 4. the response is relayed: whole for plain requests, chunk by chunk for
    streams. A stream that breaks after its first byte ends with an explicit
    SSE `error` event, so the client knows it is incomplete.
+A model served by prefill/decode pairs takes one worker of each kind per attempt
+(`_forward_pair`; docs/pd.md): the prefill half is sent alongside and drained,
+the decode half is relayed as above.
 A client that disconnects cancels the handler, which closes the upstream
 connection and so cancels the generation; either way the request is counted
 as 499 (`node.client_gone`).
@@ -24,12 +27,14 @@ import dataclasses
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
 
 from node.errors import ApiError
+from node.grpcproxy.build import ROUTES as ENGINE_ROUTES
 from node.grpcproxy.forward import EngineForwarder, Retry
 from node.metrics import Metrics
 from node.outparse.choice import NO_PARSERS, ParserSettings
@@ -44,12 +49,16 @@ from node.proxy.failures import (
     log_failure,
     stream_error,
 )
+from node.proxy.pd import PrefillHalf, bootstrap_fields, wants_input_logprobs, with_fields
 from node.proxy.upstream import Upstream, is_redirect
 from node.routing.base import Policy
+from node.workers.pairs import DECODE, PREFILL, Roles, missing_half, pairable, split_roles
 from node.workers.worker import Worker
 
 log = logging.getLogger(__name__)
 
+# What one attempt ends with: a response, or a phrase saying what went wrong.
+Outcome = web.StreamResponse | str
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 # Request headers passed to the worker besides content-type (never the client's credentials).
 PASSED_HEADERS = ("accept", "anthropic-version", "anthropic-beta", "openai-beta")
@@ -95,30 +104,100 @@ class Forwarder:
         # gRPC workers' attempts (the same parsers, as now in force).
         self.engine = engine or EngineForwarder(metrics, request_timeout)
         self.engine.parsers = lambda: self.parsers
+        self._background: set[asyncio.Task[None]] = set()  # prefill halves still draining
 
-    async def forward(self, ex: InferenceRequest, policy: Policy) -> web.StreamResponse:
+    async def forward(
+        self,
+        ex: InferenceRequest,
+        policy: Policy,
+        pair: Callable[[], tuple[Policy, Policy]] | None = None,
+    ) -> web.StreamResponse:
         """Send the request to the candidate `policy` picks, retrying on others; relay the
-        answer."""
-        serving = ex.candidates
+        answer. A model served by prefill/decode pairs goes to one of each, each half
+        picked by its own instance of the policy (`pair`)."""
+        roles = split_roles(ex.candidates)
+        if roles.use_pairs():
+            return await self._forward_pair(ex, roles, pair() if pair else (policy, policy))
+        serving = _speaking(ex, roles.regular)
         if policy.needs_prompt and any(w.connection_mode == "grpc" for w in serving):
             # The engine's cache holds token ids: prefixes are matched on those.
             ids = await self.engine.prompt_ids(ex, serving)
             if ids:
                 ex.facts = dataclasses.replace(ex.facts, prompt_ids=ids)
         tried: set[str] = set()
-        failure = "no worker is ready"
-        last_response: web.Response | None = None
-        for attempt in range(1, self.retry.max_attempts + 1):
+
+        async def once(attempt: int) -> Outcome | None:
             routable = [w for w in serving if w.routable and self._speaks(w)]
             fresh = [w for w in routable if w.id not in tried] or routable
             if not fresh:
-                break
-            worker = fresh[policy.select(fresh, ex.facts)] if len(fresh) > 1 else fresh[0]
+                return None
+            worker = _pick(fresh, policy, ex)
             ex.worker, ex.attempts = worker, attempt
-            outcome = await self._attempt(ex, worker)
+            tried.add(worker.id)
+            return await self._attempt(ex, worker)
+
+        return await self._retrying(ex, once)
+
+    async def _forward_pair(
+        self, ex: InferenceRequest, roles: Roles, policies: tuple[Policy, Policy]
+    ) -> web.StreamResponse:
+        """One prefill and one decode worker per attempt; a failed half is not tried again
+        while another worker of its kind is left."""
+        problem = missing_half(ex.model, roles)
+        if problem is not None:
+            raise ApiError(503, problem, code="no_pd_pair", headers={"Retry-After": "1"})
+        tried: dict[str, set[str]] = {PREFILL: set(), DECODE: set()}
+
+        def choose(workers: tuple[Worker, ...], policy: Policy, kind: str) -> Worker | None:
+            routable = [w for w in workers if pairable(w)]
+            fresh = [w for w in routable if w.id not in tried[kind]] or routable
+            return _pick(fresh, policy, ex) if fresh else None
+
+        async def once(attempt: int) -> Outcome | None:
+            prefill = choose(roles.prefill, policies[0], PREFILL)
+            decode = choose(roles.decode, policies[1], DECODE)
+            if prefill is None or decode is None:
+                return None
+            ex.worker, ex.attempts = decode, attempt
+            ex.headers["X-Meshgate-Prefill-Worker"] = prefill.id
+            body = with_fields(worker_body(ex.body, ex.data), bootstrap_fields(prefill, ex.data))
+            keep = wants_input_logprobs(ex.path, ex.data)
+            headers = self._headers(ex, None)
+            half = PrefillHalf(self.session, prefill, ex.path, body, headers, self.timeout, keep)
+            self._background.add(half.task)
+            half.task.add_done_callback(self._background.discard)
+            try:
+                outcome = await self._attempt(ex, decode, half, body)
+            except BaseException:
+                half.cancel()  # the client left
+                raise
+            if isinstance(outcome, web.StreamResponse) and not isinstance(outcome, _Retryable):
+                return outcome  # the prefill drains on its own
+            if half.failed:
+                tried[PREFILL].add(prefill.id)
+            else:
+                tried[DECODE].add(decode.id)
+                half.cancel()
+            return outcome
+
+        return await self._retrying(ex, once, "no prefill/decode pair is ready")
+
+    async def _retrying(
+        self,
+        ex: InferenceRequest,
+        once: Callable[[int], Awaitable[Outcome | None]],
+        idle: str = "no worker is ready",
+    ) -> web.StreamResponse:
+        """Call `once` (one attempt; None when no worker is left) until an answer, with the
+        retry budget and backoff; the last retryable answer or a 503 when none came."""
+        failure = idle
+        last_response: web.Response | None = None
+        for attempt in range(1, self.retry.max_attempts + 1):
+            outcome = await once(attempt)
+            if outcome is None:
+                break
             if isinstance(outcome, web.StreamResponse) and not isinstance(outcome, _Retryable):
                 return outcome
-            tried.add(worker.id)
             if isinstance(outcome, _Retryable):
                 last_response, failure = outcome, f"worker answered {outcome.status}"
             else:
@@ -138,22 +217,38 @@ class Forwarder:
             headers={"Retry-After": "1"},
         )
 
-    async def _attempt(self, ex: InferenceRequest, worker: Worker) -> web.StreamResponse | str:
-        """One try on one worker: a response to return, a `_Retryable`, or what went wrong
-        (a fixed phrase for the client; the detail goes to the log)."""
-        if worker.connection_mode == "grpc":
-            return await self._engine_attempt(ex, worker)
+    def _headers(self, ex: InferenceRequest, worker: Worker | None) -> dict[str, str]:
+        """The headers a worker gets: content type, request id, the passed client headers
+        and the worker's own credential (never the client's)."""
         headers = {
             "Content-Type": ex.http.headers.get("Content-Type", "application/json"),
             "X-Request-Id": ex.request_id,
-            **worker.auth_headers,
         }
+        if worker is not None:
+            headers.update(worker.auth_headers)
         for name in PASSED_HEADERS:
             value = ex.http.headers.get(name)
             if value is not None:
                 headers[name] = value
         if ex.header_edits:
-            headers = with_edits(headers, ex.header_edits, worker.auth_headers)
+            auth = worker.auth_headers if worker is not None else {}
+            headers = with_edits(headers, ex.header_edits, auth)
+        return headers
+
+    async def _attempt(
+        self,
+        ex: InferenceRequest,
+        worker: Worker,
+        prefill: PrefillHalf | None = None,
+        sent: bytes | None = None,
+    ) -> Outcome:
+        """One try on one worker: a response to return, a `_Retryable`, or what went wrong
+        (a fixed phrase for the client; the detail goes to the log). For the decode half
+        of a PD pair, `sent` is the body with the bootstrap fields and the answer counts
+        only once its `prefill` half has answered too."""
+        if worker.connection_mode == "grpc":
+            return await self._engine_attempt(ex, worker)
+        headers = self._headers(ex, worker)
         worker.load += 1
         worker.breaker.on_attempt()
         # True: the worker answered; False: it failed; None: we never found out (client left).
@@ -161,10 +256,17 @@ class Forwarder:
         resp: aiohttp.ClientResponse | None = None
         try:
             plan = plan_for(self.parsers, ex.path, ex.data, worker.record, worker.model_id)
-            body = ex.body if plan is None else worker_body(ex.body, ex.data)
-            resp = await self.session.post(
+            body = sent or (ex.body if plan is None else worker_body(ex.body, ex.data))
+            sending = self.session.post(
                 worker.base_url + ex.path, data=body, headers=headers, timeout=self.timeout
             )
+            if prefill is None:
+                resp = await sending
+            else:
+                got = await prefill.alongside(sending)
+                if isinstance(got, str):
+                    return got  # the prefill half failed; the decode half was not at fault
+                resp = got
             if resp.status in RETRYABLE_STATUSES:
                 body = await resp.read()
                 verdict = resp.status < 500
@@ -185,6 +287,8 @@ class Forwarder:
                 return out
             body = await resp.read()
             verdict = resp.status < 500
+            if prefill is not None and prefill.keeps and resp.status < 300:
+                body = await prefill.merge_logprobs(body)
             if ex.meter is not None and resp.status < 300:
                 ex.meter.from_body(body)
             if plan is not None and resp.status < 300:
@@ -315,6 +419,10 @@ def with_edits(
     return {**kept, **auth}
 
 
+def _pick(fresh: list[Worker], policy: Policy, ex: InferenceRequest) -> Worker:
+    return fresh[policy.select(fresh, ex.facts)] if len(fresh) > 1 else fresh[0]
+
+
 class _Retryable(web.Response):
     """A retryable upstream answer, kept to return as-is if every retry fails too."""
 
@@ -322,3 +430,18 @@ class _Retryable(web.Response):
         super().__init__(
             status=status, body=body, headers={"Content-Type": content_type or "application/json"}
         )
+
+
+def _speaking(ex: InferenceRequest, serving: tuple[Worker, ...]) -> tuple[Worker, ...]:
+    """The workers whose protocol serves the route: gRPC engines serve only ENGINE_ROUTES."""
+    if ex.path in ENGINE_ROUTES:
+        return serving
+    speaking = tuple(w for w in serving if w.connection_mode != "grpc")
+    if serving and not speaking:
+        raise ApiError(
+            400,
+            f"model {ex.model!r} is served only by gRPC workers, which do not serve "
+            f"{ex.path} (they serve {', '.join(ENGINE_ROUTES)}); add an HTTP worker for it",
+            code="route_not_served_over_grpc",
+        )
+    return speaking

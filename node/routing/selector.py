@@ -20,7 +20,8 @@ class PolicySelector:
         self.fallback = {"policy": fallback_policy, "params": {}, "version": 0}
         self._records: dict[str, dict[str, Any]] = {}
         self._deployments: dict[str, dict[str, Any]] = {}  # "tenant/name" -> policy record
-        self._instances: dict[str, tuple[int, str, Policy]] = {}
+        # By (model, role): a prefill or decode half has its own instance of the model's policy.
+        self._instances: dict[tuple[str, str], tuple[int, str, Policy]] = {}
 
     def sync(self, records: dict[str, dict[str, Any]]) -> None:
         self._records = records
@@ -47,8 +48,10 @@ class PolicySelector:
             or self.fallback
         )
 
-    def policy_for(self, model: str | None) -> Policy:
-        key = model or ""
+    def policy_for(self, model: str | None, role: str = "") -> Policy:
+        """The model's policy; `role` ("prefill", "decode") names a separate instance of it,
+        so each half of a PD pair keeps its own counters and cache tree."""
+        key = (model or "", role)
         record = self.record_for(model)
         cached = self._instances.get(key)
         if cached is not None and cached[0] == record["version"] and cached[1] == record["policy"]:
@@ -56,6 +59,10 @@ class PolicySelector:
         policy = make_policy(record["policy"], record.get("params") or {})
         self._instances[key] = (record["version"], record["policy"], policy)
         return policy
+
+    def pair_for(self, model: str | None) -> tuple[Policy, Policy]:
+        """The model's policy for the prefill half and for the decode half of a PD pair."""
+        return self.policy_for(model, "prefill"), self.policy_for(model, "decode")
 
     def forget(self, worker_id: str) -> None:
         for _, _, policy in self._instances.values():

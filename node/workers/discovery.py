@@ -152,8 +152,19 @@ class DiscoveryJobs:
             model_ids = [m["id"] for m in models["data"] if isinstance(m, dict) and "id" in m]
         if model_ids:
             metadata["served_models"] = model_ids
+        if record.get("worker_type") == "prefill":
+            await self._bootstrap_port(target, metadata)
         model_id = metadata.get("served_model_name") or (model_ids[0] if model_ids else None)
         return {"metadata": metadata, "model_id": model_id if isinstance(model_id, str) else None}
+
+    async def _bootstrap_port(self, target: Target, metadata: dict[str, Any]) -> None:
+        """A prefill worker's KV bootstrap port, as SGLang reports it in its server info
+        (only that field is kept: server info also holds the engine's secrets)."""
+        info = await self._get(target, "/get_server_info")
+        found = info.json() if info.ok else None
+        port = found.get("disaggregation_bootstrap_port") if isinstance(found, dict) else None
+        if isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535:
+            metadata["disaggregation_bootstrap_port"] = port
 
     async def _get(self, target: Target, path: str) -> Answer:
         try:

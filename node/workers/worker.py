@@ -50,6 +50,7 @@ class Worker:
         "status",
         "target",
         "url",
+        "worker_type",
     )
 
     def __init__(
@@ -76,6 +77,7 @@ class Worker:
         self.cost: float = record.get("cost", 1.0)
         self.status: str = record.get("status", "pending")
         self.connection_mode: str = record.get("connection_mode", "http")
+        self.worker_type: str = record.get("worker_type", "regular")  # or prefill, decode
         # The URL without userinfo (shown, logged, called) and the credential, opened once.
         self.target = target = self.credentials.target(record)
         self.url = self.base_url = target.url

@@ -57,6 +57,9 @@ BAD_WORKER_BODIES = [
     b'{"url": "http://h:1", "api_key": ""}',
     b'{"url": "http://h:1", "colour": "red"}',
     b'{"url": "http://h:1", "connection_mode": "grpc"}',
+    b'{"url": "http://h:1", "worker_type": "prefill", "bootstrap_port": 0}',
+    b'{"url": "http://h:1", "worker_type": "prefill", "bootstrap_port": 70000}',
+    b'{"url": "http://h:1", "worker_type": "prefill", "bootstrap_port": "8998"}',
 ]
 
 
@@ -82,6 +85,7 @@ BAD_UPDATES = [
     b'{"unknown": 1}',
     b'{"worker_type": "x"}',
     b'{"labels": "zone=a"}',
+    b'{"bootstrap_port": 1.5}',
     b'{"priority": 1, "expected_version": -1}',
 ]
 

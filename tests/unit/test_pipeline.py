@@ -49,7 +49,9 @@ class StandInForwarder:
         self.act = act
         self.seen: list[tuple[InferenceRequest, Policy]] = []
 
-    async def forward(self, request: InferenceRequest, policy: Policy) -> web.StreamResponse:
+    async def forward(
+        self, request: InferenceRequest, policy: Policy, pair: object = None
+    ) -> web.StreamResponse:
         self.seen.append((request, policy))
         return await self.act(request)
 

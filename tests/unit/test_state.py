@@ -105,8 +105,10 @@ def test_worker_add_keeps_given_fields() -> None:
         cost=2.5,
         labels=labels,
         api_key="k",
+        bootstrap_port=8998,
     )["ok"]
     record = log.state.workers["w1"]
+    assert record["bootstrap_port"] == 8998
     assert (record["model_id"], record["worker_type"], record["runtime"]) == (
         "m",
         "prefill",
@@ -160,6 +162,10 @@ def test_worker_add_duplicate_id_conflicts() -> None:
         {"labels": {1: "a"}},
         {"labels": "a=b"},
         {"api_key": 123},
+        {"bootstrap_port": 0},
+        {"bootstrap_port": 65536},
+        {"bootstrap_port": "8998"},
+        {"bootstrap_port": True},
     ],
     ids=repr,
 )
