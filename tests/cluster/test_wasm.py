@@ -189,8 +189,12 @@ def test_failing_modules_are_contained_and_fail_open_when_asked(
         assert time.monotonic() - started < 5
         assert requests.get(node.url + "/health", timeout=2).status_code == 200
         # Fail open: the same module, on_error "continue", lets requests through.
-        patched = call("PATCH", f"{node.url}/wasm/{module_id}", {"on_error": "continue"})
-        assert patched.status_code == 200
+        patched = call(
+            "PATCH",
+            f"{node.url}/wasm/{module_id}",
+            {"on_error": "continue", "limits": {"timeout_ms": 10}},
+        )
+        assert patched.status_code == 200 and patched.json()["limits"]["timeout_ms"] == 10
         wait_for(lambda: chat(node).status_code == 200, timeout=10, what="fail open")
         remove(mesh, module_id)
 
