@@ -65,6 +65,7 @@ AUTH_OPS: Final = ("auth.require", "token.revoke")
 INTENT_OPS: Final = ("breaker.reset",)
 MODEL_OPS: Final = ("model.put", "model.delete", "publish.put", "publish.delete", "usage.flush")
 TOKENIZER_OPS: Final = ("tokenizer.add", "tokenizer.remove")
+WASM_OPS: Final = ("wasm.add", "wasm.update", "wasm.remove")
 # A read barrier changes nothing: once a node has applied it, it has applied everything
 # committed before it was proposed (Raft's ReadIndex through the log; node/read_index.py).
 READ_OPS: Final = ("read.barrier",)
@@ -80,6 +81,7 @@ ALL_OPS: Final = (
     + INTENT_OPS
     + MODEL_OPS
     + TOKENIZER_OPS
+    + WASM_OPS
     + READ_OPS
 )
 
@@ -370,15 +372,24 @@ def _tokenizer_files_problem(files: Any) -> str | None:
     return None
 
 
+def _named_spec_problem(spec: dict[str, Any], kind: str, name_limit: int) -> str | None:
+    """The id and name every registered object (tokenizer, WASM module) has."""
+    if not isinstance(spec.get("id"), str) or not spec["id"]:
+        return f"{kind} id must be a non-empty string"
+    name = spec.get("name")
+    if not isinstance(name, str) or not 0 < len(name) <= name_limit:
+        return f"name must be a string of 1 to {name_limit} characters"
+    return None
+
+
 def _tokenizer_add_problem(args: Args) -> str | None:
     spec = args.get("tokenizer")
     if not isinstance(spec, dict):
         return "tokenizer must be a mapping"
-    name, source = spec.get("name"), spec.get("source")
-    if not isinstance(spec.get("id"), str) or not spec["id"]:
-        return "tokenizer id must be a non-empty string"
-    if not isinstance(name, str) or not 0 < len(name) <= TOKENIZER_NAME_LIMIT:
-        return f"name must be a string of 1 to {TOKENIZER_NAME_LIMIT} characters"
+    problem = _named_spec_problem(spec, "tokenizer", TOKENIZER_NAME_LIMIT)
+    if problem:
+        return problem
+    source = spec.get("source")
     if not isinstance(source, str) or not 0 < len(source) <= TOKENIZER_SOURCE_LIMIT:
         return f"source must be a string of 1 to {TOKENIZER_SOURCE_LIMIT} characters"
     template, limit = spec.get("chat_template"), WORKER_TEXT_LIMITS["chat_template"]
@@ -391,6 +402,81 @@ def _tokenizer_add_problem(args: Args) -> str | None:
     if not isinstance(failure, str) or not 0 < len(failure) <= TOKENIZER_SOURCE_LIMIT:
         return f"failure must be null or a string of 1 to {TOKENIZER_SOURCE_LIMIT} characters"
     return None if spec.get("files") in (None, {}) else "a failed tokenizer has no files"
+
+
+# -- WASM middleware: the record names the component by digest; the bytes travel by blob ------
+
+WASM_NAME_LIMIT: Final = 128
+WASM_ATTACH_POINTS: Final = ("OnRequest", "OnResponse")
+WASM_ON_ERROR: Final = ("fail", "continue")
+WASM_ORDER_MOST: Final = 1_000_000
+WASM_TIMEOUT_MS: Final = (1, 60_000)  # per call
+WASM_MEMORY_BYTES: Final = (64 * 1024, 4 * 1024**3)  # per instance
+# Fields `wasm.update` may change; name, digest and attach points never change.
+WASM_MUTABLE: Final = ("enabled", "order", "on_error", "limits")
+
+
+def _wasm_limits_problem(limits: Any) -> str | None:
+    if not isinstance(limits, dict) or set(limits) - {"timeout_ms", "memory_bytes"}:
+        return "limits must be a mapping of timeout_ms and memory_bytes"
+    for field, (low, high) in (
+        ("timeout_ms", WASM_TIMEOUT_MS),
+        ("memory_bytes", WASM_MEMORY_BYTES),
+    ):
+        value = limits.get(field)
+        if value is not None and not (_integer(value) and low <= value <= high):
+            return f"limits.{field} must be an integer from {low} to {high}"
+    return None
+
+
+def _wasm_field_problem(field: str, value: Any) -> str | None:
+    if field == "enabled":
+        return None if isinstance(value, bool) else "enabled must be true or false"
+    if field == "order":
+        good = _integer(value) and 0 <= value <= WASM_ORDER_MOST
+        return None if good else f"order must be an integer from 0 to {WASM_ORDER_MOST}"
+    if field == "on_error":
+        return None if value in WASM_ON_ERROR else f"on_error must be one of {WASM_ON_ERROR}"
+    if field == "limits":
+        return _wasm_limits_problem(value)
+    return f"unknown module field {field!r}"
+
+
+def _wasm_add_problem(args: Args) -> str | None:
+    spec = args.get("module")
+    if not isinstance(spec, dict):
+        return "module must be a mapping"
+    problem = _named_spec_problem(spec, "module", WASM_NAME_LIMIT)
+    if problem:
+        return problem
+    points = spec.get("attach_points")
+    if not is_sha256(spec.get("sha256")):
+        return "sha256 must be 64 lower-case hex digits"
+    if not _integer(spec.get("size")) or spec["size"] <= 0:
+        return "size must be a number of bytes above 0"
+    if (
+        not isinstance(points, list)
+        or not points
+        or not all(point in WASM_ATTACH_POINTS for point in points)
+        or len(set(points)) != len(points)
+    ):
+        return f"attach_points must list one or both of {WASM_ATTACH_POINTS}, once each"
+    for field in WASM_MUTABLE:
+        problem = None if spec.get(field) is None else _wasm_field_problem(field, spec[field])
+        if problem:
+            return problem
+    return None
+
+
+def _wasm_update_problem(args: Args) -> str | None:
+    changes = args.get("changes")
+    if not isinstance(changes, dict) or not changes:
+        return "changes must be a non-empty mapping"
+    for field, value in changes.items():
+        problem = _wasm_field_problem(field, value)
+        if problem:
+            return problem
+    return None
 
 
 VALIDATORS: Final[dict[str, Validator]] = {
@@ -423,6 +509,9 @@ VALIDATORS: Final[dict[str, Validator]] = {
     "usage.flush": _usage_flush_problem,
     "tokenizer.add": _tokenizer_add_problem,
     "tokenizer.remove": _no_rule,
+    "wasm.add": _wasm_add_problem,
+    "wasm.update": _wasm_update_problem,
+    "wasm.remove": _no_rule,
     "read.barrier": _no_args_problem,
 }
 if VALIDATORS.keys() != set(ALL_OPS):  # every op has exactly one rule

@@ -78,6 +78,9 @@ REVOKED_KEYS_KEPT_PER_TENANT: Final = 100  # older revoked records are forgotten
 MAX_MODELS_PER_TENANT: Final = 200
 MAX_PUBLICATIONS_PER_TENANT: Final = 100
 MAX_TOKENIZERS: Final = 1000  # each node loads every one into memory
+MAX_WASM_MODULES: Final = 64  # each node compiles every one and runs the chain per request
+# A module's limits when its registration names none (SMG's defaults).
+WASM_DEFAULT_LIMITS: Final = {"timeout_ms": 50, "memory_bytes": 64 * 1024 * 1024}
 MAX_RECORD_BYTES: Final = 64 * 1024  # a command's arguments, measured as JSON text
 # Commands whose arguments come from a client's request body, and so are size-checked.
 SIZE_CHECKED_OPS: Final = frozenset(
@@ -92,6 +95,8 @@ SIZE_CHECKED_OPS: Final = frozenset(
         "model.put",
         "publish.put",
         "tokenizer.add",
+        "wasm.add",
+        "wasm.update",
     }
 )
 
@@ -108,6 +113,7 @@ class ControlState:
     forgotten: Record = {"index": 0, "log_time": None}
     recent: dict[str, Outcome] = {}  # request memory of snapshots written before `requests`
     tokenizers: dict[str, Record] = {}
+    wasm_modules: dict[str, Record] = {}
 
     def __init__(self) -> None:
         # Log index of the last command applied; every version is such an index.
@@ -153,6 +159,10 @@ class ControlState:
         # size}}, chat_template, failure, created_at, created_by, version}. Never the bytes: each
         # node fetches those by digest from a peer (node/blobs/).
         self.tokenizers = {}
+        # WASM middleware by id: {id, name, sha256, size, attach_points, order, enabled,
+        # on_error, limits {timeout_ms, memory_bytes}, created_at, created_by, version}.
+        # Never the bytes: each node fetches the component by digest (node/blobs/).
+        self.wasm_modules = {}
         # How many circuit-breaker resets were ordered (each node resets its breakers).
         self.breaker_resets: int = 0
         # Recently applied request ids, oldest first (dict keeps order): rid -> {outcome,
@@ -261,6 +271,17 @@ class ControlState:
         """The tokenizer of this name (names are unique; there are few)."""
         return next((t for t in self.tokenizers.values() if t["name"] == name), None)
 
+    def wasm_named(self, name: str) -> Record | None:
+        """The WASM module of this name (names are unique; there are few)."""
+        return next((m for m in self.wasm_modules.values() if m["name"] == name), None)
+
+    def digests_in_use(self) -> set[str]:
+        """Every blob a record names: what removing a record must not delete."""
+        tokenizer_files = {
+            f["sha256"] for t in self.tokenizers.values() for f in t["files"].values()
+        }
+        return tokenizer_files | {m["sha256"] for m in self.wasm_modules.values()}
+
     def counts(self) -> dict[str, int]:
         """How many objects each replicated collection holds (for /ha/status)."""
         return {
@@ -275,6 +296,7 @@ class ControlState:
             "models": len(self.models),
             "published_models": len(self.published),
             "tokenizers": len(self.tokenizers),
+            "wasm_modules": len(self.wasm_modules),
         }
 
 
@@ -1007,27 +1029,34 @@ def _usage_subject_exists(state: ControlState, subject: str) -> bool:
 # -- tokenizers ----------------------------------------------------------------------
 
 
+def _registration_problem(
+    records: dict[str, Record], spec: Record, kind: str, most: int
+) -> Outcome | None:
+    """A taken name or id, or a full registry (tokenizers, WASM modules): names are unique,
+    and a conflict names the record that holds the name (`<kind>_id`)."""
+    existing = next((r for r in records.values() if r["name"] == spec["name"]), None)
+    if existing is not None:
+        said = {f"{kind.split()[-1]}_id": existing["id"]}
+        return fail("conflict", f"a {kind} named {spec['name']!r} already exists", **said)
+    if spec["id"] in records:
+        return fail("conflict", f"{kind} id {spec['id']} already exists")
+    if len(records) >= most:
+        return fail(
+            "limit_reached",
+            f"the mesh has {len(records)} {kind}s, the most it may have; delete some first",
+            limit=most,
+        )
+    return None
+
+
 def _tokenizer_add(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
     """Register a tokenizer. args: {"tokenizer": {id, name, source, files, chat_template,
     failure}}. Names are unique; the files are named by digest (every node fetches the
     bytes). `failure` says why a source gave no files: failed on every node."""
     spec = args["tokenizer"]
-    existing = state.tokenizer_named(spec["name"])
-    if existing is not None:
-        return fail(
-            "conflict",
-            f"a tokenizer named {spec['name']!r} already exists",
-            tokenizer_id=existing["id"],
-        )
-    if spec["id"] in state.tokenizers:
-        return fail("conflict", f"tokenizer id {spec['id']} already exists")
-    if len(state.tokenizers) >= MAX_TOKENIZERS:
-        return fail(
-            "limit_reached",
-            f"the mesh has {len(state.tokenizers)} tokenizers, the most it may have; "
-            "delete some first",
-            limit=MAX_TOKENIZERS,
-        )
+    taken = _registration_problem(state.tokenizers, spec, "tokenizer", MAX_TOKENIZERS)
+    if taken:
+        return taken
     record: Record = {
         "id": spec["id"],
         "name": spec["name"],
@@ -1055,6 +1084,72 @@ def _tokenizer_remove(
         return fail("not_found", f"tokenizer {args.get('id')} not found")
     state.tokenizers = _without(state.tokenizers, record["id"])
     return ok({"tokenizer_id": record["id"], "version": index})
+
+
+# -- WASM middleware ---------------------------------------------------------------------
+
+
+def _wasm_add(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
+    """Register a WASM module. args: {"module": {id, name, sha256, size, attach_points,
+    order?, enabled?, on_error?, limits?}}. Names are unique; without an order it runs
+    after every module registered before it."""
+    spec = args["module"]
+    taken = _registration_problem(state.wasm_modules, spec, "WASM module", MAX_WASM_MODULES)
+    if taken:
+        return taken
+    last = max((m["order"] for m in state.wasm_modules.values()), default=-1)
+    record: Record = {
+        "id": spec["id"],
+        "name": spec["name"],
+        "sha256": spec["sha256"],
+        "size": spec["size"],
+        "attach_points": list(spec["attach_points"]),
+        "order": spec["order"] if spec.get("order") is not None else last + 1,
+        "enabled": spec.get("enabled", True) is not False,
+        "on_error": spec.get("on_error") or "fail",
+        "limits": {**WASM_DEFAULT_LIMITS, **_given(spec.get("limits") or {})},
+        "created_at": cmd["at"],
+        "created_by": cmd["by"],
+        **_stamp(cmd, index),
+    }
+    state.wasm_modules = _with(state.wasm_modules, spec["id"], record)
+    return ok({"module_id": spec["id"], "version": index})
+
+
+def _wasm_update(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
+    """Change a module's enabled flag, order, on_error or limits. args: {"id", "changes"}."""
+
+    def changed(record: Record) -> Record:
+        changes = dict(args["changes"])
+        if "limits" in changes:
+            changes["limits"] = {**record["limits"], **_given(changes["limits"])}
+        return {**record, **changes, **_stamp(cmd, index)}
+
+    return _wasm_change(state, args, index, changed)
+
+
+def _wasm_remove(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
+    """Forget a module. args: {"id"}. A node lets the calls already running finish."""
+    return _wasm_change(state, args, index, lambda _: None)
+
+
+def _wasm_change(
+    state: ControlState, args: dict[str, Any], index: int, change: Callable[[Record], Record | None]
+) -> Outcome:
+    """Replace the module `args["id"]` names with `change(record)`; None removes it."""
+    record = state.wasm_modules.get(args.get("id", ""))
+    if record is None:
+        return fail("not_found", f"WASM module {args.get('id')} not found")
+    new = change(record)
+    modules = state.wasm_modules
+    state.wasm_modules = (
+        _without(modules, record["id"]) if new is None else _with(modules, record["id"], new)
+    )
+    return ok({"module_id": record["id"], "version": index})
+
+
+def _given(mapping: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in mapping.items() if v is not None}
 
 
 Handler = Callable[[ControlState, dict[str, Any], Command, int], Outcome]
@@ -1089,6 +1184,9 @@ _HANDLERS: Final[dict[str, Handler]] = {
     "usage.flush": _usage_flush,
     "tokenizer.add": _tokenizer_add,
     "tokenizer.remove": _tokenizer_remove,
+    "wasm.add": _wasm_add,
+    "wasm.update": _wasm_update,
+    "wasm.remove": _wasm_remove,
     "read.barrier": _read_barrier,
 }
 if _HANDLERS.keys() != VALIDATORS.keys():  # apply asks every op's rule before its handler

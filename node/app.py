@@ -88,6 +88,8 @@ from node.workers.pool import WorkerPool
 
 if TYPE_CHECKING:  # loaded only for a node with tokens (token_service)
     from node.identity.tokens import TokenService
+    from node.wasm.hooks import WasmHooks  # loaded only with --enable-wasm
+    from node.wasm.registry import WasmRegistry
 
 log = logging.getLogger(__name__)
 
@@ -160,11 +162,14 @@ class Node:
         # Registered tokenizers, loaded on this node; the resolver finds one for a request.
         self.tokenizer_registry = TokenizerRegistry(
             lambda: self.raft.state.tokenizers,
+            lambda: self.raft.state.digests_in_use(),
             self.blobs,
             self.blob_fetcher,
             config.data_path / "tokenizers",
         )
         self.tokenizers = TokenizerResolver(self.pool.ready_records, self.tokenizer_registry)
+        # WASM middleware (--enable-wasm): every registered module, made ready on this node.
+        self.wasm: WasmRegistry | None = self._wasm_registry() if config.enable_wasm else None
         # gRPC workers: a channel each, their tokenizers (GetTokenizer's files by digest).
         self.grpc_workers = GrpcWorkers(
             self.pool,
@@ -246,6 +251,9 @@ class Node:
         self._sync_views()
         self.tokenizer_registry.start()  # fetches what it lacks from peers, in the background
         stack.push_async_callback(self.tokenizer_registry.stop)
+        if self.wasm is not None:
+            self.wasm.start()  # fetches and compiles in the background
+            stack.push_async_callback(self.wasm.stop)
         self.health.start()
         stack.push_async_callback(self.health.stop)
         stack.push_async_callback(self.discovery.stop)  # jobs start from here on
@@ -274,6 +282,7 @@ class Node:
             state=lambda: self.raft.state,
             model_label=self.model_label,
             request_id_headers=self.config.request_id_headers,
+            wasm=self._wasm_hooks(),
         )
         self.health = HealthChecker(
             self.pool,
@@ -313,6 +322,8 @@ class Node:
             lambda: mesh_gauges(self.is_draining(), self.serving_nodes(), self.peers)
         )
         self.metrics.add_gauges(lambda: rate_limit_gauges(self.ratelimiter))
+        if self.wasm is not None:
+            self.metrics.add_gauges(self.wasm.gauges)
 
     def _control_loop(self) -> ControlLoop:
         """The loop that carries out this node's duties to the mesh (node/control_loop.py)."""
@@ -349,6 +360,18 @@ class Node:
         this node seals)?"""
         members, views = self.raft.state.members, self.peers.views
         return everyone_sends_with(self.mesh_keys.sends, members, self.name, views)
+
+    def _wasm_registry(self) -> WasmRegistry:
+        from node.wasm.parts import wasm_registry  # wasmtime loads only with --enable-wasm
+
+        return wasm_registry(self.config, self.blobs, self.blob_fetcher, lambda: self.raft.state)
+
+    def _wasm_hooks(self) -> WasmHooks | None:
+        if self.wasm is None:
+            return None
+        from node.wasm.hooks import WasmHooks
+
+        return WasmHooks(self.wasm, self.metrics.wasm_call)
 
     def _blob_peers(self) -> list[Peer]:
         """Every other member, those answering the peer poll first."""
@@ -424,6 +447,8 @@ class Node:
             self._apply_runtime()
         if op.startswith("tokenizer.") or reset:
             self.tokenizer_registry.sync()
+        if (op.startswith("wasm.") or reset) and self.wasm is not None:
+            self.wasm.sync()
         if op == "breaker.reset" and (applied.outcome or {}).get("ok"):
             self._reset_breakers(applied.outcome["value"]["worker_id"])
 

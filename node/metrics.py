@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+WASM_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
@@ -55,6 +56,20 @@ class Metrics:
             ["node"],
             registry=self.registry,
         )
+        self._wasm_calls = Counter(
+            "meshgate_wasm_calls",
+            "WASM middleware calls, by module, attach point and outcome "
+            "(continue, modify, reject, error, skipped: its breaker was open)",
+            ["node", "module", "point", "outcome"],
+            registry=self.registry,
+        )
+        self._wasm_latency = Histogram(
+            "meshgate_wasm_call_duration_seconds",
+            "Time of one WASM middleware call",
+            ["node", "module", "point"],
+            buckets=WASM_BUCKETS,
+            registry=self.registry,
+        )
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
@@ -73,6 +88,11 @@ class Metrics:
 
     def retry(self, route: str, reason: str) -> None:
         self._child(self._retries, route, reason).inc()
+
+    def wasm_call(self, module: str, point: str, outcome: str, seconds: float) -> None:
+        self._child(self._wasm_calls, module, point, outcome).inc()
+        if outcome != "skipped":
+            self._child(self._wasm_latency, module, point).observe(seconds)
 
     def parse_failed(self) -> None:
         self._child(self._parse_failures).inc()

@@ -34,13 +34,17 @@ _HEADER = '(record (field "name" string) (field "value" string))'
 
 
 # The WIT types in component text, with the header (or modify-action) type to use as {0}.
-_REQUEST = ('(record (field "method" string) (field "path" string) (field "query" string) '
-            '(field "headers" (list {0})) (field "body" (list u8)) '
-            '(field "request-id" string) (field "now-epoch-ms" u64))')
+_REQUEST = (
+    '(record (field "method" string) (field "path" string) (field "query" string) '
+    '(field "headers" (list {0})) (field "body" (list u8)) '
+    '(field "request-id" string) (field "now-epoch-ms" u64))'
+)
 _RESPONSE = '(record (field "status" u16) (field "headers" (list {0})) (field "body" (list u8)))'
-_MODIFY = ('(record (field "status" (option u16)) (field "headers-set" (list {0})) '
-           '(field "headers-add" (list {0})) (field "headers-remove" (list string)) '
-           '(field "body-replace" (option (list u8))))')
+_MODIFY = (
+    '(record (field "status" (option u16)) (field "headers-set" (list {0})) '
+    '(field "headers-add" (list {0})) (field "headers-remove" (list string)) '
+    '(field "body-replace" (option (list u8))))'
+)
 _ACTION = '(variant (case "continue") (case "reject" u16) (case "modify" {0}))'
 
 
@@ -101,7 +105,7 @@ def _shim(func: str) -> str:
 
 # The core module's fixed part: one memory, a bump allocator the host lowers arguments
 # with, reset after each call (post-return), and the action written at address 16.
-_CORE_BASE = '''
+_CORE_BASE = """
     (memory (export "memory") 1)
     (global $bump (mut i32) (i32.const 4096))
     (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
@@ -134,40 +138,49 @@ _CORE_BASE = '''
           (then (return (i32.const 0))))
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $next)))
-      (i32.const 1))'''
+      (i32.const 1))"""
 
 REQUEST_PARAMS = (
     "(param $method i32) (param $method_len i32) (param $path i32) (param $path_len i32) "
     "(param $query i32) (param $query_len i32) (param $headers i32) (param $headers_len i32) "
     "(param $body i32) (param $body_len i32) (param $rid i32) (param $rid_len i32) "
-    "(param $now i64)")
-RESPONSE_PARAMS = ("(param $status i32) (param $headers i32) (param $headers_len i32) "
-                   "(param $body i32) (param $body_len i32)")
+    "(param $now i64)"
+)
+RESPONSE_PARAMS = (
+    "(param $status i32) (param $headers i32) (param $headers_len i32) "
+    "(param $body i32) (param $body_len i32)"
+)
 
 
 def component_wat(core: str, exports: tuple[str, ...] = ("on-request", "on-response")) -> str:
     """A component exporting `exports`, whose core module adds `core` (it defines the
     exported core functions "on-request"/"on-response" with the params above)."""
-    types = (f'  (type $header {_HEADER})\n  (type $request {_request("$header")})\n'
-             f'  (type $response {_response("$header")})\n  (type $modify {_modify("$header")})\n'
-             f'  (type $action {_action("$modify")})')
+    types = (
+        f"  (type $header {_HEADER})\n  (type $request {_request('$header')})\n"
+        f"  (type $response {_response('$header')})\n  (type $modify {_modify('$header')})\n"
+        f"  (type $action {_action('$modify')})"
+    )
     shims = "".join(_shim(f) for f in exports)
-    return (f"(component\n{types}\n  (core module $m{_CORE_BASE}\n{core}\n  )\n"
-            f"  (core instance $core (instantiate $m)){shims}\n)")
+    return (
+        f"(component\n{types}\n  (core module $m{_CORE_BASE}\n{core}\n  )\n"
+        f"  (core instance $core (instantiate $m)){shims}\n)"
+    )
 
 
 def build(core: str, exports: tuple[str, ...] = ("on-request", "on-response")) -> bytes:
     return bytes(wasmtime.wat2wasm(component_wat(core, exports)))
 
 
-CONTINUE_ON_REQUEST = (
-    f'(func (export "on-request") {REQUEST_PARAMS} (result i32) (call $continue))')
+CONTINUE_ON_REQUEST = f'(func (export "on-request") {REQUEST_PARAMS} (result i32) (call $continue))'
 CONTINUE_ON_RESPONSE = (
-    f'(func (export "on-response") {RESPONSE_PARAMS} (result i32) (call $continue))')
+    f'(func (export "on-response") {RESPONSE_PARAMS} (result i32) (call $continue))'
+)
 
 # Reject with 401 unless a header `x-api-key: let-me-in` is present.
 API_KEY = "let-me-in"
-AUTH = CONTINUE_ON_RESPONSE + f'''
+AUTH = (
+    CONTINUE_ON_RESPONSE
+    + f'''
     (data (i32.const 64) "x-api-key")
     (data (i32.const 80) "{API_KEY}")
     (func (export "on-request") {REQUEST_PARAMS} (result i32)
@@ -186,10 +199,13 @@ AUTH = CONTINUE_ON_RESPONSE + f'''
         (local.set $h (i32.add (local.get $h) (i32.const 16)))
         (br $next)))
       (call $reject (i32.const 401)))'''
+)
 
 # Modify: set `x-injected: yes`, add `x-added: 1`, remove `x-drop`, and echo the request
 # path back as the body (so a test sees the request's fields arrive).
-INJECT = CONTINUE_ON_RESPONSE + f'''
+INJECT = (
+    CONTINUE_ON_RESPONSE
+    + f"""
     (data (i32.const 64) "x-injected")
     (data (i32.const 80) "yes")
     (data (i32.const 96) "x-added")
@@ -206,30 +222,40 @@ INJECT = CONTINUE_ON_RESPONSE + f'''
       (i32.store (i32.const 40) (i32.const 288)) (i32.store (i32.const 44) (i32.const 1))
       (i32.store8 (i32.const 48) (i32.const 1))
       (i32.store (i32.const 52) (local.get $path)) (i32.store (i32.const 56) (local.get $path_len))
-      (i32.const 16))'''
+      (i32.const 16))"""
+)
 
 # OnResponse only: a 500 becomes a 503; anything else passes.
-STATUS_MAP = f'''
+STATUS_MAP = f"""
     (func (export "on-response") {RESPONSE_PARAMS} (result i32)
       (if (i32.ne (local.get $status) (i32.const 500)) (then (return (call $continue))))
       (drop (call $modify))
       (i32.store8 (i32.const 20) (i32.const 1)) (i32.store16 (i32.const 22) (i32.const 503))
-      (i32.const 16))'''
+      (i32.const 16))"""
 
-LOOP = CONTINUE_ON_RESPONSE + f'''
+LOOP = (
+    CONTINUE_ON_RESPONSE
+    + f"""
     (func (export "on-request") {REQUEST_PARAMS} (result i32)
-      (loop $forever (br $forever)) (unreachable))'''
+      (loop $forever (br $forever)) (unreachable))"""
+)
 
 # Grows memory until the cap refuses, then aborts as an allocator does (its name is in
 # the trap's backtrace, as Rust's handle_alloc_error is).
-ALLOCATE = CONTINUE_ON_RESPONSE + f'''
+ALLOCATE = (
+    CONTINUE_ON_RESPONSE
+    + f"""
     (func $handle_alloc_error (unreachable))
     (func (export "on-request") {REQUEST_PARAMS} (result i32)
       (loop $more (br_if $more (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))
-      (call $handle_alloc_error) (unreachable))'''
+      (call $handle_alloc_error) (unreachable))"""
+)
 
-TRAP = CONTINUE_ON_RESPONSE + f'''
-    (func (export "on-request") {REQUEST_PARAMS} (result i32) (unreachable))'''
+TRAP = (
+    CONTINUE_ON_RESPONSE
+    + f"""
+    (func (export "on-request") {REQUEST_PARAMS} (result i32) (unreachable))"""
+)
 
 EMPTY = CONTINUE_ON_REQUEST
 
@@ -255,7 +281,7 @@ NO_EXPORTS = bytes(wasmtime.wat2wasm("(component)"))
 
 
 # An SMG-style guest in Python, for componentize-py: continue on both attach points.
-PYTHON_EMPTY_GUEST = '''\
+PYTHON_EMPTY_GUEST = """\
 from wit_world import exports
 from wit_world.imports import middleware_types as t
 
@@ -268,7 +294,7 @@ class MiddlewareOnRequest(exports.MiddlewareOnRequest):
 class MiddlewareOnResponse(exports.MiddlewareOnResponse):
     def on_response(self, resp: t.Response) -> t.Action:
         return t.Action_Continue()
-'''
+"""
 
 
 def build_python_guest(source: str, cache_dir: Path) -> bytes:
@@ -283,9 +309,24 @@ def build_python_guest(source: str, cache_dir: Path) -> bytes:
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / "guest.py").write_text(source)
             out = Path(tmp) / "guest.wasm"
-            subprocess.run([str(Path(sys.executable).parent / "componentize-py"), "-d",
-                            str(WIT_DIR), "-w", "smg", "componentize", "-p", tmp, "guest",
-                            "-o", str(out)], check=True, capture_output=True, timeout=600)
+            subprocess.run(
+                [
+                    str(Path(sys.executable).parent / "componentize-py"),
+                    "-d",
+                    str(WIT_DIR),
+                    "-w",
+                    "smg",
+                    "componentize",
+                    "-p",
+                    tmp,
+                    "guest",
+                    "-o",
+                    str(out),
+                ],
+                check=True,
+                capture_output=True,
+                timeout=600,
+            )
             partial = cached.with_suffix(f".{os.getpid()}.part")  # a reader never sees half
             partial.write_bytes(out.read_bytes())
             os.replace(partial, cached)
@@ -294,7 +335,8 @@ def build_python_guest(source: str, cache_dir: Path) -> bytes:
 
 def _wrong_world(func: str) -> bytes:
     """A component whose middleware-on-request exports `func` taking a string."""
-    return bytes(wasmtime.wat2wasm(f'''(component
+    return bytes(
+        wasmtime.wat2wasm(f'''(component
   (core module $m (memory (export "memory") 1)
     (func (export "f") (param i32 i32) (result i32) (i32.const 0))
     (func (export "realloc") (param i32 i32 i32 i32) (result i32) (i32.const 64)))
@@ -302,7 +344,8 @@ def _wrong_world(func: str) -> bytes:
   (func $f (param "req" string) (result u16) (canon lift (core func $i "f")
     (memory (core memory $i "memory")) (realloc (core func $i "realloc"))))
   (instance $x (export "{func}" (func $f)))
-  (export "smg:gateway/middleware-on-request" (instance $x)))'''))
+  (export "smg:gateway/middleware-on-request" (instance $x)))''')
+    )
 
 
 WRONG_TYPES = _wrong_world("on-request")

@@ -23,6 +23,7 @@ from node.api import (
     policies,
     text,
     tokenizers,
+    wasm,
     workers,
 )
 from node.api.table import Route
@@ -38,6 +39,7 @@ WITHOUT_FEED: Final[tuple[Route, ...]] = (
     *ha.ROUTES,
     *blobs.ROUTES,
     *tokenizers.ROUTES,
+    *wasm.ROUTES,
     *admin.ROUTES,
     *manage.ROUTES,
     *models.ROUTES,

@@ -17,6 +17,7 @@ from msgspec import Meta
 from mesh.commands import TOKENIZER_NAME_LIMIT, TOKENIZER_SOURCE_LIMIT, WORKER_TEXT_LIMITS
 from node.api.bodies import Body, read_body, whole
 from node.api.common import json_response, node_of
+from node.api.node_views import node_views, summary
 from node.api.table import COMMIT, Audience, Route
 from node.app import Node
 from node.auth import Principal
@@ -71,33 +72,12 @@ def _view(node: Node, record: dict[str, Any]) -> dict[str, Any]:
     return {**shown, "status": node.tokenizer_registry.status(record["id"])}
 
 
-def node_views(node: Node, tokenizer_id: str) -> dict[str, dict[str, Any]]:
-    """Each node's view of one tokenizer: this node's own, its peers' from their last report."""
-    views = {node.name: node.tokenizer_registry.status(tokenizer_id)}
-    for name, peer in sorted(node.peers.views.items()):
-        if not peer.reachable:
-            views[name] = {"state": "unknown", "reason": peer.error or "not polled yet"}
-            continue
-        seen = peer.report.get("tokenizers", {}).get(tokenizer_id)
-        views[name] = seen or {"state": "pending", "reason": "not seen yet", "updated_at": None}
-    return views
-
-
-def _summary(views: dict[str, dict[str, Any]]) -> str:
-    states = {view["state"] for view in views.values()}
-    if states == {"ready"}:
-        return "ready"
-    return "failed" if "failed" in states else "pending"
-
-
 def _drop_unused(node: Node, files: dict[str, dict[str, Any]]) -> None:
     """Remove files read for a registration that was refused, unless a record uses them.
     (Not after an unknown outcome: the record may be applied, and this node's copy is
     then the only one.)"""
-    used = {f["sha256"] for t in node.raft.state.tokenizers.values() for f in t["files"].values()}
-    for entry in files.values():
-        if entry["sha256"] not in used:
-            node.blobs.remove(entry["sha256"])
+    digests = [entry["sha256"] for entry in files.values()]
+    node.blobs.remove_unused(digests, node.raft.state.digests_in_use())
 
 
 # -- handlers ----------------------------------------------------------------------------
@@ -168,9 +148,10 @@ async def get_tokenizer(request: web.Request, _: Principal) -> web.Response:
 async def tokenizer_status(request: web.Request, _: Principal) -> web.Response:
     node = node_of(request)
     record = resolve_tokenizer(node, request)
-    views = node_views(node, record["id"])
+    own = node.tokenizer_registry.status(record["id"])
+    views = node_views(node, "tokenizers", record["id"], own)
     return json_response(
-        {"id": record["id"], "name": record["name"], "status": _summary(views), "nodes": views}
+        {"id": record["id"], "name": record["name"], "status": summary(views), "nodes": views}
     )
 
 

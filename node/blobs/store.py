@@ -18,7 +18,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Final
 
@@ -141,6 +141,14 @@ class BlobStore:
 
     def remove(self, digest: str) -> None:
         self.path(digest).unlink(missing_ok=True)
+
+    def remove_unused(self, digests: Iterable[str], in_use: set[str]) -> list[str]:
+        """Remove those of `digests` no record uses (`in_use`: ControlState.digests_in_use,
+        which knows every kind of record that names blobs); the ones removed."""
+        gone = [d for d in digests if d not in in_use]
+        for digest in gone:
+            self.remove(digest)
+        return gone
 
 
 def file_digest(path: Path) -> str:

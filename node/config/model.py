@@ -23,6 +23,7 @@ from node.config.sections import (
     Serving,
     Shutdown,
     Upstream,
+    Wasm,
     Workers,
 )
 
@@ -33,6 +34,7 @@ from node.config.sections import (
 class Config(
     Shutdown,
     HotStore,
+    Wasm,
     Blobs,
     Mesh,
     Identity,

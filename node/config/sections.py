@@ -317,6 +317,34 @@ class Blobs(Section):
 
 
 @dataclass(frozen=True)
+class Wasm(Section):
+    """WASM middleware (docs/wasm.md): off unless enabled; each module's default limits."""
+
+    title = "wasm"
+    table = "wasm"
+    prefix = "wasm_"
+
+    enable_wasm: bool = setting(False, "run registered WASM middleware and serve /wasm")
+    wasm_max_module_bytes: int = setting(
+        64 * 1024 * 1024, "largest WASM component a node takes (bytes)", check=at_least(1)
+    )
+    wasm_timeout_ms: int = setting(
+        50, "longest call of a module without its own limit (ms)", check=between(1, 60_000)
+    )
+    wasm_memory_bytes: int = setting(
+        64 * 1024 * 1024,
+        "most memory a module without its own limit may use (bytes)",
+        check=between(64 * 1024, 4 * 1024**3),
+    )
+    wasm_breaker_failures: int = setting(
+        5, "consecutive failures that turn a module off on a node", check=at_least(1)
+    )
+    wasm_breaker_cooldown_secs: float = setting(
+        30.0, "how long a module stays off before one call probes it", check=between(0.1, 3600)
+    )
+
+
+@dataclass(frozen=True)
 class HotStore(Section):
     """Redis, shared by rate limits, quotas and usage for exact mesh-wide counts."""
 

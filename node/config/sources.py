@@ -38,7 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             opt.flag,
             dest=opt.name,
             default=None,
-            nargs="*" if opt.many else None,
+            # A switch given alone means true (SMG's `--enable-wasm`); a value still works.
+            nargs="*" if opt.many else ("?" if opt.kind is parse_bool else None),
+            const="true" if opt.kind is parse_bool else None,
             help=f"{opt.help} (env {opt.env}; default {opt.default!r}{runtime})",
         )
 

@@ -231,6 +231,7 @@ def build_app(state: WorkerState) -> web.Application:
         routes.append(web.get("/bootstrap/{room}", pd.bootstrap))
     app.add_routes(routes)
     app.on_response_prepare.append(_identity_headers(state.config.name))
+    app.on_response_prepare.append(_remember_headers(state))
     return app
 
 
@@ -245,6 +246,19 @@ def _identity_headers(name: str) -> ResponseHook:
             headers["x-request-id"] = request_id
 
     return add_headers
+
+
+def _remember_headers(state: WorkerState) -> ResponseHook:
+    """Keep the `x-` header names of the last POST (names only), shown in `/_stats`: a
+    test sees what a gateway passed on (e.g. a WASM module's headers)."""
+
+    async def remember(request: web.Request, _: web.StreamResponse) -> None:
+        if request.method == "POST" and not request.path.startswith("/_"):
+            state.last_x_headers = sorted(
+                {h.lower() for h in request.headers if h[:2].lower() == "x-"}
+            )
+
+    return remember
 
 
 async def serve(state: WorkerState) -> int:

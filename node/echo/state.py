@@ -61,6 +61,7 @@ class WorkerState:
         self.in_flight = 0
         self.generated_tokens = 0
         self.redirected = 0  # requests answered with the `redirect_to` fault
+        self.last_x_headers: list[str] = []  # the `x-` header names of the last POST
         mode = config.disaggregation_mode
         self.pd = PdRooms(mode, config.bootstrap_wait_s) if mode else None
         self._id_prefix = os.urandom(6).hex()
@@ -93,6 +94,7 @@ class WorkerState:
             "requests": dict(self.requests),
             "in_flight": self.in_flight,
             "redirected": self.redirected,
+            "last_x_headers": self.last_x_headers,
             "name": self.config.name,
             "model": self.config.model,
         }

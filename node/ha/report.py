@@ -9,7 +9,7 @@ each peer. Nothing is a placeholder: a peer that does not answer is reported
 from __future__ import annotations
 
 import time
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mesh.raft import MeshRaft, RaftStatus
 from node import __version__
@@ -24,6 +24,9 @@ from node.readiness import Readiness
 from node.tokenizers.registry import TokenizerRegistry
 from node.workers.credentials import CredentialBox
 from node.workers.pool import WorkerPool
+
+if TYPE_CHECKING:
+    from node.wasm.registry import WasmRegistry
 
 
 class Reporting(Protocol):
@@ -44,6 +47,7 @@ class Reporting(Protocol):
     mesh_keys: MeshKeys
     credentials: CredentialBox
     tokenizer_registry: TokenizerRegistry
+    wasm: WasmRegistry | None
 
     def is_draining(self) -> bool: ...
     def serving_nodes(self) -> int: ...
@@ -96,6 +100,8 @@ def local_report(node: Reporting) -> dict[str, Any]:
         "rate_limits": node.ratelimiter.stats(),
         "mesh_secret": secret_report(node),
         "tokenizers": node.tokenizer_registry.report(),  # this node's view of each (GET .../status)
+        # Each WASM module on this node: pending/ready/failed, and its circuit breaker.
+        "wasm": node.wasm.report() if node.wasm is not None else None,
     }
 
 
@@ -166,6 +172,7 @@ def mesh_status(node: Reporting) -> dict[str, Any]:
                 "applied_index": report.get("applied_index") if reachable else None,
                 "unappliable_entries": report.get("unappliable_entries") if reachable else None,
                 "mesh_secret": report.get("mesh_secret") if reachable else None,
+                "wasm_breakers_open": open_breakers(report) if reachable else None,
                 "match_index": peer.match_index if peer and raft.is_leader else None,
                 "raft_connected": peer.connected if peer else (name == node.name),
                 "version": report.get("version", member.get("version")),
@@ -216,6 +223,16 @@ def mesh_status(node: Reporting) -> dict[str, Any]:
         "quota_backend": node.quotas.backend,
         "shutdowns": list(state.shutdowns.values())[-5:],
     }
+
+
+def open_breakers(report: dict[str, Any]) -> list[str]:
+    """The WASM modules (ids) a node's breaker has turned off, from its /ha/local report."""
+    modules = report.get("wasm") or {}
+    return sorted(
+        module_id
+        for module_id, view in modules.items()
+        if (view.get("breaker") or {}).get("state", "closed") != "closed"
+    )
 
 
 def health_problems(mesh: MeshRaft) -> list[str]:

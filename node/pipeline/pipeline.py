@@ -13,7 +13,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -34,6 +35,9 @@ from node.proxy.facts import facts_of, model_of, wants_stream
 from node.proxy.forward import Forwarder
 from node.routing.selector import PolicySelector
 from node.workers.pool import WorkerPool
+
+if TYPE_CHECKING:
+    from node.wasm.hooks import WasmHooks
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,7 @@ class Pipeline:
     state: Callable[[], ControlState]  # this node's replica, as applied now
     model_label: Callable[[str | None], str]  # bounds the `model` label to known models
     request_id_headers: Sequence[str]
+    wasm: WasmHooks | None = None  # with --enable-wasm: the middleware modules
 
     def request(
         self,
@@ -103,8 +108,12 @@ class Pipeline:
             self.metrics.request(route, self.model_label(model), status, seconds)
 
     async def run(self, request: InferenceRequest) -> web.StreamResponse:
-        """The stages, in order: workers, authorize, rate limits, quota, admission,
-        forward, settle."""
+        """The stages, in order: WASM OnRequest, workers, authorize, rate limits, quota,
+        admission, forward (WASM OnResponse), settle."""
+        wasm = self.wasm
+        if wasm is not None:
+            await wasm.on_request(request)  # may reject, or change headers and body
+            request.before_reply = partial(wasm.on_response, request)
         target = request.target
         candidates = target.candidates
         if candidates is None:
@@ -130,9 +139,17 @@ class Pipeline:
             meter(request)
         try:
             key = request.policy_key
-            return await self.forwarder.forward(
+            response = await self.forwarder.forward(
                 request, policy, pair=lambda: self.selector.pair_for(key)
             )
+            if wasm is not None and isinstance(response, web.Response) and not response.prepared:
+                await wasm.on_response(request, response, _body_of(response))
+            return response
         finally:
             self.admission.release()
             await settle(request, quota, subjects, self.usage)
+
+
+def _body_of(response: web.Response) -> bytes:
+    body = response.body
+    return body if isinstance(body, bytes) else b""

@@ -11,7 +11,7 @@ The body stays bytes: only the fields routing needs were parsed, once.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +59,10 @@ class InferenceRequest:
     headers: dict[str, str] = field(default_factory=dict)  # X-RateLimit-*
     meter: TokenMeter | None = None  # set when tokens must be counted
     engine_request: Any = None  # for gRPC workers: built once, when routing needed the ids
+    # WASM middleware: headers its OnRequest modules set (None: removed) for the worker, and
+    # its OnResponse step, which a stream calls before its first byte.
+    header_edits: dict[str, str | None] = field(default_factory=dict)
+    before_reply: Callable[[web.StreamResponse, bytes | None], Awaitable[None]] | None = None
     # Recorded by the forwarder.
     worker: Worker | None = None
     attempts: int = 0

@@ -262,6 +262,9 @@ class Forwarder:
             value = ex.http.headers.get(name)
             if value is not None:
                 headers[name] = value
+        if ex.header_edits:
+            auth = worker.auth_headers if worker is not None else {}
+            headers = with_edits(headers, ex.header_edits, auth)
         return headers
 
     async def _attempt(
@@ -399,6 +402,8 @@ class Forwarder:
             if rewriter is not None and (rest := rewriter.close()):
                 await out.write(rest)
 
+        if ex.before_reply is not None:  # WASM OnResponse: status and headers only
+            await ex.before_reply(out, None)
         try:
             await out.prepare(ex.http)
             self.metrics.first_token(ex.path, time.perf_counter() - ex.started)
@@ -435,6 +440,16 @@ class Forwarder:
             # The client went away (its transport is closed: counted as 499); closing resp
             # cancels the generation.
             return out, None
+
+
+def with_edits(
+    headers: dict[str, str], edits: dict[str, str | None], auth: dict[str, str]
+) -> dict[str, str]:
+    """The headers for a worker with a WASM module's edits (None removes one); the
+    worker's own credentials always win."""
+    kept = {k: v for k, v in headers.items() if k.lower() not in edits}
+    kept.update({name: value for name, value in edits.items() if value is not None})
+    return {**kept, **auth}
 
 
 def _pick(fresh: list[Worker], policy: Policy, ex: InferenceRequest) -> Worker:

@@ -15,64 +15,38 @@ tokenizer goes into its `/ha/local` report, so any node can show every node's vi
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import shutil
 import tempfile
-import time
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
 from node.blobs.fetch import BlobFetcher, FetchFailed
 from node.blobs.store import BlobStore
-from node.service import Periodic, cancel_and_wait
+from node.record_work import DEFAULT_BACKOFF, Backoff, LocalStatus, RecordWork
+from node.service import Periodic
 from node.text.tokenizer import TextTokenizer, TokenizerLoadError, load_tokenizer
-
-log = logging.getLogger(__name__)
 
 Record = dict[str, Any]
 Loader = Callable[[Path, str | None], TextTokenizer]
 TEMPLATE_FILE: Final = "chat_template.jinja"  # transformers' own file for a chat template
 
 
-@dataclass
-class LocalStatus:
-    """This node's view of one tokenizer."""
-
-    state: str = "pending"
-    reason: str | None = None
-    updated_at: float = field(default_factory=time.time)
-    retrying: bool = False
-
-    def view(self) -> dict[str, Any]:
-        return {
-            "state": self.state,
-            "reason": self.reason,
-            "updated_at": self.updated_at,
-            "retrying": self.retrying,
-        }
-
-
-@dataclass(frozen=True)
-class Backoff:
-    first: float = 0.5
-    most: float = 15.0
-
-
 class TokenizerRegistry:
     def __init__(
         self,
         records: Callable[[], dict[str, Record]],
+        in_use: Callable[[], set[str]],  # every digest a record names (ControlState's)
         store: BlobStore,
         fetcher: BlobFetcher,
         work_dir: Path,
         load: Loader = load_tokenizer,
-        backoff: Backoff = Backoff(),
+        backoff: Backoff = DEFAULT_BACKOFF,
         check_every: float = 2.0,
     ) -> None:
         self.records = records
+        self.in_use = in_use
         self.store = store
         self.fetcher = fetcher
         self.work_dir = work_dir
@@ -81,7 +55,7 @@ class TokenizerRegistry:
         self._known: dict[str, Record] = {}  # the records being served, by id
         self._status: dict[str, LocalStatus] = {}
         self._loaded: dict[str, TextTokenizer] = {}
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._work = RecordWork("tokenizer", lambda i, why: self._set(i, "failed", why))
         self._seen: dict[str, tuple[int, int, int]] = {}  # digest -> (inode, size, mtime)
         self._started = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -120,8 +94,7 @@ class TokenizerRegistry:
     async def stop(self) -> None:
         self._started = False
         await self._checker.stop()
-        await cancel_and_wait(list(self._tasks.values()))
-        self._tasks.clear()
+        await self._work.stop()
 
     def sync(self) -> None:
         """Follow the replicated records: prepare new ones, forget removed ones."""
@@ -129,37 +102,22 @@ class TokenizerRegistry:
             return
         records = self.records()
         for gone in set(self._known) - set(records):
-            self._forget(gone, records)
+            self._forget(gone)
         for tokenizer_id, record in records.items():
             if tokenizer_id not in self._known:
                 self._known[tokenizer_id] = record
                 self._status[tokenizer_id] = LocalStatus()
-                self._run(tokenizer_id, self._prepare(record))
+                self._work.run(tokenizer_id, self._prepare(record))
 
-    def _run(self, tokenizer_id: str, work: Coroutine[Any, Any, None]) -> None:
-        guarded = self._guarded(tokenizer_id, work)
-        self._tasks[tokenizer_id] = asyncio.create_task(guarded, name=f"tokenizer-{tokenizer_id}")
-
-    async def _guarded(self, tokenizer_id: str, work: Coroutine[Any, Any, None]) -> None:
-        """A bug or a full disk ends the work as `failed`, never as a silent `pending`."""
-        try:
-            await work
-        except Exception as exc:
-            log.exception("tokenizer %s: preparing it failed", tokenizer_id)
-            self._set(tokenizer_id, "failed", f"{type(exc).__name__}: {exc}")
-
-    def _forget(self, tokenizer_id: str, remaining: dict[str, Record]) -> None:
+    def _forget(self, tokenizer_id: str) -> None:
         record = self._known.pop(tokenizer_id)
         self._status.pop(tokenizer_id, None)
         self._loaded.pop(tokenizer_id, None)
-        task = self._tasks.pop(tokenizer_id, None)
-        if task is not None:
-            task.cancel()
-        still_used = {f["sha256"] for r in remaining.values() for f in r["files"].values()}
-        for entry in record["files"].values():
-            if entry["sha256"] not in still_used:
-                self.store.remove(entry["sha256"])
-                self._seen.pop(entry["sha256"], None)
+        self._work.cancel(tokenizer_id)
+        digests = [entry["sha256"] for entry in record["files"].values()]
+        # Kept while another tokenizer or a WASM module names it.
+        for digest in self.store.remove_unused(digests, self.in_use()):
+            self._seen.pop(digest, None)
 
     def _set(
         self, tokenizer_id: str, state: str, reason: str | None, retrying: bool = False
@@ -234,9 +192,8 @@ class TokenizerRegistry:
         self._seen.pop(digest, None)
         for tokenizer_id, record in self._known.items():
             uses = any(f["sha256"] == digest for f in record["files"].values())
-            task = self._tasks.get(tokenizer_id)
-            if uses and (task is None or task.done()):
-                self._run(tokenizer_id, self._restore(record))
+            if uses and not self._work.busy(tokenizer_id):
+                self._work.run(tokenizer_id, self._restore(record))
 
     async def _restore(self, record: Record) -> None:
         was = self._status.get(record["id"])

@@ -22,8 +22,15 @@ INTERFACES = {
 }
 # Imports the host provides: WASI p2 (linked, with no files, sockets, env or args
 # granted; guest toolchains import all of it) and the types-only interface.
-_PROVIDED_IMPORTS = ("wasi:io/", "wasi:clocks/", "wasi:random/", "wasi:cli/",
-                     "wasi:filesystem/", "wasi:sockets/", "smg:gateway/middleware-types")
+_PROVIDED_IMPORTS = (
+    "wasi:io/",
+    "wasi:clocks/",
+    "wasi:random/",
+    "wasi:cli/",
+    "wasi:filesystem/",
+    "wasi:sockets/",
+    "smg:gateway/middleware-types",
+)
 _CORE_MODULE_VERSION = b"\x01\x00\x00\x00"
 
 
@@ -50,21 +57,27 @@ def _check_header(data: bytes) -> None:
     if data[:4] != b"\0asm":
         raise WasmInvalid("not a WebAssembly binary (it does not start with \\0asm)")
     if data[4:8] == _CORE_MODULE_VERSION:
-        raise WasmInvalid("a core WebAssembly module, not a component: build for wasm32-wasip2 "
-                          "or wrap it with `wasm-tools component new`")
+        raise WasmInvalid(
+            "a core WebAssembly module, not a component: build for wasm32-wasip2 "
+            "or wrap it with `wasm-tools component new`"
+        )
 
 
 def _attach_points(component: Component, engine: wasmtime.Engine) -> dict[str, str]:
     ty = component.type
     unknown = sorted(n for n in ty.imports(engine) if not n.startswith(_PROVIDED_IMPORTS))
     if unknown:
-        raise WasmInvalid(f"the component imports {', '.join(unknown)}, which the gateway "
-                          "does not provide (only WASI p2 with nothing granted)")
+        raise WasmInvalid(
+            f"the component imports {', '.join(unknown)}, which the gateway "
+            "does not provide (only WASI p2 with nothing granted)"
+        )
     exported = {_interface(name): name for name in ty.exports(engine)}
     points = {p: exported[iface] for p, (iface, _) in INTERFACES.items() if iface in exported}
     if not points:
-        raise WasmInvalid("the component exports neither smg:gateway/middleware-on-request "
-                          "nor smg:gateway/middleware-on-response (see docs/wasm.md)")
+        raise WasmInvalid(
+            "the component exports neither smg:gateway/middleware-on-request "
+            "nor smg:gateway/middleware-on-response (see docs/wasm.md)"
+        )
     check_exports(component, engine, {INTERFACES[p][1]: name for p, name in points.items()})
     return points
 

@@ -26,9 +26,15 @@ def _headers(headers: list[Header]) -> list[Record]:
 
 
 def request_value(req: WasmRequest) -> Record:
-    return _record(method=req.method, path=req.path, query=req.query,
-                   headers=_headers(req.headers), body=bytes(req.body),
-                   request_id=req.request_id, now_epoch_ms=req.now_epoch_ms)
+    return _record(
+        method=req.method,
+        path=req.path,
+        query=req.query,
+        headers=_headers(req.headers),
+        body=bytes(req.body),
+        request_id=req.request_id,
+        now_epoch_ms=req.now_epoch_ms,
+    )
 
 
 def response_value(resp: WasmResponse) -> Record:

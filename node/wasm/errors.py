@@ -18,7 +18,10 @@ class WasmFailed(Exception):
         self.module = module
         self.kind: FailureKind = kind
         self.detail = detail
-        words = {"trap": "trapped", "timeout": "ran past its time limit",
-                 "memory": "ran out of memory"}
+        words = {
+            "trap": "trapped",
+            "timeout": "ran past its time limit",
+            "memory": "ran out of memory",
+        }
         tail = f": {detail}" if detail else ""
         super().__init__(f"wasm module {module!r} {words[kind]}{tail}")

@@ -44,9 +44,22 @@ from node.wasm.types import (
 )
 
 __all__ = [
-    "Action", "CompiledComponent", "Continue", "Limits", "Modify", "ModuleRunner", "Reject",
-    "WasmFailed", "WasmInvalid", "WasmRequest", "WasmResponse", "artifact_key",
-    "compile_component", "deserialize", "digest_of", "serialize",
+    "Action",
+    "CompiledComponent",
+    "Continue",
+    "Limits",
+    "Modify",
+    "ModuleRunner",
+    "Reject",
+    "WasmFailed",
+    "WasmInvalid",
+    "WasmRequest",
+    "WasmResponse",
+    "artifact_key",
+    "compile_component",
+    "deserialize",
+    "digest_of",
+    "serialize",
 ]
 
 # Worker threads shared by every module of the process: a bound on the cores wasm takes.
@@ -57,8 +70,11 @@ INSTANTIATE_TIMEOUT_MS = 2000
 _STDERR_TAIL = 4096
 # How guests say they ran out (Rust's alloc error handler, Python's MemoryError, C's
 # abort), and wasmtime when a module's initial memory is already over the cap.
-_OOM = re.compile(rb"memory allocation|out of memory|MemoryError|alloc_error|cannot allocate"
-                  rb"|exceeds memory limits", re.IGNORECASE)
+_OOM = re.compile(
+    rb"memory allocation|out of memory|MemoryError|alloc_error|cannot allocate"
+    rb"|exceeds memory limits",
+    re.IGNORECASE,
+)
 
 
 @cache
@@ -99,8 +115,14 @@ class ModuleRunner:
     wait their turn on the event loop. Build it off the loop for a large component:
     it instantiates the pool's first store right away."""
 
-    def __init__(self, compiled: CompiledComponent, name: str, limits: Limits | None = None,
-                 *, pool_size: int = 2) -> None:
+    def __init__(
+        self,
+        compiled: CompiledComponent,
+        name: str,
+        limits: Limits | None = None,
+        *,
+        pool_size: int = 2,
+    ) -> None:
         self.compiled = compiled
         self.name = name
         self.limits = limits or Limits()

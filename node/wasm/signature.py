@@ -12,11 +12,15 @@ from node.wasm.errors import WasmInvalid
 
 _HEADER = "record{name:string,value:string}"
 _HEADERS = f"list<{_HEADER}>"
-_MODIFY = (f"record{{status:option<u16>,headers-set:{_HEADERS},headers-add:{_HEADERS},"
-           "headers-remove:list<string>,body-replace:option<list<u8>>}")
+_MODIFY = (
+    f"record{{status:option<u16>,headers-set:{_HEADERS},headers-add:{_HEADERS},"
+    "headers-remove:list<string>,body-replace:option<list<u8>>}"
+)
 _ACTION = f"variant{{continue,reject(u16),modify({_MODIFY})}}"
-_REQUEST = (f"record{{method:string,path:string,query:string,headers:{_HEADERS},"
-            "body:list<u8>,request-id:string,now-epoch-ms:u64}")
+_REQUEST = (
+    f"record{{method:string,path:string,query:string,headers:{_HEADERS},"
+    "body:list<u8>,request-id:string,now-epoch-ms:u64}"
+)
 _RESPONSE = f"record{{status:u16,headers:{_HEADERS},body:list<u8>}}"
 # function name -> its type as the world declares it
 EXPECTED = {
@@ -44,8 +48,9 @@ def _describe_func(ty: FuncType) -> str:
     return f"func({params})->{describe(ty.result)}"
 
 
-def check_exports(component: Component, engine: wasmtime.Engine,
-                  interfaces: dict[str, str]) -> None:
+def check_exports(
+    component: Component, engine: wasmtime.Engine, interfaces: dict[str, str]
+) -> None:
     """Raise WasmInvalid when an exported interface lacks its function or has other types.
     `interfaces` maps the function name to the export name of its interface."""
     exports = component.type.exports(engine)
@@ -54,5 +59,7 @@ def check_exports(component: Component, engine: wasmtime.Engine,
         if found is None or not isinstance(found.ty, FuncType):
             raise WasmInvalid(f"{iface} does not export the function {func}")
         if _describe_func(found.ty) != EXPECTED[func]:
-            raise WasmInvalid(f"{iface}.{func} does not have the smg:gateway types: "
-                              f"it is {_describe_func(found.ty)}, the world says {EXPECTED[func]}")
+            raise WasmInvalid(
+                f"{iface}.{func} does not have the smg:gateway types: "
+                f"it is {_describe_func(found.ty)}, the world says {EXPECTED[func]}"
+            )

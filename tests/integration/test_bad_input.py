@@ -134,6 +134,21 @@ def test_delete_and_get_of_missing_objects(node: tuple[str, str]) -> None:
     assert requests.delete(url + "/workers/123", timeout=5).status_code == 400
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/wasm"), ("POST", "/wasm"), ("PATCH", f"/wasm/{'1' * 32}"), ("DELETE", "/wasm/x")],
+)
+def test_wasm_routes_are_404_naming_the_flag_without_it(
+    node: tuple[str, str], method: str, path: str
+) -> None:
+    url, _ = node
+    body = {"modules": [{"name": "m", "file_path": "/etc/passwd", "attach_points": []}]}
+    resp = requests.request(method, url + path, json=body, timeout=5)
+    assert resp.status_code == 404
+    assert resp.json()["error"]["code"] == "WASM_DISABLED"
+    assert "--enable-wasm" in resp.json()["error"]["message"]
+
+
 def test_wrong_method_and_unknown_route_are_json(node: tuple[str, str]) -> None:
     url, _ = node
     wrong = requests.get(url + "/flush_cache", timeout=5)

@@ -72,9 +72,12 @@ def _fetcher(store: BlobStore, session: Upstream, peers: list[Peer]) -> BlobFetc
 
 def _registry(store: BlobStore, fetcher: BlobFetcher, records: dict[str, Any]) -> TokenizerRegistry:
     backoff = Backoff(first=0.05, most=0.1)
-    return TokenizerRegistry(
-        lambda: records, store, fetcher, store.root.parent / "work", backoff=backoff
-    )
+
+    def in_use() -> set[str]:
+        return {f["sha256"] for r in records.values() for f in r["files"].values()}
+
+    work = store.root.parent / "work"
+    return TokenizerRegistry(lambda: records, in_use, store, fetcher, work, backoff=backoff)
 
 
 def test_wrong_bytes_are_refused_and_the_next_peer_asked(tmp_path: Path) -> None:

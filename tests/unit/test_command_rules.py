@@ -24,8 +24,9 @@ from mesh.state import ControlState
 
 H1, H2, H3, H4 = "1" * 64, "2" * 64, "3" * 64, "4" * 64
 FILES = {"tokenizer.json": {"sha256": "a" * 64, "size": 10}}
+ON_REQUEST = ["OnRequest"]
 
-# A state holding one object of each kind the commands below name (indexes 1..12).
+# A state holding one object of each kind the commands below name (indexes 1..13).
 SETUP: list[tuple[str, dict[str, Any]]] = [
     ("tenant.create", {"name": "t1"}),
     ("tenant.create", {"name": "t2"}),
@@ -37,6 +38,18 @@ SETUP: list[tuple[str, dict[str, Any]]] = [
     ("config.set", {"key": "c1", "value": 1}),
     ("tokenizer.add", {"tokenizer": {"id": "tk1", "name": "tok", "source": "/t", "files": FILES}}),
     ("policy.set", {"model": "m", "policy": "random"}),
+    (
+        "wasm.add",
+        {
+            "module": {
+                "id": "m1",
+                "name": "auth",
+                "sha256": H1,
+                "size": 9,
+                "attach_points": ON_REQUEST,
+            }
+        },
+    ),
     ("ratelimit.set", {"scope": "*", "requests_per_second": 1, "burst": 1}),
     (
         "publish.put",
@@ -95,8 +108,30 @@ GOOD: dict[str, dict[str, Any]] = {
         "tokenizer": {"id": "tk2", "name": "tok2", "source": "hf/x", "files": FILES},
     },
     "tokenizer.remove": {"id": "tk1"},
+    "wasm.add": {
+        "module": {
+            "id": "m2",
+            "name": "map",
+            "sha256": H2,
+            "size": 1,
+            "attach_points": ["OnRequest", "OnResponse"],
+            "order": 0,
+            "enabled": False,
+            "on_error": "continue",
+            "limits": {"timeout_ms": 10, "memory_bytes": None},
+        }
+    },
+    "wasm.update": {"id": "m1", "changes": {"enabled": False, "limits": {"timeout_ms": 5}}},
+    "wasm.remove": {"id": "m1"},
     "read.barrier": {},
 }
+
+
+def _module(**fields: Any) -> dict[str, Any]:
+    """`wasm.add` arguments: a good module, but for `fields`."""
+    spec = {"id": "m", "name": "n", "sha256": H3, "size": 1, "attach_points": ON_REQUEST}
+    return {"module": {**spec, **fields}}
+
 
 # Arguments that break their op's rule, with the problem the rule names.
 BAD: list[tuple[str, dict[str, Any], str]] = [
@@ -209,6 +244,29 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "tokenizer.add",
         {"tokenizer": {"id": "t", "name": "n", "source": "s", "files": FILES, "chat_template": ""}},
         "chat_template must be null or a string",
+    ),
+    ("wasm.add", {"module": None}, "module must be a mapping"),
+    ("wasm.add", _module(sha256="x"), "sha256 must be 64 lower-case hex digits"),
+    ("wasm.add", _module(size=0), "size must be a number of bytes above 0"),
+    ("wasm.add", _module(attach_points=["OnBoot"]), "attach_points must list one or both of"),
+    (
+        "wasm.add",
+        _module(attach_points=[{"Middleware": "OnRequest"}]),
+        "attach_points must list one or both of",
+    ),
+    ("wasm.add", _module(on_error="ignore"), "on_error must be one of"),
+    ("wasm.update", {"id": "m1", "changes": {}}, "changes must be a non-empty mapping"),
+    ("wasm.update", {"id": "m1", "changes": {"name": "x"}}, "unknown module field 'name'"),
+    ("wasm.update", {"id": "m1", "changes": {"order": -1}}, "order must be an integer"),
+    (
+        "wasm.update",
+        {"id": "m1", "changes": {"limits": {"timeout_ms": 0}}},
+        "limits.timeout_ms must be an integer from 1 to 60000",
+    ),
+    (
+        "wasm.update",
+        {"id": "m1", "changes": {"limits": {"fuel": 1}}},
+        "limits must be a mapping of timeout_ms and memory_bytes",
     ),
 ]
 

@@ -15,6 +15,7 @@ TOOLS = ("node.echo.cli", "node.demo", "node.cluster_cli", "node.localmesh")
 TOKENS = ("jwt", "cryptography.x509")  # only for a node with tokens on (node.app.token_service)
 # Only for a request that renders a chat template or checks a tool's JSON schema.
 TEXT = ("jinja2", "jsonschema")
+WASM = ("wasmtime", "node.wasm.runtime")  # only for a node started with --enable-wasm
 # What a node never builds at import: the OpenAPI document waits for GET /openapi.json.
 PROBE = """
 import importlib, json, sys
@@ -25,7 +26,7 @@ if "node.api.openapi.document" in sys.modules:
 print(json.dumps({"modules": sorted(sys.modules), "openapi_built": built}))
 """
 COMMANDS = {
-    "node.serve": TOOLS + TOKENS + TEXT,
+    "node.serve": TOOLS + TOKENS + TEXT + WASM,
     "node.echo.cli": SERVER + TOKENS,
     "node.demo": SERVER + TOKENS,
     "node.cluster_cli": SERVER + TOKENS,

@@ -121,6 +121,17 @@ SAMPLES: dict[str, dict[str, Any]] = {
         }
     },
     "tokenizer.remove": {"id": "tk"},
+    "wasm.add": {
+        "module": {
+            "id": "m",
+            "name": "auth",
+            "sha256": "d" * 64,
+            "size": 9,
+            "attach_points": ["OnRequest"],
+        }
+    },
+    "wasm.update": {"id": "m", "changes": {"enabled": False}},
+    "wasm.remove": {"id": "m"},
     "read.barrier": {},
 }
 USER_VISIBLE = {

@@ -90,6 +90,7 @@ def test_worker_add_record_defaults() -> None:
         "models": 0,
         "published_models": 0,
         "tokenizers": 0,
+        "wasm_modules": 0,
     }
 
 

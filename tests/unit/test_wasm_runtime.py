@@ -39,8 +39,15 @@ from tests.wasm_components import (
     module_bytes,
 )
 
-REQ = WasmRequest("POST", "/v1/chat/completions", "stream=false",
-                  [("content-type", "application/json")], b"{}", "req-1", 1_700_000_000_000)
+REQ = WasmRequest(
+    "POST",
+    "/v1/chat/completions",
+    "stream=false",
+    [("content-type", "application/json")],
+    b"{}",
+    "req-1",
+    1_700_000_000_000,
+)
 
 
 Compiled = dict[str, CompiledComponent]
@@ -57,8 +64,15 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def with_headers(*headers: tuple[str, str]) -> WasmRequest:
-    return WasmRequest(REQ.method, REQ.path, REQ.query, [*REQ.headers, *headers], REQ.body,
-                       REQ.request_id, REQ.now_epoch_ms)
+    return WasmRequest(
+        REQ.method,
+        REQ.path,
+        REQ.query,
+        [*REQ.headers, *headers],
+        REQ.body,
+        REQ.request_id,
+        REQ.now_epoch_ms,
+    )
 
 
 def test_auth_rejects_without_the_key(compiled: Compiled) -> None:
@@ -71,9 +85,13 @@ def test_auth_rejects_without_the_key(compiled: Compiled) -> None:
 
 def test_inject_modifies_headers_and_sees_the_request(compiled: Compiled) -> None:
     action = run(ModuleRunner(compiled["inject"], "inject").on_request(REQ))
-    assert action == Modify(status=None, headers_set=[("x-injected", "yes")],
-                            headers_add=[("x-added", "1")], headers_remove=["x-drop"],
-                            body_replace=REQ.path.encode())
+    assert action == Modify(
+        status=None,
+        headers_set=[("x-injected", "yes")],
+        headers_add=[("x-added", "1")],
+        headers_remove=["x-drop"],
+        body_replace=REQ.path.encode(),
+    )
 
 
 def test_status_map_on_response_only(compiled: Compiled) -> None:
@@ -126,8 +144,11 @@ def test_concurrent_calls_and_a_free_event_loop(compiled: Compiled) -> None:
         while not stuck.done():  # the loop keeps turning while the module spins
             ticks += 1
             await asyncio.sleep(0.001)
-        results = await asyncio.gather(*(auth.on_request(keyed if i % 2 else REQ)
-                                         for i in range(24)), stuck, return_exceptions=True)
+        results = await asyncio.gather(
+            *(auth.on_request(keyed if i % 2 else REQ) for i in range(24)),
+            stuck,
+            return_exceptions=True,
+        )
         return list(results), ticks
 
     results, ticks = run(scenario())
@@ -147,17 +168,34 @@ def test_artifact_round_trip(compiled: Compiled) -> None:
         deserialize(b"\0asm garbage")
 
 
-@pytest.mark.parametrize(("data", "says"), [
-    (b"hello", "not a WebAssembly binary"),
-    (bytes(wasmtime.wat2wasm("(module)")), "a core WebAssembly module, not a component"),
-    (NO_EXPORTS, "exports neither smg:gateway/middleware-on-request nor"),
-    (module_bytes("auth")[:200], "not a valid component"),
-    (bytes(wasmtime.wat2wasm('(component (import "wasi:http/outgoing-handler@0.2.0" '
-                             '(instance)))')), "imports wasi:http/outgoing-handler"),
-    (WRONG_TYPES, r"on-request does not have the smg:gateway types: it is func\(req:string\)"),
-    (MISSING_FUNC, "middleware-on-request does not export the function on-request"),
-], ids=["not-wasm", "core-module", "no-exports", "truncated", "unknown-import", "wrong-types",
-        "missing-func"])
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        (b"hello", "not a WebAssembly binary"),
+        (bytes(wasmtime.wat2wasm("(module)")), "a core WebAssembly module, not a component"),
+        (NO_EXPORTS, "exports neither smg:gateway/middleware-on-request nor"),
+        (module_bytes("auth")[:200], "not a valid component"),
+        (
+            bytes(
+                wasmtime.wat2wasm(
+                    '(component (import "wasi:http/outgoing-handler@0.2.0" (instance)))'
+                )
+            ),
+            "imports wasi:http/outgoing-handler",
+        ),
+        (WRONG_TYPES, r"on-request does not have the smg:gateway types: it is func\(req:string\)"),
+        (MISSING_FUNC, "middleware-on-request does not export the function on-request"),
+    ],
+    ids=[
+        "not-wasm",
+        "core-module",
+        "no-exports",
+        "truncated",
+        "unknown-import",
+        "wrong-types",
+        "missing-func",
+    ],
+)
 def test_bad_components_are_invalid(data: bytes, says: str) -> None:
     with pytest.raises(WasmInvalid, match=says):
         compile_component(data)
@@ -166,5 +204,7 @@ def test_bad_components_are_invalid(data: bytes, says: str) -> None:
 def test_wat_build_matches_the_wit_world() -> None:
     # Both interfaces of one component, as SMG's world has them.
     compiled = compile_component(build(MODULES["auth"][0]))
-    assert compiled.interfaces == {"OnRequest": "smg:gateway/middleware-on-request",
-                                   "OnResponse": "smg:gateway/middleware-on-response"}
+    assert compiled.interfaces == {
+        "OnRequest": "smg:gateway/middleware-on-request",
+        "OnResponse": "smg:gateway/middleware-on-response",
+    }

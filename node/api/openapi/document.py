@@ -29,6 +29,7 @@ SEGMENT: Final = "^[^{}]+$"  # the router matches no '{' or '}' in a path parame
 _PATH_PARAMS: Final[dict[str, Schema]] = {
     "worker_id": string("the worker's id (a UUID)", format="uuid", pattern=SEGMENT),
     "tokenizer_id": string("the tokenizer's id (a UUID)", format="uuid", pattern=SEGMENT),
+    "module_uuid": string("the WASM module's id (a UUID)", format="uuid", pattern=SEGMENT),
     "sha256": string("a blob's SHA-256: 64 lower-case hex digits", pattern="^[0-9a-f]{64}$"),
     "model_id": string("a model id ('*': the mesh-wide default)", pattern=SEGMENT),
     "key": string("a config key (may contain '/')", minLength=1),

@@ -1,0 +1,47 @@
+"""A circuit breaker per module per node: a module that keeps failing stops being called.
+
+`failures` calls in a row that trap, time out or run out of memory open it; after
+`cooldown` seconds one call is let through (half-open): success closes it, another
+failure opens it again. Hot state: each node keeps its own, nothing is replicated.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+
+
+@dataclass
+class ModuleBreaker:
+    failures: int
+    cooldown: float
+    clock: Callable[[], float] = time.monotonic
+    state: str = CLOSED
+    in_a_row: int = 0
+    opened_at: float = 0.0
+    trips: int = 0  # how often it opened, for /ha/local and metrics
+    _probing: bool = field(default=False, repr=False)
+
+    def allow(self) -> bool:
+        """May the module be called now? (Half-open: one probe at a time.)"""
+        if self.state == OPEN and self.clock() - self.opened_at >= self.cooldown:
+            self.state, self._probing = HALF_OPEN, False
+        if self.state == HALF_OPEN and not self._probing:
+            self._probing = True
+            return True
+        return self.state == CLOSED
+
+    def succeeded(self) -> None:
+        self.state, self.in_a_row, self._probing = CLOSED, 0, False
+
+    def failed(self) -> None:
+        self.in_a_row += 1
+        if self.state == HALF_OPEN or self.in_a_row >= self.failures:
+            self.state, self.opened_at, self._probing = OPEN, self.clock(), False
+            self.trips += 1
+
+    def view(self) -> dict[str, object]:
+        return {"state": self.state, "failures_in_a_row": self.in_a_row, "trips": self.trips}

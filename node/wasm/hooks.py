@@ -1,0 +1,110 @@
+"""The WASM middleware on the inference path (docs/wasm.md).
+
+`on_request` runs after authentication and before the rate limits, quota and admission:
+its header changes go to the worker, a body it replaces is what the worker gets (and what
+routing reads). `on_response` runs on a whole answer before it is sent, and on a stream
+before its first byte (status and headers only: the body is still coming).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import orjson
+from aiohttp import web
+
+from node.errors import ApiError
+from node.pipeline.request import InferenceRequest
+from node.proxy.facts import model_of, wants_stream
+from node.wasm import runtime
+from node.wasm.chain import ChainStopped, Edited, Record, request_of, run_chain
+from node.wasm.registry import Loaded, WasmRegistry
+
+
+class WasmHooks:
+    def __init__(self, registry: WasmRegistry, record: Record) -> None:
+        self.registry = registry
+        self.record = record  # metrics of each call
+
+    async def on_request(self, ex: InferenceRequest) -> None:
+        chain = self.registry.chain("OnRequest")
+        if not chain:
+            return
+        http = ex.http
+        base = runtime.WasmRequest(
+            method=http.method,
+            path=http.path,
+            query=http.query_string,
+            headers=list(http.headers.items()),
+            body=ex.body,
+            request_id=ex.request_id,
+            now_epoch_ms=int(time.time() * 1000),
+        )
+        edited = Edited(list(base.headers), ex.body)
+
+        def call(loaded: Loaded, now: Edited) -> object:
+            return loaded.runner.on_request(request_of(now, base))
+
+        await self._run(chain, "OnRequest", edited, call)
+        ex.header_edits = edited.header_edits()
+        if edited.body != ex.body:
+            _replace_body(ex, edited.body)
+
+    async def on_response(
+        self, ex: InferenceRequest, out: web.StreamResponse, body: bytes | None
+    ) -> None:
+        """Change `out` (not yet sent) as the modules say. `body`: a whole answer's, or None
+        for a stream."""
+        chain = self.registry.chain("OnResponse")
+        if not chain:
+            return
+        base = runtime.WasmResponse(out.status, list(out.headers.items()), body or b"")
+        edited = Edited(list(base.headers), base.body)
+
+        def call(loaded: Loaded, now: Edited) -> object:
+            status = now.status or base.status
+            return loaded.runner.on_response(runtime.WasmResponse(status, now.headers, now.body))
+
+        await self._run(chain, "OnResponse", edited, call)
+        if edited.status is not None:
+            out.set_status(_http_status(edited.status))
+        for name, value in edited.header_edits().items():
+            out.headers.popall(name, None)
+            if value is not None:
+                out.headers[name] = value
+        if body is not None and edited.body != body and isinstance(out, web.Response):
+            out.body = edited.body
+
+    async def _run(
+        self,
+        chain: list[Loaded],
+        point: str,
+        edited: Edited,
+        call: Callable[[Loaded, Edited], object],
+    ) -> None:
+        try:
+            await run_chain(chain, point, edited, call, self.record)
+        except ChainStopped as stop:
+            raise ApiError(
+                _http_status(stop.status),
+                str(stop),
+                code=stop.code,
+                extra={"module": stop.module},
+            ) from None
+
+
+def _http_status(status: int) -> int:
+    """A module's status as an HTTP one: 100-599, else 500 (a module cannot break HTTP)."""
+    return status if 100 <= status <= 599 else 500
+
+
+def _replace_body(ex: InferenceRequest, body: bytes) -> None:
+    """A body a module replaced goes to the worker; routing reads it too, if it is JSON."""
+    ex.body = body
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return
+    if isinstance(data, dict):
+        ex.data, ex.model, ex.stream = data, model_of(data), wants_stream(data)

@@ -1,0 +1,206 @@
+"""Every registered WASM module, made ready on this node: pending -> ready | failed.
+
+A subscriber of the applied stream (`sync` runs on each `wasm.*` command and at start).
+For a new record it makes sure the component is in the blob store and still hashes to its
+digest (fetching it from a peer, retrying with backoff), compiles it once (or loads the
+compiled artifact a previous run cached, node/wasm/artifacts.py) and builds its runner.
+A compile error is final: the same bytes would fail again.
+
+`chain(point)` is what the inference path runs: the ready, enabled modules that attach
+there, in order. A removed module leaves the chain at once; a call already running keeps
+its runner and finishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from node.blobs.fetch import BlobFetcher, FetchFailed
+from node.blobs.store import BlobStore
+from node.record_work import DEFAULT_BACKOFF, Backoff, LocalStatus, RecordWork
+from node.wasm import runtime
+from node.wasm.artifacts import ArtifactCache
+from node.wasm.breaker import ModuleBreaker
+
+Record = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class BreakerSettings:
+    failures: int = 5
+    cooldown: float = 30.0
+
+
+DEFAULT_BREAKER = BreakerSettings()
+
+
+@dataclass
+class Loaded:
+    """One module ready on this node: the record it was built from, its runner, its breaker."""
+
+    record: Record
+    runner: runtime.ModuleRunner
+    breaker: ModuleBreaker
+    calls: int = field(default=0)
+
+
+class WasmRegistry:
+    def __init__(
+        self,
+        records: Callable[[], dict[str, Record]],
+        in_use: Callable[[], set[str]],  # every digest a record names (ControlState's)
+        store: BlobStore,
+        fetcher: BlobFetcher,
+        artifacts: ArtifactCache,
+        breaker: BreakerSettings = DEFAULT_BREAKER,
+        backoff: Backoff = DEFAULT_BACKOFF,
+    ) -> None:
+        self.records = records
+        self.in_use = in_use
+        self.store = store
+        self.fetcher = fetcher
+        self.artifacts = artifacts
+        self.breaker = breaker
+        self.backoff = backoff
+        self._known: dict[str, Record] = {}
+        self._status: dict[str, LocalStatus] = {}
+        self._loaded: dict[str, Loaded] = {}
+        self._work = RecordWork("wasm", lambda i, why: self._set(i, "failed", why))
+        self._started = False
+
+    # -- what the inference path runs ------------------------------------------------
+
+    def chain(self, point: str) -> list[Loaded]:
+        """The modules to run at `point`, in order: enabled here, ready, attached there."""
+        modules = [
+            loaded
+            for module_id, loaded in self._loaded.items()
+            if (record := self._known.get(module_id)) is not None
+            and record["enabled"]
+            and point in record["attach_points"]
+        ]
+        return sorted(modules, key=lambda m: (m.record["order"], m.record["created_at"]))
+
+    # -- status ---------------------------------------------------------------------
+
+    def status(self, module_id: str) -> dict[str, Any]:
+        local = self._status.get(module_id)
+        view = local.view() if local else LocalStatus(reason="not seen yet").view()
+        loaded = self._loaded.get(module_id)
+        view["breaker"] = loaded.breaker.view() if loaded else None
+        return view
+
+    def report(self) -> dict[str, dict[str, Any]]:
+        """This node's view of every module (for its /ha/local report)."""
+        return {module_id: self.status(module_id) for module_id in self._status}
+
+    def gauges(self) -> Iterator[tuple[str, str, dict[str, str], float]]:
+        """Scrape-time metrics: each module's readiness and breaker on this node."""
+        for module_id, record in list(self._known.items()):
+            labels = {"module": record["name"]}
+            loaded = self._loaded.get(module_id)
+            yield (
+                "meshgate_wasm_module_ready",
+                "1 while the module is ready here",
+                labels,
+                float(loaded is not None),
+            )
+            state = loaded.breaker.state if loaded else "closed"
+            yield (
+                "meshgate_wasm_breaker_open",
+                "1 while the module's circuit breaker keeps it off here (open or half-open)",
+                labels,
+                float(state != "closed"),
+            )
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._started = True
+        self.sync()
+
+    async def stop(self) -> None:
+        self._started = False
+        await self._work.stop()
+
+    def sync(self) -> None:
+        """Follow the replicated records: prepare new ones, forget removed ones, take
+        changed ones (a new limit builds a new runner; order, enabled, on_error are read
+        from the record on every request)."""
+        if not self._started:
+            return
+        records = self.records()
+        for gone in set(self._known) - set(records):
+            self._forget(gone)
+        for module_id, record in records.items():
+            before = self._known.get(module_id)
+            self._known[module_id] = record
+            if before is None:
+                self._status[module_id] = LocalStatus()
+                self._work.run(module_id, self._prepare(record))
+            elif before["limits"] != record["limits"] and module_id in self._loaded:
+                self._work.run(module_id, self._rebuild(record))
+            elif module_id in self._loaded:
+                self._loaded[module_id].record = record
+                if before["enabled"] is False and record["enabled"]:
+                    self._loaded[module_id].breaker.succeeded()  # re-enabled: a fresh start
+
+    def _forget(self, module_id: str) -> None:
+        record = self._known.pop(module_id)
+        self._status.pop(module_id, None)
+        self._loaded.pop(module_id, None)  # a call already running holds its runner
+        self._work.cancel(module_id)
+        if self.store.remove_unused([record["sha256"]], self.in_use()):
+            self.artifacts.forget(record["sha256"])
+
+    def _set(self, module_id: str, state: str, reason: str | None, retrying: bool = False) -> None:
+        if module_id in self._known:
+            self._status[module_id] = LocalStatus(state, reason, time.time(), retrying)
+
+    # -- preparing one module --------------------------------------------------------------
+
+    async def _prepare(self, record: Record) -> None:
+        await self._fetch_missing(record)
+        try:
+            compiled = await asyncio.to_thread(self._compile, record)
+            runner = await asyncio.to_thread(self._runner, compiled, record)
+        except (runtime.WasmInvalid, runtime.WasmFailed, OSError) as exc:
+            self._set(record["id"], "failed", f"load error: {exc}")
+            return
+        breaker = ModuleBreaker(self.breaker.failures, self.breaker.cooldown)
+        self._loaded[record["id"]] = Loaded(self._known[record["id"]], runner, breaker)
+        self._set(record["id"], "ready", None)
+
+    async def _rebuild(self, record: Record) -> None:
+        """New limits: a new runner; the old one finishes the calls it has."""
+        loaded = self._loaded[record["id"]]
+        try:
+            runner = await asyncio.to_thread(self._runner, loaded.runner.compiled, record)
+        except (runtime.WasmInvalid, runtime.WasmFailed) as exc:
+            self._loaded.pop(record["id"], None)
+            self._set(record["id"], "failed", f"load error: {exc}")
+            return
+        self._loaded[record["id"]] = Loaded(self._known[record["id"]], runner, loaded.breaker)
+
+    def _compile(self, record: Record) -> runtime.CompiledComponent:
+        return self.artifacts.load(record["sha256"], self.store.path(record["sha256"]))
+
+    @staticmethod
+    def _runner(compiled: runtime.CompiledComponent, record: Record) -> runtime.ModuleRunner:
+        limits = runtime.Limits(**record["limits"])
+        return runtime.ModuleRunner(compiled, record["name"], limits)
+
+    async def _fetch_missing(self, record: Record) -> None:
+        """Return once the component is here and verified: fetch, retry with backoff."""
+        delay, digest = self.backoff.first, record["sha256"]
+        while await asyncio.to_thread(self.store.verified, digest) is None:
+            try:
+                await self.fetcher.fetch(digest, record["size"])
+            except FetchFailed as exc:
+                self._set(record["id"], "pending", str(exc), retrying=True)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.backoff.most)

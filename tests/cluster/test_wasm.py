@@ -1,0 +1,278 @@
+"""WASM middleware on a real 3-node mesh (issue 14), with real components.
+
+A module registered once, through n1, by `file_path` runs on all three nodes; order,
+disable and delete take effect on every node; modules that loop, allocate without bound
+or trap are contained (a 500 naming the module, or fail-open with on_error "continue",
+and a breaker that turns a failing module off); OnResponse maps a worker's 500 to 503;
+every bad registration gets its 400 and nothing enters the log.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from node.localmesh import LocalNode
+from tests.cluster.conftest import MODEL, Mesh
+from tests.support import strong, wait_for
+from tests.wasm_components import API_KEY, NO_EXPORTS, module_bytes
+
+ADMIN_KEY = strong("wasm-registry-admin")
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+CLIENT_KEY = strong("wasm-registry-client")
+SIZE_LIMIT = 64 * 1024
+CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    tmp = tmp_path_factory.mktemp("wasm")
+    extra = (
+        "--control-plane-api-keys",
+        f"a:ops:admin:{ADMIN_KEY}",
+        "--api-key",
+        CLIENT_KEY,
+        "--enable-wasm",
+        "--wasm-max-module-bytes",
+        str(SIZE_LIMIT),
+        "--wasm-breaker-failures",
+        "2",
+    )
+    mesh = Mesh(tmp, extra=extra)
+    try:
+        mesh.wait_ready_with(ADMIN)
+        yield mesh
+    finally:
+        mesh.stop()
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Each test component, written where n1 reads it."""
+    folder = tmp_path_factory.mktemp("components")
+    found = {}
+    for name in ("auth", "inject", "status_map", "loop", "allocate", "trap"):
+        found[name] = folder / f"{name}.wasm"
+        found[name].write_bytes(module_bytes(name))
+    return found
+
+
+def call(method: str, url: str, body: Any = None) -> requests.Response:
+    return requests.request(method, url, json=body, headers=ADMIN, timeout=10)
+
+
+def chat(node: LocalNode, headers: dict[str, str] | None = None) -> requests.Response:
+    """A chat request with the client key (the gateway's own auth passes it on to the modules)."""
+    sent = {"Authorization": f"Bearer {CLIENT_KEY}", **(headers or {})}
+    return requests.post(node.url + "/v1/chat/completions", json=CHAT, headers=sent, timeout=10)
+
+
+def register(
+    mesh: Mesh,
+    name: str,
+    path: Path,
+    points: tuple[str, ...] = ("OnRequest",),
+    upload: bool = False,
+    **more: Any,
+) -> str:
+    """Register a module through n1 by file_path (or uploaded); its id, once ready on every
+    node."""
+    given = {"file_path": str(path)}
+    if upload:  # the upload form: the component in the body
+        given = {"wasm_base64": base64.b64encode(path.read_bytes()).decode()}
+    module = {
+        "name": name,
+        **given,
+        "module_type": "Middleware",
+        "attach_points": [{"Middleware": p} for p in points],
+        **more,
+    }
+    resp = call("POST", mesh.nodes[0].url + "/wasm", {"modules": [module]})
+    assert resp.status_code == 200, resp.text
+    added = resp.json()["modules"][0]
+    assert added["name"] == name
+    module_id: str = added["add_result"]["Success"]
+
+    def ready() -> bool:
+        listed = call("GET", mesh.nodes[0].url + "/wasm").json()["modules"]
+        views = next(m for m in listed if m["id"] == module_id)["nodes"]
+        return [v["state"] for v in views.values()] == ["ready"] * 3
+
+    wait_for(ready, timeout=20, what=f"{name} ready on every node")
+    return module_id
+
+
+def remove(mesh: Mesh, module_id: str) -> None:
+    resp = call("DELETE", f"{mesh.nodes[1].url}/wasm/{module_id}")
+    assert resp.status_code == 200, resp.text
+
+
+def everywhere(mesh: Mesh, check: Any, what: str) -> None:
+    """`check(node)` holds on every node (each applies the change on its own)."""
+    for node in mesh.nodes:
+        wait_for(lambda n=node: check(n), timeout=10, what=f"{what} on {node.name}")
+
+
+def test_a_module_registered_once_by_file_path_runs_on_every_node(
+    mesh: Mesh, files: dict[str, Path]
+) -> None:
+    module_id = register(mesh, "auth", files["auth"])
+    for node in mesh.nodes:
+        refused = chat(node)
+        assert refused.status_code == 401, refused.text
+        assert refused.json()["error"]["code"] == "WASM_REJECTED"
+        assert "'auth'" in refused.json()["error"]["message"]
+        assert chat(node, {"x-api-key": API_KEY}).status_code == 200
+    listed = call("GET", mesh.nodes[0].url + "/wasm").json()  # register waited on its view
+    (module,) = listed["modules"]
+    assert module["attach_points"] == [{"Middleware": "OnRequest"}]
+    assert module["sha256"] == hashlib.sha256(files["auth"].read_bytes()).hexdigest()
+    assert module["status"] == "ready" and module["on_error"] == "fail"
+    remove(mesh, module_id)
+    everywhere(mesh, lambda n: chat(n).status_code == 200, "auth removed")
+
+
+def test_headers_reach_the_worker_and_disable_takes_effect_everywhere(
+    mesh: Mesh, files: dict[str, Path]
+) -> None:
+    module_id = register(mesh, "inject", files["inject"])
+    worker = mesh.workers[0].url
+
+    def seen() -> list[str]:
+        return requests.get(worker + "/_stats", timeout=5).json()["last_x_headers"]  # type: ignore[no-any-return]
+
+    for node in mesh.nodes:
+        resp = chat(node, {"x-drop": "gone", "x-kept": "1"})
+        # The module also replaced the body with the request's path: the worker says so.
+        assert resp.status_code == 400, resp.text
+        assert "x-injected" in seen() and "x-added" in seen() and "x-drop" not in seen()
+    resp = call("PATCH", f"{mesh.nodes[2].url}/wasm/{module_id}", {"enabled": False})
+    assert resp.status_code == 200 and resp.json()["enabled"] is False
+    everywhere(mesh, lambda n: chat(n).status_code == 200, "inject disabled")
+    assert "x-injected" not in seen()
+    remove(mesh, module_id)
+
+
+def test_order_decides_which_module_answers_on_every_node(
+    mesh: Mesh, files: dict[str, Path]
+) -> None:
+    trap = register(mesh, "trap-first", files["trap"], order=1)
+    auth = register(mesh, "auth-second", files["auth"], order=2)
+    failed = chat(mesh.nodes[1])
+    assert failed.status_code == 500
+    assert failed.json()["error"]["code"] == "WASM_MODULE_FAILED"
+    assert "'trap-first'" in failed.json()["error"]["message"]
+    resp = call("PATCH", f"{mesh.nodes[0].url}/wasm/{trap}", {"order": 3})
+    assert resp.status_code == 200, resp.text
+    everywhere(mesh, lambda n: chat(n).status_code == 401, "auth first")
+    for module_id in (trap, auth):
+        remove(mesh, module_id)
+
+
+def test_failing_modules_are_contained_and_fail_open_when_asked(
+    mesh: Mesh, files: dict[str, Path]
+) -> None:
+    node = mesh.nodes[0]
+    for name in ("loop", "allocate", "trap"):
+        module_id = register(mesh, f"bad-{name}", files[name], limits={"timeout_ms": 20})
+        started = time.monotonic()
+        resp = chat(node)
+        assert resp.status_code == 500, resp.text
+        assert f"'bad-{name}'" in resp.json()["error"]["message"]
+        assert time.monotonic() - started < 5
+        assert requests.get(node.url + "/health", timeout=2).status_code == 200
+        # Fail open: the same module, on_error "continue", lets requests through.
+        patched = call(
+            "PATCH",
+            f"{node.url}/wasm/{module_id}",
+            {"on_error": "continue", "limits": {"timeout_ms": 10}},
+        )
+        assert patched.status_code == 200 and patched.json()["limits"]["timeout_ms"] == 10
+        wait_for(lambda: chat(node).status_code == 200, timeout=10, what="fail open")
+        remove(mesh, module_id)
+
+
+def test_a_module_that_keeps_failing_is_turned_off_until_re_enabled(
+    mesh: Mesh, files: dict[str, Path]
+) -> None:
+    node = mesh.nodes[2]
+    module_id = register(mesh, "flaky", files["trap"])
+    assert [chat(node).status_code for _ in range(2)] == [500, 500]
+    off = chat(node)
+    assert off.status_code == 503 and off.json()["error"]["code"] == "WASM_MODULE_UNAVAILABLE"
+    view = call("GET", node.url + "/wasm").json()["modules"][0]["nodes"][node.name]
+    assert view["breaker"]["state"] == "open"
+    status = requests.get(node.url + "/ha/status", headers=ADMIN, timeout=5).json()
+    mine = next(n for n in status["nodes"] if n["name"] == node.name)
+    assert mine["wasm_breakers_open"] == [module_id]
+    metrics = requests.get(node.url + "/metrics", timeout=5).text
+    assert 'module="flaky",node="n3",outcome="error",point="OnRequest"' in metrics
+    assert 'meshgate_wasm_breaker_open{module="flaky",node="n3"} 1.0' in metrics
+    for enabled in (False, True):
+        call("PATCH", f"{node.url}/wasm/{module_id}", {"enabled": enabled})
+    wait_for(lambda: chat(node).status_code == 500, timeout=10, what="the breaker closed again")
+    remove(mesh, module_id)
+
+
+def test_on_response_maps_a_workers_500_to_503(mesh: Mesh, files: dict[str, Path]) -> None:
+    module_id = register(mesh, "map", files["status_map"], points=("OnResponse",), upload=True)
+    worker = mesh.workers[0].url
+    requests.post(worker + "/_faults", json={"fail_rate": 1.0}, timeout=5).raise_for_status()
+    try:
+        assert chat(mesh.nodes[1]).status_code == 503
+    finally:
+        requests.post(worker + "/_faults", json={"fail_rate": 0.0}, timeout=5).raise_for_status()
+    assert chat(mesh.nodes[1]).status_code == 200
+    # A stream passes the module before its first byte (status and headers only).
+    streamed = requests.post(
+        mesh.nodes[1].url + "/v1/chat/completions",
+        json={**CHAT, "stream": True},
+        headers={"Authorization": f"Bearer {CLIENT_KEY}"},
+        timeout=10,
+    )
+    assert streamed.status_code == 200 and b"[DONE]" in streamed.content
+    remove(mesh, module_id)
+
+
+def test_bad_registrations_get_a_400_and_nothing_enters_the_log(
+    mesh: Mesh, files: dict[str, Path], tmp_path: Path
+) -> None:
+    node = mesh.nodes[0]
+    no_exports = tmp_path / "none.wasm"
+    no_exports.write_bytes(NO_EXPORTS)
+    too_big = tmp_path / "big.wasm"
+    too_big.write_bytes(b"\0asm" + b"\0" * SIZE_LIMIT)
+    secret = tmp_path / "passwd"
+    secret.write_text("root:x:0:0:SECRET-LINE:/root:/bin/bash\n")
+    good = {"name": "m", "attach_points": [{"Middleware": "OnRequest"}]}
+    bad = [
+        ({**good, "file_path": str(secret)}, "file_path"),
+        ({**good, "file_path": "/etc/passwd"}, "file_path"),
+        ({**good, "file_path": str(no_exports)}, "exports neither"),
+        ({**good, "file_path": str(tmp_path / "missing.wasm")}, "no such file"),
+        ({**good, "file_path": str(too_big)}, "over the limit"),
+        ({**good, "file_path": str(files["auth"]), "sha256": "0" * 64}, "sha256 mismatch"),
+        (
+            {**good, "file_path": str(files["auth"]), "attach_points": [{"Middleware": "OnBoot"}]},
+            "OnBoot",
+        ),
+        ({**good, "wasm_base64": "not base64!"}, "base64"),
+        (
+            {**good, "wasm_base64": base64.b64encode(module_bytes("status_map")).decode()},
+            "does not export OnRequest",
+        ),
+    ]
+    for module, said in bad:
+        resp = call("POST", node.url + "/wasm", {"modules": [module]})
+        assert resp.status_code == 400, (module, resp.text)
+        assert said in resp.text, (said, resp.text)
+        assert "SECRET-LINE" not in resp.text and "root:x" not in resp.text
+    for each in mesh.nodes:  # no record was committed
+        assert call("GET", each.url + "/wasm").json()["total"] == 0

@@ -1,0 +1,128 @@
+"""The WASM chain on one node: order of effects, reject, failures and fail-open, the
+per-module breaker, and the compiled-artifact cache a restart reads instead of compiling."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from node.wasm import runtime
+from node.wasm.artifacts import ArtifactCache
+from node.wasm.breaker import CLOSED, HALF_OPEN, OPEN, ModuleBreaker
+from node.wasm.chain import ChainStopped, Edited, apply_modify, run_chain
+from node.wasm.registry import Loaded
+from tests.wasm_components import module_bytes
+
+
+class Clock:
+    now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def loaded(name: str, answer: Any, on_error: str = "fail", failures: int = 2) -> Loaded:
+    record = {"name": name, "on_error": on_error}
+    return Loaded(record, answer, ModuleBreaker(failures, 10.0))
+
+
+async def call(module: Loaded, _: Edited) -> runtime.Action:
+    answer = module.runner  # a test's stand-in: the action, or the failure to raise
+    if isinstance(answer, Exception):
+        raise answer
+    return answer  # type: ignore[no-any-return]
+
+
+def run(chain: list[Loaded], edited: Edited | None = None) -> tuple[Edited, list[tuple[str, str]]]:
+    seen: list[tuple[str, str]] = []
+    edited = edited or Edited([("x-drop", "1"), ("X-Keep", "2")], b"body")
+    asyncio.run(
+        run_chain(chain, "OnRequest", edited, call, lambda m, _p, o, _s: seen.append((m, o)))
+    )
+    return edited, seen
+
+
+def test_modify_removes_then_sets_then_adds_and_the_next_module_sees_it() -> None:
+    edited = Edited([("x-drop", "1"), ("X-Keep", "2"), ("x-set", "old")], b"body")
+    apply_modify(
+        edited,
+        runtime.Modify(
+            headers_set=[("x-set", "new")],
+            headers_add=[("x-keep", "3")],
+            headers_remove=["X-DROP"],
+            body_replace=b"new body",
+        ),
+    )
+    assert edited.headers == [("X-Keep", "2"), ("x-set", "new"), ("x-keep", "3")]
+    assert edited.body == b"new body"
+    assert edited.header_edits() == {"x-drop": None, "x-keep": "2, 3", "x-set": "new"}
+
+
+def test_reject_stops_the_chain_naming_the_module() -> None:
+    chain = [loaded("a", runtime.Continue()), loaded("b", runtime.Reject(401)), loaded("c", None)]
+    with pytest.raises(ChainStopped) as stopped:
+        run(chain)
+    assert (stopped.value.status, stopped.value.code, stopped.value.module) == (
+        401,
+        "WASM_REJECTED",
+        "b",
+    )
+
+
+def test_a_failure_fails_the_request_unless_the_module_fails_open() -> None:
+    trap = runtime.WasmFailed("t", "trap", "unreachable")
+    with pytest.raises(ChainStopped) as stopped:
+        run([loaded("t", trap)])
+    assert stopped.value.status == 500 and "'t'" in str(stopped.value)
+    _, seen = run([loaded("t", trap, on_error="continue"), loaded("ok", runtime.Continue())])
+    assert seen == [("t", "error"), ("ok", "continue")]
+
+
+def test_the_breaker_turns_a_failing_module_off_then_probes_it() -> None:
+    clock = Clock()
+    breaker = ModuleBreaker(2, 10.0, clock)
+    breaker.failed()
+    assert breaker.state == CLOSED and breaker.allow()
+    breaker.failed()
+    assert breaker.state == OPEN and not breaker.allow()
+    clock.now = 10.0
+    assert breaker.allow() and breaker.state == HALF_OPEN
+    assert not breaker.allow()  # one probe at a time
+    breaker.failed()
+    assert breaker.state == OPEN and breaker.trips == 2
+    clock.now = 20.0
+    assert breaker.allow()
+    breaker.succeeded()
+    assert breaker.state == CLOSED and breaker.allow()
+
+
+def test_an_open_breaker_answers_503_or_skips_a_fail_open_module() -> None:
+    module = loaded("t", runtime.Continue(), failures=1)
+    module.breaker.failed()
+    with pytest.raises(ChainStopped) as stopped:
+        run([module])
+    assert (stopped.value.status, stopped.value.code) == (503, "WASM_MODULE_UNAVAILABLE")
+    module.record["on_error"] = "continue"
+    assert run([module])[1] == [("t", "skipped")]
+
+
+def test_a_restart_loads_the_cached_artifact_instead_of_compiling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    component = tmp_path / "blob"
+    component.write_bytes(module_bytes("empty"))
+    cache = ArtifactCache(tmp_path / "artifacts")
+    first = cache.load("a" * 64, component)
+    assert first.exports == {"OnRequest"}
+    assert [p.name for p in cache.folder.iterdir()] == [runtime.artifact_key("a" * 64)]
+
+    def no_compiling(_: bytes) -> None:
+        raise AssertionError("compiled again")
+
+    monkeypatch.setattr(runtime, "compile_component", no_compiling)
+    assert ArtifactCache(tmp_path / "artifacts").load("a" * 64, component).exports == {"OnRequest"}
+    cache.forget("a" * 64)
+    assert list(cache.folder.iterdir()) == []
