@@ -40,11 +40,20 @@ from node.wasm.runtime import (  # noqa: E402
 from node.wasm.runtime import _executor as wasm_executor  # noqa: E402
 from tests.wasm_components import PYTHON_EMPTY_GUEST, build_python_guest, module_bytes  # noqa: E402
 
-REQUEST = WasmRequest("POST", "/v1/chat/completions", "",
-                      [("content-type", "application/json"), ("authorization", "Bearer x"),
-                       ("user-agent", "bench"), ("x-request-id", "r-1")],
-                      b'{"model":"m","messages":[{"role":"user","content":"hello world"}]}',
-                      "r-1", 1_700_000_000_000)
+REQUEST = WasmRequest(
+    "POST",
+    "/v1/chat/completions",
+    "",
+    [
+        ("content-type", "application/json"),
+        ("authorization", "Bearer x"),
+        ("user-agent", "bench"),
+        ("x-request-id", "r-1"),
+    ],
+    b'{"model":"m","messages":[{"role":"user","content":"hello world"}]}',
+    "r-1",
+    1_700_000_000_000,
+)
 
 
 async def timed(call: Callable[[], Awaitable[object]], calls: int) -> list[float]:
@@ -82,8 +91,9 @@ async def measure(runner: ModuleRunner, calls: int) -> dict[str, dict[str, float
     return {
         "call": summary(await timed(lambda: runner.on_request(REQUEST), calls)),
         "in-thread": summary(await timed(in_thread, calls)),
-        "handoff": summary(await timed(
-            lambda: loop.run_in_executor(wasm_executor(), lambda: None), calls)),
+        "handoff": summary(
+            await timed(lambda: loop.run_in_executor(wasm_executor(), lambda: None), calls)
+        ),
     }
 
 
@@ -94,13 +104,17 @@ def main() -> int:
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache/meshgate-wasm")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args()
-    result = {"empty (component text)": asyncio.run(
-        measure(ModuleRunner(compile_component(module_bytes("empty")), "empty"), args.calls))}
+    result = {
+        "empty (component text)": asyncio.run(
+            measure(ModuleRunner(compile_component(module_bytes("empty")), "empty"), args.calls)
+        )
+    }
     if args.python_guest:
         data = build_python_guest(PYTHON_EMPTY_GUEST, args.cache_dir)
         # A deadline counts wall time: on a loaded host an interpreter's call can pass 50 ms.
-        runner = ModuleRunner(cached_compile(data, args.cache_dir), "python-empty",
-                              Limits(timeout_ms=1000))
+        runner = ModuleRunner(
+            cached_compile(data, args.cache_dir), "python-empty", Limits(timeout_ms=1000)
+        )
         result["empty (componentize-py)"] = asyncio.run(measure(runner, args.calls))
     if args.json:
         print(json.dumps(result, indent=2))
