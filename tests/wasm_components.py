@@ -257,6 +257,13 @@ TRAP = (
     (func (export "on-request") {REQUEST_PARAMS} (result i32) (unreachable))"""
 )
 
+# Traps on the way out only: what reaches it is the response's status and headers.
+TRAP_ON_RESPONSE = (
+    CONTINUE_ON_REQUEST
+    + f"""
+    (func (export "on-response") {RESPONSE_PARAMS} (result i32) (unreachable))"""
+)
+
 EMPTY = CONTINUE_ON_REQUEST
 
 # What the tests register: name -> (core, exported interfaces)
@@ -267,6 +274,7 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "loop": (LOOP, ("on-request", "on-response")),
     "allocate": (ALLOCATE, ("on-request", "on-response")),
     "trap": (TRAP, ("on-request", "on-response")),
+    "trap_on_response": (TRAP_ON_RESPONSE, ("on-request", "on-response")),
     "empty": (EMPTY, ("on-request",)),
 }
 

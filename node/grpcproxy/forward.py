@@ -206,6 +206,8 @@ class EngineForwarder:
             if data:
                 await out.write(data)
 
+        if ex.before_reply is not None:  # WASM OnResponse: status and headers only
+            await ex.before_reply(out, None)
         await out.prepare(ex.http)
         self.metrics.first_token(ex.path, time.perf_counter() - ex.started)
         response = first

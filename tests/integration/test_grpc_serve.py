@@ -11,6 +11,7 @@ pinned stubs, field by field."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,7 @@ from tests.integration.conftest import Cluster
 from tests.integration.test_output_parsers import ASK, QWEN_REPLY, TOOLS
 from tests.support import wait_for
 from tests.tokenizer_files import build_tokenizer_dir
+from tests.wasm_components import module_bytes
 
 MODEL = "m"
 # The scripted reply the output parser tests give HTTP workers, here given to both kinds.
@@ -66,6 +68,7 @@ def mesh(module_cluster: Cluster) -> Iterator[Mesh]:
         "qwen25",
         "--reasoning-parser",
         "qwen3",
+        "--enable-wasm",
     )
     grpc, records = {}, {}
     for name in ("a", "b"):
@@ -340,3 +343,28 @@ def test_a_worker_killed_mid_stream_ends_it_with_the_error_event(mesh: Mesh) -> 
     assert after.status_code == 200, after.text
     (other,) = set(mesh.grpc) - {worker}
     assert after.headers["x-meshgate-worker"] == other
+
+
+def test_an_on_response_module_sees_a_grpc_stream_before_its_first_byte(mesh: Mesh) -> None:
+    """Only gRPC workers are left: a trapping OnResponse module fails the stream at once."""
+    module = {
+        "name": "trap-on-response",
+        "wasm_base64": base64.b64encode(module_bytes("trap_on_response")).decode(),
+        "module_type": "Middleware",
+        "attach_points": [{"Middleware": "OnResponse"}],
+    }
+    added = requests.post(mesh.url + "/wasm", json={"modules": [module]}, timeout=10)
+    assert added.status_code == 200, added.text
+    module_id = added.json()["modules"][0]["add_result"]["Success"]
+    body = {"model": MODEL, "messages": ASK, "stream": True, "max_tokens": 50}
+
+    def stream() -> requests.Response:
+        return requests.post(mesh.url + "/v1/chat/completions", json=body, timeout=10)
+
+    wait_for(lambda: stream().status_code == 500, what="the module ready")
+    failed = stream()
+    assert failed.json()["error"]["code"] == "WASM_MODULE_FAILED"
+    assert "trap-on-response" in failed.json()["error"]["message"]
+    gone = requests.delete(f"{mesh.url}/wasm/{module_id}", timeout=10)
+    assert gone.status_code == 200, gone.text
+    wait_for(lambda: stream().status_code == 200, what="the module removed")
