@@ -1,8 +1,11 @@
-"""`meshgate demo`: a 3-node meshgate mesh and two echo workers on loopback, until Ctrl-C.
+"""`meshgate demo`: a 3-node meshgate mesh, two HTTP echo workers and one gRPC echo worker
+on loopback, until Ctrl-C.
 
 Everything runs as real child processes, started exactly as an operator would
 start them, with data under a fresh temporary directory; the demo prints the
-URLs and calls to try, and stops every child on exit.
+URLs and calls to try, and stops every child on exit. The gRPC worker (the
+simulator with its built-in tokenizer) serves the same model, so a chat
+completion may be answered by either kind; `X-Meshgate-Worker` says which.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from node.localmesh import LocalMesh, LocalMeshError
+from node.localmesh import GrpcEchoWorker, LocalMesh, LocalMeshError, free_port, stop_all
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="demo-model", help="model id the echo workers serve")
     parser.add_argument("--workers", type=int, default=2, help="number of echo workers")
     parser.add_argument(
+        "--grpc-workers",
+        type=int,
+        default=1,
+        help="number of gRPC echo workers (SGLang's protocol)",
+    )
+    parser.add_argument(
         "--token-delay-ms",
         type=float,
         default=20.0,
@@ -40,17 +49,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     # Kept after the demo stops: the banner and every error point at its logs.
     workdir = Path(tempfile.mkdtemp(prefix="meshgate-demo-"))
+    delay = ["--token-delay-ms", str(args.token_delay_ms)]
+    engines = [
+        GrpcEchoWorker(workdir, free_port(), None, args.model, f"grpc-echo-{i + 1}", delay)
+        for i in range(args.grpc_workers)
+    ]
     mesh = LocalMesh(
         workdir,
         names=[f"node-{i + 1}" for i in range(args.nodes)],
         http_ports=[args.port + i for i in range(args.nodes)],
         model=args.model,
         worker_names=[f"echo-{i + 1}" for i in range(args.workers)],
-        worker_args=["--token-delay-ms", str(args.token_delay_ms)],
+        worker_args=delay,
+        extra_worker_urls=[engine.url for engine in engines],
         node_args=["--policy", "round_robin", "--drain-delay-secs", "1"],
     )
     try:
         try:
+            for engine in engines:
+                engine.wait_listening()
             mesh.start_workers()
             mesh.start_nodes()
             for node in mesh.nodes:
@@ -59,12 +76,13 @@ def run(args: argparse.Namespace) -> int:
             print(exc)
             return 1
         _print_banner(mesh.urls, mesh.worker_urls, args.model, workdir)
-        return _wait_for_ctrl_c(mesh)
+        return _wait_for_ctrl_c(mesh, engines)
     finally:
         mesh.stop()
+        stop_all([engine.proc for engine in engines], grace=5)
 
 
-def _wait_for_ctrl_c(mesh: LocalMesh) -> int:
+def _wait_for_ctrl_c(mesh: LocalMesh, engines: list[GrpcEchoWorker]) -> int:
     stop = False
 
     def on_signal(*_: object) -> None:
@@ -74,7 +92,8 @@ def _wait_for_ctrl_c(mesh: LocalMesh) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     while not stop:
-        if not all(child.alive() for child in mesh.children()):
+        children = mesh.children() + [engine.proc for engine in engines]
+        if not all(child.alive() for child in children):
             print(f"a demo process exited; logs are in {mesh.workdir}")
             return 1
         time.sleep(0.2)
@@ -109,7 +128,10 @@ def calls(gateways: list[str], model: str) -> str:
   curl -N {other}/v1/chat/completions -H 'Content-Type: application/json' \\
     -d '{{"model": "{model}", "stream": true, "messages": [{{"role": "user", "content": "Hi"}}]}}'
 
-  curl {gateway}/workers              # the registered workers, by UUID
+  curl -si {gateway}/v1/chat/completions -H 'Content-Type: application/json' \\
+    -d '{{"model": "{model}", "messages": [{{"role": "user", "content": "Who?"}}]}}' \\
+    | grep -i '^x-meshgate-worker'   # the worker that served it (HTTP or gRPC), by UUID
+  curl {gateway}/workers              # the registered workers: UUID, url, connection_mode
   curl {gateway}/ha/status            # leader, term, every node's role and applied index
   curl -X POST {other}/ha/config -H 'Content-Type: application/json' \\
     -d '{{"key": "greeting", "value": "hello"}}'

@@ -143,3 +143,16 @@ def bootstrap_app(rooms: PdRooms) -> web.Application:
     app = web.Application()
     app.add_routes([web.get("/bootstrap/{room}", rooms.bootstrap)])
     return app
+
+
+async def serve_bootstrap(rooms: PdRooms, host: str, port: int) -> web.AppRunner:
+    """The bootstrap server listening on host:port (the HTTP and the gRPC simulators'
+    prefill); OSError when it cannot listen."""
+    runner = web.AppRunner(bootstrap_app(rooms), access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    return runner

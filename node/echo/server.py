@@ -23,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from node.echo.httpio import BadRequest, error_response, json_response, read_json_object
 from node.echo.native_routes import NativeRoutes
 from node.echo.openai_routes import Handler, OpenAIRoutes
-from node.echo.pd import bootstrap_app
+from node.echo.pd import serve_bootstrap
 from node.echo.state import WorkerState
 
 ResponseHook = Callable[[web.Request, web.StreamResponse], Awaitable[None]]
@@ -294,14 +294,7 @@ async def _start_bootstrap(state: WorkerState, port: int) -> web.AppRunner | Non
     wanted = config.bootstrap_port
     if pd is None or pd.mode != "prefill" or wanted is None or wanted == port:
         return None
-    runner = web.AppRunner(bootstrap_app(pd), access_log=None, handle_signals=False)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, config.host, wanted).start()
-    except OSError:
-        await runner.cleanup()
-        raise
-    return runner
+    return await serve_bootstrap(pd, config.host, wanted)
 
 
 def _bound_port(runner: web.AppRunner, requested: int) -> int:

@@ -17,6 +17,7 @@ from node.grpc_echo.record import Recorder
 from node.grpc_echo.scheduler import Scheduler
 from node.grpc_echo.server import serve
 from node.text.tokenizer import TokenizerLoadError, load_tokenizer
+from node.text.trained import default_tokenizer_dir
 
 DEFAULT_CONTEXT = 4096
 
@@ -25,14 +26,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the gRPC echo worker's flags on `parser`."""
     count = _arg_type(int, check_count, "count")
     positive = _arg_type(int, _positive, "count")
+    milliseconds = _arg_type(float, check_milliseconds, "milliseconds")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     parser.add_argument("--port", type=_arg_type(int, _port, "port"), default=50051)
     parser.add_argument(
         "--tokenizer",
-        required=True,
         type=Path,
+        default=None,
         metavar="DIR",
-        help="directory with tokenizer.json and tokenizer_config.json",
+        help="directory with tokenizer.json and tokenizer_config.json (default: a small "
+        "built-in byte-level BPE with a Llama 3 style chat template)",
     )
     parser.add_argument("--model-id", default="echo-model", help="served model name (echo-model)")
     parser.add_argument("--model-path", default=None, help="model path reported (the model id)")
@@ -57,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--token-delay-ms",
-        type=_arg_type(float, check_milliseconds, "milliseconds"),
+        type=milliseconds,
         default=0.0,
         help="delay before each generated token",
     )
@@ -101,8 +104,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="serve as a prefill or decode server (requests must carry bootstrap fields)",
     )
     parser.add_argument(
-        "--bootstrap-port", type=_arg_type(int, _port, "port"), default=None, metavar="PORT"
+        "--bootstrap-port",
+        type=_arg_type(int, _port, "port"),
+        default=None,
+        metavar="PORT",
+        help="prefill: the port of its bootstrap server (HTTP GET /bootstrap/{room}), "
+        "reported in GetServerInfo",
     )
+    wait_help = "decode: how long a Generate waits for its prefill half (5000)"
+    parser.add_argument("--bootstrap-wait-ms", type=milliseconds, default=5000.0, help=wait_help)
 
 
 def config_from_args(args: argparse.Namespace, context_length: int | None) -> SimConfig:
@@ -122,6 +132,7 @@ def config_from_args(args: argparse.Namespace, context_length: int | None) -> Si
         record_file=args.record_file,
         disaggregation_mode=args.disaggregation_mode,
         bootstrap_port=args.bootstrap_port,
+        bootstrap_wait_s=args.bootstrap_wait_ms / 1000.0,
         faults=Faults(
             fail_status=args.fail_status,
             hang=args.hang,
@@ -135,6 +146,8 @@ def config_from_args(args: argparse.Namespace, context_length: int | None) -> Si
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT or SIGTERM; 0 on a clean stop, 2 on a bad tokenizer."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.tokenizer is None:
+        args.tokenizer = default_tokenizer_dir()
     try:
         tokenizer = load_tokenizer(args.tokenizer)
     except TokenizerLoadError as exc:

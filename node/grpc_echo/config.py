@@ -61,3 +61,4 @@ class SimConfig:
     disaggregation_mode: str
     bootstrap_port: int | None
     faults: Faults
+    bootstrap_wait_s: float = 5.0  # decode: how long a request waits for its prefill half

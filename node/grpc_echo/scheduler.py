@@ -25,6 +25,7 @@ from smg_grpc_proto.generated import common_pb2
 from smg_grpc_proto.generated import sglang_scheduler_pb2 as pb
 
 from node import __version__
+from node.echo.pd import PdRooms
 from node.grpc_echo.artifacts import chunks, zip_directory
 from node.grpc_echo.config import SimConfig
 from node.grpc_echo.logprobs import output_logprobs
@@ -55,6 +56,9 @@ class Scheduler:
         self._cache: deque[tuple[int, ...]] = deque(maxlen=CACHED_PROMPTS)
         self._special: dict[int, bool] = {}
         self._tokenizer_zip = zip_directory(config.tokenizer_dir)
+        mode = config.disaggregation_mode
+        # A prefill's rooms (served on its bootstrap port); a decode meets them there.
+        self.rooms = PdRooms(mode, config.bootstrap_wait_s) if mode != "null" else None
 
     # --- inference ---------------------------------------------------------------
 
@@ -286,24 +290,30 @@ class Scheduler:
     async def _check_disaggregation(
         self, request: pb.GenerateRequest, context: GRPC_CONTEXT
     ) -> dict[str, Any]:
-        """A prefill or decode server needs the bootstrap fields (and records them)."""
-        if self.config.disaggregation_mode == "null":
+        """A prefill or decode server needs the bootstrap fields (and records them). A
+        prefill remembers the room; a decode waits until its prefill has seen it (as a
+        real decode fetches the KV cache from there), and fails the request if it never
+        does."""
+        mode, rooms = self.config.disaggregation_mode, self.rooms
+        if rooms is None:
             return {}
         params = request.disaggregated_params
         if not request.HasField("disaggregated_params") or not params.bootstrap_host:
+            rooms.regular_requests += 1
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"a {self.config.disaggregation_mode} server needs disaggregated_params "
+                f"a {mode} server needs disaggregated_params "
                 "(bootstrap_host, bootstrap_port, bootstrap_room)",
             )
-        return {
-            "mode": self.config.disaggregation_mode,
-            "bootstrap": {
-                "host": params.bootstrap_host,
-                "port": params.bootstrap_port,
-                "room": params.bootstrap_room,
-            },
-        }
+        host, port, room = params.bootstrap_host, params.bootstrap_port, params.bootstrap_room
+        if mode == "decode" and not (port and await rooms.meet(host, port, room)):
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"the prefill half of bootstrap_room {room} never arrived at "
+                f"{host}:{port} within {rooms.wait_s:g}s",
+            )
+        rooms.remember(room, "generate")
+        return {"mode": mode, "bootstrap": {"host": host, "port": port, "room": room}}
 
 
 def _chunk(

@@ -18,6 +18,7 @@ from smg_grpc_proto.generated import common_pb2
 from smg_grpc_proto.generated import sglang_scheduler_pb2 as pb
 from smg_grpc_proto.generated import vllm_engine_pb2 as vpb
 
+from node.echo.pd import serve_bootstrap
 from node.grpc_echo import vllm
 from node.grpc_echo.scheduler import Scheduler, keep_raw
 
@@ -91,7 +92,7 @@ def vllm_handler(engine: vllm.VllmEngine, s: Scheduler) -> grpc.GenericRpcHandle
 
 
 async def serve(scheduler: Scheduler) -> int:
-    """Serve until SIGINT or SIGTERM; 0 on a clean stop."""
+    """Serve until SIGINT or SIGTERM; 0 on a clean stop, 1 when a port cannot be had."""
     config = scheduler.config
     server = grpc.aio.server(
         options=[
@@ -103,6 +104,17 @@ async def serve(scheduler: Scheduler) -> int:
     server.add_generic_rpc_handlers((service_handler(scheduler), vllm_handler(engine, scheduler)))
     address = f"{config.host}:{config.port}"
     server.add_insecure_port(address)
+    bootstrap = None
+    if (
+        scheduler.rooms is not None
+        and config.bootstrap_port
+        and config.disaggregation_mode == "prefill"
+    ):
+        try:  # the prefill's bootstrap server (HTTP), which a decode asks for its rooms
+            bootstrap = await serve_bootstrap(scheduler.rooms, config.host, config.bootstrap_port)
+        except OSError as exc:
+            log.error("cannot listen on bootstrap port %s: %s", config.bootstrap_port, exc)
+            return 1
     await server.start()
     log.info("grpc-echo-worker serving %s on %s", config.model_id, address)
     stop = asyncio.Event()
@@ -112,5 +124,9 @@ async def serve(scheduler: Scheduler) -> int:
     with contextlib.suppress(asyncio.CancelledError):
         await stop.wait()
     await server.stop(grace=1.0)
+    if bootstrap is not None:
+        await bootstrap.cleanup()
+    if scheduler.rooms is not None:
+        await scheduler.rooms.close()
     scheduler.recorder.close()
     return 0

@@ -96,4 +96,15 @@ def described(info: pb.GetModelInfoResponse, server: pb.GetServerInfoResponse) -
         metadata["server_type"] = server.server_type
     if server.sglang_version:
         metadata["engine_version"] = server.sglang_version
+    if (port := _bootstrap_port(server)) is not None:
+        metadata["disaggregation_bootstrap_port"] = port  # a prefill's, for PD pairs
     return metadata
+
+
+def _bootstrap_port(server: pb.GetServerInfoResponse) -> int | None:
+    """The prefill's KV bootstrap port from its server args (a Struct: numbers are floats)."""
+    value = server.server_args.fields.get("disaggregation_bootstrap_port")
+    port = value.number_value if value is not None else 0.0
+    if port.is_integer() and 0 < port < 65536:
+        return int(port)
+    return None

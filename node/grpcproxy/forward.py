@@ -30,6 +30,7 @@ from node.errors import error_body
 from node.grpcproxy.assemble import Assembly
 from node.grpcproxy.build import EMBEDDING, Built, build
 from node.grpcproxy.link import EngineLink
+from node.grpcproxy.pd import EnginePrefill
 from node.grpcproxy.status import client_message, failure_of
 from node.metrics import Metrics
 from node.outparse.choice import NO_PARSERS, ParserSettings
@@ -84,9 +85,13 @@ class EngineForwarder:
     def serves(self, worker: Worker) -> bool:
         return self.links(worker) is not None
 
-    async def attempt(self, ex: InferenceRequest, worker: Worker) -> tuple[Outcome, bool | None]:
+    async def attempt(
+        self, ex: InferenceRequest, worker: Worker, prefill: EnginePrefill | None = None
+    ) -> tuple[Outcome, bool | None]:
         """One try on `worker`: the outcome, and the worker's verdict for its breaker
-        (True: it answered, False: it failed, None: never found out)."""
+        (True: it answered, False: it failed, None: never found out). With a `prefill`
+        half, `worker` is its decode: both get the same message, with its
+        `disaggregated_params`; a prefill that fails first is the outcome (verdict None)."""
         link = self.links(worker)
         if link is None:
             return f"worker {worker.id}: not connected, or its tokenizer not loaded yet", False
@@ -98,9 +103,12 @@ class EngineForwarder:
         plan = plan_for(self.parsers(), ex.path, ex.data, worker.record, worker.model_id)
         if built.asked.stream and self.stream_interval > 1:
             built.message.sampling_params.stream_interval = self.stream_interval
+        if prefill is not None:
+            built.message.disaggregated_params.CopyFrom(prefill.params)
+            prefill.start(built.message)
         call = link.stub.Generate(built.message, timeout=self.timeout, metadata=link.metadata)
         try:
-            return await self._relay(ex, worker, link, built, plan, call)
+            return await self._relay(ex, worker, link, built, plan, call, prefill)
         except asyncio.CancelledError:  # the client went away (or the node is stopping)
             self._abort(link, rid, "the client went away")
             raise
@@ -115,11 +123,14 @@ class EngineForwarder:
         built: Built,
         plan: Plan | None,
         call: Any,
+        prefill: EnginePrefill | None,
     ) -> tuple[Outcome, bool | None]:
         try:
-            first = await call.read()
+            first = await (call.read() if prefill is None else prefill.alongside(call.read()))
         except grpc.aio.AioRpcError as exc:
             return self._refused(worker, exc)
+        if isinstance(first, str):
+            return first, None  # the prefill half failed; the decode was not at fault
         if first is grpc.aio.EOF:
             return f"worker {worker.id}: the engine ended its stream before answering", False
         rid = built.message.request_id

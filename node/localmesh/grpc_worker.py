@@ -13,15 +13,18 @@ from node.localmesh.process import Child
 
 def grpc_echo_worker_args(
     port: int,
-    tokenizer_dir: Path,
+    tokenizer_dir: Path | None,
     model: str = ECHO_MODEL,
     *,
     host: str = "127.0.0.1",
     extra: Sequence[str] = (),
 ) -> list[str]:
-    """The `meshgate grpc-echo-worker` command line of one worker."""
+    """The `meshgate grpc-echo-worker` command line of one worker (without a tokenizer
+    directory, the simulator's built-in tokenizer)."""
     args = ["grpc-echo-worker", "--host", host, "--port", str(port)]
-    return [*args, "--tokenizer", str(tokenizer_dir), "--model-id", model, *extra]
+    if tokenizer_dir is not None:
+        args += ["--tokenizer", str(tokenizer_dir)]
+    return [*args, "--model-id", model, *extra]
 
 
 def _listening(port: int) -> bool:
@@ -39,7 +42,7 @@ class GrpcEchoWorker:
         self,
         workdir: Path,
         port: int,
-        tokenizer_dir: Path,
+        tokenizer_dir: Path | None,
         model: str = ECHO_MODEL,
         name: str = "",
         extra: Sequence[str] = (),

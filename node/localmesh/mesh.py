@@ -191,6 +191,7 @@ class LocalMesh:
         http_ports: Sequence[int] = (),
         node_args: Sequence[str] = (),
         worker_args: Sequence[str] = (),
+        extra_worker_urls: Sequence[str] = (),
         secret: str | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
@@ -202,6 +203,7 @@ class LocalMesh:
         self.env = {**(env or {}), SECRET_ENV: self.secret}
         self.node_args = list(node_args)
         self.worker_args = list(worker_args)
+        self.extra_worker_urls = list(extra_worker_urls)  # started by the caller (gRPC ones)
         self._worker_names = list(worker_names) or [""] * workers
         ports = free_ports(len(self.names) * (1 if http_ports else 2) + len(self._worker_names))
         self.http_ports = list(http_ports) or [ports.pop() for _ in self.names]
@@ -284,7 +286,9 @@ class LocalMesh:
 
     @property
     def worker_urls(self) -> list[str]:
-        return [f"http://127.0.0.1:{port}" for port in self.worker_ports]
+        """The echo workers' URLs, then `extra_worker_urls`: the nodes' --worker-urls."""
+        own = [f"http://127.0.0.1:{port}" for port in self.worker_ports]
+        return own + self.extra_worker_urls
 
     def node(self, name: str) -> LocalNode:
         return next(node for node in self.nodes if node.name == name)

@@ -27,14 +27,16 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
 
 from node.errors import ApiError
+from node.grpcproxy.build import ROUTES as ENGINE_ROUTES
 from node.grpcproxy.forward import EngineForwarder, Retry
+from node.grpcproxy.pd import EnginePrefill
 from node.metrics import Metrics
 from node.outparse.choice import NO_PARSERS, ParserSettings
 from node.outparse.plan import plan_for, worker_body
@@ -48,10 +50,24 @@ from node.proxy.failures import (
     log_failure,
     stream_error,
 )
-from node.proxy.pd import PrefillHalf, bootstrap_fields, wants_input_logprobs, with_fields
+from node.proxy.pd import (
+    PrefillHalf,
+    PrefillWait,
+    bootstrap_fields,
+    wants_input_logprobs,
+    with_fields,
+)
 from node.proxy.upstream import Upstream, is_redirect
 from node.routing.base import Policy
-from node.workers.pairs import DECODE, PREFILL, Roles, missing_half, pairable, split_roles
+from node.workers.pairs import (
+    DECODE,
+    PREFILL,
+    Roles,
+    missing_half,
+    pairable,
+    partners,
+    split_roles,
+)
 from node.workers.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -117,7 +133,7 @@ class Forwarder:
         roles = split_roles(ex.candidates)
         if roles.use_pairs():
             return await self._forward_pair(ex, roles, pair() if pair else (policy, policy))
-        serving = roles.regular
+        serving = _speaking(ex, roles.regular)
         if policy.needs_prompt and any(w.connection_mode == "grpc" for w in serving):
             # The engine's cache holds token ids: prefixes are matched on those.
             ids = await self.engine.prompt_ids(ex, serving)
@@ -140,33 +156,39 @@ class Forwarder:
     async def _forward_pair(
         self, ex: InferenceRequest, roles: Roles, policies: tuple[Policy, Policy]
     ) -> web.StreamResponse:
-        """One prefill and one decode worker per attempt; a failed half is not tried again
-        while another worker of its kind is left."""
+        """One prefill and one decode worker (on the prefill's transport) per attempt; a
+        failed half is not tried again while another worker of its kind is left."""
         problem = missing_half(ex.model, roles)
         if problem is not None:
             raise ApiError(503, problem, code="no_pd_pair", headers={"Retry-After": "1"})
         tried: dict[str, set[str]] = {PREFILL: set(), DECODE: set()}
 
-        def choose(workers: tuple[Worker, ...], policy: Policy, kind: str) -> Worker | None:
-            routable = [w for w in workers if pairable(w)]
+        def choose(workers: Iterable[Worker], policy: Policy, kind: str) -> Worker | None:
+            routable = [w for w in workers if pairable(w) and self._speaks(w)]
             fresh = [w for w in routable if w.id not in tried[kind]] or routable
             return _pick(fresh, policy, ex) if fresh else None
 
         async def once(attempt: int) -> Outcome | None:
-            prefill = choose(roles.prefill, policies[0], PREFILL)
-            decode = choose(roles.decode, policies[1], DECODE)
-            if prefill is None or decode is None:
+            paired = [w for w in roles.prefill if partners(roles.decode, w)]
+            prefill = choose(paired, policies[0], PREFILL)
+            if prefill is None:
+                return None
+            decode = choose(partners(roles.decode, prefill), policies[1], DECODE)
+            if decode is None:
                 return None
             ex.worker, ex.attempts = decode, attempt
             ex.headers["X-Meshgate-Prefill-Worker"] = prefill.id
-            body = with_fields(worker_body(ex.body, ex.data), bootstrap_fields(prefill, ex.data))
-            keep = wants_input_logprobs(ex.path, ex.data)
-            headers = self._headers(ex, None)
-            half = PrefillHalf(self.session, prefill, ex.path, body, headers, self.timeout, keep)
-            self._background.add(half.task)
-            half.task.add_done_callback(self._background.discard)
+            half: PrefillWait
+            if prefill.connection_mode == "grpc":
+                half = EnginePrefill(
+                    prefill, self.engine.links, self.engine.timeout, self._background
+                )
+                running = self._engine_attempt(ex, decode, half)
+            else:
+                half, body = self._http_prefill(ex, prefill)
+                running = self._attempt(ex, decode, half, body)
             try:
-                outcome = await self._attempt(ex, decode, half, body)
+                outcome = await running
             except BaseException:
                 half.cancel()  # the client left
                 raise
@@ -180,6 +202,17 @@ class Forwarder:
             return outcome
 
         return await self._retrying(ex, once, "no prefill/decode pair is ready")
+
+    def _http_prefill(self, ex: InferenceRequest, prefill: Worker) -> tuple[PrefillHalf, bytes]:
+        """The HTTP prefill half, sent at once, and the body (with the bootstrap fields)
+        its decode half gets too."""
+        body = with_fields(worker_body(ex.body, ex.data), bootstrap_fields(prefill, ex.data))
+        keep = wants_input_logprobs(ex.path, ex.data)
+        headers = self._headers(ex, None)
+        half = PrefillHalf(
+            self.session, prefill, ex.path, body, headers, self.timeout, self._background, keep
+        )
+        return half, body
 
     async def _retrying(
         self,
@@ -259,7 +292,7 @@ class Forwarder:
             if prefill is None:
                 resp = await sending
             else:
-                got = await prefill.alongside(sending)
+                got = await prefill.alongside(sending, aiohttp.ClientResponse.close)
                 if isinstance(got, str):
                     return got  # the prefill half failed; the decode half was not at fault
                 resp = got
@@ -305,14 +338,15 @@ class Forwarder:
         return worker.connection_mode != "grpc" or self.engine.serves(worker)
 
     async def _engine_attempt(
-        self, ex: InferenceRequest, worker: Worker
+        self, ex: InferenceRequest, worker: Worker, prefill: EnginePrefill | None = None
     ) -> web.StreamResponse | str:
-        """One try on a gRPC worker, counted by its breaker as an HTTP one is."""
+        """One try on a gRPC worker (the decode half, with a `prefill`), counted by its
+        breaker as an HTTP one is."""
         worker.load += 1
         worker.breaker.on_attempt()
         verdict: bool | None = None
         try:
-            outcome, verdict = await self.engine.attempt(ex, worker)
+            outcome, verdict = await self.engine.attempt(ex, worker, prefill)
         finally:
             worker.load -= 1
             worker.breaker.settle(verdict)
@@ -414,3 +448,18 @@ class _Retryable(web.Response):
         super().__init__(
             status=status, body=body, headers={"Content-Type": content_type or "application/json"}
         )
+
+
+def _speaking(ex: InferenceRequest, serving: tuple[Worker, ...]) -> tuple[Worker, ...]:
+    """The workers whose protocol serves the route: gRPC engines serve only ENGINE_ROUTES."""
+    if ex.path in ENGINE_ROUTES:
+        return serving
+    speaking = tuple(w for w in serving if w.connection_mode != "grpc")
+    if serving and not speaking:
+        raise ApiError(
+            400,
+            f"model {ex.model!r} is served only by gRPC workers, which do not serve "
+            f"{ex.path} (they serve {', '.join(ENGINE_ROUTES)}); add an HTTP worker for it",
+            code="route_not_served_over_grpc",
+        )
+    return speaking

@@ -7,7 +7,8 @@ each with SGLang's bootstrap fields: `bootstrap_host` (the prefill worker's host
 as an int64). The decode worker fetches the KV cache from the prefill's bootstrap
 server and answers the client; the prefill's answer is drained in the background.
 A batch `/generate` (`text` or `input_ids` a list of prompts) gets one list entry
-per prompt, as SGLang's router does.
+per prompt, as SGLang's router does. `PrefillWait` is what both transports share
+of a prefill half (node/grpcproxy/pd.py is the gRPC one).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Awaitable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -33,11 +34,12 @@ MAX_KEPT_BYTES = 16 * 2**20  # a prefill's answer kept for its input logprobs, a
 # any other 4xx is the request's fault, and the decode half says so to the client.
 PREFILL_FAILED = frozenset({408, 429, 500, 502, 503, 504})
 UPSTREAM_ERRORS = (aiohttp.ClientError, TimeoutError)
+T = TypeVar("T")
 
 
-def new_room() -> int:
-    """A random room in [0, 2**63 - 1]."""
-    return secrets.randbits(63)
+def new_room(bits: int = 63) -> int:
+    """A random room in [0, 2**bits - 1] (SGLang keeps it as an int64)."""
+    return secrets.randbits(bits)
 
 
 def bootstrap_port(worker: Worker) -> int | None:
@@ -108,28 +110,24 @@ def with_fields(body: bytes, fields: dict[str, Any]) -> bytes:
     return orjson.dumps({**orjson.loads(body), **fields})
 
 
-class PrefillHalf:
-    """The prefill half of one attempt: sent at once, its answer drained in the background.
+class PrefillWait:
+    """What the decode half of an attempt knows of its prefill half, on either transport.
 
-    `answered()` says, once the prefill's status is known, whether its half failed (a
-    phrase for the client) or not (None). Its load and circuit breaker are settled
-    here, whatever happens to the decode half."""
+    `answered()` says, once the prefill's first answer is known, whether its half
+    failed (a phrase for the client) or not (None). The prefill's task (kept in
+    `background` while it drains) settles its load and circuit breaker, whatever
+    happens to the decode half."""
 
-    def __init__(
-        self,
-        session: Upstream,
-        worker: Worker,
-        path: str,
-        body: bytes,
-        headers: dict[str, str],
-        timeout: aiohttp.ClientTimeout,
-        keep: bool = False,
-    ) -> None:
+    def __init__(self, worker: Worker, background: set[asyncio.Task[None]]) -> None:
         self.worker = worker
-        self.keeps = keep  # its answer is kept (for the input logprobs), not just drained
-        self.kept: bytes | None = None
+        self.task: asyncio.Task[None] | None = None
+        self._background = background
         self._answer: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        self.task = asyncio.create_task(self._run(session, path, body, headers, timeout))
+
+    def _start(self, run: Awaitable[None]) -> None:
+        self.task = asyncio.ensure_future(run)
+        self._background.add(self.task)
+        self.task.add_done_callback(self._background.discard)
 
     async def answered(self) -> str | None:
         return await asyncio.shield(self._answer)
@@ -140,15 +138,16 @@ class PrefillHalf:
 
     def cancel(self) -> None:
         """Stop waiting for the prefill (its decode half failed or the client left)."""
-        if not self.task.done():
+        if self.task is not None and not self.task.done():
             self.task.cancel()
 
     async def alongside(
-        self, sending: Awaitable[aiohttp.ClientResponse]
-    ) -> aiohttp.ClientResponse | str:
-        """The decode half's response once this prefill has answered too; or the prefill's
-        failure as soon as it fails (a real decode would wait for its KV cache until its
-        own timeout, so its request is cancelled). The decode's own errors propagate."""
+        self, sending: Awaitable[T], discard: Callable[[T], object] = lambda _: None
+    ) -> T | str:
+        """The decode half's first answer once this prefill has answered too; or the
+        prefill's failure as soon as it fails (a real decode would wait for its KV cache
+        until its own timeout, so its request is cancelled; an answer nobody reads is
+        `discard`ed). The decode's own errors propagate."""
         sent = asyncio.ensure_future(sending)
         answer = asyncio.ensure_future(self.answered())
         handed = False
@@ -166,18 +165,39 @@ class PrefillHalf:
             if not sent.done():
                 sent.cancel()
             elif not handed and not sent.cancelled() and sent.exception() is None:
-                sent.result().close()  # an answer nobody reads
+                discard(sent.result())
             if not answer.done():
                 answer.cancel()
-
-    async def merge_logprobs(self, decode: bytes) -> bytes:
-        """The decode's whole answer with this prefill's input logprobs, once it has them."""
-        await asyncio.wait((self.task,))
-        return merged_logprobs(self.kept, decode)
 
     def _settle_answer(self, problem: str | None) -> None:
         if not self._answer.done():
             self._answer.set_result(problem)
+
+
+class PrefillHalf(PrefillWait):
+    """The prefill half of one HTTP attempt: sent at once, its answer drained."""
+
+    def __init__(
+        self,
+        session: Upstream,
+        worker: Worker,
+        path: str,
+        body: bytes,
+        headers: dict[str, str],
+        timeout: aiohttp.ClientTimeout,
+        background: set[asyncio.Task[None]],
+        keep: bool = False,
+    ) -> None:
+        super().__init__(worker, background)
+        self.keeps = keep  # its answer is kept (for the input logprobs), not just drained
+        self.kept: bytes | None = None
+        self._start(self._run(session, path, body, headers, timeout))
+
+    async def merge_logprobs(self, decode: bytes) -> bytes:
+        """The decode's whole answer with this prefill's input logprobs, once it has them."""
+        if self.task is not None:
+            await asyncio.wait((self.task,))
+        return merged_logprobs(self.kept, decode)
 
     async def _run(
         self,

@@ -8,6 +8,12 @@ its PD pairs serve it while at least one routable prefill and one routable decod
 exist; otherwise its regular workers do. With no regular worker and no complete
 pair, the request gets a 503 naming the missing half (`missing_half`).
 
+Both halves of a pair speak the same transport: HTTP with HTTP (SGLang's bootstrap
+fields in the JSON body), gRPC with gRPC (`DisaggregatedParams` in the
+`GenerateRequest`), as SGLang's router has one PD router per transport. A prefill
+over one transport and a decode over the other never pair; a model with only such
+halves gets the 503, saying so.
+
 Pure functions of the workers (no I/O), shared by the HTTP forwarder, the gRPC
 path and the `/workers` views.
 """
@@ -24,9 +30,18 @@ PREFILL, DECODE, REGULAR = "prefill", "decode", "regular"
 
 
 def pairable(worker: Worker) -> bool:
-    """May the worker be half of a pair now? Routable, and over HTTP: PD over gRPC
-    (`DisaggregatedParams`) is not built yet, so a gRPC prefill or decode never pairs."""
-    return worker.routable and worker.connection_mode == "http"
+    """May the worker be half of a pair now (with a partner on its transport)?"""
+    return worker.routable
+
+
+def transports(workers: Iterable[Worker]) -> set[str]:
+    """The transports (`connection_mode`) of the pairable workers among `workers`."""
+    return {w.connection_mode for w in workers if pairable(w)}
+
+
+def partners(decode: Iterable[Worker], prefill: Worker) -> list[Worker]:
+    """The pairable decode workers that may pair with `prefill` (its transport)."""
+    return [w for w in decode if pairable(w) and w.connection_mode == prefill.connection_mode]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +58,8 @@ class Roles:
         return bool(self.prefill or self.decode)
 
     def pair_routable(self) -> bool:
-        """Is there a routable prefill and a routable decode worker?"""
-        return any(map(pairable, self.prefill)) and any(map(pairable, self.decode))
+        """Is there a routable prefill and a routable decode worker on one transport?"""
+        return bool(transports(self.prefill) & transports(self.decode))
 
     def use_pairs(self) -> bool:
         """The rule: pairs serve while one can; regular workers otherwise, if there are any."""
@@ -64,10 +79,15 @@ def split_roles(workers: Iterable[Worker]) -> Roles:
 def missing_half(model: str | None, roles: Roles) -> str | None:
     """What keeps the model's PD pairs from serving (None: a pair can serve)."""
     name = repr(model) if model else "(any)"
-    prefill = any(map(pairable, roles.prefill))
-    decode = any(map(pairable, roles.decode))
-    if prefill and decode:
+    prefill, decode = transports(roles.prefill), transports(roles.decode)
+    if prefill & decode:
         return None
+    if prefill and decode:
+        return (
+            f"model {name} has healthy prefill workers over {'/'.join(sorted(prefill))} "
+            f"and decode workers over {'/'.join(sorted(decode))} only: a pair needs "
+            "both halves on the same transport"
+        )
     if not roles.prefill:
         return f"model {name} has decode workers but no prefill worker"
     if not roles.decode:

@@ -7,6 +7,10 @@ seen the same `bootstrap_room` (node/echo/pd.py), and both kinds refuse (and
 count) a request without the bootstrap fields. So a 200 through the gateway means
 the pair met; the workers' room lists show each request reached exactly one
 prefill and one decode with the same room.
+
+`pd-grpc-model` is served by a gRPC prefill and a gRPC decode grpc-echo-worker
+(the decode's Generate waits until the prefill's bootstrap server has seen the
+room of its `disaggregated_params`); their record files hold what the node sent.
 """
 
 from __future__ import annotations
@@ -21,21 +25,36 @@ import openai
 import pytest
 import requests
 
-from node.localmesh import EchoWorker
+from node.localmesh import EchoWorker, GrpcEchoWorker
 from node.localmesh.process import free_ports
 from tests.cluster.conftest import MODEL, Mesh
+from tests.grpc_wire import recorded, recorded_request, wire_fields
 from tests.support import wait_for
+from tests.tokenizer_files import build_tokenizer_dir
 
 PD_MODEL = "pd-model"
 LONELY = "lonely-model"
+GRPC_PD = "pd-grpc-model"
+MIXED = "mixed-model"
 CHAT: dict[str, Any] = {"messages": [{"role": "user", "content": "hello pairs"}], "max_tokens": 4}
 
 
 class PdMesh:
-    def __init__(self, mesh: Mesh, prefills: list[EchoWorker], decodes: list[EchoWorker]):
+    def __init__(
+        self,
+        mesh: Mesh,
+        prefills: list[EchoWorker],
+        decodes: list[EchoWorker],
+        grpc: tuple[GrpcEchoWorker, GrpcEchoWorker],
+        records: tuple[Path, Path],
+        bootstrap_port: int,
+    ):
         self.mesh = mesh
         self.prefills = prefills
         self.decodes = decodes
+        self.grpc = grpc  # (prefill, decode)
+        self.records = records  # their record files
+        self.bootstrap_port = bootstrap_port  # the gRPC prefill's
 
     @property
     def pd_workers(self) -> list[EchoWorker]:
@@ -44,6 +63,12 @@ class PdMesh:
 
 def _echo(tmp: Path, port: int, *flags: str) -> EchoWorker:
     return EchoWorker(tmp, port, PD_MODEL, extra=flags)
+
+
+def _engine(tmp: Path, port: int, tok: Path, record: Path, *flags: str) -> GrpcEchoWorker:
+    """A grpc-echo-worker for `pd-grpc-model` in disaggregation mode flags[0]."""
+    extra = ("--disaggregation-mode", *flags, "--record-file", str(record))
+    return GrpcEchoWorker(tmp, port, tok, GRPC_PD, extra=extra)
 
 
 def _register(url: str, body: dict[str, Any]) -> str:
@@ -55,7 +80,14 @@ def _register(url: str, body: dict[str, Any]) -> str:
 @pytest.fixture(scope="module")
 def pd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PdMesh]:
     tmp = tmp_path_factory.mktemp("pd")
-    ports = free_ports(6)
+    ports = free_ports(9)
+    records = (tmp / "grpc-prefill.jsonl", tmp / "grpc-decode.jsonl")
+    tok = build_tokenizer_dir(tmp / "tok", style="llama3")
+    bootstrap = ("--bootstrap-port", str(ports[8]))
+    grpc = (
+        _engine(tmp, ports[6], tok, records[0], "prefill", *bootstrap),
+        _engine(tmp, ports[7], tok, records[1], "decode"),
+    )
     prefills = [
         _echo(
             tmp, ports[i], "--disaggregation-mode", "prefill", "--bootstrap-port", str(ports[i + 4])
@@ -67,6 +99,8 @@ def pd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PdMesh]:
     try:
         for worker in prefills + decodes:
             worker.wait_healthy()
+        for engine in grpc:
+            engine.wait_listening(timeout=15)
         mesh.wait_ready()
         url = mesh.nodes[0].url
         # The first prefill names its bootstrap port; discovery reads the second's.
@@ -79,20 +113,42 @@ def pd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PdMesh]:
         # A prefill with no decode partner (the same process, under another address).
         lonely = prefills[0].url.replace("127.0.0.1", "localhost")
         _register(url, {"url": lonely, "model_id": LONELY, "worker_type": "prefill"})
+        # gRPC halves: discovery reads the prefill's bootstrap port from GetServerInfo. The
+        # tokenizer is named by path: every node loads it at once, from its own disk.
+        engine = {"tokenizer_path": str(tok)}
+        _register(url, {"url": grpc[0].url, "worker_type": "prefill", **engine})
+        _register(url, {"url": grpc[1].url, "worker_type": "decode", **engine})
+        # A model whose halves are on different transports never pairs.
+        mixed = (prefills[1].url, grpc[1].url)
+        _register(url, {"url": _alias(mixed[0]), "model_id": MIXED, "worker_type": "prefill"})
+        _register(
+            url, {"url": _alias(mixed[1]), "model_id": MIXED, "worker_type": "decode", **engine}
+        )
 
         def all_ready() -> bool:
             for node in mesh.nodes:
                 body = requests.get(node.url + "/workers", timeout=5).json()
-                if body["stats"]["healthy_count"] != 6:
+                if body["stats"]["healthy_count"] != 10:
+                    return False
+                # A gRPC half serves once this node has loaded its tokenizer.
+                engines = [w for w in body["workers"] if w["connection_mode"] == "grpc"]
+                if not all(w["tokenizer_loaded"] for w in engines):
                     return False
             return True
 
         wait_for(all_ready, timeout=20, what="the PD workers ready on every node")
-        yield PdMesh(mesh, prefills, decodes)
+        yield PdMesh(mesh, prefills, decodes, grpc, records, ports[8])
     finally:
         mesh.stop()
         for worker in prefills + decodes:
             worker.proc.stop()
+        for engine in grpc:
+            engine.proc.stop()
+
+
+def _alias(url: str) -> str:
+    """The same worker under another address."""
+    return url.replace("127.0.0.1", "localhost")
 
 
 def _stats(worker: EchoWorker) -> dict[str, Any]:
@@ -149,6 +205,28 @@ def test_each_request_goes_to_one_prefill_and_one_decode_with_one_room(
     prefill_rooms, decode_rooms = _assert_paired(pd, sent)
     if policy == "round_robin":  # each node alternates its halves
         assert all(prefill_rooms) and all(decode_rooms)
+    before = _grpc_rooms(pd)
+    for node in pd.mesh.nodes:
+        resp = _chat(node.url, GRPC_PD)
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["choices"][0]["message"]["content"]
+        assert resp.headers["X-Meshgate-Prefill-Worker"] != resp.headers["X-Meshgate-Worker"]
+    _assert_grpc_paired(pd, before, 3)
+
+
+def _grpc_rooms(pd: PdMesh) -> tuple[list[int], list[int]]:
+    """The rooms each gRPC half got, in order (from its record)."""
+    prefill, decode = ([e["bootstrap"]["room"] for e in recorded(path)] for path in pd.records)
+    return prefill, decode
+
+
+def _assert_grpc_paired(pd: PdMesh, before: tuple[list[int], list[int]], sent: int) -> list[int]:
+    """`sent` more requests each reached the gRPC prefill and decode with the same room."""
+    prefill, decode = _grpc_rooms(pd)
+    new = decode[len(before[1]) :]
+    assert len(new) == sent and len(set(new)) == sent
+    assert sorted(prefill[len(before[0]) :]) == sorted(new)
+    return new
 
 
 def test_regular_requests_never_reach_pd_workers(pd: PdMesh) -> None:
@@ -176,6 +254,38 @@ def test_openai_client_sees_one_answer_streamed_or_not(pd: PdMesh) -> None:
     assert text and any(c.choices and c.choices[0].finish_reason for c in chunks)
     assert len({c.id for c in chunks}) == 1
     _assert_paired(pd, 2)
+
+
+def test_openai_client_sees_one_answer_from_a_grpc_pair(pd: PdMesh) -> None:
+    before = _grpc_rooms(pd)
+    client = openai.OpenAI(base_url=pd.mesh.nodes[2].url + "/v1", api_key="unused")
+    whole = client.chat.completions.create(model=GRPC_PD, **CHAT)
+    assert len(whole.choices) == 1 and whole.choices[0].message.content
+    assert whole.usage is not None and whole.usage.completion_tokens > 0
+    chunks = list(client.chat.completions.create(model=GRPC_PD, stream=True, **CHAT))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content  # the decode's answer, as a regular one
+    assert any(c.choices and c.choices[0].finish_reason for c in chunks)
+    assert len({c.id for c in chunks}) == 1
+    _assert_grpc_paired(pd, before, 2)
+
+
+def test_both_grpc_halves_get_one_generate_request_with_disaggregated_params(
+    pd: PdMesh,
+) -> None:
+    """The wire check: the same GenerateRequest, decoded with the pinned stubs."""
+    before = _grpc_rooms(pd)
+    resp = _chat(pd.mesh.nodes[0].url, GRPC_PD)
+    assert resp.status_code == 200, resp.text
+    (room,) = _assert_grpc_paired(pd, before, 1)
+    rid = recorded(pd.records[1])[-1]["request"]["request_id"]
+    halves = [recorded_request(path, rid) for path in pd.records]
+    assert halves[0] == halves[1]
+    assert wire_fields(halves[1])["disaggregated_params"] == {
+        "bootstrap_host": "127.0.0.1",
+        "bootstrap_port": pd.bootstrap_port,
+        "bootstrap_room": room,
+    }
 
 
 def test_generate_with_logprobs_gets_the_prefills_input_logprobs(pd: PdMesh) -> None:
@@ -230,6 +340,14 @@ def test_a_prefill_without_a_decode_partner_is_a_503_naming_it(pd: PdMesh) -> No
         assert error["code"] == "no_pd_pair"
         message = error["message"]
         assert message == f"model {LONELY!r} has prefill workers but no decode worker"
+    resp = _chat(pd.mesh.nodes[1].url, MIXED)
+    assert resp.status_code == 503, resp.text
+    error = resp.json()["error"]
+    assert error["code"] == "no_pd_pair"
+    assert error["message"] == (
+        f"model {MIXED!r} has healthy prefill workers over http and decode workers over "
+        "grpc only: a pair needs both halves on the same transport"
+    )
 
 
 def test_workers_views_show_pair_health(pd: PdMesh) -> None:
@@ -245,6 +363,8 @@ def test_workers_views_show_pair_health(pd: PdMesh) -> None:
             assert pairs[LONELY]["can_serve"] is False
             assert pairs[LONELY]["decode"] == {"healthy": 0, "total": 0}
             assert MODEL not in pairs
+            assert pairs[GRPC_PD]["can_serve"] is True
+            assert pairs[MIXED]["can_serve"] is False
     listed = requests.get(pd.mesh.nodes[2].url + "/workers", timeout=5).json()["workers"]
     second = next(w for w in listed if w["url"] == pd.prefills[1].url)
     assert second["bootstrap_port"] is None

@@ -26,9 +26,10 @@ class Cluster:
         return proc, url
 
     def grpc_echo(
-        self, tokenizer_dir: Path, *flags: str, model: str = "echo-model"
+        self, tokenizer_dir: Path | None, *flags: str, model: str = "echo-model"
     ) -> GrpcEchoWorker:
-        """A `meshgate grpc-echo-worker` on a free port, listening."""
+        """A `meshgate grpc-echo-worker` on a free port, listening (None: its built-in
+        tokenizer)."""
         worker = GrpcEchoWorker(self.tmp_path, free_port(), tokenizer_dir, model, extra=flags)
         self.procs.append(worker.proc)
         worker.wait_listening(timeout=15)

@@ -23,6 +23,7 @@ from smg_grpc_proto.generated import vllm_engine_pb2_grpc as vllm_grpc
 from node.blobs.store import BlobStore
 from node.grpc_echo.record import raw_bytes
 from node.grpc_workers.workers import GrpcSettings, GrpcWorkers
+from node.localmesh import GrpcEchoWorker
 from node.text.resolve import NoCatalog
 from node.text.tokenizer import TextTokenizer, load_tokenizer
 from node.workers.breaker import BreakerSettings
@@ -30,7 +31,7 @@ from node.workers.credentials import CredentialBox
 from node.workers.pool import WorkerPool
 from tests.grpc_wire import recorded, recorded_request, wire_fields
 from tests.integration.conftest import Cluster
-from tests.support import wait_for
+from tests.support import free_port, wait_for
 from tests.tokenizer_files import build_tokenizer_dir
 
 KEY = "grpc-echo-test-key"
@@ -235,28 +236,58 @@ def test_the_record_keeps_the_raw_request_for_the_wire_check(sim: dict[str, Any]
     }
 
 
-def test_a_prefill_server_needs_and_records_bootstrap_fields(sim: dict[str, Any]) -> None:
+def _paired(tok: TextTokenizer, rid: str, port: int, room: int) -> pb.GenerateRequest:
+    request = _request(tok, "prefill this prompt", rid)
+    request.disaggregated_params.CopyFrom(
+        pb.DisaggregatedParams(bootstrap_host="127.0.0.1", bootstrap_port=port, bootstrap_room=room)
+    )
+    return request
+
+
+def test_a_prefill_records_rooms_and_a_decode_waits_for_its_prefill(
+    sim: dict[str, Any],
+) -> None:
+    """The decode's Generate runs once the prefill's bootstrap server has seen its room,
+    and fails clearly when that never happens."""
     cluster: Cluster = sim["cluster"]
     record = cluster.tmp_path / "prefill.jsonl"
-    flags = ("--disaggregation-mode", "prefill", "--bootstrap-port", "8998")
-    worker = cluster.grpc_echo(sim["dir"], *flags, "--record-file", str(record))
-    with grpc.insecure_channel(f"127.0.0.1:{worker.port}") as channel:
-        stub = pb_grpc.SglangSchedulerStub(channel)
-        bare = _request(sim["tok"], "prefill this prompt", "p1")
+    port = free_port()
+    flags = ("--disaggregation-mode", "prefill", "--bootstrap-port", str(port))
+    prefill_flags = (*flags, "--record-file", str(record))
+    # The decode runs on its built-in tokenizer: the same Llama 3 style BPE as sim["dir"].
+    decode_flags = ("--disaggregation-mode", "decode", "--bootstrap-wait-ms", "300")
+    prefill, decode = (
+        GrpcEchoWorker(cluster.tmp_path, free_port(), tok_dir, "echo-model", extra=extra)
+        for tok_dir, extra in ((sim["dir"], prefill_flags), (None, decode_flags))
+    )
+    cluster.procs += [prefill.proc, decode.proc]
+    for engine in (prefill, decode):  # started together, for time
+        engine.wait_listening(timeout=15)
+    tok = sim["tok"]
+    with (
+        grpc.insecure_channel(f"127.0.0.1:{prefill.port}") as to_prefill,
+        grpc.insecure_channel(f"127.0.0.1:{decode.port}") as to_decode,
+    ):
+        stub = pb_grpc.SglangSchedulerStub(to_prefill)
+        bare = _request(tok, "prefill this prompt", "p1")
+        for engine in (stub, pb_grpc.SglangSchedulerStub(to_decode)):
+            with pytest.raises(grpc.RpcError) as caught:
+                list(engine.Generate(bare, timeout=10))
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        (done,) = list(stub.Generate(_paired(tok, "p2", port, 42), timeout=10))
+        decoder = pb_grpc.SglangSchedulerStub(to_decode)
+        answer = list(decoder.Generate(_paired(tok, "d1", port, 42), timeout=10))
+        assert tok.decode(list(answer[-1].complete.output_ids), False) == "prefill this prompt"
         with pytest.raises(grpc.RpcError) as caught:
-            list(stub.Generate(bare, timeout=10))
-        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        paired = _request(sim["tok"], "prefill this prompt", "p2")
-        paired.disaggregated_params.CopyFrom(
-            pb.DisaggregatedParams(
-                bootstrap_host="127.0.0.1", bootstrap_port=8998, bootstrap_room=42
-            )
-        )
-        (done,) = list(stub.Generate(paired, timeout=10))
+            list(decoder.Generate(_paired(tok, "d2", port, 43), timeout=10))
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert caught.value.details() == (
+        f"the prefill half of bootstrap_room 43 never arrived at 127.0.0.1:{port} within 0.3s"
+    )
     assert len(done.complete.output_ids) == 1
     last = recorded(record)[-1]
     assert last["mode"] == "prefill"
-    assert last["bootstrap"] == {"host": "127.0.0.1", "port": 8998, "room": 42}
+    assert last["bootstrap"] == {"host": "127.0.0.1", "port": port, "room": 42}
 
 
 def test_a_fetched_tokenizer_is_loaded_again_from_its_digest(

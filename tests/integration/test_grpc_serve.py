@@ -241,12 +241,21 @@ def chat_as(mesh: Mesh, request_id: str, content: str) -> requests.Response:
 
 def test_without_the_http_worker_grpc_faults(mesh: Mesh, client: openai.OpenAI) -> None:
     """The HTTP worker leaves: what follows is served by the two gRPC workers alone."""
+    rerank = {"model": MODEL, "query": "q", "documents": ["a", "b"]}
+    for _ in range(3):  # a route engines do not serve goes to the HTTP worker, every time
+        resp = requests.post(mesh.url + "/v1/rerank", json=rerank, timeout=10)
+        assert resp.status_code == 200 and resp.headers["x-meshgate-worker"] == mesh.http_id
     gone = requests.delete(f"{mesh.url}/workers/{mesh.http_id}", timeout=10)
     assert gone.status_code == 200, gone.text
     wait_for(
         lambda: mesh.http_id not in [w["id"] for w in workers(mesh.url)],
         what="the HTTP worker removed",
     )
+
+    resp = requests.post(mesh.url + "/v1/rerank", json=rerank, timeout=10)
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["code"] == "route_not_served_over_grpc"
+    assert "add an HTTP worker" in resp.json()["error"]["message"]
 
     # INVALID_ARGUMENT: a 400 with the engine's reason, tried on one worker only.
     resp = chat_as(mesh, "invalid", "[[fail:INVALID_ARGUMENT]]")

@@ -15,10 +15,13 @@ from smg_grpc_proto.generated import sglang_scheduler_pb2 as pb
 
 from node.grpcproxy.forward import EngineForwarder, Retry
 from node.grpcproxy.link import StaticLink
+from node.grpcproxy.pd import EnginePrefill
 from node.limits.usage import TokenMeter
 from node.metrics import Metrics
 from node.pipeline.request import InferenceRequest
 from node.text.tokenizer import TextTokenizer, load_tokenizer
+from node.workers.breaker import BreakerSettings
+from node.workers.credentials import CredentialBox
 from node.workers.worker import Worker
 from tests.tokenizer_files import build_tokenizer_dir
 
@@ -113,3 +116,77 @@ def test_a_refusal_before_the_first_token(
     else:
         assert isinstance(outcome, web.Response) and outcome.status == status
         assert b"engine says no" in cast(bytes, outcome.body)
+
+
+def _engine(n: int, kind: str) -> Worker:
+    record = {
+        "id": f"{kind}{n}",
+        "url": f"grpc://10.0.0.{n}:50051",
+        "model_id": "m",
+        "worker_type": kind,
+        "connection_mode": "grpc",
+        "bootstrap_port": 8998,
+        "status": "ready",
+    }
+    return Worker(record, BreakerSettings(), CredentialBox("s" * 40))
+
+
+def pair_attempt(
+    tok: TextTokenizer, prefill_stub: Stub, decode_stub: Stub
+) -> tuple[Any, bool | None, EnginePrefill]:
+    """One attempt on a gRPC decode with a gRPC prefill half; the prefill drained."""
+    prefill, decode = _engine(1, "prefill"), _engine(2, "decode")
+    stubs = {prefill.id: prefill_stub, decode.id: decode_stub}
+    forwarder = EngineForwarder(Metrics("n"), 5.0, lambda w: StaticLink(stubs[w.id], tok))
+    body = orjson.dumps(BODY)
+    ex = InferenceRequest(
+        cast(Any, None), "/v1/chat/completions", cast(Any, None), body, BODY, "m", False, "rq", 0.0
+    )
+
+    async def run() -> tuple[Any, bool | None, EnginePrefill]:
+        half = EnginePrefill(prefill, forwarder.links, 5.0, set())
+        outcome, verdict = await forwarder.attempt(ex, decode, half)
+        assert half.task is not None
+        await asyncio.wait((half.task,))
+        return outcome, verdict, half
+
+    outcome, verdict, half = asyncio.run(run())
+    assert prefill.load == 0 and prefill_stub.call.cancelled
+    return outcome, verdict, half
+
+
+def _complete(tok: TextTokenizer, text: str) -> pb.GenerateResponse:
+    ids = tok.encode(text, add_special_tokens=False)
+    done = pb.GenerateComplete(output_ids=ids, finish_reason="stop", completion_tokens=len(ids))
+    return pb.GenerateResponse(complete=done)
+
+
+def test_both_halves_get_one_message_and_the_client_the_decodes_answer(
+    tok: TextTokenizer,
+) -> None:
+    prefill, decode = Stub([_complete(tok, "first")]), Stub([_complete(tok, "Hi there")])
+    outcome, verdict, half = pair_attempt(tok, prefill, decode)
+    assert isinstance(outcome, web.Response) and outcome.status == 200 and verdict is True
+    body = orjson.loads(cast(bytes, outcome.body))
+    assert body["choices"][0]["message"]["content"] == "Hi there"
+    assert prefill.sent == decode.sent  # the same GenerateRequest
+    params = decode.sent[0].disaggregated_params
+    assert params == half.params and params.bootstrap_host == "10.0.0.1"
+    assert params.bootstrap_port == 8998 and not half.failed
+
+
+def test_a_failing_prefill_is_the_attempts_failure_not_the_decodes(tok: TextTokenizer) -> None:
+    prefill = Stub([], grpc.StatusCode.UNAVAILABLE)
+    outcome, verdict, half = pair_attempt(tok, prefill, Stub([_complete(tok, "late")]))
+    assert outcome == "prefill worker prefill1: the engine failed" and verdict is None
+    assert half.failed  # the pair is tried again with another prefill
+
+
+def test_a_prefill_refusing_the_request_leaves_the_answer_to_the_decode(
+    tok: TextTokenizer,
+) -> None:
+    prefill = Stub([], grpc.StatusCode.INVALID_ARGUMENT)
+    decode = Stub([], grpc.StatusCode.INVALID_ARGUMENT)
+    outcome, verdict, half = pair_attempt(tok, prefill, decode)
+    assert isinstance(outcome, web.Response) and outcome.status == 400 and verdict is True
+    assert not half.failed

@@ -11,11 +11,12 @@ import pytest
 
 from node.echo.httpio import BadRequest
 from node.echo.pd import PdRooms, halves_of
+from node.grpcproxy.pd import disaggregated_params
 from node.localmesh.process import free_port
 from node.proxy.pd import bootstrap_fields, bootstrap_port, merged_logprobs, with_fields
 from node.workers.breaker import BreakerSettings
 from node.workers.credentials import CredentialBox
-from node.workers.pairs import missing_half, pair_health, split_roles
+from node.workers.pairs import missing_half, pair_health, partners, split_roles
 from node.workers.worker import Worker
 
 BOX = CredentialBox("s" * 40)
@@ -192,8 +193,28 @@ def test_the_decodes_answer_stays_as_it_was_without_usable_logprobs(prefill: byt
     assert merged_logprobs(prefill, decode) == decode
 
 
-def test_a_grpc_half_is_not_paired_over_http() -> None:
+def test_halves_pair_only_on_one_transport() -> None:
     grpc_decode = worker(2, "decode", connection_mode="grpc")
     roles = split_roles([worker(1, "prefill"), grpc_decode, worker(3, "regular")])
     assert grpc_decode.routable and not roles.use_pairs()
-    assert missing_half("m", roles) == "model 'm' has prefill workers but no healthy decode worker"
+    assert missing_half("m", roles) == (
+        "model 'm' has healthy prefill workers over http and decode workers over grpc "
+        "only: a pair needs both halves on the same transport"
+    )
+    grpc_prefill = worker(4, "prefill", connection_mode="grpc")
+    roles = split_roles([worker(1, "prefill"), grpc_decode, grpc_prefill])
+    assert roles.use_pairs() and missing_half("m", roles) is None
+    assert partners(roles.decode, grpc_prefill) == [grpc_decode]
+    assert partners(roles.decode, roles.prefill[0]) == []
+
+
+def test_grpc_halves_get_disaggregated_params_with_an_int32_room() -> None:
+    prefill = worker(5, "prefill", connection_mode="grpc", bootstrap_port=8998)
+    rooms = set()
+    for _ in range(50):
+        params = disaggregated_params(prefill)
+        assert (params.bootstrap_host, params.bootstrap_port) == ("10.0.0.5", 8998)
+        assert 0 <= params.bootstrap_room < 2**31
+        rooms.add(params.bootstrap_room)
+    assert len(rooms) > 1
+    assert disaggregated_params(worker(6, "prefill")).bootstrap_port == 0  # unknown
