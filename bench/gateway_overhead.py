@@ -137,6 +137,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "side by side (tokens/s and the gateway's CPU per request) instead of direct vs gateway",
     )
     load.add_argument(
+        "--grpc-stream-interval",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="with --grpc: the gateway's --grpc-stream-interval, tokens per gRPC message "
+        "(%(default)s)",
+    )
+    load.add_argument(
         "--model", default="bench-model", help="model named in the request body (%(default)s)"
     )
     load.add_argument(

@@ -116,7 +116,10 @@ class Cluster:
             # Stop at once on SIGTERM instead of serving on for the drain delay (a load
             # balancer's grace time). An environment variable, because nodes without the
             # setting ignore it.
-            env={"MESHGATE_DRAIN_DELAY_SECS": "0"},
+            env={
+                "MESHGATE_DRAIN_DELAY_SECS": "0",
+                "MESHGATE_GRPC_STREAM_INTERVAL": str(args.grpc_stream_interval),
+            },
         )
         self.backend_urls = external or self.mesh.worker_urls
         self.extra: list[Child] = []  # started later (--grpc: the gRPC worker)

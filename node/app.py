@@ -266,7 +266,12 @@ class Node:
     def _build_upstream_parts(self) -> None:
         """The parts that call workers and peers through the session (built, not started)."""
         timeout = self.config.request_timeout_secs
-        engine = EngineForwarder(self.metrics, timeout, links_from(self.grpc_workers))
+        engine = EngineForwarder(
+            self.metrics,
+            timeout,
+            links_from(self.grpc_workers),
+            stream_interval=self.config.grpc_stream_interval,
+        )
         self.forwarder = Forwarder(
             self.session, self.retry, timeout, self.metrics, self.parsers, engine
         )

@@ -91,6 +91,7 @@ def apply_runtime(config: Config, overrides: dict[str, Any], parts: LiveParts) -
         parts.forwarder.retry = retry_settings(live)
         parts.forwarder.timeout = upstream_timeout(live)
         parts.forwarder.parsers = output_parsers(live)
+        parts.forwarder.engine.stream_interval = live.grpc_stream_interval
     if parts.health is not None:
         parts.health.settings = health_settings(live)
     return live

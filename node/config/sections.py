@@ -121,6 +121,13 @@ class Upstream(Section):
         0.2, "random spread of each delay", check=between(0, 1), runtime=True
     )
     disable_retries: bool = setting(False, "send each request once", runtime=True)
+    grpc_stream_interval: int = setting(
+        1,
+        "tokens a gRPC engine puts in each streamed message (its stream_interval); "
+        "more cost the gateway less CPU per token, in coarser chunks",
+        check=between(1, 64),
+        runtime=True,
+    )
     reasoning_parser: list[str] = setting(
         [],
         "split HTTP workers' think blocks into reasoning_content: PARSER (every model) "

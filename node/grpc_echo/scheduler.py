@@ -89,17 +89,23 @@ class Scheduler:
             if faults.hang:
                 await aborted.wait()
             streamed = 0
-            for token in reply.token_ids:
+            batch: list[int] = []  # tokens not yet sent: up to stream_interval per chunk
+            every = max(1, request.sampling_params.stream_interval)
+            for position, token in enumerate(reply.token_ids, 1):
                 if aborted.is_set():
                     break
                 await self._maybe_cut(context, faults.cut_after, streamed)
                 if self.config.token_delay_ms:
                     await asyncio.sleep(self.config.token_delay_ms / 1000)
-                streamed += 1
+                batch.append(token)
+                if len(batch) < every and position < len(reply.token_ids):
+                    continue
+                start, streamed = streamed, streamed + len(batch)
                 if request.stream:
-                    logprobs = self._logprobs([token], streamed - 1, top_n)
+                    logprobs = self._logprobs(batch, start, top_n)
                     for index in range(n):
-                        yield _chunk(rid, token, len(ids), streamed, cached, index, logprobs)
+                        yield _chunk(rid, batch, len(ids), streamed, cached, index, logprobs)
+                batch = []
             if not aborted.is_set():
                 await self._maybe_cut(context, faults.cut_after, streamed)
             done = streamed if aborted.is_set() else len(reply.token_ids)
@@ -312,7 +318,7 @@ class Scheduler:
 
 def _chunk(
     rid: str,
-    token: int,
+    tokens: list[int],
     prompt: int,
     done: int,
     cached: int,
@@ -320,7 +326,7 @@ def _chunk(
     logprobs: pb.OutputLogProbs | None,
 ) -> pb.GenerateResponse:
     chunk = pb.GenerateStreamChunk(
-        token_ids=[token],
+        token_ids=tokens,
         prompt_tokens=prompt,
         completion_tokens=done,
         cached_tokens=cached,

@@ -35,6 +35,14 @@ from tests.wasm_components import module_bytes
 MODEL = "m"
 # The scripted reply the output parser tests give HTTP workers, here given to both kinds.
 REPLY = QWEN_REPLY
+STREAMED = {
+    "model": MODEL,
+    "messages": ASK,
+    "tools": TOOLS,
+    "max_tokens": 200,
+    "stream": True,
+    "stream_options": {"include_usage": True},
+}
 
 
 class Mesh:
@@ -140,14 +148,7 @@ def sse(resp: requests.Response) -> list[Any]:
 
 
 def test_streams_are_the_same_whichever_worker_served(mesh: Mesh, client: openai.OpenAI) -> None:
-    body = {
-        "model": MODEL,
-        "messages": ASK,
-        "tools": TOOLS,
-        "max_tokens": 200,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
+    body = STREAMED
 
     def ask_raw() -> tuple[str, Any]:
         resp = requests.post(mesh.url + "/v1/chat/completions", json=body, timeout=10)
@@ -300,6 +301,56 @@ def test_completions_generate_choices_logprobs_and_stop_strings(
         assert choice.message.model_extra["reasoning_content"] == "Is it cold?"
         assert choice.logprobs is not None and choice.logprobs.content
         assert all(len(t.top_logprobs) == 2 for t in choice.logprobs.content)
+
+
+def set_stream_interval(mesh: Mesh, tokens: int) -> None:
+    put = requests.put(mesh.url + "/admin/config", json={"grpc_stream_interval": tokens}, timeout=5)
+    assert put.status_code == 200, put.text
+
+    def applied() -> bool:
+        config = requests.get(mesh.url + "/admin/config", timeout=5).json()["config"]
+        return bool(config["grpc_stream_interval"] == tokens)
+
+    wait_for(applied, what=f"grpc_stream_interval {tokens}")
+
+
+def said(events: list[Any]) -> tuple[str, str, str]:
+    """A stream's reasoning, content and tool-call arguments, joined."""
+    deltas = [c["delta"] for e in events[:-1] for c in e["choices"]]
+    calls = [call for d in deltas for call in d.get("tool_calls") or ()]
+    return (
+        "".join(d.get("reasoning_content") or "" for d in deltas),
+        "".join(d.get("content") or "" for d in deltas),
+        "".join(c["function"].get("arguments") or "" for c in calls),
+    )
+
+
+def test_a_stream_interval_puts_several_tokens_in_each_engine_message(mesh: Mesh) -> None:
+    """--grpc-stream-interval (a runtime setting): the engine is asked for N tokens per
+    message; the client gets the same answer and usage, in fewer chunks."""
+    body = STREAMED
+
+    def ask(rid: str) -> list[Any]:
+        headers = {"X-Request-Id": rid}
+        resp = requests.post(
+            mesh.url + "/v1/chat/completions", json=body, headers=headers, timeout=10
+        )
+        assert resp.status_code == 200, resp.text
+        return sse(resp)
+
+    per_token = ask("interval-1")
+    set_stream_interval(mesh, 4)
+    try:
+        batched = ask("interval-4")
+    finally:
+        set_stream_interval(mesh, 1)
+    [(_, one)], [(_, four)] = generates(mesh, "interval-1"), generates(mesh, "interval-4")
+    assert not one.sampling_params.HasField("stream_interval")
+    assert four.sampling_params.stream_interval == 4
+    assert said(batched) == said(per_token) == ("Is it cold?", "Let me check.", '{"city": "Paris"}')
+    assert batched[-2]["usage"] == per_token[-2]["usage"]
+    assert batched[-3]["choices"][0]["finish_reason"] == "tool_calls"
+    assert len(batched) < len(per_token)
 
 
 def test_a_client_that_hangs_up_aborts_the_generation(mesh: Mesh) -> None:

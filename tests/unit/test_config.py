@@ -458,6 +458,7 @@ FLAGS = [
     "--retry-backoff-multiplier",
     "--retry-jitter-factor",
     "--disable-retries",
+    "--grpc-stream-interval",
     "--reasoning-parser",
     "--tool-call-parser",
     "--cb-failure-threshold",

@@ -62,12 +62,15 @@ class Stub:
         return self.call
 
 
-def attempt(tok: TextTokenizer, stub: Stub) -> tuple[Any, bool | None, InferenceRequest]:
+def attempt(
+    tok: TextTokenizer, stub: Stub, stream_interval: int = 1
+) -> tuple[Any, bool | None, InferenceRequest]:
     worker = cast(
         Worker,
         SimpleNamespace(id="w1", url="grpc://h:1", record={}, model_id="m", connection_mode="grpc"),
     )
-    forwarder = EngineForwarder(Metrics("n"), 5.0, lambda w: StaticLink(stub, tok))
+    link = StaticLink(stub, tok)
+    forwarder = EngineForwarder(Metrics("n"), 5.0, lambda w: link, stream_interval=stream_interval)
     body = orjson.dumps(BODY)
     ex = InferenceRequest(
         cast(Any, None), "/v1/chat/completions", cast(Any, None), body, BODY, "m", False, "rq", 0.0
@@ -83,13 +86,15 @@ def test_a_whole_answer_counts_the_engines_tokens(tok: TextTokenizer) -> None:
         output_ids=ids, finish_reason="stop", prompt_tokens=11, completion_tokens=len(ids)
     )
     stub = Stub([pb.GenerateResponse(complete=done)])
-    outcome, verdict, ex = attempt(tok, stub)
+    outcome, verdict, ex = attempt(tok, stub, stream_interval=4)
     assert isinstance(outcome, web.Response) and outcome.status == 200 and verdict is True
     body = orjson.loads(cast(bytes, outcome.body))
     assert body["choices"][0]["message"]["content"] == "Hi there"
     assert body["usage"]["prompt_tokens"] == 11
     assert ex.meter is not None and ex.meter.tokens == 11 + len(ids)  # what quotas book
     assert stub.sent[0].request_id.startswith("rq-") and stub.call.cancelled
+    # A plain answer comes whole: no stream interval is asked for.
+    assert not stub.sent[0].sampling_params.HasField("stream_interval")
 
 
 @pytest.mark.parametrize(
