@@ -100,6 +100,12 @@ def _extract(blob: Path, into: Path) -> None:
                     shutil.copyfileobj(source, target)
     except zipfile.BadZipFile as exc:
         raise TokenizerFetchFailed(f"GetTokenizer did not send a zip: {exc}") from None
+    except (TokenizerFetchFailed, OSError):
+        raise  # OSError: this node's disk, told apart by the caller
+    except Exception as exc:  # encrypted or unknown-method members, corrupt streams, ...
+        raise TokenizerFetchFailed(
+            f"the tokenizer zip cannot be unpacked: {type(exc).__name__}: {str(exc)[:200]}"
+        ) from None
 
 
 async def load_unpacked(directory: Path, chat_template: str | None) -> TextTokenizer:

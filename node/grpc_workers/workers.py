@@ -289,6 +289,8 @@ class GrpcWorkers:
             )
         except (TokenizerUnavailable, GrpcCallFailed, OSError) as exc:
             log.warning("gRPC worker %s (%s): no tokenizer yet: %s", worker.id, worker.url, exc)
+        except Exception:  # never an unretrieved task exception: the next request retries
+            log.exception("gRPC worker %s (%s): loading its tokenizer", worker.id, worker.url)
         if client.model_info is None:
             try:
                 client.model_info = await unary(

@@ -76,6 +76,29 @@ def test_unpack_refuses_what_is_not_a_small_zip(tmp_path: Path) -> None:
     assert list((tmp_path / "u").iterdir()) == []  # nothing half-unpacked is left
 
 
+def _patched(data: bytes, offset: int, value: bytes) -> bytes:
+    """The zip with its first central-directory entry's bytes at `offset` replaced."""
+    at = data.index(b"PK\x01\x02") + offset
+    return data[:at] + value + data[at + len(value) :]
+
+
+@pytest.mark.parametrize(
+    ("offset", "value", "reason"),
+    [
+        (8, b"\x01\x00", "RuntimeError"),  # the member says it is encrypted
+        (10, b"\x63\x00", "NotImplementedError"),  # compression method 99
+    ],
+)
+def test_unpack_turns_any_bad_member_into_a_fetch_failure(
+    tmp_path: Path, offset: int, value: bytes, reason: str
+) -> None:
+    store = BlobStore(tmp_path / "data", 1 << 20)
+    digest, _ = store.put_bytes(_patched(_zip({"tokenizer.json": b"{}"}), offset, value))
+    with pytest.raises(TokenizerFetchFailed, match=f"cannot be unpacked: {reason}"):
+        unpack(store, digest, tmp_path / "u")
+    assert list((tmp_path / "u").iterdir()) == []
+
+
 class Catalog:
     def __init__(self, names: set[str]) -> None:
         self._names = names
