@@ -370,13 +370,20 @@ def _tokenizer_files_problem(files: Any) -> str | None:
     return None
 
 
+def _is_uuid(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
+
+
 def _tokenizer_add_problem(args: Args) -> str | None:
     spec = args.get("tokenizer")
     if not isinstance(spec, dict):
         return "tokenizer must be a mapping"
     name, source = spec.get("name"), spec.get("source")
-    if not isinstance(spec.get("id"), str) or not spec["id"]:
-        return "tokenizer id must be a non-empty string"
+    if not _is_uuid(spec.get("id")):  # it names a directory on every node (new op: no old ids)
+        return "tokenizer id must be a UUID (8-4-4-4-12 lower-case hex)"
     if not isinstance(name, str) or not 0 < len(name) <= TOKENIZER_NAME_LIMIT:
         return f"name must be a string of 1 to {TOKENIZER_NAME_LIMIT} characters"
     if not isinstance(source, str) or not 0 < len(source) <= TOKENIZER_SOURCE_LIMIT:
