@@ -20,9 +20,10 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Final
 
 from node.blobs.fetch import BlobFetcher, FetchFailed
@@ -81,6 +82,9 @@ class TokenizerRegistry:
         self._known: dict[str, Record] = {}  # the records being served, by id
         self._status: dict[str, LocalStatus] = {}
         self._loaded: dict[str, TextTokenizer] = {}
+        # What /v1/tokenize reads from its threads: replaced whole on the loop, never changed.
+        self._served: Mapping[str, TextTokenizer] = MappingProxyType({})
+        self._names: tuple[str, ...] = ()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._seen: dict[str, tuple[int, int, int]] = {}  # digest -> (inode, size, mtime)
         self._started = False
@@ -91,13 +95,17 @@ class TokenizerRegistry:
     # -- the catalog /v1/tokenize reads --------------------------------------------------
 
     def find(self, name_or_id: str) -> TextTokenizer | None:
-        if name_or_id in self._loaded:
-            return self._loaded[name_or_id]
-        record = next((r for r in self._known.values() if r["name"] == name_or_id), None)
-        return self._loaded.get(record["id"]) if record else None
+        return self._served.get(name_or_id)
 
     def names(self) -> list[str]:
-        return sorted(self._known[i]["name"] for i in self._loaded if i in self._known)
+        return list(self._names)
+
+    def _publish(self) -> None:
+        """Rebuild the snapshot the threads read (on the loop, after every change)."""
+        loaded = {i: t for i, t in self._loaded.items() if i in self._known}
+        by_name = {self._known[i]["name"]: t for i, t in loaded.items()}
+        self._served = MappingProxyType({**by_name, **loaded})  # an id wins over a name
+        self._names = tuple(sorted(by_name))
 
     # -- status ---------------------------------------------------------------------
 
@@ -152,6 +160,7 @@ class TokenizerRegistry:
         record = self._known.pop(tokenizer_id)
         self._status.pop(tokenizer_id, None)
         self._loaded.pop(tokenizer_id, None)
+        self._publish()
         task = self._tasks.pop(tokenizer_id, None)
         if task is not None:
             task.cancel()
@@ -181,6 +190,7 @@ class TokenizerRegistry:
             self._set(tokenizer_id, "failed", f"load error: {exc}")
             return
         self._loaded[tokenizer_id] = tokenizer
+        self._publish()
         self._set(tokenizer_id, "ready", None)
 
     async def _fetch_missing(self, record: Record) -> None:

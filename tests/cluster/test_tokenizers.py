@@ -307,3 +307,26 @@ def test_a_template_near_the_limit_is_taken_and_one_over_is_400(mesh: Mesh) -> N
     )
     assert near.status_code == 202, near.text
     settled(mesh.nodes[1], near.json()["id"], "ready")
+
+
+def test_tokenize_by_name_while_tokenizers_come_and_go_never_fails(
+    mesh: Mesh, registered: dict[str, Any]
+) -> None:
+    n1 = mesh.nodes[0]
+    source = str(build_tokenizer_dir(mesh.tmp_path / "churn", "llama3"))
+
+    def churn(i: int) -> None:
+        made = register(n1, {"name": f"churn-{i}", "source": source})
+        assert made.status_code == 202, made.text
+        settled(n1, made.json()["id"], "ready")
+        assert call("DELETE", f"{n1.url}/v1/tokenizers/{made.json()['id']}").status_code == 200
+
+    def tokenize(_: int) -> list[int]:
+        body = {"tokenizer": "llama-test", "prompt": "hello"}
+        return [call("POST", n1.url + "/v1/tokenize", body).status_code for _ in range(20)]
+
+    with ThreadPoolExecutor(3) as pool:
+        churned = pool.map(churn, range(3))
+        said = [s for answers in pool.map(tokenize, range(3)) for s in answers]
+        list(churned)
+    assert set(said) == {200}, said
