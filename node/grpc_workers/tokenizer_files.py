@@ -32,8 +32,11 @@ class TokenizerFetchFailed(Exception):
     """The worker's tokenizer could not be fetched or used; str() says why."""
 
 
-async def fetch(stub: Any, metadata: Any, store: BlobStore, timeout: float) -> str:
-    """Stream the worker's tokenizer zip into the blob store; its verified digest."""
+async def fetch(
+    stub: Any, metadata: Any, store: BlobStore, timeout: float, expected: str | None = None
+) -> str:
+    """Stream the worker's tokenizer zip into the blob store; its verified digest.
+    `expected`: the digest recorded for the worker (other nodes must load the same)."""
     call = stub.GetTokenizer(common_pb2.GetTokenizerRequest(), metadata=metadata, timeout=timeout)
     announced = ""
     hashed = hashlib.sha256()
@@ -49,6 +52,11 @@ async def fetch(stub: Any, metadata: Any, store: BlobStore, timeout: float) -> s
             if announced.lower() != actual:
                 raise TokenizerFetchFailed(
                     f"GetTokenizer's bytes hash to {actual}, not the {announced[:64]} it sent"
+                )
+            if expected and actual != expected:
+                raise TokenizerFetchFailed(
+                    f"the worker now sends a tokenizer zip hashing to {actual}, not the "
+                    f"{expected} recorded for it; remove and add the worker again"
                 )
             return writer.commit()
     except BlobError as exc:

@@ -175,8 +175,14 @@ class GrpcWorkers:
         return {"metadata": metadata, "model_id": model_id}
 
     async def _load(
-        self, client: GrpcClient, choice: TokenizerChoice, template: str | None
+        self,
+        client: GrpcClient,
+        choice: TokenizerChoice,
+        template: str | None,
+        follow_record: bool = False,
     ) -> tuple[TextTokenizer, TokenizerChoice]:
+        """`follow_record`: the worker's recorded digest is the one to load, whatever the
+        worker sends now (a node following the record, not the one discovering it)."""
         if choice.source == "registry":
             found = self.catalog.find(choice.name)
             if found is not None:
@@ -198,7 +204,7 @@ class GrpcWorkers:
         )
         try:
             if directory is None:
-                digest = await self._fetch(client)
+                digest = await self._fetch(client, digest if follow_record else None)
                 directory = await asyncio.to_thread(
                     tokenizer_files.unpack, self.blobs, digest, self.unpack_root
                 )
@@ -207,10 +213,14 @@ class GrpcWorkers:
             raise TokenizerUnavailable(choice.missing(str(exc))) from None
         return tokenizer, TokenizerChoice("worker", "", digest, choice.model)
 
-    async def _fetch(self, client: GrpcClient) -> str:
+    async def _fetch(self, client: GrpcClient, expected: str | None) -> str:
         try:
             return await tokenizer_files.fetch(
-                client.stub, client.metadata, self.blobs, self.settings.tokenizer_timeout
+                client.stub,
+                client.metadata,
+                self.blobs,
+                self.settings.tokenizer_timeout,
+                expected,
             )
         except grpc.aio.AioRpcError as exc:
             raise tokenizer_files.TokenizerFetchFailed(
@@ -285,7 +295,7 @@ class GrpcWorkers:
         )
         try:
             client.tokenizer, _ = await self._load(
-                client, choice, worker.record.get("chat_template")
+                client, choice, worker.record.get("chat_template"), follow_record=True
             )
         except (TokenizerUnavailable, GrpcCallFailed, OSError) as exc:
             log.warning("gRPC worker %s (%s): no tokenizer yet: %s", worker.id, worker.url, exc)
