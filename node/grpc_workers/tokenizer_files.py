@@ -90,6 +90,12 @@ def unpack(store: BlobStore, digest: str, root: Path) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def discard(store: BlobStore, digest: str, root: Path) -> None:
+    """Remove the zip `digest` and its unpacked directory (once no worker uses them)."""
+    store.remove(digest)
+    shutil.rmtree(root / check_digest(digest), ignore_errors=True)
+
+
 def _extract(blob: Path, into: Path) -> None:
     try:
         with zipfile.ZipFile(blob) as archive:

@@ -202,14 +202,17 @@ class GrpcWorkers:
         directory = (
             tokenizer_files.unpacked(self.blobs, digest, self.unpack_root) if digest else None
         )
+        fetched = ""
         try:
             if directory is None:
-                digest = await self._fetch(client, digest if follow_record else None)
+                digest = fetched = await self._fetch(client, digest if follow_record else None)
                 directory = await asyncio.to_thread(
                     tokenizer_files.unpack, self.blobs, digest, self.unpack_root
                 )
             tokenizer = await tokenizer_files.load_unpacked(directory, template)
         except (tokenizer_files.TokenizerFetchFailed, TokenizerLoadError) as exc:
+            if fetched:  # a zip that gives no tokenizer: never kept (each retry would add one)
+                self._discard_unused(fetched)
             raise TokenizerUnavailable(choice.missing(str(exc))) from None
         return tokenizer, TokenizerChoice("worker", "", digest, choice.model)
 
@@ -313,7 +316,15 @@ class GrpcWorkers:
             except GrpcCallFailed as exc:
                 log.warning("gRPC worker %s (%s): %s", worker.id, worker.url, exc)
 
+    def _discard_unused(self, digest: str) -> None:
+        """Remove a worker zip and its unpacked directory unless a worker record names it."""
+        if all(_zip_digest(w.record) != digest for w in self.pool.all()):
+            tokenizer_files.discard(self.blobs, digest, self.unpack_root)
+
     def _removed(self, worker: Worker) -> None:
+        digest = _zip_digest(worker.record)
+        if digest:
+            self._discard_unused(digest)
         task = self._preparing.pop(worker.id, None)
         if task is not None:
             task.cancel()
@@ -326,3 +337,9 @@ class GrpcWorkers:
         task = asyncio.get_running_loop().create_task(client.channel.close(grace=5.0))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
+
+
+def _zip_digest(record: Mapping[str, Any]) -> str:
+    """The sha256 of the worker's own tokenizer zip, as recorded ("" if none)."""
+    choice = TokenizerChoice.from_recorded((record.get("metadata") or {}).get("tokenizer"))
+    return choice.sha256 if choice is not None and choice.source == "worker" else ""
