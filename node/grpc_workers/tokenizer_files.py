@@ -58,7 +58,7 @@ async def fetch(
                     f"the worker now sends a tokenizer zip hashing to {actual}, not the "
                     f"{expected} recorded for it; remove and add the worker again"
                 )
-            return writer.commit()
+            return await asyncio.to_thread(writer.commit)  # fsync: off the loop
     except BlobError as exc:
         raise TokenizerFetchFailed(f"GetTokenizer: {exc}") from None
 
