@@ -382,10 +382,19 @@ def _named_spec_problem(spec: dict[str, Any], kind: str, name_limit: int) -> str
     return None
 
 
+def _is_uuid(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
+
+
 def _tokenizer_add_problem(args: Args) -> str | None:
     spec = args.get("tokenizer")
     if not isinstance(spec, dict):
         return "tokenizer must be a mapping"
+    if not _is_uuid(spec.get("id")):  # it names a directory on every node (new op: no old ids)
+        return "tokenizer id must be a UUID (8-4-4-4-12 lower-case hex)"
     problem = _named_spec_problem(spec, "tokenizer", TOKENIZER_NAME_LIMIT)
     if problem:
         return problem

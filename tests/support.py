@@ -8,12 +8,15 @@ poll of a condition with a deadline, never a bare sleep.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import re
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,19 @@ def strong(label: str) -> str:
 
 # Every test mesh shares this secret (a mesh refuses to start without one).
 MESH_SECRET = strong("test-mesh-secret")
+
+
+@contextlib.contextmanager
+def http_server(handler: Callable[..., BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A loopback HTTP server of `handler` in a thread, for the block; its base URL."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 def wait_for(

@@ -8,6 +8,7 @@ decoding run in a worker thread, so a big prompt never stalls the event loop.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
@@ -23,6 +24,8 @@ from node.pipeline.authorize import key_models
 from node.text.errors import ChatTemplateError
 from node.text.resolve import TokenizerNotFound, TokenizerResolver, TokenizerUnavailable
 from node.text.tokenizer import InvalidTokenIds, TextTokenizer
+
+log = logging.getLogger(__name__)
 
 MAX_PROMPT_CHARS = 512 * 1024  # in all, over a list of prompts too
 MAX_PROMPTS = 64
@@ -86,10 +89,10 @@ async def _with_tokenizer(
 ) -> T:
     """Resolve the body's tokenizer and run `work` with it, off the event loop."""
     _one_of(body, "model", "tokenizer")
-    if body.model is not UNSET:
-        allowed = key_models(principal)
-        if allowed is not None and body.model not in allowed:
-            raise ApiError(403, f"this key may use only: {', '.join(allowed)}", param="model")
+    named = _named(body)
+    allowed = key_models(principal)
+    if allowed is not None and getattr(body, named) not in allowed:  # a tokenizer too
+        raise ApiError(403, f"this key may use only: {', '.join(allowed)}", param=named)
     resolver: TokenizerResolver = node_of(request).tokenizers
 
     def run() -> T:
@@ -100,15 +103,26 @@ async def _with_tokenizer(
     try:
         return await asyncio.to_thread(run)
     except TokenizerNotFound as exc:
-        raise ApiError(404, str(exc), code=exc.code, param=_named(body)) from None
+        said = str(exc) if principal.is_admin else exc.public  # no one else's names
+        raise ApiError(404, said, code=exc.code, param=named) from None
     except TokenizerUnavailable as exc:
-        raise ApiError(422, str(exc), code="TOKENIZER_UNAVAILABLE", param=_named(body)) from None
+        said = str(exc) if principal.is_admin else _unavailable(named, exc)
+        raise ApiError(422, said, code="TOKENIZER_UNAVAILABLE", param=named) from None
     except ChatTemplateError as exc:
         raise ApiError(400, str(exc), code="CHAT_TEMPLATE_ERROR", param="messages") from None
     except InvalidTokenIds as exc:
         raise ApiError(400, str(exc), code="INVALID_TOKEN_IDS", param="tokens") from None
     except PromptTooLong as exc:
         raise ApiError(400, str(exc), code="PROMPT_TOO_LONG", param="prompt") from None
+
+
+def _unavailable(named: str, exc: TokenizerUnavailable) -> str:
+    """What a caller who is not an admin is told: never the server's paths or errors."""
+    log.warning("tokenizer unavailable: %s", exc)
+    return (
+        f"the tokenizer for this {named} cannot be loaded on this node; "
+        "an admin finds why in the node's log"
+    )
 
 
 def _named(body: Any) -> str:

@@ -9,12 +9,12 @@ fetches the files from a peer and loads the tokenizer in the background
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from aiohttp import web
 from msgspec import Meta
 
-from mesh.commands import TOKENIZER_NAME_LIMIT, TOKENIZER_SOURCE_LIMIT, WORKER_TEXT_LIMITS
+from mesh.commands import TOKENIZER_NAME_LIMIT, TOKENIZER_SOURCE_LIMIT
 from node.api.bodies import Body, read_body, whole
 from node.api.common import json_response, node_of
 from node.api.node_views import node_views, summary
@@ -25,6 +25,10 @@ from node.errors import ApiError
 from node.tokenizers.sources import FORMS, SourceError, read_source
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._:/@+-]*"
+
+# The whole record must fit MAX_RECORD_BYTES (64 KiB) with a source and a failure of
+# up to 4096 characters each, so the template gets less than the record's size.
+TEMPLATE_LIMIT: Final = 48 * 1024
 
 
 class TokenizerCreate(Body):
@@ -44,7 +48,7 @@ class TokenizerCreate(Body):
             str,
             Meta(
                 min_length=1,
-                max_length=WORKER_TEXT_LIMITS["chat_template"],
+                max_length=TEMPLATE_LIMIT,
                 description="a Jinja chat template used instead of the tokenizer's",
             ),
         ]
@@ -121,6 +125,7 @@ async def create_tokenizer(request: web.Request, principal: Principal) -> web.Re
     }
     if read.failure:
         spec["failure"] = read.failure
+    _drop_unused(node, read.unused)  # downloaded, then refused: no record will name them
     try:
         value = await node.commit("tokenizer.add", {"tokenizer": spec}, principal)
     except ApiError as exc:

@@ -9,6 +9,7 @@ the status of what needed the blob can say why it is still missing.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -62,11 +63,13 @@ async def download(
             with store.writer(expected, size) as writer:
                 async for chunk in resp.content.iter_chunked(READ_CHUNK):
                     writer.write(chunk)
-                return writer.commit(), writer.size
+                return await asyncio.to_thread(writer.commit), writer.size  # fsync: off the loop
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise DownloadError(did_not_answer(exc)) from None
-    except BlobError as exc:
-        raise DownloadError(f"refused: {exc}") from None
+    except ValueError as exc:  # the URL itself (a host idna refuses): never a 500
+        if isinstance(exc, BlobError):
+            raise DownloadError(f"refused: {exc}") from None
+        raise DownloadError("has an invalid URL") from None
 
 
 class BlobFetcher:

@@ -32,8 +32,11 @@ class TokenizerFetchFailed(Exception):
     """The worker's tokenizer could not be fetched or used; str() says why."""
 
 
-async def fetch(stub: Any, metadata: Any, store: BlobStore, timeout: float) -> str:
-    """Stream the worker's tokenizer zip into the blob store; its verified digest."""
+async def fetch(
+    stub: Any, metadata: Any, store: BlobStore, timeout: float, expected: str | None = None
+) -> str:
+    """Stream the worker's tokenizer zip into the blob store; its verified digest.
+    `expected`: the digest recorded for the worker (other nodes must load the same)."""
     call = stub.GetTokenizer(common_pb2.GetTokenizerRequest(), metadata=metadata, timeout=timeout)
     announced = ""
     hashed = hashlib.sha256()
@@ -50,7 +53,12 @@ async def fetch(stub: Any, metadata: Any, store: BlobStore, timeout: float) -> s
                 raise TokenizerFetchFailed(
                     f"GetTokenizer's bytes hash to {actual}, not the {announced[:64]} it sent"
                 )
-            return writer.commit()
+            if expected and actual != expected:
+                raise TokenizerFetchFailed(
+                    f"the worker now sends a tokenizer zip hashing to {actual}, not the "
+                    f"{expected} recorded for it; remove and add the worker again"
+                )
+            return await asyncio.to_thread(writer.commit)  # fsync: off the loop
     except BlobError as exc:
         raise TokenizerFetchFailed(f"GetTokenizer: {exc}") from None
 
@@ -82,6 +90,12 @@ def unpack(store: BlobStore, digest: str, root: Path) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def discard(store: BlobStore, digest: str, root: Path) -> None:
+    """Remove the zip `digest` and its unpacked directory (once no worker uses them)."""
+    store.remove(digest)
+    shutil.rmtree(root / check_digest(digest), ignore_errors=True)
+
+
 def _extract(blob: Path, into: Path) -> None:
     try:
         with zipfile.ZipFile(blob) as archive:
@@ -100,6 +114,12 @@ def _extract(blob: Path, into: Path) -> None:
                     shutil.copyfileobj(source, target)
     except zipfile.BadZipFile as exc:
         raise TokenizerFetchFailed(f"GetTokenizer did not send a zip: {exc}") from None
+    except (TokenizerFetchFailed, OSError):
+        raise  # OSError: this node's disk, told apart by the caller
+    except Exception as exc:  # encrypted or unknown-method members, corrupt streams, ...
+        raise TokenizerFetchFailed(
+            f"the tokenizer zip cannot be unpacked: {type(exc).__name__}: {str(exc)[:200]}"
+        ) from None
 
 
 async def load_unpacked(directory: Path, chat_template: str | None) -> TextTokenizer:

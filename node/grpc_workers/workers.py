@@ -175,8 +175,14 @@ class GrpcWorkers:
         return {"metadata": metadata, "model_id": model_id}
 
     async def _load(
-        self, client: GrpcClient, choice: TokenizerChoice, template: str | None
+        self,
+        client: GrpcClient,
+        choice: TokenizerChoice,
+        template: str | None,
+        follow_record: bool = False,
     ) -> tuple[TextTokenizer, TokenizerChoice]:
+        """`follow_record`: the worker's recorded digest is the one to load, whatever the
+        worker sends now (a node following the record, not the one discovering it)."""
         if choice.source == "registry":
             found = self.catalog.find(choice.name)
             if found is not None:
@@ -196,21 +202,28 @@ class GrpcWorkers:
         directory = (
             tokenizer_files.unpacked(self.blobs, digest, self.unpack_root) if digest else None
         )
+        fetched = ""
         try:
             if directory is None:
-                digest = await self._fetch(client)
+                digest = fetched = await self._fetch(client, digest if follow_record else None)
                 directory = await asyncio.to_thread(
                     tokenizer_files.unpack, self.blobs, digest, self.unpack_root
                 )
             tokenizer = await tokenizer_files.load_unpacked(directory, template)
         except (tokenizer_files.TokenizerFetchFailed, TokenizerLoadError) as exc:
+            if fetched:  # a zip that gives no tokenizer: never kept (each retry would add one)
+                self._discard_unused(fetched)
             raise TokenizerUnavailable(choice.missing(str(exc))) from None
         return tokenizer, TokenizerChoice("worker", "", digest, choice.model)
 
-    async def _fetch(self, client: GrpcClient) -> str:
+    async def _fetch(self, client: GrpcClient, expected: str | None) -> str:
         try:
             return await tokenizer_files.fetch(
-                client.stub, client.metadata, self.blobs, self.settings.tokenizer_timeout
+                client.stub,
+                client.metadata,
+                self.blobs,
+                self.settings.tokenizer_timeout,
+                expected,
             )
         except grpc.aio.AioRpcError as exc:
             raise tokenizer_files.TokenizerFetchFailed(
@@ -285,10 +298,12 @@ class GrpcWorkers:
         )
         try:
             client.tokenizer, _ = await self._load(
-                client, choice, worker.record.get("chat_template")
+                client, choice, worker.record.get("chat_template"), follow_record=True
             )
         except (TokenizerUnavailable, GrpcCallFailed, OSError) as exc:
             log.warning("gRPC worker %s (%s): no tokenizer yet: %s", worker.id, worker.url, exc)
+        except Exception:  # never an unretrieved task exception: the next request retries
+            log.exception("gRPC worker %s (%s): loading its tokenizer", worker.id, worker.url)
         if client.model_info is None:
             try:
                 client.model_info = await unary(
@@ -301,7 +316,15 @@ class GrpcWorkers:
             except GrpcCallFailed as exc:
                 log.warning("gRPC worker %s (%s): %s", worker.id, worker.url, exc)
 
+    def _discard_unused(self, digest: str) -> None:
+        """Remove a worker zip and its unpacked directory unless a worker record names it."""
+        if all(_zip_digest(w.record) != digest for w in self.pool.all()):
+            tokenizer_files.discard(self.blobs, digest, self.unpack_root)
+
     def _removed(self, worker: Worker) -> None:
+        digest = _zip_digest(worker.record)
+        if digest:
+            self._discard_unused(digest)
         task = self._preparing.pop(worker.id, None)
         if task is not None:
             task.cancel()
@@ -314,3 +337,9 @@ class GrpcWorkers:
         task = asyncio.get_running_loop().create_task(client.channel.close(grace=5.0))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
+
+
+def _zip_digest(record: Mapping[str, Any]) -> str:
+    """The sha256 of the worker's own tokenizer zip, as recorded ("" if none)."""
+    choice = TokenizerChoice.from_recorded((record.get("metadata") or {}).get("tokenizer"))
+    return choice.sha256 if choice is not None and choice.source == "worker" else ""

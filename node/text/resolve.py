@@ -47,11 +47,13 @@ class NoCatalog:
 
 
 class TokenizerNotFound(LookupError):
-    """Nothing serves the name; `code` says which kind of name, the message what to do."""
+    """Nothing serves the name; `code` says which kind of name, the message what to do.
+    `public`: the message without the registered names (for callers who are not admins)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, public: str | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.public = public or message
 
 
 class TokenizerUnavailable(ValueError):
@@ -78,6 +80,7 @@ class TokenizerResolver:
                 "TOKENIZER_NOT_FOUND",
                 f"no tokenizer is registered as {name!r} ({self._known()}); "
                 "register it with POST /v1/tokenizers",
+                f"no tokenizer is registered as {name!r}",
             )
         return found
 
@@ -99,10 +102,11 @@ class TokenizerResolver:
                 f"is registered as {model!r}; set the workers' tokenizer_path or register one "
                 "under the model's name with POST /v1/tokenizers",
             )
+        nothing = f"no ready worker serves model {model!r} and no tokenizer is registered under "
         raise TokenizerNotFound(
             "MODEL_NOT_FOUND",
-            f"no ready worker serves model {model!r} and no tokenizer is registered under "
-            f"that name ({self._known()}); register one with POST /v1/tokenizers",
+            f"{nothing}that name ({self._known()}); register one with POST /v1/tokenizers",
+            f"{nothing}that name",
         )
 
     def _known(self) -> str:

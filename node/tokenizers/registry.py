@@ -18,8 +18,9 @@ import asyncio
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Final
 
 from node.blobs.fetch import BlobFetcher, FetchFailed
@@ -55,6 +56,9 @@ class TokenizerRegistry:
         self._known: dict[str, Record] = {}  # the records being served, by id
         self._status: dict[str, LocalStatus] = {}
         self._loaded: dict[str, TextTokenizer] = {}
+        # What /v1/tokenize reads from its threads: replaced whole on the loop, never changed.
+        self._served: Mapping[str, TextTokenizer] = MappingProxyType({})
+        self._names: tuple[str, ...] = ()
         self._work = RecordWork("tokenizer", lambda i, why: self._set(i, "failed", why))
         self._seen: dict[str, tuple[int, int, int]] = {}  # digest -> (inode, size, mtime)
         self._started = False
@@ -65,13 +69,17 @@ class TokenizerRegistry:
     # -- the catalog /v1/tokenize reads --------------------------------------------------
 
     def find(self, name_or_id: str) -> TextTokenizer | None:
-        if name_or_id in self._loaded:
-            return self._loaded[name_or_id]
-        record = next((r for r in self._known.values() if r["name"] == name_or_id), None)
-        return self._loaded.get(record["id"]) if record else None
+        return self._served.get(name_or_id)
 
     def names(self) -> list[str]:
-        return sorted(self._known[i]["name"] for i in self._loaded if i in self._known)
+        return list(self._names)
+
+    def _publish(self) -> None:
+        """Rebuild the snapshot the threads read (on the loop, after every change)."""
+        loaded = {i: t for i, t in self._loaded.items() if i in self._known}
+        by_name = {self._known[i]["name"]: t for i, t in loaded.items()}
+        self._served = MappingProxyType({**by_name, **loaded})  # an id wins over a name
+        self._names = tuple(sorted(by_name))
 
     # -- status ---------------------------------------------------------------------
 
@@ -113,6 +121,7 @@ class TokenizerRegistry:
         record = self._known.pop(tokenizer_id)
         self._status.pop(tokenizer_id, None)
         self._loaded.pop(tokenizer_id, None)
+        self._publish()
         self._work.cancel(tokenizer_id)
         digests = [entry["sha256"] for entry in record["files"].values()]
         # Kept while another tokenizer or a WASM module names it.
@@ -139,6 +148,7 @@ class TokenizerRegistry:
             self._set(tokenizer_id, "failed", f"load error: {exc}")
             return
         self._loaded[tokenizer_id] = tokenizer
+        self._publish()
         self._set(tokenizer_id, "ready", None)
 
     async def _fetch_missing(self, record: Record) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
-from mesh.commands import TOKENIZER_MAIN_FILE
+from mesh.commands import TOKENIZER_MAIN_FILE, TOKENIZER_SOURCE_LIMIT
 from node.blobs.fetch import DownloadError, download
 from node.blobs.store import BlobError, BlobStore
 from node.proxy.upstream import Upstream
@@ -60,6 +60,13 @@ class Read:
     source: str
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     failure: str | None = None
+    unused: dict[str, dict[str, Any]] = field(default_factory=dict)  # stored, then refused
+
+
+def shown_url(url: str) -> str:
+    """The URL as it may be recorded and shown: no userinfo, no query or fragment
+    (a signed URL's token is in its query)."""
+    return urlunsplit(urlsplit(safe_url(url))._replace(query="", fragment=""))
 
 
 def kind_of(source: str) -> str:
@@ -71,6 +78,10 @@ def kind_of(source: str) -> str:
             host = None
         if not host:
             raise SourceError("source URL must have a host")
+        try:
+            host.encode("idna")  # what the HTTP client does with it: "a..b" fails here
+        except UnicodeError:
+            raise SourceError("source URL's host is not a valid host name") from None
         return "url"
     if source.startswith(("/", "./", "../", "~")):
         return "path"
@@ -87,15 +98,24 @@ async def read_source(source: str, store: BlobStore, session: Upstream, timeout:
         except RuntimeError:  # ~user of no such user
             raise SourceError(f"source path {source} names no home directory") from None
         return await asyncio.to_thread(_read_path, path, store, source)
-    read = Read(safe_url(source) if kind == "url" else source)
+    read = Read(shown_url(source) if kind == "url" else source)
+    stored: dict[str, dict[str, Any]] = {}
     try:
         if kind == "url":
-            read.files = await _read_url(source, store, session, timeout)
+            read.files = await _read_url(source, store, session, timeout, stored)
         else:
             read.files = await asyncio.to_thread(_read_hub, source, store)
     except Unreadable as exc:
-        read.failure = str(exc)
+        read.failure = _capped(str(exc))
+        read.unused = stored
     return read
+
+
+def _capped(failure: str) -> str:
+    """A failure that fits its record (a long URL must not make the command invalid)."""
+    if len(failure) <= TOKENIZER_SOURCE_LIMIT:
+        return failure
+    return failure[: TOKENIZER_SOURCE_LIMIT - 1] + "\u2026"
 
 
 def _read_path(path: Path, store: BlobStore, source: str) -> Read:
@@ -139,8 +159,13 @@ def _read_hub(model_id: str, store: BlobStore) -> dict[str, dict[str, Any]]:
 
 
 async def _read_url(
-    url: str, store: BlobStore, session: Upstream, timeout: float
+    url: str,
+    store: BlobStore,
+    session: Upstream,
+    timeout: float,
+    stored: dict[str, dict[str, Any]],
 ) -> dict[str, dict[str, Any]]:
+    """The files at `url`; `stored` gets every blob downloaded (so a refusal can drop them)."""
     parts = urlsplit(url)
     folder = parts.path.rsplit("/", 1)[0]
     config_url = urlunsplit(parts._replace(path=f"{folder}/tokenizer_config.json", query=""))
@@ -154,9 +179,10 @@ async def _read_url(
         except DownloadError as exc:
             if name != TOKENIZER_MAIN_FILE:
                 continue  # optional: taken only when it is there
-            raise Unreadable(f"{safe_url(url)} {exc}") from None
-        try:
-            _check_content(name, store.path(digest), store.max_bytes)
+            raise Unreadable(f"{shown_url(url)} {exc}") from None
+        stored[name] = {"sha256": digest, "size": size}
+        try:  # off the loop: up to --blob-max-bytes of JSON to parse
+            await asyncio.to_thread(_check_content, name, store.path(digest), store.max_bytes)
         except SourceError as exc:
             raise Unreadable(str(exc)) from None
         found[name] = {"sha256": digest, "size": size}

@@ -88,6 +88,11 @@ class DiscoveryJobs:
                 found = await self.probe(record)
             except DiscoveryFailed as exc:
                 last_error = str(exc)
+            except (
+                Exception
+            ) as exc:  # a bug or an unforeseen answer: a failed attempt, not a dead job
+                log.exception("discovering worker %s", worker_id)
+                last_error = f"unexpected error: {type(exc).__name__}"
             else:
                 await self._commit(worker_id, "ready", attempts, "worker discovered", found)
                 return

@@ -9,10 +9,12 @@ a changed file is found and fetched again; bad registrations get their 4xx or en
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ import requests
 from node.ha.peers import MESH_TOKEN_HEADER, mesh_token
 from node.localmesh import LocalNode
 from tests.cluster.conftest import Mesh
-from tests.support import MESH_SECRET, strong, wait_for
+from tests.support import MESH_SECRET, http_server, strong, wait_for
 from tests.tokenizer_files import build_tokenizer_dir
 
 ADMIN_KEY = strong("tokenizer-registry-admin")
@@ -249,3 +251,82 @@ def test_two_registrations_of_one_name_at_once_leave_one_and_no_stray_file(mesh:
     winner = answers[1 - loser].json()["id"]
     settled(mesh.nodes[0], winner, "ready")
     assert call("DELETE", f"{mesh.nodes[0].url}/v1/tokenizers/{winner}").status_code == 200
+
+
+SECRET = "X-Amz-Signature=s3cr3t-signature-token"
+
+
+@pytest.fixture(scope="module")
+def files_url(mesh: Mesh) -> Iterator[str]:
+    """A loopback HTTP server of a folder whose tokenizer.json is not a tokenizer file."""
+    folder = mesh.tmp_path / "served"
+    folder.mkdir()
+    (folder / "tokenizer.json").write_bytes(b'{"not": "a tokenizer", "pad": "served-bytes"}')
+    with http_server(functools.partial(SimpleHTTPRequestHandler, directory=str(folder))) as url:
+        yield url
+
+
+def test_url_sources_bad_host_refused_content_refused_query_never_shown(
+    mesh: Mesh, files_url: str
+) -> None:
+    n1 = mesh.nodes[0]
+    bad_host = register(n1, {"name": "badhost", "source": "http://a..b/tokenizer.json"})
+    assert bad_host.status_code == 400 and "host" in bad_host.json()["error"]["message"]
+    served = (mesh.tmp_path / "served" / "tokenizer.json").read_bytes()
+    signed = f"{files_url}/tokenizer.json?{SECRET}"
+    refused = register(n1, {"name": "not-a-tokenizer", "source": signed})
+    assert refused.status_code == 202 and refused.json()["status"] == "failed", refused.text
+    assert "not a tokenizers file" in refused.json()["message"]
+    assert not blob(n1, hashlib.sha256(served).hexdigest()).exists()  # dropped again
+    padding = "p" * (4090 - len(files_url) - len("//tokenizer.json"))
+    long_path = f"{files_url}/{padding}/tokenizer.json"  # 4090 chars: with the reason, over 4096
+    missing = register(n1, {"name": "long-url", "source": long_path})
+    assert missing.status_code == 202 and missing.json()["status"] == "failed", missing.text
+    assert len(missing.json()["message"]) == 4096
+    settled(n1, missing.json()["id"], "failed")
+    record = call("GET", f"{n1.url}/v1/tokenizers/{refused.json()['id']}").json()
+    assert record["source"] == f"{files_url}/tokenizer.json"
+    for node in mesh.nodes:
+        for path in (
+            "/v1/tokenizers",
+            f"/v1/tokenizers/{refused.json()['id']}/status",
+            "/ha/local",
+        ):
+            shown = call("GET", node.url + path)
+            assert shown.status_code == 200 and "s3cr3t" not in shown.text, (node.name, path)
+
+
+def test_a_template_near_the_limit_is_taken_and_one_over_is_400(mesh: Mesh) -> None:
+    source = str(build_tokenizer_dir(mesh.tmp_path / "big-template", "llama3"))
+    over = register(
+        mesh.nodes[0], {"name": "t-over", "source": source, "chat_template": "x" * 49153}
+    )
+    assert over.status_code == 400 and "chat_template" in over.text
+    near = register(
+        mesh.nodes[0], {"name": "t-near", "source": source, "chat_template": "x" * 49152}
+    )
+    assert near.status_code == 202, near.text
+    settled(mesh.nodes[1], near.json()["id"], "ready")
+
+
+def test_tokenize_by_name_while_tokenizers_come_and_go_never_fails(
+    mesh: Mesh, registered: dict[str, Any]
+) -> None:
+    n1 = mesh.nodes[0]
+    source = str(build_tokenizer_dir(mesh.tmp_path / "churn", "llama3"))
+
+    def churn(i: int) -> None:
+        made = register(n1, {"name": f"churn-{i}", "source": source})
+        assert made.status_code == 202, made.text
+        settled(n1, made.json()["id"], "ready")
+        assert call("DELETE", f"{n1.url}/v1/tokenizers/{made.json()['id']}").status_code == 200
+
+    def tokenize(_: int) -> list[int]:
+        body = {"tokenizer": "llama-test", "prompt": "hello"}
+        return [call("POST", n1.url + "/v1/tokenize", body).status_code for _ in range(20)]
+
+    with ThreadPoolExecutor(3) as pool:
+        churned = pool.map(churn, range(3))
+        said = [s for answers in pool.map(tokenize, range(3)) for s in answers]
+        list(churned)
+    assert set(said) == {200}, said

@@ -158,3 +158,18 @@ def test_a_killed_grpc_worker_turns_unhealthy(env: dict[str, Any]) -> None:
 
     health = wait_for(unhealthy, timeout=10, what="the killed worker unhealthy")
     assert "HealthCheck did not answer" in health["last_error"]
+
+
+def test_a_removed_workers_tokenizer_zip_is_deleted(env: dict[str, Any]) -> None:
+    node = env["node"]
+    own = build_tokenizer_dir(env["c"].tmp_path / "own-tok", style="qwen25")
+    worker = env["c"].grpc_echo(own, model="own-model")
+    worker_id = _add(node, {"url": worker.url})
+    shown = _settled(node, worker_id)
+    assert shown["status"] == "ready", shown["job_status"]
+    digest = shown["metadata"]["tokenizer"]["sha256"]
+    blob = node.data_dir / "blobs" / "sha256" / digest
+    unpacked = node.data_dir / "grpc-tokenizers" / digest
+    assert blob.is_file() and unpacked.is_dir()
+    assert requests.delete(f"{node.url}/workers/{worker_id}", timeout=5).status_code == 200
+    wait_for(lambda: not blob.exists() and not unpacked.exists(), what="the zip deleted")

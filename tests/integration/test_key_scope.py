@@ -23,6 +23,7 @@ import requests
 from node.identity.passwords import hash_password
 from tests.integration.conftest import Cluster
 from tests.support import Node, strong, wait_for
+from tests.tokenizer_files import build_tokenizer_dir
 
 ADMIN_KEY = strong("scope-admin")
 JWT_SECRET = strong("scope-jwt-secret")
@@ -189,6 +190,30 @@ def test_the_allow_list_applies_to_the_model_actually_served(gw: Gateway) -> Non
     for path, body in (("/v1/tokenize", {"prompt": "hi"}), ("/v1/detokenize", {"tokens": [1]})):
         resp = gw.call("POST", path, only_m1, json={"model": "m2", **body})
         assert resp.status_code == 403 and "may use only: m1" in resp.text, resp.text
+        # naming a tokenizer instead of a model is no way round it
+        resp = gw.call("POST", path, only_m1, json={"tokenizer": "m2", **body})
+        assert resp.status_code == 403 and "may use only: m1" in resp.text, resp.text
+
+
+def test_a_client_key_is_told_no_names_and_no_server_paths(gw: Gateway, tmp_path: Path) -> None:
+    source = build_tokenizer_dir(tmp_path / "tok", "llama3")
+    made = gw.ok("POST", "/v1/tokenizers", json={"name": "secret-tok-name", "source": str(source)})
+    status = f"/v1/tokenizers/{made['id']}/status"
+    wait_for(lambda: gw.ok("GET", status)["status"] == "ready", what="tokenizer ready")
+    user = gw.mint(ADMIN_KEY, namespace="acme")["apiKey"]
+    for key, shown in ((user, False), (ADMIN_KEY, True)):
+        resp = gw.call("POST", "/v1/tokenize", key, json={"tokenizer": "nope", "prompt": "hi"})
+        assert resp.status_code == 404 and ("secret-tok-name" in resp.text) is shown, resp.text
+    worker = f"/workers/{gw.workers['m1']}"
+    gw.ok("PATCH", worker, json={"tokenizer_path": str(tmp_path / "server-side-secret-dir")})
+    try:
+        for key, shown in ((user, False), (ADMIN_KEY, True)):
+            resp = gw.call("POST", "/v1/tokenize", key, json={"model": "m1", "prompt": "hi"})
+            assert resp.status_code == 422, resp.text
+            assert ("server-side-secret-dir" in resp.text) is shown, resp.text
+    finally:
+        gw.ok("PATCH", worker, json={"tokenizer_path": None})
+        gw.ok("DELETE", f"/v1/tokenizers/{made['id']}")
 
 
 def test_a_restricted_key_sees_only_its_models_and_no_others_exist(gw: Gateway) -> None:

@@ -3,13 +3,13 @@ goes out as X-Meshgate-Min-Index on its next request, to whichever node."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from node.cluster_cli import Client, ClusterError
+from tests.support import http_server
 
 # What each request answers, in order: (status, X-Meshgate-Index).
 ANSWERS = [(200, "7"), (404, "9"), (200, "3"), (200, "junk"), (200, "12")]
@@ -34,14 +34,8 @@ class Recorder(BaseHTTPRequestHandler):
 @pytest.fixture
 def server() -> Iterator[str]:
     Recorder.sent = []
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with http_server(Recorder) as url:
+        yield url
 
 
 def test_the_client_sends_the_highest_index_it_has_seen(server: str) -> None:

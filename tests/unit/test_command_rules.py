@@ -23,6 +23,8 @@ from mesh.commands import ALL_OPS, VALIDATORS, command_problem, make
 from mesh.state import ControlState
 
 H1, H2, H3, H4 = "1" * 64, "2" * 64, "3" * 64, "4" * 64
+TK1 = "00000000-0000-4000-8000-000000000001"
+TK2 = "00000000-0000-4000-8000-000000000002"
 FILES = {"tokenizer.json": {"sha256": "a" * 64, "size": 10}}
 ON_REQUEST = ["OnRequest"]
 
@@ -36,7 +38,7 @@ SETUP: list[tuple[str, dict[str, Any]]] = [
     ("model.put", {"model": {"name": "bot", "tenant": "t1", "selector": {"x": 1}}, "create": 1}),
     ("model.put", {"model": {"name": "pub", "tenant": "t1", "selector": {"x": 1}}, "create": 1}),
     ("config.set", {"key": "c1", "value": 1}),
-    ("tokenizer.add", {"tokenizer": {"id": "tk1", "name": "tok", "source": "/t", "files": FILES}}),
+    ("tokenizer.add", {"tokenizer": {"id": TK1, "name": "tok", "source": "/t", "files": FILES}}),
     ("policy.set", {"model": "m", "policy": "random"}),
     (
         "wasm.add",
@@ -105,9 +107,9 @@ GOOD: dict[str, dict[str, Any]] = {
     "publish.delete": {"ref": "t1/pub"},
     "usage.flush": {"deltas": {"key:k1": {"requests": 1, "tokens": 2}}},
     "tokenizer.add": {
-        "tokenizer": {"id": "tk2", "name": "tok2", "source": "hf/x", "files": FILES},
+        "tokenizer": {"id": TK2, "name": "tok2", "source": "hf/x", "files": FILES},
     },
-    "tokenizer.remove": {"id": "tk1"},
+    "tokenizer.remove": {"id": TK1},
     "wasm.add": {
         "module": {
             "id": "m2",
@@ -184,19 +186,29 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("tokenizer.add", {"tokenizer": []}, "tokenizer must be a mapping"),
     (
         "tokenizer.add",
-        {"tokenizer": {"id": "t", "name": "", "source": "s", "files": FILES}},
+        {"tokenizer": {"id": "../x", "name": "n", "source": "s", "files": FILES}},
+        "tokenizer id must be a UUID",
+    ),
+    (
+        "tokenizer.add",
+        {"tokenizer": {"id": TK1.replace("-", ""), "name": "n", "source": "s", "files": FILES}},
+        "tokenizer id must be a UUID",
+    ),
+    (
+        "tokenizer.add",
+        {"tokenizer": {"id": TK1, "name": "", "source": "s", "files": FILES}},
         "name must be a string of 1 to 128 characters",
     ),
     (
         "tokenizer.add",
-        {"tokenizer": {"id": "t", "name": "n", "source": "s", "files": {}}},
+        {"tokenizer": {"id": TK1, "name": "n", "source": "s", "files": {}}},
         "files must map 1 to 16 file names",
     ),
     (
         "tokenizer.add",
         {
             "tokenizer": {
-                "id": "t",
+                "id": TK1,
                 "name": "n",
                 "source": "s",
                 "files": {"x.json": FILES["tokenizer.json"]},
@@ -208,7 +220,7 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "tokenizer.add",
         {
             "tokenizer": {
-                "id": "t",
+                "id": TK1,
                 "name": "n",
                 "source": "s",
                 "files": {**FILES, "../x": FILES["tokenizer.json"]},
@@ -220,7 +232,7 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "tokenizer.add",
         {
             "tokenizer": {
-                "id": "t",
+                "id": TK1,
                 "name": "n",
                 "source": "s",
                 "files": {"tokenizer.json": {"sha256": "A" * 64, "size": 1}},
@@ -232,7 +244,7 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "tokenizer.add",
         {
             "tokenizer": {
-                "id": "t",
+                "id": TK1,
                 "name": "n",
                 "source": "s",
                 "files": {"tokenizer.json": {"sha256": "a" * 64, "size": -1}},
@@ -242,7 +254,7 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ),
     (
         "tokenizer.add",
-        {"tokenizer": {"id": "t", "name": "n", "source": "s", "files": FILES, "chat_template": ""}},
+        {"tokenizer": {"id": TK1, "name": "n", "source": "s", "files": FILES, "chat_template": ""}},
         "chat_template must be null or a string",
     ),
     ("wasm.add", {"module": None}, "module must be a mapping"),

@@ -4,14 +4,19 @@ from, and the load routing reads."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import io
 import zipfile
+from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import grpc
 import pytest
 
 from node.blobs.store import BlobStore
+from node.grpc_echo.artifacts import chunks
 from node.grpc_workers.calls import GrpcCallFailed
 from node.grpc_workers.channel import address, auth_metadata
 from node.grpc_workers.discover import (
@@ -19,7 +24,7 @@ from node.grpc_workers.discover import (
     TokenizerUnavailable,
     choose_tokenizer,
 )
-from node.grpc_workers.tokenizer_files import TokenizerFetchFailed, unpack, unpacked
+from node.grpc_workers.tokenizer_files import TokenizerFetchFailed, fetch, unpack, unpacked
 from node.text.tokenizer import TextTokenizer
 from node.workers.breaker import BreakerSettings
 from node.workers.credentials import CredentialBox
@@ -76,6 +81,29 @@ def test_unpack_refuses_what_is_not_a_small_zip(tmp_path: Path) -> None:
     assert list((tmp_path / "u").iterdir()) == []  # nothing half-unpacked is left
 
 
+def _patched(data: bytes, offset: int, value: bytes) -> bytes:
+    """The zip with its first central-directory entry's bytes at `offset` replaced."""
+    at = data.index(b"PK\x01\x02") + offset
+    return data[:at] + value + data[at + len(value) :]
+
+
+@pytest.mark.parametrize(
+    ("offset", "value", "reason"),
+    [
+        (8, b"\x01\x00", "RuntimeError"),  # the member says it is encrypted
+        (10, b"\x63\x00", "NotImplementedError"),  # compression method 99
+    ],
+)
+def test_unpack_turns_any_bad_member_into_a_fetch_failure(
+    tmp_path: Path, offset: int, value: bytes, reason: str
+) -> None:
+    store = BlobStore(tmp_path / "data", 1 << 20)
+    digest, _ = store.put_bytes(_patched(_zip({"tokenizer.json": b"{}"}), offset, value))
+    with pytest.raises(TokenizerFetchFailed, match=f"cannot be unpacked: {reason}"):
+        unpack(store, digest, tmp_path / "u")
+    assert list((tmp_path / "u").iterdir()) == []
+
+
 class Catalog:
     def __init__(self, names: set[str]) -> None:
         self._names = names
@@ -113,3 +141,28 @@ def test_load_adds_the_engines_other_requests() -> None:
     worker.load -= 1
     assert (worker.in_flight, worker.load) == (0, 2)
     assert worker.view()["engine_load"] == 2
+
+
+class ZipStub:
+    """A GetTokenizer that streams `data` as the simulator does."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def GetTokenizer(self, request: object, **_: object) -> AsyncIterator[object]:
+        async def stream() -> AsyncIterator[object]:
+            for piece, digest in chunks(self.data):
+                yield SimpleNamespace(data=piece, sha256=digest)
+
+        return stream()
+
+
+def test_a_worker_sending_other_bytes_than_recorded_is_refused(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path / "data", 1 << 20)
+    data = _zip({"tokenizer.json": b"{}"})
+    recorded = hashlib.sha256(b"what discovery recorded").hexdigest()
+    with pytest.raises(TokenizerFetchFailed, match=f"not the {recorded} recorded"):
+        asyncio.run(fetch(ZipStub(data), None, store, 5.0, expected=recorded))
+    assert store.digests() == set()  # nothing kept of the other bytes
+    same = hashlib.sha256(data).hexdigest()
+    assert asyncio.run(fetch(ZipStub(data), None, store, 5.0, expected=same)) == same

@@ -114,13 +114,13 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "usage.flush": {"deltas": {"key-a": {"requests": 1, "tokens": 5}}},
     "tokenizer.add": {
         "tokenizer": {
-            "id": "tk",
+            "id": "00000000-0000-4000-8000-000000000001",
             "name": "llama",
             "source": "https://hub.example/tokenizer.json",
             "files": {"tokenizer.json": {"sha256": "d" * 64, "size": 9}},
         }
     },
-    "tokenizer.remove": {"id": "tk"},
+    "tokenizer.remove": {"id": "00000000-0000-4000-8000-000000000001"},
     "wasm.add": {
         "module": {
             "id": "m",

@@ -9,13 +9,15 @@ import pytest
 from mesh import state
 from tests.unit.test_state import Log, assert_failed
 
+TK1 = "00000000-0000-4000-8000-000000000001"
+TK2 = "00000000-0000-4000-8000-000000000002"
 FILES = {
     "tokenizer.json": {"sha256": "a" * 64, "size": 1200},
     "tokenizer_config.json": {"sha256": "b" * 64, "size": 300},
 }
 
 
-def _add(log: Log, tokenizer_id: str = "tk1", name: str = "llama", **fields: Any) -> Any:
+def _add(log: Log, tokenizer_id: str = TK1, name: str = "llama", **fields: Any) -> Any:
     spec = {"id": tokenizer_id, "name": name, "source": "/models/llama", "files": FILES}
     return log.run("tokenizer.add", {"tokenizer": {**spec, **fields}})
 
@@ -23,8 +25,8 @@ def _add(log: Log, tokenizer_id: str = "tk1", name: str = "llama", **fields: Any
 def test_add_keeps_digests_and_who_and_when() -> None:
     log = Log()
     outcome = _add(log, chat_template="{{ messages }}")
-    assert outcome == {"ok": True, "value": {"tokenizer_id": "tk1", "version": 1}}
-    record = log.state.tokenizers["tk1"]
+    assert outcome == {"ok": True, "value": {"tokenizer_id": TK1, "version": 1}}
+    record = log.state.tokenizers[TK1]
     assert record["name"] == "llama"
     assert record["source"] == "/models/llama"
     assert record["files"] == FILES
@@ -37,9 +39,9 @@ def test_a_taken_name_or_id_conflicts_and_changes_nothing() -> None:
     log = Log()
     _add(log)
     before = dict(log.state.tokenizers)
-    same_name = _add(log, tokenizer_id="tk2")
+    same_name = _add(log, tokenizer_id=TK2)
     assert_failed(same_name, "conflict")
-    assert same_name["tokenizer_id"] == "tk1"
+    assert same_name["tokenizer_id"] == TK1
     assert_failed(_add(log, name="other"), "conflict")
     assert log.state.tokenizers == before
 
@@ -48,7 +50,7 @@ def test_unknown_fields_of_the_spec_are_not_kept() -> None:
     log = Log()
     files = {"tokenizer.json": {"sha256": "c" * 64, "size": 5, "bytes": "not kept"}}
     _add(log, files=files, extra="ignored")
-    record = log.state.tokenizers["tk1"]
+    record = log.state.tokenizers[TK1]
     assert "extra" not in record
     assert record["files"] == {"tokenizer.json": {"sha256": "c" * 64, "size": 5}}
 
@@ -56,18 +58,18 @@ def test_unknown_fields_of_the_spec_are_not_kept() -> None:
 def test_remove_frees_the_name() -> None:
     log = Log()
     _add(log)
-    assert log.run("tokenizer.remove", {"id": "tk1"})["ok"]
+    assert log.run("tokenizer.remove", {"id": TK1})["ok"]
     assert log.state.tokenizers == {}
-    assert_failed(log.run("tokenizer.remove", {"id": "tk1"}), "not_found")
-    assert _add(log, tokenizer_id="tk2")["ok"]
+    assert_failed(log.run("tokenizer.remove", {"id": TK1}), "not_found")
+    assert _add(log, tokenizer_id=TK2)["ok"]
 
 
 def test_a_source_that_gave_nothing_is_recorded_failed_without_files() -> None:
     log = Log()
     assert _add(log, files={}, failure="not in the cache")["ok"]
-    record = log.state.tokenizers["tk1"]
+    record = log.state.tokenizers[TK1]
     assert record["files"] == {} and record["failure"] == "not in the cache"
-    refused = _add(log, tokenizer_id="tk2", name="n2", failure="x")  # files and a failure
+    refused = _add(log, tokenizer_id=TK2, name="n2", failure="x")  # files and a failure
     assert_failed(refused, "invalid")
     assert "a failed tokenizer has no files" in refused["message"]
 
@@ -75,7 +77,7 @@ def test_a_source_that_gave_nothing_is_recorded_failed_without_files() -> None:
 def test_the_mesh_holds_a_bounded_number(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(state, "MAX_TOKENIZERS", 2)
     log = Log()
-    assert _add(log, "tk1", "a")["ok"] and _add(log, "tk2", "b")["ok"]
-    refused = _add(log, "tk3", "c")
+    assert _add(log, TK1, "a")["ok"] and _add(log, TK2, "b")["ok"]
+    refused = _add(log, TK2.replace("2", "3"), "c")
     assert_failed(refused, "limit_reached")
-    assert refused["limit"] == 2 and set(log.state.tokenizers) == {"tk1", "tk2"}
+    assert refused["limit"] == 2 and set(log.state.tokenizers) == {TK1, TK2}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from mesh import state
@@ -83,7 +84,8 @@ def test_remove_frees_the_name_and_its_digest() -> None:
 def test_a_digest_a_tokenizer_shares_stays_in_use() -> None:
     log = Log()
     files = {"tokenizer.json": {"sha256": DIGEST, "size": 900}}
-    log.run("tokenizer.add", {"tokenizer": {"id": "t", "name": "t", "source": "s", "files": files}})
+    tokenizer = {"id": str(uuid.uuid4()), "name": "t", "source": "s", "files": files}
+    assert log.run("tokenizer.add", {"tokenizer": tokenizer})["ok"]
     _add(log)
     log.run("wasm.remove", {"id": "m1"})
     assert log.state.digests_in_use() == {DIGEST}

@@ -9,7 +9,7 @@ import pytest
 from huggingface_hub import constants
 
 from node.blobs.store import BlobStore
-from node.tokenizers.sources import Read, SourceError, kind_of, read_source
+from node.tokenizers.sources import Read, SourceError, kind_of, read_source, shown_url
 from tests.tokenizer_files import build_tokenizer_dir
 
 
@@ -33,7 +33,8 @@ def test_the_three_forms(source: str, kind: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "source", ["ftp://host/t.json", "http:///nohost", "a/b/c", "a/../b", "x y"]
+    "source",
+    ["ftp://host/t.json", "http:///nohost", "http://a..b/t.json", "a/b/c", "a/../b", "x y"],
 )
 def test_anything_else_is_refused_at_once(source: str) -> None:
     with pytest.raises(SourceError):
@@ -97,3 +98,8 @@ def test_a_hub_id_is_read_from_the_local_cache_only(
     for bad in ("acme/tiny.", "acme/tiny.git"):  # the hub's own rules, at once
         with pytest.raises(SourceError, match="not a Hugging Face model id"):
             read(bad, store)
+
+
+def test_a_url_is_shown_without_userinfo_query_or_fragment() -> None:
+    url = "https://user:pw@host.example:8443/t/tokenizer.json?X-Amz-Signature=abc#frag"
+    assert shown_url(url) == "https://host.example:8443/t/tokenizer.json"
