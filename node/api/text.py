@@ -20,6 +20,7 @@ from node.api.table import Audience, Handler, Route
 from node.auth import Principal
 from node.errors import ApiError
 from node.pipeline.authorize import key_models
+from node.text.chat_template import reserved_variables_problem
 from node.text.errors import ChatTemplateError
 from node.text.resolve import TokenizerNotFound, TokenizerResolver, TokenizerUnavailable
 from node.text.tokenizer import InvalidTokenIds, TextTokenizer
@@ -158,22 +159,12 @@ async def tokenize(request: web.Request, principal: Principal) -> web.Response:
     return json_response(await _with_tokenizer(request, principal, body, work))
 
 
-RESERVED_VARIABLES = frozenset(
-    {"messages", "tools", "documents", "add_generation_prompt", "bos_token", "eos_token"}
-)
-
-
 def _template_variables(kwargs: dict[str, Any] | None) -> dict[str, Any]:
     """chat_template_kwargs, refused where they would replace what the request sets."""
-    kwargs = kwargs or {}
-    taken = sorted(RESERVED_VARIABLES & kwargs.keys())
-    if taken:
-        raise ApiError(
-            400,
-            f"chat_template_kwargs may not set {', '.join(taken)}; use the request's own fields",
-            param="chat_template_kwargs",
-        )
-    return kwargs
+    problem = reserved_variables_problem(kwargs)
+    if problem:
+        raise ApiError(400, problem, param="chat_template_kwargs")
+    return kwargs or {}
 
 
 def _check_length(lists: list[list[int]], limit: int | None) -> None:

@@ -31,6 +31,20 @@ MAX_RANGE_STEPS = 1_000_000  # over every range() of one render
 MAX_POWER = 64
 
 
+# What the request's own fields set; chat_template_kwargs may not replace them.
+RESERVED_VARIABLES = frozenset(
+    {"messages", "tools", "documents", "add_generation_prompt", "bos_token", "eos_token"}
+)
+
+
+def reserved_variables_problem(kwargs: Mapping[str, Any] | None) -> str | None:
+    """Why chat_template_kwargs cannot be used (it sets a reserved variable), or None."""
+    taken = sorted(RESERVED_VARIABLES & (kwargs or {}).keys())
+    if taken:
+        return f"chat_template_kwargs may not set {', '.join(taken)}; use the request's own fields"
+    return None
+
+
 class TemplateRaised(jinja2.TemplateError):
     """The template called `raise_exception(message)`."""
 
