@@ -20,10 +20,10 @@ from node.api.table import Audience, Handler, Route
 from node.auth import Principal
 from node.errors import ApiError
 from node.pipeline.authorize import key_models
-from node.text.chat_template import reserved_variables_problem
 from node.text.errors import ChatTemplateError
 from node.text.resolve import TokenizerNotFound, TokenizerResolver, TokenizerUnavailable
 from node.text.tokenizer import InvalidTokenIds, TextTokenizer
+from node.text.variables import reserved_variables_problem
 
 MAX_PROMPT_CHARS = 512 * 1024  # in all, over a list of prompts too
 MAX_PROMPTS = 64

@@ -26,9 +26,9 @@ from node.grpcproxy.bodies import (
     stops_of,
 )
 from node.grpcproxy.link import EngineModel
-from node.text.chat_template import reserved_variables_problem
 from node.text.errors import ChatTemplateError
 from node.text.tokenizer import InvalidTokenIds, TextTokenizer
+from node.text.variables import reserved_variables_problem
 
 CHAT, COMPLETION, GENERATE, EMBEDDING = (
     "/v1/chat/completions",

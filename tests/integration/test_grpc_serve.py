@@ -23,8 +23,8 @@ from smg_grpc_proto.generated import sglang_scheduler_pb2 as pb
 
 from node.grpc_echo.record import raw_bytes
 from node.localmesh import GrpcEchoWorker
-from node.text.chat_template import RESERVED_VARIABLES
 from node.text.tokenizer import load_tokenizer
+from node.text.variables import RESERVED_VARIABLES
 from tests.grpc_wire import recorded, wire_fields
 from tests.integration.conftest import Cluster
 from tests.integration.test_output_parsers import ASK, QWEN_REPLY, TOOLS
