@@ -2,22 +2,24 @@
 
 The tokenizer comes from `node.text.resolve`: a registered one named by
 `tokenizer`, or the one the ready workers of `model` name. Loading, encoding and
-decoding run in a worker thread, so a big prompt never stalls the event loop.
+decoding run in the CPU pool (`node.cpu_pool`), so a big prompt never stalls the
+event loop; like inference, the routes pass the rate limits, quotas and admission.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 from aiohttp import web
 from msgspec import UNSET, Meta, UnsetType
 
+from node.api.admitted import admitted
 from node.api.bodies import Body, read_body
 from node.api.common import json_response, node_of
 from node.api.table import Audience, Handler, Route
 from node.auth import Principal
+from node.cpu_pool import run_cpu
 from node.errors import ApiError
 from node.pipeline.authorize import key_models
 from node.text.errors import ChatTemplateError
@@ -99,7 +101,7 @@ async def _with_tokenizer(
         return work(resolver.by_name(body.tokenizer))
 
     try:
-        return await asyncio.to_thread(run)
+        return await run_cpu(run)
     except TokenizerNotFound as exc:
         raise ApiError(404, str(exc), code=exc.code, param=_named(body)) from None
     except TokenizerUnavailable as exc:
@@ -192,7 +194,7 @@ def _route(path: str, handler: Handler, body: type, summary: str, answer: str, m
     return Route(
         "POST",
         path,
-        handler,
+        admitted(handler),
         Audience.PROTECTED,
         path.rsplit("/", 1)[-1],
         "inference",
