@@ -10,7 +10,9 @@ import re
 
 import pytest
 
+from node.parsers import tool_formats
 from node.parsers.call_blocks import CallHead
+from node.parsers.calls import ToolCall
 from node.parsers.registry import parse_function_call, tool_parser
 from node.parsers.tool_calls import collect
 from node.parsers.tool_formats import (
@@ -21,6 +23,7 @@ from node.parsers.tool_formats import (
     DS_SEP,
     KIMI_HEAD,
     QWEN_HEAD,
+    tagged_block,
 )
 from tests.chunkings import count_reads
 
@@ -149,3 +152,74 @@ def test_a_whitespace_run_streams_one_character_at_a_time_in_linear_time(
     deltas = [parser.feed(c) for c in text] + [parser.finish()]
     assert collect(deltas)[1][0]["arguments"] == "{" + " " * N + "x}"
     assert read[0] < 2 * QWEN_HEAD.held_limit * len(text)  # quadratic: ~N / 2 per character
+
+
+def _upto(end: str) -> str:
+    return f"(?:(?!{re.escape(end)}).)*?"
+
+
+# The regexes the headless fallbacks replaced (quadratic or worse), for reference.
+OLD_FALLBACKS = {
+    "qwen25": re.compile(rf"<tool_call>\s*({_upto('</tool_call>')})\s*</tool_call>", re.DOTALL),
+    "deepseek_v3": re.compile(
+        re.escape(DS_CALL_BEGIN)
+        + f"({_upto(DS_CALL_END)})"
+        + re.escape(DS_SEP)
+        + f"({_upto(DS_CALL_END)})\n```json\n({_upto(DS_CALL_END)})\n```"
+        + re.escape(DS_CALL_END),
+        re.DOTALL,
+    ),
+    "kimi_k2": re.compile(
+        r"<\|tool_call_begin\|>\s*(?P<id>[\w.\-]{1,256}:\d{1,9})\s*<\|tool_call_argument_begin\|>"
+        rf"\s*(?P<args>\{{{_upto('<|tool_call_end|>')}\}})\s*<\|tool_call_end\|>",
+        re.DOTALL,
+    ),
+}
+NEW_FALLBACKS = {
+    "qwen25": lambda block: tagged_block(block, "<tool_call>", tool_formats._qwen_call),
+    "deepseek_v3": lambda block: tagged_block(block, DS_CALL_BEGIN, tool_formats._dsv3_call),
+    "kimi_k2": lambda block: tagged_block(
+        block, "<|tool_call_begin|>", tool_formats._kimi_call, tool_formats._KIMI_OPEN.pattern
+    ),
+}
+FALLBACK_PIECES = {
+    "qwen25": ["<tool_call>", " ", '{"name": "f", "arguments": {}}', "x", "{", "</tool_call>"],
+    "deepseek_v3": [DS_CALL_BEGIN, DS_SEP, "f", "\n```json\n", "{}", "\n```", " ", DS_CALL_END],
+    "kimi_k2": [
+        "<|tool_call_begin|>",
+        "f:1",
+        "<|tool_call_argument_begin|>",
+        "{}",
+        "}",
+        " ",
+        "<|tool_call_end|>",
+    ],
+}
+
+
+@pytest.mark.parametrize("parser", sorted(OLD_FALLBACKS))
+def test_the_headless_fallback_finds_the_calls_the_regex_found(parser: str) -> None:
+    # A block holds one end tag, at its end (read_blocks cuts the text so).
+    *pieces, end = FALLBACK_PIECES[parser]
+    rng = random.Random(13)
+    for _ in range(2000):
+        body = "".join(rng.choice(pieces) for _ in range(rng.randrange(7)))
+        block = body + end
+        old = OLD_FALLBACKS[parser].search(block)
+        got = [p for p in NEW_FALLBACKS[parser](block) if isinstance(p, ToolCall)]
+        if old is None or not _old_call_ok(parser, old):
+            assert got == [], block
+        else:
+            assert [c.raw for c in got] == [old.group(0)], block
+
+
+def _old_call_ok(parser: str, match: re.Match[str]) -> bool:
+    """Whether the old reader made a call of the match (its JSON an object)."""
+    text = {"qwen25": 1, "deepseek_v3": 3, "kimi_k2": "args"}[parser]
+    try:
+        value = json.loads(match.group(text))
+    except ValueError:
+        return False
+    if parser == "qwen25":
+        return isinstance(value, dict) and isinstance(value.get("name"), str)
+    return isinstance(value, dict)
