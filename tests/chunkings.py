@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import strategies as st
+
+from node.parsers.textbuf import TextBuffer
 
 
 def chunkings(text: str, seed: int) -> list[list[str]]:
@@ -21,3 +24,18 @@ def texts_made_of(pieces: list[str]) -> st.SearchStrategy[str]:
     """Any text, or text made mostly of `pieces` (a parser's tags and fragments of them)."""
     piece = st.sampled_from(pieces)
     return st.one_of(st.text(), st.lists(st.one_of(piece, st.text(max_size=3))).map("".join))
+
+
+def count_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Characters read from any stream's TextBuffer from now on, in `[0]`: linear time
+    counted rather than timed."""
+    read = [0]
+    slice_text = TextBuffer.slice
+
+    def counted(self: TextBuffer, start: int, end: int | None = None) -> str:
+        got = slice_text(self, start, end)
+        read[0] += len(got)
+        return got
+
+    monkeypatch.setattr(TextBuffer, "slice", counted)
+    return read

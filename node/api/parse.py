@@ -1,7 +1,8 @@
 """The parser utilities (seeds 000, 001): `POST /parse/function_call`, `POST /parse/reasoning`.
 
 They run the same parsers the proxy applies to a worker's output (`node.parsers`)
-on a text the caller sends, and change nothing. SGLang's shapes: a call's
+on a text the caller sends, and change nothing. Like inference, they pass the
+rate limits, quotas and admission (`admitted`), and parse in the CPU pool. SGLang's shapes: a call's
 `parameters` is the JSON text of its arguments; `arguments` carries the same
 text, as OpenAI names it, so either client reads it.
 """
@@ -13,11 +14,13 @@ from typing import Annotated, Any, Final
 from aiohttp import web
 from msgspec import Meta
 
+from node.api.admitted import admitted
 from node.api.bodies import Body, read_body
 from node.api.common import json_response
 from node.api.table import Audience, Route
 from node.api.workers import ReasoningParser, ToolParser
 from node.auth import Principal
+from node.cpu_pool import run_cpu
 from node.errors import ApiError
 from node.parsers.registry import parse_function_call, parse_reasoning
 from node.parsers.tool_rules import MAX_TOOLS, check_tools
@@ -71,8 +74,10 @@ async def function_call(request: web.Request, principal: Principal) -> web.Respo
     if problem:
         param = "tool_choice" if problem.startswith("tool_choice") else "tools"
         raise ApiError(400, problem, param=param)
-    parsed = parse_function_call(
-        body.tool_call_parser, body.text, body.tools, tool_choice=body.tool_choice
+    parsed = await run_cpu(
+        lambda: parse_function_call(
+            body.tool_call_parser, body.text, body.tools, tool_choice=body.tool_choice
+        )
     )
     answer: dict[str, Any] = {
         "normal_text": parsed.normal_text,
@@ -96,7 +101,9 @@ async def function_call(request: web.Request, principal: Principal) -> web.Respo
 
 async def reasoning(request: web.Request, principal: Principal) -> web.Response:
     body = await read_body(request, ReasoningBody)
-    reasoning_text, normal_text = parse_reasoning(body.reasoning_parser, body.text)
+    reasoning_text, normal_text = await run_cpu(
+        lambda: parse_reasoning(body.reasoning_parser, body.text)
+    )
     return json_response({"normal_text": normal_text, "reasoning_text": reasoning_text})
 
 
@@ -104,7 +111,7 @@ ROUTES = (
     Route(
         "POST",
         "/parse/function_call",
-        function_call,
+        admitted(function_call),
         Audience.PROTECTED,
         "parseFunctionCall",
         "inference",
@@ -121,7 +128,7 @@ ROUTES = (
     Route(
         "POST",
         "/parse/reasoning",
-        reasoning,
+        admitted(reasoning),
         Audience.PROTECTED,
         "parseReasoning",
         "inference",

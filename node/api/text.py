@@ -2,12 +2,12 @@
 
 The tokenizer comes from `node.text.resolve`: a registered one named by
 `tokenizer`, or the one the ready workers of `model` name. Loading, encoding and
-decoding run in a worker thread, so a big prompt never stalls the event loop.
+decoding run in the CPU pool (`node.cpu_pool`), so a big prompt never stalls the
+event loop; like inference, the routes pass the rate limits, quotas and admission.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
@@ -15,15 +15,18 @@ from typing import Annotated, Any, TypeVar
 from aiohttp import web
 from msgspec import UNSET, Meta, UnsetType
 
+from node.api.admitted import admitted
 from node.api.bodies import Body, read_body
 from node.api.common import json_response, node_of
 from node.api.table import Audience, Handler, Route
 from node.auth import Principal
+from node.cpu_pool import run_cpu
 from node.errors import ApiError
 from node.pipeline.authorize import key_models
 from node.text.errors import ChatTemplateError
 from node.text.resolve import TokenizerNotFound, TokenizerResolver, TokenizerUnavailable
 from node.text.tokenizer import InvalidTokenIds, TextTokenizer
+from node.text.variables import reserved_variables_problem
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +104,7 @@ async def _with_tokenizer(
         return work(resolver.by_name(body.tokenizer))
 
     try:
-        return await asyncio.to_thread(run)
+        return await run_cpu(run)
     except TokenizerNotFound as exc:
         said = str(exc) if principal.is_admin else exc.public  # no one else's names
         raise ApiError(404, said, code=exc.code, param=named) from None
@@ -172,22 +175,12 @@ async def tokenize(request: web.Request, principal: Principal) -> web.Response:
     return json_response(await _with_tokenizer(request, principal, body, work))
 
 
-RESERVED_VARIABLES = frozenset(
-    {"messages", "tools", "documents", "add_generation_prompt", "bos_token", "eos_token"}
-)
-
-
 def _template_variables(kwargs: dict[str, Any] | None) -> dict[str, Any]:
     """chat_template_kwargs, refused where they would replace what the request sets."""
-    kwargs = kwargs or {}
-    taken = sorted(RESERVED_VARIABLES & kwargs.keys())
-    if taken:
-        raise ApiError(
-            400,
-            f"chat_template_kwargs may not set {', '.join(taken)}; use the request's own fields",
-            param="chat_template_kwargs",
-        )
-    return kwargs
+    problem = reserved_variables_problem(kwargs)
+    if problem:
+        raise ApiError(400, problem, param="chat_template_kwargs")
+    return kwargs or {}
 
 
 def _check_length(lists: list[list[int]], limit: int | None) -> None:
@@ -215,7 +208,7 @@ def _route(path: str, handler: Handler, body: type, summary: str, answer: str, m
     return Route(
         "POST",
         path,
-        handler,
+        admitted(handler),
         Audience.PROTECTED,
         path.rsplit("/", 1)[-1],
         "inference",

@@ -28,6 +28,7 @@ from node.grpcproxy.bodies import (
 from node.grpcproxy.link import EngineModel
 from node.text.errors import ChatTemplateError
 from node.text.tokenizer import InvalidTokenIds, TextTokenizer
+from node.text.variables import reserved_variables_problem
 
 CHAT, COMPLETION, GENERATE, EMBEDDING = (
     "/v1/chat/completions",
@@ -93,6 +94,9 @@ def build(
 
 def _chat(body: ChatBody, tok: TextTokenizer, model: EngineModel, rid: str, served: str) -> Built:
     tools = body.tools if body.tools and body.tool_choice != "none" else None
+    problem = reserved_variables_problem(body.chat_template_kwargs)
+    if problem:
+        raise ApiError(400, problem, param="chat_template_kwargs")
     try:
         text = tok.apply_chat_template(
             body.messages,

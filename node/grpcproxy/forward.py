@@ -26,6 +26,7 @@ import orjson
 from aiohttp import web
 from smg_grpc_proto.generated import sglang_scheduler_pb2 as pb
 
+from node.cpu_pool import run_cpu
 from node.errors import error_body
 from node.grpcproxy.assemble import Assembly
 from node.grpcproxy.build import EMBEDDING, Built, build
@@ -45,8 +46,6 @@ log = logging.getLogger(__name__)
 # The worker's link, or None when this node has no channel to it (yet).
 LinkSource = Callable[[Worker], EngineLink | None]
 ABORT_TIMEOUT = 2.0
-# Bodies larger than this are tokenized off the event loop.
-INLINE_BODY_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -172,9 +171,8 @@ class EngineForwarder:
     ) -> Built:
         served = worker.model_id or ex.model or ""
         args = (ex.path, ex.data, link.tokenizer, link.model, rid, served)
-        if len(ex.body) <= INLINE_BODY_BYTES:
-            return build(*args)
-        return await asyncio.to_thread(build, *args)
+        # Templates and tokenizers are untrusted CPU work: never on the event loop.
+        return await run_cpu(lambda: build(*args))
 
     def _refused(self, worker: Worker, exc: grpc.aio.AioRpcError) -> tuple[Outcome, bool | None]:
         """The engine refused before its first response: retry elsewhere, or answer."""

@@ -23,6 +23,10 @@ Fallback = Callable[[str], list[Piece]]
 # so a stream stops looking for one this far past the last call.
 HEAD_LIMIT = 2048
 S = r"\s{0,64}"  # whitespace in a head, bounded
+# Whitespace held back while it may be part of a call's closing run, at most: a longer
+# run streams as it comes (the closed call's arguments are then trimmed as usual), so
+# each feed reads a bounded tail (`held_limit`), never the whole run again.
+HELD_SPACE = 256
 
 
 def _alternatives(words: list[str]) -> str:
@@ -39,38 +43,53 @@ class CallHead:
     wrapper: str = ""  # closes around the arguments, before the end tag
     name_of: Callable[[re.Match[str]], str] = lambda m: m["name"].strip()
     id_of: Callable[[re.Match[str]], str | None] = lambda m: None
-    _held: re.Pattern[str] = field(init=False, repr=False, compare=False)
-    _closing: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    _tags: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _partials: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        tag = _alternatives([self.end[:k] for k in range(1, len(self.end))])
-        wrap = re.escape(self.wrapper)
-        if self.wrapper:
-            partial = _alternatives([self.wrapper[:k] for k in range(1, len(self.wrapper))])
-            held = rf"\s*(?:{wrap}\s*(?:{tag})?|{partial or '(?!)'}|{tag})?\Z"
-            closing = rf"\s*(?:{wrap}\s*)?\Z"
-        else:
-            held, closing = rf"\s*(?:{tag})?\Z", r"\s*\Z"
-        # Prefixes of (closing run + end tag) are held; a prefix with a broken wrapper is not.
-        object.__setattr__(self, "_held", re.compile(held))
-        object.__setattr__(self, "_closing", re.compile(closing))
+        # Proper prefixes of the end tag and of the wrapper: what a stream may have cut.
+        object.__setattr__(self, "_tags", tuple(self.end[:k] for k in range(1, len(self.end))))
+        partials = tuple(self.wrapper[:k] for k in range(1, len(self.wrapper)))
+        object.__setattr__(self, "_partials", partials)
 
     def held(self, text: str, start: int) -> int:
-        """Where the tail of `text[start:]` that may still close the call begins."""
-        return _suffix_start(self._held, text, start)
+        """Where the tail of `text[start:]` that may still close the call begins: the
+        longest suffix of whitespace, then the wrapper, whitespace and part of the end
+        tag; or whitespace then part of the wrapper. Read backwards, so each call costs
+        the suffix's length, not the text's (a regex search tries every start)."""
+        ends = [len(text)] + [len(text) - len(t) for t in self._tags if text.endswith(t, start)]
+        found = [self._before_closing(text, at, start, HELD_SPACE) for at in ends]
+        found += [
+            _space_before(text, len(text) - len(p), start, HELD_SPACE)
+            for p in self._partials
+            if text.endswith(p, start)
+        ]
+        return min(found)
+
+    @property
+    def held_limit(self) -> int:
+        """The longest tail `held` can hold back."""
+        return 2 * HELD_SPACE + len(self.wrapper) + len(self.end)
 
     def closed(self, args: str) -> str:
         """The arguments of a call whose end tag came right after `args`."""
-        return args[: _suffix_start(self._closing, args, 0)]
+        return args[: self._before_closing(args, len(args), 0)]
+
+    def _before_closing(self, text: str, at: int, start: int, most: int | None = None) -> int:
+        """Start of whitespace, optionally the wrapper and whitespace, ending at `at`."""
+        at = _space_before(text, at, start, most)
+        if self.wrapper and text.endswith(self.wrapper, start, at):
+            return _space_before(text, at - len(self.wrapper), start, most)
+        return at
 
     def call(self, match: re.Match[str], args: str, raw: str) -> ToolCall:
         return ToolCall(self.name_of(match), args, id=self.id_of(match), raw=raw, headed=True)
 
 
-def _suffix_start(pattern: re.Pattern[str], text: str, start: int) -> int:
-    """Start of the longest suffix of `text[start:]` that `pattern` (ending in \\Z) matches."""
-    match = pattern.search(text, start)
-    return match.start() if match else len(text)
+def _space_before(text: str, at: int, start: int, most: int | None = None) -> int:
+    """Start of the whitespace run ending at `at`, not before `start` (nor `most` back)."""
+    floor = start if most is None else max(start, at - most)
+    return floor + len(text[floor:at].rstrip())
 
 
 def read_blocks(tail: str, head: CallHead, fallback: Fallback) -> list[Piece]:

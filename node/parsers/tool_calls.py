@@ -187,7 +187,9 @@ class ToolCallStream:
             start = self._parsed_to + match.end()
             self._open = (start, start)
         start, sent = self._open
-        upto = sent + head.held(text.slice(sent), 0)
+        # Only the tail `held` may hold back is read again: one-character feeds stay linear.
+        window = max(sent, len(text) - head.held_limit)
+        upto = window + head.held(text.slice(window), 0)
         if upto > sent:
             out.append(arguments_delta(self._sent, text.slice(sent, upto)))
             self._open = (start, upto)

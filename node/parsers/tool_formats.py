@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from node.parsers.call_blocks import CallHead, S, read_blocks
+from node.parsers.call_blocks import HEAD_LIMIT, CallHead, S, read_blocks
 from node.parsers.calls import Piece, ToolCall
 from node.parsers.json_calls import JsonHead, read_json_calls
 from node.parsers.tool_calls import ToolFormat, dump_arguments
@@ -166,31 +166,28 @@ def parse_mistral_list(tail: str) -> list[Piece]:
     return [tail] if array is None else calls_or_text(tail, *array)
 
 
-def tagged_blocks(
-    tail: str, block: re.Pattern[str], make: Callable[[re.Match[str]], ToolCall | None]
+def tagged_block(
+    block: str, begin: str, read: Callable[[str, int], ToolCall | None], opens: str = ""
 ) -> list[Piece]:
-    """Calls from each complete block; malformed blocks and gaps stay normal text."""
-    pieces: list[Piece] = []
-    pos = 0
-    for match in block.finditer(tail):
-        pieces.append(tail[pos : match.start()])
-        pos = match.end()
-        try:
-            call = make(match)
-        except ValueError:
-            call = None
-        pieces.append(match.group(0) if call is None else call)
-    pieces.append(tail[pos:])
-    return pieces
+    """A block (ending with its one end tag) as text and the call it holds, if any.
 
-
-def upto(end: str) -> str:
-    """A lazy run that cannot cross `end`, so no call's match spans another's end tag."""
-    return f"(?:(?!{re.escape(end)}).)*?"
+    The call starts at the first `begin` tag (followed by `opens`, a pattern, if given);
+    `read(block, at)` reads it through the end tag, None if malformed. Tags are found
+    with str.find, never a regex over the block: lazy runs that cannot cross the end
+    tag take quadratic (or worse) time on crafted text. A later begin tag never reads
+    where the first failed: the block's end, which every call reaches, is the same.
+    """
+    at = block.find(begin)
+    while opens and at >= 0 and not re.match(opens, block[at : at + HEAD_LIMIT]):
+        at = block.find(begin, at + len(begin))
+    try:
+        call = read(block, at) if at >= 0 else None
+    except ValueError:
+        call = None
+    return [block] if call is None else [block[:at], call, ""]
 
 
 QWEN_END = "</tool_call>"
-_QWEN = re.compile(rf"<tool_call>\s*({upto(QWEN_END)})\s*</tool_call>", re.DOTALL)
 QWEN_HEAD = CallHead(
     re.compile(
         rf'(?P<lead>{S})<tool_call>{S}\{{{S}"name"{S}:{S}'
@@ -202,14 +199,18 @@ QWEN_HEAD = CallHead(
 )
 
 
-def _qwen_call(match: re.Match[str]) -> ToolCall | None:
-    call = call_from_object(json.loads(match.group(1)))
-    return call and ToolCall(call.name, call.arguments, raw=match.group(0))
+def _qwen_call(block: str, at: int) -> ToolCall | None:
+    # <tool_call>, whitespace, a JSON object, whitespace, </tool_call>.
+    inside = block[at + len("<tool_call>") : len(block) - len(QWEN_END)]
+    call = call_from_object(json.loads(inside))
+    return call and ToolCall(call.name, call.arguments, raw=block[at:])
 
 
 def parse_qwen25(tail: str) -> list[Piece]:
     # qwen25_detector: <tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>, repeated.
-    return read_blocks(tail, QWEN_HEAD, lambda block: tagged_blocks(block, _QWEN, _qwen_call))
+    return read_blocks(
+        tail, QWEN_HEAD, lambda block: tagged_block(block, "<tool_call>", _qwen_call)
+    )
 
 
 def ds_token(words: str) -> str:
@@ -223,15 +224,7 @@ DS_CALL_BEGIN, DS_SEP, DS_CALL_END = (
     ds_token("tool sep"),
     ds_token("tool call end"),
 )
-_DS_ANY = upto(DS_CALL_END)
-_DSV3 = re.compile(
-    re.escape(DS_CALL_BEGIN)
-    + f"({_DS_ANY})"
-    + re.escape(DS_SEP)
-    + f"({_DS_ANY})\n```json\n({_DS_ANY})\n```"
-    + re.escape(DS_CALL_END),
-    re.DOTALL,
-)
+_DS_FENCE, _DS_CLOSE = "\n```json\n", "\n```" + DS_CALL_END
 DS_HEAD = CallHead(
     re.compile(
         rf"(?P<lead>{S}(?:{re.escape(DS_CALLS_BEGIN)}{S})?){re.escape(DS_CALL_BEGIN)}"
@@ -242,26 +235,30 @@ DS_HEAD = CallHead(
 )
 
 
-def _dsv3_call(match: re.Match[str]) -> ToolCall | None:
-    args = json.loads(match.group(3))
-    if not isinstance(args, dict):
+def _dsv3_call(block: str, at: int) -> ToolCall | None:
+    # call begin, the type, tool sep, NAME, a ```json fence, the arguments, ```, call end:
+    # the first separator and the first fence after it, as SGLang's lazy regex reads them.
+    sep = block.find(DS_SEP, at + len(DS_CALL_BEGIN))
+    fence = block.find(_DS_FENCE, sep + len(DS_SEP)) if sep >= 0 else -1
+    args_at, args_end = fence + len(_DS_FENCE), len(block) - len(_DS_CLOSE)
+    if fence < 0 or args_at > args_end or not block.endswith(_DS_CLOSE):
         return None
-    return ToolCall(match.group(2).strip(), dump_arguments(args), raw=match.group(0))
+    args = json.loads(block[args_at:args_end])
+    name = block[sep + len(DS_SEP) : fence].strip()
+    return ToolCall(name, dump_arguments(args), raw=block[at:]) if isinstance(args, dict) else None
 
 
 def parse_deepseek_v3(tail: str) -> list[Piece]:
     # deepseekv3_detector: calls begin, then per call: call begin, "function", tool sep,
     # NAME, a ```json fence holding the arguments, call end; then calls end.
-    return read_blocks(tail, DS_HEAD, lambda block: tagged_blocks(block, _DSV3, _dsv3_call))
+    return read_blocks(tail, DS_HEAD, lambda block: tagged_block(block, DS_CALL_BEGIN, _dsv3_call))
 
 
 KIMI_BEGIN, KIMI_END = "<|tool_calls_section_begin|>", "<|tool_calls_section_end|>"
 KIMI_CALL_END = "<|tool_call_end|>"
 _KIMI_ID = r"(?P<id>[\w.\-]{1,256}:\d{1,9})"
-_KIMI = re.compile(
-    rf"<\|tool_call_begin\|>\s*{_KIMI_ID}\s*<\|tool_call_argument_begin\|>\s*"
-    rf"(?P<args>\{{{upto(KIMI_CALL_END)}\}})\s*<\|tool_call_end\|>",
-    re.DOTALL,
+_KIMI_OPEN = re.compile(
+    rf"<\|tool_call_begin\|>\s*{_KIMI_ID}\s*<\|tool_call_argument_begin\|>\s*(?=\{{)"
 )
 
 
@@ -280,16 +277,25 @@ KIMI_HEAD = CallHead(
 )
 
 
-def _kimi_call(match: re.Match[str]) -> ToolCall | None:
-    args = json.loads(match.group("args"))
-    if not isinstance(args, dict):
+def _kimi_call(block: str, at: int) -> ToolCall | None:
+    # call begin, functions.NAME:IDX, argument begin, a JSON object, whitespace, call end.
+    match = _KIMI_OPEN.match(block, at)
+    args = block[match.end() : len(block) - len(KIMI_CALL_END)].rstrip() if match else ""
+    if match is None or len(args) < 2 or not args.endswith("}"):
         return None
-    return ToolCall(_kimi_name(match), dump_arguments(args), id=match["id"], raw=match.group(0))
+    value = json.loads(args)
+    if not isinstance(value, dict):
+        return None
+    return ToolCall(_kimi_name(match), dump_arguments(value), id=match["id"], raw=block[at:])
 
 
 def parse_kimi_k2(tail: str) -> list[Piece]:
     # kimik2_detector: functions.NAME:IDX<|tool_call_argument_begin|>{...} in call tags.
-    return read_blocks(tail, KIMI_HEAD, lambda block: tagged_blocks(block, _KIMI, _kimi_call))
+    return read_blocks(
+        tail,
+        KIMI_HEAD,
+        lambda block: tagged_block(block, "<|tool_call_begin|>", _kimi_call, _KIMI_OPEN.pattern),
+    )
 
 
 def parse_pythonic(tail: str) -> list[Piece]:

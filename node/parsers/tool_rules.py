@@ -10,6 +10,7 @@
 - A tool's `parameters` JSON schema (Draft 2020-12, or the schema's own
   `$schema`) is checked with `jsonschema`: a call whose arguments fail is not
   emitted, its text stays normal text, and it is reported as an `InvalidCall`.
+  `pattern` and `patternProperties` are annotations, never run (`without_regex`).
 
 Schemas are bounded (size, depth, count of tools) and `check_tools` names the
 first problem, so a route can answer 400 before parsing; a schema that gets
@@ -19,7 +20,7 @@ past no check is still never trusted to raise: its calls are refused instead.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -103,6 +104,28 @@ def validator_class(schema: Any) -> type[Validator] | None:
     if isinstance(schema, Mapping) and "$schema" in schema:
         return cast("type[Validator] | None", validator_for(schema, default=None))
     return Draft202012Validator
+
+
+# Keywords that run the schema's regular expressions with Python's backtracking `re`:
+# a client's pattern like ^(a+)+$ takes exponential time, so none is ever run.
+_REGEX_KEYWORDS: Final = ("pattern", "patternProperties")
+# These read patternProperties to know which properties are "additional".
+_PATTERN_READERS: Final = ("additionalProperties", "unevaluatedProperties")
+
+
+def _annotation(*_: Any) -> Iterator[Any]:
+    return iter(())
+
+
+def without_regex(cls: type[Validator], schema: Any) -> type[Validator]:
+    """`cls` with `pattern` and `patternProperties` as annotations; when the schema has
+    patternProperties, additional/unevaluated properties are not restricted either."""
+    from jsonschema.validators import extend
+
+    ignored = _REGEX_KEYWORDS
+    if '"patternProperties"' in json.dumps(schema):
+        ignored += _PATTERN_READERS
+    return cast("type[Validator]", extend(cls, dict.fromkeys(ignored, _annotation)))
 
 
 def schema_problem(schema: Any) -> str | None:
@@ -223,7 +246,7 @@ class ToolRules:
             else:
                 cls = validator_class(schema)
                 assert cls is not None  # schema_problem said so
-                self._validators[name] = cls(schema)
+                self._validators[name] = without_regex(cls, schema)(schema)
         return self._validators[name]
 
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mesh.state import ControlState
-from node.auth import OPEN_CALLER
+from node.auth import OPEN_CALLER, Principal
 from node.errors import ApiError
 from node.limits.admission import Admission, Rejected
 from node.limits.quotas import CLIENT, Limits, QuotaDecision, QuotaEngine, Subject
@@ -33,19 +33,26 @@ async def enforce_rate_limits(ratelimiter: RateLimiter, served: Sequence[str | N
         raise _retry_later(message, "rate_limited", decision.retry_after)
 
 
-def subjects_of(state: ControlState, request: InferenceRequest) -> list[Subject]:
-    """Whose quotas the request spends: its key and the keys it was minted from (minting
-    must not multiply a limit), its tenant, and the publication it came through."""
+def caller_subjects(state: ControlState, principal: Principal) -> list[Subject]:
+    """The caller's key and the keys it was minted from (minting must not multiply a
+    limit), and its tenant."""
     subjects = []
-    key = request.principal.key
+    key = principal.key
     keys = state.api_keys
     while key is not None:
         subjects.append(Subject("key", key["id"], _limits("key", key["id"], key, "limits")))
         key = keys.get(key.get("parent") or "")
-    tenant = state.tenants.get(request.principal.tenant or "")
+    tenant = state.tenants.get(principal.tenant or "")
     if tenant is not None:
         name = tenant["name"]
         subjects.append(Subject("tenant", name, _limits("tenant", name, tenant, "limits")))
+    return subjects
+
+
+def subjects_of(state: ControlState, request: InferenceRequest) -> list[Subject]:
+    """Whose quotas the request spends: the caller's (`caller_subjects`), and the
+    publication it came through."""
+    subjects = caller_subjects(state, request.principal)
     published = request.target.published
     if published is not None:
         ref = published["ref"]

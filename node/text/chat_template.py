@@ -4,31 +4,38 @@ The environment matches `transformers`' own (trim_blocks, lstrip_blocks, loop
 controls, a `tojson` that keeps non-ASCII and HTML as they are, `raise_exception`,
 `strftime_now`), so a model's template gives the same prompt here as there. The
 immutable sandbox refuses unsafe attributes (`__class__`, `__mro__`, ...) and
-changes to the arguments. The output size is bounded while it renders, and so
-are the values `*` and `**` build and the steps of `range` loops, since a template
-may come from a model repository.
+changes to the arguments. Since a template may come from a model repository, the
+output size is bounded while it renders, and `node.text.template_guard` bounds
+every value the template builds and every loop step.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from contextvars import ContextVar
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import jinja2
+from jinja2 import nodes
 from jinja2.exceptions import SecurityError
 from jinja2.ext import loopcontrols
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
 
 from node.text.errors import ChatTemplateError
+from node.text.template_guard import (
+    BUDGET,
+    FILTERS,
+    Budget,
+    binop_problem,
+    call_problem,
+    format_problem,
+    guard,
+)
 
 MAX_TEMPLATE_CHARS = 256 * 1024
 MAX_RENDERED_CHARS = 4 * 1024 * 1024
-MAX_RANGE_STEPS = 1_000_000  # over every range() of one render
-MAX_POWER = 64
 
 
 class TemplateRaised(jinja2.TemplateError):
@@ -56,41 +63,46 @@ def _strftime_now(fmt: str) -> str:
     return datetime.now().strftime(fmt)
 
 
-class _Budget:
-    """Loop steps left to one render: nested `range` loops cannot spin a thread for hours."""
-
-    def __init__(self) -> None:
-        self.left = MAX_RANGE_STEPS
-
-    def take(self, steps: int) -> None:
-        self.left -= steps
-        if self.left < 0:
-            raise SecurityError(f"the template loops more than {MAX_RANGE_STEPS} times")
-
-
-_BUDGET: ContextVar[_Budget] = ContextVar("chat_template_budget")
-
-
 def _range(*args: int) -> range:
     steps = safe_range(*args)
-    _BUDGET.get().take(len(steps))
+    BUDGET.get().take(len(steps))
     return steps
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, with `*` and `**` kept from building huge values."""
+    """The immutable sandbox, with every loop budgeted and nothing built too big
+    (`node.text.template_guard`)."""
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "%"})
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        return guard(super()._parse(source, name, filename))
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**" and isinstance(right, int) and abs(right) > MAX_POWER:
-            raise SecurityError(f"the template raises to a power above {MAX_POWER}")
-        if operator == "*":
-            sized, count = (left, right) if isinstance(right, int) else (right, left)
-            big = isinstance(sized, str | list | tuple) and isinstance(count, int)
-            if big and len(sized) * count > MAX_RENDERED_CHARS:
-                raise SecurityError("the template builds a value that is too big")
+        _refuse(binop_problem(operator, left, right))
         return super().call_binop(context, operator, left, right)
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        _refuse(call_problem(__obj, args))
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        fmt, is_map = value.__self__, value.__name__ == "format_map"
+
+        def checked(*args: Any, **kwargs: Any) -> str:
+            named = args[0] if is_map and args and isinstance(args[0], Mapping) else kwargs
+            _refuse(format_problem(fmt, () if is_map else args, named))
+            return wrapped(*args, **kwargs)
+
+        return checked
+
+
+def _refuse(problem: str | None) -> None:
+    if problem:
+        raise SecurityError(f"the template builds {problem}")
 
 
 def _environment() -> ImmutableSandboxedEnvironment:
@@ -101,6 +113,8 @@ def _environment() -> ImmutableSandboxedEnvironment:
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now
     env.globals["range"] = _range
+    env.globals.pop("lipsum", None)  # seconds of CPU for one call, and no template needs it
+    env.filters.update(FILTERS)
     return env
 
 
@@ -145,7 +159,7 @@ class ChatTemplate:
         }
         parts: list[str] = []
         size = 0
-        budget = _BUDGET.set(_Budget())
+        budget = BUDGET.set(Budget())
         try:
             for piece in self._template.generate(**context):
                 size += len(piece)
@@ -167,8 +181,9 @@ class ChatTemplate:
             AttributeError,
             ArithmeticError,
             RecursionError,
+            MemoryError,
         ) as exc:
             raise ChatTemplateError(f"chat template failed: {type(exc).__name__}: {exc}") from None
         finally:
-            _BUDGET.reset(budget)
+            BUDGET.reset(budget)
         return "".join(parts)

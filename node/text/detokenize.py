@@ -4,8 +4,9 @@ A byte-level BPE splits a character's UTF-8 bytes across tokens, and a decoder
 may treat a token differently at the start of a text. So, like vLLM, SGLang and
 TGI, this decodes a short window of ids twice: from `prefix_offset` to
 `read_offset` (text already emitted) and to the end. The new text is the
-difference, held back while it ends in U+FFFD (an incomplete character). The
-window moves on after each emission, so a long stream costs O(n) overall.
+difference, held back while it ends in U+FFFD (an incomplete character), for at
+most HOLD_LIMIT ids: then the bytes come out as U+FFFD. The window moves on after
+each emission, so a long stream costs O(n) overall, whatever the ids.
 
 Two more hold-backs sit on top of the decoded text:
 - the last glyph, when it is not ASCII: a ZWJ, a skin tone, a variation
@@ -23,6 +24,7 @@ from node.parsers.holdback import partial_suffix_len
 REPLACEMENT = "\ufffd"
 ZWJ = "\u200d"
 LOOK_BACK = 3  # ids: a character's last bytes sit in at most 3 tokens after its first
+HOLD_LIMIT = 8  # ids held for one character at most (UTF-8 has 4 bytes a character)
 
 
 class IncrementalDetokenizer:
@@ -63,12 +65,23 @@ class IncrementalDetokenizer:
         window = self._decode(self._ids[self._prefix_offset : end])
         # Fed several ids at once, the last may be half a character while those before
         # it end whole ones: step back a few ids rather than hold them all.
-        while window.endswith(REPLACEMENT) and not final and end > self._read_offset + 1:
-            if len(self._ids) - end >= LOOK_BACK:
-                return ""
+        while (
+            window.endswith(REPLACEMENT)
+            and not final
+            and end > self._read_offset + 1
+            and len(self._ids) - end < LOOK_BACK
+        ):
             end -= 1
             window = self._decode(self._ids[self._prefix_offset : end])
-        if len(window) <= len(seen) or (window.endswith(REPLACEMENT) and not final):
+        # Ids that never make a whole character (or any text) would keep the window
+        # open and make each id cost the whole window: past HOLD_LIMIT, give them up.
+        give_up = len(self._ids) - self._read_offset > HOLD_LIMIT
+        if window.endswith(REPLACEMENT) and not final:
+            if not give_up:
+                return ""
+            end = len(self._ids)
+            window = self._decode(self._ids[self._prefix_offset : end])
+        if len(window) <= len(seen) and not give_up:
             return ""
         self._prefix_offset = self._read_offset
         self._read_offset = end

@@ -12,6 +12,12 @@ from tests.support import wait_for
 
 MODEL = "echo-model"
 CHAT = {"model": MODEL, "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]}
+CPU_ROUTES = {
+    "/v1/tokenize": {"model": MODEL, "prompt": "hi"},
+    "/v1/detokenize": {"model": MODEL, "tokens": [1]},
+    "/parse/function_call": {"text": "hi", "tool_call_parser": "qwen25"},
+    "/parse/reasoning": {"text": "<think>a</think>b", "reasoning_parser": "qwen3"},
+}
 
 
 def _metric(url: str, name: str) -> float:
@@ -50,9 +56,19 @@ def test_queue_overflow_gets_429_with_retry_after(cluster: Cluster) -> None:
     assert refused.status_code == 429
     assert int(refused.headers["Retry-After"]) >= 1
     assert refused.json()["error"]["code"] == "queue_full"
+    # The CPU-heavy utilities take a slot like inference does (review 38 finding 7).
+    for path, body in CPU_ROUTES.items():
+        refused = requests.post(node.url + path, json=body, timeout=10)
+        assert refused.status_code == 429, (path, refused.text)
+        assert refused.json()["error"]["code"] == "queue_full" and "Retry-After" in refused.headers
     for thread in holders:
         thread.join(30)
     assert Counter(results) == {200: 2}  # queued requests were served, not dropped
+    reasoning = requests.post(
+        node.url + "/parse/reasoning", json=CPU_ROUTES["/parse/reasoning"], timeout=10
+    )
+    assert reasoning.json() == {"normal_text": "b", "reasoning_text": "a"}  # slot given back
+    assert _metric(node.url, "meshgate_admission_in_flight") == 0
     assert _metric(node.url, "meshgate_admission_rejected") >= 1
 
 

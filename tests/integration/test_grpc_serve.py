@@ -25,6 +25,7 @@ from smg_grpc_proto.generated import sglang_scheduler_pb2 as pb
 from node.grpc_echo.record import raw_bytes
 from node.localmesh import GrpcEchoWorker
 from node.text.tokenizer import load_tokenizer
+from node.text.variables import RESERVED_VARIABLES
 from tests.grpc_wire import recorded, wire_fields
 from tests.integration.conftest import Cluster
 from tests.integration.test_output_parsers import ASK, QWEN_REPLY, TOOLS
@@ -265,6 +266,17 @@ def test_without_the_http_worker_grpc_faults(mesh: Mesh, client: openai.OpenAI) 
     assert resp.status_code == 400, resp.text
     assert "INVALID_ARGUMENT" in resp.json()["error"]["message"]
     assert len(generates(mesh, "invalid")) == 1
+
+    # chat_template_kwargs may not replace what the request sets: a 400, never a 500.
+    for key in sorted(RESERVED_VARIABLES):
+        body = {"model": MODEL, "messages": ASK, "chat_template_kwargs": {key: "x"}}
+        headers = {"X-Request-Id": f"kwargs-{key}"}
+        resp = requests.post(
+            f"{mesh.url}/v1/chat/completions", json=body, headers=headers, timeout=10
+        )
+        assert resp.status_code == 400, resp.text
+        assert resp.json()["error"]["param"] == "chat_template_kwargs"
+        assert key in resp.json()["error"]["message"] and not generates(mesh, f"kwargs-{key}")
 
     # UNAVAILABLE: tried on the other worker too, then a 503.
     resp = chat_as(mesh, "unavailable", "[[fail:UNAVAILABLE]]")

@@ -505,3 +505,21 @@ def test_one_tenant_cannot_take_another_s_external_path(gw: Gateway) -> None:
     assert grab.status_code == 409, grab.text
     resp = gw.call("POST", "/models/victim/predict", victim_key, json={"messages": CHAT})
     assert resp.status_code == 200 and resp.headers["X-Meshgate-Worker"] == gw.workers["m1"]
+
+
+def test_the_cpu_utilities_spend_the_key_s_quota(gw: Gateway) -> None:
+    # Review 38 finding 7: tokenize and /parse once skipped every limit of the key.
+    key = gw.mint(ADMIN_KEY, namespace="acme", limits={"requestsPerMinute": 2})["apiKey"]
+    body = {"text": "<think>a</think>b", "reasoning_parser": "qwen3"}
+    answers = [gw.call("POST", "/parse/reasoning", key, json=body) for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 200], answers[-1].text
+    for path, refused_body in (
+        ("/parse/reasoning", body),
+        ("/parse/function_call", {"text": "hi", "tool_call_parser": "qwen25"}),
+        ("/v1/tokenize", {"model": "m1", "prompt": "hi"}),
+        ("/v1/detokenize", {"model": "m1", "tokens": [1]}),
+    ):
+        refused = gw.call("POST", path, key, json=refused_body)
+        assert refused.status_code == 429, (path, refused.text)
+        assert refused.json()["error"]["code"] == "quota_exceeded"
+        assert int(refused.headers["Retry-After"]) >= 1

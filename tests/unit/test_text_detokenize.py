@@ -136,3 +136,26 @@ def test_long_stream_decodes_a_window_not_everything(tokenizer: TextTokenizer) -
     text = "".join(detok.feed([i]) for i in ids) + detok.finish()
     assert text == tokenizer.decode(ids)
     assert decoded < 12 * len(ids)  # O(n): re-decoding from the start would be ~n²/2
+
+
+@pytest.mark.timeout(20)
+def test_bytes_that_never_make_a_character_cost_linear_decoding() -> None:
+    # Was 62 s for 8000 ids: every id decoded the whole held window again.
+    decoded = 0
+
+    def decode(ids: list[int]) -> str:
+        nonlocal decoded
+        decoded += len(ids)
+        return bytes(ids).decode("utf-8", errors="replace")
+
+    detok = IncrementalDetokenizer(decode)
+    text = "".join(detok.feed([0x80]) for _ in range(8000)) + detok.finish()
+    assert text == "\ufffd" * 8000
+    assert decoded < 64 * 8000  # quadratic: ~32 million
+
+
+def test_stray_bytes_give_way_to_text_after_them(tokenizer: TextTokenizer) -> None:
+    ids = [tokenizer.encode("🙂")[0]] * 20 + tokenizer.encode(" Hello")
+    detok = tokenizer.detokenizer()
+    text = "".join(detok.feed([i]) for i in ids) + detok.finish()
+    assert text.endswith(" Hello") and set(text.removesuffix(" Hello")) == {"\ufffd"}

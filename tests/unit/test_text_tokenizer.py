@@ -148,7 +148,7 @@ def test_unsafe_attribute_alone_is_empty_never_the_object() -> None:
         ("{{ 'x' * 1000000000 }}", "too big"),
         ("{{ [1, 2] * 1000000000 }}", "too big"),
         ("{{ 1000000000 * 'x' }}", "too big"),
-        ("{{ 2 ** 100000000 }}", "power above 64"),
+        ("{{ 2 ** 100000000 }}", "an integer that is too big"),
         (
             "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
             "loops more than 1000000 times",
@@ -164,9 +164,8 @@ def test_memory_and_loop_bombs_fail_fast(source: str, says: str) -> None:
 
 
 def test_output_and_template_size_are_bounded() -> None:
-    bomb = (
-        "{% for i in range(100000) %}{% for j in range(100000) %}xxxxxxxxxx{% endfor %}{% endfor %}"
-    )
+    # Few loop steps (the loop budget would stop a many-step bomb first), much output.
+    bomb = "{% for i in range(1000) %}{{ 'x' * 5000 }}{% endfor %}"
     with pytest.raises(ChatTemplateError, match="output passed"):
         ChatTemplate(bomb).render(HELLO)
     with pytest.raises(ChatTemplateError, match="the limit is"):
