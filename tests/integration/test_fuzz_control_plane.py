@@ -142,6 +142,7 @@ def test_document_is_well_formed() -> None:
         "workers",
         "policies",
         "tokenizers",
+        "wasm",
         "ha",
         "admin",
         "management",

@@ -164,6 +164,7 @@ def build(routes: Iterable[Route]) -> Schema:
             {"name": "workers", "description": "operators: the workers behind the gateway"},
             {"name": "policies", "description": "operators: routing policies per model"},
             {"name": "tokenizers", "description": "operators: the replicated tokenizer registry"},
+            {"name": "wasm", "description": "operators: WASM middleware (with --enable-wasm)"},
             {"name": "ha", "description": "operators: the mesh, its config and its levers"},
             {"name": "admin", "description": "operators: runtime settings, breakers, fan-outs"},
             {"name": "management", "description": "tenants and admins: keys, models, publishing"},
