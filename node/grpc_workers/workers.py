@@ -65,6 +65,9 @@ class GrpcClient:
     key: tuple[str, Metadata] = ("", ())
 
 
+RETRY_MAX_SECS = 15.0
+
+
 class GrpcWorkers:
     def __init__(
         self,
@@ -81,6 +84,7 @@ class GrpcWorkers:
         self.settings = settings
         self._clients: dict[str, GrpcClient] = {}
         self._preparing: dict[str, asyncio.Task[None]] = {}
+        self.retry_first = 0.5  # seconds before loading a tokenizer again (doubles, to 15 s)
         self._closing: set[asyncio.Task[None]] = set()  # held: the loop keeps weak refs
         pool.on_added.append(self._seen)
         pool.on_changed.append(self._seen)
@@ -286,9 +290,28 @@ class GrpcWorkers:
         except RuntimeError:  # a pool synced before the node runs: the first call loads it
             return
         if (client is None or client.tokenizer is None) and worker.id not in self._preparing:
-            task = loop.create_task(self._prepare(worker), name=f"grpc-tokenizer-{worker.id}")
+            task = loop.create_task(
+                self._keep_preparing(worker), name=f"grpc-tokenizer-{worker.id}"
+            )
             self._preparing[worker.id] = task
             task.add_done_callback(lambda _: self._preparing.pop(worker.id, None))
+
+    async def _keep_preparing(self, worker: Worker) -> None:
+        """Load the tokenizer, again with backoff while the worker stays ready here: the
+        serving path skips a gRPC worker without one, and a failure (the worker briefly
+        unreachable, say) must not leave it skipped until its record next changes."""
+        delay = self.retry_first
+        while True:
+            await self._prepare(worker)
+            client = self._clients.get(worker.id)
+            current = self.pool.get(worker.id)
+            if client is None or client.tokenizer is not None:
+                return
+            if current is None or current.status != "ready":
+                return
+            worker = current
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_SECS)
 
     async def _prepare(self, worker: Worker) -> None:
         client = self.connect(worker.id, worker.target)

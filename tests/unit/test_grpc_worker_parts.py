@@ -25,9 +25,12 @@ from node.grpc_workers.discover import (
     choose_tokenizer,
 )
 from node.grpc_workers.tokenizer_files import TokenizerFetchFailed, fetch, unpack, unpacked
+from node.grpc_workers.workers import GrpcSettings, GrpcWorkers
+from node.text.resolve import NoCatalog
 from node.text.tokenizer import TextTokenizer
 from node.workers.breaker import BreakerSettings
 from node.workers.credentials import CredentialBox
+from node.workers.pool import WorkerPool
 from node.workers.worker import Worker
 
 
@@ -166,3 +169,37 @@ def test_a_worker_sending_other_bytes_than_recorded_is_refused(tmp_path: Path) -
     assert store.digests() == set()  # nothing kept of the other bytes
     same = hashlib.sha256(data).hexdigest()
     assert asyncio.run(fetch(ZipStub(data), None, store, 5.0, expected=same)) == same
+
+
+def test_a_tokenizer_that_failed_to_load_is_loaded_again_while_the_worker_is_ready(
+    tmp_path: Path,
+) -> None:
+    """The serving path skips a gRPC worker without its tokenizer: a failed load is tried
+    again with backoff, not left until the worker's record next changes."""
+    box = CredentialBox("k" * 40)
+    pool = WorkerPool(BreakerSettings(), box)
+    store = BlobStore(tmp_path / "data", 1 << 20)
+    parts = GrpcWorkers(pool, store, NoCatalog(), tmp_path / "unpacked", GrpcSettings())
+    parts.retry_first = 0.01
+    tries: list[str] = []
+    loaded = SimpleNamespace()
+
+    async def prepare(worker: Worker) -> None:  # the worker answers on the third try
+        tries.append(worker.id)
+        client = parts.connect(worker.id, box.target(worker.record))
+        client.tokenizer = loaded if len(tries) == 3 else None  # type: ignore[assignment]
+
+    parts._prepare = prepare  # type: ignore[method-assign]
+    record = {"id": "w1", "url": "grpc://127.0.0.1:9", "connection_mode": "grpc"}
+
+    async def run() -> None:
+        pool.sync({"w1": {**record, "status": "ready"}})
+        for _ in range(500):
+            client = parts.client("w1")
+            if client is not None and client.tokenizer is loaded:
+                break
+            await asyncio.sleep(0.01)
+        await parts.close()
+
+    asyncio.run(run())
+    assert tries == ["w1"] * 3
