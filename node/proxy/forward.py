@@ -442,14 +442,42 @@ class Forwarder:
             return out, None
 
 
+# Headers a WASM module may not set for a worker: the message's framing and the hop's own.
+FRAMING_HEADERS = frozenset(
+    {
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-connection",
+        "proxy-authorization",
+    }
+)
+
+
 def with_edits(
     headers: dict[str, str], edits: dict[str, str | None], auth: dict[str, str]
 ) -> dict[str, str]:
-    """The headers for a worker with a WASM module's edits (None removes one); the
-    worker's own credentials always win."""
+    """The headers for a worker with a WASM module's edits (None removes one). The
+    worker's own credentials always win, whatever the case of their names, and a module
+    never sets framing headers or a value with a line break."""
+    fixed = {name.lower() for name in auth} | FRAMING_HEADERS
     kept = {k: v for k, v in headers.items() if k.lower() not in edits}
-    kept.update({name: value for name, value in edits.items() if value is not None})
+    for name, value in edits.items():
+        if value is None or name.lower() in fixed or not header_value_ok(value):
+            continue
+        kept[name] = value
+    kept = {k: v for k, v in kept.items() if k.lower() not in {a.lower() for a in auth}}
     return {**kept, **auth}
+
+
+def header_value_ok(value: str) -> bool:
+    """No line break or NUL: such a value would split or end the header block."""
+    return not any(c in value for c in "\r\n\0")
 
 
 def _pick(fresh: list[Worker], policy: Policy, ex: InferenceRequest) -> Worker:

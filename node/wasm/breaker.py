@@ -34,6 +34,11 @@ class ModuleBreaker:
             return True
         return self.state == CLOSED
 
+    def abandoned(self) -> None:
+        """A call that ended without a verdict (cancelled, or a host error): a probe it was
+        may be sent again, so the breaker never stays half-open for good."""
+        self._probing = False
+
     def succeeded(self) -> None:
         self.state, self.in_a_row, self._probing = CLOSED, 0, False
 

@@ -96,6 +96,9 @@ async def run_chain(
             raise ChainStopped(
                 name, 500, "WASM_MODULE_FAILED", f"WASM module {name!r} failed: {exc}"
             ) from None
+        except BaseException:
+            loaded.breaker.abandoned()
+            raise
         loaded.breaker.succeeded()
         if isinstance(action, runtime.Reject):
             record(name, point, "reject", time.perf_counter() - started)

@@ -21,18 +21,28 @@ def _record(**fields: Any) -> Record:
     return record
 
 
+def _text(value: str) -> str:
+    """A WIT string holds Unicode scalar values only: aiohttp keeps a header's bytes that are
+    not UTF-8 as lone surrogates, which are shown to a module as U+FFFD."""
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _headers(headers: list[Header]) -> list[Record]:
-    return [_record(name=name, value=value) for name, value in headers]
+    return [_record(name=_text(name), value=_text(value)) for name, value in headers]
 
 
 def request_value(req: WasmRequest) -> Record:
     return _record(
         method=req.method,
-        path=req.path,
-        query=req.query,
+        path=_text(req.path),
+        query=_text(req.query),
         headers=_headers(req.headers),
         body=bytes(req.body),
-        request_id=req.request_id,
+        request_id=_text(req.request_id),
         now_epoch_ms=req.now_epoch_ms,
     )
 

@@ -8,6 +8,7 @@ before its first byte (status and headers only: the body is still coming).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -17,9 +18,17 @@ from aiohttp import web
 from node.errors import ApiError
 from node.pipeline.request import InferenceRequest
 from node.proxy.facts import model_of, wants_stream
+from node.proxy.forward import header_value_ok
 from node.wasm import runtime
 from node.wasm.chain import ChainStopped, Edited, Record, request_of, run_chain
 from node.wasm.registry import Loaded, WasmRegistry
+
+log = logging.getLogger("meshgate.wasm")
+
+# Headers the node itself writes for the answer's framing: a module never changes them.
+RESPONSE_FRAMING = frozenset(
+    {"content-length", "transfer-encoding", "connection", "content-encoding"}
+)
 
 
 class WasmHooks:
@@ -70,6 +79,10 @@ class WasmHooks:
         if edited.status is not None:
             out.set_status(_http_status(edited.status))
         for name, value in edited.header_edits().items():
+            unsafe = value is not None and not header_value_ok(value)
+            if name.lower() in RESPONSE_FRAMING or unsafe:
+                log.warning("WASM OnResponse: ignored a change of the %r header", name[:64])
+                continue  # the node frames the answer; a line break would split it
             out.headers.popall(name, None)
             if value is not None:
                 out.headers[name] = value

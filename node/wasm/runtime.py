@@ -150,11 +150,12 @@ class ModuleRunner:
             return await loop.run_in_executor(_executor(), self._call_sync, point, value)
 
     def _call_sync(self, point: str, value: Callable[[], Any]) -> Action:
+        argument = value()  # built before a store is taken: a bad value costs no instance
         slot = self._take()
         func = slot.funcs[point]
         try:
             slot.store.set_epoch_deadline(deadline_ticks(self.limits.timeout_ms))
-            raw = func(slot.store, value())
+            raw = func(slot.store, argument)
             func.post_return(slot.store)
         except (wasmtime.WasmtimeError, wasmtime.Trap) as exc:
             # The store may be mid-run or out of memory: drop it, the next call gets a new one.

@@ -31,7 +31,7 @@ def loaded(name: str, answer: Any, on_error: str = "fail", failures: int = 2) ->
 
 async def call(module: Loaded, _: Edited) -> runtime.Action:
     answer = module.runner  # a test's stand-in: the action, or the failure to raise
-    if isinstance(answer, Exception):
+    if isinstance(answer, BaseException):
         raise answer
     return answer  # type: ignore[no-any-return]
 
@@ -126,3 +126,47 @@ def test_a_restart_loads_the_cached_artifact_instead_of_compiling(
     assert ArtifactCache(tmp_path / "artifacts").load("a" * 64, component).exports == {"OnRequest"}
     cache.forget("a" * 64)
     assert list(cache.folder.iterdir()) == []
+
+
+def test_a_probe_that_ends_without_a_verdict_does_not_jam_the_breaker() -> None:
+    """A half-open breaker's probe that is cancelled or meets a host error (not a module
+    failure) may be sent again: the module is not refused for good."""
+    clock = Clock()
+    for ending in (asyncio.CancelledError(), UnicodeEncodeError("utf-8", "\udcff", 0, 1, "x")):
+        module = Loaded({"name": "t", "on_error": "fail"}, ending, ModuleBreaker(1, 10.0, clock))
+        module.breaker.failed()
+        clock.now += 10.0
+        with pytest.raises(type(ending)):
+            run([module])
+        assert module.breaker.state == HALF_OPEN and module.breaker.allow()
+
+
+def test_a_header_that_is_not_utf_8_reaches_a_module_as_a_replacement_character() -> None:
+    from node.wasm.convert import request_value
+
+    request = runtime.WasmRequest(
+        "POST", "/v1/chat/completions", "", [("x-odd", "a\udcffb")], b"", "r1", 0
+    )
+    (header,) = request_value(request).headers
+    assert header.value == "a\ufffdb"
+
+
+def test_a_module_never_replaces_the_workers_credential_or_the_framing() -> None:
+    from node.proxy.forward import with_edits
+
+    edits: dict[str, str | None] = {
+        "authorization": "Bearer evil",
+        "content-length": "2",
+        "transfer-encoding": "chunked",
+        "host": "elsewhere",
+        "x-split": "a\r\nx-evil: 1",
+        "x-fine": "yes",
+        "x-gone": None,
+    }
+    client = {"Authorization": "Bearer client", "X-Gone": "1", "Content-Type": "application/json"}
+    sent = with_edits(client, edits, {"Authorization": "Bearer worker"})
+    assert sent == {
+        "Content-Type": "application/json",
+        "x-fine": "yes",
+        "Authorization": "Bearer worker",
+    }
