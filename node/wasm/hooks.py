@@ -37,6 +37,7 @@ class WasmHooks:
         self.record = record  # metrics of each call
 
     async def on_request(self, ex: InferenceRequest) -> None:
+        self._refuse_if_not_ready("OnRequest")
         chain = self.registry.chain("OnRequest")
         if not chain:
             return
@@ -65,6 +66,7 @@ class WasmHooks:
     ) -> None:
         """Change `out` (not yet sent) as the modules say. `body`: a whole answer's, or None
         for a stream."""
+        self._refuse_if_not_ready("OnResponse")
         chain = self.registry.chain("OnResponse")
         if not chain:
             return
@@ -88,6 +90,19 @@ class WasmHooks:
                 out.headers[name] = value
         if body is not None and edited.body != body and isinstance(out, web.Response):
             out.body = edited.body
+
+    def _refuse_if_not_ready(self, point: str) -> None:
+        """A module that may not be skipped (an auth module, say) and is still fetching or
+        compiling here, or failed here, holds requests back: they never pass unchecked."""
+        missing = self.registry.not_ready(point)
+        if missing:
+            raise ApiError(
+                503,
+                f"WASM module {missing[0]!r} is not ready on this node; try again shortly",
+                code="WASM_MODULE_UNAVAILABLE",
+                headers={"Retry-After": "1"},
+                extra={"module": missing[0]},
+            )
 
     async def _run(
         self,

@@ -85,6 +85,18 @@ class WasmRegistry:
         ]
         return sorted(modules, key=lambda m: (m.record["order"], m.record["created_at"]))
 
+    def not_ready(self, point: str) -> list[str]:
+        """Modules enabled at `point` that must not be skipped (`on_error: "fail"`) but are
+        not ready on this node: the request waits for them rather than pass unchecked."""
+        return sorted(
+            record["name"]
+            for module_id, record in self._known.items()
+            if record["enabled"]
+            and point in record["attach_points"]
+            and record.get("on_error", "fail") != "continue"
+            and module_id not in self._loaded
+        )
+
     # -- status ---------------------------------------------------------------------
 
     def status(self, module_id: str) -> dict[str, Any]:

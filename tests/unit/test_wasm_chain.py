@@ -170,3 +170,27 @@ def test_a_module_never_replaces_the_workers_credential_or_the_framing() -> None
         "x-fine": "yes",
         "Authorization": "Bearer worker",
     }
+
+
+def test_a_module_not_ready_on_this_node_holds_requests_back() -> None:
+    """An auth module still compiling (or failed) here never lets a request pass unchecked;
+    a module that may fail open is skipped meanwhile."""
+    from node.errors import ApiError
+    from node.wasm.hooks import WasmHooks
+    from node.wasm.registry import WasmRegistry
+
+    registry = WasmRegistry.__new__(WasmRegistry)  # only its records: nothing loaded yet
+    base = {"enabled": True, "attach_points": ["OnRequest"]}
+    registry._known = {
+        "m1": {**base, "name": "auth", "on_error": "fail"},
+        "m2": {**base, "name": "audit", "on_error": "continue"},
+        "m3": {**base, "name": "off", "on_error": "fail", "enabled": False},
+    }
+    registry._loaded = {}
+    assert registry.not_ready("OnRequest") == ["auth"]
+    assert registry.not_ready("OnResponse") == []
+    hooks = WasmHooks(registry, lambda *_: None)
+    with pytest.raises(ApiError) as refused:
+        asyncio.run(hooks.on_request(None))  # type: ignore[arg-type]
+    assert refused.value.status == 503 and refused.value.code == "WASM_MODULE_UNAVAILABLE"
+    assert "'auth' is not ready" in refused.value.message
