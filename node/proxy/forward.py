@@ -465,13 +465,12 @@ def with_edits(
     """The headers for a worker with a WASM module's edits (None removes one). The
     worker's own credentials always win, whatever the case of their names, and a module
     never sets framing headers or a value with a line break."""
-    fixed = {name.lower() for name in auth} | FRAMING_HEADERS
-    kept = {k: v for k, v in headers.items() if k.lower() not in edits}
+    credentials = {name.lower() for name in auth}
+    fixed = credentials | FRAMING_HEADERS
+    kept = {k: v for k, v in headers.items() if k.lower() not in edits.keys() | credentials}
     for name, value in edits.items():
-        if value is None or name.lower() in fixed or not header_value_ok(value):
-            continue
-        kept[name] = value
-    kept = {k: v for k, v in kept.items() if k.lower() not in {a.lower() for a in auth}}
+        if value is not None and name.lower() not in fixed and header_value_ok(value):
+            kept[name] = value
     return {**kept, **auth}
 
 
