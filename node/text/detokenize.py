@@ -5,7 +5,8 @@ may treat a token differently at the start of a text. So, like vLLM, SGLang and
 TGI, this decodes a short window of ids twice: from `prefix_offset` to
 `read_offset` (text already emitted) and to the end. The new text is the
 difference, held back while it ends in U+FFFD (an incomplete character), for at
-most HOLD_LIMIT ids: then the bytes come out as U+FFFD. The window moves on after
+most HOLD_LIMIT ids: then the part no later id can change comes out (a text may
+itself end in U+FFFD), or the stray bytes as U+FFFD. The window moves on after
 each emission, so a long stream costs O(n) overall, whatever the ids.
 
 Two more hold-backs sit on top of the decoded text:
@@ -79,13 +80,26 @@ class IncrementalDetokenizer:
         if window.endswith(REPLACEMENT) and not final:
             if not give_up:
                 return ""
-            end = len(self._ids)
-            window = self._decode(self._ids[self._prefix_offset : end])
+            end, window = self._final_part()
         if len(window) <= len(seen) and not give_up:
             return ""
         self._prefix_offset = self._read_offset
         self._read_offset = end
         return window[len(seen) :]
+
+    def _final_part(self) -> tuple[int, str]:
+        """The longest window, ending at least LOOK_BACK ids before the last, whose text
+        no later id can change (the text may itself end in a real U+FFFD).
+
+        A character starting LOOK_BACK + 1 ids before the end has all its bytes, so the
+        whole window's text is final up to there; a shorter window whose text is a prefix
+        of it therefore never has to be taken back, even when it cuts a character."""
+        whole = self._decode(self._ids[self._prefix_offset :])
+        for end in range(len(self._ids) - LOOK_BACK, self._read_offset, -1):
+            window = self._decode(self._ids[self._prefix_offset : end])
+            if whole.startswith(window):
+                return end, window
+        return len(self._ids), whole  # stray bytes that never make a character
 
     def _emit(self, final: bool) -> str:
         text = self._pending
