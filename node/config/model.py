@@ -6,6 +6,7 @@ settings is written twice; `OPTIONS` reads the declarations back, in order.
 
 from __future__ import annotations
 
+import os
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +57,12 @@ class Config(
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
+
+    @property
+    def process_count(self) -> int:
+        """How many data-plane processes serve the port (`--processes`, 0: one per usable
+        core). 1 is today's single process: no control/data split."""
+        return self.processes or len(os.sched_getaffinity(0))
 
     def public(self) -> dict[str, Any]:
         """The effective settings with every secret masked (safe to show and log)."""

@@ -52,6 +52,12 @@ class Serving(Section):
     log_level: str = setting(
         "info", "log level", check=one_of(("debug", "info", "warning", "error"))
     )
+    processes: int = setting(
+        0,
+        "data-plane processes serving the HTTP port beside the control process (0: one per "
+        "usable core; 1: a single process, no plane)",
+        check=between(0, 256),
+    )
 
 
 @dataclass(frozen=True)

@@ -49,8 +49,10 @@ def serve_args(
     worker_urls: Sequence[str] = (),
     extra: Sequence[str] = (),
 ) -> list[str]:
-    """The `meshgate serve` command line of one node (without the secret)."""
+    """The `meshgate serve` command line of one node (without the secret). One process
+    unless `extra` says otherwise (`--processes N`, later, wins): the same on any machine."""
     args = ["serve", "--host", host, "--port", str(port), "--node-name", name]
+    args += ["--processes", "1"]
     args += ["--data-dir", str(data_dir)]
     if raft_bind is not None:
         args += ["--mesh-bind", raft_bind, "--mesh-peers", *raft_peers]

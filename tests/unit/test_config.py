@@ -443,6 +443,7 @@ FLAGS = [
     "--keepalive-timeout-secs",
     "--forwarded-allow-ips",
     "--log-level",
+    "--processes",
     "--worker-urls",
     "--policy",
     "--worker-startup-timeout-secs",
@@ -604,3 +605,14 @@ def test_help_groups_flags_by_section_and_marks_runtime_settings() -> None:
     for section in config.SECTIONS:
         assert f"\n{section.title}:\n" in text
     assert "changeable at runtime" in text
+
+
+def test_processes_default_to_one_per_usable_core_and_take_env_and_bounds() -> None:
+    assert load().processes == 0
+    assert load().process_count == len(os.sched_getaffinity(0))
+    assert load("--processes", "1").process_count == 1
+    assert load(env={"MESHGATE_PROCESSES": "3"}).process_count == 3
+    with pytest.raises(ConfigError, match="--processes"):
+        load("--processes", "-1")
+    with pytest.raises(ConfigError, match="--processes"):
+        load("--processes", "257")
