@@ -17,7 +17,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -71,6 +71,7 @@ from node.part_settings import (
     retry_settings,
 )
 from node.pipeline.pipeline import Pipeline
+from node.plane.linked import Replica, health_verdicts, linked_state
 from node.proxy.forward import Forwarder
 from node.proxy.upstream import make_session
 from node.read_index import ReadIndex
@@ -92,6 +93,8 @@ if TYPE_CHECKING:  # loaded only for a node with tokens (token_service)
     from node.wasm.registry import WasmRegistry
 
 log = logging.getLogger(__name__)
+
+FACTS_SECS = 0.2  # how often a data-plane process takes its control process's facts
 
 NODE: web.AppKey[Node] = web.AppKey("node")
 
@@ -117,7 +120,17 @@ def normalise_url(url: str) -> str:
 
 
 class Node:
-    def __init__(self, config: Config, config_file: str | None = None) -> None:
+    """A node's parts. `replica`, when given, makes this a data-plane process
+    (`--processes N`): it builds the stand-in for Raft (node/plane/) on the node's
+    applied stream, and the node then has no control duties (no journal, health
+    checks, discovery, peer polling or control loop): its control process has them."""
+
+    def __init__(
+        self,
+        config: Config,
+        config_file: str | None = None,
+        replica: Callable[[AppliedStream], Replica] | None = None,
+    ) -> None:
         self.config = config
         self.config_file = config_file  # re-read by POST /admin/reload
         self.name = config.node_name
@@ -149,7 +162,12 @@ class Node:
             lambda: self.config.blob_fetch_timeout_secs,
         )
         self.stream = AppliedStream()
-        self.raft = MeshRaft(raft_settings(config, *self.mesh_keys.accepted), self.stream)
+        self.data_plane = replica is not None
+        self.raft: MeshRaft = (
+            MeshRaft(raft_settings(config, *self.mesh_keys.accepted), self.stream)
+            if replica is None
+            else replica(self.stream)  # type: ignore[assignment]  # duck-types MeshRaft
+        )
         # Read-your-writes on any node: X-Meshgate-Min-Index waits here, and handlers that
         # decide from the state make it current first (node/read_index.py).
         self.applied = AppliedWaiter(self.raft.indexes, self.stream)
@@ -158,6 +176,8 @@ class Node:
         )
         # Static stability: the state this node may serve from, even without a leader.
         self.loaded = LoadedState(config.data_path, self.raft.status)
+        if self.data_plane:  # a data-plane process has a state once linked to its control
+            self.loaded = linked_state(self.raft, self.loaded)  # type: ignore[arg-type]
         self.pool = WorkerPool(breaker_settings(config), self.credentials)
         # Registered tokenizers, loaded on this node; the resolver finds one for a request.
         self.tokenizer_registry = TokenizerRegistry(
@@ -231,11 +251,15 @@ class Node:
         discovery and health checks, the limiters, the upstream session, and Raft last."""
         loop = asyncio.get_running_loop()
         self.stream.bind(loop)
-        self.raft.start()  # replays the journal
-        stack.push_async_callback(self._leave_raft)
-        marking = Periodic("caught-up-marker", self.loaded.record, 0.2, immediately=True)
-        marking.start()
-        stack.push_async_callback(marking.stop)
+        if self.data_plane:
+            await self.raft.start()  # type: ignore[misc]  # the control process's snapshot
+            stack.push_async_callback(self.raft.stop)  # type: ignore[arg-type]
+        else:
+            self.raft.start()  # replays the journal
+            stack.push_async_callback(self._leave_raft)
+            marking = Periodic("caught-up-marker", self.loaded.record, 0.2, immediately=True)
+            marking.start()
+            stack.push_async_callback(marking.stop)
         self.session = make_session()
         stack.push_async_callback(self.session.close)
         self.worker_client = WorkerClient(self.session)
@@ -254,6 +278,11 @@ class Node:
         if self.wasm is not None:
             self.wasm.start()  # fetches and compiles in the background
             stack.push_async_callback(self.wasm.stop)
+        if self.data_plane:  # the control process checks workers and keeps the mesh duties
+            taking = Periodic("plane-facts", self._take_facts, FACTS_SECS, immediately=True)
+            taking.start()
+            stack.push_async_callback(taking.stop)
+            return
         self.health.start()
         stack.push_async_callback(self.health.stop)
         stack.push_async_callback(self.discovery.stop)  # jobs start from here on
@@ -492,7 +521,13 @@ class Node:
 
     def is_draining(self) -> bool:
         member = self.raft.state.members.get(self.name)
+        if self.data_plane and self.raft.facts.draining:  # type: ignore[attr-defined]
+            return True  # its control process drains the node
         return self.stopper.draining or bool(member and member.get("draining"))
+
+    async def _take_facts(self) -> None:
+        """A data-plane process takes worker health from its control process's checks."""
+        self.pool.take_health(health_verdicts(self.raft.facts))  # type: ignore[attr-defined]
 
     def serving_nodes(self) -> int:
         """Nodes taking traffic now (this one included): each takes 1/N of a rate limit.

@@ -7,6 +7,10 @@ then close the HTTP server, leave the Raft group and exit. The exit statuses
 (node/exit_status.py) tell a supervisor what to do next: 0 after a stop of this
 node (restart it), `CLUSTER_SHUTDOWN` after a cluster shutdown (leave it down),
 `REFUSED` when it cannot run as configured.
+
+With `--processes N` above 1 this process becomes the node's control process and
+starts N data-plane processes (node/plane/): each is this same command with the
+hidden `--plane-*` arguments below.
 """
 
 from __future__ import annotations
@@ -15,18 +19,14 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import sys
 
-from aiohttp import web
-
-from mesh.raft import RaftBindError
 from node import config as config_module
 from node import exit_status
 from node.app import NODE
 from node.datadir import UMASK
 from node.ha.secret import MeshSecretError
-from node.read_timeouts import GuardedAppRunner, ReadTimeouts
+from node.serving import listen_on_port, make_runner, set_up, stop_on_signals, wait_and_clean_up
 from node.web import create_app
 
 log = logging.getLogger("meshgate")
@@ -34,6 +34,12 @@ log = logging.getLogger("meshgate")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     config_module.add_arguments(parser)
+    # How a control process starts its data-plane processes: not for operators.
+    hidden = argparse.SUPPRESS
+    parser.add_argument("--plane-role", choices=("data",), help=hidden)
+    parser.add_argument("--plane-link", type=int, help=hidden)
+    parser.add_argument("--plane-parent", type=int, help=hidden)
+    parser.add_argument("--plane-name", default="p1", help=hidden)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,65 +55,36 @@ def run(args: argparse.Namespace) -> int:
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     os.umask(UMASK)  # whatever umask we were started with, what we write is ours alone
-    return asyncio.run(_serve(config, args.config or os.environ.get("MESHGATE_CONFIG")))
+    config_file = args.config or os.environ.get("MESHGATE_CONFIG")
+    if args.plane_role == "data":
+        from node.plane.data_process import serve_data  # only in a data-plane process
+
+        return asyncio.run(serve_data(config, config_file, args))
+    if config.process_count > 1:
+        from node.plane.control_process import serve_control  # only with --processes > 1
+
+        return asyncio.run(serve_control(config, config_file, sys.argv[1:]))
+    return asyncio.run(_serve(config, config_file))
 
 
 async def _serve(config: config_module.Config, config_file: str | None) -> int:
+    """One process: the node's Raft member and its HTTP port together."""
     try:
         app = create_app(config, config_file)
     except MeshSecretError as exc:
         print(f"meshgate serve: error: --mesh-secret: {exc}", file=sys.stderr)
         return exit_status.REFUSED
-    timeouts = ReadTimeouts(
-        headers=config.header_read_timeout_secs,
-        body=config.body_read_timeout_secs,
-        idle=config.keepalive_timeout_secs,
-    )
-    runner = GuardedAppRunner(app, timeouts, handler_cancellation=True, access_log=None)
-    try:
-        await runner.setup()  # starts the node, Raft first
-    except RaftBindError as exc:
-        print(f"meshgate serve: error: --mesh-bind: {exc}", file=sys.stderr)
-        return exit_status.REFUSED
-    site = web.TCPSite(runner, config.host, config.port, backlog=1024, reuse_address=True)
-    try:
-        await site.start()
-    except OSError as exc:
-        print(
-            f"meshgate serve: error: --port: cannot listen on {config.host}:{config.port}: "
-            f"{exc.strerror}",
-            file=sys.stderr,
-        )
-        await runner.cleanup()
-        return exit_status.REFUSED
+    runner = make_runner(app, config)
+    refused = await set_up(runner)  # starts the node, Raft first
+    if refused is None:
+        refused = await listen_on_port(runner, config)
+    if refused is not None:
+        return refused
     node = app[NODE]
     print(
         f"meshgate node {node.name} serving on http://{config.host}:{config.port} "
         f"(raft {node.raft.settings.self_address or 'read-only member'}, data {config.data_dir})",
         flush=True,
     )
-    loop = asyncio.get_running_loop()
-
-    def on_signal(name: str) -> None:
-        node.stopper.request(
-            f"signal {name}", grace=config.shutdown_grace_secs, drain_delay=config.drain_delay_secs
-        )
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig.name)
-    await node.stopper.stopped.wait()
-    log.info("node %s stopping: %s", node.name, node.stopper.reason)
-    code = node.stopper.exit_code  # decided before cleanup, which must not change it
-    try:
-        await runner.cleanup()
-    except Exception:  # a part that failed to stop; a supervisor still needs the status
-        log.exception("node %s: a part failed to stop cleanly", node.name)
-    if code == exit_status.REFUSED:
-        print(f"meshgate serve: error: {node.stopper.reason}", file=sys.stderr)
-    elif code == exit_status.CLUSTER_SHUTDOWN:
-        print(
-            f"meshgate serve: stopped by a cluster shutdown ({node.stopper.reason}); exit "
-            f"status {code} asks the supervisor not to restart this node",
-            file=sys.stderr,
-        )
-    return code
+    stop_on_signals(node, config, then=lambda: None)
+    return await wait_and_clean_up(node, runner)

@@ -8,7 +8,7 @@ module is the one place that puts the two together.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from aiohttp import web
 
@@ -22,6 +22,11 @@ from node.errors import error_middleware
 from node.index_headers import add_index, min_index
 from node.load_gate import load_gate
 
+Middleware = Callable[
+    [web.Request, Callable[[web.Request], Awaitable[web.StreamResponse]]],
+    Awaitable[web.StreamResponse],
+]
+
 # Outermost first: audit sees every answer, errors become JSON before it does; a request
 # waits for its X-Meshgate-Min-Index once the replica is loaded, before its handler.
 MIDDLEWARES = (
@@ -34,14 +39,23 @@ MIDDLEWARES = (
 )
 
 
-def create_app(config: Config, config_file: str | None = None) -> web.Application:
-    """A node's application: the node starts with the app and stops with its cleanup."""
+def create_app(
+    config: Config, config_file: str | None = None, outer: Sequence[Middleware] = ()
+) -> web.Application:
+    """A node's application (a whole node, or a control process): the node starts with
+    the app and stops with its cleanup. `outer` middlewares run before all the others."""
+    app = build_app(config, Node(config, config_file), (*outer, *MIDDLEWARES))
+    routes.install(app, app[NODE])
+    return app
+
+
+def build_app(config: Config, node: Node, middlewares: Sequence[Middleware]) -> web.Application:
+    """The application around `node`, without routes (the caller installs them)."""
     app = web.Application(
-        middlewares=MIDDLEWARES,
+        middlewares=middlewares,
         client_max_size=config.max_payload_size,
         handler_args={"max_field_size": 16384},
     )
-    node = Node(config, config_file)
     app[NODE] = node
     app.on_response_prepare.append(add_index)  # X-Meshgate-Index on every answer
     audit = app[AUDIT] = AuditLog(config.data_path / "audit.jsonl", config.node_name)
@@ -53,5 +67,4 @@ def create_app(config: Config, config_file: str | None = None) -> web.Applicatio
             await node.stop()
 
     app.cleanup_ctx.append(lifecycle)
-    routes.install(app, node)
     return app

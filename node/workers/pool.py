@@ -9,7 +9,7 @@ node offers policies the same order.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from node.workers.breaker import BreakerSettings
@@ -60,6 +60,16 @@ class WorkerPool:
 
     def models(self) -> list[str]:
         return sorted(self._serving)
+
+    def take_health(self, verdicts: Mapping[str, tuple[bool | None, str]]) -> None:
+        """Each worker's health as another process checks it (in a data-plane process, its
+        control process): healthy or not (None: not checked yet, so left as it is) and
+        why not. Circuit breakers stay this process's own: they judge its requests."""
+        for worker_id, (healthy, reason) in verdicts.items():
+            worker = self._workers.get(worker_id)
+            if worker is not None and healthy is not None:
+                worker.healthy = healthy
+                worker.last_error = reason or None
 
     # -- syncing from the replicated state -------------------------------------------
 

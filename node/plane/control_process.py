@@ -1,0 +1,124 @@
+"""A node's control process (`meshgate serve --processes N`, N > 1).
+
+It holds what there is one of per node: the Raft member and journal, health checks,
+discovery, peer polling and the control loop. It does not serve the public port: it
+serves the plane link (node/plane/control_side.py) and an HTTP site on a Unix socket
+for the requests its data-plane processes hand over, and it supervises those
+processes (node/plane/supervisor.py). It reports started once every one of them
+listens and is linked. Stopping (SIGTERM, a shutdown plan) drains them all first,
+then stops itself, with the exit status the stop decided.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Callable, Sequence
+from typing import Final
+
+from aiohttp import web
+
+from node import config as config_module
+from node.app import NODE, Node
+from node.ha.secret import MeshSecretError
+from node.plane.control_side import PlaneServer
+from node.plane.facts import plane_facts
+from node.plane.handover import trusted_client
+from node.plane.paths import control_socket, plane_socket
+from node.plane.socket_file import PlaneSocketError, claim
+from node.plane.supervisor import Supervisor
+from node.serving import make_runner, refuse, set_up, stop_on_signals, wait_and_clean_up
+from node.web import create_app
+
+log = logging.getLogger("meshgate")
+
+START_SECS: Final = 60.0  # for every data-plane process to listen and link
+EXTRA_STOP_SECS: Final = 5.0  # past the drain delay and grace, before SIGKILL
+POLL_SECS: Final = 0.1
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why the node's port cannot be ours: someone listens on it already. Data-plane
+    processes share it with SO_REUSEPORT, which would also share it with any other
+    process of this user that asked the same, so look first, without that option."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return f"--port: cannot listen on {host}:{port}: {exc.strerror}"
+    return None
+
+
+def child_command(argv: Sequence[str]) -> Callable[[str, int], list[str]]:
+    """A data-plane process's arguments: this process's own, and its place."""
+    parent = str(os.getpid())
+
+    def command(name: str, fd: int) -> list[str]:
+        plane = ["--plane-role", "data", "--plane-link", str(fd), "--plane-parent", parent]
+        return [*argv, *plane, "--plane-name", name]
+
+    return command
+
+
+async def serve_control(
+    config: config_module.Config, config_file: str | None, argv: Sequence[str]
+) -> int:
+    problem = port_problem(config.host, config.port)
+    if problem is not None:
+        return refuse(problem)
+    try:
+        app = create_app(config, config_file, outer=(trusted_client,))
+    except MeshSecretError as exc:
+        return refuse(f"--mesh-secret: {exc}")
+    node = app[NODE]
+    try:  # before Raft starts: a live socket means this data dir is in use
+        claim(control_socket(config.data_path))
+    except PlaneSocketError as exc:
+        return refuse(str(exc))
+    runner = make_runner(app, config)
+    refused = await set_up(runner)  # starts the node, Raft first
+    if refused is not None:
+        return refused
+    site = web.UnixSite(runner, str(control_socket(config.data_path)))
+    await site.start()
+    control_socket(config.data_path).chmod(0o600)  # only this node's user hands over
+    plane = PlaneServer(
+        node.raft,
+        node.stream,
+        lambda: plane_facts(node.pool, node.is_draining, node.stopper),
+        plane_socket(config.data_path),
+    )
+    supervisor = Supervisor(child_command(argv), config.process_count, node.stopper.refuse)
+    try:
+        await plane.start()
+        await supervisor.start(START_SECS)
+    except (PlaneSocketError, TimeoutError) as exc:
+        node.stopper.refuse(f"the data-plane processes did not start: {exc or 'timed out'}")
+    else:
+        print(
+            f"meshgate node {node.name} serving on http://{config.host}:{config.port} with "
+            f"{config.process_count} data-plane processes (control pid {os.getpid()}, raft "
+            f"{node.raft.settings.self_address or 'read-only member'}, data {config.data_dir})",
+            flush=True,
+        )
+    stop_on_signals(node, config, then=supervisor.drain)
+    drained = asyncio.create_task(_drain_when_stopping(node, supervisor), name="drain-plane")
+    await node.stopper.stopped.wait()
+    await supervisor.stop(config.drain_delay_secs + config.shutdown_grace_secs + EXTRA_STOP_SECS)
+    drained.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await drained
+    await plane.stop()
+    return await wait_and_clean_up(node, runner)
+
+
+async def _drain_when_stopping(node: Node, supervisor: Supervisor) -> None:
+    """A stop that no signal started (a shutdown plan, a refusal) drains the children too."""
+    while not node.stopper.requested:
+        await asyncio.sleep(POLL_SECS)
+    supervisor.drain()

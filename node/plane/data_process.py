@@ -1,0 +1,116 @@
+"""A data-plane process (`meshgate serve --processes N` starts N of them): the node's
+parts around a replica fed by the control process, listening on the node's HTTP port
+beside its siblings (SO_REUSEPORT).
+
+It tells its control process it is ready once it listens and its replica is linked,
+hands the requests it does not serve itself to the control process
+(node/plane/handover.py), and never outlives it (node/plane/parent.py): an orphan
+stops at once and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+from typing import Final
+
+from aiohttp import web
+
+from node import config as config_module
+from node import idempotency
+from node.app import Node
+from node.browser_guard import browser_guard
+from node.errors import error_middleware
+from node.index_headers import min_index
+from node.load_gate import load_gate
+from node.plane.codec import PLANE_VERSION
+from node.plane.data_routes import install
+from node.plane.data_side import PlaneLinkError, PlaneReplica
+from node.plane.handover import Handover
+from node.plane.parent import ParentLink, die_with_parent, orphaned
+from node.plane.paths import control_socket, plane_socket
+from node.serving import listen_on_port, make_runner, refuse, set_up, wait_and_clean_up
+from node.web import build_app
+
+log = logging.getLogger("meshgate")
+
+ORPHANED: Final = 1  # the control process is gone: exit as an error would
+PROCESS_HEADER: Final = "X-Meshgate-Process"
+# The node's middlewares without the audit log: the control process audits the writes
+# handed to it, and a data-plane process serves no audited route itself.
+MIDDLEWARES: Final = (
+    error_middleware,
+    browser_guard,
+    load_gate,
+    min_index,
+    idempotency.commit_context,
+)
+
+
+async def serve_data(
+    config: config_module.Config, config_file: str | None, args: argparse.Namespace
+) -> int:
+    parent = args.plane_parent if args.plane_parent is not None else os.getppid()
+    die_with_parent(parent)
+    name = str(args.plane_name)
+    link = ParentLink(args.plane_link) if args.plane_link is not None else None
+
+    def replica(stream):  # type: ignore[no-untyped-def]
+        return PlaneReplica(plane_socket(config.data_path), stream, PLANE_VERSION, name)
+
+    node = Node(config, config_file, replica=replica)
+    app = build_app(config, node, MIDDLEWARES)
+    handover = Handover(control_socket(config.data_path), node.applied, config.min_index_wait_secs)
+    app.on_startup.append(lambda _: handover.start())
+    app.on_cleanup.append(lambda _: handover.close())
+    install(app, handover)
+
+    async def name_the_process(_: web.Request, response: web.StreamResponse) -> None:
+        response.headers[PROCESS_HEADER] = name
+
+    app.on_response_prepare.append(name_the_process)
+    runner = make_runner(app, config)
+    try:
+        refused = await set_up(runner)  # links the replica: the control's snapshot
+    except PlaneLinkError as exc:
+        return refuse(f"data-plane process {name}: {exc}")
+    if refused is None:
+        refused = await listen_on_port(runner, config, reuse_port=True)
+    if refused is not None:
+        return refused
+    log.info(
+        "data-plane process %s (pid %d) serving on %s:%d",
+        name,
+        os.getpid(),
+        config.host,
+        config.port,
+    )
+
+    def stop(why: str) -> None:
+        if orphaned(parent):  # nobody drains us: stop at once
+            node.stopper.exit_code = ORPHANED
+            node.stopper.request(
+                why + " (the control process is gone)", grace=0, drain_delay=0, hand_over=False
+            )
+        else:
+            node.stopper.request(
+                why,
+                grace=config.shutdown_grace_secs,
+                drain_delay=config.drain_delay_secs,
+                hand_over=False,
+            )
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop, f"signal {sig.name}")
+    if link is not None:
+        link.watch(lambda: stop("the link to the control process closed"))
+        link.announce_ready()
+    try:
+        return await wait_and_clean_up(node, runner)
+    finally:
+        if link is not None:
+            await link.close()

@@ -1,0 +1,126 @@
+"""In a data-plane process: what it serves itself, and how it hands the rest to its
+control process.
+
+Served here, from this process's replica: inference (and what is relayed to a
+worker), tokenize/detokenize and parsing, published models, the public reads (probes,
+`/metrics`, `/v1/models`, `/openapi.json`) and the `/ws` feed (this replica's applied
+stream). Everything else (every write of control state, `/ha/*`, `/admin/*`, `/api/*`,
+`/wasm`, the tokenizer registry, login) goes to the control process's Unix-socket
+HTTP site with its method, path, headers and body, and its answer comes back once
+this process's replica has applied the index in the answer's X-Meshgate-Index: a
+client reads its own write from any process of the node.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+
+from node.api.table import Audience, Route
+from node.applied_wait import AppliedWaiter
+from node.errors import ApiError
+from node.index_names import INDEX_HEADER
+
+# The client's address as the data-plane process saw it: the control process trusts it
+# on its Unix socket alone (mode 0600: only this node's user can connect).
+CLIENT_HEADER: Final = "X-Meshgate-Client"
+# Hop-by-hop headers (RFC 9110 7.6.1) and those aiohttp sets for the new message itself.
+NOT_PASSED: Final = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "host",
+        CLIENT_HEADER.lower(),
+    }
+)
+CONNECT_SECS: Final = 5.0
+LOCAL_AUDIENCES: Final = frozenset({Audience.PROTECTED, Audience.PUBLISHED})
+
+
+def served_here(route: Route) -> bool:
+    """Does a data-plane process serve `route` itself (else its control process does)?"""
+    if route.relayed or route.audience in LOCAL_AUDIENCES:
+        return True
+    return route.audience == Audience.PUBLIC and route.method == "GET"
+
+
+def passed_headers(headers: CIMultiDict[str] | object) -> CIMultiDict[str]:
+    """The headers that cross to the other side (every value of a repeated one)."""
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers.items():  # type: ignore[attr-defined]
+        if name.lower() not in NOT_PASSED:
+            out.add(name, value)
+    return out
+
+
+class Handover:
+    """Hands requests to the control process at `socket_path` (an HTTP site on a Unix
+    socket), and answers once `applied` has reached the index of its answer."""
+
+    def __init__(self, socket_path: Path, applied: AppliedWaiter, wait_secs: float) -> None:
+        self.socket_path = socket_path
+        self.applied = applied
+        self.wait_secs = wait_secs
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.UnixConnector(path=str(self.socket_path)),
+            timeout=aiohttp.ClientTimeout(total=None, connect=CONNECT_SECS),
+            auto_decompress=False,
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        assert self._session is not None, "started with the application"
+        body = await request.read()  # bounded by the application's client_max_size
+        headers = passed_headers(request.headers)
+        headers[CLIENT_HEADER] = request.remote or ""
+        try:
+            async with self._session.request(
+                request.method,
+                f"http://control{request.rel_url}",
+                headers=headers,
+                data=body,
+                allow_redirects=False,
+            ) as answer:
+                payload = await answer.read()
+                status, answer_headers = answer.status, passed_headers(answer.headers)
+        except aiohttp.ClientError as exc:
+            raise ApiError(
+                503,
+                f"this node's control process did not answer ({type(exc).__name__}); retry shortly",
+                code="CONTROL_UNAVAILABLE",
+                headers={"Retry-After": "1"},
+            ) from None
+        await self._caught_up(answer_headers.get(INDEX_HEADER))
+        answer_headers.popall(INDEX_HEADER, None)  # this process's own index is added
+        return web.Response(status=status, body=payload, headers=answer_headers)
+
+    async def _caught_up(self, index: str | None) -> None:
+        """Wait (bounded) until this replica has applied what the control process had."""
+        if index is None or not index.isdigit():
+            return
+        await self.applied.wait(int(index), self.wait_secs, capped=False)
+
+
+async def trusted_client(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    """In the control process, on its Unix socket: the client is the one the data-plane
+    process saw (CLIENT_HEADER), for rate limits, login throttling and the audit log."""
+    client = request.headers.get(CLIENT_HEADER)
+    if client is not None:
+        request = request.clone(remote=client)
+    return await handler(request)

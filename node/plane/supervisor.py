@@ -1,0 +1,218 @@
+"""The control process's data-plane children: start N, restart one that dies, drain them all.
+
+Each child is `python -m node.cli serve <the control's own arguments> --plane-role data
+...`: it reads the same flags, environment and config file, so it gets the same
+settings (the mesh secret stays in the environment, never on a command line). A
+socket pair links each child to this process: the child writes `ready` on it once it
+listens and its replica is linked, and reads end-of-file on it when this process is
+gone (node/plane/parent.py), so no child outlives the control process.
+
+A child that dies is started again after a backoff that doubles while it keeps dying
+young, and the log says why it died. A child that refuses its settings (exit 2) is
+not restarted: the node cannot run as configured, and the control process refuses too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from node import exit_status
+
+log = logging.getLogger(__name__)
+
+READY_LINE = b"ready\n"
+YOUNG_SECS = 10.0  # a child that dies younger than this backs off longer before its restart
+
+
+@dataclass(frozen=True)
+class Backoff:
+    first: float = 0.1
+    longest: float = 5.0
+
+    def after(self, delay: float) -> float:
+        return min(self.longest, max(self.first, delay * 2))
+
+
+def why(returncode: int) -> str:
+    """A child's exit status in words."""
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit status {returncode}"
+
+
+@dataclass
+class DataProcess:
+    """One data-plane child: its name, its current run, and whether that run is ready."""
+
+    name: str
+    proc: asyncio.subprocess.Process | None = None
+    link: socket.socket | None = None
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    started_at: float = 0.0
+    starts: int = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+
+class Supervisor:
+    """Starts `count` data-plane children (`command(name, fd)` is a child's argv, `fd` the
+    number its end of the link has in it), keeps them running, and drains them.
+    `refused(reason)` is called when a child cannot run as configured."""
+
+    def __init__(
+        self,
+        command: Callable[[str, int], Sequence[str]],
+        count: int,
+        refused: Callable[[str], None],
+        backoff: Backoff = Backoff(),
+    ) -> None:
+        self.command = command
+        self.children = [DataProcess(f"p{i + 1}") for i in range(count)]
+        self.refused = refused
+        self.backoff = backoff
+        self.stopping = False
+        self._watchers: list[asyncio.Task[None]] = []
+
+    # -- reading -------------------------------------------------------------------------
+
+    def all_ready(self) -> bool:
+        return all(c.alive() and c.ready.is_set() for c in self.children)
+
+    def alive(self) -> int:
+        return sum(1 for c in self.children if c.alive())
+
+    def describe(self) -> list[dict[str, object]]:
+        """Each child as /ha/local shows it."""
+        return [
+            {
+                "name": c.name,
+                "pid": c.pid,
+                "ready": c.alive() and c.ready.is_set(),
+                "starts": c.starts,
+            }
+            for c in self.children
+        ]
+
+    # -- running -------------------------------------------------------------------------
+
+    async def start(self, timeout: float) -> None:
+        """Start every child and return once each listens and is linked; TimeoutError, or
+        RuntimeError when one exits first (its log says why)."""
+        for child in self.children:
+            await self._spawn(child)
+            self._watchers.append(asyncio.create_task(self._watch(child), name=child.name))
+        waits = [asyncio.create_task(c.ready.wait()) for c in self.children]
+        try:
+            await asyncio.wait_for(asyncio.gather(*waits), timeout)
+        finally:
+            for wait in waits:
+                wait.cancel()
+
+    async def _spawn(self, child: DataProcess) -> None:
+        ours, theirs = socket.socketpair()
+        ours.setblocking(False)
+        child.ready.clear()
+        child.starts += 1
+        child.started_at = time.monotonic()
+        try:
+            child.proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "node.cli",
+                *self.command(child.name, theirs.fileno()),
+                pass_fds=(theirs.fileno(),),
+                stdin=asyncio.subprocess.DEVNULL,
+            )
+        finally:
+            theirs.close()  # the child holds its own copy
+        child.link = ours
+        log.info("data-plane process %s started (pid %d)", child.name, child.proc.pid)
+
+    async def _watch(self, child: DataProcess) -> None:
+        """Read the child's link until it is ready, wait for it to exit, and start it again."""
+        delay = self.backoff.first
+        while True:
+            assert child.proc is not None and child.link is not None
+            await self._read_ready(child)
+            code = await child.proc.wait()
+            child.link.close()
+            if self.stopping:
+                return
+            if code == exit_status.REFUSED:
+                reason = f"data-plane process {child.name} refused to run ({why(code)})"
+                log.error("%s; see its output above", reason)
+                self.refused(reason)
+                return
+            lived = time.monotonic() - child.started_at
+            delay = self.backoff.after(delay) if lived < YOUNG_SECS else self.backoff.first
+            log.warning(
+                "data-plane process %s (pid %d) died after %.1fs: %s; restarting it in %.1fs",
+                child.name,
+                child.proc.pid,
+                lived,
+                why(code),
+                delay,
+            )
+            await asyncio.sleep(delay)
+            if self.stopping:
+                return
+            await self._spawn(child)
+
+    @staticmethod
+    async def _read_ready(child: DataProcess) -> None:
+        """Set `ready` when the child says so; return when its link closes (it exited)."""
+        assert child.link is not None
+        loop = asyncio.get_running_loop()
+        seen = b""
+        with contextlib.suppress(OSError):
+            while chunk := await loop.sock_recv(child.link, 64):
+                seen += chunk
+                if READY_LINE in seen:
+                    child.ready.set()
+                seen = seen[-len(READY_LINE) :]
+
+    def drain(self) -> None:
+        """SIGTERM every child: each stops accepting, finishes its requests and exits 0."""
+        self.stopping = True
+        for child in self.children:
+            if child.alive():
+                assert child.proc is not None
+                with contextlib.suppress(ProcessLookupError):
+                    child.proc.send_signal(signal.SIGTERM)
+
+    async def stop(self, grace: float) -> None:
+        """Drain every child, wait up to `grace` seconds for them, then SIGKILL the rest."""
+        self.drain()
+        running = [c.proc for c in self.children if c.proc is not None and c.alive()]
+        if running:
+            await asyncio.wait([asyncio.create_task(p.wait()) for p in running], timeout=grace)
+            for proc in running:
+                if proc.returncode is None:
+                    log.warning(
+                        "data-plane pid %d still running after %.0fs: killed", proc.pid, grace
+                    )
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.kill()
+                    await proc.wait()
+        for watcher in self._watchers:
+            watcher.cancel()
+        await asyncio.gather(*self._watchers, return_exceptions=True)
+        for child in self.children:
+            if child.link is not None:
+                child.link.close()
