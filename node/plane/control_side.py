@@ -11,8 +11,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -34,33 +34,33 @@ STATUS_EVERY: Final = 0.1  # how often status and facts are compared with the la
 HEARTBEAT_EVERY: Final = 1.0  # status and facts are sent at least this often
 SNAPSHOT_TIMEOUT: Final = 10.0  # to read the state on the Raft thread
 LONGEST_SUBMIT: Final = 60.0
+STOP_GRACE: Final = 1.0
 
 
 class _Resnapshot:
     """Queued on a reset: the follower sends a new snapshot before anything after it."""
 
 
-class _CutOff:
-    """Queued in place of everything when the follower's queue overflowed."""
-
-
 RESNAPSHOT: Final = _Resnapshot()
-CUT_OFF: Final = _CutOff()
-Item = pb.FollowEvent | Applied | _Resnapshot | _CutOff
+Item = pb.FollowEvent | _Resnapshot
 
 
 @dataclass(eq=False)  # each follower is itself: hashed by identity
 class _Follower:
     name: str
     queue: asyncio.Queue[Item]
+    lagging: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def offer(self, item: Item) -> None:
+    def offer(self, item: Item) -> bool:
+        """Queue `item`; False (and cut off from now on) when the queue is full."""
+        if self.lagging.is_set():
+            return True
         try:
             self.queue.put_nowait(item)
         except asyncio.QueueFull:
-            while not self.queue.empty():  # nothing queued matters any more
-                self.queue.get_nowait()
-            self.queue.put_nowait(CUT_OFF)
+            self.lagging.set()
+            return False
+        return True
 
 
 class PlaneServer(pb_grpc.NodePlaneServicer):
@@ -87,12 +87,14 @@ class PlaneServer(pb_grpc.NodePlaneServicer):
         self._unsubscribe: Callable[[], None] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._previous = 0  # the index of the last entry (or reset) the stream carried
+        self._closing = asyncio.Event()  # ends every Follow stream when set
         self.cut_offs = 0  # followers cut off for lagging (since start)
 
     # -- lifecycle ------------------------------------------------------------
 
     async def start(self) -> None:
         socket_file.claim(self.socket_path)
+        self._closing = asyncio.Event()
         server = aio.server(
             options=[
                 ("grpc.max_send_message_length", codec.MAX_MESSAGE_BYTES),
@@ -118,9 +120,10 @@ class PlaneServer(pb_grpc.NodePlaneServicer):
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        self._closing.set()
         server, self._server = self._server, None
         if server is not None:
-            await server.stop(grace=0.5)
+            await server.stop(grace=STOP_GRACE)  # for submits under way
             with contextlib.suppress(FileNotFoundError):
                 self.socket_path.unlink()
 
@@ -192,46 +195,49 @@ class PlaneServer(pb_grpc.NodePlaneServicer):
 
     async def Follow(  # the rpc's name, as gRPC calls it
         self, request: pb.FollowRequest, context: aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[pb.FollowEvent]:
+    ) -> None:
         await self._check_version(request.plane_version, context)
         follower = _Follower(request.process_name or "?", asyncio.Queue(self._queue_limit))
         self._followers.add(follower)
         log.info("plane link: %s follows", follower.name)
+        # The writer may wait on a follower that reads nothing: the cut-off must not.
+        writer = asyncio.create_task(self._write(follower, context))
+        lagging = asyncio.create_task(follower.lagging.wait())
+        closing = asyncio.create_task(self._closing.wait())
         try:
-            async for event in self._events(follower, context):
-                yield event
+            await asyncio.wait({writer, lagging, closing}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             self._followers.discard(follower)
+            for task in (lagging, closing, writer):
+                task.cancel()
+        if writer.done() and not writer.cancelled():
+            writer.result()  # its error, if it failed
+        if not follower.lagging.is_set():
+            return  # stopping: the stream ends, and the follower comes back to a new server
+        self.cut_offs += 1
+        log.warning("plane link: %s fell too far behind; cut off", follower.name)
+        await context.abort(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"{follower.name} fell more than {self._queue_limit} events behind; "
+            "follow again from a new snapshot",
+        )
 
-    async def _events(
-        self, follower: _Follower, context: aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[pb.FollowEvent]:
+    async def _write(self, follower: _Follower, context: aio.ServicerContext[Any, Any]) -> None:
+        """A snapshot, status and facts, then what the queue brings, in order."""
         snapshot = await self._snapshot()
         at = snapshot.snapshot.index
-        yield snapshot
-        yield self._status_event()
-        yield self._facts_event()
+        for first in (snapshot, self._status_event(), self._facts_event()):
+            await context.write(first)
         while True:
             item = await follower.queue.get()
-            if isinstance(item, _CutOff):
-                self.cut_offs += 1
-                log.warning("plane link: %s fell too far behind; cut off", follower.name)
-                self._followers.discard(follower)
-                await context.abort(
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"{follower.name} fell more than {self._queue_limit} events behind; "
-                    "follow again from a new snapshot",
-                )
             if isinstance(item, _Resnapshot):
-                snapshot = await self._snapshot()
-                at = snapshot.snapshot.index
-                yield snapshot
-                continue
-            if item.HasField("applied"):
+                item = await self._snapshot()
+                at = item.snapshot.index
+            elif item.HasField("applied"):
                 if item.applied.index <= at:
                     continue  # already in the snapshot sent
                 at = item.applied.index
-            yield item
+            await context.write(item)
 
     async def Submit(  # the rpc's name, as gRPC calls it
         self, request: pb.SubmitRequest, context: aio.ServicerContext[Any, Any]
