@@ -20,7 +20,7 @@ from typing import Final
 from aiohttp import web
 
 from node import config as config_module
-from node import idempotency
+from node import exit_status, idempotency
 from node.app import Node
 from node.browser_guard import browser_guard
 from node.errors import error_middleware
@@ -38,6 +38,7 @@ from node.web import build_app
 log = logging.getLogger("meshgate")
 
 ORPHANED: Final = 1  # the control process is gone: exit as an error would
+UNLINKED: Final = 1  # no snapshot in time: the supervisor starts this process again
 PROCESS_HEADER: Final = "X-Meshgate-Process"
 # The node's middlewares without the audit log: the control process audits the writes
 # handed to it, and a data-plane process serves no audited route itself.
@@ -75,8 +76,9 @@ async def serve_data(
     runner = make_runner(app, config)
     try:
         refused = await set_up(runner)  # links the replica: the control's snapshot
-    except PlaneLinkError as exc:
-        return refuse(f"data-plane process {name}: {exc}")
+    except PlaneLinkError as exc:  # another version will not change: refuse; else retry
+        refuse(f"data-plane process {name}: {exc}")
+        return exit_status.REFUSED if "plane version" in str(exc) else UNLINKED
     if refused is None:
         refused = await listen_on_port(runner, config, reuse_port=True)
     if refused is not None:

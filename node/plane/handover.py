@@ -28,7 +28,8 @@ from node.index_names import INDEX_HEADER
 # The client's address as the data-plane process saw it: the control process trusts it
 # on its Unix socket alone (mode 0600: only this node's user can connect).
 CLIENT_HEADER: Final = "X-Meshgate-Client"
-# Hop-by-hop headers (RFC 9110 7.6.1) and those aiohttp sets for the new message itself.
+# Hop-by-hop headers (RFC 9110 7.6.1) and the length aiohttp sets for the new message; Host
+# crosses (the browser guard reads it).
 NOT_PASSED: Final = frozenset(
     {
         "connection",
@@ -39,7 +40,6 @@ NOT_PASSED: Final = frozenset(
         "transfer-encoding",
         "upgrade",
         "content-length",
-        "host",
         CLIENT_HEADER.lower(),
     }
 )
@@ -117,6 +117,7 @@ class Handover:
         await self.applied.wait(int(index), self.wait_secs, capped=False)
 
 
+@web.middleware
 async def trusted_client(request: web.Request, handler: web.Handler) -> web.StreamResponse:
     """In the control process, on its Unix socket: the client is the one the data-plane
     process saw (CLIENT_HEADER), for rate limits, login throttling and the audit log."""

@@ -1,0 +1,199 @@
+"""`meshgate serve --processes 3`: one control process and three data-plane processes
+sharing the node's port (SO_REUSEPORT), in a 3-node mesh where n1 runs them.
+
+Each request opens a new connection, so the kernel spreads them over the processes;
+every answer of a data-plane process names it in `X-Meshgate-Process`. One mesh serves
+the module; the test that kills n1's control process runs last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from mesh.events import AppliedStream
+from node.plane.data_side import PlaneLinkError, PlaneReplica
+from node.plane.paths import plane_socket
+from node.plane.socket_file import PlaneSocketError, claim
+from tests.cluster.conftest import MODEL, Mesh
+from tests.support import wait_for
+
+PROCESSES = 3
+PROCESS_HEADER = "X-Meshgate-Process"
+INDEX = "X-Meshgate-Index"
+
+
+class ProcessesMesh(Mesh):
+    """The cluster tests' mesh, with n1 alone running `--processes 3`."""
+
+    def node_flags(self, i: int) -> list[str]:
+        return super().node_flags(i) + (["--processes", str(PROCESSES)] if i == 0 else [])
+
+
+def fresh(method: str, url: str, **kwargs: object) -> requests.Response:
+    """One request on a new connection (a new source port: SO_REUSEPORT picks anew)."""
+    with requests.Session() as session:
+        return session.request(method, url, timeout=10, **kwargs)  # type: ignore[arg-type]
+
+
+def children_of(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    try:
+        return [int(p) for p in path.read_text().split()]
+    except OSError:
+        return []
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessesMesh]:
+    m = ProcessesMesh(tmp_path_factory.mktemp("procs"))
+    try:
+        m.wait_ready(timeout=60)
+        n1 = m.nodes[0]
+        wait_for(
+            lambda: f"with {PROCESSES} data-plane processes" in n1.proc.log(),
+            timeout=60,
+            what="n1's control process to report every data-plane process listening",
+        )
+        yield m
+    finally:
+        m.stop()
+
+
+def model_everywhere(url: str, model: str, headers: dict[str, str] | None = None) -> set[str]:
+    """The processes of the node at `url` that list `model`, asked until every one has
+    answered (each on a new connection); fails on the first that does not list it."""
+    seen: set[str] = set()
+
+    def every_process() -> bool:
+        answer = fresh("GET", url + "/v1/models", headers=headers or {})
+        assert answer.status_code == 200, answer.text
+        listed = [m["id"] for m in answer.json()["data"]]
+        assert model in listed, (answer.headers.get(PROCESS_HEADER), listed)
+        seen.add(answer.headers.get(PROCESS_HEADER, "single"))
+        return len(seen) == (PROCESSES if headers is None else 1)
+
+    wait_for(every_process, timeout=30, interval=0, what=f"every process of {url} to answer")
+    return seen
+
+
+def test_a_write_through_any_process_is_read_at_once_through_every_process_and_node(
+    mesh: ProcessesMesh,
+) -> None:
+    n1 = mesh.nodes[0]
+    worker_id = fresh("GET", n1.url + "/workers").json()["workers"][0]["id"]
+    writers: set[str] = set()
+    renamed = MODEL
+    for i in range(12):  # until each process has taken a write (new connections spread them)
+        renamed = f"renamed-{i}"
+        answer = fresh("PATCH", f"{n1.url}/workers/{worker_id}", json={"model_id": renamed})
+        assert answer.status_code == 200, answer.text
+        writers.add(answer.headers[PROCESS_HEADER])
+        # At once, through every process of n1: each one's own replica serves /v1/models.
+        assert model_everywhere(n1.url, renamed) == {f"p{k + 1}" for k in range(PROCESSES)}
+        index = {"X-Meshgate-Min-Index": answer.headers[INDEX]}
+        for other in mesh.nodes[1:]:  # and through the other nodes, with the write's index
+            model_everywhere(other.url, renamed, index)
+        if len(writers) == PROCESSES:
+            break
+    assert len(writers) >= 2, writers  # several processes took writes
+    back = fresh("PATCH", f"{n1.url}/workers/{worker_id}", json={"model_id": MODEL})
+    assert back.status_code == 200, back.text
+    # A read of control state handed to the control process comes back through any process.
+    shown = fresh("GET", f"{n1.url}/workers/{worker_id}").json()
+    assert shown["model_id"] == MODEL
+
+
+def test_a_killed_data_plane_process_is_restarted_while_the_others_serve(
+    mesh: ProcessesMesh,
+) -> None:
+    n1 = mesh.nodes[0]
+    before = children_of(n1.proc.pid)
+    assert len(before) == PROCESSES, before
+    answered: list[tuple[int, str]] = []
+    failures: list[str] = []
+    stop = threading.Event()
+    chat = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+
+    def load() -> None:
+        while not stop.is_set():
+            try:
+                answer = fresh("POST", n1.url + "/v1/chat/completions", json=chat)
+                answered.append((answer.status_code, answer.headers.get(PROCESS_HEADER, "")))
+            except requests.ConnectionError as exc:  # queued on the killed one's listener
+                failures.append(str(exc))
+
+    loader = threading.Thread(target=load, daemon=True)
+    loader.start()
+    try:
+        wait_for(lambda: len(answered) >= 5, timeout=30, what="load to start")
+        victim = before[0]
+        os.kill(victim, signal.SIGKILL)
+        served_before_restart = len(answered)
+        wait_for(
+            lambda: (
+                len(children_of(n1.proc.pid)) == PROCESSES
+                and victim not in children_of(n1.proc.pid)
+            ),
+            timeout=30,
+            what="the killed data-plane process to be replaced",
+        )
+        assert len(answered) > served_before_restart  # the others served meanwhile
+        replaced = children_of(n1.proc.pid)
+        wait_for(
+            lambda: "restarting it in" in n1.proc.log() and "killed by SIGKILL" in n1.proc.log(),
+            timeout=10,
+            what="the control process to log why",
+        )
+        # The new process serves the port too: every name answers again.
+        model_everywhere(n1.url, MODEL)
+    finally:
+        stop.set()
+        loader.join(15)
+    assert all(status == 200 for status, _ in answered), {s for s, _ in answered}
+    assert len(failures) <= max(3, len(answered) // 10), failures
+    assert all(alive(pid) for pid in replaced)
+
+
+def test_a_plane_socket_of_another_version_or_in_use_is_refused(mesh: ProcessesMesh) -> None:
+    path = plane_socket(mesh.nodes[0].data_dir)
+    with pytest.raises(PlaneSocketError, match="another process is serving"):
+        claim(path)  # a second control process on this data dir would be refused
+
+    async def follow_as_another_version() -> None:
+        replica = PlaneReplica(path, AppliedStream(), "999", "stranger", start_timeout=5)
+        await replica.start()
+
+    with pytest.raises(PlaneLinkError, match="plane version 1, this process 999"):
+        asyncio.run(follow_as_another_version())
+
+
+def test_the_control_process_killed_leaves_no_listener(mesh: ProcessesMesh) -> None:
+    """Last in the module: n1 stays down."""
+    n1 = mesh.nodes[0]
+    data_plane = children_of(n1.proc.pid)
+    assert len(data_plane) == PROCESSES
+    os.kill(n1.proc.pid, signal.SIGKILL)  # the control process alone, not its group
+
+    def port_closed() -> bool:
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", n1.port)) != 0
+
+    wait_for(port_closed, timeout=10, what="n1's port to close")
+    wait_for(lambda: not any(alive(pid) for pid in data_plane), timeout=10, what="orphans to exit")
