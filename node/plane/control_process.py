@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import socket
+import sys
 from collections.abc import Callable, Sequence
 from typing import Final
 
@@ -29,7 +30,7 @@ from node.plane.facts import plane_facts
 from node.plane.handover import trusted_client
 from node.plane.paths import control_socket, plane_socket
 from node.plane.socket_file import PlaneSocketError, claim
-from node.plane.supervisor import Supervisor
+from node.plane.supervisor import ChildRefused, Supervisor
 from node.serving import make_runner, refuse, set_up, stop_on_signals, wait_and_clean_up
 from node.web import create_app
 
@@ -60,7 +61,7 @@ def child_command(argv: Sequence[str]) -> Callable[[str, int], list[str]]:
 
     def command(name: str, fd: int) -> list[str]:
         plane = ["--plane-role", "data", "--plane-link", str(fd), "--plane-parent", parent]
-        return [*argv, *plane, "--plane-name", name]
+        return [sys.executable, "-m", "node.cli", *argv, *plane, "--plane-name", name]
 
     return command
 
@@ -97,8 +98,8 @@ async def serve_control(
     try:
         await plane.start()
         await supervisor.start(START_SECS)
-    except (PlaneSocketError, TimeoutError) as exc:
-        node.stopper.refuse(f"the data-plane processes did not start: {exc or 'timed out'}")
+    except (PlaneSocketError, TimeoutError, ChildRefused) as exc:
+        node.stopper.refuse(f"the data-plane processes did not start: {exc}")
     else:
         print(
             f"meshgate node {node.name} serving on http://{config.host}:{config.port} with "

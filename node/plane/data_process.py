@@ -57,6 +57,10 @@ async def serve_data(
     parent = args.plane_parent if args.plane_parent is not None else os.getppid()
     die_with_parent(parent)
     name = str(args.plane_name)
+    for handler in logging.getLogger().handlers:  # one log for the node: say which process
+        handler.setFormatter(
+            logging.Formatter(f"%(asctime)s %(levelname)s [{name}] %(name)s: %(message)s")
+        )
     link = ParentLink(args.plane_link) if args.plane_link is not None else None
 
     def replica(stream):  # type: ignore[no-untyped-def]
@@ -64,7 +68,12 @@ async def serve_data(
 
     node = Node(config, config_file, replica=replica)
     app = build_app(config, node, MIDDLEWARES)
-    handover = Handover(control_socket(config.data_path), node.applied, config.min_index_wait_secs)
+    handover = Handover(
+        control_socket(config.data_path),
+        node.applied,
+        config.min_index_wait_secs,
+        config.request_timeout_secs,
+    )
     app.on_startup.append(lambda _: handover.start())
     app.on_cleanup.append(lambda _: handover.close())
     install(app, handover)

@@ -67,16 +67,19 @@ class Handover:
     """Hands requests to the control process at `socket_path` (an HTTP site on a Unix
     socket), and answers once `applied` has reached the index of its answer."""
 
-    def __init__(self, socket_path: Path, applied: AppliedWaiter, wait_secs: float) -> None:
+    def __init__(
+        self, socket_path: Path, applied: AppliedWaiter, wait_secs: float, timeout_secs: float
+    ) -> None:
         self.socket_path = socket_path
         self.applied = applied
         self.wait_secs = wait_secs
+        self.timeout_secs = timeout_secs  # the whole exchange with the control process
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
             connector=aiohttp.UnixConnector(path=str(self.socket_path)),
-            timeout=aiohttp.ClientTimeout(total=None, connect=CONNECT_SECS),
+            timeout=aiohttp.ClientTimeout(total=self.timeout_secs, connect=CONNECT_SECS),
             auto_decompress=False,
         )
 
@@ -99,10 +102,20 @@ class Handover:
             ) as answer:
                 payload = await answer.read()
                 status, answer_headers = answer.status, passed_headers(answer.headers)
-        except aiohttp.ClientError as exc:
+        except aiohttp.ClientConnectorError:  # nothing was sent
             raise ApiError(
                 503,
-                f"this node's control process did not answer ({type(exc).__name__}); retry shortly",
+                "this node's control process is not reachable (it may be restarting); "
+                "nothing was done: retry shortly",
+                code="CONTROL_UNAVAILABLE",
+                headers={"Retry-After": "1"},
+            ) from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ApiError(
+                503,
+                f"this node's control process did not answer ({type(exc).__name__}): a write "
+                "may or may not have been applied; retry with the same Idempotency-Key, or "
+                "re-read first",
                 code="CONTROL_UNAVAILABLE",
                 headers={"Retry-After": "1"},
             ) from None

@@ -1,8 +1,9 @@
 """The control process's data-plane children: start N, restart one that dies, drain them all.
 
 Each child is `python -m node.cli serve <the control's own arguments> --plane-role data
-...`: it reads the same flags, environment and config file, so it gets the same
-settings (the mesh secret stays in the environment, never on a command line). A
+...` (node/plane/control_process.py builds it): it reads the same flags, environment
+and config file, so it gets the same settings (the mesh secret stays in the
+environment, never on a command line). A
 socket pair links each child to this process: the child writes `ready` on it once it
 listens and its replica is linked, and reads end-of-file on it when this process is
 gone (node/plane/parent.py), so no child outlives the control process.
@@ -19,7 +20,6 @@ import contextlib
 import logging
 import signal
 import socket
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 
 READY_LINE = b"ready\n"
 YOUNG_SECS = 10.0  # a child that dies younger than this backs off longer before its restart
+
+
+class ChildRefused(Exception):
+    """A data-plane process cannot run as configured (it exited 2)."""
 
 
 @dataclass(frozen=True)
@@ -71,8 +75,8 @@ class DataProcess:
 
 
 class Supervisor:
-    """Starts `count` data-plane children (`command(name, fd)` is a child's argv, `fd` the
-    number its end of the link has in it), keeps them running, and drains them.
+    """Starts `count` data-plane children (`command(name, fd)` is a child's whole command
+    line, `fd` the number its end of the link has in it), keeps them running, and drains them.
     `refused(reason)` is called when a child cannot run as configured."""
 
     def __init__(
@@ -87,6 +91,8 @@ class Supervisor:
         self.refused = refused
         self.backoff = backoff
         self.stopping = False
+        self._refusal = asyncio.Event()
+        self._refused_why = ""
         self._watchers: list[asyncio.Task[None]] = []
 
     # -- reading -------------------------------------------------------------------------
@@ -113,16 +119,25 @@ class Supervisor:
 
     async def start(self, timeout: float) -> None:
         """Start every child and return once each listens and is linked; TimeoutError, or
-        RuntimeError when one exits first (its log says why)."""
+        ChildRefused when one refuses its settings first (its output says why)."""
         for child in self.children:
             await self._spawn(child)
             self._watchers.append(asyncio.create_task(self._watch(child), name=child.name))
-        waits = [asyncio.create_task(c.ready.wait()) for c in self.children]
+        ready = asyncio.create_task(self._all_ready())
+        refused = asyncio.create_task(self._refusal.wait())
         try:
-            await asyncio.wait_for(asyncio.gather(*waits), timeout)
+            await asyncio.wait({ready, refused}, timeout=timeout, return_when="FIRST_COMPLETED")
         finally:
-            for wait in waits:
-                wait.cancel()
+            ready.cancel()
+            refused.cancel()
+        if self._refusal.is_set():
+            raise ChildRefused(self._refused_why)
+        if not self.all_ready():
+            raise TimeoutError(f"not every data-plane process was ready within {timeout:g} s")
+
+    async def _all_ready(self) -> None:
+        for child in self.children:
+            await child.ready.wait()
 
     async def _spawn(self, child: DataProcess) -> None:
         ours, theirs = socket.socketpair()
@@ -132,9 +147,6 @@ class Supervisor:
         child.started_at = time.monotonic()
         try:
             child.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "node.cli",
                 *self.command(child.name, theirs.fileno()),
                 pass_fds=(theirs.fileno(),),
                 stdin=asyncio.subprocess.DEVNULL,
@@ -153,10 +165,18 @@ class Supervisor:
             code = await child.proc.wait()
             child.link.close()
             if self.stopping:
+                log.info(
+                    "data-plane process %s (pid %d) stopped: %s",
+                    child.name,
+                    child.proc.pid,
+                    why(code),
+                )
                 return
             if code == exit_status.REFUSED:
                 reason = f"data-plane process {child.name} refused to run ({why(code)})"
                 log.error("%s; see its output above", reason)
+                self._refused_why = reason
+                self._refusal.set()
                 self.refused(reason)
                 return
             lived = time.monotonic() - child.started_at
