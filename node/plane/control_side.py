@@ -35,6 +35,8 @@ HEARTBEAT_EVERY: Final = 1.0  # status and facts are sent at least this often
 SNAPSHOT_TIMEOUT: Final = 10.0  # to read the state on the Raft thread
 LONGEST_SUBMIT: Final = 60.0
 STOP_GRACE: Final = 1.0
+MAX_REQUEST_BYTES: Final = 4 * 1024 * 1024  # a command (its arguments are bounded far lower)
+MAX_NAME_CHARS: Final = 64  # of a follower's process name, in logs
 
 
 class _Resnapshot:
@@ -98,7 +100,7 @@ class PlaneServer(pb_grpc.NodePlaneServicer):
         server = aio.server(
             options=[
                 ("grpc.max_send_message_length", codec.MAX_MESSAGE_BYTES),
-                ("grpc.max_receive_message_length", codec.MAX_MESSAGE_BYTES),
+                ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
             ]
         )
         pb_grpc.add_NodePlaneServicer_to_server(self, server)
@@ -197,7 +199,8 @@ class PlaneServer(pb_grpc.NodePlaneServicer):
         self, request: pb.FollowRequest, context: aio.ServicerContext[Any, Any]
     ) -> None:
         await self._check_version(request.plane_version, context)
-        follower = _Follower(request.process_name or "?", asyncio.Queue(self._queue_limit))
+        name = request.process_name[:MAX_NAME_CHARS] or "?"
+        follower = _Follower(name, asyncio.Queue(self._queue_limit))
         self._followers.add(follower)
         log.info("plane link: %s follows", follower.name)
         # The writer may wait on a follower that reads nothing: the cut-off must not.
