@@ -136,17 +136,21 @@ class PlaneServer(pb_grpc.NodePlaneServicer):
     # -- what every follower gets ---------------------------------------------
 
     def _on_applied(self, item: Applied) -> None:
-        if item.command is None:
-            entry: Item = RESNAPSHOT
-        else:
-            entry = pb.FollowEvent(
-                applied=pb.Applied(
-                    index=item.index,
-                    previous_index=self._previous,
-                    command_json=codec.dumps(item.command),
-                    outcome_json=codec.dumps(item.outcome),
+        entry: Item = RESNAPSHOT
+        if item.command is not None:
+            try:
+                entry = pb.FollowEvent(
+                    applied=pb.Applied(
+                        index=item.index,
+                        previous_index=self._previous,
+                        command_json=codec.dumps(item.command),
+                        outcome_json=codec.dumps(item.outcome),
+                    )
                 )
-            )
+            except TypeError:  # not JSON: the followers read the state it made instead
+                log.exception(
+                    "plane link: log entry %d is not JSON; resending the state", item.index
+                )
         self._previous = item.index
         for follower in self._followers:
             follower.offer(entry)
@@ -157,7 +161,12 @@ class PlaneServer(pb_grpc.NodePlaneServicer):
         sent_facts: pb.Facts | None = None
         sent_at = 0.0
         while True:
-            status, facts = self._status_event(), self._facts_event()
+            try:
+                status, facts = self._status_event(), self._facts_event()
+            except Exception:  # a heartbeat missed, never the ticker lost
+                log.exception("plane link: cannot read the status or facts")
+                await asyncio.sleep(STATUS_EVERY)
+                continue
             now = time.monotonic()
             beat = now - sent_at >= HEARTBEAT_EVERY
             if beat or not _same_status(status.status, sent_status):

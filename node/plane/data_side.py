@@ -258,6 +258,9 @@ class PlaneReplica:
                     reason = f"{exc.code().name}: {exc.details()}"
             except _OutOfStep as exc:
                 reason = str(exc)
+            except Exception as exc:  # a message this replica cannot load: start over
+                log.exception("plane link: cannot follow %s", self.socket_path)
+                reason = f"{type(exc).__name__}: {exc}"
             if self._linked:
                 delay = RETRY_FIRST  # it was up: retry at once, not after the last backoff
             self._set_linked(False, reason)
