@@ -88,6 +88,7 @@ class PlaneReplica:
     async def start(self) -> None:
         """Connect and load the first snapshot; PlaneLinkError if that takes too long."""
         self.stream.bind(asyncio.get_running_loop())
+        self._first = asyncio.Event()  # a start after a stop waits for a new snapshot too
         self._channel = aio.insecure_channel(
             f"unix:{self.socket_path.absolute()}",
             options=[("grpc.max_receive_message_length", codec.MAX_MESSAGE_BYTES)],
