@@ -182,6 +182,9 @@ class PlaneServer(pb_grpc.NodePlaneServicer):
             await asyncio.sleep(STATUS_EVERY)
 
     def _status_event(self) -> pb.FollowEvent:
+        # The status first, then the state's index: every command at or below the status's
+        # applied position is then at or below that index, so a data plane that has applied
+        # that far may claim the position (PlaneReplica._applied_index), never more.
         status = self._raft.status()
         return pb.FollowEvent(status=codec.status_message(status, self._raft.state.applied_index))
 
