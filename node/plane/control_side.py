@@ -35,6 +35,8 @@ HEARTBEAT_EVERY: Final = 1.0  # status and facts are sent at least this often
 SNAPSHOT_TIMEOUT: Final = 10.0  # to read the state on the Raft thread
 LONGEST_SUBMIT: Final = 60.0
 STOP_GRACE: Final = 1.0
+MAX_REQUEST_BYTES: Final = 4 * 1024 * 1024  # a command (its arguments are bounded far lower)
+MAX_NAME_CHARS: Final = 64  # of a follower's process name, in logs
 
 
 class _Resnapshot:
@@ -98,7 +100,7 @@ class PlaneServer(pb_grpc.NodePlaneServicer):
         server = aio.server(
             options=[
                 ("grpc.max_send_message_length", codec.MAX_MESSAGE_BYTES),
-                ("grpc.max_receive_message_length", codec.MAX_MESSAGE_BYTES),
+                ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
             ]
         )
         pb_grpc.add_NodePlaneServicer_to_server(self, server)
@@ -134,17 +136,21 @@ class PlaneServer(pb_grpc.NodePlaneServicer):
     # -- what every follower gets ---------------------------------------------
 
     def _on_applied(self, item: Applied) -> None:
-        if item.command is None:
-            entry: Item = RESNAPSHOT
-        else:
-            entry = pb.FollowEvent(
-                applied=pb.Applied(
-                    index=item.index,
-                    previous_index=self._previous,
-                    command_json=codec.dumps(item.command),
-                    outcome_json=codec.dumps(item.outcome),
+        entry: Item = RESNAPSHOT
+        if item.command is not None:
+            try:
+                entry = pb.FollowEvent(
+                    applied=pb.Applied(
+                        index=item.index,
+                        previous_index=self._previous,
+                        command_json=codec.dumps(item.command),
+                        outcome_json=codec.dumps(item.outcome),
+                    )
                 )
-            )
+            except TypeError:  # not JSON: the followers read the state it made instead
+                log.exception(
+                    "plane link: log entry %d is not JSON; resending the state", item.index
+                )
         self._previous = item.index
         for follower in self._followers:
             follower.offer(entry)
@@ -155,7 +161,12 @@ class PlaneServer(pb_grpc.NodePlaneServicer):
         sent_facts: pb.Facts | None = None
         sent_at = 0.0
         while True:
-            status, facts = self._status_event(), self._facts_event()
+            try:
+                status, facts = self._status_event(), self._facts_event()
+            except Exception:  # a heartbeat missed, never the ticker lost
+                log.exception("plane link: cannot read the status or facts")
+                await asyncio.sleep(STATUS_EVERY)
+                continue
             now = time.monotonic()
             beat = now - sent_at >= HEARTBEAT_EVERY
             if beat or not _same_status(status.status, sent_status):
@@ -171,6 +182,9 @@ class PlaneServer(pb_grpc.NodePlaneServicer):
             await asyncio.sleep(STATUS_EVERY)
 
     def _status_event(self) -> pb.FollowEvent:
+        # The status first, then the state's index: every command at or below the status's
+        # applied position is then at or below that index, so a data plane that has applied
+        # that far may claim the position (PlaneReplica._applied_index), never more.
         status = self._raft.status()
         return pb.FollowEvent(status=codec.status_message(status, self._raft.state.applied_index))
 
@@ -197,7 +211,8 @@ class PlaneServer(pb_grpc.NodePlaneServicer):
         self, request: pb.FollowRequest, context: aio.ServicerContext[Any, Any]
     ) -> None:
         await self._check_version(request.plane_version, context)
-        follower = _Follower(request.process_name or "?", asyncio.Queue(self._queue_limit))
+        name = request.process_name[:MAX_NAME_CHARS] or "?"
+        follower = _Follower(name, asyncio.Queue(self._queue_limit))
         self._followers.add(follower)
         log.info("plane link: %s follows", follower.name)
         # The writer may wait on a follower that reads nothing: the cut-off must not.

@@ -26,7 +26,7 @@ from grpc import aio
 
 from mesh.commands import Command, Outcome
 from mesh.events import Applied, AppliedStream
-from mesh.raft import UNKNOWN, CommitError, RaftSettings, RaftStatus
+from mesh.raft import NOT_COMMITTED, UNKNOWN, CommitError, RaftSettings, RaftStatus
 from mesh.state import ControlState
 from node.plane import codec
 from node.plane.facts import PlaneFacts
@@ -40,6 +40,10 @@ RETRY_FIRST: Final = 0.05  # the first reconnect's delay; doubled up to RETRY_MO
 RETRY_MOST: Final = 1.0
 DOWN_TOO_LONG: Final = 10.0  # a link down this long makes liveness fail: restart the process
 SUBMIT_MARGIN: Final = 2.0  # past the command's own wait, for the control process to answer
+# What the control process answers before it hands a command to Raft.
+REFUSED_UNSENT: Final = frozenset(
+    {grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT}
+)
 
 
 class PlaneLinkError(Exception):
@@ -84,6 +88,7 @@ class PlaneReplica:
     async def start(self) -> None:
         """Connect and load the first snapshot; PlaneLinkError if that takes too long."""
         self.stream.bind(asyncio.get_running_loop())
+        self._first = asyncio.Event()  # a start after a stop waits for a new snapshot too
         self._channel = aio.insecure_channel(
             f"unix:{self.socket_path.absolute()}",
             options=[("grpc.max_receive_message_length", codec.MAX_MESSAGE_BYTES)],
@@ -126,20 +131,30 @@ class PlaneReplica:
         return self._linked
 
     def status(self) -> RaftStatus:
-        """The control process's status, behind by what this replica has not applied;
-        never ready while the link is down."""
+        """The control process's status, with this replica's own applied index; never
+        ready while the link is down."""
         status = self._status
         if not self._linked:
             return dataclasses.replace(status, ready=False)
-        lag = self._control_state_index - self.state.applied_index
-        if lag > 0:
-            return dataclasses.replace(status, applied_index=self.state.applied_index)
+        applied = self._applied_index(status)
+        if applied != status.applied_index:
+            commit = max(status.commit_index, applied)
+            return dataclasses.replace(status, applied_index=applied, commit_index=commit)
         return status
 
+    def _applied_index(self, status: RaftStatus) -> int:
+        """The log position this replica has applied. Once it has every command the control
+        process had applied when it sent `status`, the control's position (Raft's no-op
+        entries move it without a command) or its own, whichever is further; else its own."""
+        own = self.state.applied_index
+        if own >= self._control_state_index:
+            return max(own, status.applied_index)
+        return own
+
     def indexes(self) -> tuple[int, int]:
+        """`(commit_index, applied_index)`, as MeshRaft.indexes."""
         status = self.status()
-        applied = status.applied_index
-        return max(status.commit_index, applied), applied
+        return max(status.commit_index, status.applied_index), status.applied_index
 
     def leader_read_index(self) -> int | None:
         """Never vouched for here: the caller commits a barrier through `submit`."""
@@ -196,11 +211,12 @@ class PlaneReplica:
             message = self._version_message(exc)
         else:
             message = f"the control process did not answer: {code.name} {exc.details()}"
-        # It may have been proposed before the link failed: the request id will tell.
+        # Refused before Raft saw it, or else it may have been proposed before the link
+        # failed: the request id will tell.
         return CommitError(
             f"plane_{code.name.lower()}",
             message,
-            outcome=UNKNOWN,
+            outcome=NOT_COMMITTED if code in REFUSED_UNSENT else UNKNOWN,
             request_id=command.get("rid"),
             timed_out=code == grpc.StatusCode.DEADLINE_EXCEEDED,
         )
@@ -243,6 +259,9 @@ class PlaneReplica:
                     reason = f"{exc.code().name}: {exc.details()}"
             except _OutOfStep as exc:
                 reason = str(exc)
+            except Exception as exc:  # a message this replica cannot load: start over
+                log.exception("plane link: cannot follow %s", self.socket_path)
+                reason = f"{type(exc).__name__}: {exc}"
             if self._linked:
                 delay = RETRY_FIRST  # it was up: retry at once, not after the last backoff
             self._set_linked(False, reason)

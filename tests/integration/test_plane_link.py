@@ -126,6 +126,7 @@ def test_snapshot_then_stream_equals_the_control_replica(control: Control) -> No
         indexes = [item.index for item in seen if item.command is not None]
         assert len(indexes) >= 30 and indexes == sorted(indexes)
         control.poll(lambda: replica.status().caught_up, "the replica reports caught up")
+        control.poll(lambda: replica.indexes() == control.raft.indexes(), "the same indexes")
         status, theirs = replica.status(), control.raft.status()
         assert (status.role, status.leader, status.term) == (
             theirs.role,
@@ -182,18 +183,22 @@ def test_another_plane_version_is_refused_with_a_clear_message(control: Control)
         "a stale socket from another version?"
     )
 
-    async def submit() -> aio.AioRpcError:
+    async def submit(version: str, command: bytes) -> aio.AioRpcError:
         async with aio.insecure_channel(f"unix:{control.socket}") as channel:
             stub = pb_grpc.NodePlaneStub(channel)
-            request = pb.SubmitRequest(plane_version="0", command_json=b"{}")
+            request = pb.SubmitRequest(plane_version=version, command_json=command)
             with pytest.raises(aio.AioRpcError) as refused:
                 await stub.Submit(request)
             return refused.value
 
-    refused = control.run(submit())
+    refused = control.run(submit("0", b"{}"))
     assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "plane version 1" in (refused.details() or "")
     assert (codec.VERSION_KEY, "1") in tuple(refused.trailing_metadata() or ())
+    for bad in (b"[1]", b"{not json"):
+        refused = control.run(submit("1", bad))
+        assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert refused.details() == "command_json is no JSON object"
 
 
 def test_status_and_facts_follow_the_control_process(control: Control) -> None:
