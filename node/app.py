@@ -199,13 +199,20 @@ class Node:
             GrpcSettings(request_timeout=config.health_check_timeout_secs),
         )
         self.selector = PolicySelector(config.policy)
-        self.admission = Admission(**asdict(admission_limits(config)))
+        # Data-plane processes split the node's admission limits and its local shares of
+        # rate limits and quotas between them (with Redis, counts are exact as ever).
+        self.shares = config.process_count if self.data_plane else 1
+        self.admission = Admission(**asdict(admission_limits(config, self.shares)))
         self.retry = retry_settings(config)
         self.parsers = output_parsers(config)
         # The one Redis client, when configured: rate limits, quotas and usage share it.
         self.hot_store = HotStore(config.redis_url, config.redis_timeout_secs)
-        self.ratelimiter = RateLimiter(config.node_name, self.hot_store, self.serving_nodes)
-        self.quotas = QuotaEngine(config.node_name, self.hot_store, self.mesh_size)
+        self.ratelimiter = RateLimiter(
+            config.node_name, self.hot_store, lambda: self.serving_nodes() * self.shares
+        )
+        self.quotas = QuotaEngine(
+            config.node_name, self.hot_store, lambda: self.mesh_size() * self.shares
+        )
         self.management_limits = management_limits(config)
         self.login_throttle = LoginThrottle()
         self.login_slots = asyncio.Semaphore(2)  # scrypt is memory- and CPU-hard by design
@@ -507,6 +514,7 @@ class Node:
                 self.selector,
                 getattr(self, "forwarder", None),  # built at start
                 getattr(self, "health", None),
+                self.shares,
             )
             live = apply_runtime(self.config, overrides, parts)
             self.retry, self.parsers = retry_settings(live), output_parsers(live)

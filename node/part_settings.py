@@ -41,10 +41,14 @@ class AdmissionLimits:
     queue_timeout: float
 
 
-def admission_limits(section: Admission) -> AdmissionLimits:
+def admission_limits(section: Admission, shares: int = 1) -> AdmissionLimits:
+    """The node's admission limits, or one process's share of them when `shares`
+    data-plane processes serve the node: each admits max(1, L // shares) of a limit L,
+    so together they admit no more than L (unless L is smaller than `shares`)."""
+    limit, queue = max(0, section.max_concurrent_requests), section.queue_size
     return AdmissionLimits(
-        max_concurrent=max(0, section.max_concurrent_requests),
-        queue_size=section.queue_size,
+        max_concurrent=limit and max(1, limit // shares),
+        queue_size=queue and max(1, queue // shares),
         queue_timeout=section.queue_timeout_secs,
     )
 

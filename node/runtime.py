@@ -75,12 +75,13 @@ class LiveParts:
     selector: PolicySelector
     forwarder: Forwarder | None = None
     health: HealthChecker | None = None
+    admission_shares: int = 1  # data-plane processes sharing the node's admission limits
 
 
 def apply_runtime(config: Config, overrides: dict[str, Any], parts: LiveParts) -> Config:
     """Make the live parts follow the flags overlaid with `overrides`; the config in force."""
     live = replace(config, **valid_overrides(overrides))
-    limits = admission_limits(live)
+    limits = admission_limits(live, parts.admission_shares)
     admission = parts.admission
     admission.max_concurrent = limits.max_concurrent
     admission.queue_size = limits.queue_size

@@ -31,11 +31,22 @@ PROCESS_HEADER = "X-Meshgate-Process"
 INDEX = "X-Meshgate-Index"
 
 
+ADMITTED = 3  # n1's --max-concurrent-requests, with no queue: one slot per process
+N1_FLAGS = ["--processes", str(PROCESSES), "--max-concurrent-requests", str(ADMITTED)]
+N1_FLAGS += ["--queue-size", "0"]
+TOKEN_DELAY_MS = 100  # a streamed answer of N tokens takes N x 0.1 s
+
+
 class ProcessesMesh(Mesh):
-    """The cluster tests' mesh, with n1 alone running `--processes 3`."""
+    """The cluster tests' mesh, with n1 alone running `--processes 3`, and a worker
+    that streams slowly."""
 
     def node_flags(self, i: int) -> list[str]:
-        return super().node_flags(i) + (["--processes", str(PROCESSES)] if i == 0 else [])
+        return super().node_flags(i) + (N1_FLAGS if i == 0 else [])
+
+    def start_workers(self, timeout: float = 30.0) -> None:
+        self.worker_args = ["--token-delay-ms", str(TOKEN_DELAY_MS)]
+        super().start_workers(timeout)
 
 
 def fresh(method: str, url: str, **kwargs: object) -> requests.Response:
@@ -169,6 +180,27 @@ def test_a_killed_data_plane_process_is_restarted_while_the_others_serve(
     assert all(status == 200 for status, _ in answered), {s for s, _ in answered}
     assert len(failures) <= max(3, len(answered) // 10), failures
     assert all(alive(pid) for pid in replaced)
+
+
+def test_the_processes_admit_no_more_than_the_node_limit_together(mesh: ProcessesMesh) -> None:
+    n1 = mesh.nodes[0]
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    body["max_tokens"] = 10  # about 1 s each: they all overlap
+    answers: list[requests.Response] = []
+
+    def send() -> None:
+        answers.append(fresh("POST", n1.url + "/v1/chat/completions", json=body))
+
+    senders = [threading.Thread(target=send) for _ in range(4 * ADMITTED)]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join(30)
+    statuses = sorted(a.status_code for a in answers)
+    admitted = statuses.count(200)
+    # Each process takes 1 of the node's 3 slots: with a full limit each, up to 12 would pass.
+    assert 1 <= admitted <= ADMITTED, statuses
+    assert statuses.count(429) == len(answers) - admitted, statuses
 
 
 def test_a_plane_socket_of_another_version_or_in_use_is_refused(mesh: ProcessesMesh) -> None:

@@ -153,3 +153,14 @@ def test_raft_settings_of_a_lone_node_and_of_a_read_only_member() -> None:
     )
     assert member.self_address is None and member.bind_address is None
     assert member.peers == ("127.0.0.1:7001",) and member.tick_period == 0.05
+
+
+def test_data_plane_processes_split_the_node_admission_limits() -> None:
+    cfg = load("--max-concurrent-requests", "256", "--queue-size", "100")
+    limits = admission_limits(cfg, shares=3)
+    assert (limits.max_concurrent, limits.queue_size) == (85, 33)  # 3 x 85 <= 256
+    assert admission_limits(load("--max-concurrent-requests", "2"), shares=3).max_concurrent == 1
+    assert admission_limits(load("--max-concurrent-requests", "0"), shares=3).max_concurrent == 0
+    parts = replace(live_parts(cfg), admission_shares=3)
+    apply_runtime(cfg, {"max_concurrent_requests": 30}, parts)
+    assert parts.admission.max_concurrent == 10  # a runtime change is split alike
