@@ -30,6 +30,7 @@ from node.plane.codec import PLANE_VERSION
 from node.plane.data_routes import install
 from node.plane.data_side import PlaneLinkError, PlaneReplica
 from node.plane.handover import Handover
+from node.plane.node_metrics import NodeMetrics, metrics_socket, serve_own
 from node.plane.parent import ParentLink, die_with_parent, orphaned
 from node.plane.paths import control_socket, plane_socket
 from node.serving import listen_on_port, make_runner, refuse, set_up, wait_and_clean_up
@@ -76,7 +77,8 @@ async def serve_data(
     )
     app.on_startup.append(lambda _: handover.start())
     app.on_cleanup.append(lambda _: handover.close())
-    install(app, handover)
+    own_metrics = metrics_socket(config.data_path, name)
+    install(app, handover, NodeMetrics(node.metrics, config.data_path, name))
 
     async def name_the_process(_: web.Request, response: web.StreamResponse) -> None:
         response.headers[PROCESS_HEADER] = name
@@ -117,11 +119,14 @@ async def serve_data(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop, f"signal {sig.name}")
+    metrics_site = await serve_own(node.metrics, own_metrics)  # for its siblings' /metrics
     if link is not None:
         link.watch(lambda: stop("the link to the control process closed"))
         link.announce_ready()
     try:
         return await wait_and_clean_up(node, runner)
     finally:
+        await metrics_site.cleanup()
+        own_metrics.unlink(missing_ok=True)
         if link is not None:
             await link.close()

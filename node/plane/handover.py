@@ -95,7 +95,7 @@ class Handover:
         try:
             async with self._session.request(
                 request.method,
-                f"http://control{request.rel_url}",
+                f"http://localhost{request.rel_url}",
                 headers=headers,
                 data=body,
                 allow_redirects=False,

@@ -131,6 +131,28 @@ def test_a_write_through_any_process_is_read_at_once_through_every_process_and_n
     assert shown["model_id"] == MODEL
 
 
+def test_metrics_through_any_process_show_every_process_of_the_node(mesh: ProcessesMesh) -> None:
+    n1 = mesh.nodes[0]
+    chat = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    served = {fresh("POST", n1.url + "/v1/chat/completions", json=chat) for _ in range(9)}
+    assert {a.status_code for a in served} == {200}
+    by_process = {a.headers[PROCESS_HEADER] for a in served}
+    answer = fresh("GET", n1.url + "/metrics")
+    assert answer.status_code == 200
+
+    def processes_of(metric: str) -> set[str]:
+        return {
+            line.split('process="')[1].split('"')[0]
+            for line in answer.text.splitlines()
+            if line.startswith(metric + "{") and 'node="n1"' in line
+        }
+
+    # One scrape, every process: each one's replica, and the requests each one answered.
+    assert processes_of("meshgate_raft_applied_index") == {"p1", "p2", "p3", "control"}
+    assert processes_of("meshgate_requests_total") == by_process
+    assert answer.text.count("# TYPE meshgate_requests_total counter") == 1
+
+
 def test_a_killed_data_plane_process_is_restarted_while_the_others_serve(
     mesh: ProcessesMesh,
 ) -> None:
