@@ -28,6 +28,7 @@ from node.ha.secret import MeshSecretError
 from node.plane.control_side import PlaneServer
 from node.plane.facts import plane_facts
 from node.plane.handover import trusted_client
+from node.plane.node_metrics import metrics_socket
 from node.plane.paths import control_socket, plane_socket
 from node.plane.socket_file import PlaneSocketError, claim
 from node.plane.supervisor import ChildRefused, Supervisor
@@ -77,8 +78,13 @@ async def serve_control(
     except MeshSecretError as exc:
         return refuse(f"--mesh-secret: {exc}")
     node = app[NODE]
-    try:  # before Raft starts: a live socket means this data dir is in use
-        claim(control_socket(config.data_path))
+    # Before Raft starts: a live socket means this data dir is in use, and a path too long
+    # for a Unix socket is refused here rather than in a child that would die restarting.
+    data = config.data_path
+    sockets = [metrics_socket(data, f"p{i + 1}") for i in range(config.process_count)]
+    try:
+        for path in [control_socket(data), *sockets]:
+            claim(path)
     except PlaneSocketError as exc:
         return refuse(str(exc))
     runner = make_runner(app, config)
