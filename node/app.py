@@ -237,6 +237,8 @@ class Node:
         # junk names cannot add series (and no tenant's deployment name is shown).
         self.model_names: frozenset[str] = frozenset()
         self.control: ControlLoop | None = None  # built at start, with discovery
+        # A control process's data-plane processes, as its supervisor describes them.
+        self.processes: Callable[[], list[dict[str, Any]]] | None = None
         self._running = contextlib.AsyncExitStack()
         self._runtime_applied: dict[str, Any] | None = None
 

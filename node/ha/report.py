@@ -9,6 +9,7 @@ each peer. Nothing is a placeholder: a peer that does not answer is reported
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mesh.raft import MeshRaft, RaftStatus
@@ -48,6 +49,7 @@ class Reporting(Protocol):
     credentials: CredentialBox
     tokenizer_registry: TokenizerRegistry
     wasm: WasmRegistry | None
+    processes: Callable[[], list[dict[str, Any]]] | None
 
     def is_draining(self) -> bool: ...
     def serving_nodes(self) -> int: ...
@@ -102,6 +104,8 @@ def local_report(node: Reporting) -> dict[str, Any]:
         "tokenizers": node.tokenizer_registry.report(),  # this node's view of each (GET .../status)
         # Each WASM module on this node: pending/ready/failed, and its circuit breaker.
         "wasm": node.wasm.report() if node.wasm is not None else None,
+        # With --processes N: each data-plane process (name, pid, ready, starts).
+        "processes": node.processes() if node.processes is not None else None,
     }
 
 

@@ -101,6 +101,7 @@ async def serve_control(
         plane_socket(config.data_path),
     )
     supervisor = Supervisor(child_command(argv), config.process_count, node.stopper.refuse)
+    node.processes = supervisor.describe  # shown in /ha/local
     try:
         await plane.start()
         await supervisor.start(START_SECS)

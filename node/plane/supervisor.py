@@ -23,6 +23,7 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from node import exit_status
 
@@ -103,7 +104,7 @@ class Supervisor:
     def alive(self) -> int:
         return sum(1 for c in self.children if c.alive())
 
-    def describe(self) -> list[dict[str, object]]:
+    def describe(self) -> list[dict[str, Any]]:
         """Each child as /ha/local shows it."""
         return [
             {

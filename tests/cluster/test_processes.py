@@ -159,6 +159,9 @@ def test_a_killed_data_plane_process_is_restarted_while_the_others_serve(
     n1 = mesh.nodes[0]
     before = children_of(n1.proc.pid)
     assert len(before) == PROCESSES, before
+    shown = fresh("GET", n1.url + "/ha/local").json()["processes"]  # the control's report
+    assert sorted(p["pid"] for p in shown) == sorted(before)
+    assert all(p["ready"] and p["starts"] == 1 for p in shown), shown
     answered: list[tuple[int, str]] = []
     failures: list[str] = []
     stop = threading.Event()
@@ -189,6 +192,15 @@ def test_a_killed_data_plane_process_is_restarted_while_the_others_serve(
         )
         assert len(answered) > served_before_restart  # the others served meanwhile
         replaced = children_of(n1.proc.pid)
+        again = wait_for(
+            lambda: (
+                all(p["ready"] for p in fresh("GET", n1.url + "/ha/local").json()["processes"])
+                and fresh("GET", n1.url + "/ha/local").json()["processes"]
+            ),
+            timeout=30,
+            what="/ha/local to show the new process ready",
+        )
+        assert sorted(p["starts"] for p in again) == [1, 1, 2], again
         wait_for(
             lambda: "restarting it in" in n1.proc.log() and "killed by SIGKILL" in n1.proc.log(),
             timeout=10,
