@@ -86,5 +86,5 @@ async def _serve(config: config_module.Config, config_file: str | None) -> int:
         f"(raft {node.raft.settings.self_address or 'read-only member'}, data {config.data_dir})",
         flush=True,
     )
-    stop_on_signals(node, config, then=lambda: None)
+    stop_on_signals(node, config)
     return await wait_and_clean_up(node, runner)

@@ -8,7 +8,6 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Callable
 
 from aiohttp import web
 
@@ -64,15 +63,14 @@ async def listen_on_port(
     return None
 
 
-def stop_on_signals(node: Node, config: config_module.Config, then: Callable[[], None]) -> None:
-    """SIGTERM and SIGINT start the node's stop (node/ha/shutdown.py); `then` runs after."""
+def stop_on_signals(node: Node, config: config_module.Config) -> None:
+    """SIGTERM and SIGINT start the node's stop (node/ha/shutdown.py)."""
     loop = asyncio.get_running_loop()
 
     def on_signal(name: str) -> None:
         node.stopper.request(
             f"signal {name}", grace=config.shutdown_grace_secs, drain_delay=config.drain_delay_secs
         )
-        then()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig.name)

@@ -51,6 +51,8 @@ class Stopper:
         self.step = "running"
         self.exit_code = exit_status.STOPPED  # what `meshgate serve` exits with once stopped
         self._task: asyncio.Task[None] | None = None
+        # Called once when stopping starts, whatever started it (a signal, a plan, a refusal).
+        self.on_request: list[Callable[[], None]] = []
 
     @property
     def requested(self) -> bool:
@@ -72,6 +74,8 @@ class Stopper:
         self._task = asyncio.get_running_loop().create_task(
             self._run(grace, drain_delay, hand_over, wait_for or []), name="shutdown"
         )
+        for started in self.on_request:
+            started()
 
     def refuse(self, reason: str) -> None:
         """Stop at once and exit 2: this node must not join the mesh as configured."""

@@ -11,8 +11,6 @@ then stops itself, with the exit status the stop decided.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -23,7 +21,7 @@ from typing import Final
 from aiohttp import web
 
 from node import config as config_module
-from node.app import NODE, Node
+from node.app import NODE
 from node.ha.secret import MeshSecretError
 from node.plane.control_side import PlaneServer
 from node.plane.facts import plane_facts
@@ -39,7 +37,6 @@ log = logging.getLogger("meshgate")
 
 START_SECS: Final = 60.0  # for every data-plane process to listen and link
 EXTRA_STOP_SECS: Final = 5.0  # past the drain delay and grace, before SIGKILL
-POLL_SECS: Final = 0.1
 
 
 def port_problem(host: str, port: int) -> str | None:
@@ -102,31 +99,21 @@ async def serve_control(
     )
     supervisor = Supervisor(child_command(argv), config.process_count, node.stopper.refuse)
     node.processes = supervisor.describe  # shown in /ha/local
+    node.stopper.on_request.append(supervisor.drain)  # a signal, a plan or a refusal
+    stop_on_signals(node, config)  # from here on: a stop while starting drains the children
     try:
         await plane.start()
         await supervisor.start(START_SECS)
     except (PlaneSocketError, TimeoutError, ChildRefused) as exc:
         node.stopper.refuse(f"the data-plane processes did not start: {exc}")
-    else:
+    if supervisor.all_ready() and not node.stopper.requested:
         print(
             f"meshgate node {node.name} serving on http://{config.host}:{config.port} with "
             f"{config.process_count} data-plane processes (control pid {os.getpid()}, raft "
             f"{node.raft.settings.self_address or 'read-only member'}, data {config.data_dir})",
             flush=True,
         )
-    stop_on_signals(node, config, then=supervisor.drain)
-    drained = asyncio.create_task(_drain_when_stopping(node, supervisor), name="drain-plane")
     await node.stopper.stopped.wait()
     await supervisor.stop(config.drain_delay_secs + config.shutdown_grace_secs + EXTRA_STOP_SECS)
-    drained.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await drained
     await plane.stop()
     return await wait_and_clean_up(node, runner)
-
-
-async def _drain_when_stopping(node: Node, supervisor: Supervisor) -> None:
-    """A stop that no signal started (a shutdown plan, a refusal) drains the children too."""
-    while not node.stopper.requested:
-        await asyncio.sleep(POLL_SECS)
-    supervisor.drain()

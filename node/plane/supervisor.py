@@ -93,6 +93,7 @@ class Supervisor:
         self.backoff = backoff
         self.stopping = False
         self._refusal = asyncio.Event()
+        self._draining = asyncio.Event()
         self._refused_why = ""
         self._watchers: list[asyncio.Task[None]] = []
 
@@ -119,21 +120,25 @@ class Supervisor:
     # -- running -------------------------------------------------------------------------
 
     async def start(self, timeout: float) -> None:
-        """Start every child and return once each listens and is linked; TimeoutError, or
-        ChildRefused when one refuses its settings first (its output says why)."""
+        """Start every child and return once each listens and is linked, or once draining
+        starts; TimeoutError, or ChildRefused when one refuses its settings first (its
+        output says why)."""
         for child in self.children:
             await self._spawn(child)
             self._watchers.append(asyncio.create_task(self._watch(child), name=child.name))
-        ready = asyncio.create_task(self._all_ready())
-        refused = asyncio.create_task(self._refusal.wait())
+        waits = {
+            asyncio.create_task(self._all_ready()),
+            asyncio.create_task(self._refusal.wait()),
+            asyncio.create_task(self._draining.wait()),  # stopped while starting
+        }
         try:
-            await asyncio.wait({ready, refused}, timeout=timeout, return_when="FIRST_COMPLETED")
+            await asyncio.wait(waits, timeout=timeout, return_when="FIRST_COMPLETED")
         finally:
-            ready.cancel()
-            refused.cancel()
+            for wait in waits:
+                wait.cancel()
         if self._refusal.is_set():
             raise ChildRefused(self._refused_why)
-        if not self.all_ready():
+        if not self.all_ready() and not self.stopping:
             raise TimeoutError(f"not every data-plane process was ready within {timeout:g} s")
 
     async def _all_ready(self) -> None:
@@ -211,6 +216,7 @@ class Supervisor:
     def drain(self) -> None:
         """SIGTERM every child: each stops accepting, finishes its requests and exits 0."""
         self.stopping = True
+        self._draining.set()
         for child in self.children:
             if child.alive():
                 assert child.proc is not None

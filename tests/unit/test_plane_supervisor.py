@@ -8,10 +8,15 @@ import asyncio
 import os
 import signal
 import sys
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 
+from mesh.raft import MeshRaft
 from node.api.catalog import ROUTES
+from node.ha.shutdown import Stopper
+from node.limits.admission import Admission
 from node.plane.handover import CLIENT_HEADER, passed_headers, served_here
 from node.plane.supervisor import Backoff, ChildRefused, Supervisor, why
 
@@ -85,3 +90,18 @@ def test_a_data_plane_process_serves_inference_and_probes_and_hands_over_the_res
 def test_headers_cross_without_hop_by_hop_ones_or_a_client_claim() -> None:
     sent = {"Authorization": "Bearer x", "Connection": "close", CLIENT_HEADER: "10.0.0.1"}
     assert dict(passed_headers(sent)) == {"Authorization": "Bearer x"}
+
+
+def test_a_stop_however_started_tells_its_listeners_once() -> None:
+
+    async def scenario() -> list[str]:
+        raft = SimpleNamespace(status=lambda: SimpleNamespace(is_leader=False, peers=[]))
+        stopper = Stopper("n1", "b", cast(MeshRaft, raft), Admission(0, 0, 1.0), lambda _: False)
+        told: list[str] = []
+        stopper.on_request.append(lambda: told.append("drain"))
+        stopper.refuse("a plan named this run")  # not a signal: the children drain all the same
+        stopper.request("signal SIGTERM", grace=0, drain_delay=0)  # already stopping
+        await stopper.stopped.wait()
+        return told
+
+    assert asyncio.run(scenario()) == ["drain"]
