@@ -19,6 +19,7 @@ from typing import Final
 
 from aiohttp import web
 
+from mesh.events import AppliedStream
 from node import config as config_module
 from node import exit_status, idempotency
 from node.app import Node
@@ -64,7 +65,7 @@ async def serve_data(
         )
     link = ParentLink(args.plane_link) if args.plane_link is not None else None
 
-    def replica(stream):  # type: ignore[no-untyped-def]
+    def replica(stream: AppliedStream) -> PlaneReplica:
         return PlaneReplica(plane_socket(config.data_path), stream, PLANE_VERSION, name)
 
     node = Node(config, config_file, replica=replica)
@@ -88,6 +89,7 @@ async def serve_data(
     try:
         refused = await set_up(runner)  # links the replica: the control's snapshot
     except PlaneLinkError as exc:  # another version will not change: refuse; else retry
+        # (data_side.PlaneReplica._version_message names the "plane version" of each side)
         refuse(f"data-plane process {name}: {exc}")
         return exit_status.REFUSED if "plane version" in str(exc) else UNLINKED
     if refused is None:

@@ -13,6 +13,7 @@ client reads its own write from any process of the node.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
@@ -54,10 +55,10 @@ def served_here(route: Route) -> bool:
     return route.audience == Audience.PUBLIC and route.method == "GET"
 
 
-def passed_headers(headers: CIMultiDict[str] | object) -> CIMultiDict[str]:
+def passed_headers(headers: Mapping[str, str]) -> CIMultiDict[str]:
     """The headers that cross to the other side (every value of a repeated one)."""
     out: CIMultiDict[str] = CIMultiDict()
-    for name, value in headers.items():  # type: ignore[attr-defined]
+    for name, value in headers.items():
         if name.lower() not in NOT_PASSED:
             out.add(name, value)
     return out
