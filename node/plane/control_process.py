@@ -26,8 +26,8 @@ from node.ha.secret import MeshSecretError
 from node.plane.control_side import PlaneServer
 from node.plane.facts import plane_facts
 from node.plane.handover import trusted_client
-from node.plane.node_metrics import metrics_socket
 from node.plane.paths import control_socket, plane_socket
+from node.plane.siblings import process_socket
 from node.plane.socket_file import PlaneSocketError, claim
 from node.plane.supervisor import ChildRefused, Supervisor
 from node.serving import make_runner, refuse, set_up, stop_on_signals, wait_and_clean_up
@@ -78,7 +78,7 @@ async def serve_control(
     # Before Raft starts: a live socket means this data dir is in use, and a path too long
     # for a Unix socket is refused here rather than in a child that would die restarting.
     data = config.data_path
-    sockets = [metrics_socket(data, f"p{i + 1}") for i in range(config.process_count)]
+    sockets = [process_socket(data, f"p{i + 1}") for i in range(config.process_count)]
     try:
         for path in [control_socket(data), *sockets]:
             claim(path)

@@ -31,9 +31,10 @@ from node.plane.codec import PLANE_VERSION
 from node.plane.data_routes import install
 from node.plane.data_side import PlaneLinkError, PlaneReplica
 from node.plane.handover import Handover
-from node.plane.node_metrics import NodeMetrics, metrics_socket, serve_own
+from node.plane.node_metrics import NodeMetrics
 from node.plane.parent import ParentLink, die_with_parent, orphaned
 from node.plane.paths import control_socket, plane_socket
+from node.plane.siblings import Siblings, process_socket, serve_siblings
 from node.serving import listen_on_port, make_runner, refuse, set_up, wait_and_clean_up
 from node.web import build_app
 
@@ -70,16 +71,18 @@ async def serve_data(
 
     node = Node(config, config_file, replica=replica)
     app = build_app(config, node, MIDDLEWARES)
+    siblings = Siblings(config.data_path, name)
     handover = Handover(
         control_socket(config.data_path),
         node.applied,
+        siblings,
         config.min_index_wait_secs,
         config.request_timeout_secs,
     )
     app.on_startup.append(lambda _: handover.start())
     app.on_cleanup.append(lambda _: handover.close())
-    own_metrics = metrics_socket(config.data_path, name)
-    install(app, handover, NodeMetrics(node.metrics, config.data_path, name))
+    own_socket = process_socket(config.data_path, name)
+    install(app, handover, NodeMetrics(node.metrics, siblings))
 
     async def name_the_process(_: web.Request, response: web.StreamResponse) -> None:
         response.headers[PROCESS_HEADER] = name
@@ -121,14 +124,17 @@ async def serve_data(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop, f"signal {sig.name}")
-    metrics_site = await serve_own(node.metrics, own_metrics)  # for its siblings' /metrics
+    # Before it says ready: its siblings ask it for its metrics and what it has applied.
+    sibling_site = await serve_siblings(
+        node.metrics, node.applied, config.min_index_wait_secs, own_socket
+    )
     if link is not None:
         link.watch(lambda: stop("the link to the control process closed"))
         link.announce_ready()
     try:
         return await wait_and_clean_up(node, runner)
     finally:
-        await metrics_site.cleanup()
-        own_metrics.unlink(missing_ok=True)
+        await sibling_site.cleanup()
+        own_socket.unlink(missing_ok=True)
         if link is not None:
             await link.close()

@@ -7,8 +7,9 @@ worker), tokenize/detokenize and parsing, published models, the public reads (pr
 stream). Everything else (every write of control state, `/ha/*`, `/admin/*`, `/api/*`,
 `/wasm`, the tokenizer registry, login) goes to the control process's Unix-socket
 HTTP site with its method, path, headers and body, and its answer comes back once
-this process's replica has applied the index in the answer's X-Meshgate-Index: a
-client reads its own write from any process of the node.
+this process's replica, and every sibling's (node/plane/siblings.py), has applied the
+index in the answer's X-Meshgate-Index: a client reads its own write from any process
+of the node, on any connection.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from node.api.table import Audience, Route
 from node.applied_wait import AppliedWaiter
 from node.errors import ApiError
 from node.index_names import INDEX_HEADER
+from node.plane.siblings import Siblings
 
 # The client's address as the data-plane process saw it: the control process trusts it
 # on its Unix socket alone (mode 0600: only this node's user can connect).
@@ -69,10 +71,16 @@ class Handover:
     socket), and answers once `applied` has reached the index of its answer."""
 
     def __init__(
-        self, socket_path: Path, applied: AppliedWaiter, wait_secs: float, timeout_secs: float
+        self,
+        socket_path: Path,
+        applied: AppliedWaiter,
+        siblings: Siblings,
+        wait_secs: float,
+        timeout_secs: float,
     ) -> None:
         self.socket_path = socket_path
         self.applied = applied
+        self.siblings = siblings
         self.wait_secs = wait_secs
         self.timeout_secs = timeout_secs  # the whole exchange with the control process
         self._session: aiohttp.ClientSession | None = None
@@ -125,10 +133,12 @@ class Handover:
         return web.Response(status=status, body=payload, headers=answer_headers)
 
     async def _caught_up(self, index: str | None) -> None:
-        """Wait (bounded) until this replica has applied what the control process had."""
-        if index is None or not index.isdigit():
+        """Wait (bounded) until this replica, and every other data-plane process's, has
+        applied what the control process had when it answered."""
+        if index is None or not index.isdigit() or len(index) > 18:
             return
         await self.applied.wait(int(index), self.wait_secs, capped=False)
+        await self.siblings.caught_up(int(index), self.wait_secs)
 
 
 @web.middleware
