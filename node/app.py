@@ -376,7 +376,7 @@ class Node:
             return None
         from node.wasm.hooks import WasmHooks
 
-        return WasmHooks(self.wasm, self.metrics.wasm_call)
+        return WasmHooks(self.wasm, self.metrics.wasm_call, self.config.wasm_max_body_bytes)
 
     def _blob_peers(self) -> list[Peer]:
         """Every other member, those answering the peer poll first."""

@@ -19,6 +19,7 @@ from node.audit import AUDIT, AuditLog, audit_middleware
 from node.browser_guard import browser_guard
 from node.config import Config
 from node.errors import error_middleware
+from node.http_limits import MAX_FIELD_SIZE
 from node.index_headers import add_index, min_index
 from node.load_gate import load_gate
 
@@ -39,7 +40,7 @@ def create_app(config: Config, config_file: str | None = None) -> web.Applicatio
     app = web.Application(
         middlewares=MIDDLEWARES,
         client_max_size=config.max_payload_size,
-        handler_args={"max_field_size": 16384},
+        handler_args={"max_field_size": MAX_FIELD_SIZE},
     )
     node = Node(config, config_file)
     app[NODE] = node

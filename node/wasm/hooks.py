@@ -21,7 +21,9 @@ from node.proxy.facts import model_of, wants_stream
 from node.proxy.forward import header_value_ok
 from node.wasm import runtime
 from node.wasm.chain import ChainStopped, Edited, Record, request_of, run_chain
+from node.wasm.convert import lowered_request, lowered_response
 from node.wasm.registry import Loaded, WasmRegistry
+from node.wasm.values import Lowered
 
 log = logging.getLogger("meshgate.wasm")
 
@@ -32,9 +34,10 @@ RESPONSE_FRAMING = frozenset(
 
 
 class WasmHooks:
-    def __init__(self, registry: WasmRegistry, record: Record) -> None:
+    def __init__(self, registry: WasmRegistry, record: Record, max_body: int) -> None:
         self.registry = registry
         self.record = record  # metrics of each call
+        self.max_body = max_body  # the largest body handed to a module
 
     async def on_request(self, ex: InferenceRequest) -> None:
         self._refuse_if_not_ready("OnRequest")
@@ -52,11 +55,9 @@ class WasmHooks:
             now_epoch_ms=int(time.time() * 1000),
         )
         edited = Edited(list(base.headers), ex.body)
-
-        def call(loaded: Loaded, now: Edited) -> object:
-            return loaded.runner.on_request(request_of(now, base))
-
-        await self._run(chain, "OnRequest", edited, call)
+        await self._run(
+            chain, "OnRequest", edited, lambda now: lowered_request(request_of(now, base))
+        )
         ex.header_edits = edited.header_edits()
         if edited.body != ex.body:
             _replace_body(ex, edited.body)
@@ -73,11 +74,12 @@ class WasmHooks:
         base = runtime.WasmResponse(out.status, list(out.headers.items()), body or b"")
         edited = Edited(list(base.headers), base.body)
 
-        def call(loaded: Loaded, now: Edited) -> object:
-            status = now.status or base.status
-            return loaded.runner.on_response(runtime.WasmResponse(status, now.headers, now.body))
+        def lower(now: Edited) -> Lowered:
+            return lowered_response(
+                runtime.WasmResponse(now.status or base.status, now.headers, now.body)
+            )
 
-        await self._run(chain, "OnResponse", edited, call)
+        await self._run(chain, "OnResponse", edited, lower)
         if edited.status is not None:
             out.set_status(_http_status(edited.status))
         for name, value in edited.header_edits().items():
@@ -109,15 +111,19 @@ class WasmHooks:
         chain: list[Loaded],
         point: str,
         edited: Edited,
-        call: Callable[[Loaded, Edited], object],
+        lower: Callable[[Edited], Lowered],
     ) -> None:
+        """The whole chain in one hand-off to a wasm thread."""
         try:
-            await run_chain(chain, point, edited, call, self.record)
+            await runtime.in_thread(
+                lambda: run_chain(chain, point, edited, lower, self.record, self.max_body)
+            )
         except ChainStopped as stop:
             raise ApiError(
                 _http_status(stop.status),
                 str(stop),
                 code=stop.code,
+                headers={"Retry-After": "1"} if stop.code == "WASM_MODULE_BUSY" else None,
                 extra={"module": stop.module},
             ) from None
 

@@ -57,6 +57,7 @@ class WasmRegistry:
         fetcher: BlobFetcher,
         artifacts: ArtifactCache,
         breaker: BreakerSettings = DEFAULT_BREAKER,
+        runner: runtime.RunnerSettings = runtime.DEFAULT_RUNNER,
         backoff: Backoff = DEFAULT_BACKOFF,
     ) -> None:
         self.records = records
@@ -65,6 +66,7 @@ class WasmRegistry:
         self.fetcher = fetcher
         self.artifacts = artifacts
         self.breaker = breaker
+        self.runner = runner
         self.backoff = backoff
         self._known: dict[str, Record] = {}
         self._status: dict[str, LocalStatus] = {}
@@ -201,10 +203,9 @@ class WasmRegistry:
     def _compile(self, record: Record) -> runtime.CompiledComponent:
         return self.artifacts.load(record["sha256"], self.store.path(record["sha256"]))
 
-    @staticmethod
-    def _runner(compiled: runtime.CompiledComponent, record: Record) -> runtime.ModuleRunner:
+    def _runner(self, compiled: runtime.CompiledComponent, record: Record) -> runtime.ModuleRunner:
         limits = runtime.Limits(**record["limits"])
-        return runtime.ModuleRunner(compiled, record["name"], limits)
+        return runtime.ModuleRunner(compiled, record["name"], limits, settings=self.runner)
 
     async def _fetch_missing(self, record: Record) -> None:
         """Return once the component is here and verified: fetch, retry with backoff."""
