@@ -28,6 +28,7 @@ ADMIN_KEY = strong("wasm-registry-admin")
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 CLIENT_KEY = strong("wasm-registry-client")
 SIZE_LIMIT = 64 * 1024
+BODY_LIMIT = 512 * 1024  # --wasm-max-body-bytes
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
 
 
@@ -44,6 +45,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         str(SIZE_LIMIT),
         "--wasm-breaker-failures",
         "2",
+        "--wasm-max-body-bytes",
+        str(BODY_LIMIT),
     )
     mesh = Mesh(tmp, extra=extra)
     try:
@@ -58,7 +61,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Each test component, written where n1 reads it."""
     folder = tmp_path_factory.mktemp("components")
     found = {}
-    for name in ("auth", "inject", "status_map", "loop", "allocate", "trap"):
+    for name in ("auth", "inject", "status_map", "loop", "allocate", "trap", "empty"):
         found[name] = folder / f"{name}.wasm"
         found[name].write_bytes(module_bytes(name))
     return found
@@ -68,10 +71,12 @@ def call(method: str, url: str, body: Any = None) -> requests.Response:
     return requests.request(method, url, json=body, headers=ADMIN, timeout=10)
 
 
-def chat(node: LocalNode, headers: dict[str, str] | None = None) -> requests.Response:
+def chat(
+    node: LocalNode, headers: dict[str, str] | None = None, body: dict[str, Any] = CHAT
+) -> requests.Response:
     """A chat request with the client key (the gateway's own auth passes it on to the modules)."""
     sent = {"Authorization": f"Bearer {CLIENT_KEY}", **(headers or {})}
-    return requests.post(node.url + "/v1/chat/completions", json=CHAT, headers=sent, timeout=10)
+    return requests.post(node.url + "/v1/chat/completions", json=body, headers=sent, timeout=10)
 
 
 def register(
@@ -218,6 +223,33 @@ def test_a_module_that_keeps_failing_is_turned_off_until_re_enabled(
     for enabled in (False, True):
         call("PATCH", f"{node.url}/wasm/{module_id}", {"enabled": enabled})
     wait_for(lambda: chat(node).status_code == 500, timeout=10, what="the breaker closed again")
+    remove(mesh, module_id)
+
+
+def test_a_large_body_reaches_a_module_and_one_over_the_bound_gets_413(
+    mesh: Mesh, files: dict[str, Path]
+) -> None:
+    """Copying a body in is not the module's time: 256 KiB pass the default 50 ms deadline.
+    A body over --wasm-max-body-bytes is never handed to a module: 413, and its breaker
+    stays closed."""
+    module_id = register(mesh, "empty", files["empty"])
+    node = mesh.nodes[1]
+
+    def saying(size: int) -> dict[str, Any]:
+        return {**CHAT, "messages": [{"role": "user", "content": "x" * size}]}
+
+    for _ in range(3):
+        passed = chat(node, body=saying(256 * 1024))
+        assert passed.status_code == 200, passed.text
+    for _ in range(3):  # more than --wasm-breaker-failures
+        refused = chat(node, body=saying(BODY_LIMIT))
+        assert refused.status_code == 413, refused.text
+        error = refused.json()["error"]
+        assert error["code"] == "WASM_BODY_TOO_LARGE" and "'empty'" in error["message"]
+        assert "--wasm-max-body-bytes" in error["message"]
+    view = call("GET", node.url + "/wasm").json()["modules"][0]["nodes"][node.name]
+    assert view["breaker"] == {"state": "closed", "failures_in_a_row": 0, "trips": 0}
+    assert chat(node).status_code == 200
     remove(mesh, module_id)
 
 
