@@ -33,10 +33,16 @@ _OOM = re.compile(
     re.IGNORECASE,
 )
 
+# wasmtime refuses to copy more than its hostcall fuel allows between host and guest in
+# one call (a list of a few MiB): it says so with these words.
+_TOO_MUCH = "too much data is being copied between the host and the guest"
+
 
 def classify(text: str, stderr: bytes, timed_out: bool) -> FailureKind:
     if timed_out or "interrupt" in text:
         return "timeout"
+    if _TOO_MUCH in text:  # wasmtime's own bound on an answer it lifts
+        return "answer"
     if _OOM.search(text.encode()) or _OOM.search(stderr):
         return "memory"
     return "trap"
