@@ -7,6 +7,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version
 from typing import Any, TypeVar
 
@@ -294,3 +295,14 @@ def test_a_module_runs_its_instances_calls_at_once_and_the_rest_fail_busy(
     first, second = run(scenario())
     assert isinstance(first, WasmFailed) and first.kind == "timeout"
     assert isinstance(second, WasmBusy) and "'loop' is busy" in str(second)
+
+
+def test_threads_instantiate_at_once_without_a_lock(compiled: Compiled) -> None:
+    keyed = with_headers(("x-api-key", API_KEY))
+
+    def make_and_call(_: int) -> object:
+        runner = ModuleRunner(compiled["auth"], "auth", settings=RunnerSettings(instances=3))
+        return run(runner.on_request(keyed))
+
+    with ThreadPoolExecutor(max_workers=4) as threads:
+        assert list(threads.map(make_and_call, range(8))) == [Continue()] * 8
