@@ -11,6 +11,7 @@ Figures, each p50/p99 in microseconds over `--calls` calls after a warm-up:
   modules (`run_chain` in one handoff, the request lowered once), divided by three:
   the cost per module of a request;
 - body 256K: one call with a 256 KiB body.
+bench/wasm_node_bench.py measures the same module through a real node.
 `--python-guest` adds the same for an empty guest built by componentize-py (cached
 under `--cache-dir`; the first build and compile take about a minute), whose run
 includes a Python interpreter's.
@@ -28,6 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the tests' components
+
 
 from bench.common import percentile  # noqa: E402
 from node.wasm.breaker import ModuleBreaker  # noqa: E402
