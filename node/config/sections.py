@@ -346,7 +346,8 @@ class Wasm(Section):
     wasm_max_body_bytes: int = setting(
         1024 * 1024,
         "largest body handed to a module, or taken from one as a replacement (bytes)",
-        check=between(0, 64 * 1024 * 1024),
+        # wasmtime copies a body as one value per byte, and refuses a copy of much more
+        check=between(0, 8 * 1024 * 1024),
     )
     wasm_instances: int = setting(
         2, "ready instances of each module: the calls of one module at once", check=between(1, 64)

@@ -77,15 +77,17 @@ def run_chain(
     lower: Callable[[Edited], Lowered],
     record: Record,
     max_body: int,
+    since: float | None = None,
 ) -> Edited:
     """Run `chain` at `point` over `edited` (changed in place); ChainStopped on a reject
-    or a failure that is not failed open. Blocking: run it on a wasm thread."""
+    or a failure that is not failed open. Blocking: run it on a wasm thread. `since`: when
+    the request was handed off (monotonic), from which a busy module's wait counts."""
     lowered: Lowered | None = None
     try:
         for loaded in chain:
             if lowered is None and len(edited.body) <= max_body:
                 lowered = lower(edited)
-            action = _one(loaded, point, edited, lowered, record, max_body)
+            action = _one(loaded, point, edited, lowered, record, max_body, since)
             if isinstance(action, runtime.Modify):
                 apply_modify(edited, action)
                 if lowered is not None:
@@ -104,6 +106,7 @@ def _one(
     lowered: Lowered | None,
     record: Record,
     max_body: int,
+    since: float | None,
 ) -> runtime.Action | None:
     """Call one module; its action, or None when it was skipped."""
     name, fail_open = loaded.record["name"], loaded.record["on_error"] == "continue"
@@ -132,7 +135,7 @@ def _one(
         )
     started = time.perf_counter()
     try:
-        action = loaded.runner.call(point, lowered)
+        action = loaded.runner.call(point, lowered, since)
     except runtime.WasmFailed as exc:
         loaded.breaker.failed()
         record(name, point, "error", time.perf_counter() - started)

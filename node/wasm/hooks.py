@@ -114,9 +114,10 @@ class WasmHooks:
         lower: Callable[[Edited], Lowered],
     ) -> None:
         """The whole chain in one hand-off to a wasm thread."""
+        since = time.monotonic()  # a busy module's wait counts the wait for a thread too
         try:
             await runtime.in_thread(
-                lambda: run_chain(chain, point, edited, lower, self.record, self.max_body)
+                lambda: run_chain(chain, point, edited, lower, self.record, self.max_body, since)
             )
         except ChainStopped as stop:
             raise ApiError(

@@ -34,9 +34,11 @@ class InstancePool(Generic[T]):
         self._refilling = False
         self._broken: WasmFailed | None = None  # why the last re-instantiation failed
 
-    def take(self) -> T:
-        """An idle instance; WasmBusy after the wait, or the reason none can be made."""
-        until = time.monotonic() + self._wait
+    def take(self, since: float | None = None) -> T:
+        """An idle instance; WasmBusy once the wait has passed since `since` (the
+        monotonic time the caller started waiting, now by default: a request that already
+        queued for a thread has waited), or the reason none can be made."""
+        until = (time.monotonic() if since is None else since) + self._wait
         with self._cond:
             while not self._idle:
                 if self._broken is not None and self._missing == self._size:

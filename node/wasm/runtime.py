@@ -120,11 +120,13 @@ class ModuleRunner:
     def exports(self) -> frozenset[str]:
         return self.compiled.exports
 
-    def call(self, point: str, arg: Lowered) -> Action:
-        """One call on the calling thread (a wasm thread: it may wait for an instance)."""
+    def call(self, point: str, arg: Lowered, since: float | None = None) -> Action:
+        """One call on the calling thread (a wasm thread: it may wait for an instance, up
+        to the busy wait counted from `since`, the monotonic time the request was handed
+        off)."""
         if point not in self.compiled.exports:
             raise ValueError(f"wasm module {self.name!r} does not export {point}")
-        instance = self._pool.take()
+        instance = self._pool.take(since)
         try:
             action = instance.call(point, arg, self.limits.timeout_ms, self.bounds)
         except BaseException:

@@ -31,7 +31,7 @@ class Answers:
         self.answer = answer
         self.seen: list[object] = []
 
-    def call(self, _point: str, lowered: object) -> runtime.Action:
+    def call(self, _point: str, lowered: object, _since: float | None = None) -> runtime.Action:
         self.seen.append(lowered)
         if isinstance(self.answer, BaseException):
             raise self.answer
@@ -66,11 +66,12 @@ def run(
     edited: Edited | None = None,
     lower: Lowering | None = None,
     max_body: int = 1024,
+    point: str = "OnRequest",
 ) -> tuple[Edited, list[tuple[str, str]]]:
     seen: list[tuple[str, str]] = []
     edited = edited or Edited([("x-drop", "1"), ("X-Keep", "2")], b"body")
     record = lambda m, _p, o, _s: seen.append((m, o))  # noqa: E731
-    run_chain(chain, "OnRequest", edited, lower or Lowering(), record, max_body)
+    run_chain(chain, point, edited, lower or Lowering(), record, max_body)
     return edited, seen
 
 
@@ -250,6 +251,10 @@ def test_a_body_over_the_bound_is_never_handed_to_a_module_nor_counted_on_its_br
         run([module], big, lower)
     assert (stopped.value.status, stopped.value.code) == (413, "WASM_BODY_TOO_LARGE")
     assert "1025 bytes, over the 1024" in str(stopped.value) and "'big'" in str(stopped.value)
+    with pytest.raises(ChainStopped) as stopped:
+        run([module], big, lower, point="OnResponse")
+    assert (stopped.value.status, stopped.value.code) == (502, "WASM_BODY_TOO_LARGE")
+    assert "worker's answer body is 1025 bytes" in str(stopped.value)
     module.record["on_error"] = "continue"
     assert run([module], big, lower)[1] == [("big", "too_large")]
     assert lower.made == [] and module.runner.seen == []  # type: ignore[attr-defined]

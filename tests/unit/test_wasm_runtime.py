@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import pytest
 import wasmtime
 
+from node.wasm.pool import InstancePool
 from node.wasm.runtime import (
     AnswerBounds,
     CompiledComponent,
@@ -306,3 +307,15 @@ def test_threads_instantiate_at_once_without_a_lock(compiled: Compiled) -> None:
 
     with ThreadPoolExecutor(max_workers=4) as threads:
         assert list(threads.map(make_and_call, range(8))) == [Continue()] * 8
+
+
+def test_the_busy_wait_counts_from_the_hand_off() -> None:
+    """A request that already queued for a thread longer than the wait fails at once."""
+    pool = InstancePool(object, 1, 5.0, "m")
+    held = pool.take()
+    started = time.monotonic()
+    with pytest.raises(WasmBusy):
+        pool.take(since=started - 10)
+    assert time.monotonic() - started < 1.0
+    pool.give(held)
+    assert pool.take(since=started - 10) is held  # an idle instance is never refused
