@@ -2,9 +2,10 @@
 /wasm/{module_uuid}`; all of them 404 naming the flag without --enable-wasm.
 
 `POST` reads each component on this node (`file_path`, SMG's form, or `wasm_base64`),
-compiles and checks it, keeps it in the blob store and commits a record naming it by
-digest: every node then fetches it from a peer, compiles it once and runs it
-(node/wasm/registry.py). A bad module gets a 400 and nothing enters the log.
+compiles and checks it, keeps it in the blob store and commits the records naming them
+by digest, all in one command: every node then fetches them from a peer, compiles each
+once and runs it (node/wasm/registry.py). A bad module gets a 400 and nothing enters the
+log; what a refused or uncommitted request stored is removed again.
 """
 
 from __future__ import annotations

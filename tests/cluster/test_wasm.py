@@ -375,10 +375,11 @@ def test_deleting_a_module_lets_the_calls_in_flight_finish(
     seen = served()
     with ThreadPoolExecutor(4) as pool:
         calls = [pool.submit(chat, node) for _ in range(4)]
-        # Once the worker has answered one, its OnResponse call is running (the others
-        # run or wait for an instance of the module): delete the module now.
-        wait_for(lambda: served() > seen, timeout=10, what="a request past the worker")
+        # Once the worker has answered all four, their OnResponse calls run (two at a
+        # time: the module's instances) for ~0.2 s: delete the module meanwhile.
+        wait_for(lambda: served() >= seen + 4, timeout=10, what="the requests past the worker")
         remove(mesh, module_id)
+        assert not all(c.done() for c in calls)  # the delete came while calls ran
         answers = [c.result() for c in calls]
     assert [a.status_code for a in answers] == [200] * 4
     assert [a.headers.get(SEEN_HEADER) for a in answers] == ["yes"] * 4
