@@ -258,6 +258,22 @@ class RaftStatus:
     snapshots_sent: int = 0  # to followers too far behind (since this start)
     updated_at: float = field(default_factory=time.monotonic)
 
+    @classmethod
+    def starting(cls, self_address: str | None) -> RaftStatus:
+        """Before anything is known: no leader, nothing applied, not ready."""
+        return cls(
+            self_address=self_address,
+            role="starting",
+            leader=None,
+            term=0,
+            commit_index=0,
+            applied_index=0,
+            leader_commit_index=None,
+            has_quorum=False,
+            log_len=0,
+            ready=False,
+        )
+
     @property
     def is_leader(self) -> bool:
         return self.role == "leader"
@@ -452,18 +468,7 @@ class MeshRaft:
         self._replica = _Replica(stream, self._note_restored)
         self._sync: SyncObj | None = None
         self._ready = threading.Event()
-        self._status = RaftStatus(
-            self_address=settings.self_address,
-            role="starting",
-            leader=None,
-            term=0,
-            commit_index=0,
-            applied_index=0,
-            leader_commit_index=None,
-            has_quorum=False,
-            log_len=0,
-            ready=False,
-        )
+        self._status = RaftStatus.starting(settings.self_address)
         self._status_every = 0.1
         self._last_status = 0.0
         self._calls: collections.deque[Callable[[], None]] = collections.deque()

@@ -101,6 +101,36 @@ SIZE_CHECKED_OPS: Final = frozenset(
 )
 
 
+# What a snapshot carries: every field of a ControlState (tests/unit/test_state_snapshot.py
+# fails when a field is added to `__init__` and not here). `recent` is the request memory
+# of a state from before `requests`.
+SNAPSHOT_FIELDS: Final = (
+    "applied_index",
+    "workers",
+    "worker_urls",
+    "policies",
+    "config",
+    "members",
+    "rate_limits",
+    "shutdowns",
+    "tenants",
+    "api_keys",
+    "key_hashes",
+    "auth_required",
+    "token_versions",
+    "models",
+    "published",
+    "usage",
+    "tokenizers",
+    "wasm_modules",
+    "breaker_resets",
+    "requests",
+    "log_time",
+    "forgotten",
+    "recent",
+)
+
+
 class ControlState:
     """Everything the mesh agrees on. Each attribute is replaced, never mutated."""
 
@@ -256,6 +286,34 @@ class ControlState:
         unstamped = {"index": None, "log_time": None, "expires_at": None, "at": None}
         self.requests = {rid: {"outcome": o, **unstamped} for rid, o in self.recent.items()}
         self.recent = {}
+
+    # -- snapshots ------------------------------------------------------------
+
+    def to_snapshot(self) -> dict[str, Any]:
+        """Every field, as plain data: what a data-plane process loads (JSON, never pickle).
+
+        The collections are copy-on-write, so the dict shares them; `requests`, the one
+        mutated in place, is copied. Read it where nothing applies meanwhile (the Raft
+        thread). A state from before request records keeps `recent` instead."""
+        fields: dict[str, Any] = {name: getattr(self, name) for name in SNAPSHOT_FIELDS}
+        if "requests" in self.__dict__:
+            fields["requests"] = dict(self.requests)
+        else:
+            del fields["requests"]
+        return fields
+
+    @classmethod
+    def from_snapshot(cls, fields: dict[str, Any]) -> ControlState:
+        """The state `to_snapshot` described; a field it lacks keeps its default."""
+        state = cls()
+        unknown = set(fields) - set(SNAPSHOT_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown control state fields: {sorted(unknown)}")
+        if "requests" not in fields:
+            del state.requests  # apply adopts `recent` into request records
+        for name, value in fields.items():
+            setattr(state, name, value)
+        return state
 
     def request(self, rid: str) -> Record | None:
         """What is remembered of request id `rid` (None: not applied, or forgotten)."""
@@ -1090,15 +1148,27 @@ def _tokenizer_remove(
 
 
 def _wasm_add(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
-    """Register a WASM module. args: {"module": {id, name, sha256, size, attach_points,
-    order?, enabled?, on_error?, limits?}}. Names are unique; without an order it runs
-    after every module registered before it."""
-    spec = args["module"]
-    taken = _registration_problem(state.wasm_modules, spec, "WASM module", MAX_WASM_MODULES)
-    if taken:
-        return taken
-    last = max((m["order"] for m in state.wasm_modules.values()), default=-1)
-    record: Record = {
+    """Register WASM modules, all or none. args: {"modules": [spec, ...]}, or {"module":
+    spec} (one, as earlier releases wrote it); a spec is {id, name, sha256, size,
+    attach_points, order?, enabled?, on_error?, limits?}. Names are unique; a module
+    without an order runs after every module registered before it (earlier in the list
+    included)."""
+    specs = args["modules"] if "modules" in args else [args["module"]]
+    modules = state.wasm_modules
+    for spec in specs:
+        taken = _registration_problem(modules, spec, "WASM module", MAX_WASM_MODULES)
+        if taken:
+            return taken
+        modules = _with(modules, spec["id"], _wasm_record(modules, spec, cmd, index))
+    state.wasm_modules = modules
+    if "modules" in args:
+        return ok({"module_ids": [spec["id"] for spec in specs], "version": index})
+    return ok({"module_id": specs[0]["id"], "version": index})
+
+
+def _wasm_record(modules: dict[str, Record], spec: Record, cmd: Command, index: int) -> Record:
+    last = max((m["order"] for m in modules.values()), default=-1)
+    return {
         "id": spec["id"],
         "name": spec["name"],
         "sha256": spec["sha256"],
@@ -1112,8 +1182,6 @@ def _wasm_add(state: ControlState, args: dict[str, Any], cmd: Command, index: in
         "created_by": cmd["by"],
         **_stamp(cmd, index),
     }
-    state.wasm_modules = _with(state.wasm_modules, spec["id"], record)
-    return ok({"module_id": spec["id"], "version": index})
 
 
 def _wasm_update(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:

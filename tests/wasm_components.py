@@ -315,6 +315,33 @@ TABLE_GROW = f"""
         (br $more)))
       (call $reject (local.get $grown)))"""
 
+SEEN_HEADER = "x-wasm-seen"
+
+
+def _mark(spins: int) -> str:
+    """OnResponse: spin `spins` rounds of a loop, then set `x-wasm-seen: yes` on the answer
+    (any answer: the worker's or the node's own error). OnRequest: continue."""
+    return (
+        CONTINUE_ON_REQUEST
+        + f"""
+    (data (i32.const 64) "{SEEN_HEADER}")
+    (data (i32.const 80) "yes")
+    (data (i32.const 256) "\\40\\00\\00\\00\\0b\\00\\00\\00\\50\\00\\00\\00\\03\\00\\00\\00")
+    (func (export "on-response") {RESPONSE_PARAMS} (result i32)
+      (local $i i32)
+      (block $done (loop $spin
+        (br_if $done (i32.ge_u (local.get $i) (i32.const {spins})))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $spin)))
+      (drop (call $modify))
+      (i32.store (i32.const 24) (i32.const 256)) (i32.store (i32.const 28) (i32.const 1))
+      (i32.const 16))"""
+    )
+
+
+# Rounds of spinning that take about a tenth of a second on the development host.
+SLOW_MARK_SPINS = 40_000_000
+
 # What the tests register: name -> (core, exported interfaces)
 MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "auth": (AUTH, ("on-request", "on-response")),
@@ -328,6 +355,8 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "header_flood": (HEADER_FLOOD, ("on-request",)),
     "body_flood": (BODY_FLOOD, ("on-request",)),
     "table_grow": (TABLE_GROW, ("on-request",)),
+    "mark": (_mark(0), ("on-request", "on-response")),
+    "slow_mark": (_mark(SLOW_MARK_SPINS), ("on-request", "on-response")),
 }
 
 

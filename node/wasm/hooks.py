@@ -3,7 +3,8 @@
 `on_request` runs after authentication and before the rate limits, quota and admission:
 its header changes go to the worker, a body it replaces is what the worker gets (and what
 routing reads). `on_response` runs on a whole answer before it is sent, and on a stream
-before its first byte (status and headers only: the body is still coming).
+before its first byte (status and headers only: the body is still coming); `on_error`
+runs it on the node's own error answer to a request `on_request` let through.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable
 import orjson
 from aiohttp import web
 
-from node.errors import ApiError
+from node.errors import ApiError, render_error
 from node.pipeline.request import InferenceRequest
 from node.proxy.facts import model_of, wants_stream
 from node.proxy.forward import header_value_ok
@@ -67,6 +68,7 @@ class WasmHooks:
     ) -> None:
         """Change `out` (not yet sent) as the modules say. `body`: a whole answer's, or None
         for a stream."""
+        ex.replied = True  # once per request: an error it raises is not passed through it
         self._refuse_if_not_ready("OnResponse")
         chain = self.registry.chain("OnResponse")
         if not chain:
@@ -92,6 +94,14 @@ class WasmHooks:
                 out.headers[name] = value
         if body is not None and edited.body != body and isinstance(out, web.Response):
             out.body = edited.body
+
+    async def on_error(self, ex: InferenceRequest, error: ApiError) -> web.Response:
+        """The node's own error answer to a request OnRequest let through (a 429 from the
+        limits, a 503 with no worker, admission), through OnResponse like any answer: as in
+        SMG, whose OnResponse runs on whatever the gateway answers behind it."""
+        out = render_error(ex.http, error)
+        await self.on_response(ex, out, out.body if isinstance(out.body, bytes) else b"")
+        return out
 
     def _refuse_if_not_ready(self, point: str) -> None:
         """A module that may not be skipped (an auth module, say) and is still fetching or
