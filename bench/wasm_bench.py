@@ -1,12 +1,17 @@
 """The latency an empty OnRequest middleware adds, per call (node/wasm/runtime.py).
 
-Three figures, each p50/p99 in microseconds over `--calls` calls after a warm-up:
+Figures, each p50/p99 in microseconds over `--calls` calls after a warm-up:
 - handoff: an empty function through the runtime's worker pool, the cost of not
   blocking the event loop alone;
 - call: `ModuleRunner.on_request` of an empty component (tests/wasm_components.py,
-  component text), as the inference path awaits it: handoff + lowering the request +
-  the wasm run + lifting the action;
-- in-thread: the same call without the handoff.
+  component text), awaited: handoff + lowering the request + the wasm run + lifting
+  the action;
+- in-thread: the same call without the handoff;
+- request x3: what a request pays on the inference path for a chain of three such
+  modules (`run_chain` in one handoff, the request lowered once), divided by three:
+  the cost per module of a request;
+- body 256K: one call with a 256 KiB body.
+bench/wasm_node_bench.py measures the same module through a real node.
 `--python-guest` adds the same for an empty guest built by componentize-py (cached
 under `--cache-dir`; the first build and compile take about a minute), whose run
 includes a Python interpreter's.
@@ -25,8 +30,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the tests' components
 
+
 from bench.common import percentile  # noqa: E402
-from node.wasm.convert import request_value  # noqa: E402
+from node.wasm.breaker import ModuleBreaker  # noqa: E402
+from node.wasm.chain import Edited, request_of, run_chain  # noqa: E402
+from node.wasm.convert import lowered_request  # noqa: E402
+from node.wasm.registry import Loaded  # noqa: E402
 from node.wasm.runtime import (  # noqa: E402
     Limits,
     ModuleRunner,
@@ -35,9 +44,9 @@ from node.wasm.runtime import (  # noqa: E402
     compile_component,
     deserialize,
     digest_of,
+    in_thread,
     serialize,
 )
-from node.wasm.runtime import _executor as wasm_executor  # noqa: E402
 from tests.wasm_components import PYTHON_EMPTY_GUEST, build_python_guest, module_bytes  # noqa: E402
 
 REQUEST = WasmRequest(
@@ -83,17 +92,31 @@ def cached_compile(data: bytes, cache_dir: Path):  # type: ignore[no-untyped-def
 
 
 async def measure(runner: ModuleRunner, calls: int) -> dict[str, dict[str, float]]:
-    loop = asyncio.get_running_loop()
+    async def in_thread_call() -> object:
+        arg = lowered_request(REQUEST)
+        try:
+            return runner.call("OnRequest", arg)
+        finally:
+            arg.close()
 
-    async def in_thread() -> object:
-        return runner._call_sync("OnRequest", lambda: request_value(REQUEST))
+    chain = [
+        Loaded({"name": f"m{i}", "on_error": "fail"}, runner, ModuleBreaker(5, 30.0))
+        for i in range(3)
+    ]
 
+    def request_chain() -> object:
+        edited = Edited(list(REQUEST.headers), REQUEST.body)
+        lower = lambda now: lowered_request(request_of(now, REQUEST))  # noqa: E731
+        return run_chain(chain, "OnRequest", edited, lower, lambda *_: None, 1 << 20)
+
+    big = WasmRequest("POST", REQUEST.path, "", REQUEST.headers, b"x" * 256 * 1024, "r-2", 0)
+    per_request = await timed(lambda: in_thread(request_chain), calls)
     return {
         "call": summary(await timed(lambda: runner.on_request(REQUEST), calls)),
-        "in-thread": summary(await timed(in_thread, calls)),
-        "handoff": summary(
-            await timed(lambda: loop.run_in_executor(wasm_executor(), lambda: None), calls)
-        ),
+        "in-thread": summary(await timed(in_thread_call, calls)),
+        "handoff": summary(await timed(lambda: in_thread(lambda: None), calls)),
+        "request x3": summary([t / 3 for t in per_request]),
+        "body 256K": summary(await timed(lambda: runner.on_request(big), max(20, calls // 20))),
     }
 
 

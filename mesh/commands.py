@@ -421,6 +421,7 @@ WASM_ON_ERROR: Final = ("fail", "continue")
 WASM_ORDER_MOST: Final = 1_000_000
 WASM_TIMEOUT_MS: Final = (1, 60_000)  # per call
 WASM_MEMORY_BYTES: Final = (64 * 1024, 4 * 1024**3)  # per instance
+WASM_BATCH_MOST: Final = 16  # modules one `wasm.add` registers together
 # Fields `wasm.update` may change; name, digest and attach points never change.
 WASM_MUTABLE: Final = ("enabled", "order", "on_error", "limits")
 
@@ -452,7 +453,23 @@ def _wasm_field_problem(field: str, value: Any) -> str | None:
 
 
 def _wasm_add_problem(args: Args) -> str | None:
-    spec = args.get("module")
+    """`{"module": spec}` (one module, as earlier releases wrote it) or `{"modules": [spec,
+    ...]}` (a `POST /wasm` batch: all of them or none)."""
+    if "modules" not in args:
+        return _wasm_spec_problem(args.get("module"))
+    specs = args["modules"]
+    if "module" in args:
+        return "give module or modules, not both"
+    if not isinstance(specs, list) or not 0 < len(specs) <= WASM_BATCH_MOST:
+        return f"modules must list 1 to {WASM_BATCH_MOST} modules"
+    for i, spec in enumerate(specs):
+        problem = _wasm_spec_problem(spec)
+        if problem:
+            return f"modules[{i}]: {problem}"
+    return None
+
+
+def _wasm_spec_problem(spec: Any) -> str | None:
     if not isinstance(spec, dict):
         return "module must be a mapping"
     problem = _named_spec_problem(spec, "module", WASM_NAME_LIMIT)

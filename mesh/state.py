@@ -1148,15 +1148,27 @@ def _tokenizer_remove(
 
 
 def _wasm_add(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:
-    """Register a WASM module. args: {"module": {id, name, sha256, size, attach_points,
-    order?, enabled?, on_error?, limits?}}. Names are unique; without an order it runs
-    after every module registered before it."""
-    spec = args["module"]
-    taken = _registration_problem(state.wasm_modules, spec, "WASM module", MAX_WASM_MODULES)
-    if taken:
-        return taken
-    last = max((m["order"] for m in state.wasm_modules.values()), default=-1)
-    record: Record = {
+    """Register WASM modules, all or none. args: {"modules": [spec, ...]}, or {"module":
+    spec} (one, as earlier releases wrote it); a spec is {id, name, sha256, size,
+    attach_points, order?, enabled?, on_error?, limits?}. Names are unique; a module
+    without an order runs after every module registered before it (earlier in the list
+    included)."""
+    specs = args["modules"] if "modules" in args else [args["module"]]
+    modules = state.wasm_modules
+    for spec in specs:
+        taken = _registration_problem(modules, spec, "WASM module", MAX_WASM_MODULES)
+        if taken:
+            return taken
+        modules = _with(modules, spec["id"], _wasm_record(modules, spec, cmd, index))
+    state.wasm_modules = modules
+    if "modules" in args:
+        return ok({"module_ids": [spec["id"] for spec in specs], "version": index})
+    return ok({"module_id": specs[0]["id"], "version": index})
+
+
+def _wasm_record(modules: dict[str, Record], spec: Record, cmd: Command, index: int) -> Record:
+    last = max((m["order"] for m in modules.values()), default=-1)
+    return {
         "id": spec["id"],
         "name": spec["name"],
         "sha256": spec["sha256"],
@@ -1170,8 +1182,6 @@ def _wasm_add(state: ControlState, args: dict[str, Any], cmd: Command, index: in
         "created_by": cmd["by"],
         **_stamp(cmd, index),
     }
-    state.wasm_modules = _with(state.wasm_modules, spec["id"], record)
-    return ok({"module_id": spec["id"], "version": index})
 
 
 def _wasm_update(state: ControlState, args: dict[str, Any], cmd: Command, index: int) -> Outcome:

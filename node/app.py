@@ -81,6 +81,7 @@ from node.runtime import RUNTIME_KEY, LiveParts, apply_runtime
 from node.service import Periodic, cancel_and_wait
 from node.text.resolve import TokenizerResolver
 from node.tokenizers.registry import TokenizerRegistry
+from node.wasm_required import readiness_problem
 from node.workers.client import WorkerClient
 from node.workers.credentials import CredentialBox, basic, split_userinfo
 from node.workers.discovery import DiscoveryJobs
@@ -229,6 +230,7 @@ class Node:
             self.pool.all,
             self.is_draining,
             config.readiness_requires_workers,
+            self._wasm_missing,
         )
         self.pool.on_removed.append(lambda worker: self.selector.forget(worker.id))
         self.stream.subscribe(self._on_applied)
@@ -409,12 +411,16 @@ class Node:
 
         return wasm_registry(self.config, self.blobs, self.blob_fetcher, lambda: self.raft.state)
 
+    def _wasm_missing(self) -> str | None:
+        """Why this node, started without --enable-wasm, must not serve (or None)."""
+        return None if self.wasm is not None else readiness_problem(self.raft.state)
+
     def _wasm_hooks(self) -> WasmHooks | None:
         if self.wasm is None:
             return None
         from node.wasm.hooks import WasmHooks
 
-        return WasmHooks(self.wasm, self.metrics.wasm_call)
+        return WasmHooks(self.wasm, self.metrics.wasm_call, self.config.wasm_max_body_bytes)
 
     def _blob_peers(self) -> list[Peer]:
         """Every other member, those answering the peer poll first."""

@@ -70,15 +70,12 @@ class ApiError(Exception):
         self.headers = headers or {}
         self.extra = extra or {}
 
+    def fields(self) -> dict[str, Any]:
+        """What its answer carries besides the status and the message."""
+        return dict(code=self.code, param=self.param, headers=self.headers, extra=self.extra)
+
     def response(self) -> web.Response:
-        return error_response(
-            self.status,
-            self.message,
-            code=self.code,
-            param=self.param,
-            headers=self.headers,
-            extra=self.extra,
-        )
+        return error_response(self.status, self.message, **self.fields())
 
 
 def error_body(
@@ -147,6 +144,12 @@ def _render(
     return error_response(status, message, code=code, param=param, headers=headers, extra=extra)
 
 
+def render_error(request: web.Request, exc: ApiError) -> web.Response:
+    """The answer `exc` gets on `request`'s route, as the error middleware would give it
+    (for a step that must see the answer before it is sent: WASM OnResponse)."""
+    return _render(request, exc.status, exc.message, **exc.fields())
+
+
 def _envelope(request: web.Request) -> Envelope:
     table = installed(request)
     return "error" if table is None else table.envelope(request)
@@ -157,15 +160,7 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     try:
         return await handler(request)  # type: ignore[no-any-return]
     except ApiError as exc:
-        return _render(
-            request,
-            exc.status,
-            exc.message,
-            code=exc.code,
-            param=exc.param,
-            headers=exc.headers,
-            extra=exc.extra,
-        )
+        return render_error(request, exc)
     except web.HTTPRequestEntityTooLarge:
         return _render(
             request,

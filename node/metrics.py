@@ -16,6 +16,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+# WASM outcomes in which the module did not run: they count, but have no duration.
+NOT_RUN = frozenset({"skipped", "too_large", "busy"})
 WASM_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
@@ -91,7 +93,7 @@ class Metrics:
 
     def wasm_call(self, module: str, point: str, outcome: str, seconds: float) -> None:
         self._child(self._wasm_calls, module, point, outcome).inc()
-        if outcome != "skipped":
+        if outcome not in NOT_RUN:
             self._child(self._wasm_latency, module, point).observe(seconds)
 
     def parse_failed(self) -> None:

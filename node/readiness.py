@@ -29,14 +29,18 @@ def readiness_problems(
     unloaded: str | None,
     workers: Iterable[Worker],
     requires_workers: bool = False,
+    wasm_missing: str | None = None,
 ) -> list[str]:
     """Why this node is not ready, in words for an operator; empty when it is ready.
-    `unloaded` is why it has no state to serve from (`LoadedState.problem`), or None."""
+    `unloaded` is why it has no state to serve from (`LoadedState.problem`), or None;
+    `wasm_missing` why it cannot run the mesh's WASM modules (`node.wasm_required`)."""
     problems = []
     if draining:
         problems.append("node is draining")
     if unloaded:
         problems.append(unloaded)
+    if wasm_missing:
+        problems.append(wasm_missing)
     if requires_workers and not any(w.routable for w in workers):
         problems.append(NO_WORKER)
     return problems
@@ -62,18 +66,24 @@ class Readiness:
         workers: Callable[[], Iterable[Worker]],
         draining: Callable[[], bool],
         requires_workers: bool,
+        wasm_missing: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.loaded = loaded
         self._status = status
         self._workers = workers
         self._draining = draining
         self.requires_workers = requires_workers
+        self._wasm_missing = wasm_missing
 
     def problems(self) -> list[str]:
         """Why the node should take no traffic now (`/readiness`, `/ha/local`)."""
         unloaded = self.loaded.problem()
         return readiness_problems(
-            self._draining(), unloaded, self._workers(), self.requires_workers
+            self._draining(),
+            unloaded,
+            self._workers(),
+            self.requires_workers,
+            self._wasm_missing(),
         )
 
     def health_problems(self) -> list[str]:

@@ -19,6 +19,7 @@ from node.audit import AUDIT, AuditLog, audit_middleware
 from node.browser_guard import browser_guard
 from node.config import Config
 from node.errors import error_middleware
+from node.http_limits import MAX_FIELD_SIZE
 from node.index_headers import add_index, min_index
 from node.load_gate import load_gate
 
@@ -54,7 +55,7 @@ def build_app(config: Config, node: Node, middlewares: Sequence[Middleware]) -> 
     app = web.Application(
         middlewares=middlewares,
         client_max_size=config.max_payload_size,
-        handler_args={"max_field_size": 16384},
+        handler_args={"max_field_size": MAX_FIELD_SIZE},
     )
     app[NODE] = node
     app.on_response_prepare.append(add_index)  # X-Meshgate-Index on every answer

@@ -266,6 +266,82 @@ TRAP_ON_RESPONSE = (
 
 EMPTY = CONTINUE_ON_REQUEST
 
+# Sets 10,000 headers (each `x: x`, all naming the same two bytes): more than a node takes.
+HEADER_FLOOD = f"""
+    (data (i32.const 64) "x")
+    (func (export "on-request") {REQUEST_PARAMS} (result i32)
+      (local $i i32) (local $at i32)
+      (local.set $at (i32.mul (memory.grow (i32.const 3)) (i32.const 65536)))
+      (block $done (loop $next
+        (br_if $done (i32.ge_u (local.get $i) (i32.const 10000)))
+        (i32.store (local.get $at) (i32.const 64))
+        (i32.store offset=4 (local.get $at) (i32.const 1))
+        (i32.store offset=8 (local.get $at) (i32.const 64))
+        (i32.store offset=12 (local.get $at) (i32.const 1))
+        (local.set $at (i32.add (local.get $at) (i32.const 16)))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $next)))
+      (drop (call $modify))
+      (i32.store (i32.const 24) (i32.sub (local.get $at) (i32.const 160000)))
+      (i32.store (i32.const 28) (i32.const 10000))
+      (i32.const 16))"""
+
+# Replaces the body with `now-epoch-ms` bytes of "b" (the test picks the size there), for
+# which it grows its memory; it aborts as an allocator does when the memory cap says no.
+BODY_FLOOD = f"""
+    (func $handle_alloc_error (unreachable))
+    (func (export "on-request") {REQUEST_PARAMS} (result i32)
+      (local $size i32) (local $page i32)
+      (local.set $size (i32.wrap_i64 (local.get $now)))
+      (local.set $page (memory.grow (i32.add (i32.shr_u (local.get $size) (i32.const 16))
+                                             (i32.const 1))))
+      (if (i32.eq (local.get $page) (i32.const -1)) (then (call $handle_alloc_error)))
+      (memory.fill (i32.mul (local.get $page) (i32.const 65536)) (i32.const 98) (local.get $size))
+      (drop (call $modify))
+      (i32.store8 (i32.const 48) (i32.const 1))
+      (i32.store (i32.const 52) (i32.mul (local.get $page) (i32.const 65536)))
+      (i32.store (i32.const 56) (local.get $size))
+      (i32.const 16))"""
+
+# Grows a table 1,000 elements at a time until the store says no; rejects with the number
+# of times it grew (so a test reads how far the cap let it go).
+TABLE_GROW = f"""
+    (table $t 0 funcref)
+    (func (export "on-request") {REQUEST_PARAMS} (result i32)
+      (local $grown i32)
+      (block $full (loop $more
+        (br_if $full (i32.eq (table.grow $t (ref.null func) (i32.const 1000)) (i32.const -1)))
+        (local.set $grown (i32.add (local.get $grown) (i32.const 1)))
+        (br $more)))
+      (call $reject (local.get $grown)))"""
+
+SEEN_HEADER = "x-wasm-seen"
+
+
+def _mark(spins: int) -> str:
+    """OnResponse: spin `spins` rounds of a loop, then set `x-wasm-seen: yes` on the answer
+    (any answer: the worker's or the node's own error). OnRequest: continue."""
+    return (
+        CONTINUE_ON_REQUEST
+        + f"""
+    (data (i32.const 64) "{SEEN_HEADER}")
+    (data (i32.const 80) "yes")
+    (data (i32.const 256) "\\40\\00\\00\\00\\0b\\00\\00\\00\\50\\00\\00\\00\\03\\00\\00\\00")
+    (func (export "on-response") {RESPONSE_PARAMS} (result i32)
+      (local $i i32)
+      (block $done (loop $spin
+        (br_if $done (i32.ge_u (local.get $i) (i32.const {spins})))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $spin)))
+      (drop (call $modify))
+      (i32.store (i32.const 24) (i32.const 256)) (i32.store (i32.const 28) (i32.const 1))
+      (i32.const 16))"""
+    )
+
+
+# Rounds of spinning that take about a tenth of a second on the development host.
+SLOW_MARK_SPINS = 40_000_000
+
 # What the tests register: name -> (core, exported interfaces)
 MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "auth": (AUTH, ("on-request", "on-response")),
@@ -276,6 +352,11 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "trap": (TRAP, ("on-request", "on-response")),
     "trap_on_response": (TRAP_ON_RESPONSE, ("on-request", "on-response")),
     "empty": (EMPTY, ("on-request",)),
+    "header_flood": (HEADER_FLOOD, ("on-request",)),
+    "body_flood": (BODY_FLOOD, ("on-request",)),
+    "table_grow": (TABLE_GROW, ("on-request",)),
+    "mark": (_mark(0), ("on-request", "on-response")),
+    "slow_mark": (_mark(SLOW_MARK_SPINS), ("on-request", "on-response")),
 }
 
 

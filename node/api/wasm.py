@@ -2,9 +2,10 @@
 /wasm/{module_uuid}`; all of them 404 naming the flag without --enable-wasm.
 
 `POST` reads each component on this node (`file_path`, SMG's form, or `wasm_base64`),
-compiles and checks it, keeps it in the blob store and commits a record naming it by
-digest: every node then fetches it from a peer, compiles it once and runs it
-(node/wasm/registry.py). A bad module gets a 400 and nothing enters the log.
+compiles and checks it, keeps it in the blob store and commits the records naming them
+by digest, all in one command: every node then fetches them from a peer, compiles each
+once and runs it (node/wasm/registry.py). A bad module gets a 400 and nothing enters the
+log; what a refused or uncommitted request stored is removed again.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from msgspec import Meta
 
 from mesh.commands import (
     WASM_ATTACH_POINTS,
+    WASM_BATCH_MOST,
     WASM_MEMORY_BYTES,
     WASM_NAME_LIMIT,
     WASM_ORDER_MOST,
@@ -31,9 +33,9 @@ from node.api.table import COMMIT, Audience, Route
 from node.app import Node
 from node.auth import Principal
 from node.errors import ApiError
+from node.wasm.holds import Taking
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._:/@+-]*"
-MODULES_MOST = 16  # modules in one POST
 PATH_LIMIT = 4096
 TimeoutMs = Annotated[int, Meta(ge=WASM_TIMEOUT_MS[0], le=WASM_TIMEOUT_MS[1])]
 MemoryBytes = Annotated[int, Meta(ge=WASM_MEMORY_BYTES[0], le=WASM_MEMORY_BYTES[1])]
@@ -84,7 +86,7 @@ class ModuleSpec(Body):
 
 
 class ModulesCreate(Body):
-    modules: Annotated[list[ModuleSpec], Meta(min_length=1, max_length=MODULES_MOST)]
+    modules: Annotated[list[ModuleSpec], Meta(min_length=1, max_length=WASM_BATCH_MOST)]
 
 
 class ModuleUpdate(Body):
@@ -138,8 +140,9 @@ def _view(node: Node, record: dict[str, Any]) -> dict[str, Any]:
 # -- taking a module in ------------------------------------------------------------------
 
 
-async def _take(node: Node, spec: ModuleSpec) -> dict[str, Any]:
-    """Read, check and store one module's component: the `wasm.add` spec naming it."""
+async def _take(node: Node, spec: ModuleSpec, taking: Taking) -> dict[str, Any]:
+    """Read, check and store one module's component (held by `taking` until its record
+    names it): the `wasm.add` spec naming it."""
     from node.wasm import intake  # wasmtime loads only with --enable-wasm
 
     limit = node.config.wasm_max_module_bytes
@@ -160,6 +163,7 @@ async def _take(node: Node, spec: ModuleSpec) -> dict[str, Any]:
         checked = await asyncio.to_thread(intake.check, data, spec.sha256, points, field)
     except intake.IntakeError as exc:
         raise ApiError(400, f"module {spec.name!r}: {exc}", param=exc.param) from None
+    taking(checked.digest)  # before it is stored: another request's cleanup keeps it
     assert node.wasm is not None
     await asyncio.to_thread(node.blobs.put_bytes, checked.data)
     await asyncio.to_thread(node.wasm.artifacts.keep, checked.digest, checked.compiled)
@@ -203,12 +207,6 @@ def _attach_points(given: list[dict[str, str]]) -> list[str]:
     return points
 
 
-def _drop_unused(node: Node, specs: list[dict[str, Any]]) -> None:
-    """Remove components read for registrations that will not be made (not after an
-    unknown outcome: the record may be applied, and this node's copy is the only one)."""
-    node.blobs.remove_unused([s["sha256"] for s in specs], node.raft.state.digests_in_use())
-
-
 # -- handlers ----------------------------------------------------------------------------
 
 
@@ -243,27 +241,28 @@ async def add_modules(request: web.Request, principal: Principal) -> web.Respons
                 code="CONFLICT",
                 extra={"module_id": taken["id"]},
             )
+    assert node.wasm is not None
     specs: list[dict[str, Any]] = []
-    try:
-        for module in body.modules:  # every one checked before any is committed
-            specs.append(await _take(node, module))
-    except ApiError:
-        _drop_unused(node, specs)
-        raise
-    results = []
-    for module, spec in zip(body.modules, specs, strict=True):
+    with node.wasm.holds.taking_in() as taking:
+        committing = False
         try:
-            value = await node.commit("wasm.add", {"module": spec}, principal)
-        except ApiError as exc:
-            if exc.extra.get("outcome") == "rejected":
-                _drop_unused(node, [spec])
+            for module in body.modules:  # every one checked before any is committed
+                specs.append(await _take(node, module, taking))
+            committing = True
+            value = await node.commit("wasm.add", {"modules": specs}, principal)
+        except BaseException as exc:
+            # Refused or never committed: nothing names what was stored. An unknown
+            # outcome keeps it: the records may be applied, and this copy is the only one.
+            known = isinstance(exc, ApiError) and exc.extra.get("outcome") != "unknown"
+            if not committing or known:
+                node.wasm.drop_unused(taking.release())
             raise
+    results = []
+    for module, spec, module_id in zip(body.modules, specs, value["module_ids"], strict=True):
         shown = {"name": module.name, "module_type": "Middleware", "attach_points": _points(spec)}
         if module.file_path is not None:
             shown["file_path"] = module.file_path
-        results.append(
-            {**shown, "sha256": spec["sha256"], "add_result": {"Success": value["module_id"]}}
-        )
+        results.append({**shown, "sha256": spec["sha256"], "add_result": {"Success": module_id}})
     return json_response({"modules": results, "success": True})
 
 

@@ -349,6 +349,20 @@ class Wasm(Section):
         "most memory a module without its own limit may use (bytes)",
         check=between(64 * 1024, 4 * 1024**3),
     )
+    wasm_max_body_bytes: int = setting(
+        1024 * 1024,
+        "largest body handed to a module, or taken from one as a replacement (bytes)",
+        # wasmtime copies a body as one value per byte, and refuses a copy of much more
+        check=between(0, 8 * 1024 * 1024),
+    )
+    wasm_instances: int = setting(
+        2, "ready instances of each module: the calls of one module at once", check=between(1, 64)
+    )
+    wasm_busy_wait_ms: int = setting(
+        1000,
+        "how long a call waits for one of its module's instances before failing as busy (ms)",
+        check=between(0, 60_000),
+    )
     wasm_breaker_failures: int = setting(
         5, "consecutive failures that turn a module off on a node", check=at_least(1)
     )

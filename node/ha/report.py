@@ -23,6 +23,7 @@ from node.limits.quotas import QuotaEngine
 from node.limits.ratelimit import RateLimiter
 from node.readiness import Readiness
 from node.tokenizers.registry import TokenizerRegistry
+from node.wasm_required import off_report
 from node.workers.credentials import CredentialBox
 from node.workers.pool import WorkerPool
 
@@ -103,7 +104,7 @@ def local_report(node: Reporting) -> dict[str, Any]:
         "mesh_secret": secret_report(node),
         "tokenizers": node.tokenizer_registry.report(),  # this node's view of each (GET .../status)
         # Each WASM module on this node: pending/ready/failed, and its circuit breaker.
-        "wasm": node.wasm.report() if node.wasm is not None else None,
+        "wasm": node.wasm.report() if node.wasm is not None else off_report(node.raft.state),
         # With --processes N: each data-plane process (name, pid, ready, starts).
         "processes": node.processes() if node.processes is not None else None,
     }

@@ -34,6 +34,7 @@ from node.pipeline.settle import meter, release_lease, settle
 from node.proxy.facts import facts_of, model_of, wants_stream
 from node.proxy.forward import Forwarder
 from node.routing.selector import PolicySelector
+from node.wasm_required import refuse_without_wasm
 from node.workers.pool import WorkerPool
 
 if TYPE_CHECKING:
@@ -109,11 +110,23 @@ class Pipeline:
 
     async def run(self, request: InferenceRequest) -> web.StreamResponse:
         """The stages, in order: WASM OnRequest, workers, authorize, rate limits, quota,
-        admission, forward (WASM OnResponse), settle."""
+        admission, forward, settle; WASM OnResponse on whatever is answered after OnRequest
+        let the request through (the worker's answer or the node's own error)."""
         wasm = self.wasm
-        if wasm is not None:
-            await wasm.on_request(request)  # may reject, or change headers and body
-            request.before_reply = partial(wasm.on_response, request)
+        if wasm is None:
+            refuse_without_wasm(self.state())
+            return await self._stages(request)
+        await wasm.on_request(request)  # may reject, or change headers and body
+        request.before_reply = partial(wasm.on_response, request)
+        try:
+            return await self._stages(request)
+        except ApiError as exc:
+            if request.replied:  # OnResponse ran already: this is its own answer
+                raise
+            return await wasm.on_error(request, exc)
+
+    async def _stages(self, request: InferenceRequest) -> web.StreamResponse:
+        wasm = self.wasm
         target = request.target
         candidates = target.candidates
         if candidates is None:

@@ -63,6 +63,7 @@ class InferenceRequest:
     # its OnResponse step, which a stream calls before its first byte.
     header_edits: dict[str, str | None] = field(default_factory=dict)
     before_reply: Callable[[web.StreamResponse, bytes | None], Awaitable[None]] | None = None
+    replied: bool = False  # OnResponse ran (on an answer, or on the node's own error)
     # Recorded by the forwarder.
     worker: Worker | None = None
     attempts: int = 0

@@ -1,4 +1,6 @@
-"""Running the modules attached at one point, in order, and applying what they answer.
+"""Running the modules attached at one point, in order, and applying what they answer: on a
+wasm thread, the whole chain in one hand-off, the request lowered once for every module
+that sees it unchanged.
 
 `continue` passes on; `reject(status)` stops the chain; `modify` changes the headers
 (remove, then set, then add) and the body, and the next module sees the change. A module
@@ -6,6 +8,8 @@ that fails (a trap, a timeout, a memory overrun) stops the request with a 500-cl
 naming it, unless it was registered with `on_error: "continue"`: then it is skipped. Each
 failure counts on the module's breaker; while the breaker is open the module is not called
 and counts as failed (so an auth module that keeps trapping never lets requests through).
+Neither a body over the size a module may see nor a module busy with other calls says
+anything about the module: they fail (or skip) that module without touching its breaker.
 """
 
 from __future__ import annotations
@@ -16,10 +20,13 @@ from dataclasses import dataclass, field, replace
 
 from node.wasm import runtime
 from node.wasm.registry import Loaded
+from node.wasm.values import Lowered
 
 Header = tuple[str, str]
 # (module name, attach point, outcome, seconds): the metrics of one call.
 Record = Callable[[str, str, str, float], None]
+# What a body over --wasm-max-body-bytes ends the request with, by attach point.
+TOO_LARGE = {"OnRequest": 413, "OnResponse": 502}
 
 
 class ChainStopped(Exception):
@@ -63,53 +70,98 @@ def apply_modify(edited: Edited, action: runtime.Modify) -> None:
         edited.status = action.status
 
 
-async def run_chain(
+def run_chain(
     chain: Iterable[Loaded],
     point: str,
     edited: Edited,
-    call: Callable[[Loaded, Edited], object],
+    lower: Callable[[Edited], Lowered],
     record: Record,
+    max_body: int,
+    since: float | None = None,
 ) -> Edited:
     """Run `chain` at `point` over `edited` (changed in place); ChainStopped on a reject
-    or a failure that is not failed open."""
-    for loaded in chain:
-        name, fail_open = loaded.record["name"], loaded.record["on_error"] == "continue"
-        if not loaded.breaker.allow():
-            record(name, point, "skipped", 0.0)
-            if fail_open:
-                continue
-            raise ChainStopped(
-                name,
-                503,
-                "WASM_MODULE_UNAVAILABLE",
-                f"WASM module {name!r} is turned off on this node after repeated failures "
-                "(its circuit breaker is open); try again later",
-            )
-        started = time.perf_counter()
-        try:
-            action = await call(loaded, edited)  # type: ignore[misc]
-        except runtime.WasmFailed as exc:
-            loaded.breaker.failed()
-            record(name, point, "error", time.perf_counter() - started)
-            if fail_open:
-                continue
-            raise ChainStopped(
-                name, 500, "WASM_MODULE_FAILED", f"WASM module {name!r} failed: {exc}"
-            ) from None
-        except BaseException:
-            loaded.breaker.abandoned()
-            raise
-        loaded.breaker.succeeded()
-        if isinstance(action, runtime.Reject):
-            record(name, point, "reject", time.perf_counter() - started)
-            raise ChainStopped(
-                name, action.status, "WASM_REJECTED", f"rejected by WASM module {name!r}"
-            )
-        if isinstance(action, runtime.Modify):
-            apply_modify(edited, action)
-        outcome = "modify" if isinstance(action, runtime.Modify) else "continue"
-        record(name, point, outcome, time.perf_counter() - started)
+    or a failure that is not failed open. Blocking: run it on a wasm thread. `since`: when
+    the request was handed off (monotonic), from which a busy module's wait counts."""
+    lowered: Lowered | None = None
+    try:
+        for loaded in chain:
+            if lowered is None and len(edited.body) <= max_body:
+                lowered = lower(edited)
+            action = _one(loaded, point, edited, lowered, record, max_body, since)
+            if isinstance(action, runtime.Modify):
+                apply_modify(edited, action)
+                if lowered is not None:
+                    lowered.close()
+                lowered = None  # the next module sees the change
+    finally:
+        if lowered is not None:
+            lowered.close()
     return edited
+
+
+def _one(
+    loaded: Loaded,
+    point: str,
+    edited: Edited,
+    lowered: Lowered | None,
+    record: Record,
+    max_body: int,
+    since: float | None,
+) -> runtime.Action | None:
+    """Call one module; its action, or None when it was skipped."""
+    name, fail_open = loaded.record["name"], loaded.record["on_error"] == "continue"
+    if lowered is None:  # the body is over what a module may see: never handed to one
+        record(name, point, "too_large", 0.0)
+        if fail_open:
+            return None
+        what = "request" if point == "OnRequest" else "worker's answer"
+        raise ChainStopped(
+            name,
+            TOO_LARGE[point],
+            "WASM_BODY_TOO_LARGE",
+            f"the {what} body is {len(edited.body)} bytes, over the {max_body} that WASM "
+            f"module {name!r} may see (--wasm-max-body-bytes)",
+        )
+    if not loaded.breaker.allow():
+        record(name, point, "skipped", 0.0)
+        if fail_open:
+            return None
+        raise ChainStopped(
+            name,
+            503,
+            "WASM_MODULE_UNAVAILABLE",
+            f"WASM module {name!r} is turned off on this node after repeated failures "
+            "(its circuit breaker is open); try again later",
+        )
+    started = time.perf_counter()
+    try:
+        action = loaded.runner.call(point, lowered, since)
+    except runtime.WasmFailed as exc:
+        loaded.breaker.failed()
+        record(name, point, "error", time.perf_counter() - started)
+        if fail_open:
+            return None
+        raise ChainStopped(
+            name, 500, "WASM_MODULE_FAILED", f"WASM module {name!r} failed: {exc}"
+        ) from None
+    except runtime.WasmBusy as exc:
+        loaded.breaker.abandoned()  # the module did nothing wrong
+        record(name, point, "busy", time.perf_counter() - started)
+        if fail_open:
+            return None
+        raise ChainStopped(name, 503, "WASM_MODULE_BUSY", f"{exc}; try again shortly") from None
+    except BaseException:
+        loaded.breaker.abandoned()
+        raise
+    loaded.breaker.succeeded()
+    if isinstance(action, runtime.Reject):
+        record(name, point, "reject", time.perf_counter() - started)
+        raise ChainStopped(
+            name, action.status, "WASM_REJECTED", f"rejected by WASM module {name!r}"
+        )
+    outcome = "modify" if isinstance(action, runtime.Modify) else "continue"
+    record(name, point, outcome, time.perf_counter() - started)
+    return action
 
 
 def request_of(edited: Edited, base: runtime.WasmRequest) -> runtime.WasmRequest:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import threading
 from dataclasses import dataclass
-from functools import cache
 
 import wasmtime
 from wasmtime.component import Component, Linker
@@ -118,16 +117,21 @@ def digest_of(data: bytes) -> str:
 
 
 _linker_lock = threading.Lock()
+_linkers: dict[wasmtime.Engine, Linker] = {}
 
 
-@cache
 def _linker(engine: wasmtime.Engine) -> Linker:
-    linker = Linker(engine)
-    linker.add_wasip2()
-    return linker
+    """The engine's one linker (WASI p2), made once: only making it takes the lock."""
+    with _linker_lock:
+        linker = _linkers.get(engine)
+        if linker is None:
+            linker = _linkers[engine] = Linker(engine)
+            linker.add_wasip2()
+        return linker
 
 
 def instantiate(store: wasmtime.Store, compiled: CompiledComponent) -> wasmtime.component.Instance:
-    """An instance of `compiled` in `store`, linked to WASI p2 only."""
-    with _linker_lock:  # one linker per engine, shared by every runner thread
-        return _linker(compiled.engine).instantiate(store, compiled.component)
+    """An instance of `compiled` in `store`, linked to WASI p2 only. Instantiating reads the
+    linker only (wasmtime's `Linker::instantiate` takes it shared), so threads that each
+    instantiate into their own store need no lock."""
+    return _linker(compiled.engine).instantiate(store, compiled.component)

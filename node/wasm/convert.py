@@ -1,24 +1,12 @@
-"""Between the dataclasses of `types` and wasmtime's component values.
-
-wasmtime maps a WIT record to an attribute bag named by the WIT field names
-(`request-id`), and the `action` variant, whose cases lift to different Python
-types, to the bare payload: None for `continue`, an int for `reject`, a record for
-`modify`."""
+"""From the node's request and response to what a module is handed: text made valid for
+WIT strings, then lowered into wasmtime's values (node/wasm/values.py)."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
 
-from wasmtime.component import Record, Variant
-
-from node.wasm.types import Action, Continue, Header, Modify, Reject, WasmRequest, WasmResponse
-
-
-def _record(**fields: Any) -> Record:
-    record = Record()
-    for name, value in fields.items():
-        setattr(record, name.replace("_", "-"), value)
-    return record
+from node.wasm.types import Header, WasmRequest, WasmResponse
+from node.wasm.values import Lowered, lower_request, lower_response
 
 
 def _text(value: str) -> str:
@@ -31,47 +19,24 @@ def _text(value: str) -> str:
         return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-def _headers(headers: list[Header]) -> list[Record]:
-    return [_record(name=_text(name), value=_text(value)) for name, value in headers]
+def _headers(headers: list[Header]) -> list[Header]:
+    return [(_text(name), _text(value)) for name, value in headers]
 
 
-def request_value(req: WasmRequest) -> Record:
-    return _record(
-        method=req.method,
+def sanitized(req: WasmRequest) -> WasmRequest:
+    return replace(
+        req,
+        method=_text(req.method),
         path=_text(req.path),
         query=_text(req.query),
         headers=_headers(req.headers),
-        body=bytes(req.body),
         request_id=_text(req.request_id),
-        now_epoch_ms=req.now_epoch_ms,
     )
 
 
-def response_value(resp: WasmResponse) -> Record:
-    return _record(status=resp.status, headers=_headers(resp.headers), body=bytes(resp.body))
+def lowered_request(req: WasmRequest) -> Lowered:
+    return lower_request(sanitized(req))
 
 
-def _pairs(records: list[Any]) -> list[Header]:
-    return [(r.name, r.value) for r in records]
-
-
-def _modify(record: Any) -> Modify:
-    body = getattr(record, "body-replace")
-    return Modify(
-        status=record.status,
-        headers_set=_pairs(getattr(record, "headers-set")),
-        headers_add=_pairs(getattr(record, "headers-add")),
-        headers_remove=list(getattr(record, "headers-remove")),
-        body_replace=None if body is None else bytes(body),
-    )
-
-
-def action_from_value(value: Any) -> Action:
-    """The module's answer as an Action (wasmtime has checked it against the WIT type)."""
-    if isinstance(value, Variant):  # a wasmtime that tags every variant
-        value = value.payload if value.tag != "continue" else None
-    if value is None:
-        return Continue()
-    if isinstance(value, int):
-        return Reject(value)
-    return _modify(value)
+def lowered_response(resp: WasmResponse) -> Lowered:
+    return lower_response(replace(resp, headers=_headers(resp.headers)))

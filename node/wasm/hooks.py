@@ -3,7 +3,8 @@
 `on_request` runs after authentication and before the rate limits, quota and admission:
 its header changes go to the worker, a body it replaces is what the worker gets (and what
 routing reads). `on_response` runs on a whole answer before it is sent, and on a stream
-before its first byte (status and headers only: the body is still coming).
+before its first byte (status and headers only: the body is still coming); `on_error`
+runs it on the node's own error answer to a request `on_request` let through.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ from collections.abc import Callable
 import orjson
 from aiohttp import web
 
-from node.errors import ApiError
+from node.errors import ApiError, render_error
 from node.pipeline.request import InferenceRequest
 from node.proxy.facts import model_of, wants_stream
 from node.proxy.forward import header_value_ok
 from node.wasm import runtime
 from node.wasm.chain import ChainStopped, Edited, Record, request_of, run_chain
+from node.wasm.convert import lowered_request, lowered_response
 from node.wasm.registry import Loaded, WasmRegistry
+from node.wasm.values import Lowered
 
 log = logging.getLogger("meshgate.wasm")
 
@@ -32,9 +35,10 @@ RESPONSE_FRAMING = frozenset(
 
 
 class WasmHooks:
-    def __init__(self, registry: WasmRegistry, record: Record) -> None:
+    def __init__(self, registry: WasmRegistry, record: Record, max_body: int) -> None:
         self.registry = registry
         self.record = record  # metrics of each call
+        self.max_body = max_body  # the largest body handed to a module
 
     async def on_request(self, ex: InferenceRequest) -> None:
         self._refuse_if_not_ready("OnRequest")
@@ -52,11 +56,9 @@ class WasmHooks:
             now_epoch_ms=int(time.time() * 1000),
         )
         edited = Edited(list(base.headers), ex.body)
-
-        def call(loaded: Loaded, now: Edited) -> object:
-            return loaded.runner.on_request(request_of(now, base))
-
-        await self._run(chain, "OnRequest", edited, call)
+        await self._run(
+            chain, "OnRequest", edited, lambda now: lowered_request(request_of(now, base))
+        )
         ex.header_edits = edited.header_edits()
         if edited.body != ex.body:
             _replace_body(ex, edited.body)
@@ -66,6 +68,7 @@ class WasmHooks:
     ) -> None:
         """Change `out` (not yet sent) as the modules say. `body`: a whole answer's, or None
         for a stream."""
+        ex.replied = True  # once per request: an error it raises is not passed through it
         self._refuse_if_not_ready("OnResponse")
         chain = self.registry.chain("OnResponse")
         if not chain:
@@ -73,11 +76,12 @@ class WasmHooks:
         base = runtime.WasmResponse(out.status, list(out.headers.items()), body or b"")
         edited = Edited(list(base.headers), base.body)
 
-        def call(loaded: Loaded, now: Edited) -> object:
-            status = now.status or base.status
-            return loaded.runner.on_response(runtime.WasmResponse(status, now.headers, now.body))
+        def lower(now: Edited) -> Lowered:
+            return lowered_response(
+                runtime.WasmResponse(now.status or base.status, now.headers, now.body)
+            )
 
-        await self._run(chain, "OnResponse", edited, call)
+        await self._run(chain, "OnResponse", edited, lower)
         if edited.status is not None:
             out.set_status(_http_status(edited.status))
         for name, value in edited.header_edits().items():
@@ -90,6 +94,14 @@ class WasmHooks:
                 out.headers[name] = value
         if body is not None and edited.body != body and isinstance(out, web.Response):
             out.body = edited.body
+
+    async def on_error(self, ex: InferenceRequest, error: ApiError) -> web.Response:
+        """The node's own error answer to a request OnRequest let through (a 429 from the
+        limits, a 503 with no worker, admission), through OnResponse like any answer: as in
+        SMG, whose OnResponse runs on whatever the gateway answers behind it."""
+        out = render_error(ex.http, error)
+        await self.on_response(ex, out, out.body if isinstance(out.body, bytes) else b"")
+        return out
 
     def _refuse_if_not_ready(self, point: str) -> None:
         """A module that may not be skipped (an auth module, say) and is still fetching or
@@ -109,15 +121,20 @@ class WasmHooks:
         chain: list[Loaded],
         point: str,
         edited: Edited,
-        call: Callable[[Loaded, Edited], object],
+        lower: Callable[[Edited], Lowered],
     ) -> None:
+        """The whole chain in one hand-off to a wasm thread."""
+        since = time.monotonic()  # a busy module's wait counts the wait for a thread too
         try:
-            await run_chain(chain, point, edited, call, self.record)
+            await runtime.in_thread(
+                lambda: run_chain(chain, point, edited, lower, self.record, self.max_body, since)
+            )
         except ChainStopped as stop:
             raise ApiError(
                 _http_status(stop.status),
                 str(stop),
                 code=stop.code,
+                headers={"Retry-After": "1"} if stop.code == "WASM_MODULE_BUSY" else None,
                 extra={"module": stop.module},
             ) from None
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import binascii
 import hashlib
+import os
 import stat
 from base64 import b64decode
 from dataclasses import dataclass
-from pathlib import Path
 
 from node.wasm import runtime
 
@@ -34,37 +34,57 @@ class Checked:
 
 
 def read_file(file_path: str, limit: int) -> bytes:
-    """The bytes of a regular file on this node, at most `limit` (blocking)."""
-    path = Path(file_path)
-    if not path.is_absolute():
+    """The bytes of a regular file on this node, at most `limit` (blocking).
+
+    The file is opened once and every check is made on that descriptor, so a file swapped
+    between a check and the read is never read unchecked; O_NONBLOCK keeps a FIFO or a
+    device from blocking the open, and O_NOCTTY a terminal from becoming ours."""
+    if not os.path.isabs(file_path):
         raise IntakeError(
             f"file_path must be an absolute path on the node, not {file_path!r}", "file_path"
         )
     try:
-        info = path.stat()
-        if not stat.S_ISREG(info.st_mode):
-            raise IntakeError(f"file_path {file_path!r} is not a regular file", "file_path")
-        if info.st_size > limit:
-            raise IntakeError(
-                f"file_path {file_path!r} is {info.st_size} bytes, over the limit of {limit} "
-                "(--wasm-max-module-bytes)",
-                "file_path",
-            )
-        with path.open("rb", buffering=0) as file:
-            data = file.read(limit + 1)
+        fd = os.open(file_path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except FileNotFoundError:
         raise IntakeError(
             f"file_path {file_path!r}: no such file on this node", "file_path"
         ) from None
     except OSError as exc:
+        raise _unreadable(file_path, exc) from None
+    try:
+        return _read_regular(fd, file_path, limit)
+    except OSError as exc:
+        raise _unreadable(file_path, exc) from None
+    finally:
+        os.close(fd)
+
+
+def _read_regular(fd: int, file_path: str, limit: int) -> bytes:
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        raise IntakeError(f"file_path {file_path!r} is not a regular file", "file_path")
+    if info.st_size > limit:
         raise IntakeError(
-            f"file_path {file_path!r} cannot be read: {exc.strerror}", "file_path"
-        ) from None
-    if len(data) > limit:
+            f"file_path {file_path!r} is {info.st_size} bytes, over the limit of {limit} "
+            "(--wasm-max-module-bytes)",
+            "file_path",
+        )
+    chunks, size = [], 0
+    while size <= limit:  # a file that grows while read stops one byte past the limit
+        chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > limit:
         raise IntakeError(
             f"file_path {file_path!r} is over the limit of {limit} bytes", "file_path"
         )
-    return data
+    return b"".join(chunks)
+
+
+def _unreadable(file_path: str, exc: OSError) -> IntakeError:
+    return IntakeError(f"file_path {file_path!r} cannot be read: {exc.strerror}", "file_path")
 
 
 def decode_upload(text: str, limit: int) -> bytes:

@@ -9,8 +9,10 @@ from mesh.state import ControlState
 from node.blobs.fetch import BlobFetcher
 from node.blobs.store import BlobStore
 from node.config.model import Config
+from node.http_limits import MAX_FIELD_SIZE
 from node.wasm.artifacts import ArtifactCache
 from node.wasm.registry import BreakerSettings, WasmRegistry
+from node.wasm.runtime import AnswerBounds, RunnerSettings
 
 
 def wasm_registry(
@@ -23,6 +25,16 @@ def wasm_registry(
         fetcher,
         ArtifactCache(artifacts_dir(config.data_path)),
         BreakerSettings(config.wasm_breaker_failures, config.wasm_breaker_cooldown_secs),
+        runner_settings(config),
+    )
+
+
+def runner_settings(config: Config) -> RunnerSettings:
+    return RunnerSettings(
+        instances=config.wasm_instances,
+        busy_wait=config.wasm_busy_wait_ms / 1000,
+        # An answer's header is bounded as a request's is; a replaced body as a module's input.
+        bounds=AnswerBounds(header_bytes=MAX_FIELD_SIZE, body_bytes=config.wasm_max_body_bytes),
     )
 
 

@@ -25,6 +25,7 @@ from node.record_work import DEFAULT_BACKOFF, Backoff, LocalStatus, RecordWork
 from node.wasm import runtime
 from node.wasm.artifacts import ArtifactCache
 from node.wasm.breaker import ModuleBreaker
+from node.wasm.holds import Holds
 
 Record = dict[str, Any]
 
@@ -57,6 +58,7 @@ class WasmRegistry:
         fetcher: BlobFetcher,
         artifacts: ArtifactCache,
         breaker: BreakerSettings = DEFAULT_BREAKER,
+        runner: runtime.RunnerSettings = runtime.DEFAULT_RUNNER,
         backoff: Backoff = DEFAULT_BACKOFF,
     ) -> None:
         self.records = records
@@ -65,12 +67,14 @@ class WasmRegistry:
         self.fetcher = fetcher
         self.artifacts = artifacts
         self.breaker = breaker
+        self.runner = runner
         self.backoff = backoff
         self._known: dict[str, Record] = {}
         self._status: dict[str, LocalStatus] = {}
         self._loaded: dict[str, Loaded] = {}
         self._work = RecordWork("wasm", lambda i, why: self._set(i, "failed", why))
         self._started = False
+        self.holds = Holds()  # components a POST /wasm here is taking in
 
     # -- what the inference path runs ------------------------------------------------
 
@@ -142,7 +146,8 @@ class WasmRegistry:
     def sync(self) -> None:
         """Follow the replicated records: prepare new ones, forget removed ones, take
         changed ones (a new limit builds a new runner; order, enabled, on_error are read
-        from the record on every request)."""
+        from the record on every request). A module still being prepared takes its record
+        as it is when its runner is built, so a change made meanwhile is not lost."""
         if not self._started:
             return
         records = self.records()
@@ -154,20 +159,28 @@ class WasmRegistry:
             if before is None:
                 self._status[module_id] = LocalStatus()
                 self._work.run(module_id, self._prepare(record))
-            elif before["limits"] != record["limits"] and module_id in self._loaded:
-                self._work.run(module_id, self._rebuild(record))
-            elif module_id in self._loaded:
-                self._loaded[module_id].record = record
-                if before["enabled"] is False and record["enabled"]:
-                    self._loaded[module_id].breaker.succeeded()  # re-enabled: a fresh start
+                continue
+            loaded = self._loaded.get(module_id)
+            if loaded is None:
+                continue  # still being prepared (or failed): it reads _known when built
+            loaded.record = record
+            if before["limits"] != record["limits"]:
+                self._work.run(module_id, self._rebuild(module_id))
+            if before["enabled"] is False and record["enabled"]:
+                loaded.breaker.succeeded()  # re-enabled: a fresh start
 
     def _forget(self, module_id: str) -> None:
         record = self._known.pop(module_id)
         self._status.pop(module_id, None)
         self._loaded.pop(module_id, None)  # a call already running holds its runner
         self._work.cancel(module_id)
-        if self.store.remove_unused([record["sha256"]], self.in_use()):
-            self.artifacts.forget(record["sha256"])
+        self.drop_unused([record["sha256"]])
+
+    def drop_unused(self, digests: list[str]) -> None:
+        """Remove the components (and their compiled artifacts) of `digests` that no record
+        names and no registration under way here is taking in."""
+        for digest in self.store.remove_unused(digests, self.in_use() | self.holds.held()):
+            self.artifacts.forget(digest)
 
     def _set(self, module_id: str, state: str, reason: str | None, retrying: bool = False) -> None:
         if module_id in self._known:
@@ -179,7 +192,7 @@ class WasmRegistry:
         await self._fetch_missing(record)
         try:
             compiled = await asyncio.to_thread(self._compile, record)
-            runner = await asyncio.to_thread(self._runner, compiled, record)
+            runner = await self._current_runner(record["id"], compiled)
         except (runtime.WasmInvalid, runtime.WasmFailed, OSError) as exc:
             self._set(record["id"], "failed", f"load error: {exc}")
             return
@@ -187,24 +200,34 @@ class WasmRegistry:
         self._loaded[record["id"]] = Loaded(self._known[record["id"]], runner, breaker)
         self._set(record["id"], "ready", None)
 
-    async def _rebuild(self, record: Record) -> None:
+    async def _rebuild(self, module_id: str) -> None:
         """New limits: a new runner; the old one finishes the calls it has."""
-        loaded = self._loaded[record["id"]]
+        loaded = self._loaded[module_id]
         try:
-            runner = await asyncio.to_thread(self._runner, loaded.runner.compiled, record)
+            runner = await self._current_runner(module_id, loaded.runner.compiled)
         except (runtime.WasmInvalid, runtime.WasmFailed) as exc:
-            self._loaded.pop(record["id"], None)
-            self._set(record["id"], "failed", f"load error: {exc}")
+            self._loaded.pop(module_id, None)
+            self._set(module_id, "failed", f"load error: {exc}")
             return
-        self._loaded[record["id"]] = Loaded(self._known[record["id"]], runner, loaded.breaker)
+        self._loaded[module_id] = Loaded(self._known[module_id], runner, loaded.breaker)
+
+    async def _current_runner(
+        self, module_id: str, compiled: runtime.CompiledComponent
+    ) -> runtime.ModuleRunner:
+        """A runner under the module's limits as they are once it is built: a change
+        applied while it was built (a PATCH) builds it again."""
+        while True:
+            limits = self._known[module_id]["limits"]
+            runner = await asyncio.to_thread(self._runner, compiled, self._known[module_id])
+            if self._known[module_id]["limits"] == limits:
+                return runner
 
     def _compile(self, record: Record) -> runtime.CompiledComponent:
         return self.artifacts.load(record["sha256"], self.store.path(record["sha256"]))
 
-    @staticmethod
-    def _runner(compiled: runtime.CompiledComponent, record: Record) -> runtime.ModuleRunner:
+    def _runner(self, compiled: runtime.CompiledComponent, record: Record) -> runtime.ModuleRunner:
         limits = runtime.Limits(**record["limits"])
-        return runtime.ModuleRunner(compiled, record["name"], limits)
+        return runtime.ModuleRunner(compiled, record["name"], limits, settings=self.runner)
 
     async def _fetch_missing(self, record: Record) -> None:
         """Return once the component is here and verified: fetch, retry with backoff."""

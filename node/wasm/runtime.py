@@ -1,5 +1,5 @@
-"""Running middleware components: a small pool of ready instances per module, calls on
-worker threads, a deadline and a memory cap on every call.
+"""Running middleware components: a pool of ready instances per module, calls on worker
+threads, a deadline and store limits on every call, bounds on what goes in and comes out.
 
 The event loop never waits for a module's run: wasmtime's Python API calls into the
 native library through ctypes, which releases the GIL for the whole wasm run, so a
@@ -10,29 +10,24 @@ The public interface of the package is here; the parts live in the sibling modul
 from __future__ import annotations
 
 import asyncio
-import re
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
-
-import wasmtime
+from typing import TypeVar
 
 from node.wasm.component import (
-    INTERFACES,
     CompiledComponent,
     artifact_key,
     compile_component,
     deserialize,
     digest_of,
-    instantiate,
     serialize,
 )
-from node.wasm.convert import action_from_value, request_value, response_value
-from node.wasm.engine import deadline_ticks
-from node.wasm.errors import FailureKind, WasmFailed, WasmInvalid
+from node.wasm.convert import lowered_request, lowered_response
+from node.wasm.errors import WasmBusy, WasmFailed, WasmInvalid
+from node.wasm.instance import Instance
+from node.wasm.pool import InstancePool
 from node.wasm.types import (
     Action,
     Continue,
@@ -42,15 +37,19 @@ from node.wasm.types import (
     WasmRequest,
     WasmResponse,
 )
+from node.wasm.values import AnswerBounds, Lowered
 
 __all__ = [
     "Action",
+    "AnswerBounds",
     "CompiledComponent",
     "Continue",
     "Limits",
     "Modify",
     "ModuleRunner",
     "Reject",
+    "RunnerSettings",
+    "WasmBusy",
     "WasmFailed",
     "WasmInvalid",
     "WasmRequest",
@@ -59,22 +58,14 @@ __all__ = [
     "compile_component",
     "deserialize",
     "digest_of",
+    "in_thread",
     "serialize",
 ]
 
-# Worker threads shared by every module of the process: a bound on the cores wasm takes.
-WORKERS = 4
-# Instantiation runs the component's start code; it gets its own, looser deadline.
-INSTANTIATE_TIMEOUT_MS = 2000
-# What a guest prints to stderr is kept (the tail) only to tell an out-of-memory abort.
-_STDERR_TAIL = 4096
-# How guests say they ran out (Rust's alloc error handler, Python's MemoryError, C's
-# abort), and wasmtime when a module's initial memory is already over the cap.
-_OOM = re.compile(
-    rb"memory allocation|out of memory|MemoryError|alloc_error|cannot allocate"
-    rb"|exceeds memory limits",
-    re.IGNORECASE,
-)
+# Threads that run calls (a whole chain of modules per hand-off). A module runs at most
+# its pool's size of calls at once; this bounds the calls of all modules together.
+WORKERS = 8
+T = TypeVar("T")
 
 
 @cache
@@ -82,38 +73,29 @@ def _executor() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="wasm")
 
 
-@dataclass
-class _Slot:
-    """One instance with its own store: a store that failed is dropped, never reused."""
-
-    store: wasmtime.Store
-    funcs: dict[str, Any]
-    stderr: bytearray = field(default_factory=bytearray)
+async def in_thread(work: Callable[[], T]) -> T:
+    """`work` on a wasm thread: the one hand-off of a call, or of a whole chain."""
+    return await asyncio.get_running_loop().run_in_executor(_executor(), work)
 
 
-def _classify(exc: Exception, stderr: bytes) -> FailureKind:
-    text = str(exc)
-    if "interrupt" in text:  # the epoch deadline passed
-        return "timeout"
-    if _OOM.search(text.encode()) or _OOM.search(stderr):
-        return "memory"
-    return "trap"
+@dataclass(frozen=True)
+class RunnerSettings:
+    """How a module's calls run, beyond its own limits (the --wasm-* settings)."""
+
+    instances: int = 2  # made ready up front; also the calls of one module at once
+    busy_wait: float = 1.0  # seconds a call waits for an instance, then fails as busy
+    bounds: AnswerBounds = field(default_factory=AnswerBounds)
 
 
-def _cause(text: str) -> str:
-    """wasmtime's reason ("wasm trap: ..."), not the backtrace that comes before it."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if "Caused by:" in lines and lines[-1] != "Caused by:":
-        return lines[lines.index("Caused by:") + 1][:300]
-    return lines[0][:300] if lines else ""
+DEFAULT_RUNNER = RunnerSettings()
 
 
 class ModuleRunner:
     """Calls one compiled module's OnRequest/OnResponse exports within `limits`.
 
-    Up to `pool_size` calls run at once, each on its own pre-instantiated store; more
-    wait their turn on the event loop. Build it off the loop for a large component:
-    it instantiates the pool's first store right away."""
+    `settings.instances` calls run at once, each on its own pre-instantiated store (all
+    made here: build it off the loop); more wait up to `settings.busy_wait` seconds, then
+    fail as WasmBusy. `settings.bounds` limit what an answer may carry."""
 
     def __init__(
         self,
@@ -121,85 +103,46 @@ class ModuleRunner:
         name: str,
         limits: Limits | None = None,
         *,
-        pool_size: int = 2,
+        settings: RunnerSettings = DEFAULT_RUNNER,
     ) -> None:
         self.compiled = compiled
         self.name = name
         self.limits = limits or Limits()
-        self._pool_size = pool_size
-        self._idle: list[_Slot] = []
-        self._lock = threading.Lock()
-        self._gate = asyncio.Semaphore(pool_size)
-        self._idle.append(self._new_slot())
+        self.bounds = settings.bounds
+        self._pool: InstancePool[Instance] = InstancePool(
+            lambda: Instance(compiled, name, self.limits),
+            settings.instances,
+            settings.busy_wait,
+            name,
+        )
 
     @property
     def exports(self) -> frozenset[str]:
         return self.compiled.exports
 
-    async def on_request(self, req: WasmRequest) -> Action:
-        return await self._call("OnRequest", lambda: request_value(req))
-
-    async def on_response(self, resp: WasmResponse) -> Action:
-        return await self._call("OnResponse", lambda: response_value(resp))
-
-    async def _call(self, point: str, value: Callable[[], Any]) -> Action:
+    def call(self, point: str, arg: Lowered, since: float | None = None) -> Action:
+        """One call on the calling thread (a wasm thread: it may wait for an instance, up
+        to the busy wait counted from `since`, the monotonic time the request was handed
+        off)."""
         if point not in self.compiled.exports:
             raise ValueError(f"wasm module {self.name!r} does not export {point}")
-        async with self._gate:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(_executor(), self._call_sync, point, value)
-
-    def _call_sync(self, point: str, value: Callable[[], Any]) -> Action:
-        argument = value()  # built before a store is taken: a bad value costs no instance
-        slot = self._take()
-        func = slot.funcs[point]
+        instance = self._pool.take(since)
         try:
-            slot.store.set_epoch_deadline(deadline_ticks(self.limits.timeout_ms))
-            raw = func(slot.store, argument)
-            func.post_return(slot.store)
-        except (wasmtime.WasmtimeError, wasmtime.Trap) as exc:
-            # The store may be mid-run or out of memory: drop it, the next call gets a new one.
-            raise self._failed(exc, slot) from None
-        self._give(slot)
-        return action_from_value(raw)
+            action = instance.call(point, arg, self.limits.timeout_ms, self.bounds)
+        except BaseException:
+            self._pool.drop()  # its store may be mid-run or out of memory
+            raise
+        self._pool.give(instance)
+        return action
 
-    def _failed(self, exc: Exception, slot: _Slot) -> WasmFailed:
-        kind = _classify(exc, bytes(slot.stderr))
-        return WasmFailed(self.name, kind, _cause(str(exc)))
+    async def on_request(self, req: WasmRequest) -> Action:
+        return await in_thread(lambda: self._once("OnRequest", lowered_request(req)))
 
-    def _take(self) -> _Slot:
-        with self._lock:
-            if self._idle:
-                return self._idle.pop()
-        return self._new_slot()
+    async def on_response(self, resp: WasmResponse) -> Action:
+        return await in_thread(lambda: self._once("OnResponse", lowered_response(resp)))
 
-    def _give(self, slot: _Slot) -> None:
-        slot.stderr.clear()
-        with self._lock:
-            if len(self._idle) < self._pool_size:
-                self._idle.append(slot)
-
-    def _new_slot(self) -> _Slot:
-        slot = _Slot(wasmtime.Store(self.compiled.engine), {})
-        wasi = wasmtime.WasiConfig()  # no args, env, preopens, stdin or sockets granted
-
-        def keep_tail(data: bytes) -> None:
-            slot.stderr.extend(data)
-            del slot.stderr[:-_STDERR_TAIL]
-
-        wasi.stderr_custom = keep_tail
-        slot.store.set_wasi(wasi)
-        slot.store.set_limits(memory_size=self.limits.memory_bytes)
-        slot.store.set_epoch_deadline(deadline_ticks(INSTANTIATE_TIMEOUT_MS))
+    def _once(self, point: str, arg: Lowered) -> Action:
         try:
-            instance = instantiate(slot.store, self.compiled)
-        except (wasmtime.WasmtimeError, wasmtime.Trap) as exc:
-            raise self._failed(exc, slot) from None
-        for point, iface in self.compiled.interfaces.items():
-            func = INTERFACES[point][1]
-            index = instance.get_export_index(slot.store, iface)
-            found = index and instance.get_export_index(slot.store, func, index)
-            if not found:
-                raise WasmInvalid(f"wasm module {self.name!r}: {iface} has no {func} function")
-            slot.funcs[point] = instance.get_func(slot.store, found)
-        return slot
+            return self.call(point, arg)
+        finally:
+            arg.close()

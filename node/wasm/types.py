@@ -61,7 +61,15 @@ Action = Continue | Reject | Modify
 
 @dataclass(frozen=True)
 class Limits:
-    """Hard limits on every call of one module."""
+    """Hard limits on every call of one module. The store's counts bound what a module can
+    make besides its linear memory: table elements (per table), and how many tables,
+    memories and core instances it may have (an empty componentize-py guest, CPython and
+    the WASI adapter included, runs within 20 instances, 10 tables, 3 memories and 10,000
+    table elements, each tried alone)."""
 
     timeout_ms: int = 50
     memory_bytes: int = 64 * MIB
+    table_elements: int = 100_000
+    tables: int = 100
+    memories: int = 100
+    instances: int = 100

@@ -4,7 +4,10 @@ A module registered once, through n1, by `file_path` runs on all three nodes; or
 disable and delete take effect on every node; modules that loop, allocate without bound
 or trap are contained (a 500 naming the module, or fail-open with on_error "continue",
 and a breaker that turns a failing module off); OnResponse maps a worker's 500 to 503;
-every bad registration gets its 400 and nothing enters the log.
+every bad registration gets its 400 and nothing enters the log; a batch is committed whole
+or not at all, and leaves no file when refused; OnResponse also runs on the node's own
+errors; a delete lets the calls in flight finish; and in a mesh where one node lacks
+--enable-wasm, that node holds requests back rather than skip the modules.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import base64
 import hashlib
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +26,13 @@ import requests
 from node.localmesh import LocalNode
 from tests.cluster.conftest import MODEL, Mesh
 from tests.support import strong, wait_for
-from tests.wasm_components import API_KEY, NO_EXPORTS, module_bytes
+from tests.wasm_components import API_KEY, NO_EXPORTS, SEEN_HEADER, module_bytes
 
 ADMIN_KEY = strong("wasm-registry-admin")
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 CLIENT_KEY = strong("wasm-registry-client")
 SIZE_LIMIT = 64 * 1024
+BODY_LIMIT = 512 * 1024  # --wasm-max-body-bytes
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
 
 
@@ -44,6 +49,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         str(SIZE_LIMIT),
         "--wasm-breaker-failures",
         "2",
+        "--wasm-max-body-bytes",
+        str(BODY_LIMIT),
     )
     mesh = Mesh(tmp, extra=extra)
     try:
@@ -58,7 +65,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Each test component, written where n1 reads it."""
     folder = tmp_path_factory.mktemp("components")
     found = {}
-    for name in ("auth", "inject", "status_map", "loop", "allocate", "trap"):
+    names = ("auth", "inject", "status_map", "loop", "allocate", "trap", "mark", "slow_mark")
+    for name in (*names, "empty"):
         found[name] = folder / f"{name}.wasm"
         found[name].write_bytes(module_bytes(name))
     return found
@@ -68,10 +76,32 @@ def call(method: str, url: str, body: Any = None) -> requests.Response:
     return requests.request(method, url, json=body, headers=ADMIN, timeout=10)
 
 
-def chat(node: LocalNode, headers: dict[str, str] | None = None) -> requests.Response:
+def chat(node: LocalNode, headers: dict[str, str] | None = None, **body: Any) -> requests.Response:
     """A chat request with the client key (the gateway's own auth passes it on to the modules)."""
     sent = {"Authorization": f"Bearer {CLIENT_KEY}", **(headers or {})}
-    return requests.post(node.url + "/v1/chat/completions", json=CHAT, headers=sent, timeout=10)
+    return requests.post(
+        node.url + "/v1/chat/completions", json={**CHAT, **body}, headers=sent, timeout=10
+    )
+
+
+def spec(
+    name: str,
+    path: Path,
+    points: tuple[str, ...] = ("OnRequest",),
+    upload: bool = False,
+    **more: Any,
+) -> dict[str, Any]:
+    """One module of a POST /wasm body: by file_path (or uploaded)."""
+    given = {"file_path": str(path)}
+    if upload:  # the upload form: the component in the body
+        given = {"wasm_base64": base64.b64encode(path.read_bytes()).decode()}
+    return {
+        "name": name,
+        **given,
+        "module_type": "Middleware",
+        "attach_points": [{"Middleware": p} for p in points],
+        **more,
+    }
 
 
 def register(
@@ -84,16 +114,7 @@ def register(
 ) -> str:
     """Register a module through n1 by file_path (or uploaded); its id, once ready on every
     node."""
-    given = {"file_path": str(path)}
-    if upload:  # the upload form: the component in the body
-        given = {"wasm_base64": base64.b64encode(path.read_bytes()).decode()}
-    module = {
-        "name": name,
-        **given,
-        "module_type": "Middleware",
-        "attach_points": [{"Middleware": p} for p in points],
-        **more,
-    }
+    module = spec(name, path, points, upload, **more)
     resp = call("POST", mesh.nodes[0].url + "/wasm", {"modules": [module]})
     assert resp.status_code == 200, resp.text
     added = resp.json()["modules"][0]
@@ -221,6 +242,33 @@ def test_a_module_that_keeps_failing_is_turned_off_until_re_enabled(
     remove(mesh, module_id)
 
 
+def test_a_large_body_reaches_a_module_and_one_over_the_bound_gets_413(
+    mesh: Mesh, files: dict[str, Path]
+) -> None:
+    """Copying a body in is not the module's time: 256 KiB pass the default 50 ms deadline.
+    A body over --wasm-max-body-bytes is never handed to a module: 413, and its breaker
+    stays closed."""
+    module_id = register(mesh, "empty", files["empty"])
+    node = mesh.nodes[1]
+
+    def saying(size: int) -> list[dict[str, str]]:
+        return [{"role": "user", "content": "x" * size}]
+
+    for _ in range(3):
+        passed = chat(node, messages=saying(256 * 1024))
+        assert passed.status_code == 200, passed.text
+    for _ in range(3):  # more than --wasm-breaker-failures
+        refused = chat(node, messages=saying(BODY_LIMIT))
+        assert refused.status_code == 413, refused.text
+        error = refused.json()["error"]
+        assert error["code"] == "WASM_BODY_TOO_LARGE" and "'empty'" in error["message"]
+        assert "--wasm-max-body-bytes" in error["message"]
+    view = call("GET", node.url + "/wasm").json()["modules"][0]["nodes"][node.name]
+    assert view["breaker"] == {"state": "closed", "failures_in_a_row": 0, "trips": 0}
+    assert chat(node).status_code == 200
+    remove(mesh, module_id)
+
+
 def test_on_response_maps_a_workers_500_to_503(mesh: Mesh, files: dict[str, Path]) -> None:
     module_id = register(mesh, "map", files["status_map"], points=("OnResponse",), upload=True)
     worker = mesh.workers[0].url
@@ -276,3 +324,139 @@ def test_bad_registrations_get_a_400_and_nothing_enters_the_log(
         assert "SECRET-LINE" not in resp.text and "root:x" not in resp.text
     for each in mesh.nodes:  # no record was committed
         assert call("GET", each.url + "/wasm").json()["total"] == 0
+
+
+def until_status(send: Any, status: int, what: str) -> requests.Response:
+    """The first answer of `send()` with `status` (a Response of an error is falsy)."""
+    got: list[requests.Response] = []
+
+    def check() -> bool:
+        got[:] = [send()]
+        return got[0].status_code == status
+
+    wait_for(check, timeout=10, what=what)
+    return got[0]
+
+
+def stored(node: LocalNode) -> set[str]:
+    """Every file under the node's blob store and its compiled-artifact cache."""
+    found = set()
+    for folder in (node.data_dir / "blobs", node.data_dir / "wasm-artifacts"):
+        found |= {str(p) for p in folder.rglob("*") if p.is_file()}
+    return found
+
+
+def test_a_batch_is_committed_whole_or_not_at_all(mesh: Mesh, files: dict[str, Path]) -> None:
+    node = mesh.nodes[0]
+    before = stored(node)
+    good = [spec("b-auth", files["auth"]), spec("b-map", files["status_map"], ("OnResponse",))]
+    bad = spec("b-none", files["auth"], sha256="0" * 64)  # read and checked after the others
+    resp = call("POST", node.url + "/wasm", {"modules": [*good, bad]})
+    assert resp.status_code == 400, resp.text
+    assert "'b-none'" in resp.json()["error"]["message"]
+    for each in mesh.nodes:  # nothing committed, anywhere
+        assert call("GET", each.url + "/wasm").json()["total"] == 0
+    assert stored(node) == before  # the two components it had stored are gone again
+    resp = call("POST", mesh.nodes[1].url + "/wasm", {"modules": good})
+    assert resp.status_code == 200, resp.text
+    ids = [m["add_result"]["Success"] for m in resp.json()["modules"]]
+    listed = call("GET", mesh.nodes[1].url + "/wasm").json()["modules"]
+    assert [m["id"] for m in listed] == ids  # one commit, in the request's order
+    assert [m["name"] for m in listed] == ["b-auth", "b-map"]
+    for module_id in ids:
+        remove(mesh, module_id)
+
+
+def test_on_response_runs_on_the_nodes_own_errors_too(mesh: Mesh, files: dict[str, Path]) -> None:
+    module_id = register(mesh, "mark", files["mark"], points=("OnResponse",))
+    node = mesh.nodes[1]
+    answered = chat(node)
+    assert answered.status_code == 200 and answered.headers[SEEN_HEADER] == "yes"
+    unknown = chat(node, model="no-such-model")  # the node's own 404
+    assert unknown.status_code == 404, unknown.text
+    assert unknown.headers[SEEN_HEADER] == "yes"
+    assert unknown.json()["error"]["type"] == "not_found_error"
+    rule = {"model": MODEL, "requests_per_second": 0.001, "burst": 1}
+    resp = requests.post(node.url + "/ha/rate-limit", json=rule, headers=ADMIN, timeout=10)
+    assert resp.status_code == 200, resp.text
+    try:
+        limited = until_status(lambda: chat(node), 429, "a 429")
+        assert limited.headers[SEEN_HEADER] == "yes"  # with the node's own headers kept
+        assert "Retry-After" in limited.headers
+        assert limited.json()["error"]["type"] == "rate_limit_error"
+    finally:
+        gone = requests.delete(f"{node.url}/ha/rate-limit/{MODEL}", headers=ADMIN, timeout=10)
+        assert gone.status_code == 200, gone.text
+    remove(mesh, module_id)
+
+
+def test_deleting_a_module_lets_the_calls_in_flight_finish(
+    mesh: Mesh, files: dict[str, Path]
+) -> None:
+    node, worker = mesh.nodes[0], mesh.workers[0].url
+    # Each call spins ~0.1 s (of a 2 s deadline) before it marks the answer.
+    module_id = register(
+        mesh, "slow", files["slow_mark"], points=("OnResponse",), limits={"timeout_ms": 2000}
+    )
+
+    def served() -> int:
+        stats = requests.get(worker + "/_stats", timeout=5).json()
+        return sum(stats["requests"].values())  # type: ignore[no-any-return]
+
+    seen = served()
+    with ThreadPoolExecutor(4) as pool:
+        calls = [pool.submit(chat, node) for _ in range(4)]
+        # Once the worker has answered all four, their OnResponse calls run (two at a
+        # time: the module's instances) for ~0.2 s: delete the module meanwhile.
+        wait_for(lambda: served() >= seen + 4, timeout=10, what="the requests past the worker")
+        remove(mesh, module_id)
+        assert not all(c.done() for c in calls)  # the delete came while calls ran
+        answers = [c.result() for c in calls]
+    assert [a.status_code for a in answers] == [200] * 4
+    assert [a.headers.get(SEEN_HEADER) for a in answers] == ["yes"] * 4
+    everywhere(mesh, lambda n: SEEN_HEADER not in chat(n).headers, "slow removed")
+
+
+class MixedMesh(Mesh):
+    """A mesh whose last node was started without --enable-wasm."""
+
+    def node_flags(self, i: int) -> list[str]:
+        flags = super().node_flags(i)
+        return [f for f in flags if f != "--enable-wasm"] if i == len(self.names) - 1 else flags
+
+
+def test_a_node_without_the_flag_holds_requests_back_while_modules_may_not_be_skipped(
+    tmp_path: Path, files: dict[str, Path]
+) -> None:
+    extra = ("--control-plane-api-keys", f"a:ops:admin:{ADMIN_KEY}", "--api-key", CLIENT_KEY)
+    mixed = MixedMesh(tmp_path, size=2, extra=(*extra, "--enable-wasm"))
+    try:
+        mixed.wait_ready_with(ADMIN)
+        with_flag, without = mixed.nodes
+        assert call("GET", without.url + "/wasm").status_code == 404  # as before
+        resp = call("POST", with_flag.url + "/wasm", {"modules": [spec("auth", files["auth"])]})
+        assert resp.status_code == 200, resp.text
+        module_id = resp.json()["modules"][0]["add_result"]["Success"]
+        refused = until_status(
+            lambda: chat(without, {"x-api-key": API_KEY}), 503, "the node without the flag refusing"
+        )
+        error = refused.json()["error"]
+        assert error["code"] == "WASM_NOT_ENABLED" and "--enable-wasm" in error["message"]
+        assert "'auth'" in error["message"]
+        ready = requests.get(without.url + "/readiness", timeout=5)
+        assert ready.status_code == 503 and "--enable-wasm" in str(ready.json()["reasons"])
+
+        def view() -> dict[str, Any]:
+            listed = call("GET", with_flag.url + "/wasm").json()["modules"][0]
+            return listed["nodes"][without.name]  # type: ignore[no-any-return]
+
+        wait_for(lambda: view()["state"] == "off", timeout=10, what="its view in GET /wasm")
+        assert "--enable-wasm" in view()["reason"]
+        wait_for(lambda: chat(with_flag).status_code == 401, timeout=20, what="auth on n1")
+        # Fail open: a module that may be skipped does not hold the node back.
+        patched = call("PATCH", f"{with_flag.url}/wasm/{module_id}", {"on_error": "continue"})
+        assert patched.status_code == 200, patched.text
+        wait_for(lambda: chat(without).status_code == 200, timeout=10, what="served again")
+        assert requests.get(without.url + "/readiness", timeout=5).status_code == 200
+    finally:
+        mixed.stop()

@@ -1,4 +1,5 @@
-"""A bad control-plane write is refused with a 400 before anything enters the log.
+"""A bad control-plane write is refused with a 400 before anything enters the log (and
+a WASM registration the log refuses leaves no file behind).
 
 One standalone node runs in this process (`node.web.create_app` behind aiohttp's
 `TestServer`, a real single-voter Raft on loopback), so each case is one request
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,11 +22,13 @@ import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
+from mesh import state
 from node import config as node_config
 from node.app import NODE, Node
 from node.errors import ApiError
 from node.web import create_app
 from tests.support import MESH_SECRET, strong
+from tests.wasm_components import module_bytes
 
 # The guards keep the principal under a string key of the request (node/api/guards.py);
 # aiohttp warns of that, and this process turns warnings into errors. Out of process
@@ -36,18 +40,18 @@ HEADERS = {"Authorization": f"Bearer {ADMIN}"}
 Scenario = Callable[[ClientSession, str, Node], Awaitable[None]]
 
 
-def _config(tmp_path: Path) -> node_config.Config:
+def _config(tmp_path: Path, *extra: str) -> node_config.Config:
     parser = argparse.ArgumentParser()
     node_config.add_arguments(parser)
     argv = ["--node-name", "n1", "--data-dir", str(tmp_path / "data"), "--host", "127.0.0.1"]
     argv += ["--mesh-secret", MESH_SECRET, "--control-plane-api-keys", f"a:ops:admin:{ADMIN}"]
-    argv += ["--drain-delay-secs", "0"]
+    argv += ["--drain-delay-secs", "0", *extra]
     return node_config.load(parser.parse_args(argv), environ={})
 
 
 @contextlib.asynccontextmanager
-async def _serving(tmp_path: Path) -> AsyncIterator[tuple[ClientSession, str, Node]]:
-    app = create_app(_config(tmp_path))
+async def _serving(tmp_path: Path, *extra: str) -> AsyncIterator[tuple[ClientSession, str, Node]]:
+    app = create_app(_config(tmp_path, *extra))
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:
@@ -72,9 +76,9 @@ async def _until(condition: Callable[[], bool], what: str, timeout: float = 20.0
         await asyncio.sleep(0.02)
 
 
-def _run(tmp_path: Path, scenario: Scenario) -> None:
+def _run(tmp_path: Path, scenario: Scenario, *extra: str) -> None:
     async def main() -> None:
-        async with _serving(tmp_path) as (session, url, node):
+        async with _serving(tmp_path, *extra) as (session, url, node):
             await scenario(session, url, node)
 
     asyncio.run(main())
@@ -133,3 +137,37 @@ def test_commit_asks_the_rule_apply_asks(tmp_path: Path) -> None:
         assert node.raft.state.applied_index > before
 
     _run(tmp_path, scenario)
+
+
+def test_a_wasm_registration_refused_at_commit_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The component read for a registration the log refuses (here: the mesh is full) is
+    removed again, with its compiled artifact; one a record names stays."""
+    monkeypatch.setattr(state, "MAX_WASM_MODULES", 1)
+
+    def module(name: str, component: str) -> dict[str, Any]:
+        data = base64.b64encode(module_bytes(component)).decode()
+        return {"name": name, "wasm_base64": data, "attach_points": [{"Middleware": "OnRequest"}]}
+
+    def files(node: Node) -> set[Path]:
+        data = node.config.data_path
+        return {p for d in ("blobs/sha256", "wasm-artifacts") for p in (data / d).glob("*")}
+
+    async def scenario(session: ClientSession, url: str, node: Node) -> None:
+        first = await session.post(
+            f"{url}/wasm", json={"modules": [module("auth", "auth")]}, headers=HEADERS
+        )
+        assert first.status == 200, await first.text()
+        kept = files(node)
+        assert len(kept) == 2  # the component and its artifact
+        before = node.raft.state.applied_index
+        full = await session.post(
+            f"{url}/wasm", json={"modules": [module("trap", "trap")]}, headers=HEADERS
+        )
+        body = await full.json()
+        assert full.status == 422 and body["error"]["outcome"] == "rejected", body
+        assert node.raft.state.applied_index == before + 1  # committed, and refused
+        assert files(node) == kept
+
+    _run(tmp_path, scenario, "--enable-wasm")

@@ -29,6 +29,31 @@ def test_add_keeps_the_digest_defaults_and_who() -> None:
     assert log.state.counts()["wasm_modules"] == 1
 
 
+def test_a_batch_is_added_whole_in_its_order_or_not_at_all() -> None:
+    log = Log()
+    _add(log)
+
+    def spec(module_id: str, name: str) -> dict[str, Any]:
+        return {
+            "id": module_id,
+            "name": name,
+            "sha256": DIGEST,
+            "size": 1,
+            "attach_points": ["OnRequest"],
+        }
+
+    added = log.run("wasm.add", {"modules": [spec("m2", "a"), spec("m3", "b")]})
+    assert added == {"ok": True, "value": {"module_ids": ["m2", "m3"], "version": 2}}
+    assert [log.state.wasm_modules[m]["order"] for m in ("m2", "m3")] == [1, 2]
+    before = dict(log.state.wasm_modules)
+    # One taken name (the last) refuses all three; two of the batch with one name too.
+    taken = log.run("wasm.add", {"modules": [spec("m4", "c"), spec("m5", "d"), spec("m6", "a")]})
+    assert_failed(taken, "conflict")
+    assert taken["module_id"] == "m2"
+    assert_failed(log.run("wasm.add", {"modules": [spec("m4", "e"), spec("m5", "e")]}), "conflict")
+    assert log.state.wasm_modules == before
+
+
 def test_modules_without_an_order_run_after_those_before_them() -> None:
     log = Log()
     _add(log, order=7)

@@ -24,24 +24,54 @@ class Clock:
         return self.now
 
 
+class Answers:
+    """A runner's stand-in: answers `answer` (or raises it) and counts what it was handed."""
+
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
+        self.seen: list[object] = []
+
+    def call(self, _point: str, lowered: object, _since: float | None = None) -> runtime.Action:
+        self.seen.append(lowered)
+        if isinstance(self.answer, BaseException):
+            raise self.answer
+        return self.answer  # type: ignore[no-any-return]
+
+
+class Lowering:
+    """Stands in for lowering: each value names the body it was made from, and is closed."""
+
+    def __init__(self) -> None:
+        self.made: list[Lowering.Value] = []
+
+    class Value:
+        def __init__(self, body: bytes) -> None:
+            self.body, self.closed = body, False
+
+        def close(self) -> None:
+            self.closed = True
+
+    def __call__(self, edited: Edited) -> Any:
+        self.made.append(Lowering.Value(edited.body))
+        return self.made[-1]
+
+
 def loaded(name: str, answer: Any, on_error: str = "fail", failures: int = 2) -> Loaded:
     record = {"name": name, "on_error": on_error}
-    return Loaded(record, answer, ModuleBreaker(failures, 10.0))
+    return Loaded(record, Answers(answer), ModuleBreaker(failures, 10.0))  # type: ignore[arg-type]
 
 
-async def call(module: Loaded, _: Edited) -> runtime.Action:
-    answer = module.runner  # a test's stand-in: the action, or the failure to raise
-    if isinstance(answer, BaseException):
-        raise answer
-    return answer  # type: ignore[no-any-return]
-
-
-def run(chain: list[Loaded], edited: Edited | None = None) -> tuple[Edited, list[tuple[str, str]]]:
+def run(
+    chain: list[Loaded],
+    edited: Edited | None = None,
+    lower: Lowering | None = None,
+    max_body: int = 1024,
+    point: str = "OnRequest",
+) -> tuple[Edited, list[tuple[str, str]]]:
     seen: list[tuple[str, str]] = []
     edited = edited or Edited([("x-drop", "1"), ("X-Keep", "2")], b"body")
-    asyncio.run(
-        run_chain(chain, "OnRequest", edited, call, lambda m, _p, o, _s: seen.append((m, o)))
-    )
+    record = lambda m, _p, o, _s: seen.append((m, o))  # noqa: E731
+    run_chain(chain, point, edited, lower or Lowering(), record, max_body)
     return edited, seen
 
 
@@ -133,7 +163,8 @@ def test_a_probe_that_ends_without_a_verdict_does_not_jam_the_breaker() -> None:
     failure) may be sent again: the module is not refused for good."""
     clock = Clock()
     for ending in (asyncio.CancelledError(), UnicodeEncodeError("utf-8", "\udcff", 0, 1, "x")):
-        module = Loaded({"name": "t", "on_error": "fail"}, ending, ModuleBreaker(1, 10.0, clock))
+        record = {"name": "t", "on_error": "fail"}
+        module = Loaded(record, Answers(ending), ModuleBreaker(1, 10.0, clock))  # type: ignore[arg-type]
         module.breaker.failed()
         clock.now += 10.0
         with pytest.raises(type(ending)):
@@ -142,13 +173,12 @@ def test_a_probe_that_ends_without_a_verdict_does_not_jam_the_breaker() -> None:
 
 
 def test_a_header_that_is_not_utf_8_reaches_a_module_as_a_replacement_character() -> None:
-    from node.wasm.convert import request_value
+    from node.wasm.convert import sanitized
 
     request = runtime.WasmRequest(
         "POST", "/v1/chat/completions", "", [("x-odd", "a\udcffb")], b"", "r1", 0
     )
-    (header,) = request_value(request).headers
-    assert header.value == "a\ufffdb"
+    assert sanitized(request).headers == [("x-odd", "a\ufffdb")]
 
 
 def test_a_module_never_replaces_the_workers_credential_or_the_framing() -> None:
@@ -189,8 +219,56 @@ def test_a_module_not_ready_on_this_node_holds_requests_back() -> None:
     registry._loaded = {}
     assert registry.not_ready("OnRequest") == ["auth"]
     assert registry.not_ready("OnResponse") == []
-    hooks = WasmHooks(registry, lambda *_: None)
+    hooks = WasmHooks(registry, lambda *_: None, 1024)
     with pytest.raises(ApiError) as refused:
         asyncio.run(hooks.on_request(None))  # type: ignore[arg-type]
     assert refused.value.status == 503 and refused.value.code == "WASM_MODULE_UNAVAILABLE"
     assert "'auth' is not ready" in refused.value.message
+
+
+def test_the_request_is_lowered_once_until_a_module_changes_it() -> None:
+    modify = runtime.Modify(body_replace=b"new")
+    chain = [
+        loaded("a", runtime.Continue()),
+        loaded("b", modify),
+        loaded("c", runtime.Continue()),
+        loaded("d", runtime.Continue()),
+    ]
+    lower = Lowering()
+    run(chain, lower=lower)
+    assert [value.body for value in lower.made] == [b"body", b"new"]
+    assert all(value.closed for value in lower.made)
+    runners = [m.runner for m in chain]
+    assert [len(r.seen) for r in runners] == [1, 1, 1, 1]  # type: ignore[attr-defined]
+    assert runners[0].seen == runners[1].seen != runners[2].seen == runners[3].seen  # type: ignore[attr-defined]
+
+
+def test_a_body_over_the_bound_is_never_handed_to_a_module_nor_counted_on_its_breaker() -> None:
+    module = loaded("big", runtime.Continue(), failures=1)
+    lower = Lowering()
+    big = Edited([], b"x" * 1025)
+    with pytest.raises(ChainStopped) as stopped:
+        run([module], big, lower)
+    assert (stopped.value.status, stopped.value.code) == (413, "WASM_BODY_TOO_LARGE")
+    assert "1025 bytes, over the 1024" in str(stopped.value) and "'big'" in str(stopped.value)
+    with pytest.raises(ChainStopped) as stopped:
+        run([module], big, lower, point="OnResponse")
+    assert (stopped.value.status, stopped.value.code) == (502, "WASM_BODY_TOO_LARGE")
+    assert "worker's answer body is 1025 bytes" in str(stopped.value)
+    module.record["on_error"] = "continue"
+    assert run([module], big, lower)[1] == [("big", "too_large")]
+    assert lower.made == [] and module.runner.seen == []  # type: ignore[attr-defined]
+    assert module.breaker.state == CLOSED and module.breaker.in_a_row == 0
+    assert run([module], Edited([], b"x" * 1024))[1] == [("big", "continue")]
+
+
+def test_a_busy_module_answers_503_and_never_trips_its_breaker() -> None:
+    module = loaded("busy", runtime.WasmBusy("busy", 2, 1.0), failures=1)
+    for _ in range(3):
+        with pytest.raises(ChainStopped) as stopped:
+            run([module])
+        assert (stopped.value.status, stopped.value.code) == (503, "WASM_MODULE_BUSY")
+    assert "'busy' is busy" in str(stopped.value)
+    assert module.breaker.state == CLOSED and module.breaker.in_a_row == 0
+    module.record["on_error"] = "continue"
+    assert run([module])[1] == [("busy", "busy")]

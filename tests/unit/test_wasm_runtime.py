@@ -4,21 +4,27 @@ effect, the deadline, the memory cap, traps, concurrency, artifacts and bad inpu
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version
 from typing import Any, TypeVar
 
 import pytest
 import wasmtime
 
+from node.wasm.pool import InstancePool
 from node.wasm.runtime import (
+    AnswerBounds,
     CompiledComponent,
     Continue,
     Limits,
     Modify,
     ModuleRunner,
     Reject,
+    RunnerSettings,
+    WasmBusy,
     WasmFailed,
     WasmInvalid,
     WasmRequest,
@@ -29,6 +35,7 @@ from node.wasm.runtime import (
     digest_of,
     serialize,
 )
+from tests.support import wait_for
 from tests.wasm_components import (
     API_KEY,
     MISSING_FUNC,
@@ -134,7 +141,7 @@ def test_trap_names_the_module(compiled: Compiled) -> None:
 
 
 def test_concurrent_calls_and_a_free_event_loop(compiled: Compiled) -> None:
-    auth = ModuleRunner(compiled["auth"], "auth", pool_size=3)
+    auth = ModuleRunner(compiled["auth"], "auth", settings=RunnerSettings(instances=3))
     looping = ModuleRunner(compiled["loop"], "loop")
     keyed = with_headers(("x-api-key", API_KEY))
 
@@ -208,3 +215,107 @@ def test_wat_build_matches_the_wit_world() -> None:
         "OnRequest": "smg:gateway/middleware-on-request",
         "OnResponse": "smg:gateway/middleware-on-response",
     }
+
+
+def test_a_large_body_costs_the_module_none_of_its_time(compiled: Compiled) -> None:
+    """Copying a 256 KiB body in is the host's work: the module's 50 ms are its own run."""
+    empty = ModuleRunner(compiled["empty"], "empty")
+    big = WasmRequest("POST", "/v1/chat/completions", "", [], b"x" * 256 * 1024, "r", 0)
+    for _ in range(3):
+        assert run(empty.on_request(big)) == Continue()
+    looping = ModuleRunner(compiled["loop"], "loop", Limits(timeout_ms=50))
+    with pytest.raises(WasmFailed) as failed:
+        run(looping.on_request(big))  # a module that runs on is still stopped
+    assert failed.value.kind == "timeout"
+
+
+def test_an_answer_over_the_bounds_fails_naming_the_module(compiled: Compiled) -> None:
+    small = RunnerSettings(bounds=AnswerBounds(body_bytes=64 * 1024))
+    flood = ModuleRunner(compiled["header_flood"], "flood")
+    with pytest.raises(WasmFailed, match="'flood' answered more than the node takes: 10000 header"):
+        run(flood.on_request(REQ))
+    body = ModuleRunner(compiled["body_flood"], "body", settings=small)
+
+    def replacing(size: int) -> WasmRequest:
+        return WasmRequest("POST", "/", "", [], b"", "r", size)
+
+    assert run(body.on_request(replacing(1000))) == Modify(body_replace=b"b" * 1000)
+    with pytest.raises(WasmFailed, match="a replaced body of 65537 bytes, over 65536") as failed:
+        run(body.on_request(replacing(64 * 1024 + 1)))
+    assert failed.value.kind == "answer"
+    # 8 MiB: wasmtime itself refuses to copy that much out (its hostcall fuel), so the node
+    # never holds it; 100 MiB cannot even be built in the module's 64 MiB of memory.
+    with pytest.raises(WasmFailed, match="too much data is being copied") as failed:
+        run(body.on_request(replacing(8 * 1024 * 1024)))
+    assert failed.value.kind == "answer"
+    with pytest.raises(WasmFailed) as failed:
+        run(body.on_request(replacing(100 * 1024 * 1024)))
+    assert failed.value.kind == "memory"
+
+
+def test_tables_are_capped_like_memory(compiled: Compiled) -> None:
+    grow = compiled["table_grow"]
+    assert run(ModuleRunner(grow, "t").on_request(REQ)) == Reject(100)  # 100,000 elements
+    assert run(ModuleRunner(grow, "t", Limits(table_elements=5000)).on_request(REQ)) == Reject(5)
+    with pytest.raises(WasmFailed, match="memory count too high") as failed:
+        ModuleRunner(compiled["auth"], "auth", Limits(memories=0))
+    assert failed.value.kind == "memory"
+
+
+def test_instances_are_made_up_front_and_again_in_the_background(compiled: Compiled) -> None:
+    made: list[str] = []
+    real = ModuleRunner(compiled["trap"], "trap", settings=RunnerSettings(instances=2))
+    maker = real._pool._make
+
+    def counting() -> object:
+        made.append(threading.current_thread().name)
+        return maker()
+
+    real._pool._make = counting  # type: ignore[method-assign]
+    for _ in range(4):  # each failure drops its instance; a new one is made off the call
+        with pytest.raises(WasmFailed):
+            run(real.on_request(REQ))
+        assert run(real.on_response(WasmResponse(200))) == Continue()
+    wait_for(lambda: len(made) == 4, timeout=10, what="4 instances made again")
+    assert all(name.startswith("wasm-refill") for name in made), made
+
+
+def test_a_module_runs_its_instances_calls_at_once_and_the_rest_fail_busy(
+    compiled: Compiled,
+) -> None:
+    one = RunnerSettings(instances=1, busy_wait=0.02)
+    looping = ModuleRunner(compiled["loop"], "loop", Limits(timeout_ms=300), settings=one)
+
+    async def scenario() -> list[object]:
+        first = asyncio.ensure_future(looping.on_request(REQ))
+        while looping._pool._idle:  # until the first call holds the only instance
+            await asyncio.sleep(0.001)
+        second = asyncio.ensure_future(looping.on_request(REQ))
+        return list(await asyncio.gather(first, second, return_exceptions=True))
+
+    first, second = run(scenario())
+    assert isinstance(first, WasmFailed) and first.kind == "timeout"
+    assert isinstance(second, WasmBusy) and "'loop' is busy" in str(second)
+
+
+def test_threads_instantiate_at_once_without_a_lock(compiled: Compiled) -> None:
+    keyed = with_headers(("x-api-key", API_KEY))
+
+    def make_and_call(_: int) -> object:
+        runner = ModuleRunner(compiled["auth"], "auth", settings=RunnerSettings(instances=3))
+        return run(runner.on_request(keyed))
+
+    with ThreadPoolExecutor(max_workers=4) as threads:
+        assert list(threads.map(make_and_call, range(8))) == [Continue()] * 8
+
+
+def test_the_busy_wait_counts_from_the_hand_off() -> None:
+    """A request that already queued for a thread longer than the wait fails at once."""
+    pool = InstancePool(object, 1, 5.0, "m")
+    held = pool.take()
+    started = time.monotonic()
+    with pytest.raises(WasmBusy):
+        pool.take(since=started - 10)
+    assert time.monotonic() - started < 1.0
+    pool.give(held)
+    assert pool.take(since=started - 10) is held  # an idle instance is never refused
