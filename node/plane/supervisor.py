@@ -30,6 +30,7 @@ from node import exit_status
 log = logging.getLogger(__name__)
 
 READY_LINE = b"ready\n"
+READY_POLL_SECS = 0.05
 YOUNG_SECS = 10.0  # a child that dies younger than this backs off longer before its restart
 
 
@@ -142,8 +143,8 @@ class Supervisor:
             raise TimeoutError(f"not every data-plane process was ready within {timeout:g} s")
 
     async def _all_ready(self) -> None:
-        for child in self.children:
-            await child.ready.wait()
+        while not self.all_ready():  # a child may die and start again meanwhile
+            await asyncio.sleep(READY_POLL_SECS)
 
     async def _spawn(self, child: DataProcess) -> None:
         ours, theirs = socket.socketpair()
@@ -157,6 +158,9 @@ class Supervisor:
                 pass_fds=(theirs.fileno(),),
                 stdin=asyncio.subprocess.DEVNULL,
             )
+        except BaseException:
+            ours.close()
+            raise
         finally:
             theirs.close()  # the child holds its own copy
         child.link = ours
@@ -196,9 +200,15 @@ class Supervisor:
                 delay,
             )
             await asyncio.sleep(delay)
+            while not self.stopping:
+                try:
+                    await self._spawn(child)
+                    break
+                except OSError as exc:  # no memory or pids left, say: try again later
+                    log.error("cannot start data-plane process %s: %s", child.name, exc)
+                    await asyncio.sleep(self.backoff.longest)
             if self.stopping:
                 return
-            await self._spawn(child)
 
     @staticmethod
     async def _read_ready(child: DataProcess) -> None:
