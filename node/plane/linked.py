@@ -3,10 +3,11 @@ it is linked to the control process, and the control process's hot facts."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 from mesh.raft import RaftStatus
 from node.loaded_state import LoadedState
+from node.plane.facts import HEALTHY, UNKNOWN, PlaneFacts
 
 NOT_LINKED = "not linked to this node's control process yet"
 
@@ -27,7 +28,6 @@ class LinkedState:
     def __init__(self, replica: Replica, loaded: LoadedState) -> None:
         self._replica = replica
         self._loaded = loaded
-        self.caught_up_before = loaded.caught_up_before
 
     def problem(self) -> str | None:
         if not self._replica.linked:
@@ -37,19 +37,16 @@ class LinkedState:
     def loaded(self) -> bool:
         return self.problem() is None
 
-    async def record(self) -> object:  # the control process writes the marker
-        return None
-
 
 def linked_state(replica: Replica, loaded: LoadedState) -> LinkedState:
     return LinkedState(replica, loaded)
 
 
-def health_verdicts(facts: Any) -> dict[str, tuple[bool | None, str]]:
+def health_verdicts(facts: PlaneFacts) -> dict[str, tuple[bool | None, str]]:
     """The control process's health checks (PlaneFacts.workers) as WorkerPool.take_health
     takes them: healthy, unhealthy, or None while not checked yet."""
     verdicts: dict[str, tuple[bool | None, str]] = {}
     for worker_id, fact in facts.workers.items():
-        healthy = None if fact.health == "unknown" else fact.health == "healthy"
+        healthy = None if fact.health == UNKNOWN else fact.health == HEALTHY
         verdicts[worker_id] = (healthy, fact.reason)
     return verdicts
