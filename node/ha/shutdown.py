@@ -51,8 +51,9 @@ class Stopper:
         self.step = "running"
         self.exit_code = exit_status.STOPPED  # what `meshgate serve` exits with once stopped
         self._task: asyncio.Task[None] | None = None
-        # Called once when stopping starts, whatever started it (a signal, a plan, a refusal).
-        self.on_request: list[Callable[[], None]] = []
+        # Called once when stopping starts, whatever started it (a signal, a plan, a
+        # refusal), with its grace period and drain delay.
+        self.on_request: list[Callable[[float, float], None]] = []
 
     @property
     def requested(self) -> bool:
@@ -75,7 +76,7 @@ class Stopper:
             self._run(grace, drain_delay, hand_over, wait_for or []), name="shutdown"
         )
         for started in self.on_request:
-            started()
+            started(grace, drain_delay)
 
     def refuse(self, reason: str) -> None:
         """Stop at once and exit 2: this node must not join the mesh as configured."""

@@ -129,7 +129,13 @@ async def serve_data(
         node.metrics, node.applied, config.min_index_wait_secs, own_socket
     )
     if link is not None:
-        link.watch(lambda: stop("the link to the control process closed"))
+
+        def drain(grace: float, drain_delay: float) -> None:
+            node.stopper.request(
+                "the control process stops", grace=grace, drain_delay=drain_delay, hand_over=False
+            )
+
+        link.watch(drain, lambda: stop("the link to the control process closed"))
         link.announce_ready()
     try:
         return await wait_and_clean_up(node, runner)

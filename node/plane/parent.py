@@ -18,11 +18,26 @@ import socket
 import sys
 from collections.abc import Callable
 
-from node.plane.supervisor import READY_LINE
+from node.plane.supervisor import DRAIN, READY_LINE
 
 log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
+MOST_LINE = 128
+
+
+def drain_timings(line: bytes) -> tuple[float, float] | None:
+    """`drain GRACE DRAIN_DELAY` as (grace, drain_delay); None for any other line."""
+    words = line.split()
+    if len(words) != 3 or words[0] != DRAIN:
+        return None
+    try:
+        grace, delay = float(words[1]), float(words[2])
+    except ValueError:
+        return None
+    if not (0 <= grace < 1e6 and 0 <= delay < 1e6):  # NaN fails too
+        return None
+    return grace, delay
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -51,15 +66,23 @@ class ParentLink:
         with contextlib.suppress(OSError):  # a parent that is gone hears nothing
             self.sock.send(READY_LINE)
 
-    def watch(self, gone: Callable[[], None]) -> None:
-        """Call `gone()` once the control process closes its end (it exited)."""
-        self._watch = asyncio.create_task(self._read_until_closed(gone), name="parent-link")
+    def watch(self, drain: Callable[[float, float], None], gone: Callable[[], None]) -> None:
+        """Call `drain(grace, drain_delay)` when the control process says so, and `gone()`
+        once it closes its end (it exited)."""
+        self._watch = asyncio.create_task(self._read(drain, gone), name="parent-link")
 
-    async def _read_until_closed(self, gone: Callable[[], None]) -> None:
+    async def _read(self, drain: Callable[[float, float], None], gone: Callable[[], None]) -> None:
         loop = asyncio.get_running_loop()
+        pending = b""
         with contextlib.suppress(OSError):
-            while await loop.sock_recv(self.sock, 64):
-                pass
+            while chunk := await loop.sock_recv(self.sock, 256):
+                pending += chunk
+                while b"\n" in pending:
+                    line, pending = pending.split(b"\n", 1)
+                    timings = drain_timings(line)
+                    if timings is not None:
+                        drain(*timings)
+                pending = pending[-MOST_LINE:]  # a line is short; anything longer is junk
         gone()
 
     async def close(self) -> None:

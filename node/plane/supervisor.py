@@ -29,7 +29,8 @@ from node import exit_status
 
 log = logging.getLogger(__name__)
 
-READY_LINE = b"ready\n"
+READY_LINE = b"ready\n"  # child -> control
+DRAIN = b"drain"  # control -> child: "drain GRACE DRAIN_DELAY\n", the stop's own timings
 READY_POLL_SECS = 0.05
 YOUNG_SECS = 10.0  # a child that dies younger than this backs off longer before its restart
 
@@ -223,15 +224,23 @@ class Supervisor:
                     child.ready.set()
                 seen = seen[-len(READY_LINE) :]
 
-    def drain(self) -> None:
-        """SIGTERM every child: each stops accepting, finishes its requests and exits 0."""
+    def drain(self, grace: float | None = None, drain_delay: float | None = None) -> None:
+        """Tell every child to stop: each turns not-ready, serves `drain_delay` more,
+        finishes its requests within `grace` and exits 0. Over its link with these
+        timings (a shutdown plan's, a refusal's), else with SIGTERM (its own flags')."""
         self.stopping = True
         self._draining.set()
+        told = f"{DRAIN.decode()} {grace} {drain_delay}\n".encode()
         for child in self.children:
-            if child.alive():
-                assert child.proc is not None
-                with contextlib.suppress(ProcessLookupError):
-                    child.proc.send_signal(signal.SIGTERM)
+            if not child.alive():
+                continue
+            assert child.proc is not None
+            if grace is not None and drain_delay is not None and child.link is not None:
+                with contextlib.suppress(OSError):
+                    child.link.send(told)
+                    continue
+            with contextlib.suppress(ProcessLookupError):
+                child.proc.send_signal(signal.SIGTERM)
 
     async def stop(self, grace: float) -> None:
         """Drain every child, wait up to `grace` seconds for them, then SIGKILL the rest."""

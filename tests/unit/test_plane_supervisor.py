@@ -18,16 +18,18 @@ from node.api.catalog import ROUTES
 from node.ha.shutdown import Stopper
 from node.limits.admission import Admission
 from node.plane.handover import CLIENT_HEADER, passed_headers, served_here
+from node.plane.parent import drain_timings
 from node.plane.supervisor import Backoff, ChildRefused, Supervisor, why
 
-# A child: say ready on the link, then wait for SIGTERM (exit 0) or for the link to close.
+# A child: say ready on the link, then wait for SIGTERM (exit 0), a drain line (exit with
+# its grace period as the status) or the link's end of file (the parent is gone: exit 1).
 CHILD = """
 import os, signal, socket, sys
 link = socket.socket(fileno=int(sys.argv[1]))
 signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
 link.send(b"ready\\n")
-link.recv(1)  # end of file: the parent is gone
-os._exit(1)
+told = link.recv(64)
+os._exit(int(float(told.split()[1])) if told.startswith(b"drain ") else 1)
 """
 REFUSING = "import sys; sys.exit(2)"
 
@@ -57,6 +59,25 @@ def test_children_get_ready_are_restarted_after_sigkill_and_drain_with_exit_zero
         assert refusals == []
 
     asyncio.run(scenario())
+
+
+def test_a_drain_tells_each_child_the_stops_timings_over_its_link() -> None:
+    async def scenario() -> list[int | None]:
+        supervisor = Supervisor(child(CHILD), 2, lambda _: None)
+        await supervisor.start(timeout=30)
+        procs = [c.proc for c in supervisor.children if c.proc is not None]
+        supervisor.drain(grace=7.0, drain_delay=0.0)
+        await asyncio.wait_for(asyncio.gather(*(p.wait() for p in procs)), 10)
+        await supervisor.stop(grace=1)
+        return [p.returncode for p in procs]
+
+    assert asyncio.run(scenario()) == [7, 7]
+
+
+def test_drain_lines_are_read_strictly() -> None:
+    assert drain_timings(b"drain 30.0 5.0") == (30.0, 5.0)
+    for junk in (b"drain", b"drain 1 2 3", b"drain nan 1", b"drain -1 0", b"drain 1e9 0", b"x 1 2"):
+        assert drain_timings(junk) is None, junk
 
 
 def test_a_child_that_refuses_its_settings_is_not_restarted() -> None:
@@ -94,14 +115,14 @@ def test_headers_cross_without_hop_by_hop_ones_or_a_client_claim() -> None:
 
 def test_a_stop_however_started_tells_its_listeners_once() -> None:
 
-    async def scenario() -> list[str]:
+    async def scenario() -> list[tuple[float, float]]:
         raft = SimpleNamespace(status=lambda: SimpleNamespace(is_leader=False, peers=[]))
         stopper = Stopper("n1", "b", cast(MeshRaft, raft), Admission(0, 0, 1.0), lambda _: False)
-        told: list[str] = []
-        stopper.on_request.append(lambda: told.append("drain"))
+        told: list[tuple[float, float]] = []
+        stopper.on_request.append(lambda grace, delay: told.append((grace, delay)))
         stopper.refuse("a plan named this run")  # not a signal: the children drain all the same
         stopper.request("signal SIGTERM", grace=0, drain_delay=0)  # already stopping
         await stopper.stopped.wait()
         return told
 
-    assert asyncio.run(scenario()) == ["drain"]
+    assert asyncio.run(scenario()) == [(0.0, 0.0)]  # the refusal's timings, once
