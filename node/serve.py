@@ -22,7 +22,7 @@ from aiohttp import web
 
 from mesh.raft import RaftBindError
 from node import config as config_module
-from node import exit_status
+from node import event_loop, exit_status
 from node.app import NODE
 from node.datadir import UMASK
 from node.ha.secret import MeshSecretError
@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     os.umask(UMASK)  # whatever umask we were started with, what we write is ours alone
-    return asyncio.run(_serve(config, args.config or os.environ.get("MESHGATE_CONFIG")))
+    main = _serve(config, args.config or os.environ.get("MESHGATE_CONFIG"))
+    return event_loop.run(main, lambda name: log.info("event loop: %s", name))
 
 
 async def _serve(config: config_module.Config, config_file: str | None) -> int:
