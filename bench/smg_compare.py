@@ -194,16 +194,17 @@ def report(
         result[f"c{connections}"] = rows
         print(f"\n== {connections} connection(s), {args.rounds} x {secs:g} s per target ==")
         print(
-            f"{'target':<18}{'req/s':>9}{'per round':>16}{'p50 ms':>9}{'p99 ms':>9}"
-            f"{'added p50':>11}{'errors':>8}{'CPU µs/req':>12}{'cores':>7}"
+            f"{'target':<18}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'added p50':>11}{'errors':>8}"
+            f"{'CPU µs/req':>12}{'cores':>7}  req/s per round"
         )
         for name, row in rows.items():
             added = _added(rows, name) if name != BACKEND else None
             per_round = " / ".join(str(x) for x in row["rate_per_round"])  # type: ignore[union-attr]
             print(
-                f"{name:<18}{row['rate']:>9.0f}{per_round:>16}{_fmt(row['p50_ms'], '.2f'):>9}"
+                f"{name:<18}{row['rate']:>9.0f}{_fmt(row['p50_ms'], '.2f'):>9}"
                 f"{_fmt(row['p99_ms'], '.2f'):>9}{_fmt(added, '+.3f'):>11}{row['errors']:>8}"
                 f"{_fmt(row['cpu_us_per_request'], '.0f'):>12}{_fmt(row['cores'], '.2f'):>7}"
+                f"  {per_round}"
             )
     _ratios(args, result)
     return result
