@@ -2,8 +2,9 @@
 static backend and the same load generator, in one run.
 
 Targets: the nginx backend directly (the baseline), one meshgate node and one SMG
-router, both proxying to that backend with round_robin; with --baseline-src also a
-meshgate node run from another checkout (before/after a change). Each round
+router, both proxying to that backend with round_robin; with --baseline-src or
+--baseline-flags also a meshgate node run from another checkout or with other flags
+(before/after a change, `--event-loop asyncio`). Each round
 measures every target, in an order that rotates from round to round: `wrk` with
 --connections connections for --duration seconds, then one connection for
 --sequential-duration seconds, after --warmup seconds of discarded load. The CPU
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import sys
 import time
@@ -97,6 +99,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="DIR",
         help="also run a meshgate node from this checkout (e.g. `git archive main node mesh`)",
     )
+    parser.add_argument(
+        "--baseline-flags",
+        default="",
+        metavar="FLAGS",
+        help="also run a meshgate node with these extra `serve` flags (from --baseline-src, "
+        "else this checkout), e.g. '--event-loop asyncio'",
+    )
     parser.add_argument("--startup-timeout", type=seconds, default=60.0, metavar="SECS")
     parser.add_argument("--keep-tmp", action="store_true")
     parser.add_argument("--json", action="store_true", help="also print the result as JSON")
@@ -124,11 +133,12 @@ def start_targets(
     procs.append(start_nginx(tmp, backend_port))
     backend = f"http://127.0.0.1:{backend_port}"
     targets = [Target(BACKEND, backend, None)]
-    builds = [("meshgate", None)]
-    if args.baseline_src:
-        builds.append(("meshgate-baseline", args.baseline_src.resolve()))
-    for name, src in builds:
-        mesh = meshgate_node(tmp, name, backend, src)
+    builds: list[tuple[str, Path | None, list[str]]] = [("meshgate", None, [])]
+    if args.baseline_src or args.baseline_flags:
+        src = args.baseline_src.resolve() if args.baseline_src else None
+        builds.append(("meshgate-baseline", src, shlex.split(args.baseline_flags)))
+    for name, src, flags in builds:
+        mesh = meshgate_node(tmp, name, backend, src, flags)
         meshes.append(mesh)
         wait_meshgate(mesh, args.startup_timeout)
         targets.append(Target(name, mesh.urls[0], mesh.nodes[0].proc.pid))

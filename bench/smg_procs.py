@@ -140,9 +140,11 @@ def start_smg(smg: str, tmp: Path, port: int, metrics_port: int, backend: str) -
     return proc
 
 
-def meshgate_node(tmp: Path, name: str, backend: str, src: Path | None) -> LocalMesh:
-    """One `meshgate serve` node in front of `backend`; from the checkout `src` when given
-    (to compare two versions), else from this one."""
+def meshgate_node(
+    tmp: Path, name: str, backend: str, src: Path | None, flags: list[str]
+) -> LocalMesh:
+    """One `meshgate serve` node in front of `backend`, with extra `flags`; from the
+    checkout `src` when given (to compare two versions), else from this one."""
     env = {"MESHGATE_DRAIN_DELAY_SECS": "0"}
     if src is not None:
         env["PYTHONPATH"] = str(src)
@@ -152,7 +154,7 @@ def meshgate_node(tmp: Path, name: str, backend: str, src: Path | None) -> Local
         nodes=1,
         names=[name],
         workers=0,
-        node_args=["--worker-urls", backend, *gateway_flags("round_robin")],
+        node_args=["--worker-urls", backend, *gateway_flags("round_robin"), *flags],
         env=env,
     )
 

@@ -50,7 +50,13 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     os.umask(UMASK)  # whatever umask we were started with, what we write is ours alone
     main = _serve(config, args.config or os.environ.get("MESHGATE_CONFIG"))
-    return event_loop.run(main, lambda name: log.info("event loop: %s", name))
+    try:
+        return event_loop.run(
+            main, lambda name: log.info("event loop: %s", name), config.event_loop
+        )
+    except event_loop.LoopUnavailable as exc:
+        print(f"meshgate serve: error: --event-loop {config.event_loop}: {exc}", file=sys.stderr)
+        return exit_status.REFUSED
 
 
 async def _serve(config: config_module.Config, config_file: str | None) -> int:

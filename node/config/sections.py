@@ -52,6 +52,11 @@ class Serving(Section):
     log_level: str = setting(
         "info", "log level", check=one_of(("debug", "info", "warning", "error"))
     )
+    event_loop: str = setting(
+        "auto",
+        "event loop: auto (uvloop when it is installed, else asyncio's), uvloop or asyncio",
+        check=one_of(("auto", "uvloop", "asyncio")),
+    )
 
 
 @dataclass(frozen=True)

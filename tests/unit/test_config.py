@@ -443,6 +443,7 @@ FLAGS = [
     "--keepalive-timeout-secs",
     "--forwarded-allow-ips",
     "--log-level",
+    "--event-loop",
     "--worker-urls",
     "--policy",
     "--worker-startup-timeout-secs",
