@@ -58,6 +58,11 @@ class Serving(Section):
         "usable core; 1: a single process, no plane)",
         check=between(0, 256),
     )
+    event_loop: str = setting(
+        "auto",
+        "event loop: auto (uvloop when it is installed, else asyncio's), uvloop or asyncio",
+        check=one_of(("auto", "uvloop", "asyncio")),
+    )
 
 
 @dataclass(frozen=True)
