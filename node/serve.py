@@ -16,7 +16,6 @@ hidden `--plane-*` arguments below.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
