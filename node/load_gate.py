@@ -33,6 +33,7 @@ async def load_gate(request: web.Request, handler: Any) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + WAIT_SECS
         # If it is still not loaded at the deadline, authentication answers 503.
-        while not node.loaded.loaded() and loop.time() < deadline:
+        # Not for a state that will not come soon (a data-plane process's lost link).
+        while not node.loaded.loaded() and node.loaded.worth_waiting() and loop.time() < deadline:
             await asyncio.sleep(POLL_SECS)
     return await handler(request)  # type: ignore[no-any-return]

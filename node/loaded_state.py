@@ -68,6 +68,10 @@ class LoadedState:
     def loaded(self) -> bool:
         return self.problem() is None
 
+    def worth_waiting(self) -> bool:
+        """A starting node loads its state soon: requests wait for it (node/load_gate.py)."""
+        return True
+
     async def record(self) -> object:
         """A periodic step: once caught up in this run, leave the marker for later runs."""
         if not self._status().ready:

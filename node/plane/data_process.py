@@ -30,7 +30,7 @@ from node.load_gate import load_gate
 from node.plane.codec import PLANE_VERSION
 from node.plane.data_routes import install
 from node.plane.data_side import PlaneLinkError, PlaneReplica
-from node.plane.handover import Handover
+from node.plane.handover import Handover, answer_bound
 from node.plane.node_metrics import NodeMetrics
 from node.plane.parent import ParentLink, die_with_parent, orphaned
 from node.plane.paths import control_socket, plane_socket
@@ -66,8 +66,11 @@ async def serve_data(
         )
     link = ParentLink(args.plane_link) if args.plane_link is not None else None
 
+    replicas: list[PlaneReplica] = []
+
     def replica(stream: AppliedStream) -> PlaneReplica:
-        return PlaneReplica(plane_socket(config.data_path), stream, PLANE_VERSION, name)
+        replicas.append(PlaneReplica(plane_socket(config.data_path), stream, PLANE_VERSION, name))
+        return replicas[0]
 
     node = Node(config, config_file, replica=replica)
     app = build_app(config, node, MIDDLEWARES)
@@ -77,7 +80,8 @@ async def serve_data(
         node.applied,
         siblings,
         config.min_index_wait_secs,
-        config.request_timeout_secs,
+        answer_bound(config.mesh_commit_timeout_secs),
+        replicas[0],
     )
     app.on_startup.append(lambda _: handover.start())
     app.on_cleanup.append(lambda _: handover.close())

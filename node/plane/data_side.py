@@ -40,6 +40,9 @@ RETRY_FIRST: Final = 0.05  # the first reconnect's delay; doubled up to RETRY_MO
 RETRY_MOST: Final = 1.0
 DOWN_TOO_LONG: Final = 10.0  # a link down this long makes liveness fail: restart the process
 SUBMIT_MARGIN: Final = 2.0  # past the command's own wait, for the control process to answer
+# The control process sends status at least every second (control_side.HEARTBEAT_EVERY): a
+# stream silent for three heartbeats is down, though its socket is open (a frozen process).
+SILENT_AFTER: Final = 3.0
 # What the control process answers before it hands a command to Raft.
 REFUSED_UNSENT: Final = frozenset(
     {grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT}
@@ -81,6 +84,8 @@ class PlaneReplica:
         self._stub: pb_grpc.NodePlaneStub | None = None
         self._task: asyncio.Task[None] | None = None
         self._first = asyncio.Event()
+        self._down = asyncio.Event()  # set while the link is down
+        self._down.set()
         self._applied_waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     # -- lifecycle ------------------------------------------------------------
@@ -160,6 +165,15 @@ class PlaneReplica:
         """Never vouched for here: the caller commits a barrier through `submit`."""
         return None
 
+    def down_for(self) -> float:
+        """How long the link has been down; 0 while it is up."""
+        down = self._down_since
+        return 0.0 if down is None else time.monotonic() - down
+
+    async def wait_down(self) -> None:
+        """Return once the link is down (at once if it is)."""
+        await self._down.wait()
+
     def tick_alive(self) -> bool:
         return self._task is not None and not self._task.done()
 
@@ -180,15 +194,38 @@ class PlaneReplica:
         """The control process submits `command` to Raft; returns once this replica
         has applied it too. Raises CommitError as MeshRaft.submit does."""
         stub = self._stub
-        if stub is None:
-            raise CommitError("plane_down", "this process is not linked to its control process")
+        if stub is None or not self._linked:  # nothing is sent: it never commits
+            raise CommitError(
+                "plane_down",
+                "this process is not linked to its control process "
+                f"({self.last_error or 'starting'})",
+                outcome=NOT_COMMITTED,
+                request_id=command.get("rid"),
+            )
         wait = timeout or self.settings.commit_timeout
         deadline = wait + self.settings.clock_skew_allowance + SUBMIT_MARGIN
         request = pb.SubmitRequest(
             plane_version=self.version, command_json=codec.dumps(command), timeout_secs=wait
         )
+        call = asyncio.ensure_future(stub.Submit(request, timeout=deadline))
+        down = asyncio.ensure_future(self.wait_down())
         try:
-            reply = await stub.Submit(request, timeout=deadline)
+            await asyncio.wait({call, down}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            down.cancel()
+            answered = call.done()
+            call.cancel()
+        if not answered:  # the control process stopped answering with the command
+            raise CommitError(
+                "plane_down",
+                f"the link to the control process went down ({self.last_error}) while it "
+                "had the command",
+                outcome=UNKNOWN,
+                request_id=command.get("rid"),
+                timed_out=True,
+            )
+        try:
+            reply = call.result()
         except aio.AioRpcError as exc:
             raise self._submit_failed(exc, command) from None
         if reply.HasField("error"):
@@ -274,7 +311,17 @@ class PlaneReplica:
         call = self._stub.Follow(
             pb.FollowRequest(plane_version=self.version, process_name=self.process_name)
         )
-        async for event in call:
+        while True:
+            try:
+                event = await asyncio.wait_for(call.read(), SILENT_AFTER)
+            except TimeoutError:
+                call.cancel()
+                raise _OutOfStep(
+                    f"no event from the control process for {SILENT_AFTER:g} s "
+                    "(it is stopped or hung)"
+                ) from None
+            if event is aio.EOF:
+                return
             kind = event.WhichOneof("event")
             if kind == "applied":
                 self._apply(event.applied)
@@ -314,7 +361,9 @@ class PlaneReplica:
         self._linked = linked
         if linked:
             self._down_since = None
+            self._down.clear()
         else:
+            self._down.set()
             if self._down_since is None:
                 self._down_since = time.monotonic()
             self.last_error = reason

@@ -14,9 +14,10 @@ of the node, on any connection.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Awaitable, Mapping
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 import aiohttp
 from aiohttp import web
@@ -47,6 +48,9 @@ NOT_PASSED: Final = frozenset(
     }
 )
 CONNECT_SECS: Final = 5.0
+# Past the mesh's commit timeout (and the 1 s more of an unknown outcome), for the control
+# process to answer a handed-over request.
+ANSWER_MARGIN: Final = 5.0
 LOCAL_AUDIENCES: Final = frozenset({Audience.PROTECTED, Audience.PUBLISHED})
 
 
@@ -66,6 +70,32 @@ def passed_headers(headers: Mapping[str, str]) -> CIMultiDict[str]:
     return out
 
 
+class Link(Protocol):
+    """The plane link as the hand-over watches it (data_side.PlaneReplica)."""
+
+    @property
+    def linked(self) -> bool: ...
+
+    def wait_down(self) -> Awaitable[None]: ...
+
+
+def answer_bound(commit_timeout_secs: float) -> float:
+    """The longest a handed-over request waits for the control process's answer."""
+    return commit_timeout_secs + 1.0 + ANSWER_MARGIN
+
+
+def _unanswered(why: str) -> ApiError:
+    return ApiError(
+        504,
+        f"this node's control process did not answer ({why}); the request was sent to it: "
+        "a write may or may not have been applied. Retry with the same Idempotency-Key, or "
+        "re-read first",
+        code="CONTROL_UNAVAILABLE",
+        headers={"Retry-After": "1"},
+        extra={"sent": True},
+    )
+
+
 class Handover:
     """Hands requests to the control process at `socket_path` (an HTTP site on a Unix
     socket), and answers once `applied` has reached the index of its answer."""
@@ -77,7 +107,9 @@ class Handover:
         siblings: Siblings,
         wait_secs: float,
         timeout_secs: float,
+        link: Link,
     ) -> None:
+        self.link = link  # a request is not handed over while it is down, nor waits past it
         self.socket_path = socket_path
         self.applied = applied
         self.siblings = siblings
@@ -97,6 +129,25 @@ class Handover:
             await self._session.close()
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
+        if not self.link.linked:
+            raise _unreachable("it does not answer on the plane link")
+        exchange = asyncio.ensure_future(self._exchange(request))
+        down = asyncio.ensure_future(self.link.wait_down())
+        try:
+            await asyncio.wait({exchange, down}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            down.cancel()
+            answered = exchange.done()
+            exchange.cancel()  # the link went down (a frozen or dead control process)
+        if not answered:
+            raise _unanswered("the plane link went down while it had the request")
+        status, payload, answer_headers = exchange.result()
+        await self._caught_up(answer_headers.get(INDEX_HEADER))
+        answer_headers.popall(INDEX_HEADER, None)  # this process's own index is added
+        return web.Response(status=status, body=payload, headers=answer_headers)
+
+    async def _exchange(self, request: web.Request) -> tuple[int, bytes, CIMultiDict[str]]:
+        """Send `request` to the control process; its status, body and headers."""
         assert self._session is not None, "started with the application"
         body = await request.read()  # bounded by the application's client_max_size
         headers = passed_headers(request.headers)
@@ -110,27 +161,13 @@ class Handover:
                 allow_redirects=False,
             ) as answer:
                 payload = await answer.read()
-                status, answer_headers = answer.status, passed_headers(answer.headers)
+                return answer.status, payload, passed_headers(answer.headers)
         except aiohttp.ClientConnectorError:  # nothing was sent
-            raise ApiError(
-                503,
-                "this node's control process is not reachable (it may be restarting); "
-                "nothing was done: retry shortly",
-                code="CONTROL_UNAVAILABLE",
-                headers={"Retry-After": "1"},
-            ) from None
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ApiError(
-                503,
-                f"this node's control process did not answer ({type(exc).__name__}): a write "
-                "may or may not have been applied; retry with the same Idempotency-Key, or "
-                "re-read first",
-                code="CONTROL_UNAVAILABLE",
-                headers={"Retry-After": "1"},
-            ) from None
-        await self._caught_up(answer_headers.get(INDEX_HEADER))
-        answer_headers.popall(INDEX_HEADER, None)  # this process's own index is added
-        return web.Response(status=status, body=payload, headers=answer_headers)
+            raise _unreachable("it may be restarting") from None
+        except TimeoutError:
+            raise _unanswered(f"within {self.timeout_secs:g} s") from None
+        except aiohttp.ClientError as exc:
+            raise _unanswered(type(exc).__name__) from None
 
     async def _caught_up(self, index: str | None) -> None:
         """Wait (bounded) until this replica, and every other data-plane process's, has
@@ -139,6 +176,17 @@ class Handover:
             return
         await self.applied.wait(int(index), self.wait_secs, capped=False)
         await self.siblings.caught_up(int(index), self.wait_secs)
+
+
+def _unreachable(why: str) -> ApiError:
+    return ApiError(
+        503,
+        f"this node's control process is not reachable ({why}); the request was not sent: "
+        "nothing was done, retry shortly",
+        code="CONTROL_UNAVAILABLE",
+        headers={"Retry-After": "1"},
+        extra={"sent": False},
+    )
 
 
 @web.middleware

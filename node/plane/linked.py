@@ -10,6 +10,9 @@ from node.loaded_state import LoadedState
 from node.plane.facts import HEALTHY, UNKNOWN, PlaneFacts
 
 NOT_LINKED = "not linked to this node's control process yet"
+# A link down longer than this is not a reconnect in passing (a frozen or dead control
+# process): requests stop waiting for it and are answered at once.
+RECONNECT_GRACE = 1.0
 
 
 class Replica(Protocol):
@@ -19,6 +22,8 @@ class Replica(Protocol):
     def linked(self) -> bool: ...
 
     def status(self) -> RaftStatus: ...
+
+    def down_for(self) -> float: ...
 
 
 class LinkedState:
@@ -36,6 +41,11 @@ class LinkedState:
 
     def loaded(self) -> bool:
         return self.problem() is None
+
+    def worth_waiting(self) -> bool:
+        """Will a request that waits for the state soon have it? Not from a link down
+        for long (a data-plane process listens only once it has linked)."""
+        return self._replica.down_for() < RECONNECT_GRACE
 
 
 def linked_state(replica: Replica, loaded: LoadedState) -> LinkedState:

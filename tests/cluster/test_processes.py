@@ -21,6 +21,7 @@ import requests
 
 from mesh.events import AppliedStream
 from node.plane.data_side import PlaneLinkError, PlaneReplica
+from node.plane.handover import answer_bound
 from node.plane.paths import plane_socket
 from node.plane.socket_file import PlaneSocketError, claim
 from tests.cluster.conftest import MODEL, Mesh
@@ -34,6 +35,7 @@ INDEX = "X-Meshgate-Index"
 ADMITTED = 3  # n1's --max-concurrent-requests, with no queue: one slot per process
 N1_FLAGS = ["--processes", str(PROCESSES), "--max-concurrent-requests", str(ADMITTED)]
 N1_FLAGS += ["--queue-size", "0"]
+MESH_COMMIT_TIMEOUT = 3.0  # --mesh-commit-timeout-secs's default
 TOKEN_DELAY_MS = 100  # a streamed answer of N tokens takes N x 0.1 s
 
 
@@ -248,6 +250,43 @@ def test_a_plane_socket_of_another_version_or_in_use_is_refused(mesh: ProcessesM
 
     with pytest.raises(PlaneLinkError, match="plane version 1, this process 999"):
         asyncio.run(follow_as_another_version())
+
+
+def test_a_frozen_control_process_makes_the_node_unready_and_bounds_handed_over_writes(
+    mesh: ProcessesMesh,
+) -> None:
+    """SIGSTOP of n1's control process: its socket stays open, its stream goes silent."""
+    n1 = mesh.nodes[0]
+    worker_id = fresh("GET", n1.url + "/workers").json()["workers"][0]["id"]
+    patch = f"{n1.url}/workers/{worker_id}"
+    bound = answer_bound(MESH_COMMIT_TIMEOUT) + 2.0  # a hang fails the request itself
+    os.kill(n1.proc.pid, signal.SIGSTOP)
+    try:
+        with requests.Session() as session:  # sent before the link is seen down
+            sent = session.patch(patch, json={"model_id": MODEL}, timeout=bound)
+        assert sent.status_code == 504, sent.text
+        assert sent.json()["error"]["sent"] is True, sent.text
+        assert "did not answer" in sent.json()["error"]["message"]
+        wait_for(  # every process says so, each of its own link
+            lambda: all(
+                fresh("GET", n1.url + "/readiness").status_code == 503 for _ in range(PROCESSES * 4)
+            ),
+            timeout=10,
+            what="every process of n1 to say it is not ready",
+        )
+        refused = fresh("PATCH", patch, json={"model_id": MODEL})
+        assert refused.status_code in (503, 504), refused.text
+        if refused.status_code == 503:  # the link was down already: not sent at all
+            assert refused.json()["error"]["sent"] is False, refused.text
+    finally:
+        os.kill(n1.proc.pid, signal.SIGCONT)
+    wait_for(
+        lambda: all(fresh("GET", n1.url + "/readiness").ok for _ in range(PROCESSES * 4)),
+        timeout=30,
+        what="every process of n1 ready again",
+    )
+    again = fresh("PATCH", patch, json={"model_id": MODEL})
+    assert again.status_code == 200, again.text
 
 
 def test_the_control_process_killed_leaves_no_listener(mesh: ProcessesMesh) -> None:
