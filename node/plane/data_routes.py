@@ -1,6 +1,7 @@
 """A data-plane process's routes: those it serves itself (node/plane/handover.py says
-which; `/metrics` answers for every process of the node), then one catch-all that
-hands every other request to the control process."""
+which; `/metrics` answers for every process of the node), then the control process's
+routes, each handed to it. A path or method no route takes is answered here (404, 405),
+before any body is read."""
 
 from __future__ import annotations
 
@@ -26,5 +27,10 @@ def install(app: web.Application, handover: Handover, node_metrics: Handler) -> 
         [replace(r, handler=node_metrics) if r.path == METRICS_PATH else r for r in local],
     )
     live.install(app)  # GET /ws: this process's replica feeds it
-    # Last: a path or method no route above takes (a 404 or 405 too) is the control's to answer.
-    app.router.add_route("*", "/{tail:.*}", handover)
+    for route in WITHOUT_FEED:  # the control process authenticates and answers these
+        if served_here(route):
+            continue
+        if route.method == "GET":  # with HEAD, as register() adds it
+            app.router.add_get(route.path, handover)
+        else:
+            app.router.add_route(route.method, route.path, handover)

@@ -23,6 +23,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
+from node.api.common import control_body
 from node.api.table import Audience, Route
 from node.applied_wait import AppliedWaiter
 from node.errors import ApiError
@@ -131,7 +132,8 @@ class Handover:
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         if not self.link.linked:
             raise _unreachable("it does not answer on the plane link")
-        exchange = asyncio.ensure_future(self._exchange(request))
+        body = await control_body(request)  # every control route's bound: 413 past it
+        exchange = asyncio.ensure_future(self._exchange(request, body))
         down = asyncio.ensure_future(self.link.wait_down())
         try:
             await asyncio.wait({exchange, down}, return_when=asyncio.FIRST_COMPLETED)
@@ -146,10 +148,11 @@ class Handover:
         answer_headers.popall(INDEX_HEADER, None)  # this process's own index is added
         return web.Response(status=status, body=payload, headers=answer_headers)
 
-    async def _exchange(self, request: web.Request) -> tuple[int, bytes, CIMultiDict[str]]:
+    async def _exchange(
+        self, request: web.Request, body: bytes
+    ) -> tuple[int, bytes, CIMultiDict[str]]:
         """Send `request` to the control process; its status, body and headers."""
         assert self._session is not None, "started with the application"
-        body = await request.read()  # bounded by the application's client_max_size
         headers = passed_headers(request.headers)
         headers[CLIENT_HEADER] = request.remote or ""
         try:
