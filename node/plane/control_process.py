@@ -27,9 +27,9 @@ from node.plane.control_side import PlaneServer
 from node.plane.facts import plane_facts
 from node.plane.handover import trusted_client
 from node.plane.paths import control_socket, plane_socket
-from node.plane.siblings import process_socket
+from node.plane.siblings import ALIVE, SocketClients, process_socket
 from node.plane.socket_file import PlaneSocketError, claim
-from node.plane.supervisor import ChildRefused, Supervisor
+from node.plane.supervisor import PING_EVERY, ChildRefused, Supervisor
 from node.serving import make_runner, refuse, set_up, stop_on_signals, wait_and_clean_up
 from node.web import create_app
 
@@ -97,7 +97,15 @@ async def serve_control(
         lambda: plane_facts(node.pool, node.is_draining, node.stopper),
         plane_socket(config.data_path),
     )
-    supervisor = Supervisor(child_command(argv), config.process_count, node.stopper.refuse)
+    clients = SocketClients()  # one session per child, to ping it
+
+    async def ping(name: str) -> bool:
+        path = process_socket(config.data_path, name)
+        return await clients.get(path, ALIVE, PING_EVERY) is not None
+
+    supervisor = Supervisor(
+        child_command(argv), config.process_count, node.stopper.refuse, ping=ping
+    )
     node.processes = supervisor.describe  # shown in /ha/local
     node.stopper.on_request.append(supervisor.drain)  # a signal, a plan or a refusal
     stop_on_signals(node, config)  # from here on: a stop while starting drains the children
@@ -115,5 +123,6 @@ async def serve_control(
         )
     await node.stopper.stopped.wait()
     await supervisor.stop(config.drain_delay_secs + config.shutdown_grace_secs + EXTRA_STOP_SECS)
+    await clients.close()
     await plane.stop()
     return await wait_and_clean_up(node, runner)

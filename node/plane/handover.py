@@ -49,6 +49,9 @@ NOT_PASSED: Final = frozenset(
     }
 )
 CONNECT_SECS: Final = 5.0
+# The data-plane processes of the node that did not confirm, in time, that they had
+# applied a handed-over request's index (docs/consistency.md).
+BEHIND_HEADER: Final = "X-Meshgate-Siblings-Behind"
 # Past the mesh's commit timeout (and the 1 s more of an unknown outcome), for the control
 # process to answer a handed-over request.
 ANSWER_MARGIN: Final = 5.0
@@ -128,6 +131,7 @@ class Handover:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+        await self.siblings.close()
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         if not self.link.linked:
@@ -144,8 +148,10 @@ class Handover:
         if not answered:
             raise _unanswered("the plane link went down while it had the request")
         status, payload, answer_headers = exchange.result()
-        await self._caught_up(answer_headers.get(INDEX_HEADER))
+        behind = await self._caught_up(answer_headers.get(INDEX_HEADER))
         answer_headers.popall(INDEX_HEADER, None)  # this process's own index is added
+        if behind:  # a read through one of these may not show this answer's write yet
+            answer_headers[BEHIND_HEADER] = ",".join(behind)
         return web.Response(status=status, body=payload, headers=answer_headers)
 
     async def _exchange(
@@ -172,13 +178,14 @@ class Handover:
         except aiohttp.ClientError as exc:
             raise _unanswered(type(exc).__name__) from None
 
-    async def _caught_up(self, index: str | None) -> None:
+    async def _caught_up(self, index: str | None) -> list[str]:
         """Wait (bounded) until this replica, and every other data-plane process's, has
-        applied what the control process had when it answered."""
+        applied what the control process had when it answered; the siblings that did not
+        confirm it in time."""
         if index is None or not index.isdigit() or len(index) > 18:
-            return
+            return []
         await self.applied.wait(int(index), self.wait_secs, capped=False)
-        await self.siblings.caught_up(int(index), self.wait_secs)
+        return await self.siblings.caught_up(int(index), self.wait_secs)
 
 
 def _unreachable(why: str) -> ApiError:

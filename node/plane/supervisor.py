@@ -9,7 +9,9 @@ listens and its replica is linked, and reads end-of-file on it when this process
 gone (node/plane/parent.py), so no child outlives the control process.
 
 A child that dies is started again after a backoff that doubles while it keeps dying
-young, and the log says why it died. A child that refuses its settings (exit 2) is
+young, and the log says why it died. A ready child that does not answer `ping` for
+HUNG_SECS (a stopped or stuck process: its siblings would wait for it on every
+write) is killed, and so started again. A child that refuses its settings (exit 2) is
 not restarted: the node cannot run as configured, and the control process refuses too.
 """
 
@@ -21,7 +23,7 @@ import logging
 import signal
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +35,10 @@ READY_LINE = b"ready\n"  # child -> control
 DRAIN = b"drain"  # control -> child: "drain GRACE DRAIN_DELAY\n", the stop's own timings
 READY_POLL_SECS = 0.05
 YOUNG_SECS = 10.0  # a child that dies younger than this backs off longer before its restart
+PING_EVERY = 1.0  # each ready child is asked this often whether it runs
+HUNG_SECS = 3.0  # a ready child that answers no ping for this long is killed
+
+Ping = Callable[[str], Awaitable[bool]]  # a child's name -> did it answer (within PING_EVERY)
 
 
 class ChildRefused(Exception):
@@ -88,8 +94,10 @@ class Supervisor:
         count: int,
         refused: Callable[[str], None],
         backoff: Backoff = Backoff(),
+        ping: Ping | None = None,
     ) -> None:
         self.command = command
+        self.ping = ping
         self.children = [DataProcess(f"p{i + 1}") for i in range(count)]
         self.refused = refused
         self.backoff = backoff
@@ -128,6 +136,9 @@ class Supervisor:
         for child in self.children:
             await self._spawn(child)
             self._watchers.append(asyncio.create_task(self._watch(child), name=child.name))
+            if self.ping is not None:
+                pinger = self._kill_if_hung(child, self.ping)
+                self._watchers.append(asyncio.create_task(pinger, name=f"{child.name}-ping"))
         waits = {
             asyncio.create_task(self._all_ready()),
             asyncio.create_task(self._refusal.wait()),
@@ -210,6 +221,32 @@ class Supervisor:
                     await asyncio.sleep(self.backoff.longest)
             if self.stopping:
                 return
+
+    async def _kill_if_hung(self, child: DataProcess, ping: Ping) -> None:
+        """Kill `child` once it has been ready and answered no ping for HUNG_SECS; `_watch`
+        then starts it again."""
+        loop = asyncio.get_running_loop()
+        answered = before = loop.time()
+        while not self.stopping:
+            await asyncio.sleep(PING_EVERY)
+            now = loop.time()
+            # Not ready (starting), or this process itself was stopped meanwhile: not its fault.
+            if not (child.alive() and child.ready.is_set()) or now - before > 3 * PING_EVERY:
+                answered = before = now
+                continue
+            before = now
+            if await ping(child.name):
+                answered = before = loop.time()
+            elif now - answered >= HUNG_SECS and child.proc is not None and child.alive():
+                log.warning(
+                    "data-plane process %s (pid %d) has answered no ping for %.0fs: killing it",
+                    child.name,
+                    child.proc.pid,
+                    now - answered,
+                )
+                with contextlib.suppress(ProcessLookupError):
+                    child.proc.kill()
+                answered = now
 
     @staticmethod
     async def _read_ready(child: DataProcess) -> None:

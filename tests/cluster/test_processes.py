@@ -9,6 +9,7 @@ the module; the test that kills n1's control process runs last.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -21,7 +22,7 @@ import requests
 
 from mesh.events import AppliedStream
 from node.plane.data_side import PlaneLinkError, PlaneReplica
-from node.plane.handover import answer_bound
+from node.plane.handover import BEHIND_HEADER, answer_bound
 from node.plane.paths import plane_socket
 from node.plane.socket_file import PlaneSocketError, claim
 from tests.cluster.conftest import MODEL, Mesh
@@ -87,6 +88,12 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessesMesh]:
         yield m
     finally:
         m.stop()
+
+
+def every_process_ready(url: str) -> list[dict[str, object]] | None:
+    """The data-plane processes as /ha/local lists them, once every one is ready."""
+    shown: list[dict[str, object]] = fresh("GET", url + "/ha/local").json()["processes"]
+    return shown if all(p["ready"] for p in shown) else None
 
 
 def model_everywhere(url: str, model: str, headers: dict[str, str] | None = None) -> set[str]:
@@ -195,10 +202,7 @@ def test_a_killed_data_plane_process_is_restarted_while_the_others_serve(
         assert len(answered) > served_before_restart  # the others served meanwhile
         replaced = children_of(n1.proc.pid)
         again = wait_for(
-            lambda: (
-                all(p["ready"] for p in fresh("GET", n1.url + "/ha/local").json()["processes"])
-                and fresh("GET", n1.url + "/ha/local").json()["processes"]
-            ),
+            lambda: every_process_ready(n1.url),
             timeout=30,
             what="/ha/local to show the new process ready",
         )
@@ -250,6 +254,51 @@ def test_a_plane_socket_of_another_version_or_in_use_is_refused(mesh: ProcessesM
 
     with pytest.raises(PlaneLinkError, match="plane version 1, this process 999"):
         asyncio.run(follow_as_another_version())
+
+
+def test_a_hung_data_plane_process_is_restarted_and_writes_name_it_meanwhile(
+    mesh: ProcessesMesh,
+) -> None:
+    n1 = mesh.nodes[0]
+    shown = wait_for(lambda: every_process_ready(n1.url), timeout=30, what="n1 all ready")
+    victim = shown[0]
+    worker_id = fresh("GET", n1.url + "/workers").json()["workers"][0]["id"]
+    named: list[str] = []
+
+    def a_write_names_the_victim() -> bool:
+        try:  # a new connection may queue on the stopped process's listener: reset on its kill
+            answer = fresh("PATCH", f"{n1.url}/workers/{worker_id}", json={"model_id": MODEL})
+        except requests.ConnectionError:
+            return False
+        assert answer.status_code == 200, answer.text
+        named.append(answer.headers.get(BEHIND_HEADER, ""))
+        return named[-1] == victim["name"]
+
+    os.kill(victim["pid"], signal.SIGSTOP)
+    try:
+        wait_for(a_write_names_the_victim, timeout=20, what="a write to name the hung process")
+        wait_for(
+            lambda: (
+                victim["pid"] not in children_of(n1.proc.pid)
+                and len(children_of(n1.proc.pid)) == PROCESSES
+            ),
+            timeout=20,
+            what="the hung process to be replaced",
+        )
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim["pid"], signal.SIGCONT)
+    wait_for(
+        lambda: f"{victim['name']} (pid {victim['pid']}) has answered no ping" in n1.proc.log(),
+        timeout=10,
+        what="the control process to log why it killed it",
+    )
+    named.clear()
+    wait_for(  # the new one confirms writes again
+        lambda: a_write_names_the_victim() is False and named[-1] == "",
+        timeout=20,
+        what="a write that every process confirmed",
+    )
 
 
 def peak_rss(pid: int) -> int:

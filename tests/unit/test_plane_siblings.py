@@ -21,18 +21,21 @@ def test_a_sibling_answers_what_it_has_applied_and_its_metrics(tmp_path: Path) -
         waiter = AppliedWaiter(lambda: (applied[0], applied[0]), stream)
         path = process_socket(tmp_path, "p2")
         site = await serve_siblings(Metrics("n1"), waiter, 0.3, path)
+        me = Siblings(tmp_path, "p1")
         try:
             assert path.stat().st_mode & 0o777 == 0o600
             assert await get(path, "/applied/7", 2.0) == b"7"
             assert await get(path, "/applied/8", 2.0) is None  # not there within 0.3 s
             assert b"meshgate_" in (await get(path, "/metrics", 2.0) or b"")
-            me = Siblings(tmp_path, "p1")
             process_socket(tmp_path, "p3").touch()  # a sibling being restarted: no answer
             assert set(me.data_plane()) == {"p2", "p3"}
             started = time.monotonic()
-            await me.caught_up(7, 0.3)
+            assert await me.caught_up(7, 0.3) == ["p3"]  # the one that did not confirm
             assert time.monotonic() - started < 1.0
+            assert await me.caught_up(8, 0.3) == ["p2", "p3"]
+            assert await me.clients.get(path, "/alive", 2.0) == b"ok"  # the supervisor's ping
         finally:
+            await me.close()
             await site.cleanup()
 
     asyncio.run(scenario())
