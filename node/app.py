@@ -47,7 +47,7 @@ from node.grpc_workers.workers import GrpcSettings, GrpcWorkers
 from node.grpcproxy.clients import links_from
 from node.grpcproxy.forward import EngineForwarder
 from node.ha.peers import MESH_TOKEN_HEADER, PeerPoller
-from node.ha.quota_shares import share_quotas
+from node.ha.quota_shares import lends_quota_shares, share_quotas
 from node.ha.rotation import MeshKeys, everyone_sends_with
 from node.ha.secret import mesh_secret
 from node.ha.shutdown import Stopper
@@ -346,7 +346,8 @@ class Node:
         self.peers = PeerPoller(
             self.session, lambda: self.raft.state.members, self.name, self.mesh_keys.token
         )
-        share_quotas(self.peers, self.quotas)
+        if lends_quota_shares(self.config.process_count, self.hot_store.configured):
+            share_quotas(self.peers, self.quotas)
 
     async def _leave_raft(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.raft.stop)

@@ -305,14 +305,24 @@ async def rate_limit_stats(request: web.Request, _: Principal) -> web.Response:
         admitted = total["admitted"] or 1
         for counts in total["by_node"].values():
             counts["share_of_admitted"] = round(counts["admitted"] / admitted, 4)
-    return json_response(
-        {
-            "scopes": scopes,
-            "nodes": sorted(per_node),
-            "unreachable_nodes": unreachable,
-            "backends": {n: s.get("backend") for n, s in per_node.items()},
-        }
-    )
+    answer: dict[str, Any] = {
+        "scopes": scopes,
+        "nodes": sorted(per_node),
+        "unreachable_nodes": unreachable,
+        "backends": {n: s.get("backend") for n, s in per_node.items()},
+    }
+    # A node of several processes counts in its data-plane processes, which this answer
+    # does not reach: say so rather than show their control process's zeros as the node's.
+    several = [node.name] if node.config.process_count > 1 else []
+    several += [n for n, v in node.peers.views.items() if v.reachable and v.report.get("processes")]
+    if several:
+        answer["counted_per_process"] = sorted(several)
+        answer["note"] = (
+            "the nodes in counted_per_process run several data-plane processes (--processes): "
+            "their admitted and rejected counts here are their control process's alone, not "
+            "their data-plane processes'"
+        )
+    return json_response(answer)
 
 
 # -- drain, shutdown, membership --------------------------------------------------------------

@@ -24,6 +24,13 @@ def peer_parts(views: Mapping[str, PeerView]) -> PeerParts:
     return parts
 
 
+def lends_quota_shares(process_count: int, redis: bool) -> bool:
+    """Does a node lend and borrow quota shares? Not one of several processes without
+    Redis: its control process sees none of its data-plane processes' demand, so it would
+    lend shares they are using (docs/quotas.md). Its report then wants and grants nothing."""
+    return redis or process_count <= 1
+
+
 def share_quotas(poller: PeerPoller, quotas: QuotaEngine) -> None:
     """Exchange quota shares after every round of polls (every member asked once)."""
     poller.on_polled.append(lambda: quotas.exchange(peer_parts(poller.views)))

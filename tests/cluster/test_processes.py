@@ -395,6 +395,55 @@ def test_a_frozen_control_process_makes_the_node_unready_and_bounds_handed_over_
     assert again.status_code == 200, again.text
 
 
+QUOTA = 20  # requests a minute, mesh-wide
+
+
+def test_a_node_of_several_processes_without_redis_lends_no_quota_share(
+    mesh: ProcessesMesh,
+) -> None:
+    """The reviewer's quota_lend: n2 wants more than its share while n1's control process,
+    which sees none of its processes' demand, would lend n1's. Late in the module: the key
+    it makes may turn authentication on."""
+    n1, n2 = mesh.nodes[:2]
+    for node in (n1, n2):  # n1's counts are in its data-plane processes: the answer says so
+        stats = fresh("GET", node.url + "/ha/rate-limit/stats")
+        assert stats.status_code == 200, stats.text
+        assert len(stats.json()["counted_per_process"]) == 1, stats.text
+    tenant = fresh("POST", n1.url + "/api/admin/tenants", json={"name": "pub"})
+    assert tenant.status_code in (200, 201), tenant.text
+    limits = {"requestsPerMinute": QUOTA}
+    made = fresh("POST", n1.url + "/api/keys", json={"namespace": "pub", "limits": limits})
+    assert made.status_code == 201, made.text
+    key = {"Authorization": f"Bearer {made.json()['apiKey']}"}
+    chat = {"model": MODEL, "max_tokens": 1, "messages": [{"role": "user", "content": "x"}]}
+    for node in mesh.nodes:
+        wait_for(
+            lambda node=node: fresh("GET", node.url + "/v1/models", headers=key).ok,
+            timeout=10,
+            what="the key on every node",
+        )
+
+    def admitted_through(url: str, count: int) -> int:
+        return sum(
+            fresh("POST", url + "/v1/chat/completions", json=chat, headers=key).ok
+            for _ in range(count)
+        )
+
+    n2_share = -(-QUOTA // len(mesh.nodes))
+    at_n2 = [0]
+
+    def n2_borrowed() -> bool:  # from n3, which lends (and, before the fix, from n1)
+        at_n2[0] += admitted_through(n2.url, 2)
+        return at_n2[0] > n2_share
+
+    wait_for(n2_borrowed, timeout=15, what="n2 to borrow an idle node's share")
+    at_n2[0] += admitted_through(n2.url, QUOTA)
+    at_n1 = admitted_through(n1.url, 2 * QUOTA)  # new connections: every process
+    # Every process's share, n1's three and the other nodes' one each; n1 lends nothing.
+    bound = PROCESSES * -(-QUOTA // (len(mesh.nodes) * PROCESSES)) + 2 * n2_share
+    assert at_n1 + at_n2[0] <= bound, (at_n1, at_n2[0], bound)
+
+
 def test_the_control_process_killed_leaves_no_listener(mesh: ProcessesMesh) -> None:
     """Last in the module: n1 stays down."""
     n1 = mesh.nodes[0]
