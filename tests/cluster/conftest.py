@@ -174,18 +174,29 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "mesh_args(*args): extra `meshgate serve` flags")
 
 
-@pytest.fixture
-def netns_mesh(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[netns.NetnsMesh]:
-    """A 3-node mesh with each node in its own network namespace (tests/netns.py), so a
-    test can cut and heal a node's link; skipped where namespaces are unavailable.
-    `@pytest.mark.mesh_args(...)` adds flags to every node."""
+def _netns_mesh(tmp_path: Path, extra: tuple[str, ...] = ()) -> Iterator[netns.NetnsMesh]:
     problem = netns.unavailable()
     if problem:
         pytest.skip(f"partition tests need Linux network namespaces: {problem}")
-    marker = request.node.get_closest_marker("mesh_args")
-    m = netns.NetnsMesh(tmp_path, extra=tuple(marker.args) if marker else ())
+    m = netns.NetnsMesh(tmp_path, extra=extra)
     try:
         m.wait_ready()
         yield m
     finally:
         m.stop()
+
+
+@pytest.fixture
+def netns_mesh(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[netns.NetnsMesh]:
+    """A 3-node mesh with each node in its own network namespace (tests/netns.py), so a
+    test can cut and heal a node's link; skipped where namespaces are unavailable.
+    `@pytest.mark.mesh_args(...)` adds flags to every node."""
+    marker = request.node.get_closest_marker("mesh_args")
+    yield from _netns_mesh(tmp_path, tuple(marker.args) if marker else ())
+
+
+@pytest.fixture(scope="module")
+def module_netns_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[netns.NetnsMesh]:
+    """netns_mesh (default flags) shared by a module's tests: each must leave it whole,
+    every link healed and every node caught up."""
+    yield from _netns_mesh(tmp_path_factory.mktemp("netns"))

@@ -5,16 +5,19 @@ bridge port down, so packets are dropped without a reset, as when a cable is
 pulled. Every write's answer is recorded (tests/writers.py), so "no
 acknowledged write lost" is checked key by key against the final state.
 
-- the leader cut off for 15 s, then healed: the majority goes on, nothing is
-  acknowledged by the cut-off node, it never claims to be caught up once it is
-  stale, the heal costs at most one election, and every node is equal within
-  5 s of the heal;
-- a follower cut off while writes go through it: the same convergence (the
+- a follower cut off while writes go through it: the same convergence as below (the
   outcome of each write sent through it is the other half of issue 8); once
   stale, it refuses managed keys (one is revoked on the majority meanwhile)
   while static keys work, and after the heal it knows of the revocation; it is
   far enough behind to be sent a snapshot;
+- the leader cut off for 15 s, then healed: the majority goes on, nothing is
+  acknowledged by the cut-off node, it never claims to be caught up once it is
+  stale, the heal costs at most one election, and every node is equal within
+  5 s of the heal;
 - a flapping partition: the majority acknowledges writes in every window.
+
+The last two share one mesh (each leaves it healed and caught up); the first runs
+before it starts, on a mesh of its own that sends snapshots sooner.
 """
 
 from __future__ import annotations
@@ -104,46 +107,6 @@ def acknowledged_while_cut(writers: Writers, node: NsNode, cut: float, healed: f
     ]
 
 
-def test_leader_cut_off_then_healed(netns_mesh: NetnsMesh) -> None:
-    mesh = netns_mesh
-    old = mesh.leader()
-    majority = [n for n in mesh.nodes if n is not old]
-    watch = Watch()
-    with Writers(mesh.nodes, ADMIN) as writers:
-        poll_for(mesh, watch, 1.5)
-        mesh.cut(old)
-        cut_at = time.monotonic()  # once the port is down
-        poll_for(mesh, watch, CUT_SECONDS)
-        terms_at_heal = watch.terms(since=time.monotonic() - 1.0)
-        healed_at = time.monotonic()
-        mesh.heal(old)
-        # The old leader must be back and caught up while the writers go on.
-        wait_for(
-            lambda: old.local()["caught_up"] and old.local()["role"] == "follower",
-            timeout=CONVERGE_SECONDS,
-            interval=0.1,
-            what=f"{old.name} caught up after the heal",
-        )
-        poll_for(mesh, watch, 1.0)
-        took = assert_converged(mesh, writers, healed_at)
-
-    assert writers.acked_between(cut_at + 2.0, healed_at, [n.name for n in majority]) > 0
-    # Nothing sent to the cut-off node after the cut can have been committed.
-    assert acknowledged_while_cut(writers, old, cut_at, healed_at) == []
-    # Once it could know that it is cut off, it never claims to be caught up.
-    claims = [
-        f"+{t - cut_at:.1f}s"
-        for t, s in watch.of(old, cut_at + STALE_AFTER, healed_at)
-        if s["caught_up"] or not s["stale"]
-    ]
-    assert claims == [], f"{old.name} claimed caught_up (or not stale) while cut off: {claims}"
-    assert len(watch.of(old, cut_at + STALE_AFTER, healed_at)) > 20
-    # The heal costs at most one election (with pre-vote, usually none).
-    new_terms = watch.terms(since=healed_at) - terms_at_heal
-    assert max(watch.terms(since=healed_at)) <= max(terms_at_heal) + 1, (terms_at_heal, new_terms)
-    assert took <= CONVERGE_SECONDS
-
-
 def keys(node: NsNode, key: str) -> requests.Response:
     """GET /api/keys (any valid credential; reads only the local replica)."""
     return requests.get(
@@ -197,15 +160,57 @@ def test_follower_cut_off_while_writes_go_through_it(netns_mesh: NetnsMesh) -> N
     assert all(s["role"] == "leader" for _, s in watch.of(leader, cut_at, time.monotonic()))
 
 
-def test_flapping_partition_the_majority_commits_in_every_window(netns_mesh: NetnsMesh) -> None:
-    mesh = netns_mesh
+def test_leader_cut_off_then_healed(module_netns_mesh: NetnsMesh) -> None:
+    mesh = module_netns_mesh
+    old = mesh.leader()
+    majority = [n for n in mesh.nodes if n is not old]
+    watch = Watch()
+    with Writers(mesh.nodes, ADMIN) as writers:
+        poll_for(mesh, watch, 1.5)
+        mesh.cut(old)
+        cut_at = time.monotonic()  # once the port is down
+        poll_for(mesh, watch, CUT_SECONDS)
+        terms_at_heal = watch.terms(since=time.monotonic() - 1.0)
+        healed_at = time.monotonic()
+        mesh.heal(old)
+        # The old leader must be back and caught up while the writers go on.
+        wait_for(
+            lambda: old.local()["caught_up"] and old.local()["role"] == "follower",
+            timeout=CONVERGE_SECONDS,
+            interval=0.1,
+            what=f"{old.name} caught up after the heal",
+        )
+        poll_for(mesh, watch, 1.0)
+        took = assert_converged(mesh, writers, healed_at)
+
+    assert writers.acked_between(cut_at + 2.0, healed_at, [n.name for n in majority]) > 0
+    # Nothing sent to the cut-off node after the cut can have been committed.
+    assert acknowledged_while_cut(writers, old, cut_at, healed_at) == []
+    # Once it could know that it is cut off, it never claims to be caught up.
+    claims = [
+        f"+{t - cut_at:.1f}s"
+        for t, s in watch.of(old, cut_at + STALE_AFTER, healed_at)
+        if s["caught_up"] or not s["stale"]
+    ]
+    assert claims == [], f"{old.name} claimed caught_up (or not stale) while cut off: {claims}"
+    assert len(watch.of(old, cut_at + STALE_AFTER, healed_at)) > 20
+    # The heal costs at most one election (with pre-vote, usually none).
+    new_terms = watch.terms(since=healed_at) - terms_at_heal
+    assert max(watch.terms(since=healed_at)) <= max(terms_at_heal) + 1, (terms_at_heal, new_terms)
+    assert took <= CONVERGE_SECONDS
+
+
+def test_flapping_partition_the_majority_commits_in_every_window(
+    module_netns_mesh: NetnsMesh,
+) -> None:
+    mesh = module_netns_mesh
     n1, n2, n3 = mesh.nodes
     window = 5.0
     # {n1}|{n2,n3}, then {n1,n2}|{n3}, and again: six changes, five seconds apart.
     plan = [(n1, [n2, n3]), (n3, [n1, n2])] * 3
     windows: list[tuple[float, float, list[str]]] = []
     watch = Watch()
-    with Writers(mesh.nodes, ADMIN) as writers:
+    with Writers(mesh.nodes, ADMIN, prefix="flap") as writers:  # the mesh is shared
         poll_for(mesh, watch, 1.0)
         first_term = max(watch.terms())
         for alone, majority in plan:
