@@ -160,14 +160,26 @@ def cluster_cli(mesh: Mesh, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture
-def mesh(tmp_path: Path) -> Iterator[Mesh]:
+def _ready_mesh(tmp_path: Path) -> Iterator[Mesh]:
     m = Mesh(tmp_path)
     try:
         m.wait_ready()
         yield m
     finally:
         m.stop()
+
+
+@pytest.fixture
+def mesh(tmp_path: Path) -> Iterator[Mesh]:
+    yield from _ready_mesh(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def module_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    """A mesh shared by a module's tests, each of which leaves it whole: every node up and
+    ready, one leader. Put the module's tests that start meshes of their own before the
+    first that takes it, so that no idle mesh runs beside them."""
+    yield from _ready_mesh(tmp_path_factory.mktemp("mesh"))
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -4,7 +4,6 @@ and one that will never come back can be removed without it."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,14 +14,9 @@ from tests.support import free_port, wait_for
 
 
 @pytest.fixture(scope="module")
-def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    """One mesh for the module: each test leaves its three members as they were."""
-    m = Mesh(tmp_path_factory.mktemp("mesh"))
-    try:
-        m.wait_ready()
-        yield m
-    finally:
-        m.stop()
+def mesh(module_mesh: Mesh) -> Mesh:
+    """One mesh for each test leaves its three members as they were."""
+    return module_mesh
 
 
 def _write(mesh: Mesh, key: str) -> int:

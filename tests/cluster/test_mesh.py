@@ -6,7 +6,6 @@ import random
 import shutil
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 import requests
@@ -117,15 +116,9 @@ def test_a_wiped_node_rejoins_from_a_snapshot(tmp_path) -> None:  # type: ignore
 
 
 @pytest.fixture(scope="module")
-def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    """One mesh for the module's tests below (those above start their own, so that no
-    idle mesh runs beside them); each leaves it whole: every node it stopped is back."""
-    m = Mesh(tmp_path_factory.mktemp("mesh"))
-    try:
-        m.wait_ready()
-        yield m
-    finally:
-        m.stop()
+def mesh(module_mesh: Mesh) -> Mesh:
+    """One mesh for the module's tests below; those above start their own."""
+    return module_mesh
 
 
 def test_one_leader_and_a_follower_write_is_read_everywhere(mesh: Mesh) -> None:

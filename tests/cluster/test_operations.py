@@ -7,10 +7,8 @@ import subprocess
 import sys
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import requests
 
 from node import exit_status
@@ -253,21 +251,9 @@ def test_members_join_as_voters_and_read_only_and_leave(mesh: Mesh, tmp_path: Pa
             node.proc.stop()
 
 
-@pytest.fixture(scope="module")
-def shared_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    """One mesh for the module's last tests, each of which leaves it whole (every node
-    up, ready and agreeing on a leader); they run last, so no idle mesh runs beside the
-    others."""
-    m = Mesh(tmp_path_factory.mktemp("mesh"))
-    try:
-        m.wait_ready()
-        yield m
-    finally:
-        m.stop()
-
-
-def test_shutdown_rejects_bad_targets(shared_mesh: Mesh) -> None:
-    mesh = shared_mesh
+# The tests below share one mesh (module_mesh), and run last.
+def test_shutdown_rejects_bad_targets(module_mesh: Mesh) -> None:
+    mesh = module_mesh
     url = mesh.nodes[0].url
     assert (
         requests.post(url + "/ha/shutdown", json={"target": "nobody"}, timeout=5).status_code == 404
@@ -278,28 +264,14 @@ def test_shutdown_rejects_bad_targets(shared_mesh: Mesh) -> None:
     assert all(n.proc.alive() for n in mesh.nodes)
 
 
-def test_rolling_restart_refuses_without_a_healthy_majority(shared_mesh: Mesh) -> None:
-    mesh = shared_mesh
+def test_rolling_restart_refuses_without_a_healthy_majority(module_mesh: Mesh) -> None:
+    mesh = module_mesh
     mesh.nodes[2].proc.kill()
     wait_for(
         lambda: any(n["status"] == "unreachable" for n in mesh.status(mesh.nodes[0])["nodes"]),
         what="the dead node noticed",
     )
-    cli = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "node.cli",
-            "cluster",
-            "rolling-restart",
-            "--url",
-            mesh.nodes[0].url,
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    cli = cluster_cli(mesh, "rolling-restart")
     assert cli.returncode == 1
     assert "refusing to start" in cli.stderr
     assert all(n.proc.alive() for n in mesh.nodes[:2])
@@ -307,8 +279,8 @@ def test_rolling_restart_refuses_without_a_healthy_majority(shared_mesh: Mesh) -
     mesh.wait_ready()
 
 
-def test_cluster_status_and_drain_cli(shared_mesh: Mesh) -> None:
-    mesh = shared_mesh
+def test_cluster_status_and_drain_cli(module_mesh: Mesh) -> None:
+    mesh = module_mesh
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return cluster_cli(mesh, *args)

@@ -71,6 +71,13 @@ def poll_for(mesh: NetnsMesh, watch: Watch, seconds: float, every: float = 0.2) 
         time.sleep(every)
 
 
+def cut_after(mesh: NetnsMesh, watch: Watch, seconds: float, node: NsNode) -> float:
+    """Watch for `seconds`, then cut `node` off; when its port went down."""
+    poll_for(mesh, watch, seconds)
+    mesh.cut(node)
+    return time.monotonic()
+
+
 def equal_replicas(mesh: NetnsMesh) -> tuple[dict[str, Any], int] | None:
     """Every node's (config, applied index) when they are all the same, else None."""
     views = [n.config() for n in mesh.nodes]
@@ -128,9 +135,7 @@ def test_follower_cut_off_while_writes_go_through_it(netns_mesh: NetnsMesh) -> N
     wait_for(lambda: keys(cut, key).status_code == 200, what="the managed key works")
     watch = Watch()
     with Writers(mesh.nodes, ADMIN) as writers:
-        poll_for(mesh, watch, 1.0)
-        mesh.cut(cut)
-        cut_at = time.monotonic()  # once the port is down
+        cut_at = cut_after(mesh, watch, 1.0, cut)
         poll_for(mesh, watch, STALE_AFTER)
         # Revoked on the majority: the cut-off node cannot know, so it refuses managed keys.
         requests.delete(f"{leader.url}/api/keys/{made['id']}", headers=ADMIN, timeout=5)
@@ -166,9 +171,7 @@ def test_leader_cut_off_then_healed(module_netns_mesh: NetnsMesh) -> None:
     majority = [n for n in mesh.nodes if n is not old]
     watch = Watch()
     with Writers(mesh.nodes, ADMIN) as writers:
-        poll_for(mesh, watch, 1.5)
-        mesh.cut(old)
-        cut_at = time.monotonic()  # once the port is down
+        cut_at = cut_after(mesh, watch, 1.5, old)
         poll_for(mesh, watch, CUT_SECONDS)
         terms_at_heal = watch.terms(since=time.monotonic() - 1.0)
         healed_at = time.monotonic()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -59,15 +58,9 @@ def test_global_limit_is_exact_with_redis_and_falls_back_without_it(tmp_path: Pa
 
 
 @pytest.fixture(scope="module")
-def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    """One mesh for the tests without Redis (below the one with it, so that no idle mesh
-    runs beside it): each removes the rule it set."""
-    m = Mesh(tmp_path_factory.mktemp("mesh"))
-    try:
-        m.wait_ready()
-        yield m
-    finally:
-        m.stop()
+def mesh(module_mesh: Mesh) -> Mesh:
+    """One mesh for the tests without Redis, below the one with it; each removes the rule it set."""
+    return module_mesh
 
 
 def _no_rules(mesh: Mesh) -> None:
