@@ -13,13 +13,13 @@ import requests
 
 from node import exit_status
 from tests.cluster.conftest import MODEL, Mesh, cluster_cli, joining_voter
-from tests.cluster.haproxy import HAProxy
+from tests.cluster.haproxy import FAST_CHECKS, HAProxy
 from tests.support import MESH_SECRET, ROOT, Node, wait_for
 
-# Quicker health checks than the shipped 500 ms/2 s, so the settle costs less wall time;
-# a DOWN node is still checked less often than a rising or falling one, as shipped, so
-# a rolling restart that does not wait for the load balancer still leaves one node UP.
-CHECKS = {"inter": "200ms", "fastinter": "200ms", "downinter": "1s"}
+# Quicker health checks (FAST_CHECKS), so the settle costs less wall time; a DOWN node
+# is still checked less often than a rising or falling one, as shipped, so a rolling
+# restart that does not wait for the load balancer still leaves one node UP.
+CHECKS = FAST_CHECKS
 # What HAProxy then takes to put a ready node back: its first check within `downinter`,
 # then `rise 2` passing checks `fastinter` apart: 1 s + 1 x 200 ms, plus a margin for the
 # checks' own time on a busy machine. (With --settle-secs 0 this test sees one node UP.)
