@@ -439,3 +439,47 @@ def _wrong_world(func: str) -> bytes:
 
 WRONG_TYPES = _wrong_world("on-request")
 MISSING_FUNC = _wrong_world("handle")
+
+
+# A module that sleeps `ns` in WASI (monotonic-clock#subscribe-duration, then
+# pollable.block) on every OnRequest call, or in its start function (review 15's attack:
+# the epoch deadline is only checked in wasm code).
+_SLEEP_IMPORTS = """
+  (import "wasi:io/poll@0.2.0" (instance $poll
+    (export "pollable" (type $p (sub resource)))
+    (type $bp (borrow $p))
+    (export "[method]pollable.block" (func (param "self" $bp)))))
+  (alias export $poll "pollable" (type $pollable))
+  (import "wasi:clocks/monotonic-clock@0.2.0" (instance $clock
+    (alias outer 1 $pollable (type $p0))
+    (export "pollable" (type $p (eq $p0)))
+    (type $op (own $p))
+    (export "subscribe-duration" (func (param "when" u64) (result $op)))))
+  (alias export $clock "subscribe-duration" (func $sub))
+  (alias export $poll "[method]pollable.block" (func $blk))
+  (core func $csub (canon lower (func $sub)))
+  (core func $cblk (canon lower (func $blk)))
+  (core instance $host (export "subscribe" (func $csub)) (export "block" (func $cblk)))"""
+
+
+def sleeper(ns: int, in_start: bool = False) -> bytes:
+    sleep = f"(call $block (call $subscribe (i64.const {ns})))"
+    core = f"""
+    (import "host" "subscribe" (func $subscribe (param i64) (result i32)))
+    (import "host" "block" (func $block (param i32))){_CORE_BASE}
+    {CONTINUE_ON_RESPONSE}
+    (func (export "on-request") {REQUEST_PARAMS} (result i32)
+      {"" if in_start else sleep} (call $continue))"""
+    if in_start:
+        core += f"\n    (func $start {sleep}) (start $start)"
+    types = (
+        f"  (type $header {_HEADER})\n  (type $request {_request('$header')})\n"
+        f"  (type $response {_response('$header')})\n  (type $modify {_modify('$header')})\n"
+        f"  (type $action {_action('$modify')})"
+    )
+    shims = _shim("on-request") + _shim("on-response")
+    wat = (
+        f"(component\n{_SLEEP_IMPORTS}\n{types}\n  (core module $m{core}\n  )\n"
+        f'  (core instance $core (instantiate $m (with "host" (instance $host)))){shims}\n)'
+    )
+    return bytes(wasmtime.wat2wasm(wat))

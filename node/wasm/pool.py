@@ -17,6 +17,8 @@ from node.wasm.errors import WasmBusy, WasmFailed
 
 log = logging.getLogger("meshgate.wasm")
 T = TypeVar("T")
+# Backoff, in seconds, when making an instance raises something unexpected.
+_RETRY_FIRST, _RETRY_MAX = 0.05, 5.0
 
 
 @cache
@@ -67,6 +69,7 @@ class InstancePool(Generic[T]):
             _maker().submit(self._refill)
 
     def _refill(self) -> None:
+        delay = _RETRY_FIRST
         while True:
             try:
                 instance = self._make()
@@ -76,6 +79,11 @@ class InstancePool(Generic[T]):
                     self._broken, self._refilling = exc, False
                     self._cond.notify_all()
                 return
+            except Exception:  # anything else must not leave _refilling set for good
+                log.exception("WASM module %r: making an instance raised", self.name)
+                time.sleep(delay)  # on the refill thread, never a request's
+                delay = min(delay * 2, _RETRY_MAX)
+                continue
             with self._cond:
                 self._broken = None
                 self._missing -= 1
