@@ -38,7 +38,7 @@ def body_was_read(request: web.Request) -> bool:
 async def bounded_body(request: web.Request) -> bytes:
     """The request body, at most the control-plane limit, or a 413; read once, so that a
     guard (WASM OnRequest) and the handler can both see it."""
-    cached = request.get(_BODY_READ)
+    cached: bytes | None = request.get(_BODY_READ)
     if cached is not None:
         return cached
     limit = min(MAX_CONTROL_BODY, request.client_max_size)
@@ -66,8 +66,8 @@ async def bounded_body(request: web.Request) -> bytes:
         body += chunk
     if len(body) > limit:
         raise too_large
-    request[_BODY_READ] = bytes(body)
-    return request[_BODY_READ]
+    read = request[_BODY_READ] = bytes(body)
+    return read
 
 
 async def json_object(request: web.Request) -> dict[str, Any]:

@@ -1,12 +1,14 @@
 """Review 15's attacks on the WASM runtime, run for real: a module that sleeps in a WASI
 host call (on a call, or in its start function) is stopped as a timeout and counts on its
 breaker; every call has a wall-clock cap besides its run time; failed instances are freed;
-a refill that raises anything retries; a registration that cannot start is refused."""
+a refill that raises anything retries; a registration that cannot start is refused; a
+call lowers its body only once it holds an instance, and body bytes in flight are capped."""
 
 from __future__ import annotations
 
 import gc
 import threading
+import time
 from itertools import count
 
 import pytest
@@ -14,19 +16,23 @@ import wasmtime
 
 from node.wasm import instance as instance_module
 from node.wasm.breaker import HALF_OPEN, OPEN, ModuleBreaker
+from node.wasm.budget import ByteBudget, body_budget
 from node.wasm.chain import ChainStopped, Edited, run_chain
 from node.wasm.convert import lowered_request
 from node.wasm.intake import IntakeError, check
 from node.wasm.pool import InstancePool
 from node.wasm.registry import Loaded
 from node.wasm.runtime import (
+    Continue,
     Limits,
     ModuleRunner,
     RunnerSettings,
+    WasmBusy,
     WasmFailed,
     WasmRequest,
     compile_component,
 )
+from node.wasm.values import Lowered
 from tests.support import wait_for
 from tests.wasm_components import module_bytes, sleeper
 
@@ -130,3 +136,37 @@ def test_a_component_that_cannot_start_under_its_limits_is_refused() -> None:
     with pytest.raises(IntakeError, match="cannot start") as refused:
         check(data, None, ["OnRequest"], "wasm_base64", {"timeout_ms": 50, "memory_bytes": 1024})
     assert refused.value.param == "limits"
+
+
+def test_a_call_that_waits_for_an_instance_lowers_nothing() -> None:
+    runner = ModuleRunner(
+        compile_component(module_bytes("empty")),
+        "empty",
+        settings=RunnerSettings(instances=1, busy_wait=0.01),
+    )
+    held = runner._pool.take()
+    lowered: list[object] = []
+
+    def lower() -> Lowered:
+        lowered.append(1)
+        return lowered_request(REQ)
+
+    with pytest.raises(WasmBusy):
+        runner.call("OnRequest", lower)
+    assert lowered == []
+    runner._pool.give(held)
+    assert runner.call("OnRequest", lambda: lowered_request(REQ)) == Continue()
+
+
+def test_body_bytes_in_flight_are_capped_and_a_call_over_waits_then_is_busy() -> None:
+    budget = ByteBudget(10)
+    budget.take(8, "a", time.monotonic(), 0.0)
+    with pytest.raises(WasmBusy, match="found no room"):
+        budget.take(4, "b", time.monotonic(), 0.0)
+    budget.take(2, "c", time.monotonic(), 0.0)  # fits beside the 8
+    budget.give(8)
+    budget.give(2)
+    budget.take(20, "d", time.monotonic(), 0.0)  # over the whole budget, alone: let through
+    assert budget.used == 20
+    budget.give(20)
+    assert body_budget().used == 0  # every chain run above the node's budget gave it back
