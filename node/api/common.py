@@ -24,7 +24,7 @@ def json_response(
     )
 
 
-_BODY_READ = "meshgate.body"  # the request's key for the body bounded_body read
+_BODY_READ = web.RequestKey("meshgate.body", bytes)  # the body bounded_body read
 
 
 def node_of(request: web.Request) -> Node:
