@@ -118,16 +118,24 @@ def test_a_refill_that_raises_anything_retries_until_an_instance_is_made() -> No
 
     def make() -> object:
         n = next(calls)
-        if failing.is_set() and n < 4:
+        if failing.is_set() and n < 5:
             raise RuntimeError("not a WasmFailed")
         return object()
 
     pool: InstancePool[object] = InstancePool(make, 1, 0.05, "odd")  # makes call 0
     pool.take()
     failing.set()
-    pool.drop()  # calls 1-3 raise, 4 makes it
+    pool.drop()  # calls 1-4 raise, 5 makes it
     wait_for(lambda: len(pool._idle) == 1, timeout=20, what="the instance made again")
-    assert not pool._refilling and next(calls) == 5
+    assert not pool._refilling and next(calls) == 6
+    # One that keeps raising is given up after a few tries (the refill thread serves every
+    # module): a call then fails with why, rather than wait as busy for good.
+    pool.take()
+    calls = count()  # from 0 again: calls 0-4 raise, and the pool gives up
+    pool.drop()
+    wait_for(lambda: not pool._refilling, timeout=20, what="the refill given up")
+    with pytest.raises(WasmFailed, match="not a WasmFailed"):
+        pool.take()
 
 
 def test_a_component_that_cannot_start_under_its_limits_is_refused() -> None:
