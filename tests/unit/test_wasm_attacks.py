@@ -34,7 +34,7 @@ from node.wasm.runtime import (
 )
 from node.wasm.values import Lowered
 from tests.support import wait_for
-from tests.wasm_components import module_bytes, sleeper
+from tests.wasm_components import module_bytes, poller, sleeper
 
 REQ = WasmRequest("POST", "/v1/chat/completions")
 MINUTE_NS = 60 * 10**9
@@ -70,6 +70,14 @@ def test_a_module_sleeping_in_wasi_times_out_trips_its_breaker_and_frees_its_pro
         runner.call("OnRequest", lowered_request(REQ))
     loaded.breaker.failed()
     assert loaded.breaker.state == OPEN and loaded.breaker.allow()  # a new probe may go
+
+
+@pytest.mark.timeout(30)
+def test_a_module_polling_in_wasi_times_out() -> None:
+    runner = ModuleRunner(compile_component(poller()), "poller")
+    with pytest.raises(WasmFailed, match=r"wasi:io/poll#poll") as failed:
+        runner.call("OnRequest", lowered_request(REQ))
+    assert failed.value.kind == "timeout"
 
 
 @pytest.mark.timeout(30)
