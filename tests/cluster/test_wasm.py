@@ -23,17 +23,33 @@ from typing import Any
 
 import pytest
 import requests
+import wasmtime
 
 from node.localmesh import LocalNode
 from tests.cluster.conftest import MODEL, Mesh
 from tests.support import strong, wait_for
-from tests.wasm_components import API_KEY, NO_EXPORTS, SEEN_HEADER, module_bytes, sleeper
+from tests.wasm_components import (
+    API_KEY,
+    EMPTY,
+    NO_EXPORTS,
+    SEEN_HEADER,
+    component_wat,
+    module_bytes,
+    sleeper,
+)
 
 ADMIN_KEY = strong("wasm-registry-admin")
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 CLIENT_KEY = strong("wasm-registry-client")
 SIZE_LIMIT = 64 * 1024
 BODY_LIMIT = 512 * 1024  # --wasm-max-body-bytes
+TWO_PAGES = bytes(
+    wasmtime.wat2wasm(
+        component_wat(EMPTY, ("on-request",)).replace(
+            '(memory (export "memory") 1)', '(memory (export "memory") 2)'
+        )
+    )
+)
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
 
 
@@ -301,6 +317,7 @@ def test_bad_registrations_get_a_400_and_nothing_enters_the_log(
     secret = tmp_path / "passwd"
     secret.write_text("root:x:0:0:SECRET-LINE:/root:/bin/bash\n")
     good = {"name": "m", "attach_points": [{"Middleware": "OnRequest"}]}
+    one_page = {"memory_bytes": 65536}
     bad = [
         ({**good, "file_path": str(secret)}, "file_path"),
         ({**good, "file_path": "/etc/passwd"}, "file_path"),
@@ -316,6 +333,10 @@ def test_bad_registrations_get_a_400_and_nothing_enters_the_log(
         (
             {**good, "wasm_base64": base64.b64encode(module_bytes("status_map")).decode()},
             "does not export OnRequest",
+        ),
+        (  # two pages of memory at start, under a one-page limit: it could never run
+            {**good, "wasm_base64": base64.b64encode(TWO_PAGES).decode(), "limits": one_page},
+            "cannot start",
         ),
     ]
     for module, said in bad:
