@@ -97,9 +97,10 @@ def run_chain(
 
 
 class _Handed:
-    """What the modules are handed: lowered once a module has taken its instance (a call
-    that waits holds no lowered body), kept for the next modules until one changes the
-    request; its body's bytes held in the node's budget meanwhile."""
+    """What the modules are handed: lowered once a module has taken its instance (a request
+    waiting for its first module's instance holds no lowered body), kept for the next
+    modules until one changes the request; its body's bytes held in the node's budget
+    meanwhile."""
 
     def __init__(self, edited: Edited, lower: Callable[[Edited], Lowered], since: float | None):
         self.edited, self.lower, self.since = edited, lower, since
