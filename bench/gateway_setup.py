@@ -88,6 +88,20 @@ def gateway_ready(base: str, workers: int) -> Callable[[], str | None]:
     return check
 
 
+def gateway_flags(policy: str) -> list[str]:
+    """A benchmarked node's flags: the policy, and limits far above any load a bench sends."""
+    return [
+        "--policy",
+        policy,
+        "--max-concurrent-requests",
+        "1024",
+        "--queue-size",
+        "4096",
+        "--log-level",
+        "warning",
+    ]
+
+
 class Cluster:
     """The gateway node and its echo workers (none with --backend-url), under `tmp`."""
 
@@ -102,14 +116,7 @@ class Cluster:
             model=args.model,
             node_args=[
                 *(["--worker-urls", *external] if external else []),
-                "--policy",
-                args.policy,
-                "--max-concurrent-requests",
-                "1024",
-                "--queue-size",
-                "4096",
-                "--log-level",
-                "warning",
+                *gateway_flags(args.policy),
                 "--shutdown-grace-secs",
                 "5",
             ],

@@ -19,6 +19,7 @@ that has a credential, since then each request must carry one.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,6 +28,11 @@ from aiohttp import web
 from node.app import NODE
 from node.config import is_loopback
 from node.errors import ApiError
+
+
+@functools.lru_cache(maxsize=256)  # asked per request; a client sends few distinct values
+def _loopback_host(host: str) -> bool:
+    return is_loopback(_host_name(host))
 
 
 def _host_name(host: str) -> str:
@@ -49,7 +55,7 @@ def _loopback_origin(origin: str) -> bool:
 async def browser_guard(request: web.Request, handler: Any) -> web.StreamResponse:
     if not request.app[NODE].auth.configured:
         host = request.headers.get("Host")
-        if host is not None and not is_loopback(_host_name(host)):
+        if host is not None and not _loopback_host(host):
             raise ApiError(
                 403,
                 f"this node has no credentials, so it answers only requests addressed to a "

@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if chosen is not None and chosen.server:
         _keep_loaded_code_out_of_collections()
+        _collect_young_objects_less_often()
     status = int(args.run(args) or 0)
     if chosen is not None and chosen.server:
         _exit_without_teardown(status)
@@ -89,6 +90,20 @@ def _keep_loaded_code_out_of_collections() -> None:
     which falls while a node builds its parts, walks them all: 60-90 ms of each start
     (measured), and as much again at each full collection while it serves."""
     gc.freeze()
+
+
+# Objects a server may allocate (net) before a young-generation collection; Python's is 700.
+YOUNG_COLLECTION_THRESHOLD = 20_000
+
+
+def _collect_young_objects_less_often() -> None:
+    """Raise the young generation's threshold. A proxied request keeps a few hundred
+    objects alive while in flight, so with Python's 700 a loaded node ran a young
+    collection every ~10 requests and an older one every ~100: about 50 µs of CPU per
+    request (measured: 6-7% of a node's CPU at 32 connections). Nearly all of those
+    objects are freed by reference counting anyway; the rare cycles wait a little longer."""
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, older, oldest)
 
 
 def _exit_without_teardown(status: int) -> NoReturn:

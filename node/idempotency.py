@@ -123,6 +123,6 @@ async def commit_context(
         raise
     finally:
         _CURRENT.reset(token)
-    if not response.prepared:
-        response.headers.update(commits.headers())
+    if not response.prepared and (told := commits.headers()):  # most requests commit nothing
+        response.headers.update(told)
     return response

@@ -28,7 +28,8 @@ POLL_SECS: Final = 0.05
 @web.middleware
 async def load_gate(request: web.Request, handler: Any) -> web.StreamResponse:
     node = request.app[NODE]
-    if not node.auth.static and request.path not in PROBES:
+    # Loaded is the common case: checked first, it spares every request the rest.
+    if not node.auth.static and not node.loaded.loaded() and request.path not in PROBES:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + WAIT_SECS
         # If it is still not loaded at the deadline, authentication answers 503.

@@ -45,6 +45,9 @@ class ReadTimeouts:
     idle: float = 75.0
 
 
+_EARLY = 0.001  # a timer may fire this early (the loop's clock resolution); that is on time
+
+
 def _timed_out_response(message: str) -> bytes:
     body = orjson.dumps(error_body(408, message, code="REQUEST_TIMEOUT"))
     head = (
@@ -59,6 +62,7 @@ class GuardedRequestHandler(RequestHandler):
 
     __slots__ = (
         "_body_late",
+        "_header_deadline",
         "_header_timer",
         "_idle",
         "_in_request",
@@ -69,7 +73,10 @@ class GuardedRequestHandler(RequestHandler):
     def __init__(self, manager: web.Server, *, timeouts: ReadTimeouts, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._timeouts = timeouts
+        # One timer for the header and idle deadlines, moved only when it would fire too late:
+        # making and cancelling a timer twice per request costs more than checking it.
         self._header_timer: asyncio.TimerHandle | None = None
+        self._header_deadline: float | None = None  # None: disarmed
         self._idle = False  # the armed timer is the idle one, not the header one
         self._in_request = False
         self._partial = False  # bytes of a request whose headers are not complete yet
@@ -82,13 +89,16 @@ class GuardedRequestHandler(RequestHandler):
     def data_received(self, data: bytes) -> None:
         if data and not self._in_request:
             self._partial = True
-            if self._header_timer is None or self._idle:
+            if self._header_deadline is None or self._idle:
                 self._disarm_headers()
                 self._arm_headers()
         super().data_received(data)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._disarm_headers()
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
         super().connection_lost(exc)
 
     async def _handle_request(self, request: Any, start_time: Any, request_handler: Any) -> Any:
@@ -112,15 +122,28 @@ class GuardedRequestHandler(RequestHandler):
     def _arm_headers(self, after: float | None = None) -> None:
         self._idle = after is not None
         delay = self._timeouts.headers if after is None else after
-        self._header_timer = self._loop.call_later(delay, self._headers_overdue)
+        deadline = self._header_deadline = self._loop.time() + delay
+        timer = self._header_timer
+        if timer is None or timer.when() > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._header_timer = self._loop.call_at(deadline, self._header_check)
 
     def _disarm_headers(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
+        self._header_deadline = None  # the timer finds nothing to do when it fires
+
+    def _header_check(self) -> None:
+        self._header_timer = None
+        deadline = self._header_deadline
+        if deadline is None:
+            return
+        if deadline - self._loop.time() > _EARLY:  # moved later since the timer was set
+            self._header_timer = self._loop.call_at(deadline, self._header_check)
+            return
+        self._header_deadline = None
+        self._headers_overdue()
 
     def _headers_overdue(self) -> None:
-        self._header_timer = None
         if self._in_request or self.transport is None:
             return
         if self._partial:  # a request was started, so say why it ends

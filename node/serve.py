@@ -16,13 +16,12 @@ hidden `--plane-*` arguments below.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
 
 from node import config as config_module
-from node import exit_status
+from node import event_loop, exit_status
 from node.app import NODE
 from node.datadir import UMASK
 from node.ha.secret import MeshSecretError
@@ -59,12 +58,20 @@ def run(args: argparse.Namespace) -> int:
     if args.plane_role == "data":
         from node.plane.data_process import serve_data  # only in a data-plane process
 
-        return asyncio.run(serve_data(config, config_file, args))
-    if config.process_count > 1:
+        main = serve_data(config, config_file, args)
+    elif config.process_count > 1:
         from node.plane.control_process import serve_control  # only with --processes > 1
 
-        return asyncio.run(serve_control(config, config_file, sys.argv[1:]))
-    return asyncio.run(_serve(config, config_file))
+        main = serve_control(config, config_file, sys.argv[1:])
+    else:
+        main = _serve(config, config_file)
+    try:
+        return event_loop.run(
+            main, lambda name: log.info("event loop: %s", name), config.event_loop
+        )
+    except event_loop.LoopUnavailable as exc:
+        print(f"meshgate serve: error: --event-loop {config.event_loop}: {exc}", file=sys.stderr)
+        return exit_status.REFUSED
 
 
 async def _serve(config: config_module.Config, config_file: str | None) -> int:

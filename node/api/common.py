@@ -24,12 +24,23 @@ def json_response(
     )
 
 
+_BODY_READ = web.RequestKey("meshgate.body", bytes)  # the body bounded_body read
+
+
 def node_of(request: web.Request) -> Node:
     return request.app[NODE]
 
 
-async def json_object(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object, or a 400 (413) saying what is wrong with it."""
+def body_was_read(request: web.Request) -> bool:
+    return _BODY_READ in request
+
+
+async def bounded_body(request: web.Request) -> bytes:
+    """The request body, at most the control-plane limit, or a 413; read once, so that a
+    guard (WASM OnRequest) and the handler can both see it."""
+    cached: bytes | None = request.get(_BODY_READ)
+    if cached is not None:
+        return cached
     limit = min(MAX_CONTROL_BODY, request.client_max_size)
     if limit < MAX_CONTROL_BODY:
         too_large = ApiError(
@@ -55,6 +66,13 @@ async def json_object(request: web.Request) -> dict[str, Any]:
         body += chunk
     if len(body) > limit:
         raise too_large
+    read = request[_BODY_READ] = bytes(body)
+    return read
+
+
+async def json_object(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400 (413) saying what is wrong with it."""
+    body = await bounded_body(request)
     if not body:
         raise ApiError(400, "request body is empty; send a JSON object")
     try:

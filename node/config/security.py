@@ -6,6 +6,7 @@ involves more than one setting; each message starts with the flag to change.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 from node.config.declare import ConfigError
@@ -13,6 +14,7 @@ from node.config.model import Config
 from node.identity.strength import HOW_TO_GENERATE, weakness
 
 
+@functools.lru_cache(maxsize=256)  # asked per request (browser_guard): parsing an address is slow
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True

@@ -8,9 +8,10 @@ SIGINT or SIGTERM.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
+import sys
 
+from node import event_loop
 from node.argtypes import arg_type as _arg_type
 from node.argtypes import port as _port
 from node.argtypes import positive as _positive
@@ -154,4 +155,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[WorkerConfig, FaultSetti
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT or SIGTERM; 0 on a clean stop."""
     config, faults = config_from_args(args)
-    return asyncio.run(serve(WorkerState(config, faults)))
+    return event_loop.run(
+        serve(WorkerState(config, faults)),
+        lambda name: print(f"echo-worker {config.name}: event loop {name}", file=sys.stderr),
+    )

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 LOG_TAIL_LINES = 40
@@ -53,7 +53,7 @@ class Child:
     after a line that marks the start when the log already holds an earlier run's.
 
     `wrap` runs it through a command that execs it in place (same pid), such as
-    `ip netns exec NS`."""
+    `ip netns exec NS`; `program` replaces `python -m node.cli` (a bench's nginx)."""
 
     def __init__(
         self,
@@ -63,11 +63,12 @@ class Child:
         env: Mapping[str, str] | None = None,
         wrap: Iterable[str] = (),
         label: str = "",
+        program: Sequence[str] = (),
     ) -> None:
         self.args = args
         self.log_path = log_path
         self.label = label or " ".join(args[:1]) or "meshgate"
-        self.command = [*wrap, sys.executable, "-m", "node.cli", *args]
+        self.command = [*wrap, *(program or (sys.executable, "-m", "node.cli")), *args]
         restart = log_path.exists() and log_path.stat().st_size > 0
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in close()
         if restart:  # one log for every run of a process: mark where this one starts

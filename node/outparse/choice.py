@@ -3,6 +3,7 @@ node's default; and the check of the `--reasoning-parser`/`--tool-call-parser` e
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +32,7 @@ class ParserSettings:
     reasoning: ParserChoice = ParserChoice()
     tool: ParserChoice = ParserChoice()
 
-    @property
+    @functools.cached_property  # asked per chat request; the settings are replaced, never changed
     def any_set(self) -> bool:
         """A flag names a parser, so every worker's output may need parsing."""
         return any((c.default or c.by_model) for c in (self.reasoning, self.tool))

@@ -10,7 +10,7 @@ The body stays bytes: only the fields routing needs were parsed, once.
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,4 +93,4 @@ def request_id_of(request: web.Request, headers: Iterable[str]) -> str:
         value = request.headers.get(header)
         if value:
             return value[:128]
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # 128 random bits, as uuid4().hex, without building a UUID

@@ -444,6 +444,7 @@ FLAGS = [
     "--forwarded-allow-ips",
     "--log-level",
     "--processes",
+    "--event-loop",
     "--worker-urls",
     "--policy",
     "--worker-startup-timeout-secs",
