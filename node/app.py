@@ -263,6 +263,9 @@ class Node:
         loop = asyncio.get_running_loop()
         self.stream.bind(loop)
         if self.data_plane:
+            # The views the first snapshot updates read the upstream parts (the rate
+            # limiter's shares ask the peer poller): build those first.
+            self._open_upstream(stack)
             await self.raft.start()  # type: ignore[misc]  # the control process's snapshot
             stack.push_async_callback(self.raft.stop)  # type: ignore[arg-type]
         else:
@@ -271,11 +274,7 @@ class Node:
             marking = Periodic("caught-up-marker", self.loaded.record, 0.2, immediately=True)
             marking.start()
             stack.push_async_callback(marking.stop)
-        self.session = make_session()
-        stack.push_async_callback(self.session.close)
-        self.worker_client = WorkerClient(self.session)
-        stack.push_async_callback(self.grpc_workers.close)
-        self._build_upstream_parts()
+            self._open_upstream(stack)
         await self.hot_store.start()
         stack.push_async_callback(self.hot_store.close)
         self.usage.start()
@@ -302,6 +301,14 @@ class Node:
         self.control = self._control_loop()
         self.control.start()
         stack.push_async_callback(self.control.stop)
+
+    def _open_upstream(self, stack: contextlib.AsyncExitStack) -> None:
+        """The upstream session and the parts that use it (their stops pushed on `stack`)."""
+        self.session = make_session()
+        stack.push_async_callback(self.session.close)
+        self.worker_client = WorkerClient(self.session)
+        stack.push_async_callback(self.grpc_workers.close)
+        self._build_upstream_parts()
 
     def _build_upstream_parts(self) -> None:
         """The parts that call workers and peers through the session (built, not started)."""

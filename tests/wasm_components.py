@@ -152,17 +152,20 @@ RESPONSE_PARAMS = (
 )
 
 
+# The world's types, named in a component as its shims expect them.
+_TYPES = (
+    f"  (type $header {_HEADER})\n  (type $request {_request('$header')})\n"
+    f"  (type $response {_response('$header')})\n  (type $modify {_modify('$header')})\n"
+    f"  (type $action {_action('$modify')})"
+)
+
+
 def component_wat(core: str, exports: tuple[str, ...] = ("on-request", "on-response")) -> str:
     """A component exporting `exports`, whose core module adds `core` (it defines the
     exported core functions "on-request"/"on-response" with the params above)."""
-    types = (
-        f"  (type $header {_HEADER})\n  (type $request {_request('$header')})\n"
-        f"  (type $response {_response('$header')})\n  (type $modify {_modify('$header')})\n"
-        f"  (type $action {_action('$modify')})"
-    )
     shims = "".join(_shim(f) for f in exports)
     return (
-        f"(component\n{types}\n  (core module $m{_CORE_BASE}\n{core}\n  )\n"
+        f"(component\n{_TYPES}\n  (core module $m{_CORE_BASE}\n{core}\n  )\n"
         f"  (core instance $core (instantiate $m)){shims}\n)"
     )
 
@@ -439,3 +442,72 @@ def _wrong_world(func: str) -> bytes:
 
 WRONG_TYPES = _wrong_world("on-request")
 MISSING_FUNC = _wrong_world("handle")
+
+
+# A module that sleeps `ns` in WASI (monotonic-clock#subscribe-duration, then
+# pollable.block) on every OnRequest call, or in its start function (review 15's attack:
+# the epoch deadline is only checked in wasm code).
+_SLEEP_IMPORTS = """
+  (import "wasi:io/poll@0.2.0" (instance $poll
+    (export "pollable" (type $p (sub resource)))
+    (type $bp (borrow $p))
+    (export "[method]pollable.block" (func (param "self" $bp)))))
+  (alias export $poll "pollable" (type $pollable))
+  (import "wasi:clocks/monotonic-clock@0.2.0" (instance $clock
+    (alias outer 1 $pollable (type $p0))
+    (export "pollable" (type $p (eq $p0)))
+    (type $op (own $p))
+    (export "subscribe-duration" (func (param "when" u64) (result $op)))))
+  (alias export $clock "subscribe-duration" (func $sub))
+  (alias export $poll "[method]pollable.block" (func $blk))
+  (core func $csub (canon lower (func $sub)))
+  (core func $cblk (canon lower (func $blk)))
+  (core instance $host (export "subscribe" (func $csub)) (export "block" (func $cblk)))"""
+
+
+def _with_host(imports: str, core: str) -> bytes:
+    """A component of both attach points whose core module `core` imports the WASI functions
+    `imports` lowers, as core instance "host"."""
+    shims = _shim("on-request") + _shim("on-response")
+    wat = (
+        f"(component\n{imports}\n{_TYPES}\n  (core module $m{core}\n  )\n"
+        f'  (core instance $core (instantiate $m (with "host" (instance $host)))){shims}\n)'
+    )
+    return bytes(wasmtime.wat2wasm(wat))
+
+
+def sleeper(ns: int, in_start: bool = False) -> bytes:
+    sleep = f"(call $block (call $subscribe (i64.const {ns})))"
+    core = f"""
+    (import "host" "subscribe" (func $subscribe (param i64) (result i32)))
+    (import "host" "block" (func $block (param i32))){_CORE_BASE}
+    {CONTINUE_ON_RESPONSE}
+    (func (export "on-request") {REQUEST_PARAMS} (result i32)
+      {"" if in_start else sleep} (call $continue))"""
+    if in_start:
+        core += f"\n    (func $start {sleep}) (start $start)"
+    return _with_host(_SLEEP_IMPORTS, core)
+
+
+def poller() -> bytes:
+    """A module whose OnRequest calls wasi:io/poll#poll (on an empty list: the call is what
+    is refused, whatever it would wait for)."""
+    imports = """
+  (import "wasi:io/poll@0.2.0" (instance $poll
+    (export "pollable" (type $p (sub resource)))
+    (type $bp (borrow $p))
+    (export "poll" (func (param "in" (list $bp)) (result (list u32))))))
+  (alias export $poll "poll" (func $pl))
+  (core module $libc (memory (export "memory") 1)
+    (func (export "realloc") (param i32 i32 i32 i32) (result i32) (i32.const 1024)))
+  (core instance $libc (instantiate $libc))
+  (alias core export $libc "memory" (core memory $mem))
+  (alias core export $libc "realloc" (core func $re))
+  (core func $cpoll (canon lower (func $pl) (memory $mem) (realloc $re)))
+  (core instance $host (export "poll" (func $cpoll)))"""
+    core = f"""
+    (import "host" "poll" (func $poll (param i32 i32 i32))){_CORE_BASE}
+    {CONTINUE_ON_RESPONSE}
+    (func (export "on-request") {REQUEST_PARAMS} (result i32)
+      (call $poll (i32.const 0) (i32.const 0) (i32.const 16)) (call $continue))"""
+    return _with_host(imports, core)

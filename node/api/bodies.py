@@ -18,7 +18,7 @@ from typing import Any, Final, TypeVar
 import msgspec
 from aiohttp import web
 
-from node.api.common import json_object
+from node.api.common import body_was_read, json_object
 from node.errors import ApiError
 
 Schema = dict[str, Any]
@@ -43,7 +43,8 @@ def whole(pattern: str) -> str:
 async def read_body(request: web.Request, kind: type[T], *, optional: bool = False) -> T:
     """The request body as `kind`, or a 400 (413) that says what to fix. With `optional`,
     no body at all means every field's default."""
-    data = await json_object(request) if request.can_read_body or not optional else {}
+    readable = request.can_read_body or body_was_read(request)
+    data = await json_object(request) if readable or not optional else {}
     return decode(data, kind)
 
 

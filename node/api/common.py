@@ -24,13 +24,55 @@ def json_response(
     )
 
 
+_BODY_READ = web.RequestKey("meshgate.body", bytes)  # the body bounded_body read
+
+
 def node_of(request: web.Request) -> Node:
     return request.app[NODE]
 
 
+def body_was_read(request: web.Request) -> bool:
+    return _BODY_READ in request
+
+
+async def bounded_body(request: web.Request) -> bytes:
+    """The request body, at most the control-plane limit, or a 413; read once, so that a
+    guard (WASM OnRequest) and the handler can both see it."""
+    cached: bytes | None = request.get(_BODY_READ)
+    if cached is not None:
+        return cached
+    limit = min(MAX_CONTROL_BODY, request.client_max_size)
+    if limit < MAX_CONTROL_BODY:
+        too_large = ApiError(
+            413,
+            f"request body is larger than the limit of {limit} bytes; "
+            "send less or raise --max-payload-size",
+        )
+    else:
+        too_large = ApiError(
+            413,
+            f"a control-plane request body may be at most {limit} bytes",
+            extra={"limit": limit},
+        )
+    if (request.content_length or 0) > limit:
+        raise too_large
+    # Read at most one byte past the limit: a chunked body has no length to check first,
+    # and request.read() would buffer up to --max-payload-size before we could refuse it.
+    body = bytearray()
+    while len(body) <= limit:
+        chunk = await request.content.read(limit + 1 - len(body))
+        if not chunk:
+            break
+        body += chunk
+    if len(body) > limit:
+        raise too_large
+    read = request[_BODY_READ] = bytes(body)
+    return read
+
+
 async def json_object(request: web.Request) -> dict[str, Any]:
     """The request body as a JSON object, or a 400 (413) saying what is wrong with it."""
-    body = await control_body(request)
+    body = await bounded_body(request)
     if not body:
         raise ApiError(400, "request body is empty; send a JSON object")
     try:
@@ -99,36 +141,3 @@ def _trusted(address: str, proxies: tuple[str, ...]) -> bool:
     except ValueError:
         return False
     return any(ip in ipaddress.ip_network(proxy, strict=False) for proxy in proxies)
-
-
-def _too_large(limit: int) -> ApiError:
-    if limit < MAX_CONTROL_BODY:
-        return ApiError(
-            413,
-            f"request body is larger than the limit of {limit} bytes; "
-            "send less or raise --max-payload-size",
-        )
-    return ApiError(
-        413,
-        f"a control-plane request body may be at most {limit} bytes",
-        extra={"limit": limit},
-    )
-
-
-async def control_body(request: web.Request) -> bytes:
-    """The body of a control-plane request, or a 413: at once from its Content-Length,
-    else once it runs past the limit (reading at most one byte more)."""
-    limit = min(MAX_CONTROL_BODY, request.client_max_size)
-    if (request.content_length or 0) > limit:
-        raise _too_large(limit)
-    # A chunked body has no length to check first, and request.read() would buffer up to
-    # --max-payload-size before we could refuse it.
-    body = bytearray()
-    while len(body) <= limit:
-        chunk = await request.content.read(limit + 1 - len(body))
-        if not chunk:
-            break
-        body += chunk
-    if len(body) > limit:
-        raise _too_large(limit)
-    return bytes(body)

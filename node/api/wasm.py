@@ -153,6 +153,11 @@ async def _take(node: Node, spec: ModuleSpec, taking: Taking) -> dict[str, Any]:
             param="file_path",
         )
     points = _attach_points(spec.attach_points)
+    given = _given(spec.limits) if spec.limits else {}
+    limits = {
+        "timeout_ms": given.get("timeout_ms", node.config.wasm_timeout_ms),
+        "memory_bytes": given.get("memory_bytes", node.config.wasm_memory_bytes),
+    }
     try:
         if spec.file_path is not None:
             data = await asyncio.to_thread(intake.read_file, spec.file_path, limit)
@@ -160,14 +165,13 @@ async def _take(node: Node, spec: ModuleSpec, taking: Taking) -> dict[str, Any]:
         else:
             data = intake.decode_upload(spec.wasm_base64 or "", limit)
             field = "wasm_base64"
-        checked = await asyncio.to_thread(intake.check, data, spec.sha256, points, field)
+        checked = await asyncio.to_thread(intake.check, data, spec.sha256, points, field, limits)
     except intake.IntakeError as exc:
         raise ApiError(400, f"module {spec.name!r}: {exc}", param=exc.param) from None
     taking(checked.digest)  # before it is stored: another request's cleanup keeps it
     assert node.wasm is not None
     await asyncio.to_thread(node.blobs.put_bytes, checked.data)
     await asyncio.to_thread(node.wasm.artifacts.keep, checked.digest, checked.compiled)
-    limits = _given(spec.limits) if spec.limits else {}
     return {
         "id": str(uuid.uuid4()),
         "name": spec.name,
@@ -177,10 +181,7 @@ async def _take(node: Node, spec: ModuleSpec, taking: Taking) -> dict[str, Any]:
         "order": spec.order,
         "enabled": spec.enabled,
         "on_error": spec.on_error,
-        "limits": {
-            "timeout_ms": limits.get("timeout_ms", node.config.wasm_timeout_ms),
-            "memory_bytes": limits.get("memory_bytes", node.config.wasm_memory_bytes),
-        },
+        "limits": limits,
     }
 
 

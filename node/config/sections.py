@@ -357,8 +357,9 @@ class Wasm(Section):
     wasm_max_body_bytes: int = setting(
         1024 * 1024,
         "largest body handed to a module, or taken from one as a replacement (bytes)",
-        # wasmtime copies a body as one value per byte, and refuses a copy of much more
-        check=between(0, 8 * 1024 * 1024),
+        # wasmtime copies a body as one value per byte (~80 bytes of host memory a byte
+        # while a call holds it), and refuses to copy a replacement of much more
+        check=between(0, 2 * 1024 * 1024),
     )
     wasm_instances: int = setting(
         2, "ready instances of each module: the calls of one module at once", check=between(1, 64)

@@ -84,19 +84,6 @@ async def serve_control(
             claim(path)
     except PlaneSocketError as exc:
         return refuse(str(exc))
-    runner = make_runner(app, config)
-    refused = await set_up(runner)  # starts the node, Raft first
-    if refused is not None:
-        return refused
-    site = web.UnixSite(runner, str(control_socket(config.data_path)))
-    await site.start()
-    control_socket(config.data_path).chmod(0o600)  # only this node's user hands over
-    plane = PlaneServer(
-        node.raft,
-        node.stream,
-        lambda: plane_facts(node.pool, node.is_draining, node.stopper),
-        plane_socket(config.data_path),
-    )
     clients = SocketClients()  # one session per child, to ping it
 
     async def ping(name: str) -> bool:
@@ -108,10 +95,27 @@ async def serve_control(
     )
     node.processes = supervisor.describe  # shown in /ha/local
     node.stopper.on_request.append(supervisor.drain)  # a signal, a plan or a refusal
+    # The children start first: their own start (mostly imports: the CPU time of a
+    # process each) runs beside this one's; each links once the plane link serves.
+    await supervisor.spawn()
+    runner = make_runner(app, config)
+    refused = await set_up(runner)  # starts the node, Raft first
+    if refused is not None:
+        await supervisor.stop(0)
+        return refused
+    site = web.UnixSite(runner, str(control_socket(config.data_path)))
+    await site.start()
+    control_socket(config.data_path).chmod(0o600)  # only this node's user hands over
+    plane = PlaneServer(
+        node.raft,
+        node.stream,
+        lambda: plane_facts(node.pool, node.is_draining, node.stopper),
+        plane_socket(config.data_path),
+    )
     stop_on_signals(node, config)  # from here on: a stop while starting drains the children
     try:
         await plane.start()
-        await supervisor.start(START_SECS)
+        await supervisor.wait_ready(START_SECS)
     except (PlaneSocketError, TimeoutError, ChildRefused) as exc:
         node.stopper.refuse(f"the data-plane processes did not start: {exc}")
     if supervisor.all_ready() and not node.stopper.requested:

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import os
 import signal
+import time
 from typing import Final
 
 from aiohttp import web
@@ -104,11 +105,12 @@ async def serve_data(
     if refused is not None:
         return refused
     log.info(
-        "data-plane process %s (pid %d) serving on %s:%d",
+        "data-plane process %s (pid %d) serving on %s:%d (%.1f s CPU to start)",
         name,
         os.getpid(),
         config.host,
         config.port,
+        time.process_time(),
     )
 
     def stop(why: str) -> None:

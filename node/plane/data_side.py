@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 START_TIMEOUT: Final = 10.0  # for the first snapshot
 RETRY_FIRST: Final = 0.05  # the first reconnect's delay; doubled up to RETRY_MOST
 RETRY_MOST: Final = 1.0
+RECONNECT_FIRST_MS: Final = 50  # the channel's own first reconnect, as RETRY_FIRST
 DOWN_TOO_LONG: Final = 10.0  # a link down this long makes liveness fail: restart the process
 SUBMIT_MARGIN: Final = 2.0  # past the command's own wait, for the control process to answer
 # The control process sends status at least every second (control_side.HEARTBEAT_EVERY): a
@@ -96,7 +97,14 @@ class PlaneReplica:
         self._first = asyncio.Event()  # a start after a stop waits for a new snapshot too
         self._channel = aio.insecure_channel(
             f"unix:{self.socket_path.absolute()}",
-            options=[("grpc.max_receive_message_length", codec.MAX_MESSAGE_BYTES)],
+            options=[
+                ("grpc.max_receive_message_length", codec.MAX_MESSAGE_BYTES),
+                # A child starts beside its control process and may ask before the
+                # link serves: retry a local socket soon, not after gRPC's 1 s and up.
+                ("grpc.initial_reconnect_backoff_ms", RECONNECT_FIRST_MS),
+                ("grpc.min_reconnect_backoff_ms", RECONNECT_FIRST_MS),
+                ("grpc.max_reconnect_backoff_ms", int(RETRY_MOST * 1000)),
+            ],
         )
         self._stub = pb_grpc.NodePlaneStub(self._channel)
         self._task = task = asyncio.create_task(self._follow_forever(), name="plane-follow")

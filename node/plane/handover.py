@@ -23,7 +23,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
-from node.api.common import control_body
+from node.api.common import bounded_body
 from node.api.table import Audience, Route
 from node.applied_wait import AppliedWaiter
 from node.errors import ApiError
@@ -136,7 +136,7 @@ class Handover:
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         if not self.link.linked:
             raise _unreachable("it does not answer on the plane link")
-        body = await control_body(request)  # every control route's bound: 413 past it
+        body = await bounded_body(request)  # every control route's bound: 413 past it
         exchange = asyncio.ensure_future(self._exchange(request, body))
         down = asyncio.ensure_future(self.link.wait_down())
         try:

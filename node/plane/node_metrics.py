@@ -2,10 +2,11 @@
 
 Each data-plane process keeps its own registry (node/metrics.py) and serves it alone
 to its siblings (node/plane/siblings.py); the control process's is on `control.sock`.
-A scrape of any data-plane process reads them all and answers every series once per
-process, labelled `process` (`p1`..`pN`, `control`), so `sum without (process) (...)`
-is the node's view. A process that does not answer in
-time (one being restarted) is left out of that scrape.
+A scrape of any data-plane process reads them all and answers the node's view: each
+series once, as a node of one process shows it (node/plane/node_view.py says how each
+is combined). `/metrics?by=process` answers every series once per process instead,
+labelled `process` (`p1`..`pN`, `control`). A process that does not answer in time
+(one being restarted) is left out of that scrape.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
+from node.errors import error_response
 from node.metrics import Metrics
+from node.plane.node_view import node_view
 from node.plane.siblings import Siblings, get
 
 SCRAPE_SECS: Final = 2.0  # each other process's answer
@@ -36,7 +39,13 @@ class _Merged(Collector):
         yield from self.families
 
 
-def merge(texts: Mapping[str, str]) -> bytes:
+def render(families: list[Metric]) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Merged(families))
+    return generate_latest(registry)
+
+
+def by_process(texts: Mapping[str, str]) -> list[Metric]:
     """Every process's exposition text as one, each sample labelled with its process."""
     families: dict[str, Metric] = {}
     for process, text in texts.items():
@@ -49,9 +58,10 @@ def merge(texts: Mapping[str, str]) -> bytes:
             for sample in family.samples:
                 labels = {**sample.labels, "process": process}
                 merged.add_sample(sample.name, labels, sample.value, sample.timestamp)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Merged(list(families.values())))
-    return generate_latest(registry)
+    return list(families.values())
+
+
+VIEWS: Final = {None: node_view, "process": by_process}  # by ?by=
 
 
 class NodeMetrics:
@@ -62,7 +72,12 @@ class NodeMetrics:
         self.metrics = metrics
         self.siblings = siblings
 
-    async def __call__(self, _: web.Request) -> web.Response:
+    async def __call__(self, request: web.Request) -> web.Response:
+        view = VIEWS.get(request.query.get("by"))
+        if view is None:
+            return error_response(
+                400, "by takes 'process' (or leave it out for the node's view)", param="by"
+            )
         others = self.siblings.with_control()
         read = await asyncio.gather(
             *(get(path, "/metrics", SCRAPE_SECS) for path in others.values())
@@ -72,4 +87,4 @@ class NodeMetrics:
             with contextlib.suppress(UnicodeDecodeError):
                 if body is not None:
                     texts[process] = body.decode()
-        return web.Response(body=merge(texts), headers={"Content-Type": CONTENT_TYPE})
+        return web.Response(body=render(view(texts)), headers={"Content-Type": CONTENT_TYPE})

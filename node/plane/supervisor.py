@@ -133,12 +133,21 @@ class Supervisor:
         """Start every child and return once each listens and is linked, or once draining
         starts; TimeoutError, or ChildRefused when one refuses its settings first (its
         output says why)."""
+        await self.spawn()
+        await self.wait_ready(timeout)
+
+    async def spawn(self) -> None:
+        """Start every child (each links once the plane link serves, retrying till then)."""
         for child in self.children:
             await self._spawn(child)
             self._watchers.append(asyncio.create_task(self._watch(child), name=child.name))
             if self.ping is not None:
                 pinger = self._kill_if_hung(child, self.ping)
                 self._watchers.append(asyncio.create_task(pinger, name=f"{child.name}-ping"))
+
+    async def wait_ready(self, timeout: float) -> None:
+        """Return once every child listens and is linked, or once draining starts (see
+        `start`)."""
         waits = {
             asyncio.create_task(self._all_ready()),
             asyncio.create_task(self._refusal.wait()),

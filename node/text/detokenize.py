@@ -6,8 +6,10 @@ TGI, this decodes a short window of ids twice: from `prefix_offset` to
 `read_offset` (text already emitted) and to the end. The new text is the
 difference, held back while it ends in U+FFFD (an incomplete character), for at
 most HOLD_LIMIT ids: then the part no later id can change comes out (a text may
-itself end in U+FFFD), or the stray bytes as U+FFFD. The window moves on after
-each emission, so a long stream costs O(n) overall, whatever the ids.
+itself end in U+FFFD; stray bytes come out as U+FFFD). Where every id boundary
+cuts a character (tokens that straddle them), the ids wait up to HARD_HOLD. The
+window moves on after each emission, so a long stream costs O(n) overall,
+whatever the ids.
 
 Two more hold-backs sit on top of the decoded text:
 - the last glyph, when it is not ASCII: a ZWJ, a skin tone, a variation
@@ -25,7 +27,8 @@ from node.parsers.holdback import partial_suffix_len
 REPLACEMENT = "\ufffd"
 ZWJ = "\u200d"
 LOOK_BACK = 3  # ids: a character's last bytes sit in at most 3 tokens after its first
-HOLD_LIMIT = 8  # ids held for one character at most (UTF-8 has 4 bytes a character)
+HOLD_LIMIT = 8  # ids held before looking for the part of the text that is final
+HARD_HOLD = 128  # ids held at most, when no id boundary falls between two characters
 
 
 class IncrementalDetokenizer:
@@ -80,26 +83,33 @@ class IncrementalDetokenizer:
         if window.endswith(REPLACEMENT) and not final:
             if not give_up:
                 return ""
-            end, window = self._final_part()
+            cut = self._final_part()
+            if cut is None:  # every id boundary in reach cuts a character (tokens straddle)
+                if len(self._ids) - self._read_offset <= HARD_HOLD:
+                    return ""
+                cut = len(self._ids), self._decode(self._ids[self._prefix_offset :])
+            end, window = cut
         if len(window) <= len(seen) and not give_up:
             return ""
         self._prefix_offset = self._read_offset
         self._read_offset = end
         return window[len(seen) :]
 
-    def _final_part(self) -> tuple[int, str]:
+    def _final_part(self) -> tuple[int, str] | None:
         """The longest window, ending at least LOOK_BACK ids before the last, whose text
-        no later id can change (the text may itself end in a real U+FFFD).
+        no later id can change (the text may itself end in a real U+FFFD), or None.
 
         A character starting LOOK_BACK + 1 ids before the end has all its bytes, so the
         whole window's text is final up to there; a shorter window whose text is a prefix
-        of it therefore never has to be taken back, even when it cuts a character."""
+        of it therefore never has to be taken back. Where tokens straddle characters, no
+        id boundary in reach may fall between two: then there is None."""
         whole = self._decode(self._ids[self._prefix_offset :])
-        for end in range(len(self._ids) - LOOK_BACK, self._read_offset, -1):
+        last = len(self._ids) - LOOK_BACK
+        for end in range(last, max(self._read_offset, last - HOLD_LIMIT), -1):
             window = self._decode(self._ids[self._prefix_offset : end])
             if whole.startswith(window):
                 return end, window
-        return len(self._ids), whole  # stray bytes that never make a character
+        return None
 
     def _emit(self, final: bool) -> str:
         text = self._pending

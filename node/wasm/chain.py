@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from node.wasm import runtime
+from node.wasm.budget import body_budget
 from node.wasm.registry import Loaded
 from node.wasm.values import Lowered
 
@@ -82,35 +83,62 @@ def run_chain(
     """Run `chain` at `point` over `edited` (changed in place); ChainStopped on a reject
     or a failure that is not failed open. Blocking: run it on a wasm thread. `since`: when
     the request was handed off (monotonic), from which a busy module's wait counts."""
-    lowered: Lowered | None = None
+    handed = _Handed(edited, lower, since)
     try:
         for loaded in chain:
-            if lowered is None and len(edited.body) <= max_body:
-                lowered = lower(edited)
-            action = _one(loaded, point, edited, lowered, record, max_body, since)
+            fits = len(edited.body) <= max_body
+            action = _one(loaded, point, edited, handed if fits else None, record, max_body, since)
             if isinstance(action, runtime.Modify):
                 apply_modify(edited, action)
-                if lowered is not None:
-                    lowered.close()
-                lowered = None  # the next module sees the change
+                handed.close()  # the next module sees the change
     finally:
-        if lowered is not None:
-            lowered.close()
+        handed.close()
     return edited
+
+
+class _Handed:
+    """What the modules are handed: lowered once a module has taken its instance (a request
+    waiting for its first module's instance holds no lowered body), kept for the next
+    modules until one changes the request; its body's bytes held in the node's budget
+    meanwhile."""
+
+    def __init__(self, edited: Edited, lower: Callable[[Edited], Lowered], since: float | None):
+        self.edited, self.lower, self.since = edited, lower, since
+        self.lowered: Lowered | None = None
+        self.size = 0
+
+    def get(self, runner: runtime.ModuleRunner) -> Lowered:
+        if self.lowered is None:
+            size = len(self.edited.body)
+            since = time.monotonic() if self.since is None else self.since
+            body_budget().take(size, runner.name, since + runner.busy_wait, runner.busy_wait)
+            try:
+                self.lowered = self.lower(self.edited)
+            except BaseException:
+                body_budget().give(size)
+                raise
+            self.size = size
+        return self.lowered
+
+    def close(self) -> None:
+        if self.lowered is not None:
+            self.lowered.close()
+            self.lowered = None
+            body_budget().give(self.size)
 
 
 def _one(
     loaded: Loaded,
     point: str,
     edited: Edited,
-    lowered: Lowered | None,
+    handed: _Handed | None,
     record: Record,
     max_body: int,
     since: float | None,
 ) -> runtime.Action | None:
     """Call one module; its action, or None when it was skipped."""
     name, fail_open = loaded.record["name"], loaded.record["on_error"] == "continue"
-    if lowered is None:  # the body is over what a module may see: never handed to one
+    if handed is None:  # the body is over what a module may see: never handed to one
         record(name, point, "too_large", 0.0)
         if fail_open:
             return None
@@ -135,7 +163,7 @@ def _one(
         )
     started = time.perf_counter()
     try:
-        action = loaded.runner.call(point, lowered, since)
+        action = loaded.runner.call(point, lambda: handed.get(loaded.runner), since)
     except runtime.WasmFailed as exc:
         loaded.breaker.failed()
         record(name, point, "error", time.perf_counter() - started)

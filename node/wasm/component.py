@@ -12,6 +12,7 @@ from wasmtime.component import Component, Linker
 
 from node.wasm.engine import shared_engine, wasmtime_version
 from node.wasm.errors import WasmInvalid
+from node.wasm.nowait import add_wasip2_without_waits
 from node.wasm.signature import check_exports
 
 # The attach points and the WIT interface each one calls.
@@ -20,7 +21,7 @@ INTERFACES = {
     "OnResponse": ("smg:gateway/middleware-on-response", "on-response"),
 }
 # Imports the host provides: WASI p2 (linked, with no files, sockets, env or args
-# granted; guest toolchains import all of it) and the types-only interface.
+# granted and no waits (nowait.py); guest toolchains import all of it) and the types-only interface.
 _PROVIDED_IMPORTS = (
     "wasi:io/",
     "wasi:clocks/",
@@ -121,12 +122,12 @@ _linkers: dict[wasmtime.Engine, Linker] = {}
 
 
 def _linker(engine: wasmtime.Engine) -> Linker:
-    """The engine's one linker (WASI p2), made once: only making it takes the lock."""
+    """The engine's one linker (WASI p2 whose waits trap), made once: only making it
+    takes the lock."""
     with _linker_lock:
         linker = _linkers.get(engine)
         if linker is None:
-            linker = _linkers[engine] = Linker(engine)
-            linker.add_wasip2()
+            linker = _linkers[engine] = add_wasip2_without_waits(engine)
         return linker
 
 

@@ -42,26 +42,40 @@ class WasmHooks:
 
     async def on_request(self, ex: InferenceRequest) -> None:
         self._refuse_if_not_ready("OnRequest")
+        edited = await self._on_request(ex.http, ex.body, ex.request_id)
+        if edited is None:
+            return
+        ex.header_edits = edited.header_edits()
+        if edited.body != ex.body:
+            _replace_body(ex, edited.body)
+
+    async def guard(self, http: web.Request, body: bytes, request_id: str) -> None:
+        """OnRequest on a route the node answers itself (tokenize, the parsers): a gate. A
+        reject or a failure stops the request; changes are not applied (no worker gets
+        them, and the node's own answer does not depend on headers a module sets)."""
+        self._refuse_if_not_ready("OnRequest")
+        await self._on_request(http, body, request_id)
+
+    async def _on_request(self, http: web.Request, body: bytes, request_id: str) -> Edited | None:
+        """The OnRequest chain over the request: what the modules made of it (None: no
+        module attached)."""
         chain = self.registry.chain("OnRequest")
         if not chain:
-            return
-        http = ex.http
+            return None
         base = runtime.WasmRequest(
             method=http.method,
             path=http.path,
             query=http.query_string,
             headers=list(http.headers.items()),
-            body=ex.body,
-            request_id=ex.request_id,
+            body=body,
+            request_id=request_id,
             now_epoch_ms=int(time.time() * 1000),
         )
-        edited = Edited(list(base.headers), ex.body)
+        edited = Edited(list(base.headers), body)
         await self._run(
             chain, "OnRequest", edited, lambda now: lowered_request(request_of(now, base))
         )
-        ex.header_edits = edited.header_edits()
-        if edited.body != ex.body:
-            _replace_body(ex, edited.body)
+        return edited
 
     async def on_response(
         self, ex: InferenceRequest, out: web.StreamResponse, body: bytes | None

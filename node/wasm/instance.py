@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import re
+from collections.abc import Callable
 from typing import Any
 
 import wasmtime
@@ -18,11 +19,15 @@ from node.wasm.component import INTERFACES, CompiledComponent, instantiate
 from node.wasm.deadline import RunDeadline
 from node.wasm.engine import deadline_ticks
 from node.wasm.errors import FailureKind, WasmFailed, WasmInvalid
+from node.wasm.nowait import WAIT_REFUSED
 from node.wasm.types import Action, Limits
 from node.wasm.values import AnswerBounds, AnswerTooLarge, Lowered, lift_action
 
 # Instantiation runs the component's start code; it gets its own, looser deadline.
 INSTANTIATE_TIMEOUT_MS = 2000
+# A call's hard wall-clock cap beyond its run time: the host's work around the run (copying
+# a body of --wasm-max-body-bytes in) fits in it many times over.
+WALL_SLACK_MS = 250
 # What a guest prints to stderr is kept (the tail) only to tell an out-of-memory abort.
 _STDERR_TAIL = 4096
 # How guests say they ran out (Rust's alloc error handler, Python's MemoryError, C's
@@ -39,7 +44,7 @@ _TOO_MUCH = "too much data is being copied between the host and the guest"
 
 
 def classify(text: str, stderr: bytes, timed_out: bool) -> FailureKind:
-    if timed_out or "interrupt" in text:
+    if timed_out or "interrupt" in text or WAIT_REFUSED in text:
         return "timeout"
     if _TOO_MUCH in text:  # wasmtime's own bound on an answer it lifts
         return "answer"
@@ -56,6 +61,16 @@ def cause(text: str) -> str:
     return lines[0][:300] if lines else ""
 
 
+def _tail_keeper(tail: bytearray) -> Callable[[bytes], None]:
+    """A stderr sink that keeps the last _STDERR_TAIL bytes in `tail`, and holds nothing else."""
+
+    def keep(data: bytes) -> None:
+        tail.extend(data)
+        del tail[:-_STDERR_TAIL]
+
+    return keep
+
+
 class Instance:
     """A ready instance: `call` runs one export within the limits."""
 
@@ -65,7 +80,9 @@ class Instance:
         self.stderr = bytearray()
         self.deadline = RunDeadline(self.store)
         wasi = wasmtime.WasiConfig()  # no args, env, preopens, stdin or sockets granted
-        wasi.stderr_custom = self._keep_tail
+        # wasmtime-py keeps this callback in a global table until the store is freed: it
+        # must not hold the store (a bound method would, through self), or none is freed.
+        wasi.stderr_custom = _tail_keeper(self.stderr)
         self.store.set_wasi(wasi)
         self.store.set_limits(
             memory_size=limits.memory_bytes,
@@ -88,10 +105,6 @@ class Instance:
                 raise WasmInvalid(f"wasm module {name!r}: {iface} has no {func} function")
             self.funcs[point] = instance.get_func(self.store, found)
 
-    def _keep_tail(self, data: bytes) -> None:
-        self.stderr.extend(data)
-        del self.stderr[:-_STDERR_TAIL]
-
     def failed(self, exc: Exception) -> WasmFailed:
         text = str(exc)
         return WasmFailed(
@@ -104,7 +117,8 @@ class Instance:
         func = self.funcs[point]
         result = ffi.wasmtime_component_val_t()
         self.stderr.clear()
-        self.deadline.arm_run(self.store, deadline_ticks(timeout_ms))
+        wall_ms = 2 * timeout_ms + WALL_SLACK_MS
+        self.deadline.arm_run(self.store, deadline_ticks(timeout_ms), wall_ms)
         error = ffi.wasmtime_component_func_call(
             ctypes.byref(func._func),
             self.store._context(),

@@ -16,6 +16,7 @@ from base64 import b64decode
 from dataclasses import dataclass
 
 from node.wasm import runtime
+from node.wasm.instance import Instance
 
 
 class IntakeError(ValueError):
@@ -101,8 +102,15 @@ def decode_upload(text: str, limit: int) -> bytes:
     return data
 
 
-def check(data: bytes, expected: str | None, attach_points: list[str], field: str) -> Checked:
-    """Compile and check the bytes (blocking: CPU-bound). IntakeError says what is wrong."""
+def check(
+    data: bytes,
+    expected: str | None,
+    attach_points: list[str],
+    field: str,
+    limits: dict[str, int],
+) -> Checked:
+    """Compile and check the bytes, and make one instance under `limits` (a record's; blocking:
+    CPU-bound). IntakeError says what is wrong."""
     digest = hashlib.sha256(data).hexdigest()
     if expected is not None and digest != expected:
         raise IntakeError(f"sha256 mismatch: the bytes hash to {digest}, not {expected}", "sha256")
@@ -117,4 +125,8 @@ def check(data: bytes, expected: str | None, attach_points: list[str], field: st
             f"{', '.join(sorted(compiled.exports))}): attach it where it can run",
             "attach_points",
         )
+    try:  # a module that cannot start under its limits would fail on every node
+        Instance(compiled, "new module", runtime.Limits(**limits))
+    except (runtime.WasmInvalid, runtime.WasmFailed) as exc:
+        raise IntakeError(f"{field}: the component cannot start: {exc}", "limits") from None
     return Checked(data, digest, compiled)

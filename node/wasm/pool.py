@@ -17,6 +17,9 @@ from node.wasm.errors import WasmBusy, WasmFailed
 
 log = logging.getLogger("meshgate.wasm")
 T = TypeVar("T")
+# Backoff, in seconds, when making an instance raises something unexpected, and how many
+# tries before the pool reports it as broken (a call then tries again).
+_RETRY_FIRST, _RETRY_MAX, _RETRIES = 0.05, 1.0, 5
 
 
 @cache
@@ -67,15 +70,19 @@ class InstancePool(Generic[T]):
             _maker().submit(self._refill)
 
     def _refill(self) -> None:
+        delay, tries = _RETRY_FIRST, 0
         while True:
             try:
                 instance = self._make()
-            except WasmFailed as exc:  # the same bytes made an instance before: rare
-                log.warning("WASM module %r: a new instance failed: %s", self.name, exc)
-                with self._cond:
-                    self._broken, self._refilling = exc, False
-                    self._cond.notify_all()
-                return
+            except Exception as exc:  # anything: _refilling must never stay set for good
+                tries += 1
+                if isinstance(exc, WasmFailed) or tries >= _RETRIES:
+                    self._give_up(exc)
+                    return
+                log.exception("WASM module %r: making an instance raised", self.name)
+                time.sleep(delay)  # on the refill thread, never a request's
+                delay = min(delay * 2, _RETRY_MAX)
+                continue
             with self._cond:
                 self._broken = None
                 self._missing -= 1
@@ -84,3 +91,12 @@ class InstancePool(Generic[T]):
                 if not self._missing:
                     self._refilling = False
                     return
+
+    def _give_up(self, exc: Exception) -> None:
+        """No instance for now: a call that finds none idle fails with why, and tries again
+        (the one refill thread serves every module, so it does not retry forever)."""
+        log.warning("WASM module %r: a new instance failed: %s", self.name, exc)
+        failed = exc if isinstance(exc, WasmFailed) else WasmFailed(self.name, "trap", repr(exc))
+        with self._cond:
+            self._broken, self._refilling = failed, False
+            self._cond.notify_all()

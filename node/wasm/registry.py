@@ -4,7 +4,8 @@ A subscriber of the applied stream (`sync` runs on each `wasm.*` command and at 
 For a new record it makes sure the component is in the blob store and still hashes to its
 digest (fetching it from a peer, retrying with backoff), compiles it once (or loads the
 compiled artifact a previous run cached, node/wasm/artifacts.py) and builds its runner.
-A compile error is final: the same bytes would fail again.
+A compile error is final: the same bytes would fail again. A runner that could not be
+built (no instance fits the limits) is built again when the record changes (a PATCH).
 
 `chain(point)` is what the inference path runs: the ready, enabled modules that attach
 there, in order. A removed module leaves the chain at once; a call already running keeps
@@ -72,6 +73,9 @@ class WasmRegistry:
         self._known: dict[str, Record] = {}
         self._status: dict[str, LocalStatus] = {}
         self._loaded: dict[str, Loaded] = {}
+        # Compiled, but no runner could be built under the record's limits: the next
+        # change of the record tries again, keeping the breaker it had.
+        self._unbuilt: dict[str, tuple[runtime.CompiledComponent, ModuleBreaker]] = {}
         self._work = RecordWork("wasm", lambda i, why: self._set(i, "failed", why))
         self._started = False
         self.holds = Holds()  # components a POST /wasm here is taking in
@@ -162,6 +166,9 @@ class WasmRegistry:
                 continue
             loaded = self._loaded.get(module_id)
             if loaded is None:
+                if module_id in self._unbuilt and before != record:
+                    self._set(module_id, "pending", None)
+                    self._work.run(module_id, self._build(module_id, *self._unbuilt.pop(module_id)))
                 continue  # still being prepared (or failed): it reads _known when built
             loaded.record = record
             if before["limits"] != record["limits"]:
@@ -173,6 +180,7 @@ class WasmRegistry:
         record = self._known.pop(module_id)
         self._status.pop(module_id, None)
         self._loaded.pop(module_id, None)  # a call already running holds its runner
+        self._unbuilt.pop(module_id, None)
         self._work.cancel(module_id)
         self.drop_unused([record["sha256"]])
 
@@ -192,24 +200,29 @@ class WasmRegistry:
         await self._fetch_missing(record)
         try:
             compiled = await asyncio.to_thread(self._compile, record)
-            runner = await self._current_runner(record["id"], compiled)
-        except (runtime.WasmInvalid, runtime.WasmFailed, OSError) as exc:
+        except (runtime.WasmInvalid, OSError) as exc:  # final: the same bytes fail again
             self._set(record["id"], "failed", f"load error: {exc}")
             return
         breaker = ModuleBreaker(self.breaker.failures, self.breaker.cooldown)
-        self._loaded[record["id"]] = Loaded(self._known[record["id"]], runner, breaker)
-        self._set(record["id"], "ready", None)
+        await self._build(record["id"], compiled, breaker)
 
     async def _rebuild(self, module_id: str) -> None:
         """New limits: a new runner; the old one finishes the calls it has."""
         loaded = self._loaded[module_id]
+        await self._build(module_id, loaded.runner.compiled, loaded.breaker)
+
+    async def _build(
+        self, module_id: str, compiled: runtime.CompiledComponent, breaker: ModuleBreaker
+    ) -> None:
         try:
-            runner = await self._current_runner(module_id, loaded.runner.compiled)
+            runner = await self._current_runner(module_id, compiled)
         except (runtime.WasmInvalid, runtime.WasmFailed) as exc:
             self._loaded.pop(module_id, None)
+            self._unbuilt[module_id] = (compiled, breaker)
             self._set(module_id, "failed", f"load error: {exc}")
             return
-        self._loaded[module_id] = Loaded(self._known[module_id], runner, loaded.breaker)
+        self._loaded[module_id] = Loaded(self._known[module_id], runner, breaker)
+        self._set(module_id, "ready", None)
 
     async def _current_runner(
         self, module_id: str, compiled: runtime.CompiledComponent

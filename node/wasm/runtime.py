@@ -109,6 +109,7 @@ class ModuleRunner:
         self.name = name
         self.limits = limits or Limits()
         self.bounds = settings.bounds
+        self.busy_wait = settings.busy_wait
         self._pool: InstancePool[Instance] = InstancePool(
             lambda: Instance(compiled, name, self.limits),
             settings.instances,
@@ -120,15 +121,23 @@ class ModuleRunner:
     def exports(self) -> frozenset[str]:
         return self.compiled.exports
 
-    def call(self, point: str, arg: Lowered, since: float | None = None) -> Action:
+    def call(
+        self, point: str, arg: Lowered | Callable[[], Lowered], since: float | None = None
+    ) -> Action:
         """One call on the calling thread (a wasm thread: it may wait for an instance, up
         to the busy wait counted from `since`, the monotonic time the request was handed
-        off)."""
+        off). `arg` may be lowered only once an instance is taken: a call that waits for
+        one then holds no lowered body."""
         if point not in self.compiled.exports:
             raise ValueError(f"wasm module {self.name!r} does not export {point}")
         instance = self._pool.take(since)
         try:
-            action = instance.call(point, arg, self.limits.timeout_ms, self.bounds)
+            lowered = arg() if callable(arg) else arg
+        except BaseException:
+            self._pool.give(instance)  # not run: it is as good as it was
+            raise
+        try:
+            action = instance.call(point, lowered, self.limits.timeout_ms, self.bounds)
         except BaseException:
             self._pool.drop()  # its store may be mid-run or out of memory
             raise

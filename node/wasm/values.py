@@ -61,15 +61,17 @@ def _string(slot: Any, text: str) -> None:
 
 
 def _bytes(slot: Any, data: bytes) -> None:
-    """A list<u8> in bulk: n values of kind u8 laid out by two strided copies in C, then
-    copied whole into wasmtime's vector (plain values: nothing in them is owned)."""
+    """A list<u8> in bulk: wasmtime's vector of n values made uninitialised, then its kinds
+    and payloads written in place by two strided copies in C (plain values: nothing in them
+    is owned, and the rest of each value is never read)."""
     raw = ffi.wasmtime_component_vallist_t()
     if data:
-        layout = bytearray(len(data) * _SIZE)
+        ffi.wasmtime_component_vallist_new_uninit(raw, len(data))
+        start = ctypes.addressof(raw.data.contents)
+        layout = memoryview((ctypes.c_char * (len(data) * _SIZE)).from_address(start)).cast("B")
         layout[_KIND::_SIZE] = bytes([ffi.WASMTIME_COMPONENT_U8.value]) * len(data)
         layout[_PAYLOAD::_SIZE] = data
-        first = ctypes.cast((ctypes.c_char * len(layout)).from_buffer(layout), ctypes.POINTER(_VAL))
-        ffi.wasmtime_component_vallist_new(raw, len(data), first)
+        layout.release()
     else:
         ffi.wasmtime_component_vallist_new_empty(raw)
     slot.kind = ffi.WASMTIME_COMPONENT_LIST

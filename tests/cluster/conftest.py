@@ -160,8 +160,7 @@ def cluster_cli(mesh: Mesh, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture
-def mesh(tmp_path: Path) -> Iterator[Mesh]:
+def _ready_mesh(tmp_path: Path) -> Iterator[Mesh]:
     m = Mesh(tmp_path)
     try:
         m.wait_ready()
@@ -170,8 +169,33 @@ def mesh(tmp_path: Path) -> Iterator[Mesh]:
         m.stop()
 
 
+@pytest.fixture
+def mesh(tmp_path: Path) -> Iterator[Mesh]:
+    yield from _ready_mesh(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def module_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    """A mesh shared by a module's tests, each of which leaves it whole: every node up and
+    ready, one leader. Put the module's tests that start meshes of their own before the
+    first that takes it, so that no idle mesh runs beside them."""
+    yield from _ready_mesh(tmp_path_factory.mktemp("mesh"))
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "mesh_args(*args): extra `meshgate serve` flags")
+
+
+def _netns_mesh(tmp_path: Path, extra: tuple[str, ...] = ()) -> Iterator[netns.NetnsMesh]:
+    problem = netns.unavailable()
+    if problem:
+        pytest.skip(f"partition tests need Linux network namespaces: {problem}")
+    m = netns.NetnsMesh(tmp_path, extra=extra)
+    try:
+        m.wait_ready()
+        yield m
+    finally:
+        m.stop()
 
 
 @pytest.fixture
@@ -179,13 +203,12 @@ def netns_mesh(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[netns
     """A 3-node mesh with each node in its own network namespace (tests/netns.py), so a
     test can cut and heal a node's link; skipped where namespaces are unavailable.
     `@pytest.mark.mesh_args(...)` adds flags to every node."""
-    problem = netns.unavailable()
-    if problem:
-        pytest.skip(f"partition tests need Linux network namespaces: {problem}")
     marker = request.node.get_closest_marker("mesh_args")
-    m = netns.NetnsMesh(tmp_path, extra=tuple(marker.args) if marker else ())
-    try:
-        m.wait_ready()
-        yield m
-    finally:
-        m.stop()
+    yield from _netns_mesh(tmp_path, tuple(marker.args) if marker else ())
+
+
+@pytest.fixture(scope="module")
+def module_netns_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[netns.NetnsMesh]:
+    """netns_mesh (default flags) shared by a module's tests: each must leave it whole,
+    every link healed and every node caught up."""
+    yield from _netns_mesh(tmp_path_factory.mktemp("netns"))

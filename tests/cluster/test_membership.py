@@ -6,10 +6,17 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.cluster.conftest import Mesh, cluster_cli, joining_voter
 from tests.support import free_port, wait_for
+
+
+@pytest.fixture(scope="module")
+def mesh(module_mesh: Mesh) -> Mesh:
+    """One mesh for each test leaves its three members as they were."""
+    return module_mesh
 
 
 def _write(mesh: Mesh, key: str) -> int:

@@ -13,13 +13,13 @@ import requests
 
 from node import exit_status
 from tests.cluster.conftest import MODEL, Mesh, cluster_cli, joining_voter
-from tests.cluster.haproxy import HAProxy
+from tests.cluster.haproxy import FAST_CHECKS, HAProxy
 from tests.support import MESH_SECRET, ROOT, Node, wait_for
 
-# Quicker health checks than the shipped 500 ms/2 s, so the settle costs less wall time;
-# a DOWN node is still checked less often than a rising or falling one, as shipped, so
-# a rolling restart that does not wait for the load balancer still leaves one node UP.
-CHECKS = {"inter": "200ms", "fastinter": "200ms", "downinter": "1s"}
+# Quicker health checks (FAST_CHECKS), so the settle costs less wall time; a DOWN node
+# is still checked less often than a rising or falling one, as shipped, so a rolling
+# restart that does not wait for the load balancer still leaves one node UP.
+CHECKS = FAST_CHECKS
 # What HAProxy then takes to put a ready node back: its first check within `downinter`,
 # then `rise 2` passing checks `fastinter` apart: 1 s + 1 x 200 ms, plus a margin for the
 # checks' own time on a busy machine. (With --settle-secs 0 this test sees one node UP.)
@@ -75,17 +75,6 @@ def test_shutdown_of_one_node_then_of_the_cluster(mesh: Mesh) -> None:
     # replaying the old plans after the restart stopped nobody
     assert all(n.proc.alive() for n in mesh.nodes)
     assert all(len(codes) == 1 for codes in mesh.exit_codes.values()), mesh.exit_codes
-
-
-def test_shutdown_rejects_bad_targets(mesh: Mesh) -> None:
-    url = mesh.nodes[0].url
-    assert (
-        requests.post(url + "/ha/shutdown", json={"target": "nobody"}, timeout=5).status_code == 404
-    )
-    assert requests.post(url + "/ha/shutdown", json={"target": 3}, timeout=5).status_code == 400
-    bad = requests.post(url + "/ha/shutdown", json={"grace_period_secs": -1}, timeout=5)
-    assert bad.status_code == 400 and "grace_period_secs" in bad.json()["error"]["message"]
-    assert all(n.proc.alive() for n in mesh.nodes)
 
 
 def test_rolling_restart_through_haproxy_loses_no_request(tmp_path: Path) -> None:
@@ -181,49 +170,6 @@ def test_rolling_restart_through_haproxy_loses_no_request(tmp_path: Path) -> Non
         mesh.stop()
 
 
-def test_rolling_restart_refuses_without_a_healthy_majority(mesh: Mesh) -> None:
-    mesh.nodes[2].proc.kill()
-    wait_for(
-        lambda: any(n["status"] == "unreachable" for n in mesh.status(mesh.nodes[0])["nodes"]),
-        what="the dead node noticed",
-    )
-    cli = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "node.cli",
-            "cluster",
-            "rolling-restart",
-            "--url",
-            mesh.nodes[0].url,
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert cli.returncode == 1
-    assert "refusing to start" in cli.stderr
-    assert all(n.proc.alive() for n in mesh.nodes[:2])
-
-
-def test_cluster_status_and_drain_cli(mesh: Mesh) -> None:
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return cluster_cli(mesh, *args)
-
-    shown = cli("status")
-    assert shown.returncode == 0 and "leader:" in shown.stdout
-    assert all(n.name in shown.stdout for n in mesh.nodes)
-    assert cli("drain", "n2").returncode == 0
-    wait_for(
-        lambda: requests.get(mesh.node("n2").url + "/readiness", timeout=2).status_code == 503,
-        what="n2 not ready while drained",
-    )
-    assert "draining" in requests.get(mesh.node("n2").url + "/readiness", timeout=2).text
-    assert cli("drain", "n2", "--undo").returncode == 0
-    mesh.node("n2").wait_ready()
-
-
 def test_members_join_as_voters_and_read_only_and_leave(mesh: Mesh, tmp_path: Path) -> None:
     fourth, raft4 = joining_voter(mesh, tmp_path, "n4", "--worker-urls", mesh.worker_urls[0])
     reader = Node(
@@ -303,3 +249,51 @@ def test_members_join_as_voters_and_read_only_and_leave(mesh: Mesh, tmp_path: Pa
     finally:
         for node in (fourth, reader):
             node.proc.stop()
+
+
+# The tests below share one mesh (module_mesh), and run last.
+def test_shutdown_rejects_bad_targets(module_mesh: Mesh) -> None:
+    mesh = module_mesh
+    url = mesh.nodes[0].url
+    assert (
+        requests.post(url + "/ha/shutdown", json={"target": "nobody"}, timeout=5).status_code == 404
+    )
+    assert requests.post(url + "/ha/shutdown", json={"target": 3}, timeout=5).status_code == 400
+    bad = requests.post(url + "/ha/shutdown", json={"grace_period_secs": -1}, timeout=5)
+    assert bad.status_code == 400 and "grace_period_secs" in bad.json()["error"]["message"]
+    assert all(n.proc.alive() for n in mesh.nodes)
+
+
+def test_rolling_restart_refuses_without_a_healthy_majority(module_mesh: Mesh) -> None:
+    mesh = module_mesh
+    mesh.nodes[2].proc.kill()
+    wait_for(
+        lambda: any(n["status"] == "unreachable" for n in mesh.status(mesh.nodes[0])["nodes"]),
+        what="the dead node noticed",
+    )
+    cli = cluster_cli(mesh, "rolling-restart")
+    assert cli.returncode == 1
+    assert "refusing to start" in cli.stderr
+    assert all(n.proc.alive() for n in mesh.nodes[:2])
+    mesh.nodes[2].restart()
+    mesh.wait_ready()
+
+
+def test_cluster_status_and_drain_cli(module_mesh: Mesh) -> None:
+    mesh = module_mesh
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return cluster_cli(mesh, *args)
+
+    shown = cli("status")
+    assert shown.returncode == 0 and "leader:" in shown.stdout
+    assert all(n.name in shown.stdout for n in mesh.nodes)
+    assert cli("drain", "n2").returncode == 0
+    wait_for(
+        lambda: requests.get(mesh.node("n2").url + "/readiness", timeout=2).status_code == 503,
+        what="n2 not ready while drained",
+    )
+    assert "draining" in requests.get(mesh.node("n2").url + "/readiness", timeout=2).text
+    assert cli("drain", "n2", "--undo").returncode == 0
+    mesh.node("n2").wait_ready()
+    mesh.wait_ready()

@@ -5,16 +5,19 @@ bridge port down, so packets are dropped without a reset, as when a cable is
 pulled. Every write's answer is recorded (tests/writers.py), so "no
 acknowledged write lost" is checked key by key against the final state.
 
-- the leader cut off for 15 s, then healed: the majority goes on, nothing is
-  acknowledged by the cut-off node, it never claims to be caught up once it is
-  stale, the heal costs at most one election, and every node is equal within
-  5 s of the heal;
-- a follower cut off while writes go through it: the same convergence (the
+- a follower cut off while writes go through it: the same convergence as below (the
   outcome of each write sent through it is the other half of issue 8); once
   stale, it refuses managed keys (one is revoked on the majority meanwhile)
   while static keys work, and after the heal it knows of the revocation; it is
   far enough behind to be sent a snapshot;
+- the leader cut off for 15 s, then healed: the majority goes on, nothing is
+  acknowledged by the cut-off node, it never claims to be caught up once it is
+  stale, the heal costs at most one election, and every node is equal within
+  5 s of the heal;
 - a flapping partition: the majority acknowledges writes in every window.
+
+The last two share one mesh (each leaves it healed and caught up); the first runs
+before it starts, on a mesh of its own that sends snapshots sooner.
 """
 
 from __future__ import annotations
@@ -68,6 +71,13 @@ def poll_for(mesh: NetnsMesh, watch: Watch, seconds: float, every: float = 0.2) 
         time.sleep(every)
 
 
+def cut_after(mesh: NetnsMesh, watch: Watch, seconds: float, node: NsNode) -> float:
+    """Watch for `seconds`, then cut `node` off; when its port went down."""
+    poll_for(mesh, watch, seconds)
+    mesh.cut(node)
+    return time.monotonic()
+
+
 def equal_replicas(mesh: NetnsMesh) -> tuple[dict[str, Any], int] | None:
     """Every node's (config, applied index) when they are all the same, else None."""
     views = [n.config() for n in mesh.nodes]
@@ -104,15 +114,64 @@ def acknowledged_while_cut(writers: Writers, node: NsNode, cut: float, healed: f
     ]
 
 
-def test_leader_cut_off_then_healed(netns_mesh: NetnsMesh) -> None:
+def keys(node: NsNode, key: str) -> requests.Response:
+    """GET /api/keys (any valid credential; reads only the local replica)."""
+    return requests.get(
+        node.url + "/api/keys", headers={"Authorization": f"Bearer {key}"}, timeout=5
+    )
+
+
+# A follower further behind than a compaction's worth of entries gets a snapshot: with
+# 100, the cut below (hundreds of writes) takes that path; the leader cut takes the other.
+@pytest.mark.mesh_args("--mesh-log-compaction-entries", "100")
+def test_follower_cut_off_while_writes_go_through_it(netns_mesh: NetnsMesh) -> None:
     mesh = netns_mesh
+    leader = mesh.leader()
+    cut = next(n for n in mesh.nodes if n is not leader)
+    post = functools.partial(requests.post, headers=ADMIN, timeout=5)
+    post(leader.url + "/api/admin/tenants", json={"name": "t1"}).raise_for_status()
+    made = post(leader.url + "/api/keys", json={"namespace": "t1"}).json()
+    key = made["apiKey"]
+    wait_for(lambda: keys(cut, key).status_code == 200, what="the managed key works")
+    watch = Watch()
+    with Writers(mesh.nodes, ADMIN) as writers:
+        cut_at = cut_after(mesh, watch, 1.0, cut)
+        poll_for(mesh, watch, STALE_AFTER)
+        # Revoked on the majority: the cut-off node cannot know, so it refuses managed keys.
+        requests.delete(f"{leader.url}/api/keys/{made['id']}", headers=ADMIN, timeout=5)
+        refused = keys(cut, key)
+        assert refused.status_code == 503 and refused.headers["Retry-After"]
+        assert "cut off from the mesh leader" in refused.text
+        assert keys(cut, ADMIN_KEY).status_code == 200  # a static key still works
+        poll_for(mesh, watch, 8.0 - STALE_AFTER)
+        terms_at_heal = watch.terms(since=time.monotonic() - 1.0)
+        healed_at = time.monotonic()
+        mesh.heal(cut)
+        wait_for(
+            lambda: cut.local()["caught_up"],
+            timeout=CONVERGE_SECONDS,
+            interval=0.1,
+            what=f"{cut.name} caught up after the heal",
+        )
+        poll_for(mesh, watch, 1.0)
+        assert_converged(mesh, writers, healed_at)
+    assert keys(cut, key).status_code == 401  # back in touch: it knows of the revocation
+    assert mesh.leader().status()["snapshots_sent"] >= 1
+    assert acknowledged_while_cut(writers, cut, cut_at + 0.5, healed_at) == []
+    assert writers.acked_between(cut_at + 1.0, healed_at, [leader.name]) > 0
+    # The leader kept its seat: a follower's rejoin deposes nobody.
+    assert watch.terms(since=healed_at) <= terms_at_heal
+    assert [s["role"] for _, s in watch.of(leader, cut_at, time.monotonic())].count("leader") > 0
+    assert all(s["role"] == "leader" for _, s in watch.of(leader, cut_at, time.monotonic()))
+
+
+def test_leader_cut_off_then_healed(module_netns_mesh: NetnsMesh) -> None:
+    mesh = module_netns_mesh
     old = mesh.leader()
     majority = [n for n in mesh.nodes if n is not old]
     watch = Watch()
     with Writers(mesh.nodes, ADMIN) as writers:
-        poll_for(mesh, watch, 1.5)
-        mesh.cut(old)
-        cut_at = time.monotonic()  # once the port is down
+        cut_at = cut_after(mesh, watch, 1.5, old)
         poll_for(mesh, watch, CUT_SECONDS)
         terms_at_heal = watch.terms(since=time.monotonic() - 1.0)
         healed_at = time.monotonic()
@@ -144,68 +203,17 @@ def test_leader_cut_off_then_healed(netns_mesh: NetnsMesh) -> None:
     assert took <= CONVERGE_SECONDS
 
 
-def keys(node: NsNode, key: str) -> requests.Response:
-    """GET /api/keys (any valid credential; reads only the local replica)."""
-    return requests.get(
-        node.url + "/api/keys", headers={"Authorization": f"Bearer {key}"}, timeout=5
-    )
-
-
-# A follower further behind than a compaction's worth of entries gets a snapshot: with
-# 100, the cut below (hundreds of writes) takes that path; the leader cut takes the other.
-@pytest.mark.mesh_args("--mesh-log-compaction-entries", "100")
-def test_follower_cut_off_while_writes_go_through_it(netns_mesh: NetnsMesh) -> None:
-    mesh = netns_mesh
-    leader = mesh.leader()
-    cut = next(n for n in mesh.nodes if n is not leader)
-    post = functools.partial(requests.post, headers=ADMIN, timeout=5)
-    post(leader.url + "/api/admin/tenants", json={"name": "t1"}).raise_for_status()
-    made = post(leader.url + "/api/keys", json={"namespace": "t1"}).json()
-    key = made["apiKey"]
-    wait_for(lambda: keys(cut, key).status_code == 200, what="the managed key works")
-    watch = Watch()
-    with Writers(mesh.nodes, ADMIN) as writers:
-        poll_for(mesh, watch, 1.0)
-        mesh.cut(cut)
-        cut_at = time.monotonic()  # once the port is down
-        poll_for(mesh, watch, STALE_AFTER)
-        # Revoked on the majority: the cut-off node cannot know, so it refuses managed keys.
-        requests.delete(f"{leader.url}/api/keys/{made['id']}", headers=ADMIN, timeout=5)
-        refused = keys(cut, key)
-        assert refused.status_code == 503 and refused.headers["Retry-After"]
-        assert "cut off from the mesh leader" in refused.text
-        assert keys(cut, ADMIN_KEY).status_code == 200  # a static key still works
-        poll_for(mesh, watch, 8.0 - STALE_AFTER)
-        terms_at_heal = watch.terms(since=time.monotonic() - 1.0)
-        healed_at = time.monotonic()
-        mesh.heal(cut)
-        wait_for(
-            lambda: cut.local()["caught_up"],
-            timeout=CONVERGE_SECONDS,
-            interval=0.1,
-            what=f"{cut.name} caught up after the heal",
-        )
-        poll_for(mesh, watch, 1.0)
-        assert_converged(mesh, writers, healed_at)
-    assert keys(cut, key).status_code == 401  # back in touch: it knows of the revocation
-    assert mesh.leader().status()["snapshots_sent"] >= 1
-    assert acknowledged_while_cut(writers, cut, cut_at + 0.5, healed_at) == []
-    assert writers.acked_between(cut_at + 1.0, healed_at, [leader.name]) > 0
-    # The leader kept its seat: a follower's rejoin deposes nobody.
-    assert watch.terms(since=healed_at) <= terms_at_heal
-    assert [s["role"] for _, s in watch.of(leader, cut_at, time.monotonic())].count("leader") > 0
-    assert all(s["role"] == "leader" for _, s in watch.of(leader, cut_at, time.monotonic()))
-
-
-def test_flapping_partition_the_majority_commits_in_every_window(netns_mesh: NetnsMesh) -> None:
-    mesh = netns_mesh
+def test_flapping_partition_the_majority_commits_in_every_window(
+    module_netns_mesh: NetnsMesh,
+) -> None:
+    mesh = module_netns_mesh
     n1, n2, n3 = mesh.nodes
     window = 5.0
     # {n1}|{n2,n3}, then {n1,n2}|{n3}, and again: six changes, five seconds apart.
     plan = [(n1, [n2, n3]), (n3, [n1, n2])] * 3
     windows: list[tuple[float, float, list[str]]] = []
     watch = Watch()
-    with Writers(mesh.nodes, ADMIN) as writers:
+    with Writers(mesh.nodes, ADMIN, prefix="flap") as writers:  # the mesh is shared
         poll_for(mesh, watch, 1.0)
         first_term = max(watch.terms())
         for alone, majority in plan:

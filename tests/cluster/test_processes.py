@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from mesh.events import AppliedStream
 from node.plane.data_side import PlaneLinkError, PlaneReplica
@@ -140,26 +141,57 @@ def test_a_write_through_any_process_is_read_at_once_through_every_process_and_n
     assert shown["model_id"] == MODEL
 
 
-def test_metrics_through_any_process_show_every_process_of_the_node(mesh: ProcessesMesh) -> None:
-    n1 = mesh.nodes[0]
+def _series(text: str, node: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Each sample of `node` in an exposition, by its name and labels."""
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.labels.get("node") == node
+    }
+
+
+def test_metrics_through_any_process_are_the_node_view(mesh: ProcessesMesh) -> None:
+    n1, n2 = mesh.nodes[0], mesh.nodes[1]  # n2 runs one process
     chat = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
-    served = {fresh("POST", n1.url + "/v1/chat/completions", json=chat) for _ in range(9)}
+    ok = ("meshgate_requests_total", "/v1/chat/completions", MODEL, "200")
+
+    def answered(text: str) -> float:
+        return sum(
+            value
+            for (name, labels), value in _series(text, "n1").items()
+            if (name, *(dict(labels).get(k) for k in ("route", "model", "status"))) == ok
+        )
+
+    before = answered(fresh("GET", n1.url + "/metrics").text)
+    served = [fresh("POST", n1.url + "/v1/chat/completions", json=chat) for _ in range(9)]
     assert {a.status_code for a in served} == {200}
     by_process = {a.headers[PROCESS_HEADER] for a in served}
+    assert len(by_process) >= 2, by_process  # several processes answered them
     answer = fresh("GET", n1.url + "/metrics")
     assert answer.status_code == 200
+    assert "process=" not in answer.text
+    assert answered(answer.text) - before == 9  # one series, every process's requests
+    # The same series (names and label names) as a node of one process.
+    assert fresh("POST", n2.url + "/v1/chat/completions", json=chat).status_code == 200
+    single = fresh("GET", n2.url + "/metrics").text
+
+    def shapes(text: str, node: str) -> set[tuple[str, frozenset[str]]]:
+        return {(name, frozenset(k for k, _ in labels)) for name, labels in _series(text, node)}
+
+    assert shapes(answer.text, "n1") == shapes(single, "n2")
+
+    # Each process's own series on asking: its replica, and the requests it answered.
+    per = fresh("GET", n1.url + "/metrics?by=process").text
 
     def processes_of(metric: str) -> set[str]:
-        return {
-            line.split('process="')[1].split('"')[0]
-            for line in answer.text.splitlines()
-            if line.startswith(metric + "{") and 'node="n1"' in line
-        }
+        return {dict(labels)["process"] for name, labels in _series(per, "n1") if name == metric}
 
-    # One scrape, every process: each one's replica, and the requests each one answered.
     assert processes_of("meshgate_raft_applied_index") == {"p1", "p2", "p3", "control"}
-    assert processes_of("meshgate_requests_total") == by_process
-    assert answer.text.count("# TYPE meshgate_requests_total counter") == 1
+    assert by_process <= processes_of("meshgate_requests_total")
+    refused = fresh("GET", n1.url + "/metrics?by=nothing")
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["param"] == "by"
 
 
 def test_a_killed_data_plane_process_is_restarted_while_the_others_serve(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,23 @@ FLOOD_SECONDS = 60.0
 PROBE_EVERY = 5.0  # seconds between two connections of a (pretend) restarted peer
 
 
-def _local(node: Node, headers: dict[str, str] | None = None) -> dict[str, Any]:
-    resp = requests.get(node.url + "/ha/status", headers=headers or {}, timeout=5)
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    """One mesh for the module's attacks (each leaves it whole: every node up, one leader),
+    with an admin key, so that its routes answer only an admin."""
+    m = Mesh(
+        tmp_path_factory.mktemp("mesh"),
+        extra=("--control-plane-api-keys", f"a:ops:admin:{ADMIN_KEY}"),
+    )
+    try:
+        m.wait_ready_with(ADMIN)
+        yield m
+    finally:
+        m.stop()
+
+
+def _local(node: Node) -> dict[str, Any]:
+    resp = requests.get(node.url + "/ha/status", headers=ADMIN, timeout=5)
     return resp.json()  # type: ignore[no-any-return]
 
 
@@ -44,8 +60,19 @@ def _raft_address(mesh: Mesh, node: Node) -> str:
 
 
 def _config(node: Node, key: str) -> Any:
-    resp = requests.get(f"{node.url}/ha/config/{key}", timeout=5)
+    resp = requests.get(f"{node.url}/ha/config/{key}", headers=ADMIN, timeout=5)
     return resp.json().get("value") if resp.status_code == 200 else None
+
+
+def _write(node: Node, key: str, value: Any) -> requests.Response:
+    return requests.post(
+        node.url + "/ha/config", json={"key": key, "value": value}, headers=ADMIN, timeout=10
+    )
+
+
+def _follower(mesh: Mesh) -> Node:
+    leader, _ = _leader(mesh)
+    return next(n for n in mesh.nodes if n.name != leader)
 
 
 def test_pickles_and_an_injected_admin_key_do_nothing_to_a_mesh(mesh: Mesh, tmp_path: Path) -> None:
@@ -64,8 +91,7 @@ def test_pickles_and_an_injected_admin_key_do_nothing_to_a_mesh(mesh: Mesh, tmp_
                     client.send_raw(payload)
                     assert client.closed_by_node(), f"{node.name} kept the connection open"
     assert not marker.exists()
-    follower = mesh.followers()[0]
-    resp = requests.post(follower.url + "/ha/config", json={"key": "after", "value": 1}, timeout=10)
+    resp = _write(_follower(mesh), "after", 1)
     assert resp.status_code == 200, resp.text
     for node in mesh.nodes:
         wait_for(lambda n=node: _config(n, "after") == 1, what=f"{node.name} has the write")
@@ -83,7 +109,7 @@ def test_poisoned_entries_are_failed_outcomes_on_every_node_and_survive_a_restar
         b"\x00not a pickle at all",
         b"\x03" + regular_entry(7)[1:],  # a code-version entry
     ]
-    leader = mesh.leader()
+    leader = mesh.node(_leader(mesh)[0])
     with RaftClient(_raft_address(mesh, leader), MESH_SECRET) as client:
         client.handshake("readonly")  # holding the secret, as a read-only member
         for request_id, entry in enumerate(poisons, start=1):
@@ -95,10 +121,8 @@ def test_poisoned_entries_are_failed_outcomes_on_every_node_and_survive_a_restar
             )
     assert not marker.exists()
 
-    follower = mesh.followers()[0]
-    resp = requests.post(
-        follower.url + "/ha/config", json={"key": "after.poison", "value": "ok"}, timeout=10
-    )
+    follower = _follower(mesh)
+    resp = _write(follower, "after.poison", "ok")
     assert resp.status_code == 200, resp.text
     for node in mesh.nodes:
         wait_for(lambda n=node: _config(n, "after.poison") == "ok", what=f"{node.name} applied")
@@ -110,6 +134,7 @@ def test_poisoned_entries_are_failed_outcomes_on_every_node_and_survive_a_restar
     follower.proc.kill()
     follower.restart()
     follower.wait_ready(30)
+    mesh.wait_ready_with(ADMIN)  # whole again, for the module's next attack
     status = _local(follower)
     assert status["unappliable_entries"] == len(poisons)
     assert _config(follower, "after.poison") == "ok"
@@ -134,10 +159,7 @@ def _leader(mesh: Mesh) -> tuple[str, int]:
     """(leader name, term) as the nodes agree on it."""
 
     def agreed() -> tuple[str, int] | None:
-        seen = {
-            ((s.get("leader") or {}).get("name"), s["term"])
-            for s in (_local(n, ADMIN) for n in mesh.nodes)
-        }
+        seen = {((s.get("leader") or {}).get("name"), s["term"]) for s in map(_local, mesh.nodes)}
         if len(seen) != 1:
             return None
         name, term = seen.pop()
@@ -148,14 +170,14 @@ def _leader(mesh: Mesh) -> tuple[str, int]:
 
 @pytest.mark.timeout(FLOOD_SECONDS + 120)
 def test_a_pre_authentication_flood_at_a_follower_does_not_stop_writes_through_it(
-    tmp_path: Path,
+    mesh: Mesh,
 ) -> None:
-    mesh = Mesh(tmp_path, extra=("--control-plane-api-keys", f"a:ops:admin:{ADMIN_KEY}"))
     flood: Flood | None = None
     try:
         mesh.wait_ready_with(ADMIN)
         leader_before, term_before = _leader(mesh)
         follower = next(n for n in mesh.nodes if n.name != leader_before)
+        refused_before = _local(follower)["refused_connections"]  # by the module's other attacks
         flood = Flood(_raft_address(mesh, follower))
         flood.start()
         latencies: list[float] = []
@@ -184,7 +206,7 @@ def test_a_pre_authentication_flood_at_a_follower_does_not_stop_writes_through_i
             latencies.append(time.monotonic() - sent)
         elapsed = time.monotonic() - started
         flood.stop()
-        refused = _local(follower, ADMIN)["refused_connections"]
+        refused = _local(follower)["refused_connections"] - refused_before
         connected = [p for p in probes if isinstance(p, float)]
         p99 = statistics.quantiles(latencies, n=100)[98] * 1000
         print(
@@ -207,7 +229,6 @@ def test_a_pre_authentication_flood_at_a_follower_does_not_stop_writes_through_i
     finally:
         if flood is not None:
             flood.stop()
-        mesh.stop()
 
 
 def test_the_demo_mesh_refuses_the_pickle_and_the_injection(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from tests.writers import Writers
 KEYS = 4  # the follower's writes cycle over this many config keys
 CUTS = 3
 CUT_SECS = 6.0
-HEALED_SECS = 4.0
+FLOWING_SECS = 30.0  # longest wait for writes through the follower to be acknowledged again
 
 
 @dataclass
@@ -96,6 +96,18 @@ def _lost(record: list[Attempt], final: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _flowing(follower: netns.NsNode, record: list[Attempt], since: int) -> None:
+    """Until the follower is caught up and has acknowledged a write of its own made after
+    `record[since]`: writes flow through it again, so a cut now catches some in flight
+    (and, after a heal, whatever TCP held back from before the cut has been delivered)."""
+
+    def flowing() -> bool:
+        acked = any(a.node == follower.name and a.acknowledged for a in record[since:])
+        return acked and bool(follower.local()["caught_up"])
+
+    netns.wait_for(flowing, timeout=FLOWING_SECS, what=f"writes through {follower.name}")
+
+
 def _settle(mesh: netns.NetnsMesh, timeout: float = 60.0) -> dict[str, Any]:
     """Wait until every node holds the same config; return it."""
 
@@ -103,7 +115,7 @@ def _settle(mesh: netns.NetnsMesh, timeout: float = 60.0) -> dict[str, Any]:
         configs = [n.config()[0] for n in mesh.nodes]
         return configs[0] if all(c == configs[0] for c in configs) else None
 
-    return netns.wait_for(same, timeout=timeout, interval=0.5, what="equal replicas")  # type: ignore[no-any-return]
+    return netns.wait_for(same, timeout=timeout, interval=0.1, what="equal replicas")  # type: ignore[no-any-return]
 
 
 def test_writes_reported_unknown_or_not_committed_never_overwrite_acknowledged_ones(
@@ -120,11 +132,11 @@ def test_writes_reported_unknown_or_not_committed_never_overwrite_acknowledged_o
         writer.start()
         try:
             for _ in range(CUTS):
-                time.sleep(1.0)
+                _flowing(follower, record, len(record))
                 mesh.cut(follower)
                 time.sleep(CUT_SECS)
                 mesh.heal(follower)
-                time.sleep(HEALED_SECS)
+            _flowing(follower, record, len(record))
         finally:
             mesh.heal_all()
             stop.set()

@@ -16,11 +16,13 @@ from pathlib import Path
 import requests
 
 from tests.cluster.conftest import MODEL, Mesh
-from tests.cluster.haproxy import HAProxy
+from tests.cluster.haproxy import FAST_CHECKS, HAProxy
 from tests.support import start_echo_worker, wait_for
 
 CHAT = {"model": MODEL, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}
-# Longer than HAProxy takes to mark a failing node DOWN (`fall 2`, `inter 500ms`).
+# Far longer than HAProxy takes to mark a failing node DOWN (`fall 2` checks `inter` apart:
+# 1 s as shipped, 0.4 s with FAST_CHECKS, which these tests use to wait less for DOWN and
+# UP; more checks in the window only make "stays UP" a stricter claim).
 WATCH_SECS = 3.0
 
 
@@ -58,7 +60,7 @@ def test_the_last_node_stays_ready_and_serves_without_quorum(tmp_path: Path) -> 
     lb = None
     try:
         mesh.wait_ready()
-        lb = HAProxy(tmp_path, mesh)
+        lb = HAProxy(tmp_path, mesh, checks=FAST_CHECKS)
         leader = mesh.leader()
         survivor = next(n for n in mesh.nodes if n is not leader)  # it loses its leader too
         gw = f"gw{mesh.nodes.index(survivor) + 1}"
@@ -104,7 +106,7 @@ def test_without_workers_the_nodes_stay_up_so_a_worker_can_be_added(tmp_path: Pa
     new_worker = None
     try:
         mesh.wait_ready()
-        lb = HAProxy(tmp_path, mesh)
+        lb = HAProxy(tmp_path, mesh, checks=FAST_CHECKS)
         for worker in mesh.workers:
             worker.proc.kill()
         wait_for(

@@ -6,8 +6,9 @@ or trap are contained (a 500 naming the module, or fail-open with on_error "cont
 and a breaker that turns a failing module off); OnResponse maps a worker's 500 to 503;
 every bad registration gets its 400 and nothing enters the log; a batch is committed whole
 or not at all, and leaves no file when refused; OnResponse also runs on the node's own
-errors; a delete lets the calls in flight finish; and in a mesh where one node lacks
---enable-wasm, that node holds requests back rather than skip the modules.
+errors; a delete lets the calls in flight finish; an auth module guards /parse/* too; in a
+mesh where one node lacks --enable-wasm, that node holds requests back rather than skip the
+modules; and a module that sleeps in WASI neither holds requests nor a node's SIGTERM.
 """
 
 from __future__ import annotations
@@ -22,17 +23,33 @@ from typing import Any
 
 import pytest
 import requests
+import wasmtime
 
 from node.localmesh import LocalNode
 from tests.cluster.conftest import MODEL, Mesh
 from tests.support import strong, wait_for
-from tests.wasm_components import API_KEY, NO_EXPORTS, SEEN_HEADER, module_bytes
+from tests.wasm_components import (
+    API_KEY,
+    EMPTY,
+    NO_EXPORTS,
+    SEEN_HEADER,
+    component_wat,
+    module_bytes,
+    sleeper,
+)
 
 ADMIN_KEY = strong("wasm-registry-admin")
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 CLIENT_KEY = strong("wasm-registry-client")
 SIZE_LIMIT = 64 * 1024
 BODY_LIMIT = 512 * 1024  # --wasm-max-body-bytes
+TWO_PAGES = bytes(
+    wasmtime.wat2wasm(
+        component_wat(EMPTY, ("on-request",)).replace(
+            '(memory (export "memory") 1)', '(memory (export "memory") 2)'
+        )
+    )
+)
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
 
 
@@ -300,6 +317,7 @@ def test_bad_registrations_get_a_400_and_nothing_enters_the_log(
     secret = tmp_path / "passwd"
     secret.write_text("root:x:0:0:SECRET-LINE:/root:/bin/bash\n")
     good = {"name": "m", "attach_points": [{"Middleware": "OnRequest"}]}
+    one_page = {"memory_bytes": 65536}
     bad = [
         ({**good, "file_path": str(secret)}, "file_path"),
         ({**good, "file_path": "/etc/passwd"}, "file_path"),
@@ -315,6 +333,10 @@ def test_bad_registrations_get_a_400_and_nothing_enters_the_log(
         (
             {**good, "wasm_base64": base64.b64encode(module_bytes("status_map")).decode()},
             "does not export OnRequest",
+        ),
+        (  # two pages of memory at start, under a one-page limit: it could never run
+            {**good, "wasm_base64": base64.b64encode(TWO_PAGES).decode(), "limits": one_page},
+            "cannot start",
         ),
     ]
     for module, said in bad:
@@ -417,6 +439,27 @@ def test_deleting_a_module_lets_the_calls_in_flight_finish(
     everywhere(mesh, lambda n: SEEN_HEADER not in chat(n).headers, "slow removed")
 
 
+def test_an_auth_module_guards_the_routes_the_node_answers_itself(
+    mesh: Mesh, files: dict[str, Path]
+) -> None:
+    node = mesh.nodes[1]
+    module_id = register(mesh, "gate", files["auth"])
+    text = '{"name": "get_weather", "arguments": {"city": "SF"}}'
+    body = {"text": text, "tool_call_parser": "json", "tools": []}
+
+    def parse(headers: dict[str, str]) -> requests.Response:
+        sent = {"Authorization": f"Bearer {CLIENT_KEY}", **headers}
+        return requests.post(node.url + "/parse/function_call", json=body, headers=sent, timeout=10)
+
+    refused = parse({})
+    assert refused.status_code == 401, refused.text
+    assert refused.json()["error"]["code"] == "WASM_REJECTED"
+    passed = parse({"x-api-key": API_KEY})
+    assert passed.status_code == 200, passed.text
+    assert passed.json()["calls"][0]["name"] == "get_weather"  # the body read once, by both
+    remove(mesh, module_id)
+
+
 class MixedMesh(Mesh):
     """A mesh whose last node was started without --enable-wasm."""
 
@@ -443,6 +486,13 @@ def test_a_node_without_the_flag_holds_requests_back_while_modules_may_not_be_sk
         error = refused.json()["error"]
         assert error["code"] == "WASM_NOT_ENABLED" and "--enable-wasm" in error["message"]
         assert "'auth'" in error["message"]
+        parse = requests.post(
+            without.url + "/parse/reasoning",
+            json={"text": "hi", "reasoning_parser": "deepseek_r1"},
+            headers={"Authorization": f"Bearer {CLIENT_KEY}", "x-api-key": API_KEY},
+            timeout=10,
+        )
+        assert parse.status_code == 503 and parse.json()["error"]["code"] == "WASM_NOT_ENABLED"
         ready = requests.get(without.url + "/readiness", timeout=5)
         assert ready.status_code == 503 and "--enable-wasm" in str(ready.json()["reasons"])
 
@@ -460,3 +510,25 @@ def test_a_node_without_the_flag_holds_requests_back_while_modules_may_not_be_sk
         assert requests.get(without.url + "/readiness", timeout=5).status_code == 200
     finally:
         mixed.stop()
+
+
+@pytest.mark.timeout(120)
+def test_a_module_sleeping_in_wasi_holds_neither_requests_nor_a_sigterm(tmp_path: Path) -> None:
+    extra = ("--control-plane-api-keys", f"a:ops:admin:{ADMIN_KEY}", "--api-key", CLIENT_KEY)
+    single = Mesh(tmp_path, size=1, extra=(*extra, "--enable-wasm"))
+    try:
+        single.wait_ready_with(ADMIN)
+        (node,) = single.nodes
+        path = tmp_path / "sleeper.wasm"
+        path.write_bytes(sleeper(600 * 10**9))  # ten minutes in monotonic-clock + block
+        body = {"modules": [spec("sleeper", path, limits={"timeout_ms": 50})]}
+        resp = call("POST", node.url + "/wasm", body)
+        assert resp.status_code == 200, resp.text
+        wait_for(lambda: chat(node).status_code == 500, timeout=20, what="the sleeper running")
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda _: chat(node), range(4)))
+        assert [a.status_code for a in answers] == [500] * 4
+        assert all("ran past its time limit" in a.json()["error"]["message"] for a in answers)
+        assert node.proc.stop(timeout=20) == 0  # SIGTERM, not the SIGKILL after 20 s
+    finally:
+        single.stop()

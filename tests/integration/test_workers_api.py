@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 import uuid
 
+import pytest
 import requests
 
 from tests.integration.conftest import Cluster
-from tests.support import free_port, wait_for
+from tests.support import Node, free_port, wait_for
 
 MODEL = "echo-model"
 
@@ -17,9 +18,14 @@ def _status(node_url: str, worker_id: str) -> str:
     return requests.get(f"{node_url}/workers/{worker_id}", timeout=5).json()["status"]
 
 
-def test_add_get_update_delete_by_uuid(cluster: Cluster) -> None:
+@pytest.fixture(scope="module")
+def node(module_cluster: Cluster) -> Node:
+    """One node, without flags, for the tests that only add workers of their own."""
+    return module_cluster.node(ready=False)
+
+
+def test_add_get_update_delete_by_uuid(cluster: Cluster, node: Node) -> None:
     _, worker_url = cluster.echo(model=MODEL)
-    node = cluster.node(ready=False)
 
     resp = requests.post(
         node.url + "/workers",
@@ -84,8 +90,7 @@ def test_add_get_update_delete_by_uuid(cluster: Cluster) -> None:
     )
 
 
-def test_smg_text_fields_are_kept_and_parser_names_checked(cluster: Cluster) -> None:
-    node = cluster.node(ready=False)
+def test_smg_text_fields_are_kept_and_parser_names_checked(node: Node) -> None:
     fields = {
         "tokenizer_path": "/models/llama/tokenizer.json",
         "chat_template": "{{ messages[0].content }}",
@@ -122,8 +127,7 @@ def test_smg_text_fields_are_kept_and_parser_names_checked(cluster: Cluster) -> 
     assert cleared.json()["reasoning_parser"] == "deepseek_r1"
 
 
-def test_id_routes_share_one_resolver(cluster: Cluster) -> None:
-    node = cluster.node(ready=False)
+def test_id_routes_share_one_resolver(node: Node) -> None:
     unknown = str(uuid.uuid4())
     for method in ("get", "put", "patch", "delete"):
         bad = requests.request(

@@ -169,7 +169,13 @@ def test_stray_bytes_give_way_to_text_after_them(tokenizer: TextTokenizer) -> No
 
 
 @pytest.mark.parametrize(
-    "text", ["\ufffd\ufffd\U00010000", "\ufffd" * 5 + "🚀", "a\ufffd\ufffd東京\ufffd🙂"]
+    "text",
+    [
+        "\ufffd\ufffd\U00010000",
+        "\ufffd" * 5 + "🚀",
+        "a\ufffd\ufffd東京\ufffd🙂",
+        "ʬ是東京東亀",  # tokens straddle characters: no id boundary falls between two
+    ],
 )
 def test_a_text_of_real_replacement_characters_keeps_the_character_after_it(
     tokenizer: TextTokenizer, text: str
@@ -192,4 +198,21 @@ def test_real_replacement_characters_cost_linear_decoding(tokenizer: TextTokeniz
 
     detok = IncrementalDetokenizer(counting)
     assert "".join(detok.feed([i]) for i in ids) + detok.finish() == "\ufffd" * 3000 + "🚀"
+    assert decoded < 64 * len(ids)
+
+
+def test_a_long_run_of_tokens_that_straddle_characters_decodes_whole_and_linearly(
+    tokenizer: TextTokenizer,
+) -> None:
+    text = "".join(chr(0x4E00 + (i * 7919) % 0x51FF) for i in range(2000))  # rare CJK
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    decoded = 0
+
+    def counting(window: list[int]) -> str:
+        nonlocal decoded
+        decoded += len(window)
+        return tokenizer.decode(window)
+
+    detok = IncrementalDetokenizer(counting)
+    assert "".join(detok.feed([i]) for i in ids) + detok.finish() == text
     assert decoded < 64 * len(ids)

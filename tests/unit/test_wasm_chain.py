@@ -31,8 +31,12 @@ class Answers:
         self.answer = answer
         self.seen: list[object] = []
 
-    def call(self, _point: str, lowered: object, _since: float | None = None) -> runtime.Action:
-        self.seen.append(lowered)
+    name, busy_wait = "stand-in", 0.0
+
+    def call(self, _point: str, lowered: Any, _since: float | None = None) -> runtime.Action:
+        if isinstance(self.answer, runtime.WasmBusy):
+            raise self.answer  # no instance taken: nothing lowered
+        self.seen.append(lowered())  # lowered once an instance is taken
         if isinstance(self.answer, BaseException):
             raise self.answer
         return self.answer  # type: ignore[no-any-return]

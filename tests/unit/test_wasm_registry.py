@@ -1,6 +1,7 @@
 """The WASM registry on one node: a change of a module's record made while the module is
 still being prepared (fetched from a peer, or its runner built) is the one it runs with;
-removing unused components keeps those a registration is taking in."""
+removing unused components keeps those a registration is taking in; a module whose
+runner could not be built under its limits is built again when they change."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from node.blobs.store import BlobStore
 from node.record_work import Backoff
 from node.wasm import runtime
 from node.wasm.artifacts import ArtifactCache
+from node.wasm.convert import lowered_request
 from node.wasm.registry import Record, WasmRegistry
 from tests.wasm_components import module_bytes
 
@@ -67,13 +69,13 @@ def registry(tmp_path: Path, records: dict[str, Record]) -> tuple[WasmRegistry, 
     return made, peer
 
 
-async def ready(reg: WasmRegistry, module_id: str = "m1") -> None:
-    """Poll until the module is ready here (its preparation runs on this loop)."""
+async def ready(reg: WasmRegistry, module_id: str = "m1", state: str = "ready") -> None:
+    """Poll until the module is in `state` here (its preparation runs on this loop)."""
     for _ in range(1000):
-        if reg.status(module_id)["state"] == "ready":
+        if reg.status(module_id)["state"] == state:
             return
         await asyncio.sleep(0.01)
-    raise AssertionError(f"{module_id} not ready: {reg.status(module_id)}")
+    raise AssertionError(f"{module_id} not {state}: {reg.status(module_id)}")
 
 
 def limits_in_effect(reg: WasmRegistry) -> runtime.Limits:
@@ -146,3 +148,27 @@ def test_removing_unused_components_keeps_those_a_registration_takes_in(
         assert taking.release() == [DIGEST]
     reg.drop_unused([DIGEST])
     assert not peer.store.has(DIGEST)
+
+
+def test_a_module_failed_under_too_tight_limits_recovers_when_they_are_put_back(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        records = {"m1": record()}
+        reg, peer = registry(tmp_path, records)
+        peer.go.set()
+        reg.start()
+        await ready(reg)
+        records["m1"] = record(limits={"timeout_ms": 50, "memory_bytes": 1024})  # < 1 page
+        reg.sync()
+        await ready(reg, state="failed")
+        assert reg.chain("OnRequest") == [] and reg.not_ready("OnRequest") == ["empty"]
+        records["m1"] = record()  # the PATCH back
+        reg.sync()
+        await ready(reg)
+        (loaded,) = reg.chain("OnRequest")
+        request = runtime.WasmRequest("POST", "/v1/chat/completions")
+        assert loaded.runner.call("OnRequest", lowered_request(request)) == runtime.Continue()
+        await reg.stop()
+
+    asyncio.run(scenario())
