@@ -81,7 +81,7 @@ async def serve_data(
         node.applied,
         siblings,
         config.min_index_wait_secs,
-        answer_bound(config.mesh_commit_timeout_secs),
+        answer_bound(config.mesh_commit_timeout_secs, config.blob_fetch_timeout_secs),
         replicas[0],
     )
     app.on_startup.append(lambda _: handover.start())

@@ -83,9 +83,11 @@ class Link(Protocol):
     def wait_down(self) -> Awaitable[None]: ...
 
 
-def answer_bound(commit_timeout_secs: float) -> float:
-    """The longest a handed-over request waits for the control process's answer."""
-    return commit_timeout_secs + 1.0 + ANSWER_MARGIN
+def answer_bound(commit_timeout_secs: float, fetch_timeout_secs: float) -> float:
+    """The longest a handed-over request waits for the control process's answer: a
+    registration may first fetch its source (a tokenizer's URL), then commit. A control
+    process that hangs is noticed sooner, by its silent link."""
+    return fetch_timeout_secs + commit_timeout_secs + 1.0 + ANSWER_MARGIN
 
 
 def _unanswered(why: str) -> ApiError:

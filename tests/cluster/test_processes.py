@@ -22,8 +22,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from mesh.events import AppliedStream
-from node.plane.data_side import PlaneLinkError, PlaneReplica
-from node.plane.handover import BEHIND_HEADER, answer_bound
+from node.plane.data_side import SILENT_AFTER, PlaneLinkError, PlaneReplica
+from node.plane.handover import BEHIND_HEADER
 from node.plane.paths import plane_socket
 from node.plane.socket_file import PlaneSocketError, claim
 from tests.cluster.conftest import MODEL, Mesh
@@ -397,7 +397,7 @@ def test_a_frozen_control_process_makes_the_node_unready_and_bounds_handed_over_
     n1 = mesh.nodes[0]
     worker_id = fresh("GET", n1.url + "/workers").json()["workers"][0]["id"]
     patch = f"{n1.url}/workers/{worker_id}"
-    bound = answer_bound(MESH_COMMIT_TIMEOUT) + 2.0  # a hang fails the request itself
+    bound = SILENT_AFTER + 5.0  # seen down by its silent link, well before answer_bound
     os.kill(n1.proc.pid, signal.SIGSTOP)
     try:
         with requests.Session() as session:  # sent before the link is seen down
