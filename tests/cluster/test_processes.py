@@ -438,9 +438,14 @@ def test_a_node_of_several_processes_without_redis_lends_no_quota_share(
     it makes may turn authentication on."""
     n1, n2 = mesh.nodes[:2]
     for node in (n1, n2):  # n1's counts are in its data-plane processes: the answer says so
-        stats = fresh("GET", node.url + "/ha/rate-limit/stats")
-        assert stats.status_code == 200, stats.text
-        assert len(stats.json()["counted_per_process"]) == 1, stats.text
+        wait_for(  # n2 knows it once its peer poll has read n1's report
+            lambda node=node: (
+                fresh("GET", node.url + "/ha/rate-limit/stats").json().get("counted_per_process")
+                == [n1.name]
+            ),
+            timeout=10,
+            what=f"{node.name}'s rate-limit stats to name {n1.name} as counted per process",
+        )
     tenant = fresh("POST", n1.url + "/api/admin/tenants", json={"name": "pub"})
     assert tenant.status_code in (200, 201), tenant.text
     limits = {"requestsPerMinute": QUOTA}
