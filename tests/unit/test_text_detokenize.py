@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -48,6 +50,17 @@ def stream(detok: IncrementalDetokenizer, chunks: list[list[int]]) -> list[str]:
     text += detok.finish()
     seen.append(text)
     return seen
+
+
+def counted(tokenizer: TextTokenizer) -> tuple[IncrementalDetokenizer, Callable[[], int]]:
+    """A detokenizer over `tokenizer`, and how many ids it has decoded so far."""
+    ids_decoded = [0]
+
+    def decode(window: Sequence[int]) -> str:
+        ids_decoded[0] += len(window)
+        return tokenizer.decode(window)
+
+    return IncrementalDetokenizer(decode), lambda: ids_decoded[0]
 
 
 common = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -132,17 +145,10 @@ def test_after_a_stop_later_ids_are_ignored(tokenizer: TextTokenizer) -> None:
 
 def test_long_stream_decodes_a_window_not_everything(tokenizer: TextTokenizer) -> None:
     ids = tokenizer.encode("The quick brown fox 🦊 jumps, 東京. " * 200, add_special_tokens=False)
-    decoded = 0
-
-    def counting(window: list[int]) -> str:
-        nonlocal decoded
-        decoded += len(window)
-        return tokenizer.decode(window)
-
-    detok = IncrementalDetokenizer(counting)
+    detok, decoded = counted(tokenizer)
     text = "".join(detok.feed([i]) for i in ids) + detok.finish()
     assert text == tokenizer.decode(ids)
-    assert decoded < 12 * len(ids)  # O(n): re-decoding from the start would be ~n²/2
+    assert decoded() < 12 * len(ids)  # O(n): re-decoding from the start would be ~n²/2
 
 
 @pytest.mark.timeout(20)
@@ -189,16 +195,9 @@ def test_a_text_of_real_replacement_characters_keeps_the_character_after_it(
 
 def test_real_replacement_characters_cost_linear_decoding(tokenizer: TextTokenizer) -> None:
     ids = tokenizer.encode("\ufffd" * 3000 + "🚀", add_special_tokens=False)
-    decoded = 0
-
-    def counting(window: list[int]) -> str:
-        nonlocal decoded
-        decoded += len(window)
-        return tokenizer.decode(window)
-
-    detok = IncrementalDetokenizer(counting)
+    detok, decoded = counted(tokenizer)
     assert "".join(detok.feed([i]) for i in ids) + detok.finish() == "\ufffd" * 3000 + "🚀"
-    assert decoded < 64 * len(ids)
+    assert decoded() < 64 * len(ids)
 
 
 def test_a_long_run_of_tokens_that_straddle_characters_decodes_whole_and_linearly(
@@ -206,13 +205,6 @@ def test_a_long_run_of_tokens_that_straddle_characters_decodes_whole_and_linearl
 ) -> None:
     text = "".join(chr(0x4E00 + (i * 7919) % 0x51FF) for i in range(2000))  # rare CJK
     ids = tokenizer.encode(text, add_special_tokens=False)
-    decoded = 0
-
-    def counting(window: list[int]) -> str:
-        nonlocal decoded
-        decoded += len(window)
-        return tokenizer.decode(window)
-
-    detok = IncrementalDetokenizer(counting)
+    detok, decoded = counted(tokenizer)
     assert "".join(detok.feed([i]) for i in ids) + detok.finish() == text
-    assert decoded < 64 * len(ids)
+    assert decoded() < 64 * len(ids)
