@@ -92,6 +92,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=Path("/tmp/meshgate-bench-smg"),
         help="virtualenv holding SMG, created with `pip install smg` if missing (%(default)s)",
     )
+    parser.add_argument(
+        "--processes",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="data-plane processes of the meshgate node (`serve --processes`; %(default)s)",
+    )
     parser.add_argument("--no-smg", action="store_true", help="measure meshgate only")
     parser.add_argument(
         "--baseline-src",
@@ -133,7 +140,8 @@ def start_targets(
     procs.append(start_nginx(tmp, backend_port))
     backend = f"http://127.0.0.1:{backend_port}"
     targets = [Target(BACKEND, backend, None)]
-    builds: list[tuple[str, Path | None, list[str]]] = [("meshgate", None, [])]
+    own = ["--processes", str(args.processes)]
+    builds: list[tuple[str, Path | None, list[str]]] = [("meshgate", None, own)]
     if args.baseline_src or args.baseline_flags:
         src = args.baseline_src.resolve() if args.baseline_src else None
         builds.append(("meshgate-baseline", src, shlex.split(args.baseline_flags)))
