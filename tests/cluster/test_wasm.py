@@ -416,9 +416,10 @@ def test_deleting_a_module_lets_the_calls_in_flight_finish(
     mesh: Mesh, files: dict[str, Path]
 ) -> None:
     node, worker = mesh.nodes[0], mesh.workers[0].url
-    # Each call spins ~0.1 s (of a 2 s deadline) before it marks the answer.
+    # Each call spins ~0.4 s (of a 10 s deadline) before it marks the answer: long enough
+    # that a delete committed on a loaded CI machine still comes while calls run.
     module_id = register(
-        mesh, "slow", files["slow_mark"], points=("OnResponse",), limits={"timeout_ms": 2000}
+        mesh, "slow", files["slow_mark"], points=("OnResponse",), limits={"timeout_ms": 10_000}
     )
 
     def served() -> int:
@@ -429,7 +430,7 @@ def test_deleting_a_module_lets_the_calls_in_flight_finish(
     with ThreadPoolExecutor(4) as pool:
         calls = [pool.submit(chat, node) for _ in range(4)]
         # Once the worker has answered all four, their OnResponse calls run (two at a
-        # time: the module's instances) for ~0.2 s: delete the module meanwhile.
+        # time: the module's instances) for ~0.8 s: delete the module meanwhile.
         wait_for(lambda: served() >= seen + 4, timeout=10, what="the requests past the worker")
         remove(mesh, module_id)
         assert not all(c.done() for c in calls)  # the delete came while calls ran
