@@ -247,11 +247,12 @@ def test_a_pre_authentication_flood_at_a_follower_does_not_stop_writes_through_i
         refused = _local(follower)["refused_connections"] - refused_before
         connected = [p for p in probes if isinstance(p, float)]
         p99 = statistics.quantiles(latencies, n=100)[98] * 1000
+        mib = {sender: sent // 2**20 for sender, sent in flood.sent.items()}
         print(
             f"\nflood of {follower.name}'s Raft port for {elapsed:.0f} s: "
             f"{flood.total_bytes() / 2**20:.0f} MiB junk over "
             f"{sum(flood.connections.values())} connections {dict(flood.connections)} "
-            f"(MiB by sender { ({k: v // 2**20 for k, v in flood.sent.items()}) }); "
+            f"(MiB by sender {mib}); "
             f"the node refused {refused}\n"
             f"writes through {follower.name}: {len(latencies)} ({len(latencies) / elapsed:.0f}/s), "
             f"p50 {statistics.median(latencies) * 1000:.1f} ms, p99 {p99:.1f} ms, "
