@@ -84,6 +84,13 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         m.stop()
 
 
+def _chat_status(url: str, headers: dict[str, str]) -> int:
+    """The status of a chat on `url` with `headers` (a key, as Bearer or X-API-Key)."""
+    return requests.post(
+        url + "/v1/chat/completions", json={**CHAT, "model": MODEL}, headers=headers, timeout=5
+    ).status_code
+
+
 def test_revoked_and_rotated_keys_are_refused_everywhere_within_a_second(mesh: Mesh) -> None:
     a, b, c = mesh.urls
     requests.post(
@@ -91,18 +98,10 @@ def test_revoked_and_rotated_keys_are_refused_everywhere_within_a_second(mesh: M
     ).raise_for_status()
     made = requests.post(b + "/api/keys", json={"namespace": "t1"}, headers=ADMIN, timeout=5)
     key, key_id = made.json()["apiKey"], made.json()["id"]
+    bearer = {"Authorization": f"Bearer {key}"}
     for url in mesh.urls:
         wait_for(
-            lambda u=url: (
-                requests.post(
-                    u + "/v1/chat/completions",
-                    json={**CHAT, "model": MODEL},
-                    timeout=5,
-                    headers={"Authorization": f"Bearer {key}"},
-                ).status_code
-                == 200
-            ),
-            what="the new key works on every node",
+            lambda u=url: _chat_status(u, bearer) == 200, what="the new key works on every node"
         )
 
     resp = requests.delete(f"{c}/api/keys/{key_id}", headers=ADMIN, timeout=5)
@@ -110,15 +109,7 @@ def test_revoked_and_rotated_keys_are_refused_everywhere_within_a_second(mesh: M
     assert resp.status_code == 200
     for url in mesh.urls:  # every node refuses it within one second of the acknowledgement
         wait_for(
-            lambda u=url: (
-                requests.post(
-                    u + "/v1/chat/completions",
-                    json={**CHAT, "model": MODEL},
-                    timeout=5,
-                    headers={"Authorization": f"Bearer {key}"},
-                ).status_code
-                == 401
-            ),
+            lambda u=url: _chat_status(u, bearer) == 401,
             timeout=1.0,
             interval=0.02,
             what="revocation everywhere",
@@ -133,28 +124,12 @@ def test_revoked_and_rotated_keys_are_refused_everywhere_within_a_second(mesh: M
     new_key = rotated.json()["newApiKey"]
     for url in mesh.urls:
         wait_for(
-            lambda u=url: (
-                requests.post(
-                    u + "/v1/chat/completions",
-                    json={**CHAT, "model": MODEL},
-                    timeout=5,
-                    headers={"X-API-Key": second["apiKey"]},
-                ).status_code
-                == 401
-            ),
+            lambda u=url: _chat_status(u, {"X-API-Key": second["apiKey"]}) == 401,
             timeout=1.0,
             interval=0.02,
             what="the old key refused after rotation",
         )
-        assert (
-            requests.post(
-                url + "/v1/chat/completions",
-                json={**CHAT, "model": MODEL},
-                headers={"X-API-Key": new_key},
-                timeout=5,
-            ).status_code
-            == 200
-        )
+        assert _chat_status(url, {"X-API-Key": new_key}) == 200
     assert time.monotonic() - acked < 1.5
 
 
