@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 PR_SET_CHILD_SUBREAPER: Final = 36
 CLOSE_SECS: Final = 2.0  # for the server to exit once its socket closes
+ANSWER_SECS: Final = 10.0  # for the server to fork a child (two forks: milliseconds)
 
 Arguments = Callable[[str, int], Sequence[str]]  # a child's name, its link's fd -> its arguments
 
@@ -111,7 +112,10 @@ class ForkServer:
         async with self._lock:
             try:
                 socket.send_fds(self.sock, [request], [link.fileno()])
-                reply = (await loop.sock_recv(self.sock, 256)).decode()
+                answer = loop.sock_recv(self.sock, 256)
+                reply = (await asyncio.wait_for(answer, ANSWER_SECS)).decode()
+            except TimeoutError:
+                raise ForkServerGone(f"the fork server is silent ({ANSWER_SECS:g} s)") from None
             except OSError as exc:
                 raise ForkServerGone(f"the fork server is gone: {exc}") from exc
         if not reply:
