@@ -57,6 +57,9 @@ def serve(sock: socket.socket, control_pid: int) -> NoReturn:
         os.close(devnull)
         import node.plane.data_process  # noqa: F401  # what only a data-plane process imports
 
+        with contextlib.suppress(ImportError):  # the loop every child runs (node/event_loop.py)
+            import uvloop  # noqa: F401
+
         gc.freeze()  # forked children share these pages: no collection touches them
         while True:
             _answer(sock, control_pid)
