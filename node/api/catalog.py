@@ -23,6 +23,7 @@ from node.api import (
     policies,
     text,
     tokenizers,
+    traffic,
     wasm,
     workers,
 )
@@ -38,6 +39,7 @@ WITHOUT_FEED: Final[tuple[Route, ...]] = (
     *ops.ROUTES,
     *ha.ROUTES,
     *blobs.ROUTES,
+    *traffic.ROUTES,
     *tokenizers.ROUTES,
     *wasm.ROUTES,
     *admin.ROUTES,
