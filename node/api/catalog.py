@@ -25,9 +25,11 @@ from node.api import (
     tokenizers,
     traffic,
     wasm,
+    whoami,
     workers,
 )
 from node.api.table import Route
+from node.console import routes as console
 
 WITHOUT_FEED: Final[tuple[Route, ...]] = (
     *health.ROUTES,
@@ -44,7 +46,9 @@ WITHOUT_FEED: Final[tuple[Route, ...]] = (
     *wasm.ROUTES,
     *admin.ROUTES,
     *manage.ROUTES,
+    *whoami.ROUTES,
     *models.ROUTES,
     *docs.ROUTES,
+    *console.ROUTES,
 )
 ROUTES: Final[tuple[Route, ...]] = (*WITHOUT_FEED, *live.ROUTES)
