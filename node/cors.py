@@ -131,18 +131,24 @@ async def add_cors_headers(request: web.Request, response: web.StreamResponse) -
             response.headers["Access-Control-Expose-Headers"] = policy.expose_headers
 
 
+def _page_hosts(request: web.Request) -> set[str]:
+    """The host the page used: `Host`, or the `X-Forwarded-Host` of a proxy that rewrites
+    it. A page cannot set either on a WebSocket handshake, so neither lets one in."""
+    forwarded = request.headers.get("X-Forwarded-Host", "").split(",")[0]
+    return {h.strip().lower() for h in (request.headers.get("Host", ""), forwarded)} - {""}
+
+
 def websocket_origin_problem(request: web.Request) -> str | None:
     """Why a WebSocket handshake's Origin is refused: neither this node's own origin (the
-    Host the page used) nor a listed one. Tools that send no Origin are not browsers."""
+    host the page used) nor a listed one. Tools that send no Origin are not browsers."""
     origin = request.headers.get("Origin")
     if origin is None or request.app[CORS].listed(origin):
         return None
     match = ORIGIN.fullmatch(origin)
-    host = request.headers.get("Host", "").lower()
-    if match is not None and host:
+    if match is not None:
         name, port = match["host"], match["port"] or DEFAULT_PORTS[match["scheme"]]
         same = {f"{name}:{port}"} | ({name} if match["port"] is None else set())
-        if host in same:
+        if same & _page_hosts(request):
             return None
     return (
         f"a WebSocket from the page of origin {origin[:100]!r} is refused: only this node's "

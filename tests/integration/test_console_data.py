@@ -126,8 +126,10 @@ def test_the_websocket_handshake_checks_the_origin(mesh: LocalMesh) -> None:
     ws = url.replace("http://", "ws://") + "/ws"
     protocol = [f"bearer.{ADMIN}"]
 
-    async def handshake(origin: str | None) -> int | dict[str, Any]:
+    async def handshake(origin: str | None, proxied: bool = False) -> int | dict[str, Any]:
         headers = {"Origin": origin} if origin else {}
+        if proxied:  # a proxy that rewrote Host says which host the page used
+            headers |= {"Host": "10.0.0.9:8080", "X-Forwarded-Host": "gw.example"}
         async with aiohttp.ClientSession() as session:
             try:
                 async with session.ws_connect(ws, headers=headers, protocols=protocol) as sock:
@@ -139,12 +141,18 @@ def test_the_websocket_handshake_checks_the_origin(mesh: LocalMesh) -> None:
     async def every() -> list[int | dict[str, Any]]:
         own = url  # the node's own pages (the console it serves)
         origins = [GOOD, DEV, own, None, "https://evil.example", "null", f"{GOOD}.evil.com"]
-        return list(await asyncio.gather(*(handshake(o) for o in origins)))
+        return list(
+            await asyncio.gather(
+                *(handshake(o) for o in origins),
+                handshake("https://gw.example", proxied=True),
+                handshake("https://evil.example", proxied=True),
+            )
+        )
 
-    good, dev, own, tool, evil, null, near = asyncio.run(every())
-    for opened in (good, dev, own, tool):
+    good, dev, own, tool, evil, null, near, proxied, evil_proxied = asyncio.run(every())
+    for opened in (good, dev, own, tool, proxied):
         assert isinstance(opened, dict) and opened["type"] == "hello", opened
-    assert evil == null == near == 403
+    assert evil == null == near == evil_proxied == 403
 
 
 def _chat(url: str, model: str = "echo-model", stream: bool = False) -> requests.Response:
