@@ -12,7 +12,13 @@ from typing import Any
 import requests
 from playwright.sync_api import expect
 
-from tests.browser.conftest import ConsoleMesh, screenshot, sign_in_admin
+from tests.browser.conftest import (
+    ADMIN_PASSWORD,
+    ADMIN_USER,
+    ConsoleMesh,
+    screenshot,
+    sign_in_admin,
+)
 from tests.cluster.conftest import MODEL
 
 NONZERO = re.compile(r"^\s*[0-9.]*[1-9]")
@@ -65,3 +71,12 @@ def test_traffic_charts_after_known_traffic_then_a_change_through_another_node_i
     # Below it, this node's audit log (the admin's login on n1 at least).
     expect(view.locator("[data-table=audit] [data-field=request]").first).to_be_visible()
     screenshot(page, tmp_path, "activity")
+    # A new session (maybe another tenant's user, in the same tab) starts the feed empty.
+    page.locator("[data-action=signout]").click()
+    signin = page.locator("[data-view=signin]")  # the same page: no reload clears anything
+    signin.locator("input[name=username]").fill(ADMIN_USER)
+    signin.locator("input[name=password]").fill(ADMIN_PASSWORD)
+    signin.locator("[data-action=signin]").click()
+    page.locator("[data-nav=activity]").click()
+    expect(page.locator("[data-view=activity] [data-empty=feed]")).to_be_visible()
+    expect(page.locator("[data-table=changes] tbody tr")).to_have_count(0)

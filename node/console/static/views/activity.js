@@ -4,6 +4,7 @@
 import { html, useState, useEffect } from "../lib/html.js";
 import { api } from "../lib/api.js";
 import { subscribe } from "../lib/live.js";
+import { onSessionChange } from "../lib/session.js";
 import { usePoll } from "../lib/poll.js";
 
 const KEEP = 500; // changes kept in the feed
@@ -11,16 +12,27 @@ const OBJECT_CHARS = 300; // of a change's object shown in its row
 const AUDIT_LIMITS = [50, 100, 500];
 const AUDIT_POLL_MS = 10000;
 
-// The feed is gathered from the first time the view is opened, also while another view shows.
+// The feed is gathered from the first time the view is opened, also while another view
+// shows; a new session (another user, maybe another tenant) starts it empty.
 const changes = [];
 const listeners = new Set();
 let gap = false; // the socket dropped: changes may have been missed meanwhile
+
+function changed() {
+  for (const fn of [...listeners]) fn();
+}
+
 subscribe((event) => {
   if (event.type === "change") changes.unshift(event);
   else if (event.type === "resync") gap = true;
   else return;
   changes.splice(KEEP);
-  for (const fn of [...listeners]) fn();
+  changed();
+});
+onSessionChange(() => {
+  changes.length = 0;
+  gap = false;
+  changed();
 });
 
 function useChanges() {
