@@ -120,6 +120,8 @@ function Chart({ chart, at, columns }) {
   const box = useRef(null);
   const plot = useRef(null);
   const series = useMemo(() => chart.columns.map(([name]) => columns[name]), [chart, columns]);
+  const latest = useRef(series);
+  latest.current = series;
   useEffect(() => {
     const width = Math.max(320, (box.current.clientWidth || 640) - 8);
     plot.current = new uPlot(
@@ -139,6 +141,8 @@ function Chart({ chart, at, columns }) {
         ],
         axes: [{}, { label: chart.unit }],
         legend: { live: true },
+        // uPlot ignores the legend until it is ready: show the latest values then.
+        hooks: { ready: [(u) => u.setLegend({ idx: lastIndex(latest.current) })] },
       },
       [at, ...series],
       box.current,
