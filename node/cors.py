@@ -48,6 +48,8 @@ EXPOSED_HEADERS: Final = (
     "X-Meshgate-Siblings-Behind",
     "X-Meshgate-Worker",
     "X-Meshgate-Prefill-Worker",
+    "X-Meshgate-Process",
+    "X-Request-Id",
     "Retry-After",
     "Location",
     "X-RateLimit-Limit",
@@ -58,6 +60,8 @@ EXPOSED_HEADERS: Final = (
 
 @dataclass(frozen=True)
 class CorsPolicy:
+    """--cors-origins as the middlewares read it, with the header lists sent to them."""
+
     origins: frozenset[str]
     allow_headers: str
     expose_headers: str = ", ".join(EXPOSED_HEADERS)
