@@ -84,7 +84,7 @@ def test_a_listed_origin_gets_preflights_and_readable_answers(mesh: LocalMesh) -
         allowed = pre.headers["Access-Control-Allow-Headers"].lower().split(", ")
         for header in ("authorization", "content-type", "idempotency-key", "x-request-id"):
             assert header in allowed
-        assert "x-meshgate-min-index" in allowed
+        assert "x-meshgate-min-index" in allowed and "x-meshgate-mesh-token" not in allowed
         assert int(pre.headers["Access-Control-Max-Age"]) > 0
         assert "Origin" in pre.headers["Vary"]
     answer = requests.get(url + "/workers", headers={**AUTH, "Origin": GOOD}, timeout=5)
