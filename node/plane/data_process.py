@@ -25,6 +25,7 @@ from node import config as config_module
 from node import exit_status, idempotency
 from node.app import Node
 from node.browser_guard import browser_guard
+from node.cors import preflight
 from node.errors import error_middleware
 from node.index_headers import min_index
 from node.load_gate import load_gate
@@ -48,6 +49,7 @@ PROCESS_HEADER: Final = "X-Meshgate-Process"
 # handed to it, and a data-plane process serves no audited route itself.
 MIDDLEWARES: Final = (
     error_middleware,
+    preflight,
     browser_guard,
     load_gate,
     min_index,

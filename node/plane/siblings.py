@@ -5,6 +5,7 @@ A data-plane process serves, to its siblings only:
 - `GET /alive`: 200 while its event loop runs (the control process's supervisor asks,
   and kills one that stops answering: node/plane/supervisor.py);
 - `GET /metrics`: its own registry (node/plane/node_metrics.py merges them);
+- `GET /traffic?minutes=M`: its traffic ring (node/traffic/gather.py merges them);
 - `GET /applied/{index}`: 200 once its replica has applied `index` (a bounded wait),
   503 if it has not by then. A process that took a write asks every sibling this
   before it answers, so the next request reads the write from any process of the
@@ -25,9 +26,11 @@ from aiohttp import web
 from node.applied_wait import AppliedWaiter
 from node.metrics import Metrics
 from node.plane.paths import control_socket
+from node.traffic.ring import MAX_MINUTES
 
 MOST_BYTES: Final = 16 * 1024 * 1024  # of one answer (a process's metrics)
 ALIVE: Final = "/alive"
+RING_PATH: Final = "/traffic"
 CONTROL: Final = "control"
 PREFIX, SUFFIX = "process-", ".sock"
 
@@ -50,11 +53,18 @@ async def serve_siblings(
         reached = await applied.wait(int(index), wait_secs, capped=False)
         return web.Response(status=200 if reached else 503, text=str(applied.applied()))
 
+    async def own_traffic(request: web.Request) -> web.Response:
+        minutes = request.query.get("minutes", "")
+        if not minutes.isdigit() or not 1 <= int(minutes) <= MAX_MINUTES:
+            return web.Response(status=400, text=f"minutes: 1..{MAX_MINUTES}")
+        return web.json_response(metrics.traffic.raw(int(minutes)))
+
     async def alive(_: web.Request) -> web.Response:
         return web.Response(text="ok")
 
     app.router.add_get(ALIVE, alive)
     app.router.add_get("/metrics", own_metrics)
+    app.router.add_get(RING_PATH, own_traffic)
     app.router.add_get("/applied/{index:[0-9]{1,18}}", has_applied)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

@@ -165,6 +165,13 @@ def _series(text: str, node: str) -> dict[tuple[str, frozenset[tuple[str, str]]]
     }
 
 
+def _traffic(url: str, query: str = "?minutes=2") -> int:
+    """n1's requests for MODEL in /ha/traffic at `url`, once every process answered."""
+    n1 = fresh("GET", url + "/ha/traffic" + query).json()["nodes"]["n1"]
+    assert n1["processes"] == PROCESSES and n1["missing_processes"] == []
+    return sum(n1["models"].get(MODEL, {"requests": [0]})["requests"])
+
+
 def test_metrics_through_any_process_are_the_node_view(mesh: ProcessesMesh) -> None:
     n1, n2 = mesh.nodes[0], mesh.nodes[1]  # n2 runs one process
     chat = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
@@ -178,10 +185,14 @@ def test_metrics_through_any_process_are_the_node_view(mesh: ProcessesMesh) -> N
         )
 
     before = answered(fresh("GET", n1.url + "/metrics").text)
+    traffic_before = _traffic(n1.url)
     served = [fresh("POST", n1.url + "/v1/chat/completions", json=chat) for _ in range(9)]
     assert {a.status_code for a in served} == {200}
     by_process = {a.headers[PROCESS_HEADER] for a in served}
     assert len(by_process) >= 2, by_process  # several processes answered them
+    # /ha/traffic (the control process answers it) adds up every process's ring.
+    assert _traffic(n1.url) - traffic_before == 9
+    assert _traffic(n2.url, "?scope=mesh&minutes=2") - traffic_before == 9
     answer = fresh("GET", n1.url + "/metrics")
     assert answer.status_code == 200
     assert "process=" not in answer.text

@@ -46,6 +46,7 @@ PINNED: dict[tuple[str, str], Audience] = {
     ("GET", "/ha/health"): Audience.CONTROL_PLANE,
     ("GET", "/ha/local"): Audience.MESH,
     ("GET", "/ha/blobs/{sha256}"): Audience.MESH,
+    ("GET", "/ha/traffic"): Audience.MESH,
     ("GET", "/v1/tokenizers"): Audience.CONTROL_PLANE,
     ("POST", "/v1/tokenizers"): Audience.CONTROL_PLANE,
     ("GET", "/v1/tokenizers/{tokenizer_id}"): Audience.CONTROL_PLANE,
