@@ -172,6 +172,7 @@ def build(routes: Iterable[Route]) -> Schema:
             {"name": "admin", "description": "operators: runtime settings, breakers, fan-outs"},
             {"name": "management", "description": "tenants and admins: keys, models, publishing"},
             {"name": "probes", "description": "load balancers and monitoring"},
+            {"name": "console", "description": "operators: the web console's page and files"},
         ],
         "paths": paths,
         "components": {
