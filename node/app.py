@@ -72,6 +72,7 @@ from node.part_settings import (
 )
 from node.pipeline.pipeline import Pipeline
 from node.plane.linked import Replica, health_verdicts, linked_state
+from node.plane.node_limits import ProcessLimits
 from node.proxy.forward import Forwarder
 from node.proxy.upstream import make_session
 from node.read_index import ReadIndex
@@ -241,6 +242,8 @@ class Node:
         self.control: ControlLoop | None = None  # built at start, with discovery
         # A control process's data-plane processes, as its supervisor describes them.
         self.processes: Callable[[], list[dict[str, Any]]] | None = None
+        # A control process's reading of its data-plane processes' rate-limit counters.
+        self.process_limits: ProcessLimits | None = None
         self._running = contextlib.AsyncExitStack()
         self._runtime_applied: dict[str, Any] | None = None
 

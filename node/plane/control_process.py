@@ -26,6 +26,7 @@ from node.ha.secret import MeshSecretError
 from node.plane.control_side import PlaneServer
 from node.plane.facts import plane_facts
 from node.plane.handover import trusted_client
+from node.plane.node_limits import ProcessLimits
 from node.plane.paths import control_socket, plane_socket
 from node.plane.siblings import ALIVE, SocketClients, process_socket
 from node.plane.socket_file import PlaneSocketError, claim
@@ -78,13 +79,13 @@ async def serve_control(
     # Before Raft starts: a live socket means this data dir is in use, and a path too long
     # for a Unix socket is refused here rather than in a child that would die restarting.
     data = config.data_path
-    sockets = [process_socket(data, f"p{i + 1}") for i in range(config.process_count)]
+    sockets = {f"p{i + 1}": process_socket(data, f"p{i + 1}") for i in range(config.process_count)}
     try:
-        for path in [control_socket(data), *sockets]:
+        for path in [control_socket(data), *sockets.values()]:
             claim(path)
     except PlaneSocketError as exc:
         return refuse(str(exc))
-    clients = SocketClients()  # one session per child, to ping it
+    clients = SocketClients()  # one session per child, to ping it and read its counters
 
     async def ping(name: str) -> bool:
         path = process_socket(config.data_path, name)
@@ -94,6 +95,7 @@ async def serve_control(
         child_command(argv), config.process_count, node.stopper.refuse, ping=ping
     )
     node.processes = supervisor.describe  # shown in /ha/local
+    limits = node.process_limits = ProcessLimits(sockets, clients, node.ratelimiter.stats)
     node.stopper.on_request.append(supervisor.drain)  # a signal, a plan or a refusal
     # The children start first: their own start (mostly imports: the CPU time of a
     # process each) runs beside this one's; each links once the plane link serves.
@@ -113,6 +115,7 @@ async def serve_control(
         plane_socket(config.data_path),
     )
     stop_on_signals(node, config)  # from here on: a stop while starting drains the children
+    limits.start()
     try:
         await plane.start()
         await supervisor.wait_ready(START_SECS)
@@ -127,6 +130,7 @@ async def serve_control(
         )
     await node.stopper.stopped.wait()
     await supervisor.stop(config.drain_delay_secs + config.shutdown_grace_secs + EXTRA_STOP_SECS)
+    await limits.stop()
     await clients.close()
     await plane.stop()
     return await wait_and_clean_up(node, runner)

@@ -132,7 +132,11 @@ async def serve_data(
         loop.add_signal_handler(sig, stop, f"signal {sig.name}")
     # Before it says ready: its siblings ask it for its metrics and what it has applied.
     sibling_site = await serve_siblings(
-        node.metrics, node.applied, config.min_index_wait_secs, own_socket
+        node.metrics,
+        node.applied,
+        config.min_index_wait_secs,
+        own_socket,
+        lambda: {"rate_limits": node.ratelimiter.stats()},
     )
     if link is not None:
 
