@@ -54,8 +54,9 @@ from node.ha.shutdown import Stopper
 from node.identity.throttle import LoginThrottle
 from node.limits.admission import Admission
 from node.limits.hot_store import HotStore
-from node.limits.quotas import QuotaEngine
+from node.limits.quotas import SPANS, QuotaEngine
 from node.limits.ratelimit import RateLimiter, Rule
+from node.limits.shares import Shares
 from node.limits.usage import UsageBook
 from node.loaded_state import LoadedState
 from node.metrics import Metrics
@@ -213,7 +214,14 @@ class Node:
             config.node_name, self.hot_store, lambda: self.serving_nodes() * self.shares
         )
         self.quotas = QuotaEngine(
-            config.node_name, self.hot_store, lambda: self.mesh_size() * self.shares
+            config.node_name,
+            self.hot_store,
+            lambda: self.mesh_size() * self.shares,
+            # A data-plane process borrows only from its control process, which caps each
+            # peer's grant before it passes it on (node/plane/node_shares.py).
+            shares=Shares(config.node_name, SPANS, lends=False, capped=False)
+            if self.data_plane
+            else None,
         )
         self.management_limits = management_limits(config)
         self.login_throttle = LoginThrottle()
@@ -356,7 +364,7 @@ class Node:
         self.peers = PeerPoller(
             self.session, lambda: self.raft.state.members, self.name, self.mesh_keys.token
         )
-        if lends_quota_shares(self.config.process_count, self.hot_store.configured):
+        if lends_quota_shares(self.config.process_count):
             share_quotas(self.peers, self.quotas)
 
     async def _leave_raft(self) -> None:

@@ -31,6 +31,13 @@ second; `report()` is this node's part of it, `exchange()` reads the peers'):
 A node wants, lends on and reads from each peer at most `MAX_KEYS` limits, so a round
 is O(keys) per peer; `client` subjects (anyone can make them) take no part.
 
+A node of several processes (node/plane/node_shares.py) runs the protocol twice: its
+control process borrows for the node from its peers (`lends=False`: it admits nothing
+itself, so it would lend what its processes use; it gives a loan back once its
+processes have given back every part of it: `gives_back`), and lends what it borrowed
+to its data-plane processes, each of which borrows from it alone (`capped=False`: the
+control process has capped each peer's grant already).
+
 Times are this node's monotonic clock; only durations cross between nodes.
 """
 
@@ -68,14 +75,35 @@ class _Loan:
     gid: int
     amount: int
     until: float  # the lease: usable while now < until
+    recall: bool = False  # the lender wants it back
+
+
+@dataclass(frozen=True, slots=True)
+class Loan:
+    """A loan as a node of several processes passes it on (node/plane/node_shares.py)."""
+
+    amount: int
+    until: float
+    recall: bool
 
 
 class Shares:
     """This node's side of the protocol: what it holds, wants, lends and borrows."""
 
-    def __init__(self, name: str, spans: Mapping[str, float]) -> None:
+    def __init__(
+        self,
+        name: str,
+        spans: Mapping[str, float],
+        *,
+        lends: bool = True,  # False: borrows only (a control process: see the docstring)
+        capped: bool = True,  # False: a grant counts whole (a data-plane process's)
+        gives_back: Callable[[Key], bool] | None = None,  # else: its count fits without it
+    ) -> None:
         self.name = name
         self.spans = spans  # limit field -> window seconds
+        self.lends = lends
+        self.capped = capped
+        self.gives_back = gives_back
         self.ready = False  # heard from (or about) every peer once: lends and borrows only then
         self._lent: dict[Key, dict[str, _Grant]] = {}  # key -> borrower -> grant
         self._pending: dict[Key, tuple[int, float]] = {}  # withdrawn: amount, out until
@@ -102,7 +130,11 @@ class Shares:
             # a lender lends at most its base less one in reserve: under the limit this node
             # knows now (it may have been lowered since the grant), and whatever a peer sends
             most = max(0, base - 1)
-            held += sum(min(x.amount, most) for x in loans.values() if x.until > now)
+            held += sum(
+                min(x.amount, most) if self.capped else x.amount
+                for x in loans.values()
+                if x.until > now
+            )
         return held
 
     def note(self, key: Key, limit: int, used: int, held: int, now: float) -> None:
@@ -117,6 +149,20 @@ class Shares:
                 self._wants[key] = (limit, now + self.spans[key[2]])
         elif wanted is not None and wanted[0] != limit:
             self._wants[key] = (limit, wanted[1])
+
+    def want(self, key: Key, limit: int, until: float) -> None:
+        """Want `key` until `until` (a control process: for as long as its data-plane
+        processes, which noted it, say they want it)."""
+        if key in self._wants or (len(self._wants) < MAX_KEYS and key[0] not in UNSHARED):
+            self._wants[key] = (limit, until)
+
+    def loans(self, now: float) -> dict[Key, list[Loan]]:
+        """Every loan in use now, by key."""
+        return {
+            key: [Loan(x.amount, x.until, x.recall) for x in loans.values() if x.until > now]
+            for key, loans in self._loans.items()
+            if any(x.until > now for x in loans.values())
+        }
 
     def _prune(self, now: float) -> None:
         self._pruned = now
@@ -154,7 +200,7 @@ class Shares:
         for lender, (sent_at, part) in fresh.items():
             self._borrow(lender, sent_at, part, count, lambda k: base(k, None), now)
         self._settle_grants(fresh, base, now)
-        if self.ready:
+        if self.ready and self.lends:
             self._lend(fresh, count, base, now)
         self.ready = True
         self._forget(now)
@@ -198,12 +244,19 @@ class Shares:
             if recall:
                 loans.pop(lender, None)
                 # give it back only if this node's count fits in what it holds without it
-                if count(key, now) <= self.held(key, base(key), now):
+                if self._fits(key, count, base, now):
                     returned[key] = gid
                     continue
-            loans[lender] = _Loan(gid, amount, sent_at + LEASE)
+            loans[lender] = _Loan(gid, amount, sent_at + LEASE, bool(recall))
         if not returned:
             del self._returned[lender]
+
+    def _fits(
+        self, key: Key, count: Callable[[Key, float], int], base: Callable[[Key], int], now: float
+    ) -> bool:
+        if self.gives_back is not None:
+            return self.gives_back(key)
+        return count(key, now) <= self.held(key, base(key), now)
 
     # -- lending ------------------------------------------------------------------------
 

@@ -15,18 +15,23 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Final
 
 from aiohttp import web
 
 from node import config as config_module
-from node.app import NODE
+from node.app import NODE, Node
+from node.ha.quota_shares import peer_parts
 from node.ha.secret import MeshSecretError
+from node.limits.quotas import SPANS
 from node.plane.control_side import PlaneServer
 from node.plane.facts import plane_facts
 from node.plane.handover import trusted_client
 from node.plane.node_limits import ProcessLimits
+from node.plane.node_shares import NodeShares
 from node.plane.paths import control_socket, plane_socket
 from node.plane.siblings import ALIVE, SocketClients, process_socket
 from node.plane.socket_file import PlaneSocketError, claim
@@ -63,6 +68,17 @@ def child_command(argv: Sequence[str]) -> Callable[[str, int], list[str]]:
         return [sys.executable, "-m", "node.cli", *argv, *plane, "--plane-name", name]
 
     return command
+
+
+def node_shares(node: Node, sockets: Mapping[str, Path], clients: SocketClients) -> NodeShares:
+    """This process borrows quota shares for the node and lends them on to its
+    data-plane processes (node/plane/node_shares.py): without Redis, or while it is
+    unreachable."""
+    quotas = node.quotas
+    shares = NodeShares(node.name, SPANS, sockets, clients, node.mesh_size, time.monotonic)
+    quotas.shares = shares.outer  # its /ha/local part is the node's
+    node.peers.on_polled.append(lambda: shares.exchange(peer_parts(node.peers.views)))
+    return shares
 
 
 async def serve_control(
@@ -105,6 +121,7 @@ async def serve_control(
     if refused is not None:
         await supervisor.stop(0)
         return refused
+    shares = node_shares(node, sockets, clients)  # once started: it hooks the peer poller
     site = web.UnixSite(runner, str(control_socket(config.data_path)))
     await site.start()
     control_socket(config.data_path).chmod(0o600)  # only this node's user hands over
@@ -116,6 +133,7 @@ async def serve_control(
     )
     stop_on_signals(node, config)  # from here on: a stop while starting drains the children
     limits.start()
+    shares.start()
     try:
         await plane.start()
         await supervisor.wait_ready(START_SECS)
@@ -131,6 +149,7 @@ async def serve_control(
     await node.stopper.stopped.wait()
     await supervisor.stop(config.drain_delay_secs + config.shutdown_grace_secs + EXTRA_STOP_SECS)
     await limits.stop()
+    await shares.stop()
     await clients.close()
     await plane.stop()
     return await wait_and_clean_up(node, runner)

@@ -33,6 +33,7 @@ from node.plane.data_routes import install
 from node.plane.data_side import PlaneLinkError, PlaneReplica
 from node.plane.handover import Handover, answer_bound
 from node.plane.node_metrics import NodeMetrics
+from node.plane.node_shares import borrow_from_control
 from node.plane.parent import ParentLink, die_with_parent, orphaned
 from node.plane.paths import control_socket, plane_socket
 from node.plane.siblings import Siblings, process_socket, serve_siblings
@@ -137,6 +138,7 @@ async def serve_data(
         config.min_index_wait_secs,
         own_socket,
         lambda: {"rate_limits": node.ratelimiter.stats()},
+        lambda sent_at, part: borrow_from_control(node.quotas, sent_at, part),
     )
     if link is not None:
 

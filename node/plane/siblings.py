@@ -7,6 +7,8 @@ A data-plane process serves, to its siblings only:
 - `GET /metrics`: its own registry (node/plane/node_metrics.py merges them);
 - `GET /limits`: its rate-limit counters (the control process sums them into the
   node's: node/plane/node_limits.py);
+- `POST /shares`: its parts of the node's quota loans, from the control process;
+  answered with what it wants and gave back (node/plane/node_shares.py);
 - `GET /applied/{index}`: 200 once its replica has applied `index` (a bounded wait),
   503 if it has not by then. A process that took a write asks every sibling this
   before it answers, so the next request reads the write from any process of the
@@ -36,6 +38,7 @@ from node.plane.paths import control_socket
 MOST_BYTES: Final = 16 * 1024 * 1024  # of one answer (a process's metrics)
 ALIVE: Final = "/alive"
 LIMITS: Final = "/limits"
+SHARES: Final = "/shares"
 PROBE_AFTER: Final = 0.5  # a sibling that has not confirmed a write by then is pinged
 ALIVE_SECS: Final = 0.5  # and one that does not answer the ping in time is waited for no more
 CONTROL: Final = "control"
@@ -52,6 +55,7 @@ async def serve_siblings(
     wait_secs: float,
     path: Path,
     counters: Callable[[], Mapping[str, Any]],  # this process's rate-limit stats
+    shares: Callable[[float, Mapping[str, Any]], Mapping[str, Any]],  # loans in, its report
 ) -> web.AppRunner:
     """Answer this process's siblings at `path` (see the module's docstring)."""
     app = web.Application()
@@ -70,8 +74,20 @@ async def serve_siblings(
     async def limits(_: web.Request) -> web.Response:
         return web.Response(body=orjson.dumps(counters()), content_type="application/json")
 
+    async def borrow(request: web.Request) -> web.Response:
+        try:
+            sent = orjson.loads(await request.read())
+            sent_at, part = sent["sent_at"], sent["part"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return web.Response(status=400, text="expected {sent_at, part}")
+        if not isinstance(sent_at, float | int) or not isinstance(part, dict):
+            return web.Response(status=400, text="expected {sent_at: a number, part: {}}")
+        report = shares(float(sent_at), part)
+        return web.Response(body=orjson.dumps(report), content_type="application/json")
+
     app.router.add_get(ALIVE, alive)
     app.router.add_get(LIMITS, limits)
+    app.router.add_post(SHARES, borrow)
     app.router.add_get("/metrics", own_metrics)
     app.router.add_get("/applied/{index:[0-9]{1,18}}", has_applied)
     runner = web.AppRunner(app, access_log=None)
@@ -92,6 +108,13 @@ class SocketClients:
 
     async def get(self, path: Path, route: str, timeout: float) -> bytes | None:
         """As `get` below, on this socket's own session."""
+        return await _read(self._session(path), route, timeout)
+
+    async def post(self, path: Path, route: str, body: bytes, timeout: float) -> bytes | None:
+        """POST `body` to `route`: as `get`."""
+        return await _read(self._session(path), route, timeout, body)
+
+    def _session(self, path: Path) -> aiohttp.ClientSession:
         session = self._sessions.get(path)
         if session is None or session.closed:
             # A new connection each time (cheap on a Unix socket): a restarted sibling's
@@ -99,7 +122,7 @@ class SocketClients:
             connector = aiohttp.UnixConnector(path=str(path), force_close=True)
             session = aiohttp.ClientSession(connector=connector)
             self._sessions[path] = session
-        return await _read(session, route, timeout)
+        return session
 
     async def close(self) -> None:
         sessions, self._sessions = self._sessions, {}
@@ -171,10 +194,15 @@ async def get(path: Path, route: str, timeout: float) -> bytes | None:
         return await _read(session, route, timeout)
 
 
-async def _read(session: aiohttp.ClientSession, route: str, timeout: float) -> bytes | None:
+async def _read(
+    session: aiohttp.ClientSession, route: str, timeout: float, body: bytes | None = None
+) -> bytes | None:
     try:
-        async with session.get(
-            f"http://localhost{route}", timeout=aiohttp.ClientTimeout(total=timeout)
+        async with session.request(
+            "GET" if body is None else "POST",
+            f"http://localhost{route}",
+            data=body,
+            timeout=aiohttp.ClientTimeout(total=timeout),
         ) as answer:
             if answer.status != 200:
                 return None

@@ -24,12 +24,13 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from mesh.events import AppliedStream
+from node.ha.peers import MESH_TOKEN_HEADER, mesh_token
 from node.plane.data_side import SILENT_AFTER, PlaneLinkError, PlaneReplica
 from node.plane.handover import BEHIND_HEADER
 from node.plane.paths import plane_socket
 from node.plane.socket_file import PlaneSocketError, claim
 from tests.cluster.conftest import MODEL, Mesh
-from tests.support import wait_for
+from tests.support import MESH_SECRET, wait_for
 
 PROCESSES = 3
 PROCESS_HEADER = "X-Meshgate-Process"
@@ -426,16 +427,17 @@ def test_a_frozen_control_process_makes_the_node_unready_and_bounds_handed_over_
     assert again.status_code == 200, again.text
 
 
-QUOTA = 20  # requests a minute, mesh-wide
+QUOTA = 18  # requests a minute, mesh-wide: a whole share for each of n1's processes
 
 
-def test_a_node_of_several_processes_without_redis_lends_no_quota_share(
+def test_a_node_of_several_processes_borrows_quota_shares_within_the_limit(
     mesh: ProcessesMesh,
 ) -> None:
-    """The reviewer's quota_lend: n2 wants more than its share while n1's control process,
-    which sees none of its processes' demand, would lend n1's. Late in the module: the key
-    it makes may turn authentication on."""
-    n1, n2 = mesh.nodes[:2]
+    """A key's traffic all reaches n1: its control process borrows the idle nodes' shares
+    and lends them on to its processes, so n1 admits more than its processes' own; and no
+    minute admits more than the limit mesh-wide, n2 and n3 busy too. Late in the module:
+    the key it makes may turn authentication on."""
+    n1 = mesh.nodes[0]
     tenant = fresh("POST", n1.url + "/api/admin/tenants", json={"name": "pub"})
     assert tenant.status_code in (200, 201), tenant.text
     limits = {"requestsPerMinute": QUOTA}
@@ -456,19 +458,25 @@ def test_a_node_of_several_processes_without_redis_lends_no_quota_share(
             for _ in range(count)
         )
 
-    n2_share = -(-QUOTA // len(mesh.nodes))
-    at_n2 = [0]
+    nodes = len(mesh.nodes)
+    own = PROCESSES * -(-QUOTA // (nodes * PROCESSES))  # n1's processes' own shares: 6
+    started = time.monotonic()
+    at_n1 = [0]
 
-    def n2_borrowed() -> bool:  # from n3, which lends (and, before the fix, from n1)
-        at_n2[0] += admitted_through(n2.url, 2)
-        return at_n2[0] > n2_share
+    def n1_borrowed() -> bool:  # new connections: every process of n1
+        at_n1[0] += admitted_through(n1.url, 2)
+        return at_n1[0] > own
 
-    wait_for(n2_borrowed, timeout=15, what="n2 to borrow an idle node's share")
-    at_n2[0] += admitted_through(n2.url, QUOTA)
-    at_n1 = admitted_through(n1.url, 2 * QUOTA)  # new connections: every process
-    # Every process's share, n1's three and the other nodes' one each; n1 lends nothing.
-    bound = PROCESSES * -(-QUOTA // (len(mesh.nodes) * PROCESSES)) + 2 * n2_share
-    assert at_n1 + at_n2[0] <= bound, (at_n1, at_n2[0], bound)
+    wait_for(n1_borrowed, timeout=20, what="n1 to borrow the idle nodes' shares")
+    as_peer = {MESH_TOKEN_HEADER: mesh_token(MESH_SECRET)}  # authentication is on now
+    shown = fresh("GET", n1.url + "/ha/local", headers=as_peer).json()["quota_shares"]
+    assert shown["wants"] == [["key", made.json()["id"], "requests_per_minute", QUOTA]], shown
+    at_n1[0] += admitted_through(n1.url, QUOTA)
+    others = sum(admitted_through(node.url, QUOTA) for node in mesh.nodes[1:])
+    assert time.monotonic() - started < 60, "the counts below cover one minute"
+    # n1's processes' own shares and each other node's add up to the limit: never more.
+    assert own < at_n1[0] <= own + (nodes - 1) * (-(-QUOTA // nodes) - 1), at_n1[0]
+    assert at_n1[0] + others <= QUOTA, (at_n1[0], others)
 
 
 def test_the_control_process_killed_leaves_no_listener(mesh: ProcessesMesh) -> None:

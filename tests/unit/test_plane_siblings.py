@@ -33,7 +33,9 @@ def test_a_sibling_answers_what_it_has_applied_and_its_metrics(tmp_path: Path) -
         applied = [7]
         waiter = AppliedWaiter(lambda: (applied[0], applied[0]), stream)
         path = process_socket(tmp_path, "p2")
-        site = await serve_siblings(Metrics("n1"), waiter, 0.3, path, lambda: COUNTERS)
+        site = await serve_siblings(
+            Metrics("n1"), waiter, 0.3, path, lambda: COUNTERS, lambda at, part: {"at": at, **part}
+        )
         me = Siblings(tmp_path, "p1")
         try:
             assert path.stat().st_mode & 0o777 == 0o600
@@ -41,6 +43,11 @@ def test_a_sibling_answers_what_it_has_applied_and_its_metrics(tmp_path: Path) -
             assert await get(path, "/applied/8", 2.0) is None  # not there within 0.3 s
             assert b"meshgate_" in (await get(path, "/metrics", 2.0) or b"")
             assert orjson.loads(await get(path, "/limits", 2.0) or b"") == COUNTERS
+            sent = orjson.dumps({"sent_at": 5, "part": {"grants": {}}})
+            answer = await me.clients.post(path, "/shares", sent, 2.0)
+            assert orjson.loads(answer or b"") == {"at": 5.0, "grants": {}}
+            for bad in (b"[]", b"{", orjson.dumps({"sent_at": "5", "part": {}})):
+                assert await me.clients.post(path, "/shares", bad, 2.0) is None  # a 400
             process_socket(tmp_path, "p3").touch()  # a sibling being restarted: no answer
             assert set(me.data_plane()) == {"p2", "p3"}
             started = time.monotonic()
@@ -66,7 +73,7 @@ def test_a_sibling_that_answers_no_ping_is_waited_for_no_longer_than_the_ping(
         stream.bind(asyncio.get_running_loop())
         waiter = AppliedWaiter(lambda: (7, 7), stream)
         behind = await serve_siblings(
-            Metrics("n1"), waiter, 1.0, process_socket(tmp_path, "p2"), dict
+            Metrics("n1"), waiter, 1.0, process_socket(tmp_path, "p2"), dict, lambda *_: {}
         )
         stopped = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         stopped.bind(str(process_socket(tmp_path, "p3")))
@@ -80,7 +87,7 @@ def test_a_sibling_that_answers_no_ping_is_waited_for_no_longer_than_the_ping(
             waiter = AppliedWaiter(lambda: (8, 8), stream)  # p2 caught up meanwhile
             await behind.cleanup()
             behind = await serve_siblings(
-                Metrics("n1"), waiter, 1.0, process_socket(tmp_path, "p2"), dict
+                Metrics("n1"), waiter, 1.0, process_socket(tmp_path, "p2"), dict, lambda *_: {}
             )
             started = time.monotonic()
             assert await me.caught_up(8, 30.0) == ["p3"]

@@ -1,0 +1,130 @@
+"""A node of several processes borrows quota shares for its processes through its
+control process (node/plane/node_shares.py), on the real engines of
+tests/unit/test_quota_shares.py's simulated mesh: node 0 runs P data-plane processes,
+each with its own engine, behind a control process that takes part in the peer poll
+and, every second, sends each process its parts (JSON, as on the wire) and reads back
+what it wants and gave back; some of those exchanges fail too."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from node.limits.quotas import SPANS, Limits, QuotaEngine, Subject
+from node.limits.shares import Shares
+from node.plane.node_shares import NodeShares, borrow_from_control
+from node.plane.siblings import SocketClients
+from tests.unit.test_quota_shares import SEEDS, T0, Mesh, most_in_any_window, phases
+from tests.unit.test_quotas import decide, release
+
+
+class ProcessesMesh(Mesh):
+    """Node 0 is a control process and `p` data-plane processes; the others, one each."""
+
+    def __init__(self, n: int, p: int, seed: int, fail: float = 0.1) -> None:
+        super().__init__(n, seed, fail)
+        self.processes = [
+            QuotaEngine(
+                "node-0",
+                None,
+                lambda: n * p,
+                clock=self.clock,
+                shares=Shares("node-0", SPANS, lends=False, capped=False),
+            )
+            for _ in range(p)
+        ]
+        sockets = {f"p{k}": Path(f"p{k}") for k in range(p)}
+        self.control = NodeShares("node-0", SPANS, sockets, SocketClients(), lambda: n, self.clock)
+        self.at(T0 + self.rng.uniform(0, 1), "tick", None)
+
+    def _arrive(self, data: tuple[int, Subject]) -> None:
+        node, subject = data
+        if node != 0:
+            return super()._arrive(data)
+        decision = decide(self.rng.choice(self.processes), subject)
+        if decision.allowed:
+            self.admitted.append((self.clock.now, 0))
+            release(decision)
+        return None
+
+    def _answer(self, data: tuple[int, int, float, dict[str, Any]]) -> None:
+        _, j, sent, answers = data
+        if j != 0:
+            return super()._answer(data)
+        answers["node-0"] = (sent, json.loads(json.dumps(self.control.outer.report(sent))))
+        return None
+
+    def _exchange(self, data: tuple[int, dict[str, Any]]) -> None:
+        i, answers = data
+        if i != 0:
+            return super()._exchange(data)
+        self.control.exchange(answers)
+        return None
+
+    def _tick(self, _: None) -> None:
+        """The control process's exchange with each process; its answer is read a bit
+        later (or never: the process holds its parts out until a window has passed)."""
+        for k, (name, sent) in enumerate(self.control.sends(self.clock.now).items()):
+            if self.rng.random() < self.fail:
+                self.at(self.clock.now + 1.0, "answered", (name, None))
+                continue
+            sent = json.loads(json.dumps(sent))
+            report = borrow_from_control(self.processes[k], sent["sent_at"], sent["part"])
+            answer = json.dumps(report).encode()
+            self.at(self.clock.now + self.rng.uniform(0, 0.3), "answered", (name, answer))
+        self.at(self.clock.now + 1.0, "tick", None)
+
+    def _answered(self, data: tuple[str, bytes | None]) -> None:
+        self.control.answered(*data)
+
+
+def bound(n: int, p: int, limit: int) -> int:
+    """Node 0's processes' own shares, and every other node's."""
+    return p * math.ceil(limit / (n * p)) + (n - 1) * math.ceil(limit / n)
+
+
+@settings(max_examples=5, deadline=None)
+@given(
+    st.integers(min_value=2, max_value=4),
+    st.integers(min_value=2, max_value=3),
+    st.integers(min_value=1, max_value=40),
+    SEEDS,
+)
+def test_no_minute_admits_more_than_the_bound(n: int, p: int, limit: int, seed: int) -> None:
+    """Random arrivals, failed polls and exchanges: every 60 s interval admits at most
+    the processes' shares and the other nodes', however the shares move."""
+    mesh = ProcessesMesh(n, p, seed)
+    subject = Subject("key", "k1", Limits(requests_per_minute=limit, burst=max(1, limit // 3)))
+    for when, node in phases(mesh.rng, n, T0, 300):
+        mesh.arrive(when, node, subject)
+    mesh.run(T0 + 400)
+    times = [t for t, _ in mesh.admitted]
+    assert most_in_any_window(times, 60.0) <= bound(n, p, limit)
+    assert most_in_any_window(times, 1.0) <= bound(n, p, max(1, limit // 3))
+
+
+def test_a_busy_node_of_several_processes_borrows_and_gives_back() -> None:
+    """All traffic reaches node 0 (3 nodes, 2 processes, 18 a minute): it admits more
+    than its processes' own 6, from its idle peers. Node 1's traffic comes while node 0
+    still uses the loan: node 1 recalls, and gets its share back only once node 0's
+    processes can give back their parts, so no minute admits more than 18."""
+    mesh = ProcessesMesh(3, 2, seed=3, fail=0.0)
+    subject = Subject("key", "k1", Limits(requests_per_minute=18))
+    for k in range(120):  # node 0: two a second for 60 s
+        mesh.arrive(T0 + 5 + k / 2, 0, subject)
+    for k in range(20):  # node 1 from 20 s on, one a second; and again, later
+        mesh.arrive(T0 + 25 + k, 1, subject)
+        mesh.arrive(T0 + 200 + k, 1, subject)
+    mesh.run(T0 + 230)
+    early = [t for t, node in mesh.admitted if node == 0 and t < T0 + 65]
+    assert 6 < len(early) <= 6 + 2 * 5, len(early)  # its own, plus up to 5 from each peer
+    assert most_in_any_window([t for t, _ in mesh.admitted], 60.0) <= bound(3, 2, 18)
+    later = sum(1 for t, node in mesh.admitted if node == 1 and t > T0 + 200)
+    assert later >= 6  # its share back (and node 2's to borrow, with node 0 quiet)
+    assert mesh.control.parts == {}  # every part given back, the loans returned
+    assert mesh.control.outer.stats()["borrowed"] == 0
