@@ -390,6 +390,63 @@ def test_a_hung_data_plane_process_is_restarted_and_writes_name_it_meanwhile(
     )
 
 
+def peak_rss(pid: int) -> int:
+    """The process's peak resident set (VmHWM), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmHWM for {pid}")
+
+
+def answer_head(port: int, method: str, path: str, sent: bytes, length: int) -> str:
+    """The status line and headers answered to a request that announces `length` bytes
+    of body and sends only `sent`: an answer proves nobody waited for the rest."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        head += f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+        conn.sendall(head.encode() + sent)
+        got = b""
+        while b"\r\n\r\n" not in got:
+            chunk = conn.recv(65536)
+            assert chunk, got
+            got += chunk
+    return got.split(b"\r\n\r\n")[0].decode()
+
+
+BIG = 60 * 1024 * 1024
+
+
+def test_big_bodies_to_no_route_or_a_control_route_are_refused_unbuffered(
+    mesh: ProcessesMesh,
+) -> None:
+    n1 = mesh.nodes[0]
+    pids = [n1.proc.pid, *children_of(n1.proc.pid)]
+    before = {pid: peak_rss(pid) for pid in pids}
+    # Answered by a data-plane process, before the 60 MiB announced have come.
+    missing = answer_head(n1.port, "POST", "/nope", b"{}", BIG)
+    assert missing.startswith("HTTP/1.1 404"), missing
+    assert PROCESS_HEADER.lower() in missing.lower(), missing
+    assert fresh("GET", n1.url + "/nope").json()["error"]["message"]  # in the JSON shape
+    wrong_method = answer_head(n1.port, "DELETE", "/workers", b"", BIG)
+    assert wrong_method.startswith("HTTP/1.1 405"), wrong_method
+    too_big = answer_head(n1.port, "POST", "/workers", b"{}", BIG)
+    assert too_big.startswith("HTTP/1.1 413"), too_big
+
+    def chunks() -> Iterator[bytes]:  # no length to refuse early from
+        for _ in range(BIG // (1024 * 1024)):
+            yield b" " * (1024 * 1024)
+
+    for _ in range(PROCESSES):  # new connections: several processes take one
+        try:
+            answer = requests.post(n1.url + "/workers", data=chunks(), timeout=30)
+            assert answer.status_code == 413, answer.text
+            assert answer.json()["error"]["limit"] == 1024 * 1024
+        except requests.ConnectionError:  # refused while it still sent: nothing was kept
+            pass
+    grew = {pid: peak_rss(pid) - before[pid] for pid in pids}
+    assert all(growth < BIG // 4 for growth in grew.values()), grew
+
+
 def test_a_frozen_control_process_makes_the_node_unready_and_bounds_handed_over_writes(
     mesh: ProcessesMesh,
 ) -> None:
@@ -471,6 +528,7 @@ def test_a_node_of_several_processes_borrows_quota_shares_within_the_limit(
     as_peer = {MESH_TOKEN_HEADER: mesh_token(MESH_SECRET)}  # authentication is on now
     shown = fresh("GET", n1.url + "/ha/local", headers=as_peer).json()["quota_shares"]
     assert shown["wants"] == [["key", made.json()["id"], "requests_per_minute", QUOTA]], shown
+    assert shown["grants"] == {}, shown  # it lends none of the node's: its processes use them
     at_n1[0] += admitted_through(n1.url, QUOTA)
     others = sum(admitted_through(node.url, QUOTA) for node in mesh.nodes[1:])
     assert time.monotonic() - started < 60, "the counts below cover one minute"
