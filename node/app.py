@@ -217,9 +217,9 @@ class Node:
             config.node_name,
             self.hot_store,
             lambda: self.mesh_size() * self.shares,
-            # A data-plane process borrows only from its control process, which caps each
-            # peer's grant before it passes it on (node/plane/node_shares.py).
-            shares=Shares(config.node_name, SPANS, lends=False, capped=False)
+            # A data-plane process borrows from and lends to its control process alone,
+            # which speaks for the node to its peers (node/plane/node_shares.py).
+            shares=Shares(config.node_name, SPANS, capped=False, shrinks=False)
             if self.data_plane
             else None,
         )

@@ -32,11 +32,12 @@ A node wants, lends on and reads from each peer at most `MAX_KEYS` limits, so a 
 is O(keys) per peer; `client` subjects (anyone can make them) take no part.
 
 A node of several processes (node/plane/node_shares.py) runs the protocol twice: its
-control process borrows for the node from its peers (`lends=False`: it admits nothing
-itself, so it would lend what its processes use; it gives a loan back once its
-processes have given back every part of it: `gives_back`), and lends what it borrowed
-to its data-plane processes, each of which borrows from it alone (`capped=False`: the
-control process has capped each peer's grant already).
+control process borrows and lends for the node with its peers (it admits nothing
+itself: it lends only what its processes lent it, and gives a loan back once its
+processes have given back every part of it: `gives_back`), and its data-plane
+processes borrow from it and lend to it alone (`capped=False`: the control process
+has capped each peer's grant already; `shrinks=False`: a grant to it comes back only
+when it gives it back, since it may have lent it on).
 
 Times are this node's monotonic clock; only durations cross between nodes.
 """
@@ -95,14 +96,16 @@ class Shares:
         name: str,
         spans: Mapping[str, float],
         *,
-        lends: bool = True,  # False: borrows only (a control process: see the docstring)
+        lends: bool = True,  # False: borrows only
         capped: bool = True,  # False: a grant counts whole (a data-plane process's)
+        shrinks: bool = True,  # False: lent until given back (a data-plane process's)
         gives_back: Callable[[Key], bool] | None = None,  # else: its count fits without it
     ) -> None:
         self.name = name
         self.spans = spans  # limit field -> window seconds
         self.lends = lends
         self.capped = capped
+        self.shrinks = shrinks
         self.gives_back = gives_back
         self.ready = False  # heard from (or about) every peer once: lends and borrows only then
         self._lent: dict[Key, dict[str, _Grant]] = {}  # key -> borrower -> grant
@@ -155,6 +158,13 @@ class Shares:
         processes, which noted it, say they want it)."""
         if key in self._wants or (len(self._wants) < MAX_KEYS and key[0] not in UNSHARED):
             self._wants[key] = (limit, until)
+
+    def lends_out(self, key: Key) -> bool:
+        """Has this node lent `key` out, or kept a withdrawn grant out still?"""
+        return bool(self._lent.get(key)) or key in self._pending
+
+    def wants(self, key: Key) -> bool:
+        return key in self._wants
 
     def loans(self, now: float) -> dict[Key, list[Loan]]:
         """Every loan in use now, by key."""
@@ -276,7 +286,7 @@ class Shares:
                     for k, s, f, g in _rows(part[1], "returned", self.name, 4)
                     if _strs(k, s, f) and _ints(g)
                 }
-                wants[name] = _wanted(part[1])
+                wants[name] = wanted(part[1])
         for key, lent in list(self._lent.items()):
             for to, g in list(lent.items()):
                 if to not in wants:  # unreachable: stop offering, keep it out a whole window
@@ -286,7 +296,7 @@ class Shares:
                     del lent[to]  # the borrower lowered first: it is ours again at once
                 elif key in self._wants or key not in wants[to]:
                     g.recall = True
-            if lent:
+            if lent and self.shrinks:
                 self._shrink(key, lent, [wants[to].get(key) for to in lent], base, now)
             if not lent:
                 del self._lent[key]
@@ -327,14 +337,14 @@ class Shares:
         base: Callable[[Key, int | None], int],
         now: float,
     ) -> None:
-        wanted: dict[Key, tuple[int, list[str]]] = {}
+        wanting: dict[Key, tuple[int, list[str]]] = {}
         for name, (_, part) in sorted(fresh.items()):
             if not part.get("ready"):
                 continue
-            for key, limit in _wanted(part).items():
+            for key, limit in wanted(part).items():
                 if key[2] in self.spans and key[0] not in UNSHARED:
-                    wanted.setdefault(key, (limit, []))[1].append(name)
-        for key, (limit, borrowers) in wanted.items():
+                    wanting.setdefault(key, (limit, []))[1].append(name)
+        for key, (limit, borrowers) in wanting.items():
             if len(self._lent) >= MAX_KEYS:
                 break  # lends for at most MAX_KEYS keys at once
             if key in self._lent or key in self._pending or key in self._wants:
@@ -376,7 +386,7 @@ def _rows(part: Mapping[str, Any], field: str, peer: str | None, width: int) -> 
     return [r for r in rows[:MAX_KEYS] if isinstance(r, list) and len(r) == width]
 
 
-def _wanted(part: Mapping[str, Any]) -> dict[Key, int]:
+def wanted(part: Mapping[str, Any]) -> dict[Key, int]:
     """A peer's well-formed wants: key -> the limit it decides with."""
     return {
         (kind, sid, field): limit

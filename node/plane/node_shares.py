@@ -1,27 +1,30 @@
 """Quota shares without Redis for a node of several processes: its control process
-borrows for the node over the peer poll and lends on to its data-plane processes.
+borrows and lends for the node over the peer poll, and lends on to (and borrows from)
+its data-plane processes.
 
 Each data-plane process admits against its own share of the node's, `ceil(L / (N x P))`,
 and notes what it wants, as any node does (node/limits/shares.py). Every TICK_SECS the
-control process sends each one, over its `process-pN.sock` (`POST /shares`), the parts
-of the node's loans that process may use, and reads back what it wants and what it
-gave back. The control process:
+control process sends each one, over its `process-pN.sock` (`POST /shares`), its part of
+the protocol with that process alone, and reads back the process's. The control process:
 
 * **wants** for the node what any of its processes wants, so its peers lend to it;
-* **never lends**: it admits nothing itself, so it cannot know what is spare;
 * **passes a loan on in parts**: what it borrowed on a limit (each peer's grant counted
   for at most `ceil(L / N) - 1`, as a node does) is split among the processes that want
   it. A part's lease ends no later than the earliest loan it comes from (one monotonic
   clock for every process of a host), so a process stops using it before the node must.
-  A part given out stays that process's until it gives it back, or shrinks with the
-  loans: never moved from one process to another, which could count a unit twice in a
-  window;
+  A part stays that process's until it gives it back, or shrinks with the loans: never
+  moved from one process to another, which could count a unit twice in a window;
 * **gives a loan back** only once every process has given back its part of that limit
   (each lowers first, when its own count fits without it). A process that does not
-  answer keeps its part, for the node's count, until the part's lease and a whole
-  window have passed.
+  answer keeps its parts, for the node's count, until their lease and a whole window
+  have passed;
+* **lends only what its processes lent it**: it asks them for the limits its peers want
+  (and the node does not); each idle process lowers first and grants the node its share
+  but one, as a lender does, and the node lends that on. A process's grant comes back
+  to it only when the node gives it back: once the process recalls it (its own traffic
+  is back, or no peer wants it) and the node has nothing lent, or kept out, on that limit.
 
-So every unit a process uses of a peer's share is one that peer lowered first, counted
+So every unit one holder uses of another's share is one the other lowered first, counted
 once: the bound of docs/quotas.md holds, with the node's processes' own shares as they
 were (`P x ceil(L / (N x P))` for the node).
 """
@@ -39,7 +42,7 @@ from typing import Any, Final
 import orjson
 
 from node.limits.quotas import QuotaEngine
-from node.limits.shares import LEASE, MARGIN, Key, Loan, Shares
+from node.limits.shares import LEASE, MARGIN, Key, Loan, Shares, wanted
 from node.plane.siblings import SHARES, SocketClients
 from node.service import Periodic
 
@@ -58,6 +61,13 @@ class _Part:
     recall: bool = False
 
 
+@dataclass(slots=True)
+class _Grant:
+    gid: int
+    amount: int
+    recall: bool  # the process wants it back
+
+
 class NodeShares:
     """The control process's side (see the module's docstring): `outer` takes part in
     the peer poll; `nodes` is the mesh's size."""
@@ -71,7 +81,7 @@ class NodeShares:
         nodes: Callable[[], int],
         clock: Callable[[], float],
     ) -> None:
-        self.outer = Shares(name, spans, lends=False, gives_back=self.gives_back)
+        self.outer = Shares(name, spans, gives_back=self.gives_back)
         self.spans = spans
         self.sockets = dict(sockets)
         self.clients = clients
@@ -81,6 +91,9 @@ class NodeShares:
         self.wanting: dict[str, set[Key]] = {}  # by process, as of its last answer
         self.parts: dict[Key, dict[str, _Part]] = {}  # key -> process -> its part
         self.held_out: dict[Key, list[tuple[int, float]]] = {}  # parts of the silent: until
+        self.peer_wants: dict[Key, int] = {}  # what the peers want, the highest limit said
+        self.lent_in: dict[Key, dict[str, _Grant]] = {}  # what each process lent the node
+        self.giving_back: dict[str, dict[Key, int]] = {}  # process -> key -> grant id
         self._ids = itertools.count(1)
         self._ticking = Periodic("node-shares", self.tick, TICK_SECS, immediately=True)
 
@@ -94,7 +107,27 @@ class NodeShares:
 
     def exchange(self, peers: Mapping[str, tuple[float, Mapping[str, Any]] | None]) -> None:
         """One round of the peer protocol, for the node."""
-        self.outer.exchange(peers, lambda _key, _now: 0, self._base, self.clock())
+        self.peer_wants = {}
+        for _, part in (p for p in peers.values() if p is not None):
+            if part.get("ready"):
+                for key, limit in wanted(part).items():
+                    if key[2] in self.spans:
+                        self.peer_wants[key] = max(limit, self.peer_wants.get(key, 0))
+        self.outer.exchange(peers, self._count, self._base, self.clock())
+
+    def _count(self, key: Key, _now: float) -> int:
+        """The node's count as its lending sees it: all but what its processes lent it,
+        so that it lends no more than they did (its base is at most that of the highest
+        limit a peer said)."""
+        return max(0, self._base(key, self.peer_wants.get(key)) - self.lendable(key))
+
+    def lendable(self, key: Key) -> int:
+        """What the processes have lent the node on `key`, and not asked back."""
+        return sum(
+            g.amount
+            for name, g in self.lent_in.get(key, {}).items()
+            if not g.recall and self.giving_back.get(name, {}).get(key) != g.gid
+        )
 
     def _base(self, key: Key, limit: int | None) -> int:
         limit = limit or self.limits.get(key)
@@ -120,8 +153,14 @@ class NodeShares:
             self.answered(name, answer)
 
     def sends(self, now: float) -> dict[str, dict[str, Any]]:
-        """What each process is sent this tick (its parts, fitted to the loans now)."""
+        """What each process is sent this tick: its parts, fitted to the loans now; the
+        limits the peers want it to lend; the grants the node gives back."""
         self._forget_held_out(now)
+        for key, grants in self.lent_in.items():
+            if not self.outer.lends_out(key):  # not lent on (any more): theirs again
+                for name, g in grants.items():
+                    if g.recall:
+                        self.giving_back.setdefault(name, {})[key] = g.gid
         loans = self.outer.loans(now)
         for key in {*loans, *self.parts}:  # a key whose loans all ended: its parts end too
             self._share_out(key, loans.get(key, []), now)
@@ -177,26 +216,49 @@ class NodeShares:
             if (part := parts.get(name)) is not None:
                 rows.append([*key, part.gid, part.amount, part.recall])
                 until = min(until, part.until)
-        grants = {"ready": False, "grants": {self.outer.name: rows}}
-        return {"sent_at": until - LEASE, "part": grants}
+        node = self.outer.name
+        wants = [[*k, limit] for k, limit in self.peer_wants.items() if not self.outer.wants(k)]
+        back = [[*k, gid] for k, gid in self.giving_back.get(name, {}).items()]
+        sent = {"ready": True, "wants": wants, "grants": {node: rows}, "returned": {node: back}}
+        return {"sent_at": until - LEASE, "part": sent}
 
     def _read(self, name: str, report: Mapping[str, Any]) -> None:
         """A process's answer: what it wants (with the limit), and the parts it gave back."""
-        wanted = set()
+        wants = set()
         for row in report.get("wants", [])[:1000]:
             if _row(row, 4) and type(row[3]) is int and row[3] > 0:
                 key: Key = (row[0], row[1], row[2])
                 if key[2] in self.spans:
-                    wanted.add(key)
+                    wants.add(key)
                     self.limits[key] = row[3]
                     self.outer.want(key, row[3], self.clock() + WANT_SECS)
-        self.wanting[name] = wanted
+        self.wanting[name] = wants
         returned = report.get("returned", {})
         for row in returned.get(LENDER, []) if isinstance(returned, dict) else []:
             if _row(row, 4):
                 parts = self.parts.get((row[0], row[1], row[2]), {})
                 if (part := parts.get(name)) is not None and part.gid == row[3]:
                     del parts[name]  # it lowered first: the node's again
+        self._read_grants(name, report.get("grants", {}))
+
+    def _read_grants(self, name: str, grants: Any) -> None:
+        """What process `name` has lent the node now (it lowered first); a grant it no
+        longer lists was given back: forget that it was."""
+        for lent in self.lent_in.values():
+            lent.pop(name, None)
+        for row in grants.get(LENDER, [])[:1000] if isinstance(grants, dict) else []:
+            if _row(row, 6) and type(row[4]) is int and row[4] > 0:
+                key = (row[0], row[1], row[2])
+                self.lent_in.setdefault(key, {})[name] = _Grant(row[3], row[4], bool(row[5]))
+        for key in [k for k, lent in self.lent_in.items() if not lent]:
+            del self.lent_in[key]
+        back = self.giving_back.get(name, {})
+        for key in [k for k, gid in back.items() if self._lent_by(name, k) != gid]:
+            del back[key]
+
+    def _lent_by(self, name: str, key: Key) -> int | None:
+        grant = self.lent_in.get(key, {}).get(name)
+        return grant.gid if grant is not None else None
 
     def _hold_out(self, name: str) -> None:
         """A process that did not answer may use its parts until their lease ends: keep

@@ -1,5 +1,5 @@
-"""A node of several processes borrows quota shares for its processes through its
-control process (node/plane/node_shares.py), on the real engines of
+"""A node of several processes borrows and lends quota shares for its processes through
+its control process (node/plane/node_shares.py), on the real engines of
 tests/unit/test_quota_shares.py's simulated mesh: node 0 runs P data-plane processes,
 each with its own engine, behind a control process that takes part in the peer poll
 and, every second, sends each process its parts (JSON, as on the wire) and reads back
@@ -34,7 +34,7 @@ class ProcessesMesh(Mesh):
                 None,
                 lambda: n * p,
                 clock=self.clock,
-                shares=Shares("node-0", SPANS, lends=False, capped=False),
+                shares=Shares("node-0", SPANS, capped=False, shrinks=False),
             )
             for _ in range(p)
         ]
@@ -128,3 +128,25 @@ def test_a_busy_node_of_several_processes_borrows_and_gives_back() -> None:
     assert later >= 6  # its share back (and node 2's to borrow, with node 0 quiet)
     assert mesh.control.parts == {}  # every part given back, the loans returned
     assert mesh.control.outer.stats()["borrowed"] == 0
+
+
+def test_an_idle_node_of_several_processes_lends_what_its_processes_lent_it() -> None:
+    """Node 1 is busy (3 nodes, 2 processes on node 0, 18 a minute): node 0's processes
+    each lend their share but one to the control process, which lends that on; node 0's
+    traffic then comes back, and it gets its share back once node 1 can return it."""
+    mesh = ProcessesMesh(3, 2, seed=5, fail=0.0)
+    subject = Subject("key", "k1", Limits(requests_per_minute=18))
+    for k in range(120):  # node 1: two a second for 60 s
+        mesh.arrive(T0 + 5 + k / 2, 1, subject)
+    for k in range(20):  # node 0 from 30 s on, one a second; and again, later
+        mesh.arrive(T0 + 35 + k, 0, subject)
+        mesh.arrive(T0 + 200 + k, 0, subject)
+    mesh.run(T0 + 230)
+    early = [t for t, node in mesh.admitted if node == 1 and t < T0 + 35]
+    # its own 6, 5 from node 2, and 2 x (3 - 1) that node 0's processes lent
+    assert len(early) == 6 + 5 + 4, len(early)
+    assert most_in_any_window([t for t, _ in mesh.admitted], 60.0) <= bound(3, 2, 18)
+    later = sum(1 for t, node in mesh.admitted if node == 0 and t > T0 + 200)
+    assert later >= 6  # its processes' shares back
+    assert mesh.control.lent_in == {}
+    assert mesh.control.outer.stats()["lent"] == 0  # (it borrows from the idle ones now)
