@@ -108,45 +108,47 @@ def test_no_minute_admits_more_than_the_bound(n: int, p: int, limit: int, seed: 
     assert most_in_any_window(times, 1.0) <= bound(n, p, max(1, limit // 3))
 
 
-def test_a_busy_node_of_several_processes_borrows_and_gives_back() -> None:
-    """All traffic reaches node 0 (3 nodes, 2 processes, 18 a minute): it admits more
-    than its processes' own 6, from its idle peers. Node 1's traffic comes while node 0
-    still uses the loan: node 1 recalls, and gets its share back only once node 0's
-    processes can give back their parts, so no minute admits more than 18."""
-    mesh = ProcessesMesh(3, 2, seed=3, fail=0.0)
+def busy_then_back(seed: int, busy: int, back: int, back_at: float) -> ProcessesMesh:
+    """3 nodes, 2 processes on node 0, 18 a minute. Node `busy` gets two requests a
+    second for 60 s; node `back` one a second for 20 s from `back_at` on, while the
+    loan is in use, and again much later. No minute admits more than the bound, and
+    `back` gets its share back by then."""
+    mesh = ProcessesMesh(3, 2, seed=seed, fail=0.0)
     subject = Subject("key", "k1", Limits(requests_per_minute=18))
-    for k in range(120):  # node 0: two a second for 60 s
-        mesh.arrive(T0 + 5 + k / 2, 0, subject)
-    for k in range(20):  # node 1 from 20 s on, one a second; and again, later
-        mesh.arrive(T0 + 25 + k, 1, subject)
-        mesh.arrive(T0 + 200 + k, 1, subject)
+    for k in range(120):
+        mesh.arrive(T0 + 5 + k / 2, busy, subject)
+    for k in range(20):
+        mesh.arrive(T0 + back_at + k, back, subject)
+        mesh.arrive(T0 + 200 + k, back, subject)
     mesh.run(T0 + 230)
-    early = [t for t, node in mesh.admitted if node == 0 and t < T0 + 65]
-    assert 6 < len(early) <= 6 + 2 * 5, len(early)  # its own, plus up to 5 from each peer
     assert most_in_any_window([t for t, _ in mesh.admitted], 60.0) <= bound(3, 2, 18)
-    later = sum(1 for t, node in mesh.admitted if node == 1 and t > T0 + 200)
-    assert later >= 6  # its share back (and node 2's to borrow, with node 0 quiet)
+    later = sum(1 for t, node in mesh.admitted if node == back and t > T0 + 200)
+    assert later >= 6  # its share back (and more to borrow, with the other quiet)
+    return mesh
+
+
+def admitted_by(mesh: ProcessesMesh, node: int, before: float) -> int:
+    return sum(1 for t, by in mesh.admitted if by == node and t < T0 + before)
+
+
+def test_a_busy_node_of_several_processes_borrows_and_gives_back() -> None:
+    """All traffic reaches node 0: it admits more than its processes' own 6, from its
+    idle peers. Node 1's traffic comes while node 0 still uses the loan: node 1
+    recalls, and gets its share back only once node 0's processes can give back their
+    parts, so no minute admits more than 18."""
+    mesh = busy_then_back(seed=3, busy=0, back=1, back_at=25)
+    early = admitted_by(mesh, 0, 65)
+    assert 6 < early <= 6 + 2 * 5, early  # its own, plus up to 5 from each peer
     assert mesh.control.parts == {}  # every part given back, the loans returned
     assert mesh.control.outer.stats()["borrowed"] == 0
 
 
 def test_an_idle_node_of_several_processes_lends_what_its_processes_lent_it() -> None:
-    """Node 1 is busy (3 nodes, 2 processes on node 0, 18 a minute): node 0's processes
-    each lend their share but one to the control process, which lends that on; node 0's
-    traffic then comes back, and it gets its share back once node 1 can return it."""
-    mesh = ProcessesMesh(3, 2, seed=5, fail=0.0)
-    subject = Subject("key", "k1", Limits(requests_per_minute=18))
-    for k in range(120):  # node 1: two a second for 60 s
-        mesh.arrive(T0 + 5 + k / 2, 1, subject)
-    for k in range(20):  # node 0 from 30 s on, one a second; and again, later
-        mesh.arrive(T0 + 35 + k, 0, subject)
-        mesh.arrive(T0 + 200 + k, 0, subject)
-    mesh.run(T0 + 230)
-    early = [t for t, node in mesh.admitted if node == 1 and t < T0 + 35]
+    """Node 1 is busy: node 0's processes each lend their share but one to the control
+    process, which lends that on; node 0's traffic then comes back, and it gets its
+    share back once node 1 can return it."""
+    mesh = busy_then_back(seed=5, busy=1, back=0, back_at=35)
     # its own 6, 5 from node 2, and 2 x (3 - 1) that node 0's processes lent
-    assert len(early) == 6 + 5 + 4, len(early)
-    assert most_in_any_window([t for t, _ in mesh.admitted], 60.0) <= bound(3, 2, 18)
-    later = sum(1 for t, node in mesh.admitted if node == 0 and t > T0 + 200)
-    assert later >= 6  # its processes' shares back
+    assert admitted_by(mesh, 1, 35) == 6 + 5 + 4
     assert mesh.control.lent_in == {}
     assert mesh.control.outer.stats()["lent"] == 0  # (it borrows from the idle ones now)
