@@ -166,6 +166,9 @@ class NodeShares:
             self._share_out(key, loans.get(key, []), now)
         for key in [k for k, parts in self.parts.items() if not parts]:
             del self.parts[key]
+        wanted_now = set().union(*self.wanting.values(), self.parts, loans)
+        for key in [k for k in self.limits if k not in wanted_now]:
+            del self.limits[key]  # nothing of it left: forget it, as its processes did
         return {name: self._part_for(name, now) for name in self.sockets}
 
     def answered(self, name: str, answer: bytes | None) -> None:
