@@ -29,13 +29,14 @@ from node.ha.secret import MeshSecretError
 from node.limits.quotas import SPANS
 from node.plane.control_side import PlaneServer
 from node.plane.facts import plane_facts
+from node.plane.forks import ForkServer, fork_spawn
 from node.plane.handover import trusted_client
 from node.plane.node_limits import ProcessLimits
 from node.plane.node_shares import NodeShares
 from node.plane.paths import control_socket, plane_socket
 from node.plane.siblings import ALIVE, SocketClients, process_socket
 from node.plane.socket_file import PlaneSocketError, claim
-from node.plane.supervisor import PING_EVERY, ChildRefused, Supervisor
+from node.plane.supervisor import PING_EVERY, ChildRefused, Spawn, Supervisor, exec_spawn
 from node.serving import make_runner, refuse, set_up, stop_on_signals, wait_and_clean_up
 from node.web import create_app
 
@@ -59,15 +60,24 @@ def port_problem(host: str, port: int) -> str | None:
     return None
 
 
-def child_command(argv: Sequence[str]) -> Callable[[str, int], list[str]]:
-    """A data-plane process's arguments: this process's own, and its place."""
+def child_arguments(argv: Sequence[str]) -> Callable[[str, int], list[str]]:
+    """A data-plane process's `meshgate` arguments: this process's own, and its place."""
     parent = str(os.getpid())
 
-    def command(name: str, fd: int) -> list[str]:
+    def arguments(name: str, fd: int) -> list[str]:
         plane = ["--plane-role", "data", "--plane-link", str(fd), "--plane-parent", parent]
-        return [sys.executable, "-m", "node.cli", *argv, *plane, "--plane-name", name]
+        return [*argv, *plane, "--plane-name", name]
 
-    return command
+    return arguments
+
+
+def child_spawn(argv: Sequence[str], forks: ForkServer | None) -> Spawn:
+    """Fork each child from `forks`, else start it as a fresh interpreter."""
+    arguments = child_arguments(argv)
+    interpreter = [sys.executable, "-m", "node.cli"]
+    if forks is not None:
+        return fork_spawn(forks, arguments, interpreter)
+    return exec_spawn(lambda name, fd: [*interpreter, *arguments(name, fd)])
 
 
 def node_shares(node: Node, sockets: Mapping[str, Path], clients: SocketClients) -> NodeShares:
@@ -82,7 +92,24 @@ def node_shares(node: Node, sockets: Mapping[str, Path], clients: SocketClients)
 
 
 async def serve_control(
-    config: config_module.Config, config_file: str | None, argv: Sequence[str]
+    config: config_module.Config,
+    config_file: str | None,
+    argv: Sequence[str],
+    forks: ForkServer | None,
+) -> int:
+    """Run the control process; `forks`, when there is one, starts its children."""
+    try:
+        return await _serve_control(config, config_file, argv, forks)
+    finally:
+        if forks is not None:
+            await forks.close()
+
+
+async def _serve_control(
+    config: config_module.Config,
+    config_file: str | None,
+    argv: Sequence[str],
+    forks: ForkServer | None,
 ) -> int:
     problem = port_problem(config.host, config.port)
     if problem is not None:
@@ -108,7 +135,7 @@ async def serve_control(
         return await clients.get(path, ALIVE, PING_EVERY) is not None
 
     supervisor = Supervisor(
-        child_command(argv), config.process_count, node.stopper.refuse, ping=ping
+        child_spawn(argv, forks), config.process_count, node.stopper.refuse, ping=ping
     )
     node.processes = supervisor.describe  # shown in /ha/local
     limits = node.process_limits = ProcessLimits(sockets, clients, node.ratelimiter.stats)

@@ -26,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from mesh.events import AppliedStream
 from node.ha.peers import MESH_TOKEN_HEADER, mesh_token
 from node.plane.data_side import SILENT_AFTER, PlaneLinkError, PlaneReplica
+from node.plane.fork_server import SERVER_NAME
 from node.plane.handover import BEHIND_HEADER
 from node.plane.paths import plane_socket
 from node.plane.socket_file import PlaneSocketError, claim
@@ -62,12 +63,25 @@ def fresh(method: str, url: str, **kwargs: object) -> requests.Response:
         return session.request(method, url, timeout=10, **kwargs)  # type: ignore[arg-type]
 
 
-def children_of(pid: int) -> list[int]:
+def every_child_of(pid: int) -> list[int]:
     path = Path(f"/proc/{pid}/task/{pid}/children")
     try:
         return [int(p) for p in path.read_text().split()]
     except OSError:
         return []
+
+
+def is_fork_server(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == SERVER_NAME.decode()
+    except OSError:
+        return False
+
+
+def children_of(pid: int) -> list[int]:
+    """The data-plane processes of the control process `pid` (its children but the fork
+    server, whose children they were before they were handed to it)."""
+    return [child for child in every_child_of(pid) if not is_fork_server(child)]
 
 
 def alive(pid: int) -> bool:
@@ -542,6 +556,8 @@ def test_the_control_process_killed_leaves_no_listener(mesh: ProcessesMesh) -> N
     n1 = mesh.nodes[0]
     data_plane = children_of(n1.proc.pid)
     assert len(data_plane) == PROCESSES
+    forks = [pid for pid in every_child_of(n1.proc.pid) if is_fork_server(pid)]
+    assert len(forks) == 1, forks  # they were forked, with the node's modules loaded
     os.kill(n1.proc.pid, signal.SIGKILL)  # the control process alone, not its group
 
     def port_closed() -> bool:
@@ -549,4 +565,8 @@ def test_the_control_process_killed_leaves_no_listener(mesh: ProcessesMesh) -> N
             return probe.connect_ex(("127.0.0.1", n1.port)) != 0
 
     wait_for(port_closed, timeout=10, what="n1's port to close")
-    wait_for(lambda: not any(alive(pid) for pid in data_plane), timeout=10, what="orphans to exit")
+    wait_for(
+        lambda: not any(alive(pid) for pid in [*data_plane, *forks]),
+        timeout=10,
+        what="orphans (the fork server too) to exit",
+    )
