@@ -88,7 +88,7 @@ def bound(n: int, p: int, limit: int) -> int:
     return p * math.ceil(limit / (n * p)) + (n - 1) * math.ceil(limit / n)
 
 
-@settings(max_examples=5, deadline=None)
+@settings(max_examples=3, deadline=None)
 @given(
     st.integers(min_value=2, max_value=4),
     st.integers(min_value=2, max_value=3),
