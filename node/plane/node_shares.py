@@ -42,7 +42,7 @@ from typing import Any, Final
 import orjson
 
 from node.limits.quotas import QuotaEngine
-from node.limits.shares import LEASE, MARGIN, Key, Loan, Shares, wanted
+from node.limits.shares import LEASE, MARGIN, MAX_KEYS, Key, Loan, Shares, wanted
 from node.plane.siblings import SHARES, SocketClients
 from node.service import Periodic
 
@@ -228,7 +228,7 @@ class NodeShares:
     def _read(self, name: str, report: Mapping[str, Any]) -> None:
         """A process's answer: what it wants (with the limit), and the parts it gave back."""
         wants = set()
-        for row in report.get("wants", [])[:1000]:
+        for row in _list(report.get("wants"))[:MAX_KEYS]:
             if _row(row, 4) and type(row[3]) is int and row[3] > 0:
                 key: Key = (row[0], row[1], row[2])
                 if key[2] in self.spans:
@@ -237,7 +237,7 @@ class NodeShares:
                     self.outer.want(key, row[3], self.clock() + WANT_SECS)
         self.wanting[name] = wants
         returned = report.get("returned", {})
-        for row in returned.get(LENDER, []) if isinstance(returned, dict) else []:
+        for row in _list(returned.get(LENDER) if isinstance(returned, dict) else None)[:MAX_KEYS]:
             if _row(row, 4):
                 parts = self.parts.get((row[0], row[1], row[2]), {})
                 if (part := parts.get(name)) is not None and part.gid == row[3]:
@@ -249,7 +249,7 @@ class NodeShares:
         longer lists was given back: forget that it was."""
         for lent in self.lent_in.values():
             lent.pop(name, None)
-        for row in grants.get(LENDER, [])[:1000] if isinstance(grants, dict) else []:
+        for row in _list(grants.get(LENDER) if isinstance(grants, dict) else None)[:MAX_KEYS]:
             if _row(row, 6) and type(row[4]) is int and row[4] > 0:
                 key = (row[0], row[1], row[2])
                 self.lent_in.setdefault(key, {})[name] = _Grant(row[3], row[4], bool(row[5]))
@@ -294,6 +294,10 @@ def _report(answer: bytes | None) -> dict[str, Any] | None:
     except orjson.JSONDecodeError:
         return None
     return report if isinstance(report, dict) else None
+
+
+def _list(rows: Any) -> list[Any]:
+    return rows if isinstance(rows, list) else []
 
 
 def _row(row: Any, width: int) -> bool:

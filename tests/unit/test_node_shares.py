@@ -152,3 +152,12 @@ def test_an_idle_node_of_several_processes_lends_what_its_processes_lent_it() ->
     assert admitted_by(mesh, 1, 35) == 6 + 5 + 4
     assert mesh.control.lent_in == {}
     assert mesh.control.outer.stats()["lent"] == 0  # (it borrows from the idle ones now)
+
+
+def test_a_process_answer_that_is_not_one_changes_nothing_it_should_not() -> None:
+    control = NodeShares("n1", SPANS, {"p1": Path("p1")}, SocketClients(), lambda: 3, lambda: T0)
+    odd = {"wants": {"a": 1}, "grants": [1], "returned": 5}
+    for junk in (b"{", b"[]", json.dumps(odd).encode(), None):
+        control.answered("p1", junk)
+    assert (control.lent_in, control.limits, control.parts) == ({}, {}, {})
+    assert control.sends(T0)["p1"]["part"]["grants"] == {"n1": []}
