@@ -505,9 +505,9 @@ def test_a_node_of_several_processes_borrows_quota_shares_within_the_limit(
     mesh: ProcessesMesh,
 ) -> None:
     """A key's traffic all reaches n1: its control process borrows the idle nodes' shares
-    and lends them on to its processes, so n1 admits more than its processes' own; and no
-    minute admits more than the limit mesh-wide, n2 and n3 busy too. Late in the module:
-    the key it makes may turn authentication on."""
+    and lends them on to its processes, so n1 admits more than its processes' own, and
+    the mesh no more than the limit in the minute. Late in the module: the key it makes
+    may turn authentication on."""
     n1 = mesh.nodes[0]
     tenant = fresh("POST", n1.url + "/api/admin/tenants", json={"name": "pub"})
     assert tenant.status_code in (200, 201), tenant.text
@@ -543,12 +543,11 @@ def test_a_node_of_several_processes_borrows_quota_shares_within_the_limit(
     shown = fresh("GET", n1.url + "/ha/local", headers=as_peer).json()["quota_shares"]
     assert shown["wants"] == [["key", made.json()["id"], "requests_per_minute", QUOTA]], shown
     assert shown["grants"] == {}, shown  # it lends none of the node's: its processes use them
-    at_n1[0] += admitted_through(n1.url, QUOTA)
-    others = sum(admitted_through(node.url, QUOTA) for node in mesh.nodes[1:])
-    assert time.monotonic() - started < 60, "the counts below cover one minute"
-    # n1's processes' own shares and each other node's add up to the limit: never more.
-    assert own < at_n1[0] <= own + (nodes - 1) * (-(-QUOTA // nodes) - 1), at_n1[0]
-    assert at_n1[0] + others <= QUOTA, (at_n1[0], others)
+    at_n1[0] += admitted_through(n1.url, 2 * QUOTA)
+    assert time.monotonic() - started < 60, "the count below covers one minute"
+    # Its processes' own shares and all but one of each idle node's: the whole limit
+    # less the reserves the lenders keep, never more (the other nodes admitted none).
+    assert own < at_n1[0] <= own + (nodes - 1) * (-(-QUOTA // nodes) - 1) < QUOTA, at_n1[0]
 
 
 def test_the_control_process_killed_leaves_no_listener(mesh: ProcessesMesh) -> None:
