@@ -34,6 +34,7 @@ from node.plane.data_routes import install
 from node.plane.data_side import PlaneLinkError, PlaneReplica
 from node.plane.handover import Handover, answer_bound
 from node.plane.node_metrics import NodeMetrics
+from node.plane.node_shares import borrow_from_control
 from node.plane.parent import ParentLink, die_with_parent, orphaned
 from node.plane.paths import control_socket, plane_socket
 from node.plane.siblings import Siblings, process_socket, serve_siblings
@@ -134,7 +135,12 @@ async def serve_data(
         loop.add_signal_handler(sig, stop, f"signal {sig.name}")
     # Before it says ready: its siblings ask it for its metrics and what it has applied.
     sibling_site = await serve_siblings(
-        node.metrics, node.applied, config.min_index_wait_secs, own_socket
+        node.metrics,
+        node.applied,
+        config.min_index_wait_secs,
+        own_socket,
+        lambda: {"rate_limits": node.ratelimiter.stats()},
+        lambda sent_at, part: borrow_from_control(node.quotas, sent_at, part),
     )
     if link is not None:
 

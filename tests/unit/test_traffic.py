@@ -110,7 +110,7 @@ def test_a_node_adds_its_processes_rings_and_names_the_silent_one(tmp_path: Path
         for _ in range(3):
             metrics.request("/v1/chat/completions", "m", 200, 0.02, 0.01, own=False)
         path = process_socket(tmp_path, "p1")
-        site = await serve_siblings(metrics, waiter, 0.3, path)
+        site = await serve_siblings(metrics, waiter, 0.3, path, dict, lambda at, part: {})
         silent = process_socket(tmp_path, "p2")
         silent.touch()  # being restarted: no answer
         own = TrafficRing()
