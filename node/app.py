@@ -54,8 +54,9 @@ from node.ha.shutdown import Stopper
 from node.identity.throttle import LoginThrottle
 from node.limits.admission import Admission
 from node.limits.hot_store import HotStore
-from node.limits.quotas import QuotaEngine
+from node.limits.quotas import SPANS, QuotaEngine
 from node.limits.ratelimit import RateLimiter, Rule
+from node.limits.shares import Shares
 from node.limits.usage import UsageBook
 from node.loaded_state import LoadedState
 from node.metrics import Metrics
@@ -72,6 +73,7 @@ from node.part_settings import (
 )
 from node.pipeline.pipeline import Pipeline
 from node.plane.linked import Replica, health_verdicts, linked_state
+from node.plane.node_limits import ProcessLimits
 from node.proxy.forward import Forwarder
 from node.proxy.upstream import make_session
 from node.read_index import ReadIndex
@@ -212,7 +214,14 @@ class Node:
             config.node_name, self.hot_store, lambda: self.serving_nodes() * self.shares
         )
         self.quotas = QuotaEngine(
-            config.node_name, self.hot_store, lambda: self.mesh_size() * self.shares
+            config.node_name,
+            self.hot_store,
+            lambda: self.mesh_size() * self.shares,
+            # A data-plane process borrows from and lends to its control process alone,
+            # which speaks for the node to its peers (node/plane/node_shares.py).
+            shares=Shares(config.node_name, SPANS, capped=False, shrinks=False)
+            if self.data_plane
+            else None,
         )
         self.management_limits = management_limits(config)
         self.login_throttle = LoginThrottle()
@@ -241,6 +250,8 @@ class Node:
         self.control: ControlLoop | None = None  # built at start, with discovery
         # A control process's data-plane processes, as its supervisor describes them.
         self.processes: Callable[[], list[dict[str, Any]]] | None = None
+        # A control process's reading of its data-plane processes' rate-limit counters.
+        self.process_limits: ProcessLimits | None = None
         self._running = contextlib.AsyncExitStack()
         self._runtime_applied: dict[str, Any] | None = None
 
@@ -353,7 +364,7 @@ class Node:
         self.peers = PeerPoller(
             self.session, lambda: self.raft.state.members, self.name, self.mesh_keys.token
         )
-        if lends_quota_shares(self.config.process_count, self.hot_store.configured):
+        if lends_quota_shares(self.config.process_count):
             share_quotas(self.peers, self.quotas)
 
     async def _leave_raft(self) -> None:

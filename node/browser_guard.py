@@ -12,9 +12,11 @@ Browsers say where a request comes from: `Origin` on cross-origin requests and
 on every POST, and `Host` carries the name the page used. So while no
 credential is configured, a request whose `Host` is not a loopback name
 (`localhost`, `127.0.0.0/8`, `[::1]`, any port) is refused (DNS rebinding), and
-so is one whose `Origin` is not a loopback origin (a cross-site page). Tools
-that send neither (curl, SDKs, probes) are unaffected, and so is every node
-that has a credential, since then each request must carry one.
+so is one whose `Origin` is not a loopback origin (a cross-site page) nor one the
+operator listed in `--cors-origins` (a console served elsewhere: listing it is
+trusting its pages with this node, as an admin). Tools that send neither (curl,
+SDKs, probes) are unaffected, and so is every node that has a credential, since
+then each request must carry one.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from aiohttp import web
 
 from node.app import NODE
 from node.config import is_loopback
+from node.cors import CORS
 from node.errors import ApiError
 
 
@@ -64,7 +67,11 @@ async def browser_guard(request: web.Request, handler: Any) -> web.StreamRespons
                 code="HOST_NOT_ALLOWED",
             )
         origin = request.headers.get("Origin")
-        if origin is not None and not _loopback_origin(origin):
+        if (
+            origin is not None
+            and not _loopback_origin(origin)
+            and not request.app[CORS].listed(origin)
+        ):
             raise ApiError(
                 403,
                 f"this node has no credentials, so it refuses requests from web pages of "

@@ -16,6 +16,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from node.traffic.ring import TrafficRing
+
 # WASM outcomes in which the module did not run: they count, but have no duration.
 NOT_RUN = frozenset({"skipped", "too_large", "busy"})
 WASM_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
@@ -73,6 +75,7 @@ class Metrics:
             registry=self.registry,
         )
         self._children: dict[tuple[Any, ...], Any] = {}
+        self.traffic = TrafficRing()  # the same requests, for /ha/traffic
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)
@@ -81,9 +84,19 @@ class Metrics:
             child = self._children[key] = metric.labels(self.node, *labels)
         return child
 
-    def request(self, route: str, model: str, status: int, seconds: float) -> None:
+    def request(
+        self,
+        route: str,
+        model: str,
+        status: int,
+        seconds: float,
+        ttft: float | None = None,
+        own: bool = False,
+    ) -> None:
+        """One inference request answered (`own`: by the node itself, not a worker)."""
         self._child(self._requests, route, model, str(status)).inc()
         self._child(self._latency, route).observe(seconds)
+        self.traffic.record(model, status, seconds, ttft, own)
 
     def first_token(self, route: str, seconds: float) -> None:
         self._child(self._ttft, route).observe(seconds)

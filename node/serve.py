@@ -61,8 +61,11 @@ def run(args: argparse.Namespace) -> int:
         main = serve_data(config, config_file, args)
     elif config.process_count > 1:
         from node.plane.control_process import serve_control  # only with --processes > 1
+        from node.plane.forks import ForkServer
 
-        main = serve_control(config, config_file, sys.argv[1:])
+        # Now, while this process runs no thread, gRPC channel, loop or Raft: its children
+        # are forked from the server with the node's modules loaded.
+        main = serve_control(config, config_file, sys.argv[1:], ForkServer.start())
     else:
         main = _serve(config, config_file)
     try:

@@ -18,6 +18,7 @@ from node.app import NODE, Node
 from node.audit import AUDIT, AuditLog, audit_middleware
 from node.browser_guard import browser_guard
 from node.config import Config
+from node.cors import CORS, CorsPolicy, add_cors_headers, preflight
 from node.errors import error_middleware
 from node.http_limits import MAX_FIELD_SIZE
 from node.index_headers import add_index, min_index
@@ -29,10 +30,12 @@ Middleware = Callable[
 ]
 
 # Outermost first: audit sees every answer, errors become JSON before it does; a request
-# waits for its X-Meshgate-Min-Index once the replica is loaded, before its handler.
+# waits for its X-Meshgate-Min-Index once the replica is loaded, before its handler. A CORS
+# preflight is answered before the browser guard (which it tells about listed origins).
 MIDDLEWARES = (
     audit_middleware,
     error_middleware,
+    preflight,
     browser_guard,
     load_gate,
     min_index,
@@ -59,6 +62,8 @@ def build_app(config: Config, node: Node, middlewares: Sequence[Middleware]) -> 
     )
     app[NODE] = node
     app.on_response_prepare.append(add_index)  # X-Meshgate-Index on every answer
+    app[CORS] = CorsPolicy.of(config.cors_origins, config.request_id_headers)
+    app.on_response_prepare.append(add_cors_headers)
     audit = app[AUDIT] = AuditLog(config.data_path / "audit.jsonl", config.node_name)
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:

@@ -23,10 +23,13 @@ from node.api import (
     policies,
     text,
     tokenizers,
+    traffic,
     wasm,
+    whoami,
     workers,
 )
 from node.api.table import Route
+from node.console import routes as console
 
 WITHOUT_FEED: Final[tuple[Route, ...]] = (
     *health.ROUTES,
@@ -38,11 +41,14 @@ WITHOUT_FEED: Final[tuple[Route, ...]] = (
     *ops.ROUTES,
     *ha.ROUTES,
     *blobs.ROUTES,
+    *traffic.ROUTES,
     *tokenizers.ROUTES,
     *wasm.ROUTES,
     *admin.ROUTES,
     *manage.ROUTES,
+    *whoami.ROUTES,
     *models.ROUTES,
     *docs.ROUTES,
+    *console.ROUTES,
 )
 ROUTES: Final[tuple[Route, ...]] = (*WITHOUT_FEED, *live.ROUTES)

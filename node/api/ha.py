@@ -27,7 +27,7 @@ from node.api.workers import resolve_worker
 from node.app import Node, commit_failure
 from node.auth import Principal
 from node.errors import ApiError
-from node.ha.report import health_problems, local_report, mesh_status
+from node.ha.report import health_problems, local_report, mesh_status, rate_limit_counts
 from node.runtime import RUNTIME_KEY
 from node.tcp_probe import tcp_connects
 from node.workers.pairs import pair_health
@@ -284,10 +284,19 @@ async def delete_rate_limit(request: web.Request, principal: Principal) -> web.R
     return json_response({"scope": scope, "version": value["version"], "status": "deleted"})
 
 
+BY_PROCESS = "process"  # ?by=process: each data-plane process's counts too
+
+
 async def rate_limit_stats(request: web.Request, _: Principal) -> web.Response:
-    """Every node's counters, added up per scope, with each node's share."""
+    """Every node's counters, added up per scope, with each node's share (and, with
+    ?by=process, each data-plane process's of a node that runs several)."""
     node = node_of(request)
-    per_node = {node.name: node.ratelimiter.stats()}
+    by = request.query.get("by")
+    if by not in (None, BY_PROCESS):
+        raise ApiError(400, "by takes 'process' (or leave it out for each node's)", param="by")
+    if node.process_limits is not None:
+        await node.process_limits.gather()  # afresh: an operator asks for now
+    per_node = {node.name: rate_limit_counts(node)}
     unreachable = []
     for name, view in node.peers.views.items():
         if view.reachable and "rate_limits" in view.report:
@@ -300,7 +309,9 @@ async def rate_limit_stats(request: web.Request, _: Principal) -> web.Response:
             total = scopes.setdefault(scope, {"admitted": 0, "rejected": 0, "by_node": {}})
             total["admitted"] += counts["admitted"]
             total["rejected"] += counts["rejected"]
-            total["by_node"][name] = counts
+            shown = total["by_node"][name] = dict(counts)
+            if by != BY_PROCESS:
+                shown.pop("by_process", None)
     for total in scopes.values():
         admitted = total["admitted"] or 1
         for counts in total["by_node"].values():
@@ -311,17 +322,11 @@ async def rate_limit_stats(request: web.Request, _: Principal) -> web.Response:
         "unreachable_nodes": unreachable,
         "backends": {n: s.get("backend") for n, s in per_node.items()},
     }
-    # A node of several processes counts in its data-plane processes, which this answer
-    # does not reach: say so rather than show their control process's zeros as the node's.
-    several = [node.name] if node.config.process_count > 1 else []
-    several += [n for n, v in node.peers.views.items() if v.reachable and v.report.get("processes")]
-    if several:
-        answer["counted_per_process"] = sorted(several)
-        answer["note"] = (
-            "the nodes in counted_per_process run several data-plane processes (--processes): "
-            "their admitted and rejected counts here are their control process's alone, not "
-            "their data-plane processes'"
-        )
+    # A node of several processes adds up its data-plane processes' counts: those that
+    # did not answer in time are left out of its figures, and named.
+    missing = {n: s["missing_processes"] for n, s in per_node.items() if s.get("missing_processes")}
+    if missing:
+        answer["missing_processes"] = missing
     return json_response(answer)
 
 
@@ -726,7 +731,15 @@ ROUTES = (
         "haRateLimitStats",
         "ha",
         "Every node's rate-limit counters, added up per scope",
-        answers={200: "scopes, nodes"},
+        answers={200: "scopes, nodes; missing_processes: a node's processes left out"},
+        errors=(400,),
+        query=(
+            Query(
+                "by",
+                "process: each data-plane process's counts too, for a node of several",
+                {"type": "string", "enum": [BY_PROCESS]},
+            ),
+        ),
     ),
     Route(
         "DELETE",

@@ -9,7 +9,9 @@ usual JSON error, 401 or 403), like the management API: `Authorization:
 Bearer`, or, because browsers cannot set headers on a WebSocket, a `token`
 query parameter or a `Sec-WebSocket-Protocol: bearer.<token>` entry (which is
 echoed back, as browsers require). With no credential configured (loopback),
-the caller is an anonymous admin, as on every other route.
+the caller is an anonymous admin, as on every other route. A browser's
+handshake (it sends `Origin`) comes from the node's own pages or an origin in
+`--cors-origins`, else 403 (node/cors.py: cross-site WebSocket hijacking).
 
 Server -> client, JSON text:
     {"type": "hello", "node": "node-1", "applied_index": 41}
@@ -37,6 +39,7 @@ from node.api.register import register
 from node.api.table import Audience, Query, Route
 from node.app import NODE, Node
 from node.auth import presented_token, refuse_publication_key
+from node.cors import websocket_origin_problem
 from node.errors import ApiError
 from node.live.feed import QUEUE_LIMIT, Client, Feed, StillValid, encode
 from node.live.visibility import Viewer
@@ -144,6 +147,9 @@ def still_valid(node: Node, token: str | None, viewer: Viewer) -> StillValid:
 async def websocket(request: web.Request) -> web.StreamResponse:
     node = node_of(request)
     feed = request.app[FEED]
+    cross_site = websocket_origin_problem(request)
+    if cross_site is not None:
+        raise ApiError(403, cross_site, code="CROSS_SITE_WEBSOCKET")
     token, protocol = credential(request)
     viewer = viewer_for(node, token)
     if feed.closed:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import node.config.checks as checks
 from node.config.declare import Section, at_least, between, masked, one_of, setting
+from node.origins import origins_problem
 from node.outparse.choice import REASONING_NAMES, TOOL_NAMES, entries_check
 from node.routing import POLICY_NAMES
 
@@ -212,6 +213,12 @@ class Access(Section):
         "static control-plane keys, each id:name:role:key (role admin or user)",
         check=checks.control_plane_keys,
         show=checks.show_keys,
+    )
+    cors_origins: list[str] = setting(
+        [],
+        "web origins (scheme://host[:port]) whose pages may call this node with credentials "
+        "(CORS; none: no CORS headers)",
+        check=origins_problem,
     )
     management_requests_per_minute: int = setting(
         100,

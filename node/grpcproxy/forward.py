@@ -213,7 +213,8 @@ class EngineForwarder:
         if ex.before_reply is not None:  # WASM OnResponse: status and headers only
             await ex.before_reply(out, None)
         await out.prepare(ex.http)
-        self.metrics.first_token(ex.path, time.perf_counter() - ex.started)
+        ex.first_token_secs = time.perf_counter() - ex.started
+        self.metrics.first_token(ex.path, ex.first_token_secs)
         response = first
         try:
             await send([*assembly.opening(), *assembly.feed(first)])

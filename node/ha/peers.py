@@ -20,7 +20,7 @@ import asyncio
 import hashlib
 import hmac
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,29 @@ def mesh_token(secret: str) -> str:
     if not secret:
         raise ValueError("a mesh token needs the mesh secret")
     return hmac.new(secret.encode(), b"meshgate/ha/local", hashlib.sha256).hexdigest()
+
+
+async def peer_json(
+    session: Upstream,
+    http_url: str,
+    path: str,
+    headers: Mapping[str, str],
+    timeout: aiohttp.ClientTimeout,
+) -> tuple[dict[str, Any] | None, str | None]:
+    """A peer's JSON object at `path` (asked with the mesh token in `headers`), or None
+    and why not."""
+    try:
+        async with session.get(http_url + path, headers=dict(headers), timeout=timeout) as resp:
+            if resp.status != 200:
+                return None, f"{path} answered {resp.status}"
+            answer = await resp.json()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return None, f"{path} {did_not_answer(exc)}"
+    except ValueError:
+        return None, f"{path} did not answer JSON"
+    if not isinstance(answer, dict):
+        return None, f"{path} did not answer a JSON object"
+    return answer, None
 
 
 @dataclass
@@ -125,20 +148,7 @@ class PeerPoller:
 
     async def _fetch(self, http_url: str) -> tuple[dict[str, Any] | None, str | None]:
         """A node's `/ha/local` report, or None and why not."""
-        try:
-            async with self.session.get(
-                http_url + "/ha/local", headers=self.headers, timeout=self.timeout
-            ) as resp:
-                if resp.status != 200:
-                    return None, f"/ha/local answered {resp.status}"
-                report = await resp.json()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            return None, f"/ha/local {did_not_answer(exc)}"
-        except ValueError:
-            return None, "/ha/local did not answer JSON"
-        if not isinstance(report, dict):
-            return None, "/ha/local did not answer a JSON object"
-        return report, None
+        return await peer_json(self.session, http_url, "/ha/local", self.headers, self.timeout)
 
     @staticmethod
     def _failed(view: PeerView, error: str) -> None:

@@ -24,11 +24,11 @@ def peer_parts(views: Mapping[str, PeerView]) -> PeerParts:
     return parts
 
 
-def lends_quota_shares(process_count: int, redis: bool) -> bool:
-    """Does a node lend and borrow quota shares? Not one of several processes without
-    Redis: its control process sees none of its data-plane processes' demand, so it would
-    lend shares they are using (docs/quotas.md). Its report then wants and grants nothing."""
-    return redis or process_count <= 1
+def lends_quota_shares(process_count: int) -> bool:
+    """Does a node's QuotaEngine itself lend and borrow quota shares over the peer poll?
+    A node of one process, yes. A node of several: its control process does for it,
+    with its data-plane processes' demand (node/plane/node_shares.py)."""
+    return process_count <= 1
 
 
 def share_quotas(poller: PeerPoller, quotas: QuotaEngine) -> None:

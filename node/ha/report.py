@@ -21,6 +21,7 @@ from node.ha.shutdown import Stopper
 from node.limits.admission import Admission
 from node.limits.quotas import QuotaEngine
 from node.limits.ratelimit import RateLimiter
+from node.plane.node_limits import ProcessLimits
 from node.readiness import Readiness
 from node.tokenizers.registry import TokenizerRegistry
 from node.wasm_required import off_report
@@ -51,6 +52,7 @@ class Reporting(Protocol):
     tokenizer_registry: TokenizerRegistry
     wasm: WasmRegistry | None
     processes: Callable[[], list[dict[str, Any]]] | None
+    process_limits: ProcessLimits | None
 
     def is_draining(self) -> bool: ...
     def serving_nodes(self) -> int: ...
@@ -100,7 +102,7 @@ def local_report(node: Reporting) -> dict[str, Any]:
             }
             for w in node.pool.all()
         },
-        "rate_limits": node.ratelimiter.stats(),
+        "rate_limits": rate_limit_counts(node),
         "mesh_secret": secret_report(node),
         "tokenizers": node.tokenizer_registry.report(),  # this node's view of each (GET .../status)
         # Each WASM module on this node: pending/ready/failed, and its circuit breaker.
@@ -108,6 +110,13 @@ def local_report(node: Reporting) -> dict[str, Any]:
         # With --processes N: each data-plane process (name, pid, ready, starts).
         "processes": node.processes() if node.processes is not None else None,
     }
+
+
+def rate_limit_counts(node: Reporting) -> dict[str, Any]:
+    """The node's rate-limit counters: with several processes, all of theirs added up."""
+    if node.process_limits is not None:
+        return node.process_limits.rate_stats()
+    return node.ratelimiter.stats()
 
 
 def secret_report(node: Reporting) -> dict[str, Any]:

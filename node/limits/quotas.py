@@ -204,13 +204,14 @@ class QuotaEngine:
         clock: Callable[[], float] = time.monotonic,  # windows slide: no wall clock needed
         key_prefix: str = "meshgate:q:",
         lease_ttl: float = LEASE_TTL,
+        shares: Shares | None = None,  # how it lends and borrows without Redis (shares.py)
     ) -> None:
         self.node_name = node_name
         self._nodes, self._clock, self._prefix = nodes, clock, key_prefix
         self._lease_ttl = repr(float(lease_ttl))
         self.store = store if store is not None else HotStore(None)
         self._redis = QuotaRedis(self.store) if self.store.configured else None
-        self.shares = Shares(node_name, SPANS)
+        self.shares = shares if shares is not None else Shares(node_name, SPANS)
         self._counts: dict[tuple[str, str], _Counts] = {}
         self._lease_ids = itertools.count(1)
         self._nonce = os.urandom(4).hex()  # a restarted node never reuses a lease id

@@ -31,6 +31,14 @@ second; `report()` is this node's part of it, `exchange()` reads the peers'):
 A node wants, lends on and reads from each peer at most `MAX_KEYS` limits, so a round
 is O(keys) per peer; `client` subjects (anyone can make them) take no part.
 
+A node of several processes (node/plane/node_shares.py) runs the protocol twice: its
+control process borrows and lends for the node with its peers (it admits nothing
+itself: it lends only what its processes lent it, and gives a loan back once its
+processes have given back every part of it: `gives_back`), and its data-plane
+processes borrow from it and lend to it alone (`capped=False`: the control process
+has capped each peer's grant already; `shrinks=False`: a grant to it comes back only
+when it gives it back, since it may have lent it on).
+
 Times are this node's monotonic clock; only durations cross between nodes.
 """
 
@@ -68,14 +76,37 @@ class _Loan:
     gid: int
     amount: int
     until: float  # the lease: usable while now < until
+    recall: bool = False  # the lender wants it back
+
+
+@dataclass(frozen=True, slots=True)
+class Loan:
+    """A loan as a node of several processes passes it on (node/plane/node_shares.py)."""
+
+    amount: int
+    until: float
+    recall: bool
 
 
 class Shares:
     """This node's side of the protocol: what it holds, wants, lends and borrows."""
 
-    def __init__(self, name: str, spans: Mapping[str, float]) -> None:
+    def __init__(
+        self,
+        name: str,
+        spans: Mapping[str, float],
+        *,
+        lends: bool = True,  # False: borrows only
+        capped: bool = True,  # False: a grant counts whole (a data-plane process's)
+        shrinks: bool = True,  # False: lent until given back (a data-plane process's)
+        gives_back: Callable[[Key], bool] | None = None,  # else: its count fits without it
+    ) -> None:
         self.name = name
         self.spans = spans  # limit field -> window seconds
+        self.lends = lends
+        self.capped = capped
+        self.shrinks = shrinks
+        self.gives_back = gives_back
         self.ready = False  # heard from (or about) every peer once: lends and borrows only then
         self._lent: dict[Key, dict[str, _Grant]] = {}  # key -> borrower -> grant
         self._pending: dict[Key, tuple[int, float]] = {}  # withdrawn: amount, out until
@@ -102,7 +133,11 @@ class Shares:
             # a lender lends at most its base less one in reserve: under the limit this node
             # knows now (it may have been lowered since the grant), and whatever a peer sends
             most = max(0, base - 1)
-            held += sum(min(x.amount, most) for x in loans.values() if x.until > now)
+            held += sum(
+                min(x.amount, most) if self.capped else x.amount
+                for x in loans.values()
+                if x.until > now
+            )
         return held
 
     def note(self, key: Key, limit: int, used: int, held: int, now: float) -> None:
@@ -117,6 +152,27 @@ class Shares:
                 self._wants[key] = (limit, now + self.spans[key[2]])
         elif wanted is not None and wanted[0] != limit:
             self._wants[key] = (limit, wanted[1])
+
+    def want(self, key: Key, limit: int, until: float) -> None:
+        """Want `key` until `until` (a control process: for as long as its data-plane
+        processes, which noted it, say they want it)."""
+        if key in self._wants or (len(self._wants) < MAX_KEYS and key[0] not in UNSHARED):
+            self._wants[key] = (limit, until)
+
+    def lends_out(self, key: Key) -> bool:
+        """Has this node lent `key` out, or kept a withdrawn grant out still?"""
+        return bool(self._lent.get(key)) or key in self._pending
+
+    def wants(self, key: Key) -> bool:
+        return key in self._wants
+
+    def loans(self, now: float) -> dict[Key, list[Loan]]:
+        """Every loan in use now, by key."""
+        return {
+            key: [Loan(x.amount, x.until, x.recall) for x in loans.values() if x.until > now]
+            for key, loans in self._loans.items()
+            if any(x.until > now for x in loans.values())
+        }
 
     def _prune(self, now: float) -> None:
         self._pruned = now
@@ -154,7 +210,7 @@ class Shares:
         for lender, (sent_at, part) in fresh.items():
             self._borrow(lender, sent_at, part, count, lambda k: base(k, None), now)
         self._settle_grants(fresh, base, now)
-        if self.ready:
+        if self.ready and self.lends:
             self._lend(fresh, count, base, now)
         self.ready = True
         self._forget(now)
@@ -198,12 +254,19 @@ class Shares:
             if recall:
                 loans.pop(lender, None)
                 # give it back only if this node's count fits in what it holds without it
-                if count(key, now) <= self.held(key, base(key), now):
+                if self._fits(key, count, base, now):
                     returned[key] = gid
                     continue
-            loans[lender] = _Loan(gid, amount, sent_at + LEASE)
+            loans[lender] = _Loan(gid, amount, sent_at + LEASE, bool(recall))
         if not returned:
             del self._returned[lender]
+
+    def _fits(
+        self, key: Key, count: Callable[[Key, float], int], base: Callable[[Key], int], now: float
+    ) -> bool:
+        if self.gives_back is not None:
+            return self.gives_back(key)
+        return count(key, now) <= self.held(key, base(key), now)
 
     # -- lending ------------------------------------------------------------------------
 
@@ -223,7 +286,7 @@ class Shares:
                     for k, s, f, g in _rows(part[1], "returned", self.name, 4)
                     if _strs(k, s, f) and _ints(g)
                 }
-                wants[name] = _wanted(part[1])
+                wants[name] = wanted(part[1])
         for key, lent in list(self._lent.items()):
             for to, g in list(lent.items()):
                 if to not in wants:  # unreachable: stop offering, keep it out a whole window
@@ -233,7 +296,7 @@ class Shares:
                     del lent[to]  # the borrower lowered first: it is ours again at once
                 elif key in self._wants or key not in wants[to]:
                     g.recall = True
-            if lent:
+            if lent and self.shrinks:
                 self._shrink(key, lent, [wants[to].get(key) for to in lent], base, now)
             if not lent:
                 del self._lent[key]
@@ -274,14 +337,14 @@ class Shares:
         base: Callable[[Key, int | None], int],
         now: float,
     ) -> None:
-        wanted: dict[Key, tuple[int, list[str]]] = {}
+        wanting: dict[Key, tuple[int, list[str]]] = {}
         for name, (_, part) in sorted(fresh.items()):
             if not part.get("ready"):
                 continue
-            for key, limit in _wanted(part).items():
+            for key, limit in wanted(part).items():
                 if key[2] in self.spans and key[0] not in UNSHARED:
-                    wanted.setdefault(key, (limit, []))[1].append(name)
-        for key, (limit, borrowers) in wanted.items():
+                    wanting.setdefault(key, (limit, []))[1].append(name)
+        for key, (limit, borrowers) in wanting.items():
             if len(self._lent) >= MAX_KEYS:
                 break  # lends for at most MAX_KEYS keys at once
             if key in self._lent or key in self._pending or key in self._wants:
@@ -323,7 +386,7 @@ def _rows(part: Mapping[str, Any], field: str, peer: str | None, width: int) -> 
     return [r for r in rows[:MAX_KEYS] if isinstance(r, list) and len(r) == width]
 
 
-def _wanted(part: Mapping[str, Any]) -> dict[Key, int]:
+def wanted(part: Mapping[str, Any]) -> dict[Key, int]:
     """A peer's well-formed wants: key -> the limit it decides with."""
     return {
         (kind, sid, field): limit

@@ -92,10 +92,11 @@ class Pipeline:
         started = time.perf_counter()
         request: InferenceRequest | None = None
         status = 500
+        own = True  # the node's own answer (an error it raised), not a worker's
         try:
             request = await enter(started)
             response = await self.run(request)
-            status = response.status
+            status, own = response.status, False
             return response
         except (ApiError, web.HTTPException) as exc:  # aiohttp's own: e.g. 413 on a big body
             status = exc.status
@@ -106,7 +107,8 @@ class Pipeline:
             if status == CLIENT_CLOSED_REQUEST:
                 log.info("client closed %s %s after %.3fs", http.method, http.path, seconds)
             model = request.shown_model if request is not None else None  # once it is served
-            self.metrics.request(route, self.model_label(model), status, seconds)
+            ttft = request.first_token_secs if request is not None else None
+            self.metrics.request(route, self.model_label(model), status, seconds, ttft, own)
 
     async def run(self, request: InferenceRequest) -> web.StreamResponse:
         """The stages, in order: WASM OnRequest, workers, authorize, rate limits, quota,

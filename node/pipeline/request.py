@@ -67,6 +67,7 @@ class InferenceRequest:
     # Recorded by the forwarder.
     worker: Worker | None = None
     attempts: int = 0
+    first_token_secs: float | None = None  # a stream's first byte, from `started`
 
     @property
     def policy_key(self) -> str | None:

@@ -15,21 +15,28 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Final
 
 from aiohttp import web
 
 from node import config as config_module
-from node.app import NODE
+from node.app import NODE, Node
+from node.ha.quota_shares import peer_parts
 from node.ha.secret import MeshSecretError
+from node.limits.quotas import SPANS
 from node.plane.control_side import PlaneServer
 from node.plane.facts import plane_facts
+from node.plane.forks import ForkServer, fork_spawn
 from node.plane.handover import trusted_client
+from node.plane.node_limits import ProcessLimits
+from node.plane.node_shares import NodeShares
 from node.plane.paths import control_socket, plane_socket
 from node.plane.siblings import ALIVE, SocketClients, process_socket
 from node.plane.socket_file import PlaneSocketError, claim
-from node.plane.supervisor import PING_EVERY, ChildRefused, Supervisor
+from node.plane.supervisor import PING_EVERY, ChildRefused, Spawn, Supervisor, exec_spawn
 from node.serving import make_runner, refuse, set_up, stop_on_signals, wait_and_clean_up
 from node.web import create_app
 
@@ -53,19 +60,56 @@ def port_problem(host: str, port: int) -> str | None:
     return None
 
 
-def child_command(argv: Sequence[str]) -> Callable[[str, int], list[str]]:
-    """A data-plane process's arguments: this process's own, and its place."""
+def child_arguments(argv: Sequence[str]) -> Callable[[str, int], list[str]]:
+    """A data-plane process's `meshgate` arguments: this process's own, and its place."""
     parent = str(os.getpid())
 
-    def command(name: str, fd: int) -> list[str]:
+    def arguments(name: str, fd: int) -> list[str]:
         plane = ["--plane-role", "data", "--plane-link", str(fd), "--plane-parent", parent]
-        return [sys.executable, "-m", "node.cli", *argv, *plane, "--plane-name", name]
+        return [*argv, *plane, "--plane-name", name]
 
-    return command
+    return arguments
+
+
+def child_spawn(argv: Sequence[str], forks: ForkServer | None) -> Spawn:
+    """Fork each child from `forks`, else start it as a fresh interpreter."""
+    arguments = child_arguments(argv)
+    interpreter = [sys.executable, "-m", "node.cli"]
+    if forks is not None:
+        return fork_spawn(forks, arguments, interpreter)
+    return exec_spawn(lambda name, fd: [*interpreter, *arguments(name, fd)])
+
+
+def node_shares(node: Node, sockets: Mapping[str, Path], clients: SocketClients) -> NodeShares:
+    """This process borrows quota shares for the node and lends them on to its
+    data-plane processes (node/plane/node_shares.py): without Redis, or while it is
+    unreachable."""
+    quotas = node.quotas
+    shares = NodeShares(node.name, SPANS, sockets, clients, node.mesh_size, time.monotonic)
+    quotas.shares = shares.outer  # its /ha/local part is the node's
+    node.peers.on_polled.append(lambda: shares.exchange(peer_parts(node.peers.views)))
+    return shares
 
 
 async def serve_control(
-    config: config_module.Config, config_file: str | None, argv: Sequence[str]
+    config: config_module.Config,
+    config_file: str | None,
+    argv: Sequence[str],
+    forks: ForkServer | None,
+) -> int:
+    """Run the control process; `forks`, when there is one, starts its children."""
+    try:
+        return await _serve_control(config, config_file, argv, forks)
+    finally:
+        if forks is not None:
+            await forks.close()
+
+
+async def _serve_control(
+    config: config_module.Config,
+    config_file: str | None,
+    argv: Sequence[str],
+    forks: ForkServer | None,
 ) -> int:
     problem = port_problem(config.host, config.port)
     if problem is not None:
@@ -78,22 +122,23 @@ async def serve_control(
     # Before Raft starts: a live socket means this data dir is in use, and a path too long
     # for a Unix socket is refused here rather than in a child that would die restarting.
     data = config.data_path
-    sockets = [process_socket(data, f"p{i + 1}") for i in range(config.process_count)]
+    sockets = {f"p{i + 1}": process_socket(data, f"p{i + 1}") for i in range(config.process_count)}
     try:
-        for path in [control_socket(data), *sockets]:
+        for path in [control_socket(data), *sockets.values()]:
             claim(path)
     except PlaneSocketError as exc:
         return refuse(str(exc))
-    clients = SocketClients()  # one session per child, to ping it
+    clients = SocketClients()  # one session per child, to ping it and read its counters
 
     async def ping(name: str) -> bool:
         path = process_socket(config.data_path, name)
         return await clients.get(path, ALIVE, PING_EVERY) is not None
 
     supervisor = Supervisor(
-        child_command(argv), config.process_count, node.stopper.refuse, ping=ping
+        child_spawn(argv, forks), config.process_count, node.stopper.refuse, ping=ping
     )
     node.processes = supervisor.describe  # shown in /ha/local
+    limits = node.process_limits = ProcessLimits(sockets, clients, node.ratelimiter.stats)
     node.stopper.on_request.append(supervisor.drain)  # a signal, a plan or a refusal
     # The children start first: their own start (mostly imports: the CPU time of a
     # process each) runs beside this one's; each links once the plane link serves.
@@ -103,6 +148,7 @@ async def serve_control(
     if refused is not None:
         await supervisor.stop(0)
         return refused
+    shares = node_shares(node, sockets, clients)  # once started: it hooks the peer poller
     site = web.UnixSite(runner, str(control_socket(config.data_path)))
     await site.start()
     control_socket(config.data_path).chmod(0o600)  # only this node's user hands over
@@ -113,6 +159,8 @@ async def serve_control(
         plane_socket(config.data_path),
     )
     stop_on_signals(node, config)  # from here on: a stop while starting drains the children
+    limits.start()
+    shares.start()
     try:
         await plane.start()
         await supervisor.wait_ready(START_SECS)
@@ -127,6 +175,8 @@ async def serve_control(
         )
     await node.stopper.stopped.wait()
     await supervisor.stop(config.drain_delay_secs + config.shutdown_grace_secs + EXTRA_STOP_SECS)
+    await limits.stop()
+    await shares.stop()
     await clients.close()
     await plane.stop()
     return await wait_and_clean_up(node, runner)

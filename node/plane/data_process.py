@@ -25,6 +25,7 @@ from node import config as config_module
 from node import exit_status, idempotency
 from node.app import Node
 from node.browser_guard import browser_guard
+from node.cors import preflight
 from node.errors import error_middleware
 from node.index_headers import min_index
 from node.load_gate import load_gate
@@ -33,6 +34,7 @@ from node.plane.data_routes import install
 from node.plane.data_side import PlaneLinkError, PlaneReplica
 from node.plane.handover import Handover, answer_bound
 from node.plane.node_metrics import NodeMetrics
+from node.plane.node_shares import borrow_from_control
 from node.plane.parent import ParentLink, die_with_parent, orphaned
 from node.plane.paths import control_socket, plane_socket
 from node.plane.siblings import Siblings, process_socket, serve_siblings
@@ -48,6 +50,7 @@ PROCESS_HEADER: Final = "X-Meshgate-Process"
 # handed to it, and a data-plane process serves no audited route itself.
 MIDDLEWARES: Final = (
     error_middleware,
+    preflight,
     browser_guard,
     load_gate,
     min_index,
@@ -132,7 +135,12 @@ async def serve_data(
         loop.add_signal_handler(sig, stop, f"signal {sig.name}")
     # Before it says ready: its siblings ask it for its metrics and what it has applied.
     sibling_site = await serve_siblings(
-        node.metrics, node.applied, config.min_index_wait_secs, own_socket
+        node.metrics,
+        node.applied,
+        config.min_index_wait_secs,
+        own_socket,
+        lambda: {"rate_limits": node.ratelimiter.stats()},
+        lambda sent_at, part: borrow_from_control(node.quotas, sent_at, part),
     )
     if link is not None:
 

@@ -1,9 +1,10 @@
 """The control process's data-plane children: start N, restart one that dies, drain them all.
 
-Each child is `python -m node.cli serve <the control's own arguments> --plane-role data
-...` (node/plane/control_process.py builds it): it reads the same flags, environment
-and config file, so it gets the same settings (the mesh secret stays in the
-environment, never on a command line). A
+Each child runs `meshgate serve <the control's own arguments> --plane-role data ...`
+(node/plane/control_process.py builds it), forked from the fork server
+(node/plane/forks.py) or as a fresh interpreter (`exec_spawn`): it reads the same
+flags, environment and config file, so it gets the same settings (the mesh secret
+stays in the environment, never on a command line). A
 socket pair links each child to this process: the child writes `ready` on it once it
 listens and its replica is linked, and reads end-of-file on it when this process is
 gone (node/plane/parent.py), so no child outlives the control process.
@@ -25,7 +26,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from node import exit_status
 
@@ -39,6 +40,39 @@ PING_EVERY = 1.0  # each ready child is asked this often whether it runs
 HUNG_SECS = 3.0  # a ready child that answers no ping for this long is killed
 
 Ping = Callable[[str], Awaitable[bool]]  # a child's name -> did it answer (within PING_EVERY)
+
+
+class Child(Protocol):
+    """A running child, as `asyncio.subprocess.Process` holds one."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    async def wait(self) -> int: ...
+
+    def send_signal(self, sig: int) -> None: ...
+
+    def kill(self) -> None: ...
+
+
+# A child's name and its end of the link -> the child, started.
+Spawn = Callable[[str, socket.socket], Awaitable[Child]]
+
+
+def exec_spawn(command: Callable[[str, int], Sequence[str]]) -> Spawn:
+    """Start each child as `command(name, fd)`, `fd` being its end of the link in it."""
+
+    async def spawn(name: str, link: socket.socket) -> Child:
+        return await asyncio.create_subprocess_exec(
+            *command(name, link.fileno()),
+            pass_fds=(link.fileno(),),
+            stdin=asyncio.subprocess.DEVNULL,
+        )
+
+    return spawn
 
 
 class ChildRefused(Exception):
@@ -69,7 +103,7 @@ class DataProcess:
     """One data-plane child: its name, its current run, and whether that run is ready."""
 
     name: str
-    proc: asyncio.subprocess.Process | None = None
+    proc: Child | None = None
     link: socket.socket | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     started_at: float = 0.0
@@ -84,19 +118,19 @@ class DataProcess:
 
 
 class Supervisor:
-    """Starts `count` data-plane children (`command(name, fd)` is a child's whole command
-    line, `fd` the number its end of the link has in it), keeps them running, and drains them.
-    `refused(reason)` is called when a child cannot run as configured."""
+    """Starts `count` data-plane children (`spawn(name, link)` starts one, `link` its end of
+    the link), keeps them running, and drains them. `refused(reason)` is called when a
+    child cannot run as configured."""
 
     def __init__(
         self,
-        command: Callable[[str, int], Sequence[str]],
+        spawn: Spawn,
         count: int,
         refused: Callable[[str], None],
         backoff: Backoff = Backoff(),
         ping: Ping | None = None,
     ) -> None:
-        self.command = command
+        self.spawn_child = spawn
         self.ping = ping
         self.children = [DataProcess(f"p{i + 1}") for i in range(count)]
         self.refused = refused
@@ -174,11 +208,7 @@ class Supervisor:
         child.starts += 1
         child.started_at = time.monotonic()
         try:
-            child.proc = await asyncio.create_subprocess_exec(
-                *self.command(child.name, theirs.fileno()),
-                pass_fds=(theirs.fileno(),),
-                stdin=asyncio.subprocess.DEVNULL,
-            )
+            child.proc = await self.spawn_child(child.name, theirs)
         except BaseException:
             ours.close()
             raise

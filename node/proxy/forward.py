@@ -406,7 +406,8 @@ class Forwarder:
             await ex.before_reply(out, None)
         try:
             await out.prepare(ex.http)
-            self.metrics.first_token(ex.path, time.perf_counter() - ex.started)
+            ex.first_token_secs = time.perf_counter() - ex.started
+            self.metrics.first_token(ex.path, ex.first_token_secs)
             await send(first)
             meter = ex.meter
             if meter is not None:

@@ -78,7 +78,9 @@ def test_shutdown_of_one_node_then_of_the_cluster(mesh: Mesh) -> None:
 
 
 def test_rolling_restart_through_haproxy_loses_no_request(tmp_path: Path) -> None:
-    mesh = Mesh(tmp_path, extra=("--drain-delay-secs", "2"), workers=2)
+    # Each node a control process and two data-plane processes (forked: node/plane/forks.py),
+    # as issue 15 asks: every step drains all three, and none may lose a request.
+    mesh = Mesh(tmp_path, extra=("--drain-delay-secs", "2", "--processes", "2"), workers=2)
     haproxy = None
     try:
         mesh.wait_ready()

@@ -14,6 +14,8 @@ import os
 import signal
 import socket
 import threading
+import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,12 +24,14 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from mesh.events import AppliedStream
+from node.ha.peers import MESH_TOKEN_HEADER, mesh_token
 from node.plane.data_side import SILENT_AFTER, PlaneLinkError, PlaneReplica
+from node.plane.fork_server import SERVER_NAME
 from node.plane.handover import BEHIND_HEADER
 from node.plane.paths import plane_socket
 from node.plane.socket_file import PlaneSocketError, claim
 from tests.cluster.conftest import MODEL, Mesh
-from tests.support import wait_for
+from tests.support import MESH_SECRET, wait_for
 
 PROCESSES = 3
 PROCESS_HEADER = "X-Meshgate-Process"
@@ -59,12 +63,25 @@ def fresh(method: str, url: str, **kwargs: object) -> requests.Response:
         return session.request(method, url, timeout=10, **kwargs)  # type: ignore[arg-type]
 
 
-def children_of(pid: int) -> list[int]:
+def every_child_of(pid: int) -> list[int]:
     path = Path(f"/proc/{pid}/task/{pid}/children")
     try:
         return [int(p) for p in path.read_text().split()]
     except OSError:
         return []
+
+
+def is_fork_server(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == SERVER_NAME.decode()
+    except OSError:
+        return False
+
+
+def children_of(pid: int) -> list[int]:
+    """The data-plane processes of the control process `pid` (its children but the fork
+    server, whose children they were before they were handed to it)."""
+    return [child for child in every_child_of(pid) if not is_fork_server(child)]
 
 
 def alive(pid: int) -> bool:
@@ -151,6 +168,13 @@ def _series(text: str, node: str) -> dict[tuple[str, frozenset[tuple[str, str]]]
     }
 
 
+def _traffic(url: str, query: str = "?minutes=2") -> int:
+    """n1's requests for MODEL in /ha/traffic at `url`, once every process answered."""
+    n1 = fresh("GET", url + "/ha/traffic" + query).json()["nodes"]["n1"]
+    assert n1["processes"] == PROCESSES and n1["missing_processes"] == []
+    return sum(n1["models"].get(MODEL, {"requests": [0]})["requests"])
+
+
 def test_metrics_through_any_process_are_the_node_view(mesh: ProcessesMesh) -> None:
     n1, n2 = mesh.nodes[0], mesh.nodes[1]  # n2 runs one process
     chat = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
@@ -164,10 +188,14 @@ def test_metrics_through_any_process_are_the_node_view(mesh: ProcessesMesh) -> N
         )
 
     before = answered(fresh("GET", n1.url + "/metrics").text)
+    traffic_before = _traffic(n1.url)
     served = [fresh("POST", n1.url + "/v1/chat/completions", json=chat) for _ in range(9)]
     assert {a.status_code for a in served} == {200}
     by_process = {a.headers[PROCESS_HEADER] for a in served}
     assert len(by_process) >= 2, by_process  # several processes answered them
+    # /ha/traffic (the control process answers it) adds up every process's ring.
+    assert _traffic(n1.url) - traffic_before == 9
+    assert _traffic(n2.url, "?scope=mesh&minutes=2") - traffic_before == 9
     answer = fresh("GET", n1.url + "/metrics")
     assert answer.status_code == 200
     assert "process=" not in answer.text
@@ -192,6 +220,46 @@ def test_metrics_through_any_process_are_the_node_view(mesh: ProcessesMesh) -> N
     refused = fresh("GET", n1.url + "/metrics?by=nothing")
     assert refused.status_code == 400, refused.text
     assert refused.json()["error"]["param"] == "by"
+
+
+RATE = 1000.0  # requests a second: the test's requests are all admitted
+
+
+def rate_limit_counts(url: str, node: str, query: str = "") -> dict[str, object]:
+    """`node`'s counts of the MODEL rule in /ha/rate-limit/stats through `url`."""
+    stats = fresh("GET", f"{url}/ha/rate-limit/stats{query}").json()
+    return stats["scopes"][MODEL]["by_node"][node]  # type: ignore[no-any-return]
+
+
+def test_the_rate_limit_stats_of_a_node_count_every_process(mesh: ProcessesMesh) -> None:
+    n1, n2 = mesh.nodes[:2]
+    rule = {"model": MODEL, "requests_per_second": RATE}
+    assert fresh("POST", n1.url + "/ha/rate-limit", json=rule).status_code == 200
+    chat = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    served: Counter[str] = Counter()
+    try:
+        while len(served) < 2 or served.total() < 4:  # until several processes served some
+            answer = fresh("POST", n1.url + "/v1/chat/completions", json=chat)
+            assert answer.status_code == 200, answer.text
+            served[answer.headers[PROCESS_HEADER]] += 1
+            assert served.total() < 40, served
+        counted = rate_limit_counts(n1.url, n1.name, "?by=process")
+        assert counted["admitted"] == served.total(), (counted, served)
+        by_process = counted["by_process"]
+        assert {p: c["admitted"] for p, c in by_process.items() if c["admitted"]} == served
+        assert "by_process" not in rate_limit_counts(n1.url, n1.name)
+        # n2 reads n1's from its /ha/local, which the control process refreshes each second.
+        wait_for(
+            lambda: rate_limit_counts(n2.url, n1.name)["admitted"] == served.total(),
+            timeout=10,
+            what="n2 to show n1's counts as every process's",
+        )
+        assert "missing_processes" not in fresh("GET", n2.url + "/ha/rate-limit/stats").json()
+        refused = fresh("GET", n1.url + "/ha/rate-limit/stats?by=node")
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"]["param"] == "by"
+    finally:
+        assert fresh("DELETE", f"{n1.url}/ha/rate-limit/{MODEL}").status_code == 200
 
 
 def test_a_killed_data_plane_process_is_restarted_while_the_others_serve(
@@ -288,6 +356,9 @@ def test_a_plane_socket_of_another_version_or_in_use_is_refused(mesh: ProcessesM
         asyncio.run(follow_as_another_version())
 
 
+WRITE_BOUND = 2.5  # seconds: PROBE_AFTER + ALIVE_SECS (about 1 s), with slack for the load
+
+
 def test_a_hung_data_plane_process_is_restarted_and_writes_name_it_meanwhile(
     mesh: ProcessesMesh,
 ) -> None:
@@ -296,19 +367,30 @@ def test_a_hung_data_plane_process_is_restarted_and_writes_name_it_meanwhile(
     victim = shown[0]
     worker_id = fresh("GET", n1.url + "/workers").json()["workers"][0]["id"]
     named: list[str] = []
+    took: list[float] = []
 
     def a_write_names_the_victim() -> bool:
+        started = time.monotonic()
         try:  # a new connection may queue on the stopped process's listener: reset on its kill
             answer = fresh("PATCH", f"{n1.url}/workers/{worker_id}", json={"model_id": MODEL})
         except requests.ConnectionError:
             return False
+        took.append(time.monotonic() - started)  # answered by a sibling of the stopped one
         assert answer.status_code == 200, answer.text
         named.append(answer.headers.get(BEHIND_HEADER, ""))
         return named[-1] == victim["name"]
 
+    def stats_name_the_victim() -> bool:
+        stats = fresh("GET", n1.url + "/ha/rate-limit/stats").json()
+        return stats.get("missing_processes") == {n1.name: [victim["name"]]}
+
     os.kill(victim["pid"], signal.SIGSTOP)
     try:
+        # It misses a ping: writes through its siblings stop waiting for it, and name it.
         wait_for(a_write_names_the_victim, timeout=20, what="a write to name the hung process")
+        wait_for(a_write_names_the_victim, timeout=5, what="the next write to name it too")
+        assert max(took) < WRITE_BOUND, took
+        wait_for(stats_name_the_victim, timeout=5, what="its counts to be named missing")
         wait_for(
             lambda: (
                 victim["pid"] not in children_of(n1.proc.pid)
@@ -427,25 +509,17 @@ def test_a_frozen_control_process_makes_the_node_unready_and_bounds_handed_over_
     assert again.status_code == 200, again.text
 
 
-QUOTA = 20  # requests a minute, mesh-wide
+QUOTA = 18  # requests a minute, mesh-wide: a whole share for each of n1's processes
 
 
-def test_a_node_of_several_processes_without_redis_lends_no_quota_share(
+def test_a_node_of_several_processes_borrows_quota_shares_within_the_limit(
     mesh: ProcessesMesh,
 ) -> None:
-    """The reviewer's quota_lend: n2 wants more than its share while n1's control process,
-    which sees none of its processes' demand, would lend n1's. Late in the module: the key
-    it makes may turn authentication on."""
-    n1, n2 = mesh.nodes[:2]
-    for node in (n1, n2):  # n1's counts are in its data-plane processes: the answer says so
-        wait_for(  # n2 knows it once its peer poll has read n1's report
-            lambda node=node: (
-                fresh("GET", node.url + "/ha/rate-limit/stats").json().get("counted_per_process")
-                == [n1.name]
-            ),
-            timeout=10,
-            what=f"{node.name}'s rate-limit stats to name {n1.name} as counted per process",
-        )
+    """A key's traffic all reaches n1: its control process borrows the idle nodes' shares
+    and lends them on to its processes, so n1 admits more than its processes' own, and
+    the mesh no more than the limit in the minute. Late in the module: the key it makes
+    may turn authentication on."""
+    n1 = mesh.nodes[0]
     tenant = fresh("POST", n1.url + "/api/admin/tenants", json={"name": "pub"})
     assert tenant.status_code in (200, 201), tenant.text
     limits = {"requestsPerMinute": QUOTA}
@@ -466,19 +540,25 @@ def test_a_node_of_several_processes_without_redis_lends_no_quota_share(
             for _ in range(count)
         )
 
-    n2_share = -(-QUOTA // len(mesh.nodes))
-    at_n2 = [0]
+    nodes = len(mesh.nodes)
+    own = PROCESSES * -(-QUOTA // (nodes * PROCESSES))  # n1's processes' own shares: 6
+    started = time.monotonic()
+    at_n1 = [0]
 
-    def n2_borrowed() -> bool:  # from n3, which lends (and, before the fix, from n1)
-        at_n2[0] += admitted_through(n2.url, 2)
-        return at_n2[0] > n2_share
+    def n1_borrowed() -> bool:  # new connections: every process of n1
+        at_n1[0] += admitted_through(n1.url, 2)
+        return at_n1[0] > own
 
-    wait_for(n2_borrowed, timeout=15, what="n2 to borrow an idle node's share")
-    at_n2[0] += admitted_through(n2.url, QUOTA)
-    at_n1 = admitted_through(n1.url, 2 * QUOTA)  # new connections: every process
-    # Every process's share, n1's three and the other nodes' one each; n1 lends nothing.
-    bound = PROCESSES * -(-QUOTA // (len(mesh.nodes) * PROCESSES)) + 2 * n2_share
-    assert at_n1 + at_n2[0] <= bound, (at_n1, at_n2[0], bound)
+    wait_for(n1_borrowed, timeout=20, what="n1 to borrow the idle nodes' shares")
+    as_peer = {MESH_TOKEN_HEADER: mesh_token(MESH_SECRET)}  # authentication is on now
+    shown = fresh("GET", n1.url + "/ha/local", headers=as_peer).json()["quota_shares"]
+    assert shown["wants"] == [["key", made.json()["id"], "requests_per_minute", QUOTA]], shown
+    assert shown["grants"] == {}, shown  # it lends none of the node's: its processes use them
+    at_n1[0] += admitted_through(n1.url, 2 * QUOTA)
+    assert time.monotonic() - started < 60, "the count below covers one minute"
+    # Its processes' own shares and all but one of each idle node's: the whole limit
+    # less the reserves the lenders keep, never more (the other nodes admitted none).
+    assert own < at_n1[0] <= own + (nodes - 1) * (-(-QUOTA // nodes) - 1) < QUOTA, at_n1[0]
 
 
 def test_the_control_process_killed_leaves_no_listener(mesh: ProcessesMesh) -> None:
@@ -486,6 +566,8 @@ def test_the_control_process_killed_leaves_no_listener(mesh: ProcessesMesh) -> N
     n1 = mesh.nodes[0]
     data_plane = children_of(n1.proc.pid)
     assert len(data_plane) == PROCESSES
+    forks = [pid for pid in every_child_of(n1.proc.pid) if is_fork_server(pid)]
+    assert len(forks) == 1, forks  # they were forked, with the node's modules loaded
     os.kill(n1.proc.pid, signal.SIGKILL)  # the control process alone, not its group
 
     def port_closed() -> bool:
@@ -493,4 +575,8 @@ def test_the_control_process_killed_leaves_no_listener(mesh: ProcessesMesh) -> N
             return probe.connect_ex(("127.0.0.1", n1.port)) != 0
 
     wait_for(port_closed, timeout=10, what="n1's port to close")
-    wait_for(lambda: not any(alive(pid) for pid in data_plane), timeout=10, what="orphans to exit")
+    wait_for(
+        lambda: not any(alive(pid) for pid in [*data_plane, *forks]),
+        timeout=10,
+        what="orphans (the fork server too) to exit",
+    )

@@ -78,13 +78,12 @@ def test_a_flood_of_refusals_never_rotates_accepted_changes_away(cluster: Cluste
 def test_a_node_without_credentials_refuses_cross_site_pages_and_foreign_hosts(
     cluster: Cluster,
 ) -> None:
-    node = cluster.node(ready=False)
+    node = cluster.node("--cors-origins", "https://console.example", ready=False)
     write = {"key": "csrf", "value": 1}
-    cross_site = requests.post(
-        node.url + "/ha/config", json=write, headers={"Origin": "https://evil.example"}
-    )
-    assert cross_site.status_code == 403
-    assert cross_site.json()["error"]["code"] == "CROSS_SITE_REQUEST"
+    for evil in ("https://evil.example", "https://console.example.evil.com"):
+        cross_site = requests.post(node.url + "/ha/config", json=write, headers={"Origin": evil})
+        assert cross_site.status_code == 403
+        assert cross_site.json()["error"]["code"] == "CROSS_SITE_REQUEST"
     rebound = requests.get(node.url + "/workers", headers={"Host": "evil.example:30000"})
     assert rebound.status_code == 403 and rebound.json()["error"]["code"] == "HOST_NOT_ALLOWED"
     null_origin = requests.post(node.url + "/ha/config", json=write, headers={"Origin": "null"})
@@ -101,6 +100,10 @@ def test_a_node_without_credentials_refuses_cross_site_pages_and_foreign_hosts(
         headers = {"Host": host, **({"Origin": origin} if origin else {})}
         allowed = requests.get(node.url + "/workers", headers=headers, timeout=5)
         assert allowed.status_code == 200, (host, allowed.text)
+    # The operator trusted a console on another origin with this node (docs/security.md).
+    listed = requests.get(node.url + "/workers", headers={"Origin": "https://console.example"})
+    assert listed.status_code == 200
+    assert listed.headers["Access-Control-Allow-Origin"] == "https://console.example"
     assert requests.post(node.url + "/ha/config", json=write, timeout=5).status_code == 200
 
 

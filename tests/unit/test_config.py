@@ -183,6 +183,15 @@ def test_bool_flag() -> None:
         (["--disable-retries", "maybe"], "--disable-retries"),
         (["--log-level", "trace"], "--log-level"),
         (["--max-payload-size", "1.5"], "--max-payload-size"),
+        (["--cors-origins", "https://console.example/"], "--cors-origins"),
+        (["--cors-origins", "https://console.example/path"], "--cors-origins"),
+        (["--cors-origins", "*"], "--cors-origins"),
+        (["--cors-origins", "null"], "--cors-origins"),
+        (["--cors-origins", "HTTPS://CONSOLE.EXAMPLE"], "--cors-origins"),
+        (["--cors-origins", "https://console.example:443"], "--cors-origins"),
+        (["--cors-origins", "https://console.example:70000"], "--cors-origins"),
+        (["--cors-origins", "ftp://console.example"], "--cors-origins"),
+        (["--cors-origins", "https://user@console.example"], "--cors-origins"),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, list) else v,
 )
@@ -191,6 +200,12 @@ def test_bad_flag_value_names_the_flag(argv: list[str], flag: str) -> None:
         load(*argv, "--node-name", "n")
     assert flag in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_cors_origins_are_exact_origins() -> None:
+    listed = ["https://console.example", "http://localhost:5173", "http://[::1]:8080"]
+    assert load("--cors-origins", *listed, "--node-name", "n").cors_origins == listed
+    assert load("--node-name", "n").cors_origins == []  # off by default
 
 
 @pytest.mark.parametrize(
@@ -475,6 +490,7 @@ FLAGS = [
     "--health-check-endpoint",
     "--api-key",
     "--control-plane-api-keys",
+    "--cors-origins",
     "--management-requests-per-minute",
     "--management-burst",
     "--jwt-secret",

@@ -19,7 +19,7 @@ from node.ha.shutdown import Stopper
 from node.limits.admission import Admission
 from node.plane.handover import CLIENT_HEADER, passed_headers, served_here
 from node.plane.parent import drain_timings
-from node.plane.supervisor import Backoff, ChildRefused, Supervisor, why
+from node.plane.supervisor import Backoff, ChildRefused, Supervisor, exec_spawn, why
 
 # A child: say ready on the link, then wait for SIGTERM (exit 0), a drain line (exit with
 # its grace period as the status) or the link's end of file (the parent is gone: exit 1).
@@ -35,7 +35,7 @@ REFUSING = "import sys; sys.exit(2)"
 
 
 def child(script: str):  # type: ignore[no-untyped-def]
-    return lambda name, fd: [sys.executable, "-c", script, str(fd)]
+    return exec_spawn(lambda name, fd: [sys.executable, "-c", script, str(fd)])
 
 
 def test_children_get_ready_are_restarted_after_sigkill_and_drain_with_exit_zero() -> None:
