@@ -9,6 +9,7 @@ import importlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final, NoReturn
 
@@ -78,10 +79,28 @@ def parser_for(argv: list[str]) -> tuple[argparse.ArgumentParser, Command | None
     for command in COMMANDS:
         command_parser = sub.add_parser(command.name, help=command.help)
         if command is chosen:
-            module = importlib.import_module(command.module)
+            with _collector_off_while(command.server):
+                module = importlib.import_module(command.module)
             module.add_arguments(command_parser)
             command_parser.set_defaults(run=module.run)
     return parser, chosen
+
+
+@contextlib.contextmanager
+def _collector_off_while(importing_a_server: bool) -> Iterator[None]:
+    """Import a server's modules with the garbage collector off. An import builds
+    objects that live as long as the process (modules, classes, functions), so the
+    hundreds of collections it would trigger free nothing: ~10% of a node's import CPU
+    (measured: 0.95 s of CPU down to 0.85 s), paid at every start. The collector comes
+    back on before the server runs; main() then freezes what the imports built."""
+    if not importing_a_server or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _keep_loaded_code_out_of_collections() -> None:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import itertools
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.cluster.conftest import MODEL, Mesh
@@ -36,82 +38,99 @@ def _mesh(tmp_path: Path, *extra: str) -> Mesh:
     return mesh
 
 
-def test_revoked_and_rotated_keys_are_refused_everywhere_within_a_second(tmp_path: Path) -> None:
-    mesh = _mesh(tmp_path)
+def test_published_limits_are_exact_with_redis_and_headers_count_down(tmp_path: Path) -> None:
+    redis_server = RedisServer(tmp_path / "redis.log")
+    redis_server.start()
+    mesh = _mesh(tmp_path, "--redis-url", redis_server.url)
     try:
-        a, b, c = mesh.urls
-        requests.post(
-            a + "/api/admin/tenants", json={"name": "t1"}, headers=ADMIN, timeout=5
-        ).raise_for_status()
-        made = requests.post(b + "/api/keys", json={"namespace": "t1"}, headers=ADMIN, timeout=5)
-        key, key_id = made.json()["apiKey"], made.json()["id"]
-        for url in mesh.urls:
-            wait_for(
-                lambda u=url: (
-                    requests.post(
-                        u + "/v1/chat/completions",
-                        json={**CHAT, "model": MODEL},
-                        timeout=5,
-                        headers={"Authorization": f"Bearer {key}"},
-                    ).status_code
-                    == 200
-                ),
-                what="the new key works on every node",
+        key = _publish(mesh, {"requestsPerMinute": 20})
+        remaining = []
+        for url in itertools.islice(itertools.cycle(mesh.urls), 6):
+            resp = requests.post(
+                url + "/models/bot/predict", json=CHAT, headers={"X-API-Key": key}, timeout=10
             )
+            assert resp.status_code == 200
+            remaining.append(int(resp.headers["X-RateLimit-Remaining"]))
+        assert remaining == [19, 18, 17, 16, 15, 14]  # one counter, whichever node answers
+        answers = _spread(mesh, key, 30)
+        assert sum(r.status_code == 200 for r in answers) == 14
+        refused = next(r for r in answers if r.status_code == 429)
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert refused.headers["X-RateLimit-Remaining"] == "0"
 
-        resp = requests.delete(f"{c}/api/keys/{key_id}", headers=ADMIN, timeout=5)
-        acked = time.monotonic()
-        assert resp.status_code == 200
-        for url in mesh.urls:  # every node refuses it within one second of the acknowledgement
-            wait_for(
-                lambda u=url: (
-                    requests.post(
-                        u + "/v1/chat/completions",
-                        json={**CHAT, "model": MODEL},
-                        timeout=5,
-                        headers={"Authorization": f"Bearer {key}"},
-                    ).status_code
-                    == 401
-                ),
-                timeout=1.0,
-                interval=0.02,
-                what="revocation everywhere",
-            )
-        assert time.monotonic() - acked < 1.0
+        def usage(url: str) -> dict:
+            return requests.get(
+                url + "/api/models/bot/publish?namespace=pub", headers=ADMIN, timeout=5
+            ).json()["usage"]  # type: ignore[no-any-return]
 
-        second = requests.post(
-            a + "/api/keys", json={"namespace": "t1"}, headers=ADMIN, timeout=5
-        ).json()
-        rotated = requests.post(f"{b}/api/keys/{second['id']}/rotate", headers=ADMIN, timeout=5)
-        acked = time.monotonic()
-        new_key = rotated.json()["newApiKey"]
-        for url in mesh.urls:
-            wait_for(
-                lambda u=url: (
-                    requests.post(
-                        u + "/v1/chat/completions",
-                        json={**CHAT, "model": MODEL},
-                        timeout=5,
-                        headers={"X-API-Key": second["apiKey"]},
-                    ).status_code
-                    == 401
-                ),
-                timeout=1.0,
-                interval=0.02,
-                what="the old key refused after rotation",
-            )
-            assert (
-                requests.post(
-                    url + "/v1/chat/completions",
-                    json={**CHAT, "model": MODEL},
-                    headers={"X-API-Key": new_key},
-                    timeout=5,
-                ).status_code
-                == 200
-            )
-        assert time.monotonic() - acked < 1.5
+        # usage is exact with Redis: every node reads the same totals at once
+        wait_for(lambda: usage(mesh.urls[2])["totalRequests"] == 20, what="exact usage")
+        assert all(
+            usage(u)["totalRequests"] == 20 and usage(u)["tokensUsed"] > 0 for u in mesh.urls
+        )
     finally:
         mesh.stop()
+        redis_server.kill()
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    """One mesh without Redis for the tests that only add keys, tenants and publications
+    of their own (the Redis test, with a mesh of its own, runs before it starts)."""
+    m = _mesh(tmp_path_factory.mktemp("mesh"))
+    try:
+        yield m
+    finally:
+        m.stop()
+
+
+def _chat_status(url: str, headers: dict[str, str]) -> int:
+    """The status of a chat on `url` with `headers` (a key, as Bearer or X-API-Key)."""
+    return requests.post(
+        url + "/v1/chat/completions", json={**CHAT, "model": MODEL}, headers=headers, timeout=5
+    ).status_code
+
+
+def test_revoked_and_rotated_keys_are_refused_everywhere_within_a_second(mesh: Mesh) -> None:
+    a, b, c = mesh.urls
+    requests.post(
+        a + "/api/admin/tenants", json={"name": "t1"}, headers=ADMIN, timeout=5
+    ).raise_for_status()
+    made = requests.post(b + "/api/keys", json={"namespace": "t1"}, headers=ADMIN, timeout=5)
+    key, key_id = made.json()["apiKey"], made.json()["id"]
+    bearer = {"Authorization": f"Bearer {key}"}
+    for url in mesh.urls:
+        wait_for(
+            lambda u=url: _chat_status(u, bearer) == 200, what="the new key works on every node"
+        )
+
+    resp = requests.delete(f"{c}/api/keys/{key_id}", headers=ADMIN, timeout=5)
+    acked = time.monotonic()
+    assert resp.status_code == 200
+    for url in mesh.urls:  # every node refuses it within one second of the acknowledgement
+        wait_for(
+            lambda u=url: _chat_status(u, bearer) == 401,
+            timeout=1.0,
+            interval=0.02,
+            what="revocation everywhere",
+        )
+    assert time.monotonic() - acked < 1.0
+
+    second = requests.post(
+        a + "/api/keys", json={"namespace": "t1"}, headers=ADMIN, timeout=5
+    ).json()
+    rotated = requests.post(f"{b}/api/keys/{second['id']}/rotate", headers=ADMIN, timeout=5)
+    acked = time.monotonic()
+    new_key = rotated.json()["newApiKey"]
+    for url in mesh.urls:
+        wait_for(
+            lambda u=url: _chat_status(u, {"X-API-Key": second["apiKey"]}) == 401,
+            timeout=1.0,
+            interval=0.02,
+            what="the old key refused after rotation",
+        )
+        assert _chat_status(url, {"X-API-Key": new_key}) == 200
+    assert time.monotonic() - acked < 1.5
 
 
 def _publish(mesh: Mesh, limits: dict) -> str:
@@ -196,7 +215,9 @@ def _chats(url: str, key: str, count: int) -> list[requests.Response]:
         ]
 
 
-def test_published_limits_hold_across_a_window_edge_without_redis(tmp_path: Path) -> None:
+def test_published_limits_hold_across_a_window_edge_without_redis(
+    mesh: Mesh, tmp_path: Path
+) -> None:
     """`requestsPerMinute: 10` on 3 nodes without Redis, through HAProxy round-robin.
 
     With clock-aligned windows, a burst just before a minute boundary and another just
@@ -211,7 +232,6 @@ def test_published_limits_hold_across_a_window_edge_without_redis(tmp_path: Path
     unused shares (all but one request each) through the peer poll, so that node admits
     the whole limit, not ceil(10 / 3) = 4, and the headers show the key's limit.
     """
-    mesh = _mesh(tmp_path)
     lb = None
     try:
         lb = HAProxy(tmp_path, mesh)
@@ -242,39 +262,3 @@ def test_published_limits_hold_across_a_window_edge_without_redis(tmp_path: Path
     finally:
         if lb is not None:
             lb.stop()
-        mesh.stop()
-
-
-def test_published_limits_are_exact_with_redis_and_headers_count_down(tmp_path: Path) -> None:
-    redis_server = RedisServer(tmp_path / "redis.log")
-    redis_server.start()
-    mesh = _mesh(tmp_path, "--redis-url", redis_server.url)
-    try:
-        key = _publish(mesh, {"requestsPerMinute": 20})
-        remaining = []
-        for url in itertools.islice(itertools.cycle(mesh.urls), 6):
-            resp = requests.post(
-                url + "/models/bot/predict", json=CHAT, headers={"X-API-Key": key}, timeout=10
-            )
-            assert resp.status_code == 200
-            remaining.append(int(resp.headers["X-RateLimit-Remaining"]))
-        assert remaining == [19, 18, 17, 16, 15, 14]  # one counter, whichever node answers
-        answers = _spread(mesh, key, 30)
-        assert sum(r.status_code == 200 for r in answers) == 14
-        refused = next(r for r in answers if r.status_code == 429)
-        assert int(refused.headers["Retry-After"]) >= 1
-        assert refused.headers["X-RateLimit-Remaining"] == "0"
-
-        def usage(url: str) -> dict:
-            return requests.get(
-                url + "/api/models/bot/publish?namespace=pub", headers=ADMIN, timeout=5
-            ).json()["usage"]  # type: ignore[no-any-return]
-
-        # usage is exact with Redis: every node reads the same totals at once
-        wait_for(lambda: usage(mesh.urls[2])["totalRequests"] == 20, what="exact usage")
-        assert all(
-            usage(u)["totalRequests"] == 20 and usage(u)["tokensUsed"] > 0 for u in mesh.urls
-        )
-    finally:
-        mesh.stop()
-        redis_server.kill()

@@ -13,7 +13,6 @@ last acknowledged one, no write answered `not_committed` was ever applied, and e
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +23,6 @@ from tests.writers import Writers
 
 KEYS = 4  # the follower's writes cycle over this many config keys
 CUTS = 3
-CUT_SECS = 6.0
 FLOWING_SECS = 30.0  # longest wait for writes through the follower to be acknowledged again
 
 
@@ -108,6 +106,19 @@ def _flowing(follower: netns.NsNode, record: list[Attempt], since: int) -> None:
     netns.wait_for(flowing, timeout=FLOWING_SECS, what=f"writes through {follower.name}")
 
 
+def _caught(follower: netns.NsNode, record: list[Attempt], since: int) -> None:
+    """Until two writes sent through the cut-off follower after `record[since]` have been
+    answered without an acknowledgement: the one in flight at the cut, which it gives up on
+    after its commit timeout (3 s; `unknown` once the clock-skew allowance has passed too),
+    and the next one it is sent once the majority has taken the retry. That is what a cut
+    is for here; it slept a fixed 6 s."""
+
+    def caught() -> bool:
+        return sum(a.node == follower.name and not a.acknowledged for a in record[since:]) >= 2
+
+    netns.wait_for(caught, timeout=FLOWING_SECS, what=f"writes through {follower.name} caught")
+
+
 def _settle(mesh: netns.NetnsMesh, timeout: float = 60.0) -> dict[str, Any]:
     """Wait until every node holds the same config; return it."""
 
@@ -133,8 +144,9 @@ def test_writes_reported_unknown_or_not_committed_never_overwrite_acknowledged_o
         try:
             for _ in range(CUTS):
                 _flowing(follower, record, len(record))
+                cut_at = len(record)
                 mesh.cut(follower)
-                time.sleep(CUT_SECS)
+                _caught(follower, record, cut_at)
                 mesh.heal(follower)
             _flowing(follower, record, len(record))
         finally:

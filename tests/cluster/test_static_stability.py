@@ -22,8 +22,8 @@ from tests.support import start_echo_worker, wait_for
 CHAT = {"model": MODEL, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}
 # Far longer than HAProxy takes to mark a failing node DOWN (`fall 2` checks `inter` apart:
 # 1 s as shipped, 0.4 s with FAST_CHECKS, which these tests use to wait less for DOWN and
-# UP; more checks in the window only make "stays UP" a stricter claim).
-WATCH_SECS = 3.0
+# UP): ten checks of each node, five times what would take it out (it was 3 s).
+WATCH_SECS = 2.0
 
 
 def chat(url: str) -> requests.Response:
