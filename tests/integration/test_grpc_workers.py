@@ -103,7 +103,16 @@ def test_a_registered_tokenizer_serves_a_worker_of_its_model(env: dict[str, Any]
     record = cluster.tmp_path / "registered.jsonl"
     worker = cluster.grpc_echo(env["tok"], "--record-file", str(record), model="reg-model")
     body = {"name": "reg-model", "source": str(env["tok"])}
-    assert requests.post(node.url + "/v1/tokenizers", json=body, timeout=10).status_code == 202
+    resp = requests.post(node.url + "/v1/tokenizers", json=body, timeout=10)
+    assert resp.status_code == 202, resp.text
+    status = f"{node.url}/v1/tokenizers/{resp.json()['id']}/status"
+    # Discovery takes a registered tokenizer that is loaded on the node by then (else the
+    # worker's own): under load the registration may still be pending, so wait for it.
+    wait_for(
+        lambda: requests.get(status, timeout=5).json()["status"] == "ready",
+        timeout=30,
+        what="the registered tokenizer ready",
+    )
     worker_id = _add(node, {"url": worker.url})
     shown = _settled(node, worker_id)
     assert shown["status"] == "ready", shown["job_status"]
