@@ -98,6 +98,8 @@ async def serve_control(
     forks: ForkServer | None,
 ) -> int:
     """Run the control process; `forks`, when there is one, starts its children."""
+    if forks is not None:
+        forks.watch()  # a server that dies is reaped at once, not left a zombie
     try:
         return await _serve_control(config, config_file, argv, forks)
     finally:

@@ -75,6 +75,11 @@ def exec_spawn(command: Callable[[str, int], Sequence[str]]) -> Spawn:
     return spawn
 
 
+class SpawnAgain(Exception):
+    """A start failed after its link may have been passed on (a fork request that a
+    silent fork server still holds): start the child again, with a fresh link."""
+
+
 class ChildRefused(Exception):
     """A data-plane process cannot run as configured (it exited 2)."""
 
@@ -202,27 +207,34 @@ class Supervisor:
             await asyncio.sleep(READY_POLL_SECS)
 
     async def _spawn(self, child: DataProcess) -> None:
-        ours, theirs = socket.socketpair()
-        ours.setblocking(False)
         child.ready.clear()
         child.starts += 1
         child.started_at = time.monotonic()
         try:
-            child.proc = await self.spawn_child(child.name, theirs)
+            child.proc, child.link = await self._start_linked(child.name)
+        except SpawnAgain as exc:
+            log.warning("starting data-plane process %s again: %s", child.name, exc)
+            child.proc, child.link = await self._start_linked(child.name)
+        log.info("data-plane process %s started (pid %d)", child.name, child.proc.pid)
+
+    async def _start_linked(self, name: str) -> tuple[Child, socket.socket]:
+        """Start a child on a new socket pair: the child, and this process's end."""
+        ours, theirs = socket.socketpair()
+        ours.setblocking(False)
+        try:
+            return await self.spawn_child(name, theirs), ours
         except BaseException:
             ours.close()
             raise
         finally:
             theirs.close()  # the child holds its own copy
-        child.link = ours
-        log.info("data-plane process %s started (pid %d)", child.name, child.proc.pid)
 
     async def _watch(self, child: DataProcess) -> None:
         """Read the child's link until it is ready, wait for it to exit, and start it again."""
         delay = self.backoff.first
         while True:
             assert child.proc is not None and child.link is not None
-            await self._read_ready(child)
+            await self._until_gone(child)
             code = await child.proc.wait()
             child.link.close()
             if self.stopping:
@@ -286,6 +298,18 @@ class Supervisor:
                 with contextlib.suppress(ProcessLookupError):
                     child.proc.kill()
                 answered = now
+
+    async def _until_gone(self, child: DataProcess) -> None:
+        """Read the child's link until it closes or the child exits, whichever comes first:
+        a copy of its link held elsewhere must not hide its exit."""
+        assert child.proc is not None
+        reading = asyncio.create_task(self._read_ready(child))
+        exited = asyncio.create_task(child.proc.wait())
+        try:
+            await asyncio.wait({reading, exited}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            reading.cancel()
+            exited.cancel()
 
     @staticmethod
     async def _read_ready(child: DataProcess) -> None:
