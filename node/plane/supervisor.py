@@ -2,9 +2,9 @@
 
 Each child runs `meshgate serve <the control's own arguments> --plane-role data ...`
 (node/plane/control_process.py builds it), forked from the fork server
-(node/plane/forks.py) or as a fresh interpreter (`exec_spawn`): it reads the same
-flags, environment and config file, so it gets the same settings (the mesh secret
-stays in the environment, never on a command line). A
+(node/plane/forks.py) or as a fresh interpreter (`exec_spawn`), and reads this
+process's loaded settings from its link (node/plane/link_config.py), never the config
+file, which may have changed since (the mesh secret stays off any command line). A
 socket pair links each child to this process: the child writes `ready` on it once it
 listens and its replica is linked, and reads end-of-file on it when this process is
 gone (node/plane/parent.py), so no child outlives the control process.
@@ -124,8 +124,8 @@ class DataProcess:
 
 class Supervisor:
     """Starts `count` data-plane children (`spawn(name, link)` starts one, `link` its end of
-    the link), keeps them running, and drains them. `refused(reason)` is called when a
-    child cannot run as configured."""
+    the link, on which `greeting` comes first), keeps them running, and drains them.
+    `refused(reason)` is called when a child cannot run as configured."""
 
     def __init__(
         self,
@@ -134,9 +134,11 @@ class Supervisor:
         refused: Callable[[str], None],
         backoff: Backoff = Backoff(),
         ping: Ping | None = None,
+        greeting: bytes = b"",
     ) -> None:
         self.spawn_child = spawn
         self.ping = ping
+        self.greeting = greeting  # written first on each child's link: its settings
         self.children = [DataProcess(f"p{i + 1}") for i in range(count)]
         self.refused = refused
         self.backoff = backoff
@@ -222,12 +224,15 @@ class Supervisor:
         ours, theirs = socket.socketpair()
         ours.setblocking(False)
         try:
-            return await self.spawn_child(name, theirs), ours
+            proc = await self.spawn_child(name, theirs)
         except BaseException:
             ours.close()
             raise
         finally:
             theirs.close()  # the child holds its own copy
+        with contextlib.suppress(OSError):  # a child that died at once: its watch says so
+            await asyncio.get_running_loop().sock_sendall(ours, self.greeting)
+        return proc, ours
 
     async def _watch(self, child: DataProcess) -> None:
         """Read the child's link until it is ready, wait for it to exit, and start it again."""
