@@ -83,6 +83,8 @@ class Stopper:
     def stop_at_once(self, reason: str) -> None:
         """Stop now, with no drain: start stopping so, or cut short a drain under way (a
         data-plane process whose control process is gone serves nobody's drain)."""
+        if self._at_once.is_set():
+            return  # the link and the kernel's signal both say so: once is enough
         self._at_once.set()
         if self._task is None:
             self.request(reason, grace=0.0, drain_delay=0.0, hand_over=False)

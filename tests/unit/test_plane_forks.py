@@ -13,15 +13,34 @@ import sys
 from tests.support import ROOT
 
 SCENARIO = r"""
-import asyncio, json, os, signal, socket, sys
+import argparse, asyncio, json, logging, os, signal, socket, sys, time
+from node import config as config_module
 from node.plane.fork_server import LINK_FD
 from node.plane.forks import ForkServer, fork_spawn
+from node.plane.link_config import config_message
 from node.plane.supervisor import SpawnAgain
 
 held = 100  # a descriptor of the control (where no child opens one): no child may keep it
 os.dup2(os.open(os.devnull, os.O_RDONLY), held)
+logging.basicConfig(level=logging.WARNING)  # the control's: its children must not keep it
+# The children's output, to read back (this process keeps its own stderr).
+child_log = sys.argv[1] + ".log"
+own_stderr = os.dup(2)
+os.dup2(os.open(child_log, os.O_WRONLY | os.O_CREAT, 0o600), 2)
 forks = ForkServer.start()
+os.dup2(own_stderr, 2)
 assert forks is not None
+parser = argparse.ArgumentParser()
+config_module.add_arguments(parser)
+debug = ["--log-level", "debug", "--event-loop", "asyncio", "--data-dir", sys.argv[1]]
+debug = config_module.load(parser.parse_args(debug), environ={})
+
+
+async def logged(text):
+    deadline = time.monotonic() + 10
+    while text not in open(child_log).read() and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    return text in open(child_log).read()
 
 
 async def main():
@@ -39,6 +58,8 @@ async def main():
     arguments += ["--plane-parent", str(os.getpid())]
     sleeper = await forks.spawn(arguments, theirs)
     theirs.close()
+    ours.sendall(config_message(debug))  # as the control process sends its settings
+    seen["debug_logged"] = await logged(" DEBUG asyncio: Using selector")
     await asyncio.sleep(0.5)
     seen["running"] = sleeper.returncode is None  # its parent is this process: it stays
     fds = sorted(int(fd) for fd in os.listdir(f"/proc/{sleeper.pid}/fd"))
@@ -80,6 +101,7 @@ def test_forked_children_run_as_own_children_and_a_gone_server_falls_back(tmp_pa
         "own_child": True,
         "help_status": 0,
         "held_inherited": False,
+        "debug_logged": True,
         "running": True,
         "link_kept": True,
         "name": "meshgate-p7",
