@@ -25,6 +25,7 @@ from node import event_loop, exit_status
 from node.app import NODE
 from node.datadir import UMASK
 from node.ha.secret import MeshSecretError
+from node.plane.link_config import UNCONFIGURED, LinkConfigError, read_config
 from node.serving import listen_on_port, make_runner, set_up, stop_on_signals, wait_and_clean_up
 from node.web import create_app
 
@@ -42,15 +43,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    data_plane = args.plane_role == "data"
     try:
-        config = config_module.load(args)
+        config = _control_config(args) if data_plane else config_module.load(args)
     except config_module.ConfigError as exc:
         print(f"meshgate serve: error: {exc}", file=sys.stderr)
         return exit_status.REFUSED
+    except LinkConfigError as exc:  # the control process is gone, or broken: a restart
+        print(f"meshgate serve: error: {exc}", file=sys.stderr)
+        return UNCONFIGURED
     logging.basicConfig(
         level=config.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
+        force=data_plane,  # a forked child has the control's handler: its own level, anew
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     os.umask(UMASK)  # whatever umask we were started with, what we write is ours alone
@@ -75,6 +81,13 @@ def run(args: argparse.Namespace) -> int:
     except event_loop.LoopUnavailable as exc:
         print(f"meshgate serve: error: --event-loop {config.event_loop}: {exc}", file=sys.stderr)
         return exit_status.REFUSED
+
+
+def _control_config(args: argparse.Namespace) -> config_module.Config:
+    """A data-plane process's settings: its control process's, sent on its link."""
+    if args.plane_link is None:
+        raise LinkConfigError("a data-plane process needs --plane-link")
+    return read_config(args.plane_link)
 
 
 async def _serve(config: config_module.Config, config_file: str | None) -> int:

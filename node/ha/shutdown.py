@@ -14,6 +14,7 @@ plan from the journal after a restart does nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -51,6 +52,7 @@ class Stopper:
         self.step = "running"
         self.exit_code = exit_status.STOPPED  # what `meshgate serve` exits with once stopped
         self._task: asyncio.Task[None] | None = None
+        self._at_once = asyncio.Event()  # nobody waits for a drain any more: cut it short
         # Called once when stopping starts, whatever started it (a signal, a plan, a
         # refusal), with its grace period and drain delay.
         self.on_request: list[Callable[[float, float], None]] = []
@@ -77,6 +79,17 @@ class Stopper:
         )
         for started in self.on_request:
             started(grace, drain_delay)
+
+    def stop_at_once(self, reason: str) -> None:
+        """Stop now, with no drain: start stopping so, or cut short a drain under way (a
+        data-plane process whose control process is gone serves nobody's drain)."""
+        if self._at_once.is_set():
+            return  # the link and the kernel's signal both say so: once is enough
+        self._at_once.set()
+        if self._task is None:
+            self.request(reason, grace=0.0, drain_delay=0.0, hand_over=False)
+        else:
+            log.warning("stopping at once: %s", reason)
 
     def refuse(self, reason: str) -> None:
         """Stop at once and exit 2: this node must not join the mesh as configured."""
@@ -106,10 +119,13 @@ class Stopper:
             self.draining = True
             self.step = "draining"
             log.info("stopping (%s): not ready now, serving %.1fs more", self.reason, drain_delay)
-            await asyncio.sleep(drain_delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._at_once.wait(), drain_delay)
             self.step = "waiting for in-flight requests"
             deadline = time.monotonic() + grace
             while admission.in_flight > 0 and time.monotonic() < deadline:
+                if self._at_once.is_set():
+                    break
                 await asyncio.sleep(0.05)
             if admission.in_flight:
                 log.warning("grace period over with %d request(s) in flight", admission.in_flight)

@@ -31,6 +31,7 @@ from node.plane.control_side import PlaneServer
 from node.plane.facts import plane_facts
 from node.plane.forks import ForkServer, fork_spawn
 from node.plane.handover import trusted_client
+from node.plane.link_config import config_message
 from node.plane.node_limits import ProcessLimits
 from node.plane.node_shares import NodeShares
 from node.plane.paths import control_socket, plane_socket
@@ -98,6 +99,8 @@ async def serve_control(
     forks: ForkServer | None,
 ) -> int:
     """Run the control process; `forks`, when there is one, starts its children."""
+    if forks is not None:
+        forks.watch()  # a server that dies is reaped at once, not left a zombie
     try:
         return await _serve_control(config, config_file, argv, forks)
     finally:
@@ -135,7 +138,11 @@ async def _serve_control(
         return await clients.get(path, ALIVE, PING_EVERY) is not None
 
     supervisor = Supervisor(
-        child_spawn(argv, forks), config.process_count, node.stopper.refuse, ping=ping
+        child_spawn(argv, forks),
+        config.process_count,
+        node.stopper.refuse,
+        ping=ping,
+        greeting=config_message(config),  # each child runs with this process's settings
     )
     node.processes = supervisor.describe  # shown in /ha/local
     limits = node.process_limits = ProcessLimits(sockets, clients, node.ratelimiter.stats)

@@ -116,12 +116,14 @@ async def serve_data(
         time.process_time(),
     )
 
+    def orphan(why: str) -> None:
+        """Nobody drains us: stop at once, cutting short a drain a signal started."""
+        node.stopper.exit_code = ORPHANED
+        node.stopper.stop_at_once(why + " (the control process is gone)")
+
     def stop(why: str) -> None:
-        if orphaned(parent):  # nobody drains us: stop at once
-            node.stopper.exit_code = ORPHANED
-            node.stopper.request(
-                why + " (the control process is gone)", grace=0, drain_delay=0, hand_over=False
-            )
+        if orphaned(parent):
+            orphan(why)
         else:
             node.stopper.request(
                 why,
@@ -149,7 +151,9 @@ async def serve_data(
                 "the control process stops", grace=grace, drain_delay=drain_delay, hand_over=False
             )
 
-        link.watch(drain, lambda: stop("the link to the control process closed"))
+        # End-of-file means the control process is gone, whatever getppid() says meanwhile
+        # (PR_SET_PDEATHSIG fires as its first thread exits, while it may still be there).
+        link.watch(drain, lambda: orphan("the link to the control process closed"))
         link.announce_ready()
     try:
         return await wait_and_clean_up(node, runner)

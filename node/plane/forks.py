@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 from node.plane.fork_server import LINK_FD, MOST_REQUEST, serve
-from node.plane.supervisor import Child, Spawn, exec_spawn
+from node.plane.supervisor import Child, Spawn, SpawnAgain, exec_spawn
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +73,17 @@ class ForkedChild:
 
 
 class ForkServer:
-    """The running fork server: `spawn` forks a data-plane process from it."""
+    """The running fork server: `spawn` forks a data-plane process from it.
+
+    Once a request fails (a silent or stopped server among them), the server is killed
+    and reaped before the caller starts its child another way: a request it still holds
+    would fork an untracked copy of that child later, holding the same link."""
 
     def __init__(self, sock: socket.socket, pid: int) -> None:
         self.sock = sock
         self.pid = pid
         self._lock = asyncio.Lock()  # one request at a time: replies carry no name
+        self._server: ForkedChild | None = None
 
     @classmethod
     def start(cls) -> ForkServer | None:
@@ -103,40 +108,58 @@ class ForkServer:
         ours.setblocking(False)
         return cls(ours, pid)
 
+    def watch(self) -> ForkedChild:
+        """The server as a child of this process, reaped as soon as it exits (call in the
+        event loop; once is enough)."""
+        if self._server is None:
+            self._server = ForkedChild(self.pid)
+        return self._server
+
     async def spawn(self, arguments: Sequence[str], link: socket.socket) -> ForkedChild:
-        """Fork a data-plane process running `meshgate ARGUMENTS` with `link` as LINK_FD."""
+        """Fork a data-plane process running `meshgate ARGUMENTS` with `link` as LINK_FD;
+        ForkServerGone (the server killed and reaped) if it cannot."""
         request = "\0".join(arguments).encode()
         if len(request) > MOST_REQUEST:
             raise ForkServerGone("the arguments are too long for the fork server")
-        loop = asyncio.get_running_loop()
         async with self._lock:
             try:
-                socket.send_fds(self.sock, [request], [link.fileno()])
-                answer = loop.sock_recv(self.sock, 256)
-                reply = (await asyncio.wait_for(answer, ANSWER_SECS)).decode()
-            except TimeoutError:
-                raise ForkServerGone(f"the fork server is silent ({ANSWER_SECS:g} s)") from None
-            except OSError as exc:
-                raise ForkServerGone(f"the fork server is gone: {exc}") from exc
+                reply = await self._ask(request, link)
+            except ForkServerGone:
+                await self._kill()
+                raise
+        return ForkedChild(int(reply))
+
+    async def _ask(self, request: bytes, link: socket.socket) -> str:
+        loop = asyncio.get_running_loop()
+        try:
+            socket.send_fds(self.sock, [request], [link.fileno()])
+            answer = loop.sock_recv(self.sock, 256)
+            reply = (await asyncio.wait_for(answer, ANSWER_SECS)).decode()
+        except TimeoutError:
+            raise ForkServerGone(f"the fork server is silent ({ANSWER_SECS:g} s)") from None
+        except OSError as exc:
+            raise ForkServerGone(f"the fork server is gone: {exc}") from exc
         if not reply:
             raise ForkServerGone("the fork server is gone")
         if not reply.isdigit():
             raise ForkServerGone(f"the fork server: {reply}")
-        return ForkedChild(int(reply))
+        return reply
+
+    async def _kill(self) -> None:
+        """SIGKILL the server and reap it: a request it holds dies with it."""
+        self.sock.close()
+        server = self.watch()
+        with contextlib.suppress(ProcessLookupError):
+            server.kill()
+        await server.wait()
 
     async def close(self) -> None:
         """Close the server's socket: it exits. Reap it."""
         self.sock.close()
-        try:
-            server = ForkedChild(self.pid)
-        except ProcessLookupError:
-            return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(server.wait(), CLOSE_SECS)
+            await asyncio.wait_for(self.watch().wait(), CLOSE_SECS)
             return
-        with contextlib.suppress(ProcessLookupError):
-            server.kill()
-        await server.wait()
+        await self._kill()
 
 
 def fork_spawn(forks: ForkServer, arguments: Arguments, interpreter: Sequence[str]) -> Spawn:
@@ -152,6 +175,8 @@ def fork_spawn(forks: ForkServer, arguments: Arguments, interpreter: Sequence[st
             except ForkServerGone as exc:
                 broken.append(str(exc))
                 log.error("%s: data-plane processes start unforked from now on", exc)
+                # The request may have passed `link` on before it failed: a fresh one.
+                raise SpawnAgain(str(exc)) from exc
         return await fallback(name, link)
 
     return spawn

@@ -2,9 +2,9 @@
 
 Each child runs `meshgate serve <the control's own arguments> --plane-role data ...`
 (node/plane/control_process.py builds it), forked from the fork server
-(node/plane/forks.py) or as a fresh interpreter (`exec_spawn`): it reads the same
-flags, environment and config file, so it gets the same settings (the mesh secret
-stays in the environment, never on a command line). A
+(node/plane/forks.py) or as a fresh interpreter (`exec_spawn`), and reads this
+process's loaded settings from its link (node/plane/link_config.py), never the config
+file, which may have changed since (the mesh secret stays off any command line). A
 socket pair links each child to this process: the child writes `ready` on it once it
 listens and its replica is linked, and reads end-of-file on it when this process is
 gone (node/plane/parent.py), so no child outlives the control process.
@@ -75,6 +75,11 @@ def exec_spawn(command: Callable[[str, int], Sequence[str]]) -> Spawn:
     return spawn
 
 
+class SpawnAgain(Exception):
+    """A start failed after its link may have been passed on (a fork request that a
+    silent fork server still holds): start the child again, with a fresh link."""
+
+
 class ChildRefused(Exception):
     """A data-plane process cannot run as configured (it exited 2)."""
 
@@ -119,8 +124,8 @@ class DataProcess:
 
 class Supervisor:
     """Starts `count` data-plane children (`spawn(name, link)` starts one, `link` its end of
-    the link), keeps them running, and drains them. `refused(reason)` is called when a
-    child cannot run as configured."""
+    the link, on which `greeting` comes first), keeps them running, and drains them.
+    `refused(reason)` is called when a child cannot run as configured."""
 
     def __init__(
         self,
@@ -129,9 +134,11 @@ class Supervisor:
         refused: Callable[[str], None],
         backoff: Backoff = Backoff(),
         ping: Ping | None = None,
+        greeting: bytes = b"",
     ) -> None:
         self.spawn_child = spawn
         self.ping = ping
+        self.greeting = greeting  # written first on each child's link: its settings
         self.children = [DataProcess(f"p{i + 1}") for i in range(count)]
         self.refused = refused
         self.backoff = backoff
@@ -202,27 +209,37 @@ class Supervisor:
             await asyncio.sleep(READY_POLL_SECS)
 
     async def _spawn(self, child: DataProcess) -> None:
-        ours, theirs = socket.socketpair()
-        ours.setblocking(False)
         child.ready.clear()
         child.starts += 1
         child.started_at = time.monotonic()
         try:
-            child.proc = await self.spawn_child(child.name, theirs)
+            child.proc, child.link = await self._start_linked(child.name)
+        except SpawnAgain as exc:
+            log.warning("starting data-plane process %s again: %s", child.name, exc)
+            child.proc, child.link = await self._start_linked(child.name)
+        log.info("data-plane process %s started (pid %d)", child.name, child.proc.pid)
+
+    async def _start_linked(self, name: str) -> tuple[Child, socket.socket]:
+        """Start a child on a new socket pair: the child, and this process's end."""
+        ours, theirs = socket.socketpair()
+        ours.setblocking(False)
+        try:
+            proc = await self.spawn_child(name, theirs)
         except BaseException:
             ours.close()
             raise
         finally:
             theirs.close()  # the child holds its own copy
-        child.link = ours
-        log.info("data-plane process %s started (pid %d)", child.name, child.proc.pid)
+        with contextlib.suppress(OSError):  # a child that died at once: its watch says so
+            await asyncio.get_running_loop().sock_sendall(ours, self.greeting)
+        return proc, ours
 
     async def _watch(self, child: DataProcess) -> None:
         """Read the child's link until it is ready, wait for it to exit, and start it again."""
         delay = self.backoff.first
         while True:
             assert child.proc is not None and child.link is not None
-            await self._read_ready(child)
+            await self._until_gone(child)
             code = await child.proc.wait()
             child.link.close()
             if self.stopping:
@@ -286,6 +303,18 @@ class Supervisor:
                 with contextlib.suppress(ProcessLookupError):
                     child.proc.kill()
                 answered = now
+
+    async def _until_gone(self, child: DataProcess) -> None:
+        """Read the child's link until it closes or the child exits, whichever comes first:
+        a copy of its link held elsewhere must not hide its exit."""
+        assert child.proc is not None
+        reading = asyncio.create_task(self._read_ready(child))
+        exited = asyncio.create_task(child.proc.wait())
+        try:
+            await asyncio.wait({reading, exited}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            reading.cancel()
+            exited.cancel()
 
     @staticmethod
     async def _read_ready(child: DataProcess) -> None:
