@@ -147,7 +147,10 @@ def meshgate_node(
     checkout `src` when given (to compare two versions), else from this one."""
     env = {"MESHGATE_DRAIN_DELAY_SECS": "0"}
     if src is not None:
+        # `python -m` puts the working directory (this checkout) before PYTHONPATH;
+        # PYTHONSAFEPATH leaves it out, so the node really runs from `src`.
         env["PYTHONPATH"] = str(src)
+        env["PYTHONSAFEPATH"] = "1"
     (tmp / name).mkdir()
     return LocalMesh(
         tmp / name,
