@@ -144,7 +144,8 @@ def start_targets(
     builds: list[tuple[str, Path | None, list[str]]] = [("meshgate", None, own)]
     if args.baseline_src or args.baseline_flags:
         src = args.baseline_src.resolve() if args.baseline_src else None
-        builds.append(("meshgate-baseline", src, shlex.split(args.baseline_flags)))
+        # The same --processes as the measured node (a later one in --baseline-flags wins).
+        builds.append(("meshgate-baseline", src, [*own, *shlex.split(args.baseline_flags)]))
     for name, src, flags in builds:
         mesh = meshgate_node(tmp, name, backend, src, flags)
         meshes.append(mesh)

@@ -29,6 +29,23 @@ CHAT_ANSWER = (
     '"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":1,"total_tokens":10}}'
 )
 MODELS_ANSWER = '{"object":"list","data":[{"id":"' + MODEL + '","object":"model","owned_by":"b"}]}'
+# A whole chat stream (eight events and [DONE]), for a second server that answers streams.
+STREAM_ANSWER = (
+    "".join(
+        'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"' + MODEL + '",'
+        '"choices":[{"index":0,"delta":{"content":"t' + str(i) + '"},"finish_reason":null}]}\\n\\n'
+        for i in range(8)
+    )
+    + "data: [DONE]\\n\\n"
+)
+STREAM_SERVER = """\
+  server {{
+    listen 127.0.0.1:{port};
+    default_type text/event-stream;
+    location = /v1/chat/completions {{ return 200 '{stream}'; }}
+    location / {{ return 200 '{models}'; }}
+  }}
+"""
 
 NGINX_CONF = """\
 worker_processes 1;
@@ -49,7 +66,7 @@ http {{
     location = /v1/models {{ return 200 '{models}'; }}
     location / {{ return 200 '{{}}'; }}
   }}
-}}
+{stream_server}}}
 """
 
 
@@ -76,10 +93,21 @@ def group_cpu_seconds(pgid: int) -> float:
     return total
 
 
-def start_nginx(tmp: Path, port: int) -> Child:
+def start_nginx(tmp: Path, port: int, stream_port: int | None = None) -> Child:
+    """nginx answering the fixed chat completion on `port`, and with `stream_port` the
+    fixed chat stream on that port too."""
     nginx = tool("nginx", "nginx")
     conf = tmp / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(tmp=tmp, port=port, chat=CHAT_ANSWER, models=MODELS_ANSWER))
+    streams = (
+        STREAM_SERVER.format(port=stream_port, stream=STREAM_ANSWER, models=MODELS_ANSWER)
+        if stream_port is not None
+        else ""
+    )
+    conf.write_text(
+        NGINX_CONF.format(
+            tmp=tmp, port=port, chat=CHAT_ANSWER, models=MODELS_ANSWER, stream_server=streams
+        )
+    )
     proc = Child(
         ["-p", str(tmp), "-c", str(conf)], tmp / "nginx.log", program=[nginx], label="nginx"
     )
@@ -147,7 +175,10 @@ def meshgate_node(
     checkout `src` when given (to compare two versions), else from this one."""
     env = {"MESHGATE_DRAIN_DELAY_SECS": "0"}
     if src is not None:
+        # `python -m` puts the working directory (this checkout) before PYTHONPATH;
+        # PYTHONSAFEPATH leaves it out, so the node really runs from `src`.
         env["PYTHONPATH"] = str(src)
+        env["PYTHONSAFEPATH"] = "1"
     (tmp / name).mkdir()
     return LocalMesh(
         tmp / name,

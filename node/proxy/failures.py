@@ -27,6 +27,8 @@ STREAM_BROKE = "the worker's stream broke off before it finished; the answer is 
 STREAM_ENDED_EARLY = "the worker's stream ended before its last event; the answer is incomplete"
 REDIRECTED = "the worker answered with a redirect, which meshgate never follows"
 TOO_LARGE = "the worker's answer was larger than meshgate reads"
+# Upstream failures that mean "this worker did not answer"; the request can go elsewhere.
+UPSTREAM_ERRORS = (aiohttp.ClientError, TimeoutError)
 
 
 def kind_of(exc: BaseException) -> str:

@@ -10,7 +10,7 @@ The order of events for a request:
    exponential backoff with jitter — but only while nothing has reached the
    client;
 4. the response is relayed: whole for plain requests, chunk by chunk for
-   streams. A stream that breaks after its first byte ends with an explicit
+   streams (`node/proxy/relay.py`). A stream that breaks after its first byte ends with an explicit
    SSE `error` event, so the client knows it is incomplete.
 A model served by prefill/decode pairs takes one worker of each kind per attempt
 (`_forward_pair`; docs/pd.md): the prefill half is sent alongside and drained,
@@ -26,7 +26,6 @@ import asyncio
 import dataclasses
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
@@ -44,11 +43,9 @@ from node.outparse.rewrite import StreamRewriter, rewrite_whole
 from node.pipeline.request import InferenceRequest
 from node.proxy.failures import (
     REDIRECTED,
-    STREAM_BROKE,
-    STREAM_ENDED_EARLY,
+    UPSTREAM_ERRORS,
     did_not_answer,
     log_failure,
-    stream_error,
 )
 from node.proxy.pd import (
     PrefillHalf,
@@ -57,6 +54,7 @@ from node.proxy.pd import (
     wants_input_logprobs,
     with_fields,
 )
+from node.proxy.relay import relay_stream
 from node.proxy.upstream import Upstream, is_redirect
 from node.routing.base import Policy
 from node.workers.pairs import (
@@ -77,15 +75,6 @@ Outcome = web.StreamResponse | str
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 # Request headers passed to the worker besides content-type (never the client's credentials).
 PASSED_HEADERS = ("accept", "anthropic-version", "anthropic-beta", "openai-beta")
-# Upstream failures that mean "this worker did not answer"; the request can go elsewhere.
-UPSTREAM_ERRORS = (aiohttp.ClientError, TimeoutError)
-# What the last event of a complete stream holds, by route; a stream without it was cut short.
-STREAM_ENDS = {
-    "/v1/chat/completions": b"[DONE]",
-    "/v1/completions": b"[DONE]",
-    "/generate": b"[DONE]",
-    "/v1/messages": b"message_stop",
-}
 
 
 @dataclass(frozen=True)
@@ -315,7 +304,9 @@ class Forwarder:
                     verdict = False
                     return f"worker {worker.id}: its stream ended before its first byte"
                 rewriter = StreamRewriter(plan, self.metrics.parse_failed) if plan else None
-                out, verdict = await self._relay_stream(ex, worker, resp, first, rewriter)
+                out, verdict = await relay_stream(
+                    ex, worker, resp, first, self.metrics.first_token, rewriter
+                )
                 return out
             body = await resp.read()
             verdict = resp.status < 500
@@ -370,77 +361,6 @@ class Forwarder:
                 **ex.headers,
             },
         )
-
-    async def _relay_stream(
-        self,
-        ex: InferenceRequest,
-        worker: Worker,
-        resp: aiohttp.ClientResponse,
-        first: bytes,
-        rewriter: StreamRewriter | None = None,
-    ) -> tuple[web.StreamResponse, bool | None]:
-        """Relay an SSE stream chunk by chunk (through `rewriter` when the gateway parses the
-        output; usage is counted from the worker's own bytes); returns the response and the
-        worker's verdict."""
-        out = web.StreamResponse(
-            status=resp.status,
-            headers={
-                "Content-Type": resp.headers.get("Content-Type", "text/event-stream"),
-                "Cache-Control": "no-cache",
-                "X-Request-Id": ex.request_id,
-                "X-Meshgate-Worker": worker.id,
-                **ex.headers,
-            },
-        )
-
-        async def send(chunk: bytes) -> None:
-            data = rewriter.feed(chunk) if rewriter is not None else chunk
-            if data:
-                await out.write(data)
-
-        async def send_rest() -> None:
-            if rewriter is not None and (rest := rewriter.close()):
-                await out.write(rest)
-
-        if ex.before_reply is not None:  # WASM OnResponse: status and headers only
-            await ex.before_reply(out, None)
-        try:
-            await out.prepare(ex.http)
-            ex.first_token_secs = time.perf_counter() - ex.started
-            self.metrics.first_token(ex.path, ex.first_token_secs)
-            await send(first)
-            meter = ex.meter
-            if meter is not None:
-                meter.feed(first)
-            tail = first[-64:]
-            while True:
-                try:
-                    chunk = await resp.content.readany()
-                except UPSTREAM_ERRORS as exc:
-                    log_failure(worker.id, worker.url, f"stream of {ex.path}", exc)
-                    await send_rest()
-                    await out.write(stream_error(ex.path, STREAM_BROKE))
-                    return out, False
-                if not chunk:
-                    break
-                await send(chunk)
-                if meter is not None:
-                    meter.feed(chunk)
-                tail = (tail + chunk)[-64:]
-            await send_rest()
-            end = STREAM_ENDS.get(ex.path)
-            if end is not None and end not in tail:
-                log.warning(
-                    "worker %s (%s): stream of %s ended early", worker.id, worker.url, ex.path
-                )
-                await out.write(stream_error(ex.path, STREAM_ENDED_EARLY))
-                return out, False
-            await out.write_eof()
-            return out, True
-        except ConnectionResetError:
-            # The client went away (its transport is closed: counted as 499); closing resp
-            # cancels the generation.
-            return out, None
 
 
 # Headers a WASM module may not set for a worker: the message's framing and the hop's own.

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
-from node.proxy.failures import did_not_answer, log_failure
+from node.proxy.failures import UPSTREAM_ERRORS, did_not_answer, log_failure
 from node.proxy.upstream import Upstream, is_redirect
 from node.workers.worker import Worker
 
@@ -33,7 +33,6 @@ MAX_KEPT_BYTES = 16 * 2**20  # a prefill's answer kept for its input logprobs, a
 # Statuses of a prefill that mean its half failed (the pair is retried without it);
 # any other 4xx is the request's fault, and the decode half says so to the client.
 PREFILL_FAILED = frozenset({408, 429, 500, 502, 503, 504})
-UPSTREAM_ERRORS = (aiohttp.ClientError, TimeoutError)
 T = TypeVar("T")
 
 

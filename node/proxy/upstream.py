@@ -2,9 +2,13 @@
 
 Created once per node (never per request): a pooled connector with keep-alive,
 no connection cap (admission control is the cap), no automatic decompression
-(bytes pass through untouched), and only a connect timeout by default since
-generations may stream for many minutes; the overall request timeout is set
-per call.
+(bytes pass through untouched, so it asks for `identity`: a compressed answer
+relayed without its Content-Encoding would be garbage to the client), no cookie
+jar (a worker's cookies are never replayed to other workers), and only a connect
+timeout by default since generations may stream for many minutes; the overall
+request timeout is set per call. Its fixed headers are session defaults, and a
+URL is parsed once per distinct address: on the hot path aiohttp then neither
+re-sorts skipped headers nor re-parses the worker's URL for every request.
 
 It never follows a redirect. aiohttp follows them by default, so a worker
 (or anything answering at a worker's address) could send the node, with the
@@ -17,9 +21,14 @@ worker (see `is_redirect`).
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import aiohttp
+from yarl import URL
+
+# Sent on every call: a fixed name (never aiohttp's version) and no compression.
+DEFAULT_HEADERS = {"User-Agent": "meshgate", "Accept-Encoding": "identity"}
 
 
 def is_redirect(status: int) -> bool:
@@ -33,18 +42,27 @@ class Upstream:
     def __init__(self, session: aiohttp.ClientSession) -> None:
         self.session = session
 
-    def request(self, method: str, url: str, **kwargs: Any) -> Any:
+    def request(self, method: str, url: str | URL, **kwargs: Any) -> Any:
         """Like `ClientSession.request` (await it, or use it as a context manager)."""
+        if isinstance(url, str):
+            url = parsed(url)
         return self.session.request(method, url, allow_redirects=False, **kwargs)
 
-    def get(self, url: str, **kwargs: Any) -> Any:
+    def get(self, url: str | URL, **kwargs: Any) -> Any:
         return self.request("GET", url, **kwargs)
 
-    def post(self, url: str, **kwargs: Any) -> Any:
+    def post(self, url: str | URL, **kwargs: Any) -> Any:
         return self.request("POST", url, **kwargs)
 
     async def close(self) -> None:
         await self.session.close()
+
+
+@lru_cache(maxsize=4096)
+def parsed(url: str) -> URL:
+    """A URL parsed once: workers' and peers' addresses and routes are few and repeat
+    (bounded all the same, since any URL a record names could come through here)."""
+    return URL(url)
 
 
 def make_session() -> Upstream:
@@ -59,6 +77,7 @@ def make_session() -> Upstream:
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
             auto_decompress=False,
-            skip_auto_headers=("User-Agent",),
+            headers=DEFAULT_HEADERS,
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
     )

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from mesh.commands import make
 from mesh.events import Applied, AppliedStream
+from mesh.raft import RaftStatus
 from mesh.state import ControlState
 from node.plane import codec
 from node.plane.data_side import PlaneReplica, _OutOfStep
@@ -48,3 +50,25 @@ def test_entries_apply_in_step_and_a_gap_drops_the_stream(tmp_path: Path) -> Non
     published = asyncio.run(run())
     assert [(item.index, item.op) for item in published] == [(5, "reset"), (7, "config.set")]
     assert published[1].outcome == {"ok": True}  # the control process's outcome, as sent
+
+
+def test_status_tells_the_replicas_own_applied_index_as_it_moves(tmp_path: Path) -> None:
+    async def run() -> None:
+        stream = AppliedStream()
+        stream.bind(asyncio.get_running_loop())
+        replica = PlaneReplica(tmp_path / "plane.sock", stream, process_name="data-1")
+        state = ControlState()
+        state.apply(make("config.set", {"key": "a", "value": 1}, by="t"), 5)
+        replica._load(pb.Snapshot(index=5, state=codec.dumps(state.to_snapshot())))
+        replica._status = dataclasses.replace(
+            RaftStatus.starting(None), applied_index=3, commit_index=3
+        )
+        first = replica.status()
+        assert (first.applied_index, first.commit_index) == (5, 5)
+        assert replica.status() is first  # asked by every request: not copied each time
+        replica._apply(entry(7, 5, "b"))
+        assert (replica.status().applied_index, replica.status().commit_index) == (7, 7)
+        replica._status = dataclasses.replace(replica._status, applied_index=9, commit_index=9)
+        assert replica.status().applied_index == 9  # a new status from the control process
+
+    asyncio.run(run())
