@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Final
 
+from node.digits import ascii_int
 from node.plane.fork_server import LINK_FD, MOST_REQUEST, serve
 from node.plane.supervisor import Child, Spawn, exec_spawn
 
@@ -120,9 +121,10 @@ class ForkServer:
                 raise ForkServerGone(f"the fork server is gone: {exc}") from exc
         if not reply:
             raise ForkServerGone("the fork server is gone")
-        if not reply.isdigit():
+        pid = ascii_int(reply)
+        if pid is None:
             raise ForkServerGone(f"the fork server: {reply}")
-        return ForkedChild(int(reply))
+        return ForkedChild(pid)
 
     async def close(self) -> None:
         """Close the server's socket: it exits. Reap it."""

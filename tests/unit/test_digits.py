@@ -1,0 +1,32 @@
+"""Numbers from outside input are ASCII digits only: superscript, circled, fullwidth and
+Arabic-Indic digits pass str.isdigit(), and int() fails on some (a 500) and reads others."""
+
+from __future__ import annotations
+
+import pytest
+
+from node.browser_guard import _host_name
+from node.config.checks import host_ports
+from node.digits import ascii_int
+
+NOT_ASCII = ["\u00b2", "\u2460", "\uff15", "\u0663", "1\u00b2"]
+
+
+@pytest.mark.parametrize("text", [*NOT_ASCII, "", " 5", "5 ", "+5", "-5", "1_0", "123"])
+def test_only_ascii_digits_within_the_length_are_a_number(text: str) -> None:
+    assert ascii_int(text, max_digits=2) is None
+
+
+def test_ascii_digits_are_read() -> None:
+    assert ascii_int("07") == 7 and ascii_int("30", max_digits=2) == 30
+    assert ascii_int(7) is None and ascii_int(None) is None
+
+
+@pytest.mark.parametrize("port", NOT_ASCII)
+def test_a_host_port_setting_with_other_digits_is_refused_not_raised(port: str) -> None:
+    assert host_ports([f"10.0.0.1:{port}"]) == f"'10.0.0.1:{port}' is not HOST:PORT"
+
+
+def test_a_host_header_port_in_other_digits_is_not_a_port() -> None:
+    assert _host_name("localhost:8080") == "localhost"
+    assert _host_name("localhost:\uff18") == "localhost:\uff18"
