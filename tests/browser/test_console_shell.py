@@ -11,7 +11,7 @@ from typing import Any
 
 from playwright.sync_api import expect
 
-from node.console.routes import HEADERS
+from node.console.headers import HEADERS
 from tests.browser.conftest import ConsoleMesh, screenshot, sign_in_admin
 from tests.support import wait_for
 
@@ -158,10 +158,12 @@ def test_the_static_route_serves_its_files_and_refuses_traversal(mesh: ConsoleMe
     """Raw request lines (no client normalises the dots away), over real HTTP."""
     host, port = mesh.url.removeprefix("http://").split(":")
 
-    def get(path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    def get(
+        path: str, headers: dict[str, str] | None = None, method: str = "GET"
+    ) -> tuple[int, dict[str, str], bytes]:
         conn = http.client.HTTPConnection(host, int(port), timeout=5)
         try:
-            conn.request("GET", path, headers=headers or {})
+            conn.request(method, path, headers=headers or {})
             resp = conn.getresponse()
             return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
         finally:
@@ -175,6 +177,10 @@ def test_the_static_route_serves_its_files_and_refuses_traversal(mesh: ConsoleMe
     status, headers, _ = get("/ui/lib/api.js")
     assert status == 200 and headers["content-type"] == "text/javascript; charset=utf-8"
     assert get("/ui/lib/api.js", {"If-None-Match": headers["etag"]})[0] == 304
+    for method in ("POST", "PUT", "DELETE", "OPTIONS"):  # the router's own 405s
+        status, headers, _ = get("/ui/app.js", method=method)
+        assert status == 405, method
+        assert all(headers[name.lower()] == value for name, value in HEADERS.items()), method
     for attack in (
         "/ui/../../etc/passwd",
         "/ui/%2e%2e/%2e%2e/etc/passwd",
