@@ -64,9 +64,11 @@ class PdRooms:
 
     async def bootstrap(self, request: web.Request) -> web.Response:
         """`GET /bootstrap/{room}`: 200 once this prefill has seen the room, else 404."""
-        room = ascii_int(request.match_info["room"])
-        if room is None:
-            return error_response(400, "room must be ASCII digits", "invalid_request_error")
+        text = request.match_info["room"]
+        digits = ascii_int(text.removeprefix("-"), max_digits=19)  # a 63-bit room
+        if digits is None:
+            return error_response(400, "room must be an integer", "invalid_request_error")
+        room = -digits if text.startswith("-") else digits
         if room in self.rooms:
             return json_response({"room": room})
         return error_response(404, f"room {room} not seen", "not_found_error")
