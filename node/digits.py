@@ -10,6 +10,9 @@ import re
 from typing import Final
 
 _DIGITS: Final = re.compile(r"[0-9]+")
+# What Python's repr of a float looks like (float() itself also takes Arabic-Indic digits,
+# ' 5 ' and '1_0').
+_DECIMAL: Final = re.compile(r"[0-9]+(\.[0-9]*)?([eE][+-]?[0-9]+)?")
 
 
 def ascii_int(text: object, max_digits: int = 18) -> int | None:
@@ -17,3 +20,11 @@ def ascii_int(text: object, max_digits: int = 18) -> int | None:
     if not isinstance(text, str) or len(text) > max_digits or not _DIGITS.fullmatch(text):
         return None
     return int(text)
+
+
+def ascii_decimal(text: object, max_chars: int = 40) -> float | None:
+    """The non-negative number `text` spells in ASCII (digits, a point, an exponent), else
+    None."""
+    if not isinstance(text, str) or len(text) > max_chars or not _DECIMAL.fullmatch(text):
+        return None
+    return float(text)

@@ -13,7 +13,7 @@ import pytest
 from node.browser_guard import _host_name
 from node.cluster_cli import Client
 from node.config.checks import host_ports
-from node.digits import ascii_int
+from node.digits import ascii_decimal, ascii_int
 from node.index_names import INDEX_HEADER
 from node.plane.forks import ForkServer, ForkServerGone
 from node.plane.handover import Handover
@@ -72,3 +72,9 @@ def test_a_fork_server_reply_in_other_digits_is_the_server_gone() -> None:
         return "no error"
 
     assert asyncio.run(scenario()) == "the fork server: \u00b2"
+
+
+def test_a_time_is_an_ascii_decimal() -> None:
+    assert ascii_decimal("1732912345.25") == 1732912345.25 and ascii_decimal("1.7e9") == 1.7e9
+    for text in ("\u0661\u0667", "\uff11", " 17", "1_7", "-1", "inf", "nan", "", "1" * 41):
+        assert ascii_decimal(text) is None, text
