@@ -30,6 +30,7 @@ from aiohttp import web
 from node.app import NODE
 from node.config import is_loopback
 from node.cors import CORS
+from node.digits import ascii_int
 from node.errors import ApiError
 
 
@@ -43,7 +44,7 @@ def _host_name(host: str) -> str:
     if host.startswith("["):
         return host[1:].partition("]")[0]
     name, colon, port = host.rpartition(":")
-    return (name if colon and port.isdigit() else host).lower()
+    return (name if colon and ascii_int(port, max_digits=5) is not None else host).lower()
 
 
 def _loopback_origin(origin: str) -> bool:

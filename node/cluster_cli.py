@@ -31,6 +31,7 @@ from email.message import Message
 from typing import Any
 
 from node import exit_status
+from node.digits import ascii_int
 from node.index_names import INDEX_HEADER, MIN_INDEX_HEADER
 
 
@@ -226,9 +227,9 @@ class Client:
             raise ClusterError(f"{base}{path}: {exc}") from None
 
     def _note_index(self, headers: Message) -> None:
-        value = headers.get(INDEX_HEADER, "")
-        if value.isdigit():
-            self.index = max(self.index, int(value))
+        index = ascii_int(headers.get(INDEX_HEADER, ""))
+        if index is not None:
+            self.index = max(self.index, index)
 
 
 def show_status(status: dict[str, Any], fmt: str) -> None:

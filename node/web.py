@@ -18,6 +18,7 @@ from node.app import NODE, Node
 from node.audit import AUDIT, AuditLog, audit_middleware
 from node.browser_guard import browser_guard
 from node.config import Config
+from node.console.headers import add_console_headers
 from node.cors import CORS, CorsPolicy, add_cors_headers, preflight
 from node.errors import error_middleware
 from node.http_limits import MAX_FIELD_SIZE
@@ -62,6 +63,7 @@ def build_app(config: Config, node: Node, middlewares: Sequence[Middleware]) -> 
     )
     app[NODE] = node
     app.on_response_prepare.append(add_index)  # X-Meshgate-Index on every answer
+    app.on_response_prepare.append(add_console_headers)  # the router's 405s under /ui too
     app[CORS] = CorsPolicy.of(config.cors_origins, config.request_id_headers)
     app.on_response_prepare.append(add_cors_headers)
     audit = app[AUDIT] = AuditLog(config.data_path / "audit.jsonl", config.node_name)

@@ -26,6 +26,7 @@ from node.api.table import COMMIT, Audience, Query, Route
 from node.api.workers import resolve_worker
 from node.app import Node, commit_failure
 from node.auth import Principal
+from node.digits import ascii_decimal
 from node.errors import ApiError
 from node.ha.report import health_problems, local_report, mesh_status, rate_limit_counts
 from node.runtime import RUNTIME_KEY
@@ -567,14 +568,11 @@ async def request_outcome(request: web.Request, _: Principal) -> web.Response:
 def _expiries(request: web.Request) -> list[float]:
     expiries = []
     for raw in request.query.getall("expires_at", []):
-        try:
-            value = float(raw)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value):
+        value = ascii_decimal(raw)
+        if value is None or not math.isfinite(value):
             raise ApiError(
                 400,
-                "expires_at must be a time in seconds (from an unknown answer)",
+                "expires_at must be a time in seconds in ASCII digits (from an unknown answer)",
                 param="expires_at",
             )
         expiries.append(value)

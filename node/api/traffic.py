@@ -16,6 +16,7 @@ from node.api.common import json_response, node_of
 from node.api.table import Audience, Query, Route
 from node.app import Node
 from node.auth import Principal
+from node.digits import ascii_int
 from node.errors import ApiError
 from node.ha.peers import MESH_TOKEN_HEADER
 from node.plane.siblings import process_socket
@@ -30,14 +31,15 @@ def _minutes(request: web.Request) -> int:
     values = request.query.getall("minutes", [])
     if not values:
         return DEFAULT_MINUTES
-    if len(values) > 1 or not values[0].isdigit() or not 1 <= int(values[0]) <= MAX_MINUTES:
+    minutes = ascii_int(values[0], max_digits=2) if len(values) == 1 else None
+    if minutes is None or not 1 <= minutes <= MAX_MINUTES:
         shown = ", ".join(values)[:40]
         raise ApiError(
             400,
-            f"minutes must be one whole number 1..{MAX_MINUTES}, not {shown!r}",
+            f"minutes must be one whole number 1..{MAX_MINUTES} in ASCII digits, not {shown!r}",
             param="minutes",
         )
-    return int(values[0])
+    return minutes
 
 
 def _scope(request: web.Request) -> str:

@@ -10,6 +10,7 @@ import ipaddress
 import re
 from urllib.parse import urlsplit
 
+from node.digits import ascii_int
 from node.workers.credentials import safe_url
 
 # Targets of `/ha/shutdown` and `/ha/drain` besides member names: a node named so would
@@ -49,7 +50,8 @@ def url_path(value: str) -> str | None:
 def host_ports(values: list[str] | str | None) -> str | None:
     for value in [values] if isinstance(values, str) else values or []:
         host, _, port = value.rpartition(":")
-        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        number = ascii_int(port, max_digits=5)
+        if not host or number is None or number > 65535:
             return f"{value!r} is not HOST:PORT"
     return None
 

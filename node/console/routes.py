@@ -1,32 +1,21 @@
 """`GET /ui`, `/ui/` and `/ui/{path}`: the console's page and assets (public: they carry
 no data; every piece of data comes from the API with the session's token).
 
-Every answer of these handlers, a 404 included, carries the same headers: a
-Content-Security-Policy that allows only this origin's scripts and styles (the page has
-nothing inline), nosniff, no referrer, `Cache-Control: no-cache` with an ETag (an
-upgraded node serves its new page at once; an unchanged file costs a 304).
+Every answer under /ui, a 404 and the router's 405 included, carries the same headers
+(node/console/headers.py): a Content-Security-Policy that allows only this origin's
+scripts and styles (the page has nothing inline), nosniff, no referrer,
+`Cache-Control: no-cache` with an ETag (an upgraded node serves its new page at once;
+an unchanged file costs a 304).
 """
 
 from __future__ import annotations
-
-from typing import Final
 
 from aiohttp import web
 
 from node.api.table import Audience, Route
 from node.console.assets import lookup, shipped
+from node.console.headers import HEADERS
 from node.errors import error_response
-
-CSP: Final = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
-)
-HEADERS: Final = {
-    "Content-Security-Policy": CSP,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-cache",
-}
 
 
 async def redirect(_: web.Request) -> web.Response:

@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from node.digits import ascii_int
 from node.echo.httpio import BadRequest, error_response, json_response, read_json_object
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -63,10 +64,11 @@ class PdRooms:
 
     async def bootstrap(self, request: web.Request) -> web.Response:
         """`GET /bootstrap/{room}`: 200 once this prefill has seen the room, else 404."""
-        try:
-            room = int(request.match_info["room"])
-        except ValueError:
+        text = request.match_info["room"]
+        digits = ascii_int(text.removeprefix("-"), max_digits=19)  # a 63-bit room
+        if digits is None:
             return error_response(400, "room must be an integer", "invalid_request_error")
+        room = -digits if text.startswith("-") else digits
         if room in self.rooms:
             return json_response({"room": room})
         return error_response(404, f"room {room} not seen", "not_found_error")

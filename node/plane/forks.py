@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Final
 
+from node.digits import ascii_int
 from node.plane.fork_server import LINK_FD, MOST_REQUEST, serve
 from node.plane.supervisor import Child, Spawn, SpawnAgain, exec_spawn
 
@@ -127,9 +128,9 @@ class ForkServer:
             except ForkServerGone:
                 await self._kill()
                 raise
-        return ForkedChild(int(reply))
+        return ForkedChild(reply)
 
-    async def _ask(self, request: bytes, link: socket.socket) -> str:
+    async def _ask(self, request: bytes, link: socket.socket) -> int:
         loop = asyncio.get_running_loop()
         try:
             socket.send_fds(self.sock, [request], [link.fileno()])
@@ -141,9 +142,10 @@ class ForkServer:
             raise ForkServerGone(f"the fork server is gone: {exc}") from exc
         if not reply:
             raise ForkServerGone("the fork server is gone")
-        if not reply.isdigit():
+        pid = ascii_int(reply)
+        if pid is None:
             raise ForkServerGone(f"the fork server: {reply}")
-        return reply
+        return pid
 
     async def _kill(self) -> None:
         """SIGKILL the server and reap it: a request it holds dies with it."""

@@ -26,6 +26,7 @@ from multidict import CIMultiDict
 from node.api.common import bounded_body
 from node.api.table import Audience, Route
 from node.applied_wait import AppliedWaiter
+from node.digits import ascii_int
 from node.errors import ApiError
 from node.index_names import INDEX_HEADER
 from node.plane.siblings import Siblings
@@ -184,10 +185,11 @@ class Handover:
         """Wait (bounded) until this replica, and every other data-plane process's, has
         applied what the control process had when it answered; the siblings that did not
         confirm it in time."""
-        if index is None or not index.isdigit() or len(index) > 18:
+        reached = ascii_int(index)
+        if reached is None:
             return []
-        await self.applied.wait(int(index), self.wait_secs, capped=False)
-        return await self.siblings.caught_up(int(index), self.wait_secs)
+        await self.applied.wait(reached, self.wait_secs, capped=False)
+        return await self.siblings.caught_up(reached, self.wait_secs)
 
 
 def _unreachable(why: str) -> ApiError:

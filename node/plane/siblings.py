@@ -33,6 +33,7 @@ import orjson
 from aiohttp import web
 
 from node.applied_wait import AppliedWaiter
+from node.digits import ascii_int
 from node.metrics import Metrics
 from node.plane.paths import control_socket
 from node.traffic.ring import MAX_MINUTES
@@ -72,10 +73,10 @@ async def serve_siblings(
         return web.Response(status=200 if reached else 503, text=str(applied.applied()))
 
     async def own_traffic(request: web.Request) -> web.Response:
-        minutes = request.query.get("minutes", "")
-        if not minutes.isdigit() or not 1 <= int(minutes) <= MAX_MINUTES:
-            return web.Response(status=400, text=f"minutes: 1..{MAX_MINUTES}")
-        return web.json_response(metrics.traffic.raw(int(minutes)))
+        minutes = ascii_int(request.query.get("minutes"), max_digits=2)
+        if minutes is None or not 1 <= minutes <= MAX_MINUTES:
+            return web.Response(status=400, text=f"minutes: 1..{MAX_MINUTES} in ASCII digits")
+        return web.json_response(metrics.traffic.raw(minutes))
 
     async def alive(_: web.Request) -> web.Response:
         return web.Response(text="ok")

@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
+from node.digits import ascii_int
 from node.traffic.ring import BUCKET_SECS, MAX_MODELS, OTHER, Cell, bin_ms
 
 Buckets = dict[int, dict[str, Cell]]
@@ -59,9 +60,10 @@ def merge(raws: Iterable[Mapping[str, Any]]) -> Buckets:
         if not isinstance(buckets, Mapping):
             raise BadRing("no buckets")
         for start, cells in buckets.items():
-            if not isinstance(cells, Mapping) or not str(start).isdigit():
+            at = ascii_int(str(start))
+            if not isinstance(cells, Mapping) or at is None:
                 raise BadRing("a bucket is not a start time and an object")
-            into = merged.setdefault(int(start), {})
+            into = merged.setdefault(at, {})
             for model, data in cells.items():
                 _add(into.setdefault(str(model), Cell()), _cell(data))
     return merged

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import http.client
 import json
 import re
@@ -9,10 +10,18 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
-from node.console.routes import HEADERS
-from tests.browser.conftest import ConsoleMesh, screenshot, sign_in_admin
+from node.console.headers import HEADERS
+from tests.browser.conftest import (
+    ADMIN_PASSWORD,
+    ADMIN_USER,
+    ConsoleMesh,
+    screenshot,
+    sign_in_admin,
+)
 from tests.support import wait_for
 
 
@@ -106,6 +115,94 @@ def test_a_drain_through_another_node_shows_live_then_a_revocation_signs_out(
     assert page.evaluate("sessionStorage.getItem('meshgate.session')") is None
 
 
+KNOWN_NODES = "import('/ui/lib/nodes.js').then((m) => m.knownNodes())"
+# What the shell does with /ha/status (app.js): remember its nodes, unless the call fails.
+LATE_CALL = """() => {
+  window.late = Promise.all([import('/ui/lib/api.js'), import('/ui/lib/nodes.js')]).then(
+    ([api, nodes]) => api.api('GET', '/ha/status').then(
+      (status) => { nodes.rememberNodes(status); return 'remembered'; }, (e) => e.code));
+}"""
+
+
+def _pumped(page: Any, condition: Any, timeout: float = 10.0) -> Any:
+    """wait_for that lets Playwright run the page's route handlers while it polls."""
+    return wait_for(lambda: page.wait_for_timeout(20) or condition(), timeout=timeout)
+
+
+def test_a_session_change_forgets_the_node_list_and_stops_a_rolling_restart(
+    page: Any, mesh: ConsoleMesh
+) -> None:
+    """No node restarts: the test holds the run's first POST /ha/shutdown, signs out, signs
+    another admin in, then answers it as if the node had gone down and come back."""
+    held: dict[str, list[Any]] = {"shutdown": [], "status": []}
+    faked = {"hold_status": False, "rebooted": None}
+
+    def status(route: Any) -> None:
+        if faked["hold_status"]:
+            held["status"].append(route)
+            return
+        answer = route.fetch()
+        body = answer.json()
+        for node in body["nodes"]:  # the held shutdown's node, as if back from a restart
+            if node["name"] == faked["rebooted"]:
+                node["boot_id"] = "a-new-run"
+        route.fulfill(response=answer, body=json.dumps(body))
+
+    sign_in_admin(page, mesh)
+    view = page.locator("[data-view=mesh]")
+    expect(view.locator("[data-table=nodes] tbody tr")).to_have_count(3)
+    assert len(page.evaluate(KNOWN_NODES)["nodes"]) == 3
+    page.route("**/ha/shutdown", lambda route: held["shutdown"].append(route))
+    page.route("**/ha/status", status)
+    view.locator("input[name=settle_secs]").fill("0")
+    view.locator("[data-action=rolling-restart]").click()
+    view.locator("[data-action=confirm]").click()
+    _pumped(page, lambda: held["shutdown"])
+    target = held["shutdown"][0].request.post_data_json["target"]
+    faked["hold_status"] = True  # a /ha/status of this session, answered after it ended
+    page.evaluate(LATE_CALL)
+    _pumped(page, lambda: held["status"])
+
+    page.locator("[data-action=signout]").click()
+    message = page.locator("[data-view=signin] [data-message]")
+    expect(message).to_contain_text("The rolling restart stopped when its session ended")
+    expect(message).to_contain_text(f"{target} was asked to restart")
+    assert page.evaluate(KNOWN_NODES) == {"self": None, "nodes": []}
+    faked["hold_status"] = False
+    for route in held["status"]:
+        route.continue_()
+    assert page.evaluate("window.late") == "session_ended"  # dropped, not remembered
+    assert page.evaluate(KNOWN_NODES) == {"self": None, "nodes": []}
+
+    signin = page.locator("[data-view=signin]")  # the same page: the run's code still loaded
+    signin.locator("input[name=username]").fill(ADMIN_USER)
+    signin.locator("input[name=password]").fill(ADMIN_PASSWORD)
+    signin.locator("[data-action=signin]").click()
+    expect(view.locator("[data-table=nodes] tbody tr")).to_have_count(3)
+    faked["rebooted"] = target
+    held["shutdown"][0].fulfill(status=200, json={"target": target})
+    # Unbound, the run would now see the node back and ask the next one within ~0.5 s.
+    with pytest.raises(PlaywrightTimeout):
+        page.wait_for_event("request", lambda r: "/ha/shutdown" in r.url, timeout=1000)
+    assert len(held["shutdown"]) == 1
+
+
+def test_a_browser_clock_hours_ahead_signs_in_and_its_session_ends_on_time(
+    page: Any, mesh: ConsoleMesh
+) -> None:
+    """The admin token's lifetime (an hour) as the node measured it, counted on the page's
+    clock from sign-in: two hours ahead of the node's, it must neither refuse the sign-in
+    nor cut the session short."""
+    page.clock.install(time=datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=2))
+    sign_in_admin(page, mesh)
+    expect(page.locator("[data-view=mesh]")).to_be_visible()
+    page.clock.fast_forward("58:00")
+    expect(page.locator("[data-view=mesh]")).to_be_visible()
+    page.clock.fast_forward("03:00")
+    message = page.locator("[data-view=signin] [data-message]")
+    expect(message).to_have_text("Your session expired: sign in again.")
+
+
 def test_a_rolling_restart_from_the_page_and_its_node_going_away(
     page: Any, mesh: ConsoleMesh, tmp_path: Path
 ) -> None:
@@ -158,10 +255,12 @@ def test_the_static_route_serves_its_files_and_refuses_traversal(mesh: ConsoleMe
     """Raw request lines (no client normalises the dots away), over real HTTP."""
     host, port = mesh.url.removeprefix("http://").split(":")
 
-    def get(path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    def get(
+        path: str, headers: dict[str, str] | None = None, method: str = "GET"
+    ) -> tuple[int, dict[str, str], bytes]:
         conn = http.client.HTTPConnection(host, int(port), timeout=5)
         try:
-            conn.request("GET", path, headers=headers or {})
+            conn.request(method, path, headers=headers or {})
             resp = conn.getresponse()
             return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
         finally:
@@ -175,6 +274,10 @@ def test_the_static_route_serves_its_files_and_refuses_traversal(mesh: ConsoleMe
     status, headers, _ = get("/ui/lib/api.js")
     assert status == 200 and headers["content-type"] == "text/javascript; charset=utf-8"
     assert get("/ui/lib/api.js", {"If-None-Match": headers["etag"]})[0] == 304
+    for method in ("POST", "PUT", "DELETE", "OPTIONS"):  # the router's own 405s
+        status, headers, _ = get("/ui/app.js", method=method)
+        assert status == 405, method
+        assert all(headers[name.lower()] == value for name, value in HEADERS.items()), method
     for attack in (
         "/ui/../../etc/passwd",
         "/ui/%2e%2e/%2e%2e/etc/passwd",

@@ -5,6 +5,7 @@ browser and a sign-in cost seconds each)."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,16 @@ def _chat(mesh: ConsoleMesh, stream: bool) -> None:
     assert answer.status_code == 200, answer.text
 
 
+def _with_proto_model(route: Any, served: bool) -> None:
+    """The node's answer, with a model 'toString' on every node while `served`."""
+    answer = route.fetch()
+    body = answer.json()
+    for summary in body["nodes"].values():
+        if served:
+            summary["models"]["toString"] = summary["total"]
+    route.fulfill(response=answer, body=json.dumps(body))
+
+
 def test_traffic_charts_after_known_traffic_then_a_change_through_another_node_is_live(
     page: Any, mesh: ConsoleMesh, tmp_path: Path
 ) -> None:
@@ -53,6 +64,18 @@ def test_traffic_charts_after_known_traffic_then_a_change_through_another_node_i
     view.locator("select[name=model]").select_option(MODEL)
     expect(view.locator("[data-total=requests]")).to_have_text(NONZERO)
     screenshot(page, tmp_path, "traffic")
+    # A model named like an Object.prototype member, chosen, then gone from the next answer.
+    proto = {"served": True}
+    page.route("**/ha/traffic*", lambda route: _with_proto_model(route, proto["served"]))
+    view.locator("select[name=minutes]").select_option("5")  # a new window: fetched at once
+    view.locator("select[name=model]").select_option("toString")
+    expect(view.locator("select[name=model]")).to_have_value("toString")
+    expect(view.locator("[data-total=requests]")).to_have_text(NONZERO)
+    proto["served"] = False
+    view.locator("select[name=minutes]").select_option("10")
+    expect(view.locator("select[name=model]")).to_have_value("")  # back to every model
+    expect(view.locator("[data-total=requests]")).to_have_text(NONZERO)
+    page.unroute("**/ha/traffic*")
 
     page.locator("[data-nav=activity]").click()
     view = page.locator("[data-view=activity]")

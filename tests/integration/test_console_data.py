@@ -205,9 +205,15 @@ def test_traffic_counts_and_percentiles_after_known_traffic(mesh: LocalMesh) -> 
     assert set(nodes) == {"n1", "n2"} and whole.json()["missing"] == []
     assert _total(nodes["n1"]["total"], "requests") == 17
     assert _total(nodes["n2"]["models"]["echo-model"], "requests") == 1
+    # Superscript, circled, fullwidth and Arabic-Indic digits are digits to str.isdigit().
+    unicode = ("minutes=%C2%B2", "minutes=%E2%91%A0", "minutes=%EF%BC%95", "minutes=%D9%A3")
     for query in ("minutes=0", "minutes=31", "minutes=x", "minutes=1&minutes=2", "scope=all"):
         bad = requests.get(f"{first}/ha/traffic?{query}", headers=AUTH, timeout=5)
         assert bad.status_code == 400 and bad.json()["error"]["param"] in query, query
+    for query in unicode:
+        bad = requests.get(f"{first}/ha/traffic?{query}", headers=AUTH, timeout=5)
+        assert bad.status_code == 400, query
+        assert "ASCII digits" in bad.json()["error"]["message"], query
     assert requests.get(first + "/ha/traffic", timeout=5).status_code == 401
 
 

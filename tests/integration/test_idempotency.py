@@ -160,7 +160,8 @@ def test_an_unknown_request_id_is_settled_by_its_expiry(url: str) -> None:
         timeout=5,
     ).json()
     assert past["status"] == "not_applied" and past["can_still_apply"] is False
-    bad = requests.get(
-        f"{url}/ha/requests/{rid}", params={"expires_at": "soon"}, headers=A, timeout=5
-    )
-    assert bad.status_code == 400
+    for wrong in ("soon", "\u0661\u0667", "\uff11\uff17", " 17", "1_7", "inf"):  # not ASCII digits
+        bad = requests.get(
+            f"{url}/ha/requests/{rid}", params={"expires_at": wrong}, headers=A, timeout=5
+        )
+        assert bad.status_code == 400, wrong

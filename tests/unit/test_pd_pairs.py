@@ -8,9 +8,11 @@ from typing import Any
 
 import orjson
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from yarl import URL
 
 from node.echo.httpio import BadRequest
-from node.echo.pd import PdRooms, halves_of
+from node.echo.pd import PdRooms, bootstrap_app, halves_of
 from node.grpcproxy.pd import disaggregated_params
 from node.localmesh.process import free_port
 from node.proxy.pd import bootstrap_fields, bootstrap_port, merged_logprobs, with_fields
@@ -218,3 +220,17 @@ def test_grpc_halves_get_disaggregated_params_with_an_int32_room() -> None:
         rooms.add(params.bootstrap_room)
     assert len(rooms) > 1
     assert disaggregated_params(worker(6, "prefill")).bootstrap_port == 0  # unknown
+
+
+def test_the_bootstrap_server_reads_a_room_in_ascii_digits_only() -> None:
+    async def statuses() -> list[int]:
+        rooms = PdRooms("prefill", 0.1)
+        rooms.remember(2**63 - 1, "/v1/completions")
+        async with TestClient(TestServer(bootstrap_app(rooms))) as client:
+            found = []
+            for room in (str(2**63 - 1), "%EF%BC%95", "%C2%B2", "%D9%A3", "x", "5"):
+                async with client.get(URL(f"/bootstrap/{room}", encoded=True)) as resp:
+                    found.append(resp.status)
+            return found
+
+    assert asyncio.run(statuses()) == [200, 400, 400, 400, 400, 404]

@@ -8,7 +8,9 @@ import socket
 import time
 from pathlib import Path
 
+import aiohttp
 import orjson
+from yarl import URL
 
 from mesh.events import AppliedStream
 from node.applied_wait import AppliedWaiter
@@ -22,6 +24,16 @@ from node.plane.siblings import (
     process_socket,
     serve_siblings,
 )
+
+
+async def traffic_status(path: Path, minutes: str) -> int:
+    """The status of a sibling's `GET /traffic?minutes=...` (`minutes` as sent, encoded)."""
+    connector = aiohttp.UnixConnector(path=str(path))
+    async with aiohttp.ClientSession(connector=connector) as session:
+        url = URL(f"http://localhost/traffic?minutes={minutes}", encoded=True)
+        async with session.get(url) as resp:
+            return resp.status
+
 
 COUNTERS = {"rate_limits": {"scopes": {"*": {"admitted": 4, "rejected": 1}}}}
 
@@ -43,6 +55,9 @@ def test_a_sibling_answers_what_it_has_applied_and_its_metrics(tmp_path: Path) -
             assert await get(path, "/applied/8", 2.0) is None  # not there within 0.3 s
             assert b"meshgate_" in (await get(path, "/metrics", 2.0) or b"")
             assert orjson.loads(await get(path, "/limits", 2.0) or b"") == COUNTERS
+            assert await traffic_status(path, "1") == 200
+            for bad in ("%C2%B2", "%E2%91%A0", "%EF%BC%95", "%D9%A3", "0", "31", "x"):
+                assert await traffic_status(path, bad) == 400, bad  # never a 500, never read
             sent = orjson.dumps({"sent_at": 5, "part": {"grants": {}}})
             answer = await me.clients.post(path, "/shares", sent, 2.0)
             assert orjson.loads(answer or b"") == {"at": 5.0, "grants": {}}

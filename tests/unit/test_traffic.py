@@ -88,6 +88,7 @@ def test_merged_rings_add_up_and_the_busiest_models_are_kept() -> None:
         [],
         {"buckets": []},
         {"buckets": {"x": {}}},
+        {"buckets": {"\u00b2": {}}},  # str.isdigit() but not int(): BadRing, not ValueError
         {"buckets": {"10": {"m": {"requests": 1}}}},
         {
             "buckets": {

@@ -36,10 +36,12 @@ function useLiveState() {
 }
 
 // Back to sign-in when the session's own expiry comes (the API would refuse it anyway).
+// Timed on this browser's clock from the lifetime the node gave (ends_at): the two clocks
+// may be hours apart. A 401 stays the authority either way.
 function useExpiry(session) {
   useEffect(() => {
-    if (!session?.expires_at) return undefined;
-    const ms = session.expires_at * 1000 - Date.now();
+    if (!session?.ends_at) return undefined;
+    const ms = session.ends_at * 1000 - Date.now();
     if (ms <= 0) {
       clearSession(EXPIRED);
       return undefined;

@@ -3,8 +3,8 @@
 // [data-view=signin]; the reason it shows (an expired session, a sign-out) is the text of
 // its [data-message] element.
 import { html, useState } from "./lib/html.js";
-import { api, apiAs, ApiError } from "./lib/api.js";
-import { setSession, signInMessage } from "./lib/session.js";
+import { apiAs, ApiError } from "./lib/api.js";
+import { localExpiry, setSession, signInMessage } from "./lib/session.js";
 import { FieldError, useAction } from "./lib/forms.js";
 
 const MODES = [
@@ -68,18 +68,20 @@ function SecretField(name, label, error) {
 
 async function signIn(mode, form) {
   if (mode === "admin") {
-    const answer = await api("POST", "/api/admin/login", {
+    const { data: answer, nodeNow } = await apiAs(null, "POST", "/api/admin/login", {
       username: String(form.username ?? ""),
       password: String(form.password ?? ""),
     });
     const user = answer.user ?? {};
+    const exp = typeof user.exp === "number" ? user.exp : null;
     setSession({
       token: answer.token,
       kind: "admin",
       name: user.subject ?? String(form.username), // the username, not the display name
       tenant: null,
       admin: true,
-      expires_at: typeof user.exp === "number" ? user.exp : null,
+      expires_at: exp,
+      ends_at: localExpiry(exp, nodeNow),
     });
     return;
   }
@@ -95,7 +97,8 @@ async function identify(secret, field) {
       if (e instanceof ApiError && e.field === null && e.status === 401) e.field = field;
       throw e;
     });
-  const who = await asked("GET", "/api/whoami");
+  const { data: who, nodeNow } = await asked("GET", "/api/whoami");
+  const exp = typeof who.expiresAt === "number" ? who.expiresAt : null;
   if (!who.admin && !who.tenant) {
     throw new ApiError(403, "this credential is neither an admin's nor a tenant user's", null, field);
   }
@@ -103,6 +106,7 @@ async function identify(secret, field) {
     name: who.name,
     tenant: who.admin ? null : who.tenant,
     admin: Boolean(who.admin),
-    expires_at: typeof who.expiresAt === "number" ? who.expiresAt : null,
+    expires_at: exp,
+    ends_at: localExpiry(exp, nodeNow),
   };
 }

@@ -1,9 +1,10 @@
 // Calls to the node's API: same origin, the session's bearer token, JSON in and out,
 // a 10 s deadline. A non-2xx answer throws ApiError with the node's own message.
-import { getSession, clearSession } from "./session.js";
+import { getSession, clearSession, sessionEpoch } from "./session.js";
 
 export const TIMEOUT_MS = 10000;
 export const SESSION_ENDED = "Your session expired or was revoked: sign in again.";
+export const STALE = "session_ended"; // the code of an answer whose session ended meanwhile
 const MAX_MESSAGE = 500; // a message longer than this is cut (a hostile or broken answer)
 
 export class ApiError extends Error {
@@ -16,11 +17,19 @@ export class ApiError extends Error {
   }
 }
 
+// A call with the session's token. An answer that comes after its session ended (signed
+// out, or another user signed in) is dropped: it throws ApiError(0) with code STALE, and
+// its 401 does not sign the next session out.
 export async function api(method, path, body) {
   const session = getSession();
+  const asked = sessionEpoch();
+  const stale = () => new ApiError(0, `${method} ${path}: the session ended before the answer came`, STALE);
   try {
-    return await request("", session?.token ?? null, method, path, body);
+    const { data } = await request("", session?.token ?? null, method, path, body);
+    if (sessionEpoch() !== asked) throw stale();
+    return data;
   } catch (e) {
+    if (sessionEpoch() !== asked) throw e.code === STALE ? e : stale();
     if (e instanceof ApiError && e.status === 401 && session !== null) clearSession(SESSION_ENDED);
     throw e;
   }
@@ -28,10 +37,12 @@ export async function api(method, path, body) {
 
 // Another node's read-only status (may fail: CORS, or the node is down).
 export async function apiAt(baseUrl, method, path, body) {
-  return request(String(baseUrl).replace(/\/+$/, ""), getSession()?.token ?? null, method, path, body);
+  const base = String(baseUrl).replace(/\/+$/, "");
+  return (await request(base, getSession()?.token ?? null, method, path, body)).data;
 }
 
 // A call with a credential that is not (yet) the session's: sign-in checks it first.
+// {data, nodeNow}: the answer and the node's time of it (its Date header, in seconds).
 export async function apiAs(token, method, path, body) {
   return request("", token, method, path, body);
 }
@@ -61,8 +72,13 @@ async function request(base, token, method, path, body) {
     clearTimeout(timer);
   }
   const data = await decoded(resp);
-  if (resp.ok) return data;
+  if (resp.ok) return { data, nodeNow: nodeTime(resp) };
   throw failure(resp.status, data, body);
+}
+
+function nodeTime(resp) {
+  const ms = Date.parse(resp.headers.get("Date") ?? "");
+  return Number.isFinite(ms) ? ms / 1000 : null;
 }
 
 async function decoded(resp) {

@@ -22,8 +22,9 @@ async function fetchStatus() {
 
 // A drain the feed announced, shown at once until a fetched /ha/status has applied it.
 function useFeedDrains(refresh) {
-  const drains = useRef({}); // node name -> the index of the change that drained it
-  const [shown, setShown] = useState({});
+  // node name -> the index of the change that drained it (a Map: names come from the API)
+  const drains = useRef(new Map());
+  const [shown, setShown] = useState(drains.current);
   useEffect(
     () =>
       subscribe((e) => {
@@ -31,9 +32,11 @@ function useFeedDrains(refresh) {
         const args = e.object ?? {};
         if (e.ok && e.op === "member.set_draining" && typeof args.name === "string") {
           // An undo shows with the node's next report (it stays not ready until then).
-          const { [args.name]: _, ...others } = drains.current;
-          drains.current = args.draining === true ? { ...others, [args.name]: e.index } : others;
-          setShown(drains.current);
+          const next = new Map(drains.current);
+          if (args.draining === true) next.set(args.name, e.index);
+          else next.delete(args.name);
+          drains.current = next;
+          setShown(next);
         }
         refresh();
       }),
@@ -46,7 +49,7 @@ function useFeedDrains(refresh) {
 function withDrains(status, drains) {
   if (!status) return status;
   const nodes = status.nodes.map((n) => {
-    const index = drains[n.name];
+    const index = drains.get(n.name);
     if (index === undefined || status.applied_index >= index || n.status !== "alive") return n;
     return { ...n, status: "draining" };
   });

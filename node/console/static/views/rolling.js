@@ -4,7 +4,10 @@
 // the leader last; each node must come back (a new boot id) ready and caught up, and still
 // be so `settle` seconds later, before the next one goes. The page asks its own node (a
 // page may not read other origins); when that node is the one restarting, it waits for it.
+// A run belongs to the session that started it: a session change (sign-out, another
+// sign-in) stops it before its next call, and the sign-in says where it stopped.
 import { api, ApiError } from "../lib/api.js";
+import { addSignInNote, onSessionChange } from "../lib/session.js";
 
 export const DEFAULT_SETTLE_SECS = 3; // as the CLI's: the shipped HAProxy's time to put a node back
 export const NODE_TIMEOUT_SECS = 180;
@@ -17,6 +20,45 @@ const voter = (n) => n.voter ?? true;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class Refused extends Error {}
+
+// One run's calls, made only while the session that started it lasts.
+class Run {
+  constructor() {
+    this.done = []; // names restarted
+    this.current = null; // the node being restarted, and its phase
+    this.left = []; // names not reached yet
+    this.stopped = null; // why it stopped (the session ended), once it has
+    this.off = onSessionChange(() => this.sessionEnded());
+  }
+
+  sessionEnded() {
+    if (this.stopped !== null) return;
+    this.stopped = `The rolling restart stopped when its session ended: ${this.where()}.`;
+    addSignInNote(this.stopped);
+  }
+
+  where() {
+    const parts = [this.done.length ? `restarted ${this.done.join(", ")}` : "no node restarted"];
+    if (this.current?.phase === "restarting") {
+      parts.push(`${this.current.name} was asked to restart (its supervisor starts it again)`);
+    } else if (this.current) {
+      parts.push(`${this.current.name} was back and settling`);
+    }
+    if (this.left.length) parts.push(`not restarted: ${this.left.join(", ")}`);
+    return parts.join("; ");
+  }
+
+  async call(method, path, body) {
+    this.check();
+    const answer = await api(method, path, body);
+    this.check();
+    return answer;
+  }
+
+  check() {
+    if (this.stopped !== null) throw new Refused(this.stopped);
+  }
+}
 
 // Read-only members first, then followers by name, the leader last.
 export function restartOrder(status) {
@@ -48,29 +90,43 @@ export function restartProblem(status) {
 }
 
 // Restart every node; onStep({name, phase: "restarting"|"settling"|"done", secs}) reports.
+// Call it from the confirmation: the run is bound to the session signed in then.
 export async function rollingRestart({ settleSecs = DEFAULT_SETTLE_SECS, onStep = () => {} } = {}) {
-  const status = await api("GET", "/ha/status");
+  const run = new Run();
+  try {
+    return await restartAll(run, settleSecs, (step) => {
+      run.current = step.phase === "done" ? null : step;
+      onStep(step);
+    });
+  } finally {
+    run.off();
+  }
+}
+
+async function restartAll(run, settleSecs, onStep) {
+  const status = await run.call("GET", "/ha/status");
   const problem = restartProblem(status);
   if (problem) throw new Refused(problem);
-  const done = [];
+  run.left = restartOrder(status).map((n) => n.name);
   for (const node of restartOrder(status)) {
     const started = Date.now();
     const deadline = started + NODE_TIMEOUT_SECS * 1000;
+    run.left = run.left.filter((name) => name !== node.name);
     onStep({ name: node.name, phase: "restarting" });
-    await shutDown(node.name, node.name === status.node_name);
-    const boot = await waitBack(node, deadline);
+    await shutDown(run, node.name, node.name === status.node_name);
+    const boot = await waitBack(run, node, deadline);
     onStep({ name: node.name, phase: "settling" });
-    await waitSettled(node.name, boot, settleSecs, deadline);
+    await waitSettled(run, node.name, boot, settleSecs, deadline);
+    run.done.push(node.name);
     onStep({ name: node.name, phase: "done", secs: (Date.now() - started) / 1000 });
-    done.push(node.name);
   }
-  await waitHealthy(Date.now() + NODE_TIMEOUT_SECS * 1000);
-  return done;
+  await waitHealthy(run, Date.now() + NODE_TIMEOUT_SECS * 1000);
+  return run.done;
 }
 
-async function shutDown(name, isSelf) {
+async function shutDown(run, name, isSelf) {
   try {
-    await api("POST", "/ha/shutdown", { target: name });
+    await run.call("POST", "/ha/shutdown", { target: name });
   } catch (e) {
     // This page's own node may stop before its answer arrives: whether the plan
     // committed shows in the wait for a new boot id that follows.
@@ -79,9 +135,9 @@ async function shutDown(name, isSelf) {
 }
 
 // Our node's /ha/status, or null while it does not answer (it may be the one restarting).
-async function status() {
+async function status(run) {
   try {
-    return await api("GET", "/ha/status");
+    return await run.call("GET", "/ha/status");
   } catch (e) {
     if (e instanceof ApiError && (e.status === 0 || e.status >= 500)) return null;
     throw e;
@@ -91,10 +147,10 @@ async function status() {
 const seen = (s, name) => s?.nodes.find((n) => n.name === name) ?? null;
 
 // Until a new run of the node (a new boot id) is ready and caught up; its boot id.
-async function waitBack(node, deadline) {
+async function waitBack(run, node, deadline) {
   let last = "no answer yet";
   while (Date.now() < deadline) {
-    const n = seen(await status(), node.name);
+    const n = seen(await status(run), node.name);
     if (n && n.boot_id !== node.boot_id && serving(n)) {
       if (n.caught_up) return n.boot_id;
       last = `${node.name} is ready but not caught up yet`;
@@ -107,10 +163,10 @@ async function waitBack(node, deadline) {
 }
 
 // `settle` seconds after it came back, still this run, healthy; else wait a whole settle again.
-async function waitSettled(name, boot, settleSecs, deadline) {
+async function waitSettled(run, name, boot, settleSecs, deadline) {
   for (;;) {
     await sleep(settleSecs * 1000);
-    const n = seen(await status(), name);
+    const n = seen(await status(run), name);
     if (n && n.boot_id === boot && healthy(n)) return;
     if (Date.now() > deadline) {
       throw new Refused(
@@ -122,9 +178,9 @@ async function waitSettled(name, boot, settleSecs, deadline) {
   }
 }
 
-async function waitHealthy(deadline) {
+async function waitHealthy(run, deadline) {
   for (;;) {
-    const s = await status();
+    const s = await status(run);
     const problem = s ? restartProblem(s) : "this node does not answer";
     if (problem === null) return;
     if (Date.now() > deadline) throw new Refused(problem);

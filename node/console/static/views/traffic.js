@@ -55,11 +55,16 @@ export default function TrafficView() {
   useEffect(() => {
     refresh(); // a new window: fetch it now, not at the next poll
   }, [minutes]);
+  // Names come from the API: own keys only ('toString' is a model name, not a method).
   const names = fresh ? Object.keys(fresh.nodes).sort() : [];
   const shown = node !== null && names.includes(node) ? node : names[0] ?? null;
-  const summary = shown !== null ? fresh.nodes[shown] : null;
+  const summary = shown !== null && Object.hasOwn(fresh.nodes, shown) ? fresh.nodes[shown] : null;
   const models = summary ? Object.keys(summary.models) : [];
-  const columns = summary ? (model !== TOTAL && summary.models[model]) || summary.total : null;
+  const chosen = summary && model !== TOTAL && Object.hasOwn(summary.models, model) ? model : TOTAL;
+  const columns = summary ? (chosen === TOTAL ? summary.total : summary.models[chosen]) : null;
+  useEffect(() => {
+    if (summary && chosen !== model) setModel(TOTAL); // the model is gone from this answer
+  }, [summary, chosen, model]);
   useEffect(addChartCss, []);
   return html`<section data-view="traffic">
     <h2>Traffic</h2>
@@ -71,7 +76,7 @@ export default function TrafficView() {
         </select>
       </label>
       <label>Model
-        <select name="model" value=${model} onChange=${(e) => setModel(e.target.value)}>
+        <select name="model" value=${chosen} onChange=${(e) => setModel(e.target.value)}>
           <option value=${TOTAL}>every model</option>
           ${models.map((m) => html`<option value=${m}>${m}</option>`)}
         </select>
