@@ -47,15 +47,15 @@ export function ModelForm({ model, admin, tenants, onDone, onCancel }) {
             <select name="namespace">${tenants.map((t) => html`<option value=${t.name}>${t.name}</option>`)}</select>
           </label>
           <${FieldError} error=${error} field="namespace" />`}`}
-      <label>Worker model id <input name="modelId" value=${m.predictor?.selector?.model_id || ""} placeholder="the name" /></label>
+      <label>Worker model id <input name="modelId" defaultValue=${m.predictor?.selector?.model_id || ""} placeholder="the name" /></label>
       <${FieldError} error=${error} field="modelId" />
-      <label>Policy <input name="policy" value=${m.policy || ""} placeholder="the mesh's default" /></label>
+      <label>Policy <input name="policy" defaultValue=${m.policy || ""} placeholder="the mesh's default" /></label>
       <${FieldError} error=${error} field="policy" />
-      <label>Description <input name="description" value=${m.description || ""} /></label>
+      <label>Description <input name="description" defaultValue=${m.description || ""} /></label>
       <${FieldError} error=${error} field="description" />
-      <label>Min replicas <input name="minReplicas" inputmode="numeric" value=${scaling.minReplicas ?? ""} /></label>
+      <label>Min replicas <input name="minReplicas" inputmode="numeric" defaultValue=${scaling.minReplicas ?? ""} /></label>
       <${FieldError} error=${error} field="minReplicas" />
-      <label>Max replicas <input name="maxReplicas" inputmode="numeric" value=${scaling.maxReplicas ?? ""} /></label>
+      <label>Max replicas <input name="maxReplicas" inputmode="numeric" defaultValue=${scaling.maxReplicas ?? ""} /></label>
       <${FieldError} error=${error} field="maxReplicas" />
       <${FieldError} error=${error} />
       <div class="form-actions">

@@ -42,19 +42,19 @@ export function WorkerForm({ worker, onDone, onCancel }) {
       ${adding &&
       html`<label>URL <input name="url" required placeholder="http://10.0.0.5:8000" autocomplete="off" /></label>
         <${FieldError} error=${error} field="url" />`}
-      <label>Model id <input name="model_id" value=${w.model_id || ""} placeholder="discovered when empty" /></label>
+      <label>Model id <input name="model_id" defaultValue=${w.model_id || ""} placeholder="discovered when empty" /></label>
       <${FieldError} error=${error} field="model_id" />
       <label>Type
-        <select name="worker_type" value=${w.worker_type || "regular"}>
-          ${TYPES.map((t) => html`<option value=${t}>${t}</option>`)}
+        <select name="worker_type">
+          ${TYPES.map((t) => html`<option value=${t} selected=${t === (w.worker_type || "regular")}>${t}</option>`)}
         </select>
       </label>
       <${FieldError} error=${error} field="worker_type" />
-      <label>Runtime <input name="runtime" value=${w.runtime || ""} placeholder="sglang, vllm, ..." /></label>
+      <label>Runtime <input name="runtime" defaultValue=${w.runtime || ""} placeholder="sglang, vllm, ..." /></label>
       <${FieldError} error=${error} field="runtime" />
-      <label>Priority <input name="priority" inputmode="numeric" value=${w.priority ?? ""} placeholder="50" /></label>
+      <label>Priority <input name="priority" inputmode="numeric" defaultValue=${w.priority ?? ""} placeholder="50" /></label>
       <${FieldError} error=${error} field="priority" />
-      <label>Labels <input name="labels" value=${pairsText(w.labels)} placeholder="zone=a, gpu=h100" /></label>
+      <label>Labels <input name="labels" defaultValue=${pairsText(w.labels)} placeholder="zone=a, gpu=h100" /></label>
       <${FieldError} error=${error} field="labels" />
       <label>API key
         <input name="api_key" type="password" autocomplete="new-password"
