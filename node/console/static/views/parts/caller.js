@@ -4,22 +4,22 @@
 // - a managed key may create keys if its role is minter, and may rotate or revoke only
 //   itself and the keys minted from it (managed_key);
 // - another tenant credential (an IdP token) manages its tenant's keys if its role is
-//   minter; the page cannot read that role, so it offers the actions and shows the API's
-//   answer.
+//   minter.
+// The role comes from GET /api/whoami, a key's id from POST /api/validate-api-key.
 import { useState, useEffect } from "../../lib/html.js";
 import { api } from "../../lib/api.js";
 
 async function whoIs(session) {
   if (session.admin) return { admin: true, tenant: null, keyId: null, canMint: true };
-  if (session.kind !== "key") return { admin: false, tenant: session.tenant, keyId: null, canMint: true };
-  const found = await api("POST", "/api/validate-api-key", { apiKey: session.token });
-  const own = found.valid ? await api("GET", `/api/keys/${encodeURIComponent(found.keyId)}`) : null;
-  return {
-    admin: false,
-    tenant: found.tenant ?? session.tenant,
-    keyId: own ? own.id : null,
-    canMint: own ? own.role === "minter" && !own.publishedModel : false,
-  };
+  const me = await api("GET", "/api/whoami");
+  let keyId = null;
+  let publication = false;
+  if (session.kind === "key") {
+    const found = await api("POST", "/api/validate-api-key", { apiKey: session.token });
+    keyId = found.valid ? found.keyId : null;
+    publication = Boolean(found.model); // a publication's key mints nothing
+  }
+  return { admin: false, tenant: me.tenant, keyId, canMint: ["admin", "minter"].includes(me.role) && !publication };
 }
 
 export function useCaller(session) {

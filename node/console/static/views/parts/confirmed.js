@@ -1,21 +1,13 @@
-// One destructive action at a time, asked through the console's Confirm: `ask(text, act)`
-// shows the question; on yes `act()` runs through useAction, so its failure shows as the
-// API's message, and `after(result)` runs on success.
-import { html, useState } from "../../lib/html.js";
-import { Confirm, FieldError, useAction } from "../../lib/forms.js";
+// A destructive action asked through the console's confirmation (lib/forms.js useConfirm),
+// run through useAction so that its failure shows as the API's message: `ask(text, act)`;
+// on yes `act()` runs, then `after(result)`. Put `dialog` where the question should appear.
+import { html } from "../../lib/html.js";
+import { FieldError, useAction, useConfirm } from "../../lib/forms.js";
 
 export function useConfirmed(after) {
-  const [asked, setAsked] = useState(null);
-  const [run, { busy, error }] = useAction();
-  const ask = (text, act) => setAsked({ text, act });
-  const yes = () => {
-    const { act } = asked;
-    setAsked(null);
-    run(async () => after(await act()));
-  };
-  const dialog = html`
-    ${asked && html`<${Confirm} text=${asked.text} onYes=${yes} onNo=${() => setAsked(null)} />`}
-    <${FieldError} error=${error} />
-  `;
-  return { ask, dialog, busy };
+  const [question, dialogOf] = useConfirm();
+  const [run, { error }] = useAction();
+  const ask = (text, act) => question(text, () => run(async () => after(await act())));
+  const dialog = html`${dialogOf}<${FieldError} error=${error} />`;
+  return { ask, dialog };
 }
