@@ -35,7 +35,7 @@ function WorkerRow({ worker, onEdit, onAsk, expanded, onExpand }) {
       <td>${worker.circuit_breaker?.state || ""}</td>
       <td>${worker.load ?? ""}</td>
       <td>${pairsText(worker.labels)}</td>
-      <td>${worker.priority}</td>
+      <td data-cell="priority">${worker.priority}</td>
       <td>
         <button type="button" class="link" data-action="nodes" data-agreement=${agreed} onClick=${onExpand}>
           ${agreed === "disagree" ? "nodes disagree" : agreed === "partial" ? "some unknown" : "all agree"}

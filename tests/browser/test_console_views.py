@@ -1,0 +1,219 @@
+"""The Workers, Models and publishing, and Tenants and keys views, in Chromium against the
+module's 3-node mesh: forms that show the API's error next to its field and change
+nothing, secrets shown once, changes made through another node shown without a reload,
+and a tenant user's page holding only its tenant."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+import requests
+from playwright.sync_api import expect
+
+from node.localmesh import stop_all
+from tests.browser.conftest import ConsoleMesh, screenshot, sign_in_admin
+from tests.cluster.conftest import MODEL
+from tests.support import start_echo_worker, wait_for
+
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+def _open(page: Any, view: str) -> Any:
+    """The view, in the page's signed-in session (no reload: the hash routes)."""
+    expect(page.locator("[data-live]")).to_be_visible()  # signed in: the shell is up
+    page.evaluate("view => { location.hash = '#/' + view }", view)
+    root = page.locator(f"[data-view={view}]")
+    expect(root).to_be_visible()
+    page.evaluate("window.notReloaded = true")  # gone if anything reloads the page
+    return root
+
+
+def _not_reloaded(page: Any) -> None:
+    assert page.evaluate("window.notReloaded") is True
+
+
+def _confirm(page: Any) -> None:
+    page.locator("[data-confirm] [data-action=confirm]").click()
+
+
+def _api(mesh: ConsoleMesh, node: int, method: str, path: str, **kwargs: Any) -> Any:
+    resp = requests.request(
+        method, mesh.mesh.nodes[node].url + path, headers=mesh.admin, timeout=10, **kwargs
+    )
+    assert resp.ok, resp.text
+    return resp.json()
+
+
+def _sign_in_key(page: Any, key: str) -> None:
+    page.goto("/ui/")
+    page.locator("[data-view=signin] [data-action=mode-key]").click()
+    page.locator("[data-view=signin] input[name=apiKey]").fill(key)
+    page.locator("[data-view=signin] [data-action=signin]").click()
+
+
+@pytest.fixture(scope="module")
+def spare_worker(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    proc, url = start_echo_worker(tmp_path_factory.mktemp("spare-worker"), model=MODEL)
+    yield url
+    stop_all([proc])
+
+
+def test_workers_add_edit_drain_remove(
+    page: Any, mesh: ConsoleMesh, spare_worker: str, tmp_path: Path
+) -> None:
+    sign_in_admin(page, mesh)
+    view = _open(page, "workers")
+    rows = view.locator("[data-table=workers] tbody tr[data-row]")
+    expect(rows).to_have_count(1)  # the mesh's echo worker
+    view.locator("[data-action=add-worker]").click()
+    form = view.locator("[data-form=add-worker]")
+    form.locator("[name=url]").fill("ftp://10.0.0.5:8000")
+    form.locator("[name=labels]").fill(f"x={HOSTILE}")
+    form.locator("[name=api_key]").fill("worker-credential-42")
+    form.locator("[data-action=add]").click()
+    expect(form.locator("[data-error=url]")).to_contain_text("url must be http://")
+    expect(form.locator("[data-error=form]")).to_have_count(0)
+    assert _api(mesh, 1, "GET", "/workers")["total"] == 1  # nothing added
+
+    form.locator("[name=url]").fill(spare_worker)  # what else was typed is kept
+    form.locator("[data-action=add]").click()
+    expect(rows).to_have_count(2)
+    added = next(w for w in _api(mesh, 1, "GET", "/workers")["workers"] if w["url"] == spare_worker)
+    row = view.locator(f"tr[data-row='{added['id']}']")
+    expect(row).to_have_attribute("data-status", "ready")  # pending, then ready
+    expect(row).to_contain_text(HOSTILE)  # a label is text, never markup
+    assert view.locator("img").count() == 0
+    assert "worker-credential-42" not in page.content() and added["has_api_key"] is True
+
+    row.locator("[data-action=edit]").click()
+    edit = view.locator("[data-form=edit-worker]")
+    edit.locator("[name=priority]").fill("7")
+    edit.locator("[data-action=save]").click()
+    expect(edit).to_have_count(0)
+    expect(row.locator("[data-cell=priority]")).to_have_text("7")
+    screenshot(page, tmp_path, "workers")
+
+    row.locator("[data-action=drain]").click()
+    _confirm(page)
+    expect(row).to_have_attribute("data-status", "draining")
+    row.locator("[data-action=remove]").click()
+    _confirm(page)
+    expect(row).to_have_count(0)
+    assert all(w["id"] != added["id"] for w in _api(mesh, 2, "GET", "/workers")["workers"])
+    _not_reloaded(page)
+
+
+def test_tenants_and_keys_shown_once_and_revoked_through_another_node(
+    page: Any, mesh: ConsoleMesh, tmp_path: Path
+) -> None:
+    tenants = len(_api(mesh, 1, "GET", "/api/admin/tenants")["tenants"])
+    keys = _api(mesh, 1, "GET", "/api/keys")["total"]
+    sign_in_admin(page, mesh)
+    view = _open(page, "tenants")
+    tenant_form = view.locator("[data-form=create-tenant]")
+    tenant_form.locator("[name=name]").fill("Team A")
+    tenant_form.locator("[data-action=create-tenant]").click()
+    expect(tenant_form.locator("[data-error=name]")).to_contain_text("lowercase")
+    assert len(_api(mesh, 1, "GET", "/api/admin/tenants")["tenants"]) == tenants
+    tenant_form.locator("[name=name]").fill("team-a")
+    tenant_form.locator("[name='limits.requestsPerMinute']").fill("600")
+    tenant_form.locator("[data-action=create-tenant]").click()
+    expect(view.locator("[data-table=tenants] tr[data-row=team-a]")).to_contain_text(
+        "requests/min 600"
+    )
+
+    key_form = view.locator("[data-form=create-key]")
+    key_form.locator("[name=namespace]").select_option("team-a")
+    key_form.locator("[name=name]").fill("ci")
+    key_form.locator("[name=expiresInSecs]").fill("0")
+    key_form.locator("[data-action=create-key]").click()
+    expect(key_form.locator("[data-error=expiresInSecs]")).to_contain_text("expiresInSecs")
+    assert _api(mesh, 1, "GET", "/api/keys")["total"] == keys
+    key_form.locator("[name=expiresInSecs]").fill("3600")
+    key_form.locator("[data-action=create-key]").click()
+    secret = view.locator("[data-dialog=secret] [data-secret]")
+    expect(secret).to_contain_text("mg_")
+    key = secret.inner_text()
+    (created,) = [k for k in _api(mesh, 0, "GET", "/api/keys")["keys"] if k["name"] == "ci"]
+    assert key.startswith(created["prefix"])
+    row = view.locator(f"[data-table=keys] tr[data-row='{created['id']}']")
+    expect(row).to_contain_text(created["prefix"])
+    screenshot(page, tmp_path, "tenants")
+    view.locator("[data-dialog=secret] [data-action=close]").click()
+    expect(secret).to_have_count(0)
+    assert key not in page.content()  # shown once: gone with the dialog
+
+    _api(mesh, 2, "DELETE", f"/api/keys/{created['id']}")  # through another node
+    expect(row).to_have_count(0)
+    _not_reloaded(page)
+
+
+def test_a_tenant_user_sees_only_its_tenant_and_its_actions(page: Any, mesh: ConsoleMesh) -> None:
+    for name in ("team-u", "team-v"):
+        _api(mesh, 0, "POST", "/api/admin/tenants", json={"name": name})
+    mine = _api(
+        mesh,
+        0,
+        "POST",
+        "/api/keys",
+        json={"name": "u-minter", "namespace": "team-u", "role": "minter"},
+    )
+    sibling = _api(mesh, 0, "POST", "/api/keys", json={"name": "u-sibling", "namespace": "team-u"})
+    _api(mesh, 0, "POST", "/api/keys", json={"name": "v-key", "namespace": "team-v"})
+
+    _sign_in_key(page, mine["apiKey"])
+    view = _open(page, "tenants")
+    own = view.locator(f"tr[data-row='{mine['id']}']")
+    expect(own.locator("[data-action=rotate]")).to_be_visible()  # a key manages itself
+    expect(own.locator("[data-action=revoke]")).to_be_visible()
+    expect(view.locator(f"tr[data-row='{sibling['id']}']")).to_be_visible()
+    assert view.locator(f"tr[data-row='{sibling['id']}'] [data-action]").count() == 0
+    assert view.locator("[data-table=tenants]").count() == 0
+    assert "v-key" not in page.content() and "team-v" not in page.content()
+    expect(view.locator("[data-form=create-key]")).to_be_visible()  # role minter mints
+    assert page.locator("a[href='#/workers']").count() == 0  # no admin views offered
+
+
+def test_rotating_a_publication_key_shows_the_new_key_once(
+    page: Any, mesh: ConsoleMesh, tmp_path: Path
+) -> None:
+    _api(mesh, 0, "POST", "/api/admin/tenants", json={"name": "team-p"})
+    _api(
+        mesh,
+        0,
+        "POST",
+        "/api/models",
+        json={"name": "chat", "namespace": "team-p", "modelId": MODEL},
+    )
+    published = _api(
+        mesh, 0, "POST", "/api/models/chat/publish?namespace=team-p", json={"config": {}}
+    )
+    old = published["publishedModel"]["apiKey"]
+
+    sign_in_admin(page, mesh)
+    view = _open(page, "models")
+    row = view.locator("[data-table=publications] tr[data-row='team-p/chat']")
+    row.locator("[data-action=rotate-key]").click()
+    _confirm(page)
+    secret = view.locator("[data-dialog=secret] [data-secret]")
+    expect(secret).to_contain_text("pk_live_")
+    new = secret.inner_text()
+    assert new != old
+    screenshot(page, tmp_path, "models")
+    view.locator("[data-dialog=secret] [data-action=close]").click()
+    expect(secret).to_have_count(0)
+    assert new not in page.content()
+
+    def chat(key: str) -> str | None:  # through another node than the page's
+        client = openai.OpenAI(base_url=f"{mesh.mesh.nodes[1].url}/models/chat/v1", api_key=key)
+        answer = client.with_options(max_retries=0).chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "hello"}]
+        )
+        return answer.choices[0].message.content
+
+    assert wait_for(lambda: chat(new), timeout=5, what="the new key on n2")
+    with pytest.raises(openai.AuthenticationError):
+        chat(old)
