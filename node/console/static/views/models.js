@@ -62,7 +62,7 @@ function ModelsTable({ models, publications, mayChange, onEdit, onPublish, onAsk
   `;
 }
 
-function PublicationsTable({ publications, mayManagePub, onAsk, onRotated }) {
+function PublicationsTable({ publications, mayManagePub, onAsk, onRotated, onEdit }) {
   return html`
     <table data-table="publications">
       <thead><tr>
@@ -80,6 +80,7 @@ function PublicationsTable({ publications, mayManagePub, onAsk, onRotated }) {
               <td>${p.usage.totalRequests}</td>
               <td class="actions">
                 ${mayManagePub(p) && html`
+                  <button type="button" data-action="edit" onClick=${() => onEdit(model, p)}>Edit</button>
                   <button type="button" data-action="rotate-key" onClick=${() =>
                     onAsk(`Rotate the key of ${p.namespace}/${p.modelName}? The current key stops working on every node.`,
                       async () => onRotated(p, await api("POST", modelPath(model, "/publish/rotate-key"))))}>Rotate key</button>
@@ -125,7 +126,10 @@ export default function View({ session }) {
       ${secret && html`<${ShownOnce} title=${secret.title} secret=${secret.key} onClose=${() => setSecret(null)} />`}
       ${form?.kind === "publish"
         ? html`<${PublishForm} model=${form.model} onCancel=${() => setForm(null)}
-            onPublished=${(answer) => showKey(`Published ${form.model.name}`, answer.publishedModel.apiKey)} />`
+            onDone=${(answer) => showKey(`Published ${form.model.name}`, answer.publishedModel.apiKey)} />`
+        : form?.kind === "edit-publication"
+        ? html`<${PublishForm} key=${ref(form.model.namespace, form.model.name)} model=${form.model}
+            publication=${form.publication} onCancel=${() => setForm(null)} onDone=${done} />`
         : form && html`<${ModelForm} key=${form.model ? ref(form.model.namespace, form.model.name) : "create"}
             model=${form.model || null} admin=${session.admin} tenants=${tenants}
             onDone=${done} onCancel=${() => setForm(null)} />`}
@@ -135,6 +139,7 @@ export default function View({ session }) {
       ${data && !models.length && html`<p class="empty">No deployments yet.</p>`}
       <h3>Publications</h3>
       <${PublicationsTable} publications=${published} mayManagePub=${mayManagePub} onAsk=${ask}
+        onEdit=${(model, publication) => setForm({ kind: "edit-publication", model, publication })}
         onRotated=${(p, answer) => setSecret({ title: `New key for ${p.namespace}/${p.modelName}`, key: answer.newApiKey })} />
       ${data && !published.length && html`<p class="empty">Nothing published yet.</p>`}
     </section>

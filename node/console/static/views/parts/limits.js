@@ -35,13 +35,15 @@ export function limitsFrom(form, prefix = "limits.") {
   return Object.keys(limits).length ? limits : null;
 }
 
-export function LimitsInputs({ prefix = "limits." }) {
+// `values`: the current limits (snake_case or camelCase), shown as the inputs' defaults.
+export function LimitsInputs({ prefix = "limits.", values = {} }) {
+  const current = Object.fromEntries(Object.entries(values || {}).map(([k, v]) => [SNAKE[k] || k, v]));
   return html`
     <div class="limits-inputs">
       ${LIMIT_FIELDS.map(
         ([field, label]) => html`
           <label>${label}
-            <input name=${prefix + field} inputmode="numeric" size="7" autocomplete="off" />
+            <input name=${prefix + field} defaultValue=${current[field] ?? ""} inputmode="numeric" size="7" autocomplete="off" />
           </label>
         `,
       )}

@@ -1,6 +1,6 @@
-// Publishing a deployment (POST /api/models/{name}/publish): its external path, the
-// tenants allowed to call it and its rate limits. The publication's key comes back once,
-// to `onPublished(answer)`.
+// Publishing a deployment (POST /api/models/{name}/publish) or changing its publication
+// (PUT): its external path, the tenants allowed to call it and its rate limits. A new
+// publication's key comes back once, to `onDone(answer)`.
 import { html } from "../../lib/html.js";
 import { api } from "../../lib/api.js";
 import { FieldError, useAction } from "../../lib/forms.js";
@@ -10,8 +10,10 @@ import { modelPath } from "./model_form.js";
 
 const RATE = "config.rateLimiting.";
 
-export function PublishForm({ model, onPublished, onCancel }) {
+// `publication`: the one to change, or null to publish `model`.
+export function PublishForm({ model, publication, onDone, onCancel }) {
   const [run, { busy, error }] = useAction();
+  const p = publication || {};
   const submit = (event) => {
     event.preventDefault();
     const data = new FormData(event.currentTarget);
@@ -21,20 +23,28 @@ export function PublishForm({ model, onPublished, onCancel }) {
       rateLimiting: limitsFrom(data, RATE) ?? undefined,
       authentication: allowed ? { allowedTenants: allowed } : undefined,
     });
-    run(async () => onPublished(await api("POST", modelPath(model, "/publish"), { config })));
+    run(async () => onDone(await api(publication ? "PUT" : "POST", modelPath(model, "/publish"), { config })));
   };
   return html`
-    <form class="form" data-form="publish" onSubmit=${submit}>
-      <h3>Publish ${model.namespace}/${model.name}</h3>
-      <label>External path <input name="config.externalPath" placeholder=${`/models/${model.name}`} /></label>
+    <form class="form" data-form=${publication ? "edit-publication" : "publish"} onSubmit=${submit}>
+      <h3>${publication ? "Change the publication of" : "Publish"} ${model.namespace}/${model.name}</h3>
+      <label>External path
+        <input name="config.externalPath" defaultValue=${publication ? new URL(p.externalUrl).pathname : ""}
+          placeholder=${`/models/${model.name}`} />
+      </label>
       <${FieldError} error=${error} field="config.externalPath" />
-      <label>Allowed tenants <input name="config.authentication.allowedTenants" placeholder=${model.namespace} /></label>
+      <label>Allowed tenants
+        <input name="config.authentication.allowedTenants" defaultValue=${(p.allowedTenants || []).join(", ")}
+          placeholder=${model.namespace} />
+      </label>
       <${FieldError} error=${error} field="config.authentication.allowedTenants" />
-      <fieldset><legend>Rate limits</legend><${LimitsInputs} prefix=${RATE} /></fieldset>
+      <fieldset><legend>Rate limits${publication ? " (a limit left empty stays as it is)" : ""}</legend>
+        <${LimitsInputs} prefix=${RATE} values=${p.rateLimiting} />
+      </fieldset>
       <${FieldError} error=${error} field="limits" />
       <${FieldError} error=${error} />
       <div class="form-actions">
-        <button type="submit" data-action="publish" disabled=${busy}>Publish</button>
+        <button type="submit" data-action=${publication ? "save" : "publish"} disabled=${busy}>${publication ? "Save" : "Publish"}</button>
         <button type="button" data-action="cancel" onClick=${onCancel}>Cancel</button>
       </div>
     </form>
