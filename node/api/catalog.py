@@ -24,9 +24,11 @@ from node.api import (
     text,
     tokenizers,
     wasm,
+    whoami,
     workers,
 )
 from node.api.table import Route
+from node.console import routes as console
 
 WITHOUT_FEED: Final[tuple[Route, ...]] = (
     *health.ROUTES,
@@ -42,7 +44,9 @@ WITHOUT_FEED: Final[tuple[Route, ...]] = (
     *wasm.ROUTES,
     *admin.ROUTES,
     *manage.ROUTES,
+    *whoami.ROUTES,
     *models.ROUTES,
     *docs.ROUTES,
+    *console.ROUTES,
 )
 ROUTES: Final[tuple[Route, ...]] = (*WITHOUT_FEED, *live.ROUTES)

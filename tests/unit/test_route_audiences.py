@@ -70,6 +70,9 @@ PINNED: dict[tuple[str, str], Audience] = {
     ("GET", "/liveness"): Audience.PUBLIC,
     ("GET", "/metrics"): Audience.PUBLIC,
     ("GET", "/openapi.json"): Audience.PUBLIC,
+    # The console's page and files: no data in them (every piece comes from the API).
+    ("GET", "/ui"): Audience.PUBLIC,
+    ("GET", "/ui/{path:.*}"): Audience.PUBLIC,
     ("GET", "/policies"): Audience.CONTROL_PLANE,
     ("GET", "/policies/{model_id}"): Audience.CONTROL_PLANE,
     ("GET", "/readiness"): Audience.PUBLIC,
@@ -92,6 +95,7 @@ PINNED: dict[tuple[str, str], Audience] = {
     ("POST", "/api/models/{name}/publish"): Audience.MANAGEMENT_MINTER,
     ("POST", "/api/models/{name}/publish/rotate-key"): Audience.MANAGEMENT_MINTER,
     ("POST", "/api/validate-api-key"): Audience.MANAGEMENT,
+    ("GET", "/api/whoami"): Audience.MANAGEMENT,
     ("POST", "/flush_cache"): Audience.CONTROL_PLANE,
     ("POST", "/generate"): Audience.PROTECTED,
     ("POST", "/ha/config"): Audience.CONTROL_PLANE,

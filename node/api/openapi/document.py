@@ -38,6 +38,9 @@ _PATH_PARAMS: Final[dict[str, Schema]] = {
     "name": string(pattern=SEGMENT),
     "key_id": string("a managed API key's id", pattern=SEGMENT),
     "username": string("an admin login's username", pattern=SEGMENT),
+    "path": string(
+        "a console file under /ui/ (app.js, lib/api.js; empty: the page)", maxLength=200
+    ),
     "request_id": string(
         "a request id, from an error body or the Meshgate-Request-Id header",
         pattern=SEGMENT,
