@@ -48,13 +48,13 @@ function ModelsTable({ models, publications, mayChange, onEdit, onPublish, onAsk
               <td>${m.namespace}</td><td>${m.status}</td>
               <td>${m.statusDetails.replicas.ready} of ${m.statusDetails.replicas.total} ready</td>
               <td>${m.policy}</td><td>${m.published ? "yes" : "no"}</td>
-              <td class="actions">
+              <td><div class="actions">
                 ${may && html`<button type="button" data-action="edit" onClick=${() => onEdit(m)}>Edit</button>`}
                 ${!m.published && mayChange(null, true) &&
                 html`<button type="button" data-action="publish" onClick=${() => onPublish(m)}>Publish</button>`}
-                ${may && !m.published && html`<button type="button" data-action="delete" onClick=${() =>
+                ${may && !m.published && html`<button type="button" class="danger" data-action="delete" onClick=${() =>
                   onAsk(`Delete deployment ${m.namespace}/${m.name}?`, () => api("DELETE", modelPath(m)))}>Delete</button>`}
-              </td>
+              </div></td>
             </tr>`;
         })}
       </tbody>
@@ -78,16 +78,16 @@ function PublicationsTable({ publications, mayManagePub, onAsk, onRotated, onEdi
               <td class="mono">${p.requireApiKey ? p.apiKey : "open (no key needed)"}</td>
               <td>${limitsText(p.rateLimiting)}</td><td>${(p.allowedTenants || []).join(", ")}</td>
               <td>${p.usage.totalRequests}</td>
-              <td class="actions">
+              <td><div class="actions">
                 ${mayManagePub(p) && html`
                   <button type="button" data-action="edit" onClick=${() => onEdit(model, p)}>Edit</button>
-                  <button type="button" data-action="rotate-key" onClick=${() =>
+                  <button type="button" class="danger" data-action="rotate-key" onClick=${() =>
                     onAsk(`Rotate the key of ${p.namespace}/${p.modelName}? The current key stops working on every node.`,
                       async () => onRotated(p, await api("POST", modelPath(model, "/publish/rotate-key"))))}>Rotate key</button>
-                  <button type="button" data-action="unpublish" onClick=${() =>
+                  <button type="button" class="danger" data-action="unpublish" onClick=${() =>
                     onAsk(`Unpublish ${p.namespace}/${p.modelName}? Its external path and key stop working.`,
                       () => api("DELETE", modelPath(model, "/publish")))}>Unpublish</button>`}
-              </td>
+              </div></td>
             </tr>`;
         })}
       </tbody>

@@ -30,11 +30,11 @@ function TenantsTable({ tenants, onAsk }) {
           <tr key=${t.name} data-row=${t.name}>
             <td>${t.name}</td><td>${t.status}</td><td>${t.created}</td><td>${t.description || ""}</td>
             <td>${limitsText(t.limits)}</td>
-            <td class="actions">
-              <button type="button" data-action="delete" onClick=${() =>
+            <td><div class="actions">
+              <button type="button" class="danger" data-action="delete" onClick=${() =>
                 onAsk(`Delete tenant ${t.name}? The API refuses while it has active keys or models.`, () =>
                   api("DELETE", `/api/admin/tenants/${encodeURIComponent(t.name)}`))}>Delete</button>
-            </td>
+            </div></td>
           </tr>`)}
       </tbody>
     </table>
@@ -59,15 +59,15 @@ function KeysTable({ keys, caller, onAsk, onRotated }) {
             <td>${k.tenant || "(none)"}</td><td>${k.role}</td><td class="mono">${k.prefix}…</td>
             <td>${k.models ? k.models.join(", ") : "all"}</td><td>${limitsText(k.limits)}</td>
             <td>${k.expiresAt || "never"}</td><td>${k.parent ? byId[k.parent]?.name || k.parent : ""}</td>
-            <td class="actions">
+            <td><div class="actions">
               ${mayManage(caller, k, byId) && html`
-                <button type="button" data-action="rotate" onClick=${() =>
+                <button type="button" class="danger" data-action="rotate" onClick=${() =>
                   onAsk(`Rotate ${k.name}? Its current secret stops working on every node.${own(k)}`, async () =>
                     onRotated(k, await api("POST", `${path(k)}/rotate`)))}>Rotate</button>
-                <button type="button" data-action="revoke" onClick=${() =>
+                <button type="button" class="danger" data-action="revoke" onClick=${() =>
                   onAsk(`Revoke ${k.name}? It stops working on every node, with every key minted from it.${own(k)}`, () =>
                     api("DELETE", path(k)))}>Revoke</button>`}
-            </td>
+            </div></td>
           </tr>`)}
       </tbody>
     </table>

@@ -41,16 +41,16 @@ function WorkerRow({ worker, onEdit, onAsk, expanded, onExpand }) {
           ${agreed === "disagree" ? "nodes disagree" : agreed === "partial" ? "some unknown" : "all agree"}
         </button>
       </td>
-      <td class="actions">
+      <td><div class="actions">
         <button type="button" data-action="edit" onClick=${() => onEdit(worker)}>Edit</button>
         ${worker.status !== "draining" &&
-        html`<button type="button" data-action="drain" onClick=${() =>
+        html`<button type="button" class="danger" data-action="drain" onClick=${() =>
           onAsk(`Drain ${worker.url}? No node routes new requests to it again; it stays listed until removed.`, () =>
             api("POST", `${path}/drain`))}>Drain</button>`}
-        <button type="button" data-action="remove" onClick=${() =>
+        <button type="button" class="danger" data-action="remove" onClick=${() =>
           onAsk(`Remove ${worker.url}? Every node stops routing to it, in-flight requests finish, then it is gone.`, () =>
             api("DELETE", path))}>Remove</button>
-      </td>
+      </div></td>
     </tr>
     ${expanded && html`<tr class="detail"><td colspan="11"><${NodeHealth} worker=${worker} /></td></tr>`}
   `;
