@@ -13,10 +13,9 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-from node.localmesh import stop_all
 from tests.browser.conftest import ConsoleMesh, screenshot, sign_in_admin
 from tests.cluster.conftest import MODEL
-from tests.support import start_echo_worker, wait_for
+from tests.support import wait_for
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 
@@ -54,20 +53,21 @@ def _sign_in_key(page: Any, key: str) -> None:
     page.locator("[data-view=signin] [data-action=signin]").click()
 
 
-@pytest.fixture(scope="module")
-def spare_worker(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    proc, url = start_echo_worker(tmp_path_factory.mktemp("spare-worker"), model=MODEL)
-    yield url
-    stop_all([proc])
-
-
-def test_workers_add_edit_drain_remove(
-    page: Any, mesh: ConsoleMesh, spare_worker: str, tmp_path: Path
-) -> None:
+def test_workers_drain_remove_add_edit(page: Any, mesh: ConsoleMesh, tmp_path: Path) -> None:
+    """The mesh's own worker: drained, removed, added back (ready again for the others)."""
+    (worker,) = _api(mesh, 1, "GET", "/workers")["workers"]
     sign_in_admin(page, mesh)
     view = _open(page, "workers")
-    rows = view.locator("[data-table=workers] tbody tr[data-row]")
-    expect(rows).to_have_count(1)  # the mesh's echo worker
+    row = view.locator(f"tr[data-row='{worker['id']}']")
+    expect(row).to_have_attribute("data-status", "ready")
+    row.locator("[data-action=drain]").click()
+    _confirm(page)
+    expect(row).to_have_attribute("data-status", "draining")
+    row.locator("[data-action=remove]").click()
+    _confirm(page)
+    expect(row).to_have_count(0)
+    assert _api(mesh, 2, "GET", "/workers")["total"] == 0
+
     view.locator("[data-action=add-worker]").click()
     form = view.locator("[data-form=add-worker]")
     form.locator("[name=url]").fill("ftp://10.0.0.5:8000")
@@ -76,12 +76,11 @@ def test_workers_add_edit_drain_remove(
     form.locator("[data-action=add]").click()
     expect(form.locator("[data-error=url]")).to_contain_text("url must be http://")
     expect(form.locator("[data-error=form]")).to_have_count(0)
-    assert _api(mesh, 1, "GET", "/workers")["total"] == 1  # nothing added
+    assert _api(mesh, 1, "GET", "/workers")["total"] == 0  # nothing added
 
-    form.locator("[name=url]").fill(spare_worker)  # what else was typed is kept
+    form.locator("[name=url]").fill(worker["url"])  # what else was typed is kept
     form.locator("[data-action=add]").click()
-    expect(rows).to_have_count(2)
-    added = next(w for w in _api(mesh, 1, "GET", "/workers")["workers"] if w["url"] == spare_worker)
+    (added,) = wait_for(lambda: _api(mesh, 1, "GET", "/workers")["workers"], what="the add")
     row = view.locator(f"tr[data-row='{added['id']}']")
     expect(row).to_have_attribute("data-status", "ready")  # pending, then ready
     expect(row).to_contain_text(HOSTILE)  # a label is text, never markup
@@ -91,18 +90,12 @@ def test_workers_add_edit_drain_remove(
     row.locator("[data-action=edit]").click()
     edit = view.locator("[data-form=edit-worker]")
     edit.locator("[name=priority]").fill("7")
+    edit.locator("[name=api_key]").fill("")  # left empty: the credential stays
     edit.locator("[data-action=save]").click()
     expect(edit).to_have_count(0)
     expect(row.locator("[data-cell=priority]")).to_have_text("7")
+    assert _api(mesh, 2, "GET", f"/workers/{added['id']}")["has_api_key"] is True
     screenshot(page, tmp_path, "workers")
-
-    row.locator("[data-action=drain]").click()
-    _confirm(page)
-    expect(row).to_have_attribute("data-status", "draining")
-    row.locator("[data-action=remove]").click()
-    _confirm(page)
-    expect(row).to_have_count(0)
-    assert all(w["id"] != added["id"] for w in _api(mesh, 2, "GET", "/workers")["workers"])
     _not_reloaded(page)
 
 
