@@ -11,14 +11,18 @@ fresh browser context, so its sessionStorage (the signed-in session) starts empt
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 import requests
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from node.identity.passwords import hash_password
 from tests.cluster.conftest import Mesh
@@ -39,6 +43,7 @@ ADMIN_USER = "admin"
 ADMIN_PASSWORD = strong("console-admin-password")
 ADMIN_KEY = strong("console-admin-key")  # the tests' own calls (a static control-plane key)
 JWT_SECRET = strong("console-jwt-secret")
+IDP_ISSUER, IDP_AUDIENCE = "https://idp.console.test/", "meshgate-console"
 EXPECT_MS = 10_000  # a DOM condition's deadline (a loaded CI machine)
 
 
@@ -66,9 +71,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @dataclass
 class ConsoleMesh:
-    """A running mesh for the console: its nodes, and the tests' admin headers."""
+    """A running mesh for the console: its nodes, the tests' admin headers, and an identity
+    provider whose tokens the nodes accept (`idp_token`)."""
 
     mesh: Mesh
+    idp_key: rsa.RSAPrivateKey
     admin: dict[str, str] = field(default_factory=lambda: {"Authorization": f"Bearer {ADMIN_KEY}"})
 
     @property
@@ -81,13 +88,32 @@ class ConsoleMesh:
         resp.raise_for_status()
         return resp.json()  # type: ignore[no-any-return]
 
+    def call(self, method: str, path: str, body: Any = None, url: str | None = None) -> Any:
+        """An admin call (through `url`, else the first node) that must succeed."""
+        resp = requests.request(
+            method, (url or self.url) + path, json=body, headers=self.admin, timeout=10
+        )
+        assert resp.ok, f"{method} {path}: {resp.status_code} {resp.text}"
+        return resp.json()
 
-def console_flags() -> list[str]:
-    """Every console mesh's node flags: admin login (user `admin`), the tests' admin key."""
+    def idp_token(self, subject: str = "idp-user", **claims: Any) -> str:
+        """An identity provider's token (RS256): a tenant user unless `groups` says admin."""
+        now = int(time.time())
+        body = {"iss": IDP_ISSUER, "aud": IDP_AUDIENCE, "sub": subject, "iat": now}
+        body.update({"exp": now + 600, "groups": ["devs"], **claims})
+        return jwt.encode(body, self.idp_key, algorithm="RS256", headers={"kid": "k1"})
+
+
+def console_flags(jwks: Path) -> list[str]:
+    """Every console mesh's node flags: admin login (user `admin`), the tests' admin key,
+    and the identity provider of `jwks` (group `platform-admins` is admin)."""
     return [
         *("--control-plane-api-keys", f"a:ops:admin:{ADMIN_KEY}"),
         *("--jwt-secret", JWT_SECRET),
         *("--admin-credentials", f"{ADMIN_USER}:{hash_password(ADMIN_PASSWORD)}"),
+        *("--idp-jwks-file", str(jwks), "--idp-issuer", IDP_ISSUER),
+        *("--idp-audience", IDP_AUDIENCE, "--idp-role-claim", "groups"),
+        *("--idp-admin-values", "platform-admins"),
         # Tenant users' pages call fast; the per-user limit has tests of its own.
         *("--management-burst", "0"),
     ]
@@ -96,9 +122,14 @@ def console_flags() -> list[str]:
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleMesh]:
     """3 nodes n1-n3 and an echo worker (the page opens on n1)."""
-    mesh = Mesh(tmp_path_factory.mktemp("console-mesh"), extra=tuple(console_flags()))
+    tmp = tmp_path_factory.mktemp("console-mesh")
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    jwks = tmp / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [{**jwk, "kid": "k1", "use": "sig", "alg": "RS256"}]}))
+    mesh = Mesh(tmp, extra=tuple(console_flags(jwks)))
     try:
-        console = ConsoleMesh(mesh)
+        console = ConsoleMesh(mesh, key)
         mesh.wait_ready_with(console.admin)
         yield console
     finally:

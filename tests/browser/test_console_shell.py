@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,19 +16,117 @@ from tests.browser.conftest import ConsoleMesh, screenshot, sign_in_admin
 def test_admin_signs_in_and_sees_every_node_and_the_leader(
     page: Any, mesh: ConsoleMesh, tmp_path: Path
 ) -> None:
+    sign_in_admin(page, mesh, password="not-the-password")
+    form = page.locator("[data-view=signin]")
+    expect(form.locator("[data-error=form]")).to_contain_text("wrong username or password")
     sign_in_admin(page, mesh)
     view = page.locator("[data-view=mesh]")
     rows = view.locator("[data-table=nodes] tbody tr")
     expect(rows).to_have_count(3)
     for name in ("n1", "n2", "n3"):
-        expect(view.locator(f"[data-row={name}]")).to_be_visible()
+        expect(view.locator(f"[data-row={name}] [data-field=status]")).to_have_text("alive")
     leader = mesh.status()["leader"]["name"]
     expect(view.locator("tr[data-leader=true]")).to_have_attribute("data-row", leader)
+    expect(view.locator("[data-quorum]")).to_have_attribute("data-quorum", "true")
     expect(page.locator("[data-who]")).to_contain_text("admin")
     expect(page.locator("[data-live]")).to_have_attribute("data-live", "open")
     # The session is in sessionStorage, never in the URL or a cookie.
-    assert "token" not in page.url and page.context.cookies() == []
+    stored = json.loads(page.evaluate("sessionStorage.getItem('meshgate.session')"))
+    assert stored["kind"] == "admin" and stored["admin"] is True and stored["token"]
+    assert stored["token"] not in page.url and page.context.cookies() == []
     screenshot(page, tmp_path, "mesh")
+
+
+def test_tenant_users_sign_in_with_a_key_or_an_idp_token(page: Any, mesh: ConsoleMesh) -> None:
+    mesh.call("POST", "/api/admin/tenants", {"name": "team-a"})
+    key = mesh.call("POST", "/api/keys", {"name": "console", "namespace": "team-a"})["apiKey"]
+    page.goto("/ui/")
+    signin = page.locator("[data-view=signin]")
+    signin.locator("[data-action=mode-key]").click()
+    signin.locator("input[name=apiKey]").fill("mg_not-a-key")
+    signin.locator("[data-action=signin]").click()
+    expect(signin.locator("[data-error=apiKey]")).to_be_visible()  # the API's 401, by the field
+    signin.locator("input[name=apiKey]").fill(key)
+    signin.locator("[data-action=signin]").click()
+    expect(page.locator("[data-who]")).to_contain_text("tenant team-a")
+    expect(page.locator("[data-nav=mesh]")).to_have_count(0)  # an admin view: not offered
+    page.locator("[data-action=signout]").click()
+    expect(signin.locator("[data-message]")).to_have_text("You signed out.")
+
+    signin.locator("[data-action=mode-idp]").click()
+    signin.locator("input[name=token]").fill(mesh.idp_token("dana", tenant="team-a"))
+    signin.locator("[data-action=signin]").click()
+    expect(page.locator("[data-who]")).to_contain_text("tenant team-a")
+    stored = json.loads(page.evaluate("sessionStorage.getItem('meshgate.session')"))
+    assert (stored["kind"], stored["tenant"], stored["admin"]) == ("idp", "team-a", False)
+    page.locator("[data-action=signout]").click()
+    signin.locator("[data-action=mode-idp]").click()
+    signin.locator("input[name=token]").fill(mesh.idp_token("root", groups=["platform-admins"]))
+    signin.locator("[data-action=signin]").click()
+    expect(page.locator("[data-nav=mesh]")).to_be_visible()
+
+
+def test_a_revoked_session_returns_to_sign_in_with_the_reason(page: Any, mesh: ConsoleMesh) -> None:
+    sign_in_admin(page, mesh)
+    expect(page.locator("[data-view=mesh] [data-table=nodes]")).to_be_visible()
+    other = mesh.mesh.nodes[1].url
+    mesh.call("POST", "/api/admin/users/admin/revoke-tokens", url=other)
+    message = page.locator("[data-view=signin] [data-message]")
+    expect(message).to_have_text("Your session expired or was revoked: sign in again.")
+    assert page.evaluate("sessionStorage.getItem('meshgate.session')") is None
+
+
+def test_a_drain_through_another_node_shows_live_and_the_page_undoes_it(
+    page: Any, mesh: ConsoleMesh
+) -> None:
+    sign_in_admin(page, mesh)
+    row = page.locator("[data-view=mesh] [data-row=n2]")
+    expect(row.locator("[data-field=status]")).to_have_text("alive")
+    expect(page.locator("[data-live]")).to_have_attribute("data-live", "open")
+    mesh.call("POST", "/ha/drain", {"target": "n2", "draining": True}, url=mesh.mesh.nodes[2].url)
+    # Within the feed's reach, well before the next poll: no reload.
+    expect(row.locator("[data-field=status]")).to_have_text("draining", timeout=1500)
+    # A rolling restart is refused while a voter is not healthy, with the CLI's reason.
+    page.locator("[data-action=rolling-restart]").click()
+    page.locator("[data-action=confirm]").click()
+    expect(page.locator("[data-error=rolling]")).to_have_text(
+        "refusing to start: 2 of 3 voters are healthy, and taking one down must leave a "
+        "majority of 2; not healthy: n2 (draining)"
+    )
+    row.locator("[data-action=undrain]").click()
+    page.locator("[data-action=cancel]").click()  # No: nothing is sent
+    expect(row.locator("[data-field=status]")).to_have_text("draining")
+    row.locator("[data-action=undrain]").click()
+    page.locator("[data-action=confirm]").click()
+    expect(row.locator("[data-field=status]")).to_have_text("alive")
+    assert next(n for n in mesh.status()["nodes"] if n["name"] == "n2")["status"] == "alive"
+
+
+def test_a_rolling_restart_from_the_page(page: Any, mesh: ConsoleMesh, tmp_path: Path) -> None:
+    mesh.mesh.supervise()  # plays systemd: a node that exits is started again
+    before = {n["name"]: n["boot_id"] for n in mesh.status()["nodes"]}
+    sign_in_admin(page, mesh)
+    view = page.locator("[data-view=mesh]")
+    expect(view.locator("[data-table=nodes] tbody tr")).to_have_count(3)
+    view.locator("input[name=settle_secs]").fill("0.5")
+    view.locator("[data-action=rolling-restart]").click()
+    view.locator("[data-action=confirm]").click()
+    live = page.locator("[data-live]")
+    # When the page's own node restarts, its socket drops, the page says so and reconnects.
+    expect(live).not_to_have_attribute("data-live", "open", timeout=60_000)
+    expect(live).to_have_attribute("data-live", "open", timeout=30_000)
+    expect(view.locator("[data-rolling=done]")).to_be_visible(timeout=90_000)
+    progress = view.locator("[data-table=rolling] li")
+    expect(progress).to_have_count(3)
+    order = [li.get_attribute("data-row") for li in progress.all()]
+    leader = mesh.status()["leader"]["name"]
+    assert all(li.get_attribute("data-phase") == "done" for li in progress.all())
+    after = {n["name"]: n["boot_id"] for n in mesh.status()["nodes"]}
+    assert all(after[name] != before[name] for name in before), "every node restarted"
+    assert sorted(order) == ["n1", "n2", "n3"]
+    expect(view.locator("tr[data-leader=true]")).to_have_attribute("data-row", leader)
+    expect(live).to_have_attribute("data-live", "open")
+    screenshot(page, tmp_path, "rolling-restart")
 
 
 def test_the_static_route_serves_its_files_and_refuses_traversal(mesh: ConsoleMesh) -> None:
@@ -69,3 +168,20 @@ def test_the_static_route_serves_its_files_and_refuses_traversal(mesh: ConsoleMe
             b"root:" not in body
             and headers["content-security-policy"] == HEADERS["Content-Security-Policy"]
         ), attack
+
+
+def test_the_page_notices_its_node_go_away_and_offers_the_others(
+    page: Any, mesh: ConsoleMesh
+) -> None:
+    """Last in the module: it leaves n1 down."""
+    sign_in_admin(page, mesh)
+    expect(page.locator("[data-view=mesh] [data-table=nodes]")).to_be_visible()
+    expect(page.locator("[data-live]")).to_have_attribute("data-live", "open")
+    mesh.mesh.nodes[0].proc.kill()  # gone at once: no drain, no closing handshake
+    banner = page.locator("[data-banner=node-lost]")
+    expect(banner).to_be_visible(timeout=6000)  # "within a few seconds"
+    expect(page.locator("[data-live]")).not_to_have_attribute("data-live", "open")
+    links = banner.locator("a")
+    expect(links).to_have_count(2)
+    found = {a.get_attribute("data-node"): a.get_attribute("href") for a in links.all()}
+    assert found == {name: mesh.mesh.node(name).url + "/ui/" for name in ("n2", "n3")}
