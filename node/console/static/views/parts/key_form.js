@@ -3,7 +3,8 @@
 // once, to `onCreated(answer)`, and the form keeps nothing of it.
 import { html } from "../../lib/html.js";
 import { api } from "../../lib/api.js";
-import { FieldError, useAction } from "../../lib/forms.js";
+import { useAction } from "../../lib/forms.js";
+import { Input, Field, FormActions } from "./fields.js";
 import { LimitsInputs, limitsFrom } from "./limits.js";
 import { text, integer, list, defined } from "./values.js";
 
@@ -30,28 +31,21 @@ export function KeyForm({ caller, tenants, onCreated }) {
   return html`
     <form class="form" data-form="create-key" onSubmit=${submit}>
       <h3>Create a key</h3>
-      <label>Name <input name="name" placeholder="key" maxlength="100" /></label>
-      <${FieldError} error=${error} field="name" />
-      ${caller.admin &&
-      html`<label>Tenant
+      <${Input} label="Name" name="name" error=${error} placeholder="key" maxlength="100" />
+      ${caller.admin && html`
+        <${Field} label="Tenant" name="namespace" error=${error}>
           <select name="namespace">
             <option value="">none (admin keys only)</option>
             ${tenants.map((t) => html`<option value=${t.name}>${t.name}</option>`)}
           </select>
-        </label>
-        <${FieldError} error=${error} field="namespace" />`}
-      <label>Role
+        <//>`}
+      <${Field} label="Role" name="role" error=${error}>
         <select name="role">${roles.map((r) => html`<option value=${r}>${r}</option>`)}</select>
-      </label>
-      <${FieldError} error=${error} field="role" />
-      <label>Models <input name="models" placeholder="all; or model-a, model-b" /></label>
-      <${FieldError} error=${error} field="models" />
-      <fieldset><legend>Limits</legend><${LimitsInputs} /></fieldset>
-      <${FieldError} error=${error} field="limits" />
-      <label>Expires in (seconds) <input name="expiresInSecs" inputmode="numeric" placeholder="never" /></label>
-      <${FieldError} error=${error} field="expiresInSecs" />
-      <${FieldError} error=${error} />
-      <div class="form-actions"><button type="submit" data-action="create-key" disabled=${busy}>Create</button></div>
+      <//>
+      <${Input} label="Models" name="models" error=${error} placeholder="all; or model-a, model-b" />
+      <${LimitsInputs} error=${error} />
+      <${Input} label="Expires in (seconds)" name="expiresInSecs" error=${error} inputmode="numeric" placeholder="never" />
+      <${FormActions} error=${error} busy=${busy} action="create-key" label="Create" />
     </form>
   `;
 }

@@ -1,6 +1,7 @@
 // Quota limits (node/limits/quotas.py Limits): shown as text, entered as five optional
 // positive integers. The API checks them; its error names the `limits` field.
 import { html } from "../../lib/html.js";
+import { FieldError } from "../../lib/forms.js";
 
 export const LIMIT_FIELDS = [
   ["requestsPerMinute", "requests/min"],
@@ -35,18 +36,24 @@ export function limitsFrom(form, prefix = "limits.") {
   return Object.keys(limits).length ? limits : null;
 }
 
-// `values`: the current limits (snake_case or camelCase), shown as the inputs' defaults.
-export function LimitsInputs({ prefix = "limits.", values = {} }) {
+// The five limits as inputs named `prefix + field`, in a fieldset headed `legend`, with the
+// API's error about them (it names the field `limits`); `values`: the current limits
+// (snake_case or camelCase), shown as the inputs' defaults.
+export function LimitsInputs({ legend = "Limits", prefix = "limits.", values = {}, error = null }) {
   const current = Object.fromEntries(Object.entries(values || {}).map(([k, v]) => [SNAKE[k] || k, v]));
   return html`
-    <div class="limits-inputs">
-      ${LIMIT_FIELDS.map(
-        ([field, label]) => html`
-          <label>${label}
-            <input name=${prefix + field} defaultValue=${current[field] ?? ""} inputmode="numeric" size="7" autocomplete="off" />
-          </label>
-        `,
-      )}
-    </div>
+    <fieldset>
+      <legend>${legend}</legend>
+      <div class="limits-inputs">
+        ${LIMIT_FIELDS.map(
+          ([field, label]) => html`
+            <label>${label}
+              <input name=${prefix + field} defaultValue=${current[field] ?? ""} inputmode="numeric" size="7" autocomplete="off" />
+            </label>
+          `,
+        )}
+      </div>
+    </fieldset>
+    <${FieldError} error=${error} field="limits" />
   `;
 }

@@ -2,7 +2,8 @@
 // inputs are named as the API's (camelCase) fields; what is left empty is not sent.
 import { html } from "../../lib/html.js";
 import { api } from "../../lib/api.js";
-import { FieldError, useAction } from "../../lib/forms.js";
+import { useAction } from "../../lib/forms.js";
+import { Input, Field, FormActions } from "./fields.js";
 import { text, integer, defined } from "./values.js";
 
 export const modelPath = (m, tail = "") =>
@@ -40,28 +41,17 @@ export function ModelForm({ model, admin, tenants, onDone, onCancel }) {
   return html`
     <form class="form" data-form=${adding ? "create-model" : "edit-model"} onSubmit=${submit}>
       <h3>${adding ? "Create a deployment" : `Change ${m.namespace}/${m.name}`}</h3>
-      ${adding && html`
-        <label>Name <input name="name" placeholder="chat" autocomplete="off" /></label>
-        <${FieldError} error=${error} field="name" />
-        ${admin && html`<label>Tenant
-            <select name="namespace">${tenants.map((t) => html`<option value=${t.name}>${t.name}</option>`)}</select>
-          </label>
-          <${FieldError} error=${error} field="namespace" />`}`}
-      <label>Worker model id <input name="modelId" defaultValue=${m.predictor?.selector?.model_id || ""} placeholder="the name" /></label>
-      <${FieldError} error=${error} field="modelId" />
-      <label>Policy <input name="policy" defaultValue=${m.policy || ""} placeholder="the mesh's default" /></label>
-      <${FieldError} error=${error} field="policy" />
-      <label>Description <input name="description" defaultValue=${m.description || ""} /></label>
-      <${FieldError} error=${error} field="description" />
-      <label>Min replicas <input name="minReplicas" inputmode="numeric" defaultValue=${scaling.minReplicas ?? ""} /></label>
-      <${FieldError} error=${error} field="minReplicas" />
-      <label>Max replicas <input name="maxReplicas" inputmode="numeric" defaultValue=${scaling.maxReplicas ?? ""} /></label>
-      <${FieldError} error=${error} field="maxReplicas" />
-      <${FieldError} error=${error} />
-      <div class="form-actions">
-        <button type="submit" data-action=${adding ? "create-model" : "save"} disabled=${busy}>${adding ? "Create" : "Save"}</button>
-        ${onCancel && html`<button type="button" data-action="cancel" onClick=${onCancel}>Cancel</button>`}
-      </div>
+      ${adding && html`<${Input} label="Name" name="name" error=${error} placeholder="chat" />`}
+      ${adding && admin && html`
+        <${Field} label="Tenant" name="namespace" error=${error}>
+          <select name="namespace">${tenants.map((t) => html`<option value=${t.name}>${t.name}</option>`)}</select>
+        <//>`}
+      <${Input} label="Worker model id" name="modelId" error=${error} defaultValue=${m.predictor?.selector?.model_id || ""} placeholder="the name" />
+      <${Input} label="Policy" name="policy" error=${error} defaultValue=${m.policy || ""} placeholder="the mesh's default" />
+      <${Input} label="Description" name="description" error=${error} defaultValue=${m.description || ""} />
+      <${Input} label="Min replicas" name="minReplicas" error=${error} inputmode="numeric" defaultValue=${scaling.minReplicas ?? ""} />
+      <${Input} label="Max replicas" name="maxReplicas" error=${error} inputmode="numeric" defaultValue=${scaling.maxReplicas ?? ""} />
+      <${FormActions} error=${error} busy=${busy} action=${adding ? "create-model" : "save"} label=${adding ? "Create" : "Save"} onCancel=${onCancel} />
     </form>
   `;
 }

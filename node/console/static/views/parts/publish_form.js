@@ -3,7 +3,8 @@
 // publication's key comes back once, to `onDone(answer)`.
 import { html } from "../../lib/html.js";
 import { api } from "../../lib/api.js";
-import { FieldError, useAction } from "../../lib/forms.js";
+import { useAction } from "../../lib/forms.js";
+import { Input, FormActions } from "./fields.js";
 import { LimitsInputs, limitsFrom } from "./limits.js";
 import { text, list, defined } from "./values.js";
 import { modelPath } from "./model_form.js";
@@ -28,25 +29,14 @@ export function PublishForm({ model, publication, onDone, onCancel }) {
   return html`
     <form class="form" data-form=${publication ? "edit-publication" : "publish"} onSubmit=${submit}>
       <h3>${publication ? "Change the publication of" : "Publish"} ${model.namespace}/${model.name}</h3>
-      <label>External path
-        <input name="config.externalPath" defaultValue=${publication ? new URL(p.externalUrl).pathname : ""}
-          placeholder=${`/models/${model.name}`} />
-      </label>
-      <${FieldError} error=${error} field="config.externalPath" />
-      <label>Allowed tenants
-        <input name="config.authentication.allowedTenants" defaultValue=${(p.allowedTenants || []).join(", ")}
-          placeholder=${model.namespace} />
-      </label>
-      <${FieldError} error=${error} field="config.authentication.allowedTenants" />
-      <fieldset><legend>Rate limits${publication ? " (a limit left empty stays as it is)" : ""}</legend>
-        <${LimitsInputs} prefix=${RATE} values=${p.rateLimiting} />
-      </fieldset>
-      <${FieldError} error=${error} field="limits" />
-      <${FieldError} error=${error} />
-      <div class="form-actions">
-        <button type="submit" data-action=${publication ? "save" : "publish"} disabled=${busy}>${publication ? "Save" : "Publish"}</button>
-        <button type="button" data-action="cancel" onClick=${onCancel}>Cancel</button>
-      </div>
+      <${Input} label="External path" name="config.externalPath" error=${error}
+        defaultValue=${publication ? new URL(p.externalUrl).pathname : ""} placeholder=${`/models/${model.name}`} />
+      <${Input} label="Allowed tenants" name="config.authentication.allowedTenants" error=${error}
+        defaultValue=${(p.allowedTenants || []).join(", ")} placeholder=${model.namespace} />
+      <${LimitsInputs} legend=${publication ? "Rate limits (a limit left empty stays as it is)" : "Rate limits"}
+        prefix=${RATE} values=${p.rateLimiting} error=${error} />
+      <${FormActions} error=${error} busy=${busy} action=${publication ? "save" : "publish"}
+        label=${publication ? "Save" : "Publish"} onCancel=${onCancel} />
     </form>
   `;
 }

@@ -1,7 +1,8 @@
 // Creating a tenant (POST /api/admin/tenants): name, description and limits.
 import { html } from "../../lib/html.js";
 import { api } from "../../lib/api.js";
-import { FieldError, useAction } from "../../lib/forms.js";
+import { useAction } from "../../lib/forms.js";
+import { Input, FormActions } from "./fields.js";
 import { LimitsInputs, limitsFrom } from "./limits.js";
 import { text, defined } from "./values.js";
 
@@ -24,14 +25,10 @@ export function TenantForm({ onDone }) {
   return html`
     <form class="form" data-form="create-tenant" onSubmit=${submit}>
       <h3>Create a tenant</h3>
-      <label>Name <input name="name" placeholder="team-a" autocomplete="off" /></label>
-      <${FieldError} error=${error} field="name" />
-      <label>Description <input name="description" /></label>
-      <${FieldError} error=${error} field="description" />
-      <fieldset><legend>Limits</legend><${LimitsInputs} /></fieldset>
-      <${FieldError} error=${error} field="limits" />
-      <${FieldError} error=${error} />
-      <div class="form-actions"><button type="submit" data-action="create-tenant" disabled=${busy}>Create</button></div>
+      <${Input} label="Name" name="name" error=${error} placeholder="team-a" />
+      <${Input} label="Description" name="description" error=${error} />
+      <${LimitsInputs} error=${error} />
+      <${FormActions} error=${error} busy=${busy} action="create-tenant" label="Create" />
     </form>
   `;
 }

@@ -3,7 +3,8 @@
 // The worker's api_key is a password input, sent only when filled in and never shown back.
 import { html } from "../../lib/html.js";
 import { api } from "../../lib/api.js";
-import { FieldError, useAction } from "../../lib/forms.js";
+import { useAction } from "../../lib/forms.js";
+import { Input, Field, FormActions } from "./fields.js";
 import { text, integer, pairs, defined, pairsText } from "./values.js";
 
 const TYPES = ["regular", "prefill", "decode"];
@@ -39,33 +40,19 @@ export function WorkerForm({ worker, onDone, onCancel }) {
   return html`
     <form class="form" data-form=${adding ? "add-worker" : "edit-worker"} onSubmit=${submit}>
       <h3>${adding ? "Add a worker" : `Edit worker ${w.url}`}</h3>
-      ${adding &&
-      html`<label>URL <input name="url" required placeholder="http://10.0.0.5:8000" autocomplete="off" /></label>
-        <${FieldError} error=${error} field="url" />`}
-      <label>Model id <input name="model_id" defaultValue=${w.model_id || ""} placeholder="discovered when empty" /></label>
-      <${FieldError} error=${error} field="model_id" />
-      <label>Type
+      ${adding && html`<${Input} label="URL" name="url" error=${error} required placeholder="http://10.0.0.5:8000" />`}
+      <${Input} label="Model id" name="model_id" error=${error} defaultValue=${w.model_id || ""} placeholder="discovered when empty" />
+      <${Field} label="Type" name="worker_type" error=${error}>
         <select name="worker_type">
           ${TYPES.map((t) => html`<option value=${t} selected=${t === (w.worker_type || "regular")}>${t}</option>`)}
         </select>
-      </label>
-      <${FieldError} error=${error} field="worker_type" />
-      <label>Runtime <input name="runtime" defaultValue=${w.runtime || ""} placeholder="sglang, vllm, ..." /></label>
-      <${FieldError} error=${error} field="runtime" />
-      <label>Priority <input name="priority" inputmode="numeric" defaultValue=${w.priority ?? ""} placeholder="50" /></label>
-      <${FieldError} error=${error} field="priority" />
-      <label>Labels <input name="labels" defaultValue=${pairsText(w.labels)} placeholder="zone=a, gpu=h100" /></label>
-      <${FieldError} error=${error} field="labels" />
-      <label>API key
-        <input name="api_key" type="password" autocomplete="new-password"
-          placeholder=${w.has_api_key ? "set; leave empty to keep it" : "none"} />
-      </label>
-      <${FieldError} error=${error} field="api_key" />
-      <${FieldError} error=${error} />
-      <div class="form-actions">
-        <button type="submit" data-action=${adding ? "add" : "save"} disabled=${busy}>${adding ? "Add" : "Save"}</button>
-        ${onCancel && html`<button type="button" data-action="cancel" onClick=${onCancel}>Cancel</button>`}
-      </div>
+      <//>
+      <${Input} label="Runtime" name="runtime" error=${error} defaultValue=${w.runtime || ""} placeholder="sglang, vllm, ..." />
+      <${Input} label="Priority" name="priority" error=${error} inputmode="numeric" defaultValue=${w.priority ?? ""} placeholder="50" />
+      <${Input} label="Labels" name="labels" error=${error} defaultValue=${pairsText(w.labels)} placeholder="zone=a, gpu=h100" />
+      <${Input} label="API key" name="api_key" error=${error} type="password" autocomplete="new-password"
+        placeholder=${w.has_api_key ? "set; leave empty to keep it" : "none"} />
+      <${FormActions} error=${error} busy=${busy} action=${adding ? "add" : "save"} label=${adding ? "Add" : "Save"} onCancel=${onCancel} />
     </form>
   `;
 }
