@@ -120,7 +120,7 @@ def test_tenants_and_keys_shown_once_and_revoked_through_another_node(
 
     key_form = view.locator("[data-form=create-key]")
     key_form.locator("[name=namespace]").select_option("team-a")
-    key_form.locator("[name=name]").fill("ci")
+    key_form.locator("[name=name]").fill(f"ci {HOSTILE}")
     key_form.locator("[name=expiresInSecs]").fill("0")
     key_form.locator("[data-action=create-key]").click()
     expect(key_form.locator("[data-error=expiresInSecs]")).to_contain_text("expiresInSecs")
@@ -130,10 +130,13 @@ def test_tenants_and_keys_shown_once_and_revoked_through_another_node(
     secret = view.locator("[data-dialog=secret] [data-secret]")
     expect(secret).to_contain_text("mg_")
     key = secret.inner_text()
-    (created,) = [k for k in _api(mesh, 0, "GET", "/api/keys")["keys"] if k["name"] == "ci"]
+    listed = _api(mesh, 0, "GET", "/api/keys")["keys"]
+    (created,) = [k for k in listed if k["name"] == f"ci {HOSTILE}"]
     assert key.startswith(created["prefix"])
     row = view.locator(f"[data-table=keys] tr[data-row='{created['id']}']")
     expect(row).to_contain_text(created["prefix"])
+    expect(row).to_contain_text(HOSTILE)  # a key's name is text, never markup
+    assert view.locator("img").count() == 0
     screenshot(page, tmp_path, "tenants")
     view.locator("[data-dialog=secret] [data-action=close]").click()
     expect(secret).to_have_count(0)
