@@ -95,6 +95,12 @@ def test_workers_drain_remove_add_edit(page: Any, mesh: ConsoleMesh, tmp_path: P
     expect(edit).to_have_count(0)
     expect(row.locator("[data-cell=priority]")).to_have_text("7")
     assert _api(mesh, 2, "GET", f"/workers/{added['id']}")["has_api_key"] is True
+    nodes = row.locator("[data-action=nodes]")
+    expect(nodes).to_have_attribute("data-agreement", "agree")  # in every node's report
+    nodes.click()
+    by_node = view.locator(f"[data-table=health-by-node][data-worker='{added['id']}']")
+    expect(by_node.locator("tbody tr")).to_have_count(3)
+    expect(by_node.locator("tr[data-row=n2]")).to_contain_text("yes")
     screenshot(page, tmp_path, "workers")
     _not_reloaded(page)
 

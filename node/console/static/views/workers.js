@@ -59,7 +59,7 @@ function WorkerRow({ worker, onEdit, onAsk, expanded, onExpand }) {
 export default function View() {
   const { data, error, reload } = useLiveData(loadWorkers, ["worker"], HEALTH_POLL_MS);
   const [form, setForm] = useState(null); // null, "add", or the worker being edited
-  const [open, setOpen] = useState({}); // worker id -> per-node view shown
+  const [open, setOpen] = useState({}); // worker id -> per-node view shown (once toggled)
   const { ask, dialog } = useConfirmed(reload);
   const done = () => {
     setForm(null);
@@ -82,10 +82,12 @@ export default function View() {
           <th>Load</th><th>Labels</th><th>Priority</th><th>Nodes</th><th></th>
         </tr></thead>
         <tbody>
-          ${workers.map((w) => html`<${WorkerRow} key=${w.id} worker=${w}
-            expanded=${open[w.id] || agreement(w.health_by_node) === "disagree"}
-            onExpand=${() => setOpen({ ...open, [w.id]: !open[w.id] })}
-            onEdit=${setForm} onAsk=${ask} />`)}
+          ${workers.map((w) => {
+            const expanded = open[w.id] ?? agreement(w.health_by_node) === "disagree"; // until toggled
+            return html`<${WorkerRow} key=${w.id} worker=${w} expanded=${expanded}
+            onExpand=${() => setOpen({ ...open, [w.id]: !expanded })}
+            onEdit=${setForm} onAsk=${ask} />`;
+          })}
         </tbody>
       </table>
       ${data && !workers.length && html`<p class="empty">No workers yet.</p>`}
