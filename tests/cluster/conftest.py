@@ -12,7 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -100,9 +100,10 @@ class Mesh(LocalMesh):
         """wait_ready() for a mesh whose /ha routes need credentials."""
         self.wait_ready(timeout, headers)
 
-    def supervise(self) -> None:
+    def supervise(self, hold: Callable[[str], bool] = lambda name: False) -> None:
         """Restart any node that exits, like systemd's Restart=always, unless its status is
-        one the unit lists in RestartPreventExitStatus= (the node is then left down)."""
+        one the unit lists in RestartPreventExitStatus= (the node is then left down). A node
+        for which `hold(name)` is true stays down until it turns false (a slow restart)."""
         self._supervising = True
         prevent = {int(v) for v in systemd_unit_values("RestartPreventExitStatus")}
         left: set[subprocess.Popen[bytes]] = set()  # processes seen exiting and left down
@@ -112,6 +113,8 @@ class Mesh(LocalMesh):
                 for node in self.nodes:
                     code = node.proc.popen.poll()
                     if code is None or not self._supervising or node.proc.popen in left:
+                        continue
+                    if hold(node.name):
                         continue
                     self.exit_codes[node.name].append(code)
                     if code in prevent:

@@ -68,7 +68,9 @@ function connect() {
   try {
     ws = new WebSocket(`${scheme}://${location.host}/ws`, [`bearer.${session.token}`]);
   } catch {
-    scheduleRetry(); // a token that is not a valid subprotocol name: nothing to retry with
+    // A token that is not a valid subprotocol name cannot be sent but in the URL, which
+    // it must never be: no live feed for it (the views still poll).
+    setState("closed");
     return;
   }
   socket = ws;
