@@ -173,6 +173,9 @@ def test_a_tenant_user_sees_only_its_tenant_and_its_actions(page: Any, mesh: Con
     expect(own.locator("[data-action=revoke]")).to_be_visible()
     expect(view.locator(f"tr[data-row='{sibling['id']}']")).to_be_visible()
     assert view.locator(f"tr[data-row='{sibling['id']}'] [data-action]").count() == 0
+    as_user = {"Authorization": f"Bearer {mine['apiKey']}"}  # what the API says to this user
+    refused = requests.delete(f"{mesh.url}/api/keys/{sibling['id']}", headers=as_user, timeout=5)
+    assert refused.status_code == 403, refused.text
     assert view.locator("[data-table=tenants]").count() == 0
     assert "v-key" not in page.content() and "team-v" not in page.content()
     expect(view.locator("[data-form=create-key]")).to_be_visible()  # role minter mints
