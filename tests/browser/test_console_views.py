@@ -136,6 +136,10 @@ def test_tenants_and_keys_shown_once_and_revoked_through_another_node(
     secret = view.locator("[data-dialog=secret] [data-secret]")
     expect(secret).to_contain_text("mg_")
     key = secret.inner_text()
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    view.locator("[data-dialog=secret] [data-action=copy]").click()
+    expect(view.locator("[data-dialog=secret] [data-copied]")).to_have_text("Copied.")
+    assert page.evaluate("navigator.clipboard.readText()") == key
     listed = _api(mesh, 0, "GET", "/api/keys")["keys"]
     (created,) = [k for k in listed if k["name"] == f"ci {HOSTILE}"]
     assert key.startswith(created["prefix"])

@@ -35,8 +35,8 @@ export function KeyForm({ caller, tenants, onCreated }) {
       ${caller.admin && html`
         <${Field} label="Tenant" name="namespace" error=${error}>
           <select name="namespace">
-            <option value="">none (admin keys only)</option>
             ${tenants.map((t) => html`<option value=${t.name}>${t.name}</option>`)}
+            <option value="">none (admin keys only)</option>
           </select>
         <//>`}
       <${Field} label="Role" name="role" error=${error}>
