@@ -76,7 +76,7 @@ async function signIn(mode, form) {
     setSession({
       token: answer.token,
       kind: "admin",
-      name: user.name ?? String(form.username),
+      name: user.subject ?? String(form.username), // the username, not the display name
       tenant: null,
       admin: true,
       expires_at: typeof user.exp === "number" ? user.exp : null,

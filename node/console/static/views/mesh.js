@@ -1,7 +1,7 @@
 // The Mesh view: every node with its role, indexes, lag, state, version and last contact;
 // the leader highlighted; the quorum. From /ha/status: polled (a new leader is not a log
 // entry the feed carries) and refetched at once when the live feed shows a change of a
-// member (a drain made through any node). Actions, each behind a confirmation: drain and
+// member (a drain made through any node, shown from the feed's own event at once). Actions, each behind a confirmation: drain and
 // undo, shut down one node, a rolling restart (views/rolling.js).
 import { html, useState, useEffect } from "../lib/html.js";
 import { api } from "../lib/api.js";
@@ -20,9 +20,38 @@ async function fetchStatus() {
   return status;
 }
 
+// A drain the feed announced, shown at once until a fetched /ha/status has applied it.
+function useFeedDrains(refresh) {
+  const [drains, setDrains] = useState({});
+  useEffect(
+    () =>
+      subscribe((e) => {
+        if (e.type !== "change" || !MEMBER_OPS.test(e.op ?? "")) return;
+        const args = e.object ?? {};
+        if (e.ok && e.op === "member.set_draining" && typeof args.name === "string") {
+          setDrains((d) => ({ ...d, [args.name]: { draining: args.draining === true, index: e.index } }));
+        }
+        refresh();
+      }),
+    [],
+  );
+  return drains;
+}
+
+// The status with each feed-announced drain its fetch has not applied yet.
+function withDrains(status, drains) {
+  if (!status) return status;
+  const nodes = status.nodes.map((n) => {
+    const drain = drains[n.name];
+    if (!drain || status.applied_index >= drain.index || !["alive", "draining"].includes(n.status)) return n;
+    return { ...n, status: drain.draining ? "draining" : "alive" };
+  });
+  return { ...status, nodes };
+}
+
 export default function MeshView() {
-  const { data: status, error, refresh } = usePoll(fetchStatus, POLL_MS);
-  useEffect(() => subscribe((e) => e.type === "change" && MEMBER_OPS.test(e.op ?? "") && refresh()), []);
+  const { data: fetched, error, refresh } = usePoll(fetchStatus, POLL_MS);
+  const status = withDrains(fetched, useFeedDrains(refresh));
   const [run, action] = useAction();
   const [ask, dialog] = useConfirm();
   const act = (text, method, path, body) =>
