@@ -66,7 +66,7 @@ def test_workers_drain_remove_add_edit(page: Any, mesh: ConsoleMesh, tmp_path: P
     row.locator("[data-action=remove]").click()
     _confirm(page)
     expect(row).to_have_count(0)
-    assert _api(mesh, 2, "GET", "/workers")["total"] == 0
+    wait_for(lambda: _api(mesh, 2, "GET", "/workers")["total"] == 0, what="the removal on n3")
 
     view.locator("[data-action=add-worker]").click()
     form = view.locator("[data-form=add-worker]")
