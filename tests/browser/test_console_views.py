@@ -169,6 +169,9 @@ def test_a_tenant_user_sees_only_its_tenant_and_its_actions(page: Any, mesh: Con
     )
     sibling = _api(mesh, 0, "POST", "/api/keys", json={"name": "u-sibling", "namespace": "team-u"})
     _api(mesh, 0, "POST", "/api/keys", json={"name": "v-key", "namespace": "team-v"})
+    for tenant in ("team-u", "team-v"):
+        model = {"name": f"{tenant}-model", "namespace": tenant, "modelId": MODEL}
+        _api(mesh, 0, "POST", "/api/models", json=model)
 
     _sign_in_key(page, mine["apiKey"])
     view = _open(page, "tenants")
@@ -185,7 +188,9 @@ def test_a_tenant_user_sees_only_its_tenant_and_its_actions(page: Any, mesh: Con
     expect(view.locator("[data-form=create-key]")).to_be_visible()  # role minter mints
     for admin_only in ("mesh", "workers"):  # not offered
         assert page.locator(f"[data-nav={admin_only}]").count() == 0
-    expect(page.locator("[data-nav=models]")).to_be_visible()
+    models = _open(page, "models")
+    expect(models.locator("[data-table=models] tr[data-row='team-u/team-u-model']")).to_be_visible()
+    assert "team-v" not in page.content()  # no other tenant's object anywhere in the page
 
 
 def test_rotating_a_publication_key_shows_the_new_key_once(
