@@ -3,6 +3,7 @@
 // allows it (parts/caller.js). A new or rotated key is shown once, with a copy button.
 import { html, useState } from "../lib/html.js";
 import { api } from "../lib/api.js";
+import { getSession, setSession } from "../lib/session.js";
 import { useLiveData } from "./parts/live_data.js";
 import { useConfirmed } from "./parts/confirmed.js";
 import { useCaller, mayManage } from "./parts/caller.js";
@@ -44,7 +45,7 @@ function TenantsTable({ tenants, onAsk }) {
 function KeysTable({ keys, caller, onAsk, onRotated }) {
   const byId = Object.fromEntries(keys.map((k) => [k.id, k]));
   const active = keys.filter((k) => k.status === "active");
-  const own = (k) => (k.id === caller.keyId ? " This is the key you are signed in with: you will be signed out." : "");
+  const own = (k, then) => (k.id === caller.keyId ? ` This is the key you are signed in with: ${then}` : "");
   const path = (k) => `/api/keys/${encodeURIComponent(k.id)}`;
   return html`
     <table data-table="keys">
@@ -62,10 +63,10 @@ function KeysTable({ keys, caller, onAsk, onRotated }) {
             <td><div class="actions">
               ${mayManage(caller, k, byId) && html`
                 <button type="button" class="danger" data-action="rotate" onClick=${() =>
-                  onAsk(`Rotate ${k.name}? Its current secret stops working on every node.${own(k)}`, async () =>
+                  onAsk(`Rotate ${k.name}? Its current secret stops working on every node.${own(k, "this page goes on with the new one.")}`, async () =>
                     onRotated(k, await api("POST", `${path(k)}/rotate`)))}>Rotate</button>
                 <button type="button" class="danger" data-action="revoke" onClick=${() =>
-                  onAsk(`Revoke ${k.name}? It stops working on every node, with every key minted from it.${own(k)}`, () =>
+                  onAsk(`Revoke ${k.name}? It stops working on every node, with every key minted from it.${own(k, "you will be signed out.")}`, () =>
                     api("DELETE", path(k)))}>Revoke</button>`}
             </div></td>
           </tr>`)}
@@ -99,7 +100,10 @@ export default function View({ session }) {
         <${TenantForm} onDone=${reload} />`}
       <h3>Keys</h3>
       ${caller && html`<${KeysTable} keys=${keys} caller=${caller} onAsk=${ask}
-        onRotated=${(k, answer) => shown(`New secret for ${k.name}`, answer.newApiKey)} />`}
+        onRotated=${(k, answer) => {
+          if (k.id === caller.keyId) setSession({ ...getSession(), token: answer.newApiKey }); // the old one is dead
+          shown(`New secret for ${k.name}`, answer.newApiKey);
+        }} />`}
       ${caller?.canMint && html`<${KeyForm} caller=${caller} tenants=${tenants}
         onCreated=${(answer) => shown(`Key ${answer.name} created`, answer.apiKey)} />`}
     </section>
