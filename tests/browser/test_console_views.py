@@ -188,6 +188,17 @@ def test_a_tenant_user_sees_only_its_tenant_and_its_actions(page: Any, mesh: Con
     expect(view.locator("[data-form=create-key]")).to_be_visible()  # role minter mints
     for admin_only in ("mesh", "workers"):  # not offered
         assert page.locator(f"[data-nav={admin_only}]").count() == 0
+    own.locator("[data-action=rotate]").click()  # its own key: the page goes on with the new one
+    expect(page.locator("[data-confirm]")).to_contain_text("goes on with the new one")
+    _confirm(page)
+    secret = view.locator("[data-dialog=secret] [data-secret]")
+    expect(secret).to_contain_text("mg_")
+    rotated = {"Authorization": f"Bearer {secret.inner_text()}"}
+    view.locator("[data-dialog=secret] [data-action=close]").click()
+    expect(own.locator("[data-action=rotate]")).to_be_visible()  # still signed in
+    assert requests.get(f"{mesh.url}/api/keys", headers=as_user, timeout=5).status_code == 401
+    assert requests.get(f"{mesh.url}/api/keys", headers=rotated, timeout=5).ok
+
     models = _open(page, "models")
     expect(models.locator("[data-table=models] tr[data-row='team-u/team-u-model']")).to_be_visible()
     assert "team-v" not in page.content()  # no other tenant's object anywhere in the page
