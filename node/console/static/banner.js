@@ -8,6 +8,7 @@ import { liveState, onLiveState } from "./lib/live.js";
 import { knownNodes, onNodes } from "./lib/nodes.js";
 
 const CHECK_MS = 1500; // how long the socket may be down before the node is probed
+const UP_CHECK_MS = 10000; // the node answers but the socket stays down: ask less often
 const PROBE_TIMEOUT_MS = 2000;
 
 async function nodeAnswers() {
@@ -35,7 +36,7 @@ export function NodeBanner() {
       if (liveState() === "open") return setLost(false);
       setLost(!up);
       if (up) api("GET", "/api/whoami").catch(() => {}); // a 401 ends the session
-      timer = setTimeout(check, CHECK_MS);
+      timer = setTimeout(check, up ? UP_CHECK_MS : CHECK_MS);
     };
     const changed = (state) => {
       clearTimeout(timer);

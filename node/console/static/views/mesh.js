@@ -3,7 +3,7 @@
 // entry the feed carries) and refetched at once when the live feed shows a change of a
 // member (a drain made through any node, shown from the feed's own event at once). Actions, each behind a confirmation: drain and
 // undo, shut down one node, a rolling restart (views/rolling.js).
-import { html, useState, useEffect } from "../lib/html.js";
+import { html, useState, useEffect, useRef } from "../lib/html.js";
 import { api } from "../lib/api.js";
 import { usePoll } from "../lib/poll.js";
 import { subscribe } from "../lib/live.js";
@@ -22,29 +22,33 @@ async function fetchStatus() {
 
 // A drain the feed announced, shown at once until a fetched /ha/status has applied it.
 function useFeedDrains(refresh) {
-  const [drains, setDrains] = useState({});
+  const drains = useRef({}); // node name -> the index of the change that drained it
+  const [shown, setShown] = useState({});
   useEffect(
     () =>
       subscribe((e) => {
         if (e.type !== "change" || !MEMBER_OPS.test(e.op ?? "")) return;
         const args = e.object ?? {};
         if (e.ok && e.op === "member.set_draining" && typeof args.name === "string") {
-          setDrains((d) => ({ ...d, [args.name]: { draining: args.draining === true, index: e.index } }));
+          // An undo shows with the node's next report (it stays not ready until then).
+          const { [args.name]: _, ...others } = drains.current;
+          drains.current = args.draining === true ? { ...others, [args.name]: e.index } : others;
+          setShown(drains.current);
         }
         refresh();
       }),
     [],
   );
-  return drains;
+  return shown;
 }
 
 // The status with each feed-announced drain its fetch has not applied yet.
 function withDrains(status, drains) {
   if (!status) return status;
   const nodes = status.nodes.map((n) => {
-    const drain = drains[n.name];
-    if (!drain || status.applied_index >= drain.index || !["alive", "draining"].includes(n.status)) return n;
-    return { ...n, status: drain.draining ? "draining" : "alive" };
+    const index = drains[n.name];
+    if (index === undefined || status.applied_index >= index || n.status !== "alive") return n;
+    return { ...n, status: "draining" };
   });
   return { ...status, nodes };
 }
