@@ -34,6 +34,12 @@ def _not_reloaded(page: Any) -> None:
     assert page.evaluate("window.notReloaded") is True
 
 
+def _fill(form: Any, fields: dict[str, str]) -> None:
+    """Type each value into the form's input of that (API field) name."""
+    for name, value in fields.items():
+        form.locator(f"[name='{name}']").fill(value)
+
+
 def _confirm(page: Any) -> None:
     page.locator("[data-confirm] [data-action=confirm]").click()
 
@@ -70,9 +76,8 @@ def test_workers_drain_remove_add_edit(page: Any, mesh: ConsoleMesh, tmp_path: P
 
     view.locator("[data-action=add-worker]").click()
     form = view.locator("[data-form=add-worker]")
-    form.locator("[name=url]").fill("ftp://10.0.0.5:8000")
-    form.locator("[name=labels]").fill(f"x={HOSTILE}")
-    form.locator("[name=api_key]").fill("worker-credential-42")
+    bad_url = {"url": "ftp://10.0.0.5:8000", "labels": f"x={HOSTILE}"}
+    _fill(form, {**bad_url, "api_key": "worker-credential-42"})
     form.locator("[data-action=add]").click()
     expect(form.locator("[data-error=url]")).to_contain_text("url must be http://")
     expect(form.locator("[data-error=form]")).to_have_count(0)
@@ -117,8 +122,7 @@ def test_tenants_and_keys_shown_once_and_revoked_through_another_node(
     tenant_form.locator("[data-action=create-tenant]").click()
     expect(tenant_form.locator("[data-error=name]")).to_contain_text("lowercase")
     assert len(_api(mesh, 1, "GET", "/api/admin/tenants")["tenants"]) == tenants
-    tenant_form.locator("[name=name]").fill("team-a")
-    tenant_form.locator("[name='limits.requestsPerMinute']").fill("600")
+    _fill(tenant_form, {"name": "team-a", "limits.requestsPerMinute": "600"})
     tenant_form.locator("[data-action=create-tenant]").click()
     expect(view.locator("[data-table=tenants] tr[data-row=team-a]")).to_contain_text(
         "requests/min 600"
@@ -126,8 +130,7 @@ def test_tenants_and_keys_shown_once_and_revoked_through_another_node(
 
     key_form = view.locator("[data-form=create-key]")
     key_form.locator("[name=namespace]").select_option("team-a")
-    key_form.locator("[name=name]").fill(f"ci {HOSTILE}")
-    key_form.locator("[name=expiresInSecs]").fill("0")
+    _fill(key_form, {"name": f"ci {HOSTILE}", "expiresInSecs": "0"})
     key_form.locator("[data-action=create-key]").click()
     expect(key_form.locator("[data-error=expiresInSecs]")).to_contain_text("expiresInSecs")
     assert _api(mesh, 1, "GET", "/api/keys")["total"] == keys
