@@ -1,10 +1,10 @@
 """`GET /ui`, `/ui/` and `/ui/{path}`: the console's page and assets (public: they carry
 no data; every piece of data comes from the API with the session's token).
 
-Every answer, a 404 included, carries the same headers: a Content-Security-Policy that
-allows only this origin's scripts and styles (the page has nothing inline), nosniff,
-no referrer, `Cache-Control: no-cache` with an ETag (an upgraded node serves its new
-page at once; an unchanged file costs a 304).
+Every answer of these handlers, a 404 included, carries the same headers: a
+Content-Security-Policy that allows only this origin's scripts and styles (the page has
+nothing inline), nosniff, no referrer, `Cache-Control: no-cache` with an ETag (an
+upgraded node serves its new page at once; an unchanged file costs a 304).
 """
 
 from __future__ import annotations

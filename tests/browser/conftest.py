@@ -180,9 +180,12 @@ def _unexpected(text: str) -> bool:
     return not any(marker in text for marker in expected)
 
 
-def sign_in_admin(page: Any, mesh: ConsoleMesh, password: str = ADMIN_PASSWORD) -> None:
-    """Open the console and sign in as the admin (does not wait for the result)."""
-    page.goto("/ui/")
+def sign_in_admin(
+    page: Any, mesh: ConsoleMesh, password: str = ADMIN_PASSWORD, url: str = ""
+) -> None:
+    """Open the console (on `url`'s node, else the first) and sign in as the admin (does not
+    wait for the result)."""
+    page.goto(f"{url}/ui/")
     page.locator("[data-view=signin] input[name=username]").fill(ADMIN_USER)
     page.locator("[data-view=signin] input[name=password]").fill(password)
     page.locator("[data-view=signin] [data-action=signin]").click()

@@ -193,3 +193,18 @@ def test_the_static_route_serves_its_files_and_refuses_traversal(mesh: ConsoleMe
             b"root:" not in body
             and headers["content-security-policy"] == HEADERS["Content-Security-Policy"]
         ), attack
+
+
+def test_the_leader_killed_the_page_shows_the_new_one(page: Any, mesh: ConsoleMesh) -> None:
+    """Last: the rolling restart's supervisor starts the killed node again, in the background.
+    The page is opened on a follower, which outlives the leader."""
+    leader = mesh.status()["leader"]["name"]
+    watcher = next(node for node in mesh.mesh.nodes if node.name != leader)
+    sign_in_admin(page, mesh, url=watcher.url)
+    rows = page.locator("[data-view=mesh] tr[data-leader=true]")
+    expect(rows).to_have_attribute("data-row", leader)
+    mesh.mesh.node(leader).proc.kill()
+    new = page.locator(f"[data-view=mesh] tr[data-leader=true]:not([data-row={leader}])")
+    expect(new).to_have_count(1, timeout=20_000)  # an election, then the next poll
+    elected = wait_for(lambda: (mesh.status(watcher.url).get("leader") or {}).get("name"))
+    expect(rows).to_have_attribute("data-row", elected)

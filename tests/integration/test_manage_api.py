@@ -6,6 +6,7 @@ import http.client
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -544,3 +545,28 @@ def test_an_admin_may_open_a_publication_with_limits_per_client_address(api: str
     )
     assert closed.status_code == 200 and closed.json()["publishedModel"]["requireApiKey"] is True
     assert _open_predict(api, "/models/free/predict", "127.0.0.3") == 401
+
+
+def test_whoami_names_the_caller_and_its_tenant(api: str) -> None:
+    """The console's sign-in asks it: an admin's token, a tenant's key (with its expiry)."""
+    admin = _login(api)
+    me = requests.get(api + "/api/whoami", headers=admin, timeout=5).json()
+    assert (me["kind"], me["admin"], me["tenant"]) == ("jwt", True, None)
+    requests.post(api + "/api/admin/tenants", json={"name": "team-who"}, headers=admin, timeout=5)
+    made = requests.post(
+        api + "/api/keys",
+        json={"name": "who", "namespace": "team-who", "expiresInSecs": 3600},
+        headers=admin,
+        timeout=5,
+    ).json()
+    key = {"Authorization": f"Bearer {made['apiKey']}"}
+    me = requests.get(api + "/api/whoami", headers=key, timeout=5).json()
+    assert (me["kind"], me["admin"], me["tenant"], me["role"]) == (
+        "managed_key",
+        False,
+        "team-who",
+        "user",
+    )
+    assert 3500 < me["expiresAt"] - time.time() <= 3600
+    assert made["apiKey"] not in str(me)
+    assert requests.get(api + "/api/whoami", timeout=5).status_code == 401
