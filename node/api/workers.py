@@ -293,20 +293,33 @@ async def update_worker(request: web.Request, principal: Principal) -> web.Respo
     return json_response(_view(node, node.raft.state.workers[record["id"]]))
 
 
-async def delete_worker(request: web.Request, principal: Principal) -> web.Response:
-    """Stop routing to the worker everywhere, let this node's in-flight requests finish, remove."""
-    node = node_of(request)
-    record = resolve_worker(node, request)
+async def _drain(node: Node, record: dict[str, Any], principal: Principal, why: str) -> None:
+    """Stop routing to the worker on every node (one way: a draining worker is only removed)."""
     if record["status"] != "draining":
         await node.commit(
             "worker.set_status",
             {
                 "id": record["id"],
                 "status": "draining",
-                "job_status": {"state": "draining", "message": "removal requested"},
+                "job_status": {"state": "draining", "message": why},
             },
             principal,
         )
+
+
+async def drain_worker(request: web.Request, principal: Principal) -> web.Response:
+    """Stop routing new requests to the worker everywhere; it stays listed until removed."""
+    node = node_of(request)
+    record = resolve_worker(node, request)
+    await _drain(node, record, principal, "drain requested")
+    return json_response(_view(node, node.raft.state.workers[record["id"]]))
+
+
+async def delete_worker(request: web.Request, principal: Principal) -> web.Response:
+    """Stop routing to the worker everywhere, let this node's in-flight requests finish, remove."""
+    node = node_of(request)
+    record = resolve_worker(node, request)
+    await _drain(node, record, principal, "removal requested")
     worker = node.pool.get(record["id"])
     deadline = time.monotonic() + node.config.worker_drain_timeout_secs
     while worker is not None and worker.load > 0 and time.monotonic() < deadline:
@@ -379,6 +392,18 @@ ROUTES = (
             body=WorkerUpdate,
         )
         for method in ("PUT", "PATCH")
+    ),
+    Route(
+        "POST",
+        "/workers/{worker_id}/drain",
+        drain_worker,
+        Audience.CONTROL_PLANE,
+        "drainWorker",
+        "workers",
+        "Stop routing new requests to a worker on every node (until it is removed)",
+        answers={200: "the draining worker"},
+        errors=(400, 404, *COMMIT),
+        description="One way: a draining worker is never routed to again; DELETE removes it.",
     ),
     Route(
         "DELETE",

@@ -79,6 +79,14 @@ def test_add_get_update_delete_by_uuid(cluster: Cluster, node: Node) -> None:
     )
     assert stale.status_code == 409
 
+    drained = requests.post(f"{node.url}/workers/{worker_id}/drain", timeout=5)
+    assert drained.status_code == 200 and drained.json()["status"] == "draining"
+    assert drained.json()["job_status"]["message"] == "drain requested"
+    listing = requests.get(node.url + "/workers", params={"model": MODEL}, timeout=5).json()
+    assert listing["stats"]["healthy_count"] == 0  # listed, but no longer routed to
+    again = requests.post(f"{node.url}/workers/{worker_id}/drain", timeout=5)
+    assert again.status_code == 200 and again.json()["status"] == "draining"
+
     gone = requests.delete(f"{node.url}/workers/{worker_id}", timeout=10)
     assert gone.status_code == 200 and gone.json()["status"] == "deleted"
     assert gone.json()["drained"] is True

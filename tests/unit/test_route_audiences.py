@@ -119,6 +119,7 @@ PINNED: dict[tuple[str, str], Audience] = {
     ("POST", "/v1/tokenize"): Audience.PROTECTED,
     ("POST", "/v1/detokenize"): Audience.PROTECTED,
     ("POST", "/workers"): Audience.CONTROL_PLANE,
+    ("POST", "/workers/{worker_id}/drain"): Audience.CONTROL_PLANE,
     ("PUT", "/admin/config"): Audience.CONTROL_PLANE,
     ("PUT", "/api/models/{name}"): Audience.MANAGEMENT,
     ("PUT", "/api/models/{name}/publish"): Audience.MANAGEMENT_MINTER,

@@ -30,7 +30,10 @@ export async function api(method, path, body) {
     return data;
   } catch (e) {
     if (sessionEpoch() !== asked) throw e.code === STALE ? e : stale();
-    if (e instanceof ApiError && e.status === 401 && session !== null) clearSession(SESSION_ENDED);
+    // Only while that token is still the session's: a call sent just before the session's
+    // own key was rotated (and the session took the new one) must not end it.
+    const current = session !== null && getSession()?.token === session.token;
+    if (e instanceof ApiError && e.status === 401 && current) clearSession(SESSION_ENDED);
     throw e;
   }
 }
