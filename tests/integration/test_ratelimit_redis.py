@@ -74,14 +74,18 @@ def test_three_nodes_share_one_exact_limit(redis_server: RedisServer) -> None:
             assert [n.backend for n in nodes] == ["redis"] * 3
             loop = asyncio.get_running_loop()
             per_node, refusals = [0, 0, 0], []
-            t0 = loop.time()
-            while loop.time() - t0 < 2.0:
+            t0 = last = loop.time()
+            unasked = 0.0  # tokens no one could take: stalls longer than the burst lasts
+            while (now := loop.time()) - t0 < 2.0:
+                unasked += max(0.0, now - last - burst / rate) * rate
+                last = now
                 decisions = await asyncio.gather(*(n.admit("m") for n in nodes))
                 for i, d in enumerate(decisions):
                     per_node[i] += d.allowed
                     if not d.allowed:
                         refusals.append(d)
             elapsed = loop.time() - t0
+            unasked += max(0.0, loop.time() - last - burst / rate) * rate
             with redis_server.client() as client:
                 ttl_ms = client.pttl("meshgate:rl:*")
         finally:
@@ -89,7 +93,8 @@ def test_three_nodes_share_one_exact_limit(redis_server: RedisServer) -> None:
                 await n.store.close()
         total = sum(per_node)
         assert total <= rate * elapsed + burst + 1
-        assert total >= rate * elapsed * 0.8
+        # A loaded machine may stall the loop: what nobody asked for is not the limit's.
+        assert total >= (rate * elapsed - unasked) * 0.8, (total, elapsed, unasked)
         assert all(count > 0 for count in per_node), per_node
         assert refusals and {d.scope for d in refusals} == {"*"}
         assert all(0 < d.retry_after <= 1 / rate + 1e-6 for d in refusals)
