@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 LOG_EVERY: Final = 60.0  # seconds between two logs of a step that keeps failing
 MAX_NAP: Final = 0.5  # longest sleep when the interval is read again each round
+CANCEL_AGAIN_SECS: Final = 0.5  # a cancelled task still running then is cancelled again
 
 
 class _Done:
@@ -47,13 +48,16 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
     """Cancel the tasks, then wait until each has ended.
 
     `asyncio.wait` rather than awaiting each task: a caller that is itself
-    cancelled meanwhile must see its own CancelledError, not have it swallowed."""
-    pending = [task for task in tasks if not task.done()]
-    for task in pending:
-        task.cancel()
-    if pending:
-        await asyncio.wait(pending)
-    for task in pending:
+    cancelled meanwhile must see its own CancelledError, not have it swallowed. A task
+    still running after CANCEL_AGAIN_SECS is cancelled again: Python 3.11's `wait_for`
+    loses a cancel that lands as its inner future completes, and the task runs on."""
+    stopping = [task for task in tasks if not task.done()]
+    pending = set(stopping)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=CANCEL_AGAIN_SECS)
+    for task in stopping:
         if not task.cancelled() and task.exception() is not None:
             log.error("task %s failed as it stopped", task.get_name(), exc_info=task.exception())
 

@@ -14,7 +14,6 @@ answer comes once this replica has applied it."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import time
@@ -32,6 +31,7 @@ from node.plane import codec
 from node.plane.facts import PlaneFacts
 from node.plane.generated import node_pb2 as pb
 from node.plane.generated import node_pb2_grpc as pb_grpc
+from node.service import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -131,9 +131,7 @@ class PlaneReplica:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, PlaneLinkError):
-                await task
+            await cancel_and_wait([task])  # (a PlaneLinkError it ended with is start's)
         channel, self._channel = self._channel, None
         if channel is not None:
             await channel.close()

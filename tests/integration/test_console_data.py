@@ -196,9 +196,11 @@ def test_traffic_counts_and_percentiles_after_known_traffic(mesh: LocalMesh) -> 
     assert sum(node["total"]["requests_per_s"]) > 0
     busiest = max(range(6), key=lambda i: echo["requests"][i])
     assert LATENCY_MS <= echo["latency_p50_ms"][busiest] < LATENCY_MS * 1.5
-    assert echo["ttft_p50_ms"][busiest] >= LATENCY_MS
+    streamed = [ms for ms in echo["ttft_p50_ms"] if ms is not None]  # in one bucket or two
+    assert streamed and min(streamed) >= LATENCY_MS
     assert echo["latency_p99_ms"][busiest] >= echo["latency_p50_ms"][busiest]
-    assert set(echo["latency_p50_ms"][:busiest]) <= {None}  # nothing before the traffic
+    started = next(i for i in range(6) if echo["requests"][i])  # it may span two buckets
+    assert set(echo["latency_p50_ms"][:started]) <= {None}  # nothing before the traffic
 
     whole = requests.get(second + "/ha/traffic?scope=mesh&minutes=2", headers=AUTH, timeout=5)
     nodes = whole.json()["nodes"]

@@ -204,3 +204,22 @@ async def shielded_sleep() -> None:
         await asyncio.sleep(3600)
     except asyncio.CancelledError:
         await asyncio.sleep(3600)
+
+
+def test_a_task_that_loses_a_cancel_is_cancelled_again() -> None:
+    """Python 3.11's wait_for can swallow a cancel (a plane replica's stop hung on it)."""
+
+    async def stubborn() -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            pass  # lost, as wait_for loses it when its inner future completes at once
+        await asyncio.sleep(10)
+
+    async def scenario() -> bool:
+        task = asyncio.create_task(stubborn())
+        await asyncio.sleep(0)
+        await asyncio.wait_for(cancel_and_wait([task]), 5)
+        return task.cancelled()
+
+    assert asyncio.run(scenario())
