@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -28,6 +29,26 @@ from node.localmesh import free_port as free_port
 from node.localmesh import http_ok as http_ok
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port_run(count: int) -> int:
+    """A free port whose next `count - 1` ports are free too, held at once while checked
+    (`meshgate demo --port P` takes P, P+1, ...: a port after the first may be taken)."""
+    for _ in range(100):
+        base = free_port()
+        held: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                held.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
+    raise RuntimeError(f"no run of {count} free ports found")
 
 
 def strong(label: str) -> str:

@@ -29,7 +29,15 @@ from tests.raft_client import (
     regular_entry,
 )
 from tests.raft_flood import Flood
-from tests.support import MESH_SECRET, Node, Proc, free_port, http_ok, strong, wait_for
+from tests.support import (
+    MESH_SECRET,
+    Node,
+    Proc,
+    free_port_run,
+    http_ok,
+    strong,
+    wait_for,
+)
 
 ADMIN_KEY = strong("raft-attacks-admin")
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -273,7 +281,7 @@ def test_a_pre_authentication_flood_at_a_follower_does_not_stop_writes_through_i
 
 def test_the_demo_mesh_refuses_the_pickle_and_the_injection(tmp_path: Path) -> None:
     """`meshgate demo` as a user runs it: its nodes got a secret made for the run."""
-    port = free_port()  # the demo's nodes take this port and the next two
+    port = free_port_run(3)  # the demo's nodes take this port and the next two
     demo = Proc(["demo", "--port", str(port), "--workers", "1"], tmp_path / "demo.log")
     urls = [f"http://127.0.0.1:{port + i}" for i in range(3)]
     marker = tmp_path / "pwned"
