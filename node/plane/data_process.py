@@ -22,13 +22,9 @@ from aiohttp import web
 
 from mesh.events import AppliedStream
 from node import config as config_module
-from node import exit_status, idempotency
+from node import exit_status
 from node.app import Node
-from node.browser_guard import browser_guard
-from node.cors import preflight
-from node.errors import error_middleware
-from node.index_headers import min_index
-from node.load_gate import load_gate
+from node.audit import audit_middleware
 from node.plane.codec import PLANE_VERSION
 from node.plane.data_routes import install
 from node.plane.data_side import PlaneLinkError, PlaneReplica
@@ -39,6 +35,7 @@ from node.plane.parent import ParentLink, die_with_parent, orphaned
 from node.plane.paths import control_socket, plane_socket
 from node.plane.siblings import Siblings, process_socket, serve_siblings
 from node.serving import listen_on_port, make_runner, refuse, set_up, wait_and_clean_up
+from node.web import MIDDLEWARES as NODE_MIDDLEWARES
 from node.web import build_app
 
 log = logging.getLogger("meshgate")
@@ -48,14 +45,7 @@ UNLINKED: Final = 1  # no snapshot in time: the supervisor starts this process a
 PROCESS_HEADER: Final = "X-Meshgate-Process"
 # The node's middlewares without the audit log: the control process audits the writes
 # handed to it, and a data-plane process serves no audited route itself.
-MIDDLEWARES: Final = (
-    error_middleware,
-    preflight,
-    browser_guard,
-    load_gate,
-    min_index,
-    idempotency.commit_context,
-)
+MIDDLEWARES: Final = tuple(m for m in NODE_MIDDLEWARES if m is not audit_middleware)
 
 
 async def serve_data(
