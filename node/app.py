@@ -76,6 +76,7 @@ from node.plane.linked import Replica, health_verdicts, linked_state
 from node.plane.node_limits import ProcessLimits
 from node.proxy.forward import Forwarder
 from node.proxy.upstream import make_session
+from node.proxy.worker_http import WorkerHttp
 from node.read_index import ReadIndex
 from node.readiness import Readiness
 from node.routing.selector import PolicySelector
@@ -317,6 +318,8 @@ class Node:
         """The upstream session and the parts that use it (their stops pushed on `stack`)."""
         self.session = make_session()
         stack.push_async_callback(self.session.close)
+        self.worker_http = WorkerHttp()
+        stack.push_async_callback(self.worker_http.close)
         self.worker_client = WorkerClient(self.session)
         stack.push_async_callback(self.grpc_workers.close)
         self._build_upstream_parts()
@@ -331,7 +334,7 @@ class Node:
             stream_interval=self.config.grpc_stream_interval,
         )
         self.forwarder = Forwarder(
-            self.session, self.retry, timeout, self.metrics, self.parsers, engine
+            self.worker_http, self.retry, timeout, self.metrics, self.parsers, engine
         )
         self.pipeline = Pipeline(
             pool=self.pool,

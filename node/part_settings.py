@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import aiohttp
-
 from mesh.raft import RaftSettings
 from node.config.sections import (
     Access,
@@ -67,8 +65,9 @@ def output_parsers(section: Upstream) -> ParserSettings:
     return parser_settings(section.reasoning_parser, section.tool_call_parser)
 
 
-def upstream_timeout(section: Upstream) -> aiohttp.ClientTimeout:
-    return aiohttp.ClientTimeout(total=section.request_timeout_secs, sock_connect=5)
+def upstream_timeout(section: Upstream) -> float:
+    """The seconds an attempt on a worker may take, its answer's body included."""
+    return section.request_timeout_secs
 
 
 def breaker_settings(section: Breaker) -> BreakerSettings:

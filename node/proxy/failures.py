@@ -20,6 +20,8 @@ from typing import Any
 import aiohttp
 import orjson
 
+from node.proxy.worker_http import ConnectFailed, WorkerHttpError
+
 log = logging.getLogger(__name__)
 
 # Fixed phrases a client may see (the API reference lists them too).
@@ -28,12 +30,15 @@ STREAM_ENDED_EARLY = "the worker's stream ended before its last event; the answe
 REDIRECTED = "the worker answered with a redirect, which meshgate never follows"
 TOO_LARGE = "the worker's answer was larger than meshgate reads"
 # Upstream failures that mean "this worker did not answer"; the request can go elsewhere.
-UPSTREAM_ERRORS = (aiohttp.ClientError, TimeoutError)
+UPSTREAM_ERRORS = (aiohttp.ClientError, WorkerHttpError, TimeoutError)
 
 
 def kind_of(exc: BaseException) -> str:
     """The kind of an upstream failure, as a fixed phrase (never the exception's text)."""
-    cause = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
+    connecting = isinstance(exc, aiohttp.ClientConnectorError | ConnectFailed)
+    cause: BaseException = exc
+    if isinstance(exc, aiohttp.ClientConnectorError | ConnectFailed):
+        cause = exc.os_error
     if isinstance(exc, aiohttp.ClientSSLError) or isinstance(cause, ssl.SSLError):
         return "TLS handshake failed"
     if isinstance(cause, socket.gaierror):
@@ -42,8 +47,10 @@ def kind_of(exc: BaseException) -> str:
         return "connection refused"
     if isinstance(cause, TimeoutError):  # aiohttp's ServerTimeoutError is one too
         return "timed out"
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    if connecting:
         return "cannot connect"
+    if isinstance(exc, WorkerHttpError):
+        return exc.kind
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "closed the connection"
     if isinstance(exc, aiohttp.ClientPayloadError):

@@ -29,7 +29,6 @@ import random
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
-import aiohttp
 from aiohttp import web
 
 from node.errors import ApiError
@@ -55,7 +54,8 @@ from node.proxy.pd import (
     with_fields,
 )
 from node.proxy.relay import relay_stream
-from node.proxy.upstream import Upstream, is_redirect
+from node.proxy.upstream import is_redirect
+from node.proxy.worker_http import WorkerHttp, WorkerResponse
 from node.routing.base import Policy
 from node.workers.pairs import (
     DECODE,
@@ -93,16 +93,16 @@ class RetrySettings:
 class Forwarder:
     def __init__(
         self,
-        session: Upstream,
+        client: WorkerHttp,
         retry: RetrySettings,
         request_timeout: float,
         metrics: Metrics,
         parsers: ParserSettings = NO_PARSERS,
         engine: EngineForwarder | None = None,
     ) -> None:
-        self.session = session
+        self.client = client
         self.retry = retry
-        self.timeout = aiohttp.ClientTimeout(total=request_timeout, sock_connect=5)
+        self.timeout = request_timeout  # bounds each attempt, its answer's body included
         self.metrics = metrics
         self.parsers = parsers  # --reasoning-parser and --tool-call-parser, as now in force
         # gRPC workers' attempts (the same parsers, as now in force).
@@ -199,7 +199,7 @@ class Forwarder:
         keep = wants_input_logprobs(ex.path, ex.data)
         headers = self._headers(ex, None)
         half = PrefillHalf(
-            self.session, prefill, ex.path, body, headers, self.timeout, self._background, keep
+            self.client, prefill, ex.path, body, headers, self.timeout, self._background, keep
         )
         return half, body
 
@@ -274,24 +274,22 @@ class Forwarder:
         worker.breaker.on_attempt()
         # True: the worker answered; False: it failed; None: we never found out (client left).
         verdict: bool | None = None
-        resp: aiohttp.ClientResponse | None = None
+        resp: WorkerResponse | None = None
         try:
             plan = plan_for(self.parsers, ex.path, ex.data, worker.record, worker.model_id)
             body = sent or (ex.body if plan is None else worker_body(ex.body, ex.data))
-            sending = self.session.post(
-                worker.base_url + ex.path, data=body, headers=headers, timeout=self.timeout
-            )
+            sending = self.client.post(worker.base_url + ex.path, body, headers, self.timeout)
             if prefill is None:
                 resp = await sending
             else:
-                got = await prefill.alongside(sending, aiohttp.ClientResponse.close)
+                got = await prefill.alongside(sending, WorkerResponse.close)
                 if isinstance(got, str):
                     return got  # the prefill half failed; the decode half was not at fault
                 resp = got
             if resp.status in RETRYABLE_STATUSES:
                 body = await resp.read()
                 verdict = resp.status < 500
-                return _Retryable(resp.status, body, resp.headers.get("Content-Type"))
+                return _Retryable(resp.status, body, resp.headers.get("content-type"))
             if is_redirect(resp.status):
                 verdict = False
                 log.warning(
@@ -299,7 +297,7 @@ class Forwarder:
                 )
                 return f"worker {worker.id}: {REDIRECTED}"
             if ex.stream and resp.status < 300:
-                first = await resp.content.readany()
+                first = await resp.readany()
                 if not first:
                     verdict = False
                     return f"worker {worker.id}: its stream ended before its first byte"
@@ -349,13 +347,13 @@ class Forwarder:
         return outcome
 
     def _whole(
-        self, ex: InferenceRequest, worker: Worker, resp: aiohttp.ClientResponse, body: bytes
+        self, ex: InferenceRequest, worker: Worker, resp: WorkerResponse, body: bytes
     ) -> web.Response:
         return web.Response(
             status=resp.status,
             body=body,
             headers={
-                "Content-Type": resp.headers.get("Content-Type", "application/json"),
+                "Content-Type": resp.headers.get("content-type", "application/json"),
                 "X-Request-Id": ex.request_id,
                 "X-Meshgate-Worker": worker.id,
                 **ex.headers,

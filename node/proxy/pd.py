@@ -20,11 +20,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
 
 from node.proxy.failures import UPSTREAM_ERRORS, did_not_answer, log_failure
-from node.proxy.upstream import Upstream, is_redirect
+from node.proxy.upstream import is_redirect
+from node.proxy.worker_http import WorkerHttp, WorkerResponse
 from node.workers.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -178,19 +178,19 @@ class PrefillHalf(PrefillWait):
 
     def __init__(
         self,
-        session: Upstream,
+        client: WorkerHttp,
         worker: Worker,
         path: str,
         body: bytes,
         headers: dict[str, str],
-        timeout: aiohttp.ClientTimeout,
+        timeout: float,
         background: set[asyncio.Task[None]],
         keep: bool = False,
     ) -> None:
         super().__init__(worker, background)
         self.keeps = keep  # its answer is kept (for the input logprobs), not just drained
         self.kept: bytes | None = None
-        self._start(self._run(session, path, body, headers, timeout))
+        self._start(self._run(client, path, body, headers, timeout))
 
     async def merge_logprobs(self, decode: bytes) -> bytes:
         """The decode's whole answer with this prefill's input logprobs, once it has them."""
@@ -200,11 +200,11 @@ class PrefillHalf(PrefillWait):
 
     async def _run(
         self,
-        session: Upstream,
+        client: WorkerHttp,
         path: str,
         body: bytes,
         headers: dict[str, str],
-        timeout: aiohttp.ClientTimeout,
+        timeout: float,
     ) -> None:
         worker = self.worker
         headers = {**headers, **worker.auth_headers}
@@ -212,9 +212,7 @@ class PrefillHalf(PrefillWait):
         worker.breaker.on_attempt()
         verdict: bool | None = None
         try:
-            async with session.post(
-                worker.base_url + path, data=body, headers=headers, timeout=timeout
-            ) as resp:
+            async with await client.post(worker.base_url + path, body, headers, timeout) as resp:
                 if resp.status in PREFILL_FAILED or is_redirect(resp.status):
                     verdict = resp.status < 500 and not is_redirect(resp.status)
                     log.warning("prefill worker %s answered %s to %s", worker.id, resp.status, path)
@@ -223,7 +221,7 @@ class PrefillHalf(PrefillWait):
                 self._settle_answer(None)
                 if self.keeps:
                     self.kept = await _read_at_most(resp, MAX_KEPT_BYTES)
-                while await resp.content.readany():  # drained, never kept
+                while await resp.readany():  # drained, never kept
                     pass
                 verdict = True
         except UPSTREAM_ERRORS as exc:
@@ -236,11 +234,11 @@ class PrefillHalf(PrefillWait):
             self._settle_answer("the prefill half was cancelled")
 
 
-async def _read_at_most(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:
+async def _read_at_most(resp: WorkerResponse, limit: int) -> bytes | None:
     """The body, or None when it is larger than `limit` (the rest is left to drain)."""
     chunks: list[bytes] = []
     size = 0
-    while chunk := await resp.content.readany():
+    while chunk := await resp.readany():
         size += len(chunk)
         if size > limit:
             return None

@@ -15,7 +15,6 @@ import logging
 import time
 from collections.abc import Callable
 
-import aiohttp
 from aiohttp import web
 
 from node.outparse.rewrite import StreamRewriter
@@ -27,6 +26,7 @@ from node.proxy.failures import (
     log_failure,
     stream_error,
 )
+from node.proxy.worker_http import WorkerResponse
 from node.workers.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class CoalescedStream(web.StreamResponse):
 async def relay_stream(
     ex: InferenceRequest,
     worker: Worker,
-    resp: aiohttp.ClientResponse,
+    resp: WorkerResponse,
     first: bytes,
     first_token: Callable[[str, float], None],
     rewriter: StreamRewriter | None = None,
@@ -62,7 +62,7 @@ async def relay_stream(
     out = kind(
         status=resp.status,
         headers={
-            "Content-Type": resp.headers.get("Content-Type", "text/event-stream"),
+            "Content-Type": resp.headers.get("content-type", "text/event-stream"),
             "Cache-Control": "no-cache",
             "X-Request-Id": ex.request_id,
             "X-Meshgate-Worker": worker.id,
@@ -79,7 +79,7 @@ async def relay_stream(
     if ex.before_reply is not None:  # WASM OnResponse: status and headers only
         await ex.before_reply(out, None)
     meter = ex.meter
-    upstream = resp.content
+    upstream = resp
     try:
         await out.prepare(ex.http)
         ex.first_token_secs = time.perf_counter() - ex.started

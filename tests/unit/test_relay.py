@@ -19,6 +19,7 @@ from node.auth import ANONYMOUS
 from node.pipeline.request import InferenceRequest
 from node.proxy.failures import STREAM_ENDED_EARLY
 from node.proxy.relay import relay_stream
+from node.proxy.worker_http import WorkerHttp
 from node.workers.worker import Worker
 
 PATH = "/v1/chat/completions"
@@ -42,8 +43,8 @@ async def relayed(script: Script, read: Callable[[aiohttp.ClientResponse], Await
         ex = InferenceRequest(
             request, PATH, ANONYMOUS, b"{}", {}, "m", True, "rid", time.perf_counter()
         )
-        resp = await session.post(worker_url)
-        first = await resp.content.readany()
+        resp = await client.post(worker_url, b"{}", {}, 30.0)
+        first = await resp.readany()
         out, verdict = await relay_stream(ex, WORKER, resp, first, lambda *_: None)
         verdicts.append(verdict)
         return out
@@ -57,6 +58,7 @@ async def relayed(script: Script, read: Callable[[aiohttp.ClientResponse], Await
         await server.start_server()
         servers.append(server)
     worker_url = str(servers[0].make_url(PATH))
+    client = WorkerHttp()
     async with aiohttp.ClientSession() as session:
         try:
             async with session.post(servers[1].make_url(PATH)) as answer:
@@ -67,6 +69,7 @@ async def relayed(script: Script, read: Callable[[aiohttp.ClientResponse], Await
         finally:
             for server in servers:
                 await server.close()
+            await client.close()
     return got, verdicts
 
 

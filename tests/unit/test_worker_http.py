@@ -1,0 +1,383 @@
+"""The forwarder's HTTP/1.1 client against real sockets on loopback: workers that answer
+well, badly, slowly, in pieces, or not at all."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from node.proxy import worker_http
+from node.proxy.failures import kind_of
+from node.proxy.worker_http import (
+    HIGH_WATER,
+    ConnectFailed,
+    CutOff,
+    Disconnected,
+    Malformed,
+    WorkerHttp,
+    origin_of,
+)
+
+Handler = Callable[["Worker", asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+MALFORMED = "sent a malformed response"
+OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+
+
+class Worker:
+    """A raw TCP server on loopback running `handler` on each connection it accepts."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.closed = asyncio.Event()  # a connection was closed by the client
+
+    async def __aenter__(self) -> Worker:
+        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.connections += 1
+            try:
+                await self.handler(self, reader, writer)
+            finally:
+                writer.close()
+
+        self.server = await asyncio.start_server(accept, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self.server.close()
+
+    async def request(self, reader: asyncio.StreamReader) -> bytes:
+        """One request read whole (its head and Content-Length bytes of body), kept."""
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        request = head + await reader.readexactly(length)
+        self.requests.append(request)
+        return request
+
+    async def until_closed(self, reader: asyncio.StreamReader) -> None:
+        while await reader.read(65536):
+            pass
+        self.closed.set()
+
+
+def run(test: Callable[[WorkerHttp], Awaitable[None]]) -> None:
+    async def main() -> None:
+        client = WorkerHttp(connect_timeout=2)
+        try:
+            await test(client)
+        finally:
+            await client.close()
+
+    asyncio.run(main())
+
+
+def keep_alive(answer: bytes) -> Handler:
+    async def handler(
+        worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        while True:
+            try:
+                await worker.request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            writer.write(answer)
+            await writer.drain()
+
+    return handler
+
+
+def test_a_request_is_framed_and_its_connection_reused() -> None:
+    async def test(client: WorkerHttp) -> None:
+        async with Worker(keep_alive(OK)) as worker:
+            await requests_on(client, worker)
+
+    async def requests_on(client: WorkerHttp, worker: Worker) -> None:
+        for n in range(3):
+            resp = await client.post(worker.url, b'{"n": %d}' % n, {"X-Request-Id": "r1"}, 5)
+            assert (resp.status, resp.headers["content-type"]) == (200, "application/json")
+            assert await resp.read() == b"{}" and resp.at_eof()
+            resp.close()
+        assert worker.connections == 1 and client.idle_connections() == 1
+        head, _, body = worker.requests[0].partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        assert lines[0] == b"POST /v1/chat/completions HTTP/1.1"
+        assert b"Host: " + worker.url.split("/")[2].encode() in lines
+        assert {b"X-Request-Id: r1", b"Content-Length: 8", b"Accept-Encoding: identity"} <= set(
+            lines
+        )
+        assert body == b'{"n": 0}'
+
+    run(test)
+
+
+def test_a_connection_the_worker_closed_while_idle_is_not_a_failure() -> None:
+    async def once_per_connection(
+        worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await worker.request(reader)
+        writer.write(OK)  # keep-alive by HTTP/1.1's default, yet closed right after
+        await writer.drain()
+
+    async def test(client: WorkerHttp) -> None:
+        async with Worker(once_per_connection) as worker:
+            for _ in range(3):
+                resp = await client.post(worker.url, b"{}", {}, 5)
+                assert await resp.read() == b"{}"
+                resp.close()
+            assert worker.connections == 3
+
+    run(test)
+
+
+def test_connection_close_is_honoured() -> None:
+    answer = OK.replace(b"Content-Length", b"Connection: close\r\nContent-Length")
+
+    async def test(client: WorkerHttp) -> None:
+        async with Worker(keep_alive(answer)) as worker:
+            resp = await client.post(worker.url, b"{}", {}, 5)
+            await resp.read()
+            resp.close()
+            assert client.idle_connections() == 0
+
+    run(test)
+
+
+@pytest.mark.parametrize(
+    ("answer", "error", "kind"),
+    [
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort",
+            CutOff,
+            "the response was cut off",
+        ),
+        (b"HTTQ/9 two hundred\r\n\r\n", Malformed, MALFORMED),
+        (b"", Disconnected, "closed the connection"),
+        (b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n", Malformed, MALFORMED),
+    ],
+)
+def test_a_broken_answer_is_a_failure_of_its_kind(
+    answer: bytes, error: type[Exception], kind: str
+) -> None:
+    async def handler(
+        worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+
+    async def test(client: WorkerHttp) -> None:
+        async with Worker(handler) as worker:
+            with pytest.raises(error) as caught:
+                resp = await client.post(worker.url, b"{}", {}, 5)
+                await resp.read()
+            assert kind_of(caught.value) == kind
+            assert client.idle_connections() == 0
+
+    run(test)
+
+
+def test_an_answer_framed_by_its_close_and_an_informational_one_first() -> None:
+    async def handler(
+        worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        writer.write(b"HTTP/1.1 201 Created\r\nX-A: 1\r\nConnection: close\r\n\r\nuntil the end")
+        await writer.drain()
+
+    async def test(client: WorkerHttp) -> None:
+        async with Worker(handler) as worker:
+            resp = await client.post(worker.url, b"{}", {}, 5)
+            assert (resp.status, resp.headers) == (201, {"x-a": "1", "connection": "close"})
+            assert await resp.read() == b"until the end"
+            resp.close()
+
+    run(test)
+
+
+def test_the_deadline_bounds_the_answer_and_its_body() -> None:
+    async def silent(
+        worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await worker.until_closed(reader)
+
+    async def trickle(
+        worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        while True:
+            writer.write(b"1\r\nx\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+
+    worker_silent = Worker(silent)
+
+    async def test(client: WorkerHttp) -> None:
+        async with worker_silent, Worker(trickle) as streaming:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            with pytest.raises(TimeoutError):
+                await client.post(worker_silent.url, b"{}", {}, 0.3)
+            await asyncio.wait_for(worker_silent.closed.wait(), 5)  # the connection went
+            resp = await client.post(streaming.url, b"{}", {}, 0.5)
+            got = b""
+            with pytest.raises(TimeoutError):
+                while True:
+                    got += await resp.readany()
+            assert got.startswith(b"xx") and loop.time() - started < 3
+            assert kind_of(TimeoutError()) == "timed out"
+
+    run(test)
+
+
+def test_a_stream_comes_as_it_is_sent_and_closing_it_early_closes_the_connection() -> None:
+    async def handler(
+        worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+        await writer.drain()
+        await go_on.wait()
+        writer.write(b"6\r\nsecond\r\n")
+        await writer.drain()
+        await worker.until_closed(reader)
+
+    go_on = asyncio.Event()
+    worker = Worker(handler)
+
+    async def test(client: WorkerHttp) -> None:
+        async with worker:
+            resp = await client.post(worker.url, b"{}", {}, 5)
+            assert await resp.readany() == b"first" and not resp.at_eof()
+            go_on.set()
+            assert await resp.readany() == b"second"
+            resp.close()  # before its end: the generation is cancelled
+            await asyncio.wait_for(worker.closed.wait(), 5)
+            assert client.idle_connections() == 0
+
+    run(test)
+
+
+def test_a_large_answer_pauses_the_socket_until_it_is_read() -> None:
+    size = 5 * HIGH_WATER
+
+    async def handler(
+        worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        while True:
+            try:
+                await worker.request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
+            writer.write(bytes(range(256)) * (size // 256))
+            await writer.drain()
+
+    worker = Worker(handler)
+
+    async def test(client: WorkerHttp) -> None:
+        async with worker:
+            resp = await client.post(worker.url, b"{}", {}, 10)
+            await asyncio.sleep(0.2)  # the worker writes while nobody reads
+            assert resp._conn.paused and resp._buffered < 2 * HIGH_WATER
+            got = b""
+            while chunk := await resp.readany():
+                got += chunk
+            assert got == bytes(range(256)) * (size // 256)
+            resp.close()
+            whole = await client.post(worker.url, b"{}", {}, 10)
+            assert len(await whole.read()) == size
+            whole.close()
+            assert worker.connections == 1
+
+    run(test)
+
+
+def test_a_header_with_a_line_break_is_never_sent() -> None:
+    async def test(client: WorkerHttp) -> None:
+        async with Worker(keep_alive(OK)) as worker:
+            for headers in ({"X-A": "v\r\nX-Injected: 1"}, {"X-A\r\nX-B": "v"}, {"X-A: b": "v"}):
+                with pytest.raises(ValueError):
+                    await client.post(worker.url, b"{}", headers, 5)
+            assert worker.connections == 0
+
+    run(test)
+
+
+def test_an_address_nobody_listens_on() -> None:
+    async def test(client: WorkerHttp) -> None:
+        async with Worker(keep_alive(OK)) as worker:
+            url = worker.url
+        with pytest.raises(ConnectFailed) as caught:
+            await client.post(url, b"{}", {}, 5)
+        assert kind_of(caught.value) == "connection refused"
+
+    run(test)
+
+
+def test_bytes_nobody_asked_for_drop_a_pooled_connection() -> None:
+    async def handler(
+        worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await worker.request(reader)
+        writer.write(OK)
+        await writer.drain()
+        writer.write(OK)  # an answer to no request: the stream is out of step
+        await writer.drain()
+        await worker.until_closed(reader)
+
+    worker = Worker(handler)
+
+    async def test(client: WorkerHttp) -> None:
+        async with worker:
+            resp = await client.post(worker.url, b"{}", {}, 5)
+            assert await resp.read() == b"{}"
+            resp.close()
+            await asyncio.wait_for(worker.closed.wait(), 5)
+            assert client.idle_connections() == 0
+
+    run(test)
+
+
+def test_connections_idle_too_long_are_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(worker_http, "IDLE_SECS", 0.05)
+
+    async def handler(
+        worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await worker.request(reader)
+        writer.write(OK)
+        await writer.drain()
+        await worker.until_closed(reader)
+
+    async def test(client: WorkerHttp) -> None:
+        async with Worker(handler) as idle, Worker(keep_alive(OK)) as busy:
+            resp = await client.post(idle.url, b"{}", {}, 5)
+            await resp.read()
+            resp.close()
+            await asyncio.sleep(0.1)
+            resp = await client.post(busy.url, b"{}", {}, 5)  # a call elsewhere sweeps
+            await resp.read()
+            resp.close()
+            await asyncio.wait_for(idle.closed.wait(), 5)
+            assert client.idle_connections() == 1
+
+    run(test)
+
+
+def test_origins() -> None:
+    assert origin_of("http://h:80/a?b=1").host_header == "h"
+    assert origin_of("http://h:8080/a?b=1").target == "/a?b=1"
+    assert origin_of("https://[::1]:8443/x").host_header == "[::1]:8443"
+    assert origin_of("https://h/x").key == ("https", "h", 443)
+    with pytest.raises(ValueError):
+        origin_of("ftp://h/x")
