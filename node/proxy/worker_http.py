@@ -13,7 +13,8 @@ What it never does: follow a redirect (a 3xx is the caller's to refuse), decompr
 (it asks for `identity` and relays bytes), keep cookies, or send a header value with a
 line break. A connection goes back to the pool only after a complete answer that allows
 it; an answer closed before its end closes its connection, which is how a client that
-leaves cancels its generation.
+leaves cancels its generation. A request is sent twice only when a pooled connection
+closes within STALE_SECS of it, before any answer: the worker closed it while idle.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ from yarl import URL
 HIGH_WATER = 2**20  # unread bytes of an answer before its socket stops being read
 MAX_HEAD_BYTES = 64 * 1024  # an answer's header names and values together, at most
 IDLE_SECS = 60.0  # a pooled connection idle longer is closed, not reused
+# A pooled connection that closes this soon after a request was sent on it, before any
+# answer, was closed by the worker while idle (the request crossed its close): the
+# request is sent again on a new connection. Later, the worker may have been working
+# on it (a generation that died): sending it again is the forwarder's call, not ours.
+STALE_SECS = 0.5
 FIXED_HEADERS = b"User-Agent: meshgate\r\nAccept-Encoding: identity\r\n"
 
 
@@ -100,7 +106,9 @@ def request_head(origin: Origin, method: str, headers: dict[str, str], length: i
             raise ValueError(f"header {name!r} has a character a header may not carry")
         lines.append(f"{name}: {value}\r\n")
     lines.append(f"Content-Length: {length}\r\n")
-    return "".join(lines).encode() + FIXED_HEADERS + b"\r\n"
+    # surrogateescape: a client's header bytes that are not UTF-8 (aiohttp's server keeps
+    # them as surrogates) go to the worker as the client sent them.
+    return "".join(lines).encode("utf-8", "surrogateescape") + FIXED_HEADERS + b"\r\n"
 
 
 def _safe(text: str) -> bool:
@@ -117,6 +125,7 @@ class WorkerResponse:
         self._conn = conn
         self._raw: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0
+        self.head_read = 0  # bytes read before its (final) head was whole
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
         self._complete = False
@@ -264,15 +273,23 @@ class _Connection(asyncio.Protocol):
             self.out_of_step = True
             self.abort()
             return
+        response = self.response
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self.response._fail(Malformed("the worker switched protocols"))
-            self.abort()
+            self._malformed(response, "the worker switched protocols")
         except httptools.HttpParserError as exc:
             cause = exc.__context__ if isinstance(exc, httptools.HttpParserCallbackError) else exc
-            self.response._fail(Malformed(str(cause)))
-            self.abort()
+            self._malformed(response, str(cause))
+        else:
+            if not response.status:  # httptools holds an unfinished header line whole
+                response.head_read += len(data)
+                if response.head_read > MAX_HEAD_BYTES:
+                    self._malformed(response, f"the answer's head is over {MAX_HEAD_BYTES} bytes")
+
+    def _malformed(self, response: WorkerResponse, why: str) -> None:
+        response._fail(Malformed(why))
+        self.abort()
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.closed = True
@@ -396,7 +413,9 @@ class WorkerHttp:
             try:
                 return await self._exchange(conn, head, body, deadline)
             except Disconnected:
-                pass  # the worker closed an idle connection as it was reused: once more, anew
+                if loop.time() - now > STALE_SECS:
+                    raise
+                # the worker closed an idle connection as it was reused: once more, anew
         conn = await self._connect(loop, origin, deadline)
         return await self._exchange(conn, head, body, deadline)
 

@@ -4,6 +4,7 @@ well, badly, slowly, in pieces, or not at all."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -61,6 +62,14 @@ class Worker:
         request = head + await reader.readexactly(length)
         self.requests.append(request)
         return request
+
+    async def answer(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, answer: bytes = OK
+    ) -> None:
+        """One request read, `answer` written."""
+        await self.request(reader)
+        writer.write(answer)
+        await writer.drain()
 
     async def until_closed(self, reader: asyncio.StreamReader) -> None:
         while await reader.read(65536):
@@ -328,9 +337,7 @@ def test_bytes_nobody_asked_for_drop_a_pooled_connection() -> None:
     async def handler(
         worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        await worker.request(reader)
-        writer.write(OK)
-        await writer.drain()
+        await worker.answer(reader, writer)
         writer.write(OK)  # an answer to no request: the stream is out of step
         await writer.drain()
         await worker.until_closed(reader)
@@ -354,9 +361,7 @@ def test_connections_idle_too_long_are_closed(monkeypatch: pytest.MonkeyPatch) -
     async def handler(
         worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        await worker.request(reader)
-        writer.write(OK)
-        await writer.drain()
+        await worker.answer(reader, writer)
         await worker.until_closed(reader)
 
     async def test(client: WorkerHttp) -> None:
@@ -381,3 +386,106 @@ def test_origins() -> None:
     assert origin_of("https://h/x").key == ("https", "h", 443)
     with pytest.raises(ValueError):
         origin_of("ftp://h/x")
+
+
+@pytest.mark.parametrize("start", [b"HTTP/1.1 200 OK\r\nX-Big: ", b"HTTP/1.1 200 OK\r\nX-Big"])
+def test_a_head_line_that_never_ends_is_cut_at_the_cap(start: bytes) -> None:
+    """httptools keeps an unfinished header line whole (and grows it by copying): a worker
+    that never ends one is cut at MAX_HEAD_BYTES, not at the deadline."""
+
+    async def endless(
+        worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(start)
+        with contextlib.suppress(ConnectionError):
+            while not worker.closed.is_set():
+                writer.write(b"a" * 65536)
+                await writer.drain()
+
+    async def test(client: WorkerHttp) -> None:
+        async with Worker(endless) as worker:
+            with pytest.raises(Malformed, match="head is over"):
+                await client.post(worker.url, b"{}", {}, 60)
+            worker.closed.set()
+
+    run(test)
+
+
+def test_a_request_the_worker_took_then_dropped_is_not_sent_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only a pooled connection closed as it was reused gets the request once more: one
+    the worker worked on before it closed (a generation that died) is a failure."""
+
+    async def answers_once(
+        worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await worker.answer(reader, writer)
+        await worker.request(reader)
+        await asyncio.sleep(0.1)  # works on it longer than STALE_SECS, then dies
+
+    async def test(client: WorkerHttp) -> None:
+        async with Worker(answers_once) as worker:
+            resp = await client.post(worker.url, b"{}", {}, 5)
+            await resp.read()
+            resp.close()
+            with pytest.raises(Disconnected) as caught:
+                await client.post(worker.url, b'{"once": 1}', {}, 5)
+            assert kind_of(caught.value) == "closed the connection"
+            assert [r.endswith(b'{"once": 1}') for r in worker.requests] == [False, True]
+
+    monkeypatch.setattr(worker_http, "STALE_SECS", 0.05)
+    run(test)
+
+
+def test_header_bytes_a_client_sent_that_are_not_utf8_pass_as_they_came() -> None:
+    """aiohttp's server keeps such bytes as surrogates; encoding them as UTF-8 failed (a
+    500 for the client)."""
+
+    async def test(client: WorkerHttp) -> None:
+        async with Worker(keep_alive(OK)) as worker:
+            value = b"\xff\xfe caf\xc3\xa9".decode("utf-8", "surrogateescape")
+            resp = await client.post(worker.url, b"{}", {"Accept": value}, 5)
+            assert await resp.read() == b"{}"
+            resp.close()
+            assert b"\r\nAccept: \xff\xfe caf\xc3\xa9\r\n" in worker.requests[0]
+
+    run(test)
+
+
+def test_an_answer_smuggled_behind_another_never_reaches_a_second_caller() -> None:
+    """Two callers at once on one worker, which answers the first with a second answer
+    behind it (in the same write, or just after): the second caller only ever gets the
+    answer to its own request."""
+    smuggled = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecret"
+
+    def echo(body: bytes) -> bytes:
+        return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+    async def handler(
+        worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                body = (await worker.request(reader)).partition(b"\r\n\r\n")[2]
+                writer.write(echo(body) + (smuggled if body == b"same write" else b""))
+                await writer.drain()
+                if body == b"just after":
+                    writer.write(smuggled)
+                    await writer.drain()
+
+    async def test(client: WorkerHttp) -> None:
+        async def call(body: bytes) -> bytes:
+            resp = await client.post(worker.url, body, {}, 5)
+            try:
+                return await resp.read()
+            finally:
+                resp.close()
+
+        async with Worker(handler) as worker:
+            for first in (b"same write", b"just after") * 5:
+                got = await asyncio.gather(call(first), call(b"tenant 2"), call(b"tenant 3"))
+                assert got == [first, b"tenant 2", b"tenant 3"]
+
+    run(test)
