@@ -125,7 +125,7 @@ class WorkerResponse:
         self._conn = conn
         self._raw: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0
-        self.head_read = 0  # bytes read before its (final) head was whole
+        self.unparsed = 0  # bytes read since httptools last handed over a part
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
         self._complete = False
@@ -263,6 +263,7 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.paused = False
         self.out_of_step = False
+        self.progressed = False  # the parser handed over a part of the answer in this read
 
     # asyncio's side.
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -274,6 +275,7 @@ class _Connection(asyncio.Protocol):
             self.abort()
             return
         response = self.response
+        self.progressed = False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -282,10 +284,11 @@ class _Connection(asyncio.Protocol):
             cause = exc.__context__ if isinstance(exc, httptools.HttpParserCallbackError) else exc
             self._malformed(response, str(cause))
         else:
-            if not response.status:  # httptools holds an unfinished header line whole
-                response.head_read += len(data)
-                if response.head_read > MAX_HEAD_BYTES:
-                    self._malformed(response, f"the answer's head is over {MAX_HEAD_BYTES} bytes")
+            # httptools holds an unfinished header (or trailer) line whole, copying it on
+            # each read: one that never ends is cut off here, not at the deadline.
+            response.unparsed = 0 if self.progressed else response.unparsed + len(data)
+            if response.unparsed > MAX_HEAD_BYTES:
+                self._malformed(response, f"a header line is over {MAX_HEAD_BYTES} bytes")
 
     def _malformed(self, response: WorkerResponse, why: str) -> None:
         response._fail(Malformed(why))
@@ -304,18 +307,22 @@ class _Connection(asyncio.Protocol):
             self.out_of_step = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.progressed = True
         if self.response is not None and not self.out_of_step:
             self.response._header(name, value)
 
     def on_headers_complete(self) -> None:
+        self.progressed = True
         if self.response is not None and not self.out_of_step:
             self.response._headers_done(self.parser.get_status_code())
 
     def on_body(self, body: bytes) -> None:
+        self.progressed = True
         if self.response is not None and not self.out_of_step:
             self.response._body(body)
 
     def on_message_complete(self) -> None:
+        self.progressed = True
         if self.response is not None and not self.out_of_step:
             self.response._done(self.parser.should_keep_alive())
 
