@@ -31,6 +31,10 @@ from yarl import URL
 
 HIGH_WATER = 2**20  # unread bytes of an answer before its socket stops being read
 MAX_HEAD_BYTES = 64 * 1024  # an answer's header names and values together, at most
+# A whole answer read at once (a stream is relayed as it comes, never held): a worker
+# that sends more is a failure, not a node out of memory. Embeddings of a large batch
+# are the largest answers a worker gives.
+MAX_WHOLE_BYTES = 256 * 2**20
 IDLE_SECS = 60.0  # a pooled connection idle longer is closed, not reused
 # A pooled connection that closes this soon after a request was sent on it, before any
 # answer, was closed by the worker while idle (the request crossed its close): the
@@ -64,6 +68,10 @@ class CutOff(WorkerHttpError):
 
 class Malformed(WorkerHttpError):
     kind = "sent a malformed response"
+
+
+class TooLarge(WorkerHttpError):
+    kind = "the worker's answer was larger than meshgate reads"
 
 
 @dataclass(frozen=True)
@@ -138,9 +146,12 @@ class WorkerResponse:
 
     # What the reader calls.
     async def read(self) -> bytes:
-        while not self._complete:
-            self._conn.resume()  # a whole answer is read however large it is
+        """The whole answer; `TooLarge` when it is over MAX_WHOLE_BYTES."""
+        while not self._complete and self._buffered <= MAX_WHOLE_BYTES:
+            self._conn.resume()  # read past HIGH_WATER: the whole answer is wanted
             await self._wait()
+        if self._buffered > MAX_WHOLE_BYTES:
+            raise TooLarge(f"the answer is over {MAX_WHOLE_BYTES} bytes")
         self._buffered = 0
         body = b"".join(self._chunks)
         self._chunks.clear()

@@ -10,13 +10,14 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from node.proxy import worker_http
-from node.proxy.failures import kind_of
+from node.proxy.failures import TOO_LARGE, kind_of
 from node.proxy.worker_http import (
     HIGH_WATER,
     ConnectFailed,
     CutOff,
     Disconnected,
     Malformed,
+    TooLarge,
     WorkerHttp,
     origin_of,
 )
@@ -497,4 +498,35 @@ def test_an_answer_smuggled_behind_another_never_reaches_a_second_caller() -> No
                 got = await asyncio.gather(call(first), call(b"tenant 2"), call(b"tenant 3"))
                 assert got == [first, b"tenant 2", b"tenant 3"]
 
+    run(test)
+
+
+def test_a_whole_answer_over_the_limit_is_a_failure_not_a_node_out_of_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    size = 2**21  # more than one read
+    big = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (size, b"a" * size)
+
+    async def endless(
+        worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        with contextlib.suppress(ConnectionError):
+            while not worker.closed.is_set():
+                writer.write(b"8000\r\n" + b"a" * 0x8000 + b"\r\n")
+                await writer.drain()
+
+    async def test(client: WorkerHttp) -> None:
+        async with Worker(keep_alive(big)) as sized, Worker(endless) as streaming:
+            for worker in (sized, streaming):
+                resp = await client.post(worker.url, b"{}", {}, 30)
+                with pytest.raises(TooLarge) as caught:
+                    await resp.read()
+                resp.close()
+                assert kind_of(caught.value) == TOO_LARGE
+            streaming.closed.set()
+            assert client.idle_connections() == 0
+
+    monkeypatch.setattr(worker_http, "MAX_WHOLE_BYTES", 10000)
     run(test)
