@@ -195,6 +195,8 @@ def test_a_module_never_replaces_the_workers_credential_or_the_framing() -> None
         "host": "elsewhere",
         "x-split": "a\r\nx-evil: 1",
         "x-name\r\nx-evil": "1",
+        "content-length ": "5",  # a second Content-Length to a lenient worker
+        "transfer-encoding\t": "chunked",
         "x name": "1",
         "x:y": "1",
         "x-é": "1",
