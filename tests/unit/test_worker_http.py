@@ -5,9 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import ipaddress
+import ssl
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from node.proxy import worker_http
 from node.proxy.failures import TOO_LARGE, kind_of
@@ -30,8 +38,9 @@ OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\
 class Worker:
     """A raw TCP server on loopback running `handler` on each connection it accepts."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, tls: ssl.SSLContext | None = None) -> None:
         self.handler = handler
+        self.tls = tls
         self.connections = 0
         self.requests: list[bytes] = []
         self.closed = asyncio.Event()  # a connection was closed by the client
@@ -44,9 +53,10 @@ class Worker:
             finally:
                 writer.close()
 
-        self.server = await asyncio.start_server(accept, "127.0.0.1", 0)
+        self.server = await asyncio.start_server(accept, "127.0.0.1", 0, ssl=self.tls)
         port = self.server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        scheme = "https" if self.tls else "http"
+        self.url = f"{scheme}://127.0.0.1:{port}/v1/chat/completions"
         return self
 
     async def __aexit__(self, *_: object) -> None:
@@ -529,4 +539,59 @@ def test_a_whole_answer_over_the_limit_is_a_failure_not_a_node_out_of_memory(
             assert client.idle_connections() == 0
 
     monkeypatch.setattr(worker_http, "MAX_WHOLE_BYTES", 10000)
+    run(test)
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that no authority signed, and its key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+def test_an_https_worker_s_certificate_is_verified(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A self-signed certificate is refused (nothing is sent); trusted, the same worker
+    answers."""
+    cert, key = _self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+
+    async def test(client: WorkerHttp) -> None:
+        async with Worker(keep_alive(OK), tls=context) as worker:
+            with pytest.raises(ConnectFailed) as caught:
+                await client.post(worker.url, b"{}", {}, 5)
+            assert kind_of(caught.value) == "TLS handshake failed" and not worker.requests
+            monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+            trusting = WorkerHttp()
+            resp = await trusting.post(worker.url, b"{}", {}, 5)
+            assert (resp.status, await resp.read()) == (200, b"{}")
+            resp.close()
+            await trusting.close()
+
     run(test)
