@@ -134,6 +134,7 @@ class WorkerResponse:
         self._raw: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0
         self.unparsed = 0  # bytes read since httptools last handed over a part
+        self.heard = False  # a byte of it came: the worker had the request
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
         self._complete = False
@@ -244,7 +245,7 @@ class WorkerResponse:
         """The connection closed: the end of an answer framed by its close, else a failure."""
         if self.status and exc is None and _ends_at_close(self.headers):
             self._done(False)
-        elif self.status:
+        elif self.status or self.heard:  # a part of the head, or an informational answer
             self._fail(CutOff("the connection closed before the answer ended"))
         else:
             self._fail(Disconnected("the connection closed before an answer"))
@@ -286,7 +287,7 @@ class _Connection(asyncio.Protocol):
             self.abort()
             return
         response = self.response
-        self.progressed = False
+        response.heard, self.progressed = True, False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:

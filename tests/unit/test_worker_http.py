@@ -459,6 +459,29 @@ def test_a_request_the_worker_took_then_dropped_is_not_sent_again(
     run(test)
 
 
+@pytest.mark.parametrize("begun", [b"HTTP/1.1 103 Early Hints\r\n\r\n", b"HTTP/1.1 2"])
+def test_a_request_whose_answer_had_begun_is_not_sent_again(begun: bytes) -> None:
+    """A pooled connection closed at once, but after a byte of the answer: the worker had
+    the request, so it is a failure (the answer was cut off), not a stale connection."""
+
+    async def begins_then_dies(
+        worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await worker.answer(reader, writer)
+        await worker.answer(reader, writer, begun)
+
+    async def test(client: WorkerHttp) -> None:
+        async with Worker(begins_then_dies) as worker:
+            resp = await client.post(worker.url, b"{}", {}, 5)
+            await resp.read()
+            resp.close()
+            with pytest.raises(CutOff):
+                await client.post(worker.url, b"{}", {}, 5)
+            assert len(worker.requests) == 2 and worker.connections == 1
+
+    run(test)
+
+
 def test_header_bytes_a_client_sent_that_are_not_utf8_pass_as_they_came() -> None:
     """aiohttp's server keeps such bytes as surrogates; encoding them as UTF-8 failed (a
     500 for the client)."""
