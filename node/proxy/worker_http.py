@@ -14,7 +14,8 @@ What it never does: follow a redirect (a 3xx is the caller's to refuse), decompr
 line break. A connection goes back to the pool only after a complete answer that allows
 it; an answer closed before its end closes its connection, which is how a client that
 leaves cancels its generation. A request is sent twice only when a pooled connection
-closes within STALE_SECS of it, before any answer: the worker closed it while idle.
+closes within STALE_SECS of it, before a byte of an answer: the worker closed it while
+idle. Header lines and whole answers have size limits (MAX_HEAD_BYTES, MAX_WHOLE_BYTES).
 """
 
 from __future__ import annotations
