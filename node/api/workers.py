@@ -18,7 +18,7 @@ from msgspec import UNSET, Meta, UnsetType
 
 from mesh.commands import WORKER_TEXT_LIMITS, WORKER_TYPES
 from node import idempotency
-from node.api.bodies import Body, read_body
+from node.api.bodies import Body, read_body, whole
 from node.api.common import json_response, node_of
 from node.api.table import COMMIT, Audience, Query, Route
 from node.app import Node, connection_mode, normalise_url
@@ -38,7 +38,16 @@ WorkerType = Annotated[
     Literal[WORKER_TYPES],  # type: ignore[valid-type]
     Meta(description=f"one of {', '.join(WORKER_TYPES)}"),
 ]
-Secret = Annotated[str, Meta(min_length=1, description="sent to the worker; never shown again")]
+# A secret goes to the worker in a header: a control character would split or end it.
+Secret = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=4096,
+        pattern=whole("[^\\x00-\\x1f\\x7f]*"),
+        description="sent to the worker in a header (no control characters); never shown again",
+    ),
+]
 
 
 def _text_meta(field: str, what: str) -> Meta:

@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from node.proxy.worker_http import ConnectFailed, WorkerHttpError
+from node.proxy.worker_http import ConnectFailed, TooLarge, WorkerHttpError
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 STREAM_BROKE = "the worker's stream broke off before it finished; the answer is incomplete"
 STREAM_ENDED_EARLY = "the worker's stream ended before its last event; the answer is incomplete"
 REDIRECTED = "the worker answered with a redirect, which meshgate never follows"
-TOO_LARGE = "the worker's answer was larger than meshgate reads"
+TOO_LARGE = TooLarge.kind
 # Upstream failures that mean "this worker did not answer"; the request can go elsewhere.
 UPSTREAM_ERRORS = (aiohttp.ClientError, WorkerHttpError, TimeoutError)
 

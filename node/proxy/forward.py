@@ -26,6 +26,7 @@ import asyncio
 import dataclasses
 import logging
 import random
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
@@ -383,12 +384,12 @@ def with_edits(
 ) -> dict[str, str]:
     """The headers for a worker with a WASM module's edits (None removes one). The
     worker's own credentials always win, whatever the case of their names, and a module
-    never sets framing headers or a value with a line break."""
+    never sets framing headers, a name that is not a token or a value with a line break."""
     credentials = {name.lower() for name in auth}
     fixed = credentials | FRAMING_HEADERS
     kept = {k: v for k, v in headers.items() if k.lower() not in edits.keys() | credentials}
     for name, value in edits.items():
-        if value is not None and name.lower() not in fixed and header_value_ok(value):
+        if value is not None and name.lower() not in fixed and header_ok(name, value):
             kept[name] = value
     return {**kept, **auth}
 
@@ -396,6 +397,15 @@ def with_edits(
 def header_value_ok(value: str) -> bool:
     """No line break or NUL: such a value would split or end the header block."""
     return not any(c in value for c in "\r\n\0")
+
+
+def header_ok(name: str, value: str) -> bool:
+    """A name that is an HTTP token (no space, colon or line break) and a value that
+    cannot split the header block: anything else the worker client would refuse."""
+    return TOKEN.fullmatch(name) is not None and header_value_ok(value)
+
+
+TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 def _pick(fresh: list[Worker], policy: Policy, ex: InferenceRequest) -> Worker:

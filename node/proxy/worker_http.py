@@ -13,7 +13,9 @@ What it never does: follow a redirect (a 3xx is the caller's to refuse), decompr
 (it asks for `identity` and relays bytes), keep cookies, or send a header value with a
 line break. A connection goes back to the pool only after a complete answer that allows
 it; an answer closed before its end closes its connection, which is how a client that
-leaves cancels its generation.
+leaves cancels its generation. A request is sent twice only when a pooled connection
+closes within STALE_SECS of it, before a byte of an answer: the worker closed it while
+idle. Header lines and whole answers have size limits (MAX_HEAD_BYTES, MAX_WHOLE_BYTES).
 """
 
 from __future__ import annotations
@@ -30,7 +32,16 @@ from yarl import URL
 
 HIGH_WATER = 2**20  # unread bytes of an answer before its socket stops being read
 MAX_HEAD_BYTES = 64 * 1024  # an answer's header names and values together, at most
+# A whole answer read at once (a stream is relayed as it comes, never held): a worker
+# that sends more is a failure, not a node out of memory. Embeddings of a large batch
+# are the largest answers a worker gives.
+MAX_WHOLE_BYTES = 256 * 2**20
 IDLE_SECS = 60.0  # a pooled connection idle longer is closed, not reused
+# A pooled connection that closes this soon after a request was sent on it, before any
+# answer, was closed by the worker while idle (the request crossed its close): the
+# request is sent again on a new connection. Later, the worker may have been working
+# on it (a generation that died): sending it again is the forwarder's call, not ours.
+STALE_SECS = 0.5
 FIXED_HEADERS = b"User-Agent: meshgate\r\nAccept-Encoding: identity\r\n"
 
 
@@ -58,6 +69,10 @@ class CutOff(WorkerHttpError):
 
 class Malformed(WorkerHttpError):
     kind = "sent a malformed response"
+
+
+class TooLarge(WorkerHttpError):
+    kind = "the worker's answer was larger than meshgate reads"
 
 
 @dataclass(frozen=True)
@@ -100,7 +115,9 @@ def request_head(origin: Origin, method: str, headers: dict[str, str], length: i
             raise ValueError(f"header {name!r} has a character a header may not carry")
         lines.append(f"{name}: {value}\r\n")
     lines.append(f"Content-Length: {length}\r\n")
-    return "".join(lines).encode() + FIXED_HEADERS + b"\r\n"
+    # surrogateescape: a client's header bytes that are not UTF-8 (aiohttp's server keeps
+    # them as surrogates) go to the worker as the client sent them.
+    return "".join(lines).encode("utf-8", "surrogateescape") + FIXED_HEADERS + b"\r\n"
 
 
 def _safe(text: str) -> bool:
@@ -117,6 +134,8 @@ class WorkerResponse:
         self._conn = conn
         self._raw: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0
+        self.unparsed = 0  # bytes read since httptools last handed over a part
+        self.heard = False  # a byte of it came: the worker had the request
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
         self._complete = False
@@ -129,9 +148,12 @@ class WorkerResponse:
 
     # What the reader calls.
     async def read(self) -> bytes:
-        while not self._complete:
-            self._conn.resume()  # a whole answer is read however large it is
+        """The whole answer; `TooLarge` when it is over MAX_WHOLE_BYTES."""
+        while not self._complete and self._buffered <= MAX_WHOLE_BYTES:
+            self._conn.resume()  # read past HIGH_WATER: the whole answer is wanted
             await self._wait()
+        if self._buffered > MAX_WHOLE_BYTES:
+            raise TooLarge(f"the answer is over {MAX_WHOLE_BYTES} bytes")
         self._buffered = 0
         body = b"".join(self._chunks)
         self._chunks.clear()
@@ -224,7 +246,7 @@ class WorkerResponse:
         """The connection closed: the end of an answer framed by its close, else a failure."""
         if self.status and exc is None and _ends_at_close(self.headers):
             self._done(False)
-        elif self.status:
+        elif self.status or self.heard:  # a part of the head, or an informational answer
             self._fail(CutOff("the connection closed before the answer ended"))
         else:
             self._fail(Disconnected("the connection closed before an answer"))
@@ -254,6 +276,7 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.paused = False
         self.out_of_step = False
+        self.progressed = False  # the parser handed over a part of the answer in this read
 
     # asyncio's side.
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -264,15 +287,25 @@ class _Connection(asyncio.Protocol):
             self.out_of_step = True
             self.abort()
             return
+        response = self.response
+        response.heard, self.progressed = True, False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self.response._fail(Malformed("the worker switched protocols"))
-            self.abort()
+            self._malformed(response, "the worker switched protocols")
         except httptools.HttpParserError as exc:
             cause = exc.__context__ if isinstance(exc, httptools.HttpParserCallbackError) else exc
-            self.response._fail(Malformed(str(cause)))
-            self.abort()
+            self._malformed(response, str(cause))
+        else:
+            # httptools holds an unfinished header (or trailer) line whole, copying it on
+            # each read: one that never ends is cut off here, not at the deadline.
+            response.unparsed = 0 if self.progressed else response.unparsed + len(data)
+            if response.unparsed > MAX_HEAD_BYTES:
+                self._malformed(response, f"a header line is over {MAX_HEAD_BYTES} bytes")
+
+    def _malformed(self, response: WorkerResponse, why: str) -> None:
+        response._fail(Malformed(why))
+        self.abort()
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.closed = True
@@ -287,18 +320,22 @@ class _Connection(asyncio.Protocol):
             self.out_of_step = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.progressed = True
         if self.response is not None and not self.out_of_step:
             self.response._header(name, value)
 
     def on_headers_complete(self) -> None:
+        self.progressed = True
         if self.response is not None and not self.out_of_step:
             self.response._headers_done(self.parser.get_status_code())
 
     def on_body(self, body: bytes) -> None:
+        self.progressed = True
         if self.response is not None and not self.out_of_step:
             self.response._body(body)
 
     def on_message_complete(self) -> None:
+        self.progressed = True
         if self.response is not None and not self.out_of_step:
             self.response._done(self.parser.should_keep_alive())
 
@@ -396,7 +433,9 @@ class WorkerHttp:
             try:
                 return await self._exchange(conn, head, body, deadline)
             except Disconnected:
-                pass  # the worker closed an idle connection as it was reused: once more, anew
+                if loop.time() - now > STALE_SECS:
+                    raise
+                # the worker closed an idle connection as it was reused: once more, anew
         conn = await self._connect(loop, origin, deadline)
         return await self._exchange(conn, head, body, deadline)
 

@@ -55,6 +55,8 @@ BAD_WORKER_BODIES = [
     b'{"url": "http://h:1", "labels": {"a": 1}}',
     b'{"url": "http://h:1", "model_id": 3}',
     b'{"url": "http://h:1", "api_key": ""}',
+    b'{"url": "http://h:1", "api_key": "k\\r\\nX-Injected: 1"}',
+    b'{"url": "http://h:1", "api_key": "k\\u0000y"}',
     b'{"url": "http://h:1", "colour": "red"}',
     b'{"url": "http://h:1", "connection_mode": "grpc"}',
     b'{"url": "http://h:1", "worker_type": "prefill", "bootstrap_port": 0}',
@@ -86,6 +88,7 @@ BAD_UPDATES = [
     b'{"worker_type": "x"}',
     b'{"labels": "zone=a"}',
     b'{"bootstrap_port": 1.5}',
+    b'{"api_key": "k\\ny"}',
     b'{"priority": 1, "expected_version": -1}',
 ]
 
@@ -207,3 +210,14 @@ def test_a_refusal_does_not_echo_the_value_sent(node: tuple[str, str]) -> None:
         url + "/workers", json={"url": "http://h:1", "worker_type": payload}, timeout=10
     ).json()["error"]["message"]
     assert worker_type.startswith("worker_type: invalid enum value"), worker_type
+
+
+def test_client_header_bytes_that_are_not_utf8_reach_the_worker(node: tuple[str, str]) -> None:
+    """aiohttp's server keeps such bytes as surrogates; the forwarder's client sends them
+    on as they came (encoding them as UTF-8 was a 500)."""
+    url, _ = node
+    chat = {"model": MODEL, "max_tokens": 3, "messages": [{"role": "user", "content": "hi"}]}
+    for headers in ({"Accept": b"\xff\xfe"}, {"X-Request-Id": b"r\xff"}):
+        resp = requests.post(url + "/v1/chat/completions", json=chat, headers=headers, timeout=10)
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["choices"][0]["message"]["content"]

@@ -2,12 +2,14 @@
 
 Each test runs the attack against real processes: a worker that cuts its
 stream or is gone, a worker registered as `http://user:password@host`, a worker
-key that must never reach the disk in the clear.
+key that must never reach the disk in the clear, clients that leave and attempts
+that time out (no socket left open).
 """
 
 from __future__ import annotations
 
 import gzip
+import socket
 from pathlib import Path
 
 import orjson
@@ -231,3 +233,49 @@ def test_a_refused_worker_url_is_not_repeated_in_the_error(cluster: Cluster) -> 
         resp = requests.post(node.url + "/workers", json={"url": url}, timeout=10)
         assert resp.status_code == 400 and "topsecretpw" not in resp.text, resp.text
     assert "topsecretpw" not in node.proc.log()
+
+
+def test_clients_that_leave_and_attempts_that_time_out_leave_no_socket_open(
+    cluster: Cluster,
+) -> None:
+    """Every way an attempt on a worker ends early closes its connection (none is pooled
+    with an answer in flight) and settles the worker's load: the node's open files are
+    back to what they were."""
+    _, worker = cluster.echo(model=MODEL)
+    node = cluster.node(
+        "--worker-urls", worker, "--health-check-interval-secs", "60",
+        "--request-timeout-secs", "1", "--retry-max-retries", "1",
+    )  # fmt: skip
+    fds = Path(f"/proc/{node.proc.pid}/fd")
+    host, port = node.url.removeprefix("http://").split(":")
+    chat = orjson.dumps({**CHAT, "stream": True})
+
+    def sent() -> socket.socket:
+        sock = socket.create_connection((host, int(port)), timeout=10)
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n"
+            b"Content-Type: application/json\r\n\r\n%s" % (host.encode(), len(chat), chat)
+        )
+        return sock
+
+    def faults(**settings: int) -> None:
+        requests.post(worker + "/_faults", json=settings, timeout=5).raise_for_status()
+
+    def settled() -> bool:
+        workers = requests.get(node.url + "/workers", timeout=5).json()["workers"]
+        return [w["load"] for w in workers] == [0] and len(list(fds.iterdir())) <= before
+
+    assert requests.post(node.url + "/v1/chat/completions", json=CHAT, timeout=10).ok
+    before = len(list(fds.iterdir()))  # one connection to the worker is pooled now
+    faults(latency_ms=3000)
+    waiting = [sent() for _ in range(3)]  # clients that leave before the answer starts
+    wait_for(lambda: requests.get(worker + "/_stats", timeout=5).json()["in_flight"] == 3)
+    for sock in waiting:
+        sock.close()
+    timed_out = requests.post(node.url + "/v1/chat/completions", json=CHAT, timeout=10)
+    assert timed_out.status_code == 503 and "timed out" in timed_out.text
+    faults(latency_ms=0, token_delay_ms=100)
+    for _ in range(3):  # clients that leave mid-stream
+        with sent() as sock:
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+    wait_for(settled, what="every connection closed and the load settled")

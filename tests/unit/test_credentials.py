@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import msgspec
+import pytest
+
+from node.api.workers import Secret
 from node.workers.credentials import (
     CredentialBox,
     basic,
@@ -52,3 +56,13 @@ def test_a_credential_sealed_under_another_secret_is_reported_not_sent() -> None
     sealed = CredentialBox(strong("another-mesh")).seal("Bearer k")
     target = CredentialBox(SECRET).target({"url": "http://h:1", "api_key": sealed})
     assert target.headers == {} and target.problem and "another mesh secret" in target.problem
+
+
+def test_an_api_key_that_could_not_go_in_a_header_is_refused() -> None:
+    """A control character would split the header it goes in (a worker left pending for
+    ever, as discovery could not send it); a key has a size limit too."""
+    for key in ("sk-ok", "kéy ☃", "k" * 4096):
+        assert msgspec.convert(key, Secret) == key
+    for key in ("k\r\nX-Injected: 1", "k\n", "k\x00y", "k\x7f", "k" * 4097):
+        with pytest.raises(msgspec.ValidationError):
+            msgspec.convert(key, Secret)

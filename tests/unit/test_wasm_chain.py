@@ -194,6 +194,12 @@ def test_a_module_never_replaces_the_workers_credential_or_the_framing() -> None
         "transfer-encoding": "chunked",
         "host": "elsewhere",
         "x-split": "a\r\nx-evil: 1",
+        "x-name\r\nx-evil": "1",
+        "content-length ": "5",  # a second Content-Length to a lenient worker
+        "transfer-encoding\t": "chunked",
+        "x name": "1",
+        "x:y": "1",
+        "x-é": "1",
         "x-fine": "yes",
         "x-gone": None,
     }

@@ -4,18 +4,28 @@ well, badly, slowly, in pieces, or not at all."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime
+import ipaddress
+import ssl
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from node.proxy import worker_http
-from node.proxy.failures import kind_of
+from node.proxy.failures import TOO_LARGE, kind_of
 from node.proxy.worker_http import (
     HIGH_WATER,
     ConnectFailed,
     CutOff,
     Disconnected,
     Malformed,
+    TooLarge,
     WorkerHttp,
     origin_of,
 )
@@ -28,8 +38,9 @@ OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\
 class Worker:
     """A raw TCP server on loopback running `handler` on each connection it accepts."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, tls: ssl.SSLContext | None = None) -> None:
         self.handler = handler
+        self.tls = tls
         self.connections = 0
         self.requests: list[bytes] = []
         self.closed = asyncio.Event()  # a connection was closed by the client
@@ -42,9 +53,10 @@ class Worker:
             finally:
                 writer.close()
 
-        self.server = await asyncio.start_server(accept, "127.0.0.1", 0)
+        self.server = await asyncio.start_server(accept, "127.0.0.1", 0, ssl=self.tls)
         port = self.server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        scheme = "https" if self.tls else "http"
+        self.url = f"{scheme}://127.0.0.1:{port}/v1/chat/completions"
         return self
 
     async def __aexit__(self, *_: object) -> None:
@@ -61,6 +73,14 @@ class Worker:
         request = head + await reader.readexactly(length)
         self.requests.append(request)
         return request
+
+    async def answer(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, answer: bytes = OK
+    ) -> None:
+        """One request read, `answer` written."""
+        await self.request(reader)
+        writer.write(answer)
+        await writer.drain()
 
     async def until_closed(self, reader: asyncio.StreamReader) -> None:
         while await reader.read(65536):
@@ -328,9 +348,7 @@ def test_bytes_nobody_asked_for_drop_a_pooled_connection() -> None:
     async def handler(
         worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        await worker.request(reader)
-        writer.write(OK)
-        await writer.drain()
+        await worker.answer(reader, writer)
         writer.write(OK)  # an answer to no request: the stream is out of step
         await writer.drain()
         await worker.until_closed(reader)
@@ -354,9 +372,7 @@ def test_connections_idle_too_long_are_closed(monkeypatch: pytest.MonkeyPatch) -
     async def handler(
         worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        await worker.request(reader)
-        writer.write(OK)
-        await writer.drain()
+        await worker.answer(reader, writer)
         await worker.until_closed(reader)
 
     async def test(client: WorkerHttp) -> None:
@@ -381,3 +397,224 @@ def test_origins() -> None:
     assert origin_of("https://h/x").key == ("https", "h", 443)
     with pytest.raises(ValueError):
         origin_of("ftp://h/x")
+
+
+@pytest.mark.parametrize(
+    "start",
+    [
+        b"HTTP/1.1 200 OK\r\nX-Big: ",
+        b"HTTP/1.1 200 OK\r\nX-Big",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nA\r\n0\r\nX-Trailer: ",
+    ],
+)
+def test_a_header_line_that_never_ends_is_cut_at_the_cap(start: bytes) -> None:
+    """httptools keeps an unfinished header line whole (and grows it by copying): a worker
+    that never ends one, in the head or the trailers, is cut at MAX_HEAD_BYTES, not at
+    the deadline."""
+
+    async def endless(
+        worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(start)
+        with contextlib.suppress(ConnectionError):
+            while not worker.closed.is_set():
+                writer.write(b"a" * 65536)
+                await writer.drain()
+
+    async def test(client: WorkerHttp) -> None:
+        async with Worker(endless) as worker:
+            with pytest.raises(Malformed, match="header line is over"):
+                resp = await client.post(worker.url, b"{}", {}, 60)
+                await resp.read()
+            worker.closed.set()
+
+    run(test)
+
+
+def test_a_request_the_worker_took_then_dropped_is_not_sent_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only a pooled connection closed as it was reused gets the request once more: one
+    the worker worked on before it closed (a generation that died) is a failure."""
+
+    async def answers_once(
+        worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await worker.answer(reader, writer)
+        await worker.request(reader)
+        await asyncio.sleep(0.1)  # works on it longer than STALE_SECS, then dies
+
+    async def test(client: WorkerHttp) -> None:
+        async with Worker(answers_once) as worker:
+            resp = await client.post(worker.url, b"{}", {}, 5)
+            await resp.read()
+            resp.close()
+            with pytest.raises(Disconnected) as caught:
+                await client.post(worker.url, b'{"once": 1}', {}, 5)
+            assert kind_of(caught.value) == "closed the connection"
+            assert [r.endswith(b'{"once": 1}') for r in worker.requests] == [False, True]
+
+    monkeypatch.setattr(worker_http, "STALE_SECS", 0.05)
+    run(test)
+
+
+@pytest.mark.parametrize("begun", [b"HTTP/1.1 103 Early Hints\r\n\r\n", b"HTTP/1.1 2"])
+def test_a_request_whose_answer_had_begun_is_not_sent_again(begun: bytes) -> None:
+    """A pooled connection closed at once, but after a byte of the answer: the worker had
+    the request, so it is a failure (the answer was cut off), not a stale connection."""
+
+    async def begins_then_dies(
+        worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await worker.answer(reader, writer)
+        await worker.answer(reader, writer, begun)
+
+    async def test(client: WorkerHttp) -> None:
+        async with Worker(begins_then_dies) as worker:
+            resp = await client.post(worker.url, b"{}", {}, 5)
+            await resp.read()
+            resp.close()
+            with pytest.raises(CutOff):
+                await client.post(worker.url, b"{}", {}, 5)
+            assert len(worker.requests) == 2 and worker.connections == 1
+
+    run(test)
+
+
+def test_header_bytes_a_client_sent_that_are_not_utf8_pass_as_they_came() -> None:
+    """aiohttp's server keeps such bytes as surrogates; encoding them as UTF-8 failed (a
+    500 for the client)."""
+
+    async def test(client: WorkerHttp) -> None:
+        async with Worker(keep_alive(OK)) as worker:
+            value = b"\xff\xfe caf\xc3\xa9".decode("utf-8", "surrogateescape")
+            resp = await client.post(worker.url, b"{}", {"Accept": value}, 5)
+            assert await resp.read() == b"{}"
+            resp.close()
+            assert b"\r\nAccept: \xff\xfe caf\xc3\xa9\r\n" in worker.requests[0]
+
+    run(test)
+
+
+def test_an_answer_smuggled_behind_another_never_reaches_a_second_caller() -> None:
+    """Two callers at once on one worker, which answers the first with a second answer
+    behind it (in the same write, or just after): the second caller only ever gets the
+    answer to its own request."""
+    smuggled = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecret"
+
+    def echo(body: bytes) -> bytes:
+        return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+    async def handler(
+        worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                body = (await worker.request(reader)).partition(b"\r\n\r\n")[2]
+                writer.write(echo(body) + (smuggled if body == b"same write" else b""))
+                await writer.drain()
+                if body == b"just after":
+                    writer.write(smuggled)
+                    await writer.drain()
+
+    async def test(client: WorkerHttp) -> None:
+        async def call(body: bytes) -> bytes:
+            resp = await client.post(worker.url, body, {}, 5)
+            try:
+                return await resp.read()
+            finally:
+                resp.close()
+
+        async with Worker(handler) as worker:
+            for first in (b"same write", b"just after") * 5:
+                got = await asyncio.gather(call(first), call(b"tenant 2"), call(b"tenant 3"))
+                assert got == [first, b"tenant 2", b"tenant 3"]
+
+    run(test)
+
+
+def test_a_whole_answer_over_the_limit_is_a_failure_not_a_node_out_of_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    size = 2**21  # more than one read
+    big = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (size, b"a" * size)
+
+    async def endless(
+        worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        with contextlib.suppress(ConnectionError):
+            while not worker.closed.is_set():
+                writer.write(b"8000\r\n" + b"a" * 0x8000 + b"\r\n")
+                await writer.drain()
+
+    async def test(client: WorkerHttp) -> None:
+        async with Worker(keep_alive(big)) as sized, Worker(endless) as streaming:
+            for worker in (sized, streaming):
+                resp = await client.post(worker.url, b"{}", {}, 30)
+                with pytest.raises(TooLarge) as caught:
+                    await resp.read()
+                resp.close()
+                assert kind_of(caught.value) == TOO_LARGE
+            streaming.closed.set()
+            assert client.idle_connections() == 0
+
+    monkeypatch.setattr(worker_http, "MAX_WHOLE_BYTES", 10000)
+    run(test)
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that no authority signed, and its key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+def test_an_https_worker_s_certificate_is_verified(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A self-signed certificate is refused (nothing is sent); trusted, the same worker
+    answers."""
+    cert, key = _self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+
+    async def test(client: WorkerHttp) -> None:
+        async with Worker(keep_alive(OK), tls=context) as worker:
+            with pytest.raises(ConnectFailed) as caught:
+                await client.post(worker.url, b"{}", {}, 5)
+            assert kind_of(caught.value) == "TLS handshake failed" and not worker.requests
+            monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+            trusting = WorkerHttp()
+            resp = await trusting.post(worker.url, b"{}", {}, 5)
+            assert (resp.status, await resp.read()) == (200, b"{}")
+            resp.close()
+            await trusting.close()
+
+    run(test)
