@@ -32,6 +32,7 @@ from typing import Final
 
 from aiohttp import web
 
+from node.api.table import installed
 from node.errors import ApiError
 
 HEADER: Final = "Idempotency-Key"
@@ -111,8 +112,10 @@ async def commit_context(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     """Give the request's commits their context; the answer names the first one's request
-    id (`Meshgate-Request-Id`) and says when one was answered from an earlier attempt."""
-    if request.method not in _MUTATING:
+    id (`Meshgate-Request-Id`) and says when one was answered from an earlier attempt.
+    Reads and inference commit nothing: they get no context (and cost nothing here)."""
+    table = installed(request)
+    if request.method not in _MUTATING or (table is not None and not table.may_commit(request)):
         return await handler(request)
     commits = RequestCommits(request.method, request.path, request.headers.get(HEADER))
     token = _CURRENT.set(commits)

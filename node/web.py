@@ -15,6 +15,7 @@ from aiohttp import web
 from node import idempotency
 from node.api import routes
 from node.app import NODE, Node
+from node.applied_wait import AppliedWaiter
 from node.audit import AUDIT, AuditLog, audit_middleware
 from node.browser_guard import browser_guard
 from node.config import Config
@@ -29,6 +30,7 @@ Middleware = Callable[
     [web.Request, Callable[[web.Request], Awaitable[web.StreamResponse]]],
     Awaitable[web.StreamResponse],
 ]
+ResponseHook = Callable[[web.Request, web.StreamResponse], Awaitable[None]]
 
 # Outermost first: audit sees every answer, errors become JSON before it does; a request
 # waits for its X-Meshgate-Min-Index once the replica is loaded, before its handler. A CORS
@@ -42,6 +44,19 @@ MIDDLEWARES = (
     min_index,
     idempotency.commit_context,
 )
+
+
+def answer_headers(applied: AppliedWaiter, cors: CorsPolicy) -> ResponseHook:
+    """The on_response_prepare hook: X-Meshgate-Index on every answer, the console's headers
+    (the router's 405s under /ui too), CORS. One hook with its parts bound, since it runs
+    before every answer (each hook is a coroutine of its own, each app lookup a call)."""
+
+    async def add(request: web.Request, response: web.StreamResponse) -> None:
+        add_index(applied, response)
+        add_console_headers(request, response)
+        add_cors_headers(cors, request, response)
+
+    return add
 
 
 def create_app(
@@ -62,10 +77,8 @@ def build_app(config: Config, node: Node, middlewares: Sequence[Middleware]) -> 
         handler_args={"max_field_size": MAX_FIELD_SIZE},
     )
     app[NODE] = node
-    app.on_response_prepare.append(add_index)  # X-Meshgate-Index on every answer
-    app.on_response_prepare.append(add_console_headers)  # the router's 405s under /ui too
-    app[CORS] = CorsPolicy.of(config.cors_origins, config.request_id_headers)
-    app.on_response_prepare.append(add_cors_headers)
+    cors = app[CORS] = CorsPolicy.of(config.cors_origins, config.request_id_headers)
+    app.on_response_prepare.append(answer_headers(node.applied, cors))
     audit = app[AUDIT] = AuditLog(config.data_path / "audit.jsonl", config.node_name)
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
