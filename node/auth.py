@@ -136,8 +136,10 @@ class Authenticator:
         # tell "never guarded" from "not replayed yet", so nobody is let in anonymously.
         self._loaded = loaded
         self._cut_off = cut_off
-        # With nothing else to guard the control plane, the API key does.
-        self._api_key_role = "user" if (self._control or tokens) else "admin"
+        # With nothing else to guard the control plane, the API key does. Its principal is
+        # made once: a frozen dataclass costs some 2 µs to build, on every request.
+        role = "user" if (self._control or tokens) else "admin"
+        self._api_key_principal = Principal("api-key", "api-key", role, "api_key")
 
     @property
     def static(self) -> bool:
@@ -174,7 +176,7 @@ class Authenticator:
         presented = digest(token)
         found: Principal | None = None
         if self._api_key is not None and hmac.compare_digest(presented, self._api_key):
-            found = Principal("api-key", "api-key", self._api_key_role, "api_key")
+            found = self._api_key_principal
         for principal, key in self._control:
             if hmac.compare_digest(presented, key):
                 found = principal

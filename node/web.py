@@ -8,7 +8,7 @@ module is the one place that puts the two together.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
 from aiohttp import web
 
@@ -46,12 +46,17 @@ MIDDLEWARES = (
 )
 
 
-def answer_headers(applied: AppliedWaiter, cors: CorsPolicy) -> ResponseHook:
-    """The on_response_prepare hook: X-Meshgate-Index on every answer, the console's headers
-    (the router's 405s under /ui too), CORS. One hook with its parts bound, since it runs
-    before every answer (each hook is a coroutine of its own, each app lookup a call)."""
+def answer_headers(
+    applied: AppliedWaiter, cors: CorsPolicy, fixed: Mapping[str, str]
+) -> ResponseHook:
+    """The on_response_prepare hook: `fixed` headers and X-Meshgate-Index on every answer,
+    the console's headers (the router's 405s under /ui too), CORS. One hook with its parts
+    bound, since it runs before every answer (each hook is a coroutine of its own, each app
+    lookup a call)."""
 
     async def add(request: web.Request, response: web.StreamResponse) -> None:
+        if fixed:
+            response.headers.update(fixed)
         add_index(applied, response)
         add_console_headers(request, response)
         add_cors_headers(cors, request, response)
@@ -69,8 +74,14 @@ def create_app(
     return app
 
 
-def build_app(config: Config, node: Node, middlewares: Sequence[Middleware]) -> web.Application:
-    """The application around `node`, without routes (the caller installs them)."""
+def build_app(
+    config: Config,
+    node: Node,
+    middlewares: Sequence[Middleware],
+    fixed_headers: Mapping[str, str] | None = None,
+) -> web.Application:
+    """The application around `node`, without routes (the caller installs them);
+    `fixed_headers` go on every answer."""
     app = web.Application(
         middlewares=middlewares,
         client_max_size=config.max_payload_size,
@@ -78,7 +89,7 @@ def build_app(config: Config, node: Node, middlewares: Sequence[Middleware]) -> 
     )
     app[NODE] = node
     cors = app[CORS] = CorsPolicy.of(config.cors_origins, config.request_id_headers)
-    app.on_response_prepare.append(answer_headers(node.applied, cors))
+    app.on_response_prepare.append(answer_headers(node.applied, cors, fixed_headers or {}))
     audit = app[AUDIT] = AuditLog(config.data_path / "audit.jsonl", config.node_name)
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
