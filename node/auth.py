@@ -77,6 +77,7 @@ class Principal:
 
 
 ANONYMOUS = Principal("anonymous", "anonymous", "admin", "anonymous")
+MAX_CACHED_PRINCIPALS = 10_000  # managed keys' principals kept; past it, all made again
 OPEN_CALLER = "open_publication"  # the kind of a caller of a publication without a key
 
 
@@ -140,6 +141,7 @@ class Authenticator:
         # made once: a frozen dataclass costs some 2 µs to build, on every request.
         role = "user" if (self._control or tokens) else "admin"
         self._api_key_principal = Principal("api-key", "api-key", role, "api_key")
+        self._principals: dict[str, tuple[dict[str, Any], Principal]] = {}  # managed keys'
 
     @property
     def static(self) -> bool:
@@ -207,14 +209,19 @@ class Authenticator:
         expires = record.get("expires_at")
         if record["status"] != "active" or (expires is not None and expires <= self._clock()):
             return None
-        return Principal(
-            record["id"],
-            record["name"],
-            record["role"],
-            "managed_key",
-            record.get("tenant"),
-            record,
+        # A key's principal is made once per version of its record (the state replaces a
+        # record it changes; the cache holds it, so `is` cannot match a new one).
+        made = self._principals.get(hex_digest)
+        if made is not None and made[0] is record:
+            return made[1]
+        if len(self._principals) >= MAX_CACHED_PRINCIPALS:
+            self._principals.clear()
+        tenant = record.get("tenant")
+        principal = Principal(
+            record["id"], record["name"], record["role"], "managed_key", tenant, record
         )
+        self._principals[hex_digest] = (record, principal)
+        return principal
 
     def open_door(self) -> Principal | None:
         """ANONYMOUS when callers need no credential, None when they do. A node that has not
