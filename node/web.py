@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 
 from aiohttp import web
 
-from node import idempotency
 from node.api import routes
 from node.app import NODE, Node
 from node.applied_wait import AppliedWaiter
@@ -42,7 +41,6 @@ MIDDLEWARES = (
     browser_guard,
     load_gate,
     min_index,
-    idempotency.commit_context,
 )
 
 

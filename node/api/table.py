@@ -56,8 +56,8 @@ AUDITED_AUDIENCES: Final = MANAGEMENT_AUDIENCES | {Audience.CONTROL_PLANE}
 # Whose handlers answer from the replicated control state (made current: node/read_index.py).
 CONTROL_STATE_AUDIENCES: Final = AUDITED_AUDIENCES | {Audience.MESH}
 MUTATING: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-# Inference: relayed to workers, never a command committed (node/idempotency.py gives them
-# no commit context), served by a data-plane process itself (node/plane/handover.py).
+# Inference: relayed to workers, never a command committed (node/api/register.py puts no
+# commit context around them), served by a data-plane process itself (node/plane/handover.py).
 INFERENCE_AUDIENCES: Final = frozenset({Audience.PROTECTED, Audience.PUBLISHED})
 # Every write is a Raft command: not committed -> 503; outcome unknown -> 503, or 504 when
 # the wait ran out; both with Retry-After.
@@ -173,7 +173,6 @@ class Installed:
 
     by_route: Mapping[web.AbstractRoute, Route]
     envelopes: Mapping[str, Envelope]  # first path segment -> envelope, where all routes agree
-    no_commits: frozenset[web.AbstractRoute]  # routes whose handlers never commit
 
     @classmethod
     def of(cls, pairs: Iterable[tuple[web.AbstractRoute, Route]]) -> Installed:
@@ -182,8 +181,7 @@ class Installed:
         for route in by_route.values():
             seen.setdefault(_segment(route.path), set()).add(route.envelope)
         envelopes = {segment: kinds.pop() for segment, kinds in seen.items() if len(kinds) == 1}
-        no_commits = frozenset(r for r, route in by_route.items() if not route.may_commit)
-        return cls(by_route, envelopes, no_commits)
+        return cls(by_route, envelopes)
 
     def route(self, request: web.Request) -> Route | None:
         return self.by_route.get(request.match_info.route)
@@ -194,11 +192,6 @@ class Installed:
         if route is not None:
             return route.envelope
         return self.envelopes.get(_segment(request.path), "error")
-
-    def may_commit(self, request: web.Request) -> bool:
-        """May the request's handler commit commands? (Asked on every request: one set
-        lookup.)"""
-        return request.match_info.route not in self.no_commits
 
     def audited(self, request: web.Request) -> bool:
         """A declared route's rule; a write no route answers is audited as a refusal."""
