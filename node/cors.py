@@ -93,13 +93,11 @@ def _preflight_methods(request: web.Request) -> str:
 @web.middleware
 async def preflight(request: web.Request, handler: Any) -> web.StreamResponse:
     """Answer CORS preflights (before the browser guard and every route's guard)."""
+    if request.method != "OPTIONS":  # nearly every request: asked first
+        return await handler(request)  # type: ignore[no-any-return]
     policy = request.app[CORS]
     origin = request.headers.get("Origin")
-    is_preflight = (
-        request.method == "OPTIONS"
-        and origin is not None
-        and "Access-Control-Request-Method" in request.headers
-    )
+    is_preflight = origin is not None and "Access-Control-Request-Method" in request.headers
     if not (policy.on and is_preflight):
         return await handler(request)  # type: ignore[no-any-return]
     if not policy.listed(origin):
@@ -119,9 +117,11 @@ async def preflight(request: web.Request, handler: Any) -> web.StreamResponse:
     )
 
 
-async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: every answer (errors and streams too) to a listed origin."""
-    policy = request.app[CORS]
+def add_cors_headers(
+    policy: CorsPolicy, request: web.Request, response: web.StreamResponse
+) -> None:
+    """Every answer (errors and streams too) to a listed origin (node/web.py calls it before
+    each answer's headers go)."""
     if not policy.on:
         return
     if "Origin" not in response.headers.getall("Vary", ()):  # once (a handed-over answer has it)

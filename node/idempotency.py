@@ -17,7 +17,8 @@ three members commits three) gets ".n" appended, so a replay of the request
 replays each of them. The key must be 1-128 printable ASCII characters.
 
 This module holds the per-request state (`RequestCommits`, found through a
-context variable that `commit_context` sets for each request, so that
+context variable that `committing` sets for each request to a route that may commit
+(node/api/register.py puts it around those routes' handlers), so that
 `Node.commit`, the one place commands are submitted for a request, reads it
 without every handler passing it on) and the rules above.
 """
@@ -38,7 +39,6 @@ HEADER: Final = "Idempotency-Key"
 REPLAYED_HEADER: Final = "Idempotent-Replayed"
 REQUEST_ID_HEADER: Final = "Meshgate-Request-Id"  # the request id of the first command
 MAX_KEY_LENGTH: Final = 128
-_MUTATING: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class RequestCommits:
@@ -106,23 +106,28 @@ def derive(principal_id: str, method: str, path: str, key: str) -> str:
     return "idem-" + hashlib.sha256(material).hexdigest()[:40]
 
 
-@web.middleware
-async def commit_context(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Give the request's commits their context; the answer names the first one's request
-    id (`Meshgate-Request-Id`) and says when one was answered from an earlier attempt."""
-    if request.method not in _MUTATING:
-        return await handler(request)
-    commits = RequestCommits(request.method, request.path, request.headers.get(HEADER))
-    token = _CURRENT.set(commits)
-    try:
-        response = await handler(request)
-    except ApiError as exc:
-        exc.headers = {**exc.headers, **commits.headers()}
-        raise
-    finally:
-        _CURRENT.reset(token)
-    if not response.prepared and (told := commits.headers()):  # most requests commit nothing
-        response.headers.update(told)
-    return response
+RequestHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def committing(handler: RequestHandler) -> RequestHandler:
+    """`handler` (a route's, behind its guard) with its commits in a context of their own;
+    the answer names the first one's request id (`Meshgate-Request-Id`) and says when one
+    was answered from an earlier attempt. Put around the handlers of routes that may commit
+    (`Route.may_commit`) when they are installed: reads and inference get none, and pay
+    nothing for it on every request."""
+
+    async def in_context(request: web.Request) -> web.StreamResponse:
+        commits = RequestCommits(request.method, request.path, request.headers.get(HEADER))
+        token = _CURRENT.set(commits)
+        try:
+            response = await handler(request)
+        except ApiError as exc:
+            exc.headers = {**exc.headers, **commits.headers()}
+            raise
+        finally:
+            _CURRENT.reset(token)
+        if not response.prepared and (told := commits.headers()):  # most commit nothing
+            response.headers.update(told)
+        return response
+
+    return in_context

@@ -22,7 +22,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from node.app import NODE
-from node.applied_wait import TooManyWaiters
+from node.applied_wait import AppliedWaiter, TooManyWaiters
 from node.errors import ApiError
 from node.index_names import INDEX_HEADER, MIN_INDEX_HEADER
 
@@ -76,8 +76,7 @@ async def min_index(request: web.Request, handler: Any) -> web.StreamResponse:
     return await handler(request)  # type: ignore[no-any-return]
 
 
-async def add_index(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: every answer, streamed ones and errors too, tells the index."""
-    node = request.app.get(NODE)
-    if node is not None:
-        response.headers[INDEX_HEADER] = str(node.applied.applied())
+def add_index(applied: AppliedWaiter, response: web.StreamResponse) -> None:
+    """Every answer, streamed ones and errors too, tells the index (node/web.py calls it
+    before each answer's headers go)."""
+    response.headers[INDEX_HEADER] = str(applied.applied())

@@ -8,13 +8,13 @@ module is the one place that puts the two together.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
 from aiohttp import web
 
-from node import idempotency
 from node.api import routes
 from node.app import NODE, Node
+from node.applied_wait import AppliedWaiter
 from node.audit import AUDIT, AuditLog, audit_middleware
 from node.browser_guard import browser_guard
 from node.config import Config
@@ -29,6 +29,7 @@ Middleware = Callable[
     [web.Request, Callable[[web.Request], Awaitable[web.StreamResponse]]],
     Awaitable[web.StreamResponse],
 ]
+ResponseHook = Callable[[web.Request, web.StreamResponse], Awaitable[None]]
 
 # Outermost first: audit sees every answer, errors become JSON before it does; a request
 # waits for its X-Meshgate-Min-Index once the replica is loaded, before its handler. A CORS
@@ -40,8 +41,25 @@ MIDDLEWARES = (
     browser_guard,
     load_gate,
     min_index,
-    idempotency.commit_context,
 )
+
+
+def answer_headers(
+    applied: AppliedWaiter, cors: CorsPolicy, fixed: Mapping[str, str]
+) -> ResponseHook:
+    """The on_response_prepare hook: `fixed` headers and X-Meshgate-Index on every answer,
+    the console's headers (the router's 405s under /ui too), CORS. One hook with its parts
+    bound, since it runs before every answer (each hook is a coroutine of its own, each app
+    lookup a call)."""
+
+    async def add(request: web.Request, response: web.StreamResponse) -> None:
+        if fixed:
+            response.headers.update(fixed)
+        add_index(applied, response)
+        add_console_headers(request, response)
+        add_cors_headers(cors, request, response)
+
+    return add
 
 
 def create_app(
@@ -54,18 +72,22 @@ def create_app(
     return app
 
 
-def build_app(config: Config, node: Node, middlewares: Sequence[Middleware]) -> web.Application:
-    """The application around `node`, without routes (the caller installs them)."""
+def build_app(
+    config: Config,
+    node: Node,
+    middlewares: Sequence[Middleware],
+    fixed_headers: Mapping[str, str] | None = None,
+) -> web.Application:
+    """The application around `node`, without routes (the caller installs them);
+    `fixed_headers` go on every answer."""
     app = web.Application(
         middlewares=middlewares,
         client_max_size=config.max_payload_size,
         handler_args={"max_field_size": MAX_FIELD_SIZE},
     )
     app[NODE] = node
-    app.on_response_prepare.append(add_index)  # X-Meshgate-Index on every answer
-    app.on_response_prepare.append(add_console_headers)  # the router's 405s under /ui too
-    app[CORS] = CorsPolicy.of(config.cors_origins, config.request_id_headers)
-    app.on_response_prepare.append(add_cors_headers)
+    cors = app[CORS] = CorsPolicy.of(config.cors_origins, config.request_id_headers)
+    app.on_response_prepare.append(answer_headers(node.applied, cors, fixed_headers or {}))
     audit = app[AUDIT] = AuditLog(config.data_path / "audit.jsonl", config.node_name)
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:

@@ -10,6 +10,7 @@ from aiohttp import web
 from node.api.current import made_current
 from node.api.guards import GUARDS
 from node.api.table import INSTALLED, Audience, Installed, Route
+from node.idempotency import committing
 
 # The only audiences whose handlers may authenticate the caller themselves (inference
 # answers in each API's own error shape; a published path and /ws check their own keys).
@@ -26,6 +27,8 @@ def register(app: web.Application, routes: Iterable[Route]) -> None:
             )
         inner = made_current(route)
         handler = inner if route.checks_credentials else GUARDS[route.audience](inner)
+        if route.may_commit:  # a write's commands get its context (node/idempotency.py)
+            handler = committing(handler)
         if route.method == "GET":  # with HEAD, which load balancers probe with
             added.append((app.router.add_get(route.path, handler), route))
         else:

@@ -56,6 +56,9 @@ AUDITED_AUDIENCES: Final = MANAGEMENT_AUDIENCES | {Audience.CONTROL_PLANE}
 # Whose handlers answer from the replicated control state (made current: node/read_index.py).
 CONTROL_STATE_AUDIENCES: Final = AUDITED_AUDIENCES | {Audience.MESH}
 MUTATING: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Inference: relayed to workers, never a command committed (node/api/register.py puts no
+# commit context around them), served by a data-plane process itself (node/plane/handover.py).
+INFERENCE_AUDIENCES: Final = frozenset({Audience.PROTECTED, Audience.PUBLISHED})
 # Every write is a Raft command: not committed -> 503; outcome unknown -> 503, or 504 when
 # the wait ran out; both with Retry-After.
 COMMIT: Final = (503, 504)
@@ -134,6 +137,11 @@ class Route:
         return self.method in MUTATING and (
             self.always_audited or self.audience in AUDITED_AUDIENCES
         )
+
+    @property
+    def may_commit(self) -> bool:
+        """May its handler commit commands (a write, but not inference)?"""
+        return self.method in MUTATING and self.audience not in INFERENCE_AUDIENCES
 
     @property
     def envelope(self) -> Envelope:

@@ -23,8 +23,9 @@ def under_console(path: str) -> bool:
     return path == "/ui" or path.startswith("/ui/")
 
 
-async def add_console_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: an answer under /ui gets the headers it does not carry yet."""
+def add_console_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """An answer under /ui gets the headers it does not carry yet (node/web.py calls it
+    before each answer's headers go, the router's own answers included)."""
     if under_console(request.path):
         for name, value in HEADERS.items():
             response.headers.setdefault(name, value)

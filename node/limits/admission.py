@@ -36,9 +36,15 @@ class Admission:
     def _retry_after(self) -> int:
         return max(1, min(60, math.ceil(self.queue_timeout / 4) if self.queue_timeout else 1))
 
-    async def acquire(self) -> None:
+    def take_now(self) -> bool:
+        """Take a slot if one is free and nobody queues for it (no coroutine to await)."""
         if not self.max_concurrent or (self.in_flight < self.max_concurrent and not self._waiters):
             self.in_flight += 1
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        if self.take_now():
             return
         if len(self._waiters) >= self.queue_size:
             self.rejected["queue_full"] += 1

@@ -147,6 +147,11 @@ class RateLimiter:
         self._scopes = scopes
         self._global = scopes.get(GLOBAL_SCOPE)
 
+    @property
+    def has_rules(self) -> bool:
+        """Is any rule in force? (Asked first on every request: most meshes have none.)"""
+        return bool(self._scopes)
+
     async def admit(self, model: str | Sequence[str | None] | None) -> Decision:
         """Admit if every rule for `model` (and "*") has a token; then take one from each.
 

@@ -40,12 +40,11 @@ def caller_subjects(state: ControlState, principal: Principal) -> list[Subject]:
     key = principal.key
     keys = state.api_keys
     while key is not None:
-        subjects.append(Subject("key", key["id"], _limits("key", key["id"], key, "limits")))
+        subjects.append(_subject("key", key["id"], key, "limits"))
         key = keys.get(key.get("parent") or "")
     tenant = state.tenants.get(principal.tenant or "")
     if tenant is not None:
-        name = tenant["name"]
-        subjects.append(Subject("tenant", name, _limits("tenant", name, tenant, "limits")))
+        subjects.append(_subject("tenant", tenant["name"], tenant, "limits"))
     return subjects
 
 
@@ -56,28 +55,30 @@ def subjects_of(state: ControlState, request: InferenceRequest) -> list[Subject]
     published = request.target.published
     if published is not None:
         ref = published["ref"]
-        limits = _limits("model", ref, published, "rateLimiting")
+        subject = _subject("model", ref, published, "rateLimiting")
         caller = request.principal
         if caller.kind == OPEN_CALLER:  # an open publication: its limits hold per address
             subjects.append(Subject("model", ref, Limits()))  # its usage, as a whole
-            subjects.append(Subject(CLIENT, f"{ref}@{caller.id}", limits))
+            subjects.append(Subject(CLIENT, f"{ref}@{caller.id}", subject.limits))
         else:
-            subjects.append(Subject("model", ref, limits))
+            subjects.append(subject)
     return subjects
 
 
-_LIMITS: dict[tuple[str, str, int], Limits] = {}
+_SUBJECTS: dict[tuple[str, str, int], Subject] = {}
 
 
-def _limits(kind: str, subject: str, record: dict[str, Any], field: str) -> Limits:
-    """Limits of a replicated record, parsed once per record version (hot path)."""
-    key = (kind, subject, record.get("version", 0))
-    limits = _LIMITS.get(key)
-    if limits is None:
-        if len(_LIMITS) > 10000:
-            _LIMITS.clear()
-        limits = _LIMITS[key] = Limits.from_dict(record.get(field) or {})
-    return limits
+def _subject(kind: str, name: str, record: dict[str, Any], field: str) -> Subject:
+    """A replicated record as a quota subject, its limits parsed, made once per record
+    version (hot path: a frozen dataclass and its checks cost microseconds each)."""
+    key = (kind, name, record.get("version", 0))
+    subject = _SUBJECTS.get(key)
+    if subject is None:
+        if len(_SUBJECTS) > 10000:
+            _SUBJECTS.clear()
+        limits = Limits.from_dict(record.get(field) or {})
+        subject = _SUBJECTS[key] = Subject(kind, name, limits)
+    return subject
 
 
 async def take_quota(quotas: QuotaEngine, subjects: Sequence[Subject]) -> QuotaDecision | None:

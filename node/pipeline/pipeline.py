@@ -138,15 +138,18 @@ class Pipeline:
         request.facts = facts_of(
             request.data, request.model, request.routing_key, with_prompt=policy.needs_prompt
         )
-        await enforce_rate_limits(
-            self.ratelimiter, served_models(request.candidates, request.model)
-        )
+        # Each stage is skipped without a coroutine when it has nothing to do (the common
+        # case: no rate rule, no quota subject, a free slot).
+        if self.ratelimiter.has_rules:
+            served = served_models(request.candidates, request.model)
+            await enforce_rate_limits(self.ratelimiter, served)
         subjects = subjects_of(self.state(), request)
-        quota = await take_quota(self.quotas, subjects)
+        quota = await take_quota(self.quotas, subjects) if subjects else None
         if quota is not None:
             request.headers = quota.headers()
         try:
-            await admit(self.admission)
+            if not self.admission.take_now():
+                await admit(self.admission)
         except BaseException:
             await release_lease(quota)  # refused, or the client left while queued
             raise
@@ -162,7 +165,8 @@ class Pipeline:
             return response
         finally:
             self.admission.release()
-            await settle(request, quota, subjects, self.usage)
+            if quota is not None or subjects:  # else nothing to release or book
+                await settle(request, quota, subjects, self.usage)
 
 
 def _body_of(response: web.Response) -> bytes:

@@ -85,7 +85,10 @@ class InferenceRequest:
     @property
     def routing_key(self) -> str | None:
         headers = self.http.headers
-        return next((v for h in ROUTING_KEY_HEADERS if (v := headers.get(h))), None)
+        for header in ROUTING_KEY_HEADERS:  # a loop, not a generator: asked per request
+            if value := headers.get(header):
+                return value
+        return None
 
 
 def request_id_of(request: web.Request, headers: Iterable[str]) -> str:

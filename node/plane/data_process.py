@@ -18,8 +18,6 @@ import signal
 import time
 from typing import Final
 
-from aiohttp import web
-
 from mesh.events import AppliedStream
 from node import config as config_module
 from node import exit_status
@@ -67,7 +65,7 @@ async def serve_data(
         return replicas[0]
 
     node = Node(config, config_file, replica=replica)
-    app = build_app(config, node, MIDDLEWARES)
+    app = build_app(config, node, MIDDLEWARES, {PROCESS_HEADER: name})
     siblings = Siblings(config.data_path, name)
     handover = Handover(
         control_socket(config.data_path),
@@ -81,11 +79,6 @@ async def serve_data(
     app.on_cleanup.append(lambda _: handover.close())
     own_socket = process_socket(config.data_path, name)
     install(app, handover, NodeMetrics(node.metrics, siblings))
-
-    async def name_the_process(_: web.Request, response: web.StreamResponse) -> None:
-        response.headers[PROCESS_HEADER] = name
-
-    app.on_response_prepare.append(name_the_process)
     runner = make_runner(app, config)
     try:
         refused = await set_up(runner)  # links the replica: the control's snapshot

@@ -24,7 +24,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from node.api.common import bounded_body
-from node.api.table import Audience, Route
+from node.api.table import INFERENCE_AUDIENCES, Audience, Route
 from node.applied_wait import AppliedWaiter
 from node.digits import ascii_int
 from node.errors import ApiError
@@ -56,12 +56,11 @@ BEHIND_HEADER: Final = "X-Meshgate-Siblings-Behind"
 # Past the mesh's commit timeout (and the 1 s more of an unknown outcome), for the control
 # process to answer a handed-over request.
 ANSWER_MARGIN: Final = 5.0
-LOCAL_AUDIENCES: Final = frozenset({Audience.PROTECTED, Audience.PUBLISHED})
 
 
 def served_here(route: Route) -> bool:
     """Does a data-plane process serve `route` itself (else its control process does)?"""
-    if route.relayed or route.audience in LOCAL_AUDIENCES:
+    if route.relayed or route.audience in INFERENCE_AUDIENCES:
         return True
     return route.audience == Audience.PUBLIC and route.method == "GET"
 

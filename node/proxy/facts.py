@@ -8,6 +8,7 @@ what is wrong.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import orjson
@@ -51,9 +52,18 @@ def facts_of(
 ) -> RequestFacts:
     user = data.get("user")
     key = routing_key or (user if isinstance(user, str) and user else None)
+    if key is None and not with_prompt:
+        return _model_only(model)
     return RequestFacts(
         model=model, routing_key=key, prompt=prompt_text(data) if with_prompt else ""
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _model_only(model: str | None) -> RequestFacts:
+    """The facts of most requests: a served model's name alone. Made once per model (a
+    frozen dataclass's __init__ costs some 2 µs, and the facts are never changed)."""
+    return RequestFacts(model=model)
 
 
 def prompt_text(data: dict[str, Any]) -> str:

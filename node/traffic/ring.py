@@ -8,12 +8,17 @@ rest fold into OTHER), and a histogram of at most a few hundred log-spaced bins 
 A histogram bin is `ceil(log2(ms) * BINS_PER_DOUBLING)`, so a percentile read back is the
 upper bound of its bin: never low, and at most 2^(1/16) - 1 (4.4%) high. Bins add, so the
 rings of a node's processes, and of the nodes of a mesh, merge exactly (summary.py).
+
+Recording runs on every inference request, so it allocates nothing once a bucket and its
+model's cell exist: the current bucket is kept at hand until the clock leaves it, and a
+bin is one bisect of the bins' precomputed bounds.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +40,17 @@ def bin_of(seconds: float) -> int:
 def bin_ms(index: int) -> float:
     """The upper bound (ms) of bin `index`."""
     return float(2.0 ** (index / BINS_PER_DOUBLING))
+
+
+_FIRST_BIN: Final = bin_of(0.0)  # LOWEST_MS's
+_LAST_BIN: Final = bin_of(24 * 3600.0)  # a day; anything slower takes the logarithm
+_BOUNDS: Final = [bin_ms(i) / 1000.0 for i in range(_FIRST_BIN, _LAST_BIN + 1)]  # seconds
+
+
+def bin_index(seconds: float) -> int:
+    """`bin_of(seconds)` by one bisect: the first bin whose upper bound is not below it."""
+    at = bisect_left(_BOUNDS, seconds)
+    return _FIRST_BIN + at if at < len(_BOUNDS) else bin_of(seconds)
 
 
 @dataclass(slots=True)
@@ -61,27 +77,43 @@ class TrafficRing:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._buckets: dict[int, dict[str, Cell]] = {}
+        # The bucket now being filled, and the clock's span it covers.
+        self._cells: dict[str, Cell] = {}
+        self._start = self._end = 0.0
 
     def record(
         self, model: str, status: int, seconds: float, ttft: float | None, own: bool
     ) -> None:
         """One answered request (`own`: the node answered it, not a worker)."""
-        start = int(self._clock() // BUCKET_SECS) * BUCKET_SECS
+        now = self._clock()
+        if not self._start <= now < self._end:
+            self._turn(now)
+        cell = self._cells.get(model)
+        if cell is None:
+            cell = self._cell(model)
+        cell.requests += 1
+        if status >= 400:
+            cell.errors += status >= 500
+            cell.rejected += own and status < 499
+        cell.latency[bin_index(seconds)] += 1
+        if ttft is not None:
+            cell.ttft[bin_index(ttft)] += 1
+
+    def _turn(self, now: float) -> None:
+        """Make the bucket holding `now` the current one (a new one drops the aged)."""
+        start = int(now // BUCKET_SECS) * BUCKET_SECS
         cells = self._buckets.get(start)
         if cells is None:
             cells = self._buckets[start] = {}
             self._prune(start)
-        cell = cells.get(model)
-        if cell is None:
-            if len(cells) >= MAX_MODELS:
-                model = OTHER
-            cell = cells.setdefault(model, Cell())
-        cell.requests += 1
-        cell.errors += status >= 500
-        cell.rejected += own and 400 <= status < 499
-        cell.latency[bin_of(seconds)] += 1
-        if ttft is not None:
-            cell.ttft[bin_of(ttft)] += 1
+        self._cells, self._start, self._end = cells, start, start + BUCKET_SECS
+
+    def _cell(self, model: str) -> Cell:
+        """The current bucket's new cell for `model` (OTHER past MAX_MODELS)."""
+        cells = self._cells
+        if len(cells) >= MAX_MODELS:
+            model = OTHER
+        return cells.setdefault(model, Cell())
 
     def _prune(self, newest: int) -> None:
         oldest = newest - (KEEP_BUCKETS - 1) * BUCKET_SECS

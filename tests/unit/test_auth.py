@@ -206,3 +206,28 @@ def test_protected_refuses_others_with_401(headers: dict[str, str]) -> None:
     response = err.response()
     assert response.status == 401
     assert response.headers["WWW-Authenticate"] == 'Bearer realm="meshgate"'
+
+
+def test_a_managed_keys_principal_follows_its_record() -> None:
+    class Store:
+        auth_required = True
+        token_versions: dict[str, int] = {}
+
+        def __init__(self, record: dict[str, Any]) -> None:
+            self.api_keys = {record["id"]: record}
+            self.key_hashes = {record["hash"]: record["id"]}
+
+    token = "mg-managed-key-plaintext"
+    record = {"id": "key1", "name": "k", "role": "user", "status": "active"}
+    record["hash"] = digest(token).hex()
+    store = Store(record)
+    auth = Authenticator(None, [], keys=lambda: store)
+    first = auth.identify(token)
+    assert first == Principal("key1", "k", "user", "managed_key", None, record)
+    assert auth.identify(token) is first  # made once while its record stays
+    store.api_keys = {"key1": {**record, "role": "admin", "tenant": "t1"}}  # a new version
+    assert auth.identify(token) == Principal(
+        "key1", "k", "admin", "managed_key", "t1", store.api_keys["key1"]
+    )
+    store.api_keys = {"key1": {**record, "status": "revoked"}}
+    assert auth.identify(token) is None

@@ -13,7 +13,16 @@ from node.applied_wait import AppliedWaiter
 from node.metrics import Metrics
 from node.plane.siblings import process_socket, serve_siblings
 from node.traffic.gather import node_summary
-from node.traffic.ring import KEEP_BUCKETS, MAX_MODELS, OTHER, TrafficRing
+from node.traffic.ring import (
+    KEEP_BUCKETS,
+    LOWEST_MS,
+    MAX_MODELS,
+    OTHER,
+    TrafficRing,
+    bin_index,
+    bin_ms,
+    bin_of,
+)
 from node.traffic.summary import BadRing, merge, series
 
 T0 = 1_800_000_000.0  # a bucket start
@@ -48,6 +57,16 @@ def test_counts_rates_and_percentiles_of_one_bucket() -> None:
         assert exact <= m[key][-1] <= exact * 1.045, key  # a bin's upper bound: 4.4% at most
     total = columns["total"]
     assert total["requests"][-1] == 104 and total["latency_p99_ms"][-1] >= 99
+
+
+@pytest.mark.parametrize("seconds", [0.0, 1e-7, 0.000999, 0.0123, 0.05, 1.0, 7.5, 3600.0, 9e5])
+def test_a_bin_is_the_first_whose_bound_is_not_below_the_time(seconds: float) -> None:
+    index = bin_index(seconds)  # one bisect, up to a day; the logarithm past it
+    assert abs(index - bin_of(seconds)) <= 1  # they differ only on a bound itself
+    assert max(seconds * 1000, LOWEST_MS) <= bin_ms(index) * (1 + 1e-12)  # never low
+    assert bin_ms(index - 1) < max(seconds * 1000, LOWEST_MS)  # the first such bin
+    if seconds <= 24 * 3600:  # a time on a bound counts in that bound's bin
+        assert bin_index(bin_ms(index) / 1000) == index
 
 
 def test_models_past_the_cap_fold_into_other_and_old_buckets_go() -> None:
