@@ -290,7 +290,7 @@ class Forwarder:
             if resp.status in RETRYABLE_STATUSES:
                 body = await resp.read()
                 verdict = resp.status < 500
-                return _Retryable(resp.status, body, resp.headers.get("content-type"))
+                return _Retryable(resp.status, body, resp.content_type)
             if is_redirect(resp.status):
                 verdict = False
                 log.warning(
@@ -354,7 +354,7 @@ class Forwarder:
             status=resp.status,
             body=body,
             headers={
-                "Content-Type": resp.headers.get("content-type", "application/json"),
+                "Content-Type": resp.content_type or "application/json",
                 "X-Request-Id": ex.request_id,
                 "X-Meshgate-Worker": worker.id,
                 **ex.headers,

@@ -62,7 +62,7 @@ async def relay_stream(
     out = kind(
         status=resp.status,
         headers={
-            "Content-Type": resp.headers.get("content-type", "text/event-stream"),
+            "Content-Type": resp.content_type or "text/event-stream",
             "Cache-Control": "no-cache",
             "X-Request-Id": ex.request_id,
             "X-Meshgate-Worker": worker.id,

@@ -128,9 +128,30 @@ class WorkerResponse:
     """A worker's answer: status and headers (names lower-cased) once they arrived; the
     body by `read()` (whole) or `readany()` (what has come, b"" at its end)."""
 
+    __slots__ = (
+        "_buffered",
+        "_chunks",
+        "_closed",
+        "_complete",
+        "_conn",
+        "_error",
+        "_head",
+        "_head_bytes",
+        "_headers",
+        "_raw",
+        "_reusable",
+        "_timer",
+        "_waiter",
+        "content_type",
+        "heard",
+        "status",
+        "unparsed",
+    )
+
     def __init__(self, conn: _Connection, deadline: float) -> None:
         self.status = 0
-        self.headers: dict[str, str] = {}
+        self.content_type: str | None = None  # the one header the forwarder relays
+        self._headers: dict[str, str] | None = None
         self._conn = conn
         self._raw: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0
@@ -169,6 +190,14 @@ class WorkerResponse:
         self._conn.resume()
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """The answer's headers, names lower-cased (made when first asked for)."""
+        if self._headers is None:
+            raw = self._raw
+            self._headers = {n.decode("latin-1").lower(): v.decode("latin-1") for n, v in raw}
+        return self._headers
+
     def at_eof(self) -> bool:
         """The answer has ended and everything read from it has been taken."""
         return self._complete and not self._chunks
@@ -206,14 +235,18 @@ class WorkerResponse:
         self._head_bytes += len(name) + len(value)
         if self._head_bytes > MAX_HEAD_BYTES:  # raised through the parser: Malformed
             raise ValueError(f"the answer's headers are over {MAX_HEAD_BYTES} bytes")
+        if self.status:  # a trailer: counted, never taken for a header
+            return
         self._raw.append((name, value))
+        if len(name) == 12 and name.lower() == b"content-type":
+            self.content_type = value.decode("latin-1")
 
     def _headers_done(self, status: int) -> None:
         if status < 200:  # an informational answer: the real one follows
             self._raw.clear()
+            self.content_type = None
             return
         self.status = status
-        self.headers = {n.decode("latin-1").lower(): v.decode("latin-1") for n, v in self._raw}
         if not self._head.done():
             self._head.set_result(None)
 

@@ -209,7 +209,7 @@ def test_an_answer_framed_by_its_close_and_an_informational_one_first() -> None:
         worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        writer.write(b"HTTP/1.1 100 Continue\r\nContent-Type: text/early\r\n\r\n")
         writer.write(b"HTTP/1.1 201 Created\r\nX-A: 1\r\nConnection: close\r\n\r\nuntil the end")
         await writer.drain()
 
@@ -217,7 +217,33 @@ def test_an_answer_framed_by_its_close_and_an_informational_one_first() -> None:
         async with Worker(handler) as worker:
             resp = await client.post(worker.url, b"{}", {}, 5)
             assert (resp.status, resp.headers) == (201, {"x-a": "1", "connection": "close"})
+            assert resp.content_type is None  # the informational answer's is not the answer's
             assert await resp.read() == b"until the end"
+            resp.close()
+
+    run(test)
+
+
+def test_a_trailer_is_never_taken_for_a_header() -> None:
+    async def handler(
+        worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await worker.request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n")
+        writer.write(b"Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n")
+        writer.write(b"Content-Type: text/html\r\nX-Late: 1\r\n\r\n")
+        await writer.drain()
+        await worker.until_closed(reader)
+
+    async def test(client: WorkerHttp) -> None:
+        async with Worker(handler) as worker:
+            resp = await client.post(worker.url, b"{}", {}, 5)
+            assert await resp.read() == b"ok"
+            assert resp.content_type == "text/event-stream"
+            assert resp.headers == {
+                "content-type": "text/event-stream",
+                "transfer-encoding": "chunked",
+            }
             resp.close()
 
     run(test)
