@@ -42,7 +42,9 @@ ORPHANED: Final = 1  # the control process is gone: exit as an error would
 UNLINKED: Final = 1  # no snapshot in time: the supervisor starts this process again
 PROCESS_HEADER: Final = "X-Meshgate-Process"
 # The node's middlewares without the audit log: the control process audits the writes
-# handed to it, and a data-plane process serves no audited route itself.
+# handed to it. Not yet audited: the one audited route a data-plane process serves itself
+# (POST /api/models/{name}/predict, relayed to workers) and writes to paths no route
+# takes; the log is one file that only the control process writes and rotates.
 MIDDLEWARES: Final = tuple(m for m in NODE_MIDDLEWARES if m is not audit_middleware)
 
 

@@ -133,6 +133,24 @@ def test_revoked_and_rotated_keys_are_refused_everywhere_within_a_second(mesh: M
     assert time.monotonic() - acked < 1.5
 
 
+def test_a_key_stops_at_its_expiry_on_every_node_though_its_record_stays(mesh: Mesh) -> None:
+    """Each node keeps the principal it made for a key while the key's record stays, and
+    expiry changes no record: the key must still be refused from its expiry on."""
+    a, b, _ = mesh.urls
+    requests.post(a + "/api/admin/tenants", json={"name": "t-exp"}, headers=ADMIN, timeout=5)
+    made = requests.post(
+        b + "/api/keys", json={"namespace": "t-exp", "expiresInSecs": 2}, headers=ADMIN, timeout=5
+    ).json()
+    bearer = {"Authorization": f"Bearer {made['apiKey']}"}
+    expires = requests.get(b + "/api/whoami", headers=bearer, timeout=5).json()["expiresAt"]
+    for url in mesh.urls:  # each node makes (and keeps) the key's principal
+        wait_for(lambda u=url: _chat_status(u, bearer) == 200, what="the key on every node")
+    wait_for(lambda: time.time() >= expires, timeout=5, what="the key's expiry")
+    assert [_chat_status(url, bearer) for url in mesh.urls] == [401, 401, 401]
+    shown = requests.get(f"{a}/api/keys/{made['id']}", headers=ADMIN, timeout=5).json()
+    assert shown["status"] == "active"  # the record did not change: the expiry alone refused it
+
+
 def _publish(mesh: Mesh, limits: dict) -> str:
     a = mesh.urls[0]
     requests.post(a + "/api/admin/tenants", json={"name": "pub"}, headers=ADMIN, timeout=5)

@@ -570,3 +570,28 @@ def test_whoami_names_the_caller_and_its_tenant(api: str) -> None:
     assert 3500 < me["expiresAt"] - time.time() <= 3600
     assert made["apiKey"] not in str(me)
     assert requests.get(api + "/api/whoami", timeout=5).status_code == 401
+
+
+def test_a_keys_token_quota_counts_the_tokens_of_plain_and_streamed_answers(api: str) -> None:
+    """Settling books the tokens each answer used (a stream's from its usage chunk): a key
+    whose tokens an hour cover three answers gets three, then 429 naming the quota."""
+    admin = _login(api)
+    requests.post(api + "/api/admin/tenants", json={"name": "team-tok"}, headers=admin, timeout=5)
+    chat = {"model": MODEL, "messages": [{"role": "user", "content": "hi there"}], "max_tokens": 4}
+    probe = requests.post(api + "/v1/chat/completions", json=chat, headers=admin, timeout=10)
+    per_answer = probe.json()["usage"]["total_tokens"]
+    made = requests.post(
+        api + "/api/keys",
+        json={"namespace": "team-tok", "limits": {"tokensPerHour": 3 * per_answer}},
+        headers=admin,
+        timeout=5,
+    ).json()
+    key = {"Authorization": f"Bearer {made['apiKey']}"}
+    answers = [
+        requests.post(
+            api + "/v1/chat/completions", json={**chat, "stream": stream}, headers=key, timeout=10
+        )
+        for stream in (False, True, True, False)
+    ]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert "tokens_per_hour" in answers[3].json()["error"]["message"]

@@ -208,19 +208,22 @@ def test_protected_refuses_others_with_401(headers: dict[str, str]) -> None:
     assert response.headers["WWW-Authenticate"] == 'Bearer realm="meshgate"'
 
 
+class KeyStore:
+    """The replicated state's keys, as Authenticator reads them: one key's record."""
+
+    auth_required = True
+    token_versions: dict[str, int] = {}
+
+    def __init__(self, record: dict[str, Any]) -> None:
+        self.api_keys = {record["id"]: record}
+        self.key_hashes = {record["hash"]: record["id"]}
+
+
 def test_a_managed_keys_principal_follows_its_record() -> None:
-    class Store:
-        auth_required = True
-        token_versions: dict[str, int] = {}
-
-        def __init__(self, record: dict[str, Any]) -> None:
-            self.api_keys = {record["id"]: record}
-            self.key_hashes = {record["hash"]: record["id"]}
-
     token = "mg-managed-key-plaintext"
     record = {"id": "key1", "name": "k", "role": "user", "status": "active"}
     record["hash"] = digest(token).hex()
-    store = Store(record)
+    store = KeyStore(record)
     auth = Authenticator(None, [], keys=lambda: store)
     first = auth.identify(token)
     assert first == Principal("key1", "k", "user", "managed_key", None, record)
@@ -230,4 +233,19 @@ def test_a_managed_keys_principal_follows_its_record() -> None:
         "key1", "k", "admin", "managed_key", "t1", store.api_keys["key1"]
     )
     store.api_keys = {"key1": {**record, "status": "revoked"}}
+    assert auth.identify(token) is None
+
+
+def test_a_managed_keys_cached_principal_stops_at_its_expiry() -> None:
+    """Its record does not change when a key expires, so the principal made for it must
+    not outlive the expiry (node/auth.py asks the expiry before its cache)."""
+
+    token = "mg-expiring-key-plaintext"
+    record = {"id": "key2", "name": "k", "role": "user", "status": "active", "expires_at": 100.0}
+    record["hash"] = digest(token).hex()
+    now = [99.0]
+    auth = Authenticator(None, [], keys=lambda: KeyStore(record), clock=lambda: now[0])
+    first = auth.identify(token)
+    assert first is not None and auth.identify(token) is first  # cached while it holds
+    now[0] = 100.0  # the same record, at its expiry
     assert auth.identify(token) is None
