@@ -55,21 +55,20 @@ class _Journal:
             os.replace(self.path, self.path.with_suffix(".jsonl.1"))
             self._file = open(self.path, "ab")  # noqa: SIM115
 
-    def tail(self, limit: int) -> list[dict[str, Any]]:
-        with open(self.path, "rb") as handle:
-            lines = deque(handle, maxlen=limit)
-        return [orjson.loads(line) for line in lines if line.strip()]
-
     def close(self) -> None:
         self._file.close()
 
 
 class AuditLog:
-    def __init__(self, path: Path, node: str) -> None:
+    """The node's log at `path`. A data-plane process (`process`) writes files of its own
+    beside the control process's (`audit.p1.jsonl`, `audit-refused.p1.jsonl`): only one
+    process may rotate a file. `tail` reads the node's files together."""
+
+    def __init__(self, path: Path, node: str, process: str | None = None) -> None:
         self.path = path
         self.node = node
-        self._changes = _Journal(path, MAX_BYTES)
-        self._refusals = _Journal(path.with_name(REFUSALS_FILE), MAX_REFUSAL_BYTES)
+        self._changes = _Journal(_own(path, process), MAX_BYTES)
+        self._refusals = _Journal(_own(path.with_name(REFUSALS_FILE), process), MAX_REFUSAL_BYTES)
 
     def write(self, entry: dict[str, Any]) -> None:
         line = orjson.dumps({"ts": time.time(), "node": self.node, **entry}) + b"\n"
@@ -77,12 +76,26 @@ class AuditLog:
         (self._refusals if refused else self._changes).write(line)
 
     def tail(self, limit: int, refusals: bool = False) -> list[dict[str, Any]]:
-        """The latest entries: accepted changes, or refusals."""
-        return (self._refusals if refusals else self._changes).tail(limit)
+        """The latest entries of every process of the node: accepted changes, or refusals."""
+        base = self.path.with_name(REFUSALS_FILE) if refusals else self.path
+        files = [base, *sorted(base.parent.glob(f"{base.stem}.*{base.suffix}"))]
+        entries = [entry for path in files if path.exists() for entry in _tail(path, limit)]
+        entries.sort(key=lambda entry: entry.get("ts", 0))
+        return entries[-limit:]
 
     def close(self) -> None:
         self._changes.close()
         self._refusals.close()
+
+
+def _own(path: Path, process: str | None) -> Path:
+    return path if process is None else path.with_name(f"{path.stem}.{process}{path.suffix}")
+
+
+def _tail(path: Path, limit: int) -> list[dict[str, Any]]:
+    with open(path, "rb") as handle:
+        lines = deque(handle, maxlen=limit)
+    return [orjson.loads(line) for line in lines if line.strip()]
 
 
 def _audited(request: web.Request) -> bool:

@@ -77,9 +77,10 @@ def build_app(
     node: Node,
     middlewares: Sequence[Middleware],
     fixed_headers: Mapping[str, str] | None = None,
+    process: str | None = None,
 ) -> web.Application:
     """The application around `node`, without routes (the caller installs them);
-    `fixed_headers` go on every answer."""
+    `fixed_headers` go on every answer; a data-plane `process` audits to files of its own."""
     app = web.Application(
         middlewares=middlewares,
         client_max_size=config.max_payload_size,
@@ -88,7 +89,7 @@ def build_app(
     app[NODE] = node
     cors = app[CORS] = CorsPolicy.of(config.cors_origins, config.request_id_headers)
     app.on_response_prepare.append(answer_headers(node.applied, cors, fixed_headers or {}))
-    audit = app[AUDIT] = AuditLog(config.data_path / "audit.jsonl", config.node_name)
+    audit = app[AUDIT] = AuditLog(config.data_path / "audit.jsonl", config.node_name, process)
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         with contextlib.closing(audit):  # closed last, and also when the node fails to start

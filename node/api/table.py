@@ -173,6 +173,8 @@ class Installed:
 
     by_route: Mapping[web.AbstractRoute, Route]
     envelopes: Mapping[str, Envelope]  # first path segment -> envelope, where all routes agree
+    # Routes another process answers, and audits (a data-plane process hands them over).
+    elsewhere: frozenset[web.AbstractRoute] = frozenset()
 
     @classmethod
     def of(cls, pairs: Iterable[tuple[web.AbstractRoute, Route]]) -> Installed:
@@ -198,7 +200,7 @@ class Installed:
         route = self.route(request)
         if route is not None:
             return route.audited
-        return request.method in MUTATING
+        return request.method in MUTATING and request.match_info.route not in self.elsewhere
 
 
 INSTALLED: Final = web.AppKey("routes", Installed)

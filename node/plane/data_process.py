@@ -22,7 +22,6 @@ from mesh.events import AppliedStream
 from node import config as config_module
 from node import exit_status
 from node.app import Node
-from node.audit import audit_middleware
 from node.plane.codec import PLANE_VERSION
 from node.plane.data_routes import install
 from node.plane.data_side import PlaneLinkError, PlaneReplica
@@ -41,11 +40,6 @@ log = logging.getLogger("meshgate")
 ORPHANED: Final = 1  # the control process is gone: exit as an error would
 UNLINKED: Final = 1  # no snapshot in time: the supervisor starts this process again
 PROCESS_HEADER: Final = "X-Meshgate-Process"
-# The node's middlewares without the audit log: the control process audits the writes
-# handed to it. Not yet audited: the one audited route a data-plane process serves itself
-# (POST /api/models/{name}/predict, relayed to workers) and writes to paths no route
-# takes; the log is one file that only the control process writes and rotates.
-MIDDLEWARES: Final = tuple(m for m in NODE_MIDDLEWARES if m is not audit_middleware)
 
 
 async def serve_data(
@@ -67,7 +61,10 @@ async def serve_data(
         return replicas[0]
 
     node = Node(config, config_file, replica=replica)
-    app = build_app(config, node, MIDDLEWARES, {PROCESS_HEADER: name})
+    # The node's middlewares, the audit log's too: it audits what this process answers
+    # itself (predict calls, writes no route takes), to files of its own; the control
+    # process audits what is handed to it (`Installed.elsewhere`).
+    app = build_app(config, node, NODE_MIDDLEWARES, {PROCESS_HEADER: name}, process=name)
     siblings = Siblings(config.data_path, name)
     handover = Handover(
         control_socket(config.data_path),

@@ -13,7 +13,7 @@ from node.api import live, openapi
 from node.api.catalog import WITHOUT_FEED
 from node.api.docs import DOCUMENT_BODY
 from node.api.register import register
-from node.api.table import Handler
+from node.api.table import INSTALLED, Handler
 from node.plane.handover import Handover, served_here
 
 METRICS_PATH = "/metrics"
@@ -27,10 +27,12 @@ def install(app: web.Application, handover: Handover, node_metrics: Handler) -> 
         [replace(r, handler=node_metrics) if r.path == METRICS_PATH else r for r in local],
     )
     live.install(app)  # GET /ws: this process's replica feeds it
-    for route in WITHOUT_FEED:  # the control process authenticates and answers these
+    handed: list[web.AbstractRoute] = []
+    for route in WITHOUT_FEED:  # the control process authenticates, answers and audits these
         if served_here(route):
             continue
         if route.method == "GET":  # with HEAD, as register() adds it
-            app.router.add_get(route.path, handover)
+            handed.append(app.router.add_get(route.path, handover))
         else:
-            app.router.add_route(route.method, route.path, handover)
+            handed.append(app.router.add_route(route.method, route.path, handover))
+    app[INSTALLED] = replace(app[INSTALLED], elsewhere=frozenset(handed))

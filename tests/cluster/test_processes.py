@@ -175,6 +175,40 @@ def _traffic(url: str, query: str = "?minutes=2") -> int:
     return sum(n1["models"].get(MODEL, {"requests": [0]})["requests"])
 
 
+def test_every_process_audits_what_it_answers_and_a_handed_write_once(
+    mesh: ProcessesMesh,
+) -> None:
+    """A data-plane process audits the writes it answers itself (here: to no route) to
+    files of its own; a write it hands over is audited by the control process alone."""
+    n1 = mesh.nodes[0]
+    answered: set[str] = set()
+    marks = [f"audit-no-route-{i}" for i in range(4 * PROCESSES)]
+    for mark in marks:  # new connections: several processes answer them
+        answer = fresh("POST", n1.url + "/no/such/route", headers={"X-Request-Id": mark})
+        assert answer.status_code == 404
+        answered.add(answer.headers[PROCESS_HEADER])
+    assert len(answered) >= 2, answered
+    worker_id = fresh("GET", n1.url + "/workers").json()["workers"][0]["id"]
+    handed = fresh(
+        "PATCH",
+        f"{n1.url}/workers/{worker_id}",
+        json={"priority": 7},
+        headers={"X-Request-Id": "audit-handed"},
+    )
+    assert handed.status_code == 200, handed.text
+
+    def ids(kind: str) -> Counter[str]:
+        got = fresh("GET", f"{n1.url}/api/admin/audit?kind={kind}&limit=1000")
+        assert got.status_code == 200, got.text
+        return Counter(e["request_id"] for e in got.json()["entries"])
+
+    refusals = ids("refusals")
+    assert all(refusals[mark] == 1 for mark in marks), refusals
+    assert ids("changes")["audit-handed"] == 1  # not once more by the process that took it
+    files = {path.name for path in n1.data_dir.glob("audit-refused*.jsonl")}
+    assert {f"audit-refused.{name}.jsonl" for name in answered} <= files, files
+
+
 def test_metrics_through_any_process_are_the_node_view(mesh: ProcessesMesh) -> None:
     n1, n2 = mesh.nodes[0], mesh.nodes[1]  # n2 runs one process
     chat = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
