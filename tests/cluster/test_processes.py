@@ -178,14 +178,15 @@ def _traffic(url: str, query: str = "?minutes=2") -> int:
 def test_every_process_audits_what_it_answers_and_a_handed_write_once(
     mesh: ProcessesMesh,
 ) -> None:
-    """A data-plane process audits the writes it answers itself (here: to no route) to
-    files of its own; a write it hands over is audited by the control process alone."""
+    """A data-plane process audits the writes it answers itself (predict calls, writes to
+    no route) to files of its own; a write it hands over is audited by the control process alone."""
     n1 = mesh.nodes[0]
     answered: set[str] = set()
-    marks = [f"audit-no-route-{i}" for i in range(4 * PROCESSES)]
-    for mark in marks:  # new connections: several processes answer them
-        answer = fresh("POST", n1.url + "/no/such/route", headers={"X-Request-Id": mark})
-        assert answer.status_code == 404
+    marks = [f"audit-{i}" for i in range(4 * PROCESSES)]
+    for i, mark in enumerate(marks):  # new connections: several processes answer them
+        path = "/no/such/route" if i % 2 else "/api/models/nobody/predict"  # served here
+        answer = fresh("POST", n1.url + path, headers={"X-Request-Id": mark}, json={})
+        assert answer.status_code in (401, 404), answer.text
         answered.add(answer.headers[PROCESS_HEADER])
     assert len(answered) >= 2, answered
     worker_id = fresh("GET", n1.url + "/workers").json()["workers"][0]["id"]
