@@ -186,7 +186,7 @@ def test_every_process_audits_what_it_answers_and_a_handed_write_once(
     for i, mark in enumerate(marks):  # new connections: several processes answer them
         path = "/no/such/route" if i % 2 else "/api/models/nobody/predict"  # served here
         answer = fresh("POST", n1.url + path, headers={"X-Request-Id": mark}, json={})
-        assert answer.status_code in (401, 404), answer.text
+        assert 400 <= answer.status_code < 500, answer.text
         answered.add(answer.headers[PROCESS_HEADER])
     assert len(answered) >= 2, answered
     worker_id = fresh("GET", n1.url + "/workers").json()["workers"][0]["id"]
