@@ -208,6 +208,7 @@ def test_every_process_audits_what_it_answers_and_a_handed_write_once(
     assert ids("changes")["audit-handed"] == 1  # not once more by the process that took it
     files = {path.name for path in n1.data_dir.glob("audit-refused*.jsonl")}
     assert {f"audit-refused.{name}.jsonl" for name in answered} <= files, files
+    assert not [f for f in files if (n1.data_dir / f).stat().st_mode & 0o077]  # private
 
 
 def test_metrics_through_any_process_are_the_node_view(mesh: ProcessesMesh) -> None:
