@@ -30,7 +30,8 @@ from node.proxy.worker_http import (
     origin_of,
 )
 
-Handler = Callable[["Worker", asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+Reader, Writer = asyncio.StreamReader, asyncio.StreamWriter
+Handler = Callable[["Worker", Reader, Writer], Awaitable[None]]
 MALFORMED = "sent a malformed response"
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 
@@ -100,9 +101,7 @@ def run(test: Callable[[WorkerHttp], Awaitable[None]]) -> None:
 
 
 def keep_alive(answer: bytes) -> Handler:
-    async def handler(
-        worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    async def handler(worker: Worker, reader: Reader, writer: Writer) -> None:
         while True:
             try:
                 await worker.request(reader)
@@ -139,9 +138,7 @@ def test_a_request_is_framed_and_its_connection_reused() -> None:
 
 
 def test_a_connection_the_worker_closed_while_idle_is_not_a_failure() -> None:
-    async def once_per_connection(
-        worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    async def once_per_connection(worker: Worker, reader: Reader, writer: Writer) -> None:
         await worker.request(reader)
         writer.write(OK)  # keep-alive by HTTP/1.1's default, yet closed right after
         await writer.drain()
@@ -186,9 +183,7 @@ def test_connection_close_is_honoured() -> None:
 def test_a_broken_answer_is_a_failure_of_its_kind(
     answer: bytes, error: type[Exception], kind: str
 ) -> None:
-    async def handler(
-        worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    async def handler(worker: Worker, reader: Reader, writer: Writer) -> None:
         await reader.readuntil(b"\r\n\r\n")
         writer.write(answer)
         await writer.drain()
@@ -205,9 +200,7 @@ def test_a_broken_answer_is_a_failure_of_its_kind(
 
 
 def test_an_answer_framed_by_its_close_and_an_informational_one_first() -> None:
-    async def handler(
-        worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    async def handler(worker: Worker, reader: Reader, writer: Writer) -> None:
         await reader.readuntil(b"\r\n\r\n")
         writer.write(b"HTTP/1.1 100 Continue\r\nContent-Type: text/early\r\n\r\n")
         writer.write(b"HTTP/1.1 201 Created\r\nX-A: 1\r\nConnection: close\r\n\r\nuntil the end")
@@ -224,40 +217,31 @@ def test_an_answer_framed_by_its_close_and_an_informational_one_first() -> None:
     run(test)
 
 
+TRAILED = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"2\r\nok\r\n0\r\nContent-Type: text/html\r\nX-Late: 1\r\n\r\n"
+)
+
+
 def test_a_trailer_is_never_taken_for_a_header() -> None:
-    async def handler(
-        worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        await worker.request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n")
-        writer.write(b"Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n")
-        writer.write(b"Content-Type: text/html\r\nX-Late: 1\r\n\r\n")
-        await writer.drain()
+    async def handler(worker: Worker, reader: Reader, writer: Writer) -> None:
+        await worker.answer(reader, writer, TRAILED)
         await worker.until_closed(reader)
 
     async def test(client: WorkerHttp) -> None:
-        async with Worker(handler) as worker:
-            resp = await client.post(worker.url, b"{}", {}, 5)
+        async with Worker(handler) as worker, await client.post(worker.url, b"{}", {}, 5) as resp:
             assert await resp.read() == b"ok"
-            assert resp.content_type == "text/event-stream"
-            assert resp.headers == {
-                "content-type": "text/event-stream",
-                "transfer-encoding": "chunked",
-            }
-            resp.close()
+        assert resp.content_type == "text/event-stream"
+        assert resp.headers == {"content-type": "text/event-stream", "transfer-encoding": "chunked"}
 
     run(test)
 
 
 def test_the_deadline_bounds_the_answer_and_its_body() -> None:
-    async def silent(
-        worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    async def silent(worker: Worker, reader: Reader, writer: Writer) -> None:
         await worker.until_closed(reader)
 
-    async def trickle(
-        worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    async def trickle(worker: Worker, reader: Reader, writer: Writer) -> None:
         await reader.readuntil(b"\r\n\r\n")
         writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
         while True:
@@ -286,9 +270,7 @@ def test_the_deadline_bounds_the_answer_and_its_body() -> None:
 
 
 def test_a_stream_comes_as_it_is_sent_and_closing_it_early_closes_the_connection() -> None:
-    async def handler(
-        worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    async def handler(worker: Worker, reader: Reader, writer: Writer) -> None:
         await reader.readuntil(b"\r\n\r\n")
         writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
         await writer.drain()
@@ -315,20 +297,8 @@ def test_a_stream_comes_as_it_is_sent_and_closing_it_early_closes_the_connection
 
 def test_a_large_answer_pauses_the_socket_until_it_is_read() -> None:
     size = 5 * HIGH_WATER
-
-    async def handler(
-        worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        while True:
-            try:
-                await worker.request(reader)
-            except asyncio.IncompleteReadError:
-                return
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
-            writer.write(bytes(range(256)) * (size // 256))
-            await writer.drain()
-
-    worker = Worker(handler)
+    body = bytes(range(256)) * (size // 256)
+    worker = Worker(keep_alive(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size + body))
 
     async def test(client: WorkerHttp) -> None:
         async with worker:
@@ -338,7 +308,7 @@ def test_a_large_answer_pauses_the_socket_until_it_is_read() -> None:
             got = b""
             while chunk := await resp.readany():
                 got += chunk
-            assert got == bytes(range(256)) * (size // 256)
+            assert got == body
             resp.close()
             whole = await client.post(worker.url, b"{}", {}, 10)
             assert len(await whole.read()) == size
@@ -371,9 +341,7 @@ def test_an_address_nobody_listens_on() -> None:
 
 
 def test_bytes_nobody_asked_for_drop_a_pooled_connection() -> None:
-    async def handler(
-        worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    async def handler(worker: Worker, reader: Reader, writer: Writer) -> None:
         await worker.answer(reader, writer)
         writer.write(OK)  # an answer to no request: the stream is out of step
         await writer.drain()
@@ -395,9 +363,7 @@ def test_bytes_nobody_asked_for_drop_a_pooled_connection() -> None:
 def test_connections_idle_too_long_are_closed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(worker_http, "IDLE_SECS", 0.05)
 
-    async def handler(
-        worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    async def handler(worker: Worker, reader: Reader, writer: Writer) -> None:
         await worker.answer(reader, writer)
         await worker.until_closed(reader)
 
@@ -438,9 +404,7 @@ def test_a_header_line_that_never_ends_is_cut_at_the_cap(start: bytes) -> None:
     that never ends one, in the head or the trailers, is cut at MAX_HEAD_BYTES, not at
     the deadline."""
 
-    async def endless(
-        worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    async def endless(worker: Worker, reader: Reader, writer: Writer) -> None:
         await reader.readuntil(b"\r\n\r\n")
         writer.write(start)
         with contextlib.suppress(ConnectionError):
@@ -464,9 +428,7 @@ def test_a_request_the_worker_took_then_dropped_is_not_sent_again(
     """Only a pooled connection closed as it was reused gets the request once more: one
     the worker worked on before it closed (a generation that died) is a failure."""
 
-    async def answers_once(
-        worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    async def answers_once(worker: Worker, reader: Reader, writer: Writer) -> None:
         await worker.answer(reader, writer)
         await worker.request(reader)
         await asyncio.sleep(0.1)  # works on it longer than STALE_SECS, then dies
@@ -490,9 +452,7 @@ def test_a_request_whose_answer_had_begun_is_not_sent_again(begun: bytes) -> Non
     """A pooled connection closed at once, but after a byte of the answer: the worker had
     the request, so it is a failure (the answer was cut off), not a stale connection."""
 
-    async def begins_then_dies(
-        worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    async def begins_then_dies(worker: Worker, reader: Reader, writer: Writer) -> None:
         await worker.answer(reader, writer)
         await worker.answer(reader, writer, begun)
 
@@ -532,9 +492,7 @@ def test_an_answer_smuggled_behind_another_never_reaches_a_second_caller() -> No
     def echo(body: bytes) -> bytes:
         return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
 
-    async def handler(
-        worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    async def handler(worker: Worker, reader: Reader, writer: Writer) -> None:
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
             while True:
                 body = (await worker.request(reader)).partition(b"\r\n\r\n")[2]
@@ -566,9 +524,7 @@ def test_a_whole_answer_over_the_limit_is_a_failure_not_a_node_out_of_memory(
     size = 2**21  # more than one read
     big = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (size, b"a" * size)
 
-    async def endless(
-        worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    async def endless(worker: Worker, reader: Reader, writer: Writer) -> None:
         await reader.readuntil(b"\r\n\r\n")
         writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
         with contextlib.suppress(ConnectionError):
