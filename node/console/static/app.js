@@ -31,7 +31,12 @@ function useHash() {
 
 function useLiveState() {
   const [state, setState] = useState(liveState());
-  useEffect(() => onLiveState(setState), []);
+  useEffect(() => {
+    // The socket may have changed state between the render and this effect (it often
+    // opens in that gap): without this the indicator stayed "connecting" on a live feed.
+    setState(liveState());
+    return onLiveState(setState);
+  }, []);
   return state;
 }
 
