@@ -93,8 +93,11 @@ def origin_of(url: str) -> Origin:
     parsed = URL(url)
     if parsed.scheme not in ("http", "https") or not parsed.raw_host:
         raise ValueError(f"not an http(s) URL: {url!r}")
-    host, port = parsed.raw_host, parsed.port or (443 if parsed.scheme == "https" else 80)
-    named = f"[{host}]" if ":" in host else host
+    raw, port = parsed.raw_host, parsed.port or (443 if parsed.scheme == "https" else 80)
+    named = f"[{raw}]" if ":" in raw else raw
+    # An IPv6 literal's zone id is %-encoded in a URL (`fe80::1%25eth0`); a socket wants it
+    # plain. A name stays as the URL has it (IDNA already applied).
+    host = (parsed.host or raw) if ":" in raw else raw
     default = parsed.port is None or parsed.is_default_port()
     target = parsed.raw_path_qs or "/"
     return Origin(

@@ -387,6 +387,8 @@ def test_origins() -> None:
     assert origin_of("http://h:8080/a?b=1").target == "/a?b=1"
     assert origin_of("https://[::1]:8443/x").host_header == "[::1]:8443"
     assert origin_of("https://h/x").key == ("https", "h", 443)
+    zoned = origin_of("http://[fe80::1%25eth0]:8000/x")  # a link-local worker
+    assert (zoned.host, zoned.host_header) == ("fe80::1%eth0", "[fe80::1%25eth0]:8000")
     with pytest.raises(ValueError):
         origin_of("ftp://h/x")
 
