@@ -47,24 +47,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # SIGTERM stops the demo as Ctrl-C does, from the start: a demo stopped while it still
+    # starts stops the nodes and workers it started too (the default action left them running).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     # Kept after the demo stops: the banner and every error point at its logs.
     workdir = Path(tempfile.mkdtemp(prefix="meshgate-demo-"))
     delay = ["--token-delay-ms", str(args.token_delay_ms)]
-    engines = [
-        GrpcEchoWorker(workdir, free_port(), None, args.model, f"grpc-echo-{i + 1}", delay)
-        for i in range(args.grpc_workers)
-    ]
-    mesh = LocalMesh(
-        workdir,
-        names=[f"node-{i + 1}" for i in range(args.nodes)],
-        http_ports=[args.port + i for i in range(args.nodes)],
-        model=args.model,
-        worker_names=[f"echo-{i + 1}" for i in range(args.workers)],
-        worker_args=delay,
-        extra_worker_urls=[engine.url for engine in engines],
-        node_args=["--policy", "round_robin", "--drain-delay-secs", "1"],
-    )
+    engines: list[GrpcEchoWorker] = []
+    mesh: LocalMesh | None = None
     try:
+        for i in range(args.grpc_workers):
+            engines.append(
+                GrpcEchoWorker(workdir, free_port(), None, args.model, f"grpc-echo-{i + 1}", delay)
+            )
+        mesh = LocalMesh(
+            workdir,
+            names=[f"node-{i + 1}" for i in range(args.nodes)],
+            http_ports=[args.port + i for i in range(args.nodes)],
+            model=args.model,
+            worker_names=[f"echo-{i + 1}" for i in range(args.workers)],
+            worker_args=delay,
+            extra_worker_urls=[engine.url for engine in engines],
+            node_args=["--policy", "round_robin", "--drain-delay-secs", "1"],
+        )
         try:
             for engine in engines:
                 engine.wait_listening()
@@ -77,28 +82,25 @@ def run(args: argparse.Namespace) -> int:
             return 1
         _print_banner(mesh.urls, mesh.worker_urls, args.model, workdir)
         return _wait_for_ctrl_c(mesh, engines)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM
+        print("\nstopping the demo", flush=True)
+        return 0
     finally:
-        mesh.stop()
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one does not cut this short
+        if mesh is not None:
+            mesh.stop()
         stop_all([engine.proc for engine in engines], grace=5)
 
 
 def _wait_for_ctrl_c(mesh: LocalMesh, engines: list[GrpcEchoWorker]) -> int:
-    stop = False
-
-    def on_signal(*_: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    while not stop:
+    """Until Ctrl-C or SIGTERM (KeyboardInterrupt, for `run` to catch), or until a demo
+    process exits (1)."""
+    while True:
         children = mesh.children() + [engine.proc for engine in engines]
         if not all(child.alive() for child in children):
             print(f"a demo process exited; logs are in {mesh.workdir}")
             return 1
         time.sleep(0.2)
-    print("\nstopping the demo")
-    return 0
 
 
 def _print_banner(gateways: list[str], workers: list[str], model: str, workdir: Path) -> None:

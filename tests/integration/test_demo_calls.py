@@ -9,6 +9,7 @@ from pathlib import Path
 
 from node.demo import calls
 from tests.integration.conftest import Cluster
+from tests.support import Proc, free_port_run, http_ok, wait_for
 
 MODEL = "demo-model"
 CLEAN_PATH = "/usr/bin:/bin"  # no virtualenv on it
@@ -37,3 +38,18 @@ def test_the_printed_calls_run_in_a_clean_shell(cluster: Cluster, tmp_path: Path
     assert json.loads(greeting)["value"] == "hello", greeting  # the write read back
     reply = out[-1]  # the OpenAI client's answer, printed last
     assert reply and not reply.startswith(("{", "data:")), shell.stdout
+
+
+def test_a_demo_stopped_while_it_starts_leaves_no_node_running(tmp_path: Path) -> None:
+    """SIGTERM while the demo still waits for its nodes (its banner not yet printed): it
+    stops what it started, as Ctrl-C does. The default action left the nodes running."""
+    port = free_port_run(3)
+    demo = Proc(["demo", "--port", str(port), "--workers", "1"], tmp_path / "demo.log")
+    urls = [f"http://127.0.0.1:{port + i}" for i in range(3)]
+    try:
+        wait_for(lambda: http_ok(urls[0] + "/liveness"), timeout=60, what="the demo's first node")
+        assert "meshgate demo is running" not in demo.log()  # still starting
+    finally:
+        demo.stop(timeout=30)
+    assert demo.popen.returncode == 0, demo.log()
+    assert not [url for url in urls if http_ok(url + "/liveness")]
