@@ -56,6 +56,13 @@ def test_shutdown_of_one_node_then_of_the_cluster(mesh: Mesh) -> None:
     leader.restart()
     leader.wait_ready()
     assert requests.get(leader.url + "/ha/config/kept", timeout=5).json()["value"] == [1, 2]
+    # A plan names each target's run (its announced boot id): a node that is ready but has
+    # not announced its new run yet is named by its old one, and would not stop (a race of
+    # its own, stated in the notes; a full run hit it once).
+    wait_for(
+        lambda: leader.proc.log().count("announced this node to the mesh") >= 2,
+        what="the restarted node's new run announced",
+    )
 
     mesh.wait_ready()
     # A cluster shutdown stays down under the supervisor (the shipped systemd unit's rules).
