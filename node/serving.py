@@ -14,7 +14,9 @@ from aiohttp import web
 from mesh.raft import RaftBindError
 from node import config as config_module
 from node import exit_status
+from node.api.openai import INFERENCE_ROUTES
 from node.app import Node
+from node.front.site import FrontSite
 from node.read_timeouts import GuardedAppRunner, ReadTimeouts
 
 log = logging.getLogger("meshgate")
@@ -47,10 +49,12 @@ async def listen_on_port(
     runner: web.AppRunner, config: config_module.Config, *, reuse_port: bool = False
 ) -> int | None:
     """Listen on the node's HTTP port; REFUSED (after cleaning up) if it cannot."""
-    site = web.TCPSite(
+    site = FrontSite(
         runner,
         config.host,
         config.port,
+        paths=INFERENCE_ROUTES,
+        max_body=config.max_payload_size,
         backlog=1024,
         reuse_address=True,
         reuse_port=reuse_port or None,

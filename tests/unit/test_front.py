@@ -1,0 +1,365 @@
+"""The front (node/front/) on real sockets: it answers what it serves byte for byte as
+aiohttp's own protocol does, hands everything else over whole, and keeps aiohttp's rules
+for slow clients, clients that leave, and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httptools
+import orjson
+import pytest
+from aiohttp import web
+
+from node.front import protocol as front_protocol
+from node.front.site import FrontSite
+from node.read_timeouts import GuardedAppRunner, ReadTimeouts
+
+FAST = "/v1/chat/completions"
+MAX_BODY = 1000
+TIMEOUTS = ReadTimeouts(headers=0.5, body=1.0, idle=0.5)
+
+
+class Seen:
+    def __init__(self) -> None:
+        self.cancelled = asyncio.Event()
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+
+
+def make_app(seen: Seen) -> web.Application:
+    @web.middleware
+    async def tag(request: web.Request, handler: Any) -> web.StreamResponse:
+        response: web.StreamResponse = await handler(request)
+        response.headers["X-Middleware"] = "ran"
+        return response
+
+    async def hook(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["X-Hook"] = request.path
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        if request.headers.get("X-Wait"):
+            seen.entered.set()
+            try:
+                await seen.release.wait()
+            except asyncio.CancelledError:
+                seen.cancelled.set()
+                raise
+        if request.headers.get("X-Stream"):
+            out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await out.prepare(request)
+            for part in (b"data: 1\n\n", b"data: 2\n\n"):
+                await out.write(part)
+            await out.write_eof()
+            return out
+        answer: dict[str, Any] = {
+            "body": body.decode("utf-8", "replace"),
+            "headers": [[k, v] for k, v in request.headers.items()],
+            "remote": request.remote,
+            "route": request.match_info.route.resource.canonical,  # type: ignore[union-attr]
+            "keep_alive": request.keep_alive,
+        }
+        if request.headers.get("X-Tell"):
+            answer["protocol"] = type(request.protocol).__name__
+        if request.headers.get("X-Fail"):
+            raise web.HTTPConflict(text="conflict")
+        return web.json_response(answer)
+
+    async def other(request: web.Request) -> web.Response:
+        return web.Response(text=f"other {request.method} {request.path_qs}")
+
+    app = web.Application(middlewares=[tag], client_max_size=MAX_BODY)
+    app.on_response_prepare.append(hook)
+    app.router.add_post(FAST, chat)
+    app.router.add_route("*", "/other", other)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def serving(front: bool, seen: Seen | None = None) -> AsyncIterator[tuple[int, Any]]:
+    app = make_app(seen or Seen())
+    runner = GuardedAppRunner(app, TIMEOUTS, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    kind: Callable[..., web.TCPSite] = FrontSite if front else web.TCPSite
+    extra = {"paths": [FAST], "max_body": MAX_BODY} if front else {}
+    site = kind(runner, "127.0.0.1", 0, **extra)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield port, runner
+    finally:
+        await runner.cleanup()
+
+
+def request(body: bytes = b"{}", *, path: str = FAST, extra: bytes = b"") -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n".encode()
+        + extra
+        + b"\r\n"
+        + body
+    )
+
+
+GET_OTHER = b"GET /other?a=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+
+class Answers:
+    """The answers read from one connection, parsed as a client would."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+        self.parser = httptools.HttpResponseParser(self)
+
+    def on_message_begin(self) -> None:
+        self.items.append({"headers": [], "body": b""})
+
+    def on_status(self, status: bytes) -> None:
+        self.items[-1]["reason"] = status.decode()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() != b"date":
+            self.items[-1]["headers"].append((name.decode(), value.decode()))
+
+    def on_headers_complete(self) -> None:
+        self.items[-1]["status"] = self.parser.get_status_code()
+
+    def on_body(self, body: bytes) -> None:
+        self.items[-1]["body"] += body
+
+    def on_message_complete(self) -> None:
+        self.items[-1]["done"] = True
+
+
+async def exchange(
+    port: int, data: bytes | list[bytes], answers: int, pause: float = 0.0
+) -> tuple[list[dict[str, Any]], bool]:
+    """Send `data` (the parts `pause` apart), and read until `answers` complete answers have
+    come or the server closed; the answers, and whether it closed."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    got = Answers()
+    closed = False
+    try:
+        for i, part in enumerate([data] if isinstance(data, bytes) else data):
+            if i and pause:
+                await asyncio.sleep(pause)
+            writer.write(part)
+        deadline = asyncio.get_running_loop().time() + 8
+        while sum(1 for a in got.items if a.get("done")) < answers:
+            left = deadline - asyncio.get_running_loop().time()
+            chunk = await asyncio.wait_for(reader.read(65536), max(left, 0.01))
+            if not chunk:
+                closed = True
+                break
+            got.parser.feed_data(chunk)
+    finally:
+        writer.close()
+    return got.items, closed
+
+
+SMUGGLING_AND_ODD_FORMS = {
+    "plain": (request(), 1),
+    "two pipelined": (request(b'{"a": 1}') + request(b'{"b": 2}'), 2),
+    "then another route": (request() + GET_OTHER, 2),
+    "another route first": (GET_OTHER + request(), 2),
+    "query string": (request(path=FAST + "?x=1"), 1),
+    "http/1.0": (request().replace(b"HTTP/1.1", b"HTTP/1.0"), 1),
+    "connection close": (request(extra=b"Connection: close\r\n"), 1),
+    "empty body": (request(b""), 1),
+    "lower-case names, padded values": (
+        request().replace(b"Content-Type: application/json", b"content-type:  application/json  "),
+        1,
+    ),
+    "non-ascii value": (request(extra=b"X-Name: caf\xc3\xa9\r\n"), 1),
+    "chunked": (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\n{}\r\n0\r\n\r\n",
+        1,
+    ),
+    "length and chunked": (
+        request(
+            b"0\r\n\r\nGET /other HTTP/1.1\r\nHost: x\r\n\r\n",
+            extra=b"Transfer-Encoding: chunked\r\n",
+        ),
+        2,
+    ),
+    "two lengths": (
+        request().replace(b"Content-Length: 2", b"Content-Length: 2\r\nContent-Length: 40"),
+        2,
+    ),
+    "signed length": (request().replace(b"Content-Length: 2", b"Content-Length: +2"), 2),
+    "folded header": (request(extra=b"X-A: a\r\n b\r\n"), 2),
+    "space before colon": (request(extra=b"Content-Length : 40\r\n"), 2),
+    "bare LF": (request().replace(b"\r\n", b"\n"), 2),
+    "NUL in a value": (request(extra=b"X-A: a\x00b\r\n"), 2),
+    "too large": (request(b"x" * (MAX_BODY + 1)), 1),
+    "head of 20 KiB": (
+        request(
+            extra=b"X-Big: "
+            + b"a" * 8000
+            + b"\r\n"
+            + b"X-Big2: "
+            + b"a" * 8000
+            + b"\r\n"
+            + b"X-Big3: "
+            + b"a" * 4000
+            + b"\r\n"
+        ),
+        1,
+    ),
+    "a failing handler": (request(extra=b"X-Fail: 1\r\n"), 1),
+    "a stream": (request(extra=b"X-Stream: 1\r\n"), 1),
+    "expect": (request(extra=b"Expect: 100-continue\r\n"), 2),
+}
+
+
+def _comparable(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    shown = []
+    for item in items:
+        body = item["body"]
+        if body.startswith(b"{"):  # the peer's port differs by connection
+            data = orjson.loads(body)
+            data.pop("remote", None)
+            body = data
+        shown.append({**item, "body": body})
+    return shown
+
+
+@pytest.mark.parametrize("case", sorted(SMUGGLING_AND_ODD_FORMS))
+def test_the_front_answers_every_form_as_aiohttp_alone_does(case: str) -> None:
+    data, answers = SMUGGLING_AND_ODD_FORMS[case]
+
+    async def main() -> None:
+        results = []
+        for front in (False, True):
+            async with serving(front) as (port, _):
+                results.append(await exchange(port, data, answers))
+        plain, fronted = results
+        assert _comparable(fronted[0]) == _comparable(plain[0])
+        assert fronted[1] == plain[1]
+        assert plain[0], "aiohttp answered nothing: the case tests nothing"
+
+    asyncio.run(main())
+
+
+def _protocols(items: list[dict[str, Any]]) -> list[str]:
+    return [orjson.loads(item["body"])["protocol"] for item in items]
+
+
+def test_the_front_serves_plain_requests_and_hands_the_rest_over_for_good() -> None:
+    tell = request(extra=b"X-Tell: 1\r\n")
+
+    async def main() -> None:
+        async with serving(True) as (port, _):
+            items, _ = await exchange(port, tell + tell, 2)
+            assert _protocols(items) == ["FrontProtocol", "FrontProtocol"]
+            items, _ = await exchange(port, [tell, GET_OTHER, tell], 3, pause=0.2)
+            assert [i["status"] for i in items] == [200, 200, 200]
+            assert _protocols([items[0], items[2]]) == ["FrontProtocol", "GuardedRequestHandler"]
+
+    asyncio.run(main())
+
+
+def test_a_slow_body_is_handed_to_aiohttp_and_answered() -> None:
+    data = request(b'{"slow": true}', extra=b"X-Tell: 1\r\n")
+    split = data.index(b"\r\n\r\n") + 6
+
+    async def main() -> None:
+        async with serving(True) as (port, _):
+            items, _ = await exchange(
+                port, [data[:split], data[split:]], 1, pause=front_protocol.GATHER_SECS + 0.3
+            )
+            answer = orjson.loads(items[0]["body"])
+            assert answer["body"] == '{"slow": true}'
+            assert answer["protocol"] == "GuardedRequestHandler"
+
+    asyncio.run(main())
+
+
+def test_a_head_that_never_ends_gets_aiohttps_408_after_the_gathering_time() -> None:
+    async def main() -> None:
+        async with serving(True) as (port, _):
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            items, closed = await exchange(port, request()[:30], 2)
+            took = loop.time() - started
+            assert [i["status"] for i in items] == [408] and closed
+            # The front's gathering, then aiohttp's own header deadline: bounded.
+            assert took < front_protocol.GATHER_SECS + TIMEOUTS.headers + 2
+
+    asyncio.run(main())
+
+
+def test_idle_and_silent_connections_are_closed() -> None:
+    async def main() -> None:
+        async with serving(True) as (port, _):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            assert await asyncio.wait_for(reader.read(), 5) == b""  # nothing was ever sent
+            writer.close()
+            items, _ = await exchange(port, request(), 1)
+            assert items[0]["status"] == 200
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(request())
+            got = await asyncio.wait_for(reader.read(), 5)  # the answer, then idle: closed
+            assert got.startswith(b"HTTP/1.1 200 OK")
+            writer.close()
+
+    asyncio.run(main())
+
+
+def test_a_client_that_leaves_cancels_its_handler() -> None:
+    async def main() -> None:
+        seen = Seen()
+        async with serving(True, seen) as (port, _):
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(request(extra=b"X-Wait: 1\r\n"))
+            await asyncio.wait_for(seen.entered.wait(), 5)
+            writer.close()
+            await asyncio.wait_for(seen.cancelled.wait(), 5)
+
+    asyncio.run(main())
+
+
+def test_shutdown_lets_a_request_in_progress_finish_and_closes_idle_connections() -> None:
+    async def main() -> None:
+        seen = Seen()
+        async with serving(True, seen) as (port, runner):
+            idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", port)
+            idle_writer.write(request(extra=b"Connection: keep-alive\r\n"))
+            first = Answers()
+            while not (first.items and first.items[0].get("done")):
+                first.parser.feed_data(await asyncio.wait_for(idle_reader.read(65536), 5))
+            assert first.items[0]["status"] == 200
+            busy = asyncio.ensure_future(exchange(port, request(extra=b"X-Wait: 1\r\n"), 1))
+            await asyncio.wait_for(seen.entered.wait(), 5)
+            cleanup = asyncio.ensure_future(runner.cleanup())
+            assert await asyncio.wait_for(idle_reader.read(), 5) == b""  # closed at once
+            assert not busy.done()
+            seen.release.set()
+            items, _ = await asyncio.wait_for(busy, 5)
+            assert items[0]["status"] == 200 and items[0].get("done")
+            await asyncio.wait_for(cleanup, 10)
+            idle_writer.close()
+
+    asyncio.run(main())
+
+
+def test_requests_pipelined_behind_a_running_one_wait_their_turn() -> None:
+    async def main() -> None:
+        seen = Seen()
+        async with serving(True, seen) as (port, _):
+            first = request(b'{"n": 1}', extra=b"X-Wait: 1\r\n")
+            later = b"".join(request(f'{{"n": {n}}}'.encode()) for n in range(2, 40))
+            job = asyncio.ensure_future(exchange(port, [first, later], 39, pause=0.05))
+            await asyncio.wait_for(seen.entered.wait(), 5)
+            await asyncio.sleep(0.1)
+            seen.release.set()
+            items, _ = await asyncio.wait_for(job, 10)
+            bodies = [orjson.loads(i["body"])["body"] for i in items]
+            assert bodies == [f'{{"n": {n}}}' for n in range(1, 40)]
+
+    asyncio.run(main())
