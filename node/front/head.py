@@ -23,14 +23,20 @@ MAX_HEADERS: Final = 100
 
 _END: Final = b"\r\n\r\n"
 _VERSION: Final = b" HTTP/1.1"
-# A control character other than tab, or a CR or LF that is not part of a CRLF.
-_STRAY: Final = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n")
-_TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Control characters other than tab, CR and LF (those two only as a CRLF line end).
+_CONTROLS: Final = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
+_TOKEN: Final = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+# Header lines: a token, a colon, a value to the CRLF (by then CR and LF appear only as line
+# ends, and no other control character at all). One field's value is read without the
+# whitespace around it.
+_FIELDS: Final = re.compile(rb"(?:" + _TOKEN + rb":[^\r\n]*\r\n)*")
+_FIELD: Final = re.compile(rb"(" + _TOKEN + rb"):[ \t]*((?:[^\r\n]*[^ \t\r\n])?)[ \t]*\r\n")
 _DIGITS: Final = re.compile(rb"[0-9]{1,12}")
 _OWS: Final = b" \t"
 # Headers whose presence sends the request to aiohttp: framing and protocol changes it
 # handles (chunked bodies, 100-continue, upgrades), and a second Host to be refused.
 _NOT_HERE: Final = frozenset({b"transfer-encoding", b"expect", b"upgrade"})
+_READ: Final = _NOT_HERE | {b"content-length", b"connection", b"host"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,27 +68,35 @@ def read_head(
     if end < 0:
         return HANDOVER if len(data) >= MAX_HEAD_BYTES else None
     head = bytes(data[:end])
-    if _STRAY.search(head) is not None:
+    line_ends = head.count(b"\r\n")
+    if (
+        len(head.translate(None, _CONTROLS)) != end
+        or head.count(b"\r") != line_ends
+        or head.count(b"\n") != line_ends
+    ):
         return HANDOVER
-    lines = head.split(b"\r\n")
-    request_line = lines[0]
-    if len(lines) > MAX_HEADERS + 1 or not request_line.startswith(b"POST /"):
+    first = head.find(b"\r\n")
+    request_line = head if first < 0 else head[:first]
+    if not request_line.startswith(b"POST /") or not request_line.endswith(_VERSION):
         return HANDOVER
     path = request_line[5:-9]
-    if not request_line.endswith(_VERSION) or path not in paths:
+    if path not in paths:
         return HANDOVER
-    headers = []
+    block = b"" if first < 0 else head[first + 2 :] + b"\r\n"
+    if _FIELDS.fullmatch(block) is None:
+        return HANDOVER
+    if end > MAX_LINE_BYTES and max(map(len, head.split(b"\r\n"))) > MAX_LINE_BYTES:
+        return HANDOVER
+    headers = _FIELD.findall(block)
+    if len(headers) > MAX_HEADERS:
+        return HANDOVER
     length = None
     keep_alive = True
     hosts = 0
-    for line in lines[1:]:
-        if len(line) > MAX_LINE_BYTES:
-            return HANDOVER
-        name, colon, value = line.partition(b":")
-        if not colon or _TOKEN.fullmatch(name) is None:
-            return HANDOVER
-        value = value.strip(_OWS)
+    for name, value in headers:
         lower = name.lower()
+        if lower not in _READ:
+            continue
         if lower == b"content-length":
             if length is not None or _DIGITS.fullmatch(value) is None:
                 return HANDOVER
@@ -94,9 +108,8 @@ def read_head(
             keep_alive = b"close" not in tokens
         elif lower == b"host":
             hosts += 1
-        elif lower in _NOT_HERE:
+        else:
             return HANDOVER
-        headers.append((name, value))
     if length is None or length > max_body or hosts > 1:
         return HANDOVER
     return Head(path, tuple(headers), length, keep_alive, end + 4)
