@@ -37,6 +37,7 @@ from aiohttp.streams import EMPTY_PAYLOAD
 from aiohttp.tcp_helpers import tcp_keepalive
 from multidict import CIMultiDict, CIMultiDictProxy, istr
 
+from node.deadline import Deadline
 from node.front.head import HANDOVER, Head, read_head
 from node.front.routes import FastRoute
 from node.read_timeouts import ReadTimeouts
@@ -48,7 +49,6 @@ log = logging.getLogger(__name__)
 GATHER_SECS: Final = 1.0
 # Bytes the front holds for one request (head and body), and unread behind a running one.
 MAX_GATHER_BYTES: Final = 1 << 20
-_EARLY: Final = 0.001  # a timer may fire this early (the loop's clock resolution)
 
 
 class Front:
@@ -106,7 +106,6 @@ class FrontProtocol(BaseProtocol):
         "_held",
         "_task",
         "_task_handler",
-        "_timer",
         "peername",
         "sockname",
         "ssl_context",
@@ -120,8 +119,7 @@ class FrontProtocol(BaseProtocol):
         self._task_handler = None  # web.Server reads it when a connection goes
         self._closing = False  # the server is shutting down: no further request
         self._held = False  # reading paused: enough bytes wait behind the running request
-        self._timer: asyncio.TimerHandle | None = None
-        self._deadline: float | None = None
+        self._deadline = Deadline(front.loop, self._expired)
         self._gathering = False  # the deadline is a request's, not an idle connection's
         self._head: Head | None = None  # of the request being gathered, once it is read
         self.peername: Any = None
@@ -151,7 +149,7 @@ class FrontProtocol(BaseProtocol):
         self._next()
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self._stop_timer()
+        self._deadline.cancel()
         self._front.server.connection_lost(self, exc)  # type: ignore[arg-type]
         if self._task is not None:
             self._task.cancel()  # the client left: its handler stops, as with aiohttp
@@ -201,7 +199,7 @@ class FrontProtocol(BaseProtocol):
         body = bytes(buffer[head.size : end])
         del buffer[:end]
         self._head = None
-        self._deadline = None  # no deadline while a request runs, as with aiohttp
+        self._deadline.clear()  # no deadline while a request runs, as with aiohttp
         self._gathering = False
         route = front.routes[head.path]
         self._task = front.loop.create_task(self._serve(route, head, body))
@@ -210,7 +208,7 @@ class FrontProtocol(BaseProtocol):
         """Give the connection, and every byte received on it, to aiohttp's protocol."""
         transport = self.transport
         assert transport is not None
-        self._stop_timer()
+        self._deadline.cancel()
         self._front.server.connection_lost(self, None)  # type: ignore[arg-type]
         self.transport = None
         handler = self._front.server()
@@ -281,36 +279,17 @@ class FrontProtocol(BaseProtocol):
             transport.resume_reading()
         self._next()
 
-    # -- the one timer: idle, or a request's gathering ---------------------------------------
+    # -- the deadline: idle, or a request's gathering ---------------------------------------
 
     def _arm(self, delay: float, *, gathering: bool) -> None:
-        loop = self._front.loop
-        deadline = self._deadline = loop.time() + delay
         self._gathering = gathering
-        timer = self._timer
-        # Moved only when it would fire too late: making a timer per request costs more.
-        if timer is None or timer.when() > deadline:
-            if timer is not None:
-                timer.cancel()
-            self._timer = loop.call_at(deadline, self._on_timer)
+        self._deadline.set_after(delay)
 
-    def _stop_timer(self) -> None:
-        self._deadline = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        deadline = self._deadline
-        if deadline is None or self.transport is None:
+    def _expired(self) -> None:
+        transport = self.transport
+        if transport is None:
             return
-        loop = self._front.loop
-        if deadline - loop.time() > _EARLY:  # moved later since the timer was set
-            self._timer = loop.call_at(deadline, self._on_timer)
-            return
-        self._deadline = None
         if self._gathering:
             self._hand_over()  # a slow request: aiohttp reads it, with its own deadlines
         elif not self._buffer:
-            self.transport.close()  # idle too long; nothing was asked, so nothing is said
+            transport.close()  # idle too long; nothing was asked, so nothing is said

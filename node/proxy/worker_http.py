@@ -30,6 +30,8 @@ from typing import cast
 import httptools
 from yarl import URL
 
+from node.deadline import Deadline
+
 HIGH_WATER = 2**20  # unread bytes of an answer before its socket stops being read
 MAX_HEAD_BYTES = 64 * 1024  # an answer's header names and values together, at most
 # A whole answer read at once (a stream is relayed as it comes, never held): a worker
@@ -143,7 +145,6 @@ class WorkerResponse:
         "_headers",
         "_raw",
         "_reusable",
-        "_timer",
         "_waiter",
         "content_type",
         "heard",
@@ -168,7 +169,7 @@ class WorkerResponse:
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._head: asyncio.Future[None] = conn.loop.create_future()
-        self._timer = conn.loop.call_at(deadline, self._expire)
+        conn.deadline.set(deadline)
 
     # What the reader calls.
     async def read(self) -> bytes:
@@ -211,7 +212,7 @@ class WorkerResponse:
         if self._closed:
             return
         self._closed = True
-        self._timer.cancel()
+        self._conn.disarm(self)
         self._conn.release(self._complete and self._reusable and self._error is None)
 
     async def __aenter__(self) -> WorkerResponse:
@@ -264,14 +265,14 @@ class WorkerResponse:
         if self.status == 0:
             return  # the end of an informational answer
         self._complete, self._reusable = True, reusable
-        self._timer.cancel()
+        self._conn.disarm(self)
         self._wake()
 
     def _fail(self, error: BaseException) -> None:
         if self._complete or self._error is not None:
             return
         self._error = error
-        self._timer.cancel()
+        self._conn.disarm(self)
         if not self._head.done():
             self._head.set_exception(error)
             self._head.exception()  # retrieved: a caller that left never sees it
@@ -287,7 +288,7 @@ class WorkerResponse:
         else:
             self._fail(Disconnected("the connection closed before an answer"))
 
-    def _expire(self) -> None:
+    def expire(self) -> None:
         self._fail(TimeoutError("the worker did not answer in time"))
         self._conn.abort()
 
@@ -313,6 +314,7 @@ class _Connection(asyncio.Protocol):
         self.paused = False
         self.out_of_step = False
         self.progressed = False  # the parser handed over a part of the answer in this read
+        self.deadline = Deadline(loop, self._expired)  # the answer in flight's
 
     # asyncio's side.
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -345,6 +347,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.closed = True
+        self.deadline.cancel()
         self.owner._forget(self)
         if self.response is not None:
             self.response._lost(exc)
@@ -383,6 +386,14 @@ class _Connection(asyncio.Protocol):
         if len(body) >= 65536:
             self.transport.write(body)
         return self.response
+
+    def disarm(self, response: WorkerResponse) -> None:
+        if self.response is response:  # not a later answer's deadline
+            self.deadline.clear()
+
+    def _expired(self) -> None:
+        if self.response is not None:
+            self.response.expire()
 
     def release(self, reusable: bool) -> None:
         self.response = None
