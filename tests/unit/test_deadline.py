@@ -15,9 +15,7 @@ def test_a_deadline_fires_at_the_time_set_last_and_not_once_cleared() -> None:
         start = loop.time()
         deadline.set(start + 0.05)
         deadline.set(start + 0.15)  # later: the first timer is kept, and set again on firing
-        await asyncio.sleep(0.1)
-        assert fired == []
-        await asyncio.sleep(0.15)
+        await asyncio.sleep(0.25)
         assert len(fired) == 1 and fired[0] >= start + 0.149
         deadline.set_after(0.2)
         deadline.set_after(0.02)  # earlier: a new timer
