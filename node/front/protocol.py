@@ -38,6 +38,7 @@ from aiohttp.tcp_helpers import tcp_keepalive
 from multidict import CIMultiDict, CIMultiDictProxy, istr
 
 from node.deadline import Deadline
+from node.front.answer import takes, write_whole
 from node.front.head import HANDOVER, Head, read_head
 from node.front.routes import FastRoute
 from node.read_timeouts import ReadTimeouts
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 GATHER_SECS: Final = 1.0
 # Bytes the front holds for one request (head and body), and unread behind a running one.
 MAX_GATHER_BYTES: Final = 1 << 20
+JOIN_BELOW: Final = 65536
 
 
 class Front:
@@ -258,14 +260,29 @@ class FrontProtocol(BaseProtocol):
                 log.exception("unhandled error on POST %s", route.url.path)
                 response = web.Response(status=500, text="500 Internal Server Error")
                 response.force_close()
-            await response.prepare(request)
-            await response.write_eof()
+            if takes(response):
+                answer = await write_whole(request, response, route.app)  # type: ignore[arg-type]
+                self._write(*answer)
+                if self._paused:  # as aiohttp's writer: the client reads before the next
+                    await self._drain_helper()
+            else:
+                await response.prepare(request)
+                await response.write_eof()
             keep = response.keep_alive is not False
         except ConnectionError:
             pass  # the client went while its answer was written
         finally:
             self._task = None
             self._after(keep)
+
+    def _write(self, head: bytes, body: bytes) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionResetError("the client went before its answer")
+        if len(body) < JOIN_BELOW:  # a copy costs less than a second write
+            transport.write(head + body)
+        else:
+            transport.writelines((head, body))
 
     def _after(self, keep: bool) -> None:
         transport = self.transport

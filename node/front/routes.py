@@ -25,6 +25,7 @@ Handle = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @dataclass(frozen=True, slots=True)
 class FastRoute:
     url: URL
+    app: web.Application  # its on_response_prepare hooks
     match_info: UrlMappingMatchInfo  # frozen: shared by the route's requests, as aiohttp's are
     handle: Handle  # the handler inside the app's middlewares
 
@@ -48,5 +49,5 @@ def fast_routes(app: web.Application, paths: Collection[str]) -> Mapping[bytes, 
             for middleware in reversed(app.middlewares):
                 handle = partial(middleware, handler=handle)
             path = resource.canonical
-            found[path.encode("ascii")] = FastRoute(URL.build(path=path), match_info, handle)
+            found[path.encode("ascii")] = FastRoute(URL.build(path=path), app, match_info, handle)
     return found
