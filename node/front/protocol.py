@@ -271,6 +271,8 @@ class FrontProtocol(BaseProtocol):
             keep = response.keep_alive is not False
         except ConnectionError:
             pass  # the client went while its answer was written
+        except Exception:  # an answer that cannot be written; the connection closes
+            log.exception("error writing the answer to POST %s", route.url.path)
         finally:
             self._task = None
             self._after(keep)
