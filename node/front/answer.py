@@ -73,7 +73,9 @@ async def write_whole(
         response.force_close()
     lines = [f"HTTP/1.1 {response.status} {response.reason}"]
     lines += [f"{name}: {value}" for name, value in headers.items()]
-    head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+    # As aiohttp writes them: a client's bytes that are not UTF-8 (kept as surrogates) and
+    # echoed back, such as an X-Request-Id, are left out.
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "ignore")
     # Control characters (tab aside) only in the CRLFs that end the lines: as aiohttp,
     # refuse a header that has one (a line break in it would split the answer).
     if len(head) - len(head.translate(None, _CONTROLS)) != 2 * len(lines) + 2:

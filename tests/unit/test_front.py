@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -241,6 +242,7 @@ SMUGGLING_AND_ODD_FORMS = {
     ),
     "a 204": (request(extra=b"X-Status: 204\r\n") + request(), 2),
     "a non-ascii answer header": (request(extra=b"X-Reply: caf\xc3\xa9\r\n") + request(), 2),
+    "a non-utf8 answer header": (request(extra=b"X-Reply: r\xff\xfe\r\n") + request(), 2),
     **{
         f"an answer header with {kind}": (request(extra=f"X-Break: {kind}\r\n".encode()), 2)
         for kind in ("nl", "ctl", "del", "tab")
@@ -256,7 +258,7 @@ def _comparable(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for item in items:
         body = item["body"]
         if body.startswith(b"{"):  # the peer's port differs by connection
-            data = orjson.loads(body)
+            data = json.loads(body)  # orjson refuses the escaped surrogates of some cases
             data.pop("remote", None)
             body = data
         shown.append({**item, "body": body})
