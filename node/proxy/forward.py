@@ -29,6 +29,7 @@ import random
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import cast
 
 from aiohttp import web
 
@@ -218,16 +219,16 @@ class Forwarder:
             outcome = await once(attempt)
             if outcome is None:
                 break
-            if isinstance(outcome, web.StreamResponse) and not isinstance(outcome, _Retryable):
-                return outcome
-            if isinstance(outcome, _Retryable):
-                last_response, failure = outcome, f"worker answered {outcome.status}"
+            # Exact types: a response is a MutableMapping, so isinstance takes the slow path.
+            if type(outcome) is str:
+                failure, kind = outcome, "error"
+            elif type(outcome) is _Retryable:
+                last_response = outcome
+                failure, kind = f"worker answered {last_response.status}", "status"
             else:
-                failure = outcome
+                return cast(web.StreamResponse, outcome)
             if attempt < self.retry.max_attempts:
-                self.metrics.retry(
-                    ex.path, "status" if isinstance(outcome, _Retryable) else "error"
-                )
+                self.metrics.retry(ex.path, kind)
                 await asyncio.sleep(self.retry.delay(attempt))
         if last_response is not None:
             return last_response
