@@ -105,11 +105,13 @@ def read_head(
             tokens = {t.strip(_OWS).lower() for t in value.split(b",")}
             if b"upgrade" in tokens:
                 return HANDOVER
-            keep_alive = b"close" not in tokens
+            # Any `close` counts, in any of several Connection headers, as llhttp reads them.
+            keep_alive = keep_alive and b"close" not in tokens
         elif lower == b"host":
             hosts += 1
         else:
             return HANDOVER
-    if length is None or length > max_body or hosts > 1:
+    # aiohttp refuses an HTTP/1.1 request without a Host, or with two: its 400, not ours.
+    if length is None or length > max_body or hosts != 1:
         return HANDOVER
     return Head(path, tuple(headers), length, keep_alive, end + 4)

@@ -198,6 +198,9 @@ class FrontProtocol(BaseProtocol):
                 self._arm(GATHER_SECS, gathering=True)
             return
         end = head.size + head.content_length
+        if not head.keep_alive and len(buffer) > end:
+            self._hand_over()  # bytes after `Connection: close`: llhttp refuses them all
+            return
         body = bytes(buffer[head.size : end])
         del buffer[:end]
         self._head = None

@@ -250,6 +250,44 @@ SMUGGLING_AND_ODD_FORMS = {
     "a cookie": (request(extra=b"X-Cookie: 1\r\n") + request(), 2),
     "an answer that closes": (request(extra=b"X-Close: 1\r\n") + request(), 2),
     "expect": (request(extra=b"Expect: 100-continue\r\n"), 2),
+    # The review's attacks (front review): each is where two readers could differ.
+    "close, then keep-alive": (
+        request(extra=b"Connection: close\r\nConnection: keep-alive\r\n") + request(),
+        2,
+    ),
+    "data after close": (request(extra=b"Connection: CLOSE\r\n") + request(), 2),
+    "no host": (request().replace(b"Host: 127.0.0.1\r\n", b""), 1),
+    "empty host": (request().replace(b"Host: 127.0.0.1", b"Host:"), 1),
+    "leading zeros": (request().replace(b"Content-Length: 2", b"Content-Length: 000000000002"), 1),
+    "a huge length": (request().replace(b"Content-Length: 2", b"Content-Length: " + b"9" * 30), 1),
+    "tabs around the length": (
+        request().replace(b"Content-Length: 2", b"Content-Length:\t2\t") + request(),
+        2,
+    ),
+    "a length in hex": (request().replace(b"Content-Length: 2", b"Content-Length: 0x2"), 2),
+    "obs-text in a value": (request(extra=b"X-A: \xff\xfe\x80\r\n"), 1),
+    "obs-text in a name": (request(extra=b"X-\xff: a\r\n"), 2),
+    "CR alone": (request(extra=b"X-A: a\rb\r\n"), 2),
+    "DEL in a value": (request(extra=b"X-A: a\x7fb\r\n"), 2),
+    "an empty name": (request(extra=b": a\r\n"), 2),
+    "absolute form": (request().replace(b"POST /v1", b"POST http://127.0.0.1/v1"), 1),
+    "percent-encoded path": (request().replace(b"completions", b"completion%73"), 1),
+    "double slash": (request().replace(b"POST /v1", b"POST //v1"), 1),
+    "trailing dot": (request().replace(b"completions", b"completions."), 1),
+    "lower-case version": (request().replace(b"HTTP/1.1", b"http/1.1"), 2),
+    "lower-case method": (request().replace(b"POST ", b"post "), 2),
+    "an underscore transfer-encoding": (
+        request(b"0\r\n\r\n", extra=b"Transfer_Encoding: chunked\r\n") + request(),
+        2,
+    ),
+    "a body that is a request": (request(request()) + request(), 2),
+    "a leading CRLF": (b"\r\n" + request(), 1),
+    "fifty in one write": (request() * 50, 50),
+    "then chunked": (
+        request() + b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+        2,
+    ),
 }
 
 

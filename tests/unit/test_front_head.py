@@ -64,12 +64,20 @@ def test_values_lose_surrounding_whitespace_and_connection_close_is_read() -> No
         PLAIN.replace(b"Host: x", b"Host: x\ry"),  # a bare CR
         PLAIN.replace(b"Host: x", b"Host: x\x00y"),
         PLAIN.replace(b"Host: x", b"Host: x\x1by"),
-        PLAIN.replace(b"Host: x", b"X-Long: " + b"a" * 8200),
+        PLAIN.replace(b"Host: x", b"Host: x\r\nX-Long: " + b"a" * 8200),
+        PLAIN.replace(b"Host: x\r\n", b""),  # aiohttp refuses HTTP/1.1 without a Host
         PLAIN.replace(b"Content-Length: 2", b"Content-Length: 101"),  # over the limit
     ],
 )
 def test_anything_but_the_plainest_form_is_handed_over(data: bytes) -> None:
     assert read_head(data, PATHS, 100) is HANDOVER
+
+
+def test_a_close_in_any_connection_header_closes() -> None:
+    both = b"Host: x\r\nConnection: close\r\nConnection: keep-alive"
+    head = read_head(PLAIN.replace(b"Host: x", both), PATHS, 100)
+    assert isinstance(head, Head)
+    assert not head.keep_alive
 
 
 def test_tabs_and_non_ascii_bytes_in_values_are_read_as_sent() -> None:
