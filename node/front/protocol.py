@@ -194,6 +194,7 @@ class FrontProtocol(BaseProtocol):
                 return
             head = self._head = read  # type: ignore[assignment]
         if head is None or len(buffer) < head.size + head.content_length:
+            self._resume()  # the rest of this request is needed, however much is held
             if not self._gathering:
                 self._arm(GATHER_SECS, gathering=True)
             return
@@ -219,7 +220,7 @@ class FrontProtocol(BaseProtocol):
         handler = self._front.server()
         transport.set_protocol(handler)
         handler.connection_made(transport)
-        if self._held:
+        if self._held:  # aiohttp's protocol has its own flow control
             transport.resume_reading()
         data = bytes(self._buffer)
         self._buffer.clear()
@@ -296,10 +297,17 @@ class FrontProtocol(BaseProtocol):
         if not keep or self._closing:
             transport.close()
             return
-        if self._held:
-            self._held = False
-            transport.resume_reading()
+        # Read on only once what is held has been served down to the limit: resuming after
+        # every answer would add a read's worth per request, and a client that pipelines
+        # faster than its requests are served would grow the buffer without bound.
+        if len(self._buffer) <= MAX_GATHER_BYTES:
+            self._resume()
         self._next()
+
+    def _resume(self) -> None:
+        if self._held and self.transport is not None:
+            self._held = False
+            self.transport.resume_reading()
 
     # -- the deadline: idle, or a request's gathering ---------------------------------------
 

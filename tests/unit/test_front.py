@@ -437,3 +437,34 @@ def test_requests_pipelined_behind_a_running_one_wait_their_turn() -> None:
             assert bodies == [f'{{"n": {n}}}' for n in range(1, 40)]
 
     asyncio.run(main())
+
+
+def test_a_client_pipelining_faster_than_it_is_served_is_read_within_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Reading behind a running request pauses at MAX_GATHER_BYTES; it must resume only once
+    the held bytes are served down to the limit, not after each answer (which let the
+    buffer grow by a read per request served, without bound)."""
+    limit = 32 * 1024
+    monkeypatch.setattr(front_protocol, "MAX_GATHER_BYTES", limit)
+    peak = 0
+    received = front_protocol.FrontProtocol.data_received
+
+    def measured(self: front_protocol.FrontProtocol, data: bytes) -> None:
+        nonlocal peak
+        received(self, data)
+        peak = max(peak, len(self._buffer))
+
+    monkeypatch.setattr(front_protocol.FrontProtocol, "data_received", measured)
+    one = request(b'{"pad": "' + b"x" * 900 + b'"}')
+    count = 800  # about 0.9 MB: many times the limit
+
+    async def main() -> None:
+        async with serving(True) as (port, _):
+            items, _ = await exchange(port, one * count + GET_OTHER, count + 1)
+            assert [i["status"] for i in items] == [200] * (count + 1)
+            assert items[-1]["body"] == b"other GET /other?a=1"
+
+    asyncio.run(main())
+    read_size = 256 * 1024  # the most asyncio reads at once
+    assert peak <= limit + read_size
