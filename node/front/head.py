@@ -2,11 +2,12 @@
 
 It takes only the plainest form of an inference request: `POST <one of the fast paths>
 HTTP/1.1`, CRLF line ends, token header names, values without control characters, one
-Content-Length and no Transfer-Encoding, Expect or Upgrade. Anything else, legal or not,
-is `HANDOVER`: aiohttp's own parser (llhttp) then reads the connection from its first
-byte, and answers or refuses it as it always has. So this reader never has to decide
-anything ambiguous, and two parsers never read one request two ways: a request is either
-taken whole here, or not read here at all.
+Host, one Content-Length, no second of any header aiohttp takes only once, and no
+Transfer-Encoding, Expect or Upgrade. Anything else, legal or not, is `HANDOVER`:
+aiohttp's own parser (llhttp) then reads the connection from its first byte, and answers
+or refuses it as it always has. So this reader never has to decide anything ambiguous,
+and two parsers never read one request two ways: a request is either taken whole here,
+or not read here at all.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Final
+
+from aiohttp.http_parser import SINGLETON_HEADERS
 
 # Longer heads, and longer lines (aiohttp's own line limit is 8190), are aiohttp's to read.
 MAX_HEAD_BYTES: Final = 16384
@@ -34,9 +37,11 @@ _FIELD: Final = re.compile(rb"(" + _TOKEN + rb"):[ \t]*((?:[^\r\n]*[^ \t\r\n])?)
 _DIGITS: Final = re.compile(rb"[0-9]{1,12}")
 _OWS: Final = b" \t"
 # Headers whose presence sends the request to aiohttp: framing and protocol changes it
-# handles (chunked bodies, 100-continue, upgrades), and a second Host to be refused.
+# handles (chunked bodies, 100-continue, upgrades).
 _NOT_HERE: Final = frozenset({b"transfer-encoding", b"expect", b"upgrade"})
-_READ: Final = _NOT_HERE | {b"content-length", b"connection", b"host"}
+# Headers aiohttp refuses to see twice in a request (Host, Content-Type, ...): its 400.
+_SINGLETONS: Final = frozenset(name.encode() for name in SINGLETON_HEADERS)
+_READ: Final = _NOT_HERE | _SINGLETONS | {b"connection"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,13 +97,17 @@ def read_head(
         return HANDOVER
     length = None
     keep_alive = True
-    hosts = 0
+    singletons: set[bytes] = set()
     for name, value in headers:
         lower = name.lower()
         if lower not in _READ:
             continue
+        if lower in _SINGLETONS:
+            if lower in singletons:
+                return HANDOVER
+            singletons.add(lower)
         if lower == b"content-length":
-            if length is not None or _DIGITS.fullmatch(value) is None:
+            if _DIGITS.fullmatch(value) is None:
                 return HANDOVER
             length = int(value)
         elif lower == b"connection":
@@ -107,11 +116,9 @@ def read_head(
                 return HANDOVER
             # Any `close` counts, in any of several Connection headers, as llhttp reads them.
             keep_alive = keep_alive and b"close" not in tokens
-        elif lower == b"host":
-            hosts += 1
-        else:
+        elif lower in _NOT_HERE:
             return HANDOVER
-    # aiohttp refuses an HTTP/1.1 request without a Host, or with two: its 400, not ours.
-    if length is None or length > max_body or hosts != 1:
+    # aiohttp refuses an HTTP/1.1 request without a Host: its 400, not ours.
+    if length is None or length > max_body or b"host" not in singletons:
         return HANDOVER
     return Head(path, tuple(headers), length, keep_alive, end + 4)

@@ -13,7 +13,8 @@ from typing import Any
 import httptools
 import orjson
 import pytest
-from aiohttp import web
+from aiohttp import hdrs, web
+from multidict import istr
 
 from node.front import protocol as front_protocol
 from node.front.site import FrontSite
@@ -127,6 +128,8 @@ def request(body: bytes = b"{}", *, path: str = FAST, extra: bytes = b"") -> byt
 
 
 GET_OTHER = b"GET /other?a=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+# Names that frame a request or change its protocol: the cases below set them themselves.
+_FRAMING = {"host", "content-length", "transfer-encoding", "expect", "upgrade", "connection"}
 
 
 class Answers:
@@ -289,6 +292,21 @@ SMUGGLING_AND_ODD_FORMS = {
         2,
     ),
 }
+
+
+# Every header name aiohttp knows, in lower and upper case, as a client might spell it:
+# the front must pass each to the handler (and a WASM module) as aiohttp's parser does.
+_KNOWN = sorted(
+    str(name).lower().encode()
+    for name in vars(hdrs).values()
+    if isinstance(name, istr) and name.lower() not in _FRAMING
+)
+for _half, _names in (("first", _KNOWN[::2]), ("second", _KNOWN[1::2])):
+    for _case, _spelt in (("lower", _names), ("upper", [n.upper() for n in _names])):
+        SMUGGLING_AND_ODD_FORMS[f"known names, {_half} half, {_case}-case"] = (
+            request(extra=b"".join(n + b": v\r\n" for n in _spelt)),
+            1,
+        )
 
 
 def _comparable(items: list[dict[str, Any]]) -> list[dict[str, Any]]:

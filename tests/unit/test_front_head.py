@@ -57,6 +57,8 @@ def test_values_lose_surrounding_whitespace_and_connection_close_is_read() -> No
         PLAIN.replace(b"Host: x", b"Host: x\r\nExpect: 100-continue"),
         PLAIN.replace(b"Host: x", b"Host: x\r\nUpgrade: websocket\r\nConnection: Upgrade"),
         PLAIN.replace(b"Host: x", b"Host: x\r\nHost: y"),
+        PLAIN.replace(b"Host: x", b"Host: x\r\ncontent-type: text/plain"),
+        PLAIN.replace(b"Host: x", b"Host: x\r\nUser-Agent: a\r\nUSER-AGENT: b"),
         PLAIN.replace(b"Host: x", b"Host: x\r\n folded"),  # obs-fold
         PLAIN.replace(b"Host: x", b"Host : x"),  # space before the colon
         PLAIN.replace(b"Host: x", b"Host x"),
