@@ -3,7 +3,7 @@
 It takes only the plainest form of an inference request: `POST <one of the fast paths>
 HTTP/1.1`, CRLF line ends, token header names, values without control characters, one
 Host, one Content-Length, no second of any header aiohttp takes only once, and no
-Transfer-Encoding, Expect or Upgrade. Anything else, legal or not, is `HANDOVER`:
+Transfer-Encoding, Expect, Upgrade or Content-Encoding. Anything else, legal or not, is `HANDOVER`:
 aiohttp's own parser (llhttp) then reads the connection from its first byte, and answers
 or refuses it as it always has. So this reader never has to decide anything ambiguous,
 and two parsers never read one request two ways: a request is either taken whole here,
@@ -37,8 +37,11 @@ _FIELD: Final = re.compile(rb"(" + _TOKEN + rb"):[ \t]*((?:[^\r\n]*[^ \t\r\n])?)
 _DIGITS: Final = re.compile(rb"[0-9]{1,12}")
 _OWS: Final = b" \t"
 # Headers whose presence sends the request to aiohttp: framing and protocol changes it
-# handles (chunked bodies, 100-continue, upgrades).
-_NOT_HERE: Final = frozenset({b"transfer-encoding", b"expect", b"upgrade"})
+# handles (chunked bodies, 100-continue, upgrades), a compressed body (aiohttp inflates
+# it, within its size limit), and the old WebSocket key it refuses.
+_NOT_HERE: Final = frozenset(
+    {b"transfer-encoding", b"expect", b"upgrade", b"content-encoding", b"sec-websocket-key1"}
+)
 # Headers aiohttp refuses to see twice in a request (Host, Content-Type, ...): its 400.
 _SINGLETONS: Final = frozenset(name.encode() for name in SINGLETON_HEADERS)
 _READ: Final = _NOT_HERE | _SINGLETONS | {b"connection"}

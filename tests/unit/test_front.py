@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import json
+import zlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -128,8 +130,19 @@ def request(body: bytes = b"{}", *, path: str = FAST, extra: bytes = b"") -> byt
 
 
 GET_OTHER = b"GET /other?a=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-# Names that frame a request or change its protocol: the cases below set them themselves.
-_FRAMING = {"host", "content-length", "transfer-encoding", "expect", "upgrade", "connection"}
+# Names that frame a request, change its protocol or its body, or that request() sends:
+# the cases set them themselves.
+NAMES_OF_THEIR_OWN = {
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "expect",
+    "upgrade",
+    "connection",
+    "content-encoding",
+    "sec-websocket-key1",
+}
 
 
 class Answers:
@@ -286,6 +299,17 @@ SMUGGLING_AND_ODD_FORMS = {
     "a body that is a request": (request(request()) + request(), 2),
     "a leading CRLF": (b"\r\n" + request(), 1),
     "fifty in one write": (request() * 50, 50),
+    "two content types": (request(extra=b"content-type: text/plain\r\n"), 1),
+    "two user agents": (request(extra=b"User-Agent: a\r\nuser-agent: b\r\n"), 1),
+    "a gzip body": (
+        request(gzip.compress(b'{"z": 1}'), extra=b"Content-Encoding: gzip\r\n"),
+        1,
+    ),
+    "a deflate body": (
+        request(zlib.compress(b'{"z": 1}'), extra=b"Content-Encoding: deflate\r\n"),
+        1,
+    ),
+    "an old websocket key": (request(extra=b"Sec-WebSocket-Key1: 1\r\n"), 1),
     "then chunked": (
         request() + b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
@@ -299,7 +323,7 @@ SMUGGLING_AND_ODD_FORMS = {
 _KNOWN = sorted(
     str(name).lower().encode()
     for name in vars(hdrs).values()
-    if isinstance(name, istr) and name.lower() not in _FRAMING
+    if isinstance(name, istr) and name.lower() not in NAMES_OF_THEIR_OWN
 )
 for _half, _names in (("first", _KNOWN[::2]), ("second", _KNOWN[1::2])):
     for _case, _spelt in (("lower", _names), ("upper", [n.upper() for n in _names])):
