@@ -119,10 +119,18 @@ class GuardedRequestHandler(RequestHandler):
             elif self.transport is not None and not self.transport.is_closing():
                 self._arm_headers(self._timeouts.idle)
 
-    def _arm_headers(self, after: float | None = None) -> None:
+    def keep_header_deadline(self, deadline: float) -> None:
+        """Handed a connection whose request began before this protocol had it (by the
+        front, node/front/), with its bytes so far: a head still incomplete in them is due
+        when it was, not `headers` from now. (A head they hold, or a refusal, is answered.)"""
+        if not self._messages:
+            self._arm_headers(at=deadline)
+
+    def _arm_headers(self, after: float | None = None, *, at: float | None = None) -> None:
         self._idle = after is not None
-        delay = self._timeouts.headers if after is None else after
-        deadline = self._header_deadline = self._loop.time() + delay
+        if at is None:
+            at = self._loop.time() + (self._timeouts.headers if after is None else after)
+        deadline = self._header_deadline = at
         timer = self._header_timer
         if timer is None or timer.when() > deadline:
             if timer is not None:

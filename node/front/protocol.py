@@ -41,7 +41,7 @@ from node.deadline import Deadline
 from node.front.answer import takes, write_whole
 from node.front.head import HANDOVER, Head, read_head
 from node.front.routes import FastRoute
-from node.read_timeouts import ReadTimeouts
+from node.read_timeouts import GuardedRequestHandler, ReadTimeouts
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,7 @@ class FrontProtocol(BaseProtocol):
         "_front",
         "_gathering",
         "_head",
+        "_header_deadline",
         "_held",
         "_task",
         "_task_handler",
@@ -124,6 +125,9 @@ class FrontProtocol(BaseProtocol):
         self._deadline = Deadline(front.loop, self._expired)
         self._gathering = False  # the deadline is a request's, not an idle connection's
         self._head: Head | None = None  # of the request being gathered, once it is read
+        # When the head of the request on its way must be all there, as aiohttp reckons it:
+        # `headers` from the connection's start, or from a kept-alive request's first byte.
+        self._header_deadline: float | None = None
         self.peername: Any = None
         self.sockname: Any = None
         self.ssl_context: Any = None
@@ -139,6 +143,7 @@ class FrontProtocol(BaseProtocol):
         self.sockname = real.get_extra_info("sockname")
         self.ssl_context = real.get_extra_info("sslcontext")
         self._front.server.connection_made(self, real)  # type: ignore[arg-type]
+        self._header_deadline = self._front.loop.time() + self._front.timeouts.headers
         self._arm(self._front.timeouts.headers, gathering=False)
 
     def data_received(self, data: bytes) -> None:
@@ -193,10 +198,12 @@ class FrontProtocol(BaseProtocol):
                 self._hand_over()
                 return
             head = self._head = read  # type: ignore[assignment]
+            if head is not None:
+                self._header_deadline = None  # met
         if head is None or len(buffer) < head.size + head.content_length:
             self._resume()  # the rest of this request is needed, however much is held
             if not self._gathering:
-                self._arm(GATHER_SECS, gathering=True)
+                self._arm(self._gathering_time(head), gathering=True)
             return
         end = head.size + head.content_length
         if not head.keep_alive and len(buffer) > end:
@@ -206,9 +213,20 @@ class FrontProtocol(BaseProtocol):
         del buffer[:end]
         self._head = None
         self._deadline.clear()  # no deadline while a request runs, as with aiohttp
+        self._header_deadline = None
         self._gathering = False
         route = front.routes[head.path]
         self._task = front.loop.create_task(self._serve(route, head, body))
+
+    def _gathering_time(self, head: Head | None) -> float:
+        """How long to wait for the rest of a request: GATHER_SECS, and for a head no longer
+        than its header deadline (aiohttp's protocol then keeps that deadline)."""
+        if head is not None:
+            return GATHER_SECS
+        now = self._front.loop.time()
+        if self._header_deadline is None:  # the first byte of a kept-alive request
+            self._header_deadline = now + self._front.timeouts.headers
+        return min(GATHER_SECS, self._header_deadline - now)
 
     def _hand_over(self) -> None:
         """Give the connection, and every byte received on it, to aiohttp's protocol."""
@@ -225,6 +243,8 @@ class FrontProtocol(BaseProtocol):
         data = bytes(self._buffer)
         self._buffer.clear()
         handler.data_received(data)
+        if self._header_deadline is not None and isinstance(handler, GuardedRequestHandler):
+            handler.keep_header_deadline(self._header_deadline)
 
     # -- serving ---------------------------------------------------------------------------
 

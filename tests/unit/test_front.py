@@ -20,7 +20,7 @@ from multidict import istr
 
 from node.front import protocol as front_protocol
 from node.front.site import FrontSite
-from node.read_timeouts import GuardedAppRunner, ReadTimeouts
+from node.read_timeouts import GuardedAppRunner, GuardedRequestHandler, ReadTimeouts
 
 FAST = "/v1/chat/completions"
 MAX_BODY = 1000
@@ -510,3 +510,42 @@ def test_a_client_pipelining_faster_than_it_is_served_is_read_within_the_limit(
     asyncio.run(main())
     read_size = 256 * 1024  # the most asyncio reads at once
     assert peak <= limit + read_size
+
+
+def test_a_slow_head_keeps_its_header_deadline_through_the_handover(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """aiohttp gives a head `headers` seconds from the connection's start (or from a kept-alive
+    request's first byte). The front must not add its gathering time and then a second
+    `headers` on top: a slowloris client would hold each connection twice as long."""
+    monkeypatch.setattr(front_protocol, "GATHER_SECS", 60.0)  # only the deadline can end it
+
+    async def main() -> None:
+        async with serving(True) as (port, runner):
+            items, closed = await exchange(port, request()[:30], 2)  # waits at most 8 s
+            assert [i["status"] for i in items] == [408] and closed
+            # Handed over before the deadline, aiohttp keeps the front's deadline.
+            monkeypatch.setattr(front_protocol, "GATHER_SECS", 0.3)
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(request()[:30])
+            await _until(lambda: _front_deadline(runner) is not None)
+            deadline = _front_deadline(runner)
+            await _until(lambda: isinstance(runner.server.connections[0], GuardedRequestHandler))
+            assert runner.server.connections[0]._header_deadline == deadline
+            writer.close()
+
+    asyncio.run(main())
+
+
+def _front_deadline(runner: Any) -> float | None:
+    connections = runner.server.connections
+    if not connections or not isinstance(connections[0], front_protocol.FrontProtocol):
+        return None
+    return connections[0]._header_deadline  # type: ignore[no-any-return]
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    deadline = asyncio.get_running_loop().time() + 5
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "never came to pass"
+        await asyncio.sleep(0.005)
