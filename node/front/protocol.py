@@ -280,10 +280,11 @@ class FrontProtocol(BaseProtocol):
                 response = exc
             except asyncio.CancelledError:
                 raise
-            except Exception:  # the error middleware answers all else: this is a fault
-                log.exception("unhandled error on POST %s", route.url.path)
-                response = web.Response(status=500, text="500 Internal Server Error")
-                response.force_close()
+            except Exception as exc:  # the error middleware answers all else: this is a fault
+                # aiohttp's own answer and log line, from a protocol of its never connected:
+                # its 500 (HTML to a browser), or, once an answer has begun, a ConnectionError
+                # that ends the connection (a second status line would corrupt the first).
+                response = front.server().handle_error(request, 500, exc)
             if takes(response):
                 answer = await write_whole(request, response, route.app)  # type: ignore[arg-type]
                 self._write(*answer)

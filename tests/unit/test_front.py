@@ -58,6 +58,8 @@ def make_app(seen: Seen) -> web.Application:
             await out.prepare(request)
             for part in (b"data: 1\n\n", b"data: 2\n\n"):
                 await out.write(part)
+                if request.headers.get("X-Crash"):
+                    raise RuntimeError("a fault mid-stream")
             await out.write_eof()
             return out
         answer: dict[str, Any] = {
@@ -71,6 +73,8 @@ def make_app(seen: Seen) -> web.Application:
             answer["protocol"] = type(request.protocol).__name__
         if request.headers.get("X-Fail"):
             raise web.HTTPConflict(text="conflict")
+        if request.headers.get("X-Crash"):
+            raise RuntimeError("a fault")
         return shaped(request, web.json_response(answer))
 
     def shaped(request: web.Request, response: web.Response) -> web.Response:
@@ -265,6 +269,15 @@ SMUGGLING_AND_ODD_FORMS = {
     },
     "a cookie": (request(extra=b"X-Cookie: 1\r\n") + request(), 2),
     "an answer that closes": (request(extra=b"X-Close: 1\r\n") + request(), 2),
+    "a crashing handler": (request(extra=b"X-Crash: 1\r\n") + request(), 2),
+    "a crashing handler, to a browser": (
+        request(extra=b"X-Crash: 1\r\nAccept: text/html\r\n"),
+        1,
+    ),
+    "a handler crashing mid-stream": (
+        request(extra=b"X-Stream: 1\r\nX-Crash: 1\r\n") + request(),
+        2,
+    ),
     "expect": (request(extra=b"Expect: 100-continue\r\n"), 2),
     # The review's attacks (front review): each is where two readers could differ.
     "close, then keep-alive": (
