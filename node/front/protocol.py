@@ -280,6 +280,8 @@ class FrontProtocol(BaseProtocol):
                 response = exc
             except asyncio.CancelledError:
                 raise
+            except TimeoutError:  # aiohttp answers a handler's timeout with a 504
+                response = front.server().handle_error(request, 504)
             except Exception as exc:  # the error middleware answers all else: this is a fault
                 # aiohttp's own answer and log line, from a protocol of its never connected:
                 # its 500 (HTML to a browser), or, once an answer has begun, a ConnectionError

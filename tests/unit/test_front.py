@@ -75,6 +75,8 @@ def make_app(seen: Seen) -> web.Application:
             raise web.HTTPConflict(text="conflict")
         if request.headers.get("X-Crash"):
             raise RuntimeError("a fault")
+        if request.headers.get("X-Time-Out"):
+            raise TimeoutError
         return shaped(request, web.json_response(answer))
 
     def shaped(request: web.Request, response: web.Response) -> web.Response:
@@ -274,6 +276,7 @@ SMUGGLING_AND_ODD_FORMS = {
         request(extra=b"X-Crash: 1\r\nAccept: text/html\r\n"),
         1,
     ),
+    "a handler timing out": (request(extra=b"X-Time-Out: 1\r\n") + request(), 2),
     "a handler crashing mid-stream": (
         request(extra=b"X-Stream: 1\r\nX-Crash: 1\r\n") + request(),
         2,
