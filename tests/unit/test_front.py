@@ -314,6 +314,8 @@ SMUGGLING_AND_ODD_FORMS = {
     ),
     "a body that is a request": (request(request()) + request(), 2),
     "a leading CRLF": (b"\r\n" + request(), 1),
+    "a CRLF after the body": (request() + b"\r\n" + request(), 2),
+    "a request line split by a tab": (request().replace(b"POST /v1", b"POST\t/v1"), 1),
     "fifty in one write": (request() * 50, 50),
     "two content types": (request(extra=b"content-type: text/plain\r\n"), 1),
     "two user agents": (request(extra=b"User-Agent: a\r\nuser-agent: b\r\n"), 1),
