@@ -287,6 +287,14 @@ SMUGGLING_AND_ODD_FORMS = {
         request(extra=b"Connection: close\r\nConnection: keep-alive\r\n") + request(),
         2,
     ),
+    "connection tokens": (
+        b"".join(
+            request(extra=b"Connection: " + value + b"\r\n")
+            for value in (b"closed", b"keep-alive,,", b"x-close, keep-alive", b"\tkeep-alive\t")
+        )
+        + request(extra=b"Connection: ,close \r\n"),
+        5,
+    ),
     "data after close": (request(extra=b"Connection: CLOSE\r\n") + request(), 2),
     "no host": (request().replace(b"Host: 127.0.0.1\r\n", b""), 1),
     "empty host": (request().replace(b"Host: 127.0.0.1", b"Host:"), 1),
