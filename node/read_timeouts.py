@@ -61,6 +61,7 @@ class GuardedRequestHandler(RequestHandler):
     """aiohttp's protocol for one connection, with a header and a body deadline."""
 
     __slots__ = (
+        "_body_deadline",
         "_body_late",
         "_header_deadline",
         "_header_timer",
@@ -81,6 +82,7 @@ class GuardedRequestHandler(RequestHandler):
         self._in_request = False
         self._partial = False  # bytes of a request whose headers are not complete yet
         self._body_late = False
+        self._body_deadline: float | None = None  # the first request's, kept from the front
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -106,8 +108,10 @@ class GuardedRequestHandler(RequestHandler):
         self._disarm_headers()
         self._in_request, self._partial = True, False
         body_timer = None
+        due, self._body_deadline = self._body_deadline, None
         if not request.content.is_eof():
-            body_timer = self._loop.call_later(self._timeouts.body, self._body_overdue, request)
+            delay = self._timeouts.body if due is None else due - self._loop.time()
+            body_timer = self._loop.call_later(delay, self._body_overdue, request)
         try:
             return await super()._handle_request(request, start_time, request_handler)
         finally:
@@ -125,6 +129,11 @@ class GuardedRequestHandler(RequestHandler):
         when it was, not `headers` from now. (A head they hold, or a refusal, is answered.)"""
         if not self._messages:
             self._arm_headers(at=deadline)
+
+    def keep_body_deadline(self, deadline: float) -> None:
+        """Handed a connection by the front with a request whose body is on its way: the
+        body is due when it was, not `body` from when this protocol reads the head."""
+        self._body_deadline = deadline
 
     def _arm_headers(self, after: float | None = None, *, at: float | None = None) -> None:
         self._idle = after is not None

@@ -99,6 +99,7 @@ class FrontProtocol(BaseProtocol):
     """One connection, until it is closed or handed over to aiohttp."""
 
     __slots__ = (
+        "_body_deadline",
         "_buffer",
         "_closing",
         "_deadline",
@@ -128,6 +129,7 @@ class FrontProtocol(BaseProtocol):
         # When the head of the request on its way must be all there, as aiohttp reckons it:
         # `headers` from the connection's start, or from a kept-alive request's first byte.
         self._header_deadline: float | None = None
+        self._body_deadline: float | None = None  # `body` from its head, as aiohttp reckons it
         self.peername: Any = None
         self.sockname: Any = None
         self.ssl_context: Any = None
@@ -200,6 +202,8 @@ class FrontProtocol(BaseProtocol):
             head = self._head = read  # type: ignore[assignment]
             if head is not None:
                 self._header_deadline = None  # met
+                if len(buffer) < head.size + head.content_length:  # a body on its way
+                    self._body_deadline = front.loop.time() + front.timeouts.body
         if head is None or len(buffer) < head.size + head.content_length:
             self._resume()  # the rest of this request is needed, however much is held
             if not self._gathering:
@@ -213,20 +217,19 @@ class FrontProtocol(BaseProtocol):
         del buffer[:end]
         self._head = None
         self._deadline.clear()  # no deadline while a request runs, as with aiohttp
-        self._header_deadline = None
+        self._header_deadline = self._body_deadline = None
         self._gathering = False
         route = front.routes[head.path]
         self._task = front.loop.create_task(self._serve(route, head, body))
 
     def _gathering_time(self, head: Head | None) -> float:
-        """How long to wait for the rest of a request: GATHER_SECS, and for a head no longer
-        than its header deadline (aiohttp's protocol then keeps that deadline)."""
-        if head is not None:
-            return GATHER_SECS
+        """How long to wait for the rest of a request: GATHER_SECS, and no longer than its
+        head's or body's deadline (aiohttp's protocol then keeps that deadline)."""
         now = self._front.loop.time()
-        if self._header_deadline is None:  # the first byte of a kept-alive request
+        if head is None and self._header_deadline is None:  # a kept-alive request's first byte
             self._header_deadline = now + self._front.timeouts.headers
-        return min(GATHER_SECS, self._header_deadline - now)
+        due = self._header_deadline if head is None else self._body_deadline
+        return GATHER_SECS if due is None else min(GATHER_SECS, due - now)
 
     def _hand_over(self) -> None:
         """Give the connection, and every byte received on it, to aiohttp's protocol."""
@@ -243,8 +246,11 @@ class FrontProtocol(BaseProtocol):
         data = bytes(self._buffer)
         self._buffer.clear()
         handler.data_received(data)
-        if self._header_deadline is not None and isinstance(handler, GuardedRequestHandler):
-            handler.keep_header_deadline(self._header_deadline)
+        if isinstance(handler, GuardedRequestHandler):
+            if self._header_deadline is not None:
+                handler.keep_header_deadline(self._header_deadline)
+            if self._body_deadline is not None:
+                handler.keep_body_deadline(self._body_deadline)
 
     # -- serving ---------------------------------------------------------------------------
 

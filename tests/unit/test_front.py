@@ -406,7 +406,10 @@ def test_the_front_serves_plain_requests_and_hands_the_rest_over_for_good() -> N
     asyncio.run(main())
 
 
-def test_a_slow_body_is_handed_to_aiohttp_and_answered() -> None:
+def test_a_slow_body_is_handed_to_aiohttp_and_answered(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Slower than the gathering, and within the body's deadline (`body` from its head).
+    monkeypatch.setattr(front_protocol, "GATHER_SECS", 0.3)
+    assert TIMEOUTS.body > front_protocol.GATHER_SECS + 0.3
     data = request(b'{"slow": true}', extra=b"X-Tell: 1\r\n")
     split = data.index(b"\r\n\r\n") + 6
 
@@ -575,3 +578,21 @@ async def _until(condition: Callable[[], bool]) -> None:
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "never came to pass"
         await asyncio.sleep(0.005)
+
+
+def test_a_slow_body_keeps_its_body_deadline_through_the_handover(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """aiohttp gives a body `body` seconds from its head; the front's gathering must not add
+    to that (aiohttp's protocol, handed the request, keeps the front's deadline)."""
+    monkeypatch.setattr(front_protocol, "GATHER_SECS", 60.0)  # only the deadline can end it
+    data = request(b'{"slow": true}')
+    part = data[: data.index(b"\r\n\r\n") + 6]
+
+    async def main() -> None:
+        async with serving(True) as (port, _):
+            items, _ = await exchange(port, part, 1)  # waits at most 8 s
+            # The body's 408 (an ApiError: this app has no error middleware to answer it).
+            assert [i["status"] for i in items] == [500]
+
+    asyncio.run(main())
