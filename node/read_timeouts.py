@@ -35,6 +35,7 @@ import orjson
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from node.deadline import Deadline
 from node.errors import ApiError, error_body
 
 
@@ -43,9 +44,6 @@ class ReadTimeouts:
     headers: float = 10.0
     body: float = 60.0
     idle: float = 75.0
-
-
-_EARLY = 0.001  # a timer may fire this early (the loop's clock resolution); that is on time
 
 
 def _timed_out_response(message: str) -> bytes:
@@ -63,8 +61,7 @@ class GuardedRequestHandler(RequestHandler):
     __slots__ = (
         "_body_deadline",
         "_body_late",
-        "_header_deadline",
-        "_header_timer",
+        "_headers_due",
         "_idle",
         "_in_request",
         "_partial",
@@ -74,10 +71,8 @@ class GuardedRequestHandler(RequestHandler):
     def __init__(self, manager: web.Server, *, timeouts: ReadTimeouts, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._timeouts = timeouts
-        # One timer for the header and idle deadlines, moved only when it would fire too late:
-        # making and cancelling a timer twice per request costs more than checking it.
-        self._header_timer: asyncio.TimerHandle | None = None
-        self._header_deadline: float | None = None  # None: disarmed
+        # The header and idle deadlines, on one timer (node/deadline.py).
+        self._headers_due = Deadline(self._loop, self._headers_overdue)
         self._idle = False  # the armed timer is the idle one, not the header one
         self._in_request = False
         self._partial = False  # bytes of a request whose headers are not complete yet
@@ -91,16 +86,13 @@ class GuardedRequestHandler(RequestHandler):
     def data_received(self, data: bytes) -> None:
         if data and not self._in_request:
             self._partial = True
-            if self._header_deadline is None or self._idle:
+            if self._headers_due.at is None or self._idle:
                 self._disarm_headers()
                 self._arm_headers()
         super().data_received(data)
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self._disarm_headers()
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
+        self._headers_due.cancel()
         super().connection_lost(exc)
 
     async def _handle_request(self, request: Any, start_time: Any, request_handler: Any) -> Any:
@@ -139,26 +131,10 @@ class GuardedRequestHandler(RequestHandler):
         self._idle = after is not None
         if at is None:
             at = self._loop.time() + (self._timeouts.headers if after is None else after)
-        deadline = self._header_deadline = at
-        timer = self._header_timer
-        if timer is None or timer.when() > deadline:
-            if timer is not None:
-                timer.cancel()
-            self._header_timer = self._loop.call_at(deadline, self._header_check)
+        self._headers_due.set(at)
 
     def _disarm_headers(self) -> None:
-        self._header_deadline = None  # the timer finds nothing to do when it fires
-
-    def _header_check(self) -> None:
-        self._header_timer = None
-        deadline = self._header_deadline
-        if deadline is None:
-            return
-        if deadline - self._loop.time() > _EARLY:  # moved later since the timer was set
-            self._header_timer = self._loop.call_at(deadline, self._header_check)
-            return
-        self._header_deadline = None
-        self._headers_overdue()
+        self._headers_due.clear()
 
     def _headers_overdue(self) -> None:
         if self._in_request or self.transport is None:

@@ -560,7 +560,7 @@ def test_a_slow_head_keeps_its_header_deadline_through_the_handover(
             await _until(lambda: _front_deadline(runner) is not None)
             deadline = _front_deadline(runner)
             await _until(lambda: isinstance(runner.server.connections[0], GuardedRequestHandler))
-            assert runner.server.connections[0]._header_deadline == deadline
+            assert runner.server.connections[0]._headers_due.at == deadline
             writer.close()
 
     asyncio.run(main())
