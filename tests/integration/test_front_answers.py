@@ -121,6 +121,7 @@ def mesh(module_cluster: Cluster) -> Mesh:
         "--retry-max-retries": "1",
         "--max-concurrent-requests": "1",
         "--queue-size": "0",
+        "--min-index-wait-secs": "0.05",  # a node behind the index asked for says so soon
     }
     node = module_cluster.node("--worker-urls", worker, *(p for kv in flags.items() for p in kv))
     return Mesh(node.url, worker)
@@ -158,6 +159,22 @@ CASES: dict[str, tuple[str, bytes, dict[str, str], int]] = {
         json.dumps({"model": "m1", "text": "hi"}).encode(),
         {**AUTH, "X-Request-Id": "rid-7"},
         200,
+    ),
+    **{
+        f"{path}, refused or not understood": (path, b"[1,", {**AUTH, "X-Request-Id": path}, 400)
+        for path in ("/v1/messages", "/v1/rerank", "/rerank", "/v1/classify", "/v1/responses")
+    },
+    "a malformed min index": (
+        "/v1/chat/completions",
+        CHAT,
+        {**AUTH, "X-Meshgate-Min-Index": "-1"},
+        400,
+    ),
+    "a min index not reached": (
+        "/v1/chat/completions",
+        CHAT,
+        {**AUTH, "X-Meshgate-Min-Index": "999999999"},
+        503,
     ),
     "an answer that closes": (
         "/v1/chat/completions",
