@@ -209,9 +209,9 @@ def test_the_front_answers_a_real_node_s_requests_as_aiohttp_does(mesh: Mesh, ca
     assert_alike(mesh.port, plain_and_chunked(path, body, headers), status)
 
 
-def assert_alike(port: int, requests: tuple[bytes, bytes], status: int) -> None:
-    fronted, fronted_closed = exchange(port, requests[0])
-    alone, alone_closed = exchange(port, requests[1])
+def assert_alike(port: int, sent: tuple[bytes, bytes], status: int) -> None:
+    fronted, fronted_closed = exchange(port, sent[0])
+    alone, alone_closed = exchange(port, sent[1])
     assert alone.status == status, alone.body
     assert comparable(fronted) == comparable(alone)
     assert fronted_closed == alone_closed
@@ -262,11 +262,14 @@ def test_an_admission_refusal_is_answered_alike(mesh: Mesh) -> None:
     leave."""
     mesh.faults(latency_ms=30_000)
     plain, chunked = plain_and_chunked("/v1/chat/completions", CHAT, AUTH)
-    with socket.create_connection(("127.0.0.1", mesh.port), timeout=10) as held:
-        held.sendall(plain)
-        mesh.faults(latency_ms=0)  # the held request sleeps on; later ones do not
-        wait_for(lambda: requests.get(mesh.worker + "/_stats", timeout=5).json()["in_flight"])
-        fronted, _ = exchange(mesh.port, plain)
-        alone, _ = exchange(mesh.port, chunked)
-    assert alone.status in (429, 503), alone.body
+    try:
+        with socket.create_connection(("127.0.0.1", mesh.port), timeout=10) as held:
+            held.sendall(plain)
+            wait_for(lambda: requests.get(mesh.worker + "/_stats", timeout=5).json()["in_flight"])
+            fronted, _ = exchange(mesh.port, plain)
+            alone, _ = exchange(mesh.port, chunked)
+    finally:
+        mesh.faults(latency_ms=0)
+    assert alone.status == 429 and b'"queue_full"' in alone.body, alone.body
+    assert "Retry-After" in dict(alone.headers)
     assert comparable(fronted) == comparable(alone)
