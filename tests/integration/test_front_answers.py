@@ -209,12 +209,14 @@ def test_the_front_answers_a_real_node_s_requests_as_aiohttp_does(mesh: Mesh, ca
     assert_alike(mesh.port, plain_and_chunked(path, body, headers), status)
 
 
-def assert_alike(port: int, sent: tuple[bytes, bytes], status: int) -> None:
+def assert_alike(port: int, sent: tuple[bytes, bytes], status: int) -> Answer:
+    """`sent` answered alike by the front and by aiohttp; aiohttp's answer."""
     fronted, fronted_closed = exchange(port, sent[0])
     alone, alone_closed = exchange(port, sent[1])
     assert alone.status == status, alone.body
     assert comparable(fronted) == comparable(alone)
     assert fronted_closed == alone_closed
+    return alone
 
 
 # The worker's answer (by the echo worker's faults), and what the client gets: relayed
@@ -233,7 +235,12 @@ def test_worker_failures_are_answered_alike(mesh: Mesh, case: str) -> None:
     mesh.faults(**faults)
     try:
         headers = {**AUTH, "X-Request-Id": f"rid-{case}"}
-        assert_alike(mesh.port, plain_and_chunked("/v1/chat/completions", CHAT, headers), status)
+        answer = assert_alike(
+            mesh.port, plain_and_chunked("/v1/chat/completions", CHAT, headers), status
+        )
+        if case != "no worker answered":  # a worker's answer names the request and the worker
+            assert ("X-Request-Id", f"rid-{case}") in answer.headers
+            assert "X-Meshgate-Worker" in dict(answer.headers)
     finally:
         mesh.faults(fail_status=None, redirect_to=None)
 

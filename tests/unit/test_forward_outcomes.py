@@ -59,15 +59,15 @@ ANSWERS = {
 @pytest.mark.parametrize("kind", sorted(ANSWERS))
 def test_an_answer_after_failures_is_returned_at_once(kind: str) -> None:
     answer = ANSWERS[kind]()
-    failures: list[Outcome | None] = ["worker w1 did not answer", _Retryable(503, b"{}", None)]
+    failures: list[Outcome | None] = ["worker w1 did not answer", _Retryable(503, b"{}", None, {})]
     for before in range(len(failures) + 1):  # after none, one, or each kind of failure
         got, made = retried([*failures[:before], answer, "never asked for"])
         assert got is answer and made == before + 1
 
 
 def test_the_last_retryable_answer_is_returned_when_none_does_better() -> None:
-    last = _Retryable(429, b'{"late": 1}', "application/json")
-    got, made = retried([_Retryable(503, b"{}", None), "worker w1 did not answer", last])
+    last = _Retryable(429, b'{"late": 1}', "application/json", {})
+    got, made = retried([_Retryable(503, b"{}", None, {}), "worker w1 did not answer", last])
     assert got is last and made == ATTEMPTS
 
 
@@ -94,6 +94,15 @@ def test_an_engine_s_retryable_refusal_is_retried_as_an_http_one() -> None:
         return Retry(503, b'{"busy": 1}'), False
 
     forward.engine.attempt = attempt  # type: ignore[method-assign]
-    outcome = asyncio.run(forward._engine_attempt(request(), engine_worker))
+    ex = request()
+    ex.headers["X-RateLimit-Remaining"] = "7"
+    outcome = asyncio.run(forward._engine_attempt(ex, engine_worker))
     assert type(outcome) is _Retryable and outcome.status == 503
     assert outcome.body == b'{"busy": 1}'
+    # Returned when no worker does better: a worker's answer, as every other one.
+    assert dict(outcome.headers) == {
+        "Content-Type": "application/json",
+        "X-Request-Id": "rq",
+        "X-Meshgate-Worker": "g1",
+        "X-RateLimit-Remaining": "7",
+    }
