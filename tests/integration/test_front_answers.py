@@ -1,5 +1,6 @@
 """A real node's answers on its inference routes, written by the front (node/front/) and by
-aiohttp alone: the same status, headers and body, for every stage that can answer.
+aiohttp alone: the same status, headers and body, for every stage that can answer (a
+WASM OnResponse module's edits included).
 
 Each request goes twice on a connection of its own: once plainly, which the front serves,
 and once with its body chunked, which the front hands to aiohttp's protocol. Only Date,
@@ -7,6 +8,7 @@ and what the echo worker makes afresh per request, may differ."""
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ import requests
 
 from tests.integration.conftest import Cluster
 from tests.support import strong, wait_for
+from tests.wasm_components import SEEN_HEADER, module_bytes
 
 CLIENT_KEY = strong("front-client")
 ADMIN_KEY = strong("front-admin")
@@ -122,6 +125,7 @@ def mesh(module_cluster: Cluster) -> Mesh:
         "--max-concurrent-requests": "1",
         "--queue-size": "0",
         "--min-index-wait-secs": "0.05",  # a node behind the index asked for says so soon
+        "--enable-wasm": "true",
     }
     node = module_cluster.node("--worker-urls", worker, *(p for kv in flags.items() for p in kv))
     return Mesh(node.url, worker)
@@ -261,6 +265,31 @@ def test_rate_limited_answers_and_their_headers_are_alike(mesh: Mesh) -> None:
         assert comparable(fronted) == comparable(alone)
     finally:
         requests.delete(mesh.node + "/ha/rate-limit/m1", headers=admin, timeout=10)
+
+
+def test_answers_a_wasm_module_edits_are_alike(mesh: Mesh) -> None:
+    """An OnResponse module that marks every answer, the worker's and the node's own."""
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    module = {
+        "name": "mark",
+        "wasm_base64": base64.b64encode(module_bytes("mark")).decode(),
+        "attach_points": [{"Middleware": "OnResponse"}],
+    }
+    added = requests.post(
+        mesh.node + "/wasm", json={"modules": [module]}, headers=admin, timeout=10
+    )
+    assert added.status_code == 200, added.text
+    module_id = added.json()["modules"][0]["add_result"]["Success"]
+    answer = plain_and_chunked("/v1/chat/completions", CHAT, {**AUTH, "X-Request-Id": "rid-w"})
+    try:
+        wait_for(lambda: (SEEN_HEADER, "yes") in exchange(mesh.port, answer[0])[0].headers)
+        assert (SEEN_HEADER, "yes") in assert_alike(mesh.port, answer, 200).headers
+        mesh.faults(redirect_to="http://127.0.0.1:9")  # the node's own 503, through OnResponse
+        assert (SEEN_HEADER, "yes") in assert_alike(mesh.port, answer, 503).headers
+    finally:
+        mesh.faults(redirect_to=None)
+        gone = requests.delete(f"{mesh.node}/wasm/{module_id}", headers=admin, timeout=10)
+        assert gone.status_code == 200, gone.text
 
 
 def test_an_admission_refusal_is_answered_alike(mesh: Mesh) -> None:
