@@ -90,7 +90,7 @@ def apply_runtime(config: Config, overrides: dict[str, Any], parts: LiveParts) -
     parts.selector.fallback["policy"] = live.policy
     if parts.forwarder is not None:
         parts.forwarder.retry = retry_settings(live)
-        parts.forwarder.timeout = upstream_timeout(live)
+        parts.forwarder.timeout = parts.forwarder.engine.timeout = upstream_timeout(live)
         parts.forwarder.parsers = output_parsers(live)
         parts.forwarder.engine.stream_interval = live.grpc_stream_interval
     if parts.health is not None:

@@ -127,7 +127,7 @@ class EngineForwarder:
         try:
             first = await (call.read() if prefill is None else prefill.alongside(call.read()))
         except grpc.aio.AioRpcError as exc:
-            return self._refused(worker, exc)
+            return self._refused(ex, worker, exc)
         if isinstance(first, str):
             return first, None  # the prefill half failed; the decode was not at fault
         if first is grpc.aio.EOF:
@@ -174,7 +174,9 @@ class EngineForwarder:
         # Templates and tokenizers are untrusted CPU work: never on the event loop.
         return await run_cpu(lambda: build(*args))
 
-    def _refused(self, worker: Worker, exc: grpc.aio.AioRpcError) -> tuple[Outcome, bool | None]:
+    def _refused(
+        self, ex: InferenceRequest, worker: Worker, exc: grpc.aio.AioRpcError
+    ) -> tuple[Outcome, bool | None]:
         """The engine refused before its first response: retry elsewhere, or answer."""
         code, details = exc.code(), exc.details()
         failure = failure_of(code)
@@ -184,10 +186,7 @@ class EngineForwarder:
         )
         if failure.retry:
             return Retry(failure.status, body), failure.status < 500
-        return web.Response(status=failure.status, body=body, content_type="application/json"), True
-
-    def _headers(self, ex: InferenceRequest, worker: Worker) -> dict[str, str]:
-        return {"X-Request-Id": ex.request_id, "X-Meshgate-Worker": worker.id, **ex.headers}
+        return self._json(ex, worker, body, failure.status), True
 
     async def _stream(
         self,
@@ -201,7 +200,7 @@ class EngineForwarder:
         rid: str,
     ) -> tuple[Outcome, bool | None]:
         headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-        out = web.StreamResponse(status=200, headers={**headers, **self._headers(ex, worker)})
+        out = web.StreamResponse(status=200, headers={**headers, **ex.reply_headers(worker.id)})
         rewriter = StreamRewriter(plan, self.metrics.parse_failed) if plan else None
 
         async def send(frames: list[bytes]) -> None:
@@ -267,7 +266,7 @@ class EngineForwarder:
                     break
                 response = await call.read()
         except grpc.aio.AioRpcError as exc:
-            return self._refused(worker, exc)
+            return self._refused(ex, worker, exc)
         self._count(ex, assembly)
         body = orjson.dumps(assembly.whole())
         if plan is not None:
@@ -282,7 +281,7 @@ class EngineForwarder:
                 built.message, timeout=self.timeout, metadata=link.metadata
             )
         except grpc.aio.AioRpcError as exc:
-            return self._refused(worker, exc)
+            return self._refused(ex, worker, exc)
         vector: Any = list(answer.embedding)
         dims = ex.data.get("dimensions")
         if isinstance(dims, int) and 0 < dims < len(vector):
@@ -300,9 +299,11 @@ class EngineForwarder:
         }
         return self._json(ex, worker, orjson.dumps(body)), True
 
-    def _json(self, ex: InferenceRequest, worker: Worker, body: bytes) -> web.Response:
-        headers = {"Content-Type": "application/json", **self._headers(ex, worker)}
-        return web.Response(status=200, body=body, headers=headers)
+    def _json(
+        self, ex: InferenceRequest, worker: Worker, body: bytes, status: int = 200
+    ) -> web.Response:
+        headers = {"Content-Type": "application/json", **ex.reply_headers(worker.id)}
+        return web.Response(status=status, body=body, headers=headers)
 
     @staticmethod
     def _count(ex: InferenceRequest, assembly: Assembly) -> None:

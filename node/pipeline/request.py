@@ -69,6 +69,11 @@ class InferenceRequest:
     attempts: int = 0
     first_token_secs: float | None = None  # a stream's first byte, from `started`
 
+    def reply_headers(self, worker_id: str) -> dict[str, str]:
+        """The headers every worker's answer carries to the client (README: each names
+        the request and the worker), the quota's too."""
+        return {"X-Request-Id": self.request_id, "X-Meshgate-Worker": worker_id, **self.headers}
+
     @property
     def policy_key(self) -> str | None:
         return self.target.policy_key or self.model

@@ -291,7 +291,7 @@ class Forwarder:
             if resp.status in RETRYABLE_STATUSES:
                 body = await resp.read()
                 verdict = resp.status < 500
-                return _Retryable(resp.status, body, resp.content_type)
+                return _Retryable(resp.status, body, resp.content_type, ex.reply_headers(worker.id))
             if is_redirect(resp.status):
                 verdict = False
                 log.warning(
@@ -345,7 +345,8 @@ class Forwarder:
             worker.load -= 1
             worker.breaker.settle(verdict)
         if isinstance(outcome, Retry):
-            return _Retryable(outcome.status, outcome.body, "application/json")
+            headers = ex.reply_headers(worker.id)
+            return _Retryable(outcome.status, outcome.body, "application/json", headers)
         return outcome
 
     def _whole(
@@ -356,9 +357,7 @@ class Forwarder:
             body=body,
             headers={
                 "Content-Type": resp.content_type or "application/json",
-                "X-Request-Id": ex.request_id,
-                "X-Meshgate-Worker": worker.id,
-                **ex.headers,
+                **ex.reply_headers(worker.id),
             },
         )
 
@@ -414,11 +413,16 @@ def _pick(fresh: list[Worker], policy: Policy, ex: InferenceRequest) -> Worker:
 
 
 class _Retryable(web.Response):
-    """A retryable upstream answer, kept to return as-is if every retry fails too."""
+    """A retryable upstream answer, kept to return as-is if every retry fails too (with
+    the headers of any worker's answer)."""
 
-    def __init__(self, status: int, body: bytes, content_type: str | None) -> None:
+    def __init__(
+        self, status: int, body: bytes, content_type: str | None, headers: dict[str, str]
+    ) -> None:
         super().__init__(
-            status=status, body=body, headers={"Content-Type": content_type or "application/json"}
+            status=status,
+            body=body,
+            headers={"Content-Type": content_type or "application/json", **headers},
         )
 
 

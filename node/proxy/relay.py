@@ -64,9 +64,7 @@ async def relay_stream(
         headers={
             "Content-Type": resp.content_type or "text/event-stream",
             "Cache-Control": "no-cache",
-            "X-Request-Id": ex.request_id,
-            "X-Meshgate-Worker": worker.id,
-            **ex.headers,
+            **ex.reply_headers(worker.id),
         },
     )
 

@@ -266,6 +266,9 @@ def test_without_the_http_worker_grpc_faults(mesh: Mesh, client: openai.OpenAI) 
     assert resp.status_code == 400, resp.text
     assert "INVALID_ARGUMENT" in resp.json()["error"]["message"]
     assert len(generates(mesh, "invalid")) == 1
+    # a worker's answer names the request and the worker, as an HTTP worker's does
+    assert resp.headers["x-request-id"] == "invalid"
+    assert resp.headers["x-meshgate-worker"] in mesh.grpc
 
     # chat_template_kwargs may not replace what the request sets: a 400, never a 500.
     for key in sorted(RESERVED_VARIABLES):
@@ -283,6 +286,8 @@ def test_without_the_http_worker_grpc_faults(mesh: Mesh, client: openai.OpenAI) 
     assert resp.status_code == 503, resp.text
     assert resp.json()["error"]["code"] == "engine_unavailable"
     assert {w for w, _ in generates(mesh, "unavailable")} == set(mesh.grpc)
+    assert resp.headers["x-request-id"] == "unavailable"  # the last worker's answer
+    assert resp.headers["x-meshgate-worker"] in mesh.grpc
 
     # Embeddings come from the engine's Embed.
     embedded = client.embeddings.create(model=MODEL, input="Hello there")

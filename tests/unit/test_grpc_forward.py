@@ -116,6 +116,12 @@ def test_a_refusal_before_the_first_token(
     else:
         assert isinstance(outcome, web.Response) and outcome.status == status
         assert b"engine says no" in cast(bytes, outcome.body)
+        # a worker's answer, as every other: it names the request and the worker
+        assert (outcome.headers["X-Request-Id"], outcome.headers["X-Meshgate-Worker"]) == (
+            "rq",
+            "w1",
+        )
+        assert outcome.content_type == "application/json"
 
 
 def _engine(n: int, kind: str) -> Worker:

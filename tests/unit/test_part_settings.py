@@ -69,6 +69,7 @@ def described(parts: LiveParts) -> dict[str, Any]:
         "policy": parts.selector.fallback["policy"],
         "retry": parts.forwarder.retry,
         "timeout": parts.forwarder.timeout,
+        "engine timeout": parts.forwarder.engine.timeout,  # a gRPC worker's attempts
         "health": parts.health.settings,
     }
 

@@ -10,6 +10,7 @@ import ipaddress
 import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from cryptography import x509
@@ -30,6 +31,7 @@ from node.proxy.worker_http import (
     origin_of,
 )
 
+T = TypeVar("T")
 Reader, Writer = asyncio.StreamReader, asyncio.StreamWriter
 Handler = Callable[["Worker", Reader, Writer], Awaitable[None]]
 MALFORMED = "sent a malformed response"
@@ -267,6 +269,68 @@ def test_the_deadline_bounds_the_answer_and_its_body() -> None:
             assert kind_of(TimeoutError()) == "timed out"
 
     run(test)
+
+
+def test_a_pooled_connection_keeps_each_answer_s_own_deadline() -> None:
+    """The connection's one timer (node/deadline.py) serves answers with longer and shorter
+    deadlines in turn: each times out at its own, and a timer left by an earlier answer
+    never cuts a later one short."""
+
+    async def by_request(worker: Worker, reader: Reader, writer: Writer) -> None:
+        while True:
+            try:
+                request = await worker.request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            if b"silent" in request:
+                await worker.until_closed(reader)
+                return
+            if b"trickle" in request:
+                writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                while True:
+                    writer.write(b"1\r\nx\r\n")
+                    await writer.drain()
+                    await asyncio.sleep(0.05)
+            if b"late" in request:  # past the deadline of the answer before
+                await asyncio.sleep(0.25)
+            writer.write(OK)
+            await writer.drain()
+
+    async def answered(client: WorkerHttp, worker: Worker, body: bytes, timeout: float) -> None:
+        resp = await client.post(worker.url, body, {}, timeout)
+        assert await resp.read() == b"{}"
+        resp.close()
+
+    async def test(client: WorkerHttp) -> None:
+        async with Worker(by_request) as worker:
+            await answered(client, worker, b"{}", 3600)
+            with pytest.raises(TimeoutError):  # its own deadline, not the hour before
+                await _guarded(client.post(worker.url, b'"silent"', {}, 0.2))
+            await asyncio.wait_for(worker.closed.wait(), 5)
+            await answered(client, worker, b"{}", 0.1)
+            await answered(client, worker, b'"late"', 5)  # the 0.1 s timer fires meanwhile
+            resp = await client.post(worker.url, b'"trickle"', {}, 0.2)
+            with pytest.raises(TimeoutError):  # a stream on a pooled connection, too
+                await _guarded(_drain(resp))
+            resp.close()
+            assert worker.connections == 2
+
+    run(test)
+
+
+async def _guarded(running: Awaitable[T]) -> T:
+    """`running`'s outcome; a failed assertion (never a TimeoutError) if it hangs."""
+    task = asyncio.ensure_future(running)
+    done, _ = await asyncio.wait({task}, timeout=10)
+    if not done:
+        task.cancel()
+    assert done, "no deadline ended it"
+    return task.result()
+
+
+async def _drain(resp: worker_http.WorkerResponse) -> None:
+    while await resp.readany():
+        pass
 
 
 def test_a_stream_comes_as_it_is_sent_and_closing_it_early_closes_the_connection() -> None:
