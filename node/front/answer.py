@@ -11,22 +11,10 @@ cookies, a status without a body) aiohttp's own `prepare` writes.
 
 from __future__ import annotations
 
-import time
-from email.utils import formatdate
-
 from aiohttp import hdrs, web
+from aiohttp.helpers import rfc822_formatted_time
 from aiohttp.http import SERVER_SOFTWARE
 from aiohttp.http_writer import _serialize_headers
-
-_date = (0, "")
-
-
-def _http_date() -> str:
-    global _date
-    now = int(time.time())
-    if _date[0] != now:
-        _date = (now, formatdate(now, usegmt=True))
-    return _date[1]
 
 
 def takes(response: web.StreamResponse) -> bool:
@@ -57,7 +45,7 @@ async def write_whole(
     if body:
         headers.setdefault(hdrs.CONTENT_TYPE, "application/octet-stream")
     if hdrs.DATE not in headers:
-        headers[hdrs.DATE] = _http_date()
+        headers[hdrs.DATE] = rfc822_formatted_time()
     headers.setdefault(hdrs.SERVER, SERVER_SOFTWARE)
     if hdrs.CONNECTION not in headers and not keep_alive:
         headers[hdrs.CONNECTION] = "close"

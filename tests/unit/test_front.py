@@ -496,12 +496,13 @@ def test_shutdown_lets_a_request_in_progress_finish_and_closes_idle_connections(
 def test_requests_pipelined_behind_a_running_one_wait_their_turn() -> None:
     async def main() -> None:
         seen = Seen()
-        async with serving(True, seen) as (port, _):
+        async with serving(True, seen) as (port, runner):
             first = request(b'{"n": 1}', extra=b"X-Wait: 1\r\n")
             later = b"".join(request(f'{{"n": {n}}}'.encode()) for n in range(2, 40))
             job = asyncio.ensure_future(exchange(port, [first, later], 39, pause=0.05))
             await asyncio.wait_for(seen.entered.wait(), 5)
-            await asyncio.sleep(0.1)
+            # Every later request waits in the front's buffer behind the running one.
+            await _until(lambda: len(runner.server.connections[0]._buffer) == len(later))
             seen.release.set()
             items, _ = await asyncio.wait_for(job, 10)
             bodies = [orjson.loads(i["body"])["body"] for i in items]
