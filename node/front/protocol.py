@@ -56,7 +56,7 @@ JOIN_BELOW: Final = 65536
 class Front:
     """What the connections of one listener share; called, it makes a connection's protocol."""
 
-    __slots__ = ("loop", "max_body", "paths", "routes", "server", "timeouts")
+    __slots__ = ("loop", "max_body", "routes", "server", "timeouts")
 
     def __init__(
         self,
@@ -67,7 +67,6 @@ class Front:
     ) -> None:
         self.server = server  # aiohttp's: makes the protocol a connection is handed to
         self.routes = routes
-        self.paths = frozenset(routes)
         self.timeouts = timeouts
         self.max_body = min(max_body, MAX_GATHER_BYTES)
         self.loop = asyncio.get_running_loop()
@@ -195,7 +194,7 @@ class FrontProtocol(BaseProtocol):
         front = self._front
         head = self._head
         if head is None:
-            read = read_head(buffer, front.paths, front.max_body)
+            read = read_head(buffer, front.routes, front.max_body)
             if read is HANDOVER:
                 self._hand_over()
                 return
